@@ -1,0 +1,224 @@
+"""The label model: an instance map plus a class table, and everything derived from it.
+
+Every other representation (binary and semantic masks, boxes, centroids, COCO RLE) is computed
+from the instance map, so there is one truth per label version and no derived state to go stale.
+Instance ids are arbitrary positive integers (0 is background); class ids start at 1 and index
+the project's class table.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from appliance.errors import ApplianceError
+
+DEFAULT_CLASS = 1
+_MAGIC = b"ALBL"
+_HEADER = struct.Struct("<4sBII")  # magic, format version, height, width
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InstanceProps:
+    """Geometry of one instance; `bbox` is (y0, x0, y1, x1) with exclusive ends."""
+
+    id: int
+    class_id: int
+    area: int
+    bbox: tuple[int, int, int, int]
+    centroid: tuple[float, float]
+
+
+@dataclass
+class Label:
+    """An instance map (H×W, uint32, 0 = background) and instance id → class id."""
+
+    instances: np.ndarray
+    classes: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.instances)
+        if arr.ndim != 2:
+            raise ApplianceError(f"a label must be a 2-D instance map, got shape {arr.shape}")
+        if arr.dtype != np.uint32:
+            if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.uint32).max):
+                raise ApplianceError("instance ids must lie in 0..2**32-1")
+            arr = arr.astype(np.uint32)
+        self.instances = arr
+        self.classes = {int(k): int(v) for k, v in self.classes.items()}
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> Label:
+        return cls(np.zeros(shape, np.uint32), {})
+
+    @classmethod
+    def from_binary(cls, mask: np.ndarray, class_id: int = DEFAULT_CLASS) -> Label:
+        """Connected components (8-connectivity) of a binary mask become instances."""
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ApplianceError(f"a mask must be 2-D, got shape {mask.shape}")
+        n, comp = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+        return cls(comp.astype(np.uint32), {i: class_id for i in range(1, n)})
+
+    @classmethod
+    def from_semantic(cls, semantic: np.ndarray) -> Label:
+        """Each class's connected components become instances of that class."""
+        semantic = np.asarray(semantic)
+        out = np.zeros(semantic.shape, np.uint32)
+        classes: dict[int, int] = {}
+        next_id = 1
+        for class_id in np.unique(semantic):
+            if class_id == 0:
+                continue
+            n, comp = cv2.connectedComponents((semantic == class_id).astype(np.uint8), 8)
+            sel = comp > 0
+            out[sel] = comp[sel].astype(np.uint32) + (next_id - 1)
+            classes.update({next_id + i: int(class_id) for i in range(n - 1)})
+            next_id += n - 1
+        return cls(out, classes)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.instances.shape  # type: ignore[return-value]
+
+    def ids(self) -> np.ndarray:
+        """Sorted ids of the instances present in the map."""
+        ids = np.unique(self.instances)
+        return ids[ids != 0]
+
+    def class_of(self, instance_id: int) -> int:
+        return self.classes.get(int(instance_id), DEFAULT_CLASS)
+
+    def binary(self) -> np.ndarray:
+        return self.instances > 0
+
+    def semantic(self) -> np.ndarray:
+        """Class id per pixel (uint16), through a lookup table over sequential ids."""
+        ids, inverse = np.unique(self.instances, return_inverse=True)
+        lut = np.array([0 if i == 0 else self.class_of(i) for i in ids], np.uint16)
+        return lut[inverse.reshape(self.instances.shape)]
+
+    def props(self) -> list[InstanceProps]:
+        """Area, box and centroid of every instance, vectorised over all instances at once."""
+        flat = self.instances.ravel()
+        fg = np.flatnonzero(flat)
+        if fg.size == 0:
+            return []
+        ids, inv = np.unique(flat[fg], return_inverse=True)
+        ys, xs = np.divmod(fg, self.instances.shape[1])
+        area = np.bincount(inv, minlength=ids.size)
+        cy = np.bincount(inv, weights=ys, minlength=ids.size) / area
+        cx = np.bincount(inv, weights=xs, minlength=ids.size) / area
+        y0 = np.full(ids.size, np.iinfo(np.int64).max)
+        x0 = y0.copy()
+        y1 = np.full(ids.size, -1)
+        x1 = y1.copy()
+        np.minimum.at(y0, inv, ys)
+        np.minimum.at(x0, inv, xs)
+        np.maximum.at(y1, inv, ys)
+        np.maximum.at(x1, inv, xs)
+        return [
+            InstanceProps(
+                id=int(i),
+                class_id=self.class_of(i),
+                area=int(area[k]),
+                bbox=(int(y0[k]), int(x0[k]), int(y1[k]) + 1, int(x1[k]) + 1),
+                centroid=(float(cy[k]), float(cx[k])),
+            )
+            for k, i in enumerate(ids)
+        ]
+
+    def relabel_sequential(self) -> Label:
+        """Ids become 1..n in ascending order of the old ids; classes follow."""
+        ids, inverse = np.unique(self.instances, return_inverse=True)
+        has_bg = ids.size > 0 and ids[0] == 0
+        new = inverse.reshape(self.instances.shape).astype(np.uint32)
+        if not has_bg:
+            new += 1
+        old_ids = ids[1:] if has_bg else ids
+        classes = {k + 1: self.class_of(old) for k, old in enumerate(old_ids)}
+        return Label(new, classes)
+
+    def to_coco_rles(self) -> list[tuple[int, int, dict]]:
+        """(instance id, class id, COCO RLE with string counts) per instance."""
+        out = []
+        for p in self.props():
+            y0, x0, y1, x1 = p.bbox
+            crop = np.zeros(self.instances.shape, np.uint8, order="F")
+            crop[y0:y1, x0:x1] = self.instances[y0:y1, x0:x1] == p.id
+            rle = coco_mask.encode(crop)
+            rle["counts"] = rle["counts"].decode("ascii")
+            out.append((p.id, p.class_id, rle))
+        return out
+
+    @classmethod
+    def from_coco_rles(cls, shape: tuple[int, int], rles: list[tuple[int, int, dict]]) -> Label:
+        """Inverse of `to_coco_rles`; later instances win where masks overlap."""
+        out = np.zeros(shape, np.uint32)
+        classes = {}
+        for inst_id, class_id, rle in rles:
+            m = coco_mask.decode(coco_rle_bytes(rle)).astype(bool)
+            if m.shape != tuple(shape):
+                raise ApplianceError(f"RLE of instance {inst_id} has shape {m.shape}, not {shape}")
+            out[m] = inst_id
+            classes[int(inst_id)] = int(class_id)
+        return cls(out, classes)
+
+    def equals(self, other: Label) -> bool:
+        """Same instance ids at every pixel and the same class for every present instance."""
+        if not np.array_equal(self.instances, other.instances):
+            return False
+        return all(self.class_of(i) == other.class_of(i) for i in self.ids())
+
+
+def coco_rle_bytes(rle: dict) -> dict:
+    """pycocotools wants compressed counts as bytes; JSON gives str, uncompressed gives a list."""
+    h, w = rle["size"]
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": [h, w], "counts": counts}
+
+
+def encode_instances(instances: np.ndarray) -> bytes:
+    """Lossless, compact: run-length encode the flattened map, then deflate the runs.
+
+    Run boundaries are found with one vectorised comparison, so a 2048×2048 map with hundreds of
+    cells encodes in a few milliseconds, much faster than PNG or zlib over the raw pixels.
+    """
+    arr = np.ascontiguousarray(instances, dtype=np.uint32)
+    h, w = arr.shape
+    flat = arr.ravel()
+    if flat.size == 0:
+        starts = np.zeros(0, np.int64)
+    else:
+        starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    values = flat[starts]
+    lengths = np.diff(np.append(starts, flat.size)).astype(np.uint32)
+    body = zlib.compress(values.tobytes() + lengths.tobytes(), 1)
+    return _HEADER.pack(_MAGIC, _FORMAT_VERSION, h, w) + body
+
+
+def decode_instances(data: bytes) -> np.ndarray:
+    if len(data) < _HEADER.size:
+        raise ApplianceError("stored label is truncated")
+    magic, version, h, w = _HEADER.unpack_from(data)
+    if magic != _MAGIC or version != _FORMAT_VERSION:
+        raise ApplianceError(f"stored label has an unknown encoding (version {version})")
+    try:
+        raw = np.frombuffer(zlib.decompress(data[_HEADER.size :]), np.uint32)
+    except zlib.error as exc:
+        raise ApplianceError(f"stored label is corrupt: {exc}") from None
+    n = raw.size // 2
+    values, lengths = raw[:n], raw[n:]
+    if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:
+        raise ApplianceError("stored label is corrupt: runs do not cover the image")
+    return np.repeat(values, lengths).reshape(h, w)

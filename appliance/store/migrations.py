@@ -1,0 +1,121 @@
+"""Named schema migrations, applied in order, each in one transaction with its record.
+
+Append new migrations at the end; never edit one that has shipped. A project whose
+`migrations` table names a migration this code does not know was written by a newer version
+and is refused untouched.
+"""
+
+from __future__ import annotations
+
+INITIAL = """
+CREATE TABLE classes (
+    id INTEGER PRIMARY KEY,             -- class id as used in label class tables (1..)
+    name TEXT NOT NULL UNIQUE,
+    color TEXT
+);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,               -- of the original file's bytes
+    page INTEGER,                       -- frame of a multi-page TIFF, NULL for single images
+    name TEXT NOT NULL,                 -- original file name (with page suffix for TIFF frames)
+    blob TEXT NOT NULL,                 -- path of the stored original, relative to the project
+    height INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    dtype TEXT NOT NULL,
+    sequence TEXT,                      -- folder or multi-page file the image belongs to
+    frame INTEGER,                      -- position in its sequence (natural sort order)
+    cherry_picked INTEGER NOT NULL DEFAULT 0,
+    source_path TEXT,
+    added TEXT NOT NULL,
+    UNIQUE (sha256, page)
+);
+CREATE UNIQUE INDEX images_sha_single ON images (sha256) WHERE page IS NULL;
+CREATE INDEX images_sequence ON images (sequence, frame);
+CREATE TABLE annotators (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,           -- global id, makes sync idempotent
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    parent_id INTEGER REFERENCES labels (id),
+    author TEXT NOT NULL,
+    source TEXT NOT NULL
+        CHECK (source IN ('manual', 'prelabel', 'upgrade', 'postprocess', 'import')),
+    created TEXT NOT NULL,
+    seconds_spent REAL NOT NULL DEFAULT 0,
+    coarse INTEGER NOT NULL DEFAULT 0,
+    reviewed INTEGER NOT NULL DEFAULT 0,
+    n_instances INTEGER NOT NULL,
+    instances BLOB NOT NULL,            -- appliance.labels.encode_instances
+    classes TEXT NOT NULL               -- JSON {instance id: class id}
+);
+CREATE INDEX labels_image ON labels (image_id, id);
+CREATE TRIGGER labels_append_only_update BEFORE UPDATE OF instances, classes, image_id, parent_id,
+    author, source, created ON labels
+BEGIN SELECT RAISE(ABORT, 'label versions are append-only'); END;
+CREATE TRIGGER labels_append_only_delete BEFORE DELETE ON labels
+BEGIN SELECT RAISE(ABORT, 'label versions are append-only'); END;
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER REFERENCES images (id),
+    annotator TEXT,
+    kind TEXT NOT NULL,                 -- opened, saved, skipped, ...
+    at TEXT NOT NULL,
+    seconds REAL,
+    detail TEXT
+);
+CREATE INDEX events_image ON events (image_id);
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    bundle_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,                 -- relative to the project root
+    sha256 TEXT NOT NULL,
+    contract TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    job_id TEXT,
+    installed TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE controls (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    kind TEXT NOT NULL,                 -- gold, synthetic, planted
+    truth BLOB,
+    truth_classes TEXT,
+    detail TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX controls_image ON controls (image_id);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    created TEXT NOT NULL,
+    sent TEXT
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL                 -- JSON
+);
+CREATE TABLE features (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id),
+    version TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE TABLE uncertainty (
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    model_id TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (image_id, model_id)
+);
+"""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_initial", INITIAL),
+]
