@@ -1,0 +1,200 @@
+"""Model bundles (workstation → tablet): ONNX models with their role, I/O contract and metrics.
+
+The writer lives beside the reader and runs the same checks, so the workstation learns about
+a model the tablet would refuse when it exports it, not when an expert tries to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from appliance import __version__
+from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
+from appliance.bundles.onnx_check import Fail, check_onnx, validate_contract
+
+FORMAT = "model"
+ROLES = ("prelabel", "upgrade", "generator")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to ship: `onnx_path` is read when the bundle is written."""
+
+    role: str
+    name: str
+    onnx_path: Path
+    contract: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BundleModel:
+    """A verified model inside a bundle; `staged` is its extracted file when one was asked for."""
+
+    id: str
+    role: str
+    name: str
+    member: str
+    sha256: str
+    contract: dict[str, Any]
+    metrics: dict[str, Any]
+    staged: Path | None = None
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    id: str
+    path: Path
+    created: str
+    producer: dict[str, str]
+    job_id: str | None
+    models: list[BundleModel]
+    extra: list[str]  # member paths of the other files (curves, reports)
+    manifest: dict[str, Any]
+
+
+def write_model_bundle(
+    out_zip: Path | str,
+    specs: list[ModelSpec],
+    *,
+    job_id: str | None = None,
+    extra_files: Mapping[str, Path] | None = None,
+    producer: tuple[str, str] = ("appliance", __version__),
+) -> str:
+    """Check every model against its contract, then write the bundle; returns the bundle id."""
+    out = str(out_zip)
+    if not specs:
+        raise BundleError(out, "a model bundle needs at least one model")
+    members: dict[str, Path] = {}
+    entries = []
+    for i, spec in enumerate(specs):
+        member = f"models/{i}-{spec.role}.onnx"
+        entry = {
+            "id": str(uuid.uuid4()),
+            "role": spec.role,
+            "name": spec.name,
+            "file": member,
+            "contract": spec.contract,
+            "metrics": spec.metrics,
+        }
+        _validate_entry(Fields(entry, out, member, f"models[{i}]"))
+        try:
+            data = Path(spec.onnx_path).read_bytes()
+        except OSError as exc:
+            raise BundleError(
+                out, f"cannot read {spec.onnx_path} ({exc.strerror})", member
+            ) from None
+        check_onnx(data, spec.contract, _failing(out, member))
+        members[member] = Path(spec.onnx_path)
+        entries.append(entry)
+    _refuse_repeated_roles(entries, out)
+    for name, path in (extra_files or {}).items():
+        members[f"extra/{name}"] = Path(path)
+    body: dict[str, Any] = {"models": entries}
+    if job_id is not None:
+        body["job_id"] = job_id
+    return write_bundle(out, FORMAT, body, members, producer=producer)
+
+
+def read_model_bundle(
+    path: Path | str, *, extract_to: Path | None = None, limits: Limits | None = None
+) -> ModelBundle:
+    """Verify the whole bundle (members, hashes, ONNX against contracts) and describe it.
+
+    With `extract_to`, each verified model is also written there as `<sha256>.onnx` (fsynced),
+    which is how installation stages files without reading the archive twice.
+    """
+    with BundleReader(path, FORMAT, limits) as reader:
+        top = reader.fields(reader.manifest, where="manifest")
+        job_id = top.get("job_id", str, optional=True)
+        raw_models = top.get("models", list)
+        if not raw_models:
+            top.fail("manifest.models is empty; a model bundle ships at least one model")
+        entries = []
+        for i, raw in enumerate(raw_models):
+            entry = reader.fields(raw, where=f"manifest.models[{i}]")
+            _validate_entry(entry)
+            if entry.obj["file"] not in reader.members:
+                entry.fail(f"{entry.where}.file {entry.obj['file']!r} is not a listed member")
+            entries.append(entry.obj)
+        _refuse_repeated_roles(entries, reader.name)
+        files = [e["file"] for e in entries]
+        if len(set(files)) != len(files) or len({e["id"] for e in entries}) != len(entries):
+            top.fail("two models share a file or an id")
+        reader.verify_all(skip=files)
+        models = [_verified_model(reader, e, extract_to) for e in entries]
+        return ModelBundle(
+            id=reader.manifest["id"],
+            path=Path(path),
+            created=reader.manifest["created"],
+            producer=dict(reader.manifest["producer"]),
+            job_id=job_id,
+            models=models,
+            extra=[m for m in reader.members if m not in files],
+            manifest=reader.manifest,
+        )
+
+
+def _verified_model(
+    reader: BundleReader, entry: dict[str, Any], extract_to: Path | None
+) -> BundleModel:
+    member = entry["file"]
+    data = reader.read_bytes(member)
+    check_onnx(data, entry["contract"], _failing(reader.name, member))
+    sha = reader.members[member].sha256
+    staged = None
+    if extract_to is not None:
+        staged = extract_to / f"{sha}.onnx"
+        with open(staged, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return BundleModel(
+        id=entry["id"],
+        role=entry["role"],
+        name=entry["name"],
+        member=member,
+        sha256=sha,
+        contract=entry["contract"],
+        metrics=entry["metrics"],
+        staged=staged,
+    )
+
+
+def _validate_entry(f: Fields) -> None:
+    try:
+        uuid.UUID(f.get("id", str))
+    except ValueError:
+        f.fail(f"{f.where}.id {f.obj['id']!r} is not a UUID")
+    if f.get("role", str) not in ROLES:
+        f.fail(f"{f.where}.role {f.obj['role']!r} is not one of {', '.join(ROLES)}")
+    if not f.get("name", str).strip():
+        f.fail(f"{f.where}.name is empty")
+    if not f.get("file", str).endswith(".onnx"):
+        f.fail(f"{f.where}.file must end in .onnx")
+    contract = f.nested("contract")
+    assert contract is not None
+    validate_contract(contract)
+    f.get("metrics", dict)
+
+
+def _refuse_repeated_roles(entries: list[dict[str, Any]], bundle: str) -> None:
+    """One model per role, so installing a bundle says unambiguously which model becomes active."""
+    roles = [e["role"] for e in entries]
+    for role in set(roles):
+        if roles.count(role) > 1:
+            raise BundleError(
+                bundle, f"{roles.count(role)} models have role {role!r}; one per role"
+            )
+
+
+def _failing(bundle: str, member: str) -> Fail:
+    def fail(problem: str) -> NoReturn:
+        raise BundleError(bundle, problem, member)
+
+    return fail

@@ -1,0 +1,52 @@
+"""Tiny ONNX graphs built with `onnx.helper`: a 1×1 convolution is a real segmentation model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def contract(channels: int = 1, classes: int = 2, *, mask: bool = False) -> dict[str, Any]:
+    names = ["background", *[f"class{i}" for i in range(1, classes)]]
+    return {
+        "input_name": "image",
+        "output_name": "logits",
+        "input_channels": channels,
+        "mask_channel": mask,
+        "dtype": "float32",
+        "layout": "NCHW",
+        "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8},
+        "tile_multiple": 16,
+        "output_kind": "softmax",
+        "classes": names,
+        "threshold": 0.5,
+    }
+
+
+def conv_model(
+    path: Path,
+    channels: int = 1,
+    classes: int = 2,
+    *,
+    seed: int = 0,
+    input_name: str = "image",
+    output_name: str = "logits",
+) -> Path:
+    """A 1×1 convolution, `channels` in and `classes` out, dynamic height and width."""
+    weights = np.random.default_rng(seed).normal(size=(classes, channels, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", [input_name, "w"], [output_name])],
+        "tiny",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, channels, "h", "w"])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [1, classes, "h", "w"])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
