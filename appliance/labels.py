@@ -145,8 +145,8 @@ class Label:
         classes = {k + 1: self.class_of(old) for k, old in enumerate(old_ids)}
         return Label(new, classes)
 
-    def to_coco_rles(self) -> list[tuple[int, int, dict]]:
-        """(instance id, class id, COCO RLE with string counts) per instance."""
+    def to_coco_rles(self) -> list[tuple[InstanceProps, dict]]:
+        """Each instance's geometry and COCO RLE (string counts, JSON-ready)."""
         out = []
         for p in self.props():
             y0, x0, y1, x1 = p.bbox
@@ -154,7 +154,7 @@ class Label:
             crop[y0:y1, x0:x1] = self.instances[y0:y1, x0:x1] == p.id
             rle = coco_mask.encode(crop)
             rle["counts"] = rle["counts"].decode("ascii")
-            out.append((p.id, p.class_id, rle))
+            out.append((p, rle))
         return out
 
     @classmethod

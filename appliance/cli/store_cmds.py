@@ -1,7 +1,133 @@
-"""Sub-commands of this area (filled in by the area's owner)."""
+"""Project sub-commands: init, import, status, export-coco, log."""
+
+from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+from appliance.errors import ApplianceError
+from appliance.imageio import DEFAULT_MAX_PIXELS
+from appliance.store import Project
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this area's sub-commands to the `appliance` parser."""
+    p = sub.add_parser(
+        "init",
+        help="create a project folder",
+        description="Create a project: DIR/project.db and DIR/images/.",
+    )
+    p.add_argument("dir", type=Path, help="project folder (created if missing)")
+    p.add_argument(
+        "--classes", required=True, help="comma-separated class names, e.g. nucleus,debris"
+    )
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "import",
+        help="import images (and optionally labels)",
+        description="Import image files or folders (PNG, JPEG, TIFF incl. multi-page, BMP). "
+        "Each folder becomes a sequence in natural order. Bad files are reported and skipped; "
+        "the exit status is 1 when any file failed.",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("paths", nargs="+", type=Path, help="image files or folders")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="masks (file or folder, matched to images by file stem) or a COCO JSON file",
+    )
+    p.add_argument("--author", default="import", help="author recorded on imported labels")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images larger than this many pixels (default 2**28)",
+    )
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("status", help="counts of images, labels, classes, sequences")
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "export-coco",
+        help="write the newest label of each image as COCO JSON",
+        description="Write the newest label version of every labeled image as COCO JSON "
+        "(RLE segmentations; the instance id is kept in each annotation's instance_id).",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("out", type=Path, help="output .json file")
+    p.set_defaults(func=cmd_export_coco)
+
+    p = sub.add_parser("log", help="version history of one image's label")
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("image", help="image id, file name or sha256 prefix")
+    p.set_defaults(func=cmd_log)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    with Project.create(args.dir, args.classes.split(",")) as project:
+        names = ", ".join(project.classes().values())
+    print(f"created project {args.dir} with classes {names}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from appliance.importer import import_paths
+    from appliance.label_io import import_labels
+
+    if args.labels is not None and not args.labels.exists():
+        raise ApplianceError(f"{args.labels}: no such file or folder")
+    with Project.open(args.dir) as project:
+        summary = import_paths(project, args.paths, max_pixels=args.max_pixels)
+        lines = summary.lines()
+        failed = bool(summary.failed)
+        if args.labels is not None:
+            label_summary = import_labels(project, args.labels, author=args.author)
+            lines += label_summary.lines()
+            failed = failed or bool(label_summary.failed)
+    print(lines[0])
+    for line in lines[1:]:
+        print(line, file=sys.stderr if line.startswith("failed") else sys.stdout)
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with Project.open(args.dir) as project:
+        status = project.status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        width = max(len(k) for k in status)
+        for key, value in status.items():
+            print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0
+
+
+def cmd_export_coco(args: argparse.Namespace) -> int:
+    from appliance.label_io import export_coco
+
+    with Project.open(args.dir) as project:
+        counts = export_coco(project, args.out)
+    print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} annotations")
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with Project.open(args.dir) as project:
+        rec = project.find_image(args.image)
+        versions = project.history(rec.id)
+    print(f"image {rec.id} {rec.name} ({rec.width}×{rec.height} {rec.dtype})")
+    if not versions:
+        print("no label versions")
+    for v in versions:
+        parent = f"parent {v.parent_id}" if v.parent_id else "no parent"
+        flags = " coarse" if v.coarse else ""
+        print(
+            f"v{v.id}  {v.created}  {v.source:<11} {v.author:<12} {v.n_instances:>5} instances  "
+            f"{v.seconds_spent:7.1f}s  {parent}{flags}"
+        )
+    return 0

@@ -44,8 +44,12 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
 
 
 def applied_migrations(path: Path) -> list[str]:
-    """Read the migration record without changing the file (no WAL switch, no writes)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """Read the migration record without writing (no pragmas, no WAL switch).
+
+    A read-write handle is used on purpose: as the last connection it removes the -wal and
+    -shm files on close, where a read-only one would leave them behind.
+    """
+    conn = sqlite3.connect(str(path))
     try:
         names = conn.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name='migrations'"
