@@ -88,9 +88,12 @@ class Label:
         return self.instances.shape  # type: ignore[return-value]
 
     def ids(self) -> np.ndarray:
-        """Sorted ids of the instances present in the map."""
-        ids = np.unique(self.instances)
-        return ids[ids != 0]
+        """Sorted ids of the instances present in the map.
+
+        Taken from the run values rather than all pixels: sorting ~10^4 runs instead of
+        ~10^6 pixels keeps a save of a large label within a few milliseconds.
+        """
+        return run_ids(instance_runs(self.instances)[0])
 
     def class_of(self, instance_id: int) -> int:
         return self.classes.get(int(instance_id), DEFAULT_CLASS)
@@ -188,23 +191,29 @@ def coco_rle_bytes(rle: dict) -> dict:
     return {"size": [h, w], "counts": counts}
 
 
-def encode_instances(instances: np.ndarray) -> bytes:
-    """Lossless, compact: run-length encode the flattened map, then deflate the runs.
-
-    Run boundaries are found with one vectorised comparison, so a 2048×2048 map with hundreds of
-    cells encodes in a few milliseconds, much faster than PNG or zlib over the raw pixels.
-    """
-    arr = np.ascontiguousarray(instances, dtype=np.uint32)
-    h, w = arr.shape
-    flat = arr.ravel()
+def instance_runs(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run values and lengths of the row-major flattened map (one vectorised comparison)."""
+    flat = np.ascontiguousarray(instances, dtype=np.uint32).ravel()
     if flat.size == 0:
-        starts = np.zeros(0, np.int64)
-    else:
-        starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
-    values = flat[starts]
+        return flat, np.zeros(0, np.uint32)
+    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
     lengths = np.diff(np.append(starts, flat.size)).astype(np.uint32)
+    return flat[starts], lengths
+
+
+def run_ids(values: np.ndarray) -> np.ndarray:
+    ids = np.unique(values)
+    return ids[ids != 0]
+
+
+def encode_runs(shape: tuple[int, int], values: np.ndarray, lengths: np.ndarray) -> bytes:
+    """Lossless and compact: the runs, deflated; much faster than PNG or zlib over pixels."""
     body = zlib.compress(values.tobytes() + lengths.tobytes(), 1)
-    return _HEADER.pack(_MAGIC, _FORMAT_VERSION, h, w) + body
+    return _HEADER.pack(_MAGIC, _FORMAT_VERSION, shape[0], shape[1]) + body
+
+
+def encode_instances(instances: np.ndarray) -> bytes:
+    return encode_runs(instances.shape, *instance_runs(instances))
 
 
 def decode_instances(data: bytes) -> np.ndarray:

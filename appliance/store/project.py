@@ -20,7 +20,7 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
-from appliance.labels import Label, decode_instances, encode_instances
+from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
 
 DB_NAME = "project.db"
@@ -254,8 +254,9 @@ class Project:
                 f"label shape {label.shape} does not match image {rec.name} "
                 f"({rec.height}×{rec.width})"
             )
-        blob = encode_instances(label.instances)
-        ids = label.ids()
+        values, lengths = instance_runs(label.instances)
+        blob = encode_runs(label.shape, values, lengths)
+        ids = run_ids(values)
         classes = json.dumps({str(int(i)): label.class_of(i) for i in ids})
         with self.transaction():
             self._ensure_annotator(author)

@@ -1,0 +1,130 @@
+"""Store benchmark: label save latency, import throughput, `status` on 100,000 images.
+
+Run: `.venv/bin/python bench/store.py [--quick]`. Prints a Markdown table with the machine.
+Baselines measured in the same run: saving the same label as zlib-compressed raw pixels
+(what a naive store would do) and `status` without the indexes the schema provides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.importer import import_paths  # noqa: E402
+from appliance.labels import Label  # noqa: E402
+from appliance.store import Project  # noqa: E402
+from appliance.store import db as dbm  # noqa: E402
+from bench._machine import table  # noqa: E402
+from tests.conftest import make_instances  # noqa: E402
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1e3, q))
+
+
+def bench_save(root: Path, n: int) -> tuple[list[float], list[float]]:
+    project = Project.create(root / "save", ["cell"])
+    tifffile.imwrite(root / "big.tif", np.zeros((2048, 2048), np.uint16))
+    import_paths(project, [root / "big.tif"])
+    image_id = project.images()[0].id
+    label = Label(make_instances((2048, 2048), 500))
+    ours, naive = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        project.save_label(image_id, label, author="bench", source="manual")
+        ours.append(time.perf_counter() - t)
+    for _ in range(n):
+        t = time.perf_counter()
+        blob = zlib.compress(label.instances.tobytes(), 6)
+        with project.transaction():
+            project.db.execute("INSERT INTO outbox (kind, ref, created) VALUES (?, ?, ?)",
+                               ("bench", str(len(blob)), dbm.utcnow()))
+        naive.append(time.perf_counter() - t)
+    project.close()
+    return ours, naive
+
+
+def bench_import(root: Path, n: int) -> float:
+    src = root / "tiffs"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        tifffile.imwrite(src / f"img{i}.tif", rng.integers(0, 65535, (512, 512), dtype=np.uint16))
+    project = Project.create(root / "imp", ["cell"])
+    t = time.perf_counter()
+    summary = import_paths(project, [src])
+    dt = time.perf_counter() - t
+    assert len(summary.imported) == n
+    project.close()
+    return n / dt
+
+
+def bench_status(root: Path, n: int) -> tuple[float, float]:
+    project = Project.create(root / "status", ["cell"])
+    rows = [
+        (f"{i:064x}", f"img{i}.tif", f"images/x/{i}.tif", 512, 512, 1, "uint16", f"seq{i // 1000}",
+         i % 1000, "2026-01-01")
+        for i in range(n)
+    ]
+    with project.transaction():
+        project.db.conn.executemany(
+            "INSERT INTO images (sha256, name, blob, height, width, channels, dtype, sequence, "
+            "frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        blob = Label.empty((1, 1))
+        from appliance.labels import encode_instances
+
+        enc = encode_instances(blob.instances)
+        project.db.conn.executemany(
+            "INSERT INTO labels (uid, image_id, author, source, created, n_instances, instances, "
+            "classes) VALUES (?, ?, 'a', 'manual', 'x', 0, ?, '{}')",
+            [(uuid.uuid4().hex, i + 1, enc) for i in range(0, n, 3)])
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        project.status()
+        times.append(time.perf_counter() - t)
+    project.db.execute("DROP INDEX images_sequence")
+    project.db.execute("DROP INDEX labels_image")
+    base = []
+    for _ in range(3):
+        t = time.perf_counter()
+        project.status()
+        base.append(time.perf_counter() - t)
+    project.close()
+    return float(np.median(times)), float(np.median(base))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    args = ap.parse_args()
+    n_save, n_import, n_status = (20, 100, 20_000) if args.quick else (100, 1000, 100_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ours, naive = bench_save(root, n_save)
+        ips = bench_import(root, n_import)
+        status_s, status_base = bench_status(root, n_status)
+    rows = [
+        ("label save 2048² / 500 inst, median", f"{_pct(ours, 50):.1f} ms", "≤ 10 ms",
+         f"{np.median(naive) / np.median(ours):.1f}× faster than zlib raw pixels "
+         f"({_pct(naive, 50):.1f} ms)"),
+        ("label save, p99", f"{_pct(ours, 99):.1f} ms", "", ""),
+        (f"import {n_import} × 512² uint16 TIFF", f"{ips:.0f} images/s", "", ""),
+        (f"status on {n_status} images", f"{status_s * 1e3:.1f} ms", "≤ 200 ms",
+         f"{status_base / status_s:.1f}× vs. no indexes ({status_base * 1e3:.1f} ms)"),
+    ]
+    print(table("store benchmark", rows))
+
+
+if __name__ == "__main__":
+    main()
