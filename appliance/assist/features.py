@@ -1,0 +1,82 @@
+"""The selector's reduced grey-level feature space (seed 004 sec. 3.3), cached in the store.
+
+A feature is the image's 8×8 area-averaged thumbnail after percentile normalisation: it keeps
+the layout of bright and dark regions (what changes between sequences or scenes), drops noise
+and bit depth, and is 64 floats, so 100,000 images fit in 25 MB and compare in milliseconds.
+Decoding the images is the expensive part, so vectors are computed once (after import, in a
+background job) and stored in the `features` table under a version tag; a new recipe changes
+the tag and the old rows are simply recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from appliance.errors import ApplianceError
+from appliance.imageio import percentile_normalise
+
+SIDE = 8
+DIM = SIDE * SIDE
+VERSION = f"grey{SIDE}x{SIDE}-p1-99.8/1"
+
+
+def image_features(pixels: np.ndarray) -> np.ndarray:
+    """DIM float32 values in [0, 1] for any image (grey or RGB, any dtype, any size)."""
+    img = np.asarray(pixels)
+    if img.size == 0:
+        raise ApplianceError(f"cannot compute features of an empty image {img.shape}")
+    norm = percentile_normalise(img)
+    grey = norm if norm.ndim == 2 else norm.mean(axis=2)
+    thumb = cv2.resize(
+        np.ascontiguousarray(grey, np.float32), (SIDE, SIDE), interpolation=cv2.INTER_AREA
+    )
+    return thumb.ravel().astype(np.float32)
+
+
+def missing(project: Any) -> list[int]:
+    """Images without a feature vector of the current version."""
+    rows = project.db.execute(
+        "SELECT id FROM images WHERE id NOT IN "
+        "(SELECT image_id FROM features WHERE version = ?) ORDER BY id",
+        (VERSION,),
+    )
+    return [r[0] for r in rows]
+
+
+def update(
+    project: Any,
+    check: Callable[[], None] | None = None,
+    progress: Callable[[float], None] | None = None,
+    batch: int = 64,
+) -> int:
+    """Compute and store the missing vectors (batched commits); returns how many were added.
+
+    Safe to cancel between batches (`check` raises): what was committed stays.
+    """
+    todo = missing(project)
+    for start in range(0, len(todo), batch):
+        if check is not None:
+            check()
+        chunk = todo[start : start + batch]
+        rows = [(i, VERSION, image_features(project.load_pixels(i)).tobytes()) for i in chunk]
+        with project.transaction():
+            project.db.conn.executemany(
+                "INSERT OR REPLACE INTO features (image_id, version, vector) VALUES (?, ?, ?)", rows
+            )
+        if progress is not None:
+            progress((start + len(chunk)) / len(todo))
+    return len(todo)
+
+
+def load(project: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(image ids int64[n], vectors float32[n, DIM]) for every image that has one."""
+    rows = project.db.execute(
+        "SELECT image_id, vector FROM features WHERE version = ? ORDER BY image_id", (VERSION,)
+    ).fetchall()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), DIM)
+    return ids, vectors

@@ -1,0 +1,157 @@
+"""Pre-labeling l(x) (seed 004 eq. 3) and its suitability check (eq. 4, Dice).
+
+Three pre-labelers: Otsu (classic thresholding; good on spheroids, useless on medaka, seed 004
+Fig. 7), the previous adjacent label of a sequence (Fig. 6), and the active ONNX segmentation
+model. A poor pre-label slows an expert down, so `suitability` scores each one by Dice against
+images the experts already labeled and `best_method` offers one only above a threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from appliance.assist.runtime import InferenceModel, active_model
+from appliance.errors import ApplianceError
+from appliance.labels import DEFAULT_CLASS, Label
+
+METHODS = ("otsu", "previous", "model")
+OTSU_SETTING = "prelabel.otsu"
+# Versions a person produced or checked: the truth that pre-labels are judged against.
+TRUSTED_SOURCES = ("manual", "upgrade", "postprocess", "import")
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def dice(truth: np.ndarray, guess: np.ndarray) -> float:
+    """Seed 004 eq. 4 on foreground masks; two empty masks agree perfectly."""
+    a, b = np.asarray(truth) > 0, np.asarray(guess) > 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def grey(image: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """One channel of an image as float64: the chosen one, or luma for RGB."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        return img.astype(np.float64)
+    if channel is not None:
+        if not 0 <= channel < img.shape[2]:
+            raise ApplianceError(f"channel {channel} does not exist (image has {img.shape[2]})")
+        return img[..., channel].astype(np.float64)
+    return img.astype(np.float64) @ _LUMA
+
+
+def otsu(
+    image: np.ndarray,
+    channel: int | None = None,
+    polarity: str = "auto",
+    class_id: int = DEFAULT_CLASS,
+) -> Label:
+    """Otsu threshold on one channel; connected components become instances.
+
+    `polarity` says whether objects are "bright" or "dark"; "auto" takes the smaller side of the
+    threshold as foreground, because cells rarely cover most of a microscopy field. A constant
+    image has no threshold and gives an empty label.
+    """
+    if polarity not in ("auto", "bright", "dark"):
+        raise ApplianceError(f"Otsu polarity {polarity!r} must be auto, bright or dark")
+    g = grey(image, channel)
+    if g.size == 0 or g.min() == g.max():
+        return Label.empty(g.shape)
+    t = threshold_otsu(g, nbins=1024)
+    bright = g > t
+    if polarity == "dark" or (polarity == "auto" and bright.sum() * 2 > g.size):
+        bright = ~bright
+    return Label.from_binary(bright, class_id)
+
+
+def previous(project: Any, image_id: int) -> Label | None:
+    """Newest label of the closest earlier frame of the same sequence, if it has one."""
+    rec = project.image(image_id)
+    if rec.sequence is None or rec.frame is None:
+        return None
+    row = project.db.execute(
+        "SELECT l.image_id FROM labels l JOIN images i ON i.id = l.image_id "
+        "WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? "
+        "ORDER BY i.frame DESC, l.id DESC LIMIT 1",
+        (rec.sequence, rec.frame, rec.height, rec.width),
+    ).fetchone()
+    if row is None:
+        return None
+    version = project.latest_label(row[0])
+    return None if version is None else version.label
+
+
+def prelabeler(
+    project: Any, method: str, model: InferenceModel | None = None
+) -> Callable[[int, np.ndarray], Label | None]:
+    """`f(image_id, pixels) -> Label | None` for `method`, configured from project settings."""
+    if method == "otsu":
+        cfg = project.get_setting(OTSU_SETTING, None) or {}
+        ch, pol = cfg.get("channel"), cfg.get("polarity", "auto")
+        return lambda _id, pixels: otsu(pixels, ch, pol)
+    if method == "previous":
+        return lambda image_id, _pixels: previous(project, image_id)
+    if method == "model":
+        model = model or active_model(project, "prelabel")
+        if model is None:
+            raise ApplianceError(f"{project.root}: no active pre-label model is installed")
+        return lambda _id, pixels: model.predict(pixels).label
+    raise ApplianceError(f"unknown pre-label method {method!r} (one of {', '.join(METHODS)})")
+
+
+def suitability(
+    project: Any,
+    methods: Sequence[str] = METHODS,
+    max_images: int = 20,
+    model: InferenceModel | None = None,
+) -> dict[str, float | None]:
+    """Mean Dice of each method on the most recently labeled images (None: cannot be judged).
+
+    Only trusted versions count as truth: an unreviewed pre-label would vote for itself.
+    """
+    marks = ",".join("?" * len(TRUSTED_SOURCES))
+    rows = project.db.execute(
+        f"SELECT image_id, MAX(id) FROM labels WHERE source IN ({marks}) "
+        "GROUP BY image_id ORDER BY MAX(id) DESC LIMIT ?",
+        (*TRUSTED_SOURCES, max_images),
+    ).fetchall()
+    scores: dict[str, list[float]] = {m: [] for m in methods}
+    funcs: dict[str, Callable[[int, np.ndarray], Label | None]] = {}
+    for m in methods:
+        try:
+            funcs[m] = prelabeler(project, m, model)
+        except ApplianceError:
+            continue  # no model installed: that method simply cannot be judged
+    for image_id, version_id in rows:
+        truth = project.label_version(version_id).label.instances
+        pixels = project.load_pixels(image_id)
+        for m, f in funcs.items():
+            guess = f(image_id, pixels)
+            if guess is not None:
+                scores[m].append(dice(truth, guess.instances))
+    return {m: (float(np.mean(v)) if v else None) for m, v in scores.items()}
+
+
+def best_method(scores: dict[str, float | None], threshold: float = 0.5) -> str | None:
+    """The method with the highest Dice, or None when none reaches `threshold`."""
+    judged = {m: s for m, s in scores.items() if s is not None and s >= threshold}
+    return max(judged, key=judged.__getitem__) if judged else None
+
+
+def run(
+    project: Any,
+    image_id: int,
+    method: str,
+    model: InferenceModel | None = None,
+    save: bool = True,
+) -> tuple[Label | None, int | None]:
+    """Pre-label one image; store it as a `prelabel` version when `save` (returns its id)."""
+    label = prelabeler(project, method, model)(image_id, project.load_pixels(image_id))
+    if label is None or not save:
+        return label, None
+    version = project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
+    return label, version

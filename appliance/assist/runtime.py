@@ -1,0 +1,274 @@
+"""The one place that turns an installed model into predictions (onnxruntime).
+
+Provider choice: the GPU build of onnxruntime lists CUDA and TensorRT even on a tablet without
+an NVIDIA GPU, and asking for them there prints red error lines from native code. So a GPU
+provider is tried only when the CUDA driver reports a device, the attempt runs with native
+stderr captured (re-logged at debug level), and the result is trusted only if
+`get_providers()` really starts with it. Everything else runs on the CPU provider, passed
+explicitly. The probe runs once per process; sessions are cached per model file and threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.assist.contract import (
+    Contract,
+    class_ids,
+    model_input,
+    probabilities,
+    to_label,
+)
+from appliance.errors import ApplianceError
+from appliance.labels import Label
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# A single pass above this many pixels is tiled: keeps peak memory of a U-Net on a tablet
+# (about 60 float32 feature maps per pixel at full resolution) near a few hundred MB.
+MAX_SINGLE_PASS_PIXELS = 2048 * 2048
+TILE = 1024
+MARGIN = 64  # per side; must cover the network's receptive radius for tiles to match a single pass
+
+_probe_lock = threading.Lock()
+_probed: list[str] | None = None
+_sessions_lock = threading.Lock()
+_sessions: dict[tuple[str, int, int, int | None, tuple[str, ...]], Any] = {}
+
+
+def cuda_device_count() -> int:
+    """Devices the CUDA driver reports; 0 without a driver (never raises, never prints)."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0
+
+
+@contextlib.contextmanager
+def _native_stderr_to_debug() -> Iterator[None]:
+    """Send what native code writes to fd 2 into the debug log instead of the terminal."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace").strip()
+            if text:
+                log.debug("onnxruntime while probing GPU providers: %s", text)
+
+
+def _new_session(path: str, providers: list[str], threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Spinning threads keep a core at 100 % between runs: a battery drain on an idle tablet.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(path, opts, providers=providers)
+
+
+def choose_providers(model_path: str, threads: int | None = None) -> list[str]:
+    """Providers that really load on this machine, probed once per process with `model_path`."""
+    global _probed
+    with _probe_lock:
+        if _probed is not None:
+            return list(_probed)
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        wanted = [p for p in GPU_PROVIDERS if p in available]
+        chosen = [CPU]
+        if wanted and cuda_device_count() > 0:
+            for provider in wanted:
+                with _native_stderr_to_debug():
+                    try:
+                        sess = _new_session(model_path, [provider, CPU], threads)
+                        loaded = sess.get_providers()
+                    except Exception as exc:  # any failure means "not this provider"
+                        log.debug("%s failed to start: %s", provider, exc)
+                        continue
+                if loaded and loaded[0] == provider:
+                    chosen = [provider, CPU]
+                    break
+        elif wanted:
+            log.debug("GPU providers %s are built in but no CUDA device is present", wanted)
+        log.info("inference providers: %s", chosen)
+        _probed = chosen
+        return list(chosen)
+
+
+def session(path: Path, threads: int | None = None) -> Any:
+    """Cached onnxruntime session for a model file (a changed file gets a new session)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise ApplianceError(f"{p}: model file missing ({exc.strerror})") from None
+    providers = tuple(choose_providers(str(p), threads))
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, threads, providers)
+    with _sessions_lock:
+        if key not in _sessions:
+            try:
+                _sessions[key] = _new_session(str(p), list(providers), threads)
+            except Exception as exc:  # onnxruntime raises its own types for corrupt graphs
+                raise ApplianceError(f"{p}: model does not load ({exc})") from None
+        return _sessions[key]
+
+
+def tile_starts(size: int, tile: int, margin: int) -> list[int]:
+    """Tile origins along one axis; consecutive kept regions (tile minus margins) touch."""
+    if size <= tile:
+        return [0]
+    step = tile - 2 * margin
+    starts = [0]
+    while starts[-1] + tile < size:
+        starts.append(min(starts[-1] + step, size - tile))
+    return starts
+
+
+def _pad_to_multiple(chw: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = chw.shape[1:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return chw
+    # Reflection needs at least two pixels; a one-pixel side can only be repeated.
+    mode = "reflect" if min(h, w) > 1 and ph < h and pw < w else "edge"
+    return np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode=mode)
+
+
+@dataclass
+class Prediction:
+    """A model's answer for one image: class probabilities (K×H×W) and the instances."""
+
+    probs: np.ndarray
+    label: Label
+
+
+class InferenceModel:
+    """An installed model: its contract plus a cached session; safe to call from a worker."""
+
+    def __init__(
+        self,
+        path: Path,
+        contract: Contract,
+        model_id: str = "",
+        threads: int | None = None,
+        lut: np.ndarray | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.contract = contract
+        self.model_id = model_id or self.path.name
+        self.threads = threads
+        self.lut = lut  # model class index -> project class id (see contract.class_ids)
+
+    def _run(self, chw: np.ndarray) -> np.ndarray:
+        c = self.contract
+        batch = chw[None] if c.layout == "NCHW" else np.moveaxis(chw, 0, -1)[None]
+        sess = session(self.path, self.threads)
+        try:
+            out = sess.run([c.output_name], {c.input_name: batch.astype(c.dtype)})[0]
+        except Exception as exc:  # onnxruntime's errors are not a public hierarchy
+            raise ApplianceError(f"{self.path}: inference failed ({exc})") from None
+        out = np.asarray(out, np.float32)[0]
+        return out if c.layout == "NCHW" else np.moveaxis(out, -1, 0)
+
+    def logits(
+        self,
+        chw: np.ndarray,
+        max_pixels: int = MAX_SINGLE_PASS_PIXELS,
+        tile: int = TILE,
+        margin: int = MARGIN,
+        check: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """Raw K×H×W output for a prepared C×H×W input, tiled when it is larger than `max_pixels`.
+
+        The input is padded to the tile multiple once; tiles start at multiples of it (so pooling
+        grids line up) and keep only their centre, `margin` pixels from any inner edge.
+        `check` runs between tiles, so a superseded job stops early.
+        """
+        h, w = chw.shape[1:]
+        m = self.contract.tile_multiple
+        padded = _pad_to_multiple(chw, m)
+        hp, wp = padded.shape[1:]
+        if hp * wp <= max_pixels:
+            return self._run(padded)[:, :h, :w]
+        tile = max(m, tile - tile % m)
+        margin = -(-margin // m) * m
+        if tile <= 2 * margin:
+            raise ApplianceError(f"tile {tile} must exceed twice the margin {margin}")
+        out: np.ndarray | None = None
+        ys, xs = tile_starts(hp, tile, margin), tile_starts(wp, tile, margin)
+        for y in ys:
+            for x in xs:
+                if check is not None:
+                    check()
+                part = self._run(padded[:, y : y + tile, x : x + tile])
+                if out is None:
+                    out = np.empty((part.shape[0], hp, wp), np.float32)
+                top = margin if y > 0 else 0
+                left = margin if x > 0 else 0
+                th, tw = part.shape[1:]
+                bottom = th - margin if y + th < hp else th
+                right = tw - margin if x + tw < wp else tw
+                out[:, y + top : y + bottom, x + left : x + right] = part[:, top:bottom, left:right]
+        assert out is not None
+        return out[:, :h, :w]
+
+    def predict(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        check: Callable[[], None] | None = None,
+        **tiling: int,
+    ) -> Prediction:
+        """Probabilities and instances for one stored image (and coarse mask for upgrade)."""
+        chw = model_input(image, self.contract, mask)
+        probs = probabilities(self.logits(chw, check=check, **tiling), self.contract)
+        return Prediction(probs, to_label(probs, self.contract, self.lut))
+
+
+def active_model(project: Any, role: str, threads: int | None = None) -> InferenceModel | None:
+    """The project's active model for `role` ("prelabel" or "upgrade"), or None.
+
+    Threads default to the project setting `inference.threads` (None: onnxruntime's choice).
+    """
+    from appliance.bundles.install import active_model as installed_model
+
+    row = installed_model(project, role)
+    if row is None:
+        return None
+    contract = Contract.parse(row.contract, f"model {row.id}")
+    if threads is None:
+        threads = project.get_setting("inference.threads", None)
+    lut = class_ids(contract, project.classes())
+    return InferenceModel(row.path, contract, model_id=row.id, threads=threads, lut=lut)
