@@ -124,6 +124,7 @@ _TYPE_WORDS = {
     bool: "true or false",
     dict: "an object",
     list: "a list",
+    type(None): "null",
 }
 
 

@@ -1,7 +1,108 @@
-"""Sub-commands of this area (filled in by the area's owner)."""
+"""Sub-commands for bundles: export-job, install-model, models, activate (docs/bundles.md)."""
+
+from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
+    p = sub.add_parser("export-job", help="write a training-job bundle for the workstation")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("out", type=Path, metavar="OUT.zip")
+    p.add_argument("--task", choices=("segment", "upgrade", "all"), default="all")
+    p.add_argument(
+        "--only-reviewed", action="store_true", help="only label versions marked reviewed"
+    )
+    p.add_argument(
+        "--split", type=_split, default=(0.8, 0.1, 0.1), help="train,val,test shares (0.8,0.1,0.1)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    p.set_defaults(func=export_job)
+
+    p = sub.add_parser("install-model", help="verify a model bundle and activate its models")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE.zip")
+    p.set_defaults(func=install_model)
+
+    p = sub.add_parser("models", help="list installed models")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.set_defaults(func=models)
+
+    p = sub.add_parser("activate", help="make an installed model active again (rollback)")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("model_id", metavar="MODEL_ID", help="model id or a unique prefix of it")
+    p.set_defaults(func=activate)
+
+
+def _split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not three numbers like 0.8,0.1,0.1"
+        ) from None
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(f"{text!r}: need three non-negative shares summing to 1")
+    train, val, test = parts
+    return train, val, test
+
+
+def export_job(args: argparse.Namespace) -> int:
+    from appliance.bundles.training_job import write_training_job
+    from appliance.store import Project
+
+    with Project.open(args.project) as project:
+        job_id, counts = write_training_job(
+            project,
+            args.out,
+            task=args.task,
+            only_reviewed=args.only_reviewed,
+            split=args.split,
+            seed=args.seed,
+        )
+    if not sum(counts.values()):
+        print(f"warning: {args.out} holds no items (nothing labeled matches the options)")
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+    print(f"wrote {args.out}: job {job_id}, task {args.task}, {summary}")
+    return 0
+
+
+def install_model(args: argparse.Namespace) -> int:
+    from appliance.bundles.install import install_model_bundle, list_models
+    from appliance.store import Project
+
+    with Project.open(args.project) as project:
+        ids = set(install_model_bundle(project, args.bundle))
+        for model in list_models(project):
+            if model.id in ids:
+                print(f"installed {model.id} ({model.role}, {model.name}); active")
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from appliance.bundles.install import list_models
+    from appliance.store import Project
+
+    with Project.open(args.project) as project:
+        rows = list_models(project)
+    if not rows:
+        print("no models installed")
+        return 0
+    print(f"{'':1} {'id':36}  {'role':9}  {'name':20}  {'installed':24}  metrics")
+    for m in rows:
+        metrics = ", ".join(f"{k}={v}" for k, v in m.metrics.items())
+        star = "*" if m.active else " "
+        print(f"{star} {m.id:36}  {m.role:9}  {m.name[:20]:20}  {m.installed:24}  {metrics}")
+    return 0
+
+
+def activate(args: argparse.Namespace) -> int:
+    from appliance.bundles.install import activate_model
+    from appliance.store import Project
+
+    with Project.open(args.project) as project:
+        model = activate_model(project, args.model_id)
+    print(f"active {model.role} model: {model.id} ({model.name})")
+    return 0

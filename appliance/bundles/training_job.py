@@ -1,0 +1,402 @@
+"""Training-job bundles (tablet → workstation): images, chosen labels, split and provenance.
+
+The workstation builds its datasets from these, so the bundle carries everything training needs
+and nothing it must not see: images whose row is in `controls` (hidden-truth items used to score
+annotators) are never exported as ordinary annotations. Instance maps travel as `.npy` files, a
+documented format any tool can read with `numpy.load(allow_pickle=False)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
+from appliance.errors import ApplianceError
+from appliance.imageio import read_image
+from appliance.labels import Label
+from appliance.store import ImageRecord, LabelVersion, Project
+
+FORMAT = "training-job"
+TASKS = ("segment", "upgrade", "all")
+SPLITS = ("train", "val", "test")
+ITEMS = "items.json"
+ANNOTATORS = "annotators.json"
+PREPROCESSING_SETTING = "preprocessing"
+
+
+def is_low_quality(version: LabelVersion) -> bool:
+    """What the upgrade model learns to fix: unedited pre-labels and quick coarse scribbles."""
+    return version.source == "prelabel" or version.coarse
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The versions exported for one image."""
+
+    image: ImageRecord
+    label: LabelVersion
+    coarse: LabelVersion | None
+    votes: list[LabelVersion]
+    history: list[LabelVersion]
+
+
+def choose(
+    history: list[LabelVersion], task: str, only_reviewed: bool
+) -> tuple[LabelVersion | None, LabelVersion | None, list[LabelVersion]]:
+    """(good label, low-quality label before it, one vote per author) from an image's history.
+
+    The good label is the newest version that is not low quality (and reviewed, if asked); the
+    low-quality one is the newest pre-label or coarse version older than it, exported for the
+    upgrade task. Votes are each author's newest good version, kept only when there are two or
+    more authors, for multi-annotator losses.
+    """
+    good = [v for v in history if not is_low_quality(v) and (v.reviewed or not only_reviewed)]
+    if not good:
+        return None, None, []
+    label = good[-1]
+    coarse = None
+    if task != "segment":
+        earlier = [v for v in history if v.id < label.id and is_low_quality(v)]
+        coarse = earlier[-1] if earlier else None
+    by_author = {v.author: v for v in good}
+    votes = [by_author[a] for a in sorted(by_author)] if len(by_author) > 1 else []
+    return label, coarse, votes
+
+
+def assign_splits(
+    images: list[ImageRecord], ratios: tuple[float, float, float], seed: int
+) -> dict[int, str]:
+    """Image id -> split, the same for the same images and seed on any machine.
+
+    Images are ordered by content hash (not by database id, which differs between projects),
+    shuffled by the seed, and cut at the rounded shares. Sequence and frame travel with each
+    item, so a trainer can regroup video frames if it must keep neighbours together.
+    """
+    ordered = sorted(images, key=lambda r: (r.sha256, r.page or 0))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n = len(ordered)
+    cut_train = round(ratios[0] * n)
+    cut_val = round((ratios[0] + ratios[1]) * n)
+    out = {}
+    for position, index in enumerate(order):
+        split = "train" if position < cut_train else "val" if position < cut_val else "test"
+        out[ordered[index].id] = split
+    return out
+
+
+def write_training_job(
+    project: Project,
+    out_zip: Path | str,
+    *,
+    task: str = "all",
+    only_reviewed: bool = False,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> tuple[str, dict[str, int]]:
+    """Export the project's training data; returns the job id and the item count per split."""
+    out = Path(out_zip)
+    if task not in TASKS:
+        raise BundleError(str(out), f"unknown task {task!r} (one of {', '.join(TASKS)})")
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
+        raise BundleError(str(out), f"split {split} must be three non-negative shares summing to 1")
+    controls = {r[0] for r in project.db.execute("SELECT DISTINCT image_id FROM controls")}
+    choices = []
+    for rec in project.images():
+        if rec.id in controls:
+            continue
+        history = project.history(rec.id)
+        label, coarse, votes = choose(history, task, only_reviewed)
+        if label is None or (task == "upgrade" and coarse is None):
+            continue
+        choices.append(Choice(rec, label, coarse, votes, history))
+    splits = assign_splits([c.image for c in choices], split, seed)
+    classes = project.classes()
+    names = [
+        "background",
+        *(classes.get(i, f"class {i}") for i in range(1, max(classes, default=0) + 1)),
+    ]
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        members: dict[str, bytes | Path] = {}
+        items = [_item(c, splits[c.image.id], members, Path(tmp)) for c in choices]
+        members[ITEMS] = _json_bytes({"items": items})
+        members[ANNOTATORS] = _json_bytes({"annotators": _annotators(project)})
+        body = {
+            "task": task,
+            "classes": names,
+            "preprocessing": project.get_setting(PREPROCESSING_SETTING, {}),
+            "split": {"ratios": list(split), "seed": seed},
+            "only_reviewed": only_reviewed,
+            "items": ITEMS,
+            "annotators": ANNOTATORS,
+        }
+        job_id = write_bundle(out, FORMAT, body, members)
+    counts = {s: sum(1 for c in choices if splits[c.image.id] == s) for s in SPLITS}
+    return job_id, counts
+
+
+def _item(
+    choice: Choice, split: str, members: dict[str, bytes | Path], tmp: Path
+) -> dict[str, Any]:
+    rec = choice.image
+    image_member = f"images/{rec.sha256}{rec.path.suffix.lower()}"
+    members[image_member] = rec.path
+    return {
+        "name": rec.name,
+        "image": image_member,
+        "page": rec.page,
+        "height": rec.height,
+        "width": rec.width,
+        "channels": rec.channels,
+        "dtype": rec.dtype,
+        "sequence": rec.sequence,
+        "frame": rec.frame,
+        "split": split,
+        "label": _version(choice.label, members, tmp),
+        "coarse": _version(choice.coarse, members, tmp) if choice.coarse else None,
+        "votes": [_version(v, members, tmp) for v in choice.votes],
+        "history": [
+            {
+                "uid": v.uid,
+                "author": v.author,
+                "source": v.source,
+                "created": v.created,
+                "seconds_spent": v.seconds_spent,
+                "coarse": v.coarse,
+                "reviewed": v.reviewed,
+            }
+            for v in choice.history
+        ],
+    }
+
+
+def _version(version: LabelVersion, members: dict[str, bytes | Path], tmp: Path) -> dict[str, Any]:
+    """Write the instance map as .npy (once per version) and describe the version."""
+    member = f"labels/{version.uid}.npy"
+    if member not in members:
+        path = tmp / f"{version.uid}.npy"
+        np.save(path, version.label.instances, allow_pickle=False)
+        members[member] = path
+    return {
+        "instances": member,
+        "classes": {str(k): v for k, v in sorted(version.label.classes.items())},
+        "uid": version.uid,
+        "author": version.author,
+        "source": version.source,
+        "created": version.created,
+        "seconds_spent": version.seconds_spent,
+        "reviewed": version.reviewed,
+    }
+
+
+def _annotators(project: Project) -> list[dict[str, Any]]:
+    """Every column of `annotators`, so scores added there later travel without a format change."""
+    cursor = project.db.execute("SELECT * FROM annotators ORDER BY name")
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+class TrainingJob:
+    """A verified training-job bundle. Items read their members lazily, re-checking each hash.
+
+    Picklable (for data-loader worker processes): each process reopens the archive itself,
+    because a zip file handle shared across a fork would interleave seeks.
+    """
+
+    def __init__(self, path: Path, reader: BundleReader, items: list[JobItem]) -> None:
+        manifest = reader.manifest
+        self.path = path
+        self.manifest = manifest
+        self.id: str = manifest["id"]
+        self.task: str = manifest["task"]
+        self.classes: list[str] = manifest["classes"]
+        self.preprocessing: dict[str, Any] = manifest["preprocessing"]
+        self.split: dict[str, Any] = manifest["split"]
+        self.annotator_scores: dict[str, dict[str, Any]] = {}
+        self.items = items
+        self._limits = reader.limits
+        self._open: tuple[int, BundleReader] | None = (os.getpid(), reader)
+
+    def _reader(self) -> BundleReader:
+        if self._open is None or self._open[0] != os.getpid():
+            reader = BundleReader(self.path, FORMAT, self._limits)
+            if reader.manifest["id"] != self.id:
+                reader.fail(f"was replaced by another bundle (id {reader.manifest['id']})")
+            self._open = (os.getpid(), reader)
+        return self._open[1]
+
+    def read_member(self, member: str) -> bytes:
+        return self._reader().read_bytes(member)
+
+    def fail(self, problem: str, member: str) -> BundleError:
+        return BundleError(str(self.path), problem, member)
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open[1].__exit__()
+            self._open = None
+
+    def __enter__(self) -> TrainingJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_open": None}
+
+
+@dataclass
+class JobItem:
+    """One training example; `label`, `coarse` and `votes` are read from the bundle on access."""
+
+    job: TrainingJob
+    name: str
+    split: str
+    image_member: str
+    page: int | None
+    shape: tuple[int, ...]
+    sequence: str | None
+    frame: int | None
+    author: str
+    source: str
+    seconds_spent: float
+    vote_authors: list[str]
+    label_ref: dict[str, Any]
+    coarse_ref: dict[str, Any] | None
+    vote_refs: list[dict[str, Any]]
+
+    def image(self) -> np.ndarray:
+        """Pixels decoded from the original bytes, in their stored dtype."""
+        data = self.job.read_member(self.image_member)
+        try:
+            img = read_image(data, page=self.page, name=self.image_member)
+        except ApplianceError as exc:
+            raise self.job.fail(f"image cannot be decoded ({exc})", self.image_member) from None
+        if img.shape != self.shape:
+            problem = f"image has shape {img.shape}, items.json says {self.shape}"
+            raise self.job.fail(problem, self.image_member)
+        return img
+
+    @property
+    def label(self) -> Label:
+        return self._load(self.label_ref)
+
+    @property
+    def coarse(self) -> Label | None:
+        return self._load(self.coarse_ref) if self.coarse_ref else None
+
+    @property
+    def votes(self) -> list[Label]:
+        return [self._load(ref) for ref in self.vote_refs]
+
+    def _load(self, ref: dict[str, Any]) -> Label:
+        member = ref["instances"]
+        try:
+            arr = np.load(io.BytesIO(self.job.read_member(member)), allow_pickle=False)
+        except ValueError as exc:
+            raise self.job.fail(f"not a readable .npy instance map ({exc})", member) from None
+        if arr.shape != self.shape[:2] or arr.dtype.kind != "u" or arr.dtype.itemsize > 4:
+            problem = (
+                f"instance map {arr.dtype} {arr.shape} must be unsigned (up to 32 bit) "
+                f"with shape {self.shape[:2]}"
+            )
+            raise self.job.fail(problem, member)
+        return Label(arr, {int(k): v for k, v in ref["classes"].items()})
+
+
+def read_training_job(path: Path | str, *, limits: Limits | None = None) -> TrainingJob:
+    """Verify the whole bundle (every member's size and hash, the schema) and open it."""
+    reader = BundleReader(path, FORMAT, limits)
+    try:
+        top = reader.fields(reader.manifest, where="manifest")
+        if top.get("task", str) not in TASKS:
+            top.fail(f"manifest.task must be one of {', '.join(TASKS)}")
+        classes = top.get("classes", list)
+        if not classes or not all(isinstance(c, str) for c in classes):
+            top.fail("manifest.classes must be a non-empty list of names (index 0 is background)")
+        top.get("preprocessing", dict)
+        top.get("split", dict)
+        items_member = top.get("items", str)
+        annotators_member = top.get("annotators", str)
+        reader.verify_all()
+        job = TrainingJob(Path(path), reader, [])
+        raw_items = reader.read_json(items_member).get("items", list)
+        job.items = [
+            _parse_item(reader.fields(raw, items_member, f"items[{i}]"), job, reader, len(classes))
+            for i, raw in enumerate(raw_items)
+        ]
+        for i, raw in enumerate(reader.read_json(annotators_member).get("annotators", list)):
+            row = reader.fields(raw, annotators_member, f"annotators[{i}]")
+            name = row.get("name", str)
+            job.annotator_scores[name] = {k: v for k, v in row.obj.items() if k != "name"}
+    except BaseException:
+        reader.__exit__()
+        raise
+    return job
+
+
+def _parse_item(f: Fields, job: TrainingJob, reader: BundleReader, n_classes: int) -> JobItem:
+    split = f.get("split", str)
+    if split not in SPLITS:
+        f.fail(f"{f.where}.split {split!r} is not one of {', '.join(SPLITS)}")
+    height, width = f.get("height", int), f.get("width", int)
+    channels = f.get("channels", int)
+    label = _parse_version(f.nested("label"), reader, n_classes)
+    coarse_raw = f.get("coarse", (dict, type(None)))
+    coarse = None if coarse_raw is None else _parse_version(f.nested("coarse"), reader, n_classes)
+    votes = [
+        _parse_version(Fields(v, f.bundle, f.member, f"{f.where}.votes[{i}]"), reader, n_classes)
+        for i, v in enumerate(f.get("votes", list))
+    ]
+    return JobItem(
+        job=job,
+        name=f.get("name", str),
+        split=split,
+        image_member=_listed(f, "image", reader),
+        page=f.get("page", (int, type(None))),
+        shape=(height, width) if channels == 1 else (height, width, channels),
+        sequence=f.get("sequence", (str, type(None))),
+        frame=f.get("frame", (int, type(None))),
+        author=label["author"],
+        source=label["source"],
+        seconds_spent=label["seconds_spent"],
+        vote_authors=[v["author"] for v in votes],
+        label_ref=label,
+        coarse_ref=coarse,
+        vote_refs=votes,
+    )
+
+
+def _parse_version(f: Fields | None, reader: BundleReader, n_classes: int) -> dict[str, Any]:
+    assert f is not None
+    _listed(f, "instances", reader)
+    f.get("author", str)
+    f.get("source", str)
+    f.get("seconds_spent", float)
+    for key, class_id in f.get("classes", dict).items():
+        if not key.isdigit() or int(key) == 0:
+            f.fail(f"{f.where}.classes key {key!r} is not a positive instance id")
+        if isinstance(class_id, bool) or not isinstance(class_id, int):
+            f.fail(f"{f.where}.classes[{key!r}] must be an integer class id")
+        if not 1 <= class_id < n_classes:
+            f.fail(f"{f.where}.classes[{key!r}] = {class_id} is not a class of this job")
+    return f.obj
+
+
+def _listed(f: Fields, key: str, reader: BundleReader) -> str:
+    member = f.get(key, str)
+    if member not in reader.members:
+        f.fail(f"{f.where}.{key} {member!r} is not a listed member")
+    return member
