@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.bundles.model_bundle import BundleModel, ModelBundle, read_model_bundle
+from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
 from appliance.errors import ApplianceError
 from appliance.store import Project
 from appliance.store.db import utcnow
@@ -60,7 +60,11 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
         bundle = read_model_bundle(path, extract_to=staging)
         known = _check_ids(project, bundle)
         for model in bundle.models:
-            moved += _move_into_place(model, models_dir)
+            assert model.staged is not None
+            final = models_dir / f"{model.sha256}.onnx"
+            if not (final.is_file() and _sha256(final) == model.sha256):
+                moved.append(final)
+                _move_into_place(model.staged, final)
         _record(project, bundle, known)
     except BaseException:
         for file in moved:
@@ -89,15 +93,10 @@ def _check_ids(project: Project, bundle: ModelBundle) -> set[str]:
     return known
 
 
-def _move_into_place(model: BundleModel, models_dir: Path) -> list[Path]:
-    """Rename the staged file to its content address; returns it when this call created it."""
-    assert model.staged is not None
-    final = models_dir / f"{model.sha256}.onnx"
-    if final.is_file() and _sha256(final) == model.sha256:
-        return []
-    os.replace(model.staged, final)
-    _fsync_dir(models_dir)
-    return [final]
+def _move_into_place(staged: Path, final: Path) -> None:
+    """Atomic rename within the project's file system, made durable before the commit."""
+    os.replace(staged, final)
+    _fsync_dir(final.parent)
 
 
 def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
