@@ -126,6 +126,8 @@ def holes(label: Label, _s: InspectionSettings) -> tuple[float | None, LabelWarn
 def fragments(label: Label, s: InspectionSettings) -> tuple[float | None, LabelWarning | None]:
     """Share of pieces that are neither tiny nor a detached part of a split instance."""
     inst = label.instances
+    if not inst.any():
+        return None, None
     pieces = connected(inst, background=0, connectivity=2)
     n = int(pieces.max()) if pieces.size else 0
     if n == 0:

@@ -71,6 +71,8 @@ def _result(before: Label, instances: np.ndarray, classes: dict[int, int]) -> Po
 def instance_boxes(inst: np.ndarray) -> dict[int, tuple[slice, slice]]:
     """Bounding-box slices per instance id, from one pass over the map."""
     n = int(inst.max()) if inst.size else 0
+    if n == 0:
+        return {}
     return {i + 1: s for i, s in enumerate(ndi.find_objects(inst, max_label=n)) if s is not None}
 
 
@@ -110,12 +112,10 @@ def fill_holes(label: Label) -> PostResult:
     A gap enclosed by several touching cells is not a hole of any of them and stays.
     """
     src = label.instances
+    if not src.any():
+        return _result(label, src.copy(), label.classes)
     holes = connected(src == 0, connectivity=1)
-    border = np.unique(
-        np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])
-        if holes.size
-        else np.zeros(0, holes.dtype)
-    )
+    border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
     out = src.copy()
     for k, (ys, xs) in enumerate(ndi.find_objects(holes), start=1):
         if ys is None or k in border:
@@ -134,6 +134,8 @@ def remove_small(label: Label, min_area: int) -> PostResult:
     if min_area < 1:
         raise ApplianceError(f"min_area must be at least 1 pixel, got {min_area}")
     src = label.instances
+    if not src.any():
+        return _result(label, src.copy(), label.classes)
     pieces = connected(src, background=0, connectivity=2)  # equal ids that touch form a piece
     area = np.bincount(pieces.ravel())
     small = area < min_area

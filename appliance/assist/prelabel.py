@@ -33,14 +33,18 @@ def dice(truth: np.ndarray, guess: np.ndarray) -> float:
 
 
 def grey(image: np.ndarray, channel: int | None = None) -> np.ndarray:
-    """One channel of an image as float64: the chosen one, or luma for RGB."""
+    """One channel of an image: the chosen one (dtype kept), or float luma for RGB.
+
+    Integer channels keep their dtype so Otsu histograms exact values: binned floats put the
+    threshold on a grey level itself when an image has only a few levels.
+    """
     img = np.asarray(image)
     if img.ndim == 2:
-        return img.astype(np.float64)
+        return img
     if channel is not None:
         if not 0 <= channel < img.shape[2]:
             raise ApplianceError(f"channel {channel} does not exist (image has {img.shape[2]})")
-        return img[..., channel].astype(np.float64)
+        return img[..., channel]
     return img.astype(np.float64) @ _LUMA
 
 
@@ -61,7 +65,7 @@ def otsu(
     g = grey(image, channel)
     if g.size == 0 or g.min() == g.max():
         return Label.empty(g.shape)
-    t = threshold_otsu(g, nbins=1024)
+    t = threshold_otsu(g) if g.dtype.kind in "ui" else threshold_otsu(g, nbins=1024)
     bright = g > t
     if polarity == "dark" or (polarity == "auto" and bright.sum() * 2 > g.size):
         bright = ~bright
