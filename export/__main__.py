@@ -1,0 +1,7 @@
+"""`python -m export`: see export/cli.py."""
+
+import sys
+
+from export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""`python -m export` (also `appliance-export`): the workstation's command line.
+
+Sub-commands: `synth` (virtual microscope) and `train` (training-job bundle → model bundle).
+Other sub-commands live in their own modules listed in `COMMAND_MODULES`, each with a
+`register(sub)` like the core's CLI areas. Heavy imports (torch, onnx) happen inside handlers,
+so `--help` and `synth` stay fast and work without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.errors import ApplianceError
+
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from export.synth import write_dataset
+
+    summary = write_dataset(args.out, args.n, args.size, args.seed, args.kind)
+    print(
+        f"wrote {summary['n']} images ({summary['cells']} cells, {summary['others']} other "
+        f"objects) to {args.out}; Otsu Dice on this set: {summary['otsu_dice']:.3f}"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from appliance.perturb import PerturbSpec
+    from export.train import train_job
+
+    spec = PerturbSpec.parse(args.perturb) if args.perturb else None
+    run_dir = args.run_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.task}"
+    summary = train_job(
+        args.job,
+        args.task,
+        args.out,
+        run_dir=run_dir,
+        epochs=args.epochs,
+        batch=args.batch,
+        width=args.width,
+        depth=args.depth,
+        device=args.device,
+        perturb=spec,
+        max_minutes=args.max_minutes,
+        patience=args.patience,
+        seed=args.seed,
+        quantize=args.quantize,
+    )
+    if summary:
+        brief = {k: v for k, v in summary.items() if k not in ("config", "parity")}
+        parity = summary["parity"]
+        assert isinstance(parity, dict)
+        brief["parity"] = {k: parity[k] for k in ("exporter", "max_abs_diff", "argmax_agreement")}
+        print(f"wrote {args.out} (run folder {run_dir})")
+        print(json.dumps(brief, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Workstation: virtual microscope, training, ONNX export, model bundles.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write virtual-microscope images with instance labels")
+    p.add_argument("out", type=Path, help="output folder (images/, masks/, other/)")
+    p.add_argument("--n", type=int, default=40, help="number of images (default 40)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kind", choices=("nuclei", "mixed"), default="nuclei")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("train", help="train a model from a training-job bundle")
+    p.add_argument("job", type=Path, help="training-job bundle (.zip)")
+    p.add_argument("--task", choices=("segment", "upgrade"), default="segment")
+    p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
+    p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")
+    p.add_argument("--batch", type=int, help="default: 4 on a CPU, 16 per GPU")
+    p.add_argument("--width", type=int, help="channels at full resolution (default 8)")
+    p.add_argument("--depth", type=int, help="resolution levels (default 4)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--perturb",
+        help="upgrade task: perturbations drawn every epoch "
+        "(default omission=0.7,inclusion=0.7,bias=6)",
+    )
+    p.add_argument("--max-minutes", type=float, help="hard time budget (default 9 on a CPU)")
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quantize", action="store_true", help="ship an int8 QDQ model")
+    p.add_argument("--run-dir", type=Path, help="run folder (default runs/<time>-<task>)")
+    p.set_defaults(func=_train)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ApplianceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,228 @@
+"""Training samples, augmentation and the upgrade task's fresh perturbations.
+
+A `Sample` holds one normalised image with its target class map and what the upgrade task needs
+(the target instances to perturb and the other objects to include). Images are normalised with
+`appliance.imageio.percentile_normalise`, the function the tablet applies before inference, so
+both sides feed the network the same scale.
+
+Randomness (crops, flips, rot90, intensity jitter, perturbations) comes from a generator seeded by
+(seed, epoch, sample index): a run is reproducible whatever the number of loader workers or GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from appliance.bundles.training_job import TrainingJob
+from appliance.errors import ApplianceError
+from appliance.imageio import percentile_normalise
+from appliance.labels import Label
+from appliance.perturb import PerturbSpec, perturb
+
+TILE_MULTIPLE = 16
+NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
+
+
+@dataclass
+class Sample:
+    """One training or validation image with its labels.
+
+    `image` is float32 C×H×W in [0, 1]; `target` the class map (H×W, int64); `instances` the
+    target objects' instance map (perturbed for the upgrade task); `others` the other objects
+    (inclusion candidates; None → Felzenszwalb segments); `votes` one class map per annotator
+    (V×H×W) for VotesLoss; `coarse` a fixed low-quality mask to upgrade instead of a fresh
+    perturbation (evaluation on real low-quality labels).
+    """
+
+    image: np.ndarray
+    target: np.ndarray
+    instances: np.ndarray
+    others: np.ndarray | None = None
+    votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.int64))
+    coarse: np.ndarray | None = None
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Stored pixels (H×W or H×W×C, any dtype) → float32 C×H×W in [0, 1]."""
+    norm = percentile_normalise(image, NORMALISATION["low"], NORMALISATION["high"])
+    return norm[None] if norm.ndim == 2 else np.ascontiguousarray(norm.transpose(2, 0, 1))
+
+
+def sample_from_arrays(
+    image: np.ndarray,
+    instances: np.ndarray,
+    others: np.ndarray | None = None,
+    classes: dict[int, int] | None = None,
+) -> Sample:
+    """Build a sample from raw pixels and an instance map (all instances class 1 by default)."""
+    label = Label(instances, classes or {})
+    return Sample(
+        image=normalise(image),
+        target=label.semantic().astype(np.int64),
+        instances=label.instances,
+        others=None if others is None else others.astype(np.uint32),
+    )
+
+
+def pad_to_multiple(arr: np.ndarray, multiple: int = TILE_MULTIPLE) -> np.ndarray:
+    """Reflect-pad the last two axes up to a multiple (the tablet runtime pads the same way)."""
+    h, w = arr.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return arr
+    pad = [(0, 0)] * (arr.ndim - 2) + [(0, ph), (0, pw)]
+    return np.pad(arr, pad, mode="reflect" if min(h, w) > max(ph, pw) else "edge")
+
+
+def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch + 1, index]))
+
+
+def coarse_mask(sample: Sample, spec: PerturbSpec, rng: np.random.Generator | None) -> np.ndarray:
+    """The upgrade model's extra channel: the sample's fixed coarse mask or a fresh perturbation."""
+    if sample.coarse is not None:
+        return (sample.coarse > 0).astype(np.float32)
+    if rng is None:
+        raise ApplianceError("an upgrade sample without a coarse mask needs a perturbation seed")
+    image = sample.image.mean(axis=0) if sample.others is None else None
+    return (perturb(sample.instances, spec, rng, others=sample.others, image=image) > 0).astype(
+        np.float32
+    )
+
+
+class SegDataset(Dataset):
+    """Model inputs and targets for the segmentation or upgrade task.
+
+    Training items are random square crops of `patch` pixels (reflect-padded when smaller) with
+    flips, rot90 and intensity jitter; evaluation items are whole images padded to a multiple of
+    16 with no augmentation. Upgrade items get a perturbation drawn fresh every epoch (seed 003,
+    Algorithm 1) in training and a fixed one (epoch-independent seed) in evaluation. An epoch
+    holds at least `min_items` items (the list repeated), so tiny sets still give several steps
+    per epoch and early stopping sees a meaningful validation interval.
+    """
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        task: str,
+        spec: PerturbSpec | None = None,
+        train: bool = True,
+        patch: int = 256,
+        seed: int = 0,
+        min_items: int = 1,
+    ) -> None:
+        if task not in ("segment", "upgrade"):
+            raise ApplianceError(f"unknown task {task!r}: expected segment or upgrade")
+        if not samples:
+            raise ApplianceError(f"no {'training' if train else 'validation'} images")
+        self.samples, self.task, self.train = samples, task, train
+        self.spec = spec or PerturbSpec()
+        smallest = min(min(s.target.shape) for s in samples)
+        # crops never exceed the smallest image (rounded down to the tile multiple)
+        self.patch = max(min(patch, smallest - smallest % TILE_MULTIPLE), TILE_MULTIPLE)
+        self.seed, self.epoch = seed, 0
+        self.length = max(len(samples), min_items) if train else len(samples)
+        self.max_votes = max((s.votes.shape[0] for s in samples), default=0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fresh crops, augmentations and perturbations for every epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index % len(self.samples)]
+        rng = _rng(self.seed, self.epoch if self.train else -1, index)
+        planes = [sample.image]
+        if self.task == "upgrade":
+            planes.append(coarse_mask(sample, self.spec, rng)[None])
+        x = np.concatenate(planes, axis=0).astype(np.float32)
+        y = sample.target.astype(np.int64)
+        votes = self._votes(sample)
+        if self.train:
+            x, y, votes = self._augment(x, y, votes, rng, n_image=sample.image.shape[0])
+        else:
+            x, y, votes = pad_to_multiple(x), pad_to_multiple(y), pad_to_multiple(votes)
+        return {
+            "x": torch.from_numpy(np.ascontiguousarray(x)),
+            "y": torch.from_numpy(np.ascontiguousarray(y)),
+            "votes": torch.from_numpy(np.ascontiguousarray(votes)),
+            "n_votes": torch.tensor(sample.votes.shape[0], dtype=torch.int64),
+        }
+
+    def _votes(self, sample: Sample) -> np.ndarray:
+        """Annotator class maps padded with -1 to the set's largest vote count."""
+        h, w = sample.target.shape
+        out = np.full((self.max_votes, h, w), -1, np.int64)
+        if sample.votes.shape[0]:
+            out[: sample.votes.shape[0]] = sample.votes
+        return out
+
+    def _augment(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        votes: np.ndarray,
+        rng: np.random.Generator,
+        n_image: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = self.patch
+        h, w = y.shape
+        if h < p or w < p:  # only images under one tile: pad up to it
+            x, y, votes = (pad_to_multiple(a, p) for a in (x, y, votes))
+            h, w = y.shape
+        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        x, y = x[:, top : top + p, left : left + p], y[top : top + p, left : left + p]
+        votes = votes[:, top : top + p, left : left + p]
+        k = int(rng.integers(0, 4))
+        flip = bool(rng.integers(0, 2))
+        x, y, votes = (np.rot90(a, k, axes=(-2, -1)) for a in (x, y, votes))
+        if flip:
+            x, y, votes = (a[..., ::-1] for a in (x, y, votes))
+        gain, offset = rng.uniform(0.8, 1.2), rng.uniform(-0.1, 0.1)
+        x = x.copy()
+        x[:n_image] = np.clip(x[:n_image] * gain + offset, 0.0, 1.0)
+        return x, y, votes
+
+
+def samples_from_job(job: TrainingJob, task: str) -> tuple[dict[str, list[Sample]], list[str]]:
+    """Samples per split ("train", "val", "test") and the class names the model will predict.
+
+    The segmentation model predicts every class of the job. The upgrade model is binary (seed
+    003): its target is class 1, instances of any other class are the "other objects" that the
+    inclusion perturbation plants (none → Felzenszwalb segments). Items keep their job split.
+    """
+    if task not in ("segment", "upgrade"):
+        raise ApplianceError(f"{job.path.name}: unknown task {task!r}: expected segment or upgrade")
+    classes = list(job.classes) if task == "segment" else ["background", job.classes[1]]
+    splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    for item in job.items:
+        label = item.label
+        semantic = label.semantic().astype(np.int64)
+        votes = [v.semantic().astype(np.int64) for v in item.votes]
+        others = None
+        if task == "upgrade":
+            others_mask = semantic >= 2
+            others = np.where(others_mask, label.instances, 0) if len(job.classes) > 2 else None
+            instances = np.where(semantic == 1, label.instances, 0)
+            semantic = (semantic == 1).astype(np.int64)
+            votes = [(v == 1).astype(np.int64) for v in votes]
+        else:
+            instances = label.instances
+        coarse = item.coarse
+        splits[item.split].append(
+            Sample(
+                image=normalise(item.image()),
+                target=semantic,
+                instances=instances.astype(np.uint32),
+                others=None if others is None else others.astype(np.uint32),
+                votes=np.stack(votes) if votes else np.zeros((0, 0, 0), np.int64),
+                coarse=None if coarse is None or item.split == "train" else coarse.binary(),
+            )
+        )
+    return splits, classes

@@ -1,0 +1,485 @@
+"""The training loop shared by the segmentation and upgrade models.
+
+One function, `train_model`, runs on whatever the machine has: CUDA with mixed precision
+(bf16 where supported, else fp16 with a gradient scaler), channels_last and pinned-memory
+loaders; several GPUs when started by `torchrun` (DistributedDataParallel, one process per GPU,
+rank 0 validates and decides when to stop); the CPU otherwise. Defaults suit both: on a GPU the
+batch grows and loaders use worker processes, on a CPU the batch stays small and a time budget
+(`max_minutes`) caps the run. Early stopping keeps the weights with the best validation Dice.
+
+Every run writes `metrics.jsonl` (one line per epoch) and `curves.png` into its run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from appliance.errors import ApplianceError
+from appliance.perturb import PerturbSpec
+from export.data import Sample, SegDataset, pad_to_multiple
+from export.losses import dice_ce_loss, dice_votes_loss
+from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH, UNet
+
+UPGRADE_PERTURB = PerturbSpec(omission=0.7, inclusion=0.7, bias=6)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters; `None` means "pick for this machine" (see `resolve`)."""
+
+    task: str = "segment"
+    n_classes: int = 2
+    width: int = DEFAULT_WIDTH
+    depth: int = DEFAULT_DEPTH
+    epochs: int = 300
+    batch: int | None = None
+    lr: float = 2e-3
+    patience: int = 20
+    patch: int = 256
+    min_epoch_items: int = 64
+    device: str = "auto"
+    seed: int = 0
+    max_minutes: float | None = None
+    perturb: PerturbSpec = field(default_factory=lambda: UPGRADE_PERTURB)
+    workers: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """The best model (eval mode, on the CPU) and how the run went."""
+
+    model: UNet
+    best_val_dice: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    images_per_second: float
+    device: str
+    precision: str
+    stopped: str
+    history: list[dict[str, float]]
+    config: dict[str, object]
+
+
+@dataclass
+class _Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _runtime(requested: str) -> _Runtime:
+    """Pick the device; join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ApplianceError(f"--device must be auto, cpu or cuda, got {requested!r}")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ApplianceError("--device cuda asked for, but this machine has no usable CUDA GPU")
+    use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        return _Runtime(device, dist.get_rank(), world, local_rank)
+    return _Runtime(torch.device("cuda") if use_cuda else torch.device("cpu"))
+
+
+def _precision(device: torch.device) -> tuple[torch.dtype | None, str]:
+    """bf16 autocast where the GPU supports it, else fp16 (with a scaler); fp32 on the CPU."""
+    if device.type != "cuda":
+        return None, "fp32"
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, "bf16"
+    return torch.float16, "fp16"
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: SegDataset,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+) -> float:
+    """Validation Dice pooled over the set and averaged over the foreground classes."""
+    model.eval()
+    n_classes = None
+    inter = total = None
+    for i in range(len(dataset)):
+        item = dataset[i]
+        x = item["x"][None].to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            logits = model(x)
+        h, w = dataset.samples[i].target.shape
+        pred = logits.argmax(1)[0, :h, :w].cpu()
+        truth = item["y"][:h, :w]
+        if n_classes is None:
+            n_classes = logits.shape[1]
+            inter = torch.zeros(n_classes, dtype=torch.float64)
+            total = torch.zeros(n_classes, dtype=torch.float64)
+        for c in range(1, n_classes):
+            p, t = pred == c, truth == c
+            inter[c] += (p & t).sum()
+            total[c] += p.sum() + t.sum()
+    assert inter is not None and total is not None and n_classes is not None
+    scores = [(2 * inter[c] / total[c]).item() if total[c] else 1.0 for c in range(1, n_classes)]
+    return float(np.mean(scores))
+
+
+def _resolve(config: TrainConfig, rt: _Runtime) -> tuple[int, int, float | None]:
+    """Batch size, loader workers and time budget for this machine."""
+    cuda = rt.device.type == "cuda"
+    batch = config.batch or (16 if cuda else 4)
+    workers = (
+        config.workers
+        if config.workers is not None
+        else (min(8, os.cpu_count() or 1) if cuda else 0)
+    )
+    budget = config.max_minutes if config.max_minutes is not None else (None if cuda else 9.0)
+    return batch, workers, budget
+
+
+def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
+    """Loss and validation Dice per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    ax1.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="training loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [h["val_dice"] for h in history], color="tab:red", label="validation Dice")
+    ax2.set_ylabel("validation Dice", color="tab:red")
+    ax2.set_ylim(0, 1)
+    ax1.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train_model(
+    train: list[Sample],
+    val: list[Sample],
+    config: TrainConfig,
+    run_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a U-Net for `config.task` on `train`, stop early on `val` Dice, return the best."""
+    if not train or not val:
+        raise ApplianceError(
+            f"training needs training and validation images, got {len(train)} and {len(val)}"
+        )
+    rt = _runtime(config.device)
+    _seed_everything(config.seed)
+    batch, workers, budget = _resolve(config, rt)
+    amp, precision = _precision(rt.device)
+    in_ch = train[0].image.shape[0] + (1 if config.task == "upgrade" else 0)
+    spec = config.perturb if config.task == "upgrade" else None
+    train_ds = SegDataset(
+        train, config.task, spec, True, config.patch, config.seed, config.min_epoch_items
+    )
+    val_ds = SegDataset(val, config.task, spec, False, config.patch, config.seed)
+    sampler = (
+        DistributedSampler(train_ds, rt.world, rt.rank, shuffle=True, seed=config.seed)
+        if rt.world > 1
+        else None
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        train_ds,
+        batch_size=batch,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=rt.device.type == "cuda",
+        persistent_workers=workers > 0,
+        drop_last=len(train_ds) >= 2 * batch,
+    )
+    model = UNet(in_ch, config.n_classes, config.width, config.depth)
+    model = model.to(rt.device, memory_format=torch.channels_last)
+    net: torch.nn.Module = model
+    if rt.world > 1:
+        ids = [rt.local_rank] if rt.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    use_votes = train_ds.max_votes > 0
+    history: list[dict[str, float]] = []
+    best_dice, best_epoch, best_state = -1.0, 0, None
+    start = time.monotonic()
+    images = 0
+    stopped = "epochs"
+    if run_dir is not None and rt.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").write_text("")
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=f"train {config.task}",
+        unit="epoch",
+        disable=not (progress and rt.main),
+        dynamic_ncols=True,
+    )
+    for epoch in bar:
+        train_ds.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
+        losses = []
+        t0 = time.monotonic()
+        for item in loader:
+            x = (
+                item["x"]
+                .to(rt.device, non_blocking=True)
+                .contiguous(memory_format=torch.channels_last)
+            )
+            y = item["y"].to(rt.device, non_blocking=True)
+            with torch.autocast(rt.device.type, dtype=amp, enabled=amp is not None):
+                logits = net(x)
+            if use_votes:
+                votes = item["votes"].to(rt.device, non_blocking=True)
+                n_votes = item["n_votes"].to(rt.device, non_blocking=True)
+                loss = dice_votes_loss(logits, y, votes, n_votes)
+            else:
+                loss = dice_ce_loss(logits, y)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            losses.append(loss.item())
+            images += x.shape[0] * rt.world
+        speed = len(losses) * batch * rt.world / max(time.monotonic() - t0, 1e-9)
+        verdict = torch.zeros(2, device=rt.device)
+        if rt.main:
+            val_dice = evaluate(model, val_ds, rt.device, amp)
+            row = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "val_dice": val_dice,
+                "images_per_s": speed,
+                "seconds": time.monotonic() - start,
+            }
+            history.append(row)
+            if run_dir is not None:
+                with open(run_dir / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if val_dice > best_dice:
+                best_dice, best_epoch = val_dice, epoch
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            bar.set_postfix(
+                loss=f"{row['loss']:.3f}", val_dice=f"{val_dice:.3f}", img_s=f"{speed:.1f}"
+            )
+            if epoch - best_epoch >= config.patience:
+                verdict[0], stopped = 1, "early stopping"
+            elif budget is not None and (time.monotonic() - start) / 60 >= budget:
+                verdict[0], stopped = 1, "time budget"
+        if rt.world > 1:
+            dist.broadcast(verdict, src=0)
+        if verdict[0]:
+            break
+    bar.close()
+    seconds = time.monotonic() - start
+    model = model.cpu().to(memory_format=torch.contiguous_format)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result = TrainResult(
+        model=model,
+        best_val_dice=best_dice,
+        best_epoch=best_epoch,
+        epochs_run=len(history) or config.epochs,
+        seconds=seconds,
+        images_per_second=images / max(seconds, 1e-9),
+        device=str(rt.device),
+        precision=precision,
+        stopped=stopped,
+        history=history,
+        config={**asdict(config), "perturb": str(config.perturb), "batch": batch},
+    )
+    if run_dir is not None and rt.main and history:
+        plot_curves(
+            history, run_dir / "curves.png", f"{config.task}: best val Dice {best_dice:.3f}"
+        )
+        torch.save({"state": model.state_dict(), "config": model.config}, run_dir / "model.pt")
+    return result
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4) -> np.ndarray:
+    """Class maps (N×H×W) for model inputs N×C×H×W (padded to the tile multiple, then cropped)."""
+    model.eval()
+    device = next(model.parameters()).device
+    h, w = x.shape[-2:]
+    padded = pad_to_multiple(x)
+    out = []
+    for i in range(0, len(padded), batch):
+        logits = model(torch.from_numpy(np.ascontiguousarray(padded[i : i + batch])).to(device))
+        out.append(logits.argmax(1)[:, :h, :w].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, h, w), np.int64)
+
+
+def _split_off_val(train: list[Sample], seed: int) -> tuple[list[Sample], list[Sample]]:
+    """80/20 split of the training items when the job has no validation items (seed 003)."""
+    if len(train) < 2:
+        raise ApplianceError(f"training needs at least 2 labelled images, the job has {len(train)}")
+    order = np.random.default_rng(seed).permutation(len(train))
+    n_val = max(1, round(0.2 * len(train)))
+    return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
+
+
+def _onnx_dice(path: Path, dataset: SegDataset) -> float:
+    """Pooled foreground Dice of an ONNX model on whole evaluation images."""
+    from export.quantize import onnx_predict
+
+    inputs = [dataset[i]["x"][None].numpy() for i in range(len(dataset))]
+    preds = onnx_predict(path, inputs)
+    inter = total = 0
+    for pred, sample in zip(preds, dataset.samples, strict=True):
+        h, w = sample.target.shape
+        p, t = pred[:h, :w] > 0, sample.target > 0
+        inter += int((p & t).sum())
+        total += int(p.sum() + t.sum())
+    return 2.0 * inter / total if total else 1.0
+
+
+def train_job(
+    job_path: Path,
+    task: str,
+    out: Path,
+    run_dir: Path,
+    *,
+    epochs: int = 300,
+    batch: int | None = None,
+    width: int | None = None,
+    depth: int | None = None,
+    device: str = "auto",
+    perturb: PerturbSpec | None = None,
+    max_minutes: float | None = None,
+    patience: int = 20,
+    seed: int = 0,
+    quantize: bool = False,
+    progress: bool = True,
+) -> dict[str, object] | None:
+    """Training-job bundle → trained, exported, checked model bundle; returns its metrics.
+
+    Returns None on the non-zero ranks of a torchrun launch (rank 0 writes everything).
+    """
+    from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
+    from appliance.bundles.training_job import read_training_job
+    from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
+    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
+    from export.quantize import quantize_int8
+
+    with read_training_job(job_path) as job:
+        splits, classes = samples_from_job(job, task)
+        job_id = job.id
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    if not val:
+        train, val = _split_off_val(train, seed)
+    config = TrainConfig(
+        task=task,
+        n_classes=len(classes),
+        width=width or DEFAULT_WIDTH,
+        depth=depth or DEFAULT_DEPTH,
+        epochs=epochs,
+        batch=batch,
+        patience=patience,
+        device=device,
+        seed=seed,
+        max_minutes=max_minutes,
+        perturb=perturb or UPGRADE_PERTURB,
+    )
+    result = train_model(train, val, config, run_dir, progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    image_channels = train[0].image.shape[0]
+    in_channels = image_channels + (1 if task == "upgrade" else 0)
+    fp32 = run_dir / "model.onnx"
+    parity = export_onnx(result.model, in_channels, fp32)
+    eval_name = "test" if test else "val"
+    eval_ds = SegDataset(test or val, task, config.perturb, False, config.patch, seed)
+    metrics: dict[str, object] = {
+        "task": task,
+        "val_dice": round(result.best_val_dice, 4),
+        f"{eval_name}_dice_onnx_fp32": round(_onnx_dice(fp32, eval_ds), 4),
+        "eval_split": eval_name,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped": result.stopped,
+        "train_seconds": round(result.seconds, 1),
+        "images_per_second": round(result.images_per_second, 1),
+        "device": result.device,
+        "precision": result.precision,
+        "train_images": len(train),
+        "val_images": len(val),
+        "test_images": len(test),
+        "parity": parity.as_dict(),
+        "config": result.config,
+    }
+    shipped = fp32
+    if quantize:
+        cal_ds = SegDataset(train, task, config.perturb, False, config.patch, seed)
+        calibration = [cal_ds[i]["x"][None].numpy() for i in range(min(len(cal_ds), 32))]
+        shipped = quantize_int8(fp32, run_dir / "model-int8.onnx", calibration)
+        int8_dice = _onnx_dice(shipped, eval_ds)
+        metrics[f"{eval_name}_dice_onnx_int8"] = round(int8_dice, 4)
+        fp32_dice = float(metrics[f"{eval_name}_dice_onnx_fp32"])  # type: ignore[arg-type]
+        metrics["int8_dice_drop"] = round(fp32_dice - int8_dice, 4)
+    metrics["quantized"] = quantize
+    metrics["latency_ms_512_2threads"] = round(measure_latency(shipped, in_channels), 1)
+    contract = {
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "input_channels": image_channels,
+        "mask_channel": task == "upgrade",
+        "dtype": "float32",
+        "layout": "NCHW",
+        "normalisation": dict(NORMALISATION),
+        "tile_multiple": TILE_MULTIPLE,
+        "output_kind": "softmax",
+        "classes": classes,
+        "threshold": 0.5,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    role = "prelabel" if task == "segment" else "upgrade"
+    extra = {"curves.png": run_dir / "curves.png", "metrics.jsonl": run_dir / "metrics.jsonl"}
+    extra["metrics.json"] = run_dir / "metrics.json"
+    bundle_id = write_model_bundle(
+        out,
+        [
+            ModelSpec(
+                role, f"unet-w{config.width}-d{config.depth}-{role}", shipped, contract, metrics
+            )
+        ],
+        job_id=job_id,
+        extra_files=extra,
+    )
+    metrics["bundle_id"] = bundle_id
+    return metrics
