@@ -76,10 +76,14 @@ def model_bundle(tmp_path: Path):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file under `root`, for byte-identity checks (WAL side files excluded:
-    SQLite creates and removes them on open and close without changing the database)."""
+    """sha256 of every file under `root`, the database and its write-ahead log included.
+
+    Take it while the project is open: `Project.open` itself bumps SQLite's change counter, so
+    only snapshots of one open session are comparable. The `-shm` file is SQLite's shared-memory
+    index (reader marks), not data, and is left out.
+    """
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+        if p.is_file() and not p.name.endswith("-shm")
     }
