@@ -18,7 +18,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("export.demo",)
 
 
 def _synth(args: argparse.Namespace) -> int:
