@@ -92,7 +92,7 @@ def models(args: argparse.Namespace) -> int:
         return 0
     print(f"{'':1} {'id':36}  {'role':9}  {'name':20}  {'installed':24}  metrics")
     for m in rows:
-        metrics = ", ".join(f"{k}={v}" for k, v in m.metrics.items())
+        metrics = _metrics_summary(m.metrics)
         star = "*" if m.active else " "
         print(f"{star} {m.id:36}  {m.role:9}  {m.name[:20]:20}  {m.installed:24}  {metrics}")
     return 0
@@ -106,3 +106,11 @@ def activate(args: argparse.Namespace) -> int:
         model = activate_model(project, args.model_id)
     print(f"active {model.role} model: {model.id} ({model.name})")
     return 0
+
+
+def _metrics_summary(metrics: dict[str, object], limit: int = 4) -> str:
+    """The first few numeric metrics; nested details (configs, parity reports) stay in the DB."""
+    numbers = [
+        (k, v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return ", ".join(f"{k}={v:.4g}" for k, v in numbers[:limit])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from appliance.bundles.archive import BundleError
 from appliance.bundles.training_job import read_training_job, write_training_job
 from appliance.cli import main
 from appliance.store import Project
@@ -130,3 +132,22 @@ def test_cli_export_job(labeled_project: Project, tmp_path: Path, capsys) -> Non
         assert job.split == {"ratios": [0.6, 0.2, 0.2], "seed": 2}
     with pytest.raises(SystemExit):
         main(["export-job", root, str(out), "--split", "0.9,0.9"])
+
+
+def test_tampered_job_is_refused_naming_the_member(
+    labeled_project: Project, tmp_path: Path
+) -> None:
+    out = tmp_path / "job.zip"
+    write_training_job(labeled_project, out)
+    with zipfile.ZipFile(out) as zf:
+        entries = [(info, zf.read(info)) for info in zf.infolist()]
+    victim = next(info.filename for info, _ in entries if info.filename.startswith("labels/"))
+    spoiled = tmp_path / "spoiled.zip"
+    with zipfile.ZipFile(spoiled, "w") as zf:
+        for info, data in entries:
+            zf.writestr(
+                info, data[:-1] + bytes([data[-1] ^ 1]) if info.filename == victim else data
+            )
+    with pytest.raises(BundleError) as caught:
+        read_training_job(spoiled)
+    assert caught.value.member == victim and "sha256 mismatch" in caught.value.problem
