@@ -66,15 +66,26 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
                 moved.append(final)
                 _move_into_place(model.staged, final)
         _record(project, bundle, known)
+    except OSError as exc:  # disk full, read-only project folder: a user problem, not a bug
+        _remove(moved)
+        problem = exc.strerror or str(exc)
+        raise ApplianceError(
+            f"bundle {path}: cannot install into {project.root} ({problem})"
+        ) from None
     except BaseException:
-        for file in moved:
-            file.unlink(missing_ok=True)
+        _remove(moved)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created_dir and models_dir.exists() and not any(models_dir.iterdir()):
             models_dir.rmdir()
     return [m.id for m in bundle.models]
+
+
+def _remove(files: list[Path]) -> None:
+    """Undo this attempt's renames, so a failed install leaves no new file behind."""
+    for file in files:
+        file.unlink(missing_ok=True)
 
 
 def _check_ids(project: Project, bundle: ModelBundle) -> set[str]:

@@ -103,6 +103,8 @@ def write_training_job(
 ) -> tuple[str, dict[str, int]]:
     """Export the project's training data; returns the job id and the item count per split."""
     out = Path(out_zip)
+    if not out.parent.is_dir():
+        raise BundleError(str(out), f"cannot be written: folder {out.parent} does not exist")
     if task not in TASKS:
         raise BundleError(str(out), f"unknown task {task!r} (one of {', '.join(TASKS)})")
     if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
