@@ -159,3 +159,34 @@ def run(
         return label, None
     version = project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
     return label, version
+
+
+def run_all(
+    project: Any,
+    method: str,
+    check: Callable[[], None] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[int, int]:
+    """Pre-label every image without any label version; returns (stored, without a pre-label).
+
+    Labeled images are left alone: a pre-label on top of an expert's work would only be noise
+    in its history. Each image is saved on its own, so a cancelled run keeps what it stored.
+    """
+    todo = [
+        r[0]
+        for r in project.db.execute(
+            "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM labels) ORDER BY id"
+        )
+    ]
+    fn = prelabeler(project, method)
+    stored = 0
+    for k, image_id in enumerate(todo, start=1):
+        if check is not None:
+            check()
+        label = fn(image_id, project.load_pixels(image_id))
+        if label is not None:
+            project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
+            stored += 1
+        if progress is not None:
+            progress(k / len(todo))
+    return stored, len(todo) - stored
