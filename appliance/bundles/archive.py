@@ -100,21 +100,17 @@ class Fields:
                 return None
             self.fail(f"required key {name!r} is missing")
         value = self.obj[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds:
-            kinds = (*kinds, int)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            wanted = " or ".join(_TYPE_WORDS[k] for k in kinds if k in _TYPE_WORDS)
-            self.fail(f"key {name!r} must be {wanted}, got {_json_type(value)}")
+        wanted = kind if isinstance(kind, tuple) else (kind,)
+        accepted = (*wanted, int) if float in wanted else wanted
+        if (isinstance(value, bool) and bool not in wanted) or not isinstance(value, accepted):
+            words = " or ".join(_TYPE_WORDS[k] for k in wanted)
+            self.fail(f"key {name!r} must be {words}, got {_json_type(value)}")
         return value
 
-    def nested(self, key: str, *, optional: bool = False) -> Fields | None:
-        """The object under `key` wrapped the same way (None when optional and absent)."""
-        value = self.get(key, dict, optional=optional)
-        if value is None:
-            return None
+    def nested(self, key: str) -> Fields:
+        """The object under `key`, wrapped the same way."""
         where = f"{self.where}.{key}" if self.where else key
-        return Fields(value, self.bundle, self.member, where)
+        return Fields(self.get(key, dict), self.bundle, self.member, where)
 
 
 _TYPE_WORDS = {
@@ -129,9 +125,7 @@ _TYPE_WORDS = {
 
 
 def _json_type(value: object) -> str:
-    names = {bool: "a boolean", type(None): "null", str: "a string", int: "an integer"}
-    names |= {float: "a number", dict: "an object", list: "a list"}
-    return names.get(type(value), type(value).__name__)
+    return "a boolean" if isinstance(value, bool) else _TYPE_WORDS.get(type(value), "unknown")
 
 
 def member_name_problem(name: str) -> str | None:
@@ -211,7 +205,6 @@ def parse_manifest(raw: bytes, bundle: str, expected: str) -> tuple[dict[str, An
     except ValueError:
         f.fail(f"created {f.obj['created']!r} is not an ISO 8601 time")
     producer = f.nested("producer")
-    assert producer is not None
     producer.get("name", str)
     producer.get("version", str)
     members = [_member(entry, i, f) for i, entry in enumerate(f.get("members", list))]

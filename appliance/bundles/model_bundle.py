@@ -177,9 +177,7 @@ def _validate_entry(f: Fields) -> None:
         f.fail(f"{f.where}.name is empty")
     if not f.get("file", str).endswith(".onnx"):
         f.fail(f"{f.where}.file must end in .onnx")
-    contract = f.nested("contract")
-    assert contract is not None
-    validate_contract(contract)
+    validate_contract(f.nested("contract"))
     f.get("metrics", dict)
 
 

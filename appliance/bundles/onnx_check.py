@@ -35,7 +35,6 @@ def validate_contract(f: Fields) -> dict[str, Any]:
     if f.get("layout", str) != "NCHW":
         f.fail(f"{f.where}.layout must be 'NCHW'")
     norm = f.nested("normalisation")
-    assert norm is not None
     norm.get("method", str)
     low, high = norm.get("low", float, optional=True), norm.get("high", float, optional=True)
     if low is not None and high is not None and not 0 <= low < high <= 100:

@@ -381,8 +381,7 @@ def _parse_item(f: Fields, job: TrainingJob, reader: BundleReader, n_classes: in
     )
 
 
-def _parse_version(f: Fields | None, reader: BundleReader, n_classes: int) -> dict[str, Any]:
-    assert f is not None
+def _parse_version(f: Fields, reader: BundleReader, n_classes: int) -> dict[str, Any]:
     _listed(f, "instances", reader)
     f.get("author", str)
     f.get("source", str)
