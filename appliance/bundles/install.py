@@ -10,11 +10,13 @@ is in the old state until the transaction commits and in the new one after.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from appliance.store import Project
 from appliance.store.db import utcnow
 
 MODELS_DIR = "models"
+STALE_STAGING_SECONDS = 24 * 3600
 _COLUMNS = "id, bundle_id, role, name, path, sha256, contract, metrics, job_id, installed, active"
 
 
@@ -53,6 +56,7 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
     """
     models_dir = project.root / MODELS_DIR
     created_dir = not models_dir.exists()
+    _sweep_stale_staging(models_dir)
     staging = models_dir / f".staging-{uuid.uuid4().hex}"
     moved: list[Path] = []
     try:
@@ -80,6 +84,16 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
         if created_dir and models_dir.exists() and not any(models_dir.iterdir()):
             models_dir.rmdir()
     return [m.id for m in bundle.models]
+
+
+def _sweep_stale_staging(models_dir: Path) -> None:
+    """Remove staging folders a crashed install left behind (older than a day, so never the
+    folder of an install running right now in another process)."""
+    cutoff = time.time() - STALE_STAGING_SECONDS
+    for folder in models_dir.glob(".staging-*"):
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder)
 
 
 def _remove(files: list[Path]) -> None:

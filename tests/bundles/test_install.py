@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,15 @@ def test_cli_install_models_activate(tmp_path: Path, model_bundle, capsys) -> No
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
     assert main(["install-model", root, str(tmp_path / "bad.zip")]) == 2
     assert "not a readable zip archive" in capsys.readouterr().err
+
+
+def test_install_sweeps_staging_left_by_a_crash(project: Project, model_bundle) -> None:
+    stale = project.root / "models" / ".staging-crashed"
+    stale.mkdir(parents=True)
+    (stale / "half.onnx").write_bytes(b"partial")
+    fresh = project.root / "models" / ".staging-running"
+    fresh.mkdir()
+    old = time.time() - install_mod.STALE_STAGING_SECONDS - 60
+    os.utime(stale, (old, old))
+    install_model_bundle(project, model_bundle())
+    assert not stale.exists() and fresh.exists()
