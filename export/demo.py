@@ -136,6 +136,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 args.minutes,
                 "--seed",
                 args.seed,
+                "--run-dir",
+                out / "runs" / name,
             ),
         )
         _step(

@@ -358,6 +358,8 @@ class Project:
             "sequences": q(
                 "SELECT count(DISTINCT sequence) FROM images WHERE sequence IS NOT NULL"
             ).fetchone()[0],
-            "seconds_spent": q("SELECT coalesce(sum(seconds_spent), 0) FROM labels").fetchone()[0],
+            "seconds_spent": round(
+                q("SELECT coalesce(sum(seconds_spent), 0) FROM labels").fetchone()[0], 1
+            ),
             "models": q("SELECT count(*) FROM models").fetchone()[0],
         }
