@@ -1,0 +1,256 @@
+"""The Kivy application: screens, theme, messages, background jobs, tablet preferences.
+
+Every failure ends as a one-line message on screen, never as a crash: `ApplianceError`s (bad
+files, bad bundles, model errors) carry a message made for users; anything else reaching Kivy's
+event loop is caught by an exception handler, logged with its traceback, shown as a short
+message, and the app goes on. Unexpected errors are also kept in `App.errors` for the UI tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kivy.app import App
+from kivy.base import ExceptionHandler, ExceptionManager
+from kivy.clock import Clock
+from kivy.lang import Builder
+from kivy.properties import ListProperty, NumericProperty, StringProperty
+from kivy.uix.floatlayout import FloatLayout
+from kivy.uix.screenmanager import NoTransition, ScreenManager
+
+from appliance.assist.jobs import Job, JobContext, JobRunner
+from appliance.errors import ApplianceError
+from appliance.store.project import DB_NAME, Project
+from appliance.ui import theme
+from appliance.ui.widgets import MessageBar
+
+log = logging.getLogger(__name__)
+PREFS_FILE = "tablet.json"
+STYLE = Path(__file__).with_name("style.kv")
+
+
+class _ShowErrors(ExceptionHandler):
+    """Turns an exception escaping a callback into a message; the event loop carries on."""
+
+    def __init__(self, app: ApplianceApp) -> None:
+        self.app = app
+
+    def handle_exception(self, inst: BaseException) -> int:
+        if isinstance(inst, KeyboardInterrupt | SystemExit):
+            return ExceptionManager.RAISE
+        self.app.show_error(inst)
+        return ExceptionManager.PASS
+
+
+class ApplianceApp(App):
+    """The tablet app over a workspace folder of projects (or one project folder)."""
+
+    title = "Annotation appliance"
+    c_bg = ListProperty(theme.DARK.background)
+    c_panel = ListProperty(theme.DARK.panel)
+    c_button = ListProperty(theme.DARK.button)
+    c_active = ListProperty(theme.DARK.button_active)
+    c_text = ListProperty(theme.DARK.text)
+    c_muted = ListProperty(theme.DARK.muted)
+    c_error = ListProperty(theme.DARK.error)
+    c_ok = ListProperty(theme.DARK.ok)
+    touch = NumericProperty(theme.TOUCH)
+    gap = NumericProperty(theme.GAP)
+    font = NumericProperty(theme.FONT)
+    font_small = NumericProperty(theme.FONT_SMALL)
+    font_big = NumericProperty(theme.FONT_BIG)
+    sidebar = NumericProperty(theme.SIDEBAR)
+    annotator = StringProperty("")
+    busy = NumericProperty(0)
+
+    def __init__(self, workspace: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workspace = Path(workspace)
+        self.project: Project | None = None
+        self.errors: list[BaseException] = []
+        self.jobs = JobRunner()
+        self.prefs: dict[str, Any] = {}
+        self.sm: ScreenManager | None = None
+        self.message: MessageBar | None = None
+        self._live: list[Job] = []
+
+    # ----- life cycle ----------------------------------------------------------------------
+    def build(self) -> FloatLayout:
+        from appliance.ui.screens import SCREENS
+
+        Builder.load_file(str(STYLE))
+        ExceptionManager.add_handler(_ShowErrors(self))
+        self.prefs = self._load_prefs()
+        self.annotator = str(self.prefs.get("annotator", ""))
+        root = FloatLayout()
+        self.sm = ScreenManager(transition=NoTransition())
+        for name, cls in SCREENS.items():
+            self.sm.add_widget(cls(name=name))
+        root.add_widget(self.sm)
+        self.message = MessageBar()
+        root.add_widget(self.message)
+        self.apply_theme(str(self.prefs.get("theme", "dark")))
+        Clock.schedule_once(lambda _dt: self.start(), 0)
+        Clock.schedule_interval(self._poll_jobs, 0.2)
+        return root
+
+    def start(self) -> None:
+        """First screen: the name question on first start, else the single project or Home."""
+        if not self.annotator:
+            self.go("welcome")
+        elif self.is_single_project():
+            self.open_project(self.workspace)
+        else:
+            self.go("home")
+
+    def on_stop(self) -> None:
+        if self.sm is not None:
+            self.sm.get_screen("annotate").close_image()
+        self.jobs.shutdown(wait=False)
+        if self.project is not None:
+            self.project.close()
+
+    # ----- navigation and projects ---------------------------------------------------------
+    def go(self, name: str) -> None:
+        assert self.sm is not None
+        if self.sm.current == "annotate" and name != "annotate":
+            self.sm.get_screen("annotate").close_image()
+        self.sm.current = name
+        refresh = getattr(self.sm.current_screen, "refresh", None)
+        if refresh is not None:
+            self.safely(refresh)
+
+    def is_single_project(self) -> bool:
+        return (self.workspace / DB_NAME).is_file()
+
+    def project_dirs(self) -> list[Path]:
+        """Project folders of the workspace (or the workspace itself when it is a project)."""
+        if self.is_single_project():
+            return [self.workspace]
+        if not self.workspace.is_dir():
+            return []
+        return sorted(p for p in self.workspace.iterdir() if (p / DB_NAME).is_file())
+
+    def open_project(self, path: Path) -> None:
+        """Open a project and go to its next image."""
+        project = Project.open(path)
+        if self.project is not None:
+            self.go("home")
+            self.project.close()
+        self.project = project
+        self.go("annotate")
+
+    def create_project(self, name: str, classes: list[str]) -> Path:
+        name = name.strip()
+        if not name or "/" in name or name.startswith("."):
+            raise ApplianceError("give the project a simple name (letters, digits, spaces)")
+        path = self.workspace / name
+        Project.create(path, classes).close()
+        return path
+
+    # ----- annotator and theme -------------------------------------------------------------
+    def set_annotator(self, name: str) -> None:
+        name = " ".join(name.split())
+        if not name:
+            raise ApplianceError("type your name: it is recorded with every label you save")
+        self.annotator = name
+        known = [n for n in self.prefs.get("annotators", []) if n != name]
+        self.prefs.update(annotator=name, annotators=[name, *known][:12])
+        self._save_prefs()
+
+    def apply_theme(self, name: str) -> None:
+        pal = theme.palette(name)
+        self.c_bg, self.c_panel, self.c_button = pal.background, pal.panel, pal.button
+        self.c_active, self.c_text, self.c_muted = pal.button_active, pal.text, pal.muted
+        self.c_error, self.c_ok = pal.error, pal.ok
+        if self.prefs.get("theme") != name:
+            self.prefs["theme"] = name
+            self._save_prefs()
+
+    def _load_prefs(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.workspace / PREFS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_prefs(self) -> None:
+        path = self.workspace / PREFS_FILE
+        tmp = path.with_suffix(".tmp")
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.prefs, indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.notify(f"cannot save tablet preferences in {self.workspace} ({exc.strerror})")
+
+    # ----- messages, errors and jobs -------------------------------------------------------
+    def notify(self, text: str, error: bool = False) -> None:
+        """Show a one-line message at the bottom of the screen for a few seconds."""
+        log.info("message: %s", text)
+        if self.message is not None:
+            self.message.show(text, error)
+
+    def show_error(self, exc: BaseException) -> None:
+        if isinstance(exc, ApplianceError):
+            self.notify(str(exc), error=True)
+            return
+        self.errors.append(exc)
+        log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))
+        self.notify(f"Something went wrong ({type(exc).__name__}: {exc}); work is saved", True)
+
+    def safely(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call `fn`; any failure becomes an on-screen message and None is returned."""
+        try:
+            return fn(*args)
+        except Exception as exc:
+            self.show_error(exc)
+            return None
+
+    def run_job(
+        self,
+        fn: Callable[[JobContext], Any],
+        done: Callable[[Any], None],
+        key: Any = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Job:
+        """Run `fn` on the worker thread; `done(result)` or `failed(error)` run on the UI thread.
+
+        `busy` counts unfinished jobs (polled, since a superseded job never reports back) so
+        the spinner shows while any is in flight.
+        """
+
+        def finish(job: Job) -> None:
+            Clock.schedule_once(lambda _dt: deliver(job), 0)
+
+        def deliver(job: Job) -> None:
+            if job.error is not None:
+                (failed or self.show_error)(job.error)
+            else:
+                self.safely(done, job.result(0))
+
+        job = self.jobs.submit(fn, key=key, on_done=finish)
+        self._live.append(job)
+        self.busy = len(self._live)
+        return job
+
+    def _poll_jobs(self, _dt: float) -> None:
+        self._live = [j for j in self._live if not j.done()]
+        self.busy = len(self._live)
+
+
+def run(workspace: Path, tour: Path | None = None) -> int:
+    """Start the app on `workspace` (a folder of projects or one project); `tour`: screenshots."""
+    app = ApplianceApp(workspace)
+    if tour is not None:
+        from appliance.ui.tour import schedule_tour
+
+        schedule_tour(app, tour)
+    app.run()
+    return 0

@@ -1,0 +1,179 @@
+"""Home: the projects on this tablet with progress, and the ways in and out of them.
+
+Import and export run as background jobs with their own project handle, so a slow USB stick
+never freezes the screen; their summaries come back as on-screen messages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kivy.app import App
+from kivy.factory import Factory
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.scrollview import ScrollView
+
+from appliance.bundles.install import install_model_bundle
+from appliance.bundles.training_job import write_training_job
+from appliance.errors import ApplianceError
+from appliance.importer import import_paths
+from appliance.store.project import Project
+from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label
+
+
+def duration(seconds: float) -> str:
+    """`1 h 05 min`, `12 min`, `40 s`: how long someone has worked, at a glance."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def project_summary(path: Path) -> str:
+    with Project.open(path) as project:
+        status = project.status()
+    return (
+        f"{status['labeled_images']} / {status['images']} labeled · "
+        f"{duration(status['seconds_spent'])} spent · {status['models']} models"
+    )
+
+
+class HomeScreen(ScreenBg):
+    """Project list with Open / Import / Models / Export per project, New project, annotator."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        app = App.get_running_app()
+        root = BoxLayout(orientation="vertical", padding=app.gap * 3, spacing=app.gap * 2)
+        top = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap * 2)
+        top.add_widget(Factory.THeading(text="Projects on this tablet", size_hint_y=None))
+        self.who = button("", self._switch_annotator, size_hint_x=None, width=app.sidebar * 1.2)
+        top.add_widget(self.who)
+        top.add_widget(
+            button("New project", self._new_project, size_hint_x=None, width=app.sidebar)
+        )
+        root.add_widget(top)
+        self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap * 2)
+        self.rows.bind(minimum_height=self.rows.setter("height"))
+        scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2)
+        scroll.add_widget(self.rows)
+        root.add_widget(scroll)
+        self.add_widget(root)
+
+    def refresh(self) -> None:
+        app = App.get_running_app()
+        self.who.text = f"Annotator: {app.annotator}  (switch)"
+        self.rows.clear_widgets()
+        dirs = app.project_dirs()
+        if not dirs:
+            self.rows.add_widget(label("No project yet: tap New project, then Import images."))
+        for path in dirs:
+            self.rows.add_widget(self._row(path))
+
+    def _row(self, path: Path) -> BoxLayout:
+        app = App.get_running_app()
+        row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.6)
+        text = BoxLayout(orientation="vertical")
+        text.add_widget(Factory.THeading(text=path.name))
+        try:
+            summary = project_summary(path)
+        except ApplianceError as exc:
+            summary = f"cannot open: {exc}"
+        text.add_widget(Factory.TLabel(text=summary, color=app.c_muted))
+        row.add_widget(text)
+        for title, action in (
+            ("Open", lambda: app.open_project(path)),
+            ("Import images", lambda: self._import(path)),
+            ("Install models", lambda: self._install(path)),
+            ("Export job", lambda: self._export(path)),
+        ):
+            row.add_widget(
+                button(
+                    title,
+                    action,
+                    size_hint=(None, None),
+                    width=app.sidebar * 0.7,
+                    pos_hint={"center_y": 0.5},
+                )
+            )
+        return row
+
+    def _switch_annotator(self) -> None:
+        App.get_running_app().go("welcome")
+
+    def _new_project(self) -> None:
+        def with_name(name: str) -> None:
+            Prompt(
+                "Classes, separated by commas",
+                lambda classes: self._create(name, classes),
+                text="cell",
+            ).open()
+
+        Prompt("Name of the new project", with_name).open()
+
+    def _create(self, name: str, classes: str) -> None:
+        app = App.get_running_app()
+        path = app.create_project(name, classes.split(","))
+        app.notify(f"project {path.name} created: now import images into it")
+        self.refresh()
+
+    def _import(self, path: Path) -> None:
+        app = App.get_running_app()
+
+        def work(folder: Path) -> list[str]:
+            with Project.open(path) as project:
+                summary = import_paths(project, [folder])
+            return summary.lines()
+
+        def chosen(folder: Path) -> None:
+            app.notify(f"importing {folder} ...")
+            app.run_job(lambda _ctx: work(folder), self._imported)
+
+        ChooserPopup("Import images from a folder (or USB stick)", chosen).open()
+
+    def _imported(self, lines: list[str]) -> None:
+        app = App.get_running_app()
+        failed = lines[1:]
+        app.notify(lines[0] + (f" — {failed[0]}" if failed else ""), error=bool(failed))
+        self.refresh()
+
+    def _install(self, path: Path) -> None:
+        app = App.get_running_app()
+
+        def work(bundle: Path) -> list[str]:
+            with Project.open(path) as project:
+                return install_model_bundle(project, bundle)
+
+        def chosen(bundle: Path) -> None:
+            app.run_job(
+                lambda _ctx: work(bundle),
+                lambda ids: (
+                    app.notify(f"installed {len(ids)} model(s) from {bundle.name}"),
+                    self.refresh(),
+                ),
+            )
+
+        ChooserPopup(
+            "Install a model bundle", chosen, suffixes=(".zip", ".bundle"), pick_folder=False
+        ).open()
+
+    def _export(self, path: Path) -> None:
+        app = App.get_running_app()
+
+        def work(folder: Path) -> str:
+            with Project.open(path) as project:
+                out = folder / f"{path.name}-training-job-{utc_stamp()}.zip"
+                job_id, counts = write_training_job(project, out)
+            total = sum(counts.values())
+            return f"exported {total} labeled images to {out.name} (job {job_id[:8]})"
+
+        def chosen(folder: Path) -> None:
+            app.run_job(lambda _ctx: work(folder), app.notify)
+
+        ChooserPopup("Export a training job into a folder (or USB stick)", chosen).open()
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

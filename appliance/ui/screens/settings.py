@@ -1,0 +1,182 @@
+"""Settings of the open project: selector weights, pre-processing, pre-labeler, inspection
+threshold, brush defaults, finger drawing, theme. All but the theme are stored in the project
+(its `settings` table) so that every tablet working on it behaves the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kivy.app import App
+from kivy.factory import Factory
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.scrollview import ScrollView
+
+from appliance.assist import inspection, preprocess
+from appliance.assist import selector as selector_mod
+from appliance.ui.assistant import PRELABEL_CHOICES, PRELABEL_KEY
+from appliance.ui.screens.annotate import BRUSH_KEY, FINGER_KEY, OPACITY_KEY
+from appliance.ui.widgets import ScreenBg, button
+
+
+class SettingsScreen(ScreenBg):
+    """Two columns of labelled controls; every change is saved at once."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        app = App.get_running_app()
+        root = BoxLayout(orientation="vertical", padding=app.gap * 3, spacing=app.gap * 2)
+        top = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap * 2)
+        top.add_widget(Factory.THeading(text="Project settings", size_hint_y=None))
+        top.add_widget(
+            button(
+                "Back to images", lambda: app.go("annotate"), size_hint_x=None, width=app.sidebar
+            )
+        )
+        root.add_widget(top)
+        self.grid = GridLayout(cols=2, size_hint_y=None, spacing=(app.gap * 6, app.gap * 2))
+        self.grid.bind(minimum_height=self.grid.setter("height"))
+        scroll = ScrollView(do_scroll_x=False)
+        scroll.add_widget(self.grid)
+        root.add_widget(scroll)
+        self.add_widget(root)
+
+    def refresh(self) -> None:
+        app = App.get_running_app()
+        project = app.project
+        self.grid.clear_widgets()
+        if project is None:
+            return
+        left, right = self._column(), self._column()
+        left.add_widget(Factory.THeading(text="Which image next (selector weights)"))
+        weights = project.get_setting(selector_mod.WEIGHTS_KEY, None) or dict(
+            selector_mod.DEFAULT_WEIGHTS
+        )
+        for name in selector_mod.STRATEGIES:
+            self._slider(
+                left,
+                name.replace("_", " "),
+                weights.get(name, 0.0),
+                0,
+                1,
+                lambda v, n=name: self._weight(n, v),
+            )
+        left.add_widget(Factory.THeading(text="Pre-label"))
+        self._choice(
+            left,
+            PRELABEL_CHOICES,
+            project.get_setting(PRELABEL_KEY, "auto"),
+            lambda v: project.set_setting(PRELABEL_KEY, v),
+        )
+        left.add_widget(Factory.THeading(text="Label check"))
+        checks = inspection.load_settings(project, learn=False)
+        self._slider(left, "warn below score", checks.gamma0, 0, 1, self._gamma0)
+        h = preprocess.load(project)
+        right.add_widget(Factory.THeading(text="Image display (pre-processing)"))
+        self._slider(right, "dark cut-off %", h.low, 0, 20, lambda v: self._pre(low=v))
+        self._slider(right, "bright cut-off %", h.high, 80, 100, lambda v: self._pre(high=v))
+        self._choice(right, preprocess.DENOISERS, h.denoise, lambda v: self._pre(denoise=v))
+        self._choice(
+            right,
+            ("CLAHE off", "CLAHE on"),
+            "CLAHE on" if h.clahe else "CLAHE off",
+            lambda v: self._pre(clahe=v == "CLAHE on"),
+        )
+        right.add_widget(Factory.THeading(text="Drawing"))
+        self._slider(
+            right,
+            "brush size px",
+            project.get_setting(BRUSH_KEY, 20),
+            1,
+            200,
+            lambda v: project.set_setting(BRUSH_KEY, round(v)),
+        )
+        self._slider(
+            right,
+            "overlay opacity",
+            project.get_setting(OPACITY_KEY, 0.45),
+            0,
+            1,
+            lambda v: project.set_setting(OPACITY_KEY, v),
+        )
+        finger = "finger draws" if project.get_setting(FINGER_KEY, False) else "pen draws"
+        self._choice(
+            right,
+            ("pen draws", "finger draws"),
+            finger,
+            lambda v: project.set_setting(FINGER_KEY, v == "finger draws"),
+        )
+        right.add_widget(Factory.THeading(text="Theme (this tablet)"))
+        self._choice(right, ("dark", "light"), app.prefs.get("theme", "dark"), app.apply_theme)
+        self.grid.add_widget(left)
+        self.grid.add_widget(right)
+
+    def _column(self) -> BoxLayout:
+        app = App.get_running_app()
+        col = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
+        col.bind(minimum_height=col.setter("height"))
+        return col
+
+    def _slider(
+        self,
+        parent: BoxLayout,
+        title: str,
+        value: float,
+        lo: float,
+        hi: float,
+        save: Callable[[float], object],
+    ) -> None:
+        """A labelled slider that saves when the finger lifts (not on every move)."""
+        app = App.get_running_app()
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        text = Factory.TLabel(text=f"{title}: {value:.2f}", size_hint=(0.45, 1))
+        slider = Factory.TSlider(min=lo, max=hi, value=float(value))
+        slider.bind(value=lambda _s, v: setattr(text, "text", f"{title}: {v:.2f}"))
+
+        def released(s: object, touch: object) -> None:
+            if touch.grab_current is s:
+                app.safely(save, float(s.value))
+
+        slider.bind(on_touch_up=released)
+        row.add_widget(text)
+        row.add_widget(slider)
+        parent.add_widget(row)
+
+    def _choice(
+        self,
+        parent: BoxLayout,
+        options: tuple[str, ...],
+        current: str,
+        save: Callable[[str], object],
+    ) -> None:
+        app = App.get_running_app()
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        group = f"choice-{id(row)}"
+        for option in options:
+            toggle = Factory.TToggle(
+                text=option, group=group, state="down" if option == current else "normal"
+            )
+            toggle.bind(on_press=lambda _b, o=option: app.safely(save, o))
+            row.add_widget(toggle)
+        parent.add_widget(row)
+
+    def _weight(self, name: str, value: float) -> None:
+        project = App.get_running_app().project
+        weights = project.get_setting(selector_mod.WEIGHTS_KEY, None) or dict(
+            selector_mod.DEFAULT_WEIGHTS
+        )
+        weights[name] = round(value, 3)
+        project.set_setting(selector_mod.WEIGHTS_KEY, weights)
+
+    def _gamma0(self, value: float) -> None:
+        project = App.get_running_app().project
+        checks = inspection.load_settings(project, learn=False)
+        checks.gamma0 = round(value, 3)
+        project.set_setting(inspection.SETTING_KEY, checks.to_dict())
+
+    def _pre(self, **change: object) -> None:
+        project = App.get_running_app().project
+        current = preprocess.load(project).to_dict()
+        current.update(change)
+        preprocess.save(project, preprocess.Preprocessing.from_dict(current))

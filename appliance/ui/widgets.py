@@ -1,0 +1,224 @@
+"""Small touch-sized widgets: message bar, busy spinner, folder/file chooser, prompts.
+
+Kivy's stock FileChooser has tiny rows and relies on double-click; the chooser here has rows as
+tall as any button, big "Up" and location shortcuts (home, removable media under /media and
+/mnt, Windows drive letters), and selects with one tap.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Callable
+from pathlib import Path
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.factory import Factory
+from kivy.graphics import Color, Line, Rectangle
+from kivy.properties import BooleanProperty, NumericProperty
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.label import Label
+from kivy.uix.modalview import ModalView
+from kivy.uix.screenmanager import Screen
+from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
+
+MESSAGE_SECONDS = 7.0
+
+
+def button(text: str, on_press: Callable[[], object], **kwargs: object) -> Widget:
+    """A themed, touch-sized button whose handler failures become on-screen messages."""
+    app = App.get_running_app()
+    btn = Factory.TButton(text=text, **kwargs)
+    btn.bind(on_release=lambda _b: app.safely(on_press))
+    return btn
+
+
+def label(text: str = "", **kwargs: object) -> Widget:
+    return Factory.TLabel(text=text, **kwargs)
+
+
+class ScreenBg(Screen):
+    """A screen painted in the theme's background colour (rule in style.kv)."""
+
+
+class MessageBar(Label):
+    """A one-line message across the bottom; errors in red, others neutral; tap to dismiss."""
+
+    error = BooleanProperty(False)
+
+    def __init__(self, **kwargs: object) -> None:
+        app = App.get_running_app()
+        super().__init__(
+            size_hint=(1, None),
+            height=app.touch,
+            pos_hint={"x": 0, "y": 0},
+            font_size=app.font,
+            opacity=0,
+            halign="center",
+            valign="middle",
+            **kwargs,
+        )
+        self.bind(size=lambda *_: setattr(self, "text_size", self.size))
+        with self.canvas.before:
+            self._color = Color(0, 0, 0, 0.85)
+            self._rect = Rectangle()
+        self.bind(pos=self._redraw, size=self._redraw)
+        self._hide = Clock.create_trigger(lambda _dt: setattr(self, "opacity", 0), MESSAGE_SECONDS)
+
+    def _redraw(self, *_: object) -> None:
+        self._rect.pos, self._rect.size = self.pos, self.size
+
+    def show(self, text: str, error: bool = False) -> None:
+        app = App.get_running_app()
+        self.text = text
+        self.error = error
+        self._color.rgba = (*app.c_error[:3], 0.95) if error else (0.1, 0.1, 0.12, 0.92)
+        self.color = (1, 1, 1, 1)
+        self.opacity = 1
+        self._hide.cancel()
+        self._hide()
+
+    def on_touch_down(self, touch: object) -> bool:
+        if self.opacity and self.collide_point(*touch.pos):
+            self.opacity = 0
+            return True
+        return False
+
+
+class BusySpinner(Widget):
+    """A rotating arc shown while background work (pre-label, upgrade, checks) runs."""
+
+    angle = NumericProperty(0)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        with self.canvas:
+            self._color = Color(1, 1, 1, 0)
+            self._line = Line(width=4)
+        self.bind(pos=self._redraw, size=self._redraw, angle=self._redraw)
+        app = App.get_running_app()
+        app.bind(busy=self._on_busy)
+        self._tick = Clock.schedule_interval(self._spin, 1 / 20)
+
+    def _on_busy(self, _app: object, busy: int) -> None:
+        self._color.a = 1 if busy else 0
+
+    def _spin(self, _dt: float) -> None:
+        if self._color.a:
+            self.angle = (self.angle + 18) % 360
+
+    def _redraw(self, *_: object) -> None:
+        r = min(self.width, self.height) * 0.35
+        cx, cy = self.center
+        self._line.circle = (cx, cy, r, self.angle, self.angle + 270)
+
+
+class ChooserPopup(ModalView):
+    """Pick a folder or a file (by suffix) with large rows; `on_choose(path)` on confirmation."""
+
+    def __init__(
+        self,
+        title: str,
+        on_choose: Callable[[Path], object],
+        start: Path | None = None,
+        suffixes: tuple[str, ...] = (),
+        pick_folder: bool = True,
+    ) -> None:
+        super().__init__(size_hint=(0.8, 0.9), auto_dismiss=False)
+        app = App.get_running_app()
+        self.on_choose, self.suffixes, self.pick_folder = on_choose, suffixes, pick_folder
+        self.selected: Path | None = None
+        box = Factory.Panel()
+        box.add_widget(Factory.THeading(text=title))
+        places = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        for name, path in removable_places():
+            places.add_widget(button(name, lambda p=path: self.show(p)))
+        box.add_widget(places)
+        self.where = label("")
+        box.add_widget(self.where)
+        self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap / 2)
+        self.rows.bind(minimum_height=self.rows.setter("height"))
+        scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2, scroll_type=["content"])
+        scroll.add_widget(self.rows)
+        box.add_widget(scroll)
+        actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        actions.add_widget(button("Cancel", self.dismiss))
+        self.ok = button("Use this folder" if pick_folder else "Open", self._confirm)
+        actions.add_widget(self.ok)
+        box.add_widget(actions)
+        self.add_widget(box)
+        self.show(start or Path.home())
+
+    def show(self, folder: Path) -> None:
+        """List `folder`: sub-folders first, then matching files."""
+        folder = Path(folder)
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
+        except OSError as exc:
+            App.get_running_app().notify(f"{folder}: cannot open ({exc.strerror})", error=True)
+            return
+        self.folder = folder
+        self.selected = folder if self.pick_folder else None
+        self.where.text = str(folder)
+        self.rows.clear_widgets()
+        if folder.parent != folder:
+            self.rows.add_widget(button("..  (up one folder)", lambda: self.show(folder.parent)))
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                self.rows.add_widget(button(f"[ {entry.name} ]", lambda e=entry: self.show(e)))
+            elif not self.suffixes or entry.suffix.lower() in self.suffixes:
+                self.rows.add_widget(button(entry.name, lambda e=entry: self._pick(e)))
+
+    def _pick(self, path: Path) -> None:
+        self.selected = path
+        self.where.text = f"{path}  (tap Open)"
+
+    def _confirm(self) -> None:
+        if self.selected is None:
+            App.get_running_app().notify("choose a file first")
+            return
+        self.dismiss()
+        self.on_choose(self.selected)
+
+
+def removable_places() -> list[tuple[str, Path]]:
+    """Where a user looks for a USB stick: home, /media/*, /mnt/*, drive letters."""
+    places = [("Home", Path.home())]
+    for root in (Path("/media"), Path("/mnt"), Path("/run/media")):
+        try:
+            for sub in sorted(root.iterdir()):
+                if sub.is_dir():
+                    inner = [p for p in sub.iterdir() if p.is_dir()] if root != Path("/mnt") else []
+                    places += [(p.name, p) for p in inner] or [(sub.name, sub)]
+        except OSError:
+            continue
+    if os.name == "nt":
+        drives = (Path(f"{d}:\\") for d in string.ascii_uppercase)
+        places += [(str(d), d) for d in drives if d.exists()]
+    return places[:6]
+
+
+class Prompt(ModalView):
+    """Ask for one line of text (name, project name) with a big keyboard-friendly field."""
+
+    def __init__(self, title: str, on_ok: Callable[[str], object], text: str = "") -> None:
+        super().__init__(size_hint=(0.6, None), auto_dismiss=False)
+        app = App.get_running_app()
+        box = Factory.Panel()
+        box.add_widget(Factory.THeading(text=title))
+        self.field = Factory.TInput(text=text)
+        box.add_widget(self.field)
+        actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        actions.add_widget(button("Cancel", self.dismiss))
+        actions.add_widget(button("OK", lambda: self._ok(on_ok)))
+        box.add_widget(actions)
+        self.height = app.touch * 4
+        self.add_widget(box)
+
+    def _ok(self, on_ok: Callable[[str], object]) -> None:
+        on_ok(self.field.text)
+        self.dismiss()

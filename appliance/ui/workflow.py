@@ -1,0 +1,143 @@
+"""One image open for annotation: its edit session, label versions, time, and crash-safe draft.
+
+No Kivy here: this is the bookkeeping between the editing core and the store, so it can be
+reasoned about (and tested) without a screen.
+
+Crash safety: after every completed stroke the whole label is written as a draft into the
+project's `settings` table under one key (`ui.draft`, one transaction). A tablet has one image
+open at a time, so one draft slot is enough; it is cleared when the label is saved as a version.
+A power cut therefore loses at most the stroke in progress; on the next start the draft is
+restored if it still belongs on top of the image's latest version.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from appliance.assist import preprocess
+from appliance.editing import EditSession
+from appliance.labels import Label, decode_instances, encode_instances
+from appliance.store.project import Project
+
+DRAFT_KEY = "ui.draft"
+
+
+def pending_draft(project: Project) -> dict | None:
+    """The unsaved draft left by a crash or power cut, if any."""
+    draft = project.get_setting(DRAFT_KEY, None)
+    return draft if isinstance(draft, dict) and "image_id" in draft else None
+
+
+class ImageWork:
+    """An image being annotated by `author`; `session` holds the label on screen."""
+
+    def __init__(
+        self,
+        project: Project,
+        image_id: int,
+        author: str,
+        active_class: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.project = project
+        self.author = author
+        self.record = project.image(image_id)
+        self.pixels = project.load_pixels(image_id)
+        self.display = preprocess.apply(self.pixels, preprocess.load(project))
+        latest = project.latest_label(image_id)
+        self.parent_id: int | None = latest.id if latest else None
+        self.parent_source: str | None = latest.source if latest else None
+        shape = (self.record.height, self.record.width)
+        base = latest.label if latest else Label.empty(shape)
+        self._clock = clock
+        self._seconds_before = 0.0
+        self.recovered = False
+        draft = pending_draft(project)
+        if draft and draft["image_id"] == image_id and draft.get("parent_id") == self.parent_id:
+            base = Label(
+                decode_instances(base64.b64decode(draft["instances"])),
+                {int(k): int(v) for k, v in draft["classes"].items()},
+            )
+            self._seconds_before = float(draft.get("seconds", 0.0))
+            self.recovered = True
+        self.session = EditSession(base, active_class)
+        self.saved_revision = -1 if self.recovered else self.session.revision
+        self._started = clock()
+        project.record_event(image_id, "opened", annotator=author)
+
+    @property
+    def image_id(self) -> int:
+        return self.record.id
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the label on screen differs from the last saved version."""
+        return self.session.revision != self.saved_revision
+
+    @property
+    def has_label(self) -> bool:
+        return bool(self.session.instances.any())
+
+    def seconds(self) -> float:
+        """Time spent on this image since its last saved version."""
+        return self._seconds_before + (self._clock() - self._started)
+
+    def save_draft(self) -> None:
+        """Persist the label on screen (one transaction) so a crash loses no finished stroke."""
+        blob = encode_instances(self.session.instances)
+        self.project.set_setting(
+            DRAFT_KEY,
+            {
+                "image_id": self.image_id,
+                "parent_id": self.parent_id,
+                "author": self.author,
+                "seconds": self.seconds(),
+                "classes": {str(k): v for k, v in self.session.classes.items()},
+                "instances": base64.b64encode(blob).decode("ascii"),
+            },
+        )
+
+    def clear_draft(self) -> None:
+        if pending_draft(self.project) is not None:
+            self.project.set_setting(DRAFT_KEY, None)
+
+    def save(
+        self,
+        source: str = "manual",
+        label: Label | None = None,
+        coarse: bool = False,
+        reviewed: bool = False,
+    ) -> int:
+        """Store `label` (default: the one on screen) as a new version on top of the last one.
+
+        `reviewed` marks a machine-made label the expert accepted as it is (a human label).
+        """
+        label = self.session.label() if label is None else label
+        version = self.project.save_label(
+            self.image_id,
+            label,
+            author=self.author,
+            source=source,
+            seconds_spent=self.seconds(),
+            parent_id=self.parent_id,
+            coarse=coarse,
+            reviewed=reviewed,
+        )
+        self.parent_id, self.parent_source = version, source
+        if np.array_equal(label.instances, self.session.instances):
+            self.saved_revision = self.session.revision
+        self._seconds_before, self._started = 0.0, self._clock()
+        self.clear_draft()
+        return version
+
+    def leave(self, kind: str = "closed") -> int | None:
+        """Autosave unsaved work as a version and record the time; returns the new version."""
+        seconds = self.seconds()
+        version = self.save() if self.dirty else None
+        self.project.record_event(self.image_id, kind, annotator=self.author, seconds=seconds)
+        self.clear_draft()
+        return version

@@ -1,0 +1,96 @@
+"""Start the real app once per test session under Xvfb and drive it with synthetic touches.
+
+Kivy creates one window per process, so the app is built once (session fixture) and each test
+opens its own project in it. Kivy's environment is set before Kivy is first imported: no
+argument parsing, no console log, a throw-away KIVY_HOME, SDL2 window, and the DPI of the
+target 10-inch 1920×1200 tablet (224), so sizes in mm are what the expert would see.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+WIDTH, HEIGHT = 1920, 1200
+
+
+def _start_xvfb() -> None:
+    if os.environ.get("DISPLAY") or shutil.which("Xvfb") is None:
+        return
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten",
+         "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write)
+    with os.fdopen(read) as fh:
+        display = fh.readline().strip()
+    atexit.register(proc.terminate)
+    os.environ["DISPLAY"] = f":{display}"
+
+
+_start_xvfb()
+os.environ.update(
+    KIVY_NO_ARGS="1",
+    KIVY_NO_CONSOLELOG="1",
+    KIVY_NO_FILELOG="1",
+    KIVY_HOME=tempfile.mkdtemp(prefix="kivy-home-"),
+    KIVY_WINDOW="sdl2",
+    KIVY_CLIPBOARD="sdl2",
+    KIVY_DPI="224",
+    KIVY_METRICS_DENSITY="1",
+)
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The running app on an empty workspace, annotator already named."""
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("no X display and no Xvfb")
+    from kivy.config import Config
+
+    Config.set("graphics", "width", str(WIDTH))
+    Config.set("graphics", "height", str(HEIGHT))
+    Config.set("input", "mouse", "mouse,disable_multitouch")
+    from kivy.base import EventLoop
+
+    from appliance.ui.app import ApplianceApp
+    from tests.ui.driver import pump
+
+    workspace = tmp_path_factory.mktemp("workspace")
+    (workspace / "tablet.json").write_text('{"annotator": "Dr Test", "annotators": ["Dr Test"]}')
+    application = ApplianceApp(workspace)
+    application._run_prepare()
+    pump(5)
+    yield application
+    application.stop()
+    EventLoop.close()
+
+
+@pytest.fixture
+def fresh(app: object) -> Iterator[Callable[[Path], object]]:
+    """Open a project in the app; after the test, no unexpected error may have happened."""
+
+    from tests.ui.driver import pump
+
+    def open_it(path: Path) -> object:
+        app.open_project(path)
+        pump(3)
+        return app.sm.get_screen("annotate")
+
+    app.errors.clear()
+    yield open_it
+    pump(2)
+    assert not app.errors, f"unexpected errors in the app: {app.errors!r}"
+    app.go("home")
+    pump(2)
