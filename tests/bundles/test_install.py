@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -156,3 +159,46 @@ def test_install_sweeps_staging_left_by_a_crash(project: Project, model_bundle) 
     os.utime(stale, (old, old))
     install_model_bundle(project, model_bundle())
     assert not stale.exists() and fresh.exists()
+
+
+CHILD = """
+import sys
+from appliance.bundles.install import install_model_bundle
+from appliance.store import Project
+project = Project.open(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+install_model_bundle(project, sys.argv[2])
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay_ms", [0, 60, 90, 120, 150, 180, 400])
+def test_sigkill_during_install_leaves_old_or_new_state(
+    tmp_path: Path, model_bundle, delay_ms: int
+) -> None:
+    root = tmp_path / "proj"
+    with Project.create(root, ["nucleus"]) as project:
+        [first] = install_model_bundle(project, model_bundle("b1.zip", seed=1))
+    bundle = model_bundle("b2.zip", seed=2)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), str(bundle)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "ready"
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    time.sleep(delay_ms / 1000)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with Project.open(root) as project:
+        models = list_models(project)
+        assert len(models) in (1, 2)
+        for model in models:
+            assert model.path.is_file() and install_mod._sha256(model.path) == model.sha256
+        active = active_model(project, "prelabel")
+        assert active.id == (first if len(models) == 1 else models[1].id)
+        again = install_model_bundle(project, bundle)
+        assert active_model(project, "prelabel").id == again[0]
