@@ -90,11 +90,11 @@ def models(args: argparse.Namespace) -> int:
     if not rows:
         print("no models installed")
         return 0
-    print(f"{'':1} {'id':36}  {'role':9}  {'name':20}  {'installed':24}  metrics")
+    print(f"{'':1} {'id':36}  {'role':9}  {'name':20}  {'installed':19}  metrics")
     for m in rows:
         metrics = _metrics_summary(m.metrics)
         star = "*" if m.active else " "
-        print(f"{star} {m.id:36}  {m.role:9}  {m.name[:20]:20}  {m.installed:24}  {metrics}")
+        print(f"{star} {m.id:36}  {m.role:9}  {m.name[:20]:20}  {m.installed[:19]:19}  {metrics}")
     return 0
 
 
