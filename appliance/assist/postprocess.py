@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import peak_local_max
 from skimage.measure import label as connected
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from appliance.errors import ApplianceError
@@ -179,15 +179,16 @@ def smooth(label: Label, sigma: float = 1.5) -> PostResult:
     return _per_instance(label, blur, pad)
 
 
-def split_touching(label: Label, min_distance: int = 5) -> PostResult:
+def split_touching(label: Label, min_depth: float = 2.0) -> PostResult:
     """Distance-transform watershed inside each instance: touching cells become separate ones.
 
-    Markers are local maxima of the distance to background at least `min_distance` apart, so a
-    cell's own bumps do not split it. The first piece keeps the old id; others get new ids
-    with the same class.
+    Markers are the regional maxima of the distance to background that stand at least
+    `min_depth` pixels above the neck joining them (h-maxima). Plain local maxima would cut a
+    rod-shaped cell into pieces along its flat ridge; h-maxima give a ridge one marker. The
+    first piece keeps the old id; others get new ids with the same class.
     """
-    if min_distance < 1:
-        raise ApplianceError(f"min_distance must be at least 1, got {min_distance}")
+    if min_depth <= 0:
+        raise ApplianceError(f"min_depth must be positive, got {min_depth}")
     src = label.instances
     out = src.copy()
     classes = dict(label.classes)
@@ -195,14 +196,12 @@ def split_touching(label: Label, min_distance: int = 5) -> PostResult:
     for i, (ys, xs) in instance_boxes(src).items():
         mask = np.pad(src[ys, xs] == i, 1)
         dist = ndi.distance_transform_edt(mask)
-        peaks = peak_local_max(dist, min_distance=min_distance, labels=mask.astype(np.int32))
-        if len(peaks) < 2:
+        markers, n = ndi.label(h_maxima(dist, min_depth))
+        if n < 2:
             continue
-        markers = np.zeros(mask.shape, np.int32)
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
         parts = watershed(-dist, markers, mask=mask)[1:-1, 1:-1]
         view = out[ys, xs]
-        for k in range(2, len(peaks) + 1):
+        for k in range(2, n + 1):
             sel = parts == k
             if sel.any():
                 view[sel] = next_id

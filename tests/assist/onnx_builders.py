@@ -76,3 +76,33 @@ def mask_model(path: Path, channels: int = 1) -> Path:
     w[1, channels] = 10.0
     w[0, channels] = -10.0
     return conv_model(path, w, np.array([5.0, -5.0]))
+
+
+def pooling_model(path: Path) -> Path:
+    """A miniature U-Net step: 3×3 conv, 2×2 max-pool, 3×3 conv, ×2 upsample, 2 channels out.
+
+    Its output depends on where the pooling grid falls, so tiles must start at multiples of the
+    tile multiple for a tiled result to equal a single pass.
+    """
+    rng = np.random.default_rng(5)
+    w1 = numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1] * 4),
+        helper.make_node("MaxPool", ["c1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1] * 4),
+        helper.make_node("Resize", ["c2", "", "scales"], ["logits"], mode="nearest"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pool",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2, "h2", "w2"])],
+        [w1, w2, scales],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

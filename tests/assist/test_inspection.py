@@ -96,6 +96,9 @@ def test_clean_and_empty_labels() -> None:
     empty = inspect(Label.empty((8, 8)), InspectionSettings(gamma0=0.8))
     assert empty.scores == {"segments": 0.5} and not empty.passed
     assert inspect(Label.empty((0, 0))).gamma == 0.5
+    pixel = inspect(Label(np.array([[4]], np.uint32), {4: 1}), InspectionSettings(gamma0=0.9))
+    assert pixel.scores["fragments"] == 0.0 and not pixel.passed  # a 1-pixel object is tiny
+    assert pixel.warnings[0].objects[0].bbox == (0, 0, 1, 1)
 
 
 def test_project_settings_and_learned_ranges(project) -> None:

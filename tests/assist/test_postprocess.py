@@ -88,17 +88,20 @@ def test_split_touching_discs() -> None:
     inst = np.zeros((30, 50), np.uint32)
     cv2.circle(inst, (15, 15), 10, 1, -1)
     cv2.circle(inst, (32, 15), 10, 1, -1)
-    res = split_touching(Label(inst, {1: 2}), min_distance=5)
+    res = split_touching(Label(inst, {1: 2}))
     ids = res.label.ids()
     assert ids.tolist() == [1, 2] and res.label.classes == {1: 2, 2: 2}
     assert res.diff.new_ids == (2,) and res.diff.added.sum() == 0
     assert res.label.binary().sum() == (inst > 0).sum()
 
 
-def test_split_keeps_a_single_disc_whole() -> None:
-    inst = np.zeros((30, 30), np.uint32)
-    cv2.circle(inst, (15, 15), 10, 1, -1)
-    assert split_touching(Label(inst, {1: 1})).diff.unchanged
+def test_split_keeps_single_disc_and_rod_whole() -> None:
+    disc = np.zeros((30, 30), np.uint32)
+    cv2.circle(disc, (15, 15), 10, 1, -1)
+    assert split_touching(Label(disc, {1: 1})).diff.unchanged
+    rod = np.zeros((30, 60), np.uint32)
+    rod[10:20, 5:55] = 1  # a flat distance ridge: local maxima all along it
+    assert split_touching(Label(rod, {1: 1})).diff.unchanged
 
 
 @pytest.mark.parametrize("name", STEPS)

@@ -12,7 +12,7 @@ import pytest
 from appliance.assist import runtime
 from appliance.assist.contract import Contract
 from appliance.assist.runtime import InferenceModel, tile_starts
-from tests.assist.onnx_builders import blur_model, contract, threshold_model
+from tests.assist.onnx_builders import blur_model, contract, pooling_model, threshold_model
 
 
 @pytest.fixture
@@ -137,3 +137,13 @@ def test_check_stops_between_tiles(tmp_path: Path) -> None:
         model.predict(
             np.zeros((300, 300), np.uint8), check=stop, max_pixels=64 * 64, tile=128, margin=16
         )
+
+
+def test_tiles_align_with_pooling_grid(tmp_path: Path) -> None:
+    """With pooling inside, equality needs tiles on the multiple-of-16 grid (odd image size)."""
+    model = InferenceModel(pooling_model(tmp_path / "p.onnx"), Contract.parse(contract(), "m"))
+    img = (np.random.default_rng(1).random((601, 437)) * 255).astype(np.uint8)
+    single = model.predict(img, max_pixels=10**8)
+    tiled = model.predict(img, max_pixels=128 * 128, tile=128, margin=16)
+    np.testing.assert_allclose(tiled.probs, single.probs, rtol=0, atol=1e-5)
+    assert tiled.label.equals(single.label)

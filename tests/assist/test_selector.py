@@ -133,8 +133,11 @@ def test_weighted_mean_and_validation() -> None:
     assert Selector(pool(), {"random": 0}).weights == {"sequential": 1.0}
 
 
-def test_empty_and_fully_labeled_pools() -> None:
+def test_empty_single_and_fully_labeled_pools() -> None:
     assert Selector(pool(0)).next(3) == []
+    every = dict.fromkeys(("sequential", "random", "cherry_pick", "sequence_aware", "diversity"), 1)
+    only = Selector(pool(1), every).next(3)
+    assert [c.image_id for c in only] == [10] and 0 <= only[0].score <= 1
     assert Selector(pool(3, labeled=np.ones(3, bool))).next(1) == []
 
 
