@@ -104,6 +104,7 @@ class JobRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="assist")
         self._lock = threading.Lock()
         self._latest: dict[Hashable, Job] = {}
+        self._pending: set[Job] = set()
 
     def submit(
         self,
@@ -114,6 +115,7 @@ class JobRunner:
         """Queue `fn(ctx)`; an older job with the same `key` is cancelled."""
         job = Job(key, on_done)
         with self._lock:
+            self._pending.add(job)
             if key is not None:
                 older = self._latest.get(key)
                 if older is not None:
@@ -125,12 +127,13 @@ class JobRunner:
     def _finish(self, job: Job, fn: Callable[[JobContext], Any]) -> None:
         job._run(fn)
         with self._lock:
+            self._pending.discard(job)
             if job.key is not None and self._latest.get(job.key) is job:
                 del self._latest[job.key]
 
     def shutdown(self, wait: bool = True) -> None:
-        """Cancel what is pending and stop the workers."""
+        """Cancel every unfinished job and stop the workers (cancelled jobs still finish)."""
         with self._lock:
-            for job in self._latest.values():
+            for job in self._pending:
                 job.cancel()
         self._pool.shutdown(wait=wait, cancel_futures=False)

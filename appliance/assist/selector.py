@@ -43,6 +43,10 @@ DEFAULT_THRESHOLD = 0.1  # RMS grey-level change (0..1 scale) that starts a new 
 # A label version from one of these, or one marked reviewed, makes an image "labeled"; a bare
 # pre-label or upgrade nobody looked at does not, so `prelabel --all` leaves the queue intact.
 HUMAN_SOURCES = ("manual", "postprocess", "import")
+LABELED_IMAGES_SQL = (
+    "SELECT DISTINCT image_id FROM labels WHERE reviewed = 1 OR source IN "
+    f"({', '.join(repr(s) for s in HUMAN_SOURCES)})"
+)
 
 
 def random_scores(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -271,17 +275,7 @@ def load_pool(project: Any, model_id: str | None = None) -> Pool:
             u = np.array(urows, np.float64)
             uncertainty[np.searchsorted(ids, u[:, 0].astype(np.int64))] = u[:, 1]
 
-    marks = ",".join("?" * len(HUMAN_SOURCES))
-    done = np.fromiter(
-        (
-            r[0]
-            for r in project.db.execute(
-                f"SELECT DISTINCT image_id FROM labels WHERE source IN ({marks}) OR reviewed = 1",
-                HUMAN_SOURCES,
-            )
-        ),
-        np.int64,
-    )
+    done = np.fromiter((r[0] for r in project.db.execute(LABELED_IMAGES_SQL)), np.int64)
     labeled = np.isin(ids, done)
     return Pool(ids, order, sequence, cherry, vectors, uncertainty, labeled)
 

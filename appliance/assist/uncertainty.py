@@ -1,8 +1,8 @@
 """Model uncertainty for the selector: mean pixel entropy per image, cached per model.
 
 Running the pre-label model over a whole project takes minutes on a tablet, so it runs as a
-background job, commits in batches (cancel-safe) and starts with the images the selector is
-most likely to ask about (unlabeled ones, sequential order). Scores are keyed by the installed
+background job, commits in batches (cancel-safe) and scores only what the selector can still
+choose (images without a human label), in sequential order. Scores are keyed by the installed
 model's id, so a new model version starts a fresh cache and the old rows stay valid for it.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from appliance.assist.contract import mean_entropy
 from appliance.assist.runtime import InferenceModel
+from appliance.assist.selector import LABELED_IMAGES_SQL
 
 
 def update(
@@ -27,7 +28,7 @@ def update(
     rows = project.db.execute(
         "SELECT id FROM images WHERE id NOT IN "
         "(SELECT image_id FROM uncertainty WHERE model_id = ?) "
-        "AND id NOT IN (SELECT image_id FROM labels) "
+        f"AND id NOT IN ({LABELED_IMAGES_SQL}) "
         "ORDER BY sequence IS NULL, sequence, frame, id",
         (model.model_id,),
     ).fetchall()

@@ -80,3 +80,13 @@ def test_result_timeout_while_running(runner: JobRunner) -> None:
         job.result(timeout=0.01)
     gate.set()
     job.result(timeout=5)
+
+
+def test_shutdown_cancels_unfinished_jobs() -> None:
+    r = JobRunner()
+    gate = threading.Event()
+    running = r.submit(lambda ctx: (gate.wait(5), ctx.check()))
+    queued = r.submit(lambda _ctx: "never")
+    threading.Timer(0.05, gate.set).start()
+    r.shutdown(wait=True)
+    assert running.status == CANCELLED and queued.status == CANCELLED
