@@ -85,7 +85,8 @@ def migrate(db: sqlite_utils.Database) -> None:
             for statement in _statements(sql):
                 db.execute(statement)
             db.execute("INSERT INTO migrations VALUES (?, ?)", (name, utcnow()))
-    db.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+    if db.execute("PRAGMA user_version").fetchone()[0] != len(MIGRATIONS):
+        db.execute(f"PRAGMA user_version={len(MIGRATIONS)}")  # only when it changes: no write
 
 
 def _statements(sql: str) -> list[str]:
