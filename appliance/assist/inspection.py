@@ -16,8 +16,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected
 
+from appliance.assist.history import latest_human_versions
 from appliance.assist.postprocess import instance_boxes
-from appliance.assist.prelabel import TRUSTED_SOURCES, dice
+from appliance.assist.prelabel import dice
 from appliance.labels import Label
 
 SETTING_KEY = "inspection"
@@ -228,14 +229,9 @@ def learn_area_ranges(labels: Iterable[Label]) -> dict[int, tuple[float, float]]
 
 
 def load_settings(project: Any, learn: bool = True, max_images: int = 200) -> InspectionSettings:
-    """The project's priors; area ranges learned from its trusted labels unless set by hand."""
+    """The project's priors; area ranges learned from its human labels unless set by hand."""
     s = InspectionSettings.from_dict(project.get_setting(SETTING_KEY, None) or {})
     if learn and not s.area_ranges:
-        marks = ",".join("?" * len(TRUSTED_SOURCES))
-        rows = project.db.execute(
-            f"SELECT MAX(id) FROM labels WHERE source IN ({marks}) "
-            "GROUP BY image_id ORDER BY MAX(id) DESC LIMIT ?",
-            (*TRUSTED_SOURCES, max_images),
-        ).fetchall()
-        s.area_ranges = learn_area_ranges(project.label_version(r[0]).label for r in rows)
+        versions = latest_human_versions(project, max_images)
+        s.area_ranges = learn_area_ranges(project.label_version(v).label for _, v in versions)
     return s

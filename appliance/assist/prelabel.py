@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from appliance.assist.history import HUMAN, latest_human_versions
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 
 METHODS = ("otsu", "previous", "model")
 OTSU_SETTING = "prelabel.otsu"
-# Versions a person produced or checked: the truth that pre-labels are judged against.
-TRUSTED_SOURCES = ("manual", "upgrade", "postprocess", "import")
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -73,20 +72,17 @@ def otsu(
 
 
 def previous(project: Any, image_id: int) -> Label | None:
-    """Newest label of the closest earlier frame of the same sequence, if it has one."""
+    """Newest human label of the closest earlier labeled frame of the same sequence, if any."""
     rec = project.image(image_id)
     if rec.sequence is None or rec.frame is None:
         return None
     row = project.db.execute(
-        "SELECT l.image_id FROM labels l JOIN images i ON i.id = l.image_id "
-        "WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? "
+        "SELECT l.id FROM labels l JOIN images i ON i.id = l.image_id "
+        f"WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? AND {HUMAN} "
         "ORDER BY i.frame DESC, l.id DESC LIMIT 1",
         (rec.sequence, rec.frame, rec.height, rec.width),
     ).fetchone()
-    if row is None:
-        return None
-    version = project.latest_label(row[0])
-    return None if version is None else version.label
+    return None if row is None else project.label_version(row[0]).label
 
 
 def prelabeler(
@@ -115,14 +111,9 @@ def suitability(
 ) -> dict[str, float | None]:
     """Mean Dice of each method on the most recently labeled images (None: cannot be judged).
 
-    Only trusted versions count as truth: an unreviewed pre-label would vote for itself.
+    Only human versions count as truth (`history`): an unreviewed pre-label would vote for itself.
     """
-    marks = ",".join("?" * len(TRUSTED_SOURCES))
-    rows = project.db.execute(
-        f"SELECT image_id, MAX(id) FROM labels WHERE source IN ({marks}) "
-        "GROUP BY image_id ORDER BY MAX(id) DESC LIMIT ?",
-        (*TRUSTED_SOURCES, max_images),
-    ).fetchall()
+    rows = latest_human_versions(project, max_images)
     scores: dict[str, list[float]] = {m: [] for m in methods}
     funcs: dict[str, Callable[[int, np.ndarray], Label | None]] = {}
     for m in methods:

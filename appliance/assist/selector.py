@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from appliance.assist import features as feats
+from appliance.assist.history import LABELED_IMAGES_SQL
 from appliance.errors import ApplianceError
 
 STRATEGIES = ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")
@@ -40,13 +41,6 @@ WEIGHTS_KEY = "selector.weights"
 SETTINGS_KEY = "selector"
 DEFAULT_WEIGHTS = {"random": 1.0, "cherry_pick": 1.0}
 DEFAULT_THRESHOLD = 0.1  # RMS grey-level change (0..1 scale) that starts a new cluster
-# A label version from one of these, or one marked reviewed, makes an image "labeled"; a bare
-# pre-label or upgrade nobody looked at does not, so `prelabel --all` leaves the queue intact.
-HUMAN_SOURCES = ("manual", "postprocess", "import")
-LABELED_IMAGES_SQL = (
-    "SELECT DISTINCT image_id FROM labels WHERE reviewed = 1 OR source IN "
-    f"({', '.join(repr(s) for s in HUMAN_SOURCES)})"
-)
 
 
 def random_scores(ids: np.ndarray, seed: int) -> np.ndarray:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.assist.contract import mean_entropy
+from appliance.assist.history import LABELED_IMAGES_SQL
 from appliance.assist.runtime import InferenceModel
-from appliance.assist.selector import LABELED_IMAGES_SQL
 
 
 def update(

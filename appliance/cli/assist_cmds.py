@@ -72,9 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(prefix: str) -> Callable[[float], None]:
-    """A one-line progress display on stderr (stdout stays clean for the result)."""
+    """A one-line progress display on a terminal's stderr (stdout stays clean for the result)."""
 
     def show(fraction: float) -> None:
+        if not sys.stderr.isatty():
+            return
         print(f"\r{prefix} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
         if fraction >= 1.0:
             print(file=sys.stderr)

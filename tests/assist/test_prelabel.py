@@ -95,6 +95,8 @@ def test_previous_takes_closest_earlier_labeled_frame(sequence_project) -> None:
     p = sequence_project
     ids = [r.id for r in sorted(p.images(), key=lambda r: r.frame)]
     assert prelabel.previous(p, ids[2]) is None  # nothing labeled yet
+    p.save_label(ids[1], otsu(p.load_pixels(ids[1])), author="pl", source="prelabel")
+    assert prelabel.previous(p, ids[2]) is None  # an unreviewed pre-label is no label to copy
     truth0 = otsu(p.load_pixels(ids[0]))
     p.save_label(ids[0], truth0, author="ann", source="manual")
     got = prelabel.previous(p, ids[2])
