@@ -12,7 +12,8 @@ from appliance.bundles.install import install_model_bundle
 from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
 from appliance.importer import import_paths
 from appliance.store import Project
-from tests.assist.onnx_builders import contract, mask_model, threshold_model
+
+from .onnx_builders import contract, mask_model, threshold_model
 
 
 def blob_image(k: int) -> np.ndarray:

@@ -15,7 +15,8 @@ from appliance.assist.contract import (
     to_label,
 )
 from appliance.errors import ApplianceError
-from tests.assist.onnx_builders import contract
+
+from .onnx_builders import contract
 
 
 def test_parse_accepts_json_text_and_dict() -> None:

@@ -15,7 +15,8 @@ from appliance.assist.runtime import InferenceModel
 from appliance.errors import ApplianceError
 from appliance.importer import import_paths
 from appliance.labels import Label
-from tests.assist.onnx_builders import contract, threshold_model
+
+from .onnx_builders import contract, threshold_model
 
 
 def blobs(dtype: type = np.uint8, bright: bool = True) -> np.ndarray:

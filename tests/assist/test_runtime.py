@@ -12,7 +12,8 @@ import pytest
 from appliance.assist import runtime
 from appliance.assist.contract import Contract
 from appliance.assist.runtime import InferenceModel, tile_starts
-from tests.assist.onnx_builders import blur_model, contract, pooling_model, threshold_model
+
+from .onnx_builders import blur_model, contract, pooling_model, threshold_model
 
 
 @pytest.fixture
