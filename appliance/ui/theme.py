@@ -17,7 +17,7 @@ GAP = mm(1.5)
 FONT = pt(11)
 FONT_SMALL = pt(9)
 FONT_BIG = pt(15)
-SIDEBAR = mm(44)
+SIDEBAR = mm(50)
 TOOLBAR = mm(17)
 
 

@@ -44,16 +44,20 @@ class ScreenBg(Screen):
 
 
 class MessageBar(Label):
-    """A one-line message across the bottom; errors in red, others neutral; tap to dismiss."""
+    """A one-line message floating over the lower image area; errors red, others neutral.
+
+    It never swallows a touch: a tap or stroke under it goes through (and hides it), so a
+    message can never block the button or the pixels the expert is aiming at.
+    """
 
     error = BooleanProperty(False)
 
     def __init__(self, **kwargs: object) -> None:
         app = App.get_running_app()
         super().__init__(
-            size_hint=(1, None),
+            size_hint=(0.55, None),
             height=app.touch,
-            pos_hint={"x": 0, "y": 0},
+            pos_hint={"center_x": 0.5, "y": 0.13},
             font_size=app.font,
             opacity=0,
             halign="center",
@@ -83,7 +87,6 @@ class MessageBar(Label):
     def on_touch_down(self, touch: object) -> bool:
         if self.opacity and self.collide_point(*touch.pos):
             self.opacity = 0
-            return True
         return False
 
 

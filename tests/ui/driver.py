@@ -58,7 +58,8 @@ def pen_stroke(points: Iterable[tuple[float, float]], pressure: float = 1.0) -> 
 
 
 def tap(widget: object, device: str = "finger") -> None:
-    """A finger tap in the middle of a widget (buttons react to any touch)."""
+    """A finger tap in the middle of a widget (buttons react to any touch), once laid out."""
+    pump(2)
     x, y = widget.to_window(*widget.center)
     touch = SynthTouch(device, x, y).down()
     touch.up()

@@ -29,7 +29,7 @@ def make_project(
     root: Path, n: int = 5, size: int = 256, classes: tuple[str, ...] = ("nucleus", "debris")
 ) -> Project:
     """A project with `n` imported images named img0.tif, img1.tif, ..."""
-    src = root.parent / f"{root.name}-src"
+    src = root.parent / f".{root.name}-src"
     src.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         tifffile.imwrite(src / f"img{i}.tif", cell_image(i, size))
@@ -37,3 +37,49 @@ def make_project(
     summary = import_paths(project, [src])
     assert len(summary.imported) == n, summary.lines()
     return project
+
+
+def upgrade_bundle(folder: Path) -> Path:
+    """A model bundle with an upgrade model that grows the coarse mask by one pixel (3×3)."""
+    from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
+    from tests.assist.onnx_builders import contract, mask_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = mask_model(folder / "upgrade.onnx")
+    out = folder / "upgrade-bundle.zip"
+    spec = ModelSpec("upgrade", "grow-1px", onnx_path, contract(mask=True), {"dice": 0.91})
+    write_model_bundle(out, [spec], job_id="job-demo-upgrade")
+    return out
+
+
+def prelabel_bundle(folder: Path, name: str = "threshold-unet") -> Path:
+    """A model bundle with a threshold pre-label model (2-class softmax)."""
+    from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
+    from tests.assist.onnx_builders import contract, threshold_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = threshold_model(folder / f"{name}.onnx")
+    out = folder / f"{name}.zip"
+    spec = ModelSpec("prelabel", name, onnx_path, contract(), {"dice": 0.84, "images": 32})
+    write_model_bundle(out, [spec], job_id="job-demo-prelabel")
+    return out
+
+
+def demo_workspace(root: Path) -> Path:
+    """The workspace of the screenshot tour: two projects, labels, models, Otsu pre-labels."""
+    from appliance.assist import prelabel
+    from appliance.bundles.install import install_model_bundle
+
+    root.mkdir(parents=True, exist_ok=True)
+    project = make_project(root / "Nuclei study", n=8, size=512)
+    for image_id in (2, 3):
+        label, _ = prelabel.run(project, image_id, "otsu", save=False)
+        project.save_label(image_id, label, author="Dr Demo", source="manual", seconds_spent=95)
+    project.set_setting("ui.prelabel", "otsu")
+    project.set_setting("inspection", {"gamma0": 0.97})
+    install_model_bundle(project, prelabel_bundle(root.parent / "bundles"))
+    install_model_bundle(project, prelabel_bundle(root.parent / "bundles", "threshold-unet-v2"))
+    install_model_bundle(project, upgrade_bundle(root.parent / "bundles"))
+    project.close()
+    make_project(root / "Spheroids", n=3, size=256, classes=("spheroid",)).close()
+    return root

@@ -95,20 +95,29 @@ class AnnotateScreen(ScreenBg):
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=0.45)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
         col.add_widget(self.opacity_slider)
-        for name, action in (("Undo", self.undo), ("Redo", self.redo), ("Fit", self._fit)):
-            self.buttons[name] = button(name, action)
-            col.add_widget(self.buttons[name])
         col.add_widget(BoxLayout())
         return col
 
     def _top_bar(self) -> BoxLayout:
         app = App.get_running_app()
-        bar = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.2)
-        self.title_label = Factory.THeading(text="", size_hint_y=1)
+        bar = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.3)
+        self.buttons["Home"] = button(
+            "Home",
+            lambda: app.go("home"),
+            size_hint_x=None,
+            width=app.touch * 1.6,
+            pos_hint={"center_y": 0.5},
+        )
+        bar.add_widget(self.buttons["Home"])
+        self.title_label = Factory.TLabel(text="", size_hint_y=1, shorten=True)
+        self.title_label.bind(size=lambda lab, size: setattr(lab, "text_size", size))
         bar.add_widget(self.title_label)
-        self.info_label = Factory.TLabel(text="", size_hint=(None, 1), width=app.sidebar * 1.3)
-        bar.add_widget(self.info_label)
         bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
+        for name, action in (("Undo", self.undo), ("Redo", self.redo), ("Fit", self._fit)):
+            self.buttons[name] = button(
+                name, action, size_hint_x=None, width=app.touch * 1.5, pos_hint={"center_y": 0.5}
+            )
+            bar.add_widget(self.buttons[name])
         return bar
 
     def _side(self) -> BoxLayout:
@@ -116,7 +125,6 @@ class AnnotateScreen(ScreenBg):
         col = Factory.Panel(size_hint_x=None, width=app.sidebar)
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         for name, action in (
-            ("Home", lambda: app.go("home")),
             ("Models", lambda: app.go("models")),
             ("Settings", lambda: app.go("settings")),
         ):
@@ -133,7 +141,7 @@ class AnnotateScreen(ScreenBg):
         scroll = ScrollView(do_scroll_x=False)
         scroll.add_widget(self.assist_box)
         col.add_widget(scroll)
-        self.buttons["Upgrade"] = button("Upgrade my drawing", self.upgrade)
+        self.buttons["Upgrade"] = button("Upgrade drawing", self.upgrade)
         col.add_widget(self.buttons["Upgrade"])
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         self.buttons["Previous"] = button("Previous", self.previous)
@@ -341,10 +349,12 @@ class AnnotateScreen(ScreenBg):
         if work is None:
             return
         rec = work.record
-        self.title_label.text = f"{rec.name}  ({rec.width}×{rec.height}, {rec.dtype})"
         n = len(work.session.classes)
         state = "unsaved" if work.dirty else "saved"
-        self.info_label.text = f"{n} objects · {state} · {duration(work.seconds())}"
+        self.title_label.text = (
+            f"[b]{rec.name}[/b]  {rec.width}×{rec.height} {rec.dtype} · {n} objects · {state}"
+            f" · {duration(work.seconds())}"
+        )
         self.buttons["Undo"].disabled = not work.session.can_undo
         self.buttons["Redo"].disabled = not work.session.can_redo
 
@@ -431,7 +441,7 @@ class AnnotateScreen(ScreenBg):
         bar = self.compare_bar
         bar.clear_widgets()
         bar.height, bar.opacity = app.touch, 1
-        bar.add_widget(Factory.THeading(text=f"{title}: before / after", size_hint_y=1))
+        bar.add_widget(Factory.THeading(text=title, size_hint_y=1, shorten=True))
         show_before = Factory.TToggle(text="Before", group="compare")
         show_after = Factory.TToggle(text="After", group="compare", state="down")
         show_before.bind(on_press=lambda _b: self.canvas_view.show_preview(before))

@@ -74,7 +74,7 @@ class HomeScreen(ScreenBg):
 
     def _row(self, path: Path) -> BoxLayout:
         app = App.get_running_app()
-        row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.6)
+        row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.9)
         text = BoxLayout(orientation="vertical")
         text.add_widget(Factory.THeading(text=path.name))
         try:

@@ -60,7 +60,7 @@ class ModelsScreen(ScreenBg):
 
     def _row(self, model: InstalledModel) -> BoxLayout:
         app = App.get_running_app()
-        row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 2)
+        row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 2.6)
         text = BoxLayout(orientation="vertical")
         state = "ACTIVE" if model.active else "inactive"
         text.add_widget(Factory.THeading(text=f"{model.role}: {model.name}  [{state}]"))

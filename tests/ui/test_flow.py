@@ -1,0 +1,42 @@
+"""Save and next follows the selector; a corrupt image gives a message and the app goes on."""
+
+from __future__ import annotations
+
+from appliance.assist import selector
+from tests.ui.driver import pen_stroke, tap, wait_for
+from tests.ui.projects import make_project
+
+
+def test_save_and_next_moves_to_the_selectors_choice(fresh, tmp_path):
+    project = make_project(tmp_path / "p", n=6)
+    project.set_setting("ui.prelabel", "none")
+    project.set_setting("inspection", {"gamma0": 0.0})
+    for image_id in (2, 5):
+        project.set_cherry_picked(image_id)
+    expected = [c.image_id for c in selector.from_project(project).next(2)]
+    screen = fresh(project.root)
+    assert screen.work.image_id == expected[0]
+    cx, cy = screen.canvas_view.to_window(60, 60)
+    pen_stroke([(cx, cy), (cx + 30, cy + 10)])
+    tap(screen.buttons["Save & next"])
+    wait_for(lambda: screen.work is not None and screen.work.image_id != expected[0])
+    assert screen.work.image_id == expected[1]
+    saved = project.latest_label(expected[0])
+    assert saved.source == "manual" and saved.author == "Dr Test" and saved.seconds_spent > 0
+    tap(screen.buttons["Previous"])
+    assert screen.work.image_id == expected[0]
+
+
+def test_corrupt_image_shows_a_message_and_the_app_goes_on(fresh, app, tmp_path):
+    project = make_project(tmp_path / "p", n=3)
+    project.set_setting("ui.prelabel", "none")
+    bad = project.image(2)
+    bad.path.write_bytes(bad.path.read_bytes()[:200])  # a truncated file on disk
+    project.set_cherry_picked(2)
+    screen = fresh(project.root)
+    assert screen.work is not None and screen.work.image_id != 2
+    assert app.message.error and app.message.opacity == 1
+    assert "cannot be shown" in app.message.text and bad.name in app.message.text
+    cx, cy = screen.canvas_view.to_window(50, 50)
+    pen_stroke([(cx, cy), (cx + 10, cy)])
+    assert screen.work.session.instances.any()
