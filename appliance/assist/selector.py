@@ -275,7 +275,15 @@ def load_pool(project: Any, model_id: str | None = None) -> Pool:
 
 
 def from_project(project: Any, model_id: str | None = None) -> Selector:
-    """A selector with the project's weights, seed and cluster threshold."""
+    """A selector with the project's weights, seed and cluster threshold.
+
+    Uncertainty comes from `model_id`'s cached scores, by default the active pre-label model's.
+    """
+    if model_id is None:
+        from appliance.bundles.install import active_model
+
+        row = active_model(project, "prelabel")
+        model_id = None if row is None else row.id
     cfg = project.get_setting(SETTINGS_KEY, None) or {}
     weights = project.get_setting(WEIGHTS_KEY, None)
     return Selector(

@@ -113,15 +113,13 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
 
 def cmd_next(args: argparse.Namespace) -> int:
     from appliance.assist import features, selector
-    from appliance.assist.runtime import active_model
 
     if args.n < 1:
         raise ApplianceError(f"--n must be at least 1, got {args.n}")
     with Project.open(args.dir) as project:
         if features.missing(project):
             features.update(project, progress=_progress("features"))
-        model = active_model(project, "prelabel")
-        sel = selector.from_project(project, None if model is None else model.model_id)
+        sel = selector.from_project(project)
         choices = sel.next(args.n)
         if not choices:
             print("every image is labeled")

@@ -67,6 +67,6 @@ def test_uncertainty_cached_per_model_and_used_by_selector(with_models) -> None:
     assert all(0 <= r[1] <= 1 for r in rows)
     assert uncertainty.update(p, model) == 0  # cached
     p.set_setting("selector.weights", {"uncertainty": 1})
-    sel = from_project(p, model.model_id)
+    sel = from_project(p)  # the active pre-label model's scores by default
     assert set(sel.weights) == {"uncertainty"} and len(sel.next(4)) == 4
     assert set(from_project(p, "another-model").weights) == {"sequential"}
