@@ -133,7 +133,7 @@ class Selector:
             self.weights = {"sequential": 1.0}
         self.pool = pool
         n = pool.ids.size
-        self._pos = {int(i): k for k, i in enumerate(pool.ids)}
+        self._sorter = np.argsort(pool.ids, kind="stable")  # id -> position by binary search
         self._labeled = pool.labeled.copy()
         self._rank = np.empty(n, np.int64)
         self._rank[pool.order] = np.arange(n)
@@ -155,8 +155,11 @@ class Selector:
 
     def mark_labeled(self, image_id: int) -> None:
         """Update the incremental state after `image_id` got a label (a no-op if it had one)."""
-        k = self._pos.get(int(image_id))
-        if k is None or self._labeled[k]:
+        j = int(np.searchsorted(self.pool.ids, image_id, sorter=self._sorter))
+        if j == self._sorter.size or self.pool.ids[self._sorter[j]] != image_id:
+            return
+        k = int(self._sorter[j])
+        if self._labeled[k]:
             return
         self._labeled[k] = True
         self._per_cluster[self._cluster[k]] += 1
