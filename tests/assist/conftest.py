@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
+from appliance.assist.runtime import release_sessions
 from appliance.bundles.install import install_model_bundle
 from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
 from appliance.importer import import_paths
 from appliance.store import Project
 
 from .onnx_builders import contract, mask_model, threshold_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_sessions() -> Iterator[None]:
+    """Cached sessions keep their memory arenas; free them so later tests see a lean process."""
+    yield
+    release_sessions()
+    gc.collect()
 
 
 def blob_image(k: int) -> np.ndarray:
