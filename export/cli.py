@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--perturb",
-        help="upgrade task: perturbations drawn every epoch "
-        "(default omission=0.7,inclusion=0.7,bias=6)",
+        help="upgrade task: perturbations drawn every epoch (default "
+        "omission=0.7,inclusion=0.7,bias=6 when the job has a second object class, else "
+        "omission=0.5,inclusion=0.1,bias=6,salt_pepper=0.1 with Felzenszwalb segments)",
     )
     p.add_argument("--max-minutes", type=float, help="hard time budget (default 9 on a CPU)")
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")

@@ -11,7 +11,7 @@ Randomness (crops, flips, rot90, intensity jitter, perturbations) comes from a g
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from appliance.bundles.training_job import TrainingJob
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
-from appliance.perturb import PerturbSpec, perturb
+from appliance.perturb import PerturbSpec, felzenszwalb_objects, perturb
 
 TILE_MULTIPLE = 16
 NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
@@ -89,9 +89,20 @@ def coarse_mask(sample: Sample, spec: PerturbSpec, rng: np.random.Generator | No
     if rng is None:
         raise ApplianceError("an upgrade sample without a coarse mask needs a perturbation seed")
     image = sample.image.mean(axis=0) if sample.others is None else None
-    return (perturb(sample.instances, spec, rng, others=sample.others, image=image) > 0).astype(
-        np.float32
-    )
+    coarse = perturb(sample.instances, spec, rng, others=sample.others, image=image)
+    return (coarse > 0).astype(np.float32)
+
+
+def _with_candidates(sample: Sample) -> Sample:
+    """The sample with Felzenszwalb inclusion candidates when it has no other objects.
+
+    Segmenting takes a noticeable fraction of a second per image, and the candidates depend only
+    on the image and its good label, so they are computed once, not every epoch.
+    """
+    if sample.others is not None or sample.coarse is not None:
+        return sample
+    others = felzenszwalb_objects(sample.image.mean(axis=0), sample.instances)
+    return replace(sample, others=others)
 
 
 class SegDataset(Dataset):
@@ -119,8 +130,10 @@ class SegDataset(Dataset):
             raise ApplianceError(f"unknown task {task!r}: expected segment or upgrade")
         if not samples:
             raise ApplianceError(f"no {'training' if train else 'validation'} images")
-        self.samples, self.task, self.train = samples, task, train
         self.spec = spec or PerturbSpec()
+        if task == "upgrade" and self.spec.inclusion:
+            samples = [_with_candidates(s) for s in samples]
+        self.samples, self.task, self.train = samples, task, train
         smallest = min(min(s.target.shape) for s in samples)
         # crops never exceed the smallest image (rounded down to the tile multiple)
         self.patch = max(min(patch, smallest - smallest % TILE_MULTIPLE), TILE_MULTIPLE)
