@@ -352,10 +352,12 @@ def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4) -> np.ndarray
     return np.concatenate(out) if out else np.zeros((0, h, w), np.int64)
 
 
-def _split_off_val(train: list[Sample], seed: int) -> tuple[list[Sample], list[Sample]]:
+def _split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Sample], list[Sample]]:
     """80/20 split of the training items when the job has no validation items (seed 003)."""
     if len(train) < 2:
-        raise ApplianceError(f"training needs at least 2 labelled images, the job has {len(train)}")
+        raise ApplianceError(
+            f"{job}: training needs at least 2 labelled images, the job has {len(train)}"
+        )
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = max(1, round(0.2 * len(train)))
     return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
@@ -409,7 +411,7 @@ def train_job(
         job_id = job.id
     train, val, test = splits["train"], splits["val"], splits["test"]
     if not val:
-        train, val = _split_off_val(train, seed)
+        train, val = _split_off_val(train, seed, job_path)
     config = TrainConfig(
         task=task,
         n_classes=len(classes),
