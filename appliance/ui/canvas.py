@@ -157,10 +157,6 @@ class LabelCanvas(StencilView):
         self.markers = list(points)
         self._layout()
 
-    def reset_full_upload(self) -> None:
-        """Render and upload the whole overlay (what a naive editor does on every change)."""
-        self.refresh(None)
-
     # ----- geometry ------------------------------------------------------------------------
     def fit(self) -> None:
         """Zoom so that the whole image is visible and centred."""
