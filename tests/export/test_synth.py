@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,11 @@ def test_bad_arguments() -> None:
         next(iter(synth_samples(1, 64, kind="plankton")))
     with pytest.raises(ApplianceError, match="--size"):
         next(iter(synth_samples(1, 8)))
+
+
+def test_synth_and_perturbations_need_no_torch() -> None:
+    code = (
+        "import sys; import export.synth, export.cli, appliance.perturb; "
+        "export.cli.build_parser(); sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
