@@ -110,16 +110,17 @@ def choose_providers(model_path: str, threads: int | None = None) -> list[str]:
         wanted = [p for p in GPU_PROVIDERS if p in available]
         chosen = [CPU]
         if wanted and cuda_device_count() > 0:
-            for provider in wanted:
+            for i, provider in enumerate(wanted):
                 with _native_stderr_to_debug():
                     try:
-                        sess = _new_session(model_path, [provider, CPU], threads)
+                        sess = _new_session(model_path, [*wanted[i:], CPU], threads)
                         loaded = sess.get_providers()
                     except Exception as exc:  # any failure means "not this provider"
                         log.debug("%s failed to start: %s", provider, exc)
                         continue
                 if loaded and loaded[0] == provider:
-                    chosen = [provider, CPU]
+                    # TensorRT leaves the ops it cannot compile to CUDA when CUDA is there too
+                    chosen = [p for p in loaded if p in GPU_PROVIDERS] + [CPU]
                     break
         elif wanted:
             log.debug("GPU providers %s are built in but no CUDA device is present", wanted)

@@ -142,3 +142,25 @@ def test_check_stops_between_tiles(tmp_path: Path) -> None:
         model.predict(
             np.zeros((300, 300), np.uint8), check=stop, max_pixels=64 * 64, tile=128, margin=16
         )
+
+
+def test_gpu_provider_kept_only_when_session_really_uses_it(
+    tmp_path: Path, fresh_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe trusts get_providers(), not the list it asked for (a fake session stands in)."""
+
+    class FakeSession:
+        def __init__(self, providers: list[str]) -> None:
+            self.providers = providers
+
+        def get_providers(self) -> list[str]:
+            return [p for p in self.providers if p != "TensorrtExecutionProvider"]
+
+    import onnxruntime
+
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: gpu_build)
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(runtime, "_new_session", lambda _p, providers, _t: FakeSession(providers))
+    chosen = runtime.choose_providers(str(tmp_path / "m.onnx"))
+    assert chosen == ["CUDAExecutionProvider", "CPUExecutionProvider"]
