@@ -120,7 +120,15 @@ class Selector:
         seed: int = 0,
         threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
-        w = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        try:
+            w = {
+                str(k): float(v)
+                for k, v in (DEFAULT_WEIGHTS if weights is None else weights).items()
+            }
+        except (AttributeError, TypeError, ValueError):
+            raise ApplianceError(
+                f"selector weights must map strategy to number: {weights!r}"
+            ) from None
         unknown = set(w) - set(STRATEGIES)
         if unknown:
             raise ApplianceError(f"unknown selector strategies: {', '.join(sorted(unknown))}")
@@ -128,7 +136,7 @@ class Selector:
             raise ApplianceError("selector weights must be >= 0")
         if np.isnan(pool.uncertainty).all():
             w.pop("uncertainty", None)
-        self.weights = {k: float(v) for k, v in w.items() if v > 0}
+        self.weights = {k: v for k, v in w.items() if v > 0}
         if not self.weights:
             self.weights = {"sequential": 1.0}
         self.pool = pool

@@ -131,6 +131,8 @@ def test_weighted_mean_and_validation() -> None:
         Selector(pool(), {"clever": 1})
     with pytest.raises(ApplianceError, match=">= 0"):
         Selector(pool(), {"random": -1})
+    with pytest.raises(ApplianceError, match="must map strategy to number"):
+        Selector(pool(), {"random": "lots"})
     assert Selector(pool(), {"random": 0}).weights == {"sequential": 1.0}
 
 
