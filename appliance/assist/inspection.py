@@ -19,6 +19,7 @@ from skimage.measure import label as connected
 from appliance.assist.history import latest_human_versions
 from appliance.assist.postprocess import instance_boxes
 from appliance.assist.prelabel import dice
+from appliance.errors import ApplianceError
 from appliance.labels import Label
 
 SETTING_KEY = "inspection"
@@ -40,6 +41,8 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class LabelWarning:
+    """Why a metric is unhappy, and which instances (id 0: an object only the model found)."""
+
     metric: str
     message: str
     objects: tuple[ObjectRef, ...] = ()
@@ -59,10 +62,15 @@ class InspectionSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InspectionSettings:
-        s = cls(**{k: v for k, v in data.items() if k != "area_ranges"})
-        s.area_ranges = {
-            int(k): (float(v[0]), float(v[1])) for k, v in data.get("area_ranges", {}).items()
-        }
+        """From the stored setting; weights not given keep their default of 1."""
+        try:
+            s = cls(**{k: v for k, v in data.items() if k not in ("area_ranges", "weights")})
+            s.weights.update({str(k): float(v) for k, v in data.get("weights", {}).items()})
+            s.area_ranges = {
+                int(k): (float(v[0]), float(v[1])) for k, v in data.get("area_ranges", {}).items()
+            }
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ApplianceError(f"inspection setting is invalid ({exc})") from None
         return s
 
     def to_dict(self) -> dict[str, Any]:

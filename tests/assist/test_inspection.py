@@ -16,6 +16,7 @@ from appliance.assist.inspection import (
     model_agreement,
     segments,
 )
+from appliance.errors import ApplianceError
 from appliance.labels import Label
 
 
@@ -108,3 +109,6 @@ def test_project_settings_and_learned_ranges(project) -> None:
     s = load_settings(project)
     assert s.max_segments == 3 and s.area_ranges == {1: (5.0, 50.0)}
     assert InspectionSettings.from_dict(s.to_dict()) == s
+    assert InspectionSettings.from_dict({"weights": {"model": 3}}).weights["holes"] == 1.0
+    with pytest.raises(ApplianceError, match="inspection setting is invalid"):
+        InspectionSettings.from_dict({"max_segs": 3})
