@@ -203,7 +203,8 @@ class ApplianceApp(App):
             return
         self.errors.append(exc)
         log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))
-        self.notify(f"Something went wrong ({type(exc).__name__}: {exc}); work is saved", True)
+        detail = " ".join(str(exc).split())[:100]
+        self.notify(f"Something went wrong ({type(exc).__name__}: {detail}); work is saved", True)
 
     def safely(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call `fn`; any failure becomes an on-screen message and None is returned."""

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from kivy.graphics import Color, Line, Rectangle
+from kivy.graphics import Color, InstructionGroup, Line, Rectangle
 from kivy.graphics.texture import Texture
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.stencilview import StencilView
@@ -82,7 +82,7 @@ class LabelCanvas(StencilView):
         self._fingers: dict[object, tuple[float, float]] = {}
         self._pinch: tuple[float, float, float, float] | None = None  # d0, zoom0, ix, iy
         self._lasso: list[tuple[float, float]] = []
-        self._fitted = False
+        self._fitted = True  # follow the widget size until the user zooms or pans
         with self.canvas:
             self._bg_color = Color(0, 0, 0, 1)
             self._bg = Rectangle()
@@ -90,11 +90,11 @@ class LabelCanvas(StencilView):
             self._image_rect = Rectangle()
             self._overlay_color = Color(1, 1, 1, 1)
             self._overlay_rect = Rectangle()
-        with self.canvas.after:
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
             Color(1.0, 0.25, 0.25, 1)
-            self._marker_lines: list[Line] = []
+        self._markers = InstructionGroup()  # inside the stencil: clipped to the view
+        self.canvas.add(self._markers)
         self.bind(pos=self._layout, size=self._on_size)
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
 
@@ -113,7 +113,7 @@ class LabelCanvas(StencilView):
         self.preview = None
         self.markers = []
         self.selected = 0
-        self._fitted = False
+        self._fitted = True
         self.fit()
         self.refresh()
 
@@ -191,6 +191,7 @@ class LabelCanvas(StencilView):
 
     def zoom_about(self, factor_zoom: float, wx: float, wy: float) -> None:
         """Set the zoom keeping the image point under window point (wx, wy) in place."""
+        self._fitted = False
         ix, iy = self.to_image(wx, wy)
         self.zoom = min(MAX_ZOOM, max(self.min_zoom(), factor_zoom))
         self._place(ix, iy, wx, wy)
@@ -202,7 +203,8 @@ class LabelCanvas(StencilView):
         self._layout()
 
     def _on_size(self, *_: object) -> None:
-        if not self._fitted:
+        """Keep a fitted image fitted when panels appear; keep the user's own zoom otherwise."""
+        if self._fitted:
             self.fit()
         self._layout()
 
@@ -215,15 +217,10 @@ class LabelCanvas(StencilView):
         size = (w * self.zoom, h * self.zoom)
         self._image_rect.pos = self._overlay_rect.pos = pos
         self._image_rect.size = self._overlay_rect.size = size
-        for line in self._marker_lines:
-            self.canvas.after.remove(line)
-        self._marker_lines = []
+        self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
-            radius = max(r * self.zoom + 12, 24)
-            line = Line(circle=(cx, cy, radius), width=3)
-            self.canvas.after.add(line)
-            self._marker_lines.append(line)
+            self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
 
     def _on_opacity(self, *_: object) -> None:
         self.renderer.opacity = float(self.opacity_overlay)
@@ -375,11 +372,13 @@ class LabelCanvas(StencilView):
         if self._pinch is not None and len(self._fingers) >= 2:
             (ax, ay), (bx, by) = list(self._fingers.values())[:2]
             d0, zoom0, ix, iy = self._pinch
+            self._fitted = False
             factor = math.hypot(bx - ax, by - ay) / d0
             self.zoom = min(MAX_ZOOM, max(self.min_zoom(), zoom0 * factor))
             self._place(ix, iy, (ax + bx) / 2, (ay + by) / 2)
         elif len(self._fingers) == 1:
             ox, oy = self.offset
+            self._fitted = False
             self.offset = (ox + touch.pos[0] - old[0], oy + touch.pos[1] - old[1])
             self._layout()
 

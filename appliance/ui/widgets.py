@@ -62,6 +62,8 @@ class MessageBar(Label):
             opacity=0,
             halign="center",
             valign="middle",
+            shorten=True,
+            shorten_from="right",
             **kwargs,
         )
         self.bind(size=lambda *_: setattr(self, "text_size", self.size))

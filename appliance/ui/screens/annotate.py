@@ -15,6 +15,7 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
 
 from appliance.assist import selector as selector_mod
@@ -109,13 +110,20 @@ class AnnotateScreen(ScreenBg):
             pos_hint={"center_y": 0.5},
         )
         bar.add_widget(self.buttons["Home"])
-        self.title_label = Factory.TLabel(text="", size_hint_y=1, shorten=True)
+        self.title_label = Factory.TLabel(
+            text="",
+            size_hint_y=1,
+            shorten=True,
+            shorten_from="right",
+            padding=(app.gap * 2, 0),
+            font_size=app.font_small,
+        )
         self.title_label.bind(size=lambda lab, size: setattr(lab, "text_size", size))
         bar.add_widget(self.title_label)
         bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
         for name, action in (("Undo", self.undo), ("Redo", self.redo), ("Fit", self._fit)):
             self.buttons[name] = button(
-                name, action, size_hint_x=None, width=app.touch * 1.5, pos_hint={"center_y": 0.5}
+                name, action, size_hint_x=None, width=app.touch * 1.3, pos_hint={"center_y": 0.5}
             )
             bar.add_widget(self.buttons[name])
         return bar
@@ -132,10 +140,9 @@ class AnnotateScreen(ScreenBg):
             nav.add_widget(self.buttons[name])
         col.add_widget(nav)
         col.add_widget(Factory.THeading(text="Class"))
-        self.class_box = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
+        self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
         self.class_box.bind(minimum_height=self.class_box.setter("height"))
         col.add_widget(self.class_box)
-        col.add_widget(Factory.THeading(text="Assistance"))
         self.assist_box = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         self.assist_box.bind(minimum_height=self.assist_box.setter("height"))
         scroll = ScrollView(do_scroll_x=False)
@@ -162,14 +169,13 @@ class AnnotateScreen(ScreenBg):
         for cid, name in app.project.classes().items():
             r, g, b = (v / 255 for v in class_colour(cid))
             dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
-            toggle = Factory.TToggle(
+            toggle = Factory.ClassToggle(
                 text=name,
                 group="class",
                 state="down" if cid == active else "normal",
-                background_color=(r, g, b, 1),
                 color=(0, 0, 0, 1) if dark_text else (1, 1, 1, 1),
             )
-            toggle.bold = cid == active
+            toggle.swatch = (r, g, b, 1)  # a kv-declared property: set after construction
             toggle.bind(on_press=lambda _b, c=cid: self.set_class(c))
             self.buttons[f"class:{name}"] = toggle
             self.class_box.add_widget(toggle)
@@ -352,8 +358,7 @@ class AnnotateScreen(ScreenBg):
         n = len(work.session.classes)
         state = "unsaved" if work.dirty else "saved"
         self.title_label.text = (
-            f"[b]{rec.name}[/b]  {rec.width}×{rec.height} {rec.dtype} · {n} objects · {state}"
-            f" · {duration(work.seconds())}"
+            f"[b]{rec.name}[/b] · {n} objects · {state} · {duration(work.seconds())}"
         )
         self.buttons["Undo"].disabled = not work.session.can_undo
         self.buttons["Redo"].disabled = not work.session.can_redo
@@ -521,6 +526,8 @@ class AnnotateScreen(ScreenBg):
                 y0, x0, y1, x1 = obj.bbox
                 r = max(y1 - y0, x1 - x0) / 2
                 markers.append(((x0 + x1) / 2, (y0 + y1) / 2, r))
+        if markers:
+            self.canvas_view.fit()  # every object a warning points at is in view
         self.canvas_view.set_markers(markers)
         for s in review.suggestions:
             box.add_widget(label(f"{s.name}: changes {s.changed} objects"))
