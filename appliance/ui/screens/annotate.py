@@ -123,7 +123,7 @@ class AnnotateScreen(ScreenBg):
         bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
         for name, action in (("Undo", self.undo), ("Redo", self.redo), ("Fit", self._fit)):
             self.buttons[name] = button(
-                name, action, size_hint_x=None, width=app.touch * 1.3, pos_hint={"center_y": 0.5}
+                name, action, size_hint_x=None, width=app.touch * 1.6, pos_hint={"center_y": 0.5}
             )
             bar.add_widget(self.buttons[name])
         return bar
