@@ -101,3 +101,7 @@ def test_undo_redo_restore_the_exact_label(fresh, tmp_path):
     tap(screen.buttons["Redo"])
     assert canvas.session.label().equals(second)
     assert canvas.session.classes == second.classes
+    from kivy.core.window import Window
+
+    Window.dispatch("on_key_down", 122, 0, "z", ["ctrl"])  # docked keyboard: Ctrl+Z
+    assert canvas.session.label().equals(first)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from kivy.app import App
 from kivy.clock import Clock
+from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
@@ -39,6 +40,15 @@ TOOL_NAMES = {
     "reclass": "Set class",
 }
 BRUSH_KEY, OPACITY_KEY, FINGER_KEY = "ui.brush_size", "ui.opacity", "ui.finger_draws"
+TOOL_KEYS = {
+    "b": "brush",
+    "e": "eraser",
+    "f": "fill",
+    "l": "lasso",
+    "p": "pick",
+    "d": "delete",
+    "c": "reclass",
+}
 
 
 class AnnotateScreen(ScreenBg):
@@ -75,6 +85,7 @@ class AnnotateScreen(ScreenBg):
         root.add_widget(self._side())
         self.add_widget(root)
         Clock.schedule_interval(self._tick, 1.0)
+        Window.bind(on_key_down=self._on_key)
 
     # ----- layout --------------------------------------------------------------------------
     def _tools(self) -> BoxLayout:
@@ -299,6 +310,25 @@ class AnnotateScreen(ScreenBg):
         self.open_image(self.visited[-1], remember=False)
 
     # ----- tools ---------------------------------------------------------------------------
+    def _on_key(self, _win: object, _key: int, _scan: int, text: str | None, mods: list) -> bool:
+        """Docked keyboard: Ctrl+Z/Ctrl+Y undo/redo, Ctrl+S save & next, letters pick tools."""
+        if self.manager is None or self.manager.current != self.name or self.work is None:
+            return False
+        app = App.get_running_app()
+        key = (text or "").lower()
+        if "ctrl" in mods and key in ("z", "y", "s"):
+            action = {
+                "z": self.redo if "shift" in mods else self.undo,
+                "y": self.redo,
+                "s": self.save_and_next,
+            }[key]
+            app.safely(action)
+            return True
+        if not mods and key in TOOL_KEYS:
+            self.set_tool(TOOL_KEYS[key])
+            return True
+        return False
+
     def set_tool(self, tool: str) -> None:
         self.canvas_view.tool = tool
         self.buttons[tool].state = "down"
