@@ -279,6 +279,9 @@ def train_model(
             scaler.update()
             losses.append(loss.item())
             images += x.shape[0] * rt.world
+            # a single process may stop mid-epoch; DDP ranks stop together at the epoch's end
+            if rt.world == 1 and budget is not None and time.monotonic() - start >= budget * 60:
+                break
         speed = len(losses) * batch * rt.world / max(time.monotonic() - t0, 1e-9)
         verdict = torch.zeros(2, device=rt.device)
         if rt.main:
