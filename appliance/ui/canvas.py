@@ -63,7 +63,6 @@ class LabelCanvas(StencilView):
     finger_draws = BooleanProperty(False)
     zoom = NumericProperty(1.0)  # screen pixels per image pixel
     selected = NumericProperty(0)
-    editable = BooleanProperty(True)
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -84,11 +83,11 @@ class LabelCanvas(StencilView):
         self._lasso: list[tuple[float, float]] = []
         self._fitted = True  # follow the widget size until the user zooms or pans
         with self.canvas:
-            self._bg_color = Color(0, 0, 0, 1)
+            Color(0, 0, 0, 1)
             self._bg = Rectangle()
             Color(1, 1, 1, 1)
             self._image_rect = Rectangle()
-            self._overlay_color = Color(1, 1, 1, 1)
+            Color(1, 1, 1, 1)
             self._overlay_rect = Rectangle()
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
@@ -285,7 +284,7 @@ class LabelCanvas(StencilView):
 
     def _pen_down(self, touch: object) -> None:
         assert self.session is not None
-        if not self.editable or self.preview is not None:
+        if self.preview is not None:
             self.on_message("Accept or reject the suggestion first")
             return
         ix, iy = self.to_image(*touch.pos)

@@ -168,15 +168,20 @@ class ChooserPopup(ModalView):
         self.selected = folder if self.pick_folder else None
         self.where.text = str(folder)
         self.rows.clear_widgets()
+        self.entries: dict[str, Widget] = {}  # name -> row button
         if folder.parent != folder:
             self.rows.add_widget(button("..  (up one folder)", lambda: self.show(folder.parent)))
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                self.rows.add_widget(button(f"[ {entry.name} ]", lambda e=entry: self.show(e)))
+                row = button(f"[ {entry.name} ]", lambda e=entry: self.show(e))
             elif not self.suffixes or entry.suffix.lower() in self.suffixes:
-                self.rows.add_widget(button(entry.name, lambda e=entry: self._pick(e)))
+                row = button(entry.name, lambda e=entry: self._pick(e))
+            else:
+                continue
+            self.entries[entry.name] = row
+            self.rows.add_widget(row)
 
     def _pick(self, path: Path) -> None:
         self.selected = path

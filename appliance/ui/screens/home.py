@@ -55,6 +55,7 @@ class HomeScreen(ScreenBg):
             button("New project", self._new_project, size_hint_x=None, width=app.sidebar)
         )
         root.add_widget(top)
+        self.buttons: dict[tuple[str, str], object] = {}  # (project, action) -> button
         self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap * 2)
         self.rows.bind(minimum_height=self.rows.setter("height"))
         scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2)
@@ -66,6 +67,7 @@ class HomeScreen(ScreenBg):
         app = App.get_running_app()
         self.who.text = f"Annotator: {app.annotator}  (switch)"
         self.rows.clear_widgets()
+        self.buttons.clear()
         dirs = app.project_dirs()
         if not dirs:
             self.rows.add_widget(label("No project yet: tap New project, then Import images."))
@@ -89,15 +91,15 @@ class HomeScreen(ScreenBg):
             ("Install models", lambda: self._install(path)),
             ("Export job", lambda: self._export(path)),
         ):
-            row.add_widget(
-                button(
-                    title,
-                    action,
-                    size_hint=(None, None),
-                    width=app.sidebar * 0.7,
-                    pos_hint={"center_y": 0.5},
-                )
+            widget = button(
+                title,
+                action,
+                size_hint=(None, None),
+                width=app.sidebar * 0.7,
+                pos_hint={"center_y": 0.5},
             )
+            self.buttons[(path.name, title)] = widget
+            row.add_widget(widget)
         return row
 
     def _switch_annotator(self) -> None:
