@@ -45,26 +45,46 @@ class Review:
         return not self.warnings and not self.suggestions
 
 
-def prelabel_for(project: Project, image_id: int, ctx: JobContext) -> tuple[str, Label] | None:
-    """The pre-label to show for an unlabeled image, or None when no pre-labeler is suitable.
+class PrelabelChooser:
+    """Decides which pre-labeler to offer, re-judging suitability only as labels accumulate.
 
-    "auto" asks eq. 4 (Dice of each method on recently labeled images) which method to use and
-    offers none when no method reaches the threshold, so a bad pre-labeler never slows the
-    expert down.
+    Eq. 4 runs every method on up to ten labeled images, which takes seconds with a model; the
+    answer changes only when new labels arrive, so it is cached and recomputed after every
+    `RECHECK_EVERY` newly labeled images.
     """
-    choice = project.get_setting(PRELABEL_KEY, "auto")
-    if choice == "none":
-        return None
-    if choice == "auto":
-        scores = prelabel.suitability(project, max_images=SUITABILITY_IMAGES)
-        ctx.check()
-        choice = prelabel.best_method(scores)
-        if choice is None:
+
+    RECHECK_EVERY = 5
+
+    def __init__(self) -> None:
+        self._labeled_at: int | None = None
+        self._method: str | None = None
+
+    def method(self, project: Project, ctx: JobContext) -> str | None:
+        choice = project.get_setting(PRELABEL_KEY, "auto")
+        if choice != "auto":
+            return None if choice == "none" else str(choice)
+        labeled = len(project.labeled_image_ids())
+        if self._labeled_at is None or labeled - self._labeled_at >= self.RECHECK_EVERY:
+            scores = prelabel.suitability(project, max_images=SUITABILITY_IMAGES)
+            ctx.check()
+            self._method, self._labeled_at = prelabel.best_method(scores), labeled
+        return self._method
+
+    def prelabel_for(
+        self, project: Project, image_id: int, ctx: JobContext
+    ) -> tuple[str, Label] | None:
+        """The pre-label to show for an unlabeled image, or None when none is suitable.
+
+        "auto" offers the method eq. 4 finds best and nothing when no method reaches the
+        threshold, so a bad pre-labeler never slows the expert down.
+        """
+        method = self.method(project, ctx)
+        if method is None:
             return None
-    label, _ = prelabel.run(project, image_id, choice, save=False)
-    if label is None or not label.instances.any():
-        return None
-    return choice, label
+        label, _ = prelabel.run(project, image_id, method, save=False)
+        if label is None or not label.instances.any():
+            return None
+        return method, label
 
 
 def upgrade_label(project: Project, pixels: np.ndarray, coarse: Label, ctx: JobContext) -> Label:

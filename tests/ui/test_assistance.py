@@ -90,3 +90,11 @@ def test_postprocess_suggestion_before_after_accept_stores_a_postprocess_version
     hole = drawn.instances == 0
     assert (filled.instances[hole] > 0).sum() > 1500
     assert isinstance(filled, Label)
+
+
+def test_auto_offers_no_prelabel_when_none_can_be_judged_suitable(fresh, app, tmp_path):
+    project = make_project(tmp_path / "p", n=2)  # nothing labeled: eq. 4 cannot vouch for any
+    screen = fresh(project.root)
+    wait_for(lambda: not app.busy)
+    assert screen.offer is None and screen.canvas_view.preview is None
+    assert "Accept all" not in [b.text for b in screen.assist_box.children]

@@ -66,6 +66,7 @@ class AnnotateScreen(ScreenBg):
         self.review_pending = False
         self.resume_id: int | None = None
         self._project_root: object = None
+        self.prelabeler = assistant.PrelabelChooser()
         self.offer: tuple[str, Label] | None = None
         self._compare_accept: Callable[[], None] | None = None
         self.buttons: dict[str, object] = {}
@@ -207,6 +208,7 @@ class AnnotateScreen(ScreenBg):
         self.selector = selector_mod.from_project(project)
         if project.root != self._project_root:
             self._project_root, self.resume_id = project.root, None
+            self.prelabeler = assistant.PrelabelChooser()
             self.visited, self.skipped, self.failed = [], set(), set()
         draft = pending_draft(project)
         if self.resume_id is not None:
@@ -407,7 +409,7 @@ class AnnotateScreen(ScreenBg):
             self._show_assist()
 
         app.run_job(
-            lambda ctx: assistant.prelabel_for(project, work.image_id, ctx),
+            lambda ctx: self.prelabeler.prelabel_for(project, work.image_id, ctx),
             done,
             key="prelabel",
         )
