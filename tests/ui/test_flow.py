@@ -40,3 +40,22 @@ def test_corrupt_image_shows_a_message_and_the_app_goes_on(fresh, app, tmp_path)
     cx, cy = screen.canvas_view.to_window(50, 50)
     pen_stroke([(cx, cy), (cx + 10, cy)])
     assert screen.work.session.instances.any()
+
+
+def test_after_a_crash_the_app_reopens_the_image_with_every_finished_stroke(fresh, app, tmp_path):
+    project = make_project(tmp_path / "p", n=3)
+    project.set_setting("ui.prelabel", "none")
+    screen = fresh(project.root)
+    image_id = screen.work.image_id
+    cx, cy = screen.canvas_view.to_window(80, 80)
+    pen_stroke([(cx, cy), (cx + 40, cy + 5)])
+    finished = screen.work.session.instances.copy()
+    screen.work.session.begin_stroke(20.0, 20.0, 5.0)  # the stroke the power cut interrupts
+    screen.work = None  # the process dies: nothing is saved on the way out
+    screen.resume_id = None
+    app.go("home")
+    assert project.latest_label(image_id) is None
+    screen = fresh(project.root)
+    assert screen.work.image_id == image_id and screen.work.recovered
+    assert (screen.work.session.instances == finished).all()
+    assert "recovered" in app.message.text
