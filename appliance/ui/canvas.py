@@ -91,6 +91,7 @@ class LabelCanvas(StencilView):
             self._overlay_rect = Rectangle()
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
+            self._cursor = Line(width=1.2)  # the brush's footprint under the pen
             Color(1.0, 0.25, 0.25, 1)
         self._markers = InstructionGroup()  # inside the stencil: clipped to the view
         self.canvas.add(self._markers)
@@ -306,7 +307,9 @@ class LabelCanvas(StencilView):
         assert self.session is not None
         ix, iy = self.to_image(*touch.pos)
         if self.session.stroke_active:
-            self._changed(self.session.stroke_to(ix, iy, self._radius(touch)))
+            radius = self._radius(touch)
+            self._cursor.circle = (*touch.pos, max(2.0, radius * self.zoom))
+            self._changed(self.session.stroke_to(ix, iy, radius))
         elif self._lasso:
             self._lasso.append((ix, iy))
             self._lasso_line.points = [*self._lasso_line.points, *touch.pos]
@@ -315,6 +318,7 @@ class LabelCanvas(StencilView):
         assert self.session is not None
         if self.session.stroke_active:
             self._pen_move(touch)
+            self._cursor.points = []
             self._finish_gesture(self.session.end_stroke())
         elif self._lasso:
             points, self._lasso = self._lasso, []
@@ -349,7 +353,7 @@ class LabelCanvas(StencilView):
         """Drop the stroke of a drawing finger and let that finger take part in a pinch."""
         assert self.session is not None
         self._changed(self.session.cancel_stroke())
-        self._lasso, self._lasso_line.points = [], []
+        self._lasso, self._lasso_line.points, self._cursor.points = [], [], []
         for uid, touch in self._pens.items():
             touch.ud["canvas_pen"] = False
             self._fingers[uid] = tuple(touch.pos)
