@@ -29,6 +29,8 @@ def _first_project(app: object) -> None:
 
 def _accept_and_edit(app: object) -> None:
     screen = _annotate(app)
+    if screen.work is None:  # an empty workspace: nothing to edit
+        return
     if screen.offer is not None:
         screen.accept_prelabel(edit=True)
     session, canvas = screen.work.session, screen.canvas_view
