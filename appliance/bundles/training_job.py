@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.assist import preprocess
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
@@ -29,7 +30,6 @@ TASKS = ("segment", "upgrade", "all")
 SPLITS = ("train", "val", "test")
 ITEMS = "items.json"
 ANNOTATORS = "annotators.json"
-PREPROCESSING_SETTING = "preprocessing"
 
 
 def is_low_quality(version: LabelVersion) -> bool:
@@ -133,7 +133,7 @@ def write_training_job(
         body = {
             "task": task,
             "classes": names,
-            "preprocessing": project.get_setting(PREPROCESSING_SETTING, {}),
+            "preprocessing": preprocess.load(project).to_dict(),
             "split": {"ratios": list(split), "seed": seed},
             "only_reviewed": only_reviewed,
             "items": ITEMS,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from appliance.assist import preprocess
 from appliance.bundles.archive import BundleError
 from appliance.bundles.training_job import read_training_job, write_training_job
 from appliance.cli import main
@@ -29,11 +30,14 @@ def test_round_trip_gives_back_images_labels_and_provenance(
     labeled_project: Project, tmp_path: Path
 ) -> None:
     out = tmp_path / "job.zip"
+    h = preprocess.Preprocessing.from_dict({"clahe": True})
+    preprocess.save(labeled_project, h)
     job_id, counts = write_training_job(labeled_project, out, task="all", seed=3)
     expected = _good_versions(labeled_project)
     records = {r.name: r for r in labeled_project.images()}
     with read_training_job(out) as job:
         assert job.id == job_id and job.task == "all"
+        assert job.preprocessing == h.to_dict()  # explicit values, not "defaults"
         assert job.classes == ["background", "nucleus", "debris"]
         assert set(job.annotator_scores) == {"alice", "bob", "model"}
         names = {item.name for item in job.items}
