@@ -33,6 +33,12 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ApplianceError(f"{args.dir}: cannot create the folder ({exc.strerror})") from None
     os.environ.setdefault("KIVY_NO_ARGS", "1")  # our arguments are not Kivy's
+    if args.screenshot_tour is not None:
+        from appliance.ui.display import emulate_tablet, start_virtual_display
+
+        if not start_virtual_display():
+            raise ApplianceError("the screenshot tour needs a display or Xvfb (package xvfb)")
+        emulate_tablet()
     from kivy.config import Config
 
     if args.screenshot_tour is not None:  # the target tablet's resolution, for screenshots

@@ -7,10 +7,12 @@ and two frames were drawn, so every picture shows a settled screen.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from kivy.clock import Clock
 from kivy.core.window import Window
 
@@ -21,13 +23,21 @@ def _annotate(app: object) -> object:
     return app.sm.get_screen("annotate")
 
 
+def _home(app: object) -> None:
+    """Leave the first-start screen as a new annotator would: by giving a name."""
+    if not app.annotator:
+        app.set_annotator("Demo annotator")
+    app.go("home")
+
+
 def _first_project(app: object) -> None:
     dirs = app.project_dirs()
     if dirs:
         app.open_project(dirs[0])
 
 
-def _accept_and_edit(app: object) -> None:
+def _pen_stroke(app: object) -> None:
+    """Accept the pre-label for editing, then pen strokes: a hole, a speck and a rough loop."""
     screen = _annotate(app)
     if screen.work is None:  # an empty workspace: nothing to edit
         return
@@ -38,16 +48,41 @@ def _accept_and_edit(app: object) -> None:
     if ids:  # a sloppy edit for the post-assistance pictures: a hole and a speck
         rect = session.instance_rect(ids[0])
         cx, cy = (rect.x0 + rect.x1) / 2, (rect.y0 + rect.y1) / 2
-        canvas.refresh(session.begin_stroke(cx, cy, 2.0, erase=True))
-        session.end_stroke()
-        canvas.refresh(session.begin_stroke(cx + 40, cy + 40, 1.5))
-        session.end_stroke()
-    canvas.zoom_about(canvas.zoom * 3, *canvas.to_window(*_centre(screen)))
+        _stroke(screen, [(cx, cy)], 2.0, erase=True)
+        _stroke(screen, [(cx + 40, cy + 40)], 1.5)
+    h, w = session.shape
+    loop = [
+        (w * 0.5 + 14 * math.cos(t), h * 0.5 + 14 * math.sin(t))
+        for t in np.linspace(0, 2 * math.pi, 24)
+    ]
+    _stroke(screen, loop, 5.0)
+    canvas.zoom_about(canvas.zoom * 3, *canvas.to_window(w / 2, h / 2))
 
 
-def _centre(screen: object) -> tuple[float, float]:
-    h, w = screen.work.session.shape
-    return w / 2, h / 2
+def _stroke(
+    screen: object, points: list[tuple[float, float]], radius: float, erase: bool = False
+) -> None:
+    session, canvas = screen.work.session, screen.canvas_view
+    canvas.refresh(session.begin_stroke(*points[0], radius, erase=erase))
+    for x, y in points[1:]:
+        canvas.refresh(session.stroke_to(x, y, radius))
+    canvas.refresh(session.end_stroke())
+    screen._on_stroke_done()
+
+
+def _upgrade(app: object) -> None:
+    screen = _annotate(app)
+    screen.canvas_view.fit()
+    screen.upgrade()
+
+
+def _press(label: str) -> Callable[[object], None]:
+    def press(app: object) -> None:
+        widget = _annotate(app).buttons.get(label)
+        if widget is not None:
+            widget.dispatch("on_release")
+
+    return press
 
 
 def _save(app: object) -> None:
@@ -64,14 +99,16 @@ def _suggest(app: object) -> None:
 
 STEPS: list[Step] = [
     ("01-welcome", lambda app: app.go("welcome")),
-    ("02-home", lambda app: app.go("home")),
+    ("02-home", _home),
     ("03-annotate-prelabel", _first_project),
-    ("04-annotate-editing-zoomed", _accept_and_edit),
-    ("05-post-assistance", _save),
-    ("06-before-after", _suggest),
-    ("07-models", lambda app: app.go("models")),
-    ("08-settings", lambda app: app.go("settings")),
-    ("09-annotate-light", lambda app: (app.apply_theme("light"), app.go("annotate"))),
+    ("04-annotate-pen-strokes-zoomed", _pen_stroke),
+    ("05-upgrade-before-after", _upgrade),
+    ("06-upgrade-accepted", _press("Accept")),
+    ("07-post-assistance", _save),
+    ("08-postprocess-before-after", _suggest),
+    ("09-models", lambda app: app.go("models")),
+    ("10-settings", lambda app: app.go("settings")),
+    ("11-annotate-light", lambda app: (app.apply_theme("light"), app.go("annotate"))),
     (None, lambda app: app.apply_theme("dark")),
 ]
 

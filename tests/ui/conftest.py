@@ -8,38 +8,19 @@ target 10-inch 1920×1200 tablet (224), so sizes in mm are what the expert would
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from appliance.ui.display import start_virtual_display
+
 WIDTH, HEIGHT = 1920, 1200
 
 
-def _start_xvfb() -> None:
-    if os.environ.get("DISPLAY") or shutil.which("Xvfb") is None:
-        return
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten",
-         "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    os.close(write)
-    with os.fdopen(read) as fh:
-        display = fh.readline().strip()
-    atexit.register(proc.terminate)
-    os.environ["DISPLAY"] = f":{display}"
-
-
-_start_xvfb()
+start_virtual_display((WIDTH, HEIGHT))
 os.environ.update(
     KIVY_NO_ARGS="1",
     KIVY_NO_CONSOLELOG="1",
@@ -56,7 +37,7 @@ os.environ.update(
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The running app on an empty workspace, annotator already named."""
     if not os.environ.get("DISPLAY"):
-        pytest.skip("no X display and no Xvfb")
+        pytest.fail("no X display and no Xvfb: `make setup` installs Xvfb (package xvfb)")
     from kivy.config import Config
 
     Config.set("graphics", "width", str(WIDTH))
