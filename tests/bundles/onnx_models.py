@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.assist.onnx_builders import contract
 
-def contract(channels: int = 1, classes: int = 2, *, mask: bool = False) -> dict[str, Any]:
-    names = ["background", *[f"class{i}" for i in range(1, classes)]]
-    return {
-        "input_name": "image",
-        "output_name": "logits",
-        "input_channels": channels,
-        "mask_channel": mask,
-        "dtype": "float32",
-        "layout": "NCHW",
-        "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8},
-        "tile_multiple": 16,
-        "output_kind": "softmax",
-        "classes": names,
-        "threshold": 0.5,
-    }
+__all__ = ["contract", "conv_model"]
 
 
 def conv_model(
