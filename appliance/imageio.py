@@ -100,6 +100,18 @@ def check_pixels(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
         raise ApplianceError(f"{name}: image has no pixels")
 
 
+def read_file(path: Path, label: str | None = None) -> bytes:
+    """The bytes of an image file; unreadable and empty files are user errors."""
+    label = label or str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
+    if not data:
+        raise ApplianceError(f"{label}: file is empty")
+    return data
+
+
 def read_image(
     source: Path | str | bytes,
     *,
@@ -114,15 +126,11 @@ def read_image(
     """
     if isinstance(source, bytes):
         data, label = source, name or "image"
+        if not data:
+            raise ApplianceError(f"{label}: file is empty")
     else:
-        path = Path(source)
-        label = name or str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
-    if not data:
-        raise ApplianceError(f"{label}: file is empty")
+        label = name or str(source)
+        data = read_file(Path(source), label)
     shapes = page_shapes(data, label)
     index = page or 0
     if not 0 <= index < len(shapes):

@@ -20,6 +20,7 @@ from appliance.imageio import (
     IMAGE_SUFFIXES,
     check_pixels,
     page_shapes,
+    read_file,
     read_image,
 )
 from appliance.store import db as dbm
@@ -102,12 +103,7 @@ def _import_file(
     summary: ImportSummary,
 ) -> int:
     """Import every frame of one file; returns the folder's next frame index."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ApplianceError(f"{path}: cannot read ({exc.strerror})") from None
-    if not data:
-        raise ApplianceError(f"{path}: file is empty")
+    data = read_file(path)
     shapes = page_shapes(data, str(path))
     for shape in shapes:
         check_pixels(shape, str(path), max_pixels)
