@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
     p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")
     p.add_argument("--batch", type=int, help="default: 4 on a CPU, 16 per GPU")
-    p.add_argument("--width", type=int, help="channels at full resolution (default 8)")
+    p.add_argument("--width", type=int, help="channels at full resolution (default 6)")
     p.add_argument("--depth", type=int, help="resolution levels (default 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(

@@ -3,7 +3,7 @@
 Seed 003 uses 4 encoder and 4 decoder blocks of two 3×3 convolutions with BatchNorm and ReLU.
 Here `depth` counts resolution levels (4 = three poolings below the full resolution plus the
 bottom level) and `width` the channels at full resolution, doubling per level. The defaults
-(width 8, depth 4) come from the tablet's latency goal: see docs/training.md.
+(width 6, depth 4) come from the tablet's latency goal: see docs/training.md.
 
 The upgrade model is the same network with one more input channel (the coarse mask, 0/1,
 appended after the image channels: the model I/O contract's `mask_channel`).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DEFAULT_WIDTH = 8
+DEFAULT_WIDTH = 6
 DEFAULT_DEPTH = 4
 
 
