@@ -16,7 +16,9 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{platform.node()} · {cpu} · {os.cpu_count()} cores · Python {platform.python_version()}"
+    return (
+        f"{platform.node()} · {cpu} · {os.cpu_count()} cores · Python {platform.python_version()}"
+    )
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:

@@ -20,12 +20,12 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.importer import import_paths  # noqa: E402
-from appliance.labels import Label  # noqa: E402
-from appliance.store import Project  # noqa: E402
-from appliance.store import db as dbm  # noqa: E402
-from bench._machine import table  # noqa: E402
-from tests.conftest import make_instances  # noqa: E402
+from appliance.importer import import_paths
+from appliance.labels import Label
+from appliance.store import Project
+from appliance.store import db as dbm
+from bench._machine import table
+from tests.conftest import make_instances
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -47,8 +47,10 @@ def bench_save(root: Path, n: int) -> tuple[list[float], list[float]]:
         t = time.perf_counter()
         blob = zlib.compress(label.instances.tobytes(), 6)
         with project.transaction():
-            project.db.execute("INSERT INTO outbox (kind, ref, created) VALUES (?, ?, ?)",
-                               ("bench", str(len(blob)), dbm.utcnow()))
+            project.db.execute(
+                "INSERT INTO outbox (kind, ref, created) VALUES (?, ?, ?)",
+                ("bench", str(len(blob)), dbm.utcnow()),
+            )
         naive.append(time.perf_counter() - t)
     project.close()
     return ours, naive
@@ -72,14 +74,26 @@ def bench_import(root: Path, n: int) -> float:
 def bench_status(root: Path, n: int) -> tuple[float, float]:
     project = Project.create(root / "status", ["cell"])
     rows = [
-        (f"{i:064x}", f"img{i}.tif", f"images/x/{i}.tif", 512, 512, 1, "uint16", f"seq{i // 1000}",
-         i % 1000, "2026-01-01")
+        (
+            f"{i:064x}",
+            f"img{i}.tif",
+            f"images/x/{i}.tif",
+            512,
+            512,
+            1,
+            "uint16",
+            f"seq{i // 1000}",
+            i % 1000,
+            "2026-01-01",
+        )
         for i in range(n)
     ]
     with project.transaction():
         project.db.conn.executemany(
             "INSERT INTO images (sha256, name, blob, height, width, channels, dtype, sequence, "
-            "frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
         blob = Label.empty((1, 1))
         from appliance.labels import encode_instances
 
@@ -87,7 +101,8 @@ def bench_status(root: Path, n: int) -> tuple[float, float]:
         project.db.conn.executemany(
             "INSERT INTO labels (uid, image_id, author, source, created, n_instances, instances, "
             "classes) VALUES (?, ?, 'a', 'manual', 'x', 0, ?, '{}')",
-            [(uuid.uuid4().hex, i + 1, enc) for i in range(0, n, 3)])
+            [(uuid.uuid4().hex, i + 1, enc) for i in range(0, n, 3)],
+        )
     times = []
     for _ in range(7):
         t = time.perf_counter()
@@ -115,13 +130,21 @@ def main() -> None:
         ips = bench_import(root, n_import)
         status_s, status_base = bench_status(root, n_status)
     rows = [
-        ("label save 2048² / 500 inst, median", f"{_pct(ours, 50):.1f} ms", "≤ 10 ms",
-         f"{np.median(naive) / np.median(ours):.1f}× faster than zlib raw pixels "
-         f"({_pct(naive, 50):.1f} ms)"),
+        (
+            "label save 2048² / 500 inst, median",
+            f"{_pct(ours, 50):.1f} ms",
+            "≤ 10 ms",
+            f"{np.median(naive) / np.median(ours):.1f}× faster than zlib raw pixels "
+            f"({_pct(naive, 50):.1f} ms)",
+        ),
         ("label save, p99", f"{_pct(ours, 99):.1f} ms", "", ""),
         (f"import {n_import} × 512² uint16 TIFF", f"{ips:.0f} images/s", "", ""),
-        (f"status on {n_status} images", f"{status_s * 1e3:.1f} ms", "≤ 200 ms",
-         f"{status_base / status_s:.1f}× vs. no indexes ({status_base * 1e3:.1f} ms)"),
+        (
+            f"status on {n_status} images",
+            f"{status_s * 1e3:.1f} ms",
+            "≤ 200 ms",
+            f"{status_base / status_s:.1f}× vs. no indexes ({status_base * 1e3:.1f} ms)",
+        ),
     ]
     print(table("store benchmark", rows))
 
