@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance.errors import ApplianceError
+from appliance.cli import run_command
 
 COMMAND_MODULES: tuple[str, ...] = ("export.demo",)
 
@@ -107,12 +106,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ApplianceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv)

@@ -28,8 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse and dispatch; a user error is one line on stderr and exit status 2.
+
+    Shared with the workstation's `python -m export`, so both CLIs fail the same way.
+    """
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -39,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":
