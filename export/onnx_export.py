@@ -22,6 +22,9 @@ from appliance.errors import ApplianceError
 from export.data import TILE_MULTIPLE
 
 log = logging.getLogger(__name__)
+# The exporter warns once per torchvision operator when torchvision is absent; our U-Net uses
+# none of them, so those lines are noise in every training log.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 OPSET = 18
 INPUT_NAME = "image"
