@@ -26,7 +26,7 @@ def _annotate(app: object) -> object:
 def _home(app: object) -> None:
     """Leave the first-start screen as a new annotator would: by giving a name."""
     if not app.annotator:
-        app.set_annotator("Demo annotator")
+        app.set_annotator("Dr Demo")
     app.go("home")
 
 
