@@ -1,9 +1,8 @@
-"""`appliance run DIR`: start the tablet app (Kivy is imported only here, inside the handler)."""
+"""`appliance run DIR`: start the tablet app (Kivy is imported only inside the handler)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -32,20 +31,6 @@ def _run(args: argparse.Namespace) -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ApplianceError(f"{args.dir}: cannot create the folder ({exc.strerror})") from None
-    os.environ.setdefault("KIVY_NO_ARGS", "1")  # our arguments are not Kivy's
-    if args.screenshot_tour is not None:
-        from appliance.ui.display import emulate_tablet, start_virtual_display
+    from appliance.ui.launch import launch  # Kivy loads only here, not for `--help`
 
-        if not start_virtual_display():
-            raise ApplianceError("the screenshot tour needs a display or Xvfb (package xvfb)")
-        emulate_tablet()
-    from kivy.config import Config
-
-    if args.screenshot_tour is not None:  # the target tablet's resolution, for screenshots
-        Config.set("graphics", "width", "1920")
-        Config.set("graphics", "height", "1200")
-    else:
-        Config.set("graphics", "window_state", "maximized")
-    from appliance.ui.app import run  # imports the window: after the configuration above
-
-    return run(args.dir, tour=args.screenshot_tour)
+    return launch(args.dir, tour=args.screenshot_tour)

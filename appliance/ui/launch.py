@@ -1,0 +1,29 @@
+"""Start the app: settle the display and Kivy's configuration before Kivy opens a window."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from appliance.errors import ApplianceError
+
+
+def launch(workspace: Path, tour: Path | None = None) -> int:
+    """Run the app on `workspace`; with `tour`, drive every screen once and save screenshots."""
+    os.environ.setdefault("KIVY_NO_ARGS", "1")  # our arguments are not Kivy's
+    if tour is not None:
+        from appliance.ui.display import emulate_tablet, start_virtual_display
+
+        if not start_virtual_display():
+            raise ApplianceError("the screenshot tour needs a display or Xvfb (package xvfb)")
+        emulate_tablet()
+    from kivy.config import Config
+
+    if tour is not None:  # the target tablet's resolution, for screenshots
+        Config.set("graphics", "width", "1920")
+        Config.set("graphics", "height", "1200")
+    else:
+        Config.set("graphics", "window_state", "maximized")
+    from appliance.ui.app import run  # imports the window: after the configuration above
+
+    return run(workspace, tour=tour)
