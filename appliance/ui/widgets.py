@@ -35,6 +35,23 @@ def button(text: str, on_press: Callable[[], object], **kwargs: object) -> Widge
     return btn
 
 
+def page(title: str, *actions: Widget) -> BoxLayout:
+    """A full-screen page: a title bar with `actions` on the right; content is added below."""
+    app = App.get_running_app()
+    root = BoxLayout(orientation="vertical", padding=app.gap * 3, spacing=app.gap * 2)
+    top = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap * 2)
+    top.add_widget(Factory.THeading(text=title, size_hint_y=None))
+    for action in actions:
+        top.add_widget(action)
+    root.add_widget(top)
+    return root
+
+
+def back_to_images() -> Widget:
+    app = App.get_running_app()
+    return button("Back to images", lambda: app.go("annotate"), size_hint_x=None, width=app.sidebar)
+
+
 def label(text: str = "", **kwargs: object) -> Widget:
     return Factory.TLabel(text=text, **kwargs)
 

@@ -19,7 +19,7 @@ from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
 from appliance.importer import import_paths
 from appliance.store.project import Project
-from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label
+from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
 
 
 def duration(seconds: float) -> str:
@@ -46,15 +46,12 @@ class HomeScreen(ScreenBg):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         app = App.get_running_app()
-        root = BoxLayout(orientation="vertical", padding=app.gap * 3, spacing=app.gap * 2)
-        top = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap * 2)
-        top.add_widget(Factory.THeading(text="Projects on this tablet", size_hint_y=None))
         self.who = button("", self._switch_annotator, size_hint_x=None, width=app.sidebar * 1.2)
-        top.add_widget(self.who)
-        top.add_widget(
-            button("New project", self._new_project, size_hint_x=None, width=app.sidebar)
+        root = page(
+            "Projects on this tablet",
+            self.who,
+            button("New project", self._new_project, size_hint_x=None, width=app.sidebar),
         )
-        root.add_widget(top)
         self.buttons: dict[tuple[str, str], object] = {}  # (project, action) -> button
         self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap * 2)
         self.rows.bind(minimum_height=self.rows.setter("height"))

@@ -12,7 +12,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
 
 from appliance.bundles.install import InstalledModel, activate_model, list_models
-from appliance.ui.widgets import ScreenBg, button, label
+from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 
 def metrics_text(metrics: dict) -> str:
@@ -31,15 +31,7 @@ class ModelsScreen(ScreenBg):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         app = App.get_running_app()
-        root = BoxLayout(orientation="vertical", padding=app.gap * 3, spacing=app.gap * 2)
-        top = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap * 2)
-        top.add_widget(Factory.THeading(text="Installed models", size_hint_y=None))
-        top.add_widget(
-            button(
-                "Back to images", lambda: app.go("annotate"), size_hint_x=None, width=app.sidebar
-            )
-        )
-        root.add_widget(top)
+        root = page("Installed models", back_to_images())
         self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap * 2)
         self.rows.bind(minimum_height=self.rows.setter("height"))
         scroll = ScrollView(do_scroll_x=False)

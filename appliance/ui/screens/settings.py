@@ -17,7 +17,7 @@ from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
 from appliance.ui.assistant import PRELABEL_CHOICES, PRELABEL_KEY
 from appliance.ui.screens.annotate import BRUSH_KEY, FINGER_KEY, OPACITY_KEY
-from appliance.ui.widgets import ScreenBg, button
+from appliance.ui.widgets import ScreenBg, back_to_images, page
 
 
 class SettingsScreen(ScreenBg):
@@ -26,15 +26,7 @@ class SettingsScreen(ScreenBg):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         app = App.get_running_app()
-        root = BoxLayout(orientation="vertical", padding=app.gap * 3, spacing=app.gap * 2)
-        top = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap * 2)
-        top.add_widget(Factory.THeading(text="Project settings", size_hint_y=None))
-        top.add_widget(
-            button(
-                "Back to images", lambda: app.go("annotate"), size_hint_x=None, width=app.sidebar
-            )
-        )
-        root.add_widget(top)
+        root = page("Project settings", back_to_images())
         self.grid = GridLayout(cols=2, size_hint_y=None, spacing=(app.gap * 6, app.gap * 2))
         self.grid.bind(minimum_height=self.grid.setter("height"))
         scroll = ScrollView(do_scroll_x=False)
