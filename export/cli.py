@@ -45,6 +45,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch=args.batch,
         patience=args.patience,
+        lr=args.lr,
         device=args.device,
         seed=args.seed,
         max_minutes=args.max_minutes,
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("segment", "upgrade"), default="segment")
     p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
     p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")
-    p.add_argument("--batch", type=int, help="default: 4 on a CPU, 16 per GPU")
+    p.add_argument("--batch", type=int, help="per process; default: 4 on a CPU, 16 per GPU")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
     p.add_argument("--width", type=int, help="channels at full resolution (default 6)")
     p.add_argument("--depth", type=int, help="resolution levels (default 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -15,6 +15,11 @@ HUMAN = f"(reviewed = 1 OR source IN ({', '.join(repr(s) for s in HUMAN_SOURCES)
 LABELED_IMAGES_SQL = f"SELECT DISTINCT image_id FROM labels WHERE {HUMAN}"
 
 
+def is_human(version: Any) -> bool:
+    """`HUMAN` for one `LabelVersion`: made by a person, or machine-made and accepted by one."""
+    return bool(version.reviewed) or version.source in HUMAN_SOURCES
+
+
 def latest_human_versions(project: Any, limit: int) -> list[tuple[int, int]]:
     """(image id, newest human version id) for the `limit` most recently labeled images."""
     rows = project.db.execute(

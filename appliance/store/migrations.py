@@ -7,6 +7,8 @@ and is refused untouched.
 
 from __future__ import annotations
 
+from appliance.store import jobs
+
 INITIAL = """
 CREATE TABLE classes (
     id INTEGER PRIMARY KEY,             -- class id as used in label class tables (1..)
@@ -118,4 +120,5 @@ CREATE TABLE uncertainty (
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
+    jobs.MIGRATION,
 ]
