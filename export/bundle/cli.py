@@ -18,14 +18,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the contract cannot describe is refused with the field that does not fit.",
     )
     p.add_argument("--onnx", type=Path, help="the ONNX model (one file, no external data)")
-    p.add_argument("--role", choices=("prelabel", "upgrade"), default="prelabel",
-                   help="prelabel: image in; upgrade: image and coarse mask in (default prelabel)")  # fmt: skip
+    p.add_argument(
+        "--role",
+        choices=("prelabel", "upgrade"),
+        default="prelabel",
+        help="prelabel: image in; upgrade: image and coarse mask in (default prelabel)",
+    )
     p.add_argument("--contract", type=Path, help="the model's I/O contract, a JSON file")
     p.add_argument("--out", type=Path, help="model bundle to write (.zip)")
     p.add_argument("--job", type=Path, help="training-job bundle whose test split to score on")
     p.add_argument("--name", help="model name shown on the tablet (default: the file's stem)")
-    p.add_argument("--print-contract", action="store_true",
-                   help="print a contract to start from, for --role, and exit")  # fmt: skip
+    p.add_argument(
+        "--print-contract",
+        action="store_true",
+        help="print a contract to start from, for --role, and exit",
+    )
     p.set_defaults(func=_bundle)
 
 

@@ -57,7 +57,10 @@ class WrapReport:
 
     def lines(self) -> list[str]:
         shown = ", ".join(f"{k} {v}" for k, v in self.metrics.items())
-        return [f"wrote {self.out}: {self.role} model {self.name!r}", f"checked on {self.checked_on}: {shown}"]
+        return [
+            f"wrote {self.out}: {self.role} model {self.name!r}",
+            f"checked on {self.checked_on}: {shown}",
+        ]
 
 
 def load_contract(source: Contract | Mapping[str, Any] | Path | str) -> Contract:
@@ -92,19 +95,27 @@ def _check_graph(onnx_path: Path, contract: Contract, role: str) -> None:
         raise exc.at(str(onnx_path)) from None
 
 
-def _check_set(job: TrainingJob | None, contract: Contract) -> tuple[list[tuple[np.ndarray, Label]], str]:
+def _check_set(
+    job: TrainingJob | None, contract: Contract
+) -> tuple[list[tuple[np.ndarray, Label]], str]:
     """Images with their truth: the job's test split (val if none), else synthetic cells."""
     if job is not None:
-        items = [i for i in job.items if i.split == "test"] or [i for i in job.items if i.split == "val"]
+        items = [i for i in job.items if i.split == "test"] or [
+            i for i in job.items if i.split == "val"
+        ]
         if not items:
             raise ApplianceError(f"{job.path}: the job has no test or validation items to check on")
-        return [(i.image(), i.label) for i in items], f"{len(items)} {items[0].split} images of job {job.id}"
+        return [
+            (i.image(), i.label) for i in items
+        ], f"{len(items)} {items[0].split} images of job {job.id}"
     from export.synth import synth_samples
 
     pairs = []
     for s in synth_samples(SYNTH_IMAGES, size=256, seed=2024):
         img = s.image if contract.input_channels == 1 else np.repeat(s.image[..., None], 3, axis=2)
-        pairs.append((img, Label(s.cells.astype(np.uint32), {int(i): 1 for i in np.unique(s.cells) if i})))
+        pairs.append(
+            (img, Label(s.cells.astype(np.uint32), {int(i): 1 for i in np.unique(s.cells) if i}))
+        )
     return pairs, f"{len(pairs)} virtual-microscope images"
 
 
@@ -124,26 +135,26 @@ def _run_checks(
         except ApplianceError:
             raise
         except Exception as exc:  # a shape or dtype the contract promised and the graph broke
-            raise ApplianceError(f"{onnx_path}: running it on a {image.shape} image failed ({exc})") from None
+            raise ApplianceError(
+                f"{onnx_path}: running it on a {image.shape} image failed ({exc})"
+            ) from None
         dices.append(dice(truth.instances, label.instances))
         f1s.append(instance_f1(truth.instances, label.instances))
     return {"dice": round(float(np.mean(dices)), 4), "instance_f1": round(float(np.mean(f1s)), 4)}
 
 
 def _latency_ms(onnx_path: Path, contract: Contract) -> float:
-    """Median milliseconds of one 512² forward pass on 2 CPU threads, as on the tablet."""
-    from appliance.assist.runtime import session
-
-    sess = session(onnx_path, threads=LATENCY_THREADS)
-    size = -(-LATENCY_SIZE // contract.tile_multiple) * contract.tile_multiple
-    x = np.random.default_rng(0).random((1, contract.channels_in, size, size), dtype=np.float32)
-    feed = {contract.input_name: x.astype(contract.dtype)}
+    """Median milliseconds for one 512² image through the tablet's runtime on 2 CPU threads
+    (tiling included, which is what a fixed-size model costs)."""
+    model = InferenceModel(onnx_path, contract, threads=LATENCY_THREADS)
+    size = LATENCY_SIZE
+    chw = np.random.default_rng(0).random((contract.channels_in, size, size), dtype=np.float32)
     for _ in range(2):
-        sess.run([contract.output_name], feed)
+        model.logits(chw)
     times = []
     for _ in range(7):
         t0 = time.perf_counter()
-        sess.run([contract.output_name], feed)
+        model.logits(chw)
         times.append(time.perf_counter() - t0)
     return round(1000.0 * float(np.median(times)), 1)
 
@@ -178,7 +189,7 @@ def wrap_onnx(
     metrics["wrapped"] = True
     release_sessions()
     model_name = name or onnx_path.stem
-    spec = ModelSpec(role, model_name, onnx_path, parsed.to_dict(), metrics)
+    spec = ModelSpec(role, model_name, onnx_path, parsed, metrics)
     write_model_bundle(out, [spec], job_id=training_job.id if training_job else None)
     try:
         read_model_bundle(out)  # the tablet's install check, before anyone carries it there

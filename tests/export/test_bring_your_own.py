@@ -72,7 +72,16 @@ def _prelabel_without_torch(project_dir: Path, bundle: Path) -> dict[int, int]:
     finally:
         project.close()
     proc = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, "prelabel", str(project_dir), "--method", "model", "--all"],
+        [
+            sys.executable,
+            "-c",
+            NO_TORCH,
+            "prelabel",
+            str(project_dir),
+            "--method",
+            "model",
+            "--all",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -179,7 +188,7 @@ def test_a_graph_the_contract_cannot_express_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "x.zip").exists()
 
 
-def _train_briefly(module: torch.nn.Module, steps: int = 40) -> list[float]:
+def _train_briefly(module: torch.nn.Module, steps: int = 25) -> list[float]:
     """A few Adam steps on 64² virtual-microscope crops, so the weights mean something."""
     from appliance.imageio import percentile_normalise
 
@@ -242,3 +251,32 @@ def test_smp_unet_from_torch_runs_on_the_tablet(tmp_path: Path) -> None:
     from_torch(net.eval(), contract, out=out, name="smp-unet", progress=lambda _line: None)
     objects = _prelabel_without_torch(_tablet_project(tmp_path), out)
     assert sum(objects.values()) > 0
+
+
+def test_fixed_size_model_is_tiled_at_its_size(tmp_path: Path) -> None:
+    from appliance.assist.runtime import InferenceModel
+    from appliance.contract import Contract
+    from appliance.metrics import dice
+
+    fixed = tmp_path / "fixed.onnx"
+    torch.onnx.export(
+        Brightness().eval(), (torch.rand(1, 1, 64, 64),), str(fixed), dynamo=False,
+        opset_version=17, input_names=["input"], output_names=["output"],
+    )  # fmt: skip
+    with pytest.raises(ApplianceError, match="fixed_size"):
+        wrap_onnx(fixed, role="prelabel", contract=CONTRACT, out=tmp_path / "no.zip")
+    contract = {**CONTRACT, "fixed_size": 64}
+    report = wrap_onnx(
+        fixed, role="prelabel", contract=contract, out=tmp_path / "fixed.zip",
+        progress=lambda _line: None,
+    )  # fmt: skip
+    assert report.metrics["dice"] > 0.5
+    dynamic = InferenceModel(
+        _torchscript_onnx(tmp_path / "dyn.onnx"), Contract.parse(CONTRACT, "c")
+    )
+    tiled = InferenceModel(fixed, Contract.parse(contract, "c"))
+    for size in ((200, 150), (40, 30)):  # tiled at 64², and padded up to 64²
+        image = next(iter(synth_samples(1, max(size), seed=3))).image[: size[0], : size[1]]
+        a, b = dynamic.predict(image).label, tiled.predict(image).label
+        assert b.instances.shape == size
+        assert dice(a.instances, b.instances) > 0.97
