@@ -142,7 +142,8 @@ class EditSession:
     # ----- queries -------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
-        return self.instances.shape  # type: ignore[return-value]
+        h, w = self.instances.shape
+        return h, w
 
     @property
     def can_undo(self) -> bool:
@@ -292,9 +293,9 @@ class EditSession:
             ids, counts = np.unique(around, return_counts=True)
             value = int(ids[np.argmax(counts)])
             return self._apply(rect, region, value)
-        rect = self.instance_rect(target)
-        assert rect is not None
-        outer = rect.grow(1, self.shape)
+        box = self.instance_rect(target)
+        assert box is not None
+        outer = box.grow(1, self.shape)
         mine = self.instances[outer.slices] == target
         holes = _enclosed(mine) & (self.instances[outer.slices] == 0)
         return self._apply(outer, holes, target)

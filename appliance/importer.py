@@ -23,7 +23,6 @@ from appliance.imageio import (
     read_file,
     read_image,
 )
-from appliance.store import db as dbm
 from appliance.store.project import Project
 
 
@@ -78,20 +77,13 @@ def import_paths(
 ) -> ImportSummary:
     summary = ImportSummary()
     for folder, files in collect(paths).items():
-        frame = _next_frame(project, str(folder))
+        frame = project.next_frame(str(folder))
         for path in files:
             try:
                 frame = _import_file(project, path, str(folder), frame, max_pixels, summary)
             except ApplianceError as exc:
                 summary.failed.append((str(path), str(exc).removeprefix(f"{path}: ")))
     return summary
-
-
-def _next_frame(project: Project, sequence: str) -> int:
-    row = project.db.execute(
-        "SELECT max(frame) FROM images WHERE sequence = ?", (sequence,)
-    ).fetchone()
-    return 0 if row[0] is None else row[0] + 1
 
 
 def _import_file(
@@ -116,32 +108,21 @@ def _import_file(
     for page, img in enumerate(decoded):
         page_key = page if multi else None
         name = f"{path.name}[{page}]" if multi else path.name
-        exists = project.db.execute(
-            "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, page_key)
-        ).fetchone()
-        if exists:
+        if project.image_with_content(sha, page_key) is not None:
             summary.duplicates.append(name)
             continue
         if blob is None:
             blob = project.store_blob(data, sha, path.suffix.lower())
-        with project.transaction():
-            cur = project.db.execute(
-                "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
-                "sequence, frame, source_path, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sha,
-                    page_key,
-                    name,
-                    str(blob.relative_to(project.root)),
-                    img.shape[0],
-                    img.shape[1],
-                    1 if img.ndim == 2 else img.shape[2],
-                    str(img.dtype),
-                    str(path.resolve()) if multi else sequence,
-                    page if multi else frame,
-                    str(path.resolve()),
-                    dbm.utcnow(),
-                ),
-            )
-        summary.imported.append(int(cur.lastrowid))
+        image_id = project.add_image(
+            sha256=sha,
+            page=page_key,
+            name=name,
+            blob=blob,
+            shape=img.shape,
+            dtype=str(img.dtype),
+            sequence=str(path.resolve()) if multi else sequence,
+            frame=page if multi else frame,
+            source_path=str(path.resolve()),
+        )
+        summary.imported.append(image_id)
     return frame if multi else frame + 1

@@ -76,7 +76,8 @@ class Label:
         for class_id in np.unique(semantic):
             if class_id == 0:
                 continue
-            n, comp = cv2.connectedComponents((semantic == class_id).astype(np.uint8), 8)
+            mask = np.ascontiguousarray(semantic == class_id, np.uint8)
+            n, comp = cv2.connectedComponents(mask, connectivity=8)
             sel = comp > 0
             out[sel] = comp[sel].astype(np.uint32) + (next_id - 1)
             classes.update({next_id + i: int(class_id) for i in range(n - 1)})
@@ -85,7 +86,8 @@ class Label:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.instances.shape  # type: ignore[return-value]
+        h, w = self.instances.shape
+        return h, w
 
     def ids(self) -> np.ndarray:
         """Sorted ids of the instances present in the map.

@@ -11,13 +11,13 @@ the tag and the old rows are simply recomputed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
+from appliance.store import Project, cache
 
 SIDE = 8
 DIM = SIDE * SIDE
@@ -37,18 +37,13 @@ def image_features(pixels: np.ndarray) -> np.ndarray:
     return thumb.ravel().astype(np.float32)
 
 
-def missing(project: Any) -> list[int]:
+def missing(project: Project) -> list[int]:
     """Images without a feature vector of the current version."""
-    rows = project.db.execute(
-        "SELECT id FROM images WHERE id NOT IN "
-        "(SELECT image_id FROM features WHERE version = ?) ORDER BY id",
-        (VERSION,),
-    )
-    return [r[0] for r in rows]
+    return cache.missing_features(project, VERSION)
 
 
 def update(
-    project: Any,
+    project: Project,
     check: Callable[[], None] | None = None,
     progress: Callable[[float], None] | None = None,
     batch: int = 64,
@@ -62,21 +57,16 @@ def update(
         if check is not None:
             check()
         chunk = todo[start : start + batch]
-        rows = [(i, VERSION, image_features(project.load_pixels(i)).tobytes()) for i in chunk]
-        with project.transaction():
-            project.db.conn.executemany(
-                "INSERT OR REPLACE INTO features (image_id, version, vector) VALUES (?, ?, ?)", rows
-            )
+        rows = [(i, image_features(project.load_pixels(i)).tobytes()) for i in chunk]
+        cache.put_features(project, VERSION, rows)
         if progress is not None:
             progress((start + len(chunk)) / len(todo))
     return len(todo)
 
 
-def load(project: Any) -> tuple[np.ndarray, np.ndarray]:
+def load(project: Project) -> tuple[np.ndarray, np.ndarray]:
     """(image ids int64[n], vectors float32[n, DIM]) for every image that has one."""
-    rows = project.db.execute(
-        "SELECT image_id, vector FROM features WHERE version = ? ORDER BY image_id", (VERSION,)
-    ).fetchall()
+    rows = cache.feature_rows(project, VERSION)
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), DIM)
     return ids, vectors

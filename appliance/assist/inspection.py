@@ -16,7 +16,6 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected
 
-from appliance.assist.history import latest_human_versions
 from appliance.assist.postprocess import instance_boxes
 from appliance.assist.prelabel import dice
 from appliance.errors import ApplianceError
@@ -240,6 +239,6 @@ def load_settings(project: Any, learn: bool = True, max_images: int = 200) -> In
     """The project's priors; area ranges learned from its human labels unless set by hand."""
     s = InspectionSettings.from_dict(project.get_setting(SETTING_KEY, None) or {})
     if learn and not s.area_ranges:
-        versions = latest_human_versions(project, max_images)
+        versions = project.latest_human_versions(max_images)
         s.area_ranges = learn_area_ranges(project.label_version(v).label for _, v in versions)
     return s

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from appliance.assist.history import HUMAN, latest_human_versions
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
@@ -73,16 +72,8 @@ def otsu(
 
 def previous(project: Any, image_id: int) -> Label | None:
     """Newest human label of the closest earlier labeled frame of the same sequence, if any."""
-    rec = project.image(image_id)
-    if rec.sequence is None or rec.frame is None:
-        return None
-    row = project.db.execute(
-        "SELECT l.id FROM labels l JOIN images i ON i.id = l.image_id "
-        f"WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? AND {HUMAN} "
-        "ORDER BY i.frame DESC, l.id DESC LIMIT 1",
-        (rec.sequence, rec.frame, rec.height, rec.width),
-    ).fetchone()
-    return None if row is None else project.label_version(row[0]).label
+    version_id = project.previous_human_version(image_id)
+    return None if version_id is None else project.label_version(version_id).label
 
 
 def prelabeler(
@@ -113,7 +104,7 @@ def suitability(
 
     Only human versions count as truth (`history`): an unreviewed pre-label would vote for itself.
     """
-    rows = latest_human_versions(project, max_images)
+    rows = project.latest_human_versions(max_images)
     scores: dict[str, list[float]] = {m: [] for m in methods}
     funcs: dict[str, Callable[[int, np.ndarray], Label | None]] = {}
     for m in methods:
@@ -163,12 +154,7 @@ def run_all(
     Labeled images are left alone: a pre-label on top of an expert's work would only be noise
     in its history. Each image is saved on its own, so a cancelled run keeps what it stored.
     """
-    todo = [
-        r[0]
-        for r in project.db.execute(
-            "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM labels) ORDER BY id"
-        )
-    ]
+    todo = project.unlabeled_image_ids()
     fn = prelabeler(project, method)
     stored = 0
     for k, image_id in enumerate(todo, start=1):

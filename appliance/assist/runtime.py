@@ -32,6 +32,7 @@ from appliance.assist.contract import (
 )
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.store.models import active_model as installed_model
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,9 @@ def _pad_to_multiple(chw: np.ndarray, multiple: int) -> np.ndarray:
     if not ph and not pw:
         return chw
     # Reflection needs at least two pixels; a one-pixel side can only be repeated.
-    mode = "reflect" if min(h, w) > 1 and ph < h and pw < w else "edge"
-    return np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    reflect = min(h, w) > 1 and ph < h and pw < w
+    widths = ((0, 0), (0, ph), (0, pw))
+    return np.pad(chw, widths, mode="reflect") if reflect else np.pad(chw, widths, mode="edge")
 
 
 @dataclass
@@ -274,8 +276,6 @@ def active_model(project: Any, role: str, threads: int | None = None) -> Inferen
 
     Threads default to the project setting `inference.threads` (None: onnxruntime's choice).
     """
-    from appliance.bundles.install import active_model as installed_model
-
     row = installed_model(project, role)
     if row is None:
         return None

@@ -92,13 +92,7 @@ def candidates(project: Any, only_coarse: bool = False) -> list[int]:
     Skipping upgrades makes `--all` idempotent: running it twice refines nothing twice.
     `only_coarse` keeps versions from pre-labeling or explicitly marked coarse.
     """
-    extra = "AND (l.source = 'prelabel' OR l.coarse = 1)" if only_coarse else ""
-    rows = project.db.execute(
-        "SELECT l.id FROM labels l JOIN "
-        "(SELECT image_id, MAX(id) AS id FROM labels GROUP BY image_id) n "
-        f"ON l.id = n.id WHERE l.source != 'upgrade' {extra} ORDER BY l.image_id"
-    ).fetchall()
-    return [r[0] for r in rows]
+    return project.newest_versions(exclude_source="upgrade", only_coarse=only_coarse)
 
 
 def upgrade_all(

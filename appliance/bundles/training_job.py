@@ -109,7 +109,7 @@ def write_training_job(
         raise BundleError(str(out), f"unknown task {task!r} (one of {', '.join(TASKS)})")
     if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
         raise BundleError(str(out), f"split {split} must be three non-negative shares summing to 1")
-    controls = {r[0] for r in project.db.execute("SELECT DISTINCT image_id FROM controls")}
+    controls = project.control_image_ids()
     choices = []
     for rec in project.images():
         if rec.id in controls:
@@ -129,7 +129,7 @@ def write_training_job(
         members: dict[str, bytes | Path] = {}
         items = [_item(c, splits[c.image.id], members, Path(tmp)) for c in choices]
         members[ITEMS] = _json_bytes({"items": items})
-        members[ANNOTATORS] = _json_bytes({"annotators": _annotators(project)})
+        members[ANNOTATORS] = _json_bytes({"annotators": project.annotators()})
         body = {
             "task": task,
             "classes": names,
@@ -196,13 +196,6 @@ def _version(version: LabelVersion, members: dict[str, bytes | Path], tmp: Path)
         "seconds_spent": version.seconds_spent,
         "reviewed": version.reviewed,
     }
-
-
-def _annotators(project: Project) -> list[dict[str, Any]]:
-    """Every column of `annotators`, so scores added there later travel without a format change."""
-    cursor = project.db.execute("SELECT * FROM annotators ORDER BY name")
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor]
 
 
 def _json_bytes(value: Any) -> bytes:

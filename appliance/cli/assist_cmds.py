@@ -124,7 +124,7 @@ def cmd_next(args: argparse.Namespace) -> int:
         if not choices:
             print("every image is labeled")
             return 0
-        names = dict(project.db.execute("SELECT id, name FROM images").fetchall())
+        names = project.image_names()
         strategies = list(sel.weights)
         weights = " ".join(f"{s}={w:g}" for s, w in sel.weights.items())
         print(f"{sel.unlabeled} unlabeled; weights: {weights}")

@@ -70,8 +70,9 @@ def export_job(args: argparse.Namespace) -> int:
 
 
 def install_model(args: argparse.Namespace) -> int:
-    from appliance.bundles.install import install_model_bundle, list_models
+    from appliance.bundles.install import install_model_bundle
     from appliance.store import Project
+    from appliance.store.models import list_models
 
     with Project.open(args.project) as project:
         ids = set(install_model_bundle(project, args.bundle))
@@ -82,8 +83,8 @@ def install_model(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from appliance.bundles.install import list_models
     from appliance.store import Project
+    from appliance.store.models import list_models
 
     with Project.open(args.project) as project:
         rows = list_models(project)

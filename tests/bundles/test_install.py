@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 
 from appliance.bundles import install as install_mod
-from appliance.bundles.install import (
-    activate_model,
-    active_model,
-    install_model_bundle,
-    list_models,
-)
+from appliance.bundles.install import activate_model, install_model_bundle
 from appliance.bundles.model_bundle import ModelSpec, read_model_bundle, write_model_bundle
 from appliance.cli import main
 from appliance.errors import ApplianceError
 from appliance.store import Project
+from appliance.store.models import active_model, list_models
 
 from .conftest import snapshot
 from .onnx_models import contract, conv_model
@@ -121,7 +117,7 @@ def test_crash_at_any_step_leaves_the_old_state(
 
         monkeypatch.setattr(install_mod, "_move_into_place", move_then_crash)
     else:
-        monkeypatch.setattr(install_mod, "_set_active", crash)
+        monkeypatch.setattr(install_mod.stored, "set_active", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         install_model_bundle(project, bundle)
     assert active_model(project, "prelabel").id == first[0]

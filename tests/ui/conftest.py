@@ -46,7 +46,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from kivy.base import EventLoop
 
     from appliance.ui.app import ApplianceApp
-    from tests.ui.driver import pump
+    from testkit.touch import pump
 
     workspace = tmp_path_factory.mktemp("workspace")
     (workspace / "tablet.json").write_text('{"annotator": "Dr Test", "annotators": ["Dr Test"]}')
@@ -62,7 +62,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def fresh(app: object) -> Iterator[Callable[[Path], object]]:
     """Open a project in the app; after the test, no unexpected error may have happened."""
 
-    from tests.ui.driver import pump
+    from testkit.touch import pump
 
     def open_it(path: Path) -> object:
         app.open_project(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.assist import selector
-from tests.ui.driver import pen_stroke, tap, wait_for
+from testkit.touch import pen_stroke, tap, wait_for
 from tests.ui.projects import make_project
 
 

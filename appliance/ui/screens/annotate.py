@@ -20,10 +20,10 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
 
 from appliance.assist import selector as selector_mod
-from appliance.bundles.install import active_model as installed_model
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import class_colour
+from appliance.store.models import active_model as installed_model
 from appliance.ui import assistant
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.screens.home import duration
