@@ -151,27 +151,28 @@ def _dilate_instances(lab: np.ndarray, q: int) -> np.ndarray:
 
 
 def bias(
-    instances: np.ndarray, q_max: int, rng: np.random.Generator, mode: BiasMode = "image"
+    instances: np.ndarray, max_steps: int, rng: np.random.Generator, mode: BiasMode = "image"
 ) -> np.ndarray:
-    """Erode or dilate (chosen at random) q times, q uniform in 1..q_max (seed 003, eq. 3.11).
+    """Erode or dilate (chosen at random) q times, q uniform in 1..max_steps (seed 003, eq. 3.11,
+    where max_steps is max_steps).
 
     `mode="image"` draws one operation and q for the whole label. `mode="cell"` draws one per
     cell and treats each cell alone (a cell erodes from the background only); erosions are
     applied first, so dilations may grow into the pixels they freed.
     """
-    if q_max < 0:
-        raise ApplianceError(f"bias q_max must be >= 0, got {q_max}")
+    if max_steps < 0:
+        raise ApplianceError(f"bias steps must be >= 0, got {max_steps}")
     out = _check(instances)
-    if q_max == 0:
+    if max_steps == 0:
         return out
     if mode == "image":
-        q = int(rng.integers(1, q_max + 1))
+        q = int(rng.integers(1, max_steps + 1))
         erode = bool(rng.integers(0, 2))
         return _erode_instances(out, q) if erode else _dilate_instances(out, q)
     if mode != "cell":
         raise ApplianceError(f"bias mode must be 'image' or 'cell', got {mode!r}")
     ids = _ids(out)
-    qs = rng.integers(1, q_max + 1, size=len(ids))
+    qs = rng.integers(1, max_steps + 1, size=len(ids))
     erodes = rng.integers(0, 2, size=len(ids)).astype(bool)
     result = out.copy()
     for cid, q, erode in zip(ids, qs, erodes, strict=True):
@@ -186,11 +187,11 @@ def bias(
     return result
 
 
-def salt_and_pepper(instances: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-    """Corrupt each pixel with probability p: half become background, half foreground."""
-    _check_rate("salt-and-pepper", p)
+def salt_and_pepper(instances: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Corrupt each pixel with probability `rate`: half become background, half foreground."""
+    _check_rate("salt-and-pepper", rate)
     out = _check(instances)
-    corrupt = rng.random(out.shape) < p
+    corrupt = rng.random(out.shape) < rate
     salt = rng.random(out.shape) < 0.5
     noise_id = int(out.max()) + 1
     out[corrupt & ~salt] = 0

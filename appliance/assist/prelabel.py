@@ -9,7 +9,6 @@ images the experts already labeled and `best_method` offers one only above a thr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 from skimage.filters import threshold_otsu
@@ -17,6 +16,7 @@ from skimage.filters import threshold_otsu
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
+from appliance.store import Project
 
 METHODS = ("otsu", "previous", "model")
 OTSU_SETTING = "prelabel.otsu"
@@ -70,14 +70,14 @@ def otsu(
     return Label.from_binary(bright, class_id)
 
 
-def previous(project: Any, image_id: int) -> Label | None:
+def previous(project: Project, image_id: int) -> Label | None:
     """Newest human label of the closest earlier labeled frame of the same sequence, if any."""
     version_id = project.previous_human_version(image_id)
     return None if version_id is None else project.label_version(version_id).label
 
 
 def prelabeler(
-    project: Any, method: str, model: InferenceModel | None = None
+    project: Project, method: str, model: InferenceModel | None = None
 ) -> Callable[[int, np.ndarray], Label | None]:
     """`f(image_id, pixels) -> Label | None` for `method`, configured from project settings."""
     if method == "otsu":
@@ -95,7 +95,7 @@ def prelabeler(
 
 
 def suitability(
-    project: Any,
+    project: Project,
     methods: Sequence[str] = METHODS,
     max_images: int = 20,
     model: InferenceModel | None = None,
@@ -129,7 +129,7 @@ def best_method(scores: dict[str, float | None], threshold: float = 0.5) -> str 
 
 
 def run(
-    project: Any,
+    project: Project,
     image_id: int,
     method: str,
     model: InferenceModel | None = None,
@@ -144,7 +144,7 @@ def run(
 
 
 def run_all(
-    project: Any,
+    project: Project,
     method: str,
     check: Callable[[], None] | None = None,
     progress: Callable[[float], None] | None = None,

@@ -32,6 +32,7 @@ from appliance.assist.contract import (
 )
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.store import Project
 from appliance.store.models import active_model as installed_model
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class InferenceModel:
         return Prediction(probs, to_label(probs, self.contract, self.lut))
 
 
-def active_model(project: Any, role: str, threads: int | None = None) -> InferenceModel | None:
+def active_model(project: Project, role: str, threads: int | None = None) -> InferenceModel | None:
     """The project's active model for `role` ("prelabel" or "upgrade"), or None.
 
     Threads default to the project setting `inference.threads` (None: onnxruntime's choice).

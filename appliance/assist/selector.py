@@ -28,13 +28,12 @@ clusters and feature space exactly as one-at-a-time labeling would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from appliance.assist import features as feats
 from appliance.errors import ApplianceError
-from appliance.store import cache
+from appliance.store import Project, cache
 from appliance.store.models import active_model
 
 STRATEGIES = ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")
@@ -156,7 +155,7 @@ class Selector:
             self._nearest = nearest_distance(pool.vectors, pool.vectors[self._labeled])
         u = pool.uncertainty
         known = ~np.isnan(u)
-        self._u = np.where(known, u, np.nanmean(u) if known.any() else 0.0)
+        self._uncertainty_scores = np.where(known, u, np.nanmean(u) if known.any() else 0.0)
 
     @property
     def unlabeled(self) -> int:
@@ -202,7 +201,7 @@ class Selector:
         return 1.0 / (1.0 + (c - c.min()))
 
     def _uncertainty(self, cand: np.ndarray) -> np.ndarray:
-        return _by_max(self._u[cand])
+        return _by_max(self._uncertainty_scores[cand])
 
     def _diversity(self, cand: np.ndarray) -> np.ndarray:
         assert self._nearest is not None
@@ -245,7 +244,7 @@ def _by_max(x: np.ndarray) -> np.ndarray:
     return x / m if m > 0 else np.zeros_like(x, dtype=np.float64)
 
 
-def load_pool(project: Any, model_id: str | None = None) -> Pool:
+def load_pool(project: Project, model_id: str | None = None) -> Pool:
     """The pool from the store: images, flags, cached features and uncertainty for `model_id`.
 
     Images without a cached feature vector get the mean vector (neutral); run
@@ -282,7 +281,7 @@ def load_pool(project: Any, model_id: str | None = None) -> Pool:
     return Pool(ids, order, sequence, cherry, vectors, uncertainty, labeled)
 
 
-def from_project(project: Any, model_id: str | None = None) -> Selector:
+def from_project(project: Project, model_id: str | None = None) -> Selector:
     """A selector with the project's weights, seed and cluster threshold.
 
     Uncertainty comes from `model_id`'s cached scores, by default the active pre-label model's.

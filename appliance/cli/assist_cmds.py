@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "inspect",
-        help="quality score (gamma) and warnings for an image's newest label",
+        help="quality score (seed 004 eq. 5) and warnings for an image's newest label",
         description="Score the newest label version with the inspection metrics (segments, "
         "holes, fragments, area, model agreement when a pre-label model is installed).",
     )
@@ -152,8 +152,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         report = inspection.inspect(version.label, settings, prediction)
         verdict = "ok" if report.passed else "WARNING"
         print(
-            f"{rec.name} version {version.id}: gamma {report.gamma:.3f} "
-            f"(gamma0 {settings.gamma0:g}) {verdict}"
+            f"{rec.name} version {version.id}: score {report.score:.3f} "
+            f"(warns below {settings.warning_threshold:g}) {verdict}"
         )
         for metric, score in report.scores.items():
             print(f"  {metric:<10} {score:.3f}")
