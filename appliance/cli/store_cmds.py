@@ -47,7 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("status", help="counts of images, labels, classes, sequences")
+    p = sub.add_parser(
+        "status",
+        help="counts of images, labels, classes, sequences",
+        description="Print the project's counts: images, labeled images, label versions, "
+        "classes, sequences, annotation time and installed models.",
+    )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
@@ -62,7 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="output .json file")
     p.set_defaults(func=cmd_export_coco)
 
-    p = sub.add_parser("log", help="version history of one image's label")
+    p = sub.add_parser(
+        "log",
+        help="version history of one image's label",
+        description="List every label version of one image, oldest first: author, source, "
+        "time, seconds spent and number of objects.",
+    )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("image", help="image id, file name or sha256 prefix")
     p.set_defaults(func=cmd_log)
