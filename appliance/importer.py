@@ -25,14 +25,19 @@ from appliance.imageio import (
 )
 from appliance.store.project import Project
 
+__all__ = ["ImportSummary", "collect", "import_paths", "natural_key"]
+
 
 @dataclass
 class ImportSummary:
+    """What an import did: new image ids, duplicate names and failed files with reasons."""
+
     imported: list[int] = field(default_factory=list)  # new image ids
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
     def lines(self) -> list[str]:
+        """The summary line, then one `failed: FILE: REASON` line per failure."""
         out = [
             f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
             f"failed {len(self.failed)}"
@@ -42,6 +47,13 @@ class ImportSummary:
 
 
 def natural_key(name: str) -> list[object]:
+    """Sort key that orders embedded numbers by value (`img2` before `img10`).
+
+    Examples
+    --------
+    >>> sorted(["img10.tif", "img2.tif", "IMG1.tif"], key=natural_key)
+    ['IMG1.tif', 'img2.tif', 'img10.tif']
+    """
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
@@ -75,6 +87,10 @@ def collect(paths: Iterable[Path]) -> dict[Path, list[Path]]:
 def import_paths(
     project: Project, paths: Iterable[Path], *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> ImportSummary:
+    """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
+
+    Returns the new image ids, the duplicates skipped and the failures with their reasons.
+    """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
         frame = project.next_frame(str(folder))

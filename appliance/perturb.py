@@ -29,6 +29,16 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "PerturbSpec",
+    "bias",
+    "felzenszwalb_objects",
+    "inclusion",
+    "omission",
+    "perturb",
+    "salt_and_pepper",
+]
+
 BiasMode = Literal["image", "cell"]
 _KERNEL = np.ones((3, 3), np.uint8)
 
@@ -211,7 +221,14 @@ class PerturbSpec:
 
     @classmethod
     def parse(cls, text: str) -> PerturbSpec:
-        """Parse `omission=0.7,inclusion=0.7,bias=6[,bias_mode=cell][,salt_pepper=0.1]`."""
+        """Parse `omission=0.7,inclusion=0.7,bias=6[,bias_mode=cell][,salt_pepper=0.1]`.
+
+        Examples
+        --------
+        >>> spec = PerturbSpec.parse("omission=0.5, bias=3, bias-mode=cell")
+        >>> spec.omission, spec.bias, spec.bias_mode, str(spec)
+        (0.5, 3, 'cell', 'omission=0.5,inclusion=0,bias=3,bias_mode=cell')
+        """
         fields: dict[str, float | int | str] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
@@ -256,7 +273,33 @@ def perturb(
     others: np.ndarray | None = None,
     image: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply the perturbations of `spec` in the order omission → inclusion → bias → s&p."""
+    """Apply the perturbations of `spec` in the order omission → inclusion → bias → s&p.
+
+    Parameters
+    ----------
+    instances : numpy.ndarray
+        (H, W) instance map of a good label, integer dtype, 0 background.
+    spec : PerturbSpec
+        What to apply and how strongly.
+    rng : numpy.random.Generator
+        Source of every random draw (same seed, same result).
+    others : numpy.ndarray, optional
+        (H, W) instance map of a second object kind that inclusion may add.
+    image : numpy.ndarray, optional
+        (H, W) or (H, W, C) image, for Felzenszwalb segments when `others` is missing.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint32 (H, W), a new array; `instances` is not changed.
+
+    Examples
+    --------
+    >>> lab = np.zeros((6, 6), np.uint32); lab[1:3, 1:3] = 1; lab[3:5, 3:5] = 2
+    >>> out = perturb(lab, PerturbSpec(omission=0.5), np.random.default_rng(0))
+    >>> len(set(out.ravel().tolist())) - 1  # one of the two objects is left
+    1
+    """
     out = _check(instances)
     if spec.omission:
         out = omission(out, spec.omission, rng)

@@ -8,6 +8,7 @@ finds what it looks for, so a broken pattern cannot pass silently.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -161,3 +162,31 @@ def test_bench_imports_no_tests() -> None:
         if m.split(".")[0] == "tests"
     ]
     assert not offenders, "bench/ imports test code:\n" + "\n".join(offenders)
+
+
+def core_modules() -> list[str]:
+    """Every module of the core (not the Kivy UI), by dotted name."""
+    return [
+        module_name(p)
+        for p in sources("appliance")
+        if "ui" not in p.relative_to(ROOT).parts[1:2] and p.name != "__main__.py"
+    ]
+
+
+def test_every_public_core_module_declares_all() -> None:
+    """`__all__` says what a module offers; every name in it must exist."""
+    lacking, unknown = [], []
+    for name in core_modules():
+        module = importlib.import_module(name)
+        public = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == name
+        ]
+        if not hasattr(module, "__all__"):
+            if public:
+                lacking.append(name)
+            continue
+        unknown += [f"{name}.{n}" for n in module.__all__ if not hasattr(module, n)]
+    assert not lacking, f"modules without __all__: {lacking}"
+    assert not unknown, f"__all__ names that do not exist: {unknown}"

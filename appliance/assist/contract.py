@@ -18,6 +18,16 @@ from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
 
+__all__ = [
+    "Contract",
+    "class_ids",
+    "mean_entropy",
+    "model_input",
+    "probabilities",
+    "semantic",
+    "to_label",
+]
+
 _OUTPUT_KINDS = ("softmax", "sigmoid")
 _LAYOUTS = ("NCHW", "NHWC")
 _DTYPES = ("float32", "float16")
@@ -97,6 +107,7 @@ class Contract:
 
     @property
     def n_classes(self) -> int:
+        """Number of classes the model predicts, background included."""
         return len(self.classes)
 
 

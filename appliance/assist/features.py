@@ -19,13 +19,32 @@ from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.store import Project, cache
 
+__all__ = ["DIM", "SIDE", "VERSION", "image_features", "load", "missing", "update"]
+
 SIDE = 8
 DIM = SIDE * SIDE
 VERSION = f"grey{SIDE}x{SIDE}-p1-99.8/1"
 
 
 def image_features(pixels: np.ndarray) -> np.ndarray:
-    """DIM float32 values in [0, 1] for any image (grey or RGB, any dtype, any size)."""
+    """The feature vector of one image: its 8×8 area-averaged normalised grey thumbnail.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (H, W) grey or (H, W, 3) RGB, any dtype, any size above zero.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (DIM,), values in [0, 1].
+
+    Examples
+    --------
+    >>> v = image_features(np.tile(np.arange(64, dtype=np.uint16), (64, 1)))
+    >>> v.shape, v.dtype.name, float(v.min()) >= 0.0, float(v.max()) <= 1.0
+    ((64,), 'float32', True, True)
+    """
     img = np.asarray(pixels)
     if img.size == 0:
         raise ApplianceError(f"cannot compute features of an empty image {img.shape}")

@@ -23,6 +23,27 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.store import Project
 
+__all__ = [
+    "AREA_MARGIN",
+    "AREA_QUANTILES",
+    "METRICS",
+    "MIN_EXAMPLES",
+    "OLD_KEYS",
+    "SETTING_KEY",
+    "InspectionSettings",
+    "LabelWarning",
+    "ObjectRef",
+    "Report",
+    "area",
+    "fragments",
+    "holes",
+    "inspect",
+    "learn_area_ranges",
+    "load_settings",
+    "model_agreement",
+    "segments",
+]
+
 SETTING_KEY = "inspection"
 METRICS = ("segments", "holes", "fragments", "area", "model")
 # Areas of a class are plausible between these quantiles of the labeled examples, widened by
@@ -81,6 +102,7 @@ class InspectionSettings:
         return s
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored under `SETTING_KEY`."""
         return {
             "min_segments": self.min_segments,
             "max_segments": self.max_segments,
@@ -93,6 +115,8 @@ class InspectionSettings:
 
 @dataclass
 class Report:
+    """Result of `inspect`: the score, the metrics that applied, and warnings below threshold."""
+
     score: float  # gamma in seed 004 eq. 5
     scores: dict[str, float]  # metrics that applied
     warnings: list[LabelWarning]

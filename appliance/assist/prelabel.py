@@ -18,6 +18,20 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.store import Project
 
+__all__ = [
+    "METHODS",
+    "OTSU_SETTING",
+    "best_method",
+    "dice",
+    "grey",
+    "otsu",
+    "prelabeler",
+    "previous",
+    "run",
+    "run_all",
+    "suitability",
+]
+
 METHODS = ("otsu", "previous", "model")
 OTSU_SETTING = "prelabel.otsu"
 _LUMA = np.array([0.299, 0.587, 0.114])

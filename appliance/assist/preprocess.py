@@ -22,6 +22,8 @@ from appliance.errors import ApplianceError
 from appliance.imageio import to_display
 from appliance.store import Project
 
+__all__ = ["DENOISERS", "SETTING_KEY", "Preprocessing", "apply", "load", "save"]
+
 SETTING_KEY = "preprocessing"
 DENOISERS = ("none", "gaussian", "median", "nlm")
 
@@ -50,12 +52,14 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """From the stored setting (unknown keys are an ApplianceError)."""
         try:
             return cls(**data)
         except TypeError as exc:
             raise ApplianceError(f"pre-processing setting is invalid ({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in the project and copied into training jobs."""
         return asdict(self)
 
 

@@ -35,6 +35,22 @@ from appliance.labels import Label
 from appliance.store import Project
 from appliance.store.models import active_model as installed_model
 
+__all__ = [
+    "CPU",
+    "GPU_PROVIDERS",
+    "MARGIN",
+    "MAX_SINGLE_PASS_PIXELS",
+    "TILE",
+    "InferenceModel",
+    "Prediction",
+    "active_model",
+    "choose_providers",
+    "cuda_device_count",
+    "release_sessions",
+    "session",
+    "tile_starts",
+]
+
 log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"

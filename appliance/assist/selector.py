@@ -36,6 +36,22 @@ from appliance.errors import ApplianceError
 from appliance.store import Project, cache
 from appliance.store.models import active_model
 
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_WEIGHTS",
+    "SETTINGS_KEY",
+    "STRATEGIES",
+    "WEIGHTS_KEY",
+    "Choice",
+    "Pool",
+    "Selector",
+    "clusters",
+    "from_project",
+    "load_pool",
+    "nearest_distance",
+    "random_scores",
+]
+
 STRATEGIES = ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")
 WEIGHTS_KEY = "selector.weights"
 SETTINGS_KEY = "selector"
@@ -105,6 +121,8 @@ class Pool:
 
 @dataclass(frozen=True)
 class Choice:
+    """One image the selector proposes, its final score and each strategy's score."""
+
     image_id: int
     score: float
     scores: dict[str, float] = field(default_factory=dict)  # per active strategy
@@ -159,6 +177,7 @@ class Selector:
 
     @property
     def unlabeled(self) -> int:
+        """How many images of the pool have no human label yet."""
         return int((~self._labeled).sum())
 
     def mark_labeled(self, image_id: int) -> None:

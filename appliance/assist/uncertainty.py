@@ -14,6 +14,8 @@ from appliance.assist.contract import mean_entropy
 from appliance.assist.runtime import InferenceModel
 from appliance.store import Project, cache
 
+__all__ = ["update"]
+
 
 def update(
     project: Project,

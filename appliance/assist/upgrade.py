@@ -19,6 +19,16 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.store import Project
 
+__all__ = [
+    "AUTHOR",
+    "candidates",
+    "inherit_classes",
+    "upgrade",
+    "upgrade_all",
+    "upgrade_image",
+    "upgrade_version",
+]
+
 AUTHOR = "upgrade"
 
 

@@ -17,6 +17,16 @@ from appliance import __version__
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.bundles.onnx_check import Fail, check_onnx, validate_contract
 
+__all__ = [
+    "FORMAT",
+    "ROLES",
+    "BundleModel",
+    "ModelBundle",
+    "ModelSpec",
+    "read_model_bundle",
+    "write_model_bundle",
+]
+
 FORMAT = "model"
 ROLES = ("prelabel", "upgrade", "generator")
 
@@ -48,6 +58,8 @@ class BundleModel:
 
 @dataclass(frozen=True)
 class ModelBundle:
+    """A verified model bundle: its id, origin and the models it carries."""
+
     id: str
     path: Path
     created: str

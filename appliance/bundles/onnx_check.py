@@ -18,6 +18,8 @@ import numpy as np
 
 from appliance.bundles.archive import Fields
 
+__all__ = ["DTYPES", "OUTPUT_KINDS", "check_onnx", "validate_contract"]
+
 DTYPES = {"float32": ("tensor(float)", np.float32), "float16": ("tensor(float16)", np.float16)}
 OUTPUT_KINDS = ("softmax", "sigmoid")
 Fail = Callable[[str], NoReturn]

@@ -25,6 +25,22 @@ from appliance.imageio import read_image
 from appliance.labels import Label
 from appliance.store import ImageRecord, LabelVersion, Project
 
+__all__ = [
+    "ANNOTATORS",
+    "FORMAT",
+    "ITEMS",
+    "SPLITS",
+    "TASKS",
+    "Choice",
+    "JobItem",
+    "TrainingJob",
+    "assign_splits",
+    "choose",
+    "is_low_quality",
+    "read_training_job",
+    "write_training_job",
+]
+
 FORMAT = "training-job"
 TASKS = ("segment", "upgrade", "all")
 SPLITS = ("train", "val", "test")
@@ -232,12 +248,14 @@ class TrainingJob:
         return self._open[1]
 
     def read_member(self, member: str) -> bytes:
+        """The bytes of a member, re-checked against its recorded hash."""
         return self._reader().read_bytes(member)
 
     def fail(self, problem: str, member: str) -> BundleError:
         return BundleError(str(self.path), problem, member)
 
     def close(self) -> None:
+        """Close the archive this process opened (it reopens on the next read)."""
         if self._open is not None:
             self._open[1].__exit__()
             self._open = None
@@ -286,14 +304,17 @@ class JobItem:
 
     @property
     def label(self) -> Label:
+        """The chosen good label version."""
         return self._load(self.label_ref)
 
     @property
     def coarse(self) -> Label | None:
+        """A low-quality version of the same image for the upgrade task, or None."""
         return self._load(self.coarse_ref) if self.coarse_ref else None
 
     @property
     def votes(self) -> list[Label]:
+        """One label per annotator who labeled this image (may be empty)."""
         return [self._load(ref) for ref in self.vote_refs]
 
     def _load(self, ref: dict[str, Any]) -> Label:

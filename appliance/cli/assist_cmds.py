@@ -14,6 +14,8 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 from appliance.store import Project
 
+__all__ = ["cmd_inspect", "cmd_next", "cmd_prelabel", "cmd_upgrade", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add prelabel, next, inspect and upgrade to the `appliance` parser."""
@@ -85,6 +87,7 @@ def _progress(prefix: str) -> Callable[[float], None]:
 
 
 def cmd_prelabel(args: argparse.Namespace) -> int:
+    """`appliance prelabel`: pre-label one image or every unlabeled one."""
     from appliance.assist import prelabel
 
     with Project.open(args.dir) as project:
@@ -112,6 +115,7 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    """`appliance next`: the images the selector would show next, with each strategy's score."""
     from appliance.assist import features, selector
 
     if args.n < 1:
@@ -138,6 +142,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """`appliance inspect`: the quality score and warnings of an image's newest label."""
     from appliance.assist import inspection
     from appliance.assist.runtime import active_model
 
@@ -167,6 +172,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    """`appliance upgrade`: refine coarse labels with the active upgrade model."""
     from appliance.assist import upgrade
 
     if args.only_coarse and not args.all:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["activate", "export_job", "install_model", "models", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
@@ -76,6 +78,7 @@ def _split(text: str) -> tuple[float, float, float]:
 
 
 def export_job(args: argparse.Namespace) -> int:
+    """`appliance export-job`: write a training-job bundle."""
     from appliance.bundles.training_job import write_training_job
     from appliance.store import Project
 
@@ -96,6 +99,7 @@ def export_job(args: argparse.Namespace) -> int:
 
 
 def install_model(args: argparse.Namespace) -> int:
+    """`appliance install-model`: verify and install a model bundle."""
     from appliance.bundles.install import install_model_bundle
     from appliance.store import Project
     from appliance.store.models import list_models
@@ -109,6 +113,7 @@ def install_model(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
+    """`appliance models`: list installed models, the active ones starred."""
     from appliance.store import Project
     from appliance.store.models import list_models
 
@@ -126,6 +131,7 @@ def models(args: argparse.Namespace) -> int:
 
 
 def activate(args: argparse.Namespace) -> int:
+    """`appliance activate`: make an installed model active again."""
     from appliance.bundles.install import activate_model
     from appliance.store import Project
 

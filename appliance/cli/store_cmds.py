@@ -11,8 +11,11 @@ from appliance.errors import ApplianceError
 from appliance.imageio import DEFAULT_MAX_PIXELS
 from appliance.store import Project
 
+__all__ = ["cmd_export_coco", "cmd_import", "cmd_init", "cmd_log", "cmd_status", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the project and store sub-commands to the `appliance` parser."""
     p = sub.add_parser(
         "init",
         help="create a project folder",
@@ -79,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """`appliance init`: create a project."""
     with Project.create(args.dir, args.classes.split(",")) as project:
         names = ", ".join(project.classes().values())
     print(f"created project {args.dir} with classes {names}")
@@ -86,6 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`appliance import`: import images (and labels); exit status 1 when some failed."""
     from appliance.importer import import_paths
     from appliance.label_io import import_labels
 
@@ -106,6 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`appliance status`: the project's counts, as a table or JSON."""
     with Project.open(args.dir) as project:
         status = project.status()
     if args.json:
@@ -118,6 +124,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export_coco(args: argparse.Namespace) -> int:
+    """`appliance export-coco`: newest labels as COCO JSON."""
     from appliance.label_io import export_coco
 
     with Project.open(args.dir) as project:
@@ -127,6 +134,7 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    """`appliance log`: the version history of one image's label."""
     with Project.open(args.dir) as project:
         rec = project.find_image(args.image)
         versions = project.history(rec.id)

@@ -16,8 +16,19 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 from appliance.store.migrations import MIGRATIONS
 
+__all__ = [
+    "applied_migrations",
+    "check_schema",
+    "connect",
+    "migrate",
+    "rows",
+    "transaction",
+    "utcnow",
+]
+
 
 def utcnow() -> str:
+    """The current UTC time as ISO 8601 with milliseconds, as every table stores times."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
@@ -82,6 +93,7 @@ def check_schema(path: Path) -> None:
 
 
 def migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations this database lacks, each in one transaction with its record."""
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied TEXT)")
     done = {r[0] for r in db.execute("SELECT name FROM migrations")}
     for name, sql in MIGRATIONS:

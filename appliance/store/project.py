@@ -24,6 +24,18 @@ from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
 
+__all__ = [
+    "DB_NAME",
+    "HUMAN_LABELED_SQL",
+    "HUMAN_SOURCES",
+    "IMAGES_DIR",
+    "SOURCES",
+    "ImagePosition",
+    "ImageRecord",
+    "LabelVersion",
+    "Project",
+]
+
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
 SOURCES = ("manual", "prelabel", "upgrade", "postprocess", "import")
@@ -41,6 +53,12 @@ HUMAN_LABELED_SQL = f"SELECT DISTINCT image_id FROM labels WHERE {_HUMAN}"
 
 @dataclass(frozen=True)
 class ImageRecord:
+    """One stored image (a frame of a multi-page file has its own record and `page`).
+
+    `path` is the stored original file; `height`, `width`, `channels` and `dtype` describe the
+    decoded pixels; `sequence`/`frame` place it in its folder or multi-page file.
+    """
+
     id: int
     sha256: str
     name: str
@@ -66,6 +84,8 @@ class ImagePosition(NamedTuple):
 
 @dataclass
 class LabelVersion:
+    """One saved version of an image's label (append-only); `label` decodes it on access."""
+
     id: int
     uid: str
     image_id: int
@@ -82,6 +102,7 @@ class LabelVersion:
 
     @cached_property
     def label(self) -> Label:
+        """The instance map and class table of this version (decoded once)."""
         classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
         return Label(decode_instances(self._blob), classes)
 
@@ -120,6 +141,14 @@ class Project:
 
     @classmethod
     def create(cls, root: Path | str, classes: list[str]) -> Project:
+        """Make a new project in `root` with class names (ids 1, 2, ... in this order).
+
+        Raises
+        ------
+        ApplianceError
+            When `root` already holds a project, the class list is empty or has duplicates,
+            or the folder cannot be created.
+        """
         root = Path(root)
         if (root / DB_NAME).exists():
             raise ApplianceError(f"{root}: already holds a project")
@@ -140,6 +169,7 @@ class Project:
 
     @classmethod
     def open(cls, root: Path | str) -> Project:
+        """Open the project in `root`, refusing a missing one or one of a newer schema."""
         root = Path(root)
         path = root / DB_NAME
         if not path.is_file():
@@ -148,6 +178,7 @@ class Project:
         return cls(root)
 
     def close(self) -> None:
+        """Close the database connection (the project can be opened again)."""
         self.db.close()
 
     def __enter__(self) -> Project:
@@ -157,16 +188,19 @@ class Project:
         self.close()
 
     def transaction(self) -> AbstractContextManager[None]:
+        """One atomic unit of work (`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on error)."""
         return dbm.transaction(self.db)
 
     # classes ---------------------------------------------------------------------------------
 
     def classes(self) -> dict[int, str]:
+        """Class id -> name, by id."""
         return dict(self.db.execute("SELECT id, name FROM classes ORDER BY id").fetchall())
 
     # images ----------------------------------------------------------------------------------
 
     def blob_path(self, sha256: str, suffix: str) -> Path:
+        """Where the original file with this content hash is (or would be) stored."""
         return self.root / IMAGES_DIR / sha256[:2] / f"{sha256}{suffix}"
 
     def store_blob(self, data: bytes, sha256: str, suffix: str) -> Path:
@@ -205,10 +239,12 @@ class Project:
     )
 
     def images(self) -> list[ImageRecord]:
+        """Every image, by id."""
         rows = dbm.rows(self.db, f"SELECT {self._IMAGE_COLUMNS} FROM images ORDER BY id")
         return [self._image_from_row(r) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
+        """The image with this id (ApplianceError when there is none)."""
         rows = dbm.rows(
             self.db, f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)
         )
@@ -239,6 +275,7 @@ class Project:
         return self.image(rows[0][0])
 
     def load_pixels(self, image_id: int) -> np.ndarray:
+        """Decoded pixels of an image in their stored dtype: (H, W) grey or (H, W, 3) RGB."""
         rec = self.image(image_id)
         return read_image(rec.path, page=rec.page, name=rec.name)
 
@@ -321,6 +358,7 @@ class Project:
         return {r[0] for r in self.db.execute("SELECT DISTINCT image_id FROM controls")}
 
     def set_cherry_picked(self, image_id: int, flag: bool = True) -> None:
+        """Flag (or unflag) an image the user wants labeled early (selector strategy)."""
         with self.transaction():
             self.db.execute(
                 "UPDATE images SET cherry_picked = ? WHERE id = ?", (int(flag), image_id)
@@ -386,6 +424,7 @@ class Project:
         )
 
     def latest_label(self, image_id: int) -> LabelVersion | None:
+        """The newest version of an image's label, or None when it has none."""
         rows = dbm.rows(
             self.db,
             f"SELECT {_LABEL_COLUMNS} FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1",
@@ -394,12 +433,14 @@ class Project:
         return _label_from_row(rows[0]) if rows else None
 
     def label_version(self, version_id: int) -> LabelVersion:
+        """One version by id (ApplianceError when there is none)."""
         rows = dbm.rows(self.db, f"SELECT {_LABEL_COLUMNS} FROM labels WHERE id = ?", (version_id,))
         if not rows:
             raise ApplianceError(f"no label version {version_id} in {self.root}")
         return _label_from_row(rows[0])
 
     def history(self, image_id: int) -> list[LabelVersion]:
+        """Every version of an image's label, oldest first."""
         rows = dbm.rows(
             self.db,
             f"SELECT {_LABEL_COLUMNS} FROM labels WHERE image_id = ? ORDER BY id",
@@ -408,6 +449,7 @@ class Project:
         return [_label_from_row(r) for r in rows]
 
     def labeled_image_ids(self) -> list[int]:
+        """Images with at least one label version of any source, by id."""
         return [r[0] for r in self.db.execute("SELECT DISTINCT image_id FROM labels ORDER BY 1")]
 
     def human_labeled_image_ids(self) -> list[int]:
@@ -458,10 +500,12 @@ class Project:
     # settings and events ---------------------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under `key`, or `default`."""
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     def set_setting(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value under `key` (replacing the old one)."""
         with self.transaction():
             self.db.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
@@ -477,6 +521,7 @@ class Project:
         seconds: float | None = None,
         detail: dict | None = None,
     ) -> None:
+        """Append to the event log (opened, saved, skipped ...; `detail` is stored as JSON)."""
         with self.transaction():
             self.db.execute(
                 "INSERT INTO events (image_id, annotator, kind, at, seconds, detail) "
