@@ -190,3 +190,36 @@ def test_every_public_core_module_declares_all() -> None:
         unknown += [f"{name}.{n}" for n in module.__all__ if not hasattr(module, n)]
     assert not lacking, f"modules without __all__: {lacking}"
     assert not unknown, f"__all__ names that do not exist: {unknown}"
+
+
+# The core's layers, lowest first: a module imports only from layers below its own
+# (docs/architecture.md). A new module goes into the lowest layer above everything it imports.
+LAYERS: list[set[str]] = [
+    {"appliance.errors", "appliance.durable"},
+    {"appliance.imageio", "appliance.labels", "appliance.perturb"},
+    {"appliance.editing", "appliance.store", "appliance.contract", "appliance.settings"},
+    {"appliance.overlay", "appliance.importer"},
+    {"appliance.label_io", "appliance.assist"},
+    {"appliance.bundles"},
+    {"appliance.ui"},
+    {"appliance.cli"},  # `appliance run` starts the UI
+    {"appliance.__main__"},
+]
+
+
+def rank(unit: str) -> int | None:
+    return next((k for k, layer in enumerate(LAYERS) if unit in layer), None)
+
+
+def test_every_core_module_imports_only_lower_layers() -> None:
+    graph = layer_graph(import_graph("appliance"))
+    unplaced = sorted(u for u in graph if u != "appliance" and rank(u) is None)
+    assert not unplaced, f"put these in a layer of LAYERS (and docs/architecture.md): {unplaced}"
+    upward = [
+        f"{src} imports {dst}"
+        for src, dsts in graph.items()
+        if src != "appliance"
+        for dst in dsts
+        if (rank(dst) or 0) >= (rank(src) or 0)
+    ]
+    assert not upward, "imports that go up or sideways:\n" + "\n".join(sorted(upward))
