@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance.contract import Contract
 from appliance.store import db as dbm
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class InstalledModel:
     name: str
     path: Path
     sha256: str
-    contract: dict[str, Any]
+    contract: Contract
     metrics: dict[str, Any]
     job_id: str | None
     installed: str
@@ -56,7 +57,7 @@ def _from_row(project: Project, row: sqlite3.Row) -> InstalledModel:
         name=row["name"],
         path=project.root / row["path"],
         sha256=row["sha256"],
-        contract=json.loads(row["contract"]),
+        contract=Contract.parse(row["contract"], f"model {row['id']}"),
         metrics=json.loads(row["metrics"]),
         job_id=row["job_id"],
         installed=row["installed"],
@@ -103,7 +104,7 @@ def add_model(
     name: str,
     path: str,
     sha256: str,
-    contract: dict[str, Any],
+    contract: Contract,
     metrics: dict[str, Any],
     job_id: str | None,
     installed: str,
@@ -121,7 +122,7 @@ def add_model(
             name,
             path,
             sha256,
-            json.dumps(contract),
+            contract.to_json(),
             json.dumps(metrics),
             job_id,
             installed,
