@@ -24,6 +24,23 @@ from typing import Any, Protocol
 
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "DTYPES",
+    "INPUT_CHANNELS",
+    "LAYOUTS",
+    "MAX_TILE_MULTIPLE",
+    "NORMALISATION_METHODS",
+    "OUTPUT_KINDS",
+    "ROLES",
+    "Contract",
+    "ContractError",
+    "GraphPort",
+    "Normalisation",
+    "OutputKind",
+    "Param",
+    "register_output_kind",
+]
+
 DTYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
 LAYOUTS = ("NCHW",)
 NORMALISATION_METHODS = ("percentile",)

@@ -19,6 +19,8 @@ import numpy as np
 
 from appliance.contract import Contract, ContractError
 
+__all__ = ["PROBE_DTYPES", "check_onnx"]
+
 PROBE_DTYPES = {"float32": np.float32, "float16": np.float16}
 Fail = Callable[[str], NoReturn]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `run` to the `appliance` parser."""
@@ -14,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start the pen/touch annotation app. DIR holds projects (one per "
         "sub-folder) or is itself a project; it is created when missing.",
     )
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument(
+        "dir", type=Path, metavar="DIR", help="folder of projects, or one project folder"
+    )
     p.add_argument(
         "--screenshot-tour",
         type=Path,

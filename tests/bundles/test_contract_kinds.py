@@ -15,10 +15,11 @@ from onnx import TensorProto, helper, numpy_helper
 from appliance.assist.contract import DECODERS
 from appliance.assist.runtime import active_model
 from appliance.bundles.archive import BundleError, write_bundle
-from appliance.bundles.install import install_model_bundle, list_models
+from appliance.bundles.install import install_model_bundle
 from appliance.bundles.model_bundle import FORMAT, ModelSpec, write_model_bundle
 from appliance.contract import DTYPES, INPUT_CHANNELS, OUTPUT_KINDS, Contract, ContractError
 from appliance.store import Project
+from appliance.store.models import list_models
 
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 
