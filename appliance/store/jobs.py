@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = ["MIGRATION", "job_image_ids", "record_job_items"]
+
 MIGRATION = (
     "0002_seams_job_items",
     """

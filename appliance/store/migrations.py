@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from appliance.store import jobs
 
+__all__ = ["INITIAL", "MIGRATIONS"]
+
 INITIAL = """
 CREATE TABLE classes (
     id INTEGER PRIMARY KEY,             -- class id as used in label class tables (1..)

@@ -33,7 +33,9 @@ def test_accepted_prelabel_is_a_good_label(seq_project: Project, tmp_path: Path)
     guess = _bright(seq_project, first)
     seq_project.save_label(first, guess, author="prelabel:otsu", source="prelabel")
     # "accept all": the same pixels saved by the person, marked reviewed
-    accepted = seq_project.save_label(first, guess, author="alice", source="prelabel", reviewed=True)
+    accepted = seq_project.save_label(
+        first, guess, author="alice", source="prelabel", reviewed=True
+    )
     write_training_job(seq_project, tmp_path / "job.zip", task="segment")
     with read_training_job(tmp_path / "job.zip") as job:
         (item,) = job.items
@@ -67,7 +69,9 @@ def test_upgrade_task_exports_good_labels_without_coarse_versions(
     seq_project: Project, tmp_path: Path
 ) -> None:
     for rec in seq_project.images():
-        seq_project.save_label(rec.id, _bright(seq_project, rec.id), author="alice")
+        seq_project.save_label(
+            rec.id, _bright(seq_project, rec.id), author="alice", source="manual"
+        )
     _, counts = write_training_job(seq_project, tmp_path / "up.zip", task="upgrade")
     assert sum(counts.values()) == 4
     with read_training_job(tmp_path / "up.zip") as job:
@@ -94,12 +98,14 @@ def test_suitability_judges_a_model_only_outside_its_training_job(
 ) -> None:
     ids = [r.id for r in seq_project.images()]
     for image_id in ids[:3]:  # labels the threshold model reproduces exactly
-        seq_project.save_label(image_id, _bright(seq_project, image_id), author="alice")
+        seq_project.save_label(
+            image_id, _bright(seq_project, image_id), author="alice", source="manual"
+        )
     job_id, _ = write_training_job(seq_project, tmp_path / "job.zip", task="segment")
     assert job_image_ids(seq_project, job_id) == set(ids[:3])
     elsewhere = np.zeros((32, 32), np.uint32)  # a label the model disagrees with completely
     elsewhere[28:31, 0:3] = 1
-    seq_project.save_label(ids[3], Label(elsewhere, {}), author="alice")
+    seq_project.save_label(ids[3], Label(elsewhere, {}), author="alice", source="manual")
 
     spec = ModelSpec("prelabel", "seg", threshold_model(tmp_path / "m.onnx"), contract())
     write_model_bundle(tmp_path / "m.zip", [spec], job_id=job_id)
