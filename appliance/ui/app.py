@@ -170,7 +170,10 @@ class ApplianceApp(App):
             self.sm.get_screen("annotate").rebuild_selector()
             log.info("%s", summary)
 
-        self.selector_job = self.run_job(work, done, key="selector-cache")
+        def failed(exc: BaseException) -> None:  # upkeep in the background: logged, not shown
+            log.warning("selector caches not refreshed: %s", exc)
+
+        self.selector_job = self.run_job(work, done, key="selector-cache", failed=failed)
         return self.selector_job
 
     def create_project(self, name: str, classes: list[str]) -> Path:
