@@ -64,7 +64,9 @@ def otsu(
     g = grey(image, channel)
     if g.size == 0 or g.min() == g.max():
         return Label.empty(g.shape)
-    t = threshold_otsu(g) if g.dtype.kind in "ui" else threshold_otsu(g, nbins=1024)
+    # one histogram bin per value only where that is small: full-range int32 would need 2**32
+    narrow = g.dtype.kind in "ui" and int(g.max()) - int(g.min()) < 1 << 16
+    t = threshold_otsu(g) if narrow else threshold_otsu(g, nbins=1024)
     bright = g > t
     if polarity == "dark" or (polarity == "auto" and bright.sum() * 2 > g.size):
         bright = ~bright

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
+from appliance.durable import file_sha256, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import Project
 from appliance.store.db import utcnow
@@ -66,9 +65,9 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
         for model in bundle.models:
             assert model.staged is not None
             final = models_dir / f"{model.sha256}.onnx"
-            if not (final.is_file() and _sha256(final) == model.sha256):
+            if not (final.is_file() and file_sha256(final) == model.sha256):
                 moved.append(final)
-                _move_into_place(model.staged, final)
+                replace_durably(model.staged, final)
         _record(project, bundle, known)
     except OSError as exc:  # disk full, read-only project folder: a user problem, not a bug
         _remove(moved)
@@ -116,12 +115,6 @@ def _check_ids(project: Project, bundle: ModelBundle) -> set[str]:
             )
         known.add(model.id)
     return known
-
-
-def _move_into_place(staged: Path, final: Path) -> None:
-    """Atomic rename within the project's file system, made durable before the commit."""
-    os.replace(staged, final)
-    _fsync_dir(final.parent)
 
 
 def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
@@ -179,7 +172,7 @@ def activate_model(project: Project, model_id: str) -> InstalledModel:
     if len(rows) > 1:
         raise ApplianceError(f"{model_id!r} matches {len(rows)} installed models; give more of it")
     model = _from_row(project, rows[0])
-    if not model.path.is_file() or _sha256(model.path) != model.sha256:
+    if not model.path.is_file() or file_sha256(model.path) != model.sha256:
         raise ApplianceError(
             f"model {model.id}: file {model.path} is missing or changed; reinstall its bundle"
         )
@@ -202,22 +195,3 @@ def _from_row(project: Project, row: tuple) -> InstalledModel:
         installed=row[9],
         active=bool(row[10]),
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); Windows has no directory handles and needs none."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

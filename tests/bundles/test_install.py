@@ -19,6 +19,7 @@ from appliance.bundles.install import (
     list_models,
 )
 from appliance.bundles.model_bundle import ModelSpec, read_model_bundle, write_model_bundle
+from appliance.durable import file_sha256
 from appliance.cli import main
 from appliance.errors import ApplianceError
 from appliance.store import Project
@@ -113,13 +114,13 @@ def test_crash_at_any_step_leaves_the_old_state(
     if where == "staged":
         monkeypatch.setattr(install_mod, "_check_ids", crash)
     elif where == "after_first_move":
-        real = install_mod._move_into_place
+        real = install_mod.replace_durably
 
         def move_then_crash(*args: Path) -> None:
             real(*args)
             crash()
 
-        monkeypatch.setattr(install_mod, "_move_into_place", move_then_crash)
+        monkeypatch.setattr(install_mod, "replace_durably", move_then_crash)
     else:
         monkeypatch.setattr(install_mod, "_set_active", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -197,7 +198,7 @@ def test_sigkill_during_install_leaves_old_or_new_state(
         models = list_models(project)
         assert len(models) in (1, 2)
         for model in models:
-            assert model.path.is_file() and install_mod._sha256(model.path) == model.sha256
+            assert model.path.is_file() and file_sha256(model.path) == model.sha256
         active = active_model(project, "prelabel")
         assert active.id == (first if len(models) == 1 else models[1].id)
         again = install_model_bundle(project, bundle)
