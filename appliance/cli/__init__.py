@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from appliance import __version__
 from appliance.errors import ApplianceError
+from appliance.store.project import DB_NAME
 
 AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "ui_cmds")
 
@@ -37,11 +40,39 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     try:
         return int(args.func(args) or 0)
     except ApplianceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except sqlite3.Error as exc:
+        return _fail(database_problem(args, exc))
+    except OSError as exc:
+        return _fail(file_problem(exc))
+    except MemoryError:
+        return _fail("not enough memory for this command (is an input far larger than usual?)")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, whatever the message holds (a file name with a newline included)."""
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return 2
+
+
+def database_problem(args: argparse.Namespace, exc: sqlite3.Error) -> str:
+    """SQLite errors name no file: name the project's database and what to do."""
+    folder = getattr(args, "dir", None)
+    if folder is None:
+        return f"database error ({exc})"
+    return (
+        f"{Path(folder) / DB_NAME}: {exc}; nothing more was written "
+        f"(check it with `appliance check {folder}`, free space or permissions)"
+    )
+
+
+def file_problem(exc: OSError) -> str:
+    """A full disk, a read-only folder, a vanished file: the file and the reason, one line."""
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {exc.strerror or exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,36 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+def connect_plain(path: Path) -> sqlite3.Connection:
+    """A connection that changes nothing on open (no WAL switch, no migration)."""
+    return sqlite3.connect(str(path), isolation_level=None, timeout=30)
+
+
+def quick_check(path: Path) -> None:
+    """Refuse a damaged or empty database file before anything writes to it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ApplianceError(f"{path}: cannot read ({exc.strerror})") from None
+    if size == 0:
+        raise ApplianceError(
+            f"{path}: empty file, not a project database (restore it from a backup; only "
+            "`init` creates a project)"
+        )
+    conn = connect_plain(path)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(1)")]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    finally:
+        conn.close()
+    if rows != ["ok"]:
+        raise ApplianceError(
+            f"{path}: not a readable project database ({rows[0]}); nothing was written. Run "
+            f"`appliance check {path.parent}` and restore the file from a backup"
+        )
+
+
 def applied_migrations(path: Path) -> list[str]:
     """Read the migration record without writing (no pragmas, no WAL switch).
 

@@ -8,7 +8,6 @@ so a crash leaves either no row or a row whose file is complete.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -124,6 +123,7 @@ class Project:
         path = root / DB_NAME
         if not path.is_file():
             raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
+        dbm.quick_check(path)  # never write into a damaged file
         dbm.check_schema(path)
         return cls(root)
 
@@ -148,20 +148,6 @@ class Project:
 
     def blob_path(self, sha256: str, suffix: str) -> Path:
         return self.root / IMAGES_DIR / sha256[:2] / f"{sha256}{suffix}"
-
-    def store_blob(self, data: bytes, sha256: str, suffix: str) -> Path:
-        """Write the original bytes once under their hash, atomically (tmp, fsync, rename)."""
-        path = self.blob_path(sha256, suffix)
-        if path.exists() and path.stat().st_size == len(data):
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
 
     def _image_from_row(self, row: tuple) -> ImageRecord:
         return ImageRecord(

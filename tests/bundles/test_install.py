@@ -19,8 +19,8 @@ from appliance.bundles.install import (
     list_models,
 )
 from appliance.bundles.model_bundle import ModelSpec, read_model_bundle, write_model_bundle
-from appliance.durable import file_sha256
 from appliance.cli import main
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.store import Project
 
