@@ -1,8 +1,8 @@
 """A project: `project.db` plus content-addressed original images beside it.
 
 Label versions are append-only (triggers in the schema enforce it); a save is one transaction;
-image files are written to a temporary name, fsynced and renamed before their row is committed,
-so a crash leaves either no row or a row whose file is complete.
+image files are written durably (`appliance.durable`) before their row is committed
+(`appliance.store.images`), so a crash leaves either no row or a row whose file is complete.
 """
 
 from __future__ import annotations
@@ -189,13 +189,16 @@ class Project:
             row = self.db.execute("SELECT id FROM images WHERE id = ?", (int(ref),)).fetchone()
             if row:
                 return self.image(row[0])
+        # prefix comparisons, not LIKE: `%` and `_` in what the user typed are plain characters
         rows = self.db.execute(
-            "SELECT id FROM images WHERE name = ? OR name LIKE ? || '.%' ORDER BY id",
-            (ref, ref),
+            "SELECT id FROM images WHERE name = ? OR substr(name, 1, length(?) + 1) = ? || '.' "
+            "ORDER BY id",
+            (ref, ref, ref),
         ).fetchall()
         if not rows and len(ref) >= 6:
             rows = self.db.execute(
-                "SELECT id FROM images WHERE sha256 LIKE ? || '%' ORDER BY id", (ref.lower(),)
+                "SELECT id FROM images WHERE substr(sha256, 1, length(?)) = ? ORDER BY id",
+                (ref.lower(), ref.lower()),
             ).fetchall()
         if not rows:
             raise ApplianceError(f"no image matching '{ref}' in {self.root}")
