@@ -130,7 +130,7 @@ def _integrity(path: Path) -> str:
     conn = connect_plain(path)
     try:
         rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return f"damaged ({exc})"
     finally:
         conn.close()

@@ -25,6 +25,7 @@ def utcnow() -> str:
 
 def connect(path: Path) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.text_factory = lenient_text
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -45,7 +46,14 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
 
 def connect_plain(path: Path) -> sqlite3.Connection:
     """A connection that changes nothing on open (no WAL switch, no migration)."""
-    return sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    conn.text_factory = lenient_text
+    return conn
+
+
+def lenient_text(raw: bytes) -> str:
+    """Text that is not UTF-8 (a damaged page, a foreign writer) reads as U+FFFD, not a crash."""
+    return raw.decode("utf-8", "replace")
 
 
 def quick_check(path: Path) -> None:
@@ -62,7 +70,7 @@ def quick_check(path: Path) -> None:
     conn = connect_plain(path)
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check(1)")]
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # the message may be mangled
         rows = [str(exc)]
     finally:
         conn.close()
