@@ -125,9 +125,12 @@ def _import_file(
     except OSError as exc:
         raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
     source = printable(path.resolve())
-    added = add_images(
-        project, path, sha, frames, sequence=source if multi else sequence, source_path=source
-    )
+    try:
+        added = add_images(
+            project, path, sha, frames, sequence=source if multi else sequence, source_path=source
+        )
+    except OSError as exc:  # a full disk or a read-only project: this file is not stored
+        raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
     summary.imported += added.ids
     summary.duplicates += added.duplicates
     if found.note:

@@ -7,6 +7,7 @@ one transaction, whatever sqlite-utils would do on its own.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,13 @@ def quick_check(path: Path) -> None:
     conn = connect_plain(path)
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check(1)")]
+    except sqlite3.OperationalError as exc:
+        if not os.access(path.parent, os.W_OK):  # WAL needs its -shm file beside the database
+            raise ApplianceError(
+                f"{path.parent}: project folder is read-only ({exc}); copy the project to "
+                "writable storage or make the folder writable"
+            ) from None
+        rows = [str(exc)]
     except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # the message may be mangled
         rows = [str(exc)]
     finally:
