@@ -52,6 +52,17 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
         return 130
 
 
+def require_range(
+    option: str, value: float | None, low: float, high: float | None = None
+) -> None:
+    """Refuse an out-of-range option in one line (argparse would print its usage too)."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise ApplianceError(f"{option} must be {bound}, got {value:g}")
+
+
 def _fail(message: str) -> int:
     """One line on stderr, whatever the message holds (a file name with a newline included)."""
     print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
