@@ -48,10 +48,15 @@ class InstalledModel:
     active: bool
 
 
-def install_model_bundle(project: Project, path: Path | str) -> list[str]:
+def install_model_bundle(
+    project: Project, path: Path | str, class_map: dict[str, str] | None = None
+) -> list[str]:
     """Verify `path`, install its models and make each the active one of its role.
 
-    Returns the model ids. Installing a bundle again only re-activates its models.
+    A model whose classes the project does not have is refused by name, unless `class_map`
+    maps each such model class to a project class (stored in the installed contract, so
+    predictions land in the mapped class). Returns the model ids. Installing a bundle again
+    only re-activates its models.
     """
     models_dir = project.root / MODELS_DIR
     created_dir = not models_dir.exists()
@@ -61,6 +66,7 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
     try:
         staging.mkdir(parents=True)
         bundle = read_model_bundle(path, extract_to=staging)
+        bundle = _map_classes(project, bundle, class_map or {})
         known = _check_ids(project, bundle)
         for model in bundle.models:
             assert model.staged is not None
@@ -83,6 +89,36 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
         if created_dir and models_dir.exists() and not any(models_dir.iterdir()):
             models_dir.rmdir()
     return [m.id for m in bundle.models]
+
+
+def _map_classes(project: Project, bundle: ModelBundle, class_map: dict[str, str]) -> ModelBundle:
+    """Refuse a model for classes the project lacks; rename mapped classes in its contract.
+
+    A binary upgrade model is exempt: its output takes the classes of the coarse label."""
+    known = set(project.classes().values())
+    bad_targets = sorted(set(class_map.values()) - known)
+    if bad_targets:
+        raise ApplianceError(
+            f"--map target {bad_targets[0]!r} is not a class of {project.root} "
+            f"({', '.join(sorted(known))})"
+        )
+    models = []
+    for model in bundle.models:
+        names = [str(n) for n in model.contract.get("classes", [])]
+        if model.role == "generator" or (model.role == "upgrade" and len(names) <= 2):
+            models.append(model)
+            continue
+        mapped = names[:1] + [class_map.get(n, n) for n in names[1:]]
+        unknown = [n for n in mapped[1:] if n not in known]
+        if unknown:
+            raise ApplianceError(
+                f"bundle {bundle.path}: model {model.name!r} predicts {', '.join(unknown)}, "
+                f"which {project.root} does not have (classes: {', '.join(sorted(known))}); "
+                f"map them explicitly, e.g. --map {unknown[0]}={sorted(known)[0]}"
+            )
+        contract = {**model.contract, "classes": mapped}
+        models.append(dataclasses.replace(model, contract=contract))
+    return dataclasses.replace(bundle, models=models)
 
 
 def _sweep_stale_staging(models_dir: Path) -> None:

@@ -52,9 +52,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
         return 130
 
 
-def require_range(
-    option: str, value: float | None, low: float, high: float | None = None
-) -> None:
+def require_range(option: str, value: float | None, low: float, high: float | None = None) -> None:
     """Refuse an out-of-range option in one line (argparse would print its usage too)."""
     if value is None:
         return
@@ -71,7 +69,7 @@ def _fail(message: str) -> int:
 
 def database_problem(args: argparse.Namespace, exc: sqlite3.Error) -> str:
     """SQLite errors name no file: name the project's database and what to do."""
-    folder = getattr(args, "dir", None)
+    folder = getattr(args, "dir", None) or getattr(args, "project", None)
     if folder is None:
         return f"database error ({exc})"
     return (

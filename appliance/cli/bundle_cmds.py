@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from appliance.errors import ApplianceError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
@@ -24,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("install-model", help="verify a model bundle and activate its models")
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("bundle", type=Path, metavar="BUNDLE.zip")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="MODEL=PROJECT",
+        help="store a model class as a project class, e.g. --map mitochondrion=nucleus "
+        "(repeatable); without it a model for classes the project lacks is refused",
+    )
     p.set_defaults(func=install_model)
 
     p = sub.add_parser("models", help="list installed models")
@@ -73,8 +83,14 @@ def install_model(args: argparse.Namespace) -> int:
     from appliance.bundles.install import install_model_bundle, list_models
     from appliance.store import Project
 
+    class_map = {}
+    for item in args.map:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ApplianceError(f"--map {item!r}: expected MODEL_CLASS=PROJECT_CLASS")
+        class_map[source.strip()] = target.strip()
     with Project.open(args.project) as project:
-        ids = set(install_model_bundle(project, args.bundle))
+        ids = set(install_model_bundle(project, args.bundle, class_map))
         for model in list_models(project):
             if model.id in ids:
                 print(f"installed {model.id} ({model.role}, {model.name}); active")

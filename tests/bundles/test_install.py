@@ -88,7 +88,9 @@ def test_bundle_with_two_roles_and_extra_files(tmp_path: Path, project: Project)
     )
     bundle = read_model_bundle(out)
     assert bundle.id == bundle_id and bundle.extra == ["extra/curves.txt"]
-    install_model_bundle(project, out)
+    with pytest.raises(ApplianceError, match="predicts debris"):
+        install_model_bundle(project, out)
+    install_model_bundle(project, out, {"debris": "nucleus"})
     assert active_model(project, "upgrade").contract["mask_channel"] is True
     assert active_model(project, "prelabel").name == "seg"
 

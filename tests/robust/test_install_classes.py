@@ -1,0 +1,40 @@
+"""A model for other classes is refused by name, or mapped explicitly with --map (#10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.bundles.install import active_model
+from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
+from appliance.store import Project
+from tests.assist.onnx_builders import contract
+from tests.bundles.onnx_models import conv_model
+from tests.robust.conftest import assert_one_line_refusal, cli, unchanged
+
+
+def mito_bundle(tmp_path: Path) -> Path:
+    onnx_path = conv_model(tmp_path / "m.onnx", channels=1, classes=2)
+    spec = contract(classes=2) | {"classes": ["background", "mitochondrion"]}
+    out = tmp_path / "mito.zip"
+    write_model_bundle(out, [ModelSpec("prelabel", "mito", onnx_path, spec)])
+    return out
+
+
+def test_class_mismatch_refused_then_mapped(labeled: Path, tmp_path: Path) -> None:
+    bundle = mito_bundle(tmp_path)
+    with unchanged(labeled):
+        res = cli("install-model", labeled, bundle)
+    assert_one_line_refusal(res, "predicts mitochondrion", "--map mitochondrion=")
+    with unchanged(labeled):
+        res = cli("install-model", labeled, bundle, "--map", "mitochondrion=golgi")
+    assert_one_line_refusal(res, "'golgi' is not a class")
+    res = cli("install-model", labeled, bundle, "--map", "mitochondrion=debris")
+    assert res.rc == 0, res.err
+    with Project.open(labeled) as project:
+        assert active_model(project, "prelabel").contract["classes"] == ["background", "debris"]
+    res = cli("prelabel", labeled, "--image", "img2", "--method", "model")
+    assert res.rc == 0, res.err
+    with Project.open(labeled) as project:
+        label = project.latest_label(project.find_image("img2").id)
+        assert label is not None and label.n_instances > 0
+        assert set(label.label.classes.values()) == {2}  # debris, never nucleus
