@@ -51,6 +51,8 @@ def db_dump(path: Path) -> list[str]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return list(conn.iterdump())
+    except sqlite3.DatabaseError as exc:  # a damaged file: its bytes are compared anyway
+        return [f"unreadable: {exc}"]
     finally:
         conn.close()
 
