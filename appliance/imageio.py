@@ -91,6 +91,8 @@ def _opened(source: Path | bytes, label: str) -> Iterator[BinaryIO]:
         yield io.BytesIO(source)
         return
     try:
+        if not Path(source).exists():
+            raise ApplianceError(f"{label}: no such file")
         if not Path(source).is_file():  # a FIFO or device would block or never end
             raise ApplianceError(f"{label}: not a regular file")
         fh = open(source, "rb")  # noqa: SIM115 (closed by the `with` below)
@@ -200,8 +202,11 @@ def _probe_tiff(fh: BinaryIO, label: str) -> Probe:
     return Probe("tiff", frames, note)
 
 
-def _tiff_frame(page: tifffile.TiffPage | tifffile.TiffFrame, index: int, label: str) -> Frame:
-    page = page.keyframe if isinstance(page, tifffile.TiffFrame) else page
+def _tiff_frame(item: tifffile.TiffPage | tifffile.TiffFrame, index: int, label: str) -> Frame:
+    # a TiffFrame shares its key page's tags: tifffile decodes it with the key page's size
+    page = item.keyframe if isinstance(item, tifffile.TiffFrame) else item
+    if page is None:
+        raise ApplianceError(f"{label}: page {index} has no readable header")
     if page.imagedepth > 1:
         raise ApplianceError(f"{label}: page {index} is a volume tile (depth {page.imagedepth})")
     samples = page.samplesperpixel
