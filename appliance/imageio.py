@@ -308,7 +308,7 @@ def _quiet_opencv() -> Iterator[None]:
 def _decode_cv2(fh: BinaryIO, frame: Frame, label: str) -> np.ndarray:
     """OpenCV decodes what Pillow cannot keep: 16-bit colour PNG stays 16-bit."""
     size = _size(fh)
-    if size > frame.height * frame.width * 3 * 2 + FILE_SLACK_BYTES:
+    if size > frame.height * (frame.width * 8 + 1) + FILE_SLACK_BYTES:  # RGBA16, filters
         raise ApplianceError(
             f"{label}: {size} bytes is far more than {frame.width}×{frame.height} pixels need"
         )

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.importer import collect, printable
@@ -327,8 +328,8 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
                 }
             )
             ann_id += 1
-    try:
-        Path(out).write_text(json.dumps(doc))
+    try:  # durable and whole: a full disk never leaves a truncated JSON file behind
+        atomic_write(Path(out), json.dumps(doc).encode("utf-8"))
     except OSError as exc:
         raise ApplianceError(f"{out}: cannot write ({exc.strerror})") from None
     return {"images": len(doc["images"]), "annotations": len(doc["annotations"])}
