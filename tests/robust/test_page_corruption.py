@@ -13,8 +13,18 @@ import pytest
 
 from tests.robust.conftest import Result, cli
 
-READ_ONLY = (("status",), ("log", "img1"), ("export-coco", "{tmp}/out.json"))
-WRITING = (("import", "{new}"), ("prelabel", "--image", "img2", "--method", "otsu"))
+READ_ONLY = (
+    ("status",),
+    ("log", "img1"),
+    ("export-coco", "{tmp}/out.json"),
+    ("inspect", "img1"),
+)
+WRITING = (
+    ("import", "{new}"),
+    ("prelabel", "--image", "img2", "--method", "otsu"),
+    ("export-job", "{tmp}/job.zip"),
+)
+CHECK = ("check",)
 
 
 def passes_quick_check(db: Path, scratch: Path) -> bool:
@@ -57,13 +67,15 @@ def test_every_page_corrupted_in_turn(labeled: Path, tmp_path: Path, how: str) -
             start, end = n * page + page // 2, n * page + page // 2 + 64
         bad = bytearray(data)
         bad[start:end] = bytes([0xA5]) * (end - start)
-        for cmd in READ_ONLY + WRITING:
-            root = tmp_path / "work"
-            shutil.rmtree(root, ignore_errors=True)
-            shutil.copytree(labeled, root)
+        root = tmp_path / "work"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(labeled, root)
+        for cmd in (*READ_ONLY, *WRITING, CHECK):
+            for side in ("project.db-wal", "project.db-shm"):
+                (root / side).unlink(missing_ok=True)
             (root / "project.db").write_bytes(bytes(bad))
             damaged = not passes_quick_check(root / "project.db", tmp_path)
-            detected += damaged
+            detected += damaged and cmd != CHECK
             res = run(root, cmd, tmp_path, new)
             where = f"page {n + 1}, {' '.join(cmd)}: rc {res.rc} {res.err!r}"
             assert res.rc in (0, 1, 2), where
@@ -72,6 +84,9 @@ def test_every_page_corrupted_in_turn(labeled: Path, tmp_path: Path, how: str) -
                 assert len(res.err.splitlines()) == 1 and res.err.startswith("error: "), where
             if damaged:
                 assert (root / "project.db").read_bytes() == bytes(bad), where
+                if cmd == CHECK:
+                    assert res.rc == 1 and res.out.startswith("database: damaged"), where
+                    continue
                 assert res.rc == 2, where
             elif res.rc == 0 and cmd in baseline:
                 expected = baseline[cmd].out.replace(str(labeled), str(root))
