@@ -20,7 +20,7 @@ from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.importer import collect, printable
-from appliance.labels import Label, coco_rle_bytes
+from appliance.labels import Label, decode_coco_rle
 from appliance.store.project import ImageRecord, Project
 
 
@@ -239,36 +239,24 @@ def _coco_mask(seg: object, h: int, w: int) -> np.ndarray:
                 )
             ):
                 raise ApplianceError("polygon needs at least 3 finite x, y points")
+            xs, ys = poly[0::2], poly[1::2]
+            # the C rasteriser allocates one entry per pixel step along each edge
+            if min(xs) < -w or max(xs) > 2 * w or min(ys) < -h or max(ys) > 2 * h:
+                raise ApplianceError(f"polygon points lie far outside the image ({h}×{w})")
             polys.append([float(v) for v in poly])
         if not polys:
             raise ApplianceError("empty polygon list")
         rle = coco_mask.merge(coco_mask.frPyObjects(polys, h, w))
     elif isinstance(seg, dict):
-        size, counts = seg.get("size"), seg.get("counts")
-        if (
-            not isinstance(size, list)
-            or len(size) != 2
-            or [_int(size[0], "RLE height"), _int(size[1], "RLE width")] != [h, w]
-        ):
-            raise ApplianceError(f"RLE size {size!r} does not match the image ({h}×{w})")
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-                raise ApplianceError("RLE counts must be non-negative integers")
-            if sum(counts) != h * w:
-                raise ApplianceError(f"RLE counts cover {sum(counts)} pixels, image has {h * w}")
-        elif not isinstance(counts, str) or not counts.isascii():
-            raise ApplianceError("RLE counts must be a list or a compressed string")
-        rle = coco_rle_bytes({"size": size, "counts": counts})
+        return decode_coco_rle(seg, h, w)
     else:
         raise ApplianceError("segmentation must be polygons or an RLE object")
     try:
         m = coco_mask.decode(rle)
-    except Exception as exc:  # pycocotools raises several types for a malformed string
-        raise ApplianceError(f"undecodable RLE ({exc})") from None
+    except Exception as exc:  # pycocotools raises several types for one cause
+        raise ApplianceError(f"polygon cannot be drawn ({exc})") from None
     if m.ndim == 3:
         m = m[..., 0]
-    if m.shape != (h, w):
-        raise ApplianceError(f"mask size {m.shape} does not match the image ({h}×{w})")
     return m.astype(bool)
 
 

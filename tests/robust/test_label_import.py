@@ -81,7 +81,7 @@ def test_empty_mask_file_needs_replace(labeled: Path, tmp_path: Path) -> None:
     assert newest_instances(labeled, "img1") == 0
 
 
-def _rle(counts: list[int], size: list[int]) -> dict:
+def _rle(counts: list[int] | str, size: list[int]) -> dict:
     return {
         "id": 1,
         "image_id": 2,
@@ -106,6 +106,11 @@ MALFORMED = {
     "instance id twice": {
         "annotations": [box(1, 2, 1, 1, instance_id=4), box(2, 2, 9, 9, instance_id=4)]
     },
+    "polygon far outside": {
+        "annotations": [box(1, 2, 1, 1) | {"segmentation": [[0, 0, 1e9, 0, 1e9, 1e9]]}]
+    },
+    "compressed RLE cut inside a number": {"annotations": [_rle("0`", [32, 40])]},
+    "compressed RLE outside its alphabet": {"annotations": [_rle("\u00ff\u00fe", [32, 40])]},
     "unknown category": {"annotations": [box(1, 2, 1, 1) | {"category_id": 7}]},
     "segmentation a string": {"annotations": [box(1, 2, 1, 1) | {"segmentation": "abc"}]},
 }
