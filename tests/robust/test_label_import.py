@@ -171,3 +171,24 @@ def test_mask_values_that_would_wrap_are_refused(
     assert res.rc == 1 and "Traceback" not in res.err
     failed = [ln for ln in res.err.splitlines() if ln.startswith("failed:")]
     assert len(failed) == 1 and "img2.tif" in failed[0]
+
+
+def test_compressed_rle_decoder_agrees_and_never_crashes() -> None:
+    """Our decoder equals pycocotools on valid strings and refuses garbage in one line (the C
+    decoder corrupts the heap on some of these strings)."""
+    from pycocotools import mask as coco_mask
+
+    from appliance.errors import ApplianceError
+    from appliance.labels import decode_coco_rle
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = np.asfortranarray((rng.random((32, 40)) < 0.3).astype(np.uint8))
+        counts = coco_mask.encode(mask)["counts"].decode("ascii")
+        decoded = decode_coco_rle({"size": [32, 40], "counts": counts}, 32, 40)
+        assert np.array_equal(decoded, mask.astype(bool))
+    alphabet = [chr(c) for c in range(32, 127)]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet, int(rng.integers(0, 30))))
+        with pytest.raises(ApplianceError):
+            decode_coco_rle({"size": [32, 40], "counts": text}, 32, 40)
