@@ -25,15 +25,20 @@ from appliance.imageio import (
 from appliance.store.images import NewImage, add_images
 from appliance.store.project import Project
 
+__all__ = ["ImportSummary", "collect", "import_paths", "natural_key", "printable"]
+
 
 @dataclass
 class ImportSummary:
+    """What an import did: new image ids, duplicate names and failed files with reasons."""
+
     imported: list[int] = field(default_factory=list)  # new image ids
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)  # how stacks were read, originals restored
 
     def lines(self) -> list[str]:
+        """The summary line, `note:` lines, then one `failed: FILE: REASON` line per failure."""
         out = [
             f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
             f"failed {len(self.failed)}"
@@ -44,6 +49,13 @@ class ImportSummary:
 
 
 def natural_key(name: str) -> list[object]:
+    """Sort key that orders embedded numbers by value (`img2` before `img10`).
+
+    Examples
+    --------
+    >>> sorted(["img10.tif", "img2.tif", "IMG1.tif"], key=natural_key)
+    ['IMG1.tif', 'img2.tif', 'img10.tif']
+    """
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
@@ -89,6 +101,10 @@ def collect(
 def import_paths(
     project: Project, paths: Iterable[Path], *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> ImportSummary:
+    """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
+
+    Returns the new image ids, the duplicates skipped and the failures with their reasons.
+    """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
         for path in files:

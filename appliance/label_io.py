@@ -23,15 +23,20 @@ from appliance.importer import collect, printable
 from appliance.labels import Label, decode_coco_rle
 from appliance.store.project import ImageRecord, Project
 
+__all__ = ["LabelImportSummary", "export_coco", "import_coco", "import_labels", "read_mask"]
+
 
 @dataclass
 class LabelImportSummary:
+    """What a label import did: versions imported, images unmatched, files failed."""
+
     imported: int = 0
     unmatched: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why): nothing lost
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The summary line, then one line per unmatched image, skipped image and failure."""
         out = [
             f"labels imported {self.imported}, unmatched {len(self.unmatched)}, "
             f"skipped {len(self.skipped)}, failed {len(self.failed)}"
@@ -176,7 +181,13 @@ def _load_coco(path: Path) -> dict[str, Any]:
 def import_coco(
     project: Project, path: Path, *, author: str = "import", replace: bool = False
 ) -> LabelImportSummary:
-    """COCO JSON (polygons or RLE) as new label versions, matched to images by file stem."""
+    """Import the instances of a COCO JSON file as `import` versions of matching images.
+
+    Images are matched by file stem (an image whose stem is not unique is left unmatched);
+    categories by name, and every category must be a project class. Images listed without
+    annotations, and annotations of unknown images, are skipped and listed; a version that
+    would shrink the newest label needs `replace`.
+    """
     path = Path(path)
     doc = _load_coco(path)
     try:

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from appliance import __version__
 from appliance.errors import ApplianceError
+from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME
+
+__all__ = ["AREAS", "build_parser", "main", "run_command"]
 
 AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "ui_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `appliance` parser with every area's sub-commands registered."""
     parser = argparse.ArgumentParser(
         prog="appliance",
         description="Offline annotation appliance for biomedical images (tablet side).",
@@ -41,7 +44,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
         return int(args.func(args) or 0)
     except ApplianceError as exc:
         return _fail(str(exc))
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         return _fail(database_problem(args, exc))
     except OSError as exc:
         return _fail(file_problem(exc))
@@ -67,7 +70,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def database_problem(args: argparse.Namespace, exc: sqlite3.Error) -> str:
+def database_problem(args: argparse.Namespace, exc: DatabaseError) -> str:
     """SQLite errors name no file: name the project's database and what to do."""
     folder = getattr(args, "dir", None) or getattr(args, "project", None)
     if folder is None:
@@ -85,6 +88,7 @@ def file_problem(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `appliance` command line on `argv` (default: sys.argv); returns the exit status."""
     return run_command(build_parser(), argv)
 
 

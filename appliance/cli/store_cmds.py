@@ -11,8 +11,19 @@ from appliance.errors import ApplianceError
 from appliance.imageio import DEFAULT_MAX_PIXELS
 from appliance.store import Project
 
+__all__ = [
+    "cmd_check",
+    "cmd_export_coco",
+    "cmd_import",
+    "cmd_init",
+    "cmd_log",
+    "cmd_status",
+    "register",
+]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the project and store sub-commands to the `appliance` parser."""
     p = sub.add_parser(
         "init",
         help="create a project folder",
@@ -53,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("status", help="counts of images, labels, classes, sequences")
+    p = sub.add_parser(
+        "status",
+        help="counts of images, labels, classes, sequences",
+        description="Print the project's counts: images, labeled images, label versions, "
+        "classes, sequences, annotation time and installed models.",
+    )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
@@ -81,13 +97,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repair", action="store_true", help="remove leftovers and orphan files")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("log", help="version history of one image's label")
+    p = sub.add_parser(
+        "log",
+        help="version history of one image's label",
+        description="List every label version of one image, oldest first: author, source, "
+        "time, seconds spent and number of objects.",
+    )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("image", help="image id, file name or sha256 prefix")
     p.set_defaults(func=cmd_log)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """`appliance init`: create a project."""
     with Project.create(args.dir, args.classes.split(",")) as project:
         names = ", ".join(project.classes().values())
     print(f"created project {args.dir} with classes {names}")
@@ -95,6 +117,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`appliance import`: import images (and labels); exit status 1 when some failed."""
     from appliance.importer import import_paths, printable
     from appliance.label_io import import_labels
 
@@ -121,6 +144,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`appliance status`: the project's counts, as a table or JSON."""
     with Project.open(args.dir) as project:
         status = project.status()
     if args.json:
@@ -133,6 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export_coco(args: argparse.Namespace) -> int:
+    """`appliance export-coco`: newest labels as COCO JSON."""
     from appliance.label_io import export_coco
 
     with Project.open(args.dir) as project:
@@ -142,6 +167,7 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """`appliance check`: integrity report; exit status 1 while problems remain."""
     from appliance.store.check import check_project
 
     def progress(done: int, total: int) -> None:
@@ -155,6 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    """`appliance log`: the version history of one image's label."""
     with Project.open(args.dir) as project:
         rec = project.find_image(args.image)
         versions = project.history(rec.id)
