@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from appliance.assist.contract import Contract, class_ids
-from appliance.bundles.install import active_model
+from appliance.assist.contract import class_ids
 from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
 from appliance.store import Project
+from appliance.store.models import active_model
 from tests.assist.onnx_builders import contract
 from tests.bundles.onnx_models import conv_model
 from tests.robust.conftest import assert_one_line_refusal, cli, unchanged
@@ -15,7 +16,7 @@ from tests.robust.conftest import assert_one_line_refusal, cli, unchanged
 
 def mito_bundle(tmp_path: Path) -> Path:
     onnx_path = conv_model(tmp_path / "m.onnx", channels=1, classes=2)
-    spec = contract(classes=2) | {"classes": ["background", "mitochondrion"]}
+    spec = dataclasses.replace(contract(classes=2), classes=("background", "mitochondrion"))
     out = tmp_path / "mito.zip"
     write_model_bundle(out, [ModelSpec("prelabel", "mito", onnx_path, spec)])
     return out
@@ -32,7 +33,8 @@ def test_class_mismatch_refused_then_mapped(labeled: Path, tmp_path: Path) -> No
     res = cli("install-model", labeled, bundle, "--map", "mitochondrion=debris")
     assert res.rc == 0, res.err
     with Project.open(labeled) as project:
-        assert active_model(project, "prelabel").contract["classes"] == ["background", "debris"]
+        installed = active_model(project, "prelabel")
+        assert installed is not None
+        assert installed.contract.classes == ("background", "debris")
     with Project.open(labeled) as project:  # predictions of class 1 are stored as debris (2)
-        installed = Contract.parse(active_model(project, "prelabel").contract, "mito")
-        assert class_ids(installed, project.classes()).tolist() == [0, 2]
+        assert class_ids(installed.contract, project.classes()).tolist() == [0, 2]
