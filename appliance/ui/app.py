@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from appliance.assist.jobs import Job, JobContext, JobRunner
+from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
@@ -182,11 +182,9 @@ class ApplianceApp(App):
 
     def _save_prefs(self) -> None:
         path = self.workspace / PREFS_FILE
-        tmp = path.with_suffix(".tmp")
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.prefs, indent=1))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(self.prefs, indent=1).encode("utf-8"))
         except OSError as exc:
             self.notify(f"cannot save tablet preferences in {self.workspace} ({exc.strerror})")
 
