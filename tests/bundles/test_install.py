@@ -190,7 +190,7 @@ def after(owner, attr, name):
 
 
 after(install, "_check_ids", "verified")  # bundle verified and extracted into staging
-after(install, "_move_into_place", "moved")  # model file renamed into models/
+after(install, "replace_durably", "moved")  # model file renamed into models/
 after(stored, "add_model", "recorded")  # row written, transaction still open
 after(install, "_record", "committed")  # transaction committed
 install.install_model_bundle(Project.open(root), bundle)
