@@ -23,18 +23,9 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._machine import table
+from bench._machine import PEAK_RSS, table
 
 HERE = Path(__file__).resolve().parents[1]
-PEAK = (
-    "import runpy, sys\n"
-    "sys.argv = ['appliance', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('appliance', run_name='__main__')\n"
-    "finally:\n"
-    "    hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
-    "    print('peak_kb', hwm.split()[1], file=sys.stderr)\n"
-)
 
 
 def planar_bomb(folder: Path) -> Path:
@@ -96,7 +87,7 @@ def run_import(code: Path, project: Path, path: Path, cap: float) -> tuple[float
     start = time.perf_counter()
     try:
         res = subprocess.run(
-            [sys.executable, "-c", PEAK, "import", str(project), str(path)],
+            [sys.executable, "-c", PEAK_RSS, "import", str(project), str(path)],
             env=env,
             capture_output=True,
             text=True,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, os_problem
 from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME
 
@@ -47,7 +47,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     except DatabaseError as exc:
         return _fail(database_problem(args, exc))
     except OSError as exc:
-        return _fail(file_problem(exc))
+        return _fail(os_problem(exc))
     except MemoryError:
         return _fail("not enough memory for this command (is an input far larger than usual?)")
     except KeyboardInterrupt:
@@ -79,12 +79,6 @@ def database_problem(args: argparse.Namespace, exc: DatabaseError) -> str:
         f"{Path(folder) / DB_NAME}: {exc}; nothing more was written "
         f"(check it with `appliance check {folder}`, free space or permissions)"
     )
-
-
-def file_problem(exc: OSError) -> str:
-    """A full disk, a read-only folder, a vanished file: the file and the reason, one line."""
-    where = exc.filename if exc.filename is not None else "a file"
-    return f"{where}: {exc.strerror or exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,8 +91,10 @@ def _split(text: str) -> tuple[float, float, float]:
 def export_job(args: argparse.Namespace) -> int:
     """`appliance export-job`: write a training-job bundle."""
     from appliance.bundles.training_job import write_training_job
+    from appliance.cli import require_range
     from appliance.store import Project
 
+    require_range("--seed", args.seed, 0, 2**32 - 1)
     with Project.open(args.project) as project:
         job_id, counts = write_training_job(
             project,

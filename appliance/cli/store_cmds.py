@@ -88,10 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check",
         help="integrity check of a project (database, originals, leftovers)",
         description="Check the database (SQLite integrity_check), decode every label version, "
-        "re-hash every stored original, and list orphan files and leftovers of interrupted "
-        "writes. With --repair, remove the leftovers and orphans (never a row or a label). "
-        "A missing original is restored by importing the same file again. Exit status 1 "
-        "when problems remain.",
+        "recompute the sha256 of every stored original, and list orphan files and leftovers "
+        "of interrupted writes. With --repair, remove the leftovers and orphans (never a row "
+        "or a label). A missing original is restored by importing the same file again. Exit "
+        "status 1 when problems remain.",
     )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--repair", action="store_true", help="remove leftovers and orphan files")

@@ -103,8 +103,14 @@ class LabelVersion:
     @cached_property
     def label(self) -> Label:
         """The instance map and class table of this version (decoded once)."""
-        classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
-        return Label(decode_instances(self._blob), classes)
+        try:
+            classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
+            return Label(decode_instances(self._blob), classes)
+        except Exception as exc:  # damaged bytes: zlib, JSON and shape errors alike
+            raise ApplianceError(
+                f"label version {self.id} of image {self.image_id} is damaged ({exc}); "
+                "run `appliance check` on the project"
+            ) from None
 
 
 _LABEL_COLUMNS = (

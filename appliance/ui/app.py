@@ -25,7 +25,8 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from appliance.assist.jobs import Job, JobContext, JobRunner
 from appliance.durable import atomic_write
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, os_problem
+from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
 from appliance.ui.widgets import MessageBar
@@ -198,6 +199,12 @@ class ApplianceApp(App):
     def show_error(self, exc: BaseException) -> None:
         if isinstance(exc, ApplianceError):
             self.notify(str(exc), error=True)
+            return
+        if isinstance(exc, OSError):  # a full disk, a read-only folder: not a bug
+            self.notify(f"storage problem: {os_problem(exc)}", error=True)
+            return
+        if isinstance(exc, DatabaseError):  # locked, full or damaged project.db
+            self.notify(f"project database problem ({exc}); run `appliance check`", error=True)
             return
         self.errors.append(exc)
         log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))

@@ -68,3 +68,19 @@ def test_check_on_damaged_database_touches_nothing(labeled: Path) -> None:
     with unchanged(labeled):
         res = cli("check", labeled, "--repair")
     assert res.rc == 1 and res.out.startswith("database: damaged")
+
+
+def test_damaged_label_bytes_are_one_line(labeled: Path, tmp_path: Path) -> None:
+    """A label blob damaged on disk (a bit flip quick_check cannot see) is named, not a crash."""
+    import sqlite3
+
+    conn = sqlite3.connect(labeled / "project.db")
+    conn.execute("DROP TRIGGER labels_append_only_update")  # simulate rot below the schema
+    conn.execute("UPDATE labels SET instances = zeroblob(40)")
+    conn.commit()
+    conn.close()
+    with unchanged(labeled):
+        res = cli("export-coco", labeled, tmp_path / "out.json")
+    assert_one_line_refusal(res, "label version 1 of image 1 is damaged")
+    res = cli("check", labeled)
+    assert res.rc == 1 and "1 bad" in res.out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from export.cli import main
+from tests.robust.conftest import assert_one_line_refusal, cli, unchanged
 
 TRAIN = ["train", "job.zip", "--out", "m.zip"]
 
@@ -26,6 +27,10 @@ TRAIN = ["train", "job.zip", "--out", "m.zip"]
         ([*TRAIN, "--depth", "0"], "--depth"),
         ([*TRAIN, "--epochs", "0"], "--epochs"),
         ([*TRAIN, "--patience", "0"], "--patience"),
+        (["demo", "--n", "0"], "--n"),
+        (["demo", "--labeled", "0"], "--labeled"),
+        (["demo", "--minutes", "-1"], "--minutes"),
+        (["demo", "--seed", "-1"], "--seed"),
     ],
 )
 def test_out_of_range_options_refused(
@@ -39,3 +44,10 @@ def test_out_of_range_options_refused(
     lines = err.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {option} must be"), lines
     assert not any(tmp_path.iterdir())  # nothing written, no run folder
+
+
+def test_export_job_seed_refused(labeled: Path, tmp_path: Path) -> None:
+    with unchanged(labeled):
+        res = cli("export-job", labeled, tmp_path / "job.zip", "--seed", "-1")
+    assert_one_line_refusal(res, "--seed must be")
+    assert not (tmp_path / "job.zip").exists()
