@@ -39,7 +39,10 @@ def _train(args: argparse.Namespace) -> int:
     require_range("--batch", args.batch, 1, 4096)
     require_range("--width", args.width, 1, 512)
     require_range("--depth", args.depth, 1, 8)
-    require_range("--max-minutes", args.max_minutes, 0.1)
+    if args.max_minutes != 0:  # 0: no time budget (tests bound training by epochs)
+        require_range("--max-minutes", args.max_minutes, 0.1)
+    require_range("--lr", args.lr, 1e-7, 1.0)
+    require_range("--min-epoch-items", args.min_epoch_items, 1, 1_000_000)
     require_range("--patience", args.patience, 1)
     require_range("--seed", args.seed, 0, 2**32 - 1)
     from appliance.perturb import PerturbSpec

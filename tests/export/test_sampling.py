@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -37,7 +36,6 @@ def _epochs(workers: int, epochs: int = 2) -> list[list[torch.Tensor]]:
     return out
 
 
-@pytest.mark.slow
 def test_persistent_workers_see_each_epoch_and_match_no_workers() -> None:
     with_workers = _epochs(workers=2)
     first, second = with_workers
