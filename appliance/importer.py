@@ -24,6 +24,7 @@ from appliance.imageio import (
     read_image,
 )
 from appliance.store import db as dbm
+from appliance.store import oplog
 from appliance.store.project import Project
 
 
@@ -143,5 +144,6 @@ def _import_file(
                     dbm.utcnow(),
                 ),
             )
+            oplog.record_image(project.db, int(cur.lastrowid))
         summary.imported.append(int(cur.lastrowid))
     return frame if multi else frame + 1

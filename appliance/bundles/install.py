@@ -24,7 +24,7 @@ from typing import Any
 
 from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
 from appliance.errors import ApplianceError
-from appliance.store import Project
+from appliance.store import Project, oplog
 from appliance.store.db import utcnow
 
 MODELS_DIR = "models"
@@ -150,6 +150,7 @@ def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
 def _set_active(project: Project, role: str, model_id: str) -> None:
     """Inside a transaction: exactly one active model for `role`."""
     project.db.execute("UPDATE models SET active = (id = ?) WHERE role = ?", (model_id, role))
+    oplog.record_model_activated(project.db, model_id, role)
 
 
 def list_models(project: Project) -> list[InstalledModel]:

@@ -22,6 +22,7 @@ from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
+from appliance.store import oplog
 
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
@@ -279,6 +280,7 @@ class Project:
                     classes,
                 ),
             )
+            oplog.record_label(self.db, int(cur.lastrowid))
             return int(cur.lastrowid)
 
     def _ensure_annotator(self, name: str) -> None:
