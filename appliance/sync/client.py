@@ -1,0 +1,314 @@
+"""One sync of a project with the lab server: push, pull, then new model bundles.
+
+Safe to stop at any instant (power loss, a cut cable) and to run again:
+- operations leave the outbox only after the server acknowledged them, and the server keeps
+  the first copy of an id, so a resend after a lost acknowledgement is harmless;
+- blobs are uploaded before the operations that need them, resumably: the upload's address is
+  stored on the tablet, and after a restart the tablet asks the server for the offset (HEAD)
+  and continues from there (PATCH);
+- pulled operations are applied and the checkpoint advanced in one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from appliance.errors import ApplianceError
+from appliance.store import Project, oplog
+from appliance.store.db import utcnow
+from appliance.sync.http import LabError, LabHttp, Retry
+
+PUSH_BATCH = 500
+PULL_PAGE = 500
+CHUNK = 8 << 20
+
+
+@dataclass
+class SyncReport:
+    pushed_ops: int = 0
+    uploaded_blobs: int = 0
+    uploaded_bytes: int = 0
+    pulled_ops: int = 0
+    downloaded_blobs: int = 0
+    models_installed: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"pushed {self.pushed_ops} operations and {self.uploaded_blobs} blobs "
+            f"({self.uploaded_bytes / 1e6:.1f} MB), pulled {self.pulled_ops} operations and "
+            f"{self.downloaded_blobs} blobs, installed {self.models_installed} model bundles "
+            f"in {self.seconds:.2f} s"
+        )
+
+
+def enroll(
+    project: Project, server: str, code: str, name: str | None = None, retry: Retry | None = None
+) -> str:
+    """Exchange a one-time code for this tablet's token and remember server and token."""
+    http = LabHttp(server, retry=retry)
+    try:
+        reply = http.request(
+            "POST", "/api/v1/enroll", json_body={"code": code, "name": name}, ok=(200,)
+        ).json()
+    finally:
+        http.close()
+    if reply.get("role") != "tablet":
+        raise ApplianceError(f"code {code!r} enrolls a {reply.get('role')}, not a tablet")
+    oplog.set_state(
+        project.db,
+        server=server.rstrip("/"),
+        token=str(reply["token"]),
+        lab_project=str(reply["project"]),
+        checkpoint="0",
+    )
+    return str(reply["project"])
+
+
+def sync_status(project: Project) -> dict[str, Any]:
+    """What the Home screen shows: pending operations, last success, last error."""
+    db = project.db
+    return {
+        "server": oplog.get_state(db, "server"),
+        "pending": oplog.pending_count(db),
+        "last_success": oplog.get_state(db, "last_success"),
+        "last_error": oplog.get_state(db, "last_error"),
+    }
+
+
+class Syncer:
+    """Runs one sync of `project` over `http` (already carrying the device token)."""
+
+    def __init__(
+        self,
+        project: Project,
+        http: LabHttp,
+        lab_project: str,
+        *,
+        chunk: int = CHUNK,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.project, self.http, self.chunk = project, http, chunk
+        self.base = f"/api/v1/projects/{quote(lab_project, safe='')}"
+        self.progress = progress or (lambda _msg: None)
+        self.report = SyncReport()
+
+    def run(self, install_models: bool = True) -> SyncReport:
+        start = time.perf_counter()
+        db = self.project.db
+        try:
+            oplog.backfill(self.project)
+            self.push()
+            self.pull()
+            if install_models:
+                self.models()
+        except ApplianceError as exc:
+            oplog.set_state(db, last_error=f"{utcnow()} {exc}")
+            raise
+        self.report.seconds = time.perf_counter() - start
+        oplog.set_state(db, last_success=utcnow(), last_error=None)
+        return self.report
+
+    # push ----------------------------------------------------------------------------------
+
+    def push(self) -> None:
+        db = self.project.db
+        hashes = oplog.pending_blobs(db)
+        if hashes:
+            missing = []
+            for i in range(0, len(hashes), 1000):
+                reply = self.http.request(
+                    "POST", f"{self.base}/blobs/missing", json_body={"hashes": hashes[i : i + 1000]}
+                ).json()
+                missing += reply["missing"]
+            for n, sha in enumerate(missing, 1):
+                self.progress(f"uploading blob {n}/{len(missing)}")
+                self.upload(sha)
+        while batch := oplog.pending(db, PUSH_BATCH):
+            self.progress(f"pushing {len(batch)} operations")
+            reply = self.http.request(
+                "POST", f"{self.base}/ops", json_body={"ops": [op.to_wire() for op in batch]}
+            ).json()
+            acked = {a["uid"] for a in reply["accepted"]}
+            if acked != {op.uid for op in batch}:
+                raise LabError("lab server acknowledged other operations than were sent")
+            oplog.mark_sent(db, acked)
+            self.report.pushed_ops += len(batch)
+
+    def upload(self, sha: str, path: Path | None = None) -> None:
+        """Resumable upload (tus core): reuse a stored upload address, else create one."""
+        db = self.project.db
+        path = path or oplog.blob_file(self.project, sha)
+        if path is None:
+            raise ApplianceError(f"{self.project.root}: blob {sha} is missing on this tablet")
+        size = path.stat().st_size
+        url = oplog.upload_url(db, sha)
+        offset = self._offset(url) if url else None
+        if url is None or offset is None:
+            reply = self.http.request(
+                "POST",
+                f"{self.base}/uploads",
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Upload-Length": str(size),
+                    "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
+                },
+                ok=(201,),
+            )
+            url = reply.headers.get("location", "")
+            if not url.startswith(self.base + "/uploads/"):
+                raise LabError(f"lab server gave an unexpected upload address {url!r}")
+            oplog.remember_upload(db, sha, url)
+            offset = 0
+        with open(path, "rb") as fh:
+            for _ in range(4 * (size // max(self.chunk, 1)) + 16):  # bounded
+                if offset >= size:
+                    break
+                fh.seek(offset)
+                data = fh.read(self.chunk)
+                reply = self.http.request(
+                    "PATCH",
+                    url,
+                    body=data,
+                    headers={
+                        "Tus-Resumable": "1.0.0",
+                        "Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                    ok=(204, 404, 409),
+                )
+                if reply.status == 204:
+                    offset = int(reply.headers["upload-offset"])
+                    continue
+                if reply.status == 404 and not self._missing(sha):
+                    break  # finished by an attempt whose reply was lost
+                current = self._offset(url) if reply.status == 409 else None
+                if current is None:  # the server lost the upload: start over
+                    oplog.remember_upload(db, sha, None)
+                    return self.upload(sha, path)
+                offset = current
+            else:
+                raise LabError(f"upload of blob {sha} made no progress")
+        if offset >= size and self._missing(sha):
+            raise LabError(f"lab server did not keep blob {sha} after its upload")
+        oplog.remember_upload(db, sha, None)
+        self.report.uploaded_blobs += 1
+        self.report.uploaded_bytes += size
+
+    def _offset(self, url: str) -> int | None:
+        reply = self.http.request("HEAD", url, headers={"Tus-Resumable": "1.0.0"}, ok=(200, 404))
+        return int(reply.headers["upload-offset"]) if reply.status == 200 else None
+
+    def _missing(self, sha: str) -> bool:
+        reply = self.http.request(
+            "POST", f"{self.base}/blobs/missing", json_body={"hashes": [sha]}
+        ).json()
+        return sha in reply["missing"]
+
+    # pull ----------------------------------------------------------------------------------
+
+    def pull(self) -> None:
+        db = self.project.db
+        after = int(oplog.get_state(db, "checkpoint") or 0)
+        for _ in range(1_000_000):  # bounded: one page per iteration
+            reply = self.http.request(
+                "GET", f"{self.base}/ops?after={after}&limit={PULL_PAGE}"
+            ).json()
+            ops = [oplog.Operation.from_wire(o) for o in reply["ops"]]
+            for sha, suffix in oplog.missing_blobs(self.project, ops).items():
+                self.progress(f"downloading blob {sha[:12]}")
+                data = self.http.request("GET", f"{self.base}/blobs/{sha}").body
+                if hashlib.sha256(data).hexdigest() != sha:
+                    raise LabError(f"lab server sent blob {sha} with other content")
+                self.project.store_blob(data, sha, suffix)
+                self.report.downloaded_blobs += 1
+            last = int(reply["last"])
+            self.report.pulled_ops += oplog.apply_remote(self.project, ops, last)
+            after = last
+            if not reply["more"]:
+                break
+
+    # models --------------------------------------------------------------------------------
+
+    def models(self) -> None:
+        from appliance.bundles.install import install_model_bundle, list_models
+
+        reply = self.http.request("GET", f"{self.base}/models").json()
+        have = {m.bundle_id for m in list_models(self.project)}
+        for model in reply["models"]:
+            if model["bundle_id"] in have:
+                continue
+            sha = str(model["sha256"])
+            self.progress(f"downloading model bundle {model['bundle_id']}")
+            data = self.http.request("GET", f"{self.base}/blobs/{sha}").body
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise LabError(f"lab server sent model bundle {sha} with other content")
+            tmp = self.project.root / f".sync-{sha[:16]}.zip"
+            try:
+                tmp.write_bytes(data)
+                install_model_bundle(self.project, tmp)  # verifies everything first
+            finally:
+                tmp.unlink(missing_ok=True)
+            self.report.models_installed += 1
+
+    def push_job(self, bundle: Path) -> str:
+        """Upload a training-job bundle for the workstation (it is read and checked first)."""
+        from appliance.bundles.training_job import read_training_job
+
+        job = read_training_job(bundle)
+        sha = hashlib.sha256(Path(bundle).read_bytes()).hexdigest()
+        if self._missing(sha):
+            self.upload(sha, Path(bundle))
+        self.http.request("POST", f"{self.base}/jobs", json_body={"sha256": sha})
+        return job.id
+
+
+@contextmanager
+def _syncer(
+    project: Project,
+    retry: Retry | None,
+    chunk: int = CHUNK,
+    progress: Callable[[str], None] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Syncer]:
+    server = oplog.get_state(project.db, "server")
+    token = oplog.get_state(project.db, "token")
+    lab_project = oplog.get_state(project.db, "lab_project")
+    if not server or not token or not lab_project:
+        raise ApplianceError(
+            f"{project.root}: not enrolled with a lab server; run "
+            "`appliance sync DIR --server URL --code CODE` once"
+        )
+    http = LabHttp(server, token, retry=retry, timeout=timeout)
+    try:
+        yield Syncer(project, http, lab_project, chunk=chunk, progress=progress)
+    finally:
+        http.close()
+
+
+def sync_project(
+    project: Project,
+    *,
+    retry: Retry | None = None,
+    chunk: int = CHUNK,
+    install_models: bool = True,
+    progress: Callable[[str], None] | None = None,
+    timeout: float = 30.0,
+) -> SyncReport:
+    """Sync an enrolled project with its lab server (see the module docstring)."""
+    with _syncer(project, retry, chunk, progress, timeout) as syncer:
+        return syncer.run(install_models)
+
+
+def push_job(project: Project, bundle: Path, retry: Retry | None = None) -> str:
+    """Send a training-job bundle to the lab server for the workstation; returns its id."""
+    with _syncer(project, retry) as syncer:
+        return syncer.push_job(bundle)
