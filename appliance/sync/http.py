@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from appliance.errors import ApplianceError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDLE_REOPEN = 2.0  # seconds; servers close idle keep-alive connections after about 5
 TRANSIENT = (OSError, http.client.HTTPException, socket.timeout)
 
 
@@ -77,6 +78,7 @@ class LabHttp:
         self.timeout = timeout
         self.sleep = sleep
         self._conn: http.client.HTTPConnection | None = None
+        self._used = 0.0
 
     def close(self) -> None:
         if self._conn is not None:
@@ -84,6 +86,8 @@ class LabHttp:
             self._conn = None
 
     def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN:
+            self.close()  # the server may have dropped an idle keep-alive connection
         if self._conn is None:
             cls = (
                 http.client.HTTPSConnection
@@ -106,6 +110,7 @@ class LabHttp:
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
             data = resp.read()
+            self._used = time.monotonic()
             reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
             if resp.will_close:
                 self.close()

@@ -7,7 +7,6 @@ idempotent by id; blobs arrive through the core of the tus protocol (create, HEA
 PATCH) and are kept only when their bytes hash to the announced sha256.
 """
 
-
 import base64
 import hmac
 import re

@@ -62,8 +62,15 @@ class Postgres:
         self._run(["initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres"])
         self._run(
             [
-                "pg_ctl", "-D", str(self.dir / "data"), "-w", "-t", "30", "-l",
-                str(self.dir / "log"), "-o",
+                "pg_ctl",
+                "-D",
+                str(self.dir / "data"),
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                str(self.dir / "log"),
+                "-o",
                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c max_connections=200",
                 "start",
@@ -109,6 +116,7 @@ def database(request, tmp_path: Path) -> str | None:
 
 
 def make_config(root: Path, database: str | None, **kw) -> LabConfig:
+    kw.setdefault("enroll_per_minute", 100_000)  # tests enroll hundreds of tablets
     return LabConfig(root=root, database=database, page_key="page-key", **kw)
 
 
@@ -159,6 +167,9 @@ def add_work(project: Project, folder: Path, images: int, labels: int, seed: int
         image_id = int(ids[rng.integers(len(ids))])
         parent = project.latest_label(image_id)
         project.save_label(
-            image_id, label_for(project, image_id, seed * 1000 + k), author=f"a{seed}",
-            source="manual", parent_id=parent.id if parent else None,
+            image_id,
+            label_for(project, image_id, seed * 1000 + k),
+            author=f"a{seed}",
+            source="manual",
+            parent_id=parent.id if parent else None,
         )
