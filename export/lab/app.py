@@ -82,7 +82,8 @@ class RateLimiter:
 
 
 class BodyLimit:
-    """Refuse bodies over the limit with 413: by Content-Length up front, else while reading."""
+    """Refuse bodies over the limit with 413: by Content-Length up front, else while reading
+    (chunked bodies are buffered up to the limit, so the application never sees a part)."""
 
     def __init__(self, app: ASGIApp, json_limit: int, chunk_limit: int) -> None:
         self.app, self.json_limit, self.chunk_limit = app, json_limit, chunk_limit
@@ -96,32 +97,27 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(send, limit)
             return
-        seen = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen
+        body = bytearray()
+        while True:  # buffer the body (at most `limit` bytes) before the app sees any of it
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return message
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracking)
-        except _TooLarge:
-            if not started:
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
                 await _too_large(send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -315,6 +311,10 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             raise HTTPException(413, "more bytes than the announced Upload-Length")
         new = blobs.append(upload_id, offset, data)
         if new == length:
+            if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
+                blobs.discard(upload_id)
+                store.drop_upload(upload_id)
+                raise HTTPException(413, "project storage quota exceeded")
             try:
                 size = blobs.commit(upload_id, sha)
             except HashMismatch:

@@ -270,18 +270,14 @@ class LabStore:
         return not self.missing_blobs(project_id, [sha256])
 
     def project_bytes(self, project_id: int) -> int:
+        """Bytes of the blobs a project holds (unfinished uploads count when they finish)."""
         with self.read() as conn:
             held = conn.execute(
                 select(func.coalesce(func.sum(t.blobs.c.size), 0)).where(
                     t.blobs.c.project_id == project_id
                 )
             ).scalar_one()
-            pending = conn.execute(
-                select(func.coalesce(func.sum(t.uploads.c.length), 0)).where(
-                    t.uploads.c.project_id == project_id
-                )
-            ).scalar_one()
-        return int(held) + int(pending)
+        return int(held)
 
     def add_upload(self, project_id: int, device_id: int, sha256: str, length: int) -> str:
         upload_id = secrets.token_hex(16)

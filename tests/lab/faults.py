@@ -10,6 +10,7 @@ itself guarantees their order, so reordering is between connections.)
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import threading
@@ -111,10 +112,8 @@ class FaultProxy:
     @staticmethod
     def _kill(pair: tuple[socket.socket, socket.socket]) -> None:
         for s in pair:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self) -> None:
