@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-models", action="store_true", help="do not install new model bundles")
     p.add_argument("--job", type=Path, metavar="BUNDLE.zip", help="also send a training-job bundle")
     p.add_argument("--attempts", type=int, default=8, help="tries per request (8)")
+    p.add_argument(
+        "--chunk-kb", type=int, default=8192,
+        help="upload chunk in KiB (8192); smaller loses less on a flaky network",
+    )
     p.add_argument("--status", action="store_true", help="only show the sync state")
     p.set_defaults(func=sync)
 
@@ -56,6 +60,7 @@ def sync(args: argparse.Namespace) -> int:
             project,
             retry=retry,
             install_models=not args.no_models,
+            chunk=max(1, args.chunk_kb) << 10,
             progress=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
         if args.job:

@@ -35,7 +35,7 @@ def fast_retry(seed: int = 0) -> Retry:
     return Retry(**FAST_RETRY, rng=random.Random(seed))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -56,7 +56,7 @@ class Postgres:
             except KeyError:
                 pytest.skip("running as root and no 'postgres' user to run PostgreSQL as")
         self.dir = Path(tempfile.mkdtemp(prefix="lab-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         if self.user:
             shutil.chown(self.dir, self.user)
         self._run(["initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres"])
