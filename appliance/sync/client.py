@@ -11,7 +11,6 @@ Safe to stop at any instant (power loss, a cut cable) and to run again:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from urllib.parse import quote
 from appliance.errors import ApplianceError
 from appliance.store import Project, oplog
 from appliance.store.db import utcnow
+from appliance.sync.blobs import BlobChannel
 from appliance.sync.http import LabError, LabHttp, Retry
 
 PUSH_BATCH = 500
@@ -96,10 +96,11 @@ class Syncer:
         chunk: int = CHUNK,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self.project, self.http, self.chunk = project, http, chunk
+        self.project, self.http = project, http
         self.base = f"/api/v1/projects/{quote(lab_project, safe='')}"
         self.progress = progress or (lambda _msg: None)
         self.report = SyncReport()
+        self.blobs = BlobChannel(http, self.base, chunk)
 
     def run(self, install_models: bool = True) -> SyncReport:
         start = time.perf_counter()
@@ -143,75 +144,20 @@ class Syncer:
             oplog.mark_sent(db, acked)
             self.report.pushed_ops += len(batch)
 
-    def upload(self, sha: str, path: Path | None = None) -> None:
-        """Resumable upload (tus core): reuse a stored upload address, else create one."""
-        db = self.project.db
-        path = path or oplog.blob_file(self.project, sha)
+    def upload(self, sha: str) -> None:
+        """Resumable upload of one of this tablet's blobs (survives power loss)."""
+        path = oplog.blob_file(self.project, sha)
         if path is None:
             raise ApplianceError(f"{self.project.root}: blob {sha} is missing on this tablet")
-        size = path.stat().st_size
-        url = oplog.upload_url(db, sha)
-        offset = self._offset(url) if url else None
-        if url is None or offset is None:
-            reply = self.http.request(
-                "POST",
-                f"{self.base}/uploads",
-                headers={
-                    "Tus-Resumable": "1.0.0",
-                    "Upload-Length": str(size),
-                    "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
-                },
-                ok=(201,),
-            )
-            url = reply.headers.get("location", "")
-            if not url.startswith(self.base + "/uploads/"):
-                raise LabError(f"lab server gave an unexpected upload address {url!r}")
-            oplog.remember_upload(db, sha, url)
-            offset = 0
-        with open(path, "rb") as fh:
-            for _ in range(4 * (size // max(self.chunk, 1)) + 16):  # bounded
-                if offset >= size:
-                    break
-                fh.seek(offset)
-                data = fh.read(self.chunk)
-                reply = self.http.request(
-                    "PATCH",
-                    url,
-                    body=data,
-                    headers={
-                        "Tus-Resumable": "1.0.0",
-                        "Upload-Offset": str(offset),
-                        "Content-Type": "application/offset+octet-stream",
-                    },
-                    ok=(204, 404, 409),
-                )
-                if reply.status == 204:
-                    offset = int(reply.headers["upload-offset"])
-                    continue
-                if reply.status == 404 and not self._missing(sha):
-                    break  # finished by an attempt whose reply was lost
-                current = self._offset(url) if reply.status == 409 else None
-                if current is None:  # the server lost the upload: start over
-                    oplog.remember_upload(db, sha, None)
-                    return self.upload(sha, path)
-                offset = current
-            else:
-                raise LabError(f"upload of blob {sha} made no progress")
-        if offset >= size and self._missing(sha):
-            raise LabError(f"lab server did not keep blob {sha} after its upload")
-        oplog.remember_upload(db, sha, None)
+        db = self.project.db
+        size = self.blobs.upload(
+            sha,
+            path,
+            lambda h: oplog.upload_url(db, h),
+            lambda h, url: oplog.remember_upload(db, h, url),
+        )
         self.report.uploaded_blobs += 1
         self.report.uploaded_bytes += size
-
-    def _offset(self, url: str) -> int | None:
-        reply = self.http.request("HEAD", url, headers={"Tus-Resumable": "1.0.0"}, ok=(200, 404))
-        return int(reply.headers["upload-offset"]) if reply.status == 200 else None
-
-    def _missing(self, sha: str) -> bool:
-        reply = self.http.request(
-            "POST", f"{self.base}/blobs/missing", json_body={"hashes": [sha]}
-        ).json()
-        return sha in reply["missing"]
 
     # pull ----------------------------------------------------------------------------------
 
@@ -225,10 +171,7 @@ class Syncer:
             ops = [oplog.Operation.from_wire(o) for o in reply["ops"]]
             for sha, suffix in oplog.missing_blobs(self.project, ops).items():
                 self.progress(f"downloading blob {sha[:12]}")
-                data = self.http.request("GET", f"{self.base}/blobs/{sha}").body
-                if hashlib.sha256(data).hexdigest() != sha:
-                    raise LabError(f"lab server sent blob {sha} with other content")
-                self.project.store_blob(data, sha, suffix)
+                self.project.store_blob(self.blobs.download(sha), sha, suffix)
                 self.report.downloaded_blobs += 1
             last = int(reply["last"])
             self.report.pulled_ops += oplog.apply_remote(self.project, ops, last)
@@ -248,9 +191,7 @@ class Syncer:
                 continue
             sha = str(model["sha256"])
             self.progress(f"downloading model bundle {model['bundle_id']}")
-            data = self.http.request("GET", f"{self.base}/blobs/{sha}").body
-            if hashlib.sha256(data).hexdigest() != sha:
-                raise LabError(f"lab server sent model bundle {sha} with other content")
+            data = self.blobs.download(sha)
             tmp = self.project.root / f".sync-{sha[:16]}.zip"
             try:
                 tmp.write_bytes(data)
@@ -265,8 +206,8 @@ class Syncer:
 
         job = read_training_job(bundle)
         sha = hashlib.sha256(Path(bundle).read_bytes()).hexdigest()
-        if self._missing(sha):
-            self.upload(sha, Path(bundle))
+        if self.blobs.missing([sha]):
+            self.blobs.upload(sha, Path(bundle))
         self.http.request("POST", f"{self.base}/jobs", json_body={"sha256": sha})
         return job.id
 

@@ -1,0 +1,113 @@
+"""Blobs between a device and the lab server: which the server lacks, resumable uploads (the
+core of the tus protocol: create, HEAD for the offset, PATCH from it) and verified downloads.
+
+The upload's address is handed to `save_url` as soon as the server made it, so a device that
+loses power mid-upload asks the server for the offset after restarting and sends only the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.sync.http import LabError, LabHttp
+
+TUS = {"Tus-Resumable": "1.0.0"}
+RESTARTS = 3  # the server may lose an unfinished upload (expired, wiped): start over this often
+
+
+class BlobChannel:
+    def __init__(self, http: LabHttp, base: str, chunk: int = 8 << 20) -> None:
+        self.http, self.base, self.chunk = http, base, max(1, chunk)
+
+    def missing(self, hashes: list[str]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(hashes), 1000):
+            reply = self.http.request(
+                "POST", f"{self.base}/blobs/missing", json_body={"hashes": hashes[i : i + 1000]}
+            ).json()
+            out += reply["missing"]
+        return out
+
+    def download(self, sha: str) -> bytes:
+        data = self.http.request("GET", f"{self.base}/blobs/{sha}").body
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise LabError(f"lab server sent blob {sha} with other content")
+        return data
+
+    def upload(
+        self,
+        sha: str,
+        path: Path,
+        load_url: Callable[[str], str | None] = lambda _sha: None,
+        save_url: Callable[[str, str | None], None] = lambda _sha, _url: None,
+    ) -> int:
+        """Send `path` (whose content hashes to `sha`) unless done; returns its size."""
+        size = path.stat().st_size
+        url = load_url(sha)
+        for _ in range(RESTARTS + 1):
+            offset = self._offset(url) if url else None
+            if url is None or offset is None:
+                url, offset = self._create(sha, size), 0
+                save_url(sha, url)
+            if self._send(sha, path, url, offset, size):
+                save_url(sha, None)
+                return size
+            save_url(sha, None)  # the server lost the upload: start over
+            url = None
+        raise LabError(f"upload of blob {sha} kept being lost by the lab server")
+
+    def _create(self, sha: str, size: int) -> str:
+        reply = self.http.request(
+            "POST",
+            f"{self.base}/uploads",
+            headers={
+                **TUS,
+                "Upload-Length": str(size),
+                "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
+            },
+            ok=(201,),
+        )
+        url = reply.headers.get("location", "")
+        if not url.startswith(self.base + "/uploads/"):
+            raise LabError(f"lab server gave an unexpected upload address {url!r}")
+        return url
+
+    def _send(self, sha: str, path: Path, url: str, offset: int, size: int) -> bool:
+        """PATCH from `offset` to the end; False when the server no longer knows the upload."""
+        with open(path, "rb") as fh:
+            for _ in range(4 * (size // self.chunk) + 16):  # bounded: each step moves or re-syncs
+                if offset >= size:
+                    break
+                fh.seek(offset)
+                reply = self.http.request(
+                    "PATCH",
+                    url,
+                    body=fh.read(self.chunk),
+                    headers={
+                        **TUS,
+                        "Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                    ok=(204, 404, 409),
+                )
+                if reply.status == 204:
+                    offset = int(reply.headers["upload-offset"])
+                    continue
+                if reply.status == 404:  # finished by an attempt whose reply was lost, or lost
+                    return not self.missing([sha])
+                current = self._offset(url)  # 409: another attempt moved it; ask where it is
+                if current is None:
+                    return not self.missing([sha])
+                offset = current
+            else:
+                raise LabError(f"upload of blob {sha} made no progress")
+        if self.missing([sha]):
+            raise LabError(f"lab server did not keep blob {sha} after its upload")
+        return True
+
+    def _offset(self, url: str) -> int | None:
+        reply = self.http.request("HEAD", url, headers=TUS, ok=(200, 404))
+        return int(reply.headers["upload-offset"]) if reply.status == 200 else None
