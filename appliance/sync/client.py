@@ -12,8 +12,10 @@ Safe to stop at any instant (power loss, a cut cable) and to run again:
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from appliance.sync.http import LabError, LabHttp, Retry
 PUSH_BATCH = 500
 PULL_PAGE = 500
 CHUNK = 8 << 20
+UPLOAD_WORKERS = 4
 
 
 @dataclass
@@ -124,15 +127,7 @@ class Syncer:
         db = self.project.db
         hashes = oplog.pending_blobs(db)
         if hashes:
-            missing = []
-            for i in range(0, len(hashes), 1000):
-                reply = self.http.request(
-                    "POST", f"{self.base}/blobs/missing", json_body={"hashes": hashes[i : i + 1000]}
-                ).json()
-                missing += reply["missing"]
-            for n, sha in enumerate(missing, 1):
-                self.progress(f"uploading blob {n}/{len(missing)}")
-                self.upload(sha)
+            self.upload_all(self.blobs.missing(hashes))
         while batch := oplog.pending(db, PUSH_BATCH):
             self.progress(f"pushing {len(batch)} operations")
             reply = self.http.request(
@@ -144,20 +139,43 @@ class Syncer:
             oplog.mark_sent(db, acked)
             self.report.pushed_ops += len(batch)
 
-    def upload(self, sha: str) -> None:
-        """Resumable upload of one of this tablet's blobs (survives power loss)."""
-        path = oplog.blob_file(self.project, sha)
-        if path is None:
-            raise ApplianceError(f"{self.project.root}: blob {sha} is missing on this tablet")
-        db = self.project.db
-        size = self.blobs.upload(
-            sha,
-            path,
-            lambda h: oplog.upload_url(db, h),
-            lambda h, url: oplog.remember_upload(db, h, url),
-        )
-        self.report.uploaded_blobs += 1
-        self.report.uploaded_bytes += size
+    def upload_all(self, hashes: list[str]) -> None:
+        """Resumable uploads of this tablet's blobs, several at once (each on its own
+        connection), so per-blob round trips and the server's fsyncs overlap."""
+        paths = {}
+        for sha in hashes:
+            path = oplog.blob_file(self.project, sha)
+            if path is None:
+                raise ApplianceError(f"{self.project.root}: blob {sha} is missing on this tablet")
+            paths[sha] = path
+        db, lock, local = self.project.db, threading.Lock(), threading.local()
+        opened: list[LabHttp] = []
+
+        def load(h: str) -> str | None:
+            with lock:
+                return oplog.upload_url(db, h)
+
+        def save(h: str, url: str | None) -> None:
+            with lock:
+                oplog.remember_upload(db, h, url)
+
+        def one(sha: str) -> int:
+            if not hasattr(local, "channel"):
+                http = self.http.clone()
+                with lock:
+                    opened.append(http)
+                local.channel = BlobChannel(http, self.base, self.blobs.chunk)
+            return int(local.channel.upload(sha, paths[sha], load, save))
+
+        try:
+            with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
+                for n, size in enumerate(pool.map(one, hashes), 1):
+                    self.progress(f"uploaded blob {n}/{len(hashes)}")
+                    self.report.uploaded_blobs += 1
+                    self.report.uploaded_bytes += size
+        finally:
+            for http in opened:
+                http.close()
 
     # pull ----------------------------------------------------------------------------------
 

@@ -80,6 +80,10 @@ class LabHttp:
         self._conn: http.client.HTTPConnection | None = None
         self._used = 0.0
 
+    def clone(self) -> LabHttp:
+        """Another connection to the same server with the same token and retry policy."""
+        return LabHttp(self.server, self.token, self.retry, self.timeout, self.sleep)
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -99,13 +99,26 @@ class LabStore:
         self.engine.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction; serialised in-process on SQLite."""
+    def write(self, durable: bool = True) -> Iterator[Connection]:
+        """One write transaction; serialised in-process on SQLite.
+
+        `durable=False` skips waiting for the disk (SQLite synchronous=NORMAL in WAL mode,
+        PostgreSQL synchronous_commit=off): for records that a power cut may take back without
+        harm (upload bookkeeping, blob rows a device re-sends when asked what is missing, last
+        seen). Both databases make the log durable in order, so the next durable commit (an
+        operation push) makes every earlier one durable too; an operation is therefore never
+        kept while the blob it names is lost.
+        """
         if self.sqlite:
-            with self._lock, self.engine.begin() as conn:
-                yield conn
+            with self._lock, self.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                conn.commit()
+                with conn.begin():
+                    yield conn
         else:
             with self.engine.begin() as conn:
+                if not durable:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
 
     @contextmanager
@@ -216,7 +229,7 @@ class LabStore:
     def touch(self, device_id: int) -> None:
         """Record when a device last synced (at most one write a minute per device)."""
         cutoff = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
-        with self.write() as conn:
+        with self.write(durable=False) as conn:
             conn.execute(
                 update(t.devices)
                 .where(
@@ -281,7 +294,7 @@ class LabStore:
 
     def add_upload(self, project_id: int, device_id: int, sha256: str, length: int) -> str:
         upload_id = secrets.token_hex(16)
-        with self.write() as conn:
+        with self.write(durable=False) as conn:
             conn.execute(
                 insert(t.uploads).values(
                     id=upload_id,
@@ -306,7 +319,7 @@ class LabStore:
 
     def finish_upload(self, project_id: int, upload_id: str, sha256: str, size: int) -> None:
         """The verified blob now belongs to the project; the upload record goes."""
-        with self.write() as conn:
+        with self.write(durable=False) as conn:
             conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
             exists = conn.execute(
                 select(t.blobs.c.sha256).where(
@@ -321,7 +334,7 @@ class LabStore:
                 )
 
     def drop_upload(self, upload_id: str) -> None:
-        with self.write() as conn:
+        with self.write(durable=False) as conn:
             conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
 
     # operations ----------------------------------------------------------------------------
