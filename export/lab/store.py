@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -135,7 +135,7 @@ class LabStore:
         if not create:
             return None
         res = conn.execute(insert(t.projects).values(name=name, created=now()))
-        return int(res.inserted_primary_key[0])
+        return _new_id(res)
 
     def create_enrollment(
         self, project: str, role: str, name: str, ttl_hours: float = 24.0
@@ -197,7 +197,7 @@ class LabStore:
                     enrolled=now(),
                 )
             )
-            device_id = int(res.inserted_primary_key[0])
+            device_id = _new_id(res)
             conn.execute(
                 update(t.enrollments)
                 .where(t.enrollments.c.code_hash == h)
@@ -389,7 +389,7 @@ class LabStore:
                         received=received,
                     )
                 )
-                seq = int(res.inserted_primary_key[0])
+                seq = _new_id(res)
                 known[op["uid"]] = seq
                 accepted.append((op["uid"], seq))
         return accepted
@@ -525,7 +525,7 @@ class LabStore:
                 select(t.projects.c.id, t.projects.c.name).order_by(t.projects.c.name)
             ).all()
             for p in projects:
-                counts = dict(
+                counts: dict[str, int] = dict(
                     conn.execute(
                         select(t.operations.c.kind, func.count())
                         .where(t.operations.c.project_id == p.id)
@@ -556,7 +556,7 @@ class LabStore:
         return out
 
 
-def _annotator_progress(rows: list[Any]) -> list[dict[str, Any]]:
+def _annotator_progress(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Labeled images, versions and seconds per annotator; mean control score when scored."""
     per: dict[str, dict[str, Any]] = {}
     for image, payload in rows:
@@ -579,6 +579,12 @@ def _annotator_progress(rows: list[Any]) -> list[dict[str, Any]]:
         }
         for who, a in sorted(per.items())
     ]
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def normalise_code(code: str) -> str:
