@@ -21,7 +21,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -462,21 +472,24 @@ class LabStore:
     def add_model(
         self, project_id: int, device_id: int, bundle_id: str, sha256: str, summary: dict
     ) -> None:
+        self._insert_once(
+            t.models,
+            project_id=project_id,
+            bundle_id=bundle_id,
+            sha256=sha256,
+            summary=json.dumps(summary),
+            device_id=device_id,
+            pushed=now(),
+        )
+
+    def _insert_once(self, table: Table, **values: Any) -> None:
+        """Insert unless the row's unique key exists: a bundle pushed twice is listed once."""
         with self.write() as conn:
             try:
                 with conn.begin_nested():
-                    conn.execute(
-                        insert(t.models).values(
-                            project_id=project_id,
-                            bundle_id=bundle_id,
-                            sha256=sha256,
-                            summary=json.dumps(summary),
-                            device_id=device_id,
-                            pushed=now(),
-                        )
-                    )
+                    conn.execute(insert(table).values(**values))
             except IntegrityError:
-                pass  # pushed before: the same bundle stays listed once
+                pass
 
     def models(self, project_id: int) -> list[dict[str, Any]]:
         with self.read() as conn:
@@ -494,16 +507,9 @@ class LabStore:
         ]
 
     def add_job(self, project_id: int, device_id: int, sha256: str) -> None:
-        with self.write() as conn:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(t.jobs).values(
-                            project_id=project_id, sha256=sha256, device_id=device_id, pushed=now()
-                        )
-                    )
-            except IntegrityError:
-                pass
+        self._insert_once(
+            t.jobs, project_id=project_id, sha256=sha256, device_id=device_id, pushed=now()
+        )
 
     def jobs(self, project_id: int) -> list[dict[str, Any]]:
         with self.read() as conn:
