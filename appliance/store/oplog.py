@@ -266,10 +266,15 @@ def apply_remote(project: Project, ops: list[Operation], checkpoint: int) -> int
         for op in ops:
             if db.execute("SELECT 1 FROM operations WHERE uid = ?", (op.uid,)).fetchone():
                 continue
-            if op.kind == "image.added":
-                _apply_image(project, op)
-            elif op.kind == "label.saved":
-                _apply_label(db, op)
+            try:
+                if op.kind == "image.added":
+                    _apply_image(project, op)
+                elif op.kind == "label.saved":
+                    _apply_label(db, op)
+            except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+                raise ApplianceError(
+                    f"lab server sent operation {op.uid} that cannot be applied ({exc!r:.100})"
+                ) from None
             db.execute(
                 "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
                 "VALUES (?, ?, ?, ?, ?, 'server', ?)",

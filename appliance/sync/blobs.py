@@ -72,6 +72,7 @@ class BlobChannel:
                 "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
             },
             ok=(201,),
+            need=("location",),
         )
         url = reply.headers.get("location", "")
         if not url.startswith(self.base + "/uploads/"):
@@ -96,6 +97,7 @@ class BlobChannel:
                         "Content-Type": "application/offset+octet-stream",
                     },
                     ok=(204, 404, 409),
+                    need=("upload-offset",),
                 )
                 if reply.status == 204:
                     offset = int(reply.headers["upload-offset"])
@@ -115,5 +117,5 @@ class BlobChannel:
         return True
 
     def _offset(self, url: str) -> int | None:
-        reply = self.http.request("HEAD", url, headers=TUS, ok=(200, 404))
+        reply = self.http.request("HEAD", url, headers=TUS, ok=(200, 404), need=("upload-offset",))
         return int(reply.headers["upload-offset"]) if reply.status == 200 else None

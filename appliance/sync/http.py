@@ -118,6 +118,8 @@ class LabHttp:
             reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
             if resp.will_close:
                 self.close()
+            if not _complete(method, reply):
+                raise Truncated(f"{method} {path}: reply cut in its headers")
             return reply
         except BaseException:
             self.close()
@@ -132,8 +134,14 @@ class LabHttp:
         json_body: Any = None,
         headers: dict | None = None,
         ok: Collection[int] = (200,),
+        need: Collection[str] = (),
     ) -> Reply:
-        """Send with retries; return the reply when its status is in `ok`, else raise."""
+        """Send with retries; return the reply when its status is in `ok`, else raise.
+
+        `need` names headers a successful (2xx) reply must carry; one without them was cut
+        short in its headers (http.client takes an early end of the headers for their end)
+        and is retried.
+        """
         hdrs = dict(headers or {})
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":")).encode()
@@ -152,6 +160,9 @@ class LabHttp:
                 problem = f"{type(exc).__name__}: {exc}".strip(": ")
                 continue
             if reply.status in ok:
+                if 200 <= reply.status < 300 and any(h not in reply.headers for h in need):
+                    problem = "reply cut in its headers"
+                    continue
                 return reply
             if reply.status in RETRY_STATUSES:
                 problem = f"status {reply.status}"
@@ -164,6 +175,20 @@ class LabHttp:
             f"lab server {self.server} unreachable after {attempt + 1} attempts "
             f"({problem or 'timed out'})"
         )
+
+
+class Truncated(http.client.HTTPException):
+    """A reply whose headers ended early: its length is unknown, so its body cannot be trusted."""
+
+
+def _complete(method: str, reply: Reply) -> bool:
+    """Replies with a body must say its length (the lab server always does), so a cut in the
+    headers is never mistaken for a short, complete body."""
+    if method == "HEAD" or reply.status in (204, 304):
+        return True
+    return "content-length" in reply.headers or "chunked" in reply.headers.get(
+        "transfer-encoding", ""
+    )
 
 
 def _detail(reply: Reply) -> str:

@@ -19,21 +19,25 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.bundles.archive import BundleError
 from appliance.errors import ApplianceError
-from appliance.store.oplog import KINDS
 from export.lab.blobs import BlobStore, FileBlobStore, HashMismatch
 from export.lab.page import render_page
-from export.lab.store import Device, LabStore, MissingBlob, token_hash
+from export.lab.store import DanglingReference, Device, LabStore, MissingBlob, token_hash
+from export.lab.wire import (
+    PROJECT_RE,
+    SHA_RE,
+    UPLOAD_RE,
+    BlobRef,
+    EnrollIn,
+    Hashes,
+    OpsIn,
+    problem,
+)
 
-PROJECT_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-SHA_RE = r"^[0-9a-f]{64}$"
-UID_RE = r"^[A-Za-z0-9_-]{8,64}$"
-UPLOAD_RE = r"^[0-9a-f]{32}$"
 TUS_VERSION = "1.0.0"
 
 
@@ -132,31 +136,6 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class WireOp(BaseModel):
-    uid: str = Field(pattern=UID_RE)
-    kind: str
-    ref: str = Field(min_length=1, max_length=80)
-    payload: dict[str, Any]
-    blob: str | None = Field(default=None, pattern=SHA_RE)
-
-
-class OpsIn(BaseModel):
-    ops: list[WireOp]
-
-
-class Hashes(BaseModel):
-    hashes: list[Annotated[str, Field(pattern=SHA_RE)]] = Field(max_length=10_000)
-
-
-class BlobRef(BaseModel):
-    sha256: str = Field(pattern=SHA_RE)
-
-
-class EnrollIn(BaseModel):
-    code: str = Field(min_length=4, max_length=40)
-    name: str | None = Field(default=None, max_length=100)
-
-
 ProjectName = Annotated[str, PathParam(pattern=PROJECT_RE)]
 
 
@@ -214,12 +193,14 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         if len(body.ops) > config.max_ops_per_request:
             raise HTTPException(413, f"at most {config.max_ops_per_request} operations a request")
         for op in body.ops:
-            if op.kind not in KINDS:
-                raise HTTPException(422, f"operation {op.uid}: unknown kind {op.kind!r}")
+            if why := problem(op):
+                raise HTTPException(422, f"operation {op.uid}: {why}")
         try:
             accepted = store.push_ops(dev.project_id, dev.id, [op.model_dump() for op in body.ops])
         except MissingBlob as exc:
             raise HTTPException(409, f"blob {exc.args[0]} must be uploaded first") from None
+        except DanglingReference as exc:
+            raise HTTPException(409, str(exc)) from None
         store.touch(dev.id)
         return {"accepted": [{"uid": uid, "seq": seq} for uid, seq in accepted]}
 

@@ -88,6 +88,10 @@ class MissingBlob(Exception):
     """An operation names a blob the project does not hold yet (upload it first)."""
 
 
+class DanglingReference(Exception):
+    """A label version names an image or parent version the project has no operation for."""
+
+
 class LabStore:
     """One database; safe to share between the server's worker threads."""
 
@@ -328,20 +332,13 @@ class LabStore:
         return None if row is None else (row[0], int(row[1]))
 
     def finish_upload(self, project_id: int, upload_id: str, sha256: str, size: int) -> None:
-        """The verified blob now belongs to the project; the upload record goes."""
+        """The verified blob now belongs to the project; the upload record goes. Two devices
+        finishing the same blob at once both succeed (the row is inserted once)."""
         with self.write(durable=False) as conn:
             conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
-            exists = conn.execute(
-                select(t.blobs.c.sha256).where(
-                    t.blobs.c.project_id == project_id, t.blobs.c.sha256 == sha256
-                )
-            ).first()
-            if exists is None:
-                conn.execute(
-                    insert(t.blobs).values(
-                        project_id=project_id, sha256=sha256, size=size, created=now()
-                    )
-                )
+        self._insert_once(
+            t.blobs, project_id=project_id, sha256=sha256, size=size, created=now(), durable=False
+        )
 
     def drop_upload(self, upload_id: str) -> None:
         with self.write(durable=False) as conn:
@@ -370,6 +367,7 @@ class LabStore:
                 }
                 if blobs - have:
                     raise MissingBlob(sorted(blobs - have)[0])
+            self._check_references(conn, project_id, ops)
             uids = [op["uid"] for op in ops]
             known = dict(
                 conn.execute(
@@ -403,6 +401,46 @@ class LabStore:
                 known[op["uid"]] = seq
                 accepted.append((op["uid"], seq))
         return accepted
+
+    def _check_references(self, conn: Connection, project_id: int, ops: list[dict]) -> None:
+        """Every label version's image, and its parent if any, must come before it: in an
+        earlier operation of the project or earlier in this batch. Tablets apply operations in
+        order, so this is what lets every one of them apply every accepted operation."""
+        labels = [op for op in ops if op["kind"] == "label.saved"]
+        if not labels:
+            return
+        images = self._known_refs(
+            conn, project_id, "image.added", {op["payload"]["image"] for op in labels}
+        )
+        versions = self._known_refs(
+            conn,
+            project_id,
+            "label.saved",
+            {op["payload"]["parent"] for op in labels if op["payload"].get("parent")},
+        )
+        for op in ops:
+            if op["kind"] == "image.added":
+                images.add(op["ref"])
+            elif op["kind"] == "label.saved":
+                p = op["payload"]
+                if p["image"] not in images:
+                    raise DanglingReference(f"label {op['uid']} names an image not sent before")
+                if p.get("parent") and p["parent"] not in versions:
+                    raise DanglingReference(f"label {op['uid']} names a parent not sent before")
+                versions.add(op["ref"])
+
+    @staticmethod
+    def _known_refs(conn: Connection, project_id: int, kind: str, refs: set[str]) -> set[str]:
+        if not refs:
+            return set()
+        rows = conn.execute(
+            select(t.operations.c.ref).where(
+                t.operations.c.project_id == project_id,
+                t.operations.c.kind == kind,
+                t.operations.c.ref.in_(refs),
+            )
+        )
+        return {r[0] for r in rows}
 
     def pull_ops(self, project_id: int, after: int, limit: int) -> list[StoredOp]:
         with self.read() as conn:
@@ -482,9 +520,9 @@ class LabStore:
             pushed=now(),
         )
 
-    def _insert_once(self, table: Table, **values: Any) -> None:
-        """Insert unless the row's unique key exists: a bundle pushed twice is listed once."""
-        with self.write() as conn:
+    def _insert_once(self, table: Table, durable: bool = True, **values: Any) -> None:
+        """Insert unless the row's unique key exists (a bundle pushed twice is listed once)."""
+        with self.write(durable) as conn:
             try:
                 with conn.begin_nested():
                     conn.execute(insert(table).values(**values))

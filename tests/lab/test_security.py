@@ -133,7 +133,7 @@ def test_another_projects_ids_are_refused_on_every_endpoint(small_lab: LabServer
         },
     )
     upload_a = headers["location"].rsplit("/", 1)[1]
-    op = {"uid": "a" * 32, "kind": "image.added", "ref": f"{sha}:", "payload": {}, "blob": sha}
+    op = image_op("a" * 32, sha)
     assert call(small_lab, token_a, "POST", "/api/v1/projects/A/ops", {"ops": [op]})[0] == 200
     # B's tokens on A's paths: 403 everywhere
     for token in (token_b, ws_b):
@@ -162,13 +162,80 @@ def test_another_projects_ids_are_refused_on_every_endpoint(small_lab: LabServer
     assert json.loads(call(small_lab, token_b, "GET", "/api/v1/projects/B/ops")[2])["ops"] == []
     # the same operation id in B is B's own operation, not a replay of A's
     assert (
-        call(small_lab, token_b, "POST", "/api/v1/projects/B/ops", {"ops": [dict(op, blob=None)]})[
-            0
-        ]
+        call(small_lab, token_b, "POST", "/api/v1/projects/B/ops", {"ops": [model_op("a" * 32)]})[0]
         == 200
     )
     a_ops = json.loads(call(small_lab, token_a, "GET", "/api/v1/projects/A/ops")[2])["ops"]
     assert [o["blob"] for o in a_ops] == [sha]
+
+
+def image_op(uid: str, sha: str) -> dict:
+    payload = {
+        "sha256": sha,
+        "page": None,
+        "name": "x.png",
+        "suffix": ".png",
+        "height": 8,
+        "width": 8,
+        "channels": 1,
+        "dtype": "uint16",
+        "sequence": None,
+        "frame": 0,
+    }
+    return {"uid": uid, "kind": "image.added", "ref": f"{sha}:", "payload": payload, "blob": sha}
+
+
+def label_op(uid: str, sha: str, parent: str | None = None, **changes: object) -> dict:
+    payload = {
+        "uid": uid,
+        "image": f"{sha}:",
+        "parent": parent,
+        "author": "a",
+        "source": "manual",
+        "created": "2026-01-01T00:00:00",
+        "seconds_spent": 1.0,
+        "coarse": False,
+        "reviewed": False,
+        "n_instances": 0,
+        "instances": "",
+        "classes": "{}",
+    } | changes
+    return {"uid": uid, "kind": "label.saved", "ref": uid, "payload": payload}
+
+
+def model_op(uid: str) -> dict:
+    payload = {"model_id": "m1", "role": "prelabel"}
+    return {"uid": uid, "kind": "model.activated", "ref": "m1", "payload": payload}
+
+
+def test_operations_other_tablets_could_not_apply_are_refused(small_lab: LabServer) -> None:
+    token, _ = device(small_lab, "A")
+    data = b"an image"
+    sha = hashlib.sha256(data).hexdigest()
+    assert upload(small_lab, token, "A", data) == 204
+
+    def push(*ops: dict) -> int:
+        return call(small_lab, token, "POST", "/api/v1/projects/A/ops", {"ops": list(ops)})[0]
+
+    other = "0" * 64
+    assert push(label_op("l" * 32, sha)) == 409  # its image was never sent
+    assert push(label_op("l" * 32, sha), image_op("i" * 32, sha)) == 409  # image after label
+    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, parent="p" * 32)) == 409
+    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, source="guess")) == 422
+    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, classes="[1")) == 422
+    assert push(label_op("m" * 32, sha, instances="<script>")) == 422
+    assert push(dict(image_op("i" * 32, sha), ref=f"{other}:")) == 422  # ref is not its blob
+    assert push({**model_op("k" * 32), "kind": "image.deleted"}) == 422
+    assert json.loads(call(small_lab, token, "GET", "/api/v1/projects/A/ops")[2])["ops"] == []
+    assert (
+        push(
+            image_op("i" * 32, sha),
+            label_op("m" * 32, sha),
+            label_op("n" * 32, sha, parent="m" * 32),
+        )
+        == 200
+    )
+    assert push(label_op("o" * 32, sha, parent="n" * 32)) == 200  # parent from an earlier push
 
 
 def test_roles_are_enforced(small_lab: LabServer) -> None:
@@ -233,9 +300,7 @@ def test_oversized_bodies_and_quotas_are_refused(small_lab: LabServer) -> None:
         pass  # the server may close as soon as it has refused
     assert conn.getresponse().status == 413
     conn.close()
-    ops = [
-        {"uid": f"{i:032x}", "kind": "label.saved", "ref": "x", "payload": {}} for i in range(51)
-    ]
+    ops = [model_op(f"{i:032x}") for i in range(51)]
     assert call(small_lab, token, "POST", "/api/v1/projects/A/ops", {"ops": ops})[0] == 413
     meta = "sha256 " + base64.b64encode(SHA.encode()).decode()
     status = call(
