@@ -34,7 +34,7 @@ from appliance.sync.http import LabHttp
 from bench._machine import table
 from export.lab.app import LabConfig
 from export.lab.store import LabStore
-from tests.conftest import make_instances
+from testkit.synthetic import make_instances
 
 ROOT = Path(__file__).resolve().parents[1]
 

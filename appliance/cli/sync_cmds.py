@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--job", type=Path, metavar="BUNDLE.zip", help="also send a training-job bundle")
     p.add_argument("--attempts", type=int, default=8, help="tries per request (8)")
     p.add_argument(
-        "--chunk-kb", type=int, default=8192,
+        "--chunk-kb",
+        type=int,
+        default=8192,
         help="upload chunk in KiB (8192); smaller loses less on a flaky network",
     )
     p.add_argument("--status", action="store_true", help="only show the sync state")

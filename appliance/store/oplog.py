@@ -14,13 +14,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import sqlite_utils
 
 from appliance.errors import ApplianceError
 from appliance.store.db import transaction, utcnow
@@ -78,7 +77,7 @@ def image_ref(sha256: str, page: int | None) -> str:
 
 
 def record(
-    db: sqlite_utils.Database,
+    db: sqlite3.Connection,
     kind: str,
     ref: str,
     payload: dict[str, Any],
@@ -101,7 +100,7 @@ def record(
 _IMAGE_COLS = "sha256, page, name, blob, height, width, channels, dtype, sequence, frame"
 
 
-def record_image(db: sqlite_utils.Database, image_id: int) -> str:
+def record_image(db: sqlite3.Connection, image_id: int) -> str:
     """Log the image row `image_id` as added (inside the transaction that inserted it)."""
     row = db.execute(f"SELECT {_IMAGE_COLS} FROM images WHERE id = ?", (image_id,)).fetchone()
     sha, page, name, blob, height, width, channels, dtype, sequence, frame = row
@@ -126,7 +125,7 @@ _LABEL_COLS = (
 )
 
 
-def record_label(db: sqlite_utils.Database, label_id: int) -> str:
+def record_label(db: sqlite3.Connection, label_id: int) -> str:
     """Log label version `label_id` as saved (inside the transaction that inserted it)."""
     row = db.execute(
         f"SELECT {_LABEL_COLS} FROM labels l JOIN images i ON i.id = l.image_id "
@@ -151,7 +150,7 @@ def record_label(db: sqlite_utils.Database, label_id: int) -> str:
     return record(db, "label.saved", uid, payload)
 
 
-def record_model_activated(db: sqlite_utils.Database, model_id: str, role: str) -> str:
+def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> str:
     """Log that `model_id` became the active model of `role` on this tablet."""
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
 
@@ -191,7 +190,7 @@ def _from_row(row: tuple) -> Operation:
     return Operation(uid=row[0], kind=row[1], ref=row[2], payload=json.loads(row[3]), blob=row[4])
 
 
-def pending(db: sqlite_utils.Database, limit: int = 500) -> list[Operation]:
+def pending(db: sqlite3.Connection, limit: int = 500) -> list[Operation]:
     """Local operations the server has not acknowledged, oldest first."""
     rows = db.execute(
         "SELECT o.uid, o.kind, o.ref, o.payload, o.blob FROM outbox b "
@@ -202,11 +201,11 @@ def pending(db: sqlite_utils.Database, limit: int = 500) -> list[Operation]:
     return [_from_row(r) for r in rows]
 
 
-def pending_count(db: sqlite_utils.Database) -> int:
+def pending_count(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0])
 
 
-def pending_blobs(db: sqlite_utils.Database) -> list[str]:
+def pending_blobs(db: sqlite3.Connection) -> list[str]:
     """Hashes of the files that pending operations need on the server."""
     rows = db.execute(
         "SELECT DISTINCT o.blob FROM outbox b JOIN operations o ON o.uid = b.ref "
@@ -215,17 +214,17 @@ def pending_blobs(db: sqlite_utils.Database) -> list[str]:
     return [r[0] for r in rows]
 
 
-def mark_sent(db: sqlite_utils.Database, uids: Iterable[str]) -> None:
+def mark_sent(db: sqlite3.Connection, uids: Iterable[str]) -> None:
     """The server acknowledged these operations: they leave the outbox (one transaction)."""
     now = utcnow()
     with transaction(db):
-        db.conn.executemany(
+        db.executemany(
             "UPDATE outbox SET sent = ? WHERE kind = 'operation' AND ref = ? AND sent IS NULL",
             [(now, uid) for uid in uids],
         )
 
 
-def operation_uids(db: sqlite_utils.Database) -> list[str]:
+def operation_uids(db: sqlite3.Connection) -> list[str]:
     """Every operation this tablet holds, its own and pulled ones, in log order."""
     return [r[0] for r in db.execute("SELECT uid FROM operations ORDER BY seq")]
 
@@ -314,7 +313,7 @@ def _apply_image(project: Project, op: Operation) -> None:
     )
 
 
-def _apply_label(db: sqlite_utils.Database, op: Operation) -> None:
+def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
     p = op.payload
     if db.execute("SELECT 1 FROM labels WHERE uid = ?", (p["uid"],)).fetchone():
         return
@@ -357,12 +356,12 @@ def _apply_label(db: sqlite_utils.Database, op: Operation) -> None:
 # sync state: server address, token, checkpoint, last success and error --------------------
 
 
-def get_state(db: sqlite_utils.Database, key: str) -> str | None:
+def get_state(db: sqlite3.Connection, key: str) -> str | None:
     row = db.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def set_state(db: sqlite_utils.Database, **values: str | None) -> None:
+def set_state(db: sqlite3.Connection, **values: str | None) -> None:
     """Set (or, with None, clear) several keys in one transaction."""
     with transaction(db):
         for key, value in values.items():
@@ -372,7 +371,7 @@ def set_state(db: sqlite_utils.Database, **values: str | None) -> None:
                 _set(db, key, value)
 
 
-def _set(db: sqlite_utils.Database, key: str, value: str) -> None:
+def _set(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO sync_state (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -380,13 +379,13 @@ def _set(db: sqlite_utils.Database, key: str, value: str) -> None:
     )
 
 
-def upload_url(db: sqlite_utils.Database, sha256: str) -> str | None:
+def upload_url(db: sqlite3.Connection, sha256: str) -> str | None:
     """Where a started upload of `sha256` lives on the server, so it resumes after a crash."""
     row = db.execute("SELECT url FROM sync_uploads WHERE sha256 = ?", (sha256,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def remember_upload(db: sqlite_utils.Database, sha256: str, url: str | None) -> None:
+def remember_upload(db: sqlite3.Connection, sha256: str, url: str | None) -> None:
     """Store (or with None forget) the upload resource of `sha256`."""
     with transaction(db):
         if url is None:

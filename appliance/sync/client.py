@@ -200,7 +200,8 @@ class Syncer:
     # models --------------------------------------------------------------------------------
 
     def models(self) -> None:
-        from appliance.bundles.install import install_model_bundle, list_models
+        from appliance.bundles.install import install_model_bundle
+        from appliance.store.models import list_models
 
         reply = self.http.request("GET", f"{self.base}/models").json()
         have = {m.bundle_id for m in list_models(self.project)}

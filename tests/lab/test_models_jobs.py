@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.bundles.install import active_model
 from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
 from appliance.bundles.training_job import read_training_job, write_training_job
 from appliance.cli import main as appliance_main
 from appliance.store import Project, oplog
+from appliance.store.models import active_model
 from appliance.sync.client import sync_project
 from export.cli import main as export_main
 from tests.bundles.onnx_models import contract, conv_model
