@@ -87,6 +87,18 @@ def sync_status(project: Project) -> dict[str, Any]:
     }
 
 
+def status_line(project: Project) -> str:
+    """One line for the Home screen: pending work, last success, last error."""
+    s = sync_status(project)
+    if not s["server"]:
+        return f"sync: not enrolled · {s['pending']} changes waiting"
+    last = s["last_success"][:16].replace("T", " ") if s["last_success"] else "never"
+    line = f"sync: {s['pending']} changes waiting · last synced {last} UTC"
+    if s["last_error"]:
+        line += f" · last error: {s['last_error'].split(' ', 1)[-1][:80]}"
+    return line
+
+
 class Syncer:
     """Runs one sync of `project` over `http` (already carrying the device token)."""
 
