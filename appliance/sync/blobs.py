@@ -51,7 +51,9 @@ class BlobChannel:
         for _ in range(RESTARTS + 1):
             offset = self._offset(url) if url else None
             if url is None or offset is None:
-                url, offset = self._create(sha, size), 0
+                url, offset = self._create(sha, path, size)
+                if offset >= size:
+                    return size  # sent whole with the creation, verified and kept
                 if resumable:
                     save_url(sha, url)
             done = self._send(sha, path, url, offset, size)
@@ -62,22 +64,28 @@ class BlobChannel:
             url = None  # the server lost the upload: start over
         raise LabError(f"upload of blob {sha} kept being lost by the lab server")
 
-    def _create(self, sha: str, size: int) -> str:
+    def _create(self, sha: str, path: Path, size: int) -> tuple[str, int]:
+        """Create the upload with its first chunk in the same request (tus creation-with-
+        upload); returns its address and the offset the server reached."""
+        with open(path, "rb") as fh:
+            first = fh.read(self.chunk)
         reply = self.http.request(
             "POST",
             f"{self.base}/uploads",
+            body=first,
             headers={
                 **TUS,
                 "Upload-Length": str(size),
                 "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
+                "Content-Type": "application/offset+octet-stream",
             },
             ok=(201,),
-            need=("location",),
+            need=("location", "upload-offset"),
         )
-        url = reply.headers.get("location", "")
+        url = reply.headers["location"]
         if not url.startswith(self.base + "/uploads/"):
             raise LabError(f"lab server gave an unexpected upload address {url!r}")
-        return url
+        return url, int(reply.headers["upload-offset"])
 
     def _send(self, sha: str, path: Path, url: str, offset: int, size: int) -> bool:
         """PATCH from `offset` to the end; False when the server no longer knows the upload."""

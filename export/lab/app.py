@@ -96,7 +96,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.chunk_limit if scope["method"] == "PATCH" else self.json_limit
+        uploading = scope["method"] == "PATCH" or (
+            scope["method"] == "POST" and scope["path"].endswith("/uploads")
+        )
+        limit = self.chunk_limit if uploading else self.json_limit
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(send, limit)
@@ -232,7 +235,9 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         )
 
     @app.post("/api/v1/projects/{project}/uploads", status_code=201)
-    def create_upload(dev: Dev, request: Request, project: ProjectName) -> Response:
+    async def create_upload(dev: Dev, request: Request, project: ProjectName) -> Response:
+        """tus creation, with the creation-with-upload extension: a body (application/offset+
+        octet-stream) is the first chunk, so a small blob travels in one request."""
         length_header = request.headers.get("upload-length", "")
         if not length_header.isdigit():
             raise HTTPException(400, "Upload-Length header required")
@@ -242,13 +247,21 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             raise HTTPException(400, "Upload-Metadata must carry the blob's sha256")
         if length > config.max_blob_bytes:
             raise HTTPException(413, f"blob over the limit of {config.max_blob_bytes} bytes")
+        data = await request.body()
+        if data and request.headers.get("content-type") != "application/offset+octet-stream":
+            raise HTTPException(415, "Content-Type must be application/offset+octet-stream")
+        return await run_in_threadpool(_create, dev, project, sha, length, data)
+
+    def _create(dev: Device, project: str, sha: str, length: int, data: bytes) -> Response:
         if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
             raise HTTPException(413, "project storage quota exceeded")
         upload_id = store.add_upload(dev.project_id, dev.id, sha, length)
+        offset = _append(dev, upload_id, sha, length, 0, data) if data or not length else 0
         return Response(
             status_code=201,
             headers={
                 "Location": f"/api/v1/projects/{project}/uploads/{upload_id}",
+                "Upload-Offset": str(offset),
                 "Tus-Resumable": TUS_VERSION,
             },
         )
@@ -288,6 +301,15 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         current = blobs.offset(upload_id)
         if offset != current:
             raise HTTPException(409, f"offset {offset} is not the upload's offset {current}")
+        new = _append(dev, upload_id, sha, length, offset, data)
+        return Response(
+            status_code=204, headers={"Upload-Offset": str(new), "Tus-Resumable": TUS_VERSION}
+        )
+
+    def _append(
+        dev: Device, upload_id: str, sha: str, length: int, offset: int, data: bytes
+    ) -> int:
+        """Store `data` at `offset`; at the announced length verify the hash and keep the blob."""
         if offset + len(data) > length:
             raise HTTPException(413, "more bytes than the announced Upload-Length")
         new = blobs.append(upload_id, offset, data)
@@ -302,9 +324,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
                 store.drop_upload(upload_id)
                 raise HTTPException(422, f"uploaded bytes do not hash to {sha}") from None
             store.finish_upload(dev.project_id, upload_id, sha, size)
-        return Response(
-            status_code=204, headers={"Upload-Offset": str(new), "Tus-Resumable": TUS_VERSION}
-        )
+        return new
 
     @app.get("/api/v1/projects/{project}/models")
     def list_models(dev: Dev) -> dict[str, Any]:

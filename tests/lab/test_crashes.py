@@ -90,6 +90,8 @@ def test_server_killed_mid_upload_resumes_after_restart(tmp_path: Path, monkeypa
     def logging_once(self, method, path, body=None, headers=None):
         if method == "PATCH":
             offsets.append(int(headers["Upload-Offset"]))
+        elif method == "POST" and path.endswith("/uploads"):
+            offsets.append(0)  # a creation carries the first chunk
         return real_once(self, method, path, body, headers)
 
     monkeypatch.setattr(LabHttp, "once", logging_once)
