@@ -280,7 +280,9 @@ def apply_remote(project: Project, ops: list[Operation], checkpoint: int) -> int
                 (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow()),
             )
             new += 1
-        _set(db, "checkpoint", str(checkpoint))
+        current = db.execute("SELECT value FROM sync_state WHERE key = 'checkpoint'").fetchone()
+        if current is None or int(current[0]) < checkpoint:  # two syncs at once never go back
+            _set(db, "checkpoint", str(checkpoint))
     return new
 
 

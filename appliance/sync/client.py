@@ -66,6 +66,12 @@ def enroll(
         http.close()
     if reply.get("role") != "tablet":
         raise ApplianceError(f"code {code!r} enrolls a {reply.get('role')}, not a tablet")
+    before = oplog.get_state(project.db, "lab_project")
+    if before is not None and before != reply["project"]:
+        raise ApplianceError(
+            f"{project.root} syncs with lab project {before}; the code is for "
+            f"{reply['project']} (one tablet project belongs to one lab project)"
+        )
     oplog.set_state(
         project.db,
         server=server.rstrip("/"),

@@ -96,6 +96,9 @@ def test_cli_sync_enrolls_once_and_reports(tmp_path: Path, lab, capsys) -> None:
     assert "pushed 4 operations and 2 blobs" in capsys.readouterr().out
     assert appliance_main(["sync", str(tmp_path / "t"), "--server", lab.url, "--code", code]) == 2
     assert "used or expired" in capsys.readouterr().err
+    other, _ = lab.store.create_enrollment("Q", "tablet", "t")
+    assert appliance_main(["sync", str(tmp_path / "t"), "--server", lab.url, "--code", other]) == 2
+    assert "syncs with lab project P; the code is for Q" in capsys.readouterr().err
     assert appliance_main(["sync", str(tmp_path / "t"), "--status"]) == 0
     assert "0 operations pending" in capsys.readouterr().out
     with Project.open(tmp_path / "t") as p:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from appliance.store import oplog
 from appliance.store.project import Project
 from export.lab.app import LabConfig
@@ -13,6 +15,7 @@ from testkit.touch import tap, wait_for
 from tests.ui.projects import make_project
 
 
+@pytest.mark.slow
 def test_sync_button_enrolls_syncs_and_shows_the_state(app, tmp_path: Path) -> None:
     from kivy.core.window import Window
 
