@@ -148,7 +148,8 @@ class LabHttp:
             hdrs["Content-Type"] = "application/json"
         start = time.monotonic()
         problem = ""
-        for attempt in range(self.retry.attempts):
+        attempt = 0
+        for attempt in range(max(1, self.retry.attempts)):
             if attempt:
                 wait = self.retry.delay(attempt - 1)
                 if time.monotonic() - start + wait > self.retry.deadline:

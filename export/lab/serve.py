@@ -10,7 +10,6 @@ import time
 import uvicorn
 
 from export.lab.app import LabConfig, create_app
-from export.lab.store import LabStore
 
 
 class LabServer:
@@ -66,6 +65,3 @@ class LabServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-__all__ = ["LabServer", "LabStore"]
