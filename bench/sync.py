@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.importer import import_paths
 from appliance.labels import Label
-from appliance.store import Project, oplog
+from appliance.store import Project
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.client import enroll, sync_project
 from appliance.sync.http import LabHttp
@@ -145,8 +145,12 @@ def main() -> None:
             blob_report = sync_project(other)
             blob_s = time.perf_counter() - t0
             # and one blob after the other on one connection, for comparison
-            enroll(other, url, code(lab_root, "bench3"), "bench3")
-            http = LabHttp(url, oplog.get_state(other.db, "token"))
+            token = (
+                LabHttp(url)
+                .request("POST", "/api/v1/enroll", json_body={"code": code(lab_root, "bench3")})
+                .json()["token"]
+            )
+            http = LabHttp(url, token)
             channel = BlobChannel(http, "/api/v1/projects/bench3")
             t0 = time.perf_counter()
             for r in project.images():
