@@ -7,6 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
+__all__ = ["register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "bundles after verifying them. The first time, enroll with --server and --code."
         ),
     )
-    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("project", type=Path, metavar="DIR", help="the project folder")
     p.add_argument("--server", help="lab server address, e.g. http://lab.local:8765 (first time)")
     p.add_argument("--code", help="one-time enrollment code from `appliance-lab enroll`")
     p.add_argument(

@@ -27,6 +27,29 @@ from appliance.store.db import transaction, utcnow
 if TYPE_CHECKING:
     from appliance.store.project import Project
 
+__all__ = [
+    "KINDS",
+    "Operation",
+    "apply_remote",
+    "backfill",
+    "blob_file",
+    "get_state",
+    "image_ref",
+    "mark_sent",
+    "missing_blobs",
+    "operation_uids",
+    "pending",
+    "pending_blobs",
+    "pending_count",
+    "record",
+    "record_image",
+    "record_label",
+    "record_model_activated",
+    "remember_upload",
+    "set_state",
+    "upload_url",
+]
+
 KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
 UID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")

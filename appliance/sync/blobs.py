@@ -14,6 +14,8 @@ from pathlib import Path
 
 from appliance.sync.http import LabError, LabHttp
 
+__all__ = ["BlobChannel"]
+
 TUS = {"Tus-Resumable": "1.0.0"}
 RESTARTS = 3  # the server may lose an unfinished upload (expired, wiped): start over this often
 

@@ -28,6 +28,16 @@ from appliance.store.db import utcnow
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.http import LabError, LabHttp, Retry
 
+__all__ = [
+    "SyncReport",
+    "Syncer",
+    "enroll",
+    "push_job",
+    "status_line",
+    "sync_project",
+    "sync_status",
+]
+
 PUSH_BATCH = 500
 PULL_PAGE = 500
 CHUNK = 8 << 20

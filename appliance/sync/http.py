@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from appliance.errors import ApplianceError
 
+__all__ = ["LabError", "LabHttp", "Reply", "Retry", "Truncated"]
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDLE_REOPEN = 2.0  # seconds; servers close idle keep-alive connections after about 5
 TRANSIENT = (OSError, http.client.HTTPException, socket.timeout)

@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("revoke", help="revoke a device's token")
     common(p)
-    p.add_argument("device_id", type=int, metavar="DEVICE_ID")
+    p.add_argument(
+        "device_id", type=int, metavar="DEVICE_ID", help="id from `appliance-lab devices`"
+    )
     p.set_defaults(func=revoke)
     return parser
 

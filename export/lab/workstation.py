@@ -140,8 +140,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """`models push` and `jobs pull` for `python -m export`."""
-    models = sub.add_parser("models", help="model bundles on the lab server")
-    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    models = sub.add_parser(
+        "models",
+        help="model bundles on the lab server",
+        description="Publish verified model bundles to a project's tablets through the lab server.",
+    )
+    msub = models.add_subparsers(
+        dest="models_command", required=True, metavar="ACTION", help="push"
+    )
     p = msub.add_parser(
         "push", help="verify model bundles and publish them to the project's tablets"
     )
@@ -149,8 +155,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=push_models)
 
-    jobs = sub.add_parser("jobs", help="training-job bundles on the lab server")
-    jsub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    jobs = sub.add_parser(
+        "jobs",
+        help="training-job bundles on the lab server",
+        description="Fetch the training-job bundles the project's tablets sent to the lab server.",
+    )
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION", help="pull")
     p = jsub.add_parser("pull", help="download new training-job bundles the tablets sent")
     p.add_argument("out", type=Path, metavar="OUT_DIR")
     _common(p)
