@@ -173,6 +173,18 @@ def record_label(db: sqlite3.Connection, label_id: int) -> str:
     return record(db, "label.saved", uid, payload)
 
 
+def record_control_scored(
+    db: sqlite3.Connection, label_id: int, annotator: str, scores: dict[str, float]
+) -> str:
+    """Log that label version `label_id`, saved on a control item, was scored (call inside the
+    transaction that stores the score). `scores["dice"]` is what the lab page averages."""
+    row = db.execute("SELECT uid FROM labels WHERE id = ?", (label_id,)).fetchone()
+    payload: dict[str, Any] = {"label": row[0], "annotator": annotator}
+    payload |= {k: float(v) for k, v in scores.items()}
+    payload["score"] = float(scores.get("dice", 0.0))
+    return record(db, "control.scored", row[0], payload)
+
+
 def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> str:
     """Log that `model_id` became the active model of `role` on this tablet."""
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})

@@ -75,6 +75,12 @@ class LabelSaved(BaseModel):
     classes: str
 
 
+class ControlScored(BaseModel):
+    label: str = Field(pattern=UID_RE)
+    annotator: str = Field(min_length=1, max_length=100)
+    score: float = Field(ge=0, le=1)
+
+
 class ModelActivated(BaseModel):
     model_id: str = Field(min_length=1, max_length=80)
     role: str = Field(min_length=1, max_length=40)
@@ -96,6 +102,10 @@ def problem(op: WireOp) -> str | None:
             classes = json.loads(label.classes)
             if not isinstance(classes, dict):
                 return "classes must be a JSON object"
+        elif op.kind == "control.scored":
+            scored = ControlScored.model_validate(op.payload)
+            if op.ref != scored.label or op.blob is not None:
+                return "ref must be the scored version's uid, and a score names no blob"
         elif op.kind == "model.activated":
             ModelActivated.model_validate(op.payload)
             if op.blob is not None:

@@ -39,3 +39,19 @@ def test_two_tablets_end_with_the_union_and_a_conflict(tmp_path: Path, lab) -> N
     report = sync_project(a)
     assert time.perf_counter() - t0 < 1.0
     assert report.pushed_ops == report.pulled_ops == 0
+
+
+def test_control_scores_reach_the_lab_page(tmp_path: Path, lab) -> None:
+    from appliance.store.db import transaction
+
+    t = tablet(tmp_path / "t", lab, "P1", "tab")
+    add_work(t, tmp_path / "i", 2, 2, seed=4)
+    versions = [v.id for r in t.images() for v in t.history(r.id)]
+    with transaction(t.db):
+        oplog.record_control_scored(t.db, versions[0], "a4", {"dice": 0.8, "instance_f1": 0.5})
+        oplog.record_control_scored(t.db, versions[1], "a4", {"dice": 0.6, "instance_f1": 0.7})
+    sync_project(t)
+    (project,) = lab.store.overview()
+    assert project["counts"]["control.scored"] == 2
+    assert [(a["annotator"], a["score"]) for a in project["annotators"]] == [("a4", 0.7)]
+    t.close()
