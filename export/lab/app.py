@@ -52,6 +52,7 @@ class LabConfig:
     max_blob_bytes: int = 2 << 30
     max_project_bytes: int = 200 << 30
     max_ops_per_request: int = 1000
+    upload_max_age_s: float = 7 * 24 * 3600  # unfinished uploads older than this are removed
     rate_per_second: float = 500.0  # per device token
     rate_burst: int = 1000
     enroll_per_minute: int = 10  # per client address: codes cannot be guessed by brute force
@@ -257,7 +258,12 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             raise HTTPException(415, "Content-Type must be application/offset+octet-stream")
         return await run_in_threadpool(_create, dev, project, sha, length, data)
 
+    last_sweep = [-float("inf")]
+
     def _create(dev: Device, project: str, sha: str, length: int, data: bytes) -> Response:
+        if time.monotonic() - last_sweep[0] > 3600:  # at most hourly, and at the first upload
+            last_sweep[0] = time.monotonic()
+            sweep_uploads(store, blobs, config.upload_max_age_s)
         if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
             raise HTTPException(413, "project storage quota exceeded")
         upload_id = store.add_upload(dev.project_id, dev.id, sha, length)
@@ -393,6 +399,15 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
 
     wrapped = BodyLimit(app, config.max_json_bytes, config.max_chunk_bytes)
     return wrapped, store
+
+
+def sweep_uploads(store: LabStore, blobs: BlobStore, max_age_s: float) -> int:
+    """Remove unfinished uploads older than `max_age_s`, records and partial bytes; how many."""
+    stale = store.stale_uploads(max_age_s)
+    for upload_id in stale:
+        blobs.discard(upload_id)
+        store.drop_upload(upload_id)
+    return len(stale)
 
 
 def _metadata(header: str) -> dict[str, str]:

@@ -338,6 +338,16 @@ class LabStore:
         with self.write(durable=False) as conn:
             conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
 
+    def stale_uploads(self, max_age_s: float) -> list[str]:
+        """Unfinished uploads older than `max_age_s` (server clock): abandoned ones, e.g. a
+        creation whose reply was lost, after which the device made another."""
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=max_age_s)).isoformat(
+            timespec="milliseconds"
+        )
+        with self.read() as conn:
+            rows = conn.execute(select(t.uploads.c.id).where(t.uploads.c.created <= cutoff))
+            return [r[0] for r in rows]
+
     # operations ----------------------------------------------------------------------------
 
     def push_ops(

@@ -178,3 +178,38 @@ def test_tablet_clocks_three_days_apart_change_nothing(
         assert set(oplog.operation_uids(t.db)) == {op.uid for op in server}
         t.close()
     assert len(lab.store.conflicts(1)) == 1
+
+
+def test_abandoned_uploads_are_swept(tmp_path: Path) -> None:
+    from export.lab.app import sweep_uploads
+    from export.lab.blobs import FileBlobStore
+
+    with LabServer(make_config(tmp_path / "lab", None)) as lab:
+        code, _ = lab.store.create_enrollment("P", "tablet", "t")
+        token, dev = lab.store.redeem(code, None)
+        http = LabHttp(lab.url, token)
+        reply = http.request(
+            "POST",
+            "/api/v1/projects/P/uploads",
+            body=b"half",
+            headers={
+                "Upload-Length": "8",
+                "Upload-Metadata": "sha256 " + _b64("ab" * 32),
+                "Content-Type": "application/offset+octet-stream",
+            },
+            ok=(201,),
+        )
+        http.close()
+        parts = list((tmp_path / "lab" / "uploads").glob("*.part"))
+        assert len(parts) == 1
+        blobs = FileBlobStore(tmp_path / "lab")
+        assert sweep_uploads(lab.store, blobs, 3600) == 0  # young: kept
+        assert sweep_uploads(lab.store, blobs, 0) == 1
+        assert not parts[0].exists()
+        assert lab.store.upload(dev.project_id, reply.headers["location"].rsplit("/", 1)[1]) is None
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
