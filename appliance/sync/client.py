@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,14 +52,16 @@ class SyncReport:
     pulled_ops: int = 0
     downloaded_blobs: int = 0
     models_installed: int = 0
+    models_refused: list[str] = field(default_factory=list)  # one line each
     seconds: float = 0.0
 
     def line(self) -> str:
+        refused = f"; refused {'; '.join(self.models_refused)}" if self.models_refused else ""
         return (
             f"pushed {self.pushed_ops} operations and {self.uploaded_blobs} blobs "
             f"({self.uploaded_bytes / 1e6:.1f} MB), pulled {self.pulled_ops} operations and "
             f"{self.downloaded_blobs} blobs, installed {self.models_installed} model bundles "
-            f"in {self.seconds:.2f} s"
+            f"in {self.seconds:.2f} s{refused}"
         )
 
 
@@ -228,21 +230,29 @@ class Syncer:
     # models --------------------------------------------------------------------------------
 
     def models(self) -> None:
+        from appliance.bundles.archive import BundleError
         from appliance.bundles.install import install_model_bundle
         from appliance.store.models import list_models
 
         reply = self.http.request("GET", f"{self.base}/models").json()
         have = {m.bundle_id for m in list_models(self.project)}
         for model in reply["models"]:
-            if model["bundle_id"] in have:
-                continue
             sha = str(model["sha256"])
+            refused_key = f"refused_bundle:{sha}"
+            if model["bundle_id"] in have or oplog.get_state(self.project.db, refused_key):
+                continue
             self.progress(f"downloading model bundle {model['bundle_id']}")
             data = self.blobs.download(sha)
             tmp = self.project.root / f".sync-{sha[:16]}.zip"
             try:
                 tmp.write_bytes(data)
                 install_model_bundle(self.project, tmp)  # verifies everything first
+            except BundleError as exc:
+                # This tablet will never accept this bundle (verification, not a full disk):
+                # say so once and do not let it fail every later sync.
+                self.report.models_refused.append(f"model bundle {model['bundle_id']}: {exc}")
+                oplog.set_state(self.project.db, **{refused_key: str(exc)})
+                continue
             finally:
                 tmp.unlink(missing_ok=True)
             self.report.models_installed += 1

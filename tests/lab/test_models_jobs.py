@@ -103,3 +103,30 @@ def test_cli_sync_enrolls_once_and_reports(tmp_path: Path, lab, capsys) -> None:
     assert "0 operations pending" in capsys.readouterr().out
     with Project.open(tmp_path / "t") as p:
         assert oplog.get_state(p.db, "last_error") is None
+
+
+def test_a_bundle_this_tablet_refuses_is_reported_once(tmp_path: Path, lab, monkeypatch) -> None:
+    from appliance.bundles import install
+    from appliance.bundles.archive import BundleError
+
+    t = tablet(tmp_path / "t", lab, "P", "tab")
+    bundle = tmp_path / "model.zip"
+    spec = ModelSpec("prelabel", "tiny", conv_model(tmp_path / "m.onnx", seed=1), contract())
+    write_model_bundle(bundle, [spec])
+    code, _ = lab.store.create_enrollment("P", "workstation", "ws")
+    creds = ["--credentials", str(tmp_path / "ws.json")]
+    assert (
+        export_main(["models", "push", str(bundle), "--server", lab.url, "--code", code, *creds])
+        == 0
+    )
+    calls = []
+
+    def refuse(project, path):
+        calls.append(path)
+        raise BundleError(str(path), "made for a newer appliance")
+
+    monkeypatch.setattr(install, "install_model_bundle", refuse)
+    report = sync_project(t)
+    assert report.models_installed == 0 and "newer appliance" in report.line()
+    assert sync_project(t).models_refused == [] and len(calls) == 1
+    t.close()
