@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,9 @@ class BlobStore(Protocol):
 
     def path(self, sha256: str) -> Path | None:
         """A local file for readers that need one (bundle verification), when there is one."""
+
+    def put(self, sha256: str, data: bytes) -> None:
+        """Keep `data`, already verified to hash to `sha256`, durably under that name."""
 
     def offset(self, upload_id: str) -> int: ...
 
@@ -70,6 +74,17 @@ class FileBlobStore:
         with open(self._blob(sha256), "rb") as fh:
             while data := fh.read(chunk):
                 yield data
+
+    def put(self, sha256: str, data: bytes) -> None:
+        final = self._blob(sha256)
+        final.parent.mkdir(exist_ok=True)
+        tmp = self.root / "uploads" / f"put-{os.getpid()}-{threading.get_ident()}-{sha256}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
 
     def offset(self, upload_id: str) -> int:
         part = self._part(upload_id)

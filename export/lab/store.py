@@ -326,10 +326,13 @@ class LabStore:
         return None if row is None else (row[0], int(row[1]))
 
     def finish_upload(self, project_id: int, upload_id: str, sha256: str, size: int) -> None:
-        """The verified blob now belongs to the project; the upload record goes. Two devices
-        finishing the same blob at once both succeed (the row is inserted once)."""
-        with self.write(durable=False) as conn:
-            conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
+        """The verified blob now belongs to the project; the upload record goes."""
+        self.drop_upload(upload_id)
+        self.add_blob(project_id, sha256, size)
+
+    def add_blob(self, project_id: int, sha256: str, size: int) -> None:
+        """A verified blob belongs to the project. Two devices finishing the same blob at once
+        both succeed (the row is inserted once)."""
         self._insert_once(
             t.blobs, project_id=project_id, sha256=sha256, size=size, created=now(), durable=False
         )

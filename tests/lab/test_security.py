@@ -351,6 +351,13 @@ def test_blob_whose_bytes_do_not_match_its_hash_is_refused(small_lab: LabServer)
     token, _ = device(small_lab, "A")
     claimed = hashlib.sha256(b"the real bytes").hexdigest()
     assert upload(small_lab, token, "A", b"other bytes!!!", sha=claimed) == 422
+    whole = {  # the whole blob in the creation request (creation-with-upload)
+        "Upload-Length": "14",
+        "Upload-Metadata": "sha256 " + base64.b64encode(claimed.encode()).decode(),
+        "Content-Type": "application/offset+octet-stream",
+    }
+    status = call(small_lab, token, "POST", "/api/v1/projects/A/uploads", b"other bytes!!!", whole)
+    assert status[0] == 422
     _status, _, body = call(
         small_lab, token, "POST", "/api/v1/projects/A/blobs/missing", {"hashes": [claimed]}
     )
