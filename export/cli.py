@@ -17,7 +17,7 @@ from pathlib import Path
 
 from appliance.cli import require_range, run_command
 
-COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli")
+COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli", "export.lab.workstation")
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["MIGRATION", "job_image_ids", "record_job_items"]
 
 MIGRATION = (
-    "0002_seams_job_items",
+    "0003_seams_job_items",
     """
 CREATE TABLE job_items (
     job_id TEXT NOT NULL,
