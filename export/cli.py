@@ -39,8 +39,7 @@ def _train(args: argparse.Namespace) -> int:
     require_range("--batch", args.batch, 1, 4096)
     require_range("--width", args.width, 1, 512)
     require_range("--depth", args.depth, 1, 8)
-    if args.max_minutes != 0:  # 0: no time budget (tests bound training by epochs)
-        require_range("--max-minutes", args.max_minutes, 0.1)
+    require_range("--max-minutes", args.max_minutes, 0.1)
     require_range("--lr", args.lr, 1e-7, 1.0)
     require_range("--min-epoch-items", args.min_epoch_items, 1, 1_000_000)
     require_range("--patience", args.patience, 1)
@@ -61,7 +60,7 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         device=args.device,
         seed=args.seed,
-        max_minutes=args.max_minutes,
+        max_minutes=0 if args.no_time_budget else args.max_minutes,
         min_epoch_items=args.min_epoch_items,
     )
     shipped = train_job(args.job, args.out, run_dir, config, perturb=spec, quantize=args.quantize)
@@ -131,8 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         "omission=0.7,inclusion=0.7,bias=6 when the job has a second object class, else "
         "omission=0.5,inclusion=0.1,bias=6,salt_pepper=0.1 with Felzenszwalb segments)",
     )
-    p.add_argument(
-        "--max-minutes", type=float, help="hard time budget (default 9 on a CPU; 0: none)"
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--max-minutes", type=float, help="hard time budget (default 9 on a CPU)")
+    budget.add_argument(
+        "--no-time-budget",
+        action="store_true",
+        help="train the given epochs whatever the machine's speed (no time budget, CPU too)",
     )
     p.add_argument(
         "--min-epoch-items",

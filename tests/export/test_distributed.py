@@ -1,6 +1,6 @@
 """`torchrun --nproc_per_node 2 -m export train JOB ... --device cpu` (gloo): two ranks split the
 data, exactly one bundle is written, and it is as good as a single-process run of the same
-epochs. Training is bounded by epochs only (`--max-minutes 0`), never by the machine's speed."""
+epochs. Training is bounded by epochs only (`--no-time-budget`), never by the machine's speed."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _disks(folder: Path, n: int = 20, size: int = 64) -> None:
 def _train_args(job: Path, out: Path, run: Path, batch: int) -> list[str]:
     return [
         "train", str(job), "--out", str(out), "--run-dir", str(run), "--device", "cpu",
-        "--epochs", str(EPOCHS), "--patience", "100", "--max-minutes", "0", "--lr", "5e-3",
+        "--epochs", str(EPOCHS), "--patience", "100", "--no-time-budget", "--lr", "5e-3",
         "--width", "4", "--depth", "3", "--batch", str(batch), "--min-epoch-items", "32",
     ]  # fmt: skip
 
