@@ -23,7 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = ("export.demo",)
 def _synth(args: argparse.Namespace) -> int:
     from export.synth import write_dataset
 
-    summary = write_dataset(args.out, args.n, args.size, args.seed, args.kind)
+    summary = write_dataset(args.out, args.n, args.size, args.seed, args.kind, args.crowding)
     print(
         f"wrote {summary['n']} images ({summary['cells']} cells, {summary['others']} other "
         f"objects) to {args.out}; Otsu Dice on this set: {summary['otsu_dice']:.3f}"
@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kind", choices=("nuclei", "mixed"), default="nuclei")
+    p.add_argument(
+        "--crowding",
+        type=float,
+        default=0.0,
+        help="share of cells (0-1) that join a cluster of touching and overlapping cells "
+        "(default 0: cells only touch by chance)",
+    )
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("train", help="train a model from a training-job bundle")
