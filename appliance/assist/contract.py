@@ -9,16 +9,17 @@ tiling live in `runtime`, because they depend on how the session is run, not on 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from appliance.assist import instances
+from appliance.assist.instances import OUTPUT_KINDS, Decoding
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
 
-_OUTPUT_KINDS = ("softmax", "sigmoid")
 _LAYOUTS = ("NCHW", "NHWC")
 _DTYPES = ("float32", "float16")
 # ITU-R BT.601 luma: the same grey a person sees, so an RGB image fed to a grey model looks right.
@@ -41,6 +42,8 @@ class Contract:
     output_kind: str
     classes: tuple[str, ...]
     threshold: float
+    decoding: Decoding = field(default_factory=Decoding)
+    boundary_channel: bool = False
 
     @classmethod
     def parse(cls, data: str | dict[str, Any], source: str) -> Contract:
@@ -63,6 +66,8 @@ class Contract:
                 output_kind=str(raw["output_kind"]),
                 classes=tuple(str(c) for c in raw["classes"]),
                 threshold=float(raw.get("threshold", 0.5)),
+                decoding=Decoding.parse(raw.get("decoding"), source),
+                boundary_channel=bool(raw.get("boundary_channel", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ApplianceError(f"{source}: invalid model contract ({exc})") from None
@@ -77,7 +82,7 @@ class Contract:
             problems.append(f"dtype {self.dtype!r}")
         if self.layout not in _LAYOUTS:
             problems.append(f"layout {self.layout!r}")
-        if self.output_kind not in _OUTPUT_KINDS:
+        if self.output_kind not in OUTPUT_KINDS:
             problems.append(f"output_kind {self.output_kind!r}")
         if self.tile_multiple < 1:
             problems.append(f"tile_multiple {self.tile_multiple}")
@@ -85,6 +90,8 @@ class Contract:
             problems.append("fewer than 2 classes (background first)")
         if self.output_kind == "sigmoid" and len(self.classes) != 2:
             problems.append("a sigmoid model has exactly 2 classes")
+        if self.boundary_channel and not self.mask_channel:
+            problems.append("a boundary channel needs the mask channel")
         if not 0.0 <= self.norm_low < self.norm_high <= 100.0:
             problems.append(f"normalisation percentiles {self.norm_low}..{self.norm_high}")
         if problems:
@@ -92,18 +99,32 @@ class Contract:
 
     @property
     def channels_in(self) -> int:
-        """Channels of the network input, the mask channel included."""
-        return self.input_channels + int(self.mask_channel)
+        """Channels of the network input, the coarse mask and boundary channels included."""
+        return self.input_channels + int(self.mask_channel) + int(self.boundary_channel)
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def output_channels(self) -> int:
+        """Channels the network returns (see `appliance.assist.instances.output_channels`)."""
+        return instances.output_channels(self.output_kind, self.n_classes)
+
+    @property
+    def instance_aware(self) -> bool:
+        """True when the output tells touching cells apart (decoded by seeded watershed)."""
+        return self.output_kind in instances.INSTANCE_KINDS
+
 
 def model_input(
     image: np.ndarray, contract: Contract, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """C×H×W float32: channels adapted, percentile-normalised, mask channel appended.
+    """C×H×W float32: channels adapted, percentile-normalised, mask channel(s) appended.
+
+    `mask` is the coarse label's instance map (or a 0/1 mask): the mask channel holds its
+    foreground, the boundary channel (when the contract has one) the edges of its instances,
+    so that touching coarse cells reach the network as separate cells.
 
     Normalisation runs on the whole image before any tiling, so every tile sees the same scale
     and a tiled prediction equals a single pass.
@@ -126,13 +147,21 @@ def model_input(
         mask = np.asarray(mask)
         if mask.shape != img.shape[:2]:
             raise ApplianceError(f"coarse mask {mask.shape} does not match image {img.shape[:2]}")
-        chans = np.concatenate([chans, (mask > 0).astype(np.float32)[None]], axis=0)
+        planes = [chans, (mask > 0).astype(np.float32)[None]]
+        if contract.boundary_channel:
+            planes.append(instances.boundaries(mask).astype(np.float32)[None])
+        chans = np.concatenate(planes, axis=0)
     return np.ascontiguousarray(chans, dtype=np.float32)
 
 
 def probabilities(logits: np.ndarray, contract: Contract) -> np.ndarray:
-    """K×H×W class probabilities from raw K×H×W outputs (a sigmoid model becomes [1-p, p])."""
+    """K×H×W class probabilities from raw outputs (a sigmoid model becomes [1-p, p]).
+
+    For an instance kind: background, then the foreground probability times each class's share.
+    """
     x = logits.astype(np.float32, copy=False)
+    if contract.instance_aware:
+        return instances.probabilities(x, contract.output_kind, contract.n_classes)
     if contract.output_kind == "sigmoid":
         p = 1.0 / (1.0 + np.exp(-np.clip(x[0], -60.0, 60.0)))
         return np.stack([1.0 - p, p])
@@ -162,6 +191,22 @@ def to_label(probs: np.ndarray, contract: Contract, lut: np.ndarray | None = Non
     """Instances are the connected components of each predicted class (mapped through `lut`)."""
     sem = semantic(probs, contract)
     return Label.from_semantic(sem if lut is None else lut[sem])
+
+
+def decode_label(
+    logits: np.ndarray, probs: np.ndarray, contract: Contract, lut: np.ndarray | None = None
+) -> Label:
+    """The instances of a whole image's raw output: seeded watershed for instance kinds, else
+    connected components of `probs`; model class indices map to project classes through `lut`.
+    """
+    if not contract.instance_aware:
+        return to_label(probs, contract, lut)
+    inst, classes = instances.decode(
+        logits, contract.output_kind, contract.n_classes, contract.decoding
+    )
+    if lut is not None:
+        classes = {i: int(lut[c]) for i, c in classes.items()}
+    return Label(inst, classes)
 
 
 def mean_entropy(probs: np.ndarray) -> float:

@@ -1,0 +1,237 @@
+"""Instance-aware model outputs and their decoding into instance maps (numpy and scikit-image).
+
+A semantic output (`softmax`, `sigmoid`) says only "cell or not"; its instances are connected
+components, so touching cells merge into one. The instance kinds add what tells cells apart:
+
+- `three_class`: background, interior and boundary. The boundary class runs along every cell's
+  edge, also where two cells touch, so interiors of touching cells are separate regions. They
+  are the seeds; a seeded watershed grows them back over the whole foreground (interior plus
+  boundary) along falling interior probability.
+- `distance`: background and foreground (softmax) plus one logit whose sigmoid is each cell's
+  distance to its own edge divided by its largest (1 at the centre, 0 at the edge). Where it
+  exceeds `seed_threshold` lie the seeds; a watershed on the negated distance grows them over
+  the foreground.
+
+Both may carry K-1 more channels after these (a project with several classes): a softmax over
+the foreground classes, and each instance takes the class most of its pixels vote for.
+
+Decoding runs on the model's output for the whole image (the runtime stitches tiles first), so
+a cell across a tile border is one cell, never two halves nor a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+from appliance.errors import ApplianceError
+
+SEMANTIC_KINDS = ("softmax", "sigmoid")
+INSTANCE_KINDS = ("three_class", "distance")
+OUTPUT_KINDS = SEMANTIC_KINDS + INSTANCE_KINDS
+# channels before the class channels, per instance kind
+_HEAD = {"three_class": 3, "distance": 3}
+_FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+_EIGHT = np.ones((3, 3), bool)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Typed decoding parameters of an instance kind (the contract's `decoding` object).
+
+    `threshold`: foreground probability above which a pixel belongs to a cell. `seed_threshold`:
+    interior probability (three_class) or normalised distance (distance) above which a pixel
+    seeds a cell. Seeds under `min_seed_area` pixels are noise; cells under `min_area` too.
+    """
+
+    threshold: float = 0.5
+    seed_threshold: float = 0.5
+    min_seed_area: int = 4
+    min_area: int = 8
+
+    @classmethod
+    def parse(cls, data: dict[str, Any] | None, source: str) -> Decoding:
+        """From the contract's `decoding` object; unknown keys and bad ranges are refused."""
+        raw = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ApplianceError(f"{source}: unknown decoding parameters {', '.join(unknown)}")
+        try:
+            dec = cls(
+                threshold=float(raw.get("threshold", cls.threshold)),
+                seed_threshold=float(raw.get("seed_threshold", cls.seed_threshold)),
+                min_seed_area=int(raw.get("min_seed_area", cls.min_seed_area)),
+                min_area=int(raw.get("min_area", cls.min_area)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ApplianceError(f"{source}: invalid decoding parameters ({exc})") from None
+        problems = []
+        if not 0.0 < dec.threshold < 1.0:
+            problems.append(f"threshold {dec.threshold} (0..1)")
+        if not 0.0 < dec.seed_threshold < 1.0:
+            problems.append(f"seed_threshold {dec.seed_threshold} (0..1)")
+        if dec.min_seed_area < 1 or dec.min_area < 1:
+            problems.append("areas must be at least 1 pixel")
+        if problems:
+            raise ApplianceError(f"{source}: invalid decoding parameters: {', '.join(problems)}")
+        return dec
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def output_channels(kind: str, n_classes: int) -> int:
+    """Channels a model of `kind` returns for `n_classes` classes (background included)."""
+    if kind == "softmax":
+        return n_classes
+    if kind == "sigmoid":
+        return 1
+    if kind in _HEAD:
+        return _HEAD[kind] + (n_classes - 1 if n_classes > 2 else 0)
+    raise ApplianceError(f"unknown output kind {kind!r} (one of {', '.join(OUTPUT_KINDS)})")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+def foreground(logits: np.ndarray, kind: str) -> np.ndarray:
+    """Probability (H×W) that a pixel belongs to any cell, from an instance kind's output."""
+    x = logits.astype(np.float32, copy=False)
+    if kind == "three_class":
+        return 1.0 - _softmax(x[:3])[0]
+    if kind == "distance":
+        return _softmax(x[:2])[1]
+    raise ApplianceError(f"{kind!r} is not an instance output kind")
+
+
+def probabilities(logits: np.ndarray, kind: str, n_classes: int) -> np.ndarray:
+    """K×H×W class probabilities of an instance kind: background, then each class's share."""
+    fg = foreground(logits, kind)
+    if n_classes <= 2:
+        return np.stack([1.0 - fg, fg])
+    share = _softmax(logits[_HEAD[kind] :].astype(np.float32, copy=False))
+    return np.concatenate([(1.0 - fg)[None], fg[None] * share])
+
+
+def seeded_watershed(
+    seeds: np.ndarray, elevation: np.ndarray, mask: np.ndarray, min_area: int
+) -> np.ndarray:
+    """Grow labelled `seeds` over `mask` downhill on `elevation`; returns uint32 ids 1..n.
+
+    Only foreground components with two or more seeds need a watershed; every other component
+    is one cell as it stands (with or without a seed: a cell whose interior the model missed is
+    still a cell). Working per component crop keeps a 512² image within a few milliseconds.
+    Cells under `min_area` pixels are dropped.
+    """
+    comps, n = ndi.label(mask, structure=_EIGHT)
+    out = np.zeros(mask.shape, np.uint32)
+    if n == 0:
+        return out
+    seed_in = seeds > 0
+    # seeds per component: count distinct seed labels per component
+    pairs = np.unique(np.stack([comps[seed_in], seeds[seed_in]]), axis=1)
+    n_seeds = np.bincount(pairs[0], minlength=n + 1) if pairs.size else np.zeros(n + 1, int)
+    simple = n_seeds < 2
+    simple[0] = False
+    out[simple[comps]] = comps[simple[comps]]
+    next_id = n + 1
+    for k, box in enumerate(ndi.find_objects(comps), start=1):
+        if box is None or simple[k]:
+            continue
+        inside = comps[box] == k
+        local = np.where(inside, seeds[box], 0)
+        grown = watershed(elevation[box], local, mask=inside)
+        ids = np.unique(grown[grown > 0])
+        lut = np.zeros(int(grown.max()) + 1, np.uint32)
+        lut[ids] = np.arange(next_id, next_id + ids.size, dtype=np.uint32)
+        out[box][inside] = lut[grown[inside]]
+        # pixels a watershed could not reach (cut off from every seed) stay with the component
+        out[box][inside & (grown == 0)] = k
+        next_id += ids.size
+    return _drop_small(out, min_area)
+
+
+def _drop_small(inst: np.ndarray, min_area: int) -> np.ndarray:
+    """Instances under `min_area` pixels vanish; ids are made sequential (1..n)."""
+    area = np.bincount(inst.ravel())
+    keep = area >= min_area
+    keep[0] = False
+    lut = np.zeros(area.size, np.uint32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    return lut[inst]
+
+
+def label_seeds(candidates: np.ndarray, min_seed_area: int) -> np.ndarray:
+    """4-connected seed regions (a diagonal touch joins no seeds); small ones are dropped."""
+    seeds, n = ndi.label(candidates, structure=_FOUR)
+    if n == 0:
+        return seeds
+    area = np.bincount(seeds.ravel())
+    small = area < min_seed_area
+    small[0] = False
+    seeds[small[seeds]] = 0
+    return seeds
+
+
+def majority_classes(instances: np.ndarray, class_map: np.ndarray) -> dict[int, int]:
+    """Each instance's class: the one most of its pixels carry in `class_map` (ties: lowest)."""
+    sel = instances > 0
+    if not sel.any():
+        return {}
+    inst = instances[sel].astype(np.int64)
+    cls = class_map[sel].astype(np.int64)
+    k = int(cls.max()) + 1
+    votes = np.bincount(inst * k + cls, minlength=(int(inst.max()) + 1) * k).reshape(-1, k)
+    present = np.flatnonzero(votes.sum(axis=1))
+    return {int(i): int(votes[i].argmax()) for i in present}
+
+
+def decode(
+    logits: np.ndarray, kind: str, n_classes: int, decoding: Decoding
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Instance map (uint32 H×W) and instance id -> model class index (1..K-1) of an output."""
+    x = logits.astype(np.float32, copy=False)
+    fg = foreground(x, kind) > decoding.threshold
+    if kind == "three_class":
+        interior = _softmax(x[:3])[1]
+        seeds = label_seeds((interior > decoding.seed_threshold) & fg, decoding.min_seed_area)
+        elevation = 1.0 - interior
+    else:
+        dist = _sigmoid(x[2])
+        seeds = label_seeds((dist > decoding.seed_threshold) & fg, decoding.min_seed_area)
+        elevation = -dist
+    inst = seeded_watershed(seeds, elevation, fg, decoding.min_area)
+    if n_classes <= 2:
+        return inst, {int(i): 1 for i in np.unique(inst) if i}
+    class_map = x[_HEAD[kind] :].argmax(axis=0) + 1
+    return inst, majority_classes(inst, class_map)
+
+
+def boundaries(instances: np.ndarray) -> np.ndarray:
+    """Pixels of a cell with a 4-neighbour outside it (background or another cell), as bool.
+
+    The three-class training target and the upgrade model's boundary input channel: where two
+    cells touch both sides are marked, so the line between them is two pixels wide.
+    """
+    inst = np.asarray(instances)
+    edge = np.zeros(inst.shape, bool)
+    if inst.ndim != 2 or inst.size == 0:
+        return edge
+    dy = inst[1:, :] != inst[:-1, :]
+    dx = inst[:, 1:] != inst[:, :-1]
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    return edge & (inst > 0)
