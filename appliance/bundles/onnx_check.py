@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from appliance.assist.instances import OUTPUT_KINDS, Decoding, output_channels
 from appliance.bundles.archive import Fields
+from appliance.errors import ApplianceError
 
 DTYPES = {"float32": ("tensor(float)", np.float32), "float16": ("tensor(float16)", np.float16)}
-OUTPUT_KINDS = ("softmax", "sigmoid")
 Fail = Callable[[str], NoReturn]
 
 
@@ -29,7 +30,9 @@ def validate_contract(f: Fields) -> dict[str, Any]:
     f.get("output_name", str)
     if f.get("input_channels", int) < 1:
         f.fail(f"{f.where}.input_channels must be at least 1")
-    f.get("mask_channel", bool)
+    mask = f.get("mask_channel", bool)
+    if f.get("boundary_channel", bool, optional=True) and not mask:
+        f.fail(f"{f.where}.boundary_channel needs mask_channel")
     if f.get("dtype", str) not in DTYPES:
         f.fail(f"{f.where}.dtype must be one of {', '.join(DTYPES)}")
     if f.get("layout", str) != "NCHW":
@@ -47,6 +50,10 @@ def validate_contract(f: Fields) -> dict[str, Any]:
     classes = f.get("classes", list)
     if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         f.fail(f"{f.where}.classes must list at least two names (index 0 is background)")
+    try:
+        Decoding.parse(f.get("decoding", dict, optional=True), f.where)
+    except ApplianceError as exc:
+        f.fail(str(exc))
     threshold = f.get("threshold", float)
     if not 0.0 <= threshold <= 1.0:
         f.fail(f"{f.where}.threshold must lie in [0, 1]")
@@ -57,8 +64,12 @@ def check_onnx(data: bytes, contract: dict[str, Any], fail: Fail) -> None:
     """Refuse (through `fail`) a model that is invalid, not self-contained or off-contract."""
     _check_with_onnx(data, fail)
     session = _session(data, fail)
-    channels = contract["input_channels"] + int(contract["mask_channel"])
-    classes = len(contract["classes"]) if contract["output_kind"] == "softmax" else 1
+    channels = (
+        contract["input_channels"]
+        + int(contract["mask_channel"])
+        + int(contract.get("boundary_channel", False))
+    )
+    classes = output_channels(contract["output_kind"], len(contract["classes"]))
     onnx_type, np_type = DTYPES[contract["dtype"]]
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
