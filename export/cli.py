@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.cli import run_command
+from export.targets import DEFAULT_OUTPUT, TRAINABLE
 
 COMMAND_MODULES: tuple[str, ...] = ("export.demo",)
 
@@ -52,6 +53,7 @@ def _train(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         quantize=args.quantize,
+        output=args.output,
     )
     if summary:
         brief = {k: v for k, v in summary.items() if k not in ("config", "parity")}
@@ -104,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quantize", action="store_true", help="ship an int8 QDQ model")
+    p.add_argument(
+        "--output",
+        choices=TRAINABLE,
+        default=DEFAULT_OUTPUT,
+        help=f"output kind (default {DEFAULT_OUTPUT}): three_class (background/interior/"
+        "boundary) or distance (foreground + distance to the cell edge), both decoded into "
+        "separate touching cells by seeded watershed; softmax: classes only, touching cells "
+        "merge (see docs/instances.md)",
+    )
     p.add_argument("--run-dir", type=Path, help="run folder (default runs/<time>-<task>)")
     p.set_defaults(func=_train)
 

@@ -25,10 +25,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from appliance.assist.instances import INSTANCE_KINDS
 from appliance.errors import ApplianceError
 from appliance.perturb import PerturbSpec
+from export import outputs
 from export.data import Sample, SegDataset, pad_to_multiple
-from export.losses import dice_ce_loss, dice_votes_loss
+from export.losses import dice_votes_loss
 from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH, UNet
 
 UPGRADE_PERTURB = PerturbSpec(omission=0.7, inclusion=0.7, bias=6)
@@ -57,6 +59,16 @@ class TrainConfig:
     max_minutes: float | None = None
     perturb: PerturbSpec = field(default_factory=lambda: UPGRADE_PERTURB)
     workers: int | None = None
+    # "softmax" (connected components on the tablet) or an instance kind; `python -m export
+    # train` defaults to outputs.DEFAULT_OUTPUT
+    output: str = "softmax"
+
+    @property
+    def in_channels_extra(self) -> int:
+        """Input channels after the image: coarse mask, plus coarse edges for instance kinds."""
+        if self.task != "upgrade":
+            return 0
+        return 2 if self.output in INSTANCE_KINDS else 1
 
 
 @dataclass
@@ -127,30 +139,43 @@ def evaluate(
     dataset: SegDataset,
     device: torch.device,
     amp: torch.dtype | None = None,
-) -> float:
-    """Validation Dice pooled over the set and averaged over the foreground classes."""
+    n_classes: int | None = None,
+) -> tuple[float, float | None]:
+    """Validation Dice (pooled, averaged over the foreground classes) and, for an instance
+    output kind, instance F1 at IoU 0.5 of the tablet's decoding (None for softmax).
+
+    `n_classes` defaults to the model's output channels (right for the softmax kind only).
+    """
+    from appliance.assist.instances import Decoding, decode
+    from export.instance_metrics import Counts
+
     model.eval()
-    n_classes = None
     inter = total = None
+    counts = Counts() if dataset.output in INSTANCE_KINDS else None
     for i in range(len(dataset)):
         item = dataset[i]
         x = item["x"][None].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            logits = model(x)
+            logits = model(x).float()
         h, w = dataset.samples[i].target.shape
-        pred = logits.argmax(1)[0, :h, :w].cpu()
-        truth = item["y"][:h, :w]
         if n_classes is None:
             n_classes = logits.shape[1]
+        pred = outputs.semantic(logits, dataset.output, n_classes)[0, :h, :w].cpu()
+        truth = item["y"][:h, :w]
+        if inter is None:
             inter = torch.zeros(n_classes, dtype=torch.float64)
             total = torch.zeros(n_classes, dtype=torch.float64)
         for c in range(1, n_classes):
             p, t = pred == c, truth == c
             inter[c] += (p & t).sum()
             total[c] += p.sum() + t.sum()
+        if counts is not None:
+            raw = logits[0, :, :h, :w].cpu().numpy()
+            inst, _ = decode(raw, dataset.output, n_classes, Decoding())
+            counts.add(dataset.samples[i].instances, inst)
     assert inter is not None and total is not None and n_classes is not None
     scores = [(2 * inter[c] / total[c]).item() if total[c] else 1.0 for c in range(1, n_classes)]
-    return float(np.mean(scores))
+    return float(np.mean(scores)), (None if counts is None else counts.f1)
 
 
 def _resolve(config: TrainConfig, rt: _Runtime) -> tuple[int, int, float | None]:
@@ -180,7 +205,10 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     ax1.set_ylabel("loss", color="tab:blue")
     ax2 = ax1.twinx()
     ax2.plot(epochs, [h["val_dice"] for h in history], color="tab:red", label="validation Dice")
-    ax2.set_ylabel("validation Dice", color="tab:red")
+    if all("val_f1" in h for h in history):
+        f1 = [h["val_f1"] for h in history]
+        ax2.plot(epochs, f1, color="tab:green", label="validation instance F1")
+    ax2.set_ylabel("validation Dice (red), instance F1 (green)", color="tab:red")
     ax2.set_ylim(0, 1)
     ax1.set_title(title)
     fig.tight_layout()
@@ -204,12 +232,21 @@ def train_model(
     _seed_everything(config.seed)
     batch, workers, budget = _resolve(config, rt)
     amp, precision = _precision(rt.device)
-    in_ch = train[0].image.shape[0] + (1 if config.task == "upgrade" else 0)
+    in_ch = train[0].image.shape[0] + config.in_channels_extra
     spec = config.perturb if config.task == "upgrade" else None
     train_ds = SegDataset(
-        train, config.task, spec, True, config.patch, config.seed, config.min_epoch_items
+        train,
+        config.task,
+        spec,
+        True,
+        config.patch,
+        config.seed,
+        config.min_epoch_items,
+        config.output,
     )
-    val_ds = SegDataset(val, config.task, spec, False, config.patch, config.seed)
+    val_ds = SegDataset(
+        val, config.task, spec, False, config.patch, config.seed, output=config.output
+    )
     sampler = (
         DistributedSampler(train_ds, rt.world, rt.rank, shuffle=True, seed=config.seed)
         if rt.world > 1
@@ -227,7 +264,8 @@ def train_model(
         persistent_workers=workers > 0,
         drop_last=len(train_ds) >= 2 * batch,
     )
-    model = UNet(in_ch, config.n_classes, config.width, config.depth)
+    n_out = outputs.channels(config.output, config.n_classes)
+    model = UNet(in_ch, n_out, config.width, config.depth)
     model = model.to(rt.device, memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if rt.world > 1:
@@ -235,9 +273,10 @@ def train_model(
         net = DistributedDataParallel(model, device_ids=ids)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    use_votes = train_ds.max_votes > 0
+    # VotesLoss weighs a class map's cross-entropy; the instance kinds' targets have no votes
+    use_votes = train_ds.max_votes > 0 and config.output == "softmax"
     history: list[dict[str, float]] = []
-    best_dice, best_epoch, best_state = -1.0, 0, None
+    best_score, best_dice, best_epoch, best_state = -1.0, -1.0, 0, None
     start = time.monotonic()
     images = 0
     stopped = "epochs"
@@ -272,7 +311,8 @@ def train_model(
                 n_votes = item["n_votes"].to(rt.device, non_blocking=True)
                 loss = dice_votes_loss(logits, y, votes, n_votes)
             else:
-                loss = dice_ce_loss(logits, y)
+                aux = item["aux"].to(rt.device, non_blocking=True)
+                loss = outputs.loss(logits, y, aux, config.output, config.n_classes)
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
@@ -285,7 +325,9 @@ def train_model(
         speed = len(losses) * batch * rt.world / max(time.monotonic() - t0, 1e-9)
         verdict = torch.zeros(2, device=rt.device)
         if rt.main:
-            val_dice = evaluate(model, val_ds, rt.device, amp)
+            val_dice, val_f1 = evaluate(model, val_ds, rt.device, amp, config.n_classes)
+            # instance kinds keep the weights that best separate cells and cover them
+            score = val_dice if val_f1 is None else 0.5 * (val_dice + val_f1)
             row = {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)),
@@ -293,12 +335,14 @@ def train_model(
                 "images_per_s": speed,
                 "seconds": time.monotonic() - start,
             }
+            if val_f1 is not None:
+                row["val_f1"] = val_f1
             history.append(row)
             if run_dir is not None:
                 with open(run_dir / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
-            if val_dice > best_dice:
-                best_dice, best_epoch = val_dice, epoch
+            if score > best_score:
+                best_score, best_dice, best_epoch = score, val_dice, epoch
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(
                 loss=f"{row['loss']:.3f}", val_dice=f"{val_dice:.3f}", img_s=f"{speed:.1f}"
@@ -343,7 +387,8 @@ def train_model(
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4) -> np.ndarray:
-    """Class maps (N×H×W) for model inputs N×C×H×W (padded to the tile multiple, then cropped)."""
+    """Class maps (N×H×W) of a softmax model for inputs N×C×H×W (padded to the tile multiple,
+    then cropped)."""
     model.eval()
     device = next(model.parameters()).device
     h, w = x.shape[-2:]
@@ -366,19 +411,31 @@ def _split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Samp
     return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
 
 
-def _onnx_dice(path: Path, dataset: SegDataset) -> float:
-    """Pooled foreground Dice of an ONNX model on whole evaluation images."""
-    from export.quantize import onnx_predict
+def onnx_instances(path: Path, dataset: SegDataset, contract: dict[str, object]) -> list:
+    """Labels an ONNX model gives on whole evaluation images, decoded as the tablet decodes."""
+    from appliance.assist.contract import Contract, decode_label, probabilities
+    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, cpu_session
 
-    inputs = [dataset[i]["x"][None].numpy() for i in range(len(dataset))]
-    preds = onnx_predict(path, inputs)
-    inter = total = 0
-    for pred, sample in zip(preds, dataset.samples, strict=True):
+    parsed = Contract.parse(dict(contract), str(path))
+    session = cpu_session(path)
+    labels = []
+    for i, sample in enumerate(dataset.samples):
         h, w = sample.target.shape
-        p, t = pred[:h, :w] > 0, sample.target > 0
-        inter += int((p & t).sum())
-        total += int(p.sum() + t.sum())
-    return 2.0 * inter / total if total else 1.0
+        logits = session.run([OUTPUT_NAME], {INPUT_NAME: dataset[i]["x"][None].numpy()})[0][0]
+        logits = logits[:, :h, :w]
+        labels.append(decode_label(logits, probabilities(logits, parsed), parsed))
+    return labels
+
+
+def _onnx_scores(
+    path: Path, dataset: SegDataset, contract: dict[str, object]
+) -> tuple[float, float]:
+    """Pooled foreground Dice and instance F1 (IoU > 0.5) of an ONNX model on `dataset`."""
+    from export.instance_metrics import dice, f1_at
+
+    preds = [label.instances for label in onnx_instances(path, dataset, contract)]
+    truths = [s.instances for s in dataset.samples]
+    return dice(truths, preds), f1_at(truths, preds)
 
 
 def train_job(
@@ -398,17 +455,22 @@ def train_job(
     seed: int = 0,
     quantize: bool = False,
     progress: bool = True,
+    output: str = outputs.DEFAULT_OUTPUT,
 ) -> dict[str, object] | None:
     """Training-job bundle → trained, exported, checked model bundle; returns its metrics.
 
+    `output` is the model's output kind (`export.outputs`): an instance kind by default.
+
     Returns None on the non-zero ranks of a torchrun launch (rank 0 writes everything).
     """
+    from appliance.assist.instances import Decoding
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
     from appliance.bundles.training_job import read_training_job
     from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
     from export.quantize import quantize_int8
 
+    outputs.check_output(output)
     with read_training_job(job_path) as job:
         splits, classes = samples_from_job(job, task)
         job_id = job.id
@@ -428,20 +490,42 @@ def train_job(
         max_minutes=max_minutes,
         perturb=perturb
         or (UPGRADE_PERTURB if any(s.others is not None for s in train) else FELZENSZWALB_PERTURB),
+        output=output,
     )
     result = train_model(train, val, config, run_dir, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     image_channels = train[0].image.shape[0]
-    in_channels = image_channels + (1 if task == "upgrade" else 0)
+    in_channels = image_channels + config.in_channels_extra
+    contract: dict[str, object] = {
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "input_channels": image_channels,
+        "mask_channel": task == "upgrade",
+        "dtype": "float32",
+        "layout": "NCHW",
+        "normalisation": dict(NORMALISATION),
+        "tile_multiple": TILE_MULTIPLE,
+        "output_kind": output,
+        "classes": classes,
+        "threshold": 0.5,
+    }
+    if output in INSTANCE_KINDS:
+        contract["decoding"] = Decoding().to_dict()
+        contract["boundary_channel"] = task == "upgrade"
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)
     eval_name = "test" if test else "val"
-    eval_ds = SegDataset(test or val, task, config.perturb, False, config.patch, seed)
+    eval_ds = SegDataset(
+        test or val, task, config.perturb, False, config.patch, seed, output=output
+    )
+    fp32_dice, fp32_f1 = _onnx_scores(fp32, eval_ds, contract)
     metrics: dict[str, object] = {
         "task": task,
+        "output_kind": output,
         "val_dice": round(result.best_val_dice, 4),
-        f"{eval_name}_dice_onnx_fp32": round(_onnx_dice(fp32, eval_ds), 4),
+        f"{eval_name}_dice_onnx_fp32": round(fp32_dice, 4),
+        f"{eval_name}_instance_f1_onnx_fp32": round(fp32_f1, 4),
         "eval_split": eval_name,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -458,28 +542,15 @@ def train_job(
     }
     shipped = fp32
     if quantize:
-        cal_ds = SegDataset(train, task, config.perturb, False, config.patch, seed)
+        cal_ds = SegDataset(train, task, config.perturb, False, config.patch, seed, output=output)
         calibration = [cal_ds[i]["x"][None].numpy() for i in range(min(len(cal_ds), 32))]
         shipped = quantize_int8(fp32, run_dir / "model-int8.onnx", calibration)
-        int8_dice = _onnx_dice(shipped, eval_ds)
+        int8_dice, int8_f1 = _onnx_scores(shipped, eval_ds, contract)
         metrics[f"{eval_name}_dice_onnx_int8"] = round(int8_dice, 4)
-        fp32_dice = float(metrics[f"{eval_name}_dice_onnx_fp32"])  # type: ignore[arg-type]
+        metrics[f"{eval_name}_instance_f1_onnx_int8"] = round(int8_f1, 4)
         metrics["int8_dice_drop"] = round(fp32_dice - int8_dice, 4)
     metrics["quantized"] = quantize
     metrics["latency_ms_512_2threads"] = round(measure_latency(shipped, in_channels), 1)
-    contract = {
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "input_channels": image_channels,
-        "mask_channel": task == "upgrade",
-        "dtype": "float32",
-        "layout": "NCHW",
-        "normalisation": dict(NORMALISATION),
-        "tile_multiple": TILE_MULTIPLE,
-        "output_kind": "softmax",
-        "classes": classes,
-        "threshold": 0.5,
-    }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     role = "prelabel" if task == "segment" else "upgrade"
     extra = {"curves.png": run_dir / "curves.png", "metrics.jsonl": run_dir / "metrics.jsonl"}
@@ -488,7 +559,11 @@ def train_job(
         out,
         [
             ModelSpec(
-                role, f"unet-w{config.width}-d{config.depth}-{role}", shipped, contract, metrics
+                role,
+                f"unet-w{config.width}-d{config.depth}-{output}-{role}",
+                shipped,
+                contract,
+                metrics,
             )
         ],
         job_id=job_id,
