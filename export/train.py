@@ -146,7 +146,7 @@ def evaluate(
 
     `n_classes` defaults to the model's output channels (right for the softmax kind only).
     """
-    from appliance.assist.instances import Decoding, decode
+    from appliance.assist.instances import DEFAULT_DECODING, decode
     from export.instance_metrics import Counts
 
     model.eval()
@@ -171,7 +171,7 @@ def evaluate(
             total[c] += p.sum() + t.sum()
         if counts is not None:
             raw = logits[0, :, :h, :w].cpu().numpy()
-            inst, _ = decode(raw, dataset.output, n_classes, Decoding())
+            inst, _ = decode(raw, dataset.output, n_classes, DEFAULT_DECODING[dataset.output])
             counts.add(dataset.samples[i].instances, inst)
     assert inter is not None and total is not None and n_classes is not None
     scores = [(2 * inter[c] / total[c]).item() if total[c] else 1.0 for c in range(1, n_classes)]
@@ -463,7 +463,7 @@ def train_job(
 
     Returns None on the non-zero ranks of a torchrun launch (rank 0 writes everything).
     """
-    from appliance.assist.instances import Decoding
+    from appliance.assist.instances import DEFAULT_DECODING
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
     from appliance.bundles.training_job import read_training_job
     from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
@@ -511,7 +511,7 @@ def train_job(
         "threshold": 0.5,
     }
     if output in INSTANCE_KINDS:
-        contract["decoding"] = Decoding().to_dict()
+        contract["decoding"] = DEFAULT_DECODING[output].to_dict()
         contract["boundary_channel"] = task == "upgrade"
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)

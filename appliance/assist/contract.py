@@ -66,7 +66,7 @@ class Contract:
                 output_kind=str(raw["output_kind"]),
                 classes=tuple(str(c) for c in raw["classes"]),
                 threshold=float(raw.get("threshold", 0.5)),
-                decoding=Decoding.parse(raw.get("decoding"), source),
+                decoding=Decoding.parse(raw.get("decoding"), source, str(raw["output_kind"])),
                 boundary_channel=bool(raw.get("boundary_channel", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -51,7 +51,9 @@ def validate_contract(f: Fields) -> dict[str, Any]:
     if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         f.fail(f"{f.where}.classes must list at least two names (index 0 is background)")
     try:
-        Decoding.parse(f.get("decoding", dict, optional=True), f.where)
+        Decoding.parse(
+            f.get("decoding", dict, optional=True), f.where, str(f.obj.get("output_kind", ""))
+        )
     except ApplianceError as exc:
         f.fail(str(exc))
     threshold = f.get("threshold", float)

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 
 from appliance.assist.contract import Contract, decode_label, model_input, probabilities
 from appliance.assist.instances import (
+    DEFAULT_DECODING,
     Decoding,
     boundaries,
     decode,
@@ -61,7 +62,7 @@ def distance_logits(inst: np.ndarray) -> np.ndarray:
 )
 def test_two_touching_discs_become_two_instances(kind: str, make) -> None:
     truth = two_touching_discs()
-    inst, classes = decode(make(truth), kind, 2, Decoding())
+    inst, classes = decode(make(truth), kind, 2, DEFAULT_DECODING[kind])
     assert sorted(classes) == [1, 2] and set(classes.values()) == {1}
     # each decoded cell is one of the discs, nearly pixel for pixel
     for i in (1, 2):
@@ -74,7 +75,7 @@ def test_two_touching_discs_become_two_instances(kind: str, make) -> None:
     "kind,make", [("three_class", three_class_logits), ("distance", distance_logits)]
 )
 def test_empty_output_gives_no_instances(kind: str, make) -> None:
-    inst, classes = decode(make(np.zeros((32, 32), np.uint32)), kind, 2, Decoding())
+    inst, classes = decode(make(np.zeros((32, 32), np.uint32)), kind, 2, DEFAULT_DECODING[kind])
     assert not inst.any() and classes == {}
 
 
@@ -84,7 +85,7 @@ def test_a_cell_without_a_seed_is_still_a_cell_and_tiny_ones_vanish() -> None:
     truth[20, 20] = 2  # one pixel: under min_area
     logits = three_class_logits(truth)
     logits[:, 5:9, 5:9] = BIG * np.array([0, 0, 1], np.float32)[:, None, None]  # no interior
-    inst, _ = decode(logits, "three_class", 2, Decoding())
+    inst, _ = decode(logits, "three_class", 2, DEFAULT_DECODING["three_class"])
     assert inst.max() == 1 and (inst == 1).sum() == 36
 
 
