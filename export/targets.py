@@ -89,3 +89,19 @@ def merge_touching(instances: np.ndarray, p: float, rng: np.random.Generator) ->
             parent[root(b)] = root(a)
     lut = np.array([root(i) for i in range(parent.size)], np.uint32)
     return lut[inst]
+
+
+def ideal_logits(instances: np.ndarray, kind: str, scale: float = 12.0) -> np.ndarray:
+    """The raw output a perfect two-class model of `kind` would give for `instances`.
+
+    For timing the decoding on realistic content (an untrained network's output is noise).
+    """
+    if kind == "three_class":
+        onehot = np.eye(3, dtype=np.float32)[three_class_target(instances)]
+        return scale * onehot.transpose(2, 0, 1)
+    if kind == "distance":
+        fg = (instances > 0).astype(np.float32)
+        d = np.clip(distance_target(instances), 1e-4, 1 - 1e-4)
+        return np.stack([scale * (0.5 - fg), scale * (fg - 0.5), np.log(d / (1 - d))])
+    fg = (instances > 0).astype(np.float32)
+    return np.stack([scale * (0.5 - fg), scale * (fg - 0.5)])
