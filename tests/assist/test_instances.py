@@ -160,3 +160,17 @@ def test_otsu_splits_touching_cells_by_distance_transform() -> None:
     image = np.where(truth > 0, 30000, 1000).astype(np.uint16)
     assert len(otsu(image).ids()) == 2
     assert len(otsu(image, split=False).ids()) == 1
+
+
+def test_inspection_names_a_blob_the_model_sees_as_two_cells() -> None:
+    from appliance.assist.inspection import merged_cells, model_agreement
+    from appliance.labels import Label
+
+    truth = two_touching_discs()
+    blob = Label((truth > 0).astype(np.uint32), {1: 1})
+    cells = Label(truth, {1: 1, 2: 1})
+    assert merged_cells(blob, cells) == {1: 2}
+    score, warning = model_agreement(blob, cells)
+    assert score == 0.0 and warning is not None
+    assert [o.id for o in warning.objects] == [1] and "several touching cells" in warning.message
+    assert model_agreement(cells, cells) == (1.0, None)
