@@ -174,3 +174,23 @@ def test_inspection_names_a_blob_the_model_sees_as_two_cells() -> None:
     assert score == 0.0 and warning is not None
     assert [o.id for o in warning.objects] == [1] and "several touching cells" in warning.message
     assert model_agreement(cells, cells) == (1.0, None)
+
+
+def test_upgrade_returns_separate_cells_for_a_coarse_blob(tmp_path: Path) -> None:
+    """Image, coarse foreground and coarse edges in; the image's dark seam splits the blob."""
+    from appliance.assist.upgrade import upgrade
+    from appliance.labels import Label
+
+    w = np.zeros((3, 3, 1, 1), np.float32)
+    w[0, :, 0, 0] = [0.0, -20.0, 0.0]  # background: outside the coarse mask
+    w[1, :, 0, 0] = [30.0, 0.0, -30.0]  # interior: bright, not on a coarse edge
+    path = conv_model(tmp_path / "u.onnx", w, np.array([10.0, -15.0, 0.0]))
+    raw = {**contract(mask=True, kind="three_class"), "boundary_channel": True}
+    model = InferenceModel(path, Contract.parse(raw, "u"))
+    truth = two_touching_discs()
+    image = np.where(truth > 0, 40000, 500).astype(np.uint16)
+    image[:, 29:31] = np.where(truth[:, 29:31] > 0, 8000, 500)  # the seam between the cells
+    blob = Label((truth > 0).astype(np.uint32), {1: 2})
+    refined = upgrade(model, image, blob)
+    assert len(refined.ids()) == 2 and set(refined.classes.values()) == {2}  # class kept
+    assert len(upgrade(model, image, Label(truth, {1: 1, 2: 1})).ids()) == 2
