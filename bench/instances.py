@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.assist.contract import Contract, decode_label, probabilities
-from appliance.assist.instances import DEFAULT_DECODING, INSTANCE_KINDS
+from appliance.assist.instances import INSTANCE_KINDS, default_decoding
 from appliance.assist.prelabel import otsu
 from appliance.perturb import PerturbSpec, perturb
 from bench._machine import table
@@ -56,7 +56,7 @@ def _contract(kind: str, task: str) -> Contract:
         "classes": ["background", "nucleus"],
     }
     if kind in INSTANCE_KINDS:
-        raw["decoding"] = DEFAULT_DECODING[kind].to_dict()
+        raw["decoding"] = default_decoding(kind)
         raw["boundary_channel"] = task == "upgrade"
     return Contract.parse(raw, kind)
 

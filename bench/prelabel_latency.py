@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.assist.contract import Contract, decode_label, probabilities
-from appliance.assist.instances import DEFAULT_DECODING, INSTANCE_KINDS, output_channels
+from appliance.assist.instances import INSTANCE_KINDS, default_decoding, output_channels
 from bench._machine import table
 from export.data import normalise
 from export.onnx_export import export_onnx, measure_latency
@@ -68,7 +68,7 @@ def decode_latency(kind: str, runs: int) -> tuple[float, int]:
         "classes": ["background", "nucleus"],
     }
     if kind in INSTANCE_KINDS:
-        raw["decoding"] = DEFAULT_DECODING[kind].to_dict()
+        raw["decoding"] = default_decoding(kind)
     contract = Contract.parse(raw, kind)
     logits = ideal_logits(cells, kind)
     times, found = [], 0

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from appliance.assist.instances import INSTANCE_KINDS, boundaries
 from appliance.bundles.training_job import TrainingJob
+from appliance.contract import Normalisation
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
@@ -30,7 +31,7 @@ TILE_MULTIPLE = 16
 # Share of touching coarse cells an instance-aware upgrade model sees merged into one blob: the
 # quick annotator's most common instance error, which the model must learn to undo.
 MERGE_TOUCHING = 0.5
-NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
+NORMALISATION = Normalisation("percentile", 1.0, 99.8)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Sample:
 
 def normalise(image: np.ndarray) -> np.ndarray:
     """Stored pixels (H×W or H×W×C, any dtype) → float32 C×H×W in [0, 1]."""
-    norm = percentile_normalise(image, NORMALISATION["low"], NORMALISATION["high"])
+    norm = percentile_normalise(image, NORMALISATION.low, NORMALISATION.high)
     return norm[None] if norm.ndim == 2 else np.ascontiguousarray(norm.transpose(2, 0, 1))
 
 

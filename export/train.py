@@ -26,7 +26,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from appliance.assist.instances import INSTANCE_KINDS
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
+from appliance.labels import Label
 from appliance.perturb import PerturbSpec
 from export import outputs
 from export.data import Sample, SegDataset, pad_to_multiple
@@ -146,7 +148,7 @@ def evaluate(
 
     `n_classes` defaults to the model's output channels (right for the softmax kind only).
     """
-    from appliance.assist.instances import DEFAULT_DECODING, decode
+    from appliance.assist.instances import decode, default_decoding
     from export.instance_metrics import Counts
 
     model.eval()
@@ -171,7 +173,7 @@ def evaluate(
             total[c] += p.sum() + t.sum()
         if counts is not None:
             raw = logits[0, :, :h, :w].cpu().numpy()
-            inst, _ = decode(raw, dataset.output, n_classes, DEFAULT_DECODING[dataset.output])
+            inst, _ = decode(raw, dataset.output, n_classes, default_decoding(dataset.output))
             counts.add(dataset.samples[i].instances, inst)
     assert inter is not None and total is not None and n_classes is not None
     scores = [(2 * inter[c] / total[c]).item() if total[c] else 1.0 for c in range(1, n_classes)]
@@ -411,12 +413,12 @@ def _split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Samp
     return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
 
 
-def onnx_instances(path: Path, dataset: SegDataset, contract: dict[str, object]) -> list:
+def onnx_instances(path: Path, dataset: SegDataset, contract: Contract) -> list[Label]:
     """Labels an ONNX model gives on whole evaluation images, decoded as the tablet decodes."""
-    from appliance.assist.contract import Contract, decode_label, probabilities
+    from appliance.assist.contract import decode_label, probabilities
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME, cpu_session
 
-    parsed = Contract.parse(dict(contract), str(path))
+    parsed = contract
     session = cpu_session(path)
     labels = []
     for i, sample in enumerate(dataset.samples):
@@ -427,9 +429,7 @@ def onnx_instances(path: Path, dataset: SegDataset, contract: dict[str, object])
     return labels
 
 
-def _onnx_scores(
-    path: Path, dataset: SegDataset, contract: dict[str, object]
-) -> tuple[float, float]:
+def _onnx_scores(path: Path, dataset: SegDataset, contract: Contract) -> tuple[float, float]:
     """Pooled foreground Dice and instance F1 (IoU > 0.5) of an ONNX model on `dataset`."""
     from export.instance_metrics import dice, f1_at
 
@@ -463,7 +463,6 @@ def train_job(
 
     Returns None on the non-zero ranks of a torchrun launch (rank 0 writes everything).
     """
-    from appliance.assist.instances import DEFAULT_DECODING
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
     from appliance.bundles.training_job import read_training_job
     from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
@@ -497,22 +496,17 @@ def train_job(
         return None
     image_channels = train[0].image.shape[0]
     in_channels = image_channels + config.in_channels_extra
-    contract: dict[str, object] = {
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "input_channels": image_channels,
-        "mask_channel": task == "upgrade",
-        "dtype": "float32",
-        "layout": "NCHW",
-        "normalisation": dict(NORMALISATION),
-        "tile_multiple": TILE_MULTIPLE,
-        "output_kind": output,
-        "classes": classes,
-        "threshold": 0.5,
-    }
-    if output in INSTANCE_KINDS:
-        contract["decoding"] = DEFAULT_DECODING[output].to_dict()
-        contract["boundary_channel"] = task == "upgrade"
+    contract = Contract(
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_channels=image_channels,
+        mask_channel=task == "upgrade",
+        normalisation=NORMALISATION,
+        tile_multiple=TILE_MULTIPLE,
+        output_kind=output,
+        classes=tuple(classes),
+        boundary_channel=task == "upgrade" and output in INSTANCE_KINDS,
+    )
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)
     eval_name = "test" if test else "val"

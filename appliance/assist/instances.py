@@ -21,81 +21,18 @@ a cell across a tile border is one cell, never two halves nor a duplicate.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
 from skimage.segmentation import watershed
 
+from appliance.contract import INSTANCE_HEAD, OUTPUT_KINDS, Value
 from appliance.errors import ApplianceError
 
-SEMANTIC_KINDS = ("softmax", "sigmoid")
-INSTANCE_KINDS = ("three_class", "distance")
-OUTPUT_KINDS = SEMANTIC_KINDS + INSTANCE_KINDS
-# channels before the class channels, per instance kind
-_HEAD = {"three_class": 3, "distance": 3}
+INSTANCE_KINDS = tuple(INSTANCE_HEAD)
+_HEAD = INSTANCE_HEAD
 _FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """Typed decoding parameters of an instance kind (the contract's `decoding` object).
-
-    `threshold`: foreground probability above which a pixel belongs to a cell. `seed_threshold`:
-    interior probability (three_class) or normalised distance (distance) above which a pixel
-    seeds a cell. `seed_erosion` pixels come off the seed regions first: one pixel of interior
-    predicted across a thin boundary would otherwise join two cells' seeds. Seeds under
-    `min_seed_area` pixels are noise; cells under `min_area` too.
-    """
-
-    threshold: float = 0.5
-    seed_threshold: float = 0.5
-    seed_erosion: int = 0
-    min_seed_area: int = 4
-    min_area: int = 8
-
-    @classmethod
-    def parse(cls, data: dict[str, Any] | None, source: str, kind: str = "") -> Decoding:
-        """From the contract's `decoding` object over `kind`'s defaults; unknown keys and bad
-        ranges are refused."""
-        raw = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ApplianceError(f"{source}: unknown decoding parameters {', '.join(unknown)}")
-        base = DEFAULT_DECODING.get(kind, cls())
-        try:
-            dec = cls(
-                threshold=float(raw.get("threshold", base.threshold)),
-                seed_threshold=float(raw.get("seed_threshold", base.seed_threshold)),
-                seed_erosion=int(raw.get("seed_erosion", base.seed_erosion)),
-                min_seed_area=int(raw.get("min_seed_area", base.min_seed_area)),
-                min_area=int(raw.get("min_area", base.min_area)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ApplianceError(f"{source}: invalid decoding parameters ({exc})") from None
-        problems = []
-        if not 0.0 < dec.threshold < 1.0:
-            problems.append(f"threshold {dec.threshold} (0..1)")
-        if not 0.0 < dec.seed_threshold < 1.0:
-            problems.append(f"seed_threshold {dec.seed_threshold} (0..1)")
-        if dec.min_seed_area < 1 or dec.min_area < 1:
-            problems.append("areas must be at least 1 pixel")
-        if not 0 <= dec.seed_erosion <= 8:
-            problems.append(f"seed_erosion {dec.seed_erosion} (0..8 pixels)")
-        if problems:
-            raise ApplianceError(f"{source}: invalid decoding parameters: {', '.join(problems)}")
-        return dec
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-# Per kind: the three-class boundary is a thin line a model may leave gaps in, so its seeds are
-# eroded by 2 px (on touching-disc pairs F1 0.75 -> 0.98); the distance kind's seeds are cell
-# cores far from any edge already.
-DEFAULT_DECODING = {"three_class": Decoding(seed_erosion=2), "distance": Decoding()}
 
 
 def output_channels(kind: str, n_classes: int) -> int:
@@ -104,12 +41,17 @@ def output_channels(kind: str, n_classes: int) -> int:
         return n_classes
     if kind == "sigmoid":
         return 1
-    if kind in _HEAD:
-        return _HEAD[kind] + (n_classes - 1 if n_classes > 2 else 0)
+    if kind in INSTANCE_HEAD:
+        return INSTANCE_HEAD[kind] + (n_classes - 1 if n_classes > 2 else 0)
     raise ApplianceError(f"unknown output kind {kind!r} (one of {', '.join(OUTPUT_KINDS)})")
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def default_decoding(kind: str) -> dict[str, Value]:
+    """The decoding parameters of `kind` at their contract defaults (`appliance.contract`)."""
+    return {name: p.default for name, p in OUTPUT_KINDS[kind].params.items()}
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
     """Softmax over the few channels of C×H×W, channel by channel: numpy's reductions along
     axis 0 of such an array take ~30× longer (25 ms against 0.9 ms for 3×512²)."""
     top = x[0].copy()
@@ -132,9 +74,9 @@ def foreground(logits: np.ndarray, kind: str) -> np.ndarray:
     """Probability (H×W) that a pixel belongs to any cell, from an instance kind's output."""
     x = logits.astype(np.float32, copy=False)
     if kind == "three_class":
-        return 1.0 - _softmax(x[:3])[0]
+        return 1.0 - softmax(x[:3])[0]
     if kind == "distance":
-        return _softmax(x[:2])[1]
+        return softmax(x[:2])[1]
     raise ApplianceError(f"{kind!r} is not an instance output kind")
 
 
@@ -143,7 +85,7 @@ def probabilities(logits: np.ndarray, kind: str, n_classes: int) -> np.ndarray:
     fg = foreground(logits, kind)
     if n_classes <= 2:
         return np.stack([1.0 - fg, fg])
-    share = _softmax(logits[_HEAD[kind] :].astype(np.float32, copy=False))
+    share = softmax(logits[_HEAD[kind] :].astype(np.float32, copy=False))
     return np.concatenate([(1.0 - fg)[None], fg[None] * share])
 
 
@@ -207,21 +149,25 @@ def majority_classes(instances: np.ndarray, class_map: np.ndarray) -> dict[int, 
 
 
 def decode(
-    logits: np.ndarray, kind: str, n_classes: int, decoding: Decoding
+    logits: np.ndarray, kind: str, n_classes: int, decoding: Mapping[str, Value]
 ) -> tuple[np.ndarray, dict[int, int]]:
-    """Instance map (uint32 H×W) and instance id -> model class index (1..K-1) of an output."""
+    """Instance map (uint32 H×W) and instance id -> model class index (1..K-1) of an output.
+
+    `decoding` holds the kind's parameters (a contract's validated `decoding`, or
+    `default_decoding(kind)`).
+    """
     x = logits.astype(np.float32, copy=False)
-    fg = foreground(x, kind) > decoding.threshold
+    fg = foreground(x, kind) > float(decoding["threshold"])
     if kind == "three_class":
-        interior = _softmax(x[:3])[1]
-        candidates = (interior > decoding.seed_threshold) & fg
+        interior = softmax(x[:3])[1]
+        candidates = (interior > float(decoding["seed_threshold"])) & fg
         elevation = 1.0 - interior
     else:
         dist = _sigmoid(x[2])
-        candidates = (dist > decoding.seed_threshold) & fg
+        candidates = (dist > float(decoding["seed_threshold"])) & fg
         elevation = -dist
-    seeds = label_seeds(candidates, decoding.min_seed_area, decoding.seed_erosion)
-    inst = seeded_watershed(seeds, elevation, fg, decoding.min_area)
+    seeds = label_seeds(candidates, int(decoding["min_seed_area"]), int(decoding["seed_erosion"]))
+    inst = seeded_watershed(seeds, elevation, fg, int(decoding["min_area"]))
     if n_classes <= 2:
         return inst, {int(i): 1 for i in np.unique(inst) if i}
     class_map = x[_HEAD[kind] :].argmax(axis=0) + 1

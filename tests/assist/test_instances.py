@@ -8,20 +8,21 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from appliance.assist.contract import Contract, decode_label, model_input, probabilities
+from appliance.assist.contract import decode_label, model_input, probabilities
 from appliance.assist.instances import (
-    DEFAULT_DECODING,
-    Decoding,
     boundaries,
     decode,
+    default_decoding,
     majority_classes,
     output_channels,
 )
 from appliance.assist.prelabel import otsu
 from appliance.assist.runtime import InferenceModel
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
 
-from .onnx_builders import contract, conv_model
+from .onnx_builders import conv_model
+from .onnx_builders import raw_contract as contract
 
 BIG = 12.0
 
@@ -62,7 +63,7 @@ def distance_logits(inst: np.ndarray) -> np.ndarray:
 )
 def test_two_touching_discs_become_two_instances(kind: str, make) -> None:
     truth = two_touching_discs()
-    inst, classes = decode(make(truth), kind, 2, DEFAULT_DECODING[kind])
+    inst, classes = decode(make(truth), kind, 2, default_decoding(kind))
     assert sorted(classes) == [1, 2] and set(classes.values()) == {1}
     # each decoded cell is one of the discs, nearly pixel for pixel
     for i in (1, 2):
@@ -75,7 +76,7 @@ def test_two_touching_discs_become_two_instances(kind: str, make) -> None:
     "kind,make", [("three_class", three_class_logits), ("distance", distance_logits)]
 )
 def test_empty_output_gives_no_instances(kind: str, make) -> None:
-    inst, classes = decode(make(np.zeros((32, 32), np.uint32)), kind, 2, DEFAULT_DECODING[kind])
+    inst, classes = decode(make(np.zeros((32, 32), np.uint32)), kind, 2, default_decoding(kind))
     assert not inst.any() and classes == {}
 
 
@@ -85,7 +86,7 @@ def test_a_cell_without_a_seed_is_still_a_cell_and_tiny_ones_vanish() -> None:
     truth[20, 20] = 2  # one pixel: under min_area
     logits = three_class_logits(truth)
     logits[:, 5:9, 5:9] = BIG * np.array([0, 0, 1], np.float32)[:, None, None]  # no interior
-    inst, _ = decode(logits, "three_class", 2, DEFAULT_DECODING["three_class"])
+    inst, _ = decode(logits, "three_class", 2, default_decoding("three_class"))
     assert inst.max() == 1 and (inst == 1).sum() == 36
 
 
@@ -97,19 +98,24 @@ def test_multi_class_instances_take_the_majority_class() -> None:
     cls[:, 20:26, 38:42] = np.array([BIG, 0])[:, None, None]
     logits = np.concatenate([three_class_logits(truth), cls])
     assert output_channels("three_class", 3) == 5
-    inst, classes = decode(logits, "three_class", 3, Decoding())
+    inst, classes = decode(logits, "three_class", 3, default_decoding("three_class"))
     at = {int(inst[24, 16]): 1, int(inst[24, 44]): 2}
     assert classes == at
     assert majority_classes(np.zeros((4, 4), np.uint32), np.ones((4, 4), int)) == {}
 
 
 def test_decoding_parameters_are_validated() -> None:
-    assert Decoding.parse({"seed_threshold": 0.4}, "m").seed_threshold == 0.4
-    with pytest.raises(ApplianceError, match="unknown decoding parameters sigma"):
-        Decoding.parse({"sigma": 2}, "m")
+    c = Contract.parse({**contract(kind="three_class"), "decoding": {"seed_threshold": 0.4}}, "m")
+    assert c.decoding["seed_threshold"] == 0.4 and c.decoding["seed_erosion"] == 2
+    assert (
+        c.channels_out == 3
+        and Contract.parse(contract(3, 3, kind="distance"), "m").channels_out == 5
+    )
+    with pytest.raises(ApplianceError, match=r"decoding\.sigma"):
+        Contract.parse({**contract(kind="distance"), "decoding": {"sigma": 2}}, "m")
     with pytest.raises(ApplianceError, match="threshold"):
-        Decoding.parse({"threshold": 1.5}, "m")
-    with pytest.raises(ApplianceError, match="boundary channel needs the mask"):
+        Contract.parse({**contract(kind="distance"), "decoding": {"threshold": 1.5}}, "m")
+    with pytest.raises(ApplianceError, match="boundary_channel"):
         Contract.parse({**contract(), "boundary_channel": True}, "m")
     with pytest.raises(ApplianceError, match="output_kind"):
         Contract.parse(contract(kind="watershed"), "m")

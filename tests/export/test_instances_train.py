@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from appliance.assist.instances import DEFAULT_DECODING, decode
+from appliance.assist.instances import decode, default_decoding
 from appliance.perturb import PerturbSpec
 from export.data import SegDataset, sample_from_arrays
 from export.instance_metrics import coco_ap, f1_at
@@ -93,7 +93,7 @@ def test_an_instance_model_learns_to_split_touching_cells(kind: str) -> None:
         x = torch.from_numpy(sample_from_arrays(image, truth).image[None])
         with torch.no_grad():
             logits = result.model(x)[0].numpy()
-        preds.append(decode(logits, kind, 2, DEFAULT_DECODING[kind])[0])
+        preds.append(decode(logits, kind, 2, default_decoding(kind))[0])
         truths.append(truth)
     merged = [ndi.label(t > 0)[0] for t in truths]
     assert f1_at(truths, merged) == pytest.approx(2 / 3)
