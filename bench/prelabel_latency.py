@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH)
     parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH)
-    parser.add_argument("--output", choices=TRAINABLE, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", choices=TRAINABLE, default=DEFAULT_OUTPUT["segment"])
     args = parser.parse_args(argv)
     n_out = output_channels(args.output, 2)
     model = UNet(1, n_out, args.width, args.depth).eval()

@@ -133,9 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", action="store_true", help="ship an int8 QDQ model")
     p.add_argument(
         "--output",
-        choices=TRAINABLE,
-        default=DEFAULT_OUTPUT,
-        help=f"output kind (default {DEFAULT_OUTPUT}): three_class (background/interior/"
+        choices=("auto", *TRAINABLE),
+        default="auto",
+        help="output kind; auto (default): "
+        + ", ".join(f"{kind} for --task {task}" for task, kind in DEFAULT_OUTPUT.items())
+        + ". three_class (background/interior/"
         "boundary) or distance (foreground + distance to the cell edge), both decoded into "
         "separate touching cells by seeded watershed; softmax: classes only, touching cells "
         "merge (see docs/instances.md)",

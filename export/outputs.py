@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from appliance.assist.instances import INSTANCE_KINDS, output_channels
 from export.losses import dice_ce_loss
 from export.targets import (
-    DEFAULT_OUTPUT,
     TRAINABLE,
     check_output,
     distance_target,
@@ -27,7 +26,6 @@ from export.targets import (
 )
 
 __all__ = [
-    "DEFAULT_OUTPUT",
     "TRAINABLE",
     "aux_target",
     "channels",

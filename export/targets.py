@@ -16,10 +16,11 @@ from appliance.assist.instances import boundaries
 from appliance.errors import ApplianceError
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
-# Output kinds the workstation trains; the default is the one bench/instances.py found best
-# (docs/instances.md).
+# Output kinds the workstation trains. The default per task is the kind bench/instances.py
+# found best for it (docs/instances.md): three-class for pre-labels (best F1 and AP, and the
+# only candidate whose Dice is not below today's), distance for upgrades (F1 0.74 against 0.48).
 TRAINABLE = ("three_class", "distance", "softmax")
-DEFAULT_OUTPUT = "three_class"
+DEFAULT_OUTPUT = {"segment": "three_class", "upgrade": "distance"}
 
 
 def check_output(kind: str) -> str:
@@ -27,6 +28,15 @@ def check_output(kind: str) -> str:
     if kind not in TRAINABLE:
         raise ApplianceError(f"--output must be one of {', '.join(TRAINABLE)}, got {kind!r}")
     return kind
+
+
+def output_for(task: str, kind: str = "auto") -> str:
+    """The output kind to train: `kind`, or the task's default when it is "auto"."""
+    if kind == "auto":
+        if task not in DEFAULT_OUTPUT:
+            raise ApplianceError(f"unknown task {task!r}: expected segment or upgrade")
+        return DEFAULT_OUTPUT[task]
+    return check_output(kind)
 
 
 def three_class_target(instances: np.ndarray) -> np.ndarray:

@@ -62,7 +62,7 @@ class TrainConfig:
     perturb: PerturbSpec = field(default_factory=lambda: UPGRADE_PERTURB)
     workers: int | None = None
     # "softmax" (connected components on the tablet) or an instance kind; `python -m export
-    # train` defaults to outputs.DEFAULT_OUTPUT
+    # train` defaults per task to export.targets.DEFAULT_OUTPUT
     output: str = "softmax"
 
     @property
@@ -455,11 +455,12 @@ def train_job(
     seed: int = 0,
     quantize: bool = False,
     progress: bool = True,
-    output: str = outputs.DEFAULT_OUTPUT,
+    output: str = "auto",
 ) -> dict[str, object] | None:
     """Training-job bundle → trained, exported, checked model bundle; returns its metrics.
 
-    `output` is the model's output kind (`export.outputs`): an instance kind by default.
+    `output` is the model's output kind (`export.outputs`); "auto" picks the task's default
+    instance kind (`export.targets.DEFAULT_OUTPUT`).
 
     Returns None on the non-zero ranks of a torchrun launch (rank 0 writes everything).
     """
@@ -468,8 +469,9 @@ def train_job(
     from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
     from export.quantize import quantize_int8
+    from export.targets import output_for
 
-    outputs.check_output(output)
+    output = output_for(task, output)
     with read_training_job(job_path) as job:
         splits, classes = samples_from_job(job, task)
         job_id = job.id

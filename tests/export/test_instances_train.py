@@ -70,9 +70,10 @@ def test_instance_upgrade_items_carry_coarse_edges() -> None:
 def test_an_instance_model_learns_to_split_touching_cells(kind: str) -> None:
     """Connected components of the true foreground reach F1 2/3 here; the model must beat it."""
     torch.set_num_threads(2)
-    data = [pairs_image(np.random.default_rng(i)) for i in range(8)]
-    train = [sample_from_arrays(i, m) for i, m in data[:6]]
-    val = [sample_from_arrays(i, m) for i, m in data[6:]]
+    # an epoch is 16 crops whatever the set's size, so more images cost only validation time
+    data = [pairs_image(np.random.default_rng(i)) for i in range(20)]
+    train = [sample_from_arrays(i, m) for i, m in data[:16]]
+    val = [sample_from_arrays(i, m) for i, m in data[16:]]
     config = TrainConfig(
         width=8,
         depth=3,
