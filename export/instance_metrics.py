@@ -101,7 +101,9 @@ def coco_ap(truths: Sequence[np.ndarray], preds: Sequence[np.ndarray]) -> float:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    images, gts, dts = [], [], []
+    images: list[dict] = []
+    gts: list[dict] = []
+    dts: list[dict] = []
     for k, (t, p) in enumerate(zip(truths, preds, strict=True), start=1):
         h, w = t.shape
         images.append({"id": k, "height": h, "width": w})

@@ -78,7 +78,7 @@ def merge_touching(instances: np.ndarray, p: float, rng: np.random.Generator) ->
     inst = np.asarray(instances)
     if p <= 0 or inst.max() == 0:
         return inst
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     for a, b in ((inst[1:, :], inst[:-1, :]), (inst[:, 1:], inst[:, :-1])):
         sel = (a != b) & (a > 0) & (b > 0)
         if sel.any():

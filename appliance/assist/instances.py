@@ -122,7 +122,7 @@ def _drop_small(inst: np.ndarray, min_area: int) -> np.ndarray:
 def label_seeds(candidates: np.ndarray, min_seed_area: int, erosion: int = 0) -> np.ndarray:
     """4-connected seed regions (a diagonal touch joins no seeds), eroded by `erosion` pixels
     first; small ones are dropped."""
-    cand = candidates.astype(np.uint8)
+    cand: np.ndarray = candidates.astype(np.uint8)
     if erosion and cand.any():
         cand = cv2.erode(cand, _FOUR.astype(np.uint8), iterations=erosion, borderValue=1)
     n, seeds = cv2.connectedComponents(cand, connectivity=4, ltype=cv2.CV_32S)
