@@ -94,9 +94,9 @@ def merge_touching(instances: np.ndarray, p: float, rng: np.random.Generator) ->
             i = int(parent[i])
         return i
 
-    for a, b in sorted(pairs):
+    for first, second in sorted(pairs):
         if rng.random() < p:
-            parent[root(b)] = root(a)
+            parent[root(second)] = root(first)
     lut = np.array([root(i) for i in range(parent.size)], np.uint32)
     return lut[inst]
 
