@@ -106,3 +106,18 @@ def test_an_instance_model_learns_to_split_touching_cells(kind: str) -> None:
     assert f1_at(truths, merged) == pytest.approx(2 / 3)
     assert f1_at(truths, preds) >= 0.85
     assert coco_ap(truths, preds) > coco_ap(truths, merged)
+
+
+def test_crowding_grows_clusters_of_touching_cells() -> None:
+    from export.synth import synth_samples
+
+    def merged(crowding: float) -> float:
+        samples = list(synth_samples(3, 128, seed=4, crowding=crowding))
+        cells = sum(int(s.cells.max()) for s in samples)
+        blobs = sum(ndi.label(s.cells > 0)[1] for s in samples)
+        return 1.0 - blobs / cells  # share of cells lost to connected components
+
+    assert merged(0.8) > merged(0.0) + 0.2
+    a = next(iter(synth_samples(1, 64, seed=2, crowding=0.5)))
+    b = next(iter(synth_samples(1, 64, seed=2, crowding=0.5)))
+    assert np.array_equal(a.cells, b.cells) and np.array_equal(a.image, b.image)
