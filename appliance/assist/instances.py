@@ -169,7 +169,7 @@ def decode(
     seeds = label_seeds(candidates, int(decoding["min_seed_area"]), int(decoding["seed_erosion"]))
     inst = seeded_watershed(seeds, elevation, fg, int(decoding["min_area"]))
     if n_classes <= 2:
-        return inst, {int(i): 1 for i in np.unique(inst) if i}
+        return inst, dict.fromkeys(range(1, int(inst.max()) + 1), 1)  # ids are 1..n
     class_map = x[_HEAD[kind] :].argmax(axis=0) + 1
     return inst, majority_classes(inst, class_map)
 
