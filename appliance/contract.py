@@ -27,6 +27,7 @@ from appliance.errors import ApplianceError
 __all__ = [
     "DTYPES",
     "INPUT_CHANNELS",
+    "INSTANCE_HEAD",
     "LAYOUTS",
     "MAX_TILE_MULTIPLE",
     "NORMALISATION_METHODS",

@@ -30,6 +30,20 @@ from skimage.segmentation import watershed
 from appliance.contract import INSTANCE_HEAD, OUTPUT_KINDS, Value
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "INSTANCE_KINDS",
+    "boundaries",
+    "decode",
+    "default_decoding",
+    "foreground",
+    "label_seeds",
+    "majority_classes",
+    "output_channels",
+    "probabilities",
+    "seeded_watershed",
+    "softmax",
+]
+
 INSTANCE_KINDS = tuple(INSTANCE_HEAD)
 _HEAD = INSTANCE_HEAD
 _FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
