@@ -13,6 +13,7 @@ import numpy as np
 
 from appliance.editing import Rect
 from appliance.labels import DEFAULT_CLASS
+from appliance.settings import OPACITY
 
 # Okabe-Ito colours (colour-blind safe), in class order 1, 2, ...; repeated beyond seven classes.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -48,7 +49,7 @@ class OverlayRenderer:
     (imported labels with hashed ids) go through `np.unique` on the region instead.
     """
 
-    def __init__(self, opacity: float = 0.45, outlines: bool = True) -> None:
+    def __init__(self, opacity: float = OPACITY.default, outlines: bool = True) -> None:
         self.opacity = opacity
         self.outlines = outlines
         self._key: tuple | None = None

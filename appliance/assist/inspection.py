@@ -21,8 +21,9 @@ from appliance.assist.postprocess import instance_boxes
 from appliance.assist.prelabel import dice
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.settings import INSPECTION
 
-SETTING_KEY = "inspection"
+SETTING_KEY = INSPECTION.key
 METRICS = ("segments", "holes", "fragments", "area", "model")
 # Areas of a class are plausible between these quantiles of the labeled examples, widened by
 # MARGIN either way; fewer than MIN_EXAMPLES examples give no range at all.
@@ -238,7 +239,7 @@ def learn_area_ranges(labels: Iterable[Label]) -> dict[int, tuple[float, float]]
 
 def load_settings(project: Any, learn: bool = True, max_images: int = 200) -> InspectionSettings:
     """The project's priors; area ranges learned from its human labels unless set by hand."""
-    s = InspectionSettings.from_dict(project.get_setting(SETTING_KEY, None) or {})
+    s = InspectionSettings.from_dict(INSPECTION.get(project))
     if learn and not s.area_ranges:
         versions = latest_human_versions(project, max_images)
         s.area_ranges = learn_area_ranges(project.label_version(v).label for _, v in versions)

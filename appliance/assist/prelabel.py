@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from appliance import settings
 from appliance.assist.history import HUMAN, latest_human_versions
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 
 METHODS = ("otsu", "previous", "model")
-OTSU_SETTING = "prelabel.otsu"
+OTSU_SETTING = settings.OTSU.key
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -90,7 +91,7 @@ def prelabeler(
 ) -> Callable[[int, np.ndarray], Label | None]:
     """`f(image_id, pixels) -> Label | None` for `method`, configured from project settings."""
     if method == "otsu":
-        cfg = project.get_setting(OTSU_SETTING, None) or {}
+        cfg = settings.OTSU.get(project)
         ch, pol = cfg.get("channel"), cfg.get("polarity", "auto")
         return lambda _id, pixels: otsu(pixels, ch, pol)
     if method == "previous":

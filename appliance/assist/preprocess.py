@@ -18,10 +18,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance import settings
 from appliance.errors import ApplianceError
 from appliance.imageio import to_display
 
-SETTING_KEY = "preprocessing"
+SETTING_KEY = settings.PREPROCESSING.key
 DENOISERS = ("none", "gaussian", "median", "nlm")
 
 
@@ -83,9 +84,9 @@ def apply(image: np.ndarray, h: Preprocessing) -> np.ndarray:
 
 def load(project: Any) -> Preprocessing:
     """The project's h (defaults when never set)."""
-    return Preprocessing.from_dict(project.get_setting(SETTING_KEY, None) or {})
+    return Preprocessing.from_dict(settings.PREPROCESSING.get(project))
 
 
 def save(project: Any, h: Preprocessing) -> None:
     """Record h for the whole project; bundles read the same setting."""
-    project.set_setting(SETTING_KEY, h.to_dict())
+    settings.PREPROCESSING.set(project, h.to_dict())

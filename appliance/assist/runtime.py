@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance import settings
 from appliance.assist.contract import (
     Contract,
     class_ids,
@@ -281,6 +282,6 @@ def active_model(project: Any, role: str, threads: int | None = None) -> Inferen
         return None
     contract = Contract.parse(row.contract, f"model {row.id}")
     if threads is None:
-        threads = project.get_setting("inference.threads", None)
+        threads = settings.INFERENCE_THREADS.get(project)
     lut = class_ids(contract, project.classes())
     return InferenceModel(row.path, contract, model_id=row.id, threads=threads, lut=lut)

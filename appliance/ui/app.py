@@ -21,13 +21,13 @@ from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.clock import Clock
 from kivy.lang import Builder
 from kivy.properties import ListProperty, NumericProperty, StringProperty
-from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from appliance.assist.jobs import Job, JobContext, JobRunner
 from appliance.errors import ApplianceError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
+from appliance.ui.palm import PalmGuard
 from appliance.ui.widgets import MessageBar
 
 log = logging.getLogger(__name__)
@@ -74,27 +74,26 @@ class ApplianceApp(App):
         self.workspace = Path(workspace)
         self.project: Project | None = None
         self.errors: list[BaseException] = []
-        self.jobs = JobRunner()
+        self.jobs = JobRunner(workers=2)  # the open image's work beside the next one's prefetch
         self.prefs: dict[str, Any] = {}
         self.sm: ScreenManager | None = None
         self.message: MessageBar | None = None
         self._live: list[Job] = []
 
     # ----- life cycle ----------------------------------------------------------------------
-    def build(self) -> FloatLayout:
+    def build(self) -> PalmGuard:
         from appliance.ui.screens import SCREENS
 
         Builder.load_file(str(STYLE))
         ExceptionManager.add_handler(_ShowErrors(self))
         self.prefs = self._load_prefs()
         self.annotator = str(self.prefs.get("annotator", ""))
-        root = FloatLayout()
+        root = PalmGuard()
         self.sm = ScreenManager(transition=NoTransition())
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))
         root.add_widget(self.sm)
         self.message = MessageBar()
-        root.add_widget(self.message)
         self.apply_theme(str(self.prefs.get("theme", "dark")))
         Clock.schedule_once(lambda _dt: self.start(), 0)
         Clock.schedule_interval(self._poll_jobs, 0.2)
@@ -111,16 +110,18 @@ class ApplianceApp(App):
 
     def on_stop(self) -> None:
         if self.sm is not None:
-            self.sm.get_screen("annotate").close_image()
+            self.sm.get_screen("annotate").leave()
         self.jobs.shutdown(wait=False)
         if self.project is not None:
             self.project.close()
 
     # ----- navigation and projects ---------------------------------------------------------
     def go(self, name: str) -> None:
+        """Show a screen. Settings and Models are visits: the annotate screen keeps its image,
+        undo stack, class, zoom and pan; any other screen leaves the project's image."""
         assert self.sm is not None
-        if self.sm.current == "annotate" and name != "annotate":
-            self.sm.get_screen("annotate").close_image()
+        if self.sm.current == "annotate" and name not in ("annotate", "settings", "models"):
+            self.sm.get_screen("annotate").leave()
         self.sm.current = name
         refresh = getattr(self.sm.current_screen, "refresh", None)
         if refresh is not None:
@@ -192,10 +193,16 @@ class ApplianceApp(App):
 
     # ----- messages, errors and jobs -------------------------------------------------------
     def notify(self, text: str, error: bool = False) -> None:
-        """Show a one-line message at the bottom of the screen for a few seconds."""
+        """Show a one-line message (see `MessageBar`); errors stay until solved or tapped."""
         log.info("message: %s", text)
         if self.message is not None:
-            self.message.show(text, error)
+            slot = getattr(self.sm.current_screen, "message_slot", None) if self.sm else None
+            self.message.show(text, error, slot)
+
+    def clear_error(self) -> None:
+        """The problem a red message was about is solved: hide it."""
+        if self.message is not None and self.message.error:
+            self.message.hide()
 
     def show_error(self, exc: BaseException) -> None:
         if isinstance(exc, ApplianceError):
@@ -232,7 +239,7 @@ class ApplianceApp(App):
 
         def deliver(job: Job) -> None:
             if job.error is not None:
-                (failed or self.show_error)(job.error)
+                self.safely(failed or self.show_error, job.error)
             else:
                 self.safely(done, job.result(0))
 

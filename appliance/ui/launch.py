@@ -17,6 +17,7 @@ def launch(workspace: Path, tour: Path | None = None) -> int:
         if not start_virtual_display():
             raise ApplianceError("the screenshot tour needs a display or Xvfb (package xvfb)")
         emulate_tablet()
+    configure_kivy()
     from kivy.config import Config
 
     if tour is not None:  # the target tablet's resolution, for screenshots
@@ -27,3 +28,17 @@ def launch(workspace: Path, tour: Path | None = None) -> int:
     from appliance.ui.app import run  # imports the window: after the configuration above
 
     return run(workspace, tour=tour)
+
+
+def configure_kivy() -> None:
+    """Kivy settings the app relies on, set before the window exists (also used by the tests).
+
+    - No multitouch emulation: otherwise a right click leaves a red dot that turns the next
+      right-drag (laptop-mode panning) into a pinch.
+    - A docked on-screen keyboard appears whenever a text field is focused (tablets have no
+      keyboard; a docked physical one still works).
+    """
+    from kivy.config import Config
+
+    Config.set("input", "mouse", "mouse,disable_multitouch")
+    Config.set("kivy", "keyboard_mode", "systemanddock")

@@ -93,12 +93,12 @@ def test_undo_redo_restore_the_exact_label(fresh, tmp_path):
     pen_stroke([(cx + 30, cy - 60 + 6 * i) for i in range(20)])
     second = canvas.session.label()
     assert not second.equals(first)
-    tap(screen.buttons["Undo"])
+    tap(screen.buttons["undo"])
     assert canvas.session.label().equals(first)
-    tap(screen.buttons["Undo"])
+    tap(screen.buttons["undo"])
     assert canvas.session.label().equals(start)
-    tap(screen.buttons["Redo"])
-    tap(screen.buttons["Redo"])
+    tap(screen.buttons["redo"])
+    tap(screen.buttons["redo"])
     assert canvas.session.label().equals(second)
     assert canvas.session.classes == second.classes
     from kivy.core.window import Window
