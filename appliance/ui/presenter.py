@@ -295,13 +295,13 @@ class AnnotatePresenter:
             return None if found is None else Offer(*found)
 
         def done(offer: Offer | None) -> None:
-            if self.work is work and work.parent_id is None:
+            if self.prelabel_job is job and self.work is work and work.parent_id is None:
                 self.prelabel_job = None
                 self._set_offer(offer)
                 self.view.show_panel()
                 self.view.show_status()
 
-        self.prelabel_job = self._run_job(compute, done, "prelabel")
+        job = self.prelabel_job = self._run_job(compute, done, "prelabel")
 
     def _set_offer(self, offer: Offer | None) -> None:
         self.offer = offer
