@@ -46,9 +46,9 @@ def test_dict_defaults_are_not_shared(project):
 
 def test_core_modules_use_the_registered_keys():
     assert settings.PRELABEL.choices == ("auto", *prelabel.METHODS, "none")
-    assert selector.WEIGHTS_KEY == settings.SELECTOR_WEIGHTS.key
-    assert selector.DEFAULT_WEIGHTS == settings.SELECTOR_WEIGHTS.default
-    assert inspection.SETTING_KEY == settings.INSPECTION.key
-    assert preprocess.SETTING_KEY == settings.PREPROCESSING.key
-    assert prelabel.OTSU_SETTING == settings.OTSU.key
+    assert settings.SELECTOR_WEIGHTS.key == selector.WEIGHTS_KEY
+    assert settings.SELECTOR_WEIGHTS.default == selector.DEFAULT_WEIGHTS
+    assert settings.INSPECTION.key == inspection.SETTING_KEY
+    assert settings.PREPROCESSING.key == preprocess.SETTING_KEY
+    assert settings.OTSU.key == prelabel.OTSU_SETTING
     assert len(settings.BY_KEY) == len(settings.ALL)

@@ -60,6 +60,7 @@ class ApplianceApp(App):
     c_muted = ListProperty(theme.DARK.muted)
     c_error = ListProperty(theme.DARK.error)
     c_ok = ListProperty(theme.DARK.ok)
+    c_track = ListProperty(theme.DARK.track)
     touch = NumericProperty(theme.TOUCH)
     gap = NumericProperty(theme.GAP)
     font = NumericProperty(theme.FONT)
@@ -169,7 +170,7 @@ class ApplianceApp(App):
         pal = theme.palette(name)
         self.c_bg, self.c_panel, self.c_button = pal.background, pal.panel, pal.button
         self.c_active, self.c_text, self.c_muted = pal.button_active, pal.text, pal.muted
-        self.c_error, self.c_ok = pal.error, pal.ok
+        self.c_error, self.c_ok, self.c_track = pal.error, pal.ok, pal.track
         if self.prefs.get("theme") != name:
             self.prefs["theme"] = name
             self._save_prefs()

@@ -394,12 +394,13 @@ class LabelCanvas(StencilView):
         before it touches, so the expert sees what the next dab will cover."""
         if getattr(me, "type_id", None) != "hover" or self.session is None or self._pens:
             return
-        if etype == "end" or not self.collide_point(*me.pos) or not is_pen(me):
+        pos = (me.sx * (Window.width - 1), me.sy * (Window.height - 1))  # hover is not scaled
+        if etype == "end" or not self.collide_point(*pos) or not is_pen(me):
             self._cursor.points = []
             return
         if self.tool in ("brush", "eraser") or is_eraser(me):
             radius = max(0.5, self.brush_size / 2.0)
-            self._cursor.circle = (*me.pos, max(2.0, radius * self.zoom))
+            self._cursor.circle = (*pos, max(2.0, radius * self.zoom))
 
     def _radius(self, touch: object) -> float:
         pressure = pressure_of(touch)

@@ -123,8 +123,9 @@ class MessageBar(Label):
     @property
     def shortened(self) -> bool:
         """Whether the one-line text hides part of the message."""
-        self.texture_update()
-        return self._label.text != self.text if self._label is not None else False
+        if self.expanded or self._label is None:
+            return False
+        return bool(self._label.get_extents(self.text)[0] > (self.text_size[0] or self.width))
 
     def _place(self) -> None:
         app = App.get_running_app()

@@ -69,7 +69,9 @@ def fresh(app: object) -> Iterator[Callable[[Path], object]]:
     def open_it(path: Path) -> object:
         app.open_project(path)
         screen = app.sm.get_screen("annotate")
-        wait_for(lambda: screen.work is not None or (screen.presenter and screen.presenter.all_done))
+        wait_for(
+            lambda: screen.work is not None or (screen.presenter and screen.presenter.all_done)
+        )
         pump(3)
         return screen
 
