@@ -22,7 +22,7 @@ def test_defaults_ranges_and_round_trip(project):
     assert settings.BRUSH_SIZE.set(project, 35.0) == 35
     assert project.get_setting("ui.brush_size") == 35
     for bad in (0, 201, 3.5, "big", True):
-        with pytest.raises(ApplianceError, match="ui.brush_size"):
+        with pytest.raises(ApplianceError, match=r"ui\.brush_size"):
             settings.BRUSH_SIZE.set(project, bad)
     assert settings.BRUSH_SIZE.get(project) == 35  # a refused value changes nothing
     with pytest.raises(ApplianceError, match="not one of"):

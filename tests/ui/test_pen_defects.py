@@ -96,7 +96,7 @@ def test_the_eraser_end_and_the_barrel_button_erase(fresh, tmp_path):
 
 
 def test_palm_is_ignored_app_wide_while_the_pen_is_down_or_hovering(fresh, app, tmp_path):
-    project, screen, canvas = _open(fresh, tmp_path)
+    _project, screen, canvas = _open(fresh, tmp_path)
     image_id = screen.work.image_id
     cx, cy = canvas.to_window(100, 100)
     pen = SynthTouch("pen", cx, cy, pressure=0.7).down()
@@ -139,7 +139,7 @@ def test_mouse_multitouch_emulation_is_off_and_right_drag_pans(fresh, tmp_path):
     assert "disable_multitouch" in Config.get("input", "mouse")
     provider = MouseMotionEventProvider("mouse", Config.get("input", "mouse").split(",", 1)[1])
     assert provider.disable_multitouch
-    _project, screen, canvas = _open(fresh, tmp_path)
+    _project, _screen, canvas = _open(fresh, tmp_path)
     offset, before = canvas.offset, canvas.session.instances.copy()
     cx, cy = canvas.center
     for _ in range(2):  # twice: the second right-drag must pan too, not zoom
@@ -151,7 +151,7 @@ def test_mouse_multitouch_emulation_is_off_and_right_drag_pans(fresh, tmp_path):
 
 
 def test_status_line_shows_progress_state_time_and_suggested_objects(fresh, app, tmp_path):
-    project, screen, canvas = _open(fresh, tmp_path, prelabel="otsu")
+    _project, screen, canvas = _open(fresh, tmp_path, prelabel="otsu")
     wait_for(lambda: screen.offer is not None)
     screen.show_status()
     text = screen.status_label.text
