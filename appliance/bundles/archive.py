@@ -523,7 +523,7 @@ def peek_format(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(MANIFEST_NAME)
-            if info.file_size > Limits().max_manifest_bytes:
+            if info.file_size > LIMITS["model"].max_manifest_bytes:
                 return None
             doc = json.loads(zf.read(info).decode("utf-8"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):

@@ -257,9 +257,12 @@ class ApplianceApp(App):
 def run(workspace: Path, tour: Path | None = None) -> int:
     """Start the app on `workspace` (a folder of projects or one project); `tour`: screenshots."""
     app = ApplianceApp(workspace)
+    failures: list[str] = []
     if tour is not None:
         from appliance.ui.tour import schedule_tour
 
-        schedule_tour(app, tour)
+        schedule_tour(app, tour, failures)
     app.run()
+    if failures:
+        raise ApplianceError(f"screenshot tour: {', '.join(failures)} did not show their state")
     return 0

@@ -156,9 +156,12 @@ def test_status_line_shows_progress_state_time_and_suggested_objects(fresh, app,
     screen.show_status()
     text = screen.status_label.text
     suggested = len(screen.offer.label.ids())
-    assert screen.work.record.name in text and "image 1 of 3" in text
-    assert f"0 objects + {suggested} suggested" in text and "· saved" in text
-    assert " s ·" in text or " min ·" in text  # elapsed time
+    assert screen.title_label.text == screen.work.record.name
+    assert screen.progress_label.text.startswith("Image 1 of 3 · 0 done")
+    assert f"0 objects + {suggested} suggested" in text and "· saved ·" in text
+    assert text.endswith((" s", " min"))  # elapsed time
+    for line in (screen.title_label, screen.status_label, screen.progress_label):
+        assert line._label.get_extents(line.text)[0] <= line.width  # nothing cut off
     tap(screen.buttons["offer_accept_edit"])
     cx, cy = canvas.to_window(20, 20)
     pen_stroke([(cx, cy), (cx + 10, cy)])
@@ -204,7 +207,7 @@ def test_all_labeled_says_so_and_offers_export(fresh, app, tmp_path):
         project.save_label(image.id, Label.empty((64, 64)), author="x", source="manual")
     screen = fresh(project.root)
     assert screen.presenter.all_done and screen.work is None
-    assert "All images are labeled" in screen.status_label.text
+    assert "All images are labeled" in screen.title_label.text
     assert screen.buttons["save_next"].disabled and screen.buttons["tool:brush"].disabled
     tap(screen.buttons["export"])
     assert app.sm.current == "home"

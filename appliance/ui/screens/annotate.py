@@ -17,13 +17,16 @@ from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
+from appliance.store import classes as class_store
 from appliance.ui.canvas import LabelCanvas
+from appliance.ui.classes_popup import ClassEditor
 from appliance.ui.presenter import AnnotatePresenter
 from appliance.ui.screens.home import duration
 from appliance.ui.widgets import BusySpinner, ScreenBg, button, label
@@ -57,6 +60,7 @@ class AnnotateScreen(ScreenBg):
         self.presenter: AnnotatePresenter | None = None
         self.buttons: dict[str, Widget] = {}
         self.left_handed = False
+        self.hidden: set[int] = set()  # classes hidden from view (Edit classes)
         self.canvas_view = LabelCanvas()
         self.canvas_view.on_changed = self.show_status
         self.canvas_view.on_stroke_done = self._act("stroke_done")
@@ -84,6 +88,21 @@ class AnnotateScreen(ScreenBg):
     def _call(self, action: Callable[[AnnotatePresenter], object]) -> None:
         if self.presenter is not None:
             App.get_running_app().safely(action, self.presenter)
+
+    def _line(self, bold: bool = False) -> Widget:
+        app = App.get_running_app()
+        line = Label(
+            shorten=True,
+            max_lines=1,
+            font_size=app.font_small,
+            bold=bold,
+            halign="left",
+            valign="middle",
+            color=app.c_text,
+        )
+        app.bind(c_text=line.setter("color"))
+        line.bind(size=lambda lab, size: setattr(lab, "text_size", size))
+        return line
 
     def _act(self, method: str, *args: object) -> Callable[[], None]:
         """A button action: call the presenter's `method` (failures become messages)."""
@@ -127,7 +146,7 @@ class AnnotateScreen(ScreenBg):
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
         col.add_widget(self.opacity_slider)
-        hold = Factory.TButton(text="Hold: raw image")
+        hold = Factory.TButton(text="Raw (hold)")
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
         self.buttons["hold_compare"] = hold
@@ -141,17 +160,14 @@ class AnnotateScreen(ScreenBg):
         bar = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.3)
         small = {"size_hint_x": None, "width": app.touch * 1.6, "pos_hint": {"center_y": 0.5}}
         bar.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
-        self.status_label = Factory.TLabel(
-            text="",
-            size_hint_y=1,
-            shorten=True,
-            shorten_from="right",
-            max_lines=1,
-            padding=(app.gap * 2, 0),
-            font_size=app.font_small,
-        )
-        self.status_label.bind(size=lambda lab, size: setattr(lab, "text_size", size))
-        bar.add_widget(self.status_label)
+        # two lines, each shortened only when it really does not fit: the image's name, then
+        # objects (with a pre-label's suggested ones), saved/unsaved and time on this image
+        lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
+        self.title_label = self._line(bold=True)
+        self.status_label = self._line()
+        lines.add_widget(self.title_label)
+        lines.add_widget(self.status_label)
+        bar.add_widget(lines)
         self.zoom_label = Factory.TLabel(
             text="", size_hint=(None, 1), width=app.touch * 1.4, font_size=app.font_small
         )
@@ -176,6 +192,8 @@ class AnnotateScreen(ScreenBg):
     def _side(self) -> BoxLayout:
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar)
+        self.progress_label = label("", color=app.c_muted, font_size=app.font_small)
+        col.add_widget(self.progress_label)
         col.add_widget(
             self._button(
                 "save_next",
@@ -193,6 +211,7 @@ class AnnotateScreen(ScreenBg):
         self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
         self.class_box.bind(minimum_height=self.class_box.setter("height"))
         col.add_widget(self.class_box)
+        col.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
         self.assist_box = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         self.assist_box.bind(minimum_height=self.assist_box.setter("height"))
         scroll = ScrollView(do_scroll_x=False)
@@ -211,8 +230,13 @@ class AnnotateScreen(ScreenBg):
         for key in [k for k in self.buttons if k.startswith("class:")]:
             del self.buttons[key]
         active = self.presenter.active_class if self.presenter else 1
+        chosen = class_store.colours(app.project)
+        renderer = self.canvas_view.renderer
+        if (chosen, frozenset(self.hidden)) != (renderer.colours, renderer.hidden):
+            renderer.colours, renderer.hidden = chosen, frozenset(self.hidden)
+            self.canvas_view.refresh()
         for cid, name in app.project.classes().items():
-            r, g, b = (v / 255 for v in class_colour(cid))
+            r, g, b = (v / 255 for v in chosen.get(cid, class_colour(cid)))
             dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
             toggle = Factory.ClassToggle(
                 text=name,
@@ -220,7 +244,7 @@ class AnnotateScreen(ScreenBg):
                 state="down" if cid == active else "normal",
                 color=(0, 0, 0, 1) if dark_text else (1, 1, 1, 1),
             )
-            toggle.swatch = (r, g, b, 1)  # a kv-declared property: set after construction
+            toggle.swatch = (r, g, b, 0.35 if cid in self.hidden else 1)  # kv property
             toggle.bind(on_press=lambda _b, c=cid: self.set_class(c))
             self.buttons[f"class:{cid}"] = toggle
             self.class_box.add_widget(toggle)
@@ -383,20 +407,19 @@ class AnnotateScreen(ScreenBg):
         status = p.status() if p else None
         work = p.work if p else None
         if status is None or work is None:
-            self.status_label.text = "All images are labeled" if p and p.all_done else ""
+            self.title_label.text = "All images are labeled" if p and p.all_done else ""
+            self.status_label.text = self.progress_label.text = ""
             return
         objects = f"{status.objects} objects"
         if status.suggested:
             objects += f" + {status.suggested} suggested"
+        self.title_label.text = status.name
         self.status_label.text = " · ".join(
-            (
-                status.name,
-                f"image {status.position} of {status.total}",
-                objects,
-                "saved" if status.saved else "unsaved",
-                duration(status.seconds),
-                f"{status.done_this_session} done this session",
-            )
+            (objects, "saved" if status.saved else "unsaved", duration(status.seconds))
+        )
+        self.progress_label.text = (
+            f"Image {status.position} of {status.total} · "
+            f"{status.done_this_session} done this session"
         )
         self.buttons["undo"].disabled = not work.session.can_undo
         self.buttons["redo"].disabled = not work.session.can_redo
@@ -454,6 +477,11 @@ class AnnotateScreen(ScreenBg):
         assert work is not None
         self.set_class(work.session.class_of(instance_id))
         App.get_running_app().notify(f"Picked object {instance_id}: its class is now active")
+
+    def edit_classes(self) -> ClassEditor:
+        editor = ClassEditor(self.hidden, self._show_classes)
+        editor.open()
+        return editor
 
     def _export(self) -> None:
         app = App.get_running_app()
