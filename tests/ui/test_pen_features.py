@@ -41,9 +41,9 @@ def test_double_tap_toggles_fit_and_one_to_one_and_the_minimap_follows_zoom(open
     canvas.zoom_about(fitted * 6, cx, cy)
     pump(1)
     assert canvas.minimap_shown and screen.zoom_label.text == f"{fitted * 6:.0%}"
-    x, y, w, h = canvas._minimap_view.rectangle
-    mx, my = canvas._minimap.pos
-    mw, mh = canvas._minimap.size
+    x, _y, w, _h = canvas._minimap_view.rectangle
+    mx, _my = canvas._minimap.pos
+    mw, _mh = canvas._minimap.size
     shown = canvas.width / canvas.zoom / canvas.session.shape[1]  # fraction of the width
     assert mx <= x and x + w <= mx + mw + 1 and w == pytest.approx(mw * shown, rel=0.05)
     tap(screen.buttons["fit"])
