@@ -32,6 +32,7 @@ from appliance.ui.widgets import MessageBar
 
 log = logging.getLogger(__name__)
 PREFS_FILE = "tablet.json"
+VISITS = ("annotate", "settings", "models", "gallery")  # screens that keep the open image
 STYLE = Path(__file__).with_name("style.kv")
 
 
@@ -118,10 +119,10 @@ class ApplianceApp(App):
 
     # ----- navigation and projects ---------------------------------------------------------
     def go(self, name: str) -> None:
-        """Show a screen. Settings and Models are visits: the annotate screen keeps its image,
+        """Show a screen. Settings, Models, Gallery are visits: the annotate screen keeps its image,
         undo stack, class, zoom and pan; any other screen leaves the project's image."""
         assert self.sm is not None
-        if self.sm.current == "annotate" and name not in ("annotate", "settings", "models"):
+        if self.sm.current == "annotate" and name not in VISITS:
             self.sm.get_screen("annotate").leave()
         self.sm.current = name
         refresh = getattr(self.sm.current_screen, "refresh", None)

@@ -162,6 +162,7 @@ class AnnotatePresenter:
         self.reviewed_revision: int | None = None
         self._prefetched: _Prefetched | None = None
         self._prefetching: int | None = None  # image id of the prefetch job in flight
+        self.prefetch = True  # off only to measure what prefetching saves (bench/ui_flow.py)
         self._total = len(project.images())
         self.on_opened: list[Callable[[ImageWork], None]] = []
         self.on_saved: list[Callable[[ImageWork, int, str], None]] = []
@@ -317,7 +318,7 @@ class AnnotatePresenter:
 
     def _prefetch(self) -> None:
         """Decode and pre-label the selector's next choice while the expert works."""
-        image_id = self.next_choice()
+        image_id = self.next_choice() if self.prefetch else None
         if image_id is None or (self._prefetched and self._prefetched.image_id == image_id):
             return
         project, chooser = self.project, self.prelabeler
@@ -458,6 +459,16 @@ class AnnotatePresenter:
         if work is not None:
             work.leave()
         self.open_image(self.visited[-1], remember=False)
+
+    def jump(self, image_id: int) -> None:
+        """Open any image (from the gallery): unsaved edits are saved first, as with Previous."""
+        if self.work is not None and self.work.image_id == image_id:
+            return
+        work = self.work
+        self._close()
+        if work is not None:
+            work.leave()
+        self.open_image(image_id)
 
     # ----- upgrade and before/after --------------------------------------------------------
     def upgrade(self) -> None:

@@ -219,6 +219,7 @@ class AnnotateScreen(ScreenBg):
         col.add_widget(scroll)
         col.add_widget(self._button("upgrade", "Upgrade drawing", self._act("upgrade")))
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        nav.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
         col.add_widget(nav)
