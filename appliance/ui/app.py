@@ -76,7 +76,8 @@ class ApplianceApp(App):
         self.workspace = Path(workspace)
         self.project: Project | None = None
         self.errors: list[BaseException] = []
-        self.jobs = JobRunner(workers=2)  # the open image's work beside the next one's prefetch
+        # the open image's work beside the next one's prefetch and the resting-pen check
+        self.jobs = JobRunner(workers=3)
         self.prefs: dict[str, Any] = {}
         self.sm: ScreenManager | None = None
         self.message: MessageBar | None = None

@@ -41,6 +41,8 @@ from appliance.store.project import Project
 from appliance.ui import assistant
 from appliance.ui.workflow import ImageData, ImageWork, pending_draft
 
+PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is checked
+
 
 class RunJob(Protocol):
     """Runs `fn(ctx)` off the UI thread; `done(result)` / `failed(error)` back on it."""
@@ -163,6 +165,7 @@ class AnnotatePresenter:
         self._prefetched: _Prefetched | None = None
         self._prefetching: int | None = None  # image id of the prefetch job in flight
         self.prefetch = True  # off only to measure what prefetching saves (bench/ui_flow.py)
+        self._prereviewed: tuple[int, int, assistant.Review] | None = None
         self._total = len(project.images())
         self.on_opened: list[Callable[[ImageWork], None]] = []
         self.on_saved: list[Callable[[ImageWork, int, str], None]] = []
@@ -387,6 +390,7 @@ class AnnotatePresenter:
         """A gesture changed the label: persist the draft so a crash loses no finished stroke."""
         if self.work is not None:
             self.work.save_draft()
+            self._prereview()
         self.view.clear_error()
         self.view.show_status()
 
@@ -529,27 +533,52 @@ class AnnotatePresenter:
         self.view.show_panel()
 
     # ----- post-assistance -----------------------------------------------------------------
+    def _prereview(self) -> None:
+        """Check the label as drawn once the pen rests (`PREREVIEW_DELAY`), in the background,
+        so that Save & next finds the post-assistance result ready and moves on at once."""
+        work, project = self.work, self.project
+        assert work is not None
+        revision, label_now = work.session.revision, work.session.label()
+
+        def check(ctx: JobContext) -> assistant.Review:
+            time.sleep(PREREVIEW_DELAY)  # superseded meanwhile by the next stroke: cancelled
+            ctx.check()
+            return assistant.review(project, label_now, ctx)
+
+        def done(result: assistant.Review) -> None:
+            if self.work is work:
+                self._prereviewed = (work.image_id, revision, result)
+
+        self._run_job(check, done, "prereview")
+
     def _start_review(self) -> None:
         work, project = self.work, self.project
         assert work is not None
         revision, label_now = work.session.revision, work.session.label()
+        ready = self._prereviewed
+        if ready is not None and ready[:2] == (work.image_id, revision):
+            self._reviewed(work, revision, ready[2])  # checked while the expert worked
+            return
         self.reviewing = True
         self.view.show_panel()
+        self._run_job(
+            lambda ctx: assistant.review(project, label_now, ctx),
+            lambda result: self._reviewed(work, revision, result),
+            "review",
+        )
 
-        def done(result: assistant.Review) -> None:
-            if self.work is not work:
-                return
-            self.reviewing = False
-            self.reviewed_revision = revision
-            if result.empty:
-                self.done_this_session += 1
-                self.review = None
-                self.open_next()
-                return
-            self.review = result
-            self.view.show_panel()
-
-        self._run_job(lambda ctx: assistant.review(project, label_now, ctx), done, "review")
+    def _reviewed(self, work: ImageWork, revision: int, result: assistant.Review) -> None:
+        if self.work is not work:
+            return
+        self.reviewing = False
+        self.reviewed_revision = revision
+        if result.empty:
+            self.done_this_session += 1
+            self.review = None
+            self.open_next()
+            return
+        self.review = result
+        self.view.show_panel()
 
     def review_done(self) -> None:
         """Next image after the review, keeping the label as saved."""
