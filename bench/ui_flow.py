@@ -5,9 +5,9 @@ Save & next (the label is stored, the post-assistance check runs, the selector's
 opens) and waits for the next image with its pre-label outlined. Timed on the UI thread from
 the tap to the moment the next image and its pre-label are in the widgets, and to the end of
 the first frame that draws them (under Xvfb the frame is Mesa's software GL swapping a
-1920×1200 buffer, which on a shared 2-core machine costs far more than on a tablet's GPU). Measured with the background
-prefetch (next image decoded and pre-labeled while the expert works) and, as the baseline in
-the same run, without it (decode and pre-label start at the tap).
+1920×1200 buffer, which on a shared 2-core machine costs far more than on a tablet's GPU).
+Measured with the background prefetch (next image decoded and pre-labeled while the expert
+works) and, as the baseline in the same run, without it (decode and pre-label start at the tap).
 
     python bench/ui_flow.py [--sizes 512 2048] [--method model] [--rounds 3] [--think 5]
 """
