@@ -145,7 +145,8 @@ class AnnotatePresenter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.project, self.annotator, self.view = project, annotator, view
-        self._run_job, self._clock = run_job, clock
+        self._submit, self._clock = run_job, clock
+        self.closed = False  # left (Home, another project): late job results are dropped
         self.selector = selector_mod.from_project(project)
         self.prelabeler = assistant.PrelabelChooser()
         self.work: ImageWork | None = None
@@ -169,6 +170,28 @@ class AnnotatePresenter:
         self._total = len(project.images())
         self.on_opened: list[Callable[[ImageWork], None]] = []
         self.on_saved: list[Callable[[ImageWork, int, str], None]] = []
+
+    def _run_job(
+        self,
+        fn: Callable[[JobContext], Any],
+        done: Callable[[Any], None],
+        key: Hashable = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Job:
+        """Submit a job whose result is dropped once this presenter was left."""
+
+        def deliver(result: Any) -> None:
+            if not self.closed:
+                done(result)
+
+        def fail(exc: BaseException) -> None:
+            if self.closed:
+                return
+            if failed is None:
+                raise exc
+            failed(exc)
+
+        return self._submit(fn, deliver, key, fail)
 
     # ----- opening images ------------------------------------------------------------------
     def start(self) -> None:
@@ -284,8 +307,7 @@ class AnnotatePresenter:
         that is restored, with their time, when the project is opened again."""
         work = self.work
         self._close()
-        if self._prefetched is not None:
-            self._prefetched = None
+        self.closed, self._prefetched = True, None
         if work is not None:
             work.park()
 

@@ -51,7 +51,8 @@ def test_after_a_crash_the_app_reopens_the_image_with_every_finished_stroke(fres
     pen_stroke([(cx, cy), (cx + 40, cy + 5)])
     finished = screen.work.session.instances.copy()
     screen.work.session.begin_stroke(20.0, 20.0, 5.0)  # the stroke the power cut interrupts
-    screen.presenter = None  # the process dies: nothing is saved on the way out
+    screen.presenter.closed = True  # the process dies: nothing is saved on the way out,
+    screen.presenter = None  # and nothing it had started reports back
     app.go("home")
     assert project.latest_label(image_id) is None
     screen = fresh(project.root)

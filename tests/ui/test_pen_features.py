@@ -54,7 +54,8 @@ def test_brush_buttons_and_the_outline_before_the_pen_touches(opened):
     screen, canvas = opened
     size = canvas.brush_size
     tap(screen.buttons["brush_bigger"])
-    assert canvas.brush_size == round(size * 1.25) and screen.size_label.text.startswith("Size")
+    assert canvas.brush_size == round(size * 1.25)
+    assert screen.size_label.text == f"{round(canvas.brush_size)} px"
     tap(screen.buttons["brush_smaller"])
     tap(screen.buttons["brush_smaller"])
     assert canvas.brush_size < size

@@ -37,7 +37,7 @@ class Jobs:
 
         return self.runner.submit(fn, key=key, on_done=finish)
 
-    def settle(self, until=lambda: False, timeout: float = 30.0) -> None:
+    def settle(self, until=lambda: False, timeout: float = 120.0) -> None:
         """Deliver finished jobs until `until()` holds or nothing is left in flight."""
         end = time.monotonic() + timeout
         while not until() and time.monotonic() < end:

@@ -125,6 +125,11 @@ class AnnotateScreen(ScreenBg):
     def _tools(self) -> BoxLayout:
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar * 0.62)
+        # undo/redo beside the tools: the hand that does not hold the pen reaches them
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        row.add_widget(self._button("undo", "Undo", self._act("undo")))
+        row.add_widget(self._button("redo", "Redo", self._act("redo")))
+        col.add_widget(row)
         for tool, title in TOOL_NAMES.items():
             toggle = Factory.TToggle(
                 text=title, group="tool", state="down" if tool == "brush" else "normal"
@@ -132,16 +137,21 @@ class AnnotateScreen(ScreenBg):
             toggle.bind(on_press=lambda _b, t=tool: self.set_tool(t))
             self.buttons[f"tool:{tool}"] = toggle
             col.add_widget(toggle)
-        self.size_label = label(f"Size {settings.BRUSH_SIZE.default} px")
-        col.add_widget(self.size_label)
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        thin = {"size_hint_x": None, "width": app.touch}
+        row.add_widget(
+            self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP), **thin)
+        )
+        self.size_label = label(f"{settings.BRUSH_SIZE.default} px", halign="center", size_hint_y=1)
+        row.add_widget(self.size_label)
+        row.add_widget(
+            self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP), **thin)
+        )
+        col.add_widget(row)
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
         self.size_slider.bind(value=self._on_size)
         col.add_widget(self.size_slider)
-        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        row.add_widget(self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP)))
-        row.add_widget(self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP)))
-        col.add_widget(row)
         col.add_widget(label("Overlay"))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
@@ -150,7 +160,10 @@ class AnnotateScreen(ScreenBg):
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
         self.buttons["hold_compare"] = hold
-        col.add_widget(hold)
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        row.add_widget(hold)
+        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.6))
+        col.add_widget(row)
         col.add_widget(BoxLayout())
         return col
 
@@ -174,12 +187,6 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.bind(zoom=lambda _c, z: setattr(self.zoom_label, "text", f"{z:.0%}"))
         bar.add_widget(self.zoom_label)
         bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
-        for wid, text, action in (
-            ("undo", "Undo", self._act("undo")),
-            ("redo", "Redo", self._act("redo")),
-            ("fit", "Fit", self.canvas_view.fit),
-        ):
-            bar.add_widget(self._button(wid, text, action, **small))
         centre.add_widget(bar)
         centre.add_widget(self.canvas_view)
         self.compare_bar = BoxLayout(size_hint_y=None, height=0, spacing=app.gap, opacity=0)
@@ -467,7 +474,7 @@ class AnnotateScreen(ScreenBg):
 
     def _on_size(self, _slider: object, value: float) -> None:
         self.canvas_view.brush_size = float(value)
-        self.size_label.text = f"Size {int(value)} px"
+        self.size_label.text = f"{int(value)} px"
 
     def _on_opacity(self, slider: object, touch: object) -> None:
         if touch.grab_current is slider:
