@@ -124,7 +124,7 @@ class AnnotateScreen(ScreenBg):
 
     def _tools(self) -> BoxLayout:
         app = App.get_running_app()
-        col = Factory.Panel(size_hint_x=None, width=app.sidebar * 0.62)
+        col = Factory.Panel(size_hint_x=None, width=app.sidebar * 0.76)
         # undo/redo beside the tools: the hand that does not hold the pen reaches them
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(self._button("undo", "Undo", self._act("undo")))
@@ -142,7 +142,9 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(
             self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP), **thin)
         )
-        self.size_label = label(f"{settings.BRUSH_SIZE.default} px", halign="center", size_hint_y=1)
+        self.size_label = label(
+            f"{settings.BRUSH_SIZE.default} px", halign="center", size_hint_y=1, shorten=True
+        )
         row.add_widget(self.size_label)
         row.add_widget(
             self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP), **thin)
@@ -175,7 +177,7 @@ class AnnotateScreen(ScreenBg):
         bar.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
         # two lines, each shortened only when it really does not fit: the image's name, then
         # objects (with a pre-label's suggested ones), saved/unsaved and time on this image
-        lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
+        lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, app.gap * 0.7))
         self.title_label = self._line(bold=True)
         self.status_label = self._line()
         lines.add_widget(self.title_label)
@@ -225,8 +227,8 @@ class AnnotateScreen(ScreenBg):
         scroll.add_widget(self.assist_box)
         col.add_widget(scroll)
         col.add_widget(self._button("upgrade", "Upgrade drawing", self._act("upgrade")))
+        col.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        nav.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
         col.add_widget(nav)
