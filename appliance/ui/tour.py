@@ -131,6 +131,14 @@ STEPS: list[Step] = [
     ("09-models", lambda app: app.go("models"), lambda app: app.sm.current == "models"),
     ("10-settings", lambda app: app.go("settings"), lambda app: app.sm.current == "settings"),
     ("11-annotate-light", _light, lambda app: app.sm.current == "annotate"),
+    (
+        "12-gallery",
+        lambda app: app.go("gallery"),
+        lambda app: (
+            app.sm.current == "gallery"
+            and all(i.texture for i in app.sm.get_screen("gallery").images.values())
+        ),
+    ),
     (None, lambda app: app.apply_theme("dark"), lambda app: True),
 ]
 

@@ -158,13 +158,13 @@ class AnnotateScreen(ScreenBg):
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
         col.add_widget(self.opacity_slider)
-        hold = Factory.TButton(text="Raw (hold)")
+        hold = Factory.TButton(text="Hold: raw", font_size=app.font_small)
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
         self.buttons["hold_compare"] = hold
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(hold)
-        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.6))
+        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.45))
         col.add_widget(row)
         col.add_widget(BoxLayout())
         return col
@@ -172,12 +172,17 @@ class AnnotateScreen(ScreenBg):
     def _centre(self) -> BoxLayout:
         app = App.get_running_app()
         centre = BoxLayout(orientation="vertical", spacing=app.gap)
-        bar = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.3)
+        bar = Factory.Panel(
+            orientation="horizontal",
+            size_hint_y=None,
+            height=app.touch * 1.3,
+            padding=(app.gap * 2, app.gap * 0.5),
+        )
         small = {"size_hint_x": None, "width": app.touch * 1.6, "pos_hint": {"center_y": 0.5}}
         bar.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
         # two lines, each shortened only when it really does not fit: the image's name, then
         # objects (with a pre-label's suggested ones), saved/unsaved and time on this image
-        lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, app.gap * 0.7))
+        lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
         self.title_label = self._line(bold=True)
         self.status_label = self._line()
         lines.add_widget(self.title_label)
@@ -226,8 +231,10 @@ class AnnotateScreen(ScreenBg):
         scroll = ScrollView(do_scroll_x=False)
         scroll.add_widget(self.assist_box)
         col.add_widget(scroll)
-        col.add_widget(self._button("upgrade", "Upgrade drawing", self._act("upgrade")))
-        col.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        row.add_widget(self._button("upgrade", "Upgrade", self._act("upgrade")))
+        row.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
+        col.add_widget(row)
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))

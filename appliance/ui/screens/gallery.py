@@ -39,7 +39,7 @@ class GalleryScreen(ScreenBg):
         super().__init__(**kwargs)
         app = App.get_running_app()
         root = page("Gallery", back_to_images())
-        self.grid = GridLayout(cols=6, size_hint_y=None, spacing=app.gap * 2)
+        self.grid = GridLayout(cols=4, size_hint_y=None, spacing=app.gap * 2)
         self.grid.bind(minimum_height=self.grid.setter("height"))
         scroll = ScrollView(do_scroll_x=False)
         scroll.add_widget(self.grid)
@@ -75,7 +75,7 @@ class GalleryScreen(ScreenBg):
 
     def _tile(self, item: gallery_data.GalleryItem, current: bool) -> BoxLayout:
         app = App.get_running_app()
-        tile = Factory.Panel(size_hint_y=None, height=app.touch * 6.2)
+        tile = Factory.Panel(size_hint_y=None, height=app.touch * 6.6)
         picture = Image(fit_mode="contain")
         self.images[item.image_id] = picture
         tile.add_widget(picture)
@@ -95,7 +95,8 @@ class GalleryScreen(ScreenBg):
             ),
             (f"history:{item.image_id}", "History", lambda i=item: self._history(i)),
         ):
-            self.buttons[wid] = button(text, action)
+            wide = 1.4 if wid.startswith("history") else 0.8
+            self.buttons[wid] = button(text, action, font_size=app.font_small, size_hint_x=wide)
             row.add_widget(self.buttons[wid])
         if item.flagged:
             self.buttons[f"flag:{item.image_id}"].background_color = app.c_active
