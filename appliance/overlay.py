@@ -15,6 +15,18 @@ from appliance.editing import Rect
 from appliance.labels import DEFAULT_CLASS
 from appliance.settings import OPACITY
 
+__all__ = [
+    "DENSE_LIMIT",
+    "PALETTE",
+    "SELECTED_OUTLINE",
+    "OverlayRenderer",
+    "boundary",
+    "class_colour",
+    "colour_tables",
+    "display_rect",
+    "hex_colour",
+]
+
 # Okabe-Ito colours (colour-blind safe), in class order 1, 2, ...; repeated beyond seven classes.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 159, 0),

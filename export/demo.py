@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=32, help="number of synthetic images")
     p.add_argument("--labeled", type=int, default=16, help="images labeled from ground truth")
     p.add_argument("--minutes", type=float, default=1.5, help="training budget per model (minutes)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--app",
         choices=("auto", "window", "tour", "none"),
@@ -96,8 +96,13 @@ def _label_from_truth(project_dir: Path, masks: Path, n: int, seed: int) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.cli import require_range
     from export.cli import main as export_main
 
+    require_range("--n", args.n, 4, 10_000)
+    require_range("--labeled", args.labeled, 1, args.n)
+    require_range("--minutes", args.minutes, 0.1)
+    require_range("--seed", args.seed, 0, 2**32 - 1)
     out: Path = args.out.resolve()
     project, synth, models = out / "project", out / "synth", out / "models"
     started = time.perf_counter()

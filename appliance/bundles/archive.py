@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import stat
 import uuid
@@ -21,10 +20,27 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from appliance import __version__
+from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
+
+__all__ = [
+    "CHUNK",
+    "FORMAT_VERSIONS",
+    "LIMITS",
+    "MANIFEST_NAME",
+    "BundleError",
+    "BundleReader",
+    "Fields",
+    "Limits",
+    "Member",
+    "member_name_problem",
+    "parse_manifest",
+    "utc_timestamp",
+    "write_bundle",
+]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSIONS = {"training-job": 1, "model": 1}  # newest version this code reads and writes
@@ -90,6 +106,7 @@ class Fields:
         self.obj: dict[str, Any] = obj
 
     def fail(self, problem: str) -> NoReturn:
+        """Raise a `BundleError` naming the bundle, the member and `problem`."""
         raise BundleError(self.bundle, problem, self.member)
 
     def get(self, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
@@ -276,6 +293,7 @@ class BundleReader:
         raise BundleError(self.name, problem, member)
 
     def fields(self, obj: object, member: str = MANIFEST_NAME, where: str = "") -> Fields:
+        """Typed access to the JSON object `obj` of `member`, for error messages that name it."""
         return Fields(obj, self.name, member, where)
 
     def _check_entries(self) -> dict[str, zipfile.ZipInfo]:
@@ -427,6 +445,7 @@ def _chunks(content: Content) -> Iterator[bytes]:
 
 
 def utc_timestamp() -> str:
+    """The current UTC time as ISO 8601 seconds with a Z, as manifests record it."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -477,25 +496,20 @@ def write_bundle(
             {"path": name, "size": size, "sha256": sha} for name, (size, sha, _) in measured.items()
         ],
     }
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+
+    def write(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
+            raw = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+            _write_entry(zf, MANIFEST_NAME, raw, zipfile.ZIP_DEFLATED, len(raw))
+            for name, content in members.items():
+                size, sha, method = measured[name]
+                if _write_entry(zf, name, content, method, size) != sha:
+                    raise BundleError(str(out), "source changed while writing", name)
+
     try:
-        with open(tmp, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
-                raw = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-                _write_entry(zf, MANIFEST_NAME, raw, zipfile.ZIP_DEFLATED, len(raw))
-                for name, content in members.items():
-                    size, sha, method = measured[name]
-                    if _write_entry(zf, name, content, method, size) != sha:
-                        raise BundleError(str(out), "source changed while writing", name)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        atomic_write(out, write)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ApplianceError(f"bundle {out}: cannot be written ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return bundle_id
 
 

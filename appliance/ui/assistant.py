@@ -35,7 +35,7 @@ class Suggestion:
 class Review:
     """Post-assistance for a saved label: inspection warnings and post-processing suggestions."""
 
-    gamma: float
+    score: float
     warnings: list[inspection.LabelWarning]
     suggestions: list[Suggestion]
 
@@ -109,4 +109,4 @@ def review(project: Project, label: Label, ctx: JobContext) -> Review:
         ctx.check()
         if not result.diff.unchanged:
             suggestions.append(Suggestion(name, result.label, len(result.diff.changed_ids)))
-    return Review(report.gamma, report.warnings, suggestions)
+    return Review(report.score, report.warnings, suggestions)

@@ -25,6 +25,7 @@ import numpy as np
 from kivy.core.window import Window
 from kivy.graphics import Color, InstructionGroup, Line, Rectangle
 from kivy.graphics.texture import Texture
+from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.stencilview import StencilView
 
@@ -42,7 +43,7 @@ MINIMAP_FROM = 2.0  # show the minimap once zoomed in this far beyond the fitted
 TOOLS = ("brush", "eraser", "fill", "lasso", "pick", "delete", "reclass")
 
 
-def is_pen(touch: object, finger_draws: bool = False) -> bool:
+def is_pen(touch: MotionEvent, finger_draws: bool = False) -> bool:
     """Whether a touch draws (pen or mouse) rather than navigates (finger); see module doc."""
     device = str(getattr(touch, "device", "")).lower()
     if any(word in device for word in PEN_WORDS):
@@ -53,7 +54,7 @@ def is_pen(touch: object, finger_draws: bool = False) -> bool:
     return finger_draws
 
 
-def is_eraser(touch: object) -> bool:
+def is_eraser(touch: MotionEvent) -> bool:
     """The stylus's eraser end (device name says eraser) or its barrel button (reported as the
     right button of a pen, not of a mouse, whose right button pans)."""
     device = str(getattr(touch, "device", "")).lower()
@@ -63,7 +64,7 @@ def is_eraser(touch: object) -> bool:
     return barrel and is_pen(touch) and "mouse" not in device
 
 
-def pressure_of(touch: object) -> float | None:
+def pressure_of(touch: MotionEvent) -> float | None:
     """Pen pressure in [0, 1] when the device reports it, else None."""
     if "pressure" not in (getattr(touch, "profile", ()) or ()):
         return None
@@ -99,7 +100,7 @@ class LabelCanvas(StencilView):
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
-        self._pens: dict[object, object] = {}  # uid -> touch
+        self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
         self._pinch: tuple[float, float, float, float] | None = None  # d0, zoom0, ix, iy
         self._lasso: list[tuple[float, float]] = []
@@ -335,7 +336,7 @@ class LabelCanvas(StencilView):
         self.refresh()
 
     # ----- touches -------------------------------------------------------------------------
-    def on_touch_down(self, touch: object) -> bool:
+    def on_touch_down(self, touch: MotionEvent) -> bool:
         if not self.collide_point(*touch.pos) or self.session is None:
             return False
         if getattr(touch, "is_mouse_scrolling", False):
@@ -368,7 +369,7 @@ class LabelCanvas(StencilView):
         self._start_pinch()
         return True
 
-    def on_touch_move(self, touch: object) -> bool:
+    def on_touch_move(self, touch: MotionEvent) -> bool:
         if touch.grab_current is not self:
             return self.collide_point(*touch.pos)
         if touch.ud.get("canvas_pen"):
@@ -377,7 +378,7 @@ class LabelCanvas(StencilView):
             self._finger_move(touch)
         return True
 
-    def on_touch_up(self, touch: object) -> bool:
+    def on_touch_up(self, touch: MotionEvent) -> bool:
         if touch.grab_current is not self:
             return self.collide_point(*touch.pos)
         touch.ungrab(self)
@@ -389,7 +390,7 @@ class LabelCanvas(StencilView):
             self._start_pinch()
         return True
 
-    def _on_motion(self, _win: object, etype: str, me: object) -> None:
+    def _on_motion(self, _win: object, etype: str, me: MotionEvent) -> None:
         """A hovering pen shows the brush outline (its size in screen pixels at this zoom)
         before it touches, so the expert sees what the next dab will cover."""
         if getattr(me, "type_id", None) != "hover" or self.session is None or self._pens:
@@ -402,12 +403,12 @@ class LabelCanvas(StencilView):
             radius = max(0.5, self.brush_size / 2.0)
             self._cursor.circle = (*pos, max(2.0, radius * self.zoom))
 
-    def _radius(self, touch: object) -> float:
+    def _radius(self, touch: MotionEvent) -> float:
         pressure = pressure_of(touch)
         scale = 1.0 if pressure is None else 0.25 + 0.75 * pressure
         return max(0.5, self.brush_size * scale / 2.0)
 
-    def _pen_down(self, touch: object) -> None:
+    def _pen_down(self, touch: MotionEvent) -> None:
         assert self.session is not None
         ix, iy = self.to_image(*touch.pos)
         erase = touch.ud.get("canvas_erase", False)
@@ -427,7 +428,7 @@ class LabelCanvas(StencilView):
         except ApplianceError as exc:
             self.on_message(str(exc))
 
-    def _pen_move(self, touch: object) -> None:
+    def _pen_move(self, touch: MotionEvent) -> None:
         assert self.session is not None
         ix, iy = self.to_image(*touch.pos)
         if self.session.stroke_active:
@@ -438,7 +439,7 @@ class LabelCanvas(StencilView):
             self._lasso.append((ix, iy))
             self._lasso_line.points = [*self._lasso_line.points, *touch.pos]
 
-    def _pen_up(self, touch: object) -> None:
+    def _pen_up(self, touch: MotionEvent) -> None:
         assert self.session is not None
         if self.session.stroke_active:
             self._pen_move(touch)
@@ -493,7 +494,7 @@ class LabelCanvas(StencilView):
         else:
             self._pinch = None
 
-    def _finger_move(self, touch: object) -> None:
+    def _finger_move(self, touch: MotionEvent) -> None:
         old = self._fingers[touch.uid]
         self._fingers[touch.uid] = tuple(touch.pos)
         if self._pinch is not None and len(self._fingers) >= 2:

@@ -12,27 +12,34 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from kivy.clock import Clock
 from kivy.core.window import Window
 
 log = logging.getLogger(__name__)
-Step = tuple[str | None, Callable[[object], object], Callable[[object], object]]
+Step = tuple[str | None, Callable[["ApplianceApp"], object], Callable[["ApplianceApp"], object]]
+if TYPE_CHECKING:
+    from appliance.ui.app import ApplianceApp
+    from appliance.ui.screens.annotate import AnnotateScreen
 
 
-def _annotate(app: object) -> object:
-    return app.sm.get_screen("annotate")
+
+def _annotate(app: ApplianceApp) -> AnnotateScreen:
+    assert app.sm is not None, "the tour runs after the app has built its screens"
+    screen: AnnotateScreen = app.sm.get_screen("annotate")
+    return screen
 
 
-def _home(app: object) -> None:
+def _home(app: ApplianceApp) -> None:
     """Leave the first-start screen as a new annotator would: by giving a name."""
     if not app.annotator:
         app.set_annotator("Dr Demo")
     app.go("home")
 
 
-def _first_project(app: object) -> None:
+def _first_project(app: ApplianceApp) -> None:
     dirs = app.project_dirs()
     if dirs:
         app.open_project(dirs[0])
@@ -51,8 +58,8 @@ def _pen_stroke(app: object) -> None:
         screen.presenter.accept_offer(edit=True)
     session, canvas = screen.work.session, screen.canvas_view
     ids = sorted(session.classes)
-    if ids:  # a sloppy edit for the post-assistance pictures: a hole and a speck
-        rect = session.instance_rect(ids[0])
+    rect = session.instance_rect(ids[0]) if ids else None
+    if rect is not None:  # a sloppy edit for the post-assistance pictures: a hole and a speck
         cx, cy = (rect.x0 + rect.x1) / 2, (rect.y0 + rect.y1) / 2
         _stroke(screen, [(cx, cy)], 3.0, erase=True)
         _stroke(screen, [(cx + 40, cy + 40)], 1.0)
@@ -66,8 +73,9 @@ def _pen_stroke(app: object) -> None:
 
 
 def _stroke(
-    screen: object, points: list[tuple[float, float]], radius: float, erase: bool = False
+    screen: AnnotateScreen, points: list[tuple[float, float]], radius: float, erase: bool = False
 ) -> None:
+    assert screen.work is not None
     session, canvas = screen.work.session, screen.canvas_view
     canvas.refresh(session.begin_stroke(*points[0], radius, erase=erase))
     for x, y in points[1:]:
@@ -76,7 +84,7 @@ def _stroke(
     screen.presenter.stroke_done()
 
 
-def _upgrade(app: object) -> None:
+def _upgrade(app: ApplianceApp) -> None:
     screen = _annotate(app)
     screen.canvas_view.fit()
     screen.presenter.upgrade()
@@ -143,36 +151,38 @@ STEPS: list[Step] = [
 ]
 
 
-def schedule_tour(app: object, out: Path, failures: list[str]) -> None:
+def schedule_tour(app: ApplianceApp, out: Path, failures: list[str]) -> None:
     """Run STEPS once the app has started, then stop it; names of failed steps go to
     `failures` (the command then exits with an error)."""
     out.mkdir(parents=True, exist_ok=True)
     steps = list(STEPS)
-    state: dict[str, object] = {"settle": 0, "pending": None}
+    settle = 0  # ticks since the app was last busy
+    pending: tuple[str, Callable[[ApplianceApp], object]] | None = None  # shot due, its check
 
     def tick(_dt: float) -> bool:
+        nonlocal settle, pending
         if app.busy:
-            state["settle"] = 0
+            settle = 0
             return True
-        state["settle"] = int(state["settle"]) + 1
-        if int(state["settle"]) < 6:
+        settle += 1
+        if settle < 6:
             return True
-        state["settle"] = 0
-        if state["pending"]:
-            name, shows = state["pending"]
+        settle = 0
+        if pending is not None:
+            name, shows = pending
             if not app.safely(shows, app):
-                failures.append(str(name))
+                failures.append(name)
                 log.error("tour: %s does not show the state it names; no picture", name)
             else:
                 shot = Window.screenshot(name=str(out / "shot.png"))
                 os.replace(shot, out / f"{name}.png")
-            state["pending"] = None
+            pending = None
         if not steps:
             app.stop()
             return False
-        name, action, shows = steps.pop(0)
+        step_name, action, check = steps.pop(0)
         app.safely(action, app)
-        state["pending"] = (name, shows) if name else None
+        pending = (step_name, check) if step_name else None
         return True
 
     Clock.schedule_once(lambda _dt: Clock.schedule_interval(tick, 0.1), 1.0)

@@ -7,7 +7,7 @@ import numpy as np
 from appliance import settings
 from appliance.labels import Label
 from appliance.ui import gallery_data
-from tests.ui.driver import pen_stroke, pump, tap, wait_for
+from testkit.touch import pen_stroke, pump, tap, wait_for
 from tests.ui.projects import make_project
 
 

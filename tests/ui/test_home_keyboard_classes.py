@@ -7,7 +7,7 @@ import pytest
 from appliance.bundles.training_job import write_training_job
 from appliance.labels import Label
 from appliance.ui import theme
-from tests.ui.driver import pump, tap, wait_for
+from testkit.touch import pump, tap, wait_for
 from tests.ui.projects import make_project, prelabel_bundle
 
 

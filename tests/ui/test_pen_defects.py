@@ -8,7 +8,7 @@ import pytest
 from appliance import settings
 from appliance.bundles.install import install_model_bundle
 from appliance.labels import Label
-from tests.ui.driver import SynthHover, SynthTouch, pen_stroke, pump, tap, wait_for
+from testkit.touch import SynthHover, SynthTouch, pen_stroke, pump, tap, wait_for
 from tests.ui.projects import make_project, upgrade_bundle
 
 

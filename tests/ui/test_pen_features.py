@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from appliance import settings
-from tests.ui.driver import SynthHover, SynthTouch, pump, tap
+from testkit.touch import SynthHover, SynthTouch, pump, tap
 from tests.ui.projects import make_project
 
 

@@ -401,7 +401,7 @@ class AnnotateScreen(ScreenBg):
             if p.prelabel_job is None:
                 box.add_widget(label("Draw with the pen; pan with one finger, zoom with two."))
             return
-        box.add_widget(label(f"Check score {review.gamma:.2f}", color=app.c_muted))
+        box.add_widget(label(f"Check score {review.score:.2f}", color=app.c_muted))
         for warning in review.warnings:
             box.add_widget(Factory.TLabel(text=f"! {warning.message}", color=app.c_error))
         if review.warnings:
