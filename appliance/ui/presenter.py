@@ -33,10 +33,10 @@ import numpy as np
 from appliance import settings
 from appliance.assist import selector as selector_mod
 from appliance.assist.jobs import Job, JobContext
-from appliance.store.models import active_model as installed_model
 from appliance.editing import Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.store.models import active_model as installed_model
 from appliance.store.project import Project
 from appliance.ui import assistant
 from appliance.ui.workflow import ImageData, ImageWork, pending_draft

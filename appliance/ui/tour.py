@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from appliance.ui.screens.annotate import AnnotateScreen
 
 
-
 def _annotate(app: ApplianceApp) -> AnnotateScreen:
     assert app.sm is not None, "the tour runs after the app has built its screens"
     screen: AnnotateScreen = app.sm.get_screen("annotate")

@@ -143,7 +143,7 @@ def test_save_next_opens_the_prefetched_image_with_its_prelabel_at_once(flow):
     settings.INSPECTION.set(project, {"gamma0": 0.0})
     presenter = _start(project, jobs, view)
     first = presenter.work.image_id
-    jobs.settle(lambda: presenter._prefetched is not None)
+    jobs.settle(lambda: presenter._prefetched is not None and presenter.offer is not None)
     upcoming = presenter._prefetched.image_id
     presenter.accept_offer(edit=False)  # Accept all: saved, reviewed, then the next image
     jobs.settle(lambda: presenter.review is not None or presenter.work.image_id != first)
