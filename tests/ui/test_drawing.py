@@ -70,7 +70,7 @@ def test_finger_pinch_zooms_without_drawing_and_palm_is_ignored(fresh, tmp_path)
     one = SynthTouch("finger", cx, cy).down()
     one.move_to(cx + 80, cy + 30)
     one.up()
-    assert canvas.offset == (offset[0] + 80, offset[1] + 30)
+    assert canvas.offset == pytest.approx((offset[0] + 80, offset[1] + 30))
     assert np.array_equal(canvas.session.instances, before)
     # palm rejection: a finger landing and moving while the pen is down does nothing
     pen = SynthTouch("pen", cx, cy, pressure=0.8).down()
@@ -79,7 +79,7 @@ def test_finger_pinch_zooms_without_drawing_and_palm_is_ignored(fresh, tmp_path)
     pen.move_to(cx + 5, cy + 5)
     palm.up()
     pen.up()
-    assert canvas.offset == (offset[0] + 80, offset[1] + 30)
+    assert canvas.offset == pytest.approx((offset[0] + 80, offset[1] + 30))
     assert canvas.zoom == pytest.approx(zoom0 * 3.0, rel=1e-6)
     assert len(screen.work.session.classes) == 1
 
