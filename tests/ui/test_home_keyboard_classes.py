@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from appliance.bundles.training_job import write_training_job
@@ -50,6 +52,8 @@ def test_home_long_names_chooser_wording_highlight_and_no_job_zips(app, tmp_path
     assert list(row.background_color) == list(app.c_active)  # the picked row stays marked
     chooser.dismiss()
     pump(2)
+    shutil.rmtree(app.workspace / long)  # the shared workspace's Home stays short for others
+    home.refresh()
 
 
 @pytest.mark.parametrize("palette", [theme.DARK, theme.LIGHT])
