@@ -19,6 +19,25 @@ from typing import Any, Generic, TypeVar
 
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "ALL",
+    "BRUSH_SIZE",
+    "BY_KEY",
+    "DRAFT",
+    "FINGER_DRAWS",
+    "INFERENCE_THREADS",
+    "INSPECTION",
+    "LEFT_HANDED",
+    "OPACITY",
+    "OTSU",
+    "PRELABEL",
+    "PRELABEL_CHOICES",
+    "PREPROCESSING",
+    "SELECTOR",
+    "SELECTOR_WEIGHTS",
+    "Setting",
+]
+
 T = TypeVar("T")
 
 PRELABEL_CHOICES = ("auto", "otsu", "previous", "model", "none")

@@ -9,7 +9,7 @@ the first frame that draws them (under Xvfb the frame is Mesa's software GL swap
 Measured with the background prefetch (next image decoded and pre-labeled while the expert
 works) and, as the baseline in the same run, without it (decode and pre-label start at the tap).
 
-    python bench/ui_flow.py [--sizes 512 2048] [--method model] [--rounds 3] [--think 5]
+    python bench/ui_flow.py [--sizes 512 2048] [--method otsu] [--rounds 3] [--think 5]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bench._machine import machine
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
-    ap.add_argument("--method", default="model", choices=("model", "otsu"))
+    ap.add_argument("--method", default="otsu", choices=("otsu", "previous"))
     ap.add_argument("--rounds", type=int, default=3, help="Save & next taps per setting")
     ap.add_argument("--think", type=float, default=5.0, help="seconds spent on each image")
     args = ap.parse_args()
@@ -53,9 +53,8 @@ def main() -> int:
     from kivy.base import EventLoop
 
     from appliance import settings
-    from appliance.bundles.install import install_model_bundle
     from appliance.ui.app import ApplianceApp
-    from tests.ui.projects import make_project, prelabel_bundle
+    from testkit.projects import make_project
 
     root = Path(tempfile.mkdtemp(prefix="ui-flow-"))
     (root / "tablet.json").write_text('{"annotator": "Bench"}')
@@ -78,8 +77,6 @@ def main() -> int:
         project = make_project(root / f"p{size}", n=2 * args.rounds + 2, size=size)
         settings.PRELABEL.set(project, args.method)
         settings.INSPECTION.set(project, {"gamma0": 0.0})
-        if args.method == "model":
-            install_model_bundle(project, prelabel_bundle(root / f"b{size}"))
         project.close()
         for prefetch in (False, True):
             app.open_project(root / f"p{size}")

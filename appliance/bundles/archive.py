@@ -38,6 +38,7 @@ __all__ = [
     "Member",
     "member_name_problem",
     "parse_manifest",
+    "peek_format",
     "utc_timestamp",
     "write_bundle",
 ]

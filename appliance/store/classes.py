@@ -12,6 +12,8 @@ from typing import Any
 
 from appliance.errors import ApplianceError
 
+__all__ = ["HEX", "add_class", "colours", "rename_class", "set_colour"]
+
 HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
