@@ -60,7 +60,7 @@ class Setting(Generic[T]):
         """The value converted to this setting's type, or ApplianceError naming the setting."""
         if value is None:
             if self.optional:
-                return value
+                return value  # type: ignore[return-value]  # T includes None here
             raise ApplianceError(f"setting {self.key} needs a value")
         try:
             if self.kind is bool:
@@ -92,7 +92,7 @@ class Setting(Generic[T]):
             raise ApplianceError(
                 f"setting {self.key}: {out!r} is not one of {', '.join(self.choices)}"
             )
-        return out  # type: ignore[no-any-return]
+        return out
 
     def get(self, project: Any) -> T:
         """The project's value; the default when unset or when the stored value is invalid."""
@@ -130,7 +130,7 @@ PRELABEL: Setting[str] = Setting(
     "which pre-label to offer: auto (eq. 4 decides), a method, or none",
     choices=PRELABEL_CHOICES,
 )
-DRAFT: Setting[dict] = Setting(
+DRAFT: Setting[dict | None] = Setting(
     "ui.draft", dict, None, "the unsaved label of the open image (crash safety)", optional=True
 )
 SELECTOR_WEIGHTS: Setting[dict] = Setting(
