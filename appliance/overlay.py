@@ -13,6 +13,7 @@ import numpy as np
 
 from appliance.editing import Rect
 from appliance.labels import DEFAULT_CLASS
+from appliance.settings import OPACITY
 
 __all__ = [
     "DENSE_LIMIT",
@@ -60,9 +61,11 @@ class OverlayRenderer:
     (imported labels with hashed ids) go through `np.unique` on the region instead.
     """
 
-    def __init__(self, opacity: float = 0.45, outlines: bool = True) -> None:
+    def __init__(self, opacity: float = OPACITY.default, outlines: bool = True) -> None:
         self.opacity = opacity
         self.outlines = outlines
+        self.colours: dict[int, tuple[int, int, int]] = {}  # class id -> chosen RGB
+        self.hidden: frozenset[int] = frozenset()  # classes not drawn at all
         self._key: tuple | None = None
         self._fill = np.zeros(1, np.uint32)
         self._edge = np.zeros(1, np.uint32)
@@ -79,7 +82,13 @@ class OverlayRenderer:
         region = instances[rect.slices]
         top = int(region.max(initial=0))
         if top < DENSE_LIMIT:
-            key = (classes_version, self.opacity, selected)
+            key = (
+                classes_version,
+                self.opacity,
+                selected,
+                tuple(self.colours.items()),
+                self.hidden,
+            )
             if classes_version is None or key != self._key or top >= self._fill.size:
                 self._fill, self._edge = self._tables(classes, None, top, selected)
                 self._key = key
@@ -96,9 +105,12 @@ class OverlayRenderer:
     def _tables(
         self, classes: dict[int, int], ids: np.ndarray | None, top: int, selected: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        fill_rgb, edge_rgb, ids = colour_tables(classes, top, ids)
-        alpha = np.where(ids == 0, 0, round(self.opacity * 255)).astype(np.uint32)
-        edge_alpha = np.where(ids == 0, 0, 255).astype(np.uint32)
+        fill_rgb, edge_rgb, ids = colour_tables(classes, top, ids, self.colours)
+        off = ids == 0
+        if self.hidden:
+            off = off | np.isin(class_of_ids(classes, ids), list(self.hidden))
+        alpha = np.where(off, 0, round(self.opacity * 255)).astype(np.uint32)
+        edge_alpha = np.where(off, 0, 255).astype(np.uint32)
         if selected:
             chosen = ids == selected
             alpha[chosen] = min(255, round((self.opacity + 0.25) * 255))
@@ -116,7 +128,10 @@ def _pack(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def colour_tables(
-    classes: dict[int, int], top: int, ids: np.ndarray | None = None
+    classes: dict[int, int],
+    top: int,
+    ids: np.ndarray | None = None,
+    colours: dict[int, tuple[int, int, int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fill and outline RGB for `ids` (sparse) or for every id 0..top (dense), and the ids.
 
@@ -126,19 +141,27 @@ def colour_tables(
     if ids is None:
         ids = np.arange(max(top, max(classes, default=0)) + 1, dtype=np.uint64)
     ids = ids.astype(np.uint64)
-    keys = np.fromiter(classes.keys(), np.uint64, len(classes))
-    vals = np.fromiter(classes.values(), np.int64, len(classes))
-    cls = np.full(ids.shape, DEFAULT_CLASS, np.int64)
-    if keys.size:
-        order = np.argsort(keys)
-        keys, vals = keys[order], vals[order]
-        pos = np.minimum(np.searchsorted(keys, ids), keys.size - 1)
-        cls = np.where(keys[pos] == ids, vals[pos], DEFAULT_CLASS)
+    cls = class_of_ids(classes, ids)
     palette = np.asarray(PALETTE, np.float32)
     base = palette[(np.maximum(cls, 1) - 1) % len(PALETTE)]
+    for cid, rgb in (colours or {}).items():  # colours chosen by the expert
+        base[cls == cid] = rgb
     shade = _SHADES[((ids * np.uint64(2654435761)) >> np.uint64(7)) % np.uint64(5)]
     fill = np.clip(base * shade[:, None], 0, 255).astype(np.uint8)
     return fill, base.astype(np.uint8), ids
+
+
+def class_of_ids(classes: dict[int, int], ids: np.ndarray) -> np.ndarray:
+    """The class of each instance id (vectorised; unknown ids get the default class)."""
+    ids = ids.astype(np.uint64)
+    keys = np.fromiter(classes.keys(), np.uint64, len(classes))
+    vals = np.fromiter(classes.values(), np.int64, len(classes))
+    if not keys.size:
+        return np.full(ids.shape, DEFAULT_CLASS, np.int64)
+    order = np.argsort(keys)
+    keys, vals = keys[order], vals[order]
+    pos = np.minimum(np.searchsorted(keys, ids), keys.size - 1)
+    return np.where(keys[pos] == ids, vals[pos], DEFAULT_CLASS)
 
 
 def boundary(instances: np.ndarray, rect: Rect) -> np.ndarray:

@@ -18,17 +18,34 @@ _ids = itertools.count(1000)
 
 
 class SynthTouch(MotionEvent):
-    """One contact at window pixel (x, y); `pressure` None means the device has none."""
+    """One contact at window pixel (x, y); `pressure` None means the device has none.
 
-    def __init__(self, device: str, x: float, y: float, pressure: float | None = None) -> None:
+    `button` is what a mouse (or a pen's barrel button) reports; `double` marks the second tap
+    of a double tap (Kivy's double-tap post-processor is not on this input path).
+    """
+
+    def __init__(
+        self,
+        device: str,
+        x: float,
+        y: float,
+        pressure: float | None = None,
+        button: str | None = None,
+        double: bool = False,
+    ) -> None:
         self._has_pressure = pressure is not None
+        self._button = button
         super().__init__(device, next(_ids), _args(x, y, pressure), is_touch=True, type_id="touch")
+        self.is_double_tap = double
 
     def depack(self, args: dict) -> None:
         self.sx, self.sy = args["x"], args["y"]
         self.profile = ["pos", "pressure"] if self._has_pressure else ["pos"]
         if self._has_pressure:
             self.pressure = args["pressure"]
+        if self._button is not None:
+            self.profile.append("button")
+            self.button = self._button
         super().depack(args)
 
     def down(self) -> SynthTouch:
@@ -41,6 +58,23 @@ class SynthTouch(MotionEvent):
 
     def up(self) -> None:
         EventLoop.post_dispatch_input("end", self)
+
+
+class SynthHover(MotionEvent):
+    """A pen hovering above the screen (no contact), as tablet drivers report it."""
+
+    def __init__(self, device: str, x: float, y: float) -> None:
+        super().__init__(device, next(_ids), _args(x, y, None), is_touch=False, type_id="hover")
+
+    def depack(self, args: dict) -> None:
+        self.sx, self.sy = args["x"], args["y"]
+        self.profile = ["pos"]
+        super().depack(args)
+
+    def at(self, x: float, y: float, etype: str = "update") -> None:
+        """Report the hover at window pixel (x, y) (`etype` "end": the pen went away)."""
+        self.move(_args(x, y, None))
+        EventLoop.post_dispatch_input(etype, self)
 
 
 def _args(x: float, y: float, pressure: float | None) -> dict:

@@ -21,6 +21,7 @@ from appliance.assist.postprocess import instance_boxes
 from appliance.assist.prelabel import dice
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.settings import INSPECTION
 from appliance.store import Project
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "segments",
 ]
 
-SETTING_KEY = "inspection"
+SETTING_KEY = INSPECTION.key
 METRICS = ("segments", "holes", "fragments", "area", "model")
 # Areas of a class are plausible between these quantiles of the labeled examples, widened by
 # MARGIN either way; fewer than MIN_EXAMPLES examples give no range at all.
@@ -302,7 +303,7 @@ def load_settings(
     project: Project, learn: bool = True, max_images: int = 200
 ) -> InspectionSettings:
     """The project's priors; area ranges learned from its human labels unless set by hand."""
-    s = InspectionSettings.from_dict(project.get_setting(SETTING_KEY, None) or {})
+    s = InspectionSettings.from_dict(INSPECTION.get(project))
     if learn and not s.area_ranges:
         versions = project.latest_human_versions(max_images)
         s.area_ranges = learn_area_ranges(project.label_version(v).label for _, v in versions)

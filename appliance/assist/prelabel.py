@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from appliance import settings
 from appliance.assist.postprocess import split_touching
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 METHODS = ("otsu", "previous", "model")
-OTSU_SETTING = "prelabel.otsu"
+OTSU_SETTING = settings.OTSU.key
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -98,7 +99,7 @@ def prelabeler(
 ) -> Callable[[int, np.ndarray], Label | None]:
     """`f(image_id, pixels) -> Label | None` for `method`, configured from project settings."""
     if method == "otsu":
-        cfg = project.get_setting(OTSU_SETTING, None) or {}
+        cfg = settings.OTSU.get(project)
         ch, pol = cfg.get("channel"), cfg.get("polarity", "auto")
         split = bool(cfg.get("split", True))
         return lambda _id, pixels: otsu(pixels, ch, pol, split=split)

@@ -18,13 +18,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance import settings
 from appliance.errors import ApplianceError
 from appliance.imageio import to_display
 from appliance.store import Project
 
 __all__ = ["DENOISERS", "SETTING_KEY", "Preprocessing", "apply", "load", "save"]
 
-SETTING_KEY = "preprocessing"
+SETTING_KEY = settings.PREPROCESSING.key
 DENOISERS = ("none", "gaussian", "median", "nlm")
 
 
@@ -106,9 +107,9 @@ def apply(image: np.ndarray, settings: Preprocessing) -> np.ndarray:
 
 def load(project: Project) -> Preprocessing:
     """The project's pre-processing (defaults when never set)."""
-    return Preprocessing.from_dict(project.get_setting(SETTING_KEY, None) or {})
+    return Preprocessing.from_dict(settings.PREPROCESSING.get(project))
 
 
-def save(project: Project, settings: Preprocessing) -> None:
+def save(project: Project, h: Preprocessing) -> None:
     """Record the pre-processing for the whole project; bundles read the same setting."""
-    project.set_setting(SETTING_KEY, settings.to_dict())
+    settings.PREPROCESSING.set(project, h.to_dict())

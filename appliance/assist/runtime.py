@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance import settings
 from appliance.assist.contract import class_ids, decode_label, model_input, probabilities
 from appliance.contract import Contract
 from appliance.errors import ApplianceError
@@ -312,7 +313,7 @@ def active_model(project: Project, role: str, threads: int | None = None) -> Inf
         return None
     contract = row.contract
     if threads is None:
-        threads = project.get_setting("inference.threads", None)
+        threads = settings.INFERENCE_THREADS.get(project)
     lut = class_ids(contract, project.classes())
     return InferenceModel(
         row.path, contract, model_id=row.id, threads=threads, lut=lut, job_id=row.job_id

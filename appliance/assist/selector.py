@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from appliance import settings
 from appliance.assist import features as feats
 from appliance.errors import ApplianceError
 from appliance.store import Project, cache
@@ -54,9 +55,9 @@ __all__ = [
 ]
 
 STRATEGIES = ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")
-WEIGHTS_KEY = "selector.weights"
-SETTINGS_KEY = "selector"
-DEFAULT_WEIGHTS = {"random": 1.0, "cherry_pick": 1.0}
+WEIGHTS_KEY = settings.SELECTOR_WEIGHTS.key
+SETTINGS_KEY = settings.SELECTOR.key
+DEFAULT_WEIGHTS = settings.SELECTOR_WEIGHTS.default
 DEFAULT_THRESHOLD = 0.1  # RMS grey-level change (0..1 scale) that starts a new cluster
 
 
@@ -315,8 +316,8 @@ def from_project(project: Project, model_id: str | None = None) -> Selector:
     if model_id is None:
         row = active_model(project, "prelabel")
         model_id = None if row is None else row.id
-    cfg = project.get_setting(SETTINGS_KEY, None) or {}
-    weights = project.get_setting(WEIGHTS_KEY, None)
+    cfg = settings.SELECTOR.get(project)
+    weights = settings.SELECTOR_WEIGHTS.get(project)
     return Selector(
         load_pool(project, model_id),
         weights=weights,

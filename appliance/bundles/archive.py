@@ -38,6 +38,7 @@ __all__ = [
     "Member",
     "member_name_problem",
     "parse_manifest",
+    "peek_format",
     "utc_timestamp",
     "write_bundle",
 ]
@@ -529,3 +530,18 @@ def _write_entry(zf: zipfile.ZipFile, name: str, content: Content, method: int, 
             digest.update(chunk)
             dst.write(chunk)
     return digest.hexdigest()
+
+
+def peek_format(path: Path) -> str | None:
+    """The `format` a zip's manifest claims ("model", "training-job"), or None when the file
+    is no readable bundle. Only for sorting files in a chooser: installing still checks all."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(MANIFEST_NAME)
+            if info.file_size > LIMITS["model"].max_manifest_bytes:
+                return None
+            doc = json.loads(zf.read(info).decode("utf-8"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    return fmt if isinstance(fmt, str) else None

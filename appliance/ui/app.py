@@ -20,7 +20,6 @@ from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.clock import Clock
 from kivy.lang import Builder
 from kivy.properties import ListProperty, NumericProperty, StringProperty
-from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from appliance.assist.jobs import Job, JobContext, JobRunner
@@ -29,10 +28,12 @@ from appliance.errors import ApplianceError, os_problem
 from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
+from appliance.ui.palm import PalmGuard
 from appliance.ui.widgets import MessageBar
 
 log = logging.getLogger(__name__)
 PREFS_FILE = "tablet.json"
+VISITS = ("annotate", "settings", "models", "gallery")  # screens that keep the open image
 STYLE = Path(__file__).with_name("style.kv")
 
 
@@ -61,6 +62,7 @@ class ApplianceApp(App):
     c_muted = ListProperty(theme.DARK.muted)
     c_error = ListProperty(theme.DARK.error)
     c_ok = ListProperty(theme.DARK.ok)
+    c_track = ListProperty(theme.DARK.track)
     touch = NumericProperty(theme.TOUCH)
     gap = NumericProperty(theme.GAP)
     font = NumericProperty(theme.FONT)
@@ -75,7 +77,8 @@ class ApplianceApp(App):
         self.workspace = Path(workspace)
         self.project: Project | None = None
         self.errors: list[BaseException] = []
-        self.jobs = JobRunner()
+        # the open image's work beside the next one's prefetch and the resting-pen check
+        self.jobs = JobRunner(workers=3)
         self.prefs: dict[str, Any] = {}
         self.sm: ScreenManager | None = None
         self.message: MessageBar | None = None
@@ -83,20 +86,19 @@ class ApplianceApp(App):
         self.selector_job: Job | None = None
 
     # ----- life cycle ----------------------------------------------------------------------
-    def build(self) -> FloatLayout:
+    def build(self) -> PalmGuard:
         from appliance.ui.screens import SCREENS
 
         Builder.load_file(str(STYLE))
         ExceptionManager.add_handler(_ShowErrors(self))
         self.prefs = self._load_prefs()
         self.annotator = str(self.prefs.get("annotator", ""))
-        root = FloatLayout()
+        root = PalmGuard()
         self.sm = ScreenManager(transition=NoTransition())
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))
         root.add_widget(self.sm)
         self.message = MessageBar()
-        root.add_widget(self.message)
         self.apply_theme(str(self.prefs.get("theme", "dark")))
         Clock.schedule_once(lambda _dt: self.start(), 0)
         Clock.schedule_interval(self._poll_jobs, 0.2)
@@ -113,16 +115,18 @@ class ApplianceApp(App):
 
     def on_stop(self) -> None:
         if self.sm is not None:
-            self.sm.get_screen("annotate").close_image()
+            self.sm.get_screen("annotate").leave()
         self.jobs.shutdown(wait=False)
         if self.project is not None:
             self.project.close()
 
     # ----- navigation and projects ---------------------------------------------------------
     def go(self, name: str) -> None:
+        """Show a screen. Settings, Models, Gallery are visits: the annotate screen keeps its image,
+        undo stack, class, zoom and pan; any other screen leaves the project's image."""
         assert self.sm is not None
-        if self.sm.current == "annotate" and name != "annotate":
-            self.sm.get_screen("annotate").close_image()
+        if self.sm.current == "annotate" and name not in VISITS:
+            self.sm.get_screen("annotate").leave()
         self.sm.current = name
         refresh = getattr(self.sm.current_screen, "refresh", None)
         if refresh is not None:
@@ -199,7 +203,7 @@ class ApplianceApp(App):
         pal = theme.palette(name)
         self.c_bg, self.c_panel, self.c_button = pal.background, pal.panel, pal.button
         self.c_active, self.c_text, self.c_muted = pal.button_active, pal.text, pal.muted
-        self.c_error, self.c_ok = pal.error, pal.ok
+        self.c_error, self.c_ok, self.c_track = pal.error, pal.ok, pal.track
         if self.prefs.get("theme") != name:
             self.prefs["theme"] = name
             self._save_prefs()
@@ -221,10 +225,16 @@ class ApplianceApp(App):
 
     # ----- messages, errors and jobs -------------------------------------------------------
     def notify(self, text: str, error: bool = False) -> None:
-        """Show a one-line message at the bottom of the screen for a few seconds."""
+        """Show a one-line message (see `MessageBar`); errors stay until solved or tapped."""
         log.info("message: %s", text)
         if self.message is not None:
-            self.message.show(text, error)
+            slot = getattr(self.sm.current_screen, "message_slot", None) if self.sm else None
+            self.message.show(text, error, slot)
+
+    def clear_error(self) -> None:
+        """The problem a red message was about is solved: hide it."""
+        if self.message is not None and self.message.error:
+            self.message.hide()
 
     def show_error(self, exc: BaseException) -> None:
         if isinstance(exc, ApplianceError):
@@ -267,7 +277,7 @@ class ApplianceApp(App):
 
         def deliver(job: Job) -> None:
             if job.error is not None:
-                (failed or self.show_error)(job.error)
+                self.safely(failed or self.show_error, job.error)
             else:
                 self.safely(done, job.result(0))
 
@@ -284,13 +294,16 @@ class ApplianceApp(App):
 def run(workspace: Path, tour: Path | None = None, smoke: Path | None = None) -> int:
     """Start the app on `workspace` (a folder of projects or one project); `tour`: screenshots."""
     app = ApplianceApp(workspace)
+    failures: list[str] = []
     if tour is not None:
         from appliance.ui.tour import schedule_tour
 
-        schedule_tour(app, tour)
+        schedule_tour(app, tour, failures)
     if smoke is not None:
         from appliance.ui.smoke import schedule_smoke
 
         schedule_smoke(app, smoke)
     app.run()
+    if failures:
+        raise ApplianceError(f"screenshot tour: {', '.join(failures)} did not show their state")
     return 0

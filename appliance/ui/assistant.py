@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance import settings
 from appliance.assist import inspection, postprocess, prelabel, runtime
 from appliance.assist.jobs import JobContext
 from appliance.assist.upgrade import upgrade
@@ -18,8 +19,6 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.store.project import Project
 
-PRELABEL_KEY = "ui.prelabel"  # "auto" (suitability decides), a method name, or "none"
-PRELABEL_CHOICES = ("auto", *prelabel.METHODS, "none")
 SUITABILITY_IMAGES = 10
 
 
@@ -60,7 +59,7 @@ class PrelabelChooser:
         self._method: str | None = None
 
     def method(self, project: Project, ctx: JobContext) -> str | None:
-        choice = project.get_setting(PRELABEL_KEY, "auto")
+        choice = settings.PRELABEL.get(project)
         if choice != "auto":
             return None if choice == "none" else str(choice)
         labeled = len(project.labeled_image_ids())

@@ -1,16 +1,19 @@
-"""The drawing surface: image and label overlay as two textures, pen draws, fingers navigate.
+"""The drawing surface: image, label overlay and pre-label outlines; pen draws, fingers navigate.
 
 Input rule (documented in docs/ui.md): a touch *draws* when it comes from a pen or a mouse — its
 device name says pen/stylus/mouse, or its profile reports pressure on a non-finger device —
-and *navigates* otherwise (one finger pans, two fingers pinch-zoom about their midpoint). While
-a pen is down every finger touch is ignored (palm rejection), and a pen landing cancels any
-finger gesture in progress. The "finger draws" setting makes one finger draw for tablets
+and *navigates* otherwise (one finger pans, two fingers pinch-zoom about their midpoint, a
+double tap toggles fit / 1:1). A pen whose device name says *eraser* (the stylus's eraser end)
+erases whatever tool is chosen, and so does a stylus's barrel button where the driver reports
+it as the right button. Palm rejection (fingers ignored while a pen is down or hovering) is
+app-wide, in `appliance.ui.palm`. The "finger draws" setting makes one finger draw for tablets
 without a pen; then a second finger cancels the stroke and turns it into a pinch.
 
 Speed: a stroke re-renders only the dirty rectangle the core returns and blits it into the
 overlay texture (`blit_buffer` with `pos`/`size`, no mipmaps), so a dab costs the same on a
 512² and a 8192² image. Magnification is nearest-neighbour so that single pixels are exact at
-high zoom; the image texture is uploaded once per image.
+high zoom; the image texture is uploaded once per image. The zoom and pan maths are the pure
+functions of `appliance.ui.viewport`.
 """
 
 from __future__ import annotations
@@ -19,20 +22,24 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from kivy.core.window import Window
 from kivy.graphics import Color, InstructionGroup, Line, Rectangle
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.stencilview import StencilView
 
+from appliance import settings
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer, display_rect
+from appliance.ui import viewport
+from appliance.ui.viewport import MAX_ZOOM
 
-MAX_ZOOM = 32.0
-PEN_WORDS = ("pen", "stylus", "mouse", "wacom")
+PEN_WORDS = ("pen", "stylus", "mouse", "wacom", "eraser")
 FINGER_WORDS = ("mtdev", "touch", "finger")
+MINIMAP_FROM = 2.0  # show the minimap once zoomed in this far beyond the fitted view
 TOOLS = ("brush", "eraser", "fill", "lasso", "pick", "delete", "reclass")
 
 
@@ -47,6 +54,16 @@ def is_pen(touch: MotionEvent, finger_draws: bool = False) -> bool:
     return finger_draws
 
 
+def is_eraser(touch: MotionEvent) -> bool:
+    """The stylus's eraser end (device name says eraser) or its barrel button (reported as the
+    right button of a pen, not of a mouse, whose right button pans)."""
+    device = str(getattr(touch, "device", "")).lower()
+    if "eraser" in device:
+        return True
+    barrel = getattr(touch, "button", None) in ("right", "middle")
+    return barrel and is_pen(touch) and "mouse" not in device
+
+
 def pressure_of(touch: MotionEvent) -> float | None:
     """Pen pressure in [0, 1] when the device reports it, else None."""
     if "pressure" not in (getattr(touch, "profile", ()) or ()):
@@ -59,8 +76,9 @@ class LabelCanvas(StencilView):
     """Shows an image with its editable label; see the module doc for the input rule."""
 
     tool = StringProperty("brush")
-    brush_size = NumericProperty(20.0)  # diameter in image pixels
-    opacity_overlay = NumericProperty(0.45)
+    brush_size = NumericProperty(float(settings.BRUSH_SIZE.default))  # diameter, image px
+    opacity_overlay = NumericProperty(settings.OPACITY.default)
+    hide_overlay = BooleanProperty(False)  # "hold to compare": the raw image only
     finger_draws = BooleanProperty(False)
     zoom = NumericProperty(1.0)  # screen pixels per image pixel
     selected = NumericProperty(0)
@@ -69,15 +87,19 @@ class LabelCanvas(StencilView):
         super().__init__(**kwargs)
         self.session: EditSession | None = None
         self.renderer = OverlayRenderer(opacity=self.opacity_overlay)
-        self.preview: Label | None = None
+        self.preview: Label | None = None  # a before/after shown instead of the label
+        self.offer: Label | None = None  # a pre-label on offer, drawn as outlines only
+        self.offer_renderer = OverlayRenderer(opacity=0.0, outlines=True)
         self.markers: list[tuple[float, float, float]] = []  # image x, y, radius
         self.on_changed: Callable[[], None] = lambda: None
         self.on_stroke_done: Callable[[], None] = lambda: None
         self.on_pick: Callable[[int], None] = lambda _id: None
         self.on_message: Callable[[str], None] = lambda _msg: None
+        self.on_pen_down: Callable[[], None] = lambda: None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
+        self._offer_tex: Texture | None = None
         self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
         self._pinch: tuple[float, float, float, float] | None = None  # d0, zoom0, ix, iy
@@ -88,16 +110,24 @@ class LabelCanvas(StencilView):
             self._bg = Rectangle()
             Color(1, 1, 1, 1)
             self._image_rect = Rectangle()
-            Color(1, 1, 1, 1)
+            self._overlay_color = Color(1, 1, 1, 1)
             self._overlay_rect = Rectangle()
+            self._offer_rect = Rectangle()
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
-            self._cursor = Line(width=1.2)  # the brush's footprint under the pen
+            self._cursor = Line(width=1.2)  # the brush's footprint, hovering or drawing
             Color(1.0, 0.25, 0.25, 1)
         self._markers = InstructionGroup()  # inside the stencil: clipped to the view
         self.canvas.add(self._markers)
-        self.bind(pos=self._layout, size=self._on_size)
+        with self.canvas.after:
+            self._minimap_color = Color(1, 1, 1, 0)
+            self._minimap = Rectangle()
+            self._minimap_frame_color = Color(1, 0.85, 0.1, 0)
+            self._minimap_view = Line(width=1.5)
+        self.bind(pos=self._layout, size=self._on_size, zoom=self._layout)
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
+        self.bind(hide_overlay=self._on_hide)
+        Window.bind(on_motion=self._on_motion)
 
     # ----- content -------------------------------------------------------------------------
     def set_image(self, display: np.ndarray, session: EditSession) -> None:
@@ -108,22 +138,40 @@ class LabelCanvas(StencilView):
         self._image_tex = _texture((w, h), "rgb", mag="nearest", minf="linear")
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
         self._overlay_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
-        self._image_rect.texture = self._image_tex
+        self._offer_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
+        self._image_rect.texture = self._minimap.texture = self._image_tex
         self._overlay_rect.texture = self._overlay_tex
+        self._offer_rect.texture = self._offer_tex
         self.session = session
         self.preview = None
+        self.offer = None
         self.markers = []
         self.selected = 0
         self._fitted = True
         self.fit()
         self.refresh()
+        self.show_offer(None)
+
+    def set_display(self, display: np.ndarray) -> None:
+        """Show a re-processed display of the same image, keeping label, zoom and pan."""
+        if self._image_tex is None:
+            return
+        rgb = display if display.ndim == 3 else np.repeat(display[..., None], 3, axis=2)
+        rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
+        self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        self.canvas.ask_update()
 
     def clear(self) -> None:
         """Show nothing (no image open)."""
         self.session = None
-        self._image_tex = self._overlay_tex = None
-        self._image_rect.texture = self._overlay_rect.texture = None
-        self._image_rect.size = self._overlay_rect.size = (0, 0)
+        self.preview = self.offer = None
+        self._image_tex = self._overlay_tex = self._offer_tex = None
+        self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
+        self._minimap.texture = None
+        self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = (0, 0)
+        self._minimap_color.a = self._minimap_frame_color.a = 0
+        self._minimap_view.points = []
+        self._markers.clear()
 
     def refresh(self, rect: Rect | None = None) -> None:
         """Re-render the overlay in `rect` (changed pixels; None = everything) and blit it."""
@@ -148,6 +196,21 @@ class LabelCanvas(StencilView):
         )
         self.canvas.ask_update()
 
+    def show_offer(self, label: Label | None) -> None:
+        """Outline a pre-label on offer over the expert's own label (None: hide it)."""
+        self.offer = label
+        if self._offer_tex is None:
+            return
+        h, w = self._offer_tex.height, self._offer_tex.width
+        if label is None:
+            self._offer_tex.blit_buffer(bytes(w * h * 4), colorfmt="rgba", bufferfmt="ubyte")
+        else:
+            rgba = self.offer_renderer.render(
+                label.instances, label.classes, Rect.full((h, w)), None
+            )
+            self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
+        self.canvas.ask_update()
+
     def show_preview(self, label: Label | None) -> None:
         """Show another label (a suggestion's before/after) instead of the edited one."""
         self.preview = label
@@ -158,50 +221,60 @@ class LabelCanvas(StencilView):
         self.markers = list(points)
         self._layout()
 
-    # ----- geometry ------------------------------------------------------------------------
+    # ----- geometry (maths in appliance.ui.viewport) -----------------------------------------
+    def _view(self) -> viewport.View:
+        return viewport.View(self.zoom, self.offset)
+
+    def _set_view(self, view: viewport.View) -> None:
+        self.zoom, self.offset = view.zoom, view.offset
+        self._layout()
+
     def fit(self) -> None:
         """Zoom so that the whole image is visible and centred."""
         if self.session is None or self.width <= 1 or self.height <= 1:
             return
-        h, w = self.session.shape
-        self.zoom = min(self.width / w, self.height / h)
-        self.offset = ((self.width - w * self.zoom) / 2, (self.height - h * self.zoom) / 2)
         self._fitted = True
-        self._layout()
+        self._set_view(viewport.fit(self.session.shape, self.size))
 
     def min_zoom(self) -> float:
         """Fit the whole image, but never below 1× for images smaller than the screen."""
-        if self.session is None:
-            return 1.0
-        h, w = self.session.shape
-        return min(1.0, self.width / w, self.height / h)
+        return 1.0 if self.session is None else viewport.min_zoom(self.session.shape, self.size)
 
     def to_image(self, x: float, y: float) -> tuple[float, float]:
         """Window point → continuous image coordinates (column, row)."""
         h = self.session.shape[0] if self.session else 0
-        ix = (x - self.x - self.offset[0]) / self.zoom
-        iy = h - (y - self.y - self.offset[1]) / self.zoom
-        return ix, iy
+        return viewport.to_image(self._view(), h, x - self.x, y - self.y)
 
     def to_window(self, ix: float, iy: float) -> tuple[float, float]:
         """Continuous image coordinates → window point."""
         h = self.session.shape[0] if self.session else 0
-        return self.x + self.offset[0] + ix * self.zoom, self.y + self.offset[1] + (h - iy) * (
-            self.zoom
-        )
+        x, y = viewport.to_widget(self._view(), h, ix, iy)
+        return self.x + x, self.y + y
 
     def zoom_about(self, factor_zoom: float, wx: float, wy: float) -> None:
         """Set the zoom keeping the image point under window point (wx, wy) in place."""
+        if self.session is None:
+            return
         self._fitted = False
-        ix, iy = self.to_image(wx, wy)
-        self.zoom = min(MAX_ZOOM, max(self.min_zoom(), factor_zoom))
-        self._place(ix, iy, wx, wy)
+        rel = (wx - self.x, wy - self.y)
+        self._set_view(
+            viewport.zoom_about(self._view(), self.session.shape, self.size, factor_zoom, *rel)
+        )
+
+    def toggle_fit(self, wx: float, wy: float) -> None:
+        """Double tap: fitted view ↔ 1:1 about the tapped point."""
+        if self.session is None:
+            return
+        view = viewport.toggle_fit(
+            self._view(), self.session.shape, self.size, wx - self.x, wy - self.y
+        )
+        self._fitted = view == viewport.fit(self.session.shape, self.size)
+        self._set_view(view)
 
     def _place(self, ix: float, iy: float, wx: float, wy: float) -> None:
         """Translate so that image point (ix, iy) lies under window point (wx, wy)."""
         h = self.session.shape[0] if self.session else 0
-        self.offset = (wx - self.x - ix * self.zoom, wy - self.y - (h - iy) * self.zoom)
-        self._layout()
+        self._set_view(viewport.place(self.zoom, h, ix, iy, wx - self.x, wy - self.y))
 
     def _on_size(self, *_: object) -> None:
         """Keep a fitted image fitted when panels appear; keep the user's own zoom otherwise."""
@@ -216,12 +289,44 @@ class LabelCanvas(StencilView):
         h, w = self.session.shape
         pos = (self.x + self.offset[0], self.y + self.offset[1])
         size = (w * self.zoom, h * self.zoom)
-        self._image_rect.pos = self._overlay_rect.pos = pos
-        self._image_rect.size = self._overlay_rect.size = size
+        self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
+        self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = size
+        self._layout_minimap()
         self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
             self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
+
+    def _layout_minimap(self) -> None:
+        """A small whole-image view with the visible part framed, once zoomed in far."""
+        assert self.session is not None
+        shape = self.session.shape
+        fitted = viewport.fit(shape, self.size).zoom
+        show = self.zoom > fitted * MINIMAP_FROM
+        self._minimap_color.a = self._minimap_frame_color.a = 1 if show else 0
+        if not show:
+            self._minimap_view.points = []
+            return
+        h, w = shape
+        scale = min(self.width * 0.2 / w, self.height * 0.2 / h)
+        mw, mh = w * scale, h * scale
+        mx, my = self.right - mw - 12, self.top - mh - 12
+        self._minimap.pos, self._minimap.size = (mx, my), (mw, mh)
+        x0, y0, x1, y1 = viewport.visible(self._view(), shape, self.size)
+        self._minimap_view.rectangle = (
+            mx + x0 * scale,
+            my + (h - y1) * scale,
+            max(2.0, (x1 - x0) * scale),
+            max(2.0, (y1 - y0) * scale),
+        )
+
+    @property
+    def minimap_shown(self) -> bool:
+        return bool(self._minimap_color.a)
+
+    def _on_hide(self, *_: object) -> None:
+        self._overlay_color.a = 0 if self.hide_overlay else 1
+        self.canvas.ask_update()
 
     def _on_opacity(self, *_: object) -> None:
         self.renderer.opacity = float(self.opacity_overlay)
@@ -238,9 +343,13 @@ class LabelCanvas(StencilView):
             step = 1.25 if touch.button in ("scrolldown", "scrollleft") else 0.8
             self.zoom_about(self.zoom * step, *touch.pos)
             return True
-        device_pen = is_pen(touch) and getattr(touch, "button", None) in (None, "left")
+        erase = is_eraser(touch)
+        device_pen = erase or (is_pen(touch) and getattr(touch, "button", None) in (None, "left"))
         if not device_pen and any(is_pen(t) for t in self._pens.values()):
             return True  # palm rejection: a finger is swallowed while a pen is down
+        if not device_pen and getattr(touch, "is_double_tap", False) and not self._fingers:
+            self.toggle_fit(*touch.pos)
+            return True
         pen = device_pen or self.finger_draws
         if pen and not device_pen and (self._pens or self._fingers):
             self._fingers_to_pinch()  # "finger draws": a second finger means navigate
@@ -251,6 +360,8 @@ class LabelCanvas(StencilView):
             self._pens[touch.uid] = touch
             touch.grab(self)
             touch.ud["canvas_pen"] = True
+            touch.ud["canvas_erase"] = erase
+            self.on_pen_down()
             self._pen_down(touch)
             return True
         touch.grab(self)
@@ -279,6 +390,19 @@ class LabelCanvas(StencilView):
             self._start_pinch()
         return True
 
+    def _on_motion(self, _win: object, etype: str, me: MotionEvent) -> None:
+        """A hovering pen shows the brush outline (its size in screen pixels at this zoom)
+        before it touches, so the expert sees what the next dab will cover."""
+        if getattr(me, "type_id", None) != "hover" or self.session is None or self._pens:
+            return
+        pos = (me.sx * (Window.width - 1), me.sy * (Window.height - 1))  # hover is not scaled
+        if etype == "end" or not self.collide_point(*pos) or not is_pen(me):
+            self._cursor.points = []
+            return
+        if self.tool in ("brush", "eraser") or is_eraser(me):
+            radius = max(0.5, self.brush_size / 2.0)
+            self._cursor.circle = (*pos, max(2.0, radius * self.zoom))
+
     def _radius(self, touch: MotionEvent) -> float:
         pressure = pressure_of(touch)
         scale = 1.0 if pressure is None else 0.25 + 0.75 * pressure
@@ -286,13 +410,13 @@ class LabelCanvas(StencilView):
 
     def _pen_down(self, touch: MotionEvent) -> None:
         assert self.session is not None
-        if self.preview is not None:
-            self.on_message("Accept or reject the suggestion first")
-            return
         ix, iy = self.to_image(*touch.pos)
+        erase = touch.ud.get("canvas_erase", False)
         try:
-            if self.tool in ("brush", "eraser"):
-                rect = self.session.begin_stroke(ix, iy, self._radius(touch), self.tool == "eraser")
+            if erase or self.tool in ("brush", "eraser"):
+                radius = self._radius(touch)
+                rect = self.session.begin_stroke(ix, iy, radius, erase or self.tool == "eraser")
+                self._cursor.circle = (*touch.pos, max(2.0, radius * self.zoom))
                 self._changed(rect)
             elif self.tool == "lasso":
                 self._lasso = [(ix, iy)]

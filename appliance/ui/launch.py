@@ -24,6 +24,7 @@ def launch(
         if not start_virtual_display():
             raise ApplianceError("screenshots need a display or Xvfb (package xvfb)")
         emulate_tablet()
+    configure_kivy()
     from kivy.config import Config
 
     if tour is not None or smoke is not None:  # the target tablet's resolution, for screenshots
@@ -40,3 +41,17 @@ def launch(
     from appliance.ui.app import run  # imports the window: after the configuration above
 
     return run(workspace, tour=tour, smoke=smoke)
+
+
+def configure_kivy() -> None:
+    """Kivy settings the app relies on, set before the window exists (also used by the tests).
+
+    - No multitouch emulation: otherwise a right click leaves a red dot that turns the next
+      right-drag (laptop-mode panning) into a pinch.
+    - A docked on-screen keyboard appears whenever a text field is focused (tablets have no
+      keyboard; a docked physical one still works).
+    """
+    from kivy.config import Config
+
+    Config.set("input", "mouse", "mouse,disable_multitouch")
+    Config.set("kivy", "keyboard_mode", "systemanddock")

@@ -33,6 +33,7 @@ class Palette:
     muted: tuple[float, float, float, float]
     error: tuple[float, float, float, float]
     ok: tuple[float, float, float, float]
+    track: tuple[float, float, float, float]  # slider tracks, frames: visible on `panel`
 
 
 DARK = Palette(
@@ -44,6 +45,7 @@ DARK = Palette(
     muted=(0.65, 0.67, 0.70, 1),
     error=(0.80, 0.20, 0.18, 1),
     ok=(0.16, 0.55, 0.30, 1),
+    track=(0.55, 0.57, 0.61, 1),
 )
 LIGHT = Palette(
     background=(0.93, 0.93, 0.94, 1),
@@ -54,8 +56,20 @@ LIGHT = Palette(
     muted=(0.35, 0.36, 0.40, 1),
     error=(0.75, 0.12, 0.10, 1),
     ok=(0.12, 0.48, 0.25, 1),
+    track=(0.40, 0.42, 0.46, 1),
 )
 
 
 def palette(name: str) -> Palette:
     return LIGHT if name == "light" else DARK
+
+
+def contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """WCAG contrast ratio of two RGB(A) colours (1: invisible, 21: black on white)."""
+
+    def lum(c: tuple[float, ...]) -> float:
+        r, g, b = (v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c[:3])
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)

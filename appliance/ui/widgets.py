@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kivy.app import App
 from kivy.clock import Clock
+from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.graphics import Color, Line, Rectangle
 from kivy.input.motionevent import MotionEvent
@@ -63,52 +64,103 @@ class ScreenBg(Screen):
 
 
 class MessageBar(Label):
-    """A one-line message floating over the lower image area; errors red, others neutral.
+    """One message at a time, drawn above everything (file chooser included) but over nothing
+    the expert needs: on the annotate screen it fills a slot reserved for it under the image,
+    elsewhere it floats at the bottom of the window, below the chooser's buttons.
 
-    It never swallows a touch: a tap or stroke under it goes through (and hides it), so a
-    message can never block the button or the pixels the expert is aiming at.
+    A long message is shortened to one line; a tap shows it whole (the bar grows upward) and
+    a second tap hides it. Plain messages hide after `MESSAGE_SECONDS`; errors (red) stay until
+    the problem is solved (`App.clear_error`), another message replaces them, or a tap.
     """
 
     error = BooleanProperty(False)
+    expanded = BooleanProperty(False)
 
     def __init__(self, **kwargs: object) -> None:
         app = App.get_running_app()
         super().__init__(
-            size_hint=(0.55, None),
-            height=app.touch,
-            pos_hint={"center_x": 0.5, "y": 0.13},
+            size_hint=(None, None),
             font_size=app.font,
             opacity=0,
             halign="center",
             valign="middle",
             shorten=True,
             shorten_from="right",
+            max_lines=1,
             **kwargs,
         )
-        self.bind(size=lambda *_: setattr(self, "text_size", self.size))
         with self.canvas.before:
             self._color = Color(0, 0, 0, 0.85)
             self._rect = Rectangle()
         self.bind(pos=self._redraw, size=self._redraw)
-        self._hide = Clock.create_trigger(lambda _dt: setattr(self, "opacity", 0), MESSAGE_SECONDS)
+        self._hide = Clock.create_trigger(lambda _dt: self.hide(), MESSAGE_SECONDS)
+        self._slot: Widget | None = None
 
     def _redraw(self, *_: object) -> None:
         self._rect.pos, self._rect.size = self.pos, self.size
 
-    def show(self, text: str, error: bool = False) -> None:
+    def show(self, text: str, error: bool = False, slot: Widget | None = None) -> None:
         app = App.get_running_app()
         self.text = text
         self.error = error
+        self._slot = slot
         self._color.rgba = (*app.c_error[:3], 0.95) if error else (0.1, 0.1, 0.12, 0.92)
         self.color = (1, 1, 1, 1)
         self.opacity = 1
+        self.expanded = False
+        self._place()
+        if self.parent is not None:  # on top of anything opened since (a chooser, a prompt)
+            self.parent.remove_widget(self)
+        Window.add_widget(self)
         self._hide.cancel()
-        self._hide()
+        if not error:
+            self._hide()
+
+    def hide(self) -> None:
+        self.opacity = 0
+        self.expanded = False
+        if self.parent is not None:
+            self.parent.remove_widget(self)
+
+    @property
+    def shortened(self) -> bool:
+        """Whether the one-line text hides part of the message."""
+        if self.expanded or self._label is None:
+            return False
+        return bool(self._label.get_extents(self.text)[0] > (self.text_size[0] or self.width))
+
+    def _place(self) -> None:
+        app = App.get_running_app()
+        modal = any(isinstance(w, ModalView) for w in Window.children)
+        slot = self._slot if self._slot is not None and not modal else None
+        if slot is not None and slot.get_root_window() is not None:
+            x, y = slot.to_window(slot.x, slot.y)
+            width, base = slot.width, slot.height
+        else:
+            width, base = Window.width * 0.6, app.touch
+            x, y = (Window.width - width) / 2, app.gap * 2
+        self.shorten = not self.expanded
+        self.max_lines = 0 if self.expanded else 1
+        self.text_size = (width - app.gap * 4, None)
+        self.width = width
+        if self.expanded:
+            self.texture_update()
+            self.height = max(base, self.texture_size[1] + app.gap * 2)
+        else:
+            self.height = base
+            self.text_size = (width - app.gap * 4, base)
+        self.pos = (x, y)
 
     def on_touch_down(self, touch: MotionEvent) -> bool:
-        if self.opacity and self.collide_point(*touch.pos):
-            self.opacity = 0
-        return False
+        if not self.opacity or not self.collide_point(*touch.pos):
+            return False
+        if not self.expanded and self.shortened:
+            self.expanded = True
+            self._place()
+            self._hide.cancel()
+        else:
+            self.hide()
+        return True
 
 
 class BusySpinner(Widget):
@@ -140,7 +192,13 @@ class BusySpinner(Widget):
 
 
 class ChooserPopup(ModalView):
-    """Pick a folder or a file (by suffix) with large rows; `on_choose(path)` on confirmation."""
+    """Pick a folder or a file (by suffix) with large rows; `on_choose(path)` on confirmation.
+
+    In folder mode a tapped file may be chosen instead of the folder; the button then says so
+    ("Use this file") and the tapped row stays highlighted. `accept(path)` hides files that
+    match the suffix but are not what is asked for (a training job offered as model bundle).
+    The popup leaves the bottom of the window free for messages.
+    """
 
     def __init__(
         self,
@@ -149,11 +207,14 @@ class ChooserPopup(ModalView):
         start: Path | None = None,
         suffixes: tuple[str, ...] = (),
         pick_folder: bool = True,
+        accept: Callable[[Path], bool] | None = None,
     ) -> None:
-        super().__init__(size_hint=(0.8, 0.9), auto_dismiss=False)
+        super().__init__(size_hint=(0.8, 0.84), pos_hint={"top": 0.97}, auto_dismiss=False)
         app = App.get_running_app()
         self.on_choose, self.suffixes, self.pick_folder = on_choose, suffixes, pick_folder
+        self.accept = accept
         self.selected: Path | None = None
+        self._picked_row: Widget | None = None
         box = Factory.Panel()
         box.add_widget(Factory.THeading(text=title))
         places = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
@@ -169,7 +230,7 @@ class ChooserPopup(ModalView):
         box.add_widget(scroll)
         actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         actions.add_widget(button("Cancel", self.dismiss))
-        self.ok = button("Use this folder" if pick_folder else "Open", self._confirm)
+        self.ok = button(self._ok_text(), self._confirm)
         actions.add_widget(self.ok)
         box.add_widget(actions)
         self.add_widget(box)
@@ -185,7 +246,10 @@ class ChooserPopup(ModalView):
             return
         self.folder = folder
         self.selected = folder if self.pick_folder else None
-        self.where.text = str(folder)
+        self._picked_row = None
+        self.ok.text = self._ok_text()
+        hint = "tap Use this folder, or a file" if self.pick_folder else "tap a file"
+        self.where.text = f"{folder}  ({hint})"
         self.rows.clear_widgets()
         self.entries: dict[str, Widget] = {}  # name -> row button
         if folder.parent != folder:
@@ -195,16 +259,30 @@ class ChooserPopup(ModalView):
                 continue
             if entry.is_dir():
                 row = button(f"[ {entry.name} ]", partial(self.show, entry))
-            elif not self.suffixes or entry.suffix.lower() in self.suffixes:
+            elif (not self.suffixes or entry.suffix.lower() in self.suffixes) and (
+                self.accept is None or self.accept(entry)
+            ):
                 row = button(entry.name, partial(self._pick, entry))
             else:
                 continue
             self.entries[entry.name] = row
             self.rows.add_widget(row)
 
+    def _ok_text(self, file: bool = False) -> str:
+        if not self.pick_folder:
+            return "Open"
+        return "Use this file" if file else "Use this folder"
+
     def _pick(self, path: Path) -> None:
+        app = App.get_running_app()
+        if self._picked_row is not None:
+            self._picked_row.background_color = app.c_button
+        row = self.entries[path.name]
+        row.background_color = app.c_active  # stays until another row is picked
+        self._picked_row = row
         self.selected = path
-        self.where.text = f"{path}  (tap Open)"
+        self.ok.text = self._ok_text(file=True)
+        self.where.text = f"{path}  (tap {self.ok.text})"
 
     def _confirm(self) -> None:
         if self.selected is None:
@@ -234,12 +312,14 @@ def removable_places() -> list[tuple[str, Path]]:
 class Prompt(ModalView):
     """Ask for one line of text (name, project name) with a big keyboard-friendly field."""
 
-    def __init__(self, title: str, on_ok: Callable[[str], object], text: str = "") -> None:
-        super().__init__(size_hint=(0.6, None), auto_dismiss=False)
+    def __init__(
+        self, title: str, on_ok: Callable[[str], object], text: str = "", hint: str = ""
+    ) -> None:
+        super().__init__(size_hint=(0.6, None), pos_hint={"top": 0.95}, auto_dismiss=False)
         app = App.get_running_app()
         box = Factory.Panel()
         box.add_widget(Factory.THeading(text=title))
-        self.field = Factory.TInput(text=text)
+        self.field = Factory.TInput(text=text, hint_text=hint)
         box.add_widget(self.field)
         actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         actions.add_widget(button("Cancel", self.dismiss))
@@ -247,6 +327,7 @@ class Prompt(ModalView):
         box.add_widget(actions)
         self.height = app.touch * 4
         self.add_widget(box)
+        self.bind(on_open=lambda _p: setattr(self.field, "focus", True))  # brings the keyboard
 
     def _ok(self, on_ok: Callable[[str], object]) -> None:
         on_ok(self.field.text)

@@ -15,21 +15,37 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from appliance import settings
 from appliance.assist import preprocess
 from appliance.editing import EditSession
 from appliance.labels import Label, decode_instances, encode_instances
-from appliance.store.project import Project
-
-DRAFT_KEY = "ui.draft"
+from appliance.store.project import ImageRecord, Project
 
 
 def pending_draft(project: Project) -> dict | None:
     """The unsaved draft left by a crash or power cut, if any."""
-    draft = project.get_setting(DRAFT_KEY, None)
+    draft = settings.DRAFT.get(project)
     return draft if isinstance(draft, dict) and "image_id" in draft else None
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """What opening an image costs: decoding and display pre-processing (run off the UI thread)."""
+
+    record: ImageRecord
+    pixels: np.ndarray
+    display: np.ndarray
+    preprocessing: preprocess.Preprocessing
+
+    @classmethod
+    def load(cls, project: Project, image_id: int) -> ImageData:
+        h = preprocess.load(project)
+        pixels = project.load_pixels(image_id)
+        return cls(project.image(image_id), pixels, preprocess.apply(pixels, h), h)
 
 
 class ImageWork:
@@ -42,12 +58,15 @@ class ImageWork:
         author: str,
         active_class: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        data: ImageData | None = None,
     ) -> None:
+        data = data if data is not None else ImageData.load(project, image_id)
         self.project = project
         self.author = author
-        self.record = project.image(image_id)
-        self.pixels = project.load_pixels(image_id)
-        self.display = preprocess.apply(self.pixels, preprocess.load(project))
+        self.record = data.record
+        self.pixels = data.pixels
+        self.display = data.display
+        self.preprocessing = data.preprocessing
         latest = project.latest_label(image_id)
         self.parent_id: int | None = latest.id if latest else None
         self.parent_source: str | None = latest.source if latest else None
@@ -89,8 +108,8 @@ class ImageWork:
     def save_draft(self) -> None:
         """Persist the label on screen (one transaction) so a crash loses no finished stroke."""
         blob = encode_instances(self.session.instances)
-        self.project.set_setting(
-            DRAFT_KEY,
+        settings.DRAFT.set(
+            self.project,
             {
                 "image_id": self.image_id,
                 "parent_id": self.parent_id,
@@ -103,7 +122,7 @@ class ImageWork:
 
     def clear_draft(self) -> None:
         if pending_draft(self.project) is not None:
-            self.project.set_setting(DRAFT_KEY, None)
+            settings.DRAFT.set(self.project, None)
 
     def save(
         self,
@@ -133,6 +152,23 @@ class ImageWork:
         self._seconds_before, self._started = 0.0, self._clock()
         self.clear_draft()
         return version
+
+    def refresh_display(self) -> bool:
+        """Re-apply the project's display pre-processing if it changed; whether it did."""
+        h = preprocess.load(self.project)
+        if h == self.preprocessing:
+            return False
+        self.display, self.preprocessing = preprocess.apply(self.pixels, h), h
+        return True
+
+    def park(self) -> None:
+        """Put the image aside without a version (Home, quitting): unsaved edits stay a draft
+        that is restored when the image is opened again; saving stays the expert's decision."""
+        if self.dirty:
+            self.save_draft()
+        self.project.record_event(
+            self.image_id, "closed", annotator=self.author, seconds=self.seconds()
+        )
 
     def leave(self, kind: str = "closed") -> int | None:
         """Autosave unsaved work as a version and record the time; returns the new version."""

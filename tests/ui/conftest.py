@@ -52,7 +52,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     Config.set("graphics", "width", str(WIDTH))
     Config.set("graphics", "height", str(HEIGHT))
-    Config.set("input", "mouse", "mouse,disable_multitouch")
+    from appliance.ui.launch import configure_kivy
+
+    configure_kivy()  # the app's own Kivy settings, as `appliance run` sets them
     from kivy.base import EventLoop
 
     from appliance.ui.app import ApplianceApp
@@ -72,12 +74,16 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def fresh(app: object) -> Iterator[Callable[[Path], object]]:
     """Open a project in the app; after the test, no unexpected error may have happened."""
 
-    from testkit.touch import pump
+    from testkit.touch import pump, wait_for
 
     def open_it(path: Path) -> object:
         app.open_project(path)
+        screen = app.sm.get_screen("annotate")
+        wait_for(
+            lambda: screen.work is not None or (screen.presenter and screen.presenter.all_done)
+        )
         pump(3)
-        return app.sm.get_screen("annotate")
+        return screen
 
     app.errors.clear()
     yield open_it

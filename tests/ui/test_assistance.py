@@ -20,8 +20,8 @@ def test_accept_prelabel_stores_a_prelabel_version(fresh, tmp_path):
     wait_for(lambda: screen.offer is not None)
     image_id = screen.work.image_id
     expected, _ = prelabel.run(project, image_id, "otsu", save=False)
-    assert np.array_equal(screen.canvas_view.preview.instances, expected.instances)
-    tap(screen.buttons["Accept all"])
+    assert np.array_equal(screen.canvas_view.offer.instances, expected.instances)
+    tap(screen.buttons["offer_accept_all"])
     wait_for(lambda: screen.work is None or screen.work.image_id != image_id)
     latest = project.latest_label(image_id)
     assert latest.source == "prelabel" and latest.author == "Dr Test" and latest.reviewed
@@ -34,10 +34,10 @@ def test_prelabel_accept_and_edit_then_save_keeps_the_chain(fresh, tmp_path):
     screen = fresh(project.root)
     wait_for(lambda: screen.offer is not None)
     image_id = screen.work.image_id
-    tap(screen.buttons["Accept and edit"])
+    tap(screen.buttons["offer_accept_edit"])
     cx, cy = screen.canvas_view.to_window(30, 30)
     pen_stroke([(cx, cy), (cx + 20, cy)])
-    tap(screen.buttons["Save & next"])
+    tap(screen.buttons["save_next"])
     wait_for(lambda: project.latest_label(image_id).source != "prelabel")
     history = project.history(image_id)
     assert [v.source for v in history] == ["prelabel", "manual"]
@@ -53,11 +53,11 @@ def test_upgrade_shows_before_after_and_accept_stores_an_upgrade_version(fresh, 
     cx, cy = canvas.to_window(128, 128)
     pen_stroke([(cx - 60 + 6 * i, cy) for i in range(21)])
     coarse = canvas.session.label()
-    tap(screen.buttons["Upgrade"])
-    wait_for(lambda: "Accept" in screen.buttons)
+    tap(screen.buttons["upgrade"])
+    wait_for(lambda: "compare_accept" in screen.buttons)
     grown = cv2.dilate(coarse.binary().astype(np.uint8), np.ones((3, 3), np.uint8))
     assert np.array_equal(canvas.preview.instances > 0, grown > 0)
-    tap(screen.buttons["Accept"])
+    tap(screen.buttons["compare_accept"])
     history = project.history(screen.work.image_id)
     assert [(v.source, v.coarse) for v in history] == [("manual", True), ("upgrade", False)]
     assert history[1].parent_id == history[0].id
@@ -76,11 +76,11 @@ def test_postprocess_suggestion_before_after_accept_stores_a_postprocess_version
     pen_stroke(ring)
     drawn = canvas.session.label()
     image_id = screen.work.image_id
-    tap(screen.buttons["Save & next"])
-    wait_for(lambda: "Suggest:Fill holes" in screen.buttons)
-    tap(screen.buttons["Suggest:Fill holes"])
+    tap(screen.buttons["save_next"])
+    wait_for(lambda: "suggest:Fill holes" in screen.buttons)
+    tap(screen.buttons["suggest:Fill holes"])
     assert canvas.preview is not None
-    tap(screen.buttons["Accept"])
+    tap(screen.buttons["compare_accept"])
     history = project.history(image_id)
     assert [v.source for v in history] == ["manual", "postprocess"]
     assert history[0].label.equals(drawn)

@@ -18,13 +18,13 @@ def test_save_and_next_moves_to_the_selectors_choice(fresh, tmp_path):
     assert screen.work.image_id == expected[0]
     cx, cy = screen.canvas_view.to_window(60, 60)
     pen_stroke([(cx, cy), (cx + 30, cy + 10)])
-    tap(screen.buttons["Save & next"])
+    tap(screen.buttons["save_next"])
     wait_for(lambda: screen.work is not None and screen.work.image_id != expected[0])
     assert screen.work.image_id == expected[1]
     saved = project.latest_label(expected[0])
     assert saved.source == "manual" and saved.author == "Dr Test" and saved.seconds_spent > 0
-    tap(screen.buttons["Previous"])
-    assert screen.work.image_id == expected[0]
+    tap(screen.buttons["previous"])
+    wait_for(lambda: screen.work is not None and screen.work.image_id == expected[0])
 
 
 def test_corrupt_image_shows_a_message_and_the_app_goes_on(fresh, app, tmp_path):
@@ -51,8 +51,8 @@ def test_after_a_crash_the_app_reopens_the_image_with_every_finished_stroke(fres
     pen_stroke([(cx, cy), (cx + 40, cy + 5)])
     finished = screen.work.session.instances.copy()
     screen.work.session.begin_stroke(20.0, 20.0, 5.0)  # the stroke the power cut interrupts
-    screen.work = None  # the process dies: nothing is saved on the way out
-    screen.resume_id = None
+    screen.presenter.closed = True  # the process dies: nothing is saved on the way out,
+    screen.presenter = None  # and nothing it had started reports back
     app.go("home")
     assert project.latest_label(image_id) is None
     screen = fresh(project.root)

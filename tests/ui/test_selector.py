@@ -66,19 +66,19 @@ def test_uncertainty_and_cherry_pick_weights_change_what_is_served(app, fresh, t
     project.set_setting(WEIGHTS_KEY, {"random": 1.0, "uncertainty": 10.0})
     _reenter(app)
     assert screen.work.image_id == order[0]
-    tap(screen.buttons["Skip"])
+    tap(screen.buttons["skip"])
     wait_for(lambda: screen.work is not None and screen.work.image_id != order[0])
     assert screen.work.image_id == noise_id != order[1]
 
     # flag the random order's last image (CLI), and the open one with the button
     last = project.image(order[-1]).name
     assert main(["flag", str(project.root), last]) == 0
-    tap(screen.buttons["Flag"])
+    tap(screen.buttons["flag"])
     wait_for(lambda: project.image(noise_id).cherry_picked)
     project.set_setting(WEIGHTS_KEY, {"random": 1.0, "uncertainty": 10.0, "cherry_pick": 100.0})
     _reenter(app)
-    assert screen.buttons["Flag"].state == "down"
-    tap(screen.buttons["Skip"])
+    assert screen.buttons["flag"].state == "down"
+    tap(screen.buttons["skip"])
     wait_for(lambda: screen.work is not None and screen.work.image_id != noise_id)
     assert screen.work.image_id == order[-1]
-    assert screen.buttons["Flag"].state == "down"
+    assert screen.buttons["flag"].state == "down"

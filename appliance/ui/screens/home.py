@@ -14,7 +14,9 @@ from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
 
+from appliance.bundles.archive import peek_format
 from appliance.bundles.install import install_model_bundle
+from appliance.bundles.training_job import FORMAT as TRAINING_JOB_FORMAT
 from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
 from appliance.importer import import_paths
@@ -76,7 +78,12 @@ class HomeScreen(ScreenBg):
     def _row(self, path: Path) -> BoxLayout:
         app = App.get_running_app()
         row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.9)
-        text = BoxLayout(orientation="vertical")
+        text = BoxLayout(orientation="vertical", size_hint_y=None, pos_hint={"center_y": 0.5})
+        text.bind(minimum_height=text.setter("height"))
+        # a long name wraps (the row grows) instead of being cut off
+        text.bind(
+            height=lambda _t, h: setattr(row, "height", max(app.touch * 1.9, h + app.gap * 4))
+        )
         text.add_widget(Factory.THeading(text=path.name))
         try:
             summary = project_summary(path)
@@ -88,7 +95,7 @@ class HomeScreen(ScreenBg):
             ("Open", lambda: app.open_project(path)),
             ("Import images", lambda: self._import(path)),
             ("Install models", lambda: self._install(path)),
-            ("Export job", lambda: self._export(path)),
+            ("Export job", lambda: self.export(path)),
         ):
             widget = button(
                 title,
@@ -109,7 +116,7 @@ class HomeScreen(ScreenBg):
             Prompt(
                 "Classes, separated by commas",
                 lambda classes: self._create(name, classes),
-                text="cell",
+                hint="e.g. nucleus, debris",
             ).open()
 
         Prompt("Name of the new project", with_name).open()
@@ -157,10 +164,14 @@ class HomeScreen(ScreenBg):
             app.run_job(lambda _ctx: work(bundle), done)
 
         ChooserPopup(
-            "Install a model bundle", chosen, suffixes=(".zip", ".bundle"), pick_folder=False
+            "Install a model bundle",
+            chosen,
+            suffixes=(".zip", ".bundle"),
+            pick_folder=False,
+            accept=lambda p: peek_format(p) != TRAINING_JOB_FORMAT,
         ).open()
 
-    def _export(self, path: Path) -> None:
+    def export(self, path: Path) -> None:
         app = App.get_running_app()
 
         def work(folder: Path) -> str:

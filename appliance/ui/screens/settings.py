@@ -16,10 +16,9 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
+from appliance import settings
 from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
-from appliance.ui.assistant import PRELABEL_CHOICES, PRELABEL_KEY
-from appliance.ui.screens.annotate import BRUSH_KEY, FINGER_KEY, OPACITY_KEY
 from appliance.ui.widgets import ScreenBg, back_to_images, page
 
 
@@ -45,9 +44,7 @@ class SettingsScreen(ScreenBg):
             return
         left, right = self._column(), self._column()
         left.add_widget(Factory.THeading(text="Which image next (selector weights)"))
-        weights = project.get_setting(selector_mod.WEIGHTS_KEY, None) or dict(
-            selector_mod.DEFAULT_WEIGHTS
-        )
+        weights = settings.SELECTOR_WEIGHTS.get(project)
         for name in selector_mod.STRATEGIES:
             self._slider(
                 left,
@@ -60,9 +57,9 @@ class SettingsScreen(ScreenBg):
         left.add_widget(Factory.THeading(text="Pre-label"))
         self._choice(
             left,
-            PRELABEL_CHOICES,
-            project.get_setting(PRELABEL_KEY, "auto"),
-            lambda v: project.set_setting(PRELABEL_KEY, v),
+            settings.PRELABEL.choices,
+            settings.PRELABEL.get(project),
+            lambda v: settings.PRELABEL.set(project, v),
         )
         left.add_widget(Factory.THeading(text="Label check"))
         checks = inspection.load_settings(project, learn=False)
@@ -81,29 +78,20 @@ class SettingsScreen(ScreenBg):
             lambda v: self._pre(clahe=v == "CLAHE on"),
         )
         right.add_widget(Factory.THeading(text="Drawing"))
-        self._slider(
-            right,
-            "brush size px",
-            project.get_setting(BRUSH_KEY, 20),
-            1,
-            200,
-            lambda v: project.set_setting(BRUSH_KEY, round(v)),
-        )
-        self._slider(
-            right,
-            "overlay opacity",
-            project.get_setting(OPACITY_KEY, 0.45),
-            0,
-            1,
-            lambda v: project.set_setting(OPACITY_KEY, v),
-        )
-        finger = "finger draws" if project.get_setting(FINGER_KEY, False) else "pen draws"
-        self._choice(
-            right,
-            ("pen draws", "finger draws"),
-            finger,
-            lambda v: project.set_setting(FINGER_KEY, v == "finger draws"),
-        )
+        for setting, title in (
+            (settings.BRUSH_SIZE, "brush size px"),
+            (settings.OPACITY, "overlay opacity"),
+        ):
+            self._slider(
+                right,
+                title,
+                setting.get(project),
+                setting.low,
+                setting.high,
+                lambda v, s=setting: s.set(project, round(v) if s.kind is int else v),
+            )
+        self._toggle(right, settings.FINGER_DRAWS, ("pen draws", "finger draws"))
+        self._toggle(right, settings.LEFT_HANDED, ("right-handed", "left-handed"))
         right.add_widget(Factory.THeading(text="Theme (this tablet)"))
         self._choice(right, ("dark", "light"), app.prefs.get("theme", "dark"), app.apply_theme)
         self.grid.add_widget(left)
@@ -158,19 +146,29 @@ class SettingsScreen(ScreenBg):
             row.add_widget(toggle)
         parent.add_widget(row)
 
+    def _toggle(
+        self, parent: BoxLayout, setting: settings.Setting[bool], names: tuple[str, str]
+    ) -> None:
+        """A two-way choice for a yes/no setting (`names`: the no and the yes)."""
+        project = App.get_running_app().project
+        self._choice(
+            parent,
+            names,
+            names[setting.get(project)],
+            lambda v: setting.set(project, v == names[1]),
+        )
+
     def _weight(self, name: str, value: float) -> None:
         project = App.get_running_app().project
-        weights = project.get_setting(selector_mod.WEIGHTS_KEY, None) or dict(
-            selector_mod.DEFAULT_WEIGHTS
-        )
+        weights = settings.SELECTOR_WEIGHTS.get(project)
         weights[name] = round(value, 3)
-        project.set_setting(selector_mod.WEIGHTS_KEY, weights)
+        settings.SELECTOR_WEIGHTS.set(project, weights)
 
     def _warning_threshold(self, value: float) -> None:
         project = App.get_running_app().project
         checks = inspection.load_settings(project, learn=False)
         checks.warning_threshold = round(value, 3)
-        project.set_setting(inspection.SETTING_KEY, checks.to_dict())
+        settings.INSPECTION.set(project, checks.to_dict())
 
     def _pre(self, **change: object) -> None:
         project = App.get_running_app().project

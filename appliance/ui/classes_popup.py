@@ -1,0 +1,102 @@
+"""Edit the classes while annotating: add, rename, recolour, hide one from view.
+
+Names are typed on the on-screen keyboard (a `Prompt`); colours are picked from the colour-blind
+safe palette with one tap each; hiding is a view setting of this screen only (the label keeps
+the hidden class's objects). Changes are stored at once through `appliance.store.classes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kivy.app import App
+from kivy.factory import Factory
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.modalview import ModalView
+from kivy.uix.widget import Widget
+
+from appliance.overlay import PALETTE, class_colour
+from appliance.store import classes as class_store
+from appliance.ui.widgets import Prompt, button
+
+
+def colour_of(project: object, class_id: int) -> tuple[int, int, int]:
+    """The class's chosen colour, else its palette colour."""
+    return class_store.colours(project).get(class_id, class_colour(class_id))
+
+
+class ClassEditor(ModalView):
+    """One row per class: colour swatch (tap: next colour), name (tap: rename), Hide/Show."""
+
+    def __init__(self, hidden: set[int], changed: Callable[[], None]) -> None:
+        super().__init__(size_hint=(0.6, 0.8), pos_hint={"top": 0.97}, auto_dismiss=False)
+        self.hidden, self.changed = hidden, changed
+        self.buttons: dict[str, Widget] = {}
+        self.box = Factory.Panel()
+        self.add_widget(self.box)
+        self.refresh()
+
+    def refresh(self) -> None:
+        app = App.get_running_app()
+        project = app.project
+        self.box.clear_widgets()
+        self.buttons.clear()
+        self.box.add_widget(Factory.THeading(text="Classes"))
+        for cid, name in project.classes().items():
+            row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+            swatch = button("", lambda c=cid: self._recolour(c), size_hint_x=0.2)
+            swatch.background_color = (*(v / 255 for v in colour_of(project, cid)), 1)
+            self.buttons[f"colour:{cid}"] = swatch
+            row.add_widget(swatch)
+            rename = button(name, lambda c=cid, n=name: self._rename(c, n))
+            self.buttons[f"rename:{cid}"] = rename
+            row.add_widget(rename)
+            shown = cid not in self.hidden
+            hide = button("Hide" if shown else "Show", lambda c=cid: self._hide(c), size_hint_x=0.3)
+            self.buttons[f"hide:{cid}"] = hide
+            row.add_widget(hide)
+            self.box.add_widget(row)
+        self.box.add_widget(BoxLayout())
+        actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        self.buttons["add"] = button("Add class", self._add)
+        self.buttons["done"] = button("Done", self.dismiss)
+        actions.add_widget(self.buttons["add"])
+        actions.add_widget(self.buttons["done"])
+        self.box.add_widget(actions)
+
+    def _done(self) -> None:
+        self.refresh()
+        self.changed()
+
+    def _recolour(self, class_id: int) -> None:
+        project = App.get_running_app().project
+        current = colour_of(project, class_id)
+        nxt = (
+            PALETTE[(PALETTE.index(current) + 1) % len(PALETTE)]
+            if current in PALETTE
+            else PALETTE[0]
+        )
+        class_store.set_colour(project, class_id, "#{:02x}{:02x}{:02x}".format(*nxt))
+        self._done()
+
+    def _rename(self, class_id: int, name: str) -> None:
+        project = App.get_running_app().project
+
+        def save(new: str) -> None:
+            class_store.rename_class(project, class_id, new)
+            self._done()
+
+        Prompt(f"Rename class {name}", save, text=name).open()
+
+    def _hide(self, class_id: int) -> None:
+        self.hidden.symmetric_difference_update({class_id})
+        self._done()
+
+    def _add(self) -> None:
+        project = App.get_running_app().project
+
+        def save(name: str) -> None:
+            class_store.add_class(project, name)
+            self._done()
+
+        Prompt("Name of the new class", save, hint="e.g. mitosis").open()

@@ -1,0 +1,84 @@
+"""What the gallery shows, without Kivy: label state per image and small pictures.
+
+The gallery lets the expert revisit any image, flag it for cherry-picking (seed 004: the
+selector's `cherry_pick` strategy prefers flagged images) and compare any two stored versions
+of its label side by side. Pictures are computed on the job worker (decoding is slow), at
+thumbnail size, with the label drawn over the display image the way the canvas draws it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from appliance.assist import preprocess
+from appliance.editing import Rect
+from appliance.labels import Label
+from appliance.overlay import OverlayRenderer
+from appliance.store.project import Project
+
+THUMB = 192  # longest side of a thumbnail, pixels
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    image_id: int
+    name: str
+    state: str  # "unlabeled", "labeled" (by a person) or "pre-labeled" (machine, not reviewed)
+    versions: int
+    flagged: bool
+
+
+def items(project: Project) -> list[GalleryItem]:
+    """Every image of the project in import order, with its label state."""
+    out = []
+    for rec in project.images():
+        history = project.history(rec.id)
+        latest = history[-1] if history else None
+        if latest is None:
+            state = "unlabeled"
+        elif latest.source in ("manual", "postprocess", "upgrade") or latest.reviewed:
+            state = "labeled"
+        else:
+            state = "pre-labeled"
+        out.append(GalleryItem(rec.id, rec.name, state, len(history), rec.cherry_picked))
+    return out
+
+
+def picture(display: np.ndarray, label: Label | None, size: int = THUMB) -> np.ndarray:
+    """RGB uint8, longest side `size`: the display image with `label` blended over it."""
+    rgb = display if display.ndim == 3 else np.repeat(display[..., None], 3, axis=2)
+    rgb = rgb[..., :3].astype(np.float32)
+    if label is not None and label.instances.any():
+        rgba = (
+            OverlayRenderer()
+            .render(label.instances, label.classes, Rect.full(label.shape), None)
+            .astype(np.float32)
+        )
+        alpha = rgba[..., 3:4] / 255.0
+        rgb = rgb * (1 - alpha) + rgba[..., :3] * alpha
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    small = cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    return np.clip(small, 0, 255).astype(np.uint8)
+
+
+def thumbnail(project: Project, image_id: int, size: int = THUMB) -> np.ndarray:
+    """The image with its latest label, small."""
+    display = preprocess.apply(project.load_pixels(image_id), preprocess.load(project))
+    latest = project.latest_label(image_id)
+    return picture(display, latest.label if latest else None, size)
+
+
+def version_pair(
+    project: Project, image_id: int, before: int, after: int, size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two stored versions of an image's label drawn over it, for a before/after."""
+    display = preprocess.apply(project.load_pixels(image_id), preprocess.load(project))
+    return tuple(  # type: ignore[return-value]
+        picture(display, project.label_version(v).label, size) for v in (before, after)
+    )

@@ -1,0 +1,654 @@
+"""The annotate flow without Kivy: which image is open, what the machine offers, what is saved.
+
+`AnnotatePresenter` owns the three interacting state machines that used to live in the
+annotate screen, so that they can be tested without a window (as `ImageWork` is):
+
+- **offer**: a pre-label computed in the background. It is drawn as outlines *over* the
+  expert's own label and never replaces it: the pen keeps drawing while it is shown (or still
+  being computed), and only *Accept* takes it — merged so that every pixel the expert drew
+  keeps the expert's object. *Reject* drops it; *Cancel* stops a pre-label still running.
+- **compare**: a before/after of a machine result (upgrade, post-processing suggestion).
+  *Accept* stores it; *Reject*, a pen landing on the image or *Save & next* put it aside.
+- **review**: post-assistance after *Save & next* (inspection warnings and suggestions); the
+  next image opens when there is nothing to report or when the expert taps *Next image*.
+
+Images open through background jobs (decode + display pre-processing never run on the UI
+thread), and while the expert works the selector's next choice is decoded and pre-labeled in
+the background, so *Save & next* usually shows the next image with its pre-label at once.
+
+The view (`AnnotateView`) is told what changed and reads the presenter's public fields to draw;
+the screen turns touches into presenter calls. Other screens hook in through the same calls:
+`open_image(id)` to jump to an image, `on_opened`/`on_saved` listeners to react to the flow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from appliance import settings
+from appliance.assist import selector as selector_mod
+from appliance.assist.jobs import Job, JobContext
+from appliance.editing import Rect
+from appliance.errors import ApplianceError
+from appliance.labels import Label
+from appliance.store.models import active_model as installed_model
+from appliance.store.project import Project
+from appliance.ui import assistant
+from appliance.ui.workflow import ImageData, ImageWork, pending_draft
+
+PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is checked
+
+
+class RunJob(Protocol):
+    """Runs `fn(ctx)` off the UI thread; `done(result)` / `failed(error)` back on it."""
+
+    def __call__(
+        self,
+        fn: Callable[[JobContext], Any],
+        done: Callable[[Any], None],
+        key: Hashable = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Job: ...
+
+
+class AnnotateView(Protocol):
+    """What the presenter asks of a screen; each call says what changed, the view redraws it."""
+
+    def show_work(self, keep_view: bool) -> None:
+        """A new image (or a new display of it) is open; `keep_view`: keep zoom and pan."""
+
+    def show_label(self, rect: Rect | None) -> None:
+        """The edited label changed in `rect` (None: everywhere)."""
+
+    def show_layers(self) -> None:
+        """The offer outline or the compare preview changed."""
+
+    def show_panel(self) -> None:
+        """The assistance panel changed (offer, running pre-label, review, all done)."""
+
+    def show_status(self) -> None:
+        """The status line changed (object count, saved state)."""
+
+    def notify(self, text: str, error: bool = False) -> None:
+        """A one-line message for the expert."""
+
+    def clear_error(self) -> None:
+        """The problem an error message was about is solved: hide the message."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A pre-label on offer: drawn as outlines until accepted."""
+
+    method: str
+    label: Label
+
+
+@dataclass(frozen=True)
+class Compare:
+    """A machine result shown before/after, waiting for Accept or Reject."""
+
+    title: str
+    before: Label
+    after: Label
+    source: str  # the version source stored on Accept: "upgrade" or "postprocess"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything the status line shows."""
+
+    name: str
+    position: int  # this image's place in the expert's progress, 1-based
+    total: int
+    objects: int
+    suggested: int  # objects of a pre-label on offer (not yet accepted)
+    saved: bool
+    seconds: float
+    done_this_session: int
+
+
+@dataclass(frozen=True)
+class _Prefetched:
+    image_id: int
+    data: ImageData | None
+    offer: Offer | None
+    error: str | None = None
+
+
+def merge_under(drawn: Label, machine: Label) -> Label:
+    """`machine`'s objects added where the expert drew nothing: no drawn pixel changes owner."""
+    instances = drawn.instances.copy()
+    free = (machine.instances > 0) & (drawn.instances == 0)
+    base = int(drawn.instances.max(initial=0))
+    instances[free] = machine.instances[free] + base
+    classes = {int(i): drawn.class_of(int(i)) for i in np.unique(drawn.instances) if i}
+    for i in np.unique(machine.instances[free]):
+        classes[int(i) + base] = machine.class_of(int(i))
+    return Label(instances, classes)
+
+
+class AnnotatePresenter:
+    """The annotate flow of one project for one annotator; see the module doc."""
+
+    def __init__(
+        self,
+        project: Project,
+        annotator: str,
+        view: AnnotateView,
+        run_job: RunJob,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.project, self.annotator, self.view = project, annotator, view
+        self._submit, self._clock = run_job, clock
+        self.closed = False  # left (Home, another project): late job results are dropped
+        self.selector = selector_mod.from_project(project)
+        self.prelabeler = assistant.PrelabelChooser()
+        self.work: ImageWork | None = None
+        self.loading: int | None = None  # image id being opened in the background
+        self.active_class = min(project.classes(), default=1)
+        self.visited: list[int] = []
+        self.skipped: set[int] = set()
+        self.failed: set[int] = set()
+        self.done_this_session = 0
+        self.all_done = False
+        self.offer: Offer | None = None
+        self.prelabel_job: Job | None = None
+        self.compare: Compare | None = None
+        self.review: assistant.Review | None = None
+        self.reviewing = False  # a review job is running
+        self.reviewed_revision: int | None = None
+        self._prefetched: _Prefetched | None = None
+        self._prefetching: int | None = None  # image id of the prefetch job in flight
+        self.prefetch = True  # off only to measure what prefetching saves (bench/ui_flow.py)
+        self._prereviewed: tuple[int, int, assistant.Review] | None = None
+        self._total = len(project.images())
+        self.on_opened: list[Callable[[ImageWork], None]] = []
+        self.on_saved: list[Callable[[ImageWork, int, str], None]] = []
+
+    def _run_job(
+        self,
+        fn: Callable[[JobContext], Any],
+        done: Callable[[Any], None],
+        key: Hashable = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Job:
+        """Submit a job whose result is dropped once this presenter was left."""
+
+        def deliver(result: Any) -> None:
+            if not self.closed:
+                done(result)
+
+        def fail(exc: BaseException) -> None:
+            if self.closed:
+                return
+            if failed is None:
+                raise exc
+            failed(exc)
+
+        return self._submit(fn, deliver, key, fail)
+
+    # ----- opening images ------------------------------------------------------------------
+    def start(self) -> None:
+        """First entry: the crash draft's image if any, else the selector's next choice."""
+        draft = pending_draft(self.project)
+        if draft is not None:
+            self.view.notify("Unsaved strokes from last time were recovered")
+            self.open_image(int(draft["image_id"]))
+        else:
+            self.open_next()
+
+    def resume(self) -> None:
+        """Back from Settings or Models: the same image, undo stack, class, zoom and pan;
+        new settings apply (a changed display pre-processing re-renders the image)."""
+        self.selector = selector_mod.from_project(self.project)
+        if self.work is not None and self.work.refresh_display():
+            self.view.show_work(keep_view=True)
+        self.view.show_panel()
+        self.view.show_status()
+
+    def next_choice(self) -> int | None:
+        """The selector's best unlabeled image that was not skipped, failed or is open."""
+        current = self.work.image_id if self.work else self.loading
+        excluded = self.skipped | self.failed | {current}
+        for choice in self.selector.next(len(excluded) + 1):
+            if choice.image_id not in excluded:
+                return choice.image_id
+        return None
+
+    def open_next(self) -> None:
+        image_id = self.next_choice()
+        if image_id is None:
+            self._close()
+            self.all_done = True
+            self.view.show_work(keep_view=False)
+            self.view.show_panel()
+            return
+        self.open_image(image_id)
+
+    def open_image(self, image_id: int, remember: bool = True) -> None:
+        """Open an image: at once when it was prefetched, else decoded in the background."""
+        self._close()
+        self.all_done = False
+        if remember and (not self.visited or self.visited[-1] != image_id):
+            self.visited.append(image_id)
+        ready = self._prefetched
+        if ready is not None and ready.image_id == image_id and ready.error is None:
+            self._prefetched = None
+            self._show(image_id, ready.data, ready.offer, prefetched=True)
+            return
+        self.loading = image_id
+        if self._prefetching == image_id:  # being prefetched: its result opens it
+            self.view.show_panel()
+            return
+        project = self.project
+        self.view.show_panel()
+        self._run_job(
+            lambda _ctx: ImageData.load(project, image_id),
+            lambda data: self._show(image_id, data, None, prefetched=False),
+            "open",
+            lambda exc: self._failed(image_id, exc),
+        )
+
+    def _failed(self, image_id: int, exc: BaseException) -> None:
+        if self.loading != image_id:
+            return
+        self.loading = None
+        if not isinstance(exc, ApplianceError):
+            raise exc
+        self.failed.add(image_id)
+        if self.visited and self.visited[-1] == image_id:
+            self.visited.pop()
+        self.view.notify(f"Skipped an image that cannot be shown: {exc}", error=True)
+        self.open_next()
+
+    def _show(
+        self, image_id: int, data: ImageData | None, offer: Offer | None, prefetched: bool
+    ) -> None:
+        if not prefetched and self.loading != image_id:
+            return  # the expert went elsewhere meanwhile
+        self.loading = None
+        try:
+            self.work = ImageWork(
+                self.project, image_id, self.annotator, self.active_class, self._clock, data=data
+            )
+        except ApplianceError as exc:
+            self.loading = image_id
+            self._failed(image_id, exc)
+            return
+        self.reviewed_revision = None
+        self.view.show_work(keep_view=False)
+        if self.work.parent_id is None and not self.work.recovered:
+            if offer is not None or prefetched:
+                self._set_offer(offer)
+            else:
+                self._start_prelabel()
+        self.view.show_panel()
+        self.view.show_status()
+        for listener in self.on_opened:
+            listener(self.work)
+        self._prefetch()
+
+    def _close(self) -> None:
+        """Forget the open image's machine state (the caller has saved what must be saved)."""
+        if self.prelabel_job is not None:
+            self.prelabel_job.cancel()
+        self.work, self.offer, self.prelabel_job, self.compare = None, None, None, None
+        self.review, self.reviewing = None, False
+        self.view.show_layers()
+
+    def leave(self) -> None:
+        """Leave the project (Home, quitting): no version is saved; unsaved edits stay a draft
+        that is restored, with their time, when the project is opened again."""
+        work = self.work
+        self._close()
+        self.closed, self._prefetched = True, None
+        if work is not None:
+            work.park()
+
+    # ----- background pre-label and prefetch -----------------------------------------------
+    def _start_prelabel(self) -> None:
+        work, project, chooser = self.work, self.project, self.prelabeler
+        assert work is not None
+
+        def compute(ctx: JobContext) -> Offer | None:
+            found = chooser.prelabel_for(project, work.image_id, ctx)
+            return None if found is None else Offer(*found)
+
+        def done(offer: Offer | None) -> None:
+            if self.prelabel_job is job and self.work is work and work.parent_id is None:
+                self.prelabel_job = None
+                self._set_offer(offer)
+                self.view.show_panel()
+                self.view.show_status()
+
+        job = self.prelabel_job = self._run_job(compute, done, "prelabel")
+
+    def _set_offer(self, offer: Offer | None) -> None:
+        self.offer = offer
+        self.view.show_layers()
+
+    def cancel_prelabel(self) -> None:
+        """Stop a pre-label that is still being computed (long work can be cancelled)."""
+        if self.prelabel_job is not None:
+            self.prelabel_job.cancel()
+            self.prelabel_job = None
+            self.view.notify("Pre-label cancelled")
+            self.view.show_panel()
+
+    def _prefetch(self) -> None:
+        """Decode and pre-label the selector's next choice while the expert works."""
+        image_id = self.next_choice() if self.prefetch else None
+        if image_id is None or (self._prefetched and self._prefetched.image_id == image_id):
+            return
+        project, chooser = self.project, self.prelabeler
+        want_offer = settings.PRELABEL.get(project) != "none"
+
+        def compute(ctx: JobContext) -> _Prefetched:
+            try:
+                data = ImageData.load(project, image_id)
+            except ApplianceError as exc:
+                return _Prefetched(image_id, None, None, str(exc))
+            ctx.check()
+            offer = None
+            if want_offer and project.latest_label(image_id) is None:
+                found = chooser.prelabel_for(project, image_id, ctx)
+                offer = None if found is None else Offer(*found)
+            return _Prefetched(image_id, data, offer)
+
+        def done(result: _Prefetched) -> None:
+            self._prefetching = None
+            if self.loading != result.image_id:
+                self._prefetched = result
+            elif result.error is not None:
+                self._failed(result.image_id, ApplianceError(result.error))
+            else:
+                self._show(result.image_id, result.data, result.offer, prefetched=True)
+
+        def failed(exc: BaseException) -> None:
+            self._prefetching = None
+            if self.loading == image_id:
+                self._failed(image_id, exc)
+
+        self._prefetched, self._prefetching = None, image_id
+        self._run_job(compute, done, "prefetch", failed)
+
+    # ----- the expert's decisions ----------------------------------------------------------
+    def accept_offer(self, edit: bool) -> None:
+        """Take the pre-label: *Accept all* stores it (reviewed) and moves on; *Accept and edit*
+        keeps editing on top of it. What the expert drew meanwhile is kept (`merge_under`)."""
+        work, offer = self.work, self.offer
+        if work is None or offer is None:
+            return
+        self._set_offer(None)
+        drawn = work.session.label()
+        taken = merge_under(drawn, offer.label) if drawn.instances.any() else offer.label
+        self.view.show_label(work.session.replace(taken))
+        self._saved(work.save("prelabel", reviewed=not edit), "prelabel")
+        self.view.clear_error()
+        self.view.show_panel()
+        self.view.show_status()
+        if not edit:
+            self.selector.mark_labeled(work.image_id)
+            self._start_review()
+
+    def reject_offer(self) -> None:
+        self._set_offer(None)
+        self.view.show_panel()
+        self.view.show_status()
+
+    def pen_down(self) -> None:
+        """A pen landed on the image: a before/after on show is put aside, the pen draws."""
+        if self.compare is not None:
+            self.reject_compare()
+            self.view.notify("Suggestion put aside: your stroke comes first")
+
+    def stroke_done(self) -> None:
+        """A gesture changed the label: persist the draft so a crash loses no finished stroke."""
+        if self.work is not None:
+            self.work.save_draft()
+            self._prereview()
+        self.view.clear_error()
+        self.view.show_status()
+
+    def undo(self) -> None:
+        self._history(lambda w: w.session.undo(), "Nothing to undo")
+
+    def redo(self) -> None:
+        self._history(lambda w: w.session.redo(), "Nothing to redo")
+
+    def _history(self, step: Callable[[ImageWork], Rect | None], empty: str) -> None:
+        rect = step(self.work) if self.work is not None else None
+        if rect is None:
+            self.view.notify(empty)
+            return
+        self.view.show_label(rect)
+        self.stroke_done()
+
+    def set_class(self, class_id: int) -> None:
+        self.active_class = class_id
+        if self.work is not None:
+            self.work.session.active_class = class_id
+
+    def save_and_next(self) -> None:
+        """Save a version, run post-assistance once per revision, then go to the next image."""
+        work = self.work
+        if work is None:
+            if self.loading is None:
+                self.open_next()
+            return
+        if self.offer is not None and not work.has_label:
+            self.view.notify("Accept the pre-label, or Reject it to save an empty label")
+            return
+        if self.compare is not None:
+            self.reject_compare()
+        self.offer = None
+        if work.dirty or work.parent_id is None:
+            self._saved(work.save("manual"), "manual")
+            self.selector.mark_labeled(work.image_id)
+        if self.reviewed_revision == work.session.revision:
+            self.review = None
+            self.open_next()
+            return
+        self._start_review()
+
+    def _saved(self, version: int, source: str) -> None:
+        if self.work is not None:
+            for listener in self.on_saved:
+                listener(self.work, version, source)
+
+    def skip(self) -> None:
+        """Not this image now: unsaved edits are saved as a version, the next choice opens."""
+        if self.work is not None:
+            work = self.work
+            self.skipped.add(work.image_id)
+            self._close()
+            work.leave("skipped")
+        self.open_next()
+
+    def previous(self) -> None:
+        """Back to the image opened before this one in this session."""
+        if self.work is not None and self.visited and self.visited[-1] == self.work.image_id:
+            self.visited.pop()
+        if not self.visited:
+            self.view.notify("This is the first image of this session")
+            if self.work is not None:
+                self.visited.append(self.work.image_id)
+            return
+        work = self.work
+        self._close()
+        if work is not None:
+            work.leave()
+        self.open_image(self.visited[-1], remember=False)
+
+    def jump(self, image_id: int) -> None:
+        """Open any image (from the gallery): unsaved edits are saved first, as with Previous."""
+        if self.work is not None and self.work.image_id == image_id:
+            return
+        work = self.work
+        self._close()
+        if work is not None:
+            work.leave()
+        self.open_image(image_id)
+
+    # ----- cherry-picking (Label Assistant): flagged images are served first -------------------
+    def set_flag(self, on: bool) -> None:
+        """Flag or unflag the open image (selector weight `cherry_pick`); the choice of the
+        next image follows at once."""
+        if self.work is None:
+            return
+        self.project.set_cherry_picked(self.work.image_id, on)
+        self.rebuild_selector()
+        self.view.notify("Flagged: served early while cherry-pick weighs in" if on else "Flag removed")
+
+    def rebuild_selector(self) -> None:
+        """Re-read flags, feature vectors and uncertainty scores (after the background cache
+        job); the open image stays."""
+        self.selector = selector_mod.from_project(self.project)
+
+    def flagged(self) -> bool:
+        return self.work is not None and self.project.image(self.work.image_id).cherry_picked
+
+    # ----- upgrade and before/after --------------------------------------------------------
+    def upgrade(self) -> None:
+        """Turn the quick drawing into the upgrade model's refinement, shown as before/after."""
+        work, project = self.work, self.project
+        if work is None:
+            return
+        if not work.has_label:
+            self.view.notify("Draw a quick, rough outline of the objects first, then Upgrade")
+            return
+        if installed_model(project, "upgrade") is None:
+            self.view.notify("No upgrade model is installed: install a model bundle on Home", True)
+            return
+        coarse = work.session.label()
+        self._saved(work.save("manual", coarse=True), "manual")
+
+        def done(refined: Label) -> None:
+            if self.work is work:
+                self.show_compare(Compare("Upgrade", coarse, refined, "upgrade"))
+
+        self._run_job(
+            lambda ctx: assistant.upgrade_label(project, work.pixels, coarse, ctx), done, "upgrade"
+        )
+
+    def show_compare(self, compare: Compare) -> None:
+        self.compare = compare
+        self.view.show_layers()
+        self.view.show_panel()
+
+    def suggest(self, name: str) -> None:
+        """Show a post-processing suggestion of the review as before/after."""
+        if self.work is None or self.review is None:
+            return
+        for s in self.review.suggestions:
+            if s.name == name:
+                self.show_compare(
+                    Compare(s.name, self.work.session.label(), s.after, "postprocess")
+                )
+
+    def accept_compare(self) -> None:
+        work, compare = self.work, self.compare
+        if work is None or compare is None:
+            return
+        self.compare = None
+        self.view.show_label(work.session.replace(compare.after))
+        self._saved(work.save(compare.source), compare.source)
+        self.view.show_layers()
+        self.view.show_status()
+        self.reviewed_revision = None
+        if self.review is not None:
+            self._start_review()
+        else:
+            self.view.show_panel()
+
+    def reject_compare(self) -> None:
+        self.compare = None
+        self.view.show_layers()
+        self.view.show_panel()
+
+    # ----- post-assistance -----------------------------------------------------------------
+    def _prereview(self) -> None:
+        """Check the label as drawn once the pen rests (`PREREVIEW_DELAY`), in the background,
+        so that Save & next finds the post-assistance result ready and moves on at once."""
+        work, project = self.work, self.project
+        assert work is not None
+        revision, label_now = work.session.revision, work.session.label()
+
+        def check(ctx: JobContext) -> assistant.Review:
+            time.sleep(PREREVIEW_DELAY)  # superseded meanwhile by the next stroke: cancelled
+            ctx.check()
+            return assistant.review(project, label_now, ctx)
+
+        def done(result: assistant.Review) -> None:
+            if self.work is work:
+                self._prereviewed = (work.image_id, revision, result)
+
+        self._run_job(check, done, "prereview")
+
+    def _start_review(self) -> None:
+        work, project = self.work, self.project
+        assert work is not None
+        revision, label_now = work.session.revision, work.session.label()
+        ready = self._prereviewed
+        if ready is not None and ready[:2] == (work.image_id, revision):
+            self._reviewed(work, revision, ready[2])  # checked while the expert worked
+            return
+        self.reviewing = True
+        self.view.show_panel()
+        self._run_job(
+            lambda ctx: assistant.review(project, label_now, ctx),
+            lambda result: self._reviewed(work, revision, result),
+            "review",
+        )
+
+    def _reviewed(self, work: ImageWork, revision: int, result: assistant.Review) -> None:
+        if self.work is not work:
+            return
+        self.reviewing = False
+        self.reviewed_revision = revision
+        if result.empty:
+            self.done_this_session += 1
+            self.review = None
+            self.open_next()
+            return
+        self.review = result
+        self.view.show_panel()
+
+    def review_done(self) -> None:
+        """Next image after the review, keeping the label as saved."""
+        self.review = None
+        self.done_this_session += 1
+        self.open_next()
+
+    # ----- what the view draws -------------------------------------------------------------
+    def status(self) -> Status | None:
+        work = self.work
+        if work is None:
+            return None
+        labeled = len(self.project.labeled_image_ids())
+        position = labeled + (0 if work.parent_id is not None else 1)
+        return Status(
+            name=work.record.name,
+            position=max(1, min(position, self._total)),
+            total=self._total,
+            objects=len(work.session.classes),
+            suggested=len(self.offer.label.ids()) if self.offer else 0,
+            saved=not work.dirty,
+            seconds=work.seconds(),
+            done_this_session=self.done_this_session,
+        )
+
+    def markers(self) -> list[tuple[float, float, float]]:
+        """Circles (image x, y, radius) around the objects the review warns about."""
+        out = []
+        for warning in self.review.warnings if self.review else ():
+            for obj in warning.objects:
+                y0, x0, y1, x1 = obj.bbox
+                out.append(((x0 + x1) / 2, (y0 + y1) / 2, max(y1 - y0, x1 - x0) / 2))
+        return out

@@ -1,0 +1,207 @@
+"""Gallery: every image as a thumbnail with its label state; open, flag, or compare versions.
+
+A visit like Settings: the annotate screen keeps its image while the gallery is open. *Open*
+jumps to an image (the image being edited is saved first, as with Previous). *Flag* marks an
+image for the selector's cherry-pick strategy (seed 004). *History* lists the stored versions
+of the image's label and shows any two side by side. Thumbnails are drawn on the job worker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from kivy.app import App
+from kivy.factory import Factory
+from kivy.graphics.texture import Texture
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.image import Image
+from kivy.uix.modalview import ModalView
+from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
+
+from appliance.ui import gallery_data
+from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
+
+MAX_TILES = 240  # thumbnails drawn per visit; a tablet project rarely holds more
+
+
+def texture_of(rgb: np.ndarray) -> Texture:
+    h, w = rgb.shape[:2]
+    tex = Texture.create(size=(w, h), colorfmt="rgb")
+    tex.blit_buffer(np.ascontiguousarray(rgb[::-1]).tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+    return tex
+
+
+class GalleryScreen(ScreenBg):
+    """A grid of tiles; `buttons` keyed `open:<id>`, `flag:<id>`, `history:<id>`."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        app = App.get_running_app()
+        root = page("Gallery", back_to_images())
+        self.grid = GridLayout(cols=4, size_hint_y=None, spacing=app.gap * 2)
+        self.grid.bind(minimum_height=self.grid.setter("height"))
+        scroll = ScrollView(do_scroll_x=False)
+        scroll.add_widget(self.grid)
+        root.add_widget(scroll)
+        self.add_widget(root)
+        self.buttons: dict[str, Widget] = {}
+        self.images: dict[int, Image] = {}
+
+    def refresh(self) -> None:
+        app = App.get_running_app()
+        project = app.project
+        self.grid.clear_widgets()
+        self.buttons.clear()
+        self.images.clear()
+        if project is None:
+            return
+        current = app.sm.get_screen("annotate").work
+        shown = gallery_data.items(project)[:MAX_TILES]
+        for item in shown:
+            self.grid.add_widget(
+                self._tile(item, current is not None and current.image_id == item.image_id)
+            )
+        ids = [i.image_id for i in shown]
+
+        def draw(ctx: object) -> dict[int, np.ndarray]:
+            out = {}
+            for image_id in ids:
+                ctx.check()
+                out[image_id] = gallery_data.thumbnail(project, image_id)
+            return out
+
+        app.run_job(draw, self._show_thumbnails, key="gallery")
+
+    def _tile(self, item: gallery_data.GalleryItem, current: bool) -> BoxLayout:
+        app = App.get_running_app()
+        tile = Factory.Panel(size_hint_y=None, height=app.touch * 6.6)
+        picture = Image(fit_mode="contain")
+        self.images[item.image_id] = picture
+        tile.add_widget(picture)
+        state = {"unlabeled": app.c_muted, "labeled": app.c_ok}.get(item.state, app.c_text)
+        where = "  (open now)" if current else ""
+        tile.add_widget(Factory.TLabel(text=f"{item.name}{where}", shorten=True, max_lines=1))
+        tile.add_widget(
+            Factory.TLabel(text=f"{item.state} · {item.versions} versions", color=state)
+        )
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        for wid, text, action in (
+            (f"open:{item.image_id}", "Open", lambda i=item.image_id: self._open(i)),
+            (
+                f"flag:{item.image_id}",
+                "Flagged" if item.flagged else "Flag",
+                lambda i=item: self._flag(i),
+            ),
+            (f"history:{item.image_id}", "History", lambda i=item: self._history(i)),
+        ):
+            wide = 1.4 if wid.startswith("history") else 0.8
+            self.buttons[wid] = button(text, action, font_size=app.font_small, size_hint_x=wide)
+            row.add_widget(self.buttons[wid])
+        if item.flagged:
+            self.buttons[f"flag:{item.image_id}"].background_color = app.c_active
+        tile.add_widget(row)
+        return tile
+
+    def _show_thumbnails(self, pictures: dict[int, np.ndarray]) -> None:
+        for image_id, rgb in pictures.items():
+            if image_id in self.images:
+                self.images[image_id].texture = texture_of(rgb)
+
+    def _open(self, image_id: int) -> None:
+        app = App.get_running_app()
+        annotate = app.sm.get_screen("annotate")
+        app.go("annotate")
+        if annotate.presenter is not None:
+            annotate.presenter.jump(image_id)
+
+    def _flag(self, item: gallery_data.GalleryItem) -> None:
+        app = App.get_running_app()
+        app.project.set_cherry_picked(item.image_id, not item.flagged)
+        self.refresh()
+
+    def _history(self, item: gallery_data.GalleryItem) -> HistoryPopup | None:
+        if item.versions == 0:
+            App.get_running_app().notify(f"{item.name} has no label yet")
+            return None
+        popup = HistoryPopup(item)
+        popup.open()
+        return popup
+
+
+class HistoryPopup(ModalView):
+    """The versions of one image's label; tap B (before) and A (after) to compare any two."""
+
+    def __init__(self, item: gallery_data.GalleryItem) -> None:
+        super().__init__(size_hint=(0.92, 0.84), pos_hint={"top": 0.97}, auto_dismiss=False)
+        app = App.get_running_app()
+        self.item = item
+        self.versions = app.project.history(item.image_id)
+        self.before = self.versions[-2].id if len(self.versions) > 1 else self.versions[-1].id
+        self.after = self.versions[-1].id
+        self.buttons: dict[str, Widget] = {}
+        box = Factory.Panel()
+        box.add_widget(Factory.THeading(text=f"Versions of {item.name}"))
+        body = BoxLayout(spacing=app.gap * 2)
+        rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
+        rows.bind(minimum_height=rows.setter("height"))
+        for v in reversed(self.versions):
+            row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+            flags = " (coarse)" if v.coarse else " (reviewed)" if v.reviewed else ""
+            row.add_widget(
+                label(
+                    f"v{v.id} {v.source}{flags} · {v.author} · {v.created[:16]} · "
+                    f"{v.n_instances} objects",
+                    size_hint_y=1,
+                    shorten=True,
+                    max_lines=1,
+                )
+            )
+            for side in ("before", "after"):
+                toggle = Factory.TToggle(
+                    text="B" if side == "before" else "A",
+                    group=f"{side}-{id(self)}",
+                    size_hint_x=None,
+                    width=app.touch,
+                    state="down" if getattr(self, side) == v.id else "normal",
+                )
+                toggle.bind(on_press=lambda _t, s=side, i=v.id: self._choose(s, i))
+                self.buttons[f"{side}:{v.id}"] = toggle
+                row.add_widget(toggle)
+            rows.add_widget(row)
+        scroll = ScrollView(do_scroll_x=False, size_hint_x=0.42)
+        scroll.add_widget(rows)
+        body.add_widget(scroll)
+        self.picture_before, self.picture_after = (
+            Image(fit_mode="contain"),
+            Image(fit_mode="contain"),
+        )
+        for title, picture in (("Before", self.picture_before), ("After", self.picture_after)):
+            col = BoxLayout(orientation="vertical")
+            self.buttons[f"title:{title}"] = label(title)
+            col.add_widget(self.buttons[f"title:{title}"])
+            col.add_widget(picture)
+            body.add_widget(col)
+        box.add_widget(body)
+        self.buttons["close"] = button("Close", self.dismiss)
+        box.add_widget(self.buttons["close"])
+        self.add_widget(box)
+        self.shown: tuple[int, int] | None = None
+        self._draw()
+
+    def _choose(self, side: str, version: int) -> None:
+        setattr(self, side, version)
+        self._draw()
+
+    def _draw(self) -> None:
+        app = App.get_running_app()
+        project, image_id, pair = app.project, self.item.image_id, (self.before, self.after)
+
+        def done(pictures: tuple[np.ndarray, np.ndarray]) -> None:
+            self.picture_before.texture = texture_of(pictures[0])
+            self.picture_after.texture = texture_of(pictures[1])
+            self.shown = pair
+
+        app.run_job(
+            lambda _ctx: gallery_data.version_pair(project, image_id, *pair), done, key="history"
+        )

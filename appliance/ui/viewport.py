@@ -1,0 +1,81 @@
+"""Viewport maths of the drawing surface as pure functions (no Kivy), unit-tested on their own.
+
+A `View` is the zoom (screen pixels per image pixel) and the offset of the image's bottom-left
+corner from the widget's bottom-left, in screen pixels. Image coordinates are (column, row) with
+row 0 at the top, as in numpy; window coordinates have y up, as in Kivy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_ZOOM = 32.0
+
+
+@dataclass(frozen=True)
+class View:
+    zoom: float
+    offset: tuple[float, float]
+
+
+def min_zoom(shape: tuple[int, int], size: tuple[float, float]) -> float:
+    """Fit the whole image, but never below 1× for images smaller than the widget."""
+    h, w = shape
+    return min(1.0, size[0] / w, size[1] / h)
+
+
+def clamp_zoom(zoom: float, shape: tuple[int, int], size: tuple[float, float]) -> float:
+    return min(MAX_ZOOM, max(min_zoom(shape, size), zoom))
+
+
+def fit(shape: tuple[int, int], size: tuple[float, float]) -> View:
+    """The whole image visible and centred."""
+    h, w = shape
+    zoom = min(size[0] / w, size[1] / h)
+    return View(zoom, ((size[0] - w * zoom) / 2, (size[1] - h * zoom) / 2))
+
+
+def to_image(view: View, height: int, x: float, y: float) -> tuple[float, float]:
+    """Widget-relative point → continuous image coordinates (column, row)."""
+    return (x - view.offset[0]) / view.zoom, height - (y - view.offset[1]) / view.zoom
+
+
+def to_widget(view: View, height: int, ix: float, iy: float) -> tuple[float, float]:
+    """Continuous image coordinates → widget-relative point."""
+    return view.offset[0] + ix * view.zoom, view.offset[1] + (height - iy) * view.zoom
+
+
+def place(zoom: float, height: int, ix: float, iy: float, x: float, y: float) -> View:
+    """The view at `zoom` that puts image point (ix, iy) under widget point (x, y)."""
+    return View(zoom, (x - ix * zoom, y - (height - iy) * zoom))
+
+
+def zoom_about(
+    view: View, shape: tuple[int, int], size: tuple[float, float], zoom: float, x: float, y: float
+) -> View:
+    """Zoom (clamped) keeping the image point under widget point (x, y) in place."""
+    ix, iy = to_image(view, shape[0], x, y)
+    return place(clamp_zoom(zoom, shape, size), shape[0], ix, iy, x, y)
+
+
+def pan(view: View, dx: float, dy: float) -> View:
+    return View(view.zoom, (view.offset[0] + dx, view.offset[1] + dy))
+
+
+def visible(view: View, shape: tuple[int, int], size: tuple[float, float]) -> tuple[float, ...]:
+    """The image rectangle (x0, y0, x1, y1, image coordinates, clipped) the widget shows."""
+    h, w = shape
+    ax, ay = to_image(view, h, 0.0, size[1])
+    bx, by = to_image(view, h, size[0], 0.0)
+    return max(0.0, ax), max(0.0, ay), min(float(w), bx), min(float(h), by)
+
+
+def toggle_fit(
+    view: View, shape: tuple[int, int], size: tuple[float, float], x: float, y: float
+) -> View:
+    """Double tap: from the fitted view to 1:1 about the tapped point, from anything else to
+    the fitted view."""
+    fitted = fit(shape, size)
+    if abs(view.zoom - fitted.zoom) < 1e-6 * fitted.zoom:
+        return zoom_about(view, shape, size, 1.0 if fitted.zoom != 1.0 else 2.0, x, y)
+    return fitted

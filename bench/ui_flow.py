@@ -1,0 +1,145 @@
+"""Save & next → the next image on screen with its pre-label, in the real app under Xvfb.
+
+The expert works on an image for `--think` seconds (a pen stroke, then nothing), taps
+Save & next (the label is stored, the post-assistance check runs, the selector's next image
+opens) and waits for the next image with its pre-label outlined. Timed on the UI thread from
+the tap to the moment the next image and its pre-label are in the widgets, and to the end of
+the first frame that draws them (under Xvfb the frame is Mesa's software GL swapping a
+1920×1200 buffer, which on a shared 2-core machine costs far more than on a tablet's GPU).
+Measured with the background prefetch (next image decoded and pre-labeled while the expert
+works) and, as the baseline in the same run, without it (decode and pre-label start at the tap).
+
+    python bench/ui_flow.py [--sizes 512 2048] [--method otsu] [--rounds 3] [--think 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._machine import machine
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--method", default="otsu", choices=("otsu", "previous"))
+    ap.add_argument("--rounds", type=int, default=3, help="Save & next taps per setting")
+    ap.add_argument("--think", type=float, default=5.0, help="seconds spent on each image")
+    args = ap.parse_args()
+
+    from appliance.ui.display import emulate_tablet, start_virtual_display
+
+    if not start_virtual_display():
+        print("needs a display or Xvfb", file=sys.stderr)
+        return 2
+    emulate_tablet()
+    os.environ.update(KIVY_NO_ARGS="1", KIVY_NO_FILELOG="1", KIVY_LOG_MODE="PYTHON")
+    os.environ["KIVY_HOME"] = tempfile.mkdtemp(prefix="kivy-home-")
+    from kivy.config import Config
+
+    from appliance.ui.launch import configure_kivy
+
+    configure_kivy()
+    Config.set("graphics", "width", "1920")
+    Config.set("graphics", "height", "1200")
+    from kivy.base import EventLoop
+
+    from appliance import settings
+    from appliance.ui.app import ApplianceApp
+    from testkit.projects import make_project
+
+    root = Path(tempfile.mkdtemp(prefix="ui-flow-"))
+    (root / "tablet.json").write_text('{"annotator": "Bench"}')
+    app = ApplianceApp(root)
+    app._run_prepare()
+    for _ in range(5):  # let the app start (its first screen) before opening projects
+        EventLoop.idle()
+
+    def pump(until, timeout=300.0):
+        end = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > end:
+                p = app.sm.get_screen("annotate").presenter
+                state = (p.work and p.work.image_id, p.loading, p.offer, p.review, p.reviewing)
+                raise TimeoutError(f"the app did not get there: {state}")
+            EventLoop.idle()
+
+    rows = []
+    for size in args.sizes:
+        project = make_project(root / f"p{size}", n=2 * args.rounds + 2, size=size)
+        settings.PRELABEL.set(project, args.method)
+        settings.INSPECTION.set(project, {"gamma0": 0.0})
+        project.close()
+        for prefetch in (False, True):
+            app.open_project(root / f"p{size}")
+            times = measure(app.sm.get_screen("annotate"), size, prefetch, args, pump)
+            ready = statistics.median(t[0] for t in times)
+            shown = statistics.median(t[1] for t in times)
+            rows.append((size, prefetch, ready, shown))
+            app.go("home")
+    app.stop()
+    print("## Save & next → next image shown with its pre-label (real app, Xvfb)\n")
+    print(
+        f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}; "
+        f"pre-label: {args.method}; {args.think:.0f} s on each image; {args.rounds} taps each\n"
+    )
+    print("| image | step | without prefetch (baseline) ms | with prefetch ms | ratio | goal |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    goals = {512: 300.0, 2048: 1500.0}
+    for size in args.sizes:
+        base = next(r for r in rows if r[0] == size and not r[1])
+        fast = next(r for r in rows if r[0] == size and r[1])
+        goal = goals.get(size)
+        for col, step in ((2, "ready in the widgets"), (3, "first frame flipped")):
+            verdict = f"≤ {goal:.0f}: {'met' if fast[col] <= goal else 'missed'}" if goal else "-"
+            print(
+                f"| {size}² | {step} | {base[col]:.0f} | {fast[col]:.0f} "
+                f"| {base[col] / fast[col]:.1f}× | {verdict} |"
+            )
+    return 0
+
+
+def measure(screen, size: int, prefetch: bool, args, pump) -> list[tuple[float, float]]:
+    """Per tap, milliseconds from Save & next to (the next image and its pre-label in the
+    widgets, the first frame showing them drawn and flipped)."""
+    presenter = screen.presenter
+    presenter.prefetch = prefetch
+    pump(lambda: presenter.work is not None and presenter.offer is not None)
+    times = []
+    for _ in range(args.rounds):
+        work = presenter.work
+        presenter.accept_offer(edit=True)
+        canvas = screen.canvas_view
+        canvas.refresh(work.session.begin_stroke(size * 0.1, size * 0.1, 6.0))
+        canvas.refresh(work.session.end_stroke())
+        presenter.stroke_done()  # as the canvas does after every gesture
+        think_end = time.monotonic() + args.think
+        pump(lambda end=think_end: time.monotonic() > end)  # the expert works; jobs run
+        t0 = time.perf_counter()
+        screen.buttons["save_next"].dispatch("on_release")
+
+        def arrived(w=work) -> bool:
+            return presenter.work not in (None, w) and presenter.offer is not None
+
+        pump(lambda: presenter.review is not None or arrived())
+        if presenter.review is not None:  # post-processing suggestions: go on without them
+            presenter.review_done()
+            pump(arrived)
+        from kivy.base import EventLoop
+
+        ready = (time.perf_counter() - t0) * 1000
+        EventLoop.idle()  # the frame that shows it
+        times.append((ready, (time.perf_counter() - t0) * 1000))
+    return times
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

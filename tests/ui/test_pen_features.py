@@ -1,0 +1,72 @@
+"""Features pen users expect: hold to compare, double tap fit/1:1, minimap, zoom %, brush size
+buttons and a brush outline before the pen touches."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance import settings
+from testkit.touch import SynthHover, SynthTouch, pump, tap
+from tests.ui.projects import make_project
+
+
+@pytest.fixture
+def opened(fresh, tmp_path):
+    project = make_project(tmp_path / "p", n=2)
+    settings.PRELABEL.set(project, "none")
+    screen = fresh(project.root)
+    return screen, screen.canvas_view
+
+
+def test_hold_to_compare_hides_the_overlay_only_while_pressed(opened):
+    screen, canvas = opened
+    hold = screen.buttons["hold_compare"]
+    x, y = hold.to_window(*hold.center)
+    touch = SynthTouch("finger", x, y).down()
+    assert canvas.hide_overlay and canvas._overlay_color.a == 0
+    touch.up()
+    assert not canvas.hide_overlay and canvas._overlay_color.a == 1
+
+
+def test_double_tap_toggles_fit_and_one_to_one_and_the_minimap_follows_zoom(opened):
+    screen, canvas = opened
+    fitted = canvas.zoom
+    cx, cy = canvas.center
+    SynthTouch("finger", cx, cy, double=True).down().up()
+    assert canvas.zoom == 1.0
+    SynthTouch("finger", cx, cy, double=True).down().up()
+    assert canvas.zoom == pytest.approx(fitted)
+    assert screen.zoom_label.text == f"{canvas.zoom:.0%}"
+    assert not canvas.minimap_shown
+    canvas.zoom_about(fitted * 6, cx, cy)
+    pump(1)
+    assert canvas.minimap_shown and screen.zoom_label.text == f"{fitted * 6:.0%}"
+    x, _y, w, _h = canvas._minimap_view.rectangle
+    mx, _my = canvas._minimap.pos
+    mw, _mh = canvas._minimap.size
+    shown = canvas.width / canvas.zoom / canvas.session.shape[1]  # fraction of the width
+    assert mx <= x and x + w <= mx + mw + 1 and w == pytest.approx(mw * shown, rel=0.05)
+    tap(screen.buttons["fit"])
+    assert not canvas.minimap_shown
+
+
+def test_brush_buttons_and_the_outline_before_the_pen_touches(opened):
+    screen, canvas = opened
+    size = canvas.brush_size
+    tap(screen.buttons["brush_bigger"])
+    assert canvas.brush_size == round(size * 1.25)
+    assert screen.size_label.text == f"{round(canvas.brush_size)} px"
+    tap(screen.buttons["brush_smaller"])
+    tap(screen.buttons["brush_smaller"])
+    assert canvas.brush_size < size
+    cx, cy = canvas.center
+    hover = SynthHover("pen", cx, cy)
+    hover.at(cx, cy, "begin")
+    pump(1)  # Kivy builds the circle when it draws
+    x, y, radius_px = canvas._cursor.circle[:3]  # the outline shows before any contact
+    assert (x, y) == pytest.approx((cx, cy), abs=2)
+    assert radius_px == pytest.approx(canvas.brush_size / 2 * canvas.zoom, rel=0.01)
+    hover.at(cx, cy, "end")
+    pump(1)
+    assert not canvas._cursor.points
+    assert not canvas.session.instances.any()

@@ -1,0 +1,50 @@
+"""Viewport maths (pure functions, no Kivy): fit, round trips, zoom about a point, clamps."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.ui import viewport as vp
+
+SHAPE, SIZE = (400, 800), (1000.0, 600.0)  # image h×w, widget w×h
+
+
+def test_fit_centres_the_whole_image():
+    view = vp.fit(SHAPE, SIZE)
+    assert view.zoom == pytest.approx(1.25)  # 800 px wide into 1000
+    assert view.offset == pytest.approx((0.0, (600 - 400 * 1.25) / 2))
+    assert vp.visible(view, SHAPE, SIZE) == pytest.approx((0, 0, 800, 400))
+
+
+def test_image_and_widget_coordinates_round_trip_with_rows_down():
+    view = vp.View(2.0, (10.0, 20.0))
+    assert vp.to_widget(view, 400, 0, 400) == (10.0, 20.0)  # bottom-left image corner
+    assert vp.to_image(view, 400, 10.0, 820.0) == (0.0, 0.0)  # top-left is row 0
+    for point in ((3.5, 7.25), (799.0, 1.0)):
+        assert vp.to_image(view, 400, *vp.to_widget(view, 400, *point)) == pytest.approx(point)
+
+
+def test_zoom_about_keeps_the_point_under_the_finger_and_clamps():
+    view = vp.fit(SHAPE, SIZE)
+    under = vp.to_image(view, 400, 300.0, 200.0)
+    zoomed = vp.zoom_about(view, SHAPE, SIZE, 5.0, 300.0, 200.0)
+    assert zoomed.zoom == 5.0
+    assert vp.to_image(zoomed, 400, 300.0, 200.0) == pytest.approx(under)
+    assert vp.zoom_about(view, SHAPE, SIZE, 1000.0, 0, 0).zoom == vp.MAX_ZOOM
+    assert vp.zoom_about(view, SHAPE, SIZE, 0.01, 0, 0).zoom == vp.min_zoom(SHAPE, SIZE) == 1.0
+
+
+def test_visible_part_when_zoomed_and_panned():
+    view = vp.place(4.0, 400, 100.0, 50.0, 0.0, 600.0)  # image (100, 50) at the top-left
+    x0, y0, x1, y1 = vp.visible(view, SHAPE, SIZE)
+    assert (x0, y0) == pytest.approx((100.0, 50.0))
+    assert (x1, y1) == pytest.approx((100 + 1000 / 4, 50 + 600 / 4))
+    assert vp.pan(view, 8, -4).offset == (view.offset[0] + 8, view.offset[1] - 4)
+
+
+def test_double_tap_toggles_between_fit_and_one_to_one():
+    fitted = vp.fit(SHAPE, SIZE)
+    one = vp.toggle_fit(fitted, SHAPE, SIZE, 500.0, 300.0)
+    assert one.zoom == 1.0
+    assert vp.to_image(one, 400, 500, 300) == pytest.approx(vp.to_image(fitted, 400, 500, 300))
+    assert vp.toggle_fit(one, SHAPE, SIZE, 10, 10) == fitted
