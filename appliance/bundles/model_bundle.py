@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from appliance import __version__
+from appliance.errors import ApplianceError
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
-from appliance.bundles.onnx_check import Fail, check_onnx, validate_contract
+from appliance.bundles.onnx_check import (
+    Fail,
+    check_generator_onnx,
+    check_onnx,
+    validate_contract,
+)
 
 FORMAT = "model"
 ROLES = ("prelabel", "upgrade", "generator")
@@ -89,7 +95,7 @@ def write_model_bundle(
             raise BundleError(
                 out, f"cannot read {spec.onnx_path} ({exc.strerror})", member
             ) from None
-        check_onnx(data, spec.contract, _failing(out, member))
+        _check_model(data, spec.role, spec.contract, _failing(out, member))
         members[member] = Path(spec.onnx_path)
         entries.append(entry)
     _refuse_repeated_roles(entries, out)
@@ -145,7 +151,7 @@ def _verified_model(
 ) -> BundleModel:
     member = entry["file"]
     data = reader.read_bytes(member)
-    check_onnx(data, entry["contract"], _failing(reader.name, member))
+    _check_model(data, entry["role"], entry["contract"], _failing(reader.name, member))
     sha = reader.members[member].sha256
     staged = None
     if extract_to is not None:
@@ -177,8 +183,24 @@ def _validate_entry(f: Fields) -> None:
         f.fail(f"{f.where}.name is empty")
     if not f.get("file", str).endswith(".onnx"):
         f.fail(f"{f.where}.file must end in .onnx")
-    validate_contract(f.nested("contract"))
+    if f.obj["role"] == "generator":  # its own contract (appliance/generators/contract.py)
+        from appliance.generators.contract import GeneratorContract
+
+        try:
+            GeneratorContract.parse(f.nested("contract").obj, f"{f.where}.contract")
+        except ApplianceError as exc:
+            f.fail(str(exc))
+    else:
+        validate_contract(f.nested("contract"))
     f.get("metrics", dict)
+
+
+def _check_model(data: bytes, role: str, contract: dict[str, Any], fail: Fail) -> None:
+    """The ONNX graph against its contract: generators have their own."""
+    if role == "generator":
+        check_generator_onnx(data, contract, fail)
+    else:
+        check_onnx(data, contract, fail)
 
 
 def _refuse_repeated_roles(entries: list[dict[str, Any]], bundle: str) -> None:

@@ -153,3 +153,29 @@ def _node_tensors(nodes: Any) -> Iterator[Any]:
                 yield from _graph_tensors(attr.g)
             for graph in attr.graphs:
                 yield from _graph_tensors(graph)
+
+
+def check_generator_onnx(data: bytes, contract: dict[str, Any], fail: Fail) -> None:
+    """The generator counterpart of `check_onnx`: inputs named as declared, a zero probe runs
+    at the contract's size and gives the declared output shape."""
+    from appliance.errors import ApplianceError
+    from appliance.generators.contract import GeneratorContract
+
+    try:
+        gen = GeneratorContract.parse(contract, "contract")
+    except ApplianceError as exc:
+        fail(str(exc))
+    _check_with_onnx(data, fail)
+    session = _session(data, fail)
+    inputs = {i.name for i in session.get_inputs()}
+    if inputs != set(gen.inputs):
+        fail(f"graph inputs {sorted(inputs)} differ from the contract's {sorted(gen.inputs)}")
+    if gen.output_name not in {o.name for o in session.get_outputs()}:
+        fail(f"graph has no output {gen.output_name!r}")
+    try:
+        result = session.run([gen.output_name], gen.probe_inputs())[0]
+    except Exception as exc:  # onnxruntime raises its own unexported exception types
+        fail(f"fails on zero inputs of the contract's shapes: {exc}")
+    expected = (1, gen.output_channels, gen.size, gen.size)
+    if tuple(result.shape) != expected:
+        fail(f"gives shape {tuple(result.shape)} on a probe, contract implies {expected}")
