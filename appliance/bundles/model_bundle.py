@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from appliance import __version__
-from appliance.errors import ApplianceError
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.bundles.onnx_check import (
     Fail,
@@ -22,6 +21,7 @@ from appliance.bundles.onnx_check import (
     check_onnx,
     validate_contract,
 )
+from appliance.errors import ApplianceError
 
 FORMAT = "model"
 ROLES = ("prelabel", "upgrade", "generator")

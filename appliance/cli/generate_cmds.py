@@ -1,4 +1,4 @@
-"""`appliance generate`: synthetic cells from the project's installed generator (docs/generators.md)."""
+"""`appliance generate`: synthetic cells from the installed generator (docs/generators.md)."""
 
 from __future__ import annotations
 

@@ -98,7 +98,9 @@ def _candidates(
     kernel = cv2.dilate(cell.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8))
     bad = (~(free & bright_ok)).astype(np.float32)
     # a placement is bad if any outline pixel lands on a bad pixel: correlate bad with kernel
-    hits = cv2.filter2D(bad, -1, kernel.astype(np.float32), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    hits = cv2.filter2D(
+        bad, -1, kernel.astype(np.float32), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
+    )
     h, w = free.shape
     ch, cw = cell.shape
     valid = hits[: h - ch + 1, : w - cw + 1] < 0.5
@@ -176,7 +178,9 @@ def compose_control(
                 window[..., c] = _poisson(window[..., c], raw[..., c], region)
         instances[ty : ty + ch, tx : tx + cw][m] = next_id
         classes[next_id] = class_ids[cell.class_name]
-        taken[ty : ty + ch, tx : tx + cw] |= cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        taken[ty : ty + ch, tx : tx + cw] |= (
+            cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        )
         added.append(next_id)
         centres.append((int(ty + ch // 2), int(tx + cw // 2)))
         next_id += 1

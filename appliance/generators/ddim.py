@@ -66,9 +66,7 @@ def ddim_sample(
         eps = guided_eps(denoise, x, t, classes, mask, guidance, null_class)
         x0 = np.clip((x - np.sqrt(1 - a) * eps) / np.sqrt(a), clip[0], clip[1])
         eps = (x - np.sqrt(a) * x0) / np.sqrt(1 - a)
-        sigma = np.float32(
-            schedule.eta * np.sqrt((1 - a_prev) / (1 - a)) * np.sqrt(1 - a / a_prev)
-        )
+        sigma = np.float32(schedule.eta * np.sqrt((1 - a_prev) / (1 - a)) * np.sqrt(1 - a / a_prev))
         x = np.sqrt(a_prev) * x0 + np.sqrt(np.maximum(1 - a_prev - sigma**2, 0)) * eps
         if sigma > 0:
             if step_noise is None:

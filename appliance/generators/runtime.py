@@ -104,7 +104,10 @@ class Generator:
                 assert c.schedule is not None
                 noise = rng.standard_normal((n, c.channels, s, s)).astype(np.float32)
                 step_noise = (
-                    [rng.standard_normal(noise.shape).astype(np.float32) for _ in c.schedule.timesteps]
+                    [
+                        rng.standard_normal(noise.shape).astype(np.float32)
+                        for _ in c.schedule.timesteps
+                    ]
                     if c.schedule.eta > 0
                     else None
                 )
@@ -123,7 +126,14 @@ class Generator:
                     raise ApplianceError("a label2image generator needs source pixels")
                 src = np.asarray(sources, np.float32)
                 src = src[:, None] if src.ndim == 3 else np.moveaxis(src, -1, 1)
-                label = np.stack([~cell_masks] + [cell_masks if j == k else np.zeros_like(cell_masks) for j in range(len(c.classes))], 1)
+                label = np.stack(
+                    [~cell_masks]
+                    + [
+                        cell_masks if j == k else np.zeros_like(cell_masks)
+                        for j in range(len(c.classes))
+                    ],
+                    1,
+                )
                 images = self._run(source=src * 2 - 1, label=label.astype(np.float32))
         lo, hi = c.output_range
         pixels = np.clip((images - lo) / (hi - lo), 0, 1).astype(np.float32)
@@ -179,7 +189,9 @@ def project_masks(
     if not pool:
         return None
     picks = [pool[int(i)] for i in rng.integers(0, len(pool), n)]
-    return np.stack([np.rot90(m, int(rng.integers(4))) if rng.random() < 0.5 else m[:, ::-1] for m in picks])
+    return np.stack(
+        [np.rot90(m, int(rng.integers(4))) if rng.random() < 0.5 else m[:, ::-1] for m in picks]
+    )
 
 
 def resize_cell(cell: Cell, size: int) -> Cell:

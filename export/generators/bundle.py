@@ -192,7 +192,12 @@ def fit_generator(
             "label2image", scenes[0].image.shape[0], size, classes, size_multiple=MULTIPLE
         )
         src, lab, tgt = random_pairs(scenes, 8, size, len(classes) + 1, np.random.default_rng(1))
-        fake = np.stack([render(model, s, lb.argmax(0), len(classes) + 1) for s, lb in zip(src, lab, strict=True)])
+        fake = np.stack(
+            [
+                render(model, s, lb.argmax(0), len(classes) + 1)
+                for s, lb in zip(src, lab, strict=True)
+            ]
+        )
         label_img = lab.argmax(1)[:, None].astype(np.float32) / max(len(classes), 1) * 2 - 1
         grid = [src, label_img, fake, tgt]
         grid_rows = ["source (shuffled)", "label", "generated", "real"]
@@ -259,7 +264,8 @@ def train_generator(
     with read_training_job(job_path) as job:
         job_id = job.id
     extra = {
-        name: run_dir / name for name in ("curves.png", "samples.png", "metrics.jsonl", "metrics.json")
+        name: run_dir / name
+        for name in ("curves.png", "samples.png", "metrics.jsonl", "metrics.json")
     }
     torch.save({"state": model.state_dict(), "contract": contract.to_dict()}, run_dir / "model.pt")
     name = f"{settings.kind}" + (f"-{settings.arch}" if settings.kind == "cgan" else "")

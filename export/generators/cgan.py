@@ -13,6 +13,7 @@ mask together, which keeps the two consistent.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import spectral_norm
 from tqdm import tqdm
 
 from export.generators.common import autocast, batches, runtime, wrap
@@ -38,7 +40,7 @@ class MLPGenerator(nn.Module):
         self.embed = nn.Embedding(n_classes, n_classes)
         dims = [LATENT_DIM + n_classes, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:], strict=True):
+        for a, b in itertools.pairwise(dims):
             layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
         layers.append(nn.Linear(dims[-1], int(np.prod(self.out_shape))))
         self.net = nn.Sequential(*layers)
@@ -98,7 +100,8 @@ class ConvGenerator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """Strided convolutions to 4×4, then a projection onto the class embedding."""
+    """Spectral-normalised strided convolutions to 4×4, then a projection onto the class
+    embedding (Miyato & Koyama's projection discriminator)."""
 
     def __init__(self, n_classes: int, channels: int, size: int, width: int = 32) -> None:
         super().__init__()
@@ -106,11 +109,11 @@ class ConvDiscriminator(nn.Module):
         c, s = channels + 1, size
         nxt = width
         while s > 4:
-            layers += [nn.Conv2d(c, nxt, 4, 2, 1), nn.LeakyReLU(0.2)]
+            layers += [spectral_norm(nn.Conv2d(c, nxt, 4, 2, 1)), nn.LeakyReLU(0.2)]
             c, s, nxt = nxt, s // 2, min(nxt * 2, 8 * width)
         self.net = nn.Sequential(*layers)
-        self.head = nn.Linear(c, 1)
-        self.embed = nn.Embedding(n_classes, c)
+        self.head = spectral_norm(nn.Linear(c, 1))
+        self.embed = spectral_norm(nn.Embedding(n_classes, c))
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         h = self.net(x).sum(dim=(2, 3))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from export.train import _precision, _runtime, _Runtime, _seed_everything
+from export.train import _precision, _Runtime, _runtime, _seed_everything
 
 __all__ = [
     "Runtime",

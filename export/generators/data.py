@@ -55,7 +55,7 @@ class CropSet:
 def crop_centred(arr: np.ndarray, cy: float, cx: float, side: int) -> np.ndarray:
     """A side×side window of C×H×W `arr` centred on (cy, cx), reflect-padded where it leaves."""
     half = side // 2
-    top, left = int(round(cy)) - half, int(round(cx)) - half
+    top, left = round(cy) - half, round(cx) - half
     h, w = arr.shape[-2:]
     pad = max(0, -top, -left, top + side - h, left + side - w)
     if pad:

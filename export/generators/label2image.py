@@ -169,7 +169,7 @@ def patch_shuffle(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     """C×H×W with its k×k tiles permuted at random (seed 001, Fig. 3); k = 1 is the identity."""
     if k == 1:
         return x
-    c, h, w = x.shape
+    _, h, w = x.shape
     th, tw = h // k, w // k
     tiles = [x[:, i * th : (i + 1) * th, j * tw : (j + 1) * tw] for i in range(k) for j in range(k)]
     order = rng.permutation(len(tiles))

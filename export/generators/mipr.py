@@ -69,7 +69,9 @@ def deform_label(target: np.ndarray, rng: np.random.Generator, strength: float =
 
 
 @torch.no_grad()
-def pseudo_labels(model: torch.nn.Module, images: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+def pseudo_labels(
+    model: torch.nn.Module, images: list[np.ndarray]
+) -> list[tuple[np.ndarray, float]]:
     """(class map, confidence = mean max-probability) per [0, 1] image C×H×W."""
     from export.data import pad_to_multiple
 
@@ -108,9 +110,7 @@ def run_mipr(
     from export.generators.label2image import Label2ImageConfig, render, train_label2image
 
     if not unlabeled:
-        raise ApplianceError(
-            "MIPR needs unlabeled images: export the job with --include-unlabeled"
-        )
+        raise ApplianceError("MIPR needs unlabeled images: export the job with --include-unlabeled")
     run_dir.mkdir(parents=True, exist_ok=True)
     scenes = [Scene(s.image * 2 - 1, s.target) for s in train]
     g_config = Label2ImageConfig(
@@ -199,7 +199,9 @@ def _plot(rows: list[dict[str, object]], path: Path) -> None:
     plt.close(fig)
 
 
-def mipr_job(job_path: Path, out: Path, run_dir: Path, config: MiprConfig, progress: bool = True) -> dict[str, object] | None:
+def mipr_job(
+    job_path: Path, out: Path, run_dir: Path, config: MiprConfig, progress: bool = True
+) -> dict[str, object] | None:
     """Training-job bundle (with unlabeled images) → MIPR → `prelabel` model bundle."""
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
     from appliance.bundles.training_job import read_training_job
@@ -214,7 +216,9 @@ def mipr_job(job_path: Path, out: Path, run_dir: Path, config: MiprConfig, progr
     train, val, test = splits["train"], splits["val"], splits["test"]
     if not val:
         train, val = _split_off_val(train, config.seed, job_path)
-    model, rows = run_mipr(train, val, test or val, unlabeled, len(classes), config, run_dir, progress)
+    model, rows = run_mipr(
+        train, val, test or val, unlabeled, len(classes), config, run_dir, progress
+    )
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     channels = train[0].image.shape[0]
@@ -228,7 +232,9 @@ def mipr_job(job_path: Path, out: Path, run_dir: Path, config: MiprConfig, progr
         "parity": parity.as_dict(),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    extra = {n: run_dir / n for n in ("mipr.json", "mipr.png", "metrics.json") if (run_dir / n).exists()}
+    extra = {
+        n: run_dir / n for n in ("mipr.json", "mipr.png", "metrics.json") if (run_dir / n).exists()
+    }
     if (run_dir / "pairs.png").exists():
         extra["pairs.png"] = run_dir / "pairs.png"
     metrics["bundle_id"] = write_model_bundle(

@@ -51,7 +51,9 @@ def export_generator(model: torch.nn.Module, contract: GeneratorContract, path: 
     model = model.cpu().eval()
     names = list(contract.inputs)
     rng = np.random.default_rng(0)
-    example = tuple(torch.from_numpy(a) for a in _random_inputs(contract, 2, contract.size, rng).values())
+    example = tuple(
+        torch.from_numpy(a) for a in _random_inputs(contract, 2, contract.size, rng).values()
+    )
     axes: dict[str, dict[int, str]] = {}
     for name, arr in zip(names, example, strict=True):
         axes[name] = {0: "batch"}

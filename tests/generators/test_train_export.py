@@ -18,8 +18,20 @@ from export.generators.common import smoothed
 
 TINY = {
     "cgan": ["--size", "16", "--crop", "32", "--steps", "40", "--batch", "16", "--width", "8"],
-    "diffusion": ["--size", "16", "--crop", "32", "--steps", "40", "--batch", "16"]
-    + ["--width", "8", "--sample-steps", "5"],
+    "diffusion": [
+        "--size",
+        "16",
+        "--crop",
+        "32",
+        "--steps",
+        "40",
+        "--batch",
+        "16",
+        "--width",
+        "8",
+        "--sample-steps",
+        "5",
+    ],
     "label2image": ["--size", "16", "--steps", "20", "--batch", "2", "--width", "8"],
 }
 # the loss that must fall: the cGAN's discriminator learns to tell; the others fit their target
