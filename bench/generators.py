@@ -91,7 +91,10 @@ def _l2i_crops(
     with read_training_job(job) as j:
         held = scenes(j, ("test", "val")) or scenes(j, ("train",))
     rng = np.random.default_rng(3)
-    fake, fl, real, rl = [], [], [], []
+    fake: list[np.ndarray] = []
+    real: list[np.ndarray] = []
+    fl: list[int] = []
+    rl: list[int] = []
     for sc in held:
         for source_target, bucket, lab in ((None, real, rl), (True, fake, fl)):
             if source_target is None:
@@ -242,9 +245,9 @@ def main() -> int:
                 "train_seconds": metrics["train_seconds"],
                 "steps": steps,
             }
+            per_class: dict[str, dict[str, float]] = result["per_class"]  # type: ignore[assignment]
             per = ", ".join(
-                f"{c} {v['accuracy']:.2f} (n {v['n_test']})"  # type: ignore[index]
-                for c, v in result["per_class"].items()  # type: ignore[union-attr]
+                f"{c} {v['accuracy']:.2f} (n {v['n_test']})" for c, v in per_class.items()
             )
             goal = {"diffusion": "≤ 0.60 (--full, GPU)", "label2image": "≤ 0.70"}.get(kind, "—")
             rows.append(

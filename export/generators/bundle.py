@@ -101,6 +101,8 @@ def fit_generator(
         )
         grid, grid_rows = [], []
         for k, name in enumerate(classes):
+            if not (crops.labels == k).any():
+                continue
             grid.append(_real_row(crops, k))
             fake = sample_cgan(model, np.full(8, k), settings.seed + k)
             grid.append(fake[:, :-1])
@@ -152,6 +154,8 @@ def fit_generator(
         gen = torch.Generator().manual_seed(settings.seed)
         for k, name in enumerate(classes):
             real = crops.subset(np.flatnonzero(crops.labels == k)[:8])
+            if not len(real):
+                continue
             grid.append(_real_row(crops, k))
             masks = torch.from_numpy(real.masks)
             noise = torch.randn(len(real), crops.images.shape[1], *masks.shape[-2:], generator=gen)
@@ -212,7 +216,7 @@ def fit_generator(
         return None
     write_history(history, run_dir / "metrics.jsonl")
     plot_losses(history, run_dir / "curves.png", f"{settings.kind} training")
-    save_grid(np.concatenate(grid), run_dir / "samples.png", grid_rows)
+    save_grid(grid, run_dir / "samples.png", grid_rows)
     first, last = _ends(history)
     metrics: dict[str, object] = {
         "kind": settings.kind,

@@ -64,28 +64,31 @@ def batches(n: int, batch: int, steps: int, rt: _Runtime, seed: int) -> Iterator
         yield np.asarray(take[rt.rank :: rt.world])
 
 
-def save_grid(images: np.ndarray, path: Path, rows: Sequence[str] | None = None) -> None:
-    """N×C×H×W in [-1, 1] → one PNG, 8 tiles per row (grey or RGB), optional row captions."""
+def save_grid(
+    rows: Sequence[np.ndarray], path: Path, captions: Sequence[str] | None = None
+) -> None:
+    """Rows of N×C×H×W tiles in [-1, 1] (up to 8 each) → one PNG, with optional row captions.
+
+    A short row stays short (blank tiles), so each caption keeps its own row.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = np.clip((np.asarray(images, np.float32) + 1) / 2, 0, 1)
-    n, c, h, w = x.shape
-    cols = min(8, n)
-    nrows = -(-n // cols)
+    tiles = [np.clip((np.asarray(r, np.float32)[:8] + 1) / 2, 0, 1) for r in rows]
+    c, h, w = next(t.shape[1:] for t in tiles if len(t))
+    cols, nrows = max(len(t) for t in tiles), len(tiles)
     canvas = np.ones((nrows * (h + 2), cols * (w + 2), c), np.float32)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        canvas[r * (h + 2) : r * (h + 2) + h, k * (w + 2) : k * (w + 2) + w] = x[i].transpose(
-            1, 2, 0
-        )
+    for r, row in enumerate(tiles):
+        for k, tile in enumerate(row):
+            top, left = r * (h + 2), k * (w + 2)
+            canvas[top : top + h, left : left + w] = tile.transpose(1, 2, 0)
     fig, ax = plt.subplots(figsize=(cols * 1.1 + 1.4, nrows * 1.1 + 0.3))
     ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
-    if rows:
-        ax.set_yticks([r * (h + 2) + h / 2 for r in range(len(rows))], list(rows))
+    if captions:
+        ax.set_yticks([r * (h + 2) + h / 2 for r in range(len(captions))], list(captions))
     else:
         ax.set_yticks([])
     fig.tight_layout()

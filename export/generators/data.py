@@ -59,8 +59,11 @@ def crop_centred(arr: np.ndarray, cy: float, cx: float, side: int) -> np.ndarray
     h, w = arr.shape[-2:]
     pad = max(0, -top, -left, top + side - h, left + side - w)
     if pad:
-        mode = "reflect" if pad < min(h, w) else "edge"
-        arr = np.pad(arr, [(0, 0)] * (arr.ndim - 2) + [(pad, pad), (pad, pad)], mode=mode)
+        width = [(0, 0)] * (arr.ndim - 2) + [(pad, pad), (pad, pad)]
+        if pad < min(h, w):
+            arr = np.pad(arr, width, mode="reflect")
+        else:
+            arr = np.pad(arr, width, mode="edge")
         top, left = top + pad, left + pad
     return arr[..., top : top + side, left : left + side]
 

@@ -36,6 +36,8 @@ MULTIPLE = 8
 class Sobel(nn.Module):
     """|∇| of the channel mean, by fixed 3×3 Sobel kernels (x and y planes)."""
 
+    kernel: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4
@@ -270,21 +272,25 @@ def train_label2image(
         with autocast(rt, amp):
             fake = g_net(src, lab)
             d_real, d_fake = d_net(tgt, lab), d_net(fake.detach(), lab)
-            d_loss = sum(
-                F.relu(1 - r[-1].float()).mean() + F.relu(1 + f[-1].float()).mean()
-                for r, f in zip(d_real, d_fake, strict=True)
-            )
+            d_loss = torch.stack(
+                [
+                    F.relu(1 - r[-1].float()).mean() + F.relu(1 + f[-1].float()).mean()
+                    for r, f in zip(d_real, d_fake, strict=True)
+                ]
+            ).sum()
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(d_loss).backward()
         scaler.step(opt_d)
         with autocast(rt, amp):
             d_fake = d_net(fake, lab)
-            adv = sum(-f[-1].float().mean() for f in d_fake)
-            fm = sum(
-                F.l1_loss(ff.float(), rf.detach().float())
-                for r, f in zip(d_real, d_fake, strict=True)
-                for rf, ff in zip(r[:-1], f[:-1], strict=True)
-            )
+            adv = torch.stack([-f[-1].float().mean() for f in d_fake]).sum()
+            fm = torch.stack(
+                [
+                    F.l1_loss(ff.float(), rf.detach().float())
+                    for r, f in zip(d_real, d_fake, strict=True)
+                    for rf, ff in zip(r[:-1], f[:-1], strict=True)
+                ]
+            ).sum()
             l1 = F.l1_loss(fake.float(), tgt)
             g_loss = adv + config.feature_matching * fm + config.l1 * l1
         opt_g.zero_grad(set_to_none=True)

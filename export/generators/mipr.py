@@ -146,7 +146,7 @@ def run_mipr(
             "test_dice": round(evaluate(result.model, test_ds, torch.device("cpu")), 4),
         }
     ]
-    grid: list[np.ndarray] = []
+    grid: list[np.ndarray] = []  # rows of (unlabeled image, deformed pseudo-label, rendering)
     for it in range(1, config.iterations + 1):
         labels = pseudo_labels(result.model, unlabeled)
         order = np.argsort([-conf for _, conf in labels])
@@ -156,8 +156,9 @@ def run_mipr(
             t_new = deform_label(labels[i][0], rng)
             x_new = render(gen, unlabeled[i] * 2 - 1, t_new, n_classes)
             pairs.append(_pair_sample(x_new, t_new))
-            if it == config.iterations and len(grid) < 24:
-                grid += [unlabeled[i] * 2 - 1, (t_new[None] / max(n_classes - 1, 1)) * 2 - 1, x_new]
+            if it == config.iterations and len(grid) < 6:
+                lab = (t_new[None] / max(n_classes - 1, 1)) * 2 - 1
+                grid.append(np.stack([unlabeled[i][:1] * 2 - 1, lab, x_new[:1]]))
         grown = train + pairs
         result = train_model(grown, val, seg_config, run_dir / f"iter{it}", progress)
         rows.append(
@@ -171,10 +172,7 @@ def run_mipr(
         )
     if grid:
         side = min(min(g.shape[-2:]) for g in grid)
-        save_grid(
-            np.stack([g[:1, :side, :side] for g in grid]),
-            run_dir / "pairs.png",
-        )
+        save_grid([g[..., :side, :side] for g in grid], run_dir / "pairs.png")
     _plot(rows, run_dir / "mipr.png")
     (run_dir / "mipr.json").write_text(json.dumps(rows, indent=2) + "\n")
     return result.model, rows
@@ -188,7 +186,7 @@ def _plot(rows: list[dict[str, object]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     its = [int(r["iteration"]) for r in rows]  # type: ignore[call-overload]
-    ax.plot(its, [r["test_dice"] for r in rows], "o-")
+    ax.plot(its, [float(r["test_dice"]) for r in rows], "o-")  # type: ignore[arg-type]
     for r in rows:
         ax.annotate(f"{r['train_images']}", (r["iteration"], r["test_dice"]), fontsize=8)
     ax.set_xlabel("MIPR iteration (0 = labelled images only; numbers: training images)")
