@@ -84,7 +84,7 @@ def save_grid(
         for k, tile in enumerate(row):
             top, left = r * (h + 2), k * (w + 2)
             canvas[top : top + h, left : left + w] = tile.transpose(1, 2, 0)
-    fig, ax = plt.subplots(figsize=(cols * 1.1 + 1.4, nrows * 1.1 + 0.3))
+    fig, ax = plt.subplots(figsize=(cols * 1.1 + 2.2, nrows * 1.1 + 0.3))
     ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     if captions:
