@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import table
 
 from appliance.bundles.training_job import read_training_job
+from appliance.contract import GeneratorContract
 from appliance.generators.compose import compose_control
-from appliance.generators.contract import GeneratorContract
 from appliance.generators.runtime import Generator, random_masks
 from export.generators.bundle import GeneratorSettings, fit_generator
 from export.generators.c2st import c2st

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.perturb import PerturbSpec
 from export.data import Sample, SegDataset, pad_to_multiple
@@ -381,24 +382,21 @@ def _onnx_dice(path: Path, dataset: SegDataset) -> float:
     return 2.0 * inter / total if total else 1.0
 
 
-def segmentation_contract(image_channels: int, task: str, classes: list[str]) -> dict[str, object]:
-    """The model I/O contract (docs/architecture.md) of a U-Net this module trained."""
+def segmentation_contract(image_channels: int, task: str, classes: list[str]) -> Contract:
+    """The model I/O contract (`appliance.contract`) of a U-Net this module trained."""
     from export.data import NORMALISATION, TILE_MULTIPLE
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME
 
-    return {
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "input_channels": image_channels,
-        "mask_channel": task == "upgrade",
-        "dtype": "float32",
-        "layout": "NCHW",
-        "normalisation": dict(NORMALISATION),
-        "tile_multiple": TILE_MULTIPLE,
-        "output_kind": "softmax",
-        "classes": classes,
-        "threshold": 0.5,
-    }
+    return Contract(
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_channels=image_channels,
+        mask_channel=task == "upgrade",
+        normalisation=NORMALISATION,
+        tile_multiple=TILE_MULTIPLE,
+        output_kind="softmax",
+        classes=tuple(classes),
+    )
 
 
 def train_job(

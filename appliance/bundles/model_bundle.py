@@ -15,16 +15,20 @@ from typing import Any, NoReturn
 
 from appliance import __version__
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
-from appliance.bundles.onnx_check import (
-    Fail,
-    check_generator_onnx,
-    check_onnx,
-    validate_contract,
-)
-from appliance.errors import ApplianceError
+from appliance.bundles.onnx_check import Fail, check_onnx
+from appliance.contract import ROLES, Contract, ContractError, GeneratorContract, parse_contract
+
+__all__ = [
+    "FORMAT",
+    "ROLES",
+    "BundleModel",
+    "ModelBundle",
+    "ModelSpec",
+    "read_model_bundle",
+    "write_model_bundle",
+]
 
 FORMAT = "model"
-ROLES = ("prelabel", "upgrade", "generator")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class ModelSpec:
     role: str
     name: str
     onnx_path: Path
-    contract: dict[str, Any]
+    contract: Contract | GeneratorContract
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,13 +51,15 @@ class BundleModel:
     name: str
     member: str
     sha256: str
-    contract: dict[str, Any]
+    contract: Contract | GeneratorContract
     metrics: dict[str, Any]
     staged: Path | None = None
 
 
 @dataclass(frozen=True)
 class ModelBundle:
+    """A verified model bundle: its id, origin and the models it carries."""
+
     id: str
     path: Path
     created: str
@@ -85,17 +91,17 @@ def write_model_bundle(
             "role": spec.role,
             "name": spec.name,
             "file": member,
-            "contract": spec.contract,
+            "contract": spec.contract.to_dict(),
             "metrics": spec.metrics,
         }
-        _validate_entry(Fields(entry, out, member, f"models[{i}]"))
+        contract = _validate_entry(Fields(entry, out, member, f"models[{i}]"))
         try:
             data = Path(spec.onnx_path).read_bytes()
         except OSError as exc:
             raise BundleError(
                 out, f"cannot read {spec.onnx_path} ({exc.strerror})", member
             ) from None
-        _check_model(data, spec.role, spec.contract, _failing(out, member))
+        check_onnx(data, contract, _failing(out, member))
         members[member] = Path(spec.onnx_path)
         entries.append(entry)
     _refuse_repeated_roles(entries, out)
@@ -121,10 +127,10 @@ def read_model_bundle(
         raw_models = top.get("models", list)
         if not raw_models:
             top.fail("manifest.models is empty; a model bundle ships at least one model")
-        entries = []
+        entries, contracts = [], []
         for i, raw in enumerate(raw_models):
             entry = reader.fields(raw, where=f"manifest.models[{i}]")
-            _validate_entry(entry)
+            contracts.append(_validate_entry(entry))
             if entry.obj["file"] not in reader.members:
                 entry.fail(f"{entry.where}.file {entry.obj['file']!r} is not a listed member")
             entries.append(entry.obj)
@@ -133,7 +139,10 @@ def read_model_bundle(
         if len(set(files)) != len(files) or len({e["id"] for e in entries}) != len(entries):
             top.fail("two models share a file or an id")
         reader.verify_all(skip=files)
-        models = [_verified_model(reader, e, extract_to) for e in entries]
+        models = [
+            _verified_model(reader, e, c, extract_to)
+            for e, c in zip(entries, contracts, strict=True)
+        ]
         return ModelBundle(
             id=reader.manifest["id"],
             path=Path(path),
@@ -147,11 +156,14 @@ def read_model_bundle(
 
 
 def _verified_model(
-    reader: BundleReader, entry: dict[str, Any], extract_to: Path | None
+    reader: BundleReader,
+    entry: dict[str, Any],
+    contract: Contract | GeneratorContract,
+    extract_to: Path | None,
 ) -> BundleModel:
     member = entry["file"]
     data = reader.read_bytes(member)
-    _check_model(data, entry["role"], entry["contract"], _failing(reader.name, member))
+    check_onnx(data, contract, _failing(reader.name, member))
     sha = reader.members[member].sha256
     staged = None
     if extract_to is not None:
@@ -166,13 +178,14 @@ def _verified_model(
         name=entry["name"],
         member=member,
         sha256=sha,
-        contract=entry["contract"],
+        contract=contract,
         metrics=entry["metrics"],
         staged=staged,
     )
 
 
-def _validate_entry(f: Fields) -> None:
+def _validate_entry(f: Fields) -> Contract | GeneratorContract:
+    """Check one manifest model entry; returns its contract, checked against the role too."""
     try:
         uuid.UUID(f.get("id", str))
     except ValueError:
@@ -183,24 +196,13 @@ def _validate_entry(f: Fields) -> None:
         f.fail(f"{f.where}.name is empty")
     if not f.get("file", str).endswith(".onnx"):
         f.fail(f"{f.where}.file must end in .onnx")
-    if f.obj["role"] == "generator":  # its own contract (appliance/generators/contract.py)
-        from appliance.generators.contract import GeneratorContract
-
-        try:
-            GeneratorContract.parse(f.nested("contract").obj, f"{f.where}.contract")
-        except ApplianceError as exc:
-            f.fail(str(exc))
-    else:
-        validate_contract(f.nested("contract"))
     f.get("metrics", dict)
-
-
-def _check_model(data: bytes, role: str, contract: dict[str, Any], fail: Fail) -> None:
-    """The ONNX graph against its contract: generators have their own."""
-    if role == "generator":
-        check_generator_onnx(data, contract, fail)
-    else:
-        check_onnx(data, contract, fail)
+    raw = f.get("contract", dict)
+    try:
+        contract = parse_contract(raw, f.obj["role"], "")
+    except ContractError as exc:
+        f.fail(f"{f.where}.contract.{exc.field}: {exc.problem}")
+    return contract
 
 
 def _refuse_repeated_roles(entries: list[dict[str, Any]], bundle: str) -> None:

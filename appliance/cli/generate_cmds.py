@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+__all__ = ["generate", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
@@ -18,13 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of that class from the project's labels (random outlines when there are none); "
         "label-to-image generators rearrange pixels of random crops of the project's images.",
     )
-    p.add_argument("project", type=Path, metavar="DIR")
-    p.add_argument("--class", dest="class_name", required=True, metavar="NAME")
+    p.add_argument("project", type=Path, metavar="DIR", help="project folder")
+    p.add_argument(
+        "--class", dest="class_name", required=True, metavar="NAME", help="cell class to draw"
+    )
     p.add_argument("--n", type=int, default=8, help="number of cells (default 8)")
-    p.add_argument("--out", type=Path, required=True, metavar="FOLDER")
+    p.add_argument("--out", type=Path, required=True, metavar="FOLDER", help="output folder")
     p.add_argument("--size", type=int, help="side in pixels (default: the generator's own)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=generate)
 
 

@@ -29,6 +29,8 @@ from appliance.generators.runtime import Cell
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
 
+__all__ = ["BLENDS", "Composite", "compose_control", "occupied_estimate"]
+
 BLENDS = ("alpha", "poisson")
 _LOW, _HIGH = 1.0, 99.8
 

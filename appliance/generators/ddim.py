@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from appliance.generators.contract import Schedule
+from appliance.contract import Schedule
+
+__all__ = ["Denoiser", "ddim_sample", "guided_eps"]
 
 # (x_t, t, class, mask) -> predicted noise, all batched on axis 0
 Denoiser = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from appliance.contract import GeneratorContract
 from appliance.errors import ApplianceError
-from appliance.generators.contract import GeneratorContract
 from appliance.generators.ddim import ddim_sample
+
+__all__ = ["Cell", "Generator", "project_masks", "random_masks"]
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,16 @@ class Generator:
     @classmethod
     def from_project(cls, project: Any, threads: int = 2) -> Generator:
         """The project's active generator; an ApplianceError when none is installed."""
-        from appliance.bundles.install import active_model
+        from appliance.store.models import active_model
 
         row = active_model(project, "generator")
         if row is None:
             raise ApplianceError(
                 f"{project.root}: no generator installed (install-model a generator bundle)"
             )
-        return cls(row.path, GeneratorContract.parse(row.contract, f"model {row.id}"), threads)
+        if not isinstance(row.contract, GeneratorContract):  # the store parses by role
+            raise ApplianceError(f"model {row.id}: a generator without a generator contract")
+        return cls(row.path, row.contract, threads)
 
     def _run(self, **inputs: np.ndarray) -> np.ndarray:
         return self.session.run([self.contract.output_name], inputs)[0]
@@ -192,12 +195,3 @@ def project_masks(
     return np.stack(
         [np.rot90(m, int(rng.integers(4))) if rng.random() < 0.5 else m[:, ::-1] for m in picks]
     )
-
-
-def resize_cell(cell: Cell, size: int) -> Cell:
-    """The cell scaled to size×size (area interpolation for pixels, nearest for the mask)."""
-    if cell.mask.shape[0] == size:
-        return cell
-    pixels = cv2.resize(cell.pixels, (size, size), interpolation=cv2.INTER_AREA)
-    mask = cv2.resize(cell.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
-    return Cell(pixels.astype(np.float32), mask > 0, cell.class_name)

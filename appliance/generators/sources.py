@@ -9,6 +9,8 @@ import numpy as np
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 
+__all__ = ["source_crops"]
+
 
 def source_crops(project: Any, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """n×size×size (grey) or n×size×size×3 crops in [0, 1], each image normalised as a whole."""

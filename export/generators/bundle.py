@@ -2,7 +2,7 @@
 
 The run folder and the bundle's extra files hold the loss curves (`curves.png`, `metrics.jsonl`),
 a sample grid (`samples.png`: per class a row of real crops, then rows of generated ones) and
-`metrics.json`. The bundle's contract is `appliance.generators.contract.GeneratorContract`.
+`metrics.json`. The bundle's contract is `appliance.contract.GeneratorContract`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from appliance.contract import GENERATOR_INPUTS, GENERATOR_OUTPUTS, GeneratorContract
 from appliance.errors import ApplianceError
-from appliance.generators.contract import INPUTS, OUTPUTS, GeneratorContract
 from export.data import NORMALISATION
 from export.generators.common import plot_losses, save_grid, write_history
 
@@ -46,13 +46,13 @@ def _contract(
 ) -> GeneratorContract:
     raw = {
         "kind": kind,
-        "inputs": list(INPUTS[kind]),
-        "output_name": OUTPUTS[kind],
+        "inputs": list(GENERATOR_INPUTS[kind]),
+        "output_name": GENERATOR_OUTPUTS[kind],
         "channels": channels,
         "size": size,
         "classes": classes,
         "output_range": [-1.0, 1.0],
-        "normalisation": {"low": NORMALISATION["low"], "high": NORMALISATION["high"]},
+        "normalisation": {"low": NORMALISATION.low, "high": NORMALISATION.high},
         **extra,
     }
     return GeneratorContract.parse(raw, f"{kind} contract")
@@ -275,7 +275,7 @@ def train_generator(
     name = f"{settings.kind}" + (f"-{settings.arch}" if settings.kind == "cgan" else "")
     metrics["bundle_id"] = write_model_bundle(
         out,
-        [ModelSpec("generator", name, onnx_path, contract.to_dict(), metrics)],
+        [ModelSpec("generator", name, onnx_path, contract, metrics)],
         job_id=job_id,
         extra_files=extra,
     )

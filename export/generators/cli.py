@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "nothing is written then.",
     )
     p.add_argument("job", type=Path, help="training-job bundle (.zip)")
-    p.add_argument("--kind", choices=("cgan", "diffusion", "label2image"), required=True)
+    p.add_argument(
+        "--kind",
+        choices=("cgan", "diffusion", "label2image"),
+        required=True,
+        help="which generator (docs/generators.md)",
+    )
     p.add_argument("--out", type=Path, required=True, help="generator bundle to write (.zip)")
     p.add_argument("--size", type=int, default=64, help="crop side the generator draws (64)")
     p.add_argument("--crop", type=int, help="pixels cut around each cell before resizing")
@@ -30,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=("conv", "mlp"), default="conv", help="cgan generator")
     p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps (diffusion)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if any"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--run-dir", type=Path, help="run folder (default runs/<time>-<kind>)")
     p.set_defaults(func=_train_generator)
 
@@ -45,16 +52,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and writes the last U-Net as a prelabel model bundle.",
     )
     p.add_argument("job", type=Path, help="training-job bundle with unlabeled images (.zip)")
-    p.add_argument("--iterations", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=3, help="pseudo-label rounds (3)")
     p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
     p.add_argument("--seg-epochs", type=int, default=100, help="U-Net epochs per iteration")
     p.add_argument("--seg-width", type=int, help="U-Net width (default 6)")
     p.add_argument("--g-steps", type=int, default=5000, help="label-to-image steps")
-    p.add_argument("--g-width", type=int, default=32)
+    p.add_argument("--g-width", type=int, default=32, help="label-to-image width (32)")
     p.add_argument("--g-size", type=int, default=64, help="label-to-image crop side")
     p.add_argument("--max-minutes", type=float, help="time budget per U-Net training")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if any"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--run-dir", type=Path, help="run folder (default runs/<time>-mipr)")
     p.set_defaults(func=_mipr)
 

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from appliance.generators.contract import Schedule
+from appliance.contract import Schedule
 from export.generators.common import autocast, batches, runtime, wrap
 from export.generators.data import CropSet
 

@@ -1,7 +1,7 @@
 """ONNX export of the generators with a parity check against PyTorch.
 
 Each generator is exported with the input names its contract declares
-(`appliance.generators.contract.INPUTS`) and a dynamic batch (and, for the fully convolutional
+(`appliance.contract.GENERATOR_INPUTS`) and a dynamic batch (and, for the fully convolutional
 ones, dynamic height and width), checked with `onnx.checker` (full check), and run through
 onnxruntime on random inputs of two sizes: the largest |Δ| against PyTorch must stay within
 `MAX_ABS_DIFF`, or the model does not ship. The TorchScript exporter is used: the graphs hold
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from appliance.contract import GeneratorContract
 from appliance.errors import ApplianceError
-from appliance.generators.contract import GeneratorContract
 from export.onnx_export import OPSET, Parity, cpu_session
 
 MAX_ABS_DIFF = 1e-4

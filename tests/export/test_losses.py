@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from export.losses import dice_ce_loss, soft_dice_loss, votes_loss, votes_weights

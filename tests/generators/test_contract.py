@@ -8,8 +8,8 @@ import pytest
 
 from appliance.bundles.archive import BundleError
 from appliance.bundles.model_bundle import ModelSpec, read_model_bundle, write_model_bundle
+from appliance.contract import GeneratorContract
 from appliance.errors import ApplianceError
-from appliance.generators.contract import GeneratorContract
 from export.generators.cgan import LATENT_DIM, MLPGenerator
 from export.generators.onnx import export_generator
 
@@ -50,9 +50,9 @@ def test_bundle_checks_the_graph_against_the_contract(tmp_path: Path) -> None:
     contract = GeneratorContract.parse(RAW, "t")
     export_generator(model, contract, tmp_path / "g.onnx")
     out = tmp_path / "g.zip"
-    write_model_bundle(out, [ModelSpec("generator", "cgan-mlp", tmp_path / "g.onnx", RAW)])
-    assert read_model_bundle(out).models[0].contract["kind"] == "cgan"
-    wrong_size = {**RAW, "size": 32}
+    write_model_bundle(out, [ModelSpec("generator", "cgan-mlp", tmp_path / "g.onnx", contract)])
+    assert read_model_bundle(out).models[0].contract == contract
+    wrong_size = GeneratorContract.parse({**RAW, "size": 32}, "t")
     with pytest.raises(BundleError, match="shape"):
         write_model_bundle(
             tmp_path / "bad.zip", [ModelSpec("generator", "x", tmp_path / "g.onnx", wrong_size)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from appliance.generators.contract import GeneratorContract
+from appliance.contract import GeneratorContract
 from appliance.generators.ddim import ddim_sample
 from appliance.generators.runtime import Generator
 from export.generators.diffusion import Denoiser, ddim_sample_torch, ddim_schedule

@@ -70,7 +70,7 @@ def test_generator_trains_exports_and_samples_without_torch(
 
     bundle = read_model_bundle(out)
     (model,) = bundle.models
-    assert model.role == "generator" and model.contract["kind"] == kind
+    assert model.role == "generator" and model.contract.kind == kind
     assert model.metrics["parity"]["max_abs_diff"] <= 1e-4
     with zipfile.ZipFile(out) as zf:
         assert {"extra/samples.png", "extra/curves.png"} <= set(zf.namelist())

@@ -1,0 +1,680 @@
+"""The one model I/O contract: what a model eats and what its output means.
+
+The workstation writes it (`export.train`), the install check reads it
+(`appliance.bundles.onnx_check`) and the runtime reads it (`appliance.assist`). There is no other
+definition, so a contract that installs is a contract the runtime can serve: every rule the
+runtime relies on is checked here, once, by `Contract.validate`, which runs whenever a
+`Contract` is built.
+
+Output kinds are a registry (`OUTPUT_KINDS`) rather than an if-chain, so a new kind (say an
+instance-aware three-class output, or a generator's image output) is one `OutputKind` entry:
+the channels it implies, the roles it serves, its typed decoding parameters and an optional
+extra check. The numbers that turn its raw output into a label live beside the runtime
+(`appliance.assist.contract.DECODERS`); a test refuses a kind without one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+import numpy as np
+
+from appliance.errors import ApplianceError
+
+__all__ = [
+    "DTYPES",
+    "GENERATOR_INPUTS",
+    "GENERATOR_KINDS",
+    "GENERATOR_OUTPUTS",
+    "INPUT_CHANNELS",
+    "LAYOUTS",
+    "MAX_TILE_MULTIPLE",
+    "NORMALISATION_METHODS",
+    "OUTPUT_KINDS",
+    "ROLES",
+    "Contract",
+    "ContractError",
+    "GeneratorContract",
+    "GraphPort",
+    "Normalisation",
+    "OutputKind",
+    "Param",
+    "Schedule",
+    "parse_contract",
+    "register_output_kind",
+]
+
+DTYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
+LAYOUTS = ("NCHW",)
+NORMALISATION_METHODS = ("percentile",)
+# The runtime feeds grey images as 1 channel and colour images as 3 (`model_input`).
+INPUT_CHANNELS = (1, 3)
+# The runtime tiles large images at 512 px keeping 64 px margins (rounded up to the multiple):
+# above 128 the margins would swallow the tile and large images could not be served.
+MAX_TILE_MULTIPLE = 128
+ROLES = ("prelabel", "upgrade", "generator")
+Value = float | int | bool | str
+
+
+class ContractError(ApplianceError):
+    """A refused contract: which field and why, in one line."""
+
+    def __init__(self, field_name: str, problem: str, source: str = "") -> None:
+        self.field, self.problem, self.source = field_name, " ".join(problem.split()), source
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}model contract field {field_name!r}: {self.problem}")
+
+    def at(self, source: str) -> ContractError:
+        """The same problem, naming where the contract came from."""
+        return ContractError(self.field, self.problem, source)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed decoding parameter of an output kind, with its default and allowed range."""
+
+    kind: type
+    default: Value
+    low: float | None = None
+    high: float | None = None
+    doc: str = ""
+
+    def check(self, name: str, value: object) -> Value:
+        wanted = (int, float) if self.kind is float else (self.kind,)
+        if (isinstance(value, bool) and self.kind is not bool) or not isinstance(value, wanted):
+            raise ContractError(f"decoding.{name}", f"must be {self.kind.__name__}, got {value!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ContractError(f"decoding.{name}", f"must be finite, got {value!r}")
+            if self.low is not None and value < self.low:
+                raise ContractError(f"decoding.{name}", f"{value} is below {self.low}")
+            if self.high is not None and value > self.high:
+                raise ContractError(f"decoding.{name}", f"{value} is above {self.high}")
+            value = float(value) if self.kind is float else value
+        return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """How to read a model's output: one registry entry per kind.
+
+    `channels` gives the output channels a contract implies; `check` returns extra problems
+    as (field, problem) pairs; `roles` are the model roles this output can serve.
+    """
+
+    name: str
+    doc: str
+    channels: Callable[[Contract], int]
+    roles: frozenset[str]
+    params: Mapping[str, Param] = field(default_factory=dict)
+    check: Callable[[Contract], list[tuple[str, str]]] = lambda c: []
+
+
+def _sigmoid_check(c: Contract) -> list[tuple[str, str]]:
+    if len(c.classes) != 2:
+        return [("classes", f"a sigmoid output has exactly 2 classes, got {len(c.classes)}")]
+    return []
+
+
+OUTPUT_KINDS: dict[str, OutputKind] = {}
+
+
+def register_output_kind(kind: OutputKind) -> None:
+    """Add an output kind (once); its decoder is registered beside the runtime."""
+    if kind.name in OUTPUT_KINDS:
+        raise ValueError(f"output kind {kind.name!r} is already registered")
+    OUTPUT_KINDS[kind.name] = kind
+
+
+register_output_kind(
+    OutputKind(
+        "softmax",
+        "K channels (one per class, channel 0 background); the class is the argmax",
+        channels=lambda c: len(c.classes),
+        roles=frozenset({"prelabel", "upgrade"}),
+    )
+)
+register_output_kind(
+    OutputKind(
+        "sigmoid",
+        "1 channel, the foreground logit; foreground where sigmoid(x) > threshold",
+        channels=lambda c: 1,
+        roles=frozenset({"prelabel", "upgrade"}),
+        params={"threshold": Param(float, 0.5, 0.0, 1.0, "probability cut for foreground")},
+        check=_sigmoid_check,
+    )
+)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-image, per-channel scaling applied before the model (`percentile_normalise`)."""
+
+    method: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.method not in NORMALISATION_METHODS:
+            out.append(
+                (
+                    "normalisation.method",
+                    f"{self.method!r} is not supported (only {', '.join(NORMALISATION_METHODS)})",
+                )
+            )
+        if not 0.0 <= self.low < self.high <= 100.0:
+            out.append(
+                ("normalisation", f"needs 0 <= low < high <= 100, got {self.low}..{self.high}")
+            )
+        return out
+
+
+class GraphPort(Protocol):
+    """An ONNX graph input or output as onnxruntime describes it (`NodeArg`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> Sequence[Any]: ...
+    @property
+    def type(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a model expects and returns; always valid (checked when it is built)."""
+
+    input_name: str
+    output_name: str
+    input_channels: int
+    output_kind: str
+    classes: tuple[str, ...]
+    mask_channel: bool = False
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    tile_multiple: int = 16
+    decoding: Mapping[str, Value] = field(default_factory=dict)
+    # A model exported with a fixed square input (many outside models are): the runtime then
+    # pads small images up to it and tiles large ones at exactly this size.
+    fixed_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        kind = OUTPUT_KINDS.get(self.output_kind)
+        if kind is not None:
+            unknown = sorted(set(self.decoding) - set(kind.params))
+            if unknown:
+                raise ContractError(
+                    f"decoding.{unknown[0]}",
+                    f"is not a parameter of output kind {self.output_kind!r} "
+                    f"(it has: {', '.join(kind.params) or 'none'})",
+                )
+            full = {
+                name: p.check(name, self.decoding.get(name, p.default))
+                for name, p in kind.params.items()
+            }
+            object.__setattr__(self, "decoding", types.MappingProxyType(full))
+        self.validate()
+
+    # ----------------------------------------------------------------- reading and writing
+
+    @classmethod
+    def parse(cls, data: str | bytes | Mapping[str, Any], source: str) -> Contract:
+        """A contract from JSON text or a dict; `source` names it in the one-line error."""
+        try:
+            raw = json.loads(data) if isinstance(data, str | bytes) else data
+        except ValueError as exc:
+            raise ContractError("(document)", f"is not JSON ({exc})", source) from None
+        if not isinstance(raw, Mapping):
+            raise ContractError("(document)", "must be a JSON object", source)
+        try:
+            return cls._from_mapping(raw)
+        except ContractError as exc:
+            raise exc.at(source) from None
+
+    @classmethod
+    def _from_mapping(cls, raw: Mapping[str, Any]) -> Contract:
+        raw = dict(raw)
+        # Contracts written before `decoding` existed carry a top-level threshold (meaningful
+        # only for sigmoid outputs); they are still installed in projects, so they still parse.
+        legacy_threshold = raw.pop("threshold", None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ContractError(unknown[0], "is not a contract field")
+        kwargs: dict[str, Any] = {}
+        for name, wanted, required in (
+            ("input_name", str, True),
+            ("output_name", str, True),
+            ("input_channels", int, True),
+            ("output_kind", str, True),
+            ("classes", list, True),
+            ("mask_channel", bool, False),
+            ("dtype", str, False),
+            ("layout", str, False),
+            ("tile_multiple", int, False),
+            ("decoding", dict, False),
+            ("fixed_size", int, False),
+        ):
+            if name not in raw or (name == "fixed_size" and raw[name] is None):
+                if required:
+                    raise ContractError(name, "is missing")
+                continue
+            kwargs[name] = _typed(name, raw[name], wanted)
+        if "normalisation" in raw:
+            kwargs["normalisation"] = _normalisation(raw["normalisation"])
+        for i, name in enumerate(kwargs["classes"]):
+            _typed(f"classes[{i}]", name, str)
+        kind = OUTPUT_KINDS.get(kwargs["output_kind"])
+        decoding = dict(kwargs.get("decoding", {}))
+        if legacy_threshold is not None and kind is not None and "threshold" in kind.params:
+            decoding.setdefault("threshold", legacy_threshold)
+        kwargs["decoding"] = decoding
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form written into model bundles and the `models` table."""
+        return {
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "input_channels": self.input_channels,
+            "mask_channel": self.mask_channel,
+            "dtype": self.dtype,
+            "layout": self.layout,
+            "normalisation": {
+                "method": self.normalisation.method,
+                "low": self.normalisation.low,
+                "high": self.normalisation.high,
+            },
+            "tile_multiple": self.tile_multiple,
+            "output_kind": self.output_kind,
+            "classes": list(self.classes),
+            "decoding": dict(self.decoding),
+            **({"fixed_size": self.fixed_size} if self.fixed_size is not None else {}),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # ------------------------------------------------------------------------- checking
+
+    def validate(
+        self,
+        *,
+        role: str | None = None,
+        inputs: Sequence[GraphPort] | None = None,
+        outputs: Sequence[GraphPort] | None = None,
+    ) -> None:
+        """Raise `ContractError` for the first problem: the contract's own rules, then (when
+        given) whether it fits a model role and an ONNX graph's inputs and outputs."""
+        problems = self._problems()
+        if not problems and role is not None:
+            problems = self._role_problems(role)
+        if not problems and inputs is not None and outputs is not None:
+            problems = self._graph_problems(inputs, outputs)
+        if problems:
+            raise ContractError(*problems[0])
+
+    def _problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name in ("input_name", "output_name"):
+            if not getattr(self, name).strip():
+                out.append((name, "is empty"))
+        if self.input_name == self.output_name:
+            out.append(("output_name", "must differ from input_name"))
+        if self.input_channels not in INPUT_CHANNELS:
+            out.append(
+                ("input_channels", f"must be 1 (grey) or 3 (RGB), got {self.input_channels}")
+            )
+        if self.dtype not in DTYPES:
+            out.append(("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}"))
+        if self.layout not in LAYOUTS:
+            out.append(("layout", f"must be one of {', '.join(LAYOUTS)}, got {self.layout!r}"))
+        if not 1 <= self.tile_multiple <= MAX_TILE_MULTIPLE:
+            out.append(
+                ("tile_multiple", f"must be 1..{MAX_TILE_MULTIPLE}, got {self.tile_multiple}")
+            )
+        if self.fixed_size is not None and (
+            self.fixed_size % self.tile_multiple or not 2 * self.tile_multiple <= self.fixed_size
+            or self.fixed_size > 4096
+        ):  # fmt: skip
+            out.append(
+                (
+                    "fixed_size",
+                    f"must be a multiple of tile_multiple ({self.tile_multiple}) from "
+                    f"{2 * self.tile_multiple} to 4096, got {self.fixed_size}",
+                )
+            )
+        out += self.normalisation.problems()
+        if len(self.classes) < 2:
+            out.append(("classes", "needs at least 2 names (index 0 is background)"))
+        if any(not c.strip() for c in self.classes) or len(set(self.classes)) != len(self.classes):
+            out.append(("classes", "names must be non-empty and distinct"))
+        kind = OUTPUT_KINDS.get(self.output_kind)
+        if kind is None:
+            out.append(
+                ("output_kind", f"{self.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+            )
+        elif not out:
+            out += kind.check(self)
+        return out
+
+    def _role_problems(self, role: str) -> list[tuple[str, str]]:
+        kind = OUTPUT_KINDS[self.output_kind]
+        if role not in kind.roles:
+            served = ", ".join(sorted(kind.roles))
+            return [("output_kind", f"{self.output_kind!r} serves {served}, not role {role!r}")]
+        if role == "upgrade" and not self.mask_channel:
+            return [("mask_channel", "an upgrade model needs the coarse mask channel (true)")]
+        if role == "prelabel" and self.mask_channel:
+            return [("mask_channel", "a pre-label model gets no mask channel (false)")]
+        return []
+
+    def _graph_problems(
+        self, inputs: Sequence[GraphPort], outputs: Sequence[GraphPort]
+    ) -> list[tuple[str, str]]:
+        ins = {p.name: p for p in inputs}
+        outs = {p.name: p for p in outputs}
+        if self.input_name not in ins:
+            return [
+                ("input_name", f"graph has no input {self.input_name!r} (has {', '.join(ins)})")
+            ]
+        if len(ins) > 1:
+            extra = ", ".join(n for n in ins if n != self.input_name)
+            return [("input_name", f"graph has inputs the contract does not declare: {extra}")]
+        if self.output_name not in outs:
+            return [
+                ("output_name", f"graph has no output {self.output_name!r} (has {', '.join(outs)})")
+            ]
+        port_in, port_out = ins[self.input_name], outs[self.output_name]
+        if port_in.type != DTYPES[self.dtype]:
+            return [("dtype", f"graph input is {port_in.type}, contract says {self.dtype}")]
+        if port_out.type not in DTYPES.values():
+            return [("output_name", f"graph output is {port_out.type}, not a float tensor")]
+        return [
+            *_shape_problems(
+                "input_channels", "input", port_in.shape, self.channels_in, self.fixed_size
+            ),
+            *_shape_problems(
+                "output_kind", "output", port_out.shape, self.channels_out, self.fixed_size
+            ),
+        ][:1]
+
+    # ------------------------------------------------------------------------ derived
+
+    @property
+    def channels_in(self) -> int:
+        """Channels of the network input, the mask channel included."""
+        return self.input_channels + int(self.mask_channel)
+
+    @property
+    def channels_out(self) -> int:
+        """Channels of the network output, as the output kind implies."""
+        return OUTPUT_KINDS[self.output_kind].channels(self)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def _shape_problems(
+    field_name: str, side: str, shape: Sequence[Any], channels: int, fixed_size: int | None
+) -> list[tuple[str, str]]:
+    """Rank 4 (NCHW), the implied channel count, batch 1 allowed, height and width free (or
+    the contract's `fixed_size`)."""
+    if len(shape) != 4:
+        return [(field_name, f"graph {side} has rank {len(shape)}; layout NCHW needs rank 4")]
+    batch, chans, height, width = shape
+    if isinstance(chans, int) and chans != channels:
+        return [(field_name, f"graph {side} has {chans} channels, the contract implies {channels}")]
+    if isinstance(batch, int) and batch != 1:
+        return [(field_name, f"graph {side} has a fixed batch of {batch}; the runtime feeds 1")]
+    fixed = [d for d in (height, width) if isinstance(d, int)]
+    if fixed_size is not None and any(d != fixed_size for d in fixed):
+        return [
+            (
+                "fixed_size",
+                f"graph {side} is {height}x{width}, the contract says {fixed_size}x{fixed_size}",
+            )
+        ]
+    if fixed_size is None and fixed:
+        return [
+            (
+                "fixed_size",
+                f"graph {side} has a fixed size {height}x{width}; the runtime feeds any "
+                "multiple of tile_multiple unless the contract sets fixed_size (square only)",
+            )
+        ]
+    return []
+
+
+def _typed(name: str, value: object, kind: Any) -> Any:
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise ContractError(name, f"must be {_WORDS[kind]}, got {value!r}")
+    return value
+
+
+def _normalisation(raw: object) -> Normalisation:
+    if not isinstance(raw, Mapping):
+        raise ContractError("normalisation", f"must be an object, got {raw!r}")
+    unknown = sorted(set(raw) - {"method", "low", "high"})
+    if unknown:
+        raise ContractError(f"normalisation.{unknown[0]}", "is not a normalisation field")
+    method = _typed("normalisation.method", raw.get("method", "percentile"), str)
+    low = _typed("normalisation.low", raw.get("low", 1.0), int | float)
+    high = _typed("normalisation.high", raw.get("high", 99.8), int | float)
+    return Normalisation(method, float(low), float(high))
+
+
+_WORDS: dict[Any, str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+    int | float: "a number",
+}
+
+# ---------------------------------------------------------------------------- generators
+#
+# A `generator` model (docs/generators.md) does not map an image to a label: it takes noise,
+# a class and maybe a mask or source pixels, and returns pixels (or, for the diffusion denoiser,
+# predicted noise that the tablet's DDIM loop in `appliance.generators.ddim` consumes). Its
+# contract names the graph's inputs by role, the conditioning, the output range and, for
+# diffusion, the DDIM schedule. Kinds:
+# - `cgan`: `z` (N×latent) and `class` (N, int64) → `image` (N×(C+1)×S×S in [-1, 1]; the last
+#   channel > 0 is the cell's mask);
+# - `diffusion`: `x` (N×C×S×S), `t` (N, float32), `class` (N, int64; `len(classes)` is the null
+#   class of classifier-free guidance), `mask` (N×1×S×S, 0/1) → `eps`;
+# - `label2image`: `source` (N×C×S×S in [-1, 1]) and `label` (N×(1+K)×S×S one-hot) → `image`.
+
+GENERATOR_KINDS = ("cgan", "diffusion", "label2image")
+GENERATOR_INPUTS: dict[str, tuple[str, ...]] = {
+    "cgan": ("z", "class"),
+    "diffusion": ("x", "t", "class", "mask"),
+    "label2image": ("source", "label"),
+}
+GENERATOR_OUTPUTS = {"cgan": "image", "diffusion": "eps", "label2image": "image"}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """DDIM sampling steps: `timesteps[i]` (descending) with ᾱ at each and ᾱ after the last.
+
+    `alphas_cumprod[i]` is ᾱ(timesteps[i]); the step after the last one lands on ᾱ = 1 (clean).
+    `eta` = 0 is the deterministic DDIM sampler, > 0 adds DDPM-like noise.
+    """
+
+    kind: str
+    train_steps: int
+    timesteps: tuple[int, ...]
+    alphas_cumprod: tuple[float, ...]
+    eta: float = 0.0
+
+    def check(self, source: str) -> None:
+        a = np.asarray(self.alphas_cumprod)
+        t = np.asarray(self.timesteps)
+        if len(a) != len(t) or len(t) < 1:
+            raise ContractError("schedule", "needs one alphas_cumprod per timestep", source)
+        if np.any(np.diff(t) >= 0) or t.min() < 0 or t.max() >= self.train_steps:
+            raise ContractError("schedule.timesteps", "must descend within 0..T-1", source)
+        if np.any(a <= 0) or np.any(a >= 1) or np.any(np.diff(a) <= 0):
+            raise ContractError("schedule.alphas_cumprod", "must rise strictly in (0, 1)", source)
+        if self.eta < 0:
+            raise ContractError("schedule.eta", "must be >= 0", source)
+
+
+@dataclass(frozen=True)
+class GeneratorContract:
+    """Parsed, validated generator contract (the JSON under a `generator` model's `contract`)."""
+
+    kind: str
+    inputs: tuple[str, ...]
+    output_name: str
+    channels: int
+    size: int
+    size_multiple: int  # 0: fixed size only; else any multiple of it works (fully convolutional)
+    classes: tuple[str, ...]
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    latent_dim: int = 0
+    guidance: float = 1.0
+    normalisation: dict[str, float] = field(default_factory=lambda: {"low": 1.0, "high": 99.8})
+    schedule: Schedule | None = None
+
+    @classmethod
+    def parse(cls, data: str | bytes | Mapping[str, Any], source: str) -> GeneratorContract:
+        """Validate a contract from JSON text or a dict; `source` names it in error messages."""
+        try:
+            raw = json.loads(data) if isinstance(data, str | bytes) else dict(data)
+            sched = raw.get("schedule")
+            contract = cls(
+                kind=str(raw["kind"]),
+                inputs=tuple(str(n) for n in raw["inputs"]),
+                output_name=str(raw["output_name"]),
+                channels=int(raw["channels"]),
+                size=int(raw["size"]),
+                size_multiple=int(raw.get("size_multiple", 0)),
+                classes=tuple(str(c) for c in raw["classes"]),
+                output_range=(float(raw["output_range"][0]), float(raw["output_range"][1])),
+                latent_dim=int(raw.get("latent_dim", 0)),
+                guidance=float(raw.get("guidance", 1.0)),
+                normalisation={k: float(v) for k, v in raw.get("normalisation", {}).items()}
+                or {"low": 1.0, "high": 99.8},
+                schedule=None
+                if sched is None
+                else Schedule(
+                    kind=str(sched["kind"]),
+                    train_steps=int(sched["train_steps"]),
+                    timesteps=tuple(int(t) for t in sched["timesteps"]),
+                    alphas_cumprod=tuple(float(a) for a in sched["alphas_cumprod"]),
+                    eta=float(sched.get("eta", 0.0)),
+                ),
+            )
+        except KeyError as exc:
+            raise ContractError(str(exc.args[0]), "is missing", source) from None
+        except (TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ContractError(
+                "(document)", f"is not a generator contract ({exc})", source
+            ) from None
+        contract._check(source)
+        return contract
+
+    def _check(self, source: str) -> None:
+        problems: list[tuple[str, str]] = []
+        if self.kind not in GENERATOR_KINDS:
+            problems.append(("kind", f"{self.kind!r} is not one of {', '.join(GENERATOR_KINDS)}"))
+        elif tuple(sorted(self.inputs)) != tuple(sorted(GENERATOR_INPUTS[self.kind])):
+            problems.append(("inputs", f"a {self.kind} takes {list(GENERATOR_INPUTS[self.kind])}"))
+        elif self.output_name != GENERATOR_OUTPUTS[self.kind]:
+            problems.append(
+                ("output_name", f"a {self.kind} outputs {GENERATOR_OUTPUTS[self.kind]!r}")
+            )
+        if self.channels not in (1, 3):
+            problems.append(("channels", f"must be 1 or 3, got {self.channels}"))
+        if self.size < 8 or (self.size_multiple and self.size % self.size_multiple):
+            problems.append(
+                ("size", f"must be >= 8 and a multiple of size_multiple, got {self.size}")
+            )
+        if not self.classes:
+            problems.append(("classes", "is empty"))
+        if self.output_range[0] >= self.output_range[1]:
+            problems.append(("output_range", f"must rise, got {self.output_range}"))
+        if self.kind == "cgan" and self.latent_dim < 1:
+            problems.append(("latent_dim", "a cgan needs latent_dim >= 1"))
+        if self.kind == "diffusion" and self.schedule is None:
+            problems.append(("schedule", "a diffusion model needs a schedule"))
+        if problems:
+            raise ContractError(*problems[0], source)
+        if self.schedule is not None:
+            self.schedule.check(source)
+
+    @property
+    def null_class(self) -> int:
+        """The diffusion model's "no class" index, used for classifier-free guidance."""
+        return len(self.classes)
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the graph's output: the cGAN adds its mask channel."""
+        return self.channels + (1 if self.kind == "cgan" else 0)
+
+    def class_index(self, name: str, source: str) -> int:
+        """The model's index of cell class `name`; a one-line error naming the choices."""
+        if name not in self.classes:
+            raise ApplianceError(
+                f"{source}: class {name!r} is not one this generator draws "
+                f"({', '.join(self.classes)})"
+            )
+        return self.classes.index(name)
+
+    def probe_inputs(self, n: int = 1, size: int | None = None) -> dict[str, np.ndarray]:
+        """Zero inputs of the right shapes and dtypes (the install-time check runs these)."""
+        s = size or self.size
+        c, k = self.channels, len(self.classes) + 1
+        shapes: dict[str, np.ndarray] = {
+            "z": np.zeros((n, self.latent_dim), np.float32),
+            "class": np.zeros((n,), np.int64),
+            "x": np.zeros((n, c, s, s), np.float32),
+            "t": np.zeros((n,), np.float32),
+            "mask": np.zeros((n, 1, s, s), np.float32),
+            "source": np.zeros((n, c, s, s), np.float32),
+            "label": np.zeros((n, k, s, s), np.float32),
+        }
+        return {name: shapes[name] for name in self.inputs}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["inputs"] = list(self.inputs)
+        out["classes"] = list(self.classes)
+        out["output_range"] = list(self.output_range)
+        if self.schedule is None:
+            del out["schedule"]
+        else:
+            out["schedule"]["timesteps"] = list(self.schedule.timesteps)
+            out["schedule"]["alphas_cumprod"] = list(self.schedule.alphas_cumprod)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def parse_contract(
+    data: str | bytes | Mapping[str, Any], role: str, source: str
+) -> Contract | GeneratorContract:
+    """The contract of a model of `role`: generators have their own, every other role the
+    image-to-label `Contract`, checked against the role."""
+    if role == "generator":
+        return GeneratorContract.parse(data, source)
+    contract = Contract.parse(data, source)
+    try:
+        contract.validate(role=role)
+    except ContractError as exc:
+        raise exc.at(source) from None
+    return contract
