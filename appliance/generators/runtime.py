@@ -17,6 +17,7 @@ import numpy as np
 from appliance.contract import GeneratorContract
 from appliance.errors import ApplianceError
 from appliance.generators.ddim import ddim_sample
+from appliance.store import Project
 
 __all__ = ["Cell", "Generator", "project_masks", "random_masks"]
 
@@ -51,7 +52,7 @@ class Generator:
         self.session = _session(self.path, threads)
 
     @classmethod
-    def from_project(cls, project: Any, threads: int = 2) -> Generator:
+    def from_project(cls, project: Project, threads: int = 2) -> Generator:
         """The project's active generator; an ApplianceError when none is installed."""
         from appliance.store.models import active_model
 
@@ -166,7 +167,7 @@ def random_masks(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def project_masks(
-    project: Any, class_name: str, n: int, size: int, rng: np.random.Generator
+    project: Project, class_name: str, n: int, size: int, rng: np.random.Generator
 ) -> np.ndarray | None:
     """n masks of real `class_name` outlines from the project's labels, centred in size×size
     windows with a random flip and quarter turn; None when the project has none that fit."""

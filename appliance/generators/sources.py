@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
+from appliance.store import Project
 
 __all__ = ["source_crops"]
 
 
-def source_crops(project: Any, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def source_crops(project: Project, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """n×size×size (grey) or n×size×size×3 crops in [0, 1], each image normalised as a whole."""
     records = [r for r in project.images() if min(r.height, r.width) >= size]
     if not records:

@@ -201,6 +201,6 @@ def test_generator_role_needs_a_generator_contract(tmp_path: Path) -> None:
     """A generator has its own contract (`appliance.contract.GeneratorContract`)."""
     onnx_path = brightness_model(tmp_path / "m.onnx", Contract.parse(BASE, "base"))
     bundle = forged_bundle(tmp_path / "gen.zip", "generator", BASE, onnx_path)
-    refused = pytest.raises(BundleError, match="contract.kind: is missing")
+    refused = pytest.raises(BundleError, match=r"contract\.kind: is missing")
     with Project.create(tmp_path / "proj", ["nucleus"]) as project, refused:
         install_model_bundle(project, bundle)
