@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +82,7 @@ def fit_generator(
             classes = crops.classes
     rank0 = int(os.environ.get("RANK", "0")) == 0
     grid_rows: list[str] = []
+    run: Any  # the trainer's result: history, seconds, device, precision, config
     if settings.kind == "cgan":
         from export.generators.cgan import LATENT_DIM, CganConfig, sample_cgan, train_cgan
 
@@ -107,13 +109,7 @@ def fit_generator(
             fake = sample_cgan(model, np.full(8, k), settings.seed + k)
             grid.append(fake[:, :-1])
             grid_rows += [f"{name} real", f"{name} cGAN"]
-        history, seconds, device, precision, cfg = (
-            res.history,
-            res.seconds,
-            res.device,
-            res.precision,
-            res.config,
-        )
+        run = res
     elif settings.kind == "diffusion":
         from export.generators.diffusion import (
             DiffusionConfig,
@@ -165,13 +161,7 @@ def fit_generator(
             )
             grid.append(out.numpy())
             grid_rows += [f"{name} real", f"{name} DDIM"]
-        history, seconds, device, precision, cfg = (
-            dres.history,
-            dres.seconds,
-            dres.device,
-            dres.precision,
-            dres.config,
-        )
+        run = dres
     else:
         from export.generators.label2image import (
             MULTIPLE,
@@ -205,15 +195,11 @@ def fit_generator(
         label_img = lab.argmax(1)[:, None].astype(np.float32) / max(len(classes), 1) * 2 - 1
         grid = [src, label_img, fake, tgt]
         grid_rows = ["source (shuffled)", "label", "generated", "real"]
-        history, seconds, device, precision, cfg = (
-            lres.history,
-            lres.seconds,
-            lres.device,
-            lres.precision,
-            lres.config,
-        )
+        run = lres
     if not rank0:
         return None
+    history, seconds, device, precision = run.history, run.seconds, run.device, run.precision
+    cfg: dict[str, object] = run.config
     write_history(history, run_dir / "metrics.jsonl")
     plot_losses(history, run_dir / "curves.png", f"{settings.kind} training")
     save_grid(grid, run_dir / "samples.png", grid_rows)
