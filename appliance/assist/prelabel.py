@@ -16,6 +16,7 @@ from skimage.filters import threshold_otsu
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
+from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
 
 __all__ = [
@@ -35,13 +36,6 @@ __all__ = [
 METHODS = ("otsu", "previous", "model")
 OTSU_SETTING = "prelabel.otsu"
 _LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def dice(truth: np.ndarray, guess: np.ndarray) -> float:
-    """Seed 004 eq. 4 on foreground masks; two empty masks agree perfectly."""
-    a, b = np.asarray(truth) > 0, np.asarray(guess) > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def grey(image: np.ndarray, channel: int | None = None) -> np.ndarray:
@@ -77,7 +71,10 @@ def otsu(
     g = grey(image, channel)
     if g.size == 0 or g.min() == g.max():
         return Label.empty(g.shape)
-    t = threshold_otsu(g) if g.dtype.kind in "ui" else threshold_otsu(g, nbins=1024)
+    # scikit-image bins integers one bin per value (2**32 bins for full-range int32): only
+    # narrow integer ranges go that way, anything else through 1024 float bins
+    narrow = g.dtype.kind in "ui" and int(g.max()) - int(g.min()) < 1 << 16
+    t = threshold_otsu(g) if narrow else threshold_otsu(g.astype(np.float64), nbins=1024)
     bright = g > t
     if polarity == "dark" or (polarity == "auto" and bright.sum() * 2 > g.size):
         bright = ~bright
