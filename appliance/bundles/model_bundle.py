@@ -15,12 +15,8 @@ from typing import Any, NoReturn
 from appliance import __version__
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.bundles.onnx_check import Fail, check_onnx
-<<<<<<< HEAD
 from appliance.contract import ROLES, Contract, ContractError, GeneratorContract, parse_contract
-=======
-from appliance.contract import ROLES, Contract, ContractError
 from appliance.durable import atomic_write
->>>>>>> main
 
 __all__ = [
     "FORMAT",
