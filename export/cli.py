@@ -18,7 +18,12 @@ from pathlib import Path
 from appliance.cli import require_range, run_command
 from export.targets import DEFAULT_OUTPUT, TRAINABLE
 
-COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli", "export.lab.workstation")
+COMMAND_MODULES: tuple[str, ...] = (
+    "export.demo",
+    "export.bundle.cli",
+    "export.lab.workstation",
+    "export.generators.cli",
+)
 
 
 def _synth(args: argparse.Namespace) -> int:

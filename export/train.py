@@ -531,6 +531,26 @@ class _JobData:
     test: list[Sample]
 
 
+def segmentation_contract(
+    image_channels: int, task: str, classes: list[str], output: str = "softmax"
+) -> Contract:
+    """The model I/O contract (`appliance.contract`) of a U-Net this module trained."""
+    from export.data import NORMALISATION, TILE_MULTIPLE
+    from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+
+    return Contract(
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_channels=image_channels,
+        mask_channel=task == "upgrade",
+        normalisation=NORMALISATION,
+        tile_multiple=TILE_MULTIPLE,
+        output_kind=output,
+        classes=tuple(classes),
+        boundary_channel=task == "upgrade" and output in INSTANCE_KINDS,
+    )
+
+
 def _load_job(job_path: Path, task: str, seed: int) -> _JobData:
     from appliance.bundles.training_job import read_training_job
     from export.data import samples_from_job
@@ -589,24 +609,13 @@ def _ship(
 ) -> JobResult:
     """Export to ONNX, measure it on the held-out split, and write the model bundle."""
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
-    from export.data import NORMALISATION, TILE_MULTIPLE
-    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
+    from export.onnx_export import export_onnx, measure_latency
     from export.quantize import quantize_int8
 
     task, seed, output = config.task, config.seed, config.output
     image_channels = data.train[0].image.shape[0]
     in_channels = image_channels + config.in_channels_extra
-    contract = Contract(
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        input_channels=image_channels,
-        mask_channel=task == "upgrade",
-        normalisation=NORMALISATION,
-        tile_multiple=TILE_MULTIPLE,
-        output_kind=output,
-        classes=tuple(data.classes),
-        boundary_channel=task == "upgrade" and output in INSTANCE_KINDS,
-    )
+    contract = segmentation_contract(image_channels, task, data.classes, output)
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)
     eval_name = "test" if data.test else "val"

@@ -210,7 +210,7 @@ LAYERS: list[set[str]] = [
     },
     {"appliance.editing", "appliance.store", "appliance.settings"},
     {"appliance.overlay", "appliance.importer"},
-    {"appliance.label_io", "appliance.assist"},
+    {"appliance.label_io", "appliance.assist", "appliance.generators"},
     {"appliance.bundles"},
     {"appliance.sync"},  # installs pulled model bundles
     {"appliance.ui"},

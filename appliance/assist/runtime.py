@@ -312,6 +312,8 @@ def active_model(project: Project, role: str, threads: int | None = None) -> Inf
     if row is None:
         return None
     contract = row.contract
+    if not isinstance(contract, Contract):  # a generator: not an image-to-label model
+        raise ApplianceError(f"model {row.id} is a generator, not a {role} model")
     if threads is None:
         threads = settings.INFERENCE_THREADS.get(project)
     lut = class_ids(contract, project.classes())

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from appliance import __version__
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.bundles.onnx_check import Fail, check_onnx
-from appliance.contract import ROLES, Contract, ContractError
+from appliance.contract import ROLES, Contract, ContractError, GeneratorContract, parse_contract
 from appliance.durable import atomic_write
 
 __all__ = [
@@ -38,7 +38,7 @@ class ModelSpec:
     role: str
     name: str
     onnx_path: Path
-    contract: Contract
+    contract: Contract | GeneratorContract
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,7 +51,7 @@ class BundleModel:
     name: str
     member: str
     sha256: str
-    contract: Contract
+    contract: Contract | GeneratorContract
     metrics: dict[str, Any]
     staged: Path | None = None
 
@@ -156,7 +156,10 @@ def read_model_bundle(
 
 
 def _verified_model(
-    reader: BundleReader, entry: dict[str, Any], contract: Contract, extract_to: Path | None
+    reader: BundleReader,
+    entry: dict[str, Any],
+    contract: Contract | GeneratorContract,
+    extract_to: Path | None,
 ) -> BundleModel:
     member = entry["file"]
     data = reader.read_bytes(member)
@@ -177,7 +180,7 @@ def _verified_model(
     )
 
 
-def _validate_entry(f: Fields) -> Contract:
+def _validate_entry(f: Fields) -> Contract | GeneratorContract:
     """Check one manifest model entry; returns its contract, checked against the role too."""
     try:
         uuid.UUID(f.get("id", str))
@@ -192,8 +195,7 @@ def _validate_entry(f: Fields) -> Contract:
     f.get("metrics", dict)
     raw = f.get("contract", dict)
     try:
-        contract = Contract.parse(raw, "")
-        contract.validate(role=f.obj["role"])
+        contract = parse_contract(raw, f.obj["role"], "")
     except ContractError as exc:
         f.fail(f"{f.where}.contract.{exc.field}: {exc.problem}")
     return contract

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from appliance.contract import Contract, ContractError
+from appliance.contract import Contract, ContractError, GeneratorContract
 
 __all__ = ["PROBE_DTYPES", "check_onnx"]
 
@@ -25,14 +25,18 @@ PROBE_DTYPES = {"float32": np.float32, "float16": np.float16}
 Fail = Callable[[str], NoReturn]
 
 
-def check_onnx(data: bytes, contract: Contract, fail: Fail) -> None:
+def check_onnx(data: bytes, contract: Contract | GeneratorContract, fail: Fail) -> None:
     """Refuse (through `fail`) a model that is invalid, not self-contained or off-contract.
 
     The graph's inputs and outputs are held against the contract (`Contract.validate`), then
     the model runs once on a zero tile of tile_multiple × 2·tile_multiple pixels, the smallest
     input the runtime can feed it (a fixed-size model: one tile of its size), and must answer
     with the shape the contract implies.
+    A generator's graph is checked against its own contract (`_check_generator`).
     """
+    if isinstance(contract, GeneratorContract):
+        _check_generator(data, contract, fail)
+        return
     _check_with_onnx(data, fail)
     session = _session(data, fail)
     try:
@@ -110,3 +114,22 @@ def _node_tensors(nodes: Any) -> Iterator[Any]:
                 yield from _graph_tensors(attr.g)
             for graph in attr.graphs:
                 yield from _graph_tensors(graph)
+
+
+def _check_generator(data: bytes, contract: GeneratorContract, fail: Fail) -> None:
+    """The generator counterpart: inputs named as declared, a zero probe runs at the
+    contract's size and gives the declared output shape (docs/generators.md)."""
+    _check_with_onnx(data, fail)
+    session = _session(data, fail)
+    inputs = {i.name for i in session.get_inputs()}
+    if inputs != set(contract.inputs):
+        fail(f"graph inputs {sorted(inputs)} differ from the contract's {sorted(contract.inputs)}")
+    if contract.output_name not in {o.name for o in session.get_outputs()}:
+        fail(f"graph has no output {contract.output_name!r}")
+    try:
+        result = session.run([contract.output_name], contract.probe_inputs())[0]
+    except Exception as exc:  # onnxruntime raises its own unexported exception types
+        fail(f"fails on zero inputs of the contract's shapes: {exc}")
+    expected = (1, contract.output_channels, contract.size, contract.size)
+    if tuple(result.shape) != expected:
+        fail(f"gives shape {tuple(result.shape)} on a probe, contract implies {expected}")

@@ -49,6 +49,7 @@ TASKS = ("segment", "upgrade", "all")
 SPLITS = ("train", "val", "test")
 ITEMS = "items.json"
 ANNOTATORS = "annotators.json"
+UNLABELED = "unlabeled.json"
 
 
 def is_low_quality(version: LabelVersion) -> bool:
@@ -121,8 +122,14 @@ def write_training_job(
     only_reviewed: bool = False,
     split: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
+    include_unlabeled: bool = False,
 ) -> tuple[str, dict[str, int]]:
-    """Export the project's training data; returns the job id and the item count per split."""
+    """Export the project's training data; returns the job id and the item count per split.
+
+    With `include_unlabeled`, images without a usable label (controls excepted) travel too, in
+    `unlabeled.json`: semi-supervised trainers (MIPR, seed 001) pseudo-label them. The count is
+    returned under "unlabeled".
+    """
     out = Path(out_zip)
     if not out.parent.is_dir():
         raise BundleError(str(out), f"cannot be written: folder {out.parent} does not exist")
@@ -132,12 +139,14 @@ def write_training_job(
         raise BundleError(str(out), f"split {split} must be three non-negative shares summing to 1")
     controls = project.control_image_ids()
     choices = []
+    unlabeled: list[ImageRecord] = []
     for rec in project.images():
         if rec.id in controls:
             continue
         history = project.history(rec.id)
         label, coarse, votes = choose(history, task, only_reviewed)
         if label is None:
+            unlabeled.append(rec)
             continue
         choices.append(Choice(rec, label, coarse, votes, history))
     if not choices:
@@ -165,16 +174,19 @@ def write_training_job(
             "items": ITEMS,
             "annotators": ANNOTATORS,
         }
+        if include_unlabeled:
+            members[UNLABELED] = _json_bytes({"images": [_image(r, members) for r in unlabeled]})
+            body["unlabeled"] = UNLABELED
         job_id = write_bundle(out, FORMAT, body, members)
     record_job_items(project, job_id, [(c.image.id, splits[c.image.id]) for c in choices])
     counts = {s: sum(1 for c in choices if splits[c.image.id] == s) for s in SPLITS}
+    if include_unlabeled:
+        counts["unlabeled"] = len(unlabeled)
     return job_id, counts
 
 
-def _item(
-    choice: Choice, split: str, members: dict[str, bytes | Path], tmp: Path
-) -> dict[str, Any]:
-    rec = choice.image
+def _image(rec: ImageRecord, members: dict[str, bytes | Path]) -> dict[str, Any]:
+    """An image's member and the fields that decode it."""
     image_member = f"images/{rec.sha256}{rec.path.suffix.lower()}"
     members[image_member] = verified_original(rec)  # the name promises this content
     return {
@@ -187,6 +199,14 @@ def _item(
         "dtype": rec.dtype,
         "sequence": rec.sequence,
         "frame": rec.frame,
+    }
+
+
+def _item(
+    choice: Choice, split: str, members: dict[str, bytes | Path], tmp: Path
+) -> dict[str, Any]:
+    return {
+        **_image(choice.image, members),
         "split": split,
         "label": _version(choice.label, members, tmp),
         "coarse": _version(choice.coarse, members, tmp) if choice.coarse else None,
@@ -247,6 +267,7 @@ class TrainingJob:
         self.split: dict[str, Any] = manifest["split"]
         self.annotator_scores: dict[str, dict[str, Any]] = {}
         self.items = items
+        self.unlabeled: list[UnlabeledItem] = []
         self._limits = reader.limits
         self._open: tuple[int, BundleReader] | None = (os.getpid(), reader)
 
@@ -303,15 +324,7 @@ class JobItem:
 
     def image(self) -> np.ndarray:
         """Pixels decoded from the original bytes, in their stored dtype."""
-        data = self.job.read_member(self.image_member)
-        try:
-            img = read_image(data, page=self.page, name=self.image_member)
-        except ApplianceError as exc:
-            raise self.job.fail(f"image cannot be decoded ({exc})", self.image_member) from None
-        if img.shape != self.shape:
-            problem = f"image has shape {img.shape}, items.json says {self.shape}"
-            raise self.job.fail(problem, self.image_member)
-        return img
+        return _decode(self.job, self.image_member, self.page, self.shape)
 
     @property
     def label(self) -> Label:
@@ -343,6 +356,32 @@ class JobItem:
         return Label(arr, {int(k): v for k, v in ref["classes"].items()})
 
 
+@dataclass
+class UnlabeledItem:
+    """An image exported without a label (`--include-unlabeled`), for semi-supervised trainers."""
+
+    job: TrainingJob
+    name: str
+    image_member: str
+    page: int | None
+    shape: tuple[int, ...]
+
+    def image(self) -> np.ndarray:
+        """Pixels decoded from the original bytes, in their stored dtype."""
+        return _decode(self.job, self.image_member, self.page, self.shape)
+
+
+def _decode(job: TrainingJob, member: str, page: int | None, shape: tuple[int, ...]) -> np.ndarray:
+    data = job.read_member(member)
+    try:
+        img = read_image(data, page=page, name=member)
+    except ApplianceError as exc:
+        raise job.fail(f"image cannot be decoded ({exc})", member) from None
+    if img.shape != shape:
+        raise job.fail(f"image has shape {img.shape}, its item says {shape}", member)
+    return img
+
+
 def read_training_job(path: Path | str, *, limits: Limits | None = None) -> TrainingJob:
     """Verify the whole bundle (every member's size and hash, the schema) and open it."""
     reader = BundleReader(path, FORMAT, limits)
@@ -364,6 +403,13 @@ def read_training_job(path: Path | str, *, limits: Limits | None = None) -> Trai
             _parse_item(reader.fields(raw, items_member, f"items[{i}]"), job, reader, len(classes))
             for i, raw in enumerate(raw_items)
         ]
+        unlabeled_member = top.get("unlabeled", str, optional=True)
+        if unlabeled_member is not None:
+            images = reader.read_json(unlabeled_member).get("images", list)
+            job.unlabeled = [
+                _parse_unlabeled(reader.fields(raw, unlabeled_member, f"images[{i}]"), job, reader)
+                for i, raw in enumerate(images)
+            ]
         for i, raw in enumerate(reader.read_json(annotators_member).get("annotators", list)):
             row = reader.fields(raw, annotators_member, f"annotators[{i}]")
             name = row.get("name", str)
@@ -403,6 +449,17 @@ def _parse_item(f: Fields, job: TrainingJob, reader: BundleReader, n_classes: in
         label_ref=label,
         coarse_ref=coarse,
         vote_refs=votes,
+    )
+
+
+def _parse_unlabeled(f: Fields, job: TrainingJob, reader: BundleReader) -> UnlabeledItem:
+    height, width, channels = f.get("height", int), f.get("width", int), f.get("channels", int)
+    return UnlabeledItem(
+        job=job,
+        name=f.get("name", str),
+        image_member=_listed(f, "image", reader),
+        page=f.get("page", (int, type(None))),
+        shape=(height, width) if channels == 1 else (height, width, channels),
     )
 
 

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--split", type=_split, default=(0.8, 0.1, 0.1), help="train,val,test shares (0.8,0.1,0.1)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument(
+        "--include-unlabeled",
+        action="store_true",
+        help="also ship images that have no label yet (MIPR pseudo-labels them)",
+    )
     p.set_defaults(func=export_job)
 
     p = sub.add_parser(
@@ -103,6 +108,7 @@ def export_job(args: argparse.Namespace) -> int:
             only_reviewed=args.only_reviewed,
             split=args.split,
             seed=args.seed,
+            include_unlabeled=args.include_unlabeled,
         )
     if not sum(counts.values()):
         print(f"warning: {args.out} holds no items (nothing labeled matches the options)")

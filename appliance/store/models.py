@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.contract import Contract
+from appliance.contract import Contract, GeneratorContract
 from appliance.store import db as dbm
 from appliance.store import oplog
 
@@ -43,7 +43,7 @@ class InstalledModel:
     name: str
     path: Path
     sha256: str
-    contract: Contract
+    contract: Contract | GeneratorContract
     metrics: dict[str, Any]
     job_id: str | None
     installed: str
@@ -58,7 +58,9 @@ def _from_row(project: Project, row: sqlite3.Row) -> InstalledModel:
         name=row["name"],
         path=project.root / row["path"],
         sha256=row["sha256"],
-        contract=Contract.parse(row["contract"], f"model {row['id']}"),
+        contract=(GeneratorContract if row["role"] == "generator" else Contract).parse(
+            row["contract"], f"model {row['id']}"
+        ),
         metrics=json.loads(row["metrics"]),
         job_id=row["job_id"],
         installed=row["installed"],
@@ -105,7 +107,7 @@ def add_model(
     name: str,
     path: str,
     sha256: str,
-    contract: Contract,
+    contract: Contract | GeneratorContract,
     metrics: dict[str, Any],
     job_id: str | None,
     installed: str,

@@ -197,9 +197,10 @@ def test_a_graph_with_a_fixed_size_is_refused(tmp_path: Path) -> None:
         write_model_bundle(tmp_path / "b.zip", [ModelSpec("prelabel", "m", onnx_path, contract)])
 
 
-def test_generator_role_is_refused_until_a_kind_serves_it(tmp_path: Path) -> None:
+def test_generator_role_needs_a_generator_contract(tmp_path: Path) -> None:
+    """A generator has its own contract (`appliance.contract.GeneratorContract`)."""
     onnx_path = brightness_model(tmp_path / "m.onnx", Contract.parse(BASE, "base"))
     bundle = forged_bundle(tmp_path / "gen.zip", "generator", BASE, onnx_path)
-    refused = pytest.raises(BundleError, match="serves prelabel, upgrade, not role 'generator'")
+    refused = pytest.raises(BundleError, match=r"contract\.kind: is missing")
     with Project.create(tmp_path / "proj", ["nucleus"]) as project, refused:
         install_model_bundle(project, bundle)

@@ -158,3 +158,20 @@ def test_tampered_job_is_refused_naming_the_member(
     with pytest.raises(BundleError) as caught:
         read_training_job(spoiled)
     assert caught.value.member == victim and "sha256 mismatch" in caught.value.problem
+
+
+def test_include_unlabeled_ships_unlabeled_images_but_never_controls(
+    labeled_project: Project, tmp_path: Path
+) -> None:
+    plain, wide = tmp_path / "plain.zip", tmp_path / "wide.zip"
+    write_training_job(labeled_project, plain)
+    assert main(["export-job", str(labeled_project.root), str(wide), "--include-unlabeled"]) == 0
+    records = {r.name: r for r in labeled_project.images()}
+    with read_training_job(plain) as job:
+        assert job.unlabeled == []
+    with read_training_job(wide) as job:
+        names = [u.name for u in job.unlabeled]
+        assert names == ["img8.tif"]  # img9 has a label but is a control: never exported
+        assert labeled_project.history(records["img8.tif"].id) == []
+        pixels = job.unlabeled[0].image()
+        assert np.array_equal(pixels, labeled_project.load_pixels(records["img8.tif"].id))

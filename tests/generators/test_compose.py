@@ -1,0 +1,67 @@
+"""Compositing synthetic cells into real images: placement, exact truth, blending, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from appliance.errors import ApplianceError
+from appliance.generators.compose import compose_control
+from appliance.generators.runtime import Cell, random_masks
+from appliance.labels import Label
+from export.synth import synth_samples
+
+
+def _scene() -> tuple[np.ndarray, Label]:
+    s = next(synth_samples(1, 160, 4, "mixed"))
+    inst = np.where(s.others > 0, s.others + s.cells.max(), s.cells).astype(np.uint32)
+    classes = {int(i): 1 for i in np.unique(s.cells) if i} | {
+        int(i + s.cells.max()): 2 for i in np.unique(s.others) if i
+    }
+    return s.image, Label(inst, classes)
+
+
+def _cells(n: int, seed: int = 0) -> list[Cell]:
+    rng = np.random.default_rng(seed)
+    masks = random_masks(n, 24, rng)
+    return [Cell(np.where(m, 0.8, 0.1).astype(np.float32), m, "cell") for m in masks]
+
+
+@pytest.mark.parametrize("blend", ["alpha", "poisson"])
+def test_cells_land_on_free_places_with_exact_truth(blend: str) -> None:
+    image, label = _scene()
+    cells = _cells(3)
+    comp = compose_control(
+        image, cells, {"cell": 1}, np.random.default_rng(0), label=label, blend=blend
+    )
+    assert comp.image.dtype == image.dtype and comp.image.shape == image.shape
+    assert len(comp.added) == 3
+    # the old instances are untouched, the new ones are exactly the cells' outlines
+    old = label.instances > 0
+    assert np.array_equal(comp.label.instances[old], label.instances[old])
+    for cell, new_id in zip(cells, comp.added, strict=True):
+        assert comp.label.class_of(new_id) == 1
+        assert int((comp.label.instances == new_id).sum()) == int(cell.mask.sum())
+        assert not ((comp.label.instances == new_id) & old).any()
+    # pixels change only near the planted cells
+    changed = comp.image.astype(np.int64) != image.astype(np.int64)
+    new = np.isin(comp.label.instances, comp.added)
+    import cv2
+
+    near = cv2.dilate(new.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    assert changed[new].mean() > 0.5 and not changed[~near].any()
+    # a bright cell planted into a dim background is brighter than its surroundings
+    ring = near & ~cv2.dilate(new.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert comp.image[new].mean() > comp.image[ring].mean()
+
+
+def test_placement_is_reproducible_and_refuses_a_full_image() -> None:
+    image, label = _scene()
+    a = compose_control(image, _cells(2), {"cell": 1}, np.random.default_rng(5), label=label)
+    b = compose_control(image, _cells(2), {"cell": 1}, np.random.default_rng(5), label=label)
+    assert a.centres == b.centres and np.array_equal(a.image, b.image)
+    full = np.ones(image.shape, bool)
+    with pytest.raises(ApplianceError, match="no free"):
+        compose_control(image, _cells(1), {"cell": 1}, np.random.default_rng(0), occupied=full)
+    with pytest.raises(ApplianceError, match="not a class"):
+        compose_control(image, _cells(1), {"nucleus": 1}, np.random.default_rng(0), label=label)
