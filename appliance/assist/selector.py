@@ -285,10 +285,14 @@ def load_pool(project: Any, model_id: str | None = None) -> Pool:
     return Pool(ids, order, sequence, cherry, vectors, uncertainty, labeled)
 
 
-def from_project(project: Any, model_id: str | None = None) -> Selector:
+def from_project(
+    project: Any, model_id: str | None = None, labeled: np.ndarray | None = None
+) -> Selector:
     """A selector with the project's weights, seed and cluster threshold.
 
     Uncertainty comes from `model_id`'s cached scores, by default the active pre-label model's.
+    `labeled` (image ids) replaces "has a human label" as what counts as done, for callers that
+    want k labels per image or hide control items (`appliance.supervision.serving`).
     """
     if model_id is None:
         from appliance.bundles.install import active_model
@@ -297,8 +301,11 @@ def from_project(project: Any, model_id: str | None = None) -> Selector:
         model_id = None if row is None else row.id
     cfg = project.get_setting(SETTINGS_KEY, None) or {}
     weights = project.get_setting(WEIGHTS_KEY, None)
+    pool = load_pool(project, model_id)
+    if labeled is not None:
+        pool.labeled = np.isin(pool.ids, labeled)
     return Selector(
-        load_pool(project, model_id),
+        pool,
         weights=weights,
         seed=int(cfg.get("seed", 0)),
         threshold=float(cfg.get("threshold", DEFAULT_THRESHOLD)),
