@@ -202,7 +202,11 @@ def _annotators(project: Project) -> list[dict[str, Any]]:
     """Every column of `annotators`, so scores added there later travel without a format change."""
     cursor = project.db.execute("SELECT * FROM annotators ORDER BY name")
     columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor]
+    rows = [dict(zip(columns, row, strict=True)) for row in cursor]
+    for row in rows:  # the running scores (appliance.supervision.summary) are stored as JSON
+        if isinstance(row.get("scores"), str):
+            row["scores"] = json.loads(row["scores"])
+    return rows
 
 
 def _json_bytes(value: Any) -> bytes:

@@ -160,15 +160,23 @@ class _Planter:
             (self.instances > 0).astype(np.uint8) | (self.truth.instances > 0).astype(np.uint8),
             np.ones((2 * margin + 1, 2 * margin + 1), np.uint8),
         )
-        for _ in range(200):
-            y = int(self.rng.integers(0, h - sh + 1))
-            x = int(self.rng.integers(0, w - sw + 1))
-            if not blocked[y : y + sh, x : x + sw][shape].any():
-                new = self.next_id
-                self.next_id += 1
-                self.instances[y : y + sh, x : x + sw][shape] = new
-                self.classes[new] = int(self.rng.integers(1, self.n_classes + 1))
-                return PlantedError("false", level, (), (new,), {"shape_of": cid})
+        # top-left corners where the whole shape lands on free pixels: one erosion
+        fits = cv2.erode(
+            1 - blocked,
+            shape.astype(np.uint8),
+            anchor=(0, 0),
+            borderType=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )[: h - sh + 1, : w - sw + 1]
+        ys, xs = np.nonzero(fits)
+        if ys.size:
+            k = int(self.rng.integers(0, ys.size))
+            y, x = int(ys[k]), int(xs[k])
+            new = self.next_id
+            self.next_id += 1
+            self.instances[y : y + sh, x : x + sw][shape] = new
+            self.classes[new] = int(self.rng.integers(1, self.n_classes + 1))
+            return PlantedError("false", level, (), (new,), {"shape_of": cid})
         return None
 
     def _boundary(self, kind: str, level: str) -> PlantedError | None:
@@ -189,10 +197,14 @@ class _Planter:
             new = moved & free
             detail.update(dy=dy, dx=dx)
         elif kind == "eroded":
-            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * step + 1, 2 * step + 1))
-            new = cv2.erode(cell.astype(np.uint8), k) > 0
+            new = np.zeros_like(cell)
+            while step > 0 and not new.any():  # a thin cell takes a smaller erosion
+                k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * step + 1, 2 * step + 1))
+                new = cv2.erode(cell.astype(np.uint8), k) > 0
+                step -= 0 if new.any() else 1
             if not new.any():
                 return None
+            detail["pixels"] = step
         else:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * step + 1, 2 * step + 1))
             new = (cv2.dilate(cell.astype(np.uint8), k) > 0) & free

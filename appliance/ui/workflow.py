@@ -22,6 +22,9 @@ from appliance.assist import preprocess
 from appliance.editing import EditSession
 from appliance.labels import Label, decode_instances, encode_instances
 from appliance.store.project import Project
+from appliance.supervision import blind
+from appliance.supervision.controls import score_save
+from appliance.supervision.scoring import ControlScore
 
 DRAFT_KEY = "ui.draft"
 
@@ -48,7 +51,8 @@ class ImageWork:
         self.record = project.image(image_id)
         self.pixels = project.load_pixels(image_id)
         self.display = preprocess.apply(self.pixels, preprocess.load(project))
-        latest = project.latest_label(image_id)
+        latest = blind.start_version(project, image_id, author)
+        self.last_score: ControlScore | None = None  # set when a save was scored (controls)
         self.parent_id: int | None = latest.id if latest else None
         self.parent_source: str | None = latest.source if latest else None
         shape = (self.record.height, self.record.width)
@@ -127,6 +131,7 @@ class ImageWork:
             coarse=coarse,
             reviewed=reviewed,
         )
+        self.last_score = score_save(self.project, version)
         self.parent_id, self.parent_source = version, source
         if np.array_equal(label.instances, self.session.instances):
             self.saved_revision = self.session.revision
