@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from appliance import __version__
 from appliance.errors import ApplianceError
 
-AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "ui_cmds")
+AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "supervision_cmds", "ui_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,9 +145,7 @@ def add_from_arrays(
             path = Path(tmp) / name
             write_tiff(path, pixels)
             files.append((path, truth, kind))
-        return add_controls(
-            project, files, level=level, plan=plan, seed=seed, bundle_id=bundle_id
-        )
+        return add_controls(project, files, level=level, plan=plan, seed=seed, bundle_id=bundle_id)
 
 
 def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> Label | None:

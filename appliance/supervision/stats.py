@@ -27,7 +27,7 @@ class Estimate:
     n: int
 
     def to_dict(self) -> dict[str, float | int | None]:
-        r = (lambda x: None if x is None else round(float(x), 4))
+        r = lambda x: None if x is None else round(float(x), 4)
         return {"value": r(self.value), "low": r(self.low), "high": r(self.high), "n": self.n}
 
 
@@ -42,7 +42,9 @@ def wilson(successes: int, trials: int, z: float = Z95) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), trials)
 
 
-def bootstrap_mean(values: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> Estimate:
+def bootstrap_mean(
+    values: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> Estimate:
     """Mean with a percentile bootstrap interval (resampling controls, fixed seed)."""
     x = np.asarray(values, np.float64)
     if x.size == 0:
