@@ -184,8 +184,10 @@ def cmd_scores(args: argparse.Namespace) -> int:
     if not summaries:
         print("no annotator has saved a control yet")
         return 0
-    keys = ("quality", "dice", "instance_f1", "boundary_f1", "instance_recall")
-    keys += ("instance_precision", "class_accuracy", "planted_recall")
+    keys = (
+        *("quality", "dice", "instance_f1", "boundary_f1"),
+        *("instance_recall", "instance_precision", "class_accuracy", "planted_recall"),
+    )
     for name, (n, summary) in summaries.items():
         print(f"{name}: {n} controls, {summary.get('seconds_per_control')} s per control")
         for key in keys:

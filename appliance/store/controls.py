@@ -97,7 +97,8 @@ def add_control(
         ),
     )
     db.execute("UPDATE images SET sequence = NULL, frame = NULL WHERE id = ?", (image_id,))
-    return int(cur.lastrowid)
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 _COLUMNS = "id, image_id, kind, truth, truth_classes, detail, prelabel, errors"

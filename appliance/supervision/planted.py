@@ -191,7 +191,7 @@ class _Planter:
         if kind == "shifted":
             angle = float(self.rng.uniform(0, 2 * np.pi))
             dy, dx = round(step * np.sin(angle)), round(step * np.cos(angle))
-            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
             h, w = cell.shape
             moved = cv2.warpAffine(cell.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
             new = moved & free

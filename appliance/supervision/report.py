@@ -52,7 +52,7 @@ def render(name: str, rows: Sequence[ScoreRow], summary: dict[str, Any]) -> np.n
     q = np.array([quality(r) for r in rows])
 
     def to_y(v: float) -> int:
-        return int(round(y1 - (y1 - y0) * float(np.clip(v, 0.0, 1.0))))
+        return round(y1 - (y1 - y0) * float(np.clip(v, 0.0, 1.0)))
 
     est = summary.get("quality", {})
     if est.get("low") is not None:

@@ -199,7 +199,7 @@ def planted_caught(
             raise ApplianceError("scoring a false-cell error needs the planted pre-label")
         region = prelabel == error.prelabel_ids[0]
         area = int(np.count_nonzero(region))
-        return area == 0 or np.count_nonzero(label.instances[region]) <= 0.5 * area
+        return area == 0 or bool(np.count_nonzero(label.instances[region]) <= 0.5 * area)
     if error.kind == "class_flip":
         tid = error.truth_ids[0]
         if tid not in partner:

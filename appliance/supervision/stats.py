@@ -27,8 +27,16 @@ class Estimate:
     n: int
 
     def to_dict(self) -> dict[str, float | int | None]:
-        r = lambda x: None if x is None else round(float(x), 4)
-        return {"value": r(self.value), "low": r(self.low), "high": r(self.high), "n": self.n}
+        return {
+            "value": _round(self.value),
+            "low": _round(self.low),
+            "high": _round(self.high),
+            "n": self.n,
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> Estimate:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -114,9 +115,9 @@ def test_three_annotators_are_ranked_by_hidden_controls(tmp_path: Path) -> None:
                     work.save("manual", label=label)
                 queue.done(image_id)
 
-    for name, items in served.items():
+    for items in served.values():
         kinds = [is_control for _, is_control in items]
-        assert not any(a and b for a, b in zip(kinds, kinds[1:]))  # never two in a row
+        assert not any(a and b for a, b in pairwise(kinds))  # never two in a row
         for n in range(1, len(kinds) + 1):  # never more than the rate at any point
             assert sum(kinds[:n]) <= 0.5 * n
         assert len({i for i, _ in items}) == len(items)  # nothing served twice
