@@ -26,6 +26,8 @@ from appliance.labels import Label
 from appliance.supervision.planted import BOUNDARY_KINDS, PlantedError
 
 IOU_THRESHOLD = 0.5
+_LUT_IDS = 1 << 22  # ids (and id pairs) up to which counting uses tables instead of sorting
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 BOUNDARY_TOLERANCE = 2  # pixels
 
 
@@ -90,14 +92,23 @@ def _overlap(truth: np.ndarray, label: np.ndarray) -> _Overlap:
     if tf.size == 0:
         empty = np.zeros(0, np.uint32)
         return _Overlap(empty, empty, np.zeros(0, np.int64))
-    starts = np.union1d(_changes(tf), _changes(lf))
-    starts = np.concatenate(([0], starts))
+    cuts = np.sort(np.concatenate(([0], _changes(tf), _changes(lf))), kind="stable")
+    starts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
     length = np.diff(np.append(starts, tf.size))
     return _Overlap(tf[starts], lf[starts], length)
 
 
 def _areas(values: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted non-zero ids, their areas, dense index 0..n-1 per run; -1 for background)."""
+    top = int(values.max(initial=0))
+    if top < _LUT_IDS:  # the usual case: a lookup table instead of a sort
+        area_by_id = np.bincount(values, weights=length, minlength=top + 1)
+        present = np.bincount(values, minlength=top + 1) > 0
+        present[0] = False
+        ids = np.flatnonzero(present).astype(np.uint32)
+        lut = np.full(top + 1, -1, np.int64)
+        lut[ids] = np.arange(ids.size)
+        return ids, area_by_id[ids], lut[values]
     ids, inv = np.unique(values, return_inverse=True)
     area = np.bincount(inv, weights=length, minlength=ids.size)
     if ids.size and ids[0] == 0:
@@ -105,14 +116,24 @@ def _areas(values: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ids, area, inv
 
 
+def _pair_counts(keys: np.ndarray, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, summed weights) for keys in 0..n-1."""
+    if n <= _LUT_IDS:
+        counts = np.bincount(keys, weights=weights, minlength=n)
+        present = np.flatnonzero(np.bincount(keys, minlength=n))
+        return present, counts[present]
+    distinct, inv = np.unique(keys, return_inverse=True)
+    return distinct, np.bincount(inv, weights=weights, minlength=distinct.size)
+
+
 def _match_runs(ov: _Overlap, threshold: float) -> Matching:
     t_ids, t_area, t_idx = _areas(ov.truth, ov.length)
     l_ids, l_area, l_idx = _areas(ov.label, ov.length)
     both = (t_idx >= 0) & (l_idx >= 0)
     n_l = max(l_ids.size, 1)
-    keys = t_idx[both] * n_l + l_idx[both]
-    keys, inv = np.unique(keys, return_inverse=True)
-    inter = np.bincount(inv, weights=ov.length[both], minlength=keys.size)
+    keys, inter = _pair_counts(
+        t_idx[both] * n_l + l_idx[both], ov.length[both], max(t_ids.size, 1) * n_l
+    )
     ti, li = np.divmod(keys, n_l)
     iou = inter / (t_area[ti] + l_area[li] - inter)
     keep = iou > threshold
@@ -147,7 +168,14 @@ def dice(truth: np.ndarray, label: np.ndarray) -> float:
 
 
 def outline(instances: np.ndarray) -> np.ndarray:
-    """Cell pixels with a 4-neighbour of another id (background or another cell)."""
+    """Cell pixels with a 4-neighbour of another id (background or another cell).
+
+    The image border is not an outline. With ids below 65536 two OpenCV passes on uint16
+    (the neighbourhood's max differs from its min) replace four shifted comparisons.
+    """
+    if int(instances.max(initial=0)) < 1 << 16:
+        x = instances.astype(np.uint16)
+        return (cv2.dilate(x, _CROSS) != cv2.erode(x, _CROSS)) & (x != 0)
     edge = np.zeros(instances.shape, bool)
     diff_x = instances[:, 1:] != instances[:, :-1]
     diff_y = instances[1:, :] != instances[:-1, :]

@@ -106,3 +106,22 @@ def test_perturb_helpers_and_refusals() -> None:
     with pytest.raises(ApplianceError, match="bad planted error"):
         parse_plan("deleted=1,holes=2")
     assert parse_plan("deleted=2, class-flip=1") == {"deleted": 2, "class_flip": 1}
+
+
+def test_outline_paths_agree_and_large_ids_score() -> None:
+    from appliance.supervision.scoring import outline
+
+    truth = _truth()
+    big = truth.instances.astype(np.uint32) * 100_000  # ids past the uint16 and table paths
+    assert np.array_equal(outline(truth.instances), outline(big))
+    shifted = np.roll(big, 1, axis=0)
+    small = score(truth, Label(np.roll(truth.instances, 1, axis=0), truth.classes))
+    large = score(
+        Label(big, {k * 100_000: c for k, c in truth.classes.items()}),
+        Label(shifted, {k * 100_000: c for k, c in truth.classes.items()}),
+    )
+    assert (small.matched, small.dice, small.boundary_f1) == (
+        large.matched,
+        large.dice,
+        large.boundary_f1,
+    )
