@@ -127,6 +127,15 @@ def control_for_image(project: Project, image_id: int) -> Control | None:
     return None if row is None else _control(row)
 
 
+def known_hashes(project: Project, hashes: list[str]) -> set[str]:
+    """The sha256 values among `hashes` that some image of the project already has."""
+    rows = project.db.execute(
+        f"SELECT DISTINCT sha256 FROM images WHERE sha256 IN ({','.join('?' * len(hashes))})",
+        hashes,
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def is_control(project: Project, image_id: int) -> bool:
     q = "SELECT 1 FROM controls WHERE image_id = ? LIMIT 1"
     return project.db.execute(q, (image_id,)).fetchone() is not None

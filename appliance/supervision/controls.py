@@ -13,6 +13,7 @@ on it, so it costs the same time.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,20 +90,32 @@ def add_controls(
     seed: int = 0,
     bundle_id: str | None = None,
 ) -> list[int]:
-    """Import (image file, truth, kind) items as controls, all rows in one transaction."""
-    summary = import_paths(project, [p for p, _, _ in items])
-    if summary.failed:
-        name, why = summary.failed[0]
-        raise ApplianceError(f"{name}: {why}")
-    if summary.duplicates:
-        raise ApplianceError(
-            f"{summary.duplicates[0]}: already in the project; a control must be new to everyone"
-        )
+    """Import (image file, truth, kind) items as controls, all rows in one transaction.
+
+    Duplicates are refused before anything is imported: an image already in the project may
+    have been seen, so it cannot be a hidden control. Callers have decoded every image and
+    truth already, so the imports that follow do not fail on content.
+    """
+    paths = [Path(p) for p, _, _ in items]
+    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    known = store.known_hashes(project, hashes)
+    for path, sha in zip(paths, hashes, strict=True):
+        if sha in known or hashes.count(sha) > 1:
+            raise ApplianceError(
+                f"{path}: already in the project or given twice; a control must be new"
+            )
+    image_ids = []
+    for path in paths:
+        summary = import_paths(project, [path])
+        if summary.failed or len(summary.imported) != 1:
+            name, why = summary.failed[0] if summary.failed else (str(path), "not imported")
+            raise ApplianceError(f"{name}: {why}")
+        image_ids.append(summary.imported[0])
     n_classes = max(len(project.classes()), 1)
     rng = np.random.default_rng(seed)
     ids = []
     with project.transaction():
-        for image_id, (_path, truth, kind) in zip(summary.imported, items, strict=True):
+        for image_id, (_path, truth, kind) in zip(image_ids, items, strict=True):
             pre, errors, final_kind = None, "[]", kind
             if level is not None:
                 planting = planted_mod.plant(
@@ -124,28 +137,6 @@ def add_controls(
         if bundle_id is not None:
             store.record_bundle(project, bundle_id, len(ids))
     return ids
-
-
-def add_from_arrays(
-    project: Project,
-    items: Sequence[tuple[str, np.ndarray, Label]],
-    *,
-    kind: str = "synthetic",
-    level: str | None = None,
-    plan: dict[str, int] | None = None,
-    seed: int = 0,
-    bundle_id: str | None = None,
-) -> list[int]:
-    """Controls from (file name, pixels, truth): written as TIFFs, then imported as files."""
-    from appliance.imageio import write_tiff
-
-    with tempfile.TemporaryDirectory(prefix="controls-") as tmp:
-        files = []
-        for name, pixels, truth in items:
-            path = Path(tmp) / name
-            write_tiff(path, pixels)
-            files.append((path, truth, kind))
-        return add_controls(project, files, level=level, plan=plan, seed=seed, bundle_id=bundle_id)
 
 
 def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> Label | None:
