@@ -24,11 +24,11 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import table  # noqa: E402
+from _machine import table
 
-from appliance.labels import Label  # noqa: E402
-from appliance.supervision.planted import plant  # noqa: E402
-from appliance.supervision.scoring import score  # noqa: E402
+from appliance.labels import Label
+from appliance.supervision.planted import plant
+from appliance.supervision.scoring import score
 
 SIZE, CELLS, GOAL_MS = 2048, 500, 50.0
 

@@ -1,0 +1,107 @@
+"""Serving controls: the rate holds at every point of a session, never two in a row, each
+annotator sees a control once; k labels per image; blind starts."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from appliance.importer import import_paths
+from appliance.labels import Label
+from appliance.store import Project
+from appliance.store.controls import add_control
+from appliance.supervision import config
+from appliance.supervision.blind import start_version
+from appliance.supervision.serving import Queue
+
+
+@pytest.fixture
+def served_project(tmp_path: Path) -> tuple[Project, set[int]]:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(66):
+        tifffile.imwrite(folder / f"img_{i:03d}.tif", rng.integers(0, 255, (8, 8), np.uint8))
+    project = Project.create(tmp_path / "proj", ["nucleus"])
+    ids = import_paths(project, [folder]).imported
+    controls = set(ids[-6:])  # the last imported: served no earlier for that
+    truth = Label(np.eye(8, dtype=np.uint32), {1: 1})
+    with project.transaction():
+        for image_id in controls:
+            add_control(project, image_id, "gold", truth)
+    yield project, controls
+    project.close()
+
+
+def _session(project: Project, name: str, controls: set[int], seed: int) -> list[bool]:
+    queue = Queue(project, name, seed=seed)
+    kinds = []
+    while (image_id := queue.next()) is not None:
+        kinds.append(image_id in controls)
+        queue.done(image_id)
+    return kinds
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_default_rate_is_held_at_every_point(
+    served_project: tuple[Project, set[int]], seed: int
+) -> None:
+    project, controls = served_project
+    kinds = _session(project, f"ann{seed}", controls, seed)
+    assert len(kinds) - sum(kinds) == 60  # every ordinary image once
+    assert not any(a and b for a, b in pairwise(kinds))
+    for n in range(1, len(kinds) + 1):
+        assert sum(kinds[:n]) <= 0.05 * n + 1e-9
+    assert kinds.index(True) >= 19  # the first control comes no earlier than the 20th item
+    assert 2 <= sum(kinds) <= 3  # about 5 % of 60, with some spread
+
+
+def test_each_annotator_sees_each_control_once_and_k_labels_per_image(
+    served_project: tuple[Project, set[int]],
+) -> None:
+    project, controls = served_project
+    config.save(project, config.Supervision(rate=0.5, k=2))
+    first = Queue(project, "a", seed=0)
+    seen = []
+    while (image_id := first.next()) is not None:
+        seen.append(image_id)
+        first.done(image_id)
+    assert controls <= set(seen) and len(seen) == len(set(seen)) == 66
+    with project.transaction():  # a labels everything (one transaction keeps the test fast)
+        for image_id in seen:
+            project.db.execute(
+                "INSERT INTO labels (uid, image_id, author, source, created, n_instances, "
+                "instances, classes) VALUES (?, ?, 'a', 'manual', '2026-01-01', 0, x'00', '{}')",
+                (f"u{image_id}", image_id),
+            )
+    assert Queue(project, "a", seed=1).next() is None  # nothing left for a
+    second = Queue(project, "b", seed=1)
+    got = second.next()
+    assert got is not None  # k = 2: b still gets a's images
+    project.save_label(got, Label.empty((8, 8)), author="b", source="manual")
+    third = Queue(project, "c", seed=2)
+    assert all(third.next(exclude={got}) != got for _ in range(3))
+
+
+def test_blind_start_never_shows_another_annotators_label(
+    served_project: tuple[Project, set[int]],
+) -> None:
+    project, controls = served_project
+    ordinary = next(r.id for r in project.images() if r.id not in controls)
+    control = min(controls)
+    pre = project.save_label(
+        ordinary, Label.empty((8, 8)), author="prelabel:otsu", source="prelabel"
+    )
+    mine = project.save_label(ordinary, Label.empty((8, 8)), author="a", source="manual")
+    project.save_label(control, Label.empty((8, 8)), author="a", source="manual")
+    # outside blind mode an ordinary image starts from the newest label, as before ...
+    assert start_version(project, ordinary, "b").id == mine
+    # ... a control always starts blind, from its pre-label or empty
+    assert start_version(project, control, "b") is None
+    config.save(project, config.Supervision(blind=True))
+    assert start_version(project, ordinary, "b").id == pre
+    assert start_version(project, ordinary, "a").id == mine  # your own work comes back
