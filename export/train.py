@@ -235,7 +235,7 @@ def train_model(
         net = DistributedDataParallel(model, device_ids=ids)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    use_votes = train_ds.max_votes > 0
+    use_votes = train_ds.has_votes
     history: list[dict[str, float]] = []
     best_dice, best_epoch, best_state = -1.0, 0, None
     start = time.monotonic()
@@ -268,9 +268,9 @@ def train_model(
             with torch.autocast(rt.device.type, dtype=amp, enabled=amp is not None):
                 logits = net(x)
             if use_votes:
-                votes = item["votes"].to(rt.device, non_blocking=True)
-                n_votes = item["n_votes"].to(rt.device, non_blocking=True)
-                loss = dice_votes_loss(logits, y, votes, n_votes)
+                weights = item["weights"].to(rt.device, non_blocking=True)
+                has_votes = item["has_votes"].to(rt.device, non_blocking=True)
+                loss = dice_votes_loss(logits, y, weights, has_votes)
             else:
                 loss = dice_ce_loss(logits, y)
             optimiser.zero_grad(set_to_none=True)
