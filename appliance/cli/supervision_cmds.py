@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="each annotator's scores on control items, with 95 %% intervals",
         description="Running scores per annotator over the controls they saved: quality "
         "(mean of Dice, instance F1 and boundary F1), each of those, instance recall and "
-        "precision, class accuracy and planted-error recall per kind, each with a 95 %% "
+        "precision, class accuracy and planted-error recall per kind, each with a 95 % "
         "interval (Wilson for rates, bootstrap for means) and its count.",
     )
     s.add_argument("dir", type=Path, help="project folder")

@@ -34,9 +34,10 @@ def _text(img: np.ndarray, s: str, x: int, y: int, scale: float = 0.5) -> None:
 
 def _panel(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, title: str) -> None:
     cv2.rectangle(img, (x0, y0), (x1, y1), _INK, 1)
-    for k in range(1, 4):
+    for k in range(1, 5):
         y = y1 - (y1 - y0) * k // 4
-        cv2.line(img, (x0 + 1, y), (x1 - 1, y), _GRID, 1)
+        if k < 4:
+            cv2.line(img, (x0 + 1, y), (x1 - 1, y), _GRID, 1)
         _text(img, f"{k / 4:.2f}", x0 - 40, y + 5, 0.4)
     _text(img, "0", x0 - 16, y1 + 5, 0.4)
     _text(img, title, x0, y0 - 10)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from appliance.store.controls import ScoreRow
+from appliance.supervision.scoring import ControlScore
 from appliance.supervision.stats import bootstrap_mean, wilson
 
 MEANS = ("dice", "instance_f1", "boundary_f1")
@@ -47,3 +48,25 @@ def high_score(summary: dict[str, Any]) -> int:
     """Points for the high-score screen: quality in thousandths, 0 before any control."""
     value = summary.get("quality", {}).get("value")
     return 0 if value is None else round(1000 * value)
+
+
+def leaderboard(project: Any) -> list[tuple[str, int, int]]:
+    """(annotator, points, controls) for everyone with a scored control, best first."""
+    from appliance.store.controls import annotator_summaries
+
+    rows = [(name, high_score(s), n) for name, (n, s) in annotator_summaries(project).items()]
+    return sorted(rows, key=lambda r: (-r[1], r[0]))
+
+
+def feedback(result: ControlScore) -> str:
+    """The optional message right after a control ("you caught 3 of 4 planted errors").
+
+    It is shown only when the project switches feedback on, and it necessarily tells the
+    annotator that the image was a control; a lab that wants controls fully hidden leaves it off.
+    """
+    caught = sum(c for c, _ in result.planted.values())
+    planted = sum(n for _, n in result.planted.values())
+    found = f"{result.matched} of {result.n_truth} cells matched"
+    if planted:
+        return f"Check item: you caught {caught} of {planted} planted errors; {found}"
+    return f"Check item: {found}, Dice {result.dice:.2f}"
