@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from appliance.bundles.training_job import TrainingJob
+from appliance.contract import Normalisation
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
@@ -25,7 +26,7 @@ from appliance.perturb import PerturbSpec, felzenszwalb_objects, perturb
 from export.votes import annotator_weights, weight_maps
 
 TILE_MULTIPLE = 16
-NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
+NORMALISATION = Normalisation("percentile", 1.0, 99.8)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Sample:
 
 def normalise(image: np.ndarray) -> np.ndarray:
     """Stored pixels (H×W or H×W×C, any dtype) → float32 C×H×W in [0, 1]."""
-    norm = percentile_normalise(image, NORMALISATION["low"], NORMALISATION["high"])
+    norm = percentile_normalise(image, NORMALISATION.low, NORMALISATION.high)
     return norm[None] if norm.ndim == 2 else np.ascontiguousarray(norm.transpose(2, 0, 1))
 
 

@@ -405,6 +405,7 @@ def train_job(
     """
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
     from appliance.bundles.training_job import read_training_job
+    from appliance.contract import Contract
     from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
     from export.quantize import quantize_int8
@@ -467,19 +468,16 @@ def train_job(
         metrics["int8_dice_drop"] = round(fp32_dice - int8_dice, 4)
     metrics["quantized"] = quantize
     metrics["latency_ms_512_2threads"] = round(measure_latency(shipped, in_channels), 1)
-    contract = {
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "input_channels": image_channels,
-        "mask_channel": task == "upgrade",
-        "dtype": "float32",
-        "layout": "NCHW",
-        "normalisation": dict(NORMALISATION),
-        "tile_multiple": TILE_MULTIPLE,
-        "output_kind": "softmax",
-        "classes": classes,
-        "threshold": 0.5,
-    }
+    contract = Contract(
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_channels=image_channels,
+        mask_channel=task == "upgrade",
+        normalisation=NORMALISATION,
+        tile_multiple=TILE_MULTIPLE,
+        output_kind="softmax",
+        classes=tuple(classes),
+    )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     role = "prelabel" if task == "segment" else "upgrade"
     extra = {"curves.png": run_dir / "curves.png", "metrics.jsonl": run_dir / "metrics.jsonl"}

@@ -1,103 +1,26 @@
-"""The model I/O contract (docs/architecture.md) and the array work on both sides of a model.
+"""The array work on both sides of a model, as its contract (`appliance.contract`) says.
 
 Everything here is pure numpy so that it can be tested without a model: `model_input` turns a
 stored image (and, for upgrade models, a coarse mask) into the C×H×W float array the network
-expects, and `probabilities` / `to_label` turn its raw output back into a `Label`. Padding and
-tiling live in `runtime`, because they depend on how the session is run, not on the contract.
+expects, and `probabilities` / `to_label` turn its raw output back into a `Label` through the
+decoder of the contract's output kind (`DECODERS`, one per `appliance.contract.OUTPUT_KINDS`
+entry). Padding and tiling live in `runtime`, because they depend on how the session is run.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
 
-_OUTPUT_KINDS = ("softmax", "sigmoid")
-_LAYOUTS = ("NCHW", "NHWC")
-_DTYPES = ("float32", "float16")
 # ITU-R BT.601 luma: the same grey a person sees, so an RGB image fed to a grey model looks right.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What a model expects and returns; parsed once, validated, then trusted."""
-
-    input_name: str
-    output_name: str
-    input_channels: int
-    mask_channel: bool
-    dtype: str
-    layout: str
-    norm_low: float
-    norm_high: float
-    tile_multiple: int
-    output_kind: str
-    classes: tuple[str, ...]
-    threshold: float
-
-    @classmethod
-    def parse(cls, data: str | dict[str, Any], source: str) -> Contract:
-        """Validate a contract from JSON text or a dict; `source` names it in error messages."""
-        try:
-            raw = json.loads(data) if isinstance(data, str) else dict(data)
-            norm = raw.get("normalisation", {"method": "percentile", "low": 1.0, "high": 99.8})
-            if norm.get("method", "percentile") != "percentile":
-                raise ValueError(f"normalisation method {norm.get('method')!r} is not supported")
-            contract = cls(
-                input_name=str(raw["input_name"]),
-                output_name=str(raw["output_name"]),
-                input_channels=int(raw["input_channels"]),
-                mask_channel=bool(raw.get("mask_channel", False)),
-                dtype=str(raw.get("dtype", "float32")),
-                layout=str(raw.get("layout", "NCHW")),
-                norm_low=float(norm.get("low", 1.0)),
-                norm_high=float(norm.get("high", 99.8)),
-                tile_multiple=int(raw.get("tile_multiple", 1)),
-                output_kind=str(raw["output_kind"]),
-                classes=tuple(str(c) for c in raw["classes"]),
-                threshold=float(raw.get("threshold", 0.5)),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ApplianceError(f"{source}: invalid model contract ({exc})") from None
-        contract._check(source)
-        return contract
-
-    def _check(self, source: str) -> None:
-        problems = []
-        if self.input_channels not in (1, 3):
-            problems.append(f"input_channels {self.input_channels} (1 or 3)")
-        if self.dtype not in _DTYPES:
-            problems.append(f"dtype {self.dtype!r}")
-        if self.layout not in _LAYOUTS:
-            problems.append(f"layout {self.layout!r}")
-        if self.output_kind not in _OUTPUT_KINDS:
-            problems.append(f"output_kind {self.output_kind!r}")
-        if self.tile_multiple < 1:
-            problems.append(f"tile_multiple {self.tile_multiple}")
-        if len(self.classes) < 2:
-            problems.append("fewer than 2 classes (background first)")
-        if self.output_kind == "sigmoid" and len(self.classes) != 2:
-            problems.append("a sigmoid model has exactly 2 classes")
-        if not 0.0 <= self.norm_low < self.norm_high <= 100.0:
-            problems.append(f"normalisation percentiles {self.norm_low}..{self.norm_high}")
-        if problems:
-            raise ApplianceError(f"{source}: invalid model contract: {', '.join(problems)}")
-
-    @property
-    def channels_in(self) -> int:
-        """Channels of the network input, the mask channel included."""
-        return self.input_channels + int(self.mask_channel)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
 
 
 def model_input(
@@ -113,7 +36,7 @@ def model_input(
         raise ApplianceError(f"image of shape {img.shape} is neither grey nor RGB")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
-    norm = percentile_normalise(img, contract.norm_low, contract.norm_high)
+    norm = percentile_normalise(img, contract.normalisation.low, contract.normalisation.high)
     if norm.ndim == 2:
         chans = np.repeat(norm[None], contract.input_channels, axis=0)
     elif contract.input_channels == 1:
@@ -130,21 +53,47 @@ def model_input(
     return np.ascontiguousarray(chans, dtype=np.float32)
 
 
-def probabilities(logits: np.ndarray, contract: Contract) -> np.ndarray:
-    """K×H×W class probabilities from raw K×H×W outputs (a sigmoid model becomes [1-p, p])."""
-    x = logits.astype(np.float32, copy=False)
-    if contract.output_kind == "sigmoid":
-        p = 1.0 / (1.0 + np.exp(-np.clip(x[0], -60.0, 60.0)))
-        return np.stack([1.0 - p, p])
+@dataclass(frozen=True)
+class Decoder:
+    """How one output kind becomes class probabilities (K×H×W) and a class id per pixel."""
+
+    probabilities: Callable[[np.ndarray, Contract], np.ndarray]
+    semantic: Callable[[np.ndarray, Contract], np.ndarray]
+
+
+def _softmax(x: np.ndarray, contract: Contract) -> np.ndarray:
     e = np.exp(x - x.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
 
 
-def semantic(probs: np.ndarray, contract: Contract) -> np.ndarray:
-    """Class id per pixel (uint16): the contract's threshold for sigmoid models, else argmax."""
-    if contract.output_kind == "sigmoid":
-        return (probs[1] > contract.threshold).astype(np.uint16)
+def _sigmoid(x: np.ndarray, contract: Contract) -> np.ndarray:
+    p = 1.0 / (1.0 + np.exp(-np.clip(x[0], -60.0, 60.0)))
+    return np.stack([1.0 - p, p])
+
+
+def _argmax(probs: np.ndarray, contract: Contract) -> np.ndarray:
     return np.argmax(probs, axis=0).astype(np.uint16)
+
+
+def _above_threshold(probs: np.ndarray, contract: Contract) -> np.ndarray:
+    return (probs[1] > float(contract.decoding["threshold"])).astype(np.uint16)
+
+
+DECODERS: dict[str, Decoder] = {
+    "softmax": Decoder(_softmax, _argmax),
+    "sigmoid": Decoder(_sigmoid, _above_threshold),
+}
+
+
+def probabilities(logits: np.ndarray, contract: Contract) -> np.ndarray:
+    """K×H×W class probabilities from the raw output (a sigmoid model becomes [1-p, p])."""
+    x = logits.astype(np.float32, copy=False)
+    return DECODERS[contract.output_kind].probabilities(x, contract)
+
+
+def semantic(probs: np.ndarray, contract: Contract) -> np.ndarray:
+    """Class id per pixel (uint16), as the output kind decides (argmax, threshold, ...)."""
+    return DECODERS[contract.output_kind].semantic(probs, contract)
 
 
 def class_ids(contract: Contract, project_classes: dict[int, str]) -> np.ndarray:

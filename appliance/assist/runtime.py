@@ -23,13 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from appliance.assist.contract import (
-    Contract,
-    class_ids,
-    model_input,
-    probabilities,
-    to_label,
-)
+from appliance.assist.contract import class_ids, model_input, probabilities, to_label
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 
@@ -205,14 +200,13 @@ class InferenceModel:
 
     def _run(self, chw: np.ndarray) -> np.ndarray:
         c = self.contract
-        batch = chw[None] if c.layout == "NCHW" else np.moveaxis(chw, 0, -1)[None]
+        batch = chw[None].astype(c.dtype, copy=False)  # the contract's one layout: NCHW
         sess = session(self.path, self.threads)
         try:
-            out = sess.run([c.output_name], {c.input_name: batch.astype(c.dtype, copy=False)})[0]
+            out = sess.run([c.output_name], {c.input_name: batch})[0]
         except Exception as exc:  # onnxruntime's errors are not a public hierarchy
             raise ApplianceError(f"{self.path}: inference failed ({exc})") from None
-        out = np.asarray(out, np.float32)[0]
-        return out if c.layout == "NCHW" else np.moveaxis(out, -1, 0)
+        return np.asarray(out, np.float32)[0]
 
     def logits(
         self,
@@ -279,7 +273,7 @@ def active_model(project: Any, role: str, threads: int | None = None) -> Inferen
     row = installed_model(project, role)
     if row is None:
         return None
-    contract = Contract.parse(row.contract, f"model {row.id}")
+    contract = row.contract
     if threads is None:
         threads = project.get_setting("inference.threads", None)
     lut = class_ids(contract, project.classes())

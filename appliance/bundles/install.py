@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.store import Project
 from appliance.store.db import utcnow
@@ -42,7 +43,7 @@ class InstalledModel:
     name: str
     path: Path
     sha256: str
-    contract: dict[str, Any]
+    contract: Contract
     metrics: dict[str, Any]
     job_id: str | None
     installed: str
@@ -138,7 +139,7 @@ def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
                         model.name,
                         f"{MODELS_DIR}/{model.sha256}.onnx",
                         model.sha256,
-                        json.dumps(model.contract),
+                        model.contract.to_json(),
                         json.dumps(model.metrics),
                         bundle.job_id,
                         now,
@@ -196,7 +197,7 @@ def _from_row(project: Project, row: tuple) -> InstalledModel:
         name=row[3],
         path=project.root / row[4],
         sha256=row[5],
-        contract=json.loads(row[6]),
+        contract=Contract.parse(row[6], f"model {row[0]}"),
         metrics=json.loads(row[7]),
         job_id=row[8],
         installed=row[9],

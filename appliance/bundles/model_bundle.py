@@ -15,10 +15,10 @@ from typing import Any, NoReturn
 
 from appliance import __version__
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
-from appliance.bundles.onnx_check import Fail, check_onnx, validate_contract
+from appliance.bundles.onnx_check import Fail, check_onnx
+from appliance.contract import ROLES, Contract, ContractError
 
 FORMAT = "model"
-ROLES = ("prelabel", "upgrade", "generator")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ModelSpec:
     role: str
     name: str
     onnx_path: Path
-    contract: dict[str, Any]
+    contract: Contract
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -41,7 +41,7 @@ class BundleModel:
     name: str
     member: str
     sha256: str
-    contract: dict[str, Any]
+    contract: Contract
     metrics: dict[str, Any]
     staged: Path | None = None
 
@@ -79,17 +79,17 @@ def write_model_bundle(
             "role": spec.role,
             "name": spec.name,
             "file": member,
-            "contract": spec.contract,
+            "contract": spec.contract.to_dict(),
             "metrics": spec.metrics,
         }
-        _validate_entry(Fields(entry, out, member, f"models[{i}]"))
+        contract = _validate_entry(Fields(entry, out, member, f"models[{i}]"))
         try:
             data = Path(spec.onnx_path).read_bytes()
         except OSError as exc:
             raise BundleError(
                 out, f"cannot read {spec.onnx_path} ({exc.strerror})", member
             ) from None
-        check_onnx(data, spec.contract, _failing(out, member))
+        check_onnx(data, contract, _failing(out, member))
         members[member] = Path(spec.onnx_path)
         entries.append(entry)
     _refuse_repeated_roles(entries, out)
@@ -115,10 +115,10 @@ def read_model_bundle(
         raw_models = top.get("models", list)
         if not raw_models:
             top.fail("manifest.models is empty; a model bundle ships at least one model")
-        entries = []
+        entries, contracts = [], []
         for i, raw in enumerate(raw_models):
             entry = reader.fields(raw, where=f"manifest.models[{i}]")
-            _validate_entry(entry)
+            contracts.append(_validate_entry(entry))
             if entry.obj["file"] not in reader.members:
                 entry.fail(f"{entry.where}.file {entry.obj['file']!r} is not a listed member")
             entries.append(entry.obj)
@@ -127,7 +127,10 @@ def read_model_bundle(
         if len(set(files)) != len(files) or len({e["id"] for e in entries}) != len(entries):
             top.fail("two models share a file or an id")
         reader.verify_all(skip=files)
-        models = [_verified_model(reader, e, extract_to) for e in entries]
+        models = [
+            _verified_model(reader, e, c, extract_to)
+            for e, c in zip(entries, contracts, strict=True)
+        ]
         return ModelBundle(
             id=reader.manifest["id"],
             path=Path(path),
@@ -141,11 +144,11 @@ def read_model_bundle(
 
 
 def _verified_model(
-    reader: BundleReader, entry: dict[str, Any], extract_to: Path | None
+    reader: BundleReader, entry: dict[str, Any], contract: Contract, extract_to: Path | None
 ) -> BundleModel:
     member = entry["file"]
     data = reader.read_bytes(member)
-    check_onnx(data, entry["contract"], _failing(reader.name, member))
+    check_onnx(data, contract, _failing(reader.name, member))
     sha = reader.members[member].sha256
     staged = None
     if extract_to is not None:
@@ -160,13 +163,14 @@ def _verified_model(
         name=entry["name"],
         member=member,
         sha256=sha,
-        contract=entry["contract"],
+        contract=contract,
         metrics=entry["metrics"],
         staged=staged,
     )
 
 
-def _validate_entry(f: Fields) -> None:
+def _validate_entry(f: Fields) -> Contract:
+    """Check one manifest model entry; returns its contract, checked against the role too."""
     try:
         uuid.UUID(f.get("id", str))
     except ValueError:
@@ -177,8 +181,14 @@ def _validate_entry(f: Fields) -> None:
         f.fail(f"{f.where}.name is empty")
     if not f.get("file", str).endswith(".onnx"):
         f.fail(f"{f.where}.file must end in .onnx")
-    validate_contract(f.nested("contract"))
     f.get("metrics", dict)
+    raw = f.get("contract", dict)
+    try:
+        contract = Contract.parse(raw, "")
+        contract.validate(role=f.obj["role"])
+    except ContractError as exc:
+        f.fail(f"{f.where}.contract.{exc.field}: {exc.problem}")
+    return contract
 
 
 def _refuse_repeated_roles(entries: list[dict[str, Any]], bundle: str) -> None:

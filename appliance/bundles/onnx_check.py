@@ -2,10 +2,11 @@
 
 The tablet runs models it did not build, so before a model is installed it must load in
 onnxruntime from memory (a path would let external-data references reach into the file
-system), and its graph must have exactly the input and output the contract names, with the
-ranks, channels and dtype the runtime will feed and expect. `onnx` is optional in the core: with
-it, `onnx.checker` and an explicit external-data scan run too; without it, loading from bytes
-already refuses external data because there is no folder to resolve it against.
+system), and its graph must have exactly the input and output its contract
+(`appliance.contract`) names, with the ranks, channels and dtype the runtime will feed and
+expect. `onnx` is optional in the core: with it, `onnx.checker` and an explicit external-data
+scan run too; without it, loading from bytes already refuses external data because there is
+no folder to resolve it against.
 """
 
 from __future__ import annotations
@@ -16,83 +17,37 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from appliance.bundles.archive import Fields
+from appliance.contract import Contract, ContractError
 
-DTYPES = {"float32": ("tensor(float)", np.float32), "float16": ("tensor(float16)", np.float16)}
-OUTPUT_KINDS = ("softmax", "sigmoid")
+PROBE_DTYPES = {"float32": np.float32, "float16": np.float16}
 Fail = Callable[[str], NoReturn]
 
 
-def validate_contract(f: Fields) -> dict[str, Any]:
-    """The I/O contract (docs/architecture.md), type- and range-checked; returns it unchanged."""
-    f.get("input_name", str)
-    f.get("output_name", str)
-    if f.get("input_channels", int) < 1:
-        f.fail(f"{f.where}.input_channels must be at least 1")
-    f.get("mask_channel", bool)
-    if f.get("dtype", str) not in DTYPES:
-        f.fail(f"{f.where}.dtype must be one of {', '.join(DTYPES)}")
-    if f.get("layout", str) != "NCHW":
-        f.fail(f"{f.where}.layout must be 'NCHW'")
-    norm = f.nested("normalisation")
-    norm.get("method", str)
-    low, high = norm.get("low", float, optional=True), norm.get("high", float, optional=True)
-    if low is not None and high is not None and not 0 <= low < high <= 100:
-        f.fail(f"{f.where}.normalisation needs 0 <= low < high <= 100")
-    if f.get("tile_multiple", int) < 1:
-        f.fail(f"{f.where}.tile_multiple must be at least 1")
-    kind = f.get("output_kind", str)
-    if kind not in OUTPUT_KINDS:
-        f.fail(f"{f.where}.output_kind must be one of {', '.join(OUTPUT_KINDS)}")
-    classes = f.get("classes", list)
-    if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        f.fail(f"{f.where}.classes must list at least two names (index 0 is background)")
-    threshold = f.get("threshold", float)
-    if not 0.0 <= threshold <= 1.0:
-        f.fail(f"{f.where}.threshold must lie in [0, 1]")
-    return f.obj
+def check_onnx(data: bytes, contract: Contract, fail: Fail) -> None:
+    """Refuse (through `fail`) a model that is invalid, not self-contained or off-contract.
 
-
-def check_onnx(data: bytes, contract: dict[str, Any], fail: Fail) -> None:
-    """Refuse (through `fail`) a model that is invalid, not self-contained or off-contract."""
+    The graph's inputs and outputs are held against the contract (`Contract.validate`), then
+    the model runs once on a zero tile of tile_multiple × 2·tile_multiple pixels, the smallest
+    input the runtime can feed it, and must answer with the shape the contract implies.
+    """
     _check_with_onnx(data, fail)
     session = _session(data, fail)
-    channels = contract["input_channels"] + int(contract["mask_channel"])
-    classes = len(contract["classes"]) if contract["output_kind"] == "softmax" else 1
-    onnx_type, np_type = DTYPES[contract["dtype"]]
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name: o for o in session.get_outputs()}
-    declared_in, declared_out = contract["input_name"], contract["output_name"]
-    if declared_in not in inputs:
-        fail(f"graph has no input {declared_in!r} (inputs: {', '.join(inputs)})")
-    if len(inputs) > 1:
-        extra = ", ".join(n for n in inputs if n != declared_in)
-        fail(f"graph has inputs the contract does not declare: {extra}")
-    if declared_out not in outputs:
-        fail(f"graph has no output {declared_out!r} (outputs: {', '.join(outputs)})")
-    node_in, node_out = inputs[declared_in], outputs[declared_out]
-    if node_in.type != onnx_type:
-        fail(f"input {declared_in!r} is {node_in.type}, contract says {contract['dtype']}")
-    _check_shape("input", node_in.name, node_in.shape, channels, fail)
-    _check_shape("output", node_out.name, node_out.shape, classes, fail)
-    tile = contract["tile_multiple"]
-    probe = np.zeros((1, channels, tile, tile), np_type)
     try:
-        result = session.run([declared_out], {declared_in: probe})[0]
+        contract.validate(inputs=session.get_inputs(), outputs=session.get_outputs())
+    except ContractError as exc:
+        fail(f"contract.{exc.field}: {exc.problem}")
+    tile = contract.tile_multiple
+    probe = np.zeros((1, contract.channels_in, tile, 2 * tile), PROBE_DTYPES[contract.dtype])
+    try:
+        result = session.run([contract.output_name], {contract.input_name: probe})[0]
     except Exception as exc:  # onnxruntime raises its own unexported exception types
-        fail(f"fails on a {tile}×{tile} zero tile: {exc}")
-    if result.shape != (1, classes, tile, tile):
+        fail(f"fails on a {tile}×{2 * tile} zero tile: {exc}")
+    wanted = (1, contract.channels_out, tile, 2 * tile)
+    if tuple(result.shape) != wanted:
         fail(
-            f"on a {tile}×{tile} tile gives shape {tuple(result.shape)}, contract implies "
-            f"{(1, classes, tile, tile)}"
+            f"on a {tile}×{2 * tile} tile gives shape {tuple(result.shape)}, contract implies "
+            f"{wanted}"
         )
-
-
-def _check_shape(kind: str, name: str, shape: list[Any], channels: int, fail: Fail) -> None:
-    if len(shape) != 4:
-        fail(f"{kind} {name!r} has rank {len(shape)}, contract layout NCHW needs rank 4")
-    if isinstance(shape[1], int) and shape[1] != channels:
-        fail(f"{kind} {name!r} has {shape[1]} channels, contract implies {channels}")
 
 
 def _session(data: bytes, fail: Fail) -> Any:

@@ -9,8 +9,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from appliance.contract import Contract
 
-def contract(
+
+def raw_contract(
     channels: int = 1,
     classes: int = 2,
     *,
@@ -18,6 +20,7 @@ def contract(
     kind: str = "softmax",
     multiple: int = 16,
 ) -> dict[str, Any]:
+    """The JSON form of a contract, as a model bundle manifest carries it."""
     return {
         "input_name": "image",
         "output_name": "logits",
@@ -29,8 +32,20 @@ def contract(
         "tile_multiple": multiple,
         "output_kind": kind,
         "classes": ["background", "nucleus", "debris"][:classes],
-        "threshold": 0.5,
     }
+
+
+def contract(
+    channels: int = 1,
+    classes: int = 2,
+    *,
+    mask: bool = False,
+    kind: str = "softmax",
+    multiple: int = 16,
+) -> Contract:
+    """The typed contract (`raw_contract` parsed)."""
+    raw = raw_contract(channels, classes, mask=mask, kind=kind, multiple=multiple)
+    return Contract.parse(raw, "test contract")
 
 
 def conv_model(path: Path, weights: np.ndarray, bias: np.ndarray | None = None) -> Path:

@@ -9,7 +9,6 @@ import pytest
 import tifffile
 
 from appliance.assist import prelabel
-from appliance.assist.contract import Contract
 from appliance.assist.prelabel import best_method, dice, otsu, suitability
 from appliance.assist.runtime import InferenceModel
 from appliance.errors import ApplianceError
@@ -123,7 +122,7 @@ def test_suitability_ranks_prelabelers(sequence_project, tmp_path: Path) -> None
     for r in recs[:3]:  # experts labeled three frames (Otsu-perfect truth)
         p.save_label(r.id, otsu(p.load_pixels(r.id)), author="ann", source="manual")
     p.save_label(recs[3].id, Label.empty((24, 24)), author="x", source="prelabel")  # not truth
-    model = InferenceModel(threshold_model(tmp_path / "m.onnx"), Contract.parse(contract(), "m"))
+    model = InferenceModel(threshold_model(tmp_path / "m.onnx"), contract())
     scores = suitability(p, model=model)
     assert scores["otsu"] == pytest.approx(1.0)
     assert scores["model"] == pytest.approx(1.0)

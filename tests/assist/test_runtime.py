@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from appliance.assist import runtime
-from appliance.assist.contract import Contract, model_input
+from appliance.assist.contract import model_input
 from appliance.assist.runtime import InferenceModel, tile_starts
 
 from .onnx_builders import contract, pooling_model, threshold_model
@@ -79,7 +79,7 @@ def test_missing_or_corrupt_model_is_one_line_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (17, 33), (16, 16)])
 def test_prediction_keeps_odd_and_tiny_shapes(tmp_path: Path, shape: tuple[int, int]) -> None:
-    model = InferenceModel(threshold_model(tmp_path / "m.onnx"), Contract.parse(contract(), "m"))
+    model = InferenceModel(threshold_model(tmp_path / "m.onnx"), contract())
     img = np.zeros(shape, np.uint8)
     img[:, : shape[1] // 2] = 255  # left half bright (nothing at all for a single pixel)
     pred = model.predict(img)
@@ -88,13 +88,11 @@ def test_prediction_keeps_odd_and_tiny_shapes(tmp_path: Path, shape: tuple[int, 
 
 
 def test_rgb_and_16bit_inputs(tmp_path: Path) -> None:
-    model = InferenceModel(
-        threshold_model(tmp_path / "m.onnx", 3), Contract.parse(contract(3), "m")
-    )
+    model = InferenceModel(threshold_model(tmp_path / "m.onnx", 3), contract(3))
     rgb = np.zeros((20, 20, 3), np.uint8)
     rgb[5:10, 5:10] = 200
     assert model.predict(rgb).label.binary().sum() == 25
-    grey = InferenceModel(threshold_model(tmp_path / "g.onnx"), Contract.parse(contract(), "m"))
+    grey = InferenceModel(threshold_model(tmp_path / "g.onnx"), contract())
     img16 = np.full((20, 20), 1000, np.uint16)
     img16[2:4, 2:4] = 60000
     assert grey.predict(img16).label.binary().sum() == 4
@@ -109,7 +107,7 @@ def test_tile_starts_cover_the_axis() -> None:
 
 def test_tiled_3000x2000_equals_single_pass(tmp_path: Path) -> None:
     """3000×2000 (not a multiple of 16), neighbourhood + pooling model: tiles == one pass."""
-    model = InferenceModel(pooling_model(tmp_path / "m.onnx"), Contract.parse(contract(), "m"))
+    model = InferenceModel(pooling_model(tmp_path / "m.onnx"), contract())
     img = np.random.default_rng(0).integers(0, 65535, (3000, 2000), dtype=np.uint16)
     chw = model_input(img, model.contract)
     single = model.logits(chw, max_pixels=10**8)
@@ -135,7 +133,7 @@ def test_tiled_3000x2000_equals_single_pass(tmp_path: Path) -> None:
 def test_check_stops_between_tiles(tmp_path: Path) -> None:
     from appliance.assist.jobs import Cancelled
 
-    model = InferenceModel(pooling_model(tmp_path / "m.onnx"), Contract.parse(contract(), "m"))
+    model = InferenceModel(pooling_model(tmp_path / "m.onnx"), contract())
 
     def stop() -> None:
         raise Cancelled

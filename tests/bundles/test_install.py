@@ -88,13 +88,13 @@ def test_bundle_with_two_roles_and_extra_files(tmp_path: Path, project: Project)
     bundle = read_model_bundle(out)
     assert bundle.id == bundle_id and bundle.extra == ["extra/curves.txt"]
     install_model_bundle(project, out)
-    assert active_model(project, "upgrade").contract["mask_channel"] is True
+    assert active_model(project, "upgrade").contract.mask_channel is True
     assert active_model(project, "prelabel").name == "seg"
 
 
 def test_writer_refuses_a_model_that_breaks_its_contract(tmp_path: Path) -> None:
     onnx_path = conv_model(tmp_path / "m.onnx", channels=3)
-    with pytest.raises(ApplianceError, match="has 3 channels, contract implies 1"):
+    with pytest.raises(ApplianceError, match="input_channels: graph input has 3 channels, the"):
         write_model_bundle(tmp_path / "x.zip", [ModelSpec("prelabel", "m", onnx_path, contract())])
     assert not (tmp_path / "x.zip").exists()
 

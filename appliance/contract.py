@@ -1,0 +1,429 @@
+"""The one model I/O contract: what a model eats and what its output means.
+
+The workstation writes it (`export.train`), the install check reads it
+(`appliance.bundles.onnx_check`) and the runtime reads it (`appliance.assist`). There is no other
+definition, so a contract that installs is a contract the runtime can serve: every rule the
+runtime relies on is checked here, once, by `Contract.validate`, which runs whenever a
+`Contract` is built.
+
+Output kinds are a registry (`OUTPUT_KINDS`) rather than an if-chain, so a new kind (say an
+instance-aware three-class output, or a generator's image output) is one `OutputKind` entry:
+the channels it implies, the roles it serves, its typed decoding parameters and an optional
+extra check. The numbers that turn its raw output into a label live beside the runtime
+(`appliance.assist.contract.DECODERS`); a test refuses a kind without one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+from appliance.errors import ApplianceError
+
+DTYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
+LAYOUTS = ("NCHW",)
+NORMALISATION_METHODS = ("percentile",)
+# The runtime feeds grey images as 1 channel and colour images as 3 (`model_input`).
+INPUT_CHANNELS = (1, 3)
+# The runtime tiles large images at 512 px keeping 64 px margins (rounded up to the multiple):
+# above 128 the margins would swallow the tile and large images could not be served.
+MAX_TILE_MULTIPLE = 128
+ROLES = ("prelabel", "upgrade", "generator")
+Value = float | int | bool | str
+
+
+class ContractError(ApplianceError):
+    """A refused contract: which field and why, in one line."""
+
+    def __init__(self, field_name: str, problem: str, source: str = "") -> None:
+        self.field, self.problem, self.source = field_name, " ".join(problem.split()), source
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}model contract field {field_name!r}: {self.problem}")
+
+    def at(self, source: str) -> ContractError:
+        """The same problem, naming where the contract came from."""
+        return ContractError(self.field, self.problem, source)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed decoding parameter of an output kind, with its default and allowed range."""
+
+    kind: type
+    default: Value
+    low: float | None = None
+    high: float | None = None
+    doc: str = ""
+
+    def check(self, name: str, value: object) -> Value:
+        wanted = (int, float) if self.kind is float else (self.kind,)
+        if (isinstance(value, bool) and self.kind is not bool) or not isinstance(value, wanted):
+            raise ContractError(f"decoding.{name}", f"must be {self.kind.__name__}, got {value!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ContractError(f"decoding.{name}", f"must be finite, got {value!r}")
+            if self.low is not None and value < self.low:
+                raise ContractError(f"decoding.{name}", f"{value} is below {self.low}")
+            if self.high is not None and value > self.high:
+                raise ContractError(f"decoding.{name}", f"{value} is above {self.high}")
+            value = float(value) if self.kind is float else value
+        return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """How to read a model's output: one registry entry per kind.
+
+    `channels` gives the output channels a contract implies; `check` returns extra problems
+    as (field, problem) pairs; `roles` are the model roles this output can serve.
+    """
+
+    name: str
+    doc: str
+    channels: Callable[[Contract], int]
+    roles: frozenset[str]
+    params: Mapping[str, Param] = field(default_factory=dict)
+    check: Callable[[Contract], list[tuple[str, str]]] = lambda c: []
+
+
+def _sigmoid_check(c: Contract) -> list[tuple[str, str]]:
+    if len(c.classes) != 2:
+        return [("classes", f"a sigmoid output has exactly 2 classes, got {len(c.classes)}")]
+    return []
+
+
+OUTPUT_KINDS: dict[str, OutputKind] = {}
+
+
+def register_output_kind(kind: OutputKind) -> None:
+    """Add an output kind (once); its decoder is registered beside the runtime."""
+    if kind.name in OUTPUT_KINDS:
+        raise ValueError(f"output kind {kind.name!r} is already registered")
+    OUTPUT_KINDS[kind.name] = kind
+
+
+register_output_kind(
+    OutputKind(
+        "softmax",
+        "K channels (one per class, channel 0 background); the class is the argmax",
+        channels=lambda c: len(c.classes),
+        roles=frozenset({"prelabel", "upgrade"}),
+    )
+)
+register_output_kind(
+    OutputKind(
+        "sigmoid",
+        "1 channel, the foreground logit; foreground where sigmoid(x) > threshold",
+        channels=lambda c: 1,
+        roles=frozenset({"prelabel", "upgrade"}),
+        params={"threshold": Param(float, 0.5, 0.0, 1.0, "probability cut for foreground")},
+        check=_sigmoid_check,
+    )
+)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-image, per-channel scaling applied before the model (`percentile_normalise`)."""
+
+    method: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.method not in NORMALISATION_METHODS:
+            out.append(
+                (
+                    "normalisation.method",
+                    f"{self.method!r} is not supported (only {', '.join(NORMALISATION_METHODS)})",
+                )
+            )
+        if not 0.0 <= self.low < self.high <= 100.0:
+            out.append(
+                ("normalisation", f"needs 0 <= low < high <= 100, got {self.low}..{self.high}")
+            )
+        return out
+
+
+class GraphPort(Protocol):
+    """An ONNX graph input or output as onnxruntime describes it (`NodeArg`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> Sequence[Any]: ...
+    @property
+    def type(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a model expects and returns; always valid (checked when it is built)."""
+
+    input_name: str
+    output_name: str
+    input_channels: int
+    output_kind: str
+    classes: tuple[str, ...]
+    mask_channel: bool = False
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    tile_multiple: int = 16
+    decoding: Mapping[str, Value] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        kind = OUTPUT_KINDS.get(self.output_kind)
+        if kind is not None:
+            unknown = sorted(set(self.decoding) - set(kind.params))
+            if unknown:
+                raise ContractError(
+                    f"decoding.{unknown[0]}",
+                    f"is not a parameter of output kind {self.output_kind!r} "
+                    f"(it has: {', '.join(kind.params) or 'none'})",
+                )
+            full = {
+                name: p.check(name, self.decoding.get(name, p.default))
+                for name, p in kind.params.items()
+            }
+            object.__setattr__(self, "decoding", types.MappingProxyType(full))
+        self.validate()
+
+    # ----------------------------------------------------------------- reading and writing
+
+    @classmethod
+    def parse(cls, data: str | bytes | Mapping[str, Any], source: str) -> Contract:
+        """A contract from JSON text or a dict; `source` names it in the one-line error."""
+        try:
+            raw = json.loads(data) if isinstance(data, str | bytes) else data
+        except ValueError as exc:
+            raise ContractError("(document)", f"is not JSON ({exc})", source) from None
+        if not isinstance(raw, Mapping):
+            raise ContractError("(document)", "must be a JSON object", source)
+        try:
+            return cls._from_mapping(raw)
+        except ContractError as exc:
+            raise exc.at(source) from None
+
+    @classmethod
+    def _from_mapping(cls, raw: Mapping[str, Any]) -> Contract:
+        raw = dict(raw)
+        # Contracts written before `decoding` existed carry a top-level threshold (meaningful
+        # only for sigmoid outputs); they are still installed in projects, so they still parse.
+        legacy_threshold = raw.pop("threshold", None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ContractError(unknown[0], "is not a contract field")
+        kwargs: dict[str, Any] = {}
+        for name, wanted, required in (
+            ("input_name", str, True),
+            ("output_name", str, True),
+            ("input_channels", int, True),
+            ("output_kind", str, True),
+            ("classes", list, True),
+            ("mask_channel", bool, False),
+            ("dtype", str, False),
+            ("layout", str, False),
+            ("tile_multiple", int, False),
+            ("decoding", dict, False),
+        ):
+            if name not in raw:
+                if required:
+                    raise ContractError(name, "is missing")
+                continue
+            kwargs[name] = _typed(name, raw[name], wanted)
+        if "normalisation" in raw:
+            kwargs["normalisation"] = _normalisation(raw["normalisation"])
+        for i, name in enumerate(kwargs["classes"]):
+            _typed(f"classes[{i}]", name, str)
+        kind = OUTPUT_KINDS.get(kwargs["output_kind"])
+        decoding = dict(kwargs.get("decoding", {}))
+        if legacy_threshold is not None and kind is not None and "threshold" in kind.params:
+            decoding.setdefault("threshold", legacy_threshold)
+        kwargs["decoding"] = decoding
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form written into model bundles and the `models` table."""
+        return {
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "input_channels": self.input_channels,
+            "mask_channel": self.mask_channel,
+            "dtype": self.dtype,
+            "layout": self.layout,
+            "normalisation": {
+                "method": self.normalisation.method,
+                "low": self.normalisation.low,
+                "high": self.normalisation.high,
+            },
+            "tile_multiple": self.tile_multiple,
+            "output_kind": self.output_kind,
+            "classes": list(self.classes),
+            "decoding": dict(self.decoding),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # ------------------------------------------------------------------------- checking
+
+    def validate(
+        self,
+        *,
+        role: str | None = None,
+        inputs: Sequence[GraphPort] | None = None,
+        outputs: Sequence[GraphPort] | None = None,
+    ) -> None:
+        """Raise `ContractError` for the first problem: the contract's own rules, then (when
+        given) whether it fits a model role and an ONNX graph's inputs and outputs."""
+        problems = self._problems()
+        if not problems and role is not None:
+            problems = self._role_problems(role)
+        if not problems and inputs is not None and outputs is not None:
+            problems = self._graph_problems(inputs, outputs)
+        if problems:
+            raise ContractError(*problems[0])
+
+    def _problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name in ("input_name", "output_name"):
+            if not getattr(self, name).strip():
+                out.append((name, "is empty"))
+        if self.input_name == self.output_name:
+            out.append(("output_name", "must differ from input_name"))
+        if self.input_channels not in INPUT_CHANNELS:
+            out.append(
+                ("input_channels", f"must be 1 (grey) or 3 (RGB), got {self.input_channels}")
+            )
+        if self.dtype not in DTYPES:
+            out.append(("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}"))
+        if self.layout not in LAYOUTS:
+            out.append(("layout", f"must be one of {', '.join(LAYOUTS)}, got {self.layout!r}"))
+        if not 1 <= self.tile_multiple <= MAX_TILE_MULTIPLE:
+            out.append(
+                ("tile_multiple", f"must be 1..{MAX_TILE_MULTIPLE}, got {self.tile_multiple}")
+            )
+        out += self.normalisation.problems()
+        if len(self.classes) < 2:
+            out.append(("classes", "needs at least 2 names (index 0 is background)"))
+        if any(not c.strip() for c in self.classes) or len(set(self.classes)) != len(self.classes):
+            out.append(("classes", "names must be non-empty and distinct"))
+        kind = OUTPUT_KINDS.get(self.output_kind)
+        if kind is None:
+            out.append(
+                ("output_kind", f"{self.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+            )
+        elif not out:
+            out += kind.check(self)
+        return out
+
+    def _role_problems(self, role: str) -> list[tuple[str, str]]:
+        kind = OUTPUT_KINDS[self.output_kind]
+        if role not in kind.roles:
+            served = ", ".join(sorted(kind.roles))
+            return [("output_kind", f"{self.output_kind!r} serves {served}, not role {role!r}")]
+        if role == "upgrade" and not self.mask_channel:
+            return [("mask_channel", "an upgrade model needs the coarse mask channel (true)")]
+        if role == "prelabel" and self.mask_channel:
+            return [("mask_channel", "a pre-label model gets no mask channel (false)")]
+        return []
+
+    def _graph_problems(
+        self, inputs: Sequence[GraphPort], outputs: Sequence[GraphPort]
+    ) -> list[tuple[str, str]]:
+        ins = {p.name: p for p in inputs}
+        outs = {p.name: p for p in outputs}
+        if self.input_name not in ins:
+            return [
+                ("input_name", f"graph has no input {self.input_name!r} (has {', '.join(ins)})")
+            ]
+        if len(ins) > 1:
+            extra = ", ".join(n for n in ins if n != self.input_name)
+            return [("input_name", f"graph has inputs the contract does not declare: {extra}")]
+        if self.output_name not in outs:
+            return [
+                ("output_name", f"graph has no output {self.output_name!r} (has {', '.join(outs)})")
+            ]
+        port_in, port_out = ins[self.input_name], outs[self.output_name]
+        if port_in.type != DTYPES[self.dtype]:
+            return [("dtype", f"graph input is {port_in.type}, contract says {self.dtype}")]
+        if port_out.type not in DTYPES.values():
+            return [("output_name", f"graph output is {port_out.type}, not a float tensor")]
+        return [
+            *_shape_problems("input_channels", "input", port_in.shape, self.channels_in),
+            *_shape_problems("output_kind", "output", port_out.shape, self.channels_out),
+        ][:1]
+
+    # ------------------------------------------------------------------------ derived
+
+    @property
+    def channels_in(self) -> int:
+        """Channels of the network input, the mask channel included."""
+        return self.input_channels + int(self.mask_channel)
+
+    @property
+    def channels_out(self) -> int:
+        """Channels of the network output, as the output kind implies."""
+        return OUTPUT_KINDS[self.output_kind].channels(self)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def _shape_problems(
+    field_name: str, side: str, shape: Sequence[Any], channels: int
+) -> list[tuple[str, str]]:
+    """Rank 4 (NCHW), the implied channel count, batch 1 allowed, height and width free."""
+    if len(shape) != 4:
+        return [(field_name, f"graph {side} has rank {len(shape)}; layout NCHW needs rank 4")]
+    batch, chans, height, width = shape
+    if isinstance(chans, int) and chans != channels:
+        return [(field_name, f"graph {side} has {chans} channels, the contract implies {channels}")]
+    if isinstance(batch, int) and batch != 1:
+        return [(field_name, f"graph {side} has a fixed batch of {batch}; the runtime feeds 1")]
+    if isinstance(height, int) or isinstance(width, int):
+        return [
+            (
+                field_name,
+                f"graph {side} has a fixed size {height}x{width}; the runtime feeds any "
+                "multiple of tile_multiple",
+            )
+        ]
+    return []
+
+
+def _typed(name: str, value: object, kind: Any) -> Any:
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise ContractError(name, f"must be {_WORDS[kind]}, got {value!r}")
+    return value
+
+
+def _normalisation(raw: object) -> Normalisation:
+    if not isinstance(raw, Mapping):
+        raise ContractError("normalisation", f"must be an object, got {raw!r}")
+    unknown = sorted(set(raw) - {"method", "low", "high"})
+    if unknown:
+        raise ContractError(f"normalisation.{unknown[0]}", "is not a normalisation field")
+    method = _typed("normalisation.method", raw.get("method", "percentile"), str)
+    low = _typed("normalisation.low", raw.get("low", 1.0), int | float)
+    high = _typed("normalisation.high", raw.get("high", 99.8), int | float)
+    return Normalisation(method, float(low), float(high))
+
+
+_WORDS: dict[Any, str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+    int | float: "a number",
+}

@@ -1,0 +1,1 @@
+"""Test package: makes `tests/export` import as `tests.export`, never shadowing `export`."""
