@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tifffile
 
-import export  # noqa: F401  (bind the real package before tests/export/ can shadow its name)
 from appliance.store import Project
 
 
