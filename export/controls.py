@@ -127,7 +127,7 @@ def compose(
         out[y : y + ph, x : x + pw] += scale * np.maximum(patch, 0) * np.maximum(soft, mask)
         placed += 1
         truth[y : y + ph, x : x + pw][mask] = placed
-        blocked[y : y + ph, x : x + pw] |= grown
+        np.maximum(blocked[y : y + ph, x : x + pw], grown, out=blocked[y : y + ph, x : x + pw])
     if placed == 0:
         raise ApplianceError("no cell-free place is large enough for a synthetic cell")
     info = np.iinfo(image.dtype) if image.dtype.kind in "ui" else None
