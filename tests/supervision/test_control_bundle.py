@@ -122,6 +122,12 @@ def test_gold_controls_refuse_bad_input_without_change(
     assert code == 2
     assert "no mask with the stem 'synth_0001'" in capsys.readouterr().err
     assert _counts(root) == (0, 0)
+    one = data / "images" / "synth_0000.tif"
+    mask = data / "masks" / "synth_0000.tif"
+    assert main(["controls", "add", str(root), "--gold", str(one), "--labels", str(mask)]) == 0
+    assert main(["controls", "add", str(root), "--gold", str(one), "--labels", str(mask)]) == 2
+    assert "a control must be new" in capsys.readouterr().err
+    assert _counts(root) == (1, 1)
     assert main(["controls", "config", str(root), "--rate", "0.9"]) == 2
     assert "control rate must be in [0, 0.5]" in capsys.readouterr().err
 

@@ -105,3 +105,32 @@ def test_blind_start_never_shows_another_annotators_label(
     config.save(project, config.Supervision(blind=True))
     assert start_version(project, ordinary, "b").id == pre
     assert start_version(project, ordinary, "a").id == mine  # your own work comes back
+
+
+def test_a_controls_prelabel_is_offered_where_a_real_one_is(tmp_path: Path) -> None:
+    from appliance.assist import prelabel
+    from appliance.supervision.controls import add_gold
+
+    folder, masks = tmp_path / "gold", tmp_path / "masks"
+    folder.mkdir()
+    masks.mkdir()
+    truth = np.zeros((40, 40), np.uint16)
+    truth[5:15, 5:15], truth[20:32, 22:34], truth[25:35, 3:12] = 1, 2, 3
+    image = (truth > 0).astype(np.uint8) * 180 + 20
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(folder / name, image + (name == "b.tif"))
+        tifffile.imwrite(masks / name, truth)
+    project = Project.create(tmp_path / "proj", ["nucleus", "other"])
+    add_gold(project, folder / "a.tif", masks / "a.tif")
+    add_gold(project, folder / "b.tif", masks / "b.tif", level="easy", plan={"deleted": 1})
+    gold, planted = (r.id for r in project.images())
+    otsu = prelabel.otsu(project.load_pixels(gold))
+    offered_gold, _ = prelabel.run(project, gold, "otsu", save=False)
+    offered_planted, _ = prelabel.run(project, planted, "otsu", save=False)
+    assert offered_gold is not None and offered_gold.equals(otsu)
+    assert offered_planted is not None and offered_planted.ids().size == 2  # one cell deleted
+    # "pre-label all" stores the same offers, as versions of a machine author
+    assert prelabel.run_all(project, "otsu") == (2, 0)
+    stored = project.latest_label(planted)
+    assert stored.author == "prelabel:otsu" and stored.label.equals(offered_planted)
+    project.close()
