@@ -16,9 +16,14 @@ LABELED_IMAGES_SQL = f"SELECT DISTINCT image_id FROM labels WHERE {HUMAN}"
 
 
 def latest_human_versions(project: Any, limit: int) -> list[tuple[int, int]]:
-    """(image id, newest human version id) for the `limit` most recently labeled images."""
+    """(image id, newest human version id) for the `limit` most recently labeled images.
+
+    Control items are left out: a person's label of one is a test answer (a lazy annotator's
+    accepted planted pre-label would teach the judges its planted errors).
+    """
     rows = project.db.execute(
         f"SELECT image_id, MAX(id) FROM labels WHERE {HUMAN} "
+        "AND image_id NOT IN (SELECT image_id FROM controls) "
         "GROUP BY image_id ORDER BY MAX(id) DESC LIMIT ?",
         (limit,),
     ).fetchall()
