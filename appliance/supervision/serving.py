@@ -29,7 +29,15 @@ from appliance.supervision import config
 class Queue:
     """The next image ids for `annotator`; call `done(image_id)` after each save."""
 
-    def __init__(self, project: Project, annotator: str, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        annotator: str,
+        seed: int | None = None,
+        session: Queue | None = None,
+    ) -> None:
+        """`session`: the queue this one replaces in the same session (the UI rebuilds its
+        queue when settings change); its counts carry over so the rate holds across."""
         self.cfg = config.load(project)
         self.annotator = annotator
         self.rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
@@ -46,9 +54,10 @@ class Queue:
         todo = [c for c in controls if annotator not in authors.get(c, set())]
         self._controls = [todo[i] for i in self.rng.permutation(len(todo))]
         self._control_ids = controls
-        self.served = 0
-        self.served_controls = 0
-        self._last_control = False
+        same = session is not None and session.annotator == annotator
+        self.served = session.served if same and session else 0
+        self.served_controls = session.served_controls if same and session else 0
+        self._last_control = bool(same and session and session._last_control)
 
     def _control_due(self) -> bool:
         if not self._controls or self._last_control or self.cfg.rate <= 0:

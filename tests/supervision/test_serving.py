@@ -134,3 +134,21 @@ def test_a_controls_prelabel_is_offered_where_a_real_one_is(tmp_path: Path) -> N
     stored = project.latest_label(planted)
     assert stored.author == "prelabel:otsu" and stored.label.equals(offered_planted)
     project.close()
+
+
+def test_a_rebuilt_queue_keeps_the_sessions_counts(
+    served_project: tuple[Project, set[int]],
+) -> None:
+    project, controls = served_project
+    config.save(project, config.Supervision(rate=0.5))
+    queue = Queue(project, "a", seed=0)
+    kinds = []
+    for _ in range(30):
+        image_id = queue.next()
+        assert image_id is not None
+        kinds.append(image_id in controls)
+        queue.done(image_id)
+        queue = Queue(project, "a", seed=len(kinds), session=queue)  # e.g. settings changed
+    assert not any(a and b for a, b in pairwise(kinds))
+    assert queue.served == 30 and queue.served_controls == sum(kinds)
+    assert Queue(project, "b", session=queue).served == 0  # another annotator starts afresh
