@@ -14,7 +14,6 @@ on it, so it costs the same time.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
