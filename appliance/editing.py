@@ -23,12 +23,23 @@ import numpy as np
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 
+__all__ = ["MAX_UNDO_STEPS", "EditSession", "Rect", "capsule_mask"]
+
 MAX_UNDO_STEPS = 100
 
 
 @dataclass(frozen=True)
 class Rect:
-    """Pixel rectangle `[y0, y1) × [x0, x1)` in image rows/columns (exclusive ends)."""
+    """Pixel rectangle `[y0, y1) × [x0, x1)` in image rows/columns (exclusive ends).
+
+    Examples
+    --------
+    >>> r = Rect(2, 3, 5, 7).union(Rect(4, 0, 6, 4))
+    >>> r, r.height, r.width
+    (Rect(y0=2, x0=0, y1=6, x1=7), 4, 7)
+    >>> Rect(0, 0, 2, 2).grow(1, (10, 10))
+    Rect(y0=0, x0=0, y1=3, x1=3)
+    """
 
     y0: int
     x0: int
@@ -37,18 +48,22 @@ class Rect:
 
     @property
     def empty(self) -> bool:
+        """True when the rectangle covers no pixel."""
         return self.y1 <= self.y0 or self.x1 <= self.x0
 
     @property
     def height(self) -> int:
+        """Rows covered (0 when empty)."""
         return max(0, self.y1 - self.y0)
 
     @property
     def width(self) -> int:
+        """Columns covered (0 when empty)."""
         return max(0, self.x1 - self.x0)
 
     @property
     def slices(self) -> tuple[slice, slice]:
+        """(rows, columns) slices into an image-sized array."""
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
     def within(self, outer: Rect) -> tuple[slice, slice]:
@@ -59,6 +74,7 @@ class Rect:
         )
 
     def union(self, other: Rect | None) -> Rect:
+        """Smallest rectangle covering both (an empty or missing one adds nothing)."""
         if other is None or other.empty:
             return self
         if self.empty:
@@ -81,11 +97,13 @@ class Rect:
 
     @classmethod
     def full(cls, shape: tuple[int, int]) -> Rect:
+        """The whole image of `shape` (H, W)."""
         return cls(0, 0, int(shape[0]), int(shape[1]))
 
     @classmethod
     def of_mask(cls, mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> Rect | None:
-        """Bounding box of the true pixels of `mask` (None when there are none)."""
+        """Bounding box of the true pixels of a bool (H, W) `mask`, shifted by `offset`
+        (rows, columns); None when no pixel is set."""
         rows = np.flatnonzero(mask.any(axis=1))
         if rows.size == 0:
             return None
@@ -142,18 +160,23 @@ class EditSession:
     # ----- queries -------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
-        return self.instances.shape  # type: ignore[return-value]
+        """(H, W) of the label being edited."""
+        h, w = self.instances.shape
+        return h, w
 
     @property
     def can_undo(self) -> bool:
+        """Whether a finished gesture can be undone."""
         return bool(self._undo)
 
     @property
     def can_redo(self) -> bool:
+        """Whether an undone gesture can be re-applied."""
         return bool(self._redo)
 
     @property
     def stroke_active(self) -> bool:
+        """Whether a brush or eraser stroke is in progress (begun, not ended)."""
         return self._stroke is not None
 
     def label(self) -> Label:
@@ -168,6 +191,7 @@ class EditSession:
         return 0
 
     def class_of(self, instance_id: int) -> int:
+        """Class id of an instance (`DEFAULT_CLASS` when it has none recorded)."""
         return self.classes.get(int(instance_id), DEFAULT_CLASS)
 
     def instance_rect(self, instance_id: int) -> Rect | None:
@@ -292,9 +316,9 @@ class EditSession:
             ids, counts = np.unique(around, return_counts=True)
             value = int(ids[np.argmax(counts)])
             return self._apply(rect, region, value)
-        rect = self.instance_rect(target)
-        assert rect is not None
-        outer = rect.grow(1, self.shape)
+        box = self.instance_rect(target)
+        assert box is not None
+        outer = box.grow(1, self.shape)
         mine = self.instances[outer.slices] == target
         holes = _enclosed(mine) & (self.instances[outer.slices] == 0)
         return self._apply(outer, holes, target)
@@ -456,7 +480,27 @@ class EditSession:
 def capsule_mask(
     rect: Rect, xa: float, ya: float, xb: float, yb: float, radius: float
 ) -> np.ndarray:
-    """Pixels of `rect` whose centre lies within `radius` of the segment a→b."""
+    """Pixels of `rect` whose centre lies within `radius` of the segment a→b.
+
+    Parameters
+    ----------
+    rect : Rect
+        The image area to evaluate.
+    xa, ya, xb, yb : float
+        Segment ends in image coordinates (x: column, y: row; pixel centres at +0.5).
+    radius : float
+        Brush radius in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, (rect.height, rect.width).
+
+    Examples
+    --------
+    >>> capsule_mask(Rect(0, 0, 3, 5), 0.5, 1.5, 3.5, 1.5, 0.6).astype(int).tolist()
+    [[0, 0, 0, 0, 0], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    """
     ys = np.arange(rect.y0, rect.y1, dtype=np.float64)[:, None] + 0.5
     xs = np.arange(rect.x0, rect.x1, dtype=np.float64)[None, :] + 0.5
     dx, dy = xb - xa, yb - ya

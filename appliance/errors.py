@@ -5,6 +5,8 @@ Everything a user can get wrong (a missing project, a corrupt image, a tampered 
 with status 2, the UI shows it in a message box. Anything else is a bug and keeps its traceback.
 """
 
+__all__ = ["ApplianceError"]
+
 
 class ApplianceError(Exception):
     """A user-facing problem described in one line."""

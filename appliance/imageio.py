@@ -18,6 +18,19 @@ import tifffile
 
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "check_pixels",
+    "page_shapes",
+    "percentile_normalise",
+    "read_file",
+    "read_image",
+    "sniff_format",
+    "to_display",
+    "write_tiff",
+]
+
 DEFAULT_MAX_PIXELS = 2**28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -91,6 +104,13 @@ def page_shapes(data: bytes, name: str = "image") -> list[tuple[int, ...]]:
 
 
 def check_pixels(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
+    """Refuse a frame of `shape` ((H, W) or (H, W, C)) above `max_pixels` before decoding it.
+
+    Raises
+    ------
+    ApplianceError
+        Naming `name` and the size (decompression-bomb guard).
+    """
     h, w = int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
     if h * w > max_pixels:
         raise ApplianceError(
@@ -214,6 +234,24 @@ def percentile_normalise(img: np.ndarray, low: float = 1.0, high: float = 99.8) 
 
     The workstation trains on exactly this function's output and the tablet feeds it to the
     models, so both sides agree on the input scale.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        (H, W) or (H, W, C); uint8, uint16, float32 or any other numeric dtype.
+    low, high : float
+        Percentiles (0..100) mapped to 0 and 1; values beyond them are clipped. A constant
+        channel becomes 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape as `img`.
+
+    Examples
+    --------
+    >>> percentile_normalise(np.array([[0, 100], [200, 400]], np.uint16), 0, 100).tolist()
+    [[0.0, 0.25], [0.5, 1.0]]
     """
     img = np.asarray(img)
     chans = img[..., None] if img.ndim == 2 else img
@@ -227,7 +265,20 @@ def percentile_normalise(img: np.ndarray, low: float = 1.0, high: float = 99.8) 
 
 
 def to_display(img: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """8-bit view of any image (16-bit aware); the stored pixels are never changed."""
+    """8-bit view of any image (16-bit aware); the stored pixels are never changed.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        (H, W) or (H, W, C), any numeric dtype.
+    low, high : float
+        Percentiles stretched to 0 and 255 (see `percentile_normalise`).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, same shape as `img` (`img` itself when it is uint8 and no stretch is asked).
+    """
     img = np.asarray(img)
     if img.dtype == np.uint8 and low <= 0 and high >= 100:
         return img

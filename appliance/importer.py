@@ -23,17 +23,21 @@ from appliance.imageio import (
     read_file,
     read_image,
 )
-from appliance.store import db as dbm
 from appliance.store.project import Project
+
+__all__ = ["ImportSummary", "collect", "import_paths", "natural_key"]
 
 
 @dataclass
 class ImportSummary:
+    """What an import did: new image ids, duplicate names and failed files with reasons."""
+
     imported: list[int] = field(default_factory=list)  # new image ids
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
     def lines(self) -> list[str]:
+        """The summary line, then one `failed: FILE: REASON` line per failure."""
         out = [
             f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
             f"failed {len(self.failed)}"
@@ -43,6 +47,13 @@ class ImportSummary:
 
 
 def natural_key(name: str) -> list[object]:
+    """Sort key that orders embedded numbers by value (`img2` before `img10`).
+
+    Examples
+    --------
+    >>> sorted(["img10.tif", "img2.tif", "IMG1.tif"], key=natural_key)
+    ['IMG1.tif', 'img2.tif', 'img10.tif']
+    """
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
@@ -76,22 +87,19 @@ def collect(paths: Iterable[Path]) -> dict[Path, list[Path]]:
 def import_paths(
     project: Project, paths: Iterable[Path], *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> ImportSummary:
+    """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
+
+    Returns the new image ids, the duplicates skipped and the failures with their reasons.
+    """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
-        frame = _next_frame(project, str(folder))
+        frame = project.next_frame(str(folder))
         for path in files:
             try:
                 frame = _import_file(project, path, str(folder), frame, max_pixels, summary)
             except ApplianceError as exc:
                 summary.failed.append((str(path), str(exc).removeprefix(f"{path}: ")))
     return summary
-
-
-def _next_frame(project: Project, sequence: str) -> int:
-    row = project.db.execute(
-        "SELECT max(frame) FROM images WHERE sequence = ?", (sequence,)
-    ).fetchone()
-    return 0 if row[0] is None else row[0] + 1
 
 
 def _import_file(
@@ -116,32 +124,21 @@ def _import_file(
     for page, img in enumerate(decoded):
         page_key = page if multi else None
         name = f"{path.name}[{page}]" if multi else path.name
-        exists = project.db.execute(
-            "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, page_key)
-        ).fetchone()
-        if exists:
+        if project.image_with_content(sha, page_key) is not None:
             summary.duplicates.append(name)
             continue
         if blob is None:
             blob = project.store_blob(data, sha, path.suffix.lower())
-        with project.transaction():
-            cur = project.db.execute(
-                "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
-                "sequence, frame, source_path, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sha,
-                    page_key,
-                    name,
-                    str(blob.relative_to(project.root)),
-                    img.shape[0],
-                    img.shape[1],
-                    1 if img.ndim == 2 else img.shape[2],
-                    str(img.dtype),
-                    str(path.resolve()) if multi else sequence,
-                    page if multi else frame,
-                    str(path.resolve()),
-                    dbm.utcnow(),
-                ),
-            )
-        summary.imported.append(int(cur.lastrowid))
+        image_id = project.add_image(
+            sha256=sha,
+            page=page_key,
+            name=name,
+            blob=blob,
+            shape=img.shape,
+            dtype=str(img.dtype),
+            sequence=str(path.resolve()) if multi else sequence,
+            frame=page if multi else frame,
+            source_path=str(path.resolve()),
+        )
+        summary.imported.append(image_id)
     return frame if multi else frame + 1

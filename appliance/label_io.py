@@ -20,14 +20,19 @@ from appliance.importer import collect
 from appliance.labels import Label, coco_rle_bytes
 from appliance.store.project import ImageRecord, Project
 
+__all__ = ["LabelImportSummary", "export_coco", "import_coco", "import_labels", "read_mask"]
+
 
 @dataclass
 class LabelImportSummary:
+    """What a label import did: versions imported, images unmatched, files failed."""
+
     imported: int = 0
     unmatched: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The summary line, then one line per unmatched image and per failure."""
         out = [
             f"labels imported {self.imported}, unmatched {len(self.unmatched)}, "
             f"failed {len(self.failed)}"
@@ -92,6 +97,12 @@ def import_labels(project: Project, path: Path, *, author: str = "import") -> La
 
 
 def import_coco(project: Project, path: Path, *, author: str = "import") -> LabelImportSummary:
+    """Import the instances of a COCO JSON file as `import` versions of matching images.
+
+    Images are matched by file stem (an image whose stem is not unique is left unmatched);
+    categories by name, and every category must be a project class. Returns the counts of
+    imported, unmatched and failed images.
+    """
     try:
         doc = json.loads(Path(path).read_text())
         images = {im["id"]: im for im in doc["images"]}
@@ -151,9 +162,7 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
     Control items are left out: their labels would tell an outsider which images are controls,
     and an annotator's label of one is a test answer, not training data.
     """
-    from appliance.store.controls import control_image_ids
-
-    controls = set(control_image_ids(project))
+    controls = project.control_image_ids()
     doc: dict = {
         "info": {"description": f"exported from {project.root}"},
         "categories": [{"id": cid, "name": name} for cid, name in project.classes().items()],

@@ -18,6 +18,18 @@ from pycocotools import mask as coco_mask
 
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "DEFAULT_CLASS",
+    "InstanceProps",
+    "Label",
+    "coco_rle_bytes",
+    "decode_instances",
+    "encode_instances",
+    "encode_runs",
+    "instance_runs",
+    "run_ids",
+]
+
 DEFAULT_CLASS = 1
 _MAGIC = b"ALBL"
 _HEADER = struct.Struct("<4sBII")  # magic, format version, height, width
@@ -55,11 +67,32 @@ class Label:
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> Label:
+        """A label of `shape` (H, W) without instances."""
         return cls(np.zeros(shape, np.uint32), {})
 
     @classmethod
     def from_binary(cls, mask: np.ndarray, class_id: int = DEFAULT_CLASS) -> Label:
-        """Connected components (8-connectivity) of a binary mask become instances."""
+        """Connected components (8-connectivity) of a binary mask become instances.
+
+        Parameters
+        ----------
+        mask : numpy.ndarray
+            (H, W), any dtype; non-zero pixels are foreground.
+        class_id : int
+            Class of every instance.
+
+        Returns
+        -------
+        Label
+            Instances numbered 1..n in scan order.
+
+        Examples
+        --------
+        >>> mask = np.array([[1, 1, 0, 0], [0, 0, 0, 1]])
+        >>> lab = Label.from_binary(mask, class_id=2)
+        >>> lab.instances.tolist(), lab.classes
+        ([[1, 1, 0, 0], [0, 0, 0, 2]], {1: 2, 2: 2})
+        """
         mask = np.asarray(mask)
         if mask.ndim != 2:
             raise ApplianceError(f"a mask must be 2-D, got shape {mask.shape}")
@@ -68,7 +101,18 @@ class Label:
 
     @classmethod
     def from_semantic(cls, semantic: np.ndarray) -> Label:
-        """Each class's connected components become instances of that class."""
+        """Each class's connected components become instances of that class.
+
+        Parameters
+        ----------
+        semantic : numpy.ndarray
+            (H, W) integer class id per pixel, 0 background.
+
+        Returns
+        -------
+        Label
+            Instances numbered class by class (ascending class id), 8-connectivity.
+        """
         semantic = np.asarray(semantic)
         out = np.zeros(semantic.shape, np.uint32)
         classes: dict[int, int] = {}
@@ -76,7 +120,8 @@ class Label:
         for class_id in np.unique(semantic):
             if class_id == 0:
                 continue
-            n, comp = cv2.connectedComponents((semantic == class_id).astype(np.uint8), 8)
+            mask = np.ascontiguousarray(semantic == class_id, np.uint8)
+            n, comp = cv2.connectedComponents(mask, connectivity=8)
             sel = comp > 0
             out[sel] = comp[sel].astype(np.uint32) + (next_id - 1)
             classes.update({next_id + i: int(class_id) for i in range(n - 1)})
@@ -85,10 +130,12 @@ class Label:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.instances.shape  # type: ignore[return-value]
+        """(H, W) of the instance map."""
+        h, w = self.instances.shape
+        return h, w
 
     def ids(self) -> np.ndarray:
-        """Sorted ids of the instances present in the map.
+        """Sorted ids (uint32, 1-D) of the instances present in the map.
 
         Taken from the run values rather than all pixels: sorting ~10^4 runs instead of
         ~10^6 pixels keeps a save of a large label within a few milliseconds.
@@ -96,13 +143,21 @@ class Label:
         return run_ids(instance_runs(self.instances)[0])
 
     def class_of(self, instance_id: int) -> int:
+        """Class id of an instance; instances missing from the table are `DEFAULT_CLASS`."""
         return self.classes.get(int(instance_id), DEFAULT_CLASS)
 
     def binary(self) -> np.ndarray:
+        """Foreground mask, bool (H, W)."""
         return self.instances > 0
 
     def semantic(self) -> np.ndarray:
-        """Class id per pixel (uint16), through a lookup table over sequential ids."""
+        """Class id per pixel, uint16 (H, W), through a lookup table over sequential ids.
+
+        Examples
+        --------
+        >>> Label(np.array([[0, 7], [9, 9]]), {7: 2}).semantic().tolist()
+        [[0, 2], [1, 1]]
+        """
         ids, inverse = np.unique(self.instances, return_inverse=True)
         lut = np.array([0 if i == 0 else self.class_of(i) for i in ids], np.uint16)
         return lut[inverse.reshape(self.instances.shape)]
@@ -138,7 +193,14 @@ class Label:
         ]
 
     def relabel_sequential(self) -> Label:
-        """Ids become 1..n in ascending order of the old ids; classes follow."""
+        """Ids become 1..n in ascending order of the old ids; classes follow.
+
+        Examples
+        --------
+        >>> lab = Label(np.array([[0, 40], [12, 40]]), {40: 2, 12: 1}).relabel_sequential()
+        >>> lab.instances.tolist(), lab.classes
+        ([[0, 2], [1, 2]], {1: 1, 2: 2})
+        """
         ids, inverse = np.unique(self.instances, return_inverse=True)
         has_bg = ids.size > 0 and ids[0] == 0
         new = inverse.reshape(self.instances.shape).astype(np.uint32)
@@ -192,7 +254,24 @@ def coco_rle_bytes(rle: dict) -> dict:
 
 
 def instance_runs(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run values and lengths of the row-major flattened map (one vectorised comparison)."""
+    """Run values and lengths of the row-major flattened map (one vectorised comparison).
+
+    Parameters
+    ----------
+    instances : numpy.ndarray
+        (H, W) instance map, any integer dtype.
+
+    Returns
+    -------
+    values, lengths : numpy.ndarray
+        Both uint32, 1-D, one entry per run.
+
+    Examples
+    --------
+    >>> values, lengths = instance_runs(np.array([[0, 0, 3], [3, 3, 0]]))
+    >>> values.tolist(), lengths.tolist()
+    ([0, 3, 0], [2, 3, 1])
+    """
     flat = np.ascontiguousarray(instances, dtype=np.uint32).ravel()
     if flat.size == 0:
         return flat, np.zeros(0, np.uint32)
@@ -202,21 +281,50 @@ def instance_runs(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_ids(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct non-zero ids among run values (1-D, dtype of `values`)."""
     ids = np.unique(values)
     return ids[ids != 0]
 
 
 def encode_runs(shape: tuple[int, int], values: np.ndarray, lengths: np.ndarray) -> bytes:
-    """Lossless and compact: the runs, deflated; much faster than PNG or zlib over pixels."""
+    """Lossless and compact: the runs, deflated; much faster than PNG or zlib over pixels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (H, W) of the map the runs cover.
+    values, lengths : numpy.ndarray
+        uint32 runs from `instance_runs`.
+
+    Returns
+    -------
+    bytes
+        A header (magic, format version, H, W) and the deflated runs.
+    """
     body = zlib.compress(values.tobytes() + lengths.tobytes(), 1)
     return _HEADER.pack(_MAGIC, _FORMAT_VERSION, shape[0], shape[1]) + body
 
 
 def encode_instances(instances: np.ndarray) -> bytes:
+    """Encode an (H, W) instance map for storage; `decode_instances` inverts it exactly.
+
+    Examples
+    --------
+    >>> arr = np.array([[0, 5], [5, 70000]], np.uint32)
+    >>> np.array_equal(decode_instances(encode_instances(arr)), arr)
+    True
+    """
     return encode_runs(instances.shape, *instance_runs(instances))
 
 
 def decode_instances(data: bytes) -> np.ndarray:
+    """The uint32 (H, W) instance map of `encode_instances` bytes.
+
+    Raises
+    ------
+    ApplianceError
+        When the bytes are truncated, corrupt or of an unknown format version.
+    """
     if len(data) < _HEADER.size:
         raise ApplianceError("stored label is truncated")
     magic, version, h, w = _HEADER.unpack_from(data)

@@ -14,6 +14,18 @@ import numpy as np
 from appliance.editing import Rect
 from appliance.labels import DEFAULT_CLASS
 
+__all__ = [
+    "DENSE_LIMIT",
+    "PALETTE",
+    "SELECTED_OUTLINE",
+    "OverlayRenderer",
+    "boundary",
+    "class_colour",
+    "colour_tables",
+    "display_rect",
+    "hex_colour",
+]
+
 # Okabe-Ito colours (colour-blind safe), in class order 1, 2, ...; repeated beyond seven classes.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 159, 0),

@@ -34,6 +34,16 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "PerturbSpec",
+    "bias",
+    "felzenszwalb_objects",
+    "inclusion",
+    "omission",
+    "perturb",
+    "salt_and_pepper",
+]
+
 BiasMode = Literal["image", "cell"]
 _KERNEL = np.ones((3, 3), np.uint8)
 
@@ -156,27 +166,28 @@ def _dilate_instances(lab: np.ndarray, q: int) -> np.ndarray:
 
 
 def bias(
-    instances: np.ndarray, q_max: int, rng: np.random.Generator, mode: BiasMode = "image"
+    instances: np.ndarray, max_steps: int, rng: np.random.Generator, mode: BiasMode = "image"
 ) -> np.ndarray:
-    """Erode or dilate (chosen at random) q times, q uniform in 1..q_max (seed 003, eq. 3.11).
+    """Erode or dilate (chosen at random) q times, q uniform in 1..max_steps (seed 003, eq. 3.11,
+    where max_steps is max_steps).
 
     `mode="image"` draws one operation and q for the whole label. `mode="cell"` draws one per
     cell and treats each cell alone (a cell erodes from the background only); erosions are
     applied first, so dilations may grow into the pixels they freed.
     """
-    if q_max < 0:
-        raise ApplianceError(f"bias q_max must be >= 0, got {q_max}")
+    if max_steps < 0:
+        raise ApplianceError(f"bias steps must be >= 0, got {max_steps}")
     out = _check(instances)
-    if q_max == 0:
+    if max_steps == 0:
         return out
     if mode == "image":
-        q = int(rng.integers(1, q_max + 1))
+        q = int(rng.integers(1, max_steps + 1))
         erode = bool(rng.integers(0, 2))
         return _erode_instances(out, q) if erode else _dilate_instances(out, q)
     if mode != "cell":
         raise ApplianceError(f"bias mode must be 'image' or 'cell', got {mode!r}")
     ids = _ids(out)
-    qs = rng.integers(1, q_max + 1, size=len(ids))
+    qs = rng.integers(1, max_steps + 1, size=len(ids))
     erodes = rng.integers(0, 2, size=len(ids)).astype(bool)
     result = out.copy()
     for cid, q, erode in zip(ids, qs, erodes, strict=True):
@@ -191,11 +202,11 @@ def bias(
     return result
 
 
-def salt_and_pepper(instances: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-    """Corrupt each pixel with probability p: half become background, half foreground."""
-    _check_rate("salt-and-pepper", p)
+def salt_and_pepper(instances: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Corrupt each pixel with probability `rate`: half become background, half foreground."""
+    _check_rate("salt-and-pepper", rate)
     out = _check(instances)
-    corrupt = rng.random(out.shape) < p
+    corrupt = rng.random(out.shape) < rate
     salt = rng.random(out.shape) < 0.5
     noise_id = int(out.max()) + 1
     out[corrupt & ~salt] = 0
@@ -215,7 +226,14 @@ class PerturbSpec:
 
     @classmethod
     def parse(cls, text: str) -> PerturbSpec:
-        """Parse `omission=0.7,inclusion=0.7,bias=6[,bias_mode=cell][,salt_pepper=0.1]`."""
+        """Parse `omission=0.7,inclusion=0.7,bias=6[,bias_mode=cell][,salt_pepper=0.1]`.
+
+        Examples
+        --------
+        >>> spec = PerturbSpec.parse("omission=0.5, bias=3, bias-mode=cell")
+        >>> spec.omission, spec.bias, spec.bias_mode, str(spec)
+        (0.5, 3, 'cell', 'omission=0.5,inclusion=0,bias=3,bias_mode=cell')
+        """
         fields: dict[str, float | int | str] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
@@ -260,7 +278,33 @@ def perturb(
     others: np.ndarray | None = None,
     image: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply the perturbations of `spec` in the order omission → inclusion → bias → s&p."""
+    """Apply the perturbations of `spec` in the order omission → inclusion → bias → s&p.
+
+    Parameters
+    ----------
+    instances : numpy.ndarray
+        (H, W) instance map of a good label, integer dtype, 0 background.
+    spec : PerturbSpec
+        What to apply and how strongly.
+    rng : numpy.random.Generator
+        Source of every random draw (same seed, same result).
+    others : numpy.ndarray, optional
+        (H, W) instance map of a second object kind that inclusion may add.
+    image : numpy.ndarray, optional
+        (H, W) or (H, W, C) image, for Felzenszwalb segments when `others` is missing.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint32 (H, W), a new array; `instances` is not changed.
+
+    Examples
+    --------
+    >>> lab = np.zeros((6, 6), np.uint32); lab[1:3, 1:3] = 1; lab[3:5, 3:5] = 2
+    >>> out = perturb(lab, PerturbSpec(omission=0.5), np.random.default_rng(0))
+    >>> len(set(out.ravel().tolist())) - 1  # one of the two objects is left
+    1
+    """
     out = _check(instances)
     if spec.omission:
         out = omission(out, spec.omission, rng)

@@ -120,7 +120,7 @@ def store_load_ms(pool: Pool) -> float:
         project = Project.create(Path(tmp) / "p", ["cell"])
         n = pool.ids.size
         with project.transaction():
-            project.db.conn.executemany(
+            project.db.executemany(
                 "INSERT INTO images (id, sha256, name, blob, height, width, channels, dtype, "
                 "sequence, frame, cherry_picked, added) VALUES (?, ?, ?, 'x', 512, 512, 1, "
                 "'uint16', ?, ?, ?, '')",
@@ -136,7 +136,7 @@ def store_load_ms(pool: Pool) -> float:
                     for k in range(n)
                 ),
             )
-            project.db.conn.executemany(
+            project.db.executemany(
                 "INSERT INTO features (image_id, version, vector) VALUES (?, ?, ?)",
                 ((int(pool.ids[k]), features.VERSION, pool.vectors[k].tobytes()) for k in range(n)),
             )

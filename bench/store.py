@@ -25,7 +25,7 @@ from appliance.labels import Label
 from appliance.store import Project
 from appliance.store import db as dbm
 from bench._machine import table
-from tests.conftest import make_instances
+from testkit.synthetic import make_instances
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -89,7 +89,7 @@ def bench_status(root: Path, n: int) -> tuple[float, float]:
         for i in range(n)
     ]
     with project.transaction():
-        project.db.conn.executemany(
+        project.db.executemany(
             "INSERT INTO images (sha256, name, blob, height, width, channels, dtype, sequence, "
             "frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
@@ -98,7 +98,7 @@ def bench_status(root: Path, n: int) -> tuple[float, float]:
         from appliance.labels import encode_instances
 
         enc = encode_instances(blob.instances)
-        project.db.conn.executemany(
+        project.db.executemany(
             "INSERT INTO labels (uid, image_id, author, source, created, n_instances, instances, "
             "classes) VALUES (?, ?, 'a', 'manual', 'x', 0, ?, '{}')",
             [(uuid.uuid4().hex, i + 1, enc) for i in range(0, n, 3)],

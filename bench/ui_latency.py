@@ -76,7 +76,7 @@ def measure(canvas, points, full: bool) -> np.ndarray:
     from kivy.base import EventLoop
     from kivy.graphics.opengl import glFinish
 
-    from tests.ui.driver import SynthTouch
+    from testkit.touch import SynthTouch
 
     touch = SynthTouch("pen", *canvas.to_window(*points[0]), pressure=1.0).down()
     samples = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from appliance.cli import run_command
 
-COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.controls")
+COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli", "export.controls")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -70,23 +70,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="write virtual-microscope images with instance labels")
+    p = sub.add_parser(
+        "synth",
+        help="write virtual-microscope images with instance labels",
+        description="Write synthetic microscopy images with their instance masks (and, for "
+        "mixed, the second object class), ready for `appliance import --labels`.",
+    )
     p.add_argument("out", type=Path, help="output folder (images/, masks/, other/)")
     p.add_argument("--n", type=int, default=40, help="number of images (default 40)")
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kind", choices=("nuclei", "mixed"), default="nuclei")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--kind",
+        choices=("nuclei", "mixed"),
+        default="nuclei",
+        help="nuclei only, or nuclei mixed with lobed granulocyte-like cells (default nuclei)",
+    )
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("train", help="train a model from a training-job bundle")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a training-job bundle",
+        description="Train a U-Net on a training-job bundle, export it to ONNX (checked for "
+        "parity with PyTorch) and write a model bundle for `appliance install-model`.",
+    )
     p.add_argument("job", type=Path, help="training-job bundle (.zip)")
-    p.add_argument("--task", choices=("segment", "upgrade"), default="segment")
+    p.add_argument(
+        "--task",
+        choices=("segment", "upgrade"),
+        default="segment",
+        help="segment: a pre-label model; upgrade: coarse label in, careful label out",
+    )
     p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
     p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")
     p.add_argument("--batch", type=int, help="default: 4 on a CPU, 16 per GPU")
     p.add_argument("--width", type=int, help="channels at full resolution (default 6)")
     p.add_argument("--depth", type=int, help="resolution levels (default 4)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the GPU when there is one (default)",
+    )
     p.add_argument(
         "--perturb",
         help="upgrade task: perturbations drawn every epoch (default "
@@ -95,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-minutes", type=float, help="hard time budget (default 9 on a CPU)")
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quantize", action="store_true", help="ship an int8 QDQ model")
     p.add_argument("--run-dir", type=Path, help="run folder (default runs/<time>-<task>)")
     p.set_defaults(func=_train)

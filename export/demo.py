@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=32, help="number of synthetic images")
     p.add_argument("--labeled", type=int, default=16, help="images labeled from ground truth")
     p.add_argument("--minutes", type=float, default=1.5, help="training budget per model (minutes)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--app",
         choices=("auto", "window", "tour", "none"),

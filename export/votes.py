@@ -4,9 +4,9 @@ Seed 002, eq. 1: VotesLoss(y, p, v) = -α/n Σ_i CE_i · (v_i - min v) / (max v 
 is the number of experts who annotated cell i (found by non-maximum suppression over all
 experts' annotations of that cell) and min v, max v are the smallest and largest vote counts
 in the data set. For segmentation, cell i's weight applies to its pixels; the votes are counted
-by matching each annotator's instances to the exported label's cells at IoU > 0.5 (the core's
-Hungarian matching, the same criterion the controls use). Background pixels keep weight 1: eq. 1
-weighs annotated objects, and the background has no votes to count.
+by matching each annotator's instances to the exported label's cells at IoU > 0.5
+(`appliance.metrics.match_instances`, the criterion the controls use too). Background pixels
+keep weight 1: eq. 1 weighs annotated objects, and the background has no votes to count.
 
 Annotators can be weighted by their scores on control items (`annotators.json` in the job): a
 vote then counts as the annotator's quality (mean of Dice, instance F1 and boundary F1) instead
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from appliance.labels import Label
-from appliance.supervision.scoring import match
+from appliance.metrics import match_instances
 
 
 def annotator_weights(
@@ -41,7 +41,7 @@ def cell_votes(label: Label, votes: Sequence[Label], weights: Sequence[float]) -
     """Cell id of `label` → summed weight of the annotators whose label holds that cell."""
     out = {int(i): 0.0 for i in label.ids()}
     for vote, weight in zip(votes, weights, strict=True):
-        for cell, _, _ in match(label.instances, vote.instances).pairs:
+        for cell, _ in match_instances(label.instances, vote.instances).pairs:
             out[cell] += weight
     return out
 

@@ -37,16 +37,6 @@ def png_bomb_header(width: int = 100_000, height: int = 100_000) -> bytes:
     )
 
 
-def make_instances(shape: tuple[int, int], n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = np.zeros(shape, np.uint32)
-    for i in range(1, n + 1):
-        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        r = int(rng.integers(2, max(3, min(shape) // 8)))
-        cv2.circle(out, (int(x), int(y)), r, int(i), -1)
-    return out
-
-
 @pytest.fixture
 def bad_folder(tmp_path: Path) -> Path:
     """3 good images and 4 bad files, as the foundation issue describes."""

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from appliance.importer import import_paths
@@ -23,6 +24,7 @@ from appliance.store import Project
 CHILD = r"""
 import sys, uuid
 import numpy as np
+import pytest
 from appliance.labels import Label
 from appliance.store import Project
 p = Project.open(sys.argv[1])
@@ -52,6 +54,7 @@ def _read_acks(proc: subprocess.Popen, until: float, acked: list[str]) -> None:
         acked.extend(ln.decode() for ln in lines if ln and ln != b"ready")
 
 
+@pytest.mark.slow
 def test_sigkill_never_loses_an_acknowledged_save(tmp_path: Path) -> None:
     root = tmp_path / "p"
     with Project.create(root, ["cell"]) as project:

@@ -6,7 +6,7 @@ from hypothesis.extra.numpy import arrays
 
 from appliance.errors import ApplianceError
 from appliance.labels import Label, decode_instances, encode_instances
-from tests.conftest import make_instances
+from testkit.synthetic import make_instances
 
 instance_maps = arrays(
     np.uint32,

@@ -12,7 +12,7 @@ from appliance.label_io import export_coco, import_coco, import_labels
 from appliance.labels import Label
 from appliance.store import Project
 from appliance.store.migrations import MIGRATIONS
-from tests.conftest import make_instances
+from testkit.synthetic import make_instances
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

@@ -19,6 +19,17 @@ from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
 
+__all__ = [
+    "DECODERS",
+    "Decoder",
+    "class_ids",
+    "mean_entropy",
+    "model_input",
+    "probabilities",
+    "semantic",
+    "to_label",
+]
+
 # ITU-R BT.601 luma: the same grey a person sees, so an RGB image fed to a grey model looks right.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 

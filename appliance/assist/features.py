@@ -11,13 +11,15 @@ the tag and the old rows are simply recomputed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
+from appliance.store import Project, cache
+
+__all__ = ["DIM", "SIDE", "VERSION", "image_features", "load", "missing", "update"]
 
 SIDE = 8
 DIM = SIDE * SIDE
@@ -25,7 +27,24 @@ VERSION = f"grey{SIDE}x{SIDE}-p1-99.8/1"
 
 
 def image_features(pixels: np.ndarray) -> np.ndarray:
-    """DIM float32 values in [0, 1] for any image (grey or RGB, any dtype, any size)."""
+    """The feature vector of one image: its 8×8 area-averaged normalised grey thumbnail.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        (H, W) grey or (H, W, 3) RGB, any dtype, any size above zero.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (DIM,), values in [0, 1].
+
+    Examples
+    --------
+    >>> v = image_features(np.tile(np.arange(64, dtype=np.uint16), (64, 1)))
+    >>> v.shape, v.dtype.name, float(v.min()) >= 0.0, float(v.max()) <= 1.0
+    ((64,), 'float32', True, True)
+    """
     img = np.asarray(pixels)
     if img.size == 0:
         raise ApplianceError(f"cannot compute features of an empty image {img.shape}")
@@ -37,18 +56,13 @@ def image_features(pixels: np.ndarray) -> np.ndarray:
     return thumb.ravel().astype(np.float32)
 
 
-def missing(project: Any) -> list[int]:
+def missing(project: Project) -> list[int]:
     """Images without a feature vector of the current version."""
-    rows = project.db.execute(
-        "SELECT id FROM images WHERE id NOT IN "
-        "(SELECT image_id FROM features WHERE version = ?) ORDER BY id",
-        (VERSION,),
-    )
-    return [r[0] for r in rows]
+    return cache.missing_features(project, VERSION)
 
 
 def update(
-    project: Any,
+    project: Project,
     check: Callable[[], None] | None = None,
     progress: Callable[[float], None] | None = None,
     batch: int = 64,
@@ -62,21 +76,16 @@ def update(
         if check is not None:
             check()
         chunk = todo[start : start + batch]
-        rows = [(i, VERSION, image_features(project.load_pixels(i)).tobytes()) for i in chunk]
-        with project.transaction():
-            project.db.conn.executemany(
-                "INSERT OR REPLACE INTO features (image_id, version, vector) VALUES (?, ?, ?)", rows
-            )
+        rows = [(i, image_features(project.load_pixels(i)).tobytes()) for i in chunk]
+        cache.put_features(project, VERSION, rows)
         if progress is not None:
             progress((start + len(chunk)) / len(todo))
     return len(todo)
 
 
-def load(project: Any) -> tuple[np.ndarray, np.ndarray]:
+def load(project: Project) -> tuple[np.ndarray, np.ndarray]:
     """(image ids int64[n], vectors float32[n, DIM]) for every image that has one."""
-    rows = project.db.execute(
-        "SELECT image_id, vector FROM features WHERE version = ? ORDER BY image_id", (VERSION,)
-    ).fetchall()
+    rows = cache.feature_rows(project, VERSION)
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), DIM)
     return ids, vectors

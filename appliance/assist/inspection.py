@@ -1,9 +1,10 @@
-"""Label inspection (seed 004 sec. 3.6.1, eq. 5): metrics g_j map a label to [0, 1].
+"""Label inspection (seed 004 sec. 3.6.1, eq. 5): metrics map a label to [0, 1].
 
-gamma is the weighted mean of the metrics that apply (one without data, say the area range of
-a class with too few labeled examples or the model check without a model, is left out rather
-than counted as perfect). Below gamma0 the report lists warnings, each naming the instances
-concerned with their boxes, so the UI can point at them instead of saying "something is off".
+The score (gamma in seed 004) is the weighted mean of the metrics (g_j) that apply (one without
+data, say the area range of a class with too few labeled examples or the model check without a
+model, is left out rather than counted as perfect). Below the warning threshold (gamma_0) the
+report lists warnings, each naming the instances concerned with their boxes, so the UI can
+point at them instead of saying "something is off".
 """
 
 from __future__ import annotations
@@ -16,11 +17,32 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label as connected
 
-from appliance.assist.history import latest_human_versions
 from appliance.assist.postprocess import instance_boxes
 from appliance.assist.prelabel import dice
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.store import Project
+
+__all__ = [
+    "AREA_MARGIN",
+    "AREA_QUANTILES",
+    "METRICS",
+    "MIN_EXAMPLES",
+    "OLD_KEYS",
+    "SETTING_KEY",
+    "InspectionSettings",
+    "LabelWarning",
+    "ObjectRef",
+    "Report",
+    "area",
+    "fragments",
+    "holes",
+    "inspect",
+    "learn_area_ranges",
+    "load_settings",
+    "model_agreement",
+    "segments",
+]
 
 SETTING_KEY = "inspection"
 METRICS = ("segments", "holes", "fragments", "area", "model")
@@ -29,6 +51,7 @@ METRICS = ("segments", "holes", "fragments", "area", "model")
 AREA_QUANTILES = (0.01, 0.99)
 AREA_MARGIN = 1.5
 MIN_EXAMPLES = 10
+OLD_KEYS = {"gamma0": "warning_threshold"}  # setting keys renamed since; still read
 
 
 @dataclass(frozen=True)
@@ -55,14 +78,19 @@ class InspectionSettings:
     min_segments: int = 1
     max_segments: int = 10_000
     min_fragment_area: int = 10
-    gamma0: float = 0.8
+    warning_threshold: float = 0.8  # gamma_0 in seed 004: warn when the score is below
     weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 1.0))
     # class id -> (low, high) plausible area in pixels; learned by `learn_area_ranges`
     area_ranges: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InspectionSettings:
-        """From the stored setting; weights not given keep their default of 1."""
+        """From the stored setting; weights not given keep their default of 1.
+
+        Projects written before the rename store the threshold as `gamma0`; it is read as
+        `warning_threshold`.
+        """
+        data = {OLD_KEYS.get(k, k): v for k, v in data.items()}
         try:
             s = cls(**{k: v for k, v in data.items() if k not in ("area_ranges", "weights")})
             s.weights.update({str(k): float(v) for k, v in data.get("weights", {}).items()})
@@ -74,11 +102,12 @@ class InspectionSettings:
         return s
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored under `SETTING_KEY`."""
         return {
             "min_segments": self.min_segments,
             "max_segments": self.max_segments,
             "min_fragment_area": self.min_fragment_area,
-            "gamma0": self.gamma0,
+            "warning_threshold": self.warning_threshold,
             "weights": dict(self.weights),
             "area_ranges": {str(k): list(v) for k, v in self.area_ranges.items()},
         }
@@ -86,7 +115,9 @@ class InspectionSettings:
 
 @dataclass
 class Report:
-    gamma: float
+    """Result of `inspect`: the score, the metrics that applied, and warnings below threshold."""
+
+    score: float  # gamma in seed 004 eq. 5
     scores: dict[str, float]  # metrics that applied
     warnings: list[LabelWarning]
     passed: bool
@@ -202,7 +233,8 @@ def model_agreement(
 def inspect(
     label: Label, settings: InspectionSettings | None = None, prediction: Label | None = None
 ) -> Report:
-    """gamma (eq. 5) and, when it falls below gamma0, the warnings of the imperfect metrics."""
+    """The score (seed 004 eq. 5) and, below the warning threshold, the imperfect metrics'
+    warnings."""
     s = settings or InspectionSettings()
     results = {
         "segments": segments(label, s),
@@ -214,12 +246,12 @@ def inspect(
     scores = {k: float(v) for k, (v, _) in results.items() if v is not None}
     weights = {k: max(0.0, float(s.weights.get(k, 0.0))) for k in scores}
     total = sum(weights.values())
-    gamma = sum(weights[k] * scores[k] for k in scores) / total if total > 0 else 1.0
-    passed = gamma >= s.gamma0
+    score = sum(weights[k] * scores[k] for k in scores) / total if total > 0 else 1.0
+    passed = score >= s.warning_threshold
     warnings = (
         [] if passed else [w for k, (_, w) in results.items() if w is not None and weights.get(k)]
     )
-    return Report(gamma=gamma, scores=scores, warnings=warnings, passed=passed)
+    return Report(score=score, scores=scores, warnings=warnings, passed=passed)
 
 
 def learn_area_ranges(labels: Iterable[Label]) -> dict[int, tuple[float, float]]:
@@ -236,10 +268,12 @@ def learn_area_ranges(labels: Iterable[Label]) -> dict[int, tuple[float, float]]
     return out
 
 
-def load_settings(project: Any, learn: bool = True, max_images: int = 200) -> InspectionSettings:
+def load_settings(
+    project: Project, learn: bool = True, max_images: int = 200
+) -> InspectionSettings:
     """The project's priors; area ranges learned from its human labels unless set by hand."""
     s = InspectionSettings.from_dict(project.get_setting(SETTING_KEY, None) or {})
     if learn and not s.area_ranges:
-        versions = latest_human_versions(project, max_images)
+        versions = project.latest_human_versions(max_images)
         s.area_ranges = learn_area_ranges(project.label_version(v).label for _, v in versions)
     return s

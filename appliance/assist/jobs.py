@@ -16,6 +16,8 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+__all__ = ["Cancelled", "Job", "JobContext", "JobRunner"]
+
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -60,6 +62,7 @@ class Job:
 
     @property
     def cancelled(self) -> bool:
+        """True once `cancel()` was called (the job may still be finishing its step)."""
         return self._cancel.is_set()
 
     def done(self) -> bool:

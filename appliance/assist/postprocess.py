@@ -22,6 +22,20 @@ from skimage.segmentation import watershed
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 
+__all__ = [
+    "STEPS",
+    "LabelDiff",
+    "PostResult",
+    "closing",
+    "diff",
+    "fill_holes",
+    "instance_boxes",
+    "opening",
+    "remove_small",
+    "smooth",
+    "split_touching",
+]
+
 
 @dataclass(frozen=True)
 class LabelDiff:
@@ -35,11 +49,14 @@ class LabelDiff:
 
     @property
     def unchanged(self) -> bool:
+        """True when the step changed no instance and no pixel."""
         return not (self.changed_ids or self.added.any() or self.removed.any())
 
 
 @dataclass(frozen=True)
 class PostResult:
+    """A post-processing step's new label and its difference from the old one."""
+
     label: Label
     diff: LabelDiff
 
@@ -69,7 +86,7 @@ def _result(before: Label, instances: np.ndarray, classes: dict[int, int]) -> Po
 
 
 def instance_boxes(inst: np.ndarray) -> dict[int, tuple[slice, slice]]:
-    """Bounding-box slices per instance id, from one pass over the map."""
+    """Bounding-box slices per instance id of an (H, W) integer map, from one pass over it."""
     n = int(inst.max()) if inst.size else 0
     if n == 0:
         return {}
@@ -110,6 +127,14 @@ def fill_holes(label: Label) -> PostResult:
     """Background regions enclosed by a single instance join that instance.
 
     A gap enclosed by several touching cells is not a hole of any of them and stays.
+
+    Examples
+    --------
+    >>> ring = np.array([[0, 0, 0, 0, 0], [0, 3, 3, 3, 0], [0, 3, 0, 3, 0], [0, 3, 3, 3, 0],
+    ...                  [0, 0, 0, 0, 0]], np.uint32)
+    >>> result = fill_holes(Label(ring, {3: 1}))
+    >>> int(result.label.instances[2, 2]), int(result.diff.added.sum()), result.diff.changed_ids
+    (3, 1, (3,))
     """
     src = label.instances
     if not src.any():
@@ -130,7 +155,15 @@ def fill_holes(label: Label) -> PostResult:
 
 
 def remove_small(label: Label, min_area: int) -> PostResult:
-    """Connected pieces smaller than `min_area` pixels vanish (small cells and stray fragments)."""
+    """Connected pieces smaller than `min_area` pixels vanish (small cells and stray fragments).
+
+    Examples
+    --------
+    >>> lab = Label(np.array([[1, 1, 0, 2], [1, 1, 0, 0]], np.uint32), {1: 1, 2: 1})
+    >>> result = remove_small(lab, min_area=2)
+    >>> result.label.instances.tolist(), result.diff.removed_ids
+    ([[1, 1, 0, 0], [1, 1, 0, 0]], (2,))
+    """
     if min_area < 1:
         raise ApplianceError(f"min_area must be at least 1 pixel, got {min_area}")
     src = label.instances

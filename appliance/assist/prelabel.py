@@ -9,16 +9,29 @@ images the experts already labeled and `best_method` offers one only above a thr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from appliance.assist.history import HUMAN, latest_human_versions
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
-from appliance.supervision.controls import offer_prelabel
+from appliance.store import Project
+from appliance.store.controls import offer_prelabel
+
+__all__ = [
+    "METHODS",
+    "OTSU_SETTING",
+    "best_method",
+    "dice",
+    "grey",
+    "otsu",
+    "prelabeler",
+    "previous",
+    "run",
+    "run_all",
+    "suitability",
+]
 
 METHODS = ("otsu", "previous", "model")
 OTSU_SETTING = "prelabel.otsu"
@@ -72,22 +85,14 @@ def otsu(
     return Label.from_binary(bright, class_id)
 
 
-def previous(project: Any, image_id: int) -> Label | None:
+def previous(project: Project, image_id: int) -> Label | None:
     """Newest human label of the closest earlier labeled frame of the same sequence, if any."""
-    rec = project.image(image_id)
-    if rec.sequence is None or rec.frame is None:
-        return None
-    row = project.db.execute(
-        "SELECT l.id FROM labels l JOIN images i ON i.id = l.image_id "
-        f"WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? AND {HUMAN} "
-        "ORDER BY i.frame DESC, l.id DESC LIMIT 1",
-        (rec.sequence, rec.frame, rec.height, rec.width),
-    ).fetchone()
-    return None if row is None else project.label_version(row[0]).label
+    version_id = project.previous_human_version(image_id)
+    return None if version_id is None else project.label_version(version_id).label
 
 
 def prelabeler(
-    project: Any, method: str, model: InferenceModel | None = None
+    project: Project, method: str, model: InferenceModel | None = None
 ) -> Callable[[int, np.ndarray], Label | None]:
     """`f(image_id, pixels) -> Label | None` for `method`, configured from project settings."""
     if method == "otsu":
@@ -105,7 +110,7 @@ def prelabeler(
 
 
 def suitability(
-    project: Any,
+    project: Project,
     methods: Sequence[str] = METHODS,
     max_images: int = 20,
     model: InferenceModel | None = None,
@@ -114,7 +119,7 @@ def suitability(
 
     Only human versions count as truth (`history`): an unreviewed pre-label would vote for itself.
     """
-    rows = latest_human_versions(project, max_images)
+    rows = project.latest_human_versions(max_images)
     scores: dict[str, list[float]] = {m: [] for m in methods}
     funcs: dict[str, Callable[[int, np.ndarray], Label | None]] = {}
     for m in methods:
@@ -139,7 +144,7 @@ def best_method(scores: dict[str, float | None], threshold: float = 0.5) -> str 
 
 
 def run(
-    project: Any,
+    project: Project,
     image_id: int,
     method: str,
     model: InferenceModel | None = None,
@@ -155,7 +160,7 @@ def run(
 
 
 def run_all(
-    project: Any,
+    project: Project,
     method: str,
     check: Callable[[], None] | None = None,
     progress: Callable[[float], None] | None = None,
@@ -165,12 +170,7 @@ def run_all(
     Labeled images are left alone: a pre-label on top of an expert's work would only be noise
     in its history. Each image is saved on its own, so a cancelled run keeps what it stored.
     """
-    todo = [
-        r[0]
-        for r in project.db.execute(
-            "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM labels) ORDER BY id"
-        )
-    ]
+    todo = project.unlabeled_image_ids()
     fn = prelabeler(project, method)
     stored = 0
     for k, image_id in enumerate(todo, start=1):

@@ -1,9 +1,9 @@
-"""Pre-processing h(x) (seed 004 eq. 2): what the annotator sees instead of the raw image.
+"""Pre-processing (seed 004 eq. 2, h(x)): what the annotator sees instead of the raw image.
 
 One setting per project (seed 004: varying pre-processing within a data set makes annotations
 inconsistent), stored under the `preprocessing` key and copied into training-job bundles so the
 workstation knows what the experts looked at. The stored pixels never change; models get the
-raw image plus their contract's normalisation, not h(x).
+raw image plus their contract's normalisation, not the pre-processed one.
 
 Order: percentile normalisation first (it is what makes 16-bit data visible at all, and the
 OpenCV filters below want 8 bits), then denoising, then CLAHE (contrast stretching amplifies
@@ -20,6 +20,9 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.imageio import to_display
+from appliance.store import Project
+
+__all__ = ["DENOISERS", "SETTING_KEY", "Preprocessing", "apply", "load", "save"]
 
 SETTING_KEY = "preprocessing"
 DENOISERS = ("none", "gaussian", "median", "nlm")
@@ -27,7 +30,8 @@ DENOISERS = ("none", "gaussian", "median", "nlm")
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Parameters of h; the defaults are a plain percentile stretch."""
+    """Parameters of the pre-processing (h in seed 004); the defaults are a plain percentile
+    stretch."""
 
     low: float = 1.0
     high: float = 99.8
@@ -48,30 +52,49 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """From the stored setting (unknown keys are an ApplianceError)."""
         try:
             return cls(**data)
         except TypeError as exc:
             raise ApplianceError(f"pre-processing setting is invalid ({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in the project and copied into training jobs."""
         return asdict(self)
 
 
-def apply(image: np.ndarray, h: Preprocessing) -> np.ndarray:
-    """h(x) as 8-bit H×W or H×W×3 for display; any dtype, grey or RGB."""
-    img = to_display(np.asarray(image), h.low, h.high)
-    if h.denoise == "gaussian":
-        img = cv2.GaussianBlur(img, (0, 0), sigmaX=h.strength)
-    elif h.denoise == "median":
-        k = max(3, int(h.strength) | 1)
+def apply(image: np.ndarray, settings: Preprocessing) -> np.ndarray:
+    """The pre-processed image (h(x) in seed 004) for display.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W) or (H, W, 3), any dtype (uint8, uint16, float32 ...), grey or RGB.
+    settings : Preprocessing
+        The project's pre-processing.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, same shape as `image`.
+    """
+    img = to_display(np.asarray(image), settings.low, settings.high)
+    if settings.denoise == "gaussian":
+        img = cv2.GaussianBlur(img, (0, 0), sigmaX=settings.strength)
+    elif settings.denoise == "median":
+        k = max(3, int(settings.strength) | 1)
         img = cv2.medianBlur(img, k)
-    elif h.denoise == "nlm":
+    elif settings.denoise == "nlm":
         if img.ndim == 2:
-            img = cv2.fastNlMeansDenoising(img, None, h=float(h.strength))
+            img = cv2.fastNlMeansDenoising(img, None, h=float(settings.strength))
         else:
-            img = cv2.fastNlMeansDenoisingColored(img, None, float(h.strength), float(h.strength))
-    if h.clahe:
-        clahe = cv2.createCLAHE(clipLimit=h.clahe_clip, tileGridSize=(h.clahe_tiles,) * 2)
+            img = cv2.fastNlMeansDenoisingColored(
+                img, None, float(settings.strength), float(settings.strength)
+            )
+    if settings.clahe:
+        clahe = cv2.createCLAHE(
+            clipLimit=settings.clahe_clip, tileGridSize=(settings.clahe_tiles,) * 2
+        )
         if img.ndim == 2:
             img = clahe.apply(img)
         else:  # equalise lightness only, so colours keep their hue
@@ -81,11 +104,11 @@ def apply(image: np.ndarray, h: Preprocessing) -> np.ndarray:
     return img
 
 
-def load(project: Any) -> Preprocessing:
-    """The project's h (defaults when never set)."""
+def load(project: Project) -> Preprocessing:
+    """The project's pre-processing (defaults when never set)."""
     return Preprocessing.from_dict(project.get_setting(SETTING_KEY, None) or {})
 
 
-def save(project: Any, h: Preprocessing) -> None:
-    """Record h for the whole project; bundles read the same setting."""
-    project.set_setting(SETTING_KEY, h.to_dict())
+def save(project: Project, settings: Preprocessing) -> None:
+    """Record the pre-processing for the whole project; bundles read the same setting."""
+    project.set_setting(SETTING_KEY, settings.to_dict())

@@ -27,6 +27,24 @@ from appliance.assist.contract import class_ids, model_input, probabilities, to_
 from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.store import Project
+from appliance.store.models import active_model as installed_model
+
+__all__ = [
+    "CPU",
+    "GPU_PROVIDERS",
+    "MARGIN",
+    "MAX_SINGLE_PASS_PIXELS",
+    "TILE",
+    "InferenceModel",
+    "Prediction",
+    "active_model",
+    "choose_providers",
+    "cuda_device_count",
+    "release_sessions",
+    "session",
+    "tile_starts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +187,18 @@ def _pad_to_multiple(chw: np.ndarray, multiple: int) -> np.ndarray:
     if not ph and not pw:
         return chw
     # Reflection needs at least two pixels; a one-pixel side can only be repeated.
-    mode = "reflect" if min(h, w) > 1 and ph < h and pw < w else "edge"
-    return np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    reflect = min(h, w) > 1 and ph < h and pw < w
+    widths = ((0, 0), (0, ph), (0, pw))
+    return np.pad(chw, widths, mode="reflect") if reflect else np.pad(chw, widths, mode="edge")
+
+
+def _pad_to_at_least(chw: np.ndarray, size: int) -> np.ndarray:
+    """Pad height and width up to `size` (edge values: reflection needs the image to be larger
+    than the pad, which a small image under a large fixed-size model is not)."""
+    h, w = chw.shape[1:]
+    if h >= size and w >= size:
+        return chw
+    return np.pad(chw, ((0, 0), (0, max(0, size - h)), (0, max(0, size - w))), mode="edge")
 
 
 @dataclass
@@ -224,9 +252,13 @@ class InferenceModel:
         """
         h, w = chw.shape[1:]
         m = self.contract.tile_multiple
+        fixed = self.contract.fixed_size
         padded = _pad_to_multiple(chw, m)
+        if fixed is not None:  # a fixed-size model: pad up to it, then tile at exactly it
+            padded = _pad_to_at_least(padded, fixed)
+            tile, margin = fixed, min(margin, fixed // 4 - (fixed // 4) % m)
         hp, wp = padded.shape[1:]
-        if hp * wp <= max_pixels:
+        if fixed is None and hp * wp <= max_pixels:
             return self._run(padded)[:, :h, :w]
         tile = max(m, tile - tile % m)
         margin = -(-margin // m) * m
@@ -263,13 +295,11 @@ class InferenceModel:
         return Prediction(probs, to_label(probs, self.contract, self.lut))
 
 
-def active_model(project: Any, role: str, threads: int | None = None) -> InferenceModel | None:
+def active_model(project: Project, role: str, threads: int | None = None) -> InferenceModel | None:
     """The project's active model for `role` ("prelabel" or "upgrade"), or None.
 
     Threads default to the project setting `inference.threads` (None: onnxruntime's choice).
     """
-    from appliance.bundles.install import active_model as installed_model
-
     row = installed_model(project, role)
     if row is None:
         return None

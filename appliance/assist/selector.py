@@ -28,13 +28,29 @@ clusters and feature space exactly as one-at-a-time labeling would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from appliance.assist import features as feats
-from appliance.assist.history import LABELED_IMAGES_SQL
 from appliance.errors import ApplianceError
+from appliance.store import Project, cache
+from appliance.store.models import active_model
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_WEIGHTS",
+    "SETTINGS_KEY",
+    "STRATEGIES",
+    "WEIGHTS_KEY",
+    "Choice",
+    "Pool",
+    "Selector",
+    "clusters",
+    "from_project",
+    "load_pool",
+    "nearest_distance",
+    "random_scores",
+]
 
 STRATEGIES = ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")
 WEIGHTS_KEY = "selector.weights"
@@ -105,6 +121,8 @@ class Pool:
 
 @dataclass(frozen=True)
 class Choice:
+    """One image the selector proposes, its final score and each strategy's score."""
+
     image_id: int
     score: float
     scores: dict[str, float] = field(default_factory=dict)  # per active strategy
@@ -155,10 +173,11 @@ class Selector:
             self._nearest = nearest_distance(pool.vectors, pool.vectors[self._labeled])
         u = pool.uncertainty
         known = ~np.isnan(u)
-        self._u = np.where(known, u, np.nanmean(u) if known.any() else 0.0)
+        self._uncertainty_scores = np.where(known, u, np.nanmean(u) if known.any() else 0.0)
 
     @property
     def unlabeled(self) -> int:
+        """How many images of the pool have no human label yet."""
         return int((~self._labeled).sum())
 
     def mark_labeled(self, image_id: int) -> None:
@@ -201,7 +220,7 @@ class Selector:
         return 1.0 / (1.0 + (c - c.min()))
 
     def _uncertainty(self, cand: np.ndarray) -> np.ndarray:
-        return _by_max(self._u[cand])
+        return _by_max(self._uncertainty_scores[cand])
 
     def _diversity(self, cand: np.ndarray) -> np.ndarray:
         assert self._nearest is not None
@@ -222,7 +241,7 @@ class Selector:
                 if cand.size == 0:
                     break
                 total = sum(self.weights.values())
-                final = sum(self.weights[k] * v for k, v in per.items()) / total
+                final = np.asarray(sum(self.weights[k] * v for k, v in per.items())) / total
                 best = np.flatnonzero(final >= final.max() - 1e-12)
                 j = best[np.argmax(self._hash[cand[best]])]
                 k = int(cand[j])
@@ -244,23 +263,21 @@ def _by_max(x: np.ndarray) -> np.ndarray:
     return x / m if m > 0 else np.zeros_like(x, dtype=np.float64)
 
 
-def load_pool(project: Any, model_id: str | None = None) -> Pool:
+def load_pool(project: Project, model_id: str | None = None) -> Pool:
     """The pool from the store: images, flags, cached features and uncertainty for `model_id`.
 
     Images without a cached feature vector get the mean vector (neutral); run
     `features.update` (a background job after import) to fill them in.
     """
-    rows = project.db.execute(
-        "SELECT id, sequence, frame, cherry_picked FROM images ORDER BY id"
-    ).fetchall()
+    rows = project.image_positions()
     n = len(rows)
-    ids = np.fromiter((r[0] for r in rows), np.int64, n)
-    seq_names = [r[1] or "" for r in rows]
+    ids = np.fromiter((r.id for r in rows), np.int64, n)
+    seq_names = [r.sequence or "" for r in rows]
     codes = {s: k for k, s in enumerate(sorted(set(seq_names)))}
     sequence = np.fromiter((codes[s] for s in seq_names), np.int64, n)
-    frame = np.fromiter((-1 if r[2] is None else r[2] for r in rows), np.int64, n)
+    frame = np.fromiter((-1 if r.frame is None else r.frame for r in rows), np.int64, n)
     order = np.lexsort((ids, frame, sequence))
-    cherry = np.fromiter((bool(r[3]) for r in rows), bool, n)
+    cherry = np.fromiter((r.cherry_picked for r in rows), bool, n)
 
     vectors = np.zeros((n, feats.DIM), np.float32)
     f_ids, f_vec = feats.load(project)
@@ -273,20 +290,18 @@ def load_pool(project: Any, model_id: str | None = None) -> Pool:
 
     uncertainty = np.full(n, np.nan)
     if model_id is not None:
-        urows = project.db.execute(
-            "SELECT image_id, value FROM uncertainty WHERE model_id = ?", (model_id,)
-        ).fetchall()
+        urows = cache.uncertainty_rows(project, model_id)
         if urows:
             u = np.array(urows, np.float64)
             uncertainty[np.searchsorted(ids, u[:, 0].astype(np.int64))] = u[:, 1]
 
-    done = np.fromiter((r[0] for r in project.db.execute(LABELED_IMAGES_SQL)), np.int64)
+    done = np.array(project.human_labeled_image_ids(), np.int64)
     labeled = np.isin(ids, done)
     return Pool(ids, order, sequence, cherry, vectors, uncertainty, labeled)
 
 
 def from_project(
-    project: Any, model_id: str | None = None, labeled: np.ndarray | None = None
+    project: Project, model_id: str | None = None, labeled: np.ndarray | None = None
 ) -> Selector:
     """A selector with the project's weights, seed and cluster threshold.
 
@@ -295,8 +310,6 @@ def from_project(
     want k labels per image or hide control items (`appliance.supervision.serving`).
     """
     if model_id is None:
-        from appliance.bundles.install import active_model
-
         row = active_model(project, "prelabel")
         model_id = None if row is None else row.id
     cfg = project.get_setting(SETTINGS_KEY, None) or {}

@@ -11,13 +11,23 @@ expert to check; nothing is overwritten.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
+from appliance.store import Project
+
+__all__ = [
+    "AUTHOR",
+    "candidates",
+    "inherit_classes",
+    "upgrade",
+    "upgrade_all",
+    "upgrade_image",
+    "upgrade_version",
+]
 
 AUTHOR = "upgrade"
 
@@ -56,7 +66,7 @@ def upgrade(
     return refined if model.contract.n_classes > 2 else inherit_classes(refined, coarse)
 
 
-def _model(project: Any, model: InferenceModel | None) -> InferenceModel:
+def _model(project: Project, model: InferenceModel | None) -> InferenceModel:
     model = model or active_model(project, "upgrade")
     if model is None:
         raise ApplianceError(f"{project.root}: no active upgrade model is installed")
@@ -64,7 +74,7 @@ def _model(project: Any, model: InferenceModel | None) -> InferenceModel:
 
 
 def upgrade_version(
-    project: Any,
+    project: Project,
     version_id: int,
     model: InferenceModel | None = None,
     check: Callable[[], None] | None = None,
@@ -76,7 +86,7 @@ def upgrade_version(
     return project.save_label(v.image_id, refined, author=AUTHOR, source="upgrade", parent_id=v.id)
 
 
-def upgrade_image(project: Any, image_id: int, model: InferenceModel | None = None) -> int:
+def upgrade_image(project: Project, image_id: int, model: InferenceModel | None = None) -> int:
     """Upgrade the newest version of one image."""
     latest = project.latest_label(image_id)
     if latest is None:
@@ -86,23 +96,17 @@ def upgrade_image(project: Any, image_id: int, model: InferenceModel | None = No
     return upgrade_version(project, latest.id, model)
 
 
-def candidates(project: Any, only_coarse: bool = False) -> list[int]:
+def candidates(project: Project, only_coarse: bool = False) -> list[int]:
     """Newest version of every labeled image that is not itself an upgrade result.
 
     Skipping upgrades makes `--all` idempotent: running it twice refines nothing twice.
     `only_coarse` keeps versions from pre-labeling or explicitly marked coarse.
     """
-    extra = "AND (l.source = 'prelabel' OR l.coarse = 1)" if only_coarse else ""
-    rows = project.db.execute(
-        "SELECT l.id FROM labels l JOIN "
-        "(SELECT image_id, MAX(id) AS id FROM labels GROUP BY image_id) n "
-        f"ON l.id = n.id WHERE l.source != 'upgrade' {extra} ORDER BY l.image_id"
-    ).fetchall()
-    return [r[0] for r in rows]
+    return project.newest_versions(exclude_source="upgrade", only_coarse=only_coarse)
 
 
 def upgrade_all(
-    project: Any,
+    project: Project,
     only_coarse: bool = False,
     model: InferenceModel | None = None,
     check: Callable[[], None] | None = None,

@@ -26,6 +26,22 @@ from typing import Any, NoReturn
 from appliance import __version__
 from appliance.errors import ApplianceError
 
+__all__ = [
+    "CHUNK",
+    "FORMAT_VERSIONS",
+    "LIMITS",
+    "MANIFEST_NAME",
+    "BundleError",
+    "BundleReader",
+    "Fields",
+    "Limits",
+    "Member",
+    "member_name_problem",
+    "parse_manifest",
+    "utc_timestamp",
+    "write_bundle",
+]
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSIONS = {
     "training-job": 1,
@@ -95,6 +111,7 @@ class Fields:
         self.obj: dict[str, Any] = obj
 
     def fail(self, problem: str) -> NoReturn:
+        """Raise a `BundleError` naming the bundle, the member and `problem`."""
         raise BundleError(self.bundle, problem, self.member)
 
     def get(self, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
@@ -281,6 +298,7 @@ class BundleReader:
         raise BundleError(self.name, problem, member)
 
     def fields(self, obj: object, member: str = MANIFEST_NAME, where: str = "") -> Fields:
+        """Typed access to the JSON object `obj` of `member`, for error messages that name it."""
         return Fields(obj, self.name, member, where)
 
     def _check_entries(self) -> dict[str, zipfile.ZipInfo]:
@@ -432,6 +450,7 @@ def _chunks(content: Content) -> Iterator[bytes]:
 
 
 def utc_timestamp() -> str:
+    """The current UTC time as ISO 8601 seconds with a Z, as manifests record it."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

@@ -9,8 +9,8 @@ generator bundle later writes the same format with its own name and kind).
 Layout: `manifest.json` (format "controls": `classes` as in training jobs, index 0 background;
 `generator`; `job_id` of the job whose backgrounds were used; `items`: the member holding
 the list), the image files, and per item a `.npy` uint32 instance map with its class table.
-The tablet installs a bundle like a model bundle: every member verified first, every image
-and map decoded and checked, and only then imported, the control rows in one transaction.
+The tablet installs a bundle like a model bundle (`appliance.supervision.install`): every
+member verified first, every image and map decoded and checked, and only then imported.
 """
 
 from __future__ import annotations
@@ -23,12 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
+from appliance.bundles.archive import BundleReader, Fields, Limits, write_bundle
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label
-from appliance.store import controls as store
-from appliance.store.project import Project
+
+__all__ = [
+    "FORMAT",
+    "ITEMS",
+    "ControlBundle",
+    "ControlItem",
+    "read_control_bundle",
+    "write_control_bundle",
+]
 
 FORMAT = "controls"
 ITEMS = "items.json"
@@ -137,36 +144,3 @@ def _item(reader: BundleReader, f: Fields, n_classes: int) -> tuple[ControlItem,
         background=f.get("background", str, optional=True) or "",
     )
     return item, pixels
-
-
-def install_control_bundle(
-    project: Project,
-    path: Path | str,
-    *,
-    level: str | None = None,
-    plan: dict[str, int] | None = None,
-    seed: int = 0,
-) -> list[int]:
-    """Verify a control bundle and add its items as controls; a refused bundle changes nothing."""
-    import tempfile
-
-    from appliance.supervision.controls import add_controls
-
-    bundle = read_control_bundle(path)
-    names = project.classes()
-    for cid in sorted({c for item, _ in bundle.items for c in item.truth.classes.values()}):
-        if names.get(cid) != bundle.classes[cid]:
-            raise BundleError(
-                str(path),
-                f"class {cid} is {bundle.classes[cid]!r} in the bundle but "
-                f"{names.get(cid)!r} in this project",
-            )
-    if store.bundle_installed(project, bundle.id):
-        raise BundleError(str(path), f"control bundle {bundle.id} is already installed")
-    with tempfile.TemporaryDirectory(prefix="controls-") as tmp:
-        files = []
-        for item, _pixels in bundle.items:
-            file = Path(tmp) / item.name
-            file.write_bytes(item.image_bytes)
-            files.append((file, item.truth, "synthetic"))
-        return add_controls(project, files, level=level, plan=plan, seed=seed, bundle_id=bundle.id)

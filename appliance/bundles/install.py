@@ -13,41 +13,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
-from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.store import Project
+from appliance.store import models as stored
 from appliance.store.db import utcnow
+from appliance.store.models import InstalledModel
+
+__all__ = ["MODELS_DIR", "activate_model", "install_model_bundle"]
 
 MODELS_DIR = "models"
 STALE_STAGING_SECONDS = 24 * 3600
-_COLUMNS = "id, bundle_id, role, name, path, sha256, contract, metrics, job_id, installed, active"
-
-
-@dataclass(frozen=True)
-class InstalledModel:
-    """A row of the `models` table; `path` is the absolute path of the installed .onnx."""
-
-    id: str
-    bundle_id: str
-    role: str
-    name: str
-    path: Path
-    sha256: str
-    contract: Contract
-    metrics: dict[str, Any]
-    job_id: str | None
-    installed: str
-    active: bool
 
 
 def install_model_bundle(project: Project, path: Path | str) -> list[str]:
@@ -107,10 +89,10 @@ def _check_ids(project: Project, bundle: ModelBundle) -> set[str]:
     """Ids already installed with the same content; a same id with other content is refused."""
     known = set()
     for model in bundle.models:
-        row = project.db.execute("SELECT sha256 FROM models WHERE id = ?", (model.id,)).fetchone()
-        if row is None:
+        sha256 = stored.installed_sha256(project, model.id)
+        if sha256 is None:
             continue
-        if row[0] != model.sha256:
+        if sha256 != model.sha256:
             raise ApplianceError(
                 f"bundle {bundle.path}, member {model.member!r}: model id {model.id} is already "
                 "installed with different content"
@@ -130,41 +112,20 @@ def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
     with project.transaction():
         for model in bundle.models:
             if model.id not in known:
-                project.db.execute(
-                    f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    (
-                        model.id,
-                        bundle.id,
-                        model.role,
-                        model.name,
-                        f"{MODELS_DIR}/{model.sha256}.onnx",
-                        model.sha256,
-                        model.contract.to_json(),
-                        json.dumps(model.metrics),
-                        bundle.job_id,
-                        now,
-                    ),
+                stored.add_model(
+                    project,
+                    model_id=model.id,
+                    bundle_id=bundle.id,
+                    role=model.role,
+                    name=model.name,
+                    path=f"{MODELS_DIR}/{model.sha256}.onnx",
+                    sha256=model.sha256,
+                    contract=model.contract,
+                    metrics=model.metrics,
+                    job_id=bundle.job_id,
+                    installed=now,
                 )
-            _set_active(project, model.role, model.id)
-
-
-def _set_active(project: Project, role: str, model_id: str) -> None:
-    """Inside a transaction: exactly one active model for `role`."""
-    project.db.execute("UPDATE models SET active = (id = ?) WHERE role = ?", (model_id, role))
-
-
-def list_models(project: Project) -> list[InstalledModel]:
-    """Every installed model, oldest installation first."""
-    rows = project.db.execute(f"SELECT {_COLUMNS} FROM models ORDER BY installed, rowid")
-    return [_from_row(project, r) for r in rows]
-
-
-def active_model(project: Project, role: str) -> InstalledModel | None:
-    """The model the runtime should use for `role`, or None when none is installed."""
-    row = project.db.execute(
-        f"SELECT {_COLUMNS} FROM models WHERE role = ? AND active = 1", (role,)
-    ).fetchone()
-    return _from_row(project, row) if row else None
+            stored.set_active(project, model.role, model.id)
 
 
 def activate_model(project: Project, model_id: str) -> InstalledModel:
@@ -172,37 +133,21 @@ def activate_model(project: Project, model_id: str) -> InstalledModel:
 
     Its file is re-hashed first, so a model whose file went missing or changed is never activated.
     """
-    rows = project.db.execute(
-        f"SELECT {_COLUMNS} FROM models WHERE substr(id, 1, length(?1)) = ?1", (model_id,)
-    ).fetchall()
-    if not rows:
+    matches = stored.models_matching(project, model_id)
+    if not matches:
         raise ApplianceError(f"no installed model {model_id!r} in {project.root}")
-    if len(rows) > 1:
-        raise ApplianceError(f"{model_id!r} matches {len(rows)} installed models; give more of it")
-    model = _from_row(project, rows[0])
+    if len(matches) > 1:
+        raise ApplianceError(
+            f"{model_id!r} matches {len(matches)} installed models; give more of it"
+        )
+    model = matches[0]
     if not model.path.is_file() or _sha256(model.path) != model.sha256:
         raise ApplianceError(
             f"model {model.id}: file {model.path} is missing or changed; reinstall its bundle"
         )
     with project.transaction():
-        _set_active(project, model.role, model.id)
+        stored.set_active(project, model.role, model.id)
     return dataclasses.replace(model, active=True)
-
-
-def _from_row(project: Project, row: tuple) -> InstalledModel:
-    return InstalledModel(
-        id=row[0],
-        bundle_id=row[1],
-        role=row[2],
-        name=row[3],
-        path=project.root / row[4],
-        sha256=row[5],
-        contract=Contract.parse(row[6], f"model {row[0]}"),
-        metrics=json.loads(row[7]),
-        job_id=row[8],
-        installed=row[9],
-        active=bool(row[10]),
-    )
 
 
 def _sha256(path: Path) -> str:

@@ -18,6 +18,16 @@ from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits,
 from appliance.bundles.onnx_check import Fail, check_onnx
 from appliance.contract import ROLES, Contract, ContractError
 
+__all__ = [
+    "FORMAT",
+    "ROLES",
+    "BundleModel",
+    "ModelBundle",
+    "ModelSpec",
+    "read_model_bundle",
+    "write_model_bundle",
+]
+
 FORMAT = "model"
 
 
@@ -48,6 +58,8 @@ class BundleModel:
 
 @dataclass(frozen=True)
 class ModelBundle:
+    """A verified model bundle: its id, origin and the models it carries."""
+
     id: str
     path: Path
     created: str

@@ -25,6 +25,22 @@ from appliance.imageio import read_image
 from appliance.labels import Label
 from appliance.store import ImageRecord, LabelVersion, Project
 
+__all__ = [
+    "ANNOTATORS",
+    "FORMAT",
+    "ITEMS",
+    "SPLITS",
+    "TASKS",
+    "Choice",
+    "JobItem",
+    "TrainingJob",
+    "assign_splits",
+    "choose",
+    "is_low_quality",
+    "read_training_job",
+    "write_training_job",
+]
+
 FORMAT = "training-job"
 TASKS = ("segment", "upgrade", "all")
 SPLITS = ("train", "val", "test")
@@ -109,7 +125,7 @@ def write_training_job(
         raise BundleError(str(out), f"unknown task {task!r} (one of {', '.join(TASKS)})")
     if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
         raise BundleError(str(out), f"split {split} must be three non-negative shares summing to 1")
-    controls = {r[0] for r in project.db.execute("SELECT DISTINCT image_id FROM controls")}
+    controls = project.control_image_ids()
     choices = []
     for rec in project.images():
         if rec.id in controls:
@@ -129,7 +145,7 @@ def write_training_job(
         members: dict[str, bytes | Path] = {}
         items = [_item(c, splits[c.image.id], members, Path(tmp)) for c in choices]
         members[ITEMS] = _json_bytes({"items": items})
-        members[ANNOTATORS] = _json_bytes({"annotators": _annotators(project)})
+        members[ANNOTATORS] = _json_bytes({"annotators": project.annotators()})
         body = {
             "task": task,
             "classes": names,
@@ -198,17 +214,6 @@ def _version(version: LabelVersion, members: dict[str, bytes | Path], tmp: Path)
     }
 
 
-def _annotators(project: Project) -> list[dict[str, Any]]:
-    """Every column of `annotators`, so scores added there later travel without a format change."""
-    cursor = project.db.execute("SELECT * FROM annotators ORDER BY name")
-    columns = [d[0] for d in cursor.description]
-    rows = [dict(zip(columns, row, strict=True)) for row in cursor]
-    for row in rows:  # the running scores (appliance.supervision.summary) are stored as JSON
-        if isinstance(row.get("scores"), str):
-            row["scores"] = json.loads(row["scores"])
-    return rows
-
-
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, indent=1, ensure_ascii=False).encode("utf-8")
 
@@ -243,12 +248,14 @@ class TrainingJob:
         return self._open[1]
 
     def read_member(self, member: str) -> bytes:
+        """The bytes of a member, re-checked against its recorded hash."""
         return self._reader().read_bytes(member)
 
     def fail(self, problem: str, member: str) -> BundleError:
         return BundleError(str(self.path), problem, member)
 
     def close(self) -> None:
+        """Close the archive this process opened (it reopens on the next read)."""
         if self._open is not None:
             self._open[1].__exit__()
             self._open = None
@@ -297,14 +304,17 @@ class JobItem:
 
     @property
     def label(self) -> Label:
+        """The chosen good label version."""
         return self._load(self.label_ref)
 
     @property
     def coarse(self) -> Label | None:
+        """A low-quality version of the same image for the upgrade task, or None."""
         return self._load(self.coarse_ref) if self.coarse_ref else None
 
     @property
     def votes(self) -> list[Label]:
+        """One label per annotator who labeled this image (may be empty)."""
         return [self._load(ref) for ref in self.vote_refs]
 
     def _load(self, ref: dict[str, Any]) -> Label:

@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from appliance import __version__
 from appliance.errors import ApplianceError
 
+__all__ = ["AREAS", "build_parser", "main", "run_command"]
+
 AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "supervision_cmds", "ui_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `appliance` parser with every area's sub-commands registered."""
     parser = argparse.ArgumentParser(
         prog="appliance",
         description="Offline annotation appliance for biomedical images (tablet side).",
@@ -45,6 +48,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `appliance` command line on `argv` (default: sys.argv); returns the exit status."""
     return run_command(build_parser(), argv)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 from appliance.store import Project
 
+__all__ = ["cmd_inspect", "cmd_next", "cmd_prelabel", "cmd_upgrade", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add prelabel, next, inspect and upgrade to the `appliance` parser."""
@@ -44,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "inspect",
-        help="quality score (gamma) and warnings for an image's newest label",
+        help="quality score (seed 004 eq. 5) and warnings for an image's newest label",
         description="Score the newest label version with the inspection metrics (segments, "
         "holes, fragments, area, model agreement when a pre-label model is installed).",
     )
@@ -85,6 +87,7 @@ def _progress(prefix: str) -> Callable[[float], None]:
 
 
 def cmd_prelabel(args: argparse.Namespace) -> int:
+    """`appliance prelabel`: pre-label one image or every unlabeled one."""
     from appliance.assist import prelabel
 
     with Project.open(args.dir) as project:
@@ -112,6 +115,7 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    """`appliance next`: the images the selector would show next, with each strategy's score."""
     from appliance.assist import features, selector
 
     if args.n < 1:
@@ -124,7 +128,7 @@ def cmd_next(args: argparse.Namespace) -> int:
         if not choices:
             print("every image is labeled")
             return 0
-        names = dict(project.db.execute("SELECT id, name FROM images").fetchall())
+        names = project.image_names()
         strategies = list(sel.weights)
         weights = " ".join(f"{s}={w:g}" for s, w in sel.weights.items())
         print(f"{sel.unlabeled} unlabeled; weights: {weights}")
@@ -138,6 +142,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """`appliance inspect`: the quality score and warnings of an image's newest label."""
     from appliance.assist import inspection
     from appliance.assist.runtime import active_model
 
@@ -152,8 +157,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         report = inspection.inspect(version.label, settings, prediction)
         verdict = "ok" if report.passed else "WARNING"
         print(
-            f"{rec.name} version {version.id}: gamma {report.gamma:.3f} "
-            f"(gamma0 {settings.gamma0:g}) {verdict}"
+            f"{rec.name} version {version.id}: score {report.score:.3f} "
+            f"(warns below {settings.warning_threshold:g}) {verdict}"
         )
         for metric, score in report.scores.items():
             print(f"  {metric:<10} {score:.3f}")
@@ -167,6 +172,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    """`appliance upgrade`: refine coarse labels with the active upgrade model."""
     from appliance.assist import upgrade
 
     if args.only_coarse and not args.all:

@@ -5,13 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["activate", "export_job", "install_model", "models", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
-    p = sub.add_parser("export-job", help="write a training-job bundle for the workstation")
-    p.add_argument("project", type=Path, metavar="DIR")
-    p.add_argument("out", type=Path, metavar="OUT.zip")
-    p.add_argument("--task", choices=("segment", "upgrade", "all"), default="all")
+    p = sub.add_parser(
+        "export-job",
+        help="write a training-job bundle for the workstation",
+        description="Write the project's labeled images as a training-job bundle (a verified "
+        "zip) for `python -m export train`; quality-control images are left out.",
+    )
+    p.add_argument("project", type=Path, metavar="DIR", help="project folder")
+    p.add_argument("out", type=Path, metavar="OUT.zip", help="bundle to write")
+    p.add_argument(
+        "--task",
+        choices=("segment", "upgrade", "all"),
+        default="all",
+        help="segment: good labels only; upgrade: images with a coarse and a good version; "
+        "all: both (default)",
+    )
     p.add_argument(
         "--only-reviewed", action="store_true", help="only label versions marked reviewed"
     )
@@ -21,17 +34,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     p.set_defaults(func=export_job)
 
-    p = sub.add_parser("install-model", help="verify a model bundle and activate its models")
-    p.add_argument("project", type=Path, metavar="DIR")
-    p.add_argument("bundle", type=Path, metavar="BUNDLE.zip")
+    p = sub.add_parser(
+        "install-model",
+        help="verify a model bundle and activate its models",
+        description="Verify a model bundle (hashes, ONNX graphs against their contracts), "
+        "install its models into the project and make each the active one of its role.",
+    )
+    p.add_argument("project", type=Path, metavar="DIR", help="project folder")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE.zip", help="model bundle from export")
     p.set_defaults(func=install_model)
 
-    p = sub.add_parser("models", help="list installed models")
-    p.add_argument("project", type=Path, metavar="DIR")
+    p = sub.add_parser(
+        "models",
+        help="list installed models",
+        description="List the installed models, oldest first; the active one of each role "
+        "is marked with *.",
+    )
+    p.add_argument("project", type=Path, metavar="DIR", help="project folder")
     p.set_defaults(func=models)
 
-    p = sub.add_parser("activate", help="make an installed model active again (rollback)")
-    p.add_argument("project", type=Path, metavar="DIR")
+    p = sub.add_parser(
+        "activate",
+        help="make an installed model active again (rollback)",
+        description="Make an installed model the active one of its role again, after "
+        "checking its file is unchanged (roll back to an earlier model).",
+    )
+    p.add_argument("project", type=Path, metavar="DIR", help="project folder")
     p.add_argument("model_id", metavar="MODEL_ID", help="model id or a unique prefix of it")
     p.set_defaults(func=activate)
 
@@ -50,6 +78,7 @@ def _split(text: str) -> tuple[float, float, float]:
 
 
 def export_job(args: argparse.Namespace) -> int:
+    """`appliance export-job`: write a training-job bundle."""
     from appliance.bundles.training_job import write_training_job
     from appliance.store import Project
 
@@ -70,8 +99,10 @@ def export_job(args: argparse.Namespace) -> int:
 
 
 def install_model(args: argparse.Namespace) -> int:
-    from appliance.bundles.install import install_model_bundle, list_models
+    """`appliance install-model`: verify and install a model bundle."""
+    from appliance.bundles.install import install_model_bundle
     from appliance.store import Project
+    from appliance.store.models import list_models
 
     with Project.open(args.project) as project:
         ids = set(install_model_bundle(project, args.bundle))
@@ -82,8 +113,9 @@ def install_model(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from appliance.bundles.install import list_models
+    """`appliance models`: list installed models, the active ones starred."""
     from appliance.store import Project
+    from appliance.store.models import list_models
 
     with Project.open(args.project) as project:
         rows = list_models(project)
@@ -99,6 +131,7 @@ def models(args: argparse.Namespace) -> int:
 
 
 def activate(args: argparse.Namespace) -> int:
+    """`appliance activate`: make an installed model active again."""
     from appliance.bundles.install import activate_model
     from appliance.store import Project
 

@@ -11,8 +11,11 @@ from appliance.errors import ApplianceError
 from appliance.imageio import DEFAULT_MAX_PIXELS
 from appliance.store import Project
 
+__all__ = ["cmd_export_coco", "cmd_import", "cmd_init", "cmd_log", "cmd_status", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the project and store sub-commands to the `appliance` parser."""
     p = sub.add_parser(
         "init",
         help="create a project folder",
@@ -47,7 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("status", help="counts of images, labels, classes, sequences")
+    p = sub.add_parser(
+        "status",
+        help="counts of images, labels, classes, sequences",
+        description="Print the project's counts: images, labeled images, label versions, "
+        "classes, sequences, annotation time and installed models.",
+    )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
@@ -62,13 +70,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="output .json file")
     p.set_defaults(func=cmd_export_coco)
 
-    p = sub.add_parser("log", help="version history of one image's label")
+    p = sub.add_parser(
+        "log",
+        help="version history of one image's label",
+        description="List every label version of one image, oldest first: author, source, "
+        "time, seconds spent and number of objects.",
+    )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("image", help="image id, file name or sha256 prefix")
     p.set_defaults(func=cmd_log)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """`appliance init`: create a project."""
     with Project.create(args.dir, args.classes.split(",")) as project:
         names = ", ".join(project.classes().values())
     print(f"created project {args.dir} with classes {names}")
@@ -76,6 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`appliance import`: import images (and labels); exit status 1 when some failed."""
     from appliance.importer import import_paths
     from appliance.label_io import import_labels
 
@@ -96,6 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`appliance status`: the project's counts, as a table or JSON."""
     with Project.open(args.dir) as project:
         status = project.status()
     if args.json:
@@ -108,6 +124,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export_coco(args: argparse.Namespace) -> int:
+    """`appliance export-coco`: newest labels as COCO JSON."""
     from appliance.label_io import export_coco
 
     with Project.open(args.dir) as project:
@@ -117,6 +134,7 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    """`appliance log`: the version history of one image's label."""
     with Project.open(args.dir) as project:
         rec = project.find_image(args.image)
         versions = project.history(rec.id)

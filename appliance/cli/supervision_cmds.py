@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+__all__ = ["cmd_add", "cmd_config", "cmd_install", "cmd_list", "cmd_scores", "register"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the `appliance` parser."""
@@ -113,8 +115,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from appliance.bundles.control_bundle import install_control_bundle
     from appliance.store import Project
+    from appliance.supervision.install import install_control_bundle
     from appliance.supervision.planted import parse_plan
 
     plan = parse_plan(args.errors)

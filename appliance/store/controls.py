@@ -15,7 +15,27 @@ from typing import Any
 
 from appliance.labels import Label, decode_instances, encode_instances
 from appliance.store import db as dbm
-from appliance.store.project import Project
+from appliance.store.project import _HUMAN, Project
+
+__all__ = [
+    "KINDS",
+    "Control",
+    "ScoreRow",
+    "add_control",
+    "annotator_summaries",
+    "bundle_installed",
+    "control_for_image",
+    "count_by_kind",
+    "human_authors_by_image",
+    "is_control",
+    "is_scored",
+    "machine_version",
+    "offer_prelabel",
+    "record_bundle",
+    "record_score",
+    "score_rows",
+    "versions_by",
+]
 
 KINDS = ("gold", "synthetic", "planted")
 
@@ -127,22 +147,9 @@ def control_for_image(project: Project, image_id: int) -> Control | None:
     return None if row is None else _control(row)
 
 
-def known_hashes(project: Project, hashes: list[str]) -> set[str]:
-    """The sha256 values among `hashes` that some image of the project already has."""
-    rows = project.db.execute(
-        f"SELECT DISTINCT sha256 FROM images WHERE sha256 IN ({','.join('?' * len(hashes))})",
-        hashes,
-    ).fetchall()
-    return {str(r[0]) for r in rows}
-
-
 def is_control(project: Project, image_id: int) -> bool:
     q = "SELECT 1 FROM controls WHERE image_id = ? LIMIT 1"
     return project.db.execute(q, (image_id,)).fetchone() is not None
-
-
-def control_image_ids(project: Project) -> list[int]:
-    return [r[0] for r in project.db.execute("SELECT DISTINCT image_id FROM controls ORDER BY 1")]
 
 
 def count_by_kind(project: Project) -> dict[str, int]:
@@ -150,11 +157,11 @@ def count_by_kind(project: Project) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
-def authors_by_image(project: Project, human_condition: str) -> dict[int, set[str]]:
-    """Image id → authors of the versions matching `human_condition` (an SQL predicate)."""
+def human_authors_by_image(project: Project) -> dict[int, set[str]]:
+    """Image id → the people whose versions of it count as human labels."""
     out: dict[int, set[str]] = {}
     rows = project.db.execute(
-        f"SELECT DISTINCT image_id, author FROM labels WHERE {human_condition}"
+        f"SELECT DISTINCT image_id, author FROM labels WHERE {_HUMAN}"
     ).fetchall()
     for image_id, author in rows:
         out.setdefault(int(image_id), set()).add(str(author))
@@ -178,6 +185,21 @@ def machine_version(project: Project, image_id: int, machine_authors: str) -> in
         (image_id, machine_authors),
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> Label | None:
+    """The pre-label to show: a planted control's planted one, else the computed one.
+
+    Callers run the real pre-labeler first and pass its result, so a control costs the same
+    time and offers a pre-label exactly when an ordinary image would (seed 002's planted
+    errors; `appliance.supervision`).
+    """
+    if computed is None:
+        return None
+    control = control_for_image(project, image_id)
+    if control is None or control.prelabel is None:
+        return computed
+    return control.prelabel
 
 
 def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: int) -> None:

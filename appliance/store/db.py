@@ -2,37 +2,54 @@
 
 WAL with synchronous=FULL: a committed save survives a power cut, and a crash mid-save leaves
 the last committed state. Transactions are explicit (`BEGIN IMMEDIATE`) so one save is exactly
-one transaction, whatever sqlite-utils would do on its own.
+one transaction. Rows are read by column name (`rows`), never by position.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import sqlite_utils
-
 from appliance.errors import ApplianceError
 from appliance.store.migrations import MIGRATIONS
 
+__all__ = [
+    "applied_migrations",
+    "check_schema",
+    "connect",
+    "migrate",
+    "rows",
+    "transaction",
+    "utcnow",
+]
+
 
 def utcnow() -> str:
+    """The current UTC time as ISO 8601 with milliseconds, as every table stores times."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: Path) -> sqlite_utils.Database:
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode: every transaction is an explicit `transaction()`."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    return sqlite_utils.Database(conn)
+    return conn
+
+
+def rows(db: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    """All rows of a query, each readable by column name (`row["sha256"]`)."""
+    cursor = db.cursor()
+    cursor.row_factory = sqlite3.Row
+    return cursor.execute(sql, params).fetchall()
 
 
 @contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[None]:
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One atomic unit of work; rolled back on any exception."""
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -75,7 +92,8 @@ def check_schema(path: Path) -> None:
         )
 
 
-def migrate(db: sqlite_utils.Database) -> None:
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations this database lacks, each in one transaction with its record."""
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied TEXT)")
     done = {r[0] for r in db.execute("SELECT name FROM migrations")}
     for name, sql in MIGRATIONS:

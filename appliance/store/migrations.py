@@ -7,6 +7,8 @@ and is refused untouched.
 
 from __future__ import annotations
 
+__all__ = ["INITIAL", "MIGRATIONS"]
+
 INITIAL = """
 CREATE TABLE classes (
     id INTEGER PRIMARY KEY,             -- class id as used in label class tables (1..)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,13 +24,41 @@ from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
 
+__all__ = [
+    "DB_NAME",
+    "HUMAN_LABELED_SQL",
+    "HUMAN_SOURCES",
+    "IMAGES_DIR",
+    "SOURCES",
+    "ImagePosition",
+    "ImageRecord",
+    "LabelVersion",
+    "Project",
+]
+
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
 SOURCES = ("manual", "prelabel", "upgrade", "postprocess", "import")
+HUMAN_SOURCES = ("manual", "postprocess", "import")
+"""Sources of versions a person made; with `reviewed = 1` the only versions assistance trusts.
+
+Pre-labels and upgrades are machine guesses until someone saves over them or marks them
+reviewed. Judging a pre-labeler against them would let it vote for itself, chaining
+"previous" pre-labels would smear one guess over a whole sequence, and counting them as
+labeled would let `prelabel --all` empty the selector's queue. One definition, used by all.
+"""
+_HUMAN = f"(reviewed = 1 OR source IN ({', '.join(repr(s) for s in HUMAN_SOURCES)}))"
+HUMAN_LABELED_SQL = f"SELECT DISTINCT image_id FROM labels WHERE {_HUMAN}"
 
 
 @dataclass(frozen=True)
 class ImageRecord:
+    """One stored image (a frame of a multi-page file has its own record and `page`).
+
+    `path` is the stored original file; `height`, `width`, `channels` and `dtype` describe the
+    decoded pixels; `sequence`/`frame` place it in its folder or multi-page file.
+    """
+
     id: int
     sha256: str
     name: str
@@ -44,8 +73,19 @@ class ImageRecord:
     cherry_picked: bool
 
 
+class ImagePosition(NamedTuple):
+    """Where an image sits for the selector: its sequence, frame and cherry-pick flag."""
+
+    id: int
+    sequence: str | None
+    frame: int | None
+    cherry_picked: bool
+
+
 @dataclass
 class LabelVersion:
+    """One saved version of an image's label (append-only); `label` decodes it on access."""
+
     id: int
     uid: str
     image_id: int
@@ -62,6 +102,7 @@ class LabelVersion:
 
     @cached_property
     def label(self) -> Label:
+        """The instance map and class table of this version (decoded once)."""
         classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
         return Label(decode_instances(self._blob), classes)
 
@@ -72,21 +113,21 @@ _LABEL_COLUMNS = (
 )
 
 
-def _label_from_row(row: tuple) -> LabelVersion:
+def _label_from_row(row: sqlite3.Row) -> LabelVersion:
     return LabelVersion(
-        id=row[0],
-        uid=row[1],
-        image_id=row[2],
-        parent_id=row[3],
-        author=row[4],
-        source=row[5],
-        created=row[6],
-        seconds_spent=row[7],
-        coarse=bool(row[8]),
-        reviewed=bool(row[9]),
-        n_instances=row[10],
-        _blob=row[11],
-        _classes=row[12],
+        id=row["id"],
+        uid=row["uid"],
+        image_id=row["image_id"],
+        parent_id=row["parent_id"],
+        author=row["author"],
+        source=row["source"],
+        created=row["created"],
+        seconds_spent=row["seconds_spent"],
+        coarse=bool(row["coarse"]),
+        reviewed=bool(row["reviewed"]),
+        n_instances=row["n_instances"],
+        _blob=row["instances"],
+        _classes=row["classes"],
     )
 
 
@@ -100,6 +141,14 @@ class Project:
 
     @classmethod
     def create(cls, root: Path | str, classes: list[str]) -> Project:
+        """Make a new project in `root` with class names (ids 1, 2, ... in this order).
+
+        Raises
+        ------
+        ApplianceError
+            When `root` already holds a project, the class list is empty or has duplicates,
+            or the folder cannot be created.
+        """
         root = Path(root)
         if (root / DB_NAME).exists():
             raise ApplianceError(f"{root}: already holds a project")
@@ -120,6 +169,7 @@ class Project:
 
     @classmethod
     def open(cls, root: Path | str) -> Project:
+        """Open the project in `root`, refusing a missing one or one of a newer schema."""
         root = Path(root)
         path = root / DB_NAME
         if not path.is_file():
@@ -128,7 +178,8 @@ class Project:
         return cls(root)
 
     def close(self) -> None:
-        self.db.conn.close()
+        """Close the database connection (the project can be opened again)."""
+        self.db.close()
 
     def __enter__(self) -> Project:
         return self
@@ -137,16 +188,19 @@ class Project:
         self.close()
 
     def transaction(self) -> AbstractContextManager[None]:
+        """One atomic unit of work (`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on error)."""
         return dbm.transaction(self.db)
 
     # classes ---------------------------------------------------------------------------------
 
     def classes(self) -> dict[int, str]:
+        """Class id -> name, by id."""
         return dict(self.db.execute("SELECT id, name FROM classes ORDER BY id").fetchall())
 
     # images ----------------------------------------------------------------------------------
 
     def blob_path(self, sha256: str, suffix: str) -> Path:
+        """Where the original file with this content hash is (or would be) stored."""
         return self.root / IMAGES_DIR / sha256[:2] / f"{sha256}{suffix}"
 
     def store_blob(self, data: bytes, sha256: str, suffix: str) -> Path:
@@ -163,20 +217,20 @@ class Project:
         os.replace(tmp, path)
         return path
 
-    def _image_from_row(self, row: tuple) -> ImageRecord:
+    def _image_from_row(self, row: sqlite3.Row) -> ImageRecord:
         return ImageRecord(
-            id=row[0],
-            sha256=row[1],
-            page=row[2],
-            name=row[3],
-            path=self.root / row[4],
-            height=row[5],
-            width=row[6],
-            channels=row[7],
-            dtype=row[8],
-            sequence=row[9],
-            frame=row[10],
-            cherry_picked=bool(row[11]),
+            id=row["id"],
+            sha256=row["sha256"],
+            page=row["page"],
+            name=row["name"],
+            path=self.root / row["blob"],
+            height=row["height"],
+            width=row["width"],
+            channels=row["channels"],
+            dtype=row["dtype"],
+            sequence=row["sequence"],
+            frame=row["frame"],
+            cherry_picked=bool(row["cherry_picked"]),
         )
 
     _IMAGE_COLUMNS = (
@@ -185,16 +239,18 @@ class Project:
     )
 
     def images(self) -> list[ImageRecord]:
-        rows = self.db.execute(f"SELECT {self._IMAGE_COLUMNS} FROM images ORDER BY id")
+        """Every image, by id."""
+        rows = dbm.rows(self.db, f"SELECT {self._IMAGE_COLUMNS} FROM images ORDER BY id")
         return [self._image_from_row(r) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
-        row = self.db.execute(
-            f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)
-        ).fetchone()
-        if row is None:
+        """The image with this id (ApplianceError when there is none)."""
+        rows = dbm.rows(
+            self.db, f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)
+        )
+        if not rows:
             raise ApplianceError(f"no image with id {image_id} in {self.root}")
-        return self._image_from_row(row)
+        return self._image_from_row(rows[0])
 
     def find_image(self, ref: str) -> ImageRecord:
         """An image by id, by file name (or stem), or by a unique sha256 prefix."""
@@ -219,10 +275,90 @@ class Project:
         return self.image(rows[0][0])
 
     def load_pixels(self, image_id: int) -> np.ndarray:
+        """Decoded pixels of an image in their stored dtype: (H, W) grey or (H, W, 3) RGB."""
         rec = self.image(image_id)
         return read_image(rec.path, page=rec.page, name=rec.name)
 
+    def image_names(self) -> dict[int, str]:
+        """Image id -> file name, for listings."""
+        return dict(self.db.execute("SELECT id, name FROM images").fetchall())
+
+    def image_positions(self) -> list[ImagePosition]:
+        """Every image's sequence, frame and cherry-pick flag, by id (cheaper than `images`)."""
+        rows = dbm.rows(
+            self.db, "SELECT id, sequence, frame, cherry_picked FROM images ORDER BY id"
+        )
+        return [
+            ImagePosition(r["id"], r["sequence"], r["frame"], bool(r["cherry_picked"]))
+            for r in rows
+        ]
+
+    def next_frame(self, sequence: str) -> int:
+        """The frame index the next image appended to `sequence` gets (0 for a new one)."""
+        row = self.db.execute(
+            "SELECT max(frame) FROM images WHERE sequence = ?", (sequence,)
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def image_with_content(self, sha256: str, page: int | None) -> int | None:
+        """The id of the image stored from these bytes (and page), or None."""
+        row = self.db.execute(
+            "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha256, page)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_image(
+        self,
+        *,
+        sha256: str,
+        page: int | None,
+        name: str,
+        blob: Path,
+        shape: tuple[int, ...],
+        dtype: str,
+        sequence: str,
+        frame: int,
+        source_path: str,
+    ) -> int:
+        """Record an image whose original is already stored at `blob` (one transaction).
+
+        `shape` is the decoded pixels' shape, (H, W) or (H, W, C).
+        """
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
+                "sequence, frame, source_path, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sha256,
+                    page,
+                    name,
+                    str(blob.relative_to(self.root)),
+                    shape[0],
+                    shape[1],
+                    1 if len(shape) == 2 else shape[2],
+                    dtype,
+                    sequence,
+                    frame,
+                    source_path,
+                    dbm.utcnow(),
+                ),
+            )
+        assert cur.lastrowid is not None  # an INSERT into a rowid table sets it
+        return cur.lastrowid
+
+    def unlabeled_image_ids(self) -> list[int]:
+        """Images without any label version (not even a pre-label), by id."""
+        rows = self.db.execute(
+            "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM labels) ORDER BY id"
+        )
+        return [r[0] for r in rows]
+
+    def control_image_ids(self) -> set[int]:
+        """Images that carry a quality control (gold, synthetic, planted)."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT image_id FROM controls")}
+
     def set_cherry_picked(self, image_id: int, flag: bool = True) -> None:
+        """Flag (or unflag) an image the user wants labeled early (selector strategy)."""
         with self.transaction():
             self.db.execute(
                 "UPDATE images SET cherry_picked = ? WHERE id = ?", (int(flag), image_id)
@@ -279,7 +415,8 @@ class Project:
                     classes,
                 ),
             )
-            return int(cur.lastrowid)
+            assert cur.lastrowid is not None  # an INSERT into a rowid table sets it
+            return cur.lastrowid
 
     def _ensure_annotator(self, name: str) -> None:
         self.db.execute(
@@ -287,36 +424,90 @@ class Project:
         )
 
     def latest_label(self, image_id: int) -> LabelVersion | None:
-        row = self.db.execute(
+        """The newest version of an image's label, or None when it has none."""
+        rows = dbm.rows(
+            self.db,
             f"SELECT {_LABEL_COLUMNS} FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1",
             (image_id,),
-        ).fetchone()
-        return _label_from_row(row) if row else None
+        )
+        return _label_from_row(rows[0]) if rows else None
 
     def label_version(self, version_id: int) -> LabelVersion:
-        row = self.db.execute(
-            f"SELECT {_LABEL_COLUMNS} FROM labels WHERE id = ?", (version_id,)
-        ).fetchone()
-        if row is None:
+        """One version by id (ApplianceError when there is none)."""
+        rows = dbm.rows(self.db, f"SELECT {_LABEL_COLUMNS} FROM labels WHERE id = ?", (version_id,))
+        if not rows:
             raise ApplianceError(f"no label version {version_id} in {self.root}")
-        return _label_from_row(row)
+        return _label_from_row(rows[0])
 
     def history(self, image_id: int) -> list[LabelVersion]:
-        rows = self.db.execute(
-            f"SELECT {_LABEL_COLUMNS} FROM labels WHERE image_id = ? ORDER BY id", (image_id,)
+        """Every version of an image's label, oldest first."""
+        rows = dbm.rows(
+            self.db,
+            f"SELECT {_LABEL_COLUMNS} FROM labels WHERE image_id = ? ORDER BY id",
+            (image_id,),
         )
         return [_label_from_row(r) for r in rows]
 
     def labeled_image_ids(self) -> list[int]:
+        """Images with at least one label version of any source, by id."""
         return [r[0] for r in self.db.execute("SELECT DISTINCT image_id FROM labels ORDER BY 1")]
+
+    def human_labeled_image_ids(self) -> list[int]:
+        """Images with at least one version a person made or checked (`HUMAN_SOURCES`)."""
+        return [r[0] for r in self.db.execute(f"{HUMAN_LABELED_SQL} ORDER BY image_id")]
+
+    def latest_human_versions(self, limit: int) -> list[tuple[int, int]]:
+        """(image id, newest human version id) for the `limit` most recently labeled images."""
+        rows = self.db.execute(
+            f"SELECT image_id, MAX(id) FROM labels WHERE {_HUMAN} "
+            "AND image_id NOT IN (SELECT image_id FROM controls) "  # test answers, not truth
+            "GROUP BY image_id ORDER BY MAX(id) DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def previous_human_version(self, image_id: int) -> int | None:
+        """Newest human version of the closest earlier labeled frame of the same sequence and
+        size, or None (no sequence, first frame, nothing labeled before)."""
+        rec = self.image(image_id)
+        if rec.sequence is None or rec.frame is None:
+            return None
+        row = self.db.execute(
+            "SELECT l.id FROM labels l JOIN images i ON i.id = l.image_id "
+            f"WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? AND {_HUMAN} "
+            "ORDER BY i.frame DESC, l.id DESC LIMIT 1",
+            (rec.sequence, rec.frame, rec.height, rec.width),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def newest_versions(self, *, exclude_source: str, only_coarse: bool = False) -> list[int]:
+        """Newest version id of every labeled image, unless that version came from
+        `exclude_source`; `only_coarse` keeps pre-labels and versions marked coarse. By image."""
+        extra = "AND (l.source = 'prelabel' OR l.coarse = 1)" if only_coarse else ""
+        rows = self.db.execute(
+            "SELECT l.id FROM labels l JOIN "
+            "(SELECT image_id, MAX(id) AS id FROM labels GROUP BY image_id) n "
+            f"ON l.id = n.id WHERE l.source != ? {extra} ORDER BY l.image_id",
+            (exclude_source,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # annotators ------------------------------------------------------------------------------
+
+    def annotators(self) -> list[dict[str, Any]]:
+        """Every column of every annotator, by name (scores added later travel along)."""
+        rows = [dict(r) for r in dbm.rows(self.db, "SELECT * FROM annotators ORDER BY name")]
+        return [{**r, "scores": json.loads(r["scores"] or "null")} for r in rows]
 
     # settings and events ---------------------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under `key`, or `default`."""
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     def set_setting(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value under `key` (replacing the old one)."""
         with self.transaction():
             self.db.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
@@ -332,6 +523,7 @@ class Project:
         seconds: float | None = None,
         detail: dict | None = None,
     ) -> None:
+        """Append to the event log (opened, saved, skipped ...; `detail` is stored as JSON)."""
         with self.transaction():
             self.db.execute(
                 "INSERT INTO events (image_id, annotator, kind, at, seconds, detail) "

@@ -13,6 +13,8 @@ from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config
 from appliance.supervision.controls import MACHINE_AUTHORS
 
+__all__ = ["start_version"]
+
 
 def start_version(project: Project, image_id: int, author: str) -> LabelVersion | None:
     """The version an annotator's edit session of `image_id` starts from (None: empty)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 from appliance.errors import ApplianceError
 
+__all__ = ["MAX_RATE", "SETTINGS_KEY", "Supervision", "load", "save"]
+
 SETTINGS_KEY = "supervision"
 MAX_RATE = 0.5  # controls are never served twice in a row, so at most every second item
 

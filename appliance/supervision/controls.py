@@ -6,9 +6,10 @@ Three kinds share one table and one queue (seed 000 and seed 002):
 - planted: either of the above whose pre-label carries recorded, planted errors.
 
 The truth stays in `controls` and never becomes a label version, so COCO export, training jobs
-and the pre-label judge (`assist.history`) cannot see it. A planted control's pre-label is
-offered where a real pre-label would be (`offer_prelabel`), after the real pre-labeler has run
-on it, so it costs the same time.
+and the pre-label and inspection judges (`Project.latest_human_versions`) skip control images.
+A planted control's pre-label is offered where a real pre-label would be
+(`store.controls.offer_prelabel`), after the real pre-labeler has run on it, so it costs the
+same time.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.assist.history import HUMAN_SOURCES
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.importer import collect, import_paths
 from appliance.label_io import read_mask
 from appliance.labels import Label
 from appliance.store import controls as store
-from appliance.store.project import Project
+from appliance.store.project import HUMAN_SOURCES, Project
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
 from appliance.supervision.scoring import ControlScore, score
+
+__all__ = ["MACHINE_AUTHORS", "add_controls", "add_gold", "score_save"]
 
 MACHINE_AUTHORS = "prelabel:%"  # authors of stored machine pre-labels (assist.prelabel)
 
@@ -97,9 +99,8 @@ def add_controls(
     """
     paths = [Path(p) for p, _, _ in items]
     hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
-    known = store.known_hashes(project, hashes)
     for path, sha in zip(paths, hashes, strict=True):
-        if sha in known or hashes.count(sha) > 1:
+        if project.image_with_content(sha, None) is not None or hashes.count(sha) > 1:
             raise ApplianceError(
                 f"{path}: already in the project or given twice; a control must be new"
             )
@@ -136,20 +137,6 @@ def add_controls(
         if bundle_id is not None:
             store.record_bundle(project, bundle_id, len(ids))
     return ids
-
-
-def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> Label | None:
-    """The pre-label to show: the planted one for a planted control, else the computed one.
-
-    Callers run the real pre-labeler first and pass its result, so a control costs the same
-    time and offers a pre-label exactly when an ordinary image would.
-    """
-    if computed is None:
-        return None
-    control = store.control_for_image(project, image_id)
-    if control is None or control.prelabel is None:
-        return computed
-    return control.prelabel
 
 
 def _is_human(source: str, reviewed: bool, author: str) -> bool:

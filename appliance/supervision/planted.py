@@ -26,6 +26,18 @@ from appliance import perturb
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 
+__all__ = [
+    "BOUNDARY_KINDS",
+    "DEFAULT_PLAN",
+    "KINDS",
+    "LEVELS",
+    "PlantedError",
+    "Planting",
+    "errors_from_json",
+    "parse_plan",
+    "plant",
+]
+
 KINDS = ("deleted", "false", "class_flip", "shifted", "eroded", "dilated", "merged")
 LEVELS = ("easy", "medium", "hard")
 BOUNDARY_KINDS = ("shifted", "eroded", "dilated")

@@ -20,6 +20,8 @@ from appliance.errors import ApplianceError
 from appliance.store.controls import ScoreRow
 from appliance.supervision.summary import quality
 
+__all__ = ["render", "write_report"]
+
 W, H = 960, 480
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _INK = (40, 40, 40)

@@ -20,10 +20,11 @@ import secrets
 import numpy as np
 
 from appliance.assist import selector as selector_mod
-from appliance.assist.history import HUMAN
 from appliance.store import controls as store
 from appliance.store.project import Project
 from appliance.supervision import config
+
+__all__ = ["Queue"]
 
 
 class Queue:
@@ -41,8 +42,8 @@ class Queue:
         self.cfg = config.load(project)
         self.annotator = annotator
         self.rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
-        controls = set(store.control_image_ids(project))
-        authors = store.authors_by_image(project, HUMAN)
+        controls = project.control_image_ids()
+        authors = store.human_authors_by_image(project)
         finished = [
             i
             for i, who in authors.items()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["BOOTSTRAP_SAMPLES", "Z95", "Estimate", "bootstrap_mean", "wilson"]
+
 Z95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 2000
 

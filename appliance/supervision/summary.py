@@ -16,6 +16,8 @@ from appliance.store.controls import ScoreRow
 from appliance.supervision.scoring import ControlScore
 from appliance.supervision.stats import bootstrap_mean, wilson
 
+__all__ = ["MEANS", "feedback", "high_score", "leaderboard", "quality", "summarise"]
+
 MEANS = ("dice", "instance_f1", "boundary_f1")
 
 

@@ -36,7 +36,7 @@ class Suggestion:
 class Review:
     """Post-assistance for a saved label: inspection warnings and post-processing suggestions."""
 
-    gamma: float
+    score: float
     warnings: list[inspection.LabelWarning]
     suggestions: list[Suggestion]
 
@@ -110,4 +110,4 @@ def review(project: Project, label: Label, ctx: JobContext) -> Review:
         ctx.check()
         if not result.diff.unchanged:
             suggestions.append(Suggestion(name, result.label, len(result.diff.changed_ids)))
-    return Review(report.gamma, report.warnings, suggestions)
+    return Review(report.score, report.warnings, suggestions)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from kivy.graphics import Color, InstructionGroup, Line, Rectangle
 from kivy.graphics.texture import Texture
+from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.stencilview import StencilView
 
@@ -35,7 +36,7 @@ FINGER_WORDS = ("mtdev", "touch", "finger")
 TOOLS = ("brush", "eraser", "fill", "lasso", "pick", "delete", "reclass")
 
 
-def is_pen(touch: object, finger_draws: bool = False) -> bool:
+def is_pen(touch: MotionEvent, finger_draws: bool = False) -> bool:
     """Whether a touch draws (pen or mouse) rather than navigates (finger); see module doc."""
     device = str(getattr(touch, "device", "")).lower()
     if any(word in device for word in PEN_WORDS):
@@ -46,7 +47,7 @@ def is_pen(touch: object, finger_draws: bool = False) -> bool:
     return finger_draws
 
 
-def pressure_of(touch: object) -> float | None:
+def pressure_of(touch: MotionEvent) -> float | None:
     """Pen pressure in [0, 1] when the device reports it, else None."""
     if "pressure" not in (getattr(touch, "profile", ()) or ()):
         return None
@@ -77,7 +78,7 @@ class LabelCanvas(StencilView):
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
-        self._pens: dict[object, object] = {}  # uid -> touch
+        self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
         self._pinch: tuple[float, float, float, float] | None = None  # d0, zoom0, ix, iy
         self._lasso: list[tuple[float, float]] = []
@@ -230,7 +231,7 @@ class LabelCanvas(StencilView):
         self.refresh()
 
     # ----- touches -------------------------------------------------------------------------
-    def on_touch_down(self, touch: object) -> bool:
+    def on_touch_down(self, touch: MotionEvent) -> bool:
         if not self.collide_point(*touch.pos) or self.session is None:
             return False
         if getattr(touch, "is_mouse_scrolling", False):
@@ -257,7 +258,7 @@ class LabelCanvas(StencilView):
         self._start_pinch()
         return True
 
-    def on_touch_move(self, touch: object) -> bool:
+    def on_touch_move(self, touch: MotionEvent) -> bool:
         if touch.grab_current is not self:
             return self.collide_point(*touch.pos)
         if touch.ud.get("canvas_pen"):
@@ -266,7 +267,7 @@ class LabelCanvas(StencilView):
             self._finger_move(touch)
         return True
 
-    def on_touch_up(self, touch: object) -> bool:
+    def on_touch_up(self, touch: MotionEvent) -> bool:
         if touch.grab_current is not self:
             return self.collide_point(*touch.pos)
         touch.ungrab(self)
@@ -278,12 +279,12 @@ class LabelCanvas(StencilView):
             self._start_pinch()
         return True
 
-    def _radius(self, touch: object) -> float:
+    def _radius(self, touch: MotionEvent) -> float:
         pressure = pressure_of(touch)
         scale = 1.0 if pressure is None else 0.25 + 0.75 * pressure
         return max(0.5, self.brush_size * scale / 2.0)
 
-    def _pen_down(self, touch: object) -> None:
+    def _pen_down(self, touch: MotionEvent) -> None:
         assert self.session is not None
         if self.preview is not None:
             self.on_message("Accept or reject the suggestion first")
@@ -303,7 +304,7 @@ class LabelCanvas(StencilView):
         except ApplianceError as exc:
             self.on_message(str(exc))
 
-    def _pen_move(self, touch: object) -> None:
+    def _pen_move(self, touch: MotionEvent) -> None:
         assert self.session is not None
         ix, iy = self.to_image(*touch.pos)
         if self.session.stroke_active:
@@ -314,7 +315,7 @@ class LabelCanvas(StencilView):
             self._lasso.append((ix, iy))
             self._lasso_line.points = [*self._lasso_line.points, *touch.pos]
 
-    def _pen_up(self, touch: object) -> None:
+    def _pen_up(self, touch: MotionEvent) -> None:
         assert self.session is not None
         if self.session.stroke_active:
             self._pen_move(touch)
@@ -369,7 +370,7 @@ class LabelCanvas(StencilView):
         else:
             self._pinch = None
 
-    def _finger_move(self, touch: object) -> None:
+    def _finger_move(self, touch: MotionEvent) -> None:
         old = self._fingers[touch.uid]
         self._fingers[touch.uid] = tuple(touch.pos)
         if self._pinch is not None and len(self._fingers) >= 2:

@@ -11,32 +11,39 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from kivy.clock import Clock
 from kivy.core.window import Window
 
-Step = tuple[str | None, Callable[[object], object]]
+if TYPE_CHECKING:
+    from appliance.ui.app import ApplianceApp
+    from appliance.ui.screens.annotate import AnnotateScreen
+
+Step = tuple[str | None, Callable[["ApplianceApp"], object]]
 
 
-def _annotate(app: object) -> object:
-    return app.sm.get_screen("annotate")
+def _annotate(app: ApplianceApp) -> AnnotateScreen:
+    assert app.sm is not None, "the tour runs after the app has built its screens"
+    screen: AnnotateScreen = app.sm.get_screen("annotate")
+    return screen
 
 
-def _home(app: object) -> None:
+def _home(app: ApplianceApp) -> None:
     """Leave the first-start screen as a new annotator would: by giving a name."""
     if not app.annotator:
         app.set_annotator("Dr Demo")
     app.go("home")
 
 
-def _first_project(app: object) -> None:
+def _first_project(app: ApplianceApp) -> None:
     dirs = app.project_dirs()
     if dirs:
         app.open_project(dirs[0])
 
 
-def _pen_stroke(app: object) -> None:
+def _pen_stroke(app: ApplianceApp) -> None:
     """Accept the pre-label for editing, then pen strokes: a hole, a speck and a rough loop."""
     screen = _annotate(app)
     if screen.work is None:  # an empty workspace: nothing to edit
@@ -45,8 +52,8 @@ def _pen_stroke(app: object) -> None:
         screen.accept_prelabel(edit=True)
     session, canvas = screen.work.session, screen.canvas_view
     ids = sorted(session.classes)
-    if ids:  # a sloppy edit for the post-assistance pictures: a hole and a speck
-        rect = session.instance_rect(ids[0])
+    rect = session.instance_rect(ids[0]) if ids else None
+    if rect is not None:  # a sloppy edit for the post-assistance pictures: a hole and a speck
         cx, cy = (rect.x0 + rect.x1) / 2, (rect.y0 + rect.y1) / 2
         _stroke(screen, [(cx, cy)], 2.0, erase=True)
         _stroke(screen, [(cx + 40, cy + 40)], 1.5)
@@ -60,8 +67,9 @@ def _pen_stroke(app: object) -> None:
 
 
 def _stroke(
-    screen: object, points: list[tuple[float, float]], radius: float, erase: bool = False
+    screen: AnnotateScreen, points: list[tuple[float, float]], radius: float, erase: bool = False
 ) -> None:
+    assert screen.work is not None
     session, canvas = screen.work.session, screen.canvas_view
     canvas.refresh(session.begin_stroke(*points[0], radius, erase=erase))
     for x, y in points[1:]:
@@ -70,14 +78,14 @@ def _stroke(
     screen._on_stroke_done()
 
 
-def _upgrade(app: object) -> None:
+def _upgrade(app: ApplianceApp) -> None:
     screen = _annotate(app)
     screen.canvas_view.fit()
     screen.upgrade()
 
 
-def _press(label: str) -> Callable[[object], None]:
-    def press(app: object) -> None:
+def _press(label: str) -> Callable[[ApplianceApp], None]:
+    def press(app: ApplianceApp) -> None:
         widget = _annotate(app).buttons.get(label)
         if widget is not None:
             widget.dispatch("on_release")
@@ -85,16 +93,21 @@ def _press(label: str) -> Callable[[object], None]:
     return press
 
 
-def _save(app: object) -> None:
+def _save(app: ApplianceApp) -> None:
     _annotate(app).save_and_next()
 
 
-def _suggest(app: object) -> None:
+def _suggest(app: ApplianceApp) -> None:
     screen = _annotate(app)
     for name, widget in list(screen.buttons.items()):
         if name.startswith("Suggest:"):
             widget.dispatch("on_release")
             return
+
+
+def _light_annotate(app: ApplianceApp) -> None:
+    app.apply_theme("light")
+    app.go("annotate")
 
 
 STEPS: list[Step] = [
@@ -108,35 +121,37 @@ STEPS: list[Step] = [
     ("08-postprocess-before-after", _suggest),
     ("09-models", lambda app: app.go("models")),
     ("10-settings", lambda app: app.go("settings")),
-    ("11-annotate-light", lambda app: (app.apply_theme("light"), app.go("annotate"))),
+    ("11-annotate-light", _light_annotate),
     (None, lambda app: app.apply_theme("dark")),
 ]
 
 
-def schedule_tour(app: object, out: Path) -> None:
+def schedule_tour(app: ApplianceApp, out: Path) -> None:
     """Run STEPS once the app has started, then stop it."""
     out.mkdir(parents=True, exist_ok=True)
     steps = list(STEPS)
-    state: dict[str, object] = {"settle": 0, "pending": None}
+    settle = 0  # ticks since the app was last busy
+    pending: str | None = None  # the step whose screenshot is due
 
     def tick(_dt: float) -> bool:
+        nonlocal settle, pending
         if app.busy:
-            state["settle"] = 0
+            settle = 0
             return True
-        state["settle"] = int(state["settle"]) + 1
-        if int(state["settle"]) < 6:
+        settle += 1
+        if settle < 6:
             return True
-        state["settle"] = 0
-        if state["pending"]:
+        settle = 0
+        if pending:
             shot = Window.screenshot(name=str(out / "shot.png"))
-            os.replace(shot, out / f"{state['pending']}.png")
-            state["pending"] = None
+            os.replace(shot, out / f"{pending}.png")
+            pending = None
         if not steps:
             app.stop()
             return False
         name, action = steps.pop(0)
         app.safely(action, app)
-        state["pending"] = name
+        pending = name
         return True
 
     Clock.schedule_once(lambda _dt: Clock.schedule_interval(tick, 0.1), 1.0)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import string
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.factory import Factory
 from kivy.graphics import Color, Line, Rectangle
+from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.label import Label
@@ -103,7 +105,7 @@ class MessageBar(Label):
         self._hide.cancel()
         self._hide()
 
-    def on_touch_down(self, touch: object) -> bool:
+    def on_touch_down(self, touch: MotionEvent) -> bool:
         if self.opacity and self.collide_point(*touch.pos):
             self.opacity = 0
         return False
@@ -156,7 +158,7 @@ class ChooserPopup(ModalView):
         box.add_widget(Factory.THeading(text=title))
         places = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         for name, path in removable_places():
-            places.add_widget(button(name, lambda p=path: self.show(p)))
+            places.add_widget(button(name, partial(self.show, path)))
         box.add_widget(places)
         self.where = label("")
         box.add_widget(self.where)
@@ -192,9 +194,9 @@ class ChooserPopup(ModalView):
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                row = button(f"[ {entry.name} ]", lambda e=entry: self.show(e))
+                row = button(f"[ {entry.name} ]", partial(self.show, entry))
             elif not self.suffixes or entry.suffix.lower() in self.suffixes:
-                row = button(entry.name, lambda e=entry: self._pick(e))
+                row = button(entry.name, partial(self._pick, entry))
             else:
                 continue
             self.entries[entry.name] = row

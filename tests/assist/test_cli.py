@@ -67,7 +67,7 @@ def test_inspect_reports_warnings_with_boxes(with_models, capsys) -> None:
     inst[4:12, 4:12] = 1
     inst[7, 7] = 0  # a hole
     p.save_label(first.id, Label(inst, {1: 1}), author="ann", source="manual")
-    p.set_setting("inspection", {"gamma0": 0.95})
+    p.set_setting("inspection", {"warning_threshold": 0.95})
     code, out, _ = run(capsys, "inspect", p.root, "f0")
     assert code == 0 and "WARNING" in out
     assert "holes" in out and "object 1 at y 4-12, x 4-12" in out

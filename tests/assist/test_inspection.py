@@ -1,4 +1,4 @@
-"""Label inspection (eq. 5): each metric on hand-made labels, gamma, and the warnings."""
+"""Label inspection (eq. 5): each metric on hand-made labels, the score, and the warnings."""
 
 from __future__ import annotations
 
@@ -79,14 +79,14 @@ def test_model_disagreement_names_missing_and_extra_objects() -> None:
     assert model_agreement(lab, lab) == (1.0, None)
 
 
-def test_gamma_is_weighted_mean_and_warns_below_gamma0() -> None:
+def test_score_is_weighted_mean_and_warns_below_threshold() -> None:
     lab = squares(4)
     lab.instances[3, 3] = 0
-    s = InspectionSettings(max_segments=2, gamma0=0.9)
+    s = InspectionSettings(max_segments=2, warning_threshold=0.9)
     report = inspect(lab, s)
     assert set(report.scores) == {"segments", "holes", "fragments"}
     expected = np.mean([report.scores[k] for k in report.scores])
-    assert report.gamma == pytest.approx(expected) and not report.passed
+    assert report.score == pytest.approx(expected) and not report.passed
     assert {w.metric for w in report.warnings} == {"segments", "holes"}
     s.weights = {"segments": 0.0, "holes": 0.0, "fragments": 1.0}
     assert inspect(lab, s).passed and inspect(lab, s).warnings == []
@@ -94,17 +94,19 @@ def test_gamma_is_weighted_mean_and_warns_below_gamma0() -> None:
 
 def test_clean_and_empty_labels() -> None:
     assert inspect(squares(3)).passed
-    empty = inspect(Label.empty((8, 8)), InspectionSettings(gamma0=0.8))
+    empty = inspect(Label.empty((8, 8)), InspectionSettings(warning_threshold=0.8))
     assert empty.scores == {"segments": 0.5} and not empty.passed
-    assert inspect(Label.empty((0, 0))).gamma == 0.5
-    pixel = inspect(Label(np.array([[4]], np.uint32), {4: 1}), InspectionSettings(gamma0=0.9))
+    assert inspect(Label.empty((0, 0))).score == 0.5
+    pixel = inspect(
+        Label(np.array([[4]], np.uint32), {4: 1}), InspectionSettings(warning_threshold=0.9)
+    )
     assert pixel.scores["fragments"] == 0.0 and not pixel.passed  # a 1-pixel object is tiny
     assert pixel.warnings[0].objects[0].bbox == (0, 0, 1, 1)
 
 
 def test_project_settings_and_learned_ranges(project) -> None:
     s = load_settings(project)
-    assert s.area_ranges == {} and s.gamma0 == 0.8
+    assert s.area_ranges == {} and s.warning_threshold == 0.8
     project.set_setting("inspection", {"max_segments": 3, "area_ranges": {"1": [5, 50]}})
     s = load_settings(project)
     assert s.max_segments == 3 and s.area_ranges == {1: (5.0, 50.0)}
@@ -112,3 +114,11 @@ def test_project_settings_and_learned_ranges(project) -> None:
     assert InspectionSettings.from_dict({"weights": {"model": 3}}).weights["holes"] == 1.0
     with pytest.raises(ApplianceError, match="inspection setting is invalid"):
         InspectionSettings.from_dict({"max_segs": 3})
+
+
+def test_settings_of_older_projects_still_read(project) -> None:
+    """The threshold was stored as `gamma0` (the paper's name) before it was renamed."""
+    project.set_setting("inspection", {"gamma0": 0.95, "max_segments": 4})
+    s = load_settings(project, learn=False)
+    assert s.warning_threshold == 0.95 and s.max_segments == 4
+    assert "gamma0" not in s.to_dict() and s.to_dict()["warning_threshold"] == 0.95

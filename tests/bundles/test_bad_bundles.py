@@ -18,8 +18,9 @@ from onnx import external_data_helper
 
 from appliance.bundles import archive, onnx_check
 from appliance.bundles.archive import BundleError, Limits
-from appliance.bundles.install import install_model_bundle, list_models
+from appliance.bundles.install import install_model_bundle
 from appliance.store import Project
+from appliance.store.models import list_models
 
 from .conftest import snapshot
 

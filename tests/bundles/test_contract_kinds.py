@@ -15,10 +15,11 @@ from onnx import TensorProto, helper, numpy_helper
 from appliance.assist.contract import DECODERS
 from appliance.assist.runtime import active_model
 from appliance.bundles.archive import BundleError, write_bundle
-from appliance.bundles.install import install_model_bundle, list_models
+from appliance.bundles.install import install_model_bundle
 from appliance.bundles.model_bundle import FORMAT, ModelSpec, write_model_bundle
 from appliance.contract import DTYPES, INPUT_CHANNELS, OUTPUT_KINDS, Contract, ContractError
 from appliance.store import Project
+from appliance.store.models import list_models
 
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 
@@ -192,7 +193,7 @@ def test_a_graph_with_a_fixed_size_is_refused(tmp_path: Path) -> None:
     """It would pass a probe of exactly its size and then fail on every real image."""
     contract = Contract("image", "logits", 1, "softmax", ("background", "nucleus"))
     onnx_path = brightness_model(tmp_path / "m.onnx", contract, fixed=16)
-    with pytest.raises(BundleError, match=r"input_channels: graph input has a fixed size"):
+    with pytest.raises(BundleError, match=r"fixed_size: graph input has a fixed size"):
         write_model_bundle(tmp_path / "b.zip", [ModelSpec("prelabel", "m", onnx_path, contract)])
 
 

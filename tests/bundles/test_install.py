@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 
 from appliance.bundles import install as install_mod
-from appliance.bundles.install import (
-    activate_model,
-    active_model,
-    install_model_bundle,
-    list_models,
-)
+from appliance.bundles.install import activate_model, install_model_bundle
 from appliance.bundles.model_bundle import ModelSpec, read_model_bundle, write_model_bundle
 from appliance.cli import main
 from appliance.errors import ApplianceError
 from appliance.store import Project
+from appliance.store.models import active_model, list_models
 
 from .conftest import snapshot
 from .onnx_models import contract, conv_model
@@ -121,7 +117,7 @@ def test_crash_at_any_step_leaves_the_old_state(
 
         monkeypatch.setattr(install_mod, "_move_into_place", move_then_crash)
     else:
-        monkeypatch.setattr(install_mod, "_set_active", crash)
+        monkeypatch.setattr(install_mod.stored, "set_active", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         install_model_bundle(project, bundle)
     assert active_model(project, "prelabel").id == first[0]
@@ -163,42 +159,66 @@ def test_install_sweeps_staging_left_by_a_crash(project: Project, model_bundle) 
 
 CHILD = """
 import sys
-from appliance.bundles.install import install_model_bundle
+from appliance.bundles import install
 from appliance.store import Project
-project = Project.open(sys.argv[1])
-print("ready", flush=True)
-sys.stdin.readline()
-install_model_bundle(project, sys.argv[2])
-print("done", flush=True)
+from appliance.store import models as stored
+
+root, bundle, step = sys.argv[1:4]
+
+
+def pause(name):
+    if name == step:
+        print(name, flush=True)
+        sys.stdin.readline()  # the parent kills this process here
+
+
+def after(owner, attr, name):
+    real = getattr(owner, attr)
+
+    def hooked(*args, **kwargs):
+        out = real(*args, **kwargs)
+        pause(name)
+        return out
+
+    setattr(owner, attr, hooked)
+
+
+after(install, "_check_ids", "verified")  # bundle verified and extracted into staging
+after(install, "_move_into_place", "moved")  # model file renamed into models/
+after(stored, "add_model", "recorded")  # row written, transaction still open
+after(install, "_record", "committed")  # transaction committed
+install.install_model_bundle(Project.open(root), bundle)
+print("finished", flush=True)
 """
 
 
-@pytest.mark.parametrize("delay_ms", [0, 60, 90, 120, 150, 180, 400])
+@pytest.mark.parametrize(
+    ("step", "committed"),
+    [("verified", False), ("moved", False), ("recorded", False), ("committed", True)],
+)
 def test_sigkill_during_install_leaves_old_or_new_state(
-    tmp_path: Path, model_bundle, delay_ms: int
+    tmp_path: Path, model_bundle, step: str, committed: bool
 ) -> None:
+    """SIGKILL at each step of an install: before the commit the old state, after it the new."""
     root = tmp_path / "proj"
     with Project.create(root, ["nucleus"]) as project:
         [first] = install_model_bundle(project, model_bundle("b1.zip", seed=1))
     bundle = model_bundle("b2.zip", seed=2)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(root), str(bundle)],
+        [sys.executable, "-c", CHILD, str(root), str(bundle), step],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout.readline().strip() == "ready"
-    child.stdin.write("go\n")
-    child.stdin.flush()
-    time.sleep(delay_ms / 1000)
+    assert child.stdout.readline().strip() == step
     child.send_signal(signal.SIGKILL)
     child.wait()
     with Project.open(root) as project:
         models = list_models(project)
-        assert len(models) in (1, 2)
+        assert len(models) == (2 if committed else 1)
         for model in models:
             assert model.path.is_file() and install_mod._sha256(model.path) == model.sha256
         active = active_model(project, "prelabel")
-        assert active.id == (first if len(models) == 1 else models[1].id)
+        assert active.id == (models[1].id if committed else first)
         again = install_model_bundle(project, bundle)
         assert active_model(project, "prelabel").id == again[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")  # export trains with torch; the appliance never needs it
+
 from appliance.errors import ApplianceError
 from appliance.perturb import PerturbSpec
 from export.data import Sample, SegDataset, pad_to_multiple, sample_from_arrays

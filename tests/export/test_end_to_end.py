@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # export trains with torch; the appliance never needs it
+
 from appliance.assist.prelabel import dice
 from appliance.assist.runtime import active_model
 from appliance.cli import main as appliance_main

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+import onnx
 import torch
 
 from appliance.errors import ApplianceError

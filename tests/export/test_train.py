@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # export trains with torch; the appliance never needs it
 
 from appliance.perturb import PerturbSpec
 from export.data import sample_from_arrays

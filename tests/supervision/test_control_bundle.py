@@ -13,7 +13,7 @@ import pytest
 from appliance.bundles.training_job import read_training_job, write_training_job
 from appliance.cli import main
 from appliance.store import Project
-from appliance.store.controls import control_for_image, control_image_ids, count_by_kind
+from appliance.store.controls import control_for_image, count_by_kind
 from appliance.supervision.controls import score_save
 from export.cli import main as export_main
 from export.controls import plausible_names
@@ -35,7 +35,7 @@ def job_and_project(tmp_path: Path) -> tuple[Path, Path]:
 
 def _counts(root: Path) -> tuple[int, int]:
     with Project.open(root) as project:
-        return len(project.images()), len(control_image_ids(project))
+        return len(project.images()), len(project.control_image_ids())
 
 
 def test_controls_from_the_workstation_install_verified_and_stay_hidden(
@@ -67,9 +67,9 @@ def test_controls_from_the_workstation_install_verified_and_stay_hidden(
 
     with Project.open(root) as project:
         assert count_by_kind(project) == {"synthetic": 3}
-        names = sorted(project.image(i).name for i in control_image_ids(project))
+        names = sorted(project.image(i).name for i in project.control_image_ids())
         assert names == ["synth_0004.tif", "synth_0005.tif", "synth_0006.tif"]
-        for image_id in control_image_ids(project):
+        for image_id in project.control_image_ids():
             rec = project.image(image_id)
             assert rec.sequence is None and rec.dtype == "uint16"
             truth = control_for_image(project, image_id).truth

@@ -1,9 +1,11 @@
 """Start the real app once per test session under Xvfb and drive it with synthetic touches.
 
 Kivy creates one window per process, so the app is built once (session fixture) and each test
-opens its own project in it. Kivy's environment is set before Kivy is first imported: no
-argument parsing, no console log, a throw-away KIVY_HOME, SDL2 window, and the DPI of the
-target 10-inch 1920×1200 tablet (224), so sizes in mm are what the expert would see.
+opens its own project in it. Kivy's environment is set here, before any test module imports
+Kivy: no argument parsing, no console log, a throw-away KIVY_HOME, SDL2 window, and the DPI of
+the target 10-inch 1920×1200 tablet (224), so sizes in mm are what the expert would see.
+Xvfb starts only when a test asks for the app; every such test is marked `ui`, so
+`-m "not ui"` runs the rest without a display.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import pytest
 from appliance.ui.display import start_virtual_display
 
 WIDTH, HEIGHT = 1920, 1200
+HERE = Path(__file__).resolve().parent
 
-
-start_virtual_display((WIDTH, HEIGHT))
 os.environ.update(
     KIVY_NO_ARGS="1",
     KIVY_NO_CONSOLELOG="1",
@@ -33,9 +34,18 @@ os.environ.update(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that drive the real app (they use the `app` fixture) `ui`."""
+    for item in items:
+        uses_app = "app" in getattr(item, "fixturenames", ())
+        if uses_app and item.path.resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.ui)
+
+
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The running app on an empty workspace, annotator already named."""
+    start_virtual_display((WIDTH, HEIGHT))
     if not os.environ.get("DISPLAY"):
         pytest.fail("no X display and no Xvfb: `make setup` installs Xvfb (package xvfb)")
     from kivy.config import Config
@@ -46,7 +56,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from kivy.base import EventLoop
 
     from appliance.ui.app import ApplianceApp
-    from tests.ui.driver import pump
+    from testkit.touch import pump
 
     workspace = tmp_path_factory.mktemp("workspace")
     (workspace / "tablet.json").write_text('{"annotator": "Dr Test", "annotators": ["Dr Test"]}')
@@ -62,7 +72,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def fresh(app: object) -> Iterator[Callable[[Path], object]]:
     """Open a project in the app; after the test, no unexpected error may have happened."""
 
-    from tests.ui.driver import pump
+    from testkit.touch import pump
 
     def open_it(path: Path) -> object:
         app.open_project(path)

@@ -76,7 +76,7 @@ def demo_workspace(root: Path) -> Path:
         label, _ = prelabel.run(project, image_id, "otsu", save=False)
         project.save_label(image_id, label, author="Dr Demo", source="manual", seconds_spent=95)
     project.set_setting("ui.prelabel", "otsu")
-    project.set_setting("inspection", {"gamma0": 0.97})
+    project.set_setting("inspection", {"warning_threshold": 0.97})
     install_model_bundle(project, prelabel_bundle(root.parent / "bundles"))
     install_model_bundle(project, prelabel_bundle(root.parent / "bundles", "threshold-unet-v2"))
     install_model_bundle(project, upgrade_bundle(root.parent / "bundles"))

@@ -9,7 +9,7 @@ import numpy as np
 from appliance.assist import prelabel
 from appliance.bundles.install import install_model_bundle
 from appliance.labels import Label
-from tests.ui.driver import pen_stroke, tap, wait_for
+from testkit.touch import pen_stroke, tap, wait_for
 from tests.ui.projects import make_project, upgrade_bundle
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from appliance.assist import selector
-from tests.ui.driver import pen_stroke, tap, wait_for
+from testkit.touch import pen_stroke, tap, wait_for
 from tests.ui.projects import make_project
 
 
 def test_save_and_next_moves_to_the_selectors_choice(fresh, tmp_path):
     project = make_project(tmp_path / "p", n=6)
     project.set_setting("ui.prelabel", "none")
-    project.set_setting("inspection", {"gamma0": 0.0})
+    project.set_setting("inspection", {"warning_threshold": 0.0})
     for image_id in (2, 5):
         project.set_cherry_picked(image_id)
     expected = [c.image_id for c in selector.from_project(project).next(2)]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from appliance.bundles.install import list_models
-from tests.ui.driver import tap, wait_for
+from appliance.store.models import list_models
+from testkit.touch import tap, wait_for
 from tests.ui.projects import make_project
 
 

@@ -10,20 +10,24 @@ for an image no longer on screen are dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.factory import Factory
+from kivy.input.motionevent import MotionEvent
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
 
 from appliance.assist import selector as selector_mod
-from appliance.bundles.install import active_model as installed_model
+from appliance.editing import Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import class_colour
+from appliance.store.models import active_model as installed_model
 from appliance.ui import assistant
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.screens.home import duration
@@ -69,7 +73,7 @@ class AnnotateScreen(ScreenBg):
         self.prelabeler = assistant.PrelabelChooser()
         self.offer: tuple[str, Label] | None = None
         self._compare_accept: Callable[[], None] | None = None
-        self.buttons: dict[str, object] = {}
+        self.buttons: dict[str, Widget] = {}
         root = BoxLayout(spacing=app.gap)
         root.add_widget(self._tools())
         centre = BoxLayout(orientation="vertical", spacing=app.gap)
@@ -288,7 +292,8 @@ class AnnotateScreen(ScreenBg):
             return
         if work.dirty or work.parent_id is None:
             work.save("manual")
-            self.selector.mark_labeled(work.image_id)
+            if self.selector is not None:
+                self.selector.mark_labeled(work.image_id)
         if self.reviewed_revision == work.session.revision:
             self.open_next()
             return
@@ -349,7 +354,7 @@ class AnnotateScreen(ScreenBg):
     def redo(self) -> None:
         self._history(self.work.session.redo if self.work else None, "Nothing to redo")
 
-    def _history(self, step: Callable[[], object] | None, empty: str) -> None:
+    def _history(self, step: Callable[[], Rect | None] | None, empty: str) -> None:
         rect = step() if step is not None else None
         if rect is None:
             App.get_running_app().notify(empty)
@@ -364,7 +369,7 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.brush_size = float(value)
         self.size_label.text = f"Size {int(value)} px"
 
-    def _on_opacity(self, slider: object, touch: object) -> None:
+    def _on_opacity(self, slider: Widget, touch: MotionEvent) -> None:
         if touch.grab_current is slider:
             self.canvas_view.opacity_overlay = float(slider.value)
 
@@ -427,7 +432,8 @@ class AnnotateScreen(ScreenBg):
             self._show_assist()
             self._tick(0)
             return
-        self.selector.mark_labeled(self.work.image_id)
+        if self.selector is not None:
+            self.selector.mark_labeled(self.work.image_id)
         self.reviewed_revision = None
         self._start_review()
 
@@ -550,7 +556,7 @@ class AnnotateScreen(ScreenBg):
             self.review_pending = False
             box.add_widget(label("Draw with the pen; pan with one finger, zoom with two."))
             return
-        box.add_widget(label(f"Check score {review.gamma:.2f}", color=app.c_muted))
+        box.add_widget(label(f"Check score {review.score:.2f}", color=app.c_muted))
         markers = []
         for warning in review.warnings:
             box.add_widget(Factory.TLabel(text=f"! {warning.message}", color=app.c_error))
@@ -564,7 +570,7 @@ class AnnotateScreen(ScreenBg):
         for s in review.suggestions:
             box.add_widget(label(f"{s.name}: changes {s.changed} objects"))
             self.buttons[f"Suggest:{s.name}"] = button(
-                f"Show {s.name.lower()}", lambda s=s: self._suggest(s)
+                f"Show {s.name.lower()}", partial(self._suggest, s)
             )
             box.add_widget(self.buttons[f"Suggest:{s.name}"])
         self.buttons["Next image"] = button("Next image", self._review_done)

@@ -146,13 +146,11 @@ class HomeScreen(ScreenBg):
                 return install_model_bundle(project, bundle)
 
         def chosen(bundle: Path) -> None:
-            app.run_job(
-                lambda _ctx: work(bundle),
-                lambda ids: (
-                    app.notify(f"installed {len(ids)} model(s) from {bundle.name}"),
-                    self.refresh(),
-                ),
-            )
+            def done(ids: list[str]) -> None:
+                app.notify(f"installed {len(ids)} model(s) from {bundle.name}")
+                self.refresh()
+
+            app.run_job(lambda _ctx: work(bundle), done)
 
         ChooserPopup(
             "Install a model bundle", chosen, suffixes=(".zip", ".bundle"), pick_folder=False

@@ -11,7 +11,8 @@ from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
 
-from appliance.bundles.install import InstalledModel, activate_model, list_models
+from appliance.bundles.install import activate_model
+from appliance.store.models import InstalledModel, list_models
 from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 

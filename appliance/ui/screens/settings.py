@@ -6,12 +6,15 @@ threshold, brush defaults, finger drawing, theme. All but the theme are stored i
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from kivy.app import App
 from kivy.factory import Factory
+from kivy.input.motionevent import MotionEvent
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
 
 from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
@@ -52,7 +55,7 @@ class SettingsScreen(ScreenBg):
                 weights.get(name, 0.0),
                 0,
                 1,
-                lambda v, n=name: self._weight(n, v),
+                partial(self._weight, name),
             )
         left.add_widget(Factory.THeading(text="Pre-label"))
         self._choice(
@@ -63,16 +66,18 @@ class SettingsScreen(ScreenBg):
         )
         left.add_widget(Factory.THeading(text="Label check"))
         checks = inspection.load_settings(project, learn=False)
-        self._slider(left, "warn below score", checks.gamma0, 0, 1, self._gamma0)
-        h = preprocess.load(project)
+        self._slider(
+            left, "warn below score", checks.warning_threshold, 0, 1, self._warning_threshold
+        )
+        shown = preprocess.load(project)
         right.add_widget(Factory.THeading(text="Image display (pre-processing)"))
-        self._slider(right, "dark cut-off %", h.low, 0, 20, lambda v: self._pre(low=v))
-        self._slider(right, "bright cut-off %", h.high, 80, 100, lambda v: self._pre(high=v))
-        self._choice(right, preprocess.DENOISERS, h.denoise, lambda v: self._pre(denoise=v))
+        self._slider(right, "dark cut-off %", shown.low, 0, 20, lambda v: self._pre(low=v))
+        self._slider(right, "bright cut-off %", shown.high, 80, 100, lambda v: self._pre(high=v))
+        self._choice(right, preprocess.DENOISERS, shown.denoise, lambda v: self._pre(denoise=v))
         self._choice(
             right,
             ("CLAHE off", "CLAHE on"),
-            "CLAHE on" if h.clahe else "CLAHE off",
+            "CLAHE on" if shown.clahe else "CLAHE off",
             lambda v: self._pre(clahe=v == "CLAHE on"),
         )
         right.add_widget(Factory.THeading(text="Drawing"))
@@ -126,7 +131,7 @@ class SettingsScreen(ScreenBg):
         slider = Factory.TSlider(min=lo, max=hi, value=float(value))
         slider.bind(value=lambda _s, v: setattr(text, "text", f"{title}: {v:.2f}"))
 
-        def released(s: object, touch: object) -> None:
+        def released(s: Widget, touch: MotionEvent) -> None:
             if touch.grab_current is s:
                 app.safely(save, float(s.value))
 
@@ -161,10 +166,10 @@ class SettingsScreen(ScreenBg):
         weights[name] = round(value, 3)
         project.set_setting(selector_mod.WEIGHTS_KEY, weights)
 
-    def _gamma0(self, value: float) -> None:
+    def _warning_threshold(self, value: float) -> None:
         project = App.get_running_app().project
         checks = inspection.load_settings(project, learn=False)
-        checks.gamma0 = round(value, 3)
+        checks.warning_threshold = round(value, 3)
         project.set_setting(inspection.SETTING_KEY, checks.to_dict())
 
     def _pre(self, **change: object) -> None:

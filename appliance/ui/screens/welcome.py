@@ -6,6 +6,8 @@ names as one-tap buttons.
 
 from __future__ import annotations
 
+from functools import partial
+
 from kivy.app import App
 from kivy.factory import Factory
 from kivy.uix.anchorlayout import AnchorLayout
@@ -41,7 +43,7 @@ class WelcomeScreen(ScreenBg):
         self.box.add_widget(self.field)
         self.known.clear_widgets()
         for name in app.prefs.get("annotators", []):
-            self.known.add_widget(button(name, lambda n=name: self._choose(n)))
+            self.known.add_widget(button(name, partial(self._choose, name)))
         if self.known.children:
             self.box.add_widget(label("Or tap your name:"))
             self.box.add_widget(self.known)
