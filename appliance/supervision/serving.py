@@ -55,10 +55,12 @@ class Queue:
         todo = [c for c in controls if annotator not in authors.get(c, set())]
         self._controls = [todo[i] for i in self.rng.permutation(len(todo))]
         self._control_ids = controls
-        same = session is not None and session.annotator == annotator
-        self.served = session.served if same and session else 0
-        self.served_controls = session.served_controls if same and session else 0
-        self._last_control = bool(same and session and session._last_control)
+        self.served: int = 0
+        self.served_controls: int = 0
+        self._last_control: bool = False
+        if session is not None and session.annotator == annotator:
+            self.served, self.served_controls = session.served, session.served_controls
+            self._last_control = session._last_control
 
     def _control_due(self) -> bool:
         if not self._controls or self._last_control or self.cfg.rate <= 0:
