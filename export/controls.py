@@ -185,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("job", type=Path, help="training-job bundle (.zip)")
     p.add_argument("--out", type=Path, required=True, help="control bundle to write (.zip)")
     p.add_argument("--n", type=int, default=20, help="number of controls (default 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of backgrounds, cells and places")
     p.add_argument("--class-id", type=int, default=1, help="class of the synthetic cells")
     p.set_defaults(func=_run)
 

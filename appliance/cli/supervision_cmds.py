@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "images at a per-project rate so each annotator's quality is measured unnoticed. "
         "Their truth never leaves the project as a label.",
     )
-    csub = p.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
+    csub = p.add_subparsers(
+        dest="controls_command",
+        required=True,
+        metavar="ACTION",
+        help="add (gold images), install (a control bundle), list or config",
+    )
 
     a = csub.add_parser(
         "add",
@@ -61,10 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "screen and the message after a control (both off by default).",
     )
     c.add_argument("dir", type=Path, help="project folder")
-    c.add_argument("--rate", type=float)
-    c.add_argument("--k", type=int)
-    for flag in ("blind", "highscore", "feedback"):
-        c.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None)
+    c.add_argument("--rate", type=float, help="share of served items that are controls")
+    c.add_argument("--k", type=int, help="independent labels wanted per ordinary image")
+    for flag, what in (
+        ("blind", "start a second annotator from the pre-label, never another's label"),
+        ("highscore", "show the high-score screen"),
+        ("feedback", "tell the annotator how they did right after a control"),
+    ):
+        c.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=what)
     c.set_defaults(func=cmd_config)
 
     s = sub.add_parser(
