@@ -58,6 +58,7 @@ class Queue:
         self.served: int = 0
         self.served_controls: int = 0
         self._last_control: bool = False
+        self._due: bool | None = None  # the pending control-or-not draw (see `peek`)
         if session is not None and session.annotator == annotator:
             self.served, self.served_controls = session.served, session.served_controls
             self._last_control = session._last_control
@@ -69,21 +70,32 @@ class Queue:
             return False
         return bool(self.rng.random() < 0.5)
 
+    def peek(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
+        """What `next` will return, without serving it (the UI prefetches the next image).
+
+        The control-or-not draw is made once and kept until `next` consumes it, so peeking
+        never changes the order.
+        """
+        if self._due is None:
+            self._due = self._control_due()
+        if self._due:
+            return self._controls[-1]
+        for choice in self.selector.next(len(exclude) + 1):
+            if choice.image_id not in exclude:
+                return choice.image_id
+        return None  # no ordinary image left: controls never come alone
+
     def next(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """The next image id (None when nothing is left); counts it as served."""
-        pick: int | None = None
-        if self._control_due():
-            pick = self._controls.pop()
+        pick = self.peek(exclude)
+        if pick is None:
+            return None
+        if self._due:
+            self._controls.pop()
             self.served_controls += 1
-            self._last_control = True
-        else:
-            for choice in self.selector.next(len(exclude) + 1):
-                if choice.image_id not in exclude:
-                    pick = choice.image_id
-                    break
-            self._last_control = False  # no ordinary image left: controls never come alone
-        if pick is not None:
-            self.served += 1
+        self._last_control = bool(self._due)
+        self._due = None
+        self.served += 1
         return pick
 
     def done(self, image_id: int) -> None:

@@ -152,3 +152,16 @@ def test_a_rebuilt_queue_keeps_the_sessions_counts(
     assert not any(a and b for a, b in pairwise(kinds))
     assert queue.served == 30 and queue.served_controls == sum(kinds)
     assert Queue(project, "b", session=queue).served == 0  # another annotator starts afresh
+
+
+def test_peeking_never_changes_the_order(served_project: tuple[Project, set[int]]) -> None:
+    project, controls = served_project
+    config.save(project, config.Supervision(rate=0.5))
+    plain, peeking = Queue(project, "a", seed=7), Queue(project, "a", seed=7)
+    for _ in range(20):
+        ahead = peeking.peek()
+        assert peeking.peek() == ahead
+        got = peeking.next()
+        assert got == ahead == plain.next()
+        plain.done(got)
+        peeking.done(got)
