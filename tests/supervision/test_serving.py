@@ -155,7 +155,7 @@ def test_a_rebuilt_queue_keeps_the_sessions_counts(
 
 
 def test_peeking_never_changes_the_order(served_project: tuple[Project, set[int]]) -> None:
-    project, controls = served_project
+    project, _ = served_project
     config.save(project, config.Supervision(rate=0.5))
     plain, peeking = Queue(project, "a", seed=7), Queue(project, "a", seed=7)
     for _ in range(20):
