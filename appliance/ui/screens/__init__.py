@@ -1,6 +1,7 @@
 """The app's screens, by name (the ScreenManager names them so)."""
 
 from appliance.ui.screens.annotate import AnnotateScreen
+from appliance.ui.screens.highscore import HighScoreScreen
 from appliance.ui.screens.home import HomeScreen
 from appliance.ui.screens.models import ModelsScreen
 from appliance.ui.screens.settings import SettingsScreen
@@ -12,4 +13,5 @@ SCREENS = {
     "annotate": AnnotateScreen,
     "models": ModelsScreen,
     "settings": SettingsScreen,
+    "highscore": HighScoreScreen,
 }

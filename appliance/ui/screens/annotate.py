@@ -22,12 +22,14 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
-from appliance.assist import selector as selector_mod
 from appliance.editing import Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import class_colour
 from appliance.store.models import active_model as installed_model
+from appliance.supervision import config as supervision_config
+from appliance.supervision.serving import Queue
+from appliance.supervision.summary import feedback
 from appliance.ui import assistant
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.screens.home import duration
@@ -62,7 +64,7 @@ class AnnotateScreen(ScreenBg):
         super().__init__(**kwargs)
         app = App.get_running_app()
         self.work: ImageWork | None = None
-        self.selector: selector_mod.Selector | None = None
+        self.selector: Queue | None = None  # the selector's choices with hidden controls
         self.visited: list[int] = []
         self.skipped: set[int] = set()
         self.failed: set[int] = set()
@@ -151,6 +153,7 @@ class AnnotateScreen(ScreenBg):
         for name, action in (
             ("Models", lambda: app.go("models")),
             ("Settings", lambda: app.go("settings")),
+            ("Scores", lambda: app.go("highscore")),
         ):
             self.buttons[name] = button(name, action)
             nav.add_widget(self.buttons[name])
@@ -209,7 +212,11 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.opacity_overlay = float(project.get_setting(OPACITY_KEY, 0.45))
         self.opacity_slider.value = self.canvas_view.opacity_overlay
         self.canvas_view.finger_draws = bool(project.get_setting(FINGER_KEY, False))
-        self.selector = selector_mod.from_project(project)
+        highscore = supervision_config.load(project).highscore  # per project, off by default
+        self.buttons["Scores"].disabled = not highscore
+        self.buttons["Scores"].opacity = 1.0 if highscore else 0.0
+        same = project.root == self._project_root
+        self.selector = Queue(project, app.annotator, session=self.selector if same else None)
         if project.root != self._project_root:
             self._project_root, self.resume_id = project.root, None
             self.prelabeler = assistant.PrelabelChooser()
@@ -238,12 +245,8 @@ class AnnotateScreen(ScreenBg):
         """The selector's best unlabeled image that was not skipped, failed or is open."""
         if self.selector is None:
             return None
-        current = self.work.image_id if self.work else None
-        excluded = self.skipped | self.failed | {current}
-        for choice in self.selector.next(len(excluded) + 1):
-            if choice.image_id not in excluded:
-                return choice.image_id
-        return None
+        current = {self.work.image_id} if self.work else set()
+        return self.selector.next(exclude=self.skipped | self.failed | current)
 
     def open_next(self) -> None:
         image_id = self.next_choice()
@@ -292,12 +295,19 @@ class AnnotateScreen(ScreenBg):
             return
         if work.dirty or work.parent_id is None:
             work.save("manual")
-            if self.selector is not None:
-                self.selector.mark_labeled(work.image_id)
+            self._after_save(work)
         if self.reviewed_revision == work.session.revision:
             self.open_next()
             return
         self._start_review()
+
+    def _after_save(self, work: ImageWork) -> None:
+        """The image leaves this annotator's queue; a scored control may give feedback."""
+        if self.selector is not None:
+            self.selector.done(work.image_id)
+        project = App.get_running_app().project
+        if work.last_score is not None and supervision_config.load(project).feedback:
+            App.get_running_app().notify(feedback(work.last_score))
 
     def skip(self) -> None:
         if self.work is not None:
@@ -432,8 +442,7 @@ class AnnotateScreen(ScreenBg):
             self._show_assist()
             self._tick(0)
             return
-        if self.selector is not None:
-            self.selector.mark_labeled(self.work.image_id)
+        self._after_save(self.work)
         self.reviewed_revision = None
         self._start_review()
 
