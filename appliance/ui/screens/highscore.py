@@ -44,6 +44,7 @@ class HighScoreScreen(ScreenBg):
             me = " (you)" if name == app.annotator else ""
             row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.4)
             row.add_widget(Factory.THeading(text=f"{rank}. {name}{me}"))
-            row.add_widget(Factory.TLabel(text=f"{points} points · {n} checks"))
+            checks = "1 check" if n == 1 else f"{n} checks"
+            row.add_widget(Factory.TLabel(text=f"{points} points · {checks}"))
             self.rows.add_widget(row)
         self.rows.add_widget(BoxLayout())  # push the rows to the top
