@@ -29,6 +29,7 @@ __all__ = [
     "human_authors_by_image",
     "is_control",
     "is_scored",
+    "known_hashes",
     "machine_version",
     "offer_prelabel",
     "record_bundle",
@@ -145,6 +146,15 @@ def control_for_image(project: Project, image_id: int) -> Control | None:
         (image_id,),
     ).fetchone()
     return None if row is None else _control(row)
+
+
+def known_hashes(project: Project, hashes: list[str]) -> set[str]:
+    """The sha256 values among `hashes` that some image of the project already has."""
+    marks = ",".join("?" * len(hashes))
+    rows = project.db.execute(
+        f"SELECT DISTINCT sha256 FROM images WHERE sha256 IN ({marks})", hashes
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def is_control(project: Project, image_id: int) -> bool:

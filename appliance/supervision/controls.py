@@ -99,8 +99,9 @@ def add_controls(
     """
     paths = [Path(p) for p, _, _ in items]
     hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    known = store.known_hashes(project, hashes)
     for path, sha in zip(paths, hashes, strict=True):
-        if project.image_with_content(sha, None) is not None or hashes.count(sha) > 1:
+        if sha in known or hashes.count(sha) > 1:
             raise ApplianceError(
                 f"{path}: already in the project or given twice; a control must be new"
             )
