@@ -7,7 +7,6 @@ show the file and `appliance scores --report` writes it anywhere, without the wo
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
 from appliance.store.controls import ScoreRow
 from appliance.supervision.summary import quality
@@ -92,19 +92,14 @@ def render(name: str, rows: Sequence[ScoreRow], summary: dict[str, Any]) -> np.n
 def write_report(
     out_dir: Path, name: str, rows: Sequence[ScoreRow], summary: dict[str, Any]
 ) -> Path:
-    """Write OUT_DIR/scores-<name>.png atomically (temporary file, fsync, rename)."""
+    """Write OUT_DIR/scores-<name>.png durably (`appliance.durable.atomic_write`)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "annotator"
     path = Path(out_dir) / f"scores-{safe}.png"
     ok, data = cv2.imencode(".png", render(name, rows, summary))
     if not ok:
         raise ApplianceError(f"{path}: cannot encode the report")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data.tobytes())
     except OSError as exc:
         raise ApplianceError(f"{path}: cannot write ({exc.strerror})") from None
     return path
