@@ -17,7 +17,12 @@ from pathlib import Path
 
 from appliance.cli import require_range, run_command
 
-COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli", "export.controls")
+COMMAND_MODULES: tuple[str, ...] = (
+    "export.demo",
+    "export.bundle.cli",
+    "export.lab.workstation",
+    "export.controls",
+)
 
 
 def _synth(args: argparse.Namespace) -> int:

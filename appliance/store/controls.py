@@ -15,6 +15,7 @@ from typing import Any
 
 from appliance.labels import Label, decode_instances, encode_instances
 from appliance.store import db as dbm
+from appliance.store import oplog
 from appliance.store.project import _HUMAN, Project
 
 __all__ = [
@@ -213,7 +214,8 @@ def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> L
 
 
 def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: int) -> None:
-    """Store one scored save and the annotator's new summary, in one transaction."""
+    """Store one scored save and the annotator's new summary, in one transaction; the
+    operation log gets a `control.scored` entry in the same one (sync to the lab server)."""
     now = dbm.utcnow()
     with project.transaction():
         project.db.execute(
@@ -243,6 +245,8 @@ def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: in
             "UPDATE annotators SET n_controls = ?, scores = ?, scores_updated = ? WHERE name = ?",
             (n, json.dumps(summary), now, row.annotator),
         )
+        scores = {"dice": row.dice, "instance_f1": row.instance_f1, "boundary_f1": row.boundary_f1}
+        oplog.record_control_scored(project.db, row.label_id, row.annotator, scores)
 
 
 def is_scored(project: Project, label_id: int) -> bool:

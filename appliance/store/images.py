@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.durable import atomic_copy, file_sha256
+from appliance.durable import atomic_copy, atomic_write, file_sha256
 from appliance.store import db as dbm
+from appliance.store import oplog
 from appliance.store.project import Project
 
-__all__ = ["AddedImages", "NewImage", "add_images"]
+__all__ = ["AddedImages", "NewImage", "add_images", "store_original"]
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,21 @@ def add_images(
                     ),
                 )
                 out.ids.append(int(cur.lastrowid or 0))
+                oplog.record_image(db, out.ids[-1])  # for sync, inside the same transaction
     except BaseException:
         if created:
             blob.unlink(missing_ok=True)
         raise
     return out
+
+
+def store_original(project: Project, data: bytes, sha256: str, suffix: str) -> Path:
+    """Write an original received from elsewhere (sync) once under its hash, durably."""
+    path = project.blob_path(sha256, suffix)
+    if not _intact(path, sha256):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+    return path
 
 
 def _intact(path: Path, sha256: str) -> bool:

@@ -23,6 +23,7 @@ from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
+from appliance.store import oplog
 
 __all__ = [
     "DB_NAME",
@@ -360,6 +361,7 @@ class Project:
                 ),
             )
             assert cur.lastrowid is not None  # an INSERT into a rowid table sets it
+            oplog.record_label(self.db, cur.lastrowid)
             return cur.lastrowid
 
     def _ensure_annotator(self, name: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.bundles.training_job import read_training_job, write_training_job
 from appliance.cli import main
-from appliance.store import Project
+from appliance.store import Project, oplog
 from appliance.store.controls import control_for_image, count_by_kind
 from appliance.supervision.controls import score_save
 from export.cli import main as export_main
@@ -81,6 +81,9 @@ def test_controls_from_the_workstation_install_verified_and_stay_hidden(
             version = project.save_label(image_id, truth, author="ann", source="manual")
             result = score_save(project, version)
             assert result is not None and result.dice == 1.0 and result.instance_f1 == 1.0
+        scored = [op for op in oplog.pending(project.db) if op.kind == "control.scored"]
+        assert len(scored) == 3 and {op.payload["annotator"] for op in scored} == {"ann"}
+        assert all(op.payload["score"] == 1.0 for op in scored)  # synced to the lab server
         out = tmp_path / "job2.zip"
         write_training_job(project, out, task="segment")
     with read_training_job(out) as job2:
