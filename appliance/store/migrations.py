@@ -7,6 +7,8 @@ and is refused untouched.
 
 from __future__ import annotations
 
+from appliance.store import jobs
+
 __all__ = ["INITIAL", "MIGRATIONS"]
 
 INITIAL = """
@@ -179,5 +181,6 @@ CREATE TABLE control_bundles (
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
     ("0002_lab", LAB_OPLOG),
-    ("0003_supervision", SUPERVISION),
+    jobs.MIGRATION,
+    ("0004_supervision", SUPERVISION),
 ]
