@@ -296,7 +296,12 @@ def _coco_label(
 
 
 def export_coco(project: Project, out: Path) -> dict[str, int]:
-    """Newest label version of every labeled image as COCO JSON (RLE, instance ids kept)."""
+    """Newest label version of every labeled image as COCO JSON (RLE, instance ids kept).
+
+    Control items are left out: their labels would tell an outsider which images are controls,
+    and an annotator's label of one is a test answer, not training data.
+    """
+    controls = project.control_image_ids()
     doc: dict = {
         "info": {"description": f"exported from {project.root}"},
         "categories": [{"id": cid, "name": name} for cid, name in project.classes().items()],
@@ -305,6 +310,8 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
     }
     ann_id = 1
     for image_id in project.labeled_image_ids():
+        if image_id in controls:
+            continue
         rec = project.image(image_id)
         version = project.latest_label(image_id)
         assert version is not None

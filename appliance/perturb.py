@@ -17,6 +17,11 @@ Semantics chosen where seed 003 leaves room:
   are not eroded from it;
 - salt-and-pepper corrupts each pixel with probability p, half of them to background (pepper),
   half to foreground (salt: background pixels join one new "noise" instance).
+
+Two more errors serve the planted-error controls of seed 002 (pre-labels whose mistakes are
+known): `class_flip` gives chosen cells another class, and `merge` joins neighbouring cells
+into one instance (with the background gap between them filled, as a detector's merged box
+would cover it). Both return what they did, so the caller can record exactly what it planted.
 """
 
 from __future__ import annotations
@@ -309,4 +314,61 @@ def perturb(
         out = bias(out, spec.bias, rng, mode=spec.bias_mode)
     if spec.salt_pepper:
         out = salt_and_pepper(out, spec.salt_pepper, rng)
+    return out
+
+
+def class_flip(
+    classes: dict[int, int],
+    ids: list[int],
+    n_classes: int,
+    rng: np.random.Generator,
+) -> dict[int, int]:
+    """A copy of `classes` where each id in `ids` gets a different class, drawn uniformly.
+
+    Class ids run 1..n_classes; instances missing from `classes` count as class 1.
+    """
+    if n_classes < 2:
+        raise ApplianceError("a class flip needs a project with at least two classes")
+    out = dict(classes)
+    for iid in ids:
+        current = out.get(int(iid), 1)
+        others = [c for c in range(1, n_classes + 1) if c != current]
+        out[int(iid)] = int(rng.choice(others))
+    return out
+
+
+def neighbour_pairs(instances: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
+    """Pairs of instance ids (a < b) that touch or come within `gap` pixels of each other."""
+    lab = _check(instances)
+    pairs: set[tuple[int, int]] = set()
+    if not lab.any():
+        return []
+    grown = lab.astype(np.float32)
+    for _ in range(max(gap, 1)):
+        grown = np.where(grown == 0, cv2.dilate(grown, _KERNEL), grown)
+    grown_u = grown.astype(np.uint32)
+    # every pixel of a grown cell next to a pixel of another grown cell marks a pair
+    for a, b in (
+        (grown_u[:, :-1], grown_u[:, 1:]),
+        (grown_u[:-1, :], grown_u[1:, :]),
+        (grown_u[:-1, :-1], grown_u[1:, 1:]),
+        (grown_u[:-1, 1:], grown_u[1:, :-1]),
+    ):
+        sel = (a != b) & (a > 0) & (b > 0)
+        if sel.any():
+            lo = np.minimum(a[sel], b[sel]).astype(np.int64)
+            hi = np.maximum(a[sel], b[sel]).astype(np.int64)
+            pairs.update(zip(lo.tolist(), hi.tolist(), strict=True))
+    return sorted(pairs)
+
+
+def merge(instances: np.ndarray, pairs: list[tuple[int, int]], gap: int = 2) -> np.ndarray:
+    """Join each pair (a, b) into instance a, filling background within `gap` px of both."""
+    out = _check(instances)
+    size = 2 * gap + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    for a, b in pairs:
+        near_a = cv2.dilate((out == a).astype(np.uint8), kernel) > 0
+        near_b = cv2.dilate((out == b).astype(np.uint8), kernel) > 0
+        out[(out == b) | (near_a & near_b & (out == 0))] = a
     return out

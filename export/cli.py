@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export.bundle.cli",
     "export.lab.workstation",
     "export.generators.cli",
+    "export.controls",
 )
 
 

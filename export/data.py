@@ -12,7 +12,7 @@ Randomness (crops, flips, rot90, intensity jitter, perturbations) comes from a g
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from appliance.labels import Label
 from appliance.perturb import PerturbSpec, felzenszwalb_objects, perturb
 from export.outputs import aux_target, check_output
 from export.targets import merge_touching
+from export.votes import annotator_weights, weight_maps
 
 TILE_MULTIPLE = 16
 # Share of touching coarse cells an instance-aware upgrade model sees merged into one blob: the
@@ -41,16 +42,17 @@ class Sample:
 
     `image` is float32 C×H×W in [0, 1]; `target` the class map (H×W, int64); `instances` the
     target objects' instance map (perturbed for the upgrade task); `others` the other objects
-    (inclusion candidates; None → Felzenszwalb segments); `votes` one class map per annotator
-    (V×H×W) for VotesLoss; `coarse` a fixed low-quality instance map to upgrade instead of a
-    fresh perturbation (evaluation on real low-quality labels).
+    (inclusion candidates; None → Felzenszwalb segments); `weights` the VotesLoss weight per
+    pixel (H×W, `export.votes`; None when the image has one annotator); `coarse` a fixed
+    low-quality instance map to upgrade instead of a fresh perturbation (evaluation on real
+    low-quality labels).
     """
 
     image: np.ndarray
     target: np.ndarray
     instances: np.ndarray
     others: np.ndarray | None = None
-    votes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.int64))
+    weights: np.ndarray | None = None
     coarse: np.ndarray | None = None
 
 
@@ -168,7 +170,7 @@ class SegDataset(Dataset):
         self.patch = max(min(patch, smallest - smallest % TILE_MULTIPLE), TILE_MULTIPLE)
         self.seed, self.epoch = seed, 0
         self.length = max(len(samples), min_items) if train else len(samples)
-        self.max_votes = max((s.votes.shape[0] for s in samples), default=0)
+        self.has_votes = any(s.weights is not None for s in samples)
 
     def set_epoch(self, epoch: int) -> None:
         """Fresh crops, augmentations and perturbations for every epoch."""
@@ -189,31 +191,26 @@ class SegDataset(Dataset):
             coarse = coarse_instances(sample, self.spec, rng, merge)
             planes.extend(coarse_planes(coarse, self.boundary))
         x = np.concatenate(planes, axis=0).astype(np.float32)
-        aligned = [sample.target.astype(np.int64), self._votes(sample)]
+        weights = sample.weights
+        if weights is None:
+            weights = np.ones(sample.target.shape, np.float32)
+        aligned = [sample.target.astype(np.int64), weights]
         if self.output != "softmax":
             aligned.append(sample.instances.astype(np.int64))
         if self.train:
             x, aligned = self._augment(x, aligned, rng, n_image=sample.image.shape[0])
         else:
             x, aligned = pad_to_multiple(x), [pad_to_multiple(a) for a in aligned]
-        y, votes = aligned[0], aligned[1]
+        y, weights = aligned[0], aligned[1]
         aux = aux_target(self.output, aligned[2] if len(aligned) > 2 else y)
         return {
             "x": torch.from_numpy(np.ascontiguousarray(x)),
             "y": torch.from_numpy(np.ascontiguousarray(y)),
             "aux": torch.from_numpy(np.ascontiguousarray(aux)),
-            "votes": torch.from_numpy(np.ascontiguousarray(votes)),
-            "n_votes": torch.tensor(sample.votes.shape[0], dtype=torch.int64),
+            "weights": torch.from_numpy(np.ascontiguousarray(weights)),
+            "has_votes": torch.tensor(sample.weights is not None),
             "index": torch.tensor(index, dtype=torch.int64),
         }
-
-    def _votes(self, sample: Sample) -> np.ndarray:
-        """Annotator class maps padded with -1 to the set's largest vote count."""
-        h, w = sample.target.shape
-        out = np.full((self.max_votes, h, w), -1, np.int64)
-        if sample.votes.shape[0]:
-            out[: sample.votes.shape[0]] = sample.votes
-        return out
 
     def _augment(
         self,
@@ -282,28 +279,36 @@ def samples_from_job(job: TrainingJob, task: str) -> tuple[dict[str, list[Sample
         raise ApplianceError(f"{job.path.name}: unknown task {task!r}: expected segment or upgrade")
     classes = list(job.classes) if task == "segment" else ["background", job.classes[1]]
     splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    made: list[tuple[str, Sample]] = []
+    voted: list[tuple[Label, list[Label], list[float]]] = []
     for item in job.items:
         label = item.label
         semantic = label.semantic().astype(np.int64)
-        votes = [v.semantic().astype(np.int64) for v in item.votes]
+        votes = item.votes
         others = None
         if task == "upgrade":
             others_mask = semantic >= 2
             others = np.where(others_mask, label.instances, 0) if len(job.classes) > 2 else None
             instances = np.where(semantic == 1, label.instances, 0)
             semantic = (semantic == 1).astype(np.int64)
-            votes = [(v == 1).astype(np.int64) for v in votes]
+            votes = [Label(np.where(v.semantic() == 1, v.instances, 0)) for v in votes]
         else:
             instances = label.instances
+        weights = annotator_weights(job.annotator_scores, item.vote_authors)
+        voted.append((Label(instances), votes, weights))
         coarse = item.coarse
-        splits[item.split].append(
-            Sample(
-                image=normalise(item.image()),
-                target=semantic,
-                instances=instances.astype(np.uint32),
-                others=None if others is None else others.astype(np.uint32),
-                votes=np.stack(votes) if votes else np.zeros((0, 0, 0), np.int64),
-                coarse=None if coarse is None or item.split == "train" else coarse.instances,
+        made.append(
+            (
+                item.split,
+                Sample(
+                    image=normalise(item.image()),
+                    target=semantic,
+                    instances=instances.astype(np.uint32),
+                    others=None if others is None else others.astype(np.uint32),
+                    coarse=None if coarse is None or item.split == "train" else coarse.instances,
+                ),
             )
         )
+    for (split, sample), weight_map in zip(made, weight_maps(voted), strict=True):
+        splits[split].append(replace(sample, weights=weight_map))
     return splits, classes

@@ -6,9 +6,9 @@ robustness to the small foreground share of cell images.
 
 VotesLoss (seed 002, eq. 1) weights cross-entropy by how many annotators agree:
     VotesLoss = -α/n Σ_i CE_i · (v_i - min v) / (max v - min v)
-with min v and max v the absolute vote bounds. Here v_i is, per pixel, the number of annotators
-whose label gives that pixel the target's class, so min v = 0 and max v = the number of
-annotators; a pixel nobody agreed with does not pull the network at all.
+with v_i the votes of the cell pixel i belongs to and min v, max v the smallest and largest
+per-cell vote counts in the data set. The weights are computed once per data set from the
+annotators' labels (`export.votes`) and arrive here as a per-pixel map.
 """
 
 from __future__ import annotations
@@ -34,34 +34,24 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return soft_dice_loss(logits, target) + F.cross_entropy(logits.float(), target.long())
 
 
-def votes_weights(target: torch.Tensor, votes: torch.Tensor, n_votes: torch.Tensor) -> torch.Tensor:
-    """Per-pixel (v - min v) / (max v - min v) with min v = 0 and max v = n annotators.
-
-    `votes` holds each annotator's class map (B×V×H×W, padded with -1 beyond `n_votes`).
-    """
-    agree = (votes == target.unsqueeze(1)).sum(dim=1).to(torch.float32)
-    return agree / n_votes.clamp(min=1).to(torch.float32).view(-1, 1, 1)
-
-
 def votes_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
-    votes: torch.Tensor,
-    n_votes: torch.Tensor,
+    weights: torch.Tensor,
+    has_votes: torch.Tensor,
     alpha: float = 1.0,
 ) -> torch.Tensor:
-    """Seed 002 eq. 1 for the samples that carry votes; plain cross-entropy where n_votes is 0."""
+    """Seed 002 eq. 1 for the samples that carry votes; plain cross-entropy for the others."""
     ce = F.cross_entropy(logits.float(), target.long(), reduction="none")
-    weights = votes_weights(target, votes, n_votes)
-    weights = torch.where((n_votes > 0).view(-1, 1, 1), alpha * weights, torch.ones_like(weights))
-    return (ce * weights).mean()
+    w = torch.where(has_votes.view(-1, 1, 1), alpha * weights.float(), torch.ones_like(ce))
+    return (ce * w).mean()
 
 
 def dice_votes_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
-    votes: torch.Tensor,
-    n_votes: torch.Tensor,
+    weights: torch.Tensor,
+    has_votes: torch.Tensor,
 ) -> torch.Tensor:
     """Soft Dice + VotesLoss: the cross-entropy term of `dice_ce_loss`, weighted by agreement."""
-    return soft_dice_loss(logits, target) + votes_loss(logits, target, votes, n_votes)
+    return soft_dice_loss(logits, target) + votes_loss(logits, target, weights, has_votes)

@@ -316,16 +316,16 @@ def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
     fit.net.train()
     rt, losses, seen = fit.rt, [], []
     # VotesLoss weighs a class map's cross-entropy; the instance kinds' targets have no votes
-    use_votes = fit.train_ds.max_votes > 0 and fit.config.output == "softmax"
+    use_votes = fit.train_ds.has_votes and fit.config.output == "softmax"
     for item in fit.loader:
         x = item["x"].to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = item["y"].to(rt.device, non_blocking=True)
         with torch.autocast(rt.device.type, dtype=fit.amp, enabled=fit.amp is not None):
             logits = fit.net(x)
         if use_votes:
-            votes = item["votes"].to(rt.device, non_blocking=True)
-            n_votes = item["n_votes"].to(rt.device, non_blocking=True)
-            loss = dice_votes_loss(logits, y, votes, n_votes)
+            weights = item["weights"].to(rt.device, non_blocking=True)
+            has_votes = item["has_votes"].to(rt.device, non_blocking=True)
+            loss = dice_votes_loss(logits, y, weights, has_votes)
         else:
             aux = item["aux"].to(rt.device, non_blocking=True)
             loss = outputs.loss(logits, y, aux, fit.config.output, fit.config.n_classes)

@@ -212,7 +212,7 @@ LAYERS: list[set[str]] = [
     {"appliance.overlay", "appliance.importer"},
     {"appliance.label_io", "appliance.assist", "appliance.generators"},
     {"appliance.bundles"},
-    {"appliance.sync"},  # installs pulled model bundles
+    {"appliance.sync", "appliance.supervision"},  # sync installs pulled model bundles
     {"appliance.ui"},
     {"appliance.cli"},  # `appliance run` starts the UI
     {"appliance.__main__"},

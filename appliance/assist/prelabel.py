@@ -20,6 +20,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
+from appliance.store.controls import offer_prelabel
 from appliance.store.jobs import job_image_ids
 
 __all__ = [
@@ -164,6 +165,7 @@ def run(
 ) -> tuple[Label | None, int | None]:
     """Pre-label one image; store it as a `prelabel` version when `save` (returns its id)."""
     label = prelabeler(project, method, model)(image_id, project.load_pixels(image_id))
+    label = offer_prelabel(project, image_id, label)
     if label is None or not save:
         return label, None
     version = project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
@@ -187,7 +189,7 @@ def run_all(
     for k, image_id in enumerate(todo, start=1):
         if check is not None:
             check()
-        label = fn(image_id, project.load_pixels(image_id))
+        label = offer_prelabel(project, image_id, fn(image_id, project.load_pixels(image_id)))
         if label is not None:
             project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
             stored += 1

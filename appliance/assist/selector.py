@@ -308,18 +308,25 @@ def weight(project: Project, strategy: str) -> float:
     return float(weights.get(strategy, 0.0))
 
 
-def from_project(project: Project, model_id: str | None = None) -> Selector:
+def from_project(
+    project: Project, model_id: str | None = None, labeled: np.ndarray | None = None
+) -> Selector:
     """A selector with the project's weights, seed and cluster threshold.
 
     Uncertainty comes from `model_id`'s cached scores, by default the active pre-label model's.
+    `labeled` (image ids) replaces "has a human label" as what counts as done, for callers that
+    want k labels per image or hide control items (`appliance.supervision.serving`).
     """
     if model_id is None:
         row = active_model(project, "prelabel")
         model_id = None if row is None else row.id
     cfg = settings.SELECTOR.get(project)
     weights = settings.SELECTOR_WEIGHTS.get(project)
+    pool = load_pool(project, model_id)
+    if labeled is not None:
+        pool.labeled = np.isin(pool.ids, labeled)
     return Selector(
-        load_pool(project, model_id),
+        pool,
         weights=weights,
         seed=int(cfg.get("seed", 0)),
         threshold=float(cfg.get("threshold", DEFAULT_THRESHOLD)),

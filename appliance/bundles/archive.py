@@ -44,7 +44,11 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSIONS = {"training-job": 1, "model": 1}  # newest version this code reads and writes
+FORMAT_VERSIONS = {
+    "training-job": 1,
+    "model": 1,
+    "controls": 1,
+}  # newest version this code reads and writes
 CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -75,6 +79,7 @@ class Limits:
 LIMITS = {
     "training-job": Limits(max_members=500_000, max_total_bytes=64 << 30),
     "model": Limits(max_members=1_000, max_total_bytes=4 << 30),
+    "controls": Limits(max_members=20_000, max_total_bytes=8 << 30),
 }
 
 

@@ -18,7 +18,15 @@ from appliance.store.project import DB_NAME
 
 __all__ = ["AREAS", "build_parser", "main", "run_command"]
 
-AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "ui_cmds", "sync_cmds", "generate_cmds")
+AREAS = (
+    "store_cmds",
+    "bundle_cmds",
+    "assist_cmds",
+    "supervision_cmds",
+    "ui_cmds",
+    "sync_cmds",
+    "generate_cmds",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -146,8 +146,41 @@ CREATE TABLE sync_uploads (
 );
 """
 
+# Quality supervision (appliance.store.controls): planted pre-labels, per-save scores, running
+# annotator scores, installed control bundles.
+SUPERVISION = """
+ALTER TABLE controls ADD COLUMN prelabel BLOB;      -- planted pre-label (planted controls only)
+ALTER TABLE controls ADD COLUMN errors TEXT;        -- JSON list of the planted errors
+CREATE TABLE control_scores (
+    id INTEGER PRIMARY KEY,
+    control_id INTEGER NOT NULL REFERENCES controls (id),
+    label_id INTEGER NOT NULL UNIQUE REFERENCES labels (id),
+    annotator TEXT NOT NULL,
+    scored TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    n_truth INTEGER NOT NULL,
+    n_label INTEGER NOT NULL,
+    matched INTEGER NOT NULL,
+    class_correct INTEGER NOT NULL,
+    dice REAL NOT NULL,
+    instance_f1 REAL NOT NULL,
+    boundary_f1 REAL NOT NULL,
+    planted TEXT NOT NULL               -- JSON {kind: [caught, planted]}
+);
+CREATE INDEX control_scores_annotator ON control_scores (annotator, id);
+ALTER TABLE annotators ADD COLUMN n_controls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE annotators ADD COLUMN scores TEXT;      -- JSON: running scores, 95 % intervals
+ALTER TABLE annotators ADD COLUMN scores_updated TEXT;
+CREATE TABLE control_bundles (
+    id TEXT PRIMARY KEY,
+    installed TEXT NOT NULL,
+    controls INTEGER NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
     ("0002_lab", LAB_OPLOG),
     jobs.MIGRATION,
+    ("0004_supervision", SUPERVISION),
 ]

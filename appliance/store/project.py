@@ -406,6 +406,7 @@ class Project:
         """(image id, newest human version id) for the `limit` most recently labeled images."""
         rows = self.db.execute(
             f"SELECT image_id, MAX(id) FROM labels WHERE {_HUMAN} "
+            "AND image_id NOT IN (SELECT image_id FROM controls) "  # test answers, not truth
             "GROUP BY image_id ORDER BY MAX(id) DESC LIMIT ?",
             (limit,),
         ).fetchall()
@@ -441,7 +442,8 @@ class Project:
 
     def annotators(self) -> list[dict[str, Any]]:
         """Every column of every annotator, by name (scores added later travel along)."""
-        return [dict(r) for r in dbm.rows(self.db, "SELECT * FROM annotators ORDER BY name")]
+        rows = [dict(r) for r in dbm.rows(self.db, "SELECT * FROM annotators ORDER BY name")]
+        return [{**r, "scores": json.loads(r["scores"] or "null")} for r in rows]
 
     # settings and events ---------------------------------------------------------------------
 

@@ -32,9 +32,13 @@ class GalleryItem:
 
 
 def items(project: Project) -> list[GalleryItem]:
-    """Every image of the project in import order, with its label state."""
+    """Every image of the project in import order, with its label state. Control items are
+    left out: a gallery would single them out and show another annotator's label on them."""
     out = []
+    controls = project.control_image_ids()
     for rec in project.images():
+        if rec.id in controls:
+            continue
         history = project.history(rec.id)
         latest = history[-1] if history else None
         if latest is None:

@@ -31,13 +31,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from appliance import settings
-from appliance.assist import selector as selector_mod
 from appliance.assist.jobs import Job, JobContext
 from appliance.editing import Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import Project
+from appliance.supervision import config as supervision_config
+from appliance.supervision.blind import start_version
+from appliance.supervision.serving import Queue
+from appliance.supervision.summary import feedback
 from appliance.ui import assistant
 from appliance.ui.workflow import ImageData, ImageWork, pending_draft
 
@@ -147,7 +150,7 @@ class AnnotatePresenter:
         self.project, self.annotator, self.view = project, annotator, view
         self._submit, self._clock = run_job, clock
         self.closed = False  # left (Home, another project): late job results are dropped
-        self.selector = selector_mod.from_project(project)
+        self.selector = Queue(project, annotator)  # the selector's choices with hidden controls
         self.prelabeler = assistant.PrelabelChooser()
         self.work: ImageWork | None = None
         self.loading: int | None = None  # image id being opened in the background
@@ -206,23 +209,23 @@ class AnnotatePresenter:
     def resume(self) -> None:
         """Back from Settings or Models: the same image, undo stack, class, zoom and pan;
         new settings apply (a changed display pre-processing re-renders the image)."""
-        self.selector = selector_mod.from_project(self.project)
+        self.selector = Queue(self.project, self.annotator, session=self.selector)
         if self.work is not None and self.work.refresh_display():
             self.view.show_work(keep_view=True)
         self.view.show_panel()
         self.view.show_status()
 
-    def next_choice(self) -> int | None:
-        """The selector's best unlabeled image that was not skipped, failed or is open."""
+    def _excluded(self) -> set[int]:
         current = self.work.image_id if self.work else self.loading
-        excluded = self.skipped | self.failed | {current}
-        for choice in self.selector.next(len(excluded) + 1):
-            if choice.image_id not in excluded:
-                return choice.image_id
-        return None
+        return self.skipped | self.failed | ({current} if current is not None else set())
+
+    def next_choice(self) -> int | None:
+        """The queue's next image (not skipped, failed or open), without taking it: the
+        prefetch peeks, `open_next` takes, and both see the same image."""
+        return self.selector.peek(exclude=self._excluded())
 
     def open_next(self) -> None:
-        image_id = self.next_choice()
+        image_id = self.selector.next(exclude=self._excluded())
         if image_id is None:
             self._close()
             self.all_done = True
@@ -346,7 +349,7 @@ class AnnotatePresenter:
         image_id = self.next_choice() if self.prefetch else None
         if image_id is None or (self._prefetched and self._prefetched.image_id == image_id):
             return
-        project, chooser = self.project, self.prelabeler
+        project, chooser, annotator = self.project, self.prelabeler, self.annotator
         want_offer = settings.PRELABEL.get(project) != "none"
 
         def compute(ctx: JobContext) -> _Prefetched:
@@ -356,7 +359,7 @@ class AnnotatePresenter:
                 return _Prefetched(image_id, None, None, str(exc))
             ctx.check()
             offer = None
-            if want_offer and project.latest_label(image_id) is None:
+            if want_offer and start_version(project, image_id, annotator) is None:
                 found = chooser.prelabel_for(project, image_id, ctx)
                 offer = None if found is None else Offer(*found)
             return _Prefetched(image_id, data, offer)
@@ -394,7 +397,7 @@ class AnnotatePresenter:
         self.view.show_panel()
         self.view.show_status()
         if not edit:
-            self.selector.mark_labeled(work.image_id)
+            self.selector.done(work.image_id)
             self._start_review()
 
     def reject_offer(self) -> None:
@@ -450,7 +453,7 @@ class AnnotatePresenter:
         self.offer = None
         if work.dirty or work.parent_id is None:
             self._saved(work.save("manual"), "manual")
-            self.selector.mark_labeled(work.image_id)
+            self.selector.done(work.image_id)
         if self.reviewed_revision == work.session.revision:
             self.review = None
             self.open_next()
@@ -461,6 +464,9 @@ class AnnotatePresenter:
         if self.work is not None:
             for listener in self.on_saved:
                 listener(self.work, version, source)
+            score = self.work.last_score  # set when the save was a scored control
+            if score is not None and supervision_config.load(self.project).feedback:
+                self.view.notify(feedback(score))
 
     def skip(self) -> None:
         """Not this image now: unsaved edits are saved as a version, the next choice opens."""
@@ -511,7 +517,7 @@ class AnnotatePresenter:
     def rebuild_selector(self) -> None:
         """Re-read flags, feature vectors and uncertainty scores (after the background cache
         job); the open image stays."""
-        self.selector = selector_mod.from_project(self.project)
+        self.selector = Queue(self.project, self.annotator, session=self.selector)
 
     def flagged(self) -> bool:
         return self.work is not None and self.project.image(self.work.image_id).cherry_picked

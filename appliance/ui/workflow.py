@@ -24,6 +24,9 @@ from appliance.assist import preprocess
 from appliance.editing import EditSession
 from appliance.labels import Label, decode_instances, encode_instances
 from appliance.store.project import ImageRecord, Project
+from appliance.supervision import blind
+from appliance.supervision.controls import score_save
+from appliance.supervision.scoring import ControlScore
 
 
 def pending_draft(project: Project) -> dict | None:
@@ -67,7 +70,8 @@ class ImageWork:
         self.pixels = data.pixels
         self.display = data.display
         self.preprocessing = data.preprocessing
-        latest = project.latest_label(image_id)
+        latest = blind.start_version(project, image_id, author)
+        self.last_score: ControlScore | None = None  # set when a save was scored (controls)
         self.parent_id: int | None = latest.id if latest else None
         self.parent_source: str | None = latest.source if latest else None
         shape = (self.record.height, self.record.width)
@@ -146,6 +150,7 @@ class ImageWork:
             coarse=coarse,
             reviewed=reviewed,
         )
+        self.last_score = score_save(self.project, version)
         self.parent_id, self.parent_source = version, source
         if np.array_equal(label.instances, self.session.instances):
             self.saved_revision = self.session.revision

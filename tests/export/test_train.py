@@ -59,7 +59,7 @@ def test_upgrade_learns_and_runs_are_reproducible() -> None:
 def test_votes_switch_the_loss(tmp_path: Path) -> None:
     train, val = _data(3), _data(1, seed=1)
     for s in train:
-        s.votes = np.stack([s.target, np.zeros_like(s.target)])  # two annotators
+        s.weights = np.where(s.target > 0, 0.5, 1.0).astype(np.float32)  # two annotators
     config = TrainConfig(width=4, epochs=2, min_epoch_items=4, max_minutes=0)
     result = train_model(train, val, config, progress=False)
     assert np.isfinite(result.history[-1]["loss"])

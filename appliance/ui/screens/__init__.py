@@ -2,6 +2,7 @@
 
 from appliance.ui.screens.annotate import AnnotateScreen
 from appliance.ui.screens.gallery import GalleryScreen
+from appliance.ui.screens.highscore import HighScoreScreen
 from appliance.ui.screens.home import HomeScreen
 from appliance.ui.screens.models import ModelsScreen
 from appliance.ui.screens.settings import SettingsScreen
@@ -14,4 +15,5 @@ SCREENS = {
     "models": ModelsScreen,
     "settings": SettingsScreen,
     "gallery": GalleryScreen,
+    "highscore": HighScoreScreen,
 }

@@ -25,6 +25,7 @@ from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
 from appliance.store import classes as class_store
+from appliance.supervision import config as supervision_config
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.classes_popup import ClassEditor
 from appliance.ui.presenter import AnnotatePresenter
@@ -242,6 +243,8 @@ class AnnotateScreen(ScreenBg):
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
+        # the high score (gamification), shown only where the project switched it on
+        nav.add_widget(self._button("scores", "Scores", lambda: app.go("highscore")))
         col.add_widget(nav)
         return col
 
@@ -295,6 +298,9 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.opacity_overlay = settings.OPACITY.get(project)
         self.opacity_slider.value = self.canvas_view.opacity_overlay
         self.canvas_view.finger_draws = settings.FINGER_DRAWS.get(project)
+        highscore = supervision_config.load(project).highscore  # per project, off by default
+        self.buttons["scores"].disabled = not highscore
+        self.buttons["scores"].opacity = 1.0 if highscore else 0.0
         left = settings.LEFT_HANDED.get(project)
         if left != self.left_handed:
             self.left_handed = left

@@ -1,0 +1,201 @@
+"""Control items: adding them, offering their pre-label, and scoring every save of one.
+
+Three kinds share one table and one queue (seed 000 and seed 002):
+- gold: an image whose trusted label the lab provides;
+- synthetic: cells of known shape and class blended into a real background (control bundles);
+- planted: either of the above whose pre-label carries recorded, planted errors.
+
+The truth stays in `controls` and never becomes a label version, so COCO export, training jobs
+and the pre-label and inspection judges (`Project.latest_human_versions`) skip control images.
+A planted control's pre-label is offered where a real pre-label would be
+(`store.controls.offer_prelabel`), after the real pre-labeler has run on it, so it costs the
+same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from appliance.errors import ApplianceError
+from appliance.imageio import read_image
+from appliance.importer import collect, import_paths
+from appliance.label_io import read_mask
+from appliance.labels import Label
+from appliance.store import controls as store
+from appliance.store.project import HUMAN_SOURCES, Project
+from appliance.supervision import planted as planted_mod
+from appliance.supervision import summary as summary_mod
+from appliance.supervision.scoring import ControlScore, score
+
+__all__ = ["MACHINE_AUTHORS", "add_controls", "add_gold", "score_save"]
+
+MACHINE_AUTHORS = "prelabel:%"  # authors of stored machine pre-labels (assist.prelabel)
+
+
+def _pairs(images: Path, labels: Path) -> list[tuple[Path, Path]]:
+    """(image file, mask file) matched by file stem; every image needs its mask."""
+    image_files = [f for fs in collect([images]).values() for f in fs]
+    if not image_files:
+        raise ApplianceError(f"{images}: no image files")
+    masks = {f.stem: f for fs in collect([labels]).values() for f in fs}
+    out = []
+    for f in image_files:
+        mask = masks.get(f.stem)
+        if mask is None:
+            raise ApplianceError(f"{f}: no mask with the stem {f.stem!r} in {labels}")
+        out.append((f, mask))
+    return out
+
+
+def add_gold(
+    project: Project,
+    images: Path,
+    labels: Path,
+    *,
+    level: str | None = None,
+    plan: dict[str, int] | None = None,
+    seed: int = 0,
+) -> list[int]:
+    """Import gold images with their trusted masks as controls; returns the control ids.
+
+    Every mask is read and checked against its image before anything is stored, so a bad
+    file changes nothing. With `level`, each control's pre-label gets planted errors.
+    """
+    pairs = _pairs(Path(images), Path(labels))
+    truths = []
+    for image_file, mask_file in pairs:
+        shape = read_image(image_file).shape[:2]
+        truth = read_mask(mask_file)
+        if truth.shape != shape:
+            raise ApplianceError(f"{mask_file}: mask is {truth.shape}, its image {shape}")
+        truths.append(truth)
+    return add_controls(
+        project,
+        [(p[0], t, "gold") for p, t in zip(pairs, truths, strict=True)],
+        level=level,
+        plan=plan,
+        seed=seed,
+    )
+
+
+def add_controls(
+    project: Project,
+    items: Sequence[tuple[Path, Label, str]],
+    *,
+    level: str | None = None,
+    plan: dict[str, int] | None = None,
+    seed: int = 0,
+    bundle_id: str | None = None,
+) -> list[int]:
+    """Import (image file, truth, kind) items as controls, all rows in one transaction.
+
+    Duplicates are refused before anything is imported: an image already in the project may
+    have been seen, so it cannot be a hidden control. Callers have decoded every image and
+    truth already, so the imports that follow do not fail on content.
+    """
+    paths = [Path(p) for p, _, _ in items]
+    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    known = store.known_hashes(project, hashes)
+    for path, sha in zip(paths, hashes, strict=True):
+        if sha in known or hashes.count(sha) > 1:
+            raise ApplianceError(
+                f"{path}: already in the project or given twice; a control must be new"
+            )
+    image_ids = []
+    for path in paths:
+        summary = import_paths(project, [path])
+        if summary.failed or len(summary.imported) != 1:
+            name, why = summary.failed[0] if summary.failed else (str(path), "not imported")
+            raise ApplianceError(f"{name}: {why}")
+        image_ids.append(summary.imported[0])
+    n_classes = max(len(project.classes()), 1)
+    rng = np.random.default_rng(seed)
+    ids = []
+    with project.transaction():
+        for image_id, (_path, truth, kind) in zip(image_ids, items, strict=True):
+            pre, errors, final_kind = None, "[]", kind
+            if level is not None:
+                planting = planted_mod.plant(
+                    truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
+                )
+                pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
+            detail = {"origin": kind, "level": level, "bundle": bundle_id}
+            ids.append(
+                store.add_control(
+                    project,
+                    image_id,
+                    final_kind,
+                    truth,
+                    prelabel=pre,
+                    errors_json=errors,
+                    detail=detail,
+                )
+            )
+        if bundle_id is not None:
+            store.record_bundle(project, bundle_id, len(ids))
+    return ids
+
+
+def _is_human(source: str, reviewed: bool, author: str) -> bool:
+    return (reviewed or source in HUMAN_SOURCES) and not author.startswith("prelabel:")
+
+
+def _saw_planted(project: Project, image_id: int, author: str, parent_id: int | None) -> bool:
+    """Whether `author` started from the planted pre-label (offered live or stored)."""
+    mine = store.versions_by(project, image_id, author)
+    if any(source == "prelabel" for _, source, _ in mine):
+        return True
+    first_parent = parent_id if not mine else project.label_version(mine[0][0]).parent_id
+    if first_parent is None:
+        return False
+    return project.label_version(first_parent).author.startswith("prelabel:")
+
+
+def score_save(project: Project, version_id: int) -> ControlScore | None:
+    """Score a saved version if it is a person's save of a control; update their summary.
+
+    Returns None for ordinary images, machine versions and versions already scored. Planted
+    errors count only when the annotator was offered the planted pre-label.
+    """
+    version = project.label_version(version_id)
+    if not _is_human(version.source, version.reviewed, version.author):
+        return None
+    control = store.control_for_image(project, version.image_id)
+    if control is None or store.is_scored(project, version_id):
+        return None
+    errors: tuple[planted_mod.PlantedError, ...] = ()
+    prelabel = None
+    if control.prelabel is not None and _saw_planted(
+        project, version.image_id, version.author, version.parent_id
+    ):
+        errors = planted_mod.errors_from_json(control.errors_json)
+        prelabel = control.prelabel.instances
+    seconds = sum(
+        project.label_version(v).seconds_spent
+        for v, _, _ in store.versions_by(project, version.image_id, version.author)
+        if v <= version_id
+    )
+    result = score(control.truth, version.label, errors, prelabel, seconds)
+    row = store.ScoreRow(
+        control_id=control.id,
+        label_id=version_id,
+        annotator=version.author,
+        seconds=result.seconds,
+        n_truth=result.n_truth,
+        n_label=result.n_label,
+        matched=result.matched,
+        class_correct=result.class_correct,
+        dice=result.dice,
+        instance_f1=result.instance_f1,
+        boundary_f1=result.boundary_f1,
+        planted=result.planted,
+    )
+    rows = [r for r in store.score_rows(project, version.author) if r.control_id != control.id]
+    rows.append(row)
+    summary = summary_mod.summarise(rows)
+    store.record_score(project, row, summary, len(rows))
+    return result

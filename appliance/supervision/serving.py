@@ -1,0 +1,104 @@
+"""What one annotator sees next: the selector's choice with hidden controls mixed in.
+
+Seed 000 hides items of known truth among real ones. The rules that keep them hidden:
+- controls make up `rate` of the items served in a session (default 5 %), never more at any
+  point of it: the n-th item may be a control only if the controls so far, this one included,
+  stay within rate · n, so a session never starts with a burst of them;
+- never two in a row;
+- when a control is due, it is served with probability one half, so the spacing is not a
+  fixed period an annotator could learn;
+- each annotator sees each control once; which control comes next is drawn at random.
+Ordinary images come from the selector, with "done" meaning: labeled by this annotator, or by
+k people already (seed 002's independent votes, k per project). Controls never enter the
+selector's pool, and nothing returned says which kind an item is.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+from appliance.assist import selector as selector_mod
+from appliance.store import controls as store
+from appliance.store.project import Project
+from appliance.supervision import config
+
+__all__ = ["Queue"]
+
+
+class Queue:
+    """The next image ids for `annotator`; call `done(image_id)` after each save."""
+
+    def __init__(
+        self,
+        project: Project,
+        annotator: str,
+        seed: int | None = None,
+        session: Queue | None = None,
+    ) -> None:
+        """`session`: the queue this one replaces in the same session (the UI rebuilds its
+        queue when settings change); its counts carry over so the rate holds across."""
+        self.cfg = config.load(project)
+        self.annotator = annotator
+        self.rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
+        controls = project.control_image_ids()
+        authors = store.human_authors_by_image(project)
+        finished = [
+            i
+            for i, who in authors.items()
+            if annotator in who or len(who - {annotator}) >= self.cfg.k
+        ]
+        self.selector = selector_mod.from_project(
+            project, labeled=np.array(sorted(controls | set(finished)), np.int64)
+        )
+        todo = [c for c in controls if annotator not in authors.get(c, set())]
+        self._controls = [todo[i] for i in self.rng.permutation(len(todo))]
+        self._control_ids = controls
+        self.served: int = 0
+        self.served_controls: int = 0
+        self._last_control: bool = False
+        self._due: bool | None = None  # the pending control-or-not draw (see `peek`)
+        if session is not None and session.annotator == annotator:
+            self.served, self.served_controls = session.served, session.served_controls
+            self._last_control = session._last_control
+
+    def _control_due(self) -> bool:
+        if not self._controls or self._last_control or self.cfg.rate <= 0:
+            return False
+        if self.served_controls + 1 > self.cfg.rate * (self.served + 1) + 1e-9:
+            return False
+        return bool(self.rng.random() < 0.5)
+
+    def peek(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
+        """What `next` will return, without serving it (the UI prefetches the next image).
+
+        The control-or-not draw is made once and kept until `next` consumes it, so peeking
+        never changes the order.
+        """
+        if self._due is None:
+            self._due = self._control_due()
+        if self._due:
+            return self._controls[-1]
+        for choice in self.selector.next(len(exclude) + 1):
+            if choice.image_id not in exclude:
+                return choice.image_id
+        return None  # no ordinary image left: controls never come alone
+
+    def next(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
+        """The next image id (None when nothing is left); counts it as served."""
+        pick = self.peek(exclude)
+        if pick is None:
+            return None
+        if self._due:
+            self._controls.pop()
+            self.served_controls += 1
+        self._last_control = bool(self._due)
+        self._due = None
+        self.served += 1
+        return pick
+
+    def done(self, image_id: int) -> None:
+        """The annotator saved `image_id`: it leaves their queue."""
+        if image_id not in self._control_ids:
+            self.selector.mark_labeled(image_id)
