@@ -504,7 +504,9 @@ class AnnotatePresenter:
             return
         self.project.set_cherry_picked(self.work.image_id, on)
         self.rebuild_selector()
-        self.view.notify("Flagged: served early while cherry-pick weighs in" if on else "Flag removed")
+        self.view.notify(
+            "Flagged: served early while cherry-pick weighs in" if on else "Flag removed"
+        )
 
     def rebuild_selector(self) -> None:
         """Re-read flags, feature vectors and uncertainty scores (after the background cache
