@@ -8,6 +8,7 @@ the hidden class's objects). Changes are stored at once through `appliance.store
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from kivy.app import App
 from kivy.factory import Factory
@@ -44,15 +45,15 @@ class ClassEditor(ModalView):
         self.box.add_widget(Factory.THeading(text="Classes"))
         for cid, name in project.classes().items():
             row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-            swatch = button("", lambda c=cid: self._recolour(c), size_hint_x=0.2)
+            swatch = button("", partial(self._recolour, cid), size_hint_x=0.2)
             swatch.background_color = (*(v / 255 for v in colour_of(project, cid)), 1)
             self.buttons[f"colour:{cid}"] = swatch
             row.add_widget(swatch)
-            rename = button(name, lambda c=cid, n=name: self._rename(c, n))
+            rename = button(name, partial(self._rename, cid, name))
             self.buttons[f"rename:{cid}"] = rename
             row.add_widget(rename)
             shown = cid not in self.hidden
-            hide = button("Hide" if shown else "Show", lambda c=cid: self._hide(c), size_hint_x=0.3)
+            hide = button("Hide" if shown else "Show", partial(self._hide, cid), size_hint_x=0.3)
             self.buttons[f"hide:{cid}"] = hide
             row.add_widget(hide)
             self.box.add_widget(row)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from kivy.core.window import Window
+from kivy.input.motionevent import MotionEvent
 from kivy.uix.floatlayout import FloatLayout
 
 from appliance.ui.canvas import is_pen
@@ -29,7 +30,7 @@ class PalmGuard(FloatLayout):
         self.hover_until = 0.0
         Window.bind(on_motion=self._on_motion)
 
-    def _on_motion(self, _win: object, etype: str, me: object) -> None:
+    def _on_motion(self, _win: object, etype: str, me: MotionEvent) -> None:
         if getattr(me, "type_id", None) == "hover" and _pen_device(me):
             self.hover_until = 0.0 if etype == "end" else time.monotonic() + HOVER_GRACE
 
@@ -37,7 +38,7 @@ class PalmGuard(FloatLayout):
     def pen_near(self) -> bool:
         return bool(self.pens) or time.monotonic() < self.hover_until
 
-    def on_touch_down(self, touch: object) -> bool:
+    def on_touch_down(self, touch: MotionEvent) -> bool:
         if _pen_device(touch):
             self.pens.add(touch.uid)
         elif self.pen_near:
@@ -45,12 +46,12 @@ class PalmGuard(FloatLayout):
             return True
         return super().on_touch_down(touch)
 
-    def on_touch_move(self, touch: object) -> bool:
+    def on_touch_move(self, touch: MotionEvent) -> bool:
         if touch.uid in self.ignored:
             return True
         return super().on_touch_move(touch)
 
-    def on_touch_up(self, touch: object) -> bool:
+    def on_touch_up(self, touch: MotionEvent) -> bool:
         self.pens.discard(touch.uid)
         if touch.uid in self.ignored:
             self.ignored.discard(touch.uid)
@@ -58,6 +59,6 @@ class PalmGuard(FloatLayout):
         return super().on_touch_up(touch)
 
 
-def _pen_device(touch: object) -> bool:
+def _pen_device(touch: MotionEvent) -> bool:
     """A real pen (not a mouse, not a finger that draws): only a pen brings a palm along."""
     return is_pen(touch) and "mouse" not in str(getattr(touch, "device", "")).lower()

@@ -21,7 +21,10 @@ from kivy.core.window import Window
 log = logging.getLogger(__name__)
 Step = tuple[str | None, Callable[["ApplianceApp"], object], Callable[["ApplianceApp"], object]]
 if TYPE_CHECKING:
+    from kivy.uix.screenmanager import ScreenManager
+
     from appliance.ui.app import ApplianceApp
+    from appliance.ui.presenter import AnnotatePresenter
     from appliance.ui.screens.annotate import AnnotateScreen
 
 
@@ -44,17 +47,42 @@ def _first_project(app: ApplianceApp) -> None:
         app.open_project(dirs[0])
 
 
-def _presenter(app: object) -> object:
-    return _annotate(app).presenter
+def _presenter(app: ApplianceApp) -> AnnotatePresenter:
+    presenter = _annotate(app).presenter
+    assert presenter is not None, "the tour opened a project before this step"
+    return presenter
 
 
-def _pen_stroke(app: object) -> None:
+def _manager(app: ApplianceApp) -> ScreenManager:
+    assert app.sm is not None, "the tour runs after the app has built its screens"
+    return app.sm
+
+
+def _go(name: str) -> Callable[[ApplianceApp], None]:
+    """A step action: show screen `name`."""
+
+    def action(app: ApplianceApp) -> None:
+        app.go(name)
+
+    return action
+
+
+def _shows(name: str) -> Callable[[ApplianceApp], bool]:
+    """A step check: screen `name` is the current one."""
+
+    def check(app: ApplianceApp) -> bool:
+        return bool(_manager(app).current == name)
+
+    return check
+
+
+def _pen_stroke(app: ApplianceApp) -> None:
     """Accept the pre-label for editing, then pen strokes: a hole, a speck and a rough loop."""
     screen = _annotate(app)
     if screen.work is None:  # an empty workspace: nothing to edit
         return
     if screen.offer is not None:
-        screen.presenter.accept_offer(edit=True)
+        _presenter(app).accept_offer(edit=True)
     session, canvas = screen.work.session, screen.canvas_view
     ids = sorted(session.classes)
     rect = session.instance_rect(ids[0]) if ids else None
@@ -80,73 +108,85 @@ def _stroke(
     for x, y in points[1:]:
         canvas.refresh(session.stroke_to(x, y, radius))
     canvas.refresh(session.end_stroke())
+    assert screen.presenter is not None
     screen.presenter.stroke_done()
 
 
 def _upgrade(app: ApplianceApp) -> None:
     screen = _annotate(app)
     screen.canvas_view.fit()
-    screen.presenter.upgrade()
+    _presenter(app).upgrade()
 
 
-def _accept(app: object) -> None:
+def _accept(app: ApplianceApp) -> None:
     _presenter(app).accept_compare()
 
 
-def _save(app: object) -> None:
+def _save(app: ApplianceApp) -> None:
     _presenter(app).save_and_next()
 
 
-def _suggest(app: object) -> None:
+def _suggest(app: ApplianceApp) -> None:
     presenter = _presenter(app)
     if presenter.review is not None and presenter.review.suggestions:
         presenter.suggest(presenter.review.suggestions[0].name)
 
 
-def _light(app: object) -> None:
+def _light(app: ApplianceApp) -> None:
     app.apply_theme("light")
     app.go("annotate")
+
+
+def _edited_and_zoomed(app: ApplianceApp) -> bool:
+    screen = _annotate(app)
+    assert screen.work is not None, "the tour drew on an open image"
+    return screen.work.dirty and screen.canvas_view.zoom > 1
+
+
+def _upgrade_accepted(app: ApplianceApp) -> bool:
+    if _presenter(app).compare is not None:
+        return False
+    work = _annotate(app).work
+    assert work is not None, "the tour accepted an upgrade of an open image"
+    return work.parent_source == "upgrade"
+
+
+def _postprocess_shown(app: ApplianceApp) -> bool:
+    compare = _presenter(app).compare
+    return compare is not None and compare.source == "postprocess"
+
+
+def _gallery_drawn(app: ApplianceApp) -> bool:
+    sm = _manager(app)
+    return sm.current == "gallery" and all(
+        i.texture for i in sm.get_screen("gallery").images.values()
+    )
+
+
+def _dark(app: ApplianceApp) -> None:
+    app.apply_theme("dark")
+
+
+def _always(_app: ApplianceApp) -> bool:
+    return True
 
 
 # Each step: screenshot name, action, and what the picture must show (checked before saving,
 # so a tour whose flow went elsewhere fails instead of producing a misleading picture).
 STEPS: list[Step] = [
-    ("01-welcome", lambda app: app.go("welcome"), lambda app: app.sm.current == "welcome"),
-    ("02-home", _home, lambda app: app.sm.current == "home"),
+    ("01-welcome", _go("welcome"), _shows("welcome")),
+    ("02-home", _home, _shows("home")),
     ("03-annotate-prelabel", _first_project, lambda app: _presenter(app).offer is not None),
-    (
-        "04-annotate-pen-strokes-zoomed",
-        _pen_stroke,
-        lambda app: _annotate(app).work.dirty and _annotate(app).canvas_view.zoom > 1,
-    ),
+    ("04-annotate-pen-strokes-zoomed", _pen_stroke, _edited_and_zoomed),
     ("05-upgrade-before-after", _upgrade, lambda app: _presenter(app).compare is not None),
-    (
-        "06-upgrade-accepted",
-        _accept,
-        lambda app: (
-            _presenter(app).compare is None and _annotate(app).work.parent_source == "upgrade"
-        ),
-    ),
+    ("06-upgrade-accepted", _accept, _upgrade_accepted),
     ("07-post-assistance", _save, lambda app: _presenter(app).review is not None),
-    (
-        "08-postprocess-before-after",
-        _suggest,
-        lambda app: (
-            _presenter(app).compare is not None and _presenter(app).compare.source == "postprocess"
-        ),
-    ),
-    ("09-models", lambda app: app.go("models"), lambda app: app.sm.current == "models"),
-    ("10-settings", lambda app: app.go("settings"), lambda app: app.sm.current == "settings"),
-    ("11-annotate-light", _light, lambda app: app.sm.current == "annotate"),
-    (
-        "12-gallery",
-        lambda app: app.go("gallery"),
-        lambda app: (
-            app.sm.current == "gallery"
-            and all(i.texture for i in app.sm.get_screen("gallery").images.values())
-        ),
-    ),
-    (None, lambda app: app.apply_theme("dark"), lambda app: True),
+    ("08-postprocess-before-after", _suggest, _postprocess_shown),
+    ("09-models", _go("models"), _shows("models")),
+    ("10-settings", _go("settings"), _shows("settings")),
+    ("11-annotate-light", _light, _shows("annotate")),
+    ("12-gallery", _go("gallery"), _gallery_drawn),
+    (None, _dark, _always),
 ]
 
 

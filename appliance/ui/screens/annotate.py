@@ -15,6 +15,7 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.factory import Factory
+from kivy.input.motionevent import MotionEvent
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
@@ -28,9 +29,10 @@ from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.classes_popup import ClassEditor
-from appliance.ui.presenter import AnnotatePresenter
+from appliance.ui.presenter import AnnotatePresenter, Offer
 from appliance.ui.screens.home import duration
 from appliance.ui.widgets import BusySpinner, ScreenBg, button, label
+from appliance.ui.workflow import ImageWork
 
 TOOL_NAMES = {
     "brush": "Brush",
@@ -79,11 +81,11 @@ class AnnotateScreen(ScreenBg):
 
     # ----- convenience for tests and other screens -----------------------------------------
     @property
-    def work(self) -> object:
+    def work(self) -> ImageWork | None:
         return self.presenter.work if self.presenter else None
 
     @property
-    def offer(self) -> object:
+    def offer(self) -> Offer | None:
         return self.presenter.offer if self.presenter else None
 
     def _call(self, action: Callable[[AnnotatePresenter], object]) -> None:
@@ -502,7 +504,7 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.brush_size = float(value)
         self.size_label.text = f"{int(value)} px"
 
-    def _on_opacity(self, slider: object, touch: object) -> None:
+    def _on_opacity(self, slider: Widget, touch: MotionEvent) -> None:
         if touch.grab_current is slider:
             self.canvas_view.opacity_overlay = float(slider.value)
 

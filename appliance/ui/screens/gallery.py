@@ -19,6 +19,7 @@ from kivy.uix.modalview import ModalView
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
+from appliance.assist.jobs import JobContext
 from appliance.ui import gallery_data
 from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
@@ -64,7 +65,7 @@ class GalleryScreen(ScreenBg):
             )
         ids = [i.image_id for i in shown]
 
-        def draw(ctx: object) -> dict[int, np.ndarray]:
+        def draw(ctx: JobContext) -> dict[int, np.ndarray]:
             out = {}
             for image_id in ids:
                 ctx.check()

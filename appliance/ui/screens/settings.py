@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from kivy.app import App
 from kivy.factory import Factory
@@ -19,7 +20,13 @@ from kivy.uix.widget import Widget
 from appliance import settings
 from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
+from appliance.store.project import Project
 from appliance.ui.widgets import ScreenBg, back_to_images, page
+
+
+def _save_number(project: Project, setting: settings.Setting[Any], value: float) -> object:
+    """Store a slider's value, rounded for an integer setting."""
+    return setting.set(project, round(value) if setting.kind is int else value)
 
 
 class SettingsScreen(ScreenBg):
@@ -82,13 +89,16 @@ class SettingsScreen(ScreenBg):
             (settings.BRUSH_SIZE, "brush size px"),
             (settings.OPACITY, "overlay opacity"),
         ):
+            assert setting.low is not None and setting.high is not None, (
+                "drawing settings have a range"
+            )
             self._slider(
                 right,
                 title,
                 setting.get(project),
                 setting.low,
                 setting.high,
-                lambda v, s=setting: s.set(project, round(v) if s.kind is int else v),
+                partial(_save_number, project, setting),
             )
         self._toggle(right, settings.FINGER_DRAWS, ("pen draws", "finger draws"))
         self._toggle(right, settings.LEFT_HANDED, ("right-handed", "left-handed"))
