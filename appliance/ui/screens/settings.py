@@ -17,11 +17,21 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
-from appliance import settings
+from appliance import __version__, settings
 from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
+from appliance.store.models import list_models
 from appliance.store.project import Project
-from appliance.ui.widgets import ScreenBg, back_to_images, page
+from appliance.ui.widgets import ScreenBg, back_to_images, label, page
+
+
+def about_text(project: Project) -> str:
+    """The app's version and the active models' names and bundles, for support questions."""
+    lines = [f"Annotation appliance {__version__}"]
+    for model in list_models(project):
+        if model.active:
+            lines.append(f"{model.role}: {model.name} (bundle {model.bundle_id[:8]})")
+    return "\n".join(lines)
 
 
 def _save_number(project: Project, setting: settings.Setting[Any], value: float) -> object:
@@ -104,6 +114,8 @@ class SettingsScreen(ScreenBg):
         self._toggle(right, settings.LEFT_HANDED, ("right-handed", "left-handed"))
         right.add_widget(Factory.THeading(text="Theme (this tablet)"))
         self._choice(right, ("dark", "light"), app.prefs.get("theme", "dark"), app.apply_theme)
+        right.add_widget(Factory.THeading(text="About"))
+        right.add_widget(label(about_text(project), color=app.c_muted))
         self.grid.add_widget(left)
         self.grid.add_widget(right)
 
