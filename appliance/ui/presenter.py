@@ -246,9 +246,8 @@ class AnnotatePresenter:
             self._show(image_id, ready.data, ready.offer, prefetched=True)
             return
         self.loading = image_id
-        if self._prefetching == image_id:  # being prefetched: its result opens it
-            self.view.show_panel()
-            return
+        # Decoded here even when a prefetch of it is in flight: a prefetch can be superseded
+        # and never report back, and whichever job answers first opens the image.
         project = self.project
         self.view.show_panel()
         self._run_job(

@@ -56,6 +56,7 @@ def test_gallery_flags_jumps_and_compares_versions(fresh, app, tmp_path):
     assert len(versions) == 1
     wait_for(lambda: popup.shown is not None)
     tap(popup.buttons["close"])
+    wait_for(lambda: popup not in Window.children)  # a closing popup still takes touches
     tap(gallery.buttons[f"open:{other}"])
     wait_for(lambda: screen.work is not None and screen.work.image_id == other)
     history = project.history(first)

@@ -16,7 +16,9 @@ from tests.ui.projects import make_project
 
 
 @pytest.mark.slow
-def test_sync_button_enrolls_syncs_and_shows_the_state(app, tmp_path: Path) -> None:
+def test_sync_button_enrolls_syncs_and_shows_the_state(
+    app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kivy.core.window import Window
 
     from appliance.ui.widgets import Prompt
@@ -28,18 +30,29 @@ def test_sync_button_enrolls_syncs_and_shows_the_state(app, tmp_path: Path) -> N
     assert "sync: not enrolled · 2 changes waiting" in _row_text(home, "sync-test")
     with LabServer(LabConfig(tmp_path / "lab", page_key="k")) as lab:
         code, _ = lab.store.create_enrollment("kidney", "tablet", "t")
+        # every message, not only the one on screen now (a later one may replace it)
+        said: list[tuple[str, bool]] = []
+        shown = app.notify
+        monkeypatch.setattr(
+            app,
+            "notify",
+            lambda text, error=False: (said.append((text, error)), shown(text, error)),
+        )
         tap(home.buttons[("sync-test", "Sync")])
         for answer in (lab.url, code):
+            wait_for(lambda: any(isinstance(w, Prompt) for w in Window.children))
             prompt = next(w for w in Window.children if isinstance(w, Prompt))
             prompt.field.text = answer
             _press_ok(prompt)
-        wait_for(lambda: "pushed 2 operations and 2 blobs" in app.message.text, timeout=60)
-        assert not app.message.error
+            # a closing prompt stays in the window (and takes touches) until it is gone
+            wait_for(lambda p=prompt: p not in Window.children)
+        wait_for(lambda: any("pushed 2 operations and 2 blobs" in t for t, _ in said), timeout=60)
+        assert not any(error for _, error in said)
         assert len(lab.store.pull_ops(1, 0, 100)) == 2
         wait_for(lambda: "sync: 0 changes waiting" in _row_text(home, "sync-test"))
         # later taps sync straight away
         tap(home.buttons[("sync-test", "Sync")])
-        wait_for(lambda: "pushed 0 operations" in app.message.text, timeout=60)
+        wait_for(lambda: any("pushed 0 operations" in t for t, _ in said), timeout=60)
     with Project.open(app.workspace / "sync-test") as project:
         assert oplog.get_state(project.db, "lab_project") == "kidney"
     assert not app.errors

@@ -17,21 +17,12 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
-from appliance import __version__, settings
+from appliance import settings
 from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
-from appliance.store.models import list_models
 from appliance.store.project import Project
+from appliance.ui.about import about_text
 from appliance.ui.widgets import ScreenBg, back_to_images, label, page
-
-
-def about_text(project: Project) -> str:
-    """The app's version and the active models' names and bundles, for support questions."""
-    lines = [f"Annotation appliance {__version__}"]
-    for model in list_models(project):
-        if model.active:
-            lines.append(f"{model.role}: {model.name} (bundle {model.bundle_id[:8]})")
-    return "\n".join(lines)
 
 
 def _save_number(project: Project, setting: settings.Setting[Any], value: float) -> object:

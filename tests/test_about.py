@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from appliance import __version__
 from appliance.bundles.install import install_model_bundle
+from appliance.ui.about import about_text
 from tests.ui.projects import make_project, prelabel_bundle
-
-pytestmark = pytest.mark.ui
 
 
 def test_about_names_the_version_and_the_active_models(tmp_path: Path) -> None:
-    from appliance.ui.screens.settings import about_text
-
     project = make_project(tmp_path / "p", n=1, size=64)
     assert about_text(project) == f"Annotation appliance {__version__}"
     install_model_bundle(project, prelabel_bundle(tmp_path / "b", name="thresholds-v2"))
