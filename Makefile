@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libmtdev1 libegl1 libsdl2-2.0-0
 
-.PHONY: setup system-deps test demo lint format bench clean
+.PHONY: setup system-deps test demo lint format bench clean package
 
 setup: $(STAMP)
 
@@ -39,8 +39,12 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The tablet app as one folder (dist/appliance/), built in its own .venv-package: no torch.
+package: system-deps
+	$(PY) packaging/build.py
+
 bench: setup
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-package build dist *.egg-info .pytest_cache

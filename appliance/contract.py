@@ -193,6 +193,9 @@ class Contract:
     normalisation: Normalisation = field(default_factory=Normalisation)
     tile_multiple: int = 16
     decoding: Mapping[str, Value] = field(default_factory=dict)
+    # A model exported with a fixed square input (many outside models are): the runtime then
+    # pads small images up to it and tiles large ones at exactly this size.
+    fixed_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -250,8 +253,9 @@ class Contract:
             ("layout", str, False),
             ("tile_multiple", int, False),
             ("decoding", dict, False),
+            ("fixed_size", int, False),
         ):
-            if name not in raw:
+            if name not in raw or (name == "fixed_size" and raw[name] is None):
                 if required:
                     raise ContractError(name, "is missing")
                 continue
@@ -285,6 +289,7 @@ class Contract:
             "output_kind": self.output_kind,
             "classes": list(self.classes),
             "decoding": dict(self.decoding),
+            **({"fixed_size": self.fixed_size} if self.fixed_size is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -327,6 +332,17 @@ class Contract:
         if not 1 <= self.tile_multiple <= MAX_TILE_MULTIPLE:
             out.append(
                 ("tile_multiple", f"must be 1..{MAX_TILE_MULTIPLE}, got {self.tile_multiple}")
+            )
+        if self.fixed_size is not None and (
+            self.fixed_size % self.tile_multiple or not 2 * self.tile_multiple <= self.fixed_size
+            or self.fixed_size > 4096
+        ):  # fmt: skip
+            out.append(
+                (
+                    "fixed_size",
+                    f"must be a multiple of tile_multiple ({self.tile_multiple}) from "
+                    f"{2 * self.tile_multiple} to 4096, got {self.fixed_size}",
+                )
             )
         out += self.normalisation.problems()
         if len(self.classes) < 2:
@@ -375,8 +391,12 @@ class Contract:
         if port_out.type not in DTYPES.values():
             return [("output_name", f"graph output is {port_out.type}, not a float tensor")]
         return [
-            *_shape_problems("input_channels", "input", port_in.shape, self.channels_in),
-            *_shape_problems("output_kind", "output", port_out.shape, self.channels_out),
+            *_shape_problems(
+                "input_channels", "input", port_in.shape, self.channels_in, self.fixed_size
+            ),
+            *_shape_problems(
+                "output_kind", "output", port_out.shape, self.channels_out, self.fixed_size
+            ),
         ][:1]
 
     # ------------------------------------------------------------------------ derived
@@ -397,9 +417,10 @@ class Contract:
 
 
 def _shape_problems(
-    field_name: str, side: str, shape: Sequence[Any], channels: int
+    field_name: str, side: str, shape: Sequence[Any], channels: int, fixed_size: int | None
 ) -> list[tuple[str, str]]:
-    """Rank 4 (NCHW), the implied channel count, batch 1 allowed, height and width free."""
+    """Rank 4 (NCHW), the implied channel count, batch 1 allowed, height and width free (or
+    the contract's `fixed_size`)."""
     if len(shape) != 4:
         return [(field_name, f"graph {side} has rank {len(shape)}; layout NCHW needs rank 4")]
     batch, chans, height, width = shape
@@ -407,12 +428,20 @@ def _shape_problems(
         return [(field_name, f"graph {side} has {chans} channels, the contract implies {channels}")]
     if isinstance(batch, int) and batch != 1:
         return [(field_name, f"graph {side} has a fixed batch of {batch}; the runtime feeds 1")]
-    if isinstance(height, int) or isinstance(width, int):
+    fixed = [d for d in (height, width) if isinstance(d, int)]
+    if fixed_size is not None and any(d != fixed_size for d in fixed):
         return [
             (
-                field_name,
+                "fixed_size",
+                f"graph {side} is {height}x{width}, the contract says {fixed_size}x{fixed_size}",
+            )
+        ]
+    if fixed_size is None and fixed:
+        return [
+            (
+                "fixed_size",
                 f"graph {side} has a fixed size {height}x{width}; the runtime feeds any "
-                "multiple of tile_multiple",
+                "multiple of tile_multiple unless the contract sets fixed_size (square only)",
             )
         ]
     return []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from appliance.cli import run_command
 
-COMMAND_MODULES: tuple[str, ...] = ("export.demo",)
+COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli")
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ fallback only when the dynamo exporter fails, and the reason is logged and recor
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import warnings
@@ -31,7 +32,8 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 MAX_ABS_DIFF = 1e-4
 MIN_ARGMAX_AGREEMENT = 0.999
-PARITY_SHAPES = ((1, 64, 64), (2, 96, 128), (1, 256, 256), (3, 48, 80))
+# Batch and height, width in units of the tile multiple (16: 64², 96×128, 256², 48×80).
+PARITY_SHAPES = ((1, 4, 4), (2, 6, 8), (1, 16, 16), (3, 3, 5))
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,15 @@ def cpu_session(path: Path, threads: int | None = None):  # -> onnxruntime.Infer
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _export_dynamo(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export_dynamo(
+    model: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str], multiple: int
+) -> None:
     dims = {
         0: torch.export.Dim("batch", min=1, max=1024),
-        2: TILE_MULTIPLE * torch.export.Dim("h16", min=1, max=1024),
-        3: TILE_MULTIPLE * torch.export.Dim("w16", min=1, max=1024),
+        2: multiple * torch.export.Dim("h_blocks", min=1, max=16384 // multiple),
+        3: multiple * torch.export.Dim("w_blocks", min=1, max=16384 // multiple),
     }
+    arg = next(iter(inspect.signature(model.forward).parameters))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -74,9 +79,9 @@ def _export_dynamo(model: torch.nn.Module, example: torch.Tensor, path: Path) ->
             (example,),
             dynamo=True,
             opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"x": dims},
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_shapes={arg: dims},
             external_data=False,
             verbose=False,
         )
@@ -85,7 +90,9 @@ def _export_dynamo(model: torch.nn.Module, example: torch.Tensor, path: Path) ->
     program.save(str(path), external_data=False)
 
 
-def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export_torchscript(
+    model: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str]
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -94,17 +101,22 @@ def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Pat
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            input_names=[names[0]],
+            output_names=[names[1]],
             dynamic_axes={
-                INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                names[0]: {0: "batch", 2: "height", 3: "width"},
+                names[1]: {0: "batch", 2: "height", 3: "width"},
             },
         )
 
 
 def check_parity(
-    model: torch.nn.Module, path: Path, in_channels: int, seed: int = 0
+    model: torch.nn.Module,
+    path: Path,
+    in_channels: int,
+    seed: int = 0,
+    names: tuple[str, str] = (INPUT_NAME, OUTPUT_NAME),
+    multiple: int = TILE_MULTIPLE,
 ) -> tuple[float, float, list[list[int]]]:
     """Max |Δlogit| and argmax agreement of onnxruntime vs PyTorch on random inputs."""
     session = cpu_session(path)
@@ -112,13 +124,14 @@ def check_parity(
     worst, agree, total = 0.0, 0, 0
     shapes = []
     model.eval()
-    for n, h, w in PARITY_SHAPES:
+    for n, h_units, w_units in PARITY_SHAPES:
+        h, w = h_units * multiple, w_units * multiple
         x = rng.random((n, in_channels, h, w), dtype=np.float32)
         if in_channels > 1:  # a realistic 0/1 mask channel for upgrade models
             x[:, -1] = (x[:, -1] > 0.5).astype(np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        got = session.run([names[1]], {names[0]: x})[0]
         if got.shape != ref.shape:
             raise ApplianceError(f"{path.name}: ONNX output shape {got.shape}, PyTorch {ref.shape}")
         worst = max(worst, float(np.abs(got - ref).max()))
@@ -128,22 +141,37 @@ def check_parity(
     return worst, agree / total, shapes
 
 
-def export_onnx(model: torch.nn.Module, in_channels: int, path: Path) -> Parity:
-    """Export, fully check and parity-test `model`; raise ApplianceError if it must not ship."""
+def export_onnx(
+    model: torch.nn.Module,
+    in_channels: int,
+    path: Path,
+    *,
+    input_name: str = INPUT_NAME,
+    output_name: str = OUTPUT_NAME,
+    multiple: int = TILE_MULTIPLE,
+) -> Parity:
+    """Export, fully check and parity-test `model`; raise ApplianceError if it must not ship.
+
+    Height and width stay dynamic in steps of `multiple` (the contract's tile multiple), so one
+    file serves every image size the tablet tiles to.
+    """
     import onnx
 
     model = model.cpu().eval()
-    example = torch.rand(1, in_channels, 64, 64)
+    example = torch.rand(1, in_channels, 4 * multiple, 4 * multiple)
+    names = (input_name, output_name)
     exporter, reason = "dynamo", None
     try:
-        _export_dynamo(model, example, path)
+        _export_dynamo(model, example, path, names, multiple)
     except Exception as exc:  # any exporter failure: fall back, and say why
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.warning("dynamo ONNX exporter failed (%s); falling back to TorchScript", reason)
         exporter = "torchscript"
-        _export_torchscript(model, example, path)
+        _export_torchscript(model, example, path, names)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    max_diff, agreement, shapes = check_parity(model, path, in_channels)
+    max_diff, agreement, shapes = check_parity(
+        model, path, in_channels, names=names, multiple=multiple
+    )
     parity = Parity(exporter, reason, max_diff, agreement, shapes)
     if max_diff > MAX_ABS_DIFF or agreement < MIN_ARGMAX_AGREEMENT:
         raise ApplianceError(

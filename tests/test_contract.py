@@ -122,7 +122,7 @@ def test_graph_validation_names_ranks_channels_and_sizes() -> None:
         ([Port("image", [3, "h", "w"])], [good_out], "input_channels", "rank 3"),
         ([Port("image", [1, 1, "h", "w"])], [good_out], "input_channels", "has 1 channels"),
         ([good_in], [Port("logits", [1, 2, "h", "w"])], "output_kind", "has 2 channels"),
-        ([Port("image", [1, 3, 64, 64])], [good_out], "input_channels", "fixed size 64x64"),
+        ([Port("image", [1, 3, 64, 64])], [good_out], "fixed_size", "fixed size 64x64"),
         ([Port("image", [4, 3, "h", "w"])], [good_out], "input_channels", "fixed batch of 4"),
         ([good_in], [Port("logits", [1, 1, "h", "w"], "tensor(int64)")], "output_name", "int64"),
     ]

@@ -192,6 +192,15 @@ def _pad_to_multiple(chw: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(chw, widths, mode="reflect") if reflect else np.pad(chw, widths, mode="edge")
 
 
+def _pad_to_at_least(chw: np.ndarray, size: int) -> np.ndarray:
+    """Pad height and width up to `size` (edge values: reflection needs the image to be larger
+    than the pad, which a small image under a large fixed-size model is not)."""
+    h, w = chw.shape[1:]
+    if h >= size and w >= size:
+        return chw
+    return np.pad(chw, ((0, 0), (0, max(0, size - h)), (0, max(0, size - w))), mode="edge")
+
+
 @dataclass
 class Prediction:
     """A model's answer for one image: class probabilities (K×H×W) and the instances."""
@@ -243,9 +252,13 @@ class InferenceModel:
         """
         h, w = chw.shape[1:]
         m = self.contract.tile_multiple
+        fixed = self.contract.fixed_size
         padded = _pad_to_multiple(chw, m)
+        if fixed is not None:  # a fixed-size model: pad up to it, then tile at exactly it
+            padded = _pad_to_at_least(padded, fixed)
+            tile, margin = fixed, min(margin, fixed // 4 - (fixed // 4) % m)
         hp, wp = padded.shape[1:]
-        if hp * wp <= max_pixels:
+        if fixed is None and hp * wp <= max_pixels:
             return self._run(padded)[:, :h, :w]
         tile = max(m, tile - tile % m)
         margin = -(-margin // m) * m

@@ -30,7 +30,8 @@ def check_onnx(data: bytes, contract: Contract, fail: Fail) -> None:
 
     The graph's inputs and outputs are held against the contract (`Contract.validate`), then
     the model runs once on a zero tile of tile_multiple × 2·tile_multiple pixels, the smallest
-    input the runtime can feed it, and must answer with the shape the contract implies.
+    input the runtime can feed it (a fixed-size model: one tile of its size), and must answer
+    with the shape the contract implies.
     """
     _check_with_onnx(data, fail)
     session = _session(data, fail)
@@ -38,18 +39,17 @@ def check_onnx(data: bytes, contract: Contract, fail: Fail) -> None:
         contract.validate(inputs=session.get_inputs(), outputs=session.get_outputs())
     except ContractError as exc:
         fail(f"contract.{exc.field}: {exc.problem}")
-    tile = contract.tile_multiple
-    probe = np.zeros((1, contract.channels_in, tile, 2 * tile), PROBE_DTYPES[contract.dtype])
+    # A fixed-size model only ever gets tiles of its size.
+    h, w = (contract.fixed_size,) * 2 if contract.fixed_size else (contract.tile_multiple,) * 2
+    w = w if contract.fixed_size else 2 * w
+    probe = np.zeros((1, contract.channels_in, h, w), PROBE_DTYPES[contract.dtype])
     try:
         result = session.run([contract.output_name], {contract.input_name: probe})[0]
     except Exception as exc:  # onnxruntime raises its own unexported exception types
-        fail(f"fails on a {tile}×{2 * tile} zero tile: {exc}")
-    wanted = (1, contract.channels_out, tile, 2 * tile)
+        fail(f"fails on a {h}×{w} zero tile: {exc}")
+    wanted = (1, contract.channels_out, h, w)
     if tuple(result.shape) != wanted:
-        fail(
-            f"on a {tile}×{2 * tile} tile gives shape {tuple(result.shape)}, contract implies "
-            f"{wanted}"
-        )
+        fail(f"on a {h}×{w} tile gives shape {tuple(result.shape)}, contract implies {wanted}")
 
 
 def _session(data: bytes, fail: Fail) -> Any:

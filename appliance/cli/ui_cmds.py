@@ -25,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="OUTDIR",
         help="drive every screen once, save a PNG of each into OUTDIR, and quit",
     )
+    p.add_argument(
+        "--kiosk",
+        action="store_true",
+        help="the appliance's own start: fullscreen, borderless, no mouse multitouch emulation",
+    )
+    p.add_argument(
+        "--smoke-report",
+        type=Path,
+        metavar="OUT.json",
+        help="check a build: open DIR, run its active model, save a screenshot beside OUT.json, "
+        "write timings and versions to OUT.json, and quit",
+    )
     p.set_defaults(func=_run)
 
 
@@ -37,4 +49,4 @@ def _run(args: argparse.Namespace) -> int:
         raise ApplianceError(f"{args.dir}: cannot create the folder ({exc.strerror})") from None
     from appliance.ui.launch import launch  # Kivy loads only here, not for `--help`
 
-    return launch(args.dir, tour=args.screenshot_tour)
+    return launch(args.dir, tour=args.screenshot_tour, kiosk=args.kiosk, smoke=args.smoke_report)

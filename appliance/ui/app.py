@@ -246,12 +246,16 @@ class ApplianceApp(App):
         self.busy = len(self._live)
 
 
-def run(workspace: Path, tour: Path | None = None) -> int:
+def run(workspace: Path, tour: Path | None = None, smoke: Path | None = None) -> int:
     """Start the app on `workspace` (a folder of projects or one project); `tour`: screenshots."""
     app = ApplianceApp(workspace)
     if tour is not None:
         from appliance.ui.tour import schedule_tour
 
         schedule_tour(app, tour)
+    if smoke is not None:
+        from appliance.ui.smoke import schedule_smoke
+
+        schedule_smoke(app, smoke)
     app.run()
     return 0

@@ -8,22 +8,35 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 
 
-def launch(workspace: Path, tour: Path | None = None) -> int:
-    """Run the app on `workspace`; with `tour`, drive every screen once and save screenshots."""
+def launch(
+    workspace: Path, tour: Path | None = None, kiosk: bool = False, smoke: Path | None = None
+) -> int:
+    """Run the app on `workspace`; with `tour`, drive every screen once and save screenshots.
+
+    `kiosk`: the tablet appliance's way to start, fullscreen and borderless with no mouse
+    multitouch emulation (its red dots and right-drag zoom confuse a pen user). `smoke`: start,
+    run the active model, take one screenshot, write a JSON report there and quit.
+    """
     os.environ.setdefault("KIVY_NO_ARGS", "1")  # our arguments are not Kivy's
-    if tour is not None:
+    if tour is not None or smoke is not None:
         from appliance.ui.display import emulate_tablet, start_virtual_display
 
         if not start_virtual_display():
-            raise ApplianceError("the screenshot tour needs a display or Xvfb (package xvfb)")
+            raise ApplianceError("screenshots need a display or Xvfb (package xvfb)")
         emulate_tablet()
     from kivy.config import Config
 
-    if tour is not None:  # the target tablet's resolution, for screenshots
+    if tour is not None or smoke is not None:  # the target tablet's resolution, for screenshots
         Config.set("graphics", "width", "1920")
         Config.set("graphics", "height", "1200")
+    elif kiosk:
+        Config.set("graphics", "fullscreen", "auto")
+        Config.set("graphics", "borderless", "1")
     else:
         Config.set("graphics", "window_state", "maximized")
+    if kiosk or smoke is not None:
+        Config.set("input", "mouse", "mouse,disable_multitouch")
+        Config.set("kivy", "exit_on_escape", "0")
     from appliance.ui.app import run  # imports the window: after the configuration above
 
-    return run(workspace, tour=tour)
+    return run(workspace, tour=tour, smoke=smoke)

@@ -193,7 +193,7 @@ def test_a_graph_with_a_fixed_size_is_refused(tmp_path: Path) -> None:
     """It would pass a probe of exactly its size and then fail on every real image."""
     contract = Contract("image", "logits", 1, "softmax", ("background", "nucleus"))
     onnx_path = brightness_model(tmp_path / "m.onnx", contract, fixed=16)
-    with pytest.raises(BundleError, match=r"input_channels: graph input has a fixed size"):
+    with pytest.raises(BundleError, match=r"fixed_size: graph input has a fixed size"):
         write_model_bundle(tmp_path / "b.zip", [ModelSpec("prelabel", "m", onnx_path, contract)])
 
 
