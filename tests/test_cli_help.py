@@ -46,13 +46,14 @@ def test_help_for_every_command(cli: str, command: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         CLIS[cli][1]([command, "--help"])
     assert exit_info.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert text.startswith("usage:")
+    out = capsys.readouterr().out
+    assert out.startswith("usage:")
+    text = "".join(out.split())  # argparse wraps lines, also after a hyphen: compare unspaced
     assert parser.description and len(parser.description.split()) >= 3, "no description"
-    assert " ".join(parser.description.split()) in text
+    assert "".join(parser.description.split()) in text
     for action in arguments(parser):
         name = action.option_strings[0] if action.option_strings else action.metavar or action.dest
         assert action.help and action.help != argparse.SUPPRESS, f"{name} has no help"
         assert name in text
-        shown = " ".join(action.help.split()).split("%(")[0]  # %(default)s is expanded
+        shown = "".join(action.help.split("%(")[0].split())  # %(default)s is expanded
         assert shown[:40] in text, f"{name}: help text not shown"
