@@ -31,8 +31,9 @@ from bench._machine import table  # noqa: E402
 GOAL_MB, GOAL_S = 400.0, 3.0
 
 
-def folder_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+def folder_bytes(path: Path) -> int:
+    """Bytes on disk of the files (links to libraries are counted once, as their targets)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def make_workspace(root: Path) -> Path:
@@ -103,17 +104,19 @@ def main() -> int:
             frozen.append(first_frame_s(frozen_cmd, Path(tmp) / "f.json", env))
             drop_caches()
             python.append(first_frame_s(python_cmd, Path(tmp) / "p.json", dev_env))
-    size = folder_mb(app)
+    size = folder_bytes(app) / 1e6
+    mib = folder_bytes(app) / 2**20
     f_med, p_med = statistics.median(frozen), statistics.median(python)
     caches = "page cache dropped before each start" if all(cold) else "warm page cache"
     rows = [
-        ("app folder size", f"{size:.0f} MB", f"≤ {GOAL_MB:.0f} MB",
-         "meets" if size <= GOAL_MB else "misses"),
+        ("app folder size", f"{size:.0f} MB ({mib:.0f} MiB)", f"≤ {GOAL_MB:.0f} MB",
+         "meets" if size <= GOAL_MB else f"misses by {size - GOAL_MB:.0f} MB"),
         ("first frame, frozen app (median)", f"{f_med:.2f} s", f"≤ {GOAL_S:.0f} s",
          "meets" if f_med <= GOAL_S else "misses"),
         ("first frame, python -m appliance run (median)", f"{p_med:.2f} s", "baseline",
          f"frozen/python {f_med / p_med:.2f}×"),
         ("runs each", str(args.runs), "", caches),
+        ("load average at the end", f"{os.getloadavg()[0]:.1f}", "", "figures grow with load"),
     ]  # fmt: skip
     print(table("Packaged tablet app (includes Xvfb start, project open, one model run)", rows))
     return 0

@@ -4,6 +4,7 @@ and what each argument and option means."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -37,6 +38,11 @@ def test_both_command_lines_have_their_commands() -> None:
     assert {"synth", "train", "demo"} <= set(commands("export"))
 
 
+def flat(text: str) -> str:
+    """Text as argparse shows it, line breaks undone: it wraps lines, also after hyphens."""
+    return re.sub(r"-\s+", "-", " ".join(text.split()))
+
+
 @pytest.mark.parametrize(
     ("cli", "command"),
     [(cli, name) for cli in CLIS for name in commands(cli)],
@@ -46,14 +52,13 @@ def test_help_for_every_command(cli: str, command: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         CLIS[cli][1]([command, "--help"])
     assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert out.startswith("usage:")
-    text = "".join(out.split())  # argparse wraps lines, also after a hyphen: compare unspaced
+    text = flat(capsys.readouterr().out)
+    assert text.startswith("usage:")
     assert parser.description and len(parser.description.split()) >= 3, "no description"
-    assert "".join(parser.description.split()) in text
+    assert flat(parser.description) in text
     for action in arguments(parser):
         name = action.option_strings[0] if action.option_strings else action.metavar or action.dest
         assert action.help and action.help != argparse.SUPPRESS, f"{name} has no help"
         assert name in text
-        shown = "".join(action.help.split("%(")[0].split())  # %(default)s is expanded
+        shown = flat(action.help).split("%(")[0]  # %(default)s is expanded
         assert shown[:40] in text, f"{name}: help text not shown"

@@ -16,6 +16,7 @@ from skimage.filters import threshold_otsu
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
+from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
 
 __all__ = [
@@ -35,13 +36,6 @@ __all__ = [
 METHODS = ("otsu", "previous", "model")
 OTSU_SETTING = "prelabel.otsu"
 _LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def dice(truth: np.ndarray, guess: np.ndarray) -> float:
-    """Seed 004 eq. 4 on foreground masks; two empty masks agree perfectly."""
-    a, b = np.asarray(truth) > 0, np.asarray(guess) > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def grey(image: np.ndarray, channel: int | None = None) -> np.ndarray:
