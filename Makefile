@@ -3,13 +3,15 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
-APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libmtdev1 libegl1 libsdl2-2.0-0
+APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libmtdev1 libegl1 libsdl2-2.0-0 \
+	postgresql chromium chromium-driver
 
 .PHONY: setup system-deps test demo lint format bench clean package
 
 setup: $(STAMP)
 
-# System libraries the UI tests need (virtual screen, GL, touch); installed only when missing.
+# System libraries the UI tests need (virtual screen, GL, touch), and the lab server's test
+# dependencies (PostgreSQL server binaries, headless Chromium and its driver); only when missing.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -21,7 +23,7 @@ system-deps:
 $(STAMP): pyproject.toml packaging/constraints-cpu.txt
 	$(MAKE) system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c packaging/constraints-cpu.txt -e '.[ui,workstation,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c packaging/constraints-cpu.txt -e '.[ui,workstation,lab,dev]'
 	touch $(STAMP)
 
 test: setup

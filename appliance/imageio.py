@@ -1,30 +1,41 @@
 """Reading microscopy images without losing their dtype, and converting them for display.
 
 Images keep the dtype they were stored with (8/16-bit integers, float); display and model input
-are separate conversions. Before anything is decoded, the header is read to refuse decompression
-bombs: a 100000×100000 PNG would otherwise allocate tens of gigabytes.
+are separate conversions. Before anything is decoded, the header is read lazily (Pillow for
+PNG/JPEG/BMP, tifffile for TIFF, both from an open file, never the whole file in memory) and
+every declared size is checked, to refuse decompression bombs: a 100000×100000 PNG would
+otherwise allocate tens of gigabytes. A multi-page TIFF is read one page at a time.
 """
 
 from __future__ import annotations
 
 import io
-import struct
-import zlib
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import tifffile
+from PIL import Image
 
 from appliance.errors import ApplianceError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "UNSUPPORTED_SUFFIXES",
+    "Frame",
+    "Probe",
     "check_pixels",
-    "page_shapes",
+    "check_values",
+    "iter_frames",
     "percentile_normalise",
-    "read_file",
+    "probe",
     "read_image",
     "sniff_format",
     "to_display",
@@ -33,9 +44,12 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 2**28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-# Decoding errors are reported by us, one line each, not by OpenCV on stderr.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+# Recognised by magic bytes and reported (never silently skipped) when found in a folder.
+UNSUPPORTED_SUFFIXES = (".gif", ".webp")
+MAX_PAGES = 100_000
+# A PNG/JPEG/BMP file is never much larger than its pixels; the slack covers metadata chunks.
+FILE_SLACK_BYTES = 64 << 20
+_PHOTOMETRIC_RGB = 2
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -48,69 +62,34 @@ def sniff_format(data: bytes) -> str | None:
         return "tiff"
     if data.startswith(b"BM"):
         return "bmp"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
     return None
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise ValueError("PNG header is truncated")
-    w, h = struct.unpack(">II", data[16:24])
-    return h, w
+@dataclass(frozen=True)
+class Frame:
+    """One importable 2-D frame declared by a file's header (nothing decoded yet)."""
+
+    page: int | None  # TIFF page index when the file holds several frames, else None
+    height: int
+    width: int
+    channels: int  # 1 (grey) or 3 (colour)
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        seg_len = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return h, w
-        i += 2 + seg_len
-    raise ValueError("JPEG has no frame header")
+@dataclass(frozen=True)
+class Probe:
+    """What a file's header declares: its format, frames and a note for the import summary."""
 
-
-def _bmp_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 26:
-        raise ValueError("BMP header is truncated")
-    w, h = struct.unpack("<ii", data[18:26])
-    return abs(h), abs(w)
-
-
-def _tiff_pages(data: bytes) -> list[tuple[int, ...]]:
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        return [tuple(p.shape) for p in tif.pages]
-
-
-def page_shapes(data: bytes, name: str = "image") -> list[tuple[int, ...]]:
-    """Shapes of the frames in `data` from the header alone (one entry unless multi-page TIFF)."""
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise ApplianceError(f"{name}: not a PNG, JPEG, TIFF or BMP image")
-    try:
-        if fmt == "tiff":
-            return _tiff_pages(data)
-        return [{"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}[fmt](data)]
-    except ApplianceError:
-        raise
-    except Exception as exc:
-        raise ApplianceError(f"{name}: unreadable {fmt.upper()} header ({exc})") from None
+    format: str
+    frames: list[Frame]
+    note: str | None = None
 
 
 def check_pixels(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
-    """Refuse a frame of `shape` ((H, W) or (H, W, C)) above `max_pixels` before decoding it.
-
-    Raises
-    ------
-    ApplianceError
-        Naming `name` and the size (decompression-bomb guard).
-    """
+    """Refuse a declared height×width over `max_pixels` (or with no pixels) before decoding."""
     h, w = int(shape[0]), int(shape[1]) if len(shape) > 1 else 1
     if h * w > max_pixels:
         raise ApplianceError(
@@ -120,16 +99,151 @@ def check_pixels(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
         raise ApplianceError(f"{name}: image has no pixels")
 
 
-def read_file(path: Path, label: str | None = None) -> bytes:
-    """The bytes of an image file; unreadable and empty files are user errors."""
-    label = label or str(path)
+@contextmanager
+def _opened(source: Path | bytes, label: str) -> Iterator[BinaryIO]:
+    """A binary file object on a path or on bytes; unreadable, special and empty files refused."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ApplianceError(f"{label}: file is empty")
+        yield io.BytesIO(source)
+        return
     try:
-        data = path.read_bytes()
+        if not Path(source).exists():
+            raise ApplianceError(f"{label}: no such file")
+        if not Path(source).is_file():  # a FIFO or device would block or never end
+            raise ApplianceError(f"{label}: not a regular file")
+        fh = open(source, "rb")  # noqa: SIM115 (closed by the `with` below)
     except OSError as exc:
         raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
-    if not data:
-        raise ApplianceError(f"{label}: file is empty")
-    return data
+    with fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise ApplianceError(f"{label}: file is empty")
+        yield fh
+
+
+def _size(fh: BinaryIO) -> int:
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    return size
+
+
+def probe(source: Path | bytes, name: str | None = None) -> Probe:
+    """Frames declared by the header of `source` (a path or bytes), without decoding pixels."""
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    with _opened(source, label) as fh:
+        return _probe(fh, label)
+
+
+def _probe(fh: BinaryIO, label: str) -> Probe:
+    fmt = sniff_format(fh.read(16))
+    fh.seek(0)
+    if fmt in ("gif", "webp"):
+        raise ApplianceError(f"{label}: {fmt.upper()} images are not supported (convert to PNG)")
+    if fmt is None:
+        raise ApplianceError(f"{label}: not a PNG, JPEG, TIFF or BMP image")
+    try:
+        if fmt == "tiff":
+            return _probe_tiff(fh, label)
+        return _probe_pillow(fh, fmt, label)
+    except ApplianceError:
+        raise
+    except Exception as exc:  # the libraries raise many types for one cause: a broken header
+        raise ApplianceError(
+            f"{label}: unreadable {fmt.upper()} header ({_one_line(exc)})"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _probe_pillow(fh: BinaryIO, fmt: str, label: str) -> Probe:
+    """Pillow reads only the header on open. Its bomb error (at twice `Image.MAX_IMAGE_PIXELS`)
+    becomes our one-line guard message; our own `max_pixels` check follows in `check_pixels`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(fh) as im:
+                w, h = im.size
+                channels = (
+                    1 if im.mode in ("1", "L", "P", "I", "F") or im.mode.startswith("I;") else 3
+                )
+                if fmt == "png":
+                    _verify_png(im, label)
+        except Image.DecompressionBombError:
+            raise ApplianceError(
+                f"{label}: declared size exceeds the decompression-bomb guard"
+            ) from None
+    if fmt == "jpeg":
+        _check_jpeg_end(fh, label)
+    return Probe(fmt, [Frame(None, h, w, channels)])
+
+
+def _verify_png(im: Image.Image, label: str) -> None:
+    """Pillow's verify walks every chunk, streamed: checksums and a missing end are caught."""
+    try:
+        im.verify()
+    except Exception as exc:
+        raise ApplianceError(f"{label}: truncated or corrupt PNG ({_one_line(exc)})") from None
+
+
+def _check_jpeg_end(fh: BinaryIO, label: str) -> None:
+    """What Pillow's verify does not do for JPEG: a truncated stream decodes to grey padding
+    through libjpeg, with only a warning, so the end-of-image marker is checked here."""
+    size = _size(fh)
+    fh.seek(max(0, size - 64))
+    if b"\xff\xd9" not in fh.read(64):
+        raise ApplianceError(f"{label}: truncated JPEG (no end-of-image marker)")
+    fh.seek(0)
+
+
+def _probe_tiff(fh: BinaryIO, label: str) -> Probe:
+    """Each page is one frame, its height and width taken from the page's own tags; samples
+    of one page are colour only for RGB photometry. Z planes, time points and channels stored
+    as pages (ImageJ, OME, plain multi-page) become a sequence of frames, never colour."""
+    with tifffile.TiffFile(fh) as tif:
+        frames = []
+        for index, page in enumerate(tif.pages):
+            if index >= MAX_PAGES:
+                raise ApplianceError(f"{label}: more than {MAX_PAGES} pages")
+            frames.append(_tiff_frame(page, index, label))
+        axes = _series_axes(tif)
+    if not frames:
+        raise ApplianceError(f"{label}: TIFF has no pages")
+    if len(frames) == 1:
+        return Probe("tiff", [Frame(None, frames[0].height, frames[0].width, frames[0].channels)])
+    note = f"{len(frames)} planes"
+    if axes and set(axes) - set("YXSI"):
+        note = f"{axes} stack: {len(frames)} planes imported as a sequence"
+    return Probe("tiff", frames, note)
+
+
+def _tiff_frame(item: tifffile.TiffPage | tifffile.TiffFrame, index: int, label: str) -> Frame:
+    # a TiffFrame shares its key page's tags: tifffile decodes it with the key page's size
+    page = item.keyframe if isinstance(item, tifffile.TiffFrame) else item
+    if page is None:
+        raise ApplianceError(f"{label}: page {index} has no readable header")
+    if page.imagedepth > 1:
+        raise ApplianceError(f"{label}: page {index} is a volume tile (depth {page.imagedepth})")
+    samples = page.samplesperpixel
+    if samples == 1:
+        channels = 1
+    elif samples in (3, 4) and page.photometric == _PHOTOMETRIC_RGB:
+        channels = 3
+    else:
+        raise ApplianceError(
+            f"{label}: page {index} has {samples} samples per pixel that are not RGB "
+            "(save channels as separate pages)"
+        )
+    return Frame(index, int(page.imagelength), int(page.imagewidth), channels)
+
+
+def _series_axes(tif: tifffile.TiffFile) -> str:
+    try:
+        return str(tif.series[0].axes) if tif.series else ""
+    except Exception:  # series metadata is optional; frames come from the pages alone
+        return ""
 
 
 def read_image(
@@ -141,59 +255,83 @@ def read_image(
 ) -> np.ndarray:
     """Decode one frame, keeping its dtype: H×W for grey, H×W×3 (RGB order) for colour.
 
-    Alpha channels are dropped, single-channel colour axes squeezed. Raises `ApplianceError`
-    naming the file for anything that is not a complete, supported image.
+    Alpha channels are dropped. Raises `ApplianceError` naming the file for anything that is
+    not a complete, supported image, before allocating anything larger than the header allows.
     """
-    if isinstance(source, bytes):
-        data, label = source, name or "image"
-        if not data:
-            raise ApplianceError(f"{label}: file is empty")
-    else:
-        label = name or str(source)
-        data = read_file(Path(source), label)
-    shapes = page_shapes(data, label)
-    index = page or 0
-    if not 0 <= index < len(shapes):
-        raise ApplianceError(f"{label}: has {len(shapes)} page(s), page {index} requested")
-    check_pixels(shapes[index], label, max_pixels)
-    if sniff_format(data) == "tiff":
-        img = _decode_tiff(data, index, label)
-    else:
-        img = _decode_cv2(data, label)
-    return _canonical(img, label)
+    src = source if isinstance(source, bytes) else Path(source)
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    with _opened(src, label) as fh:
+        found = _probe(fh, label)
+        fh.seek(0)
+        index = page or 0
+        if not 0 <= index < len(found.frames):
+            raise ApplianceError(
+                f"{label}: has {len(found.frames)} page(s), page {index} requested"
+            )
+        frame = found.frames[index]
+        check_pixels((frame.height, frame.width), label, max_pixels)
+        if found.format == "tiff":
+            img = _decode_tiff(fh, index, label)
+        else:
+            img = _decode_cv2(fh, frame, label)
+    return check_values(_canonical(img, label), label)
 
 
-def _decode_tiff(data: bytes, page: int, label: str) -> np.ndarray:
+def iter_frames(
+    path: Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[tuple[Frame, np.ndarray]]:
+    """Every frame of one file decoded in turn from one open handle (one page in memory)."""
+    with _opened(path, name) as fh:
+        found = _probe(fh, name)
+        for frame in found.frames:
+            check_pixels((frame.height, frame.width), name, max_pixels)
+        fh.seek(0)
+        if found.format != "tiff":
+            yield (
+                found.frames[0],
+                check_values(_canonical(_decode_cv2(fh, found.frames[0], name), name), name),
+            )
+            return
+        with tifffile.TiffFile(fh) as tif:
+            for frame, page in zip(found.frames, tif.pages, strict=True):
+                img = _as_array(page, name)
+                yield frame, check_values(_canonical(img, name), name)
+
+
+def _decode_tiff(fh: BinaryIO, page: int, label: str) -> np.ndarray:
+    with tifffile.TiffFile(fh) as tif:
+        return _as_array(tif.pages[page], label)
+
+
+def _as_array(page: tifffile.TiffPage | tifffile.TiffFrame, label: str) -> np.ndarray:
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            return tif.pages[page].asarray()
+        return page.asarray()
     except Exception as exc:
-        raise ApplianceError(f"{label}: corrupt TIFF ({exc})") from None
+        raise ApplianceError(f"{label}: corrupt TIFF ({_one_line(exc)})") from None
 
 
-def _check_complete(data: bytes, fmt: str, label: str) -> None:
-    """Catch truncation ourselves: libpng and libjpeg would print to stderr or decode garbage."""
-    if fmt == "png":
-        pos = 8
-        while pos + 12 <= len(data):
-            (length,) = struct.unpack(">I", data[pos : pos + 4])
-            kind = data[pos + 4 : pos + 8]
-            end = pos + 12 + length
-            if end > len(data):
-                break
-            if zlib.crc32(data[pos + 4 : end - 4]) != struct.unpack(">I", data[end - 4 : end])[0]:
-                raise ApplianceError(f"{label}: corrupt PNG (bad checksum in {kind!r} chunk)")
-            if kind == b"IEND":
-                return
-            pos = end
-        raise ApplianceError(f"{label}: truncated PNG (no end chunk)")
-    if fmt == "jpeg" and b"\xff\xd9" not in data[-64:]:
-        raise ApplianceError(f"{label}: truncated JPEG (no end-of-image marker)")
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's decoders warn on stderr; we report decode errors ourselves, one line each.
+    Only for the call: the level is restored, so other users of OpenCV keep their logging."""
+    old = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(old)
 
 
-def _decode_cv2(data: bytes, label: str) -> np.ndarray:
-    _check_complete(data, sniff_format(data) or "", label)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+def _decode_cv2(fh: BinaryIO, frame: Frame, label: str) -> np.ndarray:
+    """OpenCV decodes what Pillow cannot keep: 16-bit colour PNG stays 16-bit."""
+    size = _size(fh)
+    if size > frame.height * (frame.width * 8 + 1) + FILE_SLACK_BYTES:  # RGBA16, filters
+        raise ApplianceError(
+            f"{label}: {size} bytes is far more than {frame.width}×{frame.height} pixels need"
+        )
+    data = fh.read()
+    with _quiet_opencv():
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ApplianceError(f"{label}: corrupt or truncated image data")
     if img.ndim == 3:
@@ -205,15 +343,28 @@ def _decode_cv2(data: bytes, label: str) -> np.ndarray:
 def _canonical(img: np.ndarray, label: str) -> np.ndarray:
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
+    if img.ndim == 3 and img.shape[0] in (3, 4) and img.shape[2] not in (3, 4):
+        img = np.moveaxis(img, 0, -1)  # planar RGB page (checked to be RGB by its header)
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
-    if img.ndim == 3 and img.shape[0] in (3, 4) and img.shape[2] not in (3, 4):
-        img = np.moveaxis(img[:3], 0, -1)
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ApplianceError(f"{label}: unsupported image layout {img.shape}")
     if img.dtype == np.bool_:
         img = img.astype(np.uint8)
     return np.ascontiguousarray(img)
+
+
+def check_values(img: np.ndarray, label: str) -> np.ndarray:
+    """Refuse pixels that every later step (display, Otsu, models) would choke on."""
+    if img.dtype.kind == "c":
+        raise ApplianceError(f"{label}: complex pixels ({img.dtype}) are not an image")
+    if img.dtype.kind not in "uif":
+        raise ApplianceError(f"{label}: unsupported pixel type {img.dtype}")
+    if img.dtype.itemsize > 4 and img.dtype.kind in "ui":
+        raise ApplianceError(f"{label}: 64-bit integer pixels are not supported")
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        raise ApplianceError(f"{label}: image holds NaN or infinite values")
+    return img
 
 
 def _percentiles(channel: np.ndarray, low: float, high: float) -> tuple[float, float]:

@@ -8,24 +8,24 @@ corruption) before it is stored.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
-    check_pixels,
-    page_shapes,
-    read_file,
-    read_image,
+    UNSUPPORTED_SUFFIXES,
+    iter_frames,
+    probe,
 )
+from appliance.store.images import NewImage, add_images
 from appliance.store.project import Project
 
-__all__ = ["ImportSummary", "collect", "import_paths", "natural_key"]
+__all__ = ["ImportSummary", "collect", "import_paths", "natural_key", "printable"]
 
 
 @dataclass
@@ -35,13 +35,15 @@ class ImportSummary:
     imported: list[int] = field(default_factory=list)  # new image ids
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    notes: list[str] = field(default_factory=list)  # how stacks were read, originals restored
 
     def lines(self) -> list[str]:
-        """The summary line, then one `failed: FILE: REASON` line per failure."""
+        """The summary line, `note:` lines, then one `failed: FILE: REASON` line per failure."""
         out = [
             f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
             f"failed {len(self.failed)}"
         ]
+        out += [f"note: {note}" for note in self.notes]
         out += [f"failed: {name}: {reason}" for name, reason in self.failed]
         return out
 
@@ -57,12 +59,24 @@ def natural_key(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def collect(paths: Iterable[Path]) -> dict[Path, list[Path]]:
+def printable(path: Path | str) -> str:
+    """A path as text that SQLite and a one-line message can hold: bytes that are not UTF-8
+    become U+FFFD and control characters (a newline in a file name) become escapes."""
+    text = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def collect(
+    paths: Iterable[Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> dict[Path, list[Path]]:
     """Image-like files grouped by folder, each group naturally sorted.
 
-    Unreadable paths raise; a folder's non-image files (notes, hidden files) are left out.
+    Missing paths raise; a folder's non-image files (notes, hidden files) are left out, except
+    GIF and WebP files, which are kept so that the import reports them instead of skipping them
+    without a word.
     """
     groups: dict[Path, list[Path]] = {}
+    wanted = suffixes + UNSUPPORTED_SUFFIXES
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -71,12 +85,12 @@ def collect(paths: Iterable[Path]) -> dict[Path, list[Path]]:
                 for f in path.rglob("*")
                 if f.is_file()
                 and not any(part.startswith(".") for part in f.relative_to(path).parts)
-                and f.suffix.lower() in IMAGE_SUFFIXES
+                and f.suffix.lower() in wanted
             ]
-        elif path.is_file():
-            files = [path]
+        elif path.exists():
+            files = [path]  # a FIFO or device is refused by the reader, one line
         else:
-            raise ApplianceError(f"{path}: no such file or folder")
+            raise ApplianceError(f"{printable(path)}: no such file or folder")
         for f in files:
             groups.setdefault(f.parent.resolve(), []).append(f)
     return {
@@ -93,52 +107,49 @@ def import_paths(
     """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
-        frame = project.next_frame(str(folder))
         for path in files:
             try:
-                frame = _import_file(project, path, str(folder), frame, max_pixels, summary)
+                _import_file(project, path, printable(folder), max_pixels, summary)
             except ApplianceError as exc:
-                summary.failed.append((str(path), str(exc).removeprefix(f"{path}: ")))
+                shown = printable(path)
+                summary.failed.append((shown, str(exc).removeprefix(f"{shown}: ")))
     return summary
 
 
 def _import_file(
-    project: Project,
-    path: Path,
-    sequence: str,
-    frame: int,
-    max_pixels: int,
-    summary: ImportSummary,
-) -> int:
-    """Import every frame of one file; returns the folder's next frame index."""
-    data = read_file(path)
-    shapes = page_shapes(data, str(path))
-    for shape in shapes:
-        check_pixels(shape, str(path), max_pixels)
-    sha = hashlib.sha256(data).hexdigest()
-    multi = len(shapes) > 1
-    decoded = [
-        read_image(data, page=p, name=str(path), max_pixels=max_pixels) for p in range(len(shapes))
-    ]
-    blob = None
-    for page, img in enumerate(decoded):
-        page_key = page if multi else None
-        name = f"{path.name}[{page}]" if multi else path.name
-        if project.image_with_content(sha, page_key) is not None:
-            summary.duplicates.append(name)
-            continue
-        if blob is None:
-            blob = project.store_blob(data, sha, path.suffix.lower())
-        image_id = project.add_image(
-            sha256=sha,
-            page=page_key,
-            name=name,
-            blob=blob,
-            shape=img.shape,
-            dtype=str(img.dtype),
-            sequence=str(path.resolve()) if multi else sequence,
-            frame=page if multi else frame,
-            source_path=str(path.resolve()),
+    project: Project, path: Path, sequence: str, max_pixels: int, summary: ImportSummary
+) -> None:
+    """Import every frame of one file: headers checked first, pages decoded one at a time (to
+    prove them complete) and dropped, then the file and its rows stored in one transaction."""
+    label = printable(path)
+    found = probe(path, label)
+    multi = len(found.frames) > 1
+    frames = []
+    for frame, img in iter_frames(path, label, max_pixels):
+        frames.append(
+            NewImage(
+                page=frame.page if multi else None,
+                name=f"{printable(path.name)}[{frame.page}]" if multi else printable(path.name),
+                height=img.shape[0],
+                width=img.shape[1],
+                channels=1 if img.ndim == 2 else img.shape[2],
+                dtype=str(img.dtype),
+            )
         )
-        summary.imported.append(image_id)
-    return frame if multi else frame + 1
+    try:
+        sha = file_sha256(path)
+    except OSError as exc:
+        raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
+    source = printable(path.resolve())
+    try:
+        added = add_images(
+            project, path, sha, frames, sequence=source if multi else sequence, source_path=source
+        )
+    except OSError as exc:  # a full disk or a read-only project: this file is not stored
+        raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
+    summary.imported += added.ids
+    summary.duplicates += added.duplicates
+    if found.note:
+        summary.notes.append(f"{label}: {found.note}")
+    if added.restored:
+        summary.notes.append(f"{label}: restored the missing stored original")

@@ -22,7 +22,7 @@ __all__ = [
     "DEFAULT_CLASS",
     "InstanceProps",
     "Label",
-    "coco_rle_bytes",
+    "decode_coco_rle",
     "decode_instances",
     "encode_instances",
     "encode_runs",
@@ -228,9 +228,10 @@ class Label:
         out = np.zeros(shape, np.uint32)
         classes = {}
         for inst_id, class_id, rle in rles:
-            m = coco_mask.decode(coco_rle_bytes(rle)).astype(bool)
-            if m.shape != tuple(shape):
-                raise ApplianceError(f"RLE of instance {inst_id} has shape {m.shape}, not {shape}")
+            try:
+                m = decode_coco_rle(rle, int(shape[0]), int(shape[1]))
+            except ApplianceError as exc:
+                raise ApplianceError(f"RLE of instance {inst_id}: {exc}") from None
             out[m] = inst_id
             classes[int(inst_id)] = int(class_id)
         return cls(out, classes)
@@ -242,15 +243,61 @@ class Label:
         return all(self.class_of(i) == other.class_of(i) for i in self.ids())
 
 
-def coco_rle_bytes(rle: dict) -> dict:
-    """pycocotools wants compressed counts as bytes; JSON gives str, uncompressed gives a list."""
-    h, w = rle["size"]
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    return {"size": [h, w], "counts": counts}
+def _rle_string_counts(text: str) -> list[int]:
+    """COCO's compressed counts (pycocotools `rleFrString`), decoded in Python.
+
+    pycocotools' C decoder reads past the end of a malformed string and corrupts the heap, so a
+    hostile file could crash the process; here every character and number is checked.
+    """
+    counts: list[int] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        x = shift = 0
+        more = True
+        while more:
+            if pos >= n or shift > 30:
+                raise ApplianceError("compressed RLE counts end inside a number")
+            c = ord(text[pos]) - 48
+            if not 0 <= c < 64:
+                raise ApplianceError(
+                    "compressed RLE counts hold a character outside their alphabet"
+                )
+            x |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 5
+            if not more and c & 0x10:
+                x |= -1 << shift
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def decode_coco_rle(rle: object, height: int, width: int) -> np.ndarray:
+    """A COCO RLE (counts as a list or a compressed string) as an H×W bool mask.
+
+    Size and counts are checked before anything is allocated: the size must be the image's,
+    counts non-negative and covering exactly height × width pixels (column-major runs, starting
+    with background).
+    """
+    if not isinstance(rle, dict):
+        raise ApplianceError("RLE segmentation must be an object with size and counts")
+    size, counts = rle.get("size"), rle.get("counts")
+    if size != [height, width]:
+        raise ApplianceError(f"RLE size {size!r} does not match the image ({height}×{width})")
+    if isinstance(counts, (str, bytes)):
+        text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
+        counts = _rle_string_counts(text)
+    if not isinstance(counts, list) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts
+    ):
+        raise ApplianceError("RLE counts must be non-negative integers")
+    if sum(counts) != height * width:
+        raise ApplianceError(f"RLE counts cover {sum(counts)} pixels, image has {height * width}")
+    runs = np.asarray(counts, np.int64)
+    flat = np.repeat((np.arange(runs.size) % 2).astype(bool), runs)
+    return flat.reshape(width, height).T
 
 
 def instance_runs(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

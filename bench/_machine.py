@@ -28,3 +28,18 @@ def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
     out.append("| --- | --- | --- | --- |")
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(out)
+
+
+# `python -c PEAK_RSS ARGS...` runs `appliance ARGS...` and prints `peak_kb N` on stderr. VmHWM
+# belongs to the process's own address space; ru_maxrss would carry over the parent's peak
+# across fork and exec, so a memory-hungry parent would be blamed on the command. Shared with
+# tests/test_cli_store.py.
+PEAK_RSS = (
+    "import runpy, sys\n"
+    "sys.argv = ['appliance', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('appliance', run_name='__main__')\n"
+    "finally:\n"
+    "    hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
+    "    print('peak_kb', hwm.split()[1], file=sys.stderr)\n"
+)

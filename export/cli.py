@@ -15,14 +15,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance.cli import run_command
+from appliance.cli import require_range, run_command
 
-COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli")
+COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli", "export.lab.workstation")
 
 
 def _synth(args: argparse.Namespace) -> int:
     from export.synth import write_dataset
 
+    require_range("--n", args.n, 1, 100_000)
+    require_range("--size", args.size, 32, 8192)
+    require_range("--seed", args.seed, 0, 2**32 - 1)
     summary = write_dataset(args.out, args.n, args.size, args.seed, args.kind)
     print(
         f"wrote {summary['n']} images ({summary['cells']} cells, {summary['others']} other "
@@ -32,6 +35,13 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    require_range("--epochs", args.epochs, 1)
+    require_range("--batch", args.batch, 1, 4096)
+    require_range("--width", args.width, 1, 512)
+    require_range("--depth", args.depth, 1, 8)
+    require_range("--max-minutes", args.max_minutes, 0.1)
+    require_range("--patience", args.patience, 1)
+    require_range("--seed", args.seed, 0, 2**32 - 1)
     from appliance.perturb import PerturbSpec
     from export.train import train_job
 

@@ -96,8 +96,13 @@ def _label_from_truth(project_dir: Path, masks: Path, n: int, seed: int) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.cli import require_range
     from export.cli import main as export_main
 
+    require_range("--n", args.n, 4, 10_000)
+    require_range("--labeled", args.labeled, 1, args.n)
+    require_range("--minutes", args.minutes, 0.1)
+    require_range("--seed", args.seed, 0, 2**32 - 1)
     out: Path = args.out.resolve()
     project, synth, models = out / "project", out / "synth", out / "models"
     started = time.perf_counter()

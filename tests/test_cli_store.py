@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from bench._machine import PEAK_RSS
+
 APP = [sys.executable, "-m", "appliance"]
 
 
@@ -25,19 +27,6 @@ def test_cli_flow_and_bad_folder(tmp_path: Path, bad_folder: Path) -> None:
     assert "imported 0, duplicates 3" in res.stdout
     status = json.loads(run("status", proj, "--json").stdout)
     assert status["images"] == 3 and status["sequences"] == 1 and status["classes"] == 2
-
-
-# VmHWM belongs to the process's own address space; ru_maxrss would carry over the parent's
-# peak across fork and exec, so a memory-hungry earlier test would be blamed on the import.
-PEAK_RSS = (
-    "import runpy, sys\n"
-    "sys.argv = ['appliance', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('appliance', run_name='__main__')\n"
-    "finally:\n"
-    "    hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
-    "    print('peak_kb', hwm.split()[1], file=sys.stderr)\n"
-)
 
 
 def test_import_peak_memory_stays_small(tmp_path: Path, bad_folder: Path) -> None:

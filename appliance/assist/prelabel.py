@@ -71,7 +71,10 @@ def otsu(
     g = grey(image, channel)
     if g.size == 0 or g.min() == g.max():
         return Label.empty(g.shape)
-    t = threshold_otsu(g) if g.dtype.kind in "ui" else threshold_otsu(g, nbins=1024)
+    # scikit-image bins integers one bin per value (2**32 bins for full-range int32): only
+    # narrow integer ranges go that way, anything else through 1024 float bins
+    narrow = g.dtype.kind in "ui" and int(g.max()) - int(g.min()) < 1 << 16
+    t = threshold_otsu(g) if narrow else threshold_otsu(g.astype(np.float64), nbins=1024)
     bright = g > t
     if polarity == "dark" or (polarity == "auto" and bright.sum() * 2 > g.size):
         bright = ~bright

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import stat
 import uuid
@@ -21,9 +20,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from appliance import __version__
+from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
 
 __all__ = [
@@ -496,25 +496,20 @@ def write_bundle(
             {"path": name, "size": size, "sha256": sha} for name, (size, sha, _) in measured.items()
         ],
     }
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+
+    def write(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
+            raw = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+            _write_entry(zf, MANIFEST_NAME, raw, zipfile.ZIP_DEFLATED, len(raw))
+            for name, content in members.items():
+                size, sha, method = measured[name]
+                if _write_entry(zf, name, content, method, size) != sha:
+                    raise BundleError(str(out), "source changed while writing", name)
+
     try:
-        with open(tmp, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
-                raw = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-                _write_entry(zf, MANIFEST_NAME, raw, zipfile.ZIP_DEFLATED, len(raw))
-                for name, content in members.items():
-                    size, sha, method = measured[name]
-                    if _write_entry(zf, name, content, method, size) != sha:
-                        raise BundleError(str(out), "source changed while writing", name)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        atomic_write(out, write)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ApplianceError(f"bundle {out}: cannot be written ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return bundle_id
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 
 from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
+from appliance.durable import file_sha256, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import Project
 from appliance.store import models as stored
@@ -32,10 +31,15 @@ MODELS_DIR = "models"
 STALE_STAGING_SECONDS = 24 * 3600
 
 
-def install_model_bundle(project: Project, path: Path | str) -> list[str]:
+def install_model_bundle(
+    project: Project, path: Path | str, class_map: dict[str, str] | None = None
+) -> list[str]:
     """Verify `path`, install its models and make each the active one of its role.
 
-    Returns the model ids. Installing a bundle again only re-activates its models.
+    A model whose classes the project does not have is refused by name, unless `class_map`
+    maps each such model class to a project class (stored in the installed contract, so
+    predictions land in the mapped class). Returns the model ids. Installing a bundle again
+    only re-activates its models.
     """
     models_dir = project.root / MODELS_DIR
     created_dir = not models_dir.exists()
@@ -45,13 +49,14 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
     try:
         staging.mkdir(parents=True)
         bundle = read_model_bundle(path, extract_to=staging)
+        bundle = _map_classes(project, bundle, class_map or {})
         known = _check_ids(project, bundle)
         for model in bundle.models:
             assert model.staged is not None
             final = models_dir / f"{model.sha256}.onnx"
-            if not (final.is_file() and _sha256(final) == model.sha256):
+            if not (final.is_file() and file_sha256(final) == model.sha256):
                 moved.append(final)
-                _move_into_place(model.staged, final)
+                replace_durably(model.staged, final)
         _record(project, bundle, known)
     except OSError as exc:  # disk full, read-only project folder: a user problem, not a bug
         _remove(moved)
@@ -67,6 +72,41 @@ def install_model_bundle(project: Project, path: Path | str) -> list[str]:
         if created_dir and models_dir.exists() and not any(models_dir.iterdir()):
             models_dir.rmdir()
     return [m.id for m in bundle.models]
+
+
+def _map_classes(project: Project, bundle: ModelBundle, class_map: dict[str, str]) -> ModelBundle:
+    """Refuse a model for classes the project lacks; rename mapped classes in its contract.
+
+    A binary upgrade model is exempt: its output takes the classes of the coarse label."""
+    known = set(project.classes().values())
+    bad_targets = sorted(set(class_map.values()) - known)
+    if bad_targets:
+        raise ApplianceError(
+            f"--map target {bad_targets[0]!r} is not a class of {project.root} "
+            f"({', '.join(sorted(known))})"
+        )
+    models = []
+    for model in bundle.models:
+        names = list(model.contract.classes)
+        if model.role == "generator" or (model.role == "upgrade" and len(names) <= 2):
+            models.append(model)
+            continue
+        mapped = names[:1] + [class_map.get(n, n) for n in names[1:]]
+        unknown = [n for n in mapped[1:] if n not in known]
+        if unknown:
+            raise ApplianceError(
+                f"bundle {bundle.path}: model {model.name!r} predicts {', '.join(unknown)}, "
+                f"which {project.root} does not have (classes: {', '.join(sorted(known))}); "
+                f"map them explicitly, e.g. --map {unknown[0]}={sorted(known)[0]}"
+            )
+        if len(set(mapped)) != len(mapped):
+            raise ApplianceError(
+                f"bundle {bundle.path}: --map gives model {model.name!r} one class twice "
+                f"({', '.join(mapped[1:])})"
+            )
+        contract = dataclasses.replace(model.contract, classes=tuple(mapped))
+        models.append(dataclasses.replace(model, contract=contract))
+    return dataclasses.replace(bundle, models=models)
 
 
 def _sweep_stale_staging(models_dir: Path) -> None:
@@ -99,12 +139,6 @@ def _check_ids(project: Project, bundle: ModelBundle) -> set[str]:
             )
         known.add(model.id)
     return known
-
-
-def _move_into_place(staged: Path, final: Path) -> None:
-    """Atomic rename within the project's file system, made durable before the commit."""
-    os.replace(staged, final)
-    _fsync_dir(final.parent)
 
 
 def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
@@ -141,29 +175,10 @@ def activate_model(project: Project, model_id: str) -> InstalledModel:
             f"{model_id!r} matches {len(matches)} installed models; give more of it"
         )
     model = matches[0]
-    if not model.path.is_file() or _sha256(model.path) != model.sha256:
+    if not model.path.is_file() or file_sha256(model.path) != model.sha256:
         raise ApplianceError(
             f"model {model.id}: file {model.path} is missing or changed; reinstall its bundle"
         )
     with project.transaction():
         stored.set_active(project, model.role, model.id)
     return dataclasses.replace(model, active=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); Windows has no directory handles and needs none."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

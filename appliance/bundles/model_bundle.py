@@ -6,7 +6,6 @@ a model the tablet would refuse when it exports it, not when an expert tries to 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from appliance import __version__
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.bundles.onnx_check import Fail, check_onnx
 from appliance.contract import ROLES, Contract, ContractError
+from appliance.durable import atomic_write
 
 __all__ = [
     "FORMAT",
@@ -164,11 +164,7 @@ def _verified_model(
     sha = reader.members[member].sha256
     staged = None
     if extract_to is not None:
-        staged = extract_to / f"{sha}.onnx"
-        with open(staged, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        staged = atomic_write(extract_to / f"{sha}.onnx", data)
     return BundleModel(
         id=entry["id"],
         role=entry["role"],

@@ -24,6 +24,7 @@ from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label
 from appliance.store import ImageRecord, LabelVersion, Project
+from appliance.store.check import verified_original
 
 __all__ = [
     "ANNOTATORS",
@@ -165,7 +166,7 @@ def _item(
 ) -> dict[str, Any]:
     rec = choice.image
     image_member = f"images/{rec.sha256}{rec.path.suffix.lower()}"
-    members[image_member] = rec.path
+    members[image_member] = verified_original(rec)  # the name promises this content
     return {
         "name": rec.name,
         "image": image_member,

@@ -9,13 +9,16 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, os_problem
+from appliance.store.db import DatabaseError
+from appliance.store.project import DB_NAME
 
 __all__ = ["AREAS", "build_parser", "main", "run_command"]
 
-AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "ui_cmds")
+AREAS = ("store_cmds", "bundle_cmds", "assist_cmds", "ui_cmds", "sync_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,11 +43,42 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     try:
         return int(args.func(args) or 0)
     except ApplianceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except DatabaseError as exc:
+        return _fail(database_problem(args, exc))
+    except OSError as exc:
+        return _fail(os_problem(exc))
+    except MemoryError:
+        return _fail("not enough memory for this command (is an input far larger than usual?)")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def require_range(option: str, value: float | None, low: float, high: float | None = None) -> None:
+    """Refuse an out-of-range option in one line (argparse would print its usage too)."""
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise ApplianceError(f"{option} must be {bound}, got {value:g}")
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, whatever the message holds (a file name with a newline included)."""
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return 2
+
+
+def database_problem(args: argparse.Namespace, exc: DatabaseError) -> str:
+    """SQLite errors name no file: name the project's database and what to do."""
+    folder = getattr(args, "dir", None) or getattr(args, "project", None)
+    if folder is None:
+        return f"database error ({exc})"
+    return (
+        f"{Path(folder) / DB_NAME}: {exc}; nothing more was written "
+        f"(check it with `appliance check {folder}`, free space or permissions)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

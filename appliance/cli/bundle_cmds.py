@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from appliance.errors import ApplianceError
+
 __all__ = ["activate", "export_job", "install_model", "models", "register"]
 
 
@@ -38,10 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "install-model",
         help="verify a model bundle and activate its models",
         description="Verify a model bundle (hashes, ONNX graphs against their contracts), "
-        "install its models into the project and make each the active one of its role.",
+        "install its models into the project and make each the active one of its role. A "
+        "model for classes the project lacks is refused unless mapped with --map.",
     )
     p.add_argument("project", type=Path, metavar="DIR", help="project folder")
     p.add_argument("bundle", type=Path, metavar="BUNDLE.zip", help="model bundle from export")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="MODEL=PROJECT",
+        help="store a model class as a project class, e.g. --map mitochondrion=nucleus "
+        "(repeatable); without it a model for classes the project lacks is refused",
+    )
     p.set_defaults(func=install_model)
 
     p = sub.add_parser(
@@ -80,8 +91,10 @@ def _split(text: str) -> tuple[float, float, float]:
 def export_job(args: argparse.Namespace) -> int:
     """`appliance export-job`: write a training-job bundle."""
     from appliance.bundles.training_job import write_training_job
+    from appliance.cli import require_range
     from appliance.store import Project
 
+    require_range("--seed", args.seed, 0, 2**32 - 1)
     with Project.open(args.project) as project:
         job_id, counts = write_training_job(
             project,
@@ -104,8 +117,14 @@ def install_model(args: argparse.Namespace) -> int:
     from appliance.store import Project
     from appliance.store.models import list_models
 
+    class_map = {}
+    for item in args.map:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ApplianceError(f"--map {item!r}: expected MODEL_CLASS=PROJECT_CLASS")
+        class_map[source.strip()] = target.strip()
     with Project.open(args.project) as project:
-        ids = set(install_model_bundle(project, args.bundle))
+        ids = set(install_model_bundle(project, args.bundle, class_map))
         for model in list_models(project):
             if model.id in ids:
                 print(f"installed {model.id} ({model.role}, {model.name}); active")

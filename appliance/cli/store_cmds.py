@@ -11,7 +11,15 @@ from appliance.errors import ApplianceError
 from appliance.imageio import DEFAULT_MAX_PIXELS
 from appliance.store import Project
 
-__all__ = ["cmd_export_coco", "cmd_import", "cmd_init", "cmd_log", "cmd_status", "register"]
+__all__ = [
+    "cmd_check",
+    "cmd_export_coco",
+    "cmd_import",
+    "cmd_init",
+    "cmd_log",
+    "cmd_status",
+    "register",
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--author", default="import", help="author recorded on imported labels")
     p.add_argument(
+        "--replace",
+        action="store_true",
+        help="let imported labels empty or shrink an image's newest label (by default such "
+        "images are skipped and listed; older versions are kept either way)",
+    )
+    p.add_argument(
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
@@ -71,6 +85,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export_coco)
 
     p = sub.add_parser(
+        "check",
+        help="integrity check of a project (database, originals, leftovers)",
+        description="Check the database (SQLite integrity_check), decode every label version, "
+        "recompute the sha256 of every stored original, and list orphan files and leftovers "
+        "of interrupted writes. With --repair, remove the leftovers and orphans (never a row "
+        "or a label). A missing original is restored by importing the same file again. Exit "
+        "status 1 when problems remain.",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("--repair", action="store_true", help="remove leftovers and orphan files")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
         "log",
         help="version history of one image's label",
         description="List every label version of one image, oldest first: author, source, "
@@ -91,17 +118,23 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """`appliance import`: import images (and labels); exit status 1 when some failed."""
-    from appliance.importer import import_paths
+    from appliance.importer import import_paths, printable
     from appliance.label_io import import_labels
 
     if args.labels is not None and not args.labels.exists():
-        raise ApplianceError(f"{args.labels}: no such file or folder")
+        raise ApplianceError(f"{printable(args.labels)}: no such file or folder")
+    if args.labels is not None and not (args.labels.is_file() or args.labels.is_dir()):
+        raise ApplianceError(f"{printable(args.labels)}: not a regular file or folder")
+    if args.max_pixels < 1:
+        raise ApplianceError(f"--max-pixels {args.max_pixels}: must be a positive pixel count")
     with Project.open(args.dir) as project:
         summary = import_paths(project, args.paths, max_pixels=args.max_pixels)
         lines = summary.lines()
         failed = bool(summary.failed)
         if args.labels is not None:
-            label_summary = import_labels(project, args.labels, author=args.author)
+            label_summary = import_labels(
+                project, args.labels, author=args.author, replace=args.replace
+            )
             lines += label_summary.lines()
             failed = failed or bool(label_summary.failed)
     print(lines[0])
@@ -131,6 +164,20 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
         counts = export_coco(project, args.out)
     print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} annotations")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`appliance check`: integrity report; exit status 1 while problems remain."""
+    from appliance.store.check import check_project
+
+    def progress(done: int, total: int) -> None:
+        if done % 500 == 0 or done == total:
+            print(f"checked {done}/{total} images", file=sys.stderr)
+
+    report = check_project(args.dir, repair=args.repair, progress=progress)
+    for line in report.lines():
+        print(line)
+    return 1 if report.problems else 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:

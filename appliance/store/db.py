@@ -7,6 +7,7 @@ one transaction. Rows are read by column name (`rows`), never by position.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,14 +18,23 @@ from appliance.errors import ApplianceError
 from appliance.store.migrations import MIGRATIONS
 
 __all__ = [
+    "DatabaseError",
     "applied_migrations",
     "check_schema",
     "connect",
+    "connect_plain",
+    "lenient_text",
     "migrate",
+    "quick_check",
     "rows",
     "transaction",
     "utcnow",
 ]
+
+
+# What the store raises for a damaged, locked, full or read-only database; the CLI boundary
+# catches it by this name, so no module outside the store imports sqlite3.
+DatabaseError = sqlite3.Error
 
 
 def utcnow() -> str:
@@ -35,6 +45,7 @@ def utcnow() -> str:
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode: every transaction is an explicit `transaction()`."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.text_factory = lenient_text
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -58,6 +69,50 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def connect_plain(path: Path) -> sqlite3.Connection:
+    """A connection that changes nothing on open (no WAL switch, no migration)."""
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    conn.text_factory = lenient_text
+    return conn
+
+
+def lenient_text(raw: bytes) -> str:
+    """Text that is not UTF-8 (a damaged page, a foreign writer) reads as U+FFFD, not a crash."""
+    return raw.decode("utf-8", "replace")
+
+
+def quick_check(path: Path) -> None:
+    """Refuse a damaged or empty database file before anything writes to it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ApplianceError(f"{path}: cannot read ({exc.strerror})") from None
+    if size == 0:
+        raise ApplianceError(
+            f"{path}: empty file, not a project database (restore it from a backup; only "
+            "`init` creates a project)"
+        )
+    conn = connect_plain(path)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(1)")]
+    except sqlite3.OperationalError as exc:
+        if not os.access(path.parent, os.W_OK):  # WAL needs its -shm file beside the database
+            raise ApplianceError(
+                f"{path.parent}: project folder is read-only ({exc}); copy the project to "
+                "writable storage or make the folder writable"
+            ) from None
+        rows = [str(exc)]
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # the message may be mangled
+        rows = [str(exc)]
+    finally:
+        conn.close()
+    if rows != ["ok"]:
+        raise ApplianceError(
+            f"{path}: not a readable project database ({rows[0]}); nothing was written. Run "
+            f"`appliance check {path.parent}` and restore the file from a backup"
+        )
 
 
 def applied_migrations(path: Path) -> list[str]:

@@ -118,6 +118,33 @@ CREATE TABLE uncertainty (
 );
 """
 
+# Sync (appliance.store.oplog): every change as an operation with a device-made id. `outbox`
+# (0001) lists the local operations the lab server has not acknowledged yet.
+LAB_OPLOG = """
+CREATE TABLE operations (
+    seq INTEGER PRIMARY KEY,            -- order on this tablet (local and pulled alike)
+    uid TEXT NOT NULL UNIQUE,           -- made on the device that did the change
+    kind TEXT NOT NULL,                 -- image.added, label.saved, control.scored, model.activated
+    ref TEXT NOT NULL,                  -- what it is about: label uid, image sha256:page, model id
+    payload TEXT NOT NULL,              -- JSON
+    blob TEXT,                          -- sha256 of a file the operation needs, or NULL
+    origin TEXT NOT NULL CHECK (origin IN ('local', 'server')),
+    recorded TEXT NOT NULL              -- this device's clock; informative only, never ordered by
+);
+CREATE INDEX operations_ref ON operations (kind, ref);
+CREATE INDEX outbox_pending ON outbox (sent, id);
+CREATE TABLE sync_state (
+    key TEXT PRIMARY KEY,               -- server, token, checkpoint, last_success, last_error
+    value TEXT NOT NULL
+);
+CREATE TABLE sync_uploads (
+    sha256 TEXT PRIMARY KEY,            -- a blob whose resumable upload has started
+    url TEXT NOT NULL,                  -- the server's upload resource (tus)
+    created TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
+    ("0002_lab", LAB_OPLOG),
 ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.contract import Contract
 from appliance.store import db as dbm
+from appliance.store import oplog
 
 if TYPE_CHECKING:
     from appliance.store.project import Project
@@ -133,3 +134,4 @@ def add_model(
 def set_active(project: Project, role: str, model_id: str) -> None:
     """Make `model_id` the only active model of `role`. Call inside `project.transaction()`."""
     project.db.execute("UPDATE models SET active = (id = ?) WHERE role = ?", (model_id, role))
+    oplog.record_model_activated(project.db, model_id, role)

@@ -1,14 +1,14 @@
 """A project: `project.db` plus content-addressed original images beside it.
 
 Label versions are append-only (triggers in the schema enforce it); a save is one transaction;
-image files are written to a temporary name, fsynced and renamed before their row is committed,
-so a crash leaves either no row or a row whose file is complete.
+image files are written durably (`appliance.durable`) before their row is committed
+(`appliance.store.images.add_images`), so a crash leaves either no row or a row whose file is
+complete.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import uuid
 from contextlib import AbstractContextManager
@@ -23,6 +23,7 @@ from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
+from appliance.store import oplog
 
 __all__ = [
     "DB_NAME",
@@ -103,8 +104,14 @@ class LabelVersion:
     @cached_property
     def label(self) -> Label:
         """The instance map and class table of this version (decoded once)."""
-        classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
-        return Label(decode_instances(self._blob), classes)
+        try:
+            classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
+            return Label(decode_instances(self._blob), classes)
+        except Exception as exc:  # damaged bytes: zlib, JSON and shape errors alike
+            raise ApplianceError(
+                f"label version {self.id} of image {self.image_id} is damaged ({exc}); "
+                "run `appliance check` on the project"
+            ) from None
 
 
 _LABEL_COLUMNS = (
@@ -169,11 +176,13 @@ class Project:
 
     @classmethod
     def open(cls, root: Path | str) -> Project:
-        """Open the project in `root`, refusing a missing one or one of a newer schema."""
+        """Open the project in `root`, refusing a missing, empty or damaged database (SQLite's
+        quick_check, before anything can write) or one of a newer schema."""
         root = Path(root)
         path = root / DB_NAME
         if not path.is_file():
             raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
+        dbm.quick_check(path)  # never write into a damaged file
         dbm.check_schema(path)
         return cls(root)
 
@@ -202,20 +211,6 @@ class Project:
     def blob_path(self, sha256: str, suffix: str) -> Path:
         """Where the original file with this content hash is (or would be) stored."""
         return self.root / IMAGES_DIR / sha256[:2] / f"{sha256}{suffix}"
-
-    def store_blob(self, data: bytes, sha256: str, suffix: str) -> Path:
-        """Write the original bytes once under their hash, atomically (tmp, fsync, rename)."""
-        path = self.blob_path(sha256, suffix)
-        if path.exists() and path.stat().st_size == len(data):
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
 
     def _image_from_row(self, row: sqlite3.Row) -> ImageRecord:
         return ImageRecord(
@@ -259,13 +254,16 @@ class Project:
             row = self.db.execute("SELECT id FROM images WHERE id = ?", (int(ref),)).fetchone()
             if row:
                 return self.image(row[0])
+        # prefix comparisons, not LIKE: `%` and `_` in what the user typed are plain characters
         rows = self.db.execute(
-            "SELECT id FROM images WHERE name = ? OR name LIKE ? || '.%' ORDER BY id",
-            (ref, ref),
+            "SELECT id FROM images WHERE name = ? OR substr(name, 1, length(?) + 1) = ? || '.' "
+            "ORDER BY id",
+            (ref, ref, ref),
         ).fetchall()
         if not rows and len(ref) >= 6:
             rows = self.db.execute(
-                "SELECT id FROM images WHERE sha256 LIKE ? || '%' ORDER BY id", (ref.lower(),)
+                "SELECT id FROM images WHERE substr(sha256, 1, length(?)) = ? ORDER BY id",
+                (ref.lower(), ref.lower()),
             ).fetchall()
         if not rows:
             raise ApplianceError(f"no image matching '{ref}' in {self.root}")
@@ -289,59 +287,6 @@ class Project:
         columns = ", ".join(ImagePosition._fields)  # the fields are named as the columns
         cursor = self.db.execute(f"SELECT {columns} FROM images ORDER BY id")
         return list(map(ImagePosition._make, cursor))
-
-    def next_frame(self, sequence: str) -> int:
-        """The frame index the next image appended to `sequence` gets (0 for a new one)."""
-        row = self.db.execute(
-            "SELECT max(frame) FROM images WHERE sequence = ?", (sequence,)
-        ).fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
-
-    def image_with_content(self, sha256: str, page: int | None) -> int | None:
-        """The id of the image stored from these bytes (and page), or None."""
-        row = self.db.execute(
-            "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha256, page)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def add_image(
-        self,
-        *,
-        sha256: str,
-        page: int | None,
-        name: str,
-        blob: Path,
-        shape: tuple[int, ...],
-        dtype: str,
-        sequence: str,
-        frame: int,
-        source_path: str,
-    ) -> int:
-        """Record an image whose original is already stored at `blob` (one transaction).
-
-        `shape` is the decoded pixels' shape, (H, W) or (H, W, C).
-        """
-        with self.transaction():
-            cur = self.db.execute(
-                "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
-                "sequence, frame, source_path, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sha256,
-                    page,
-                    name,
-                    str(blob.relative_to(self.root)),
-                    shape[0],
-                    shape[1],
-                    1 if len(shape) == 2 else shape[2],
-                    dtype,
-                    sequence,
-                    frame,
-                    source_path,
-                    dbm.utcnow(),
-                ),
-            )
-        assert cur.lastrowid is not None  # an INSERT into a rowid table sets it
-        return cur.lastrowid
 
     def unlabeled_image_ids(self) -> list[int]:
         """Images without any label version (not even a pre-label), by id."""
@@ -413,6 +358,7 @@ class Project:
                 ),
             )
             assert cur.lastrowid is not None  # an INSERT into a rowid table sets it
+            oplog.record_label(self.db, cur.lastrowid)
             return cur.lastrowid
 
     def _ensure_annotator(self, name: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,9 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from appliance.assist.jobs import Job, JobContext, JobRunner
-from appliance.errors import ApplianceError
+from appliance.durable import atomic_write
+from appliance.errors import ApplianceError, os_problem
+from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
 from appliance.ui.widgets import MessageBar
@@ -182,11 +183,9 @@ class ApplianceApp(App):
 
     def _save_prefs(self) -> None:
         path = self.workspace / PREFS_FILE
-        tmp = path.with_suffix(".tmp")
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.prefs, indent=1))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(self.prefs, indent=1).encode("utf-8"))
         except OSError as exc:
             self.notify(f"cannot save tablet preferences in {self.workspace} ({exc.strerror})")
 
@@ -200,6 +199,12 @@ class ApplianceApp(App):
     def show_error(self, exc: BaseException) -> None:
         if isinstance(exc, ApplianceError):
             self.notify(str(exc), error=True)
+            return
+        if isinstance(exc, OSError):  # a full disk, a read-only folder: not a bug
+            self.notify(f"storage problem: {os_problem(exc)}", error=True)
+            return
+        if isinstance(exc, DatabaseError):  # locked, full or damaged project.db
+            self.notify(f"project database problem ({exc}); run `appliance check`", error=True)
             return
         self.errors.append(exc)
         log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))

@@ -15,6 +15,7 @@ from appliance.bundles import install as install_mod
 from appliance.bundles.install import activate_model, install_model_bundle
 from appliance.bundles.model_bundle import ModelSpec, read_model_bundle, write_model_bundle
 from appliance.cli import main
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.store import Project
 from appliance.store.models import active_model, list_models
@@ -83,9 +84,14 @@ def test_bundle_with_two_roles_and_extra_files(tmp_path: Path, project: Project)
     )
     bundle = read_model_bundle(out)
     assert bundle.id == bundle_id and bundle.extra == ["extra/curves.txt"]
-    install_model_bundle(project, out)
-    assert active_model(project, "upgrade").contract.mask_channel is True
-    assert active_model(project, "prelabel").name == "seg"
+    with pytest.raises(ApplianceError, match="predicts debris"):
+        install_model_bundle(project, out)  # this project has no class "debris"
+    with pytest.raises(ApplianceError, match="one class twice"):
+        install_model_bundle(project, out, {"debris": "nucleus"})
+    with Project.create(tmp_path / "both", ["nucleus", "debris"]) as both:
+        install_model_bundle(both, out)
+        assert active_model(both, "upgrade").contract.mask_channel is True
+        assert active_model(both, "prelabel").name == "seg"
 
 
 def test_writer_refuses_a_model_that_breaks_its_contract(tmp_path: Path) -> None:
@@ -109,13 +115,13 @@ def test_crash_at_any_step_leaves_the_old_state(
     if where == "staged":
         monkeypatch.setattr(install_mod, "_check_ids", crash)
     elif where == "after_first_move":
-        real = install_mod._move_into_place
+        real = install_mod.replace_durably
 
         def move_then_crash(*args: Path) -> None:
             real(*args)
             crash()
 
-        monkeypatch.setattr(install_mod, "_move_into_place", move_then_crash)
+        monkeypatch.setattr(install_mod, "replace_durably", move_then_crash)
     else:
         monkeypatch.setattr(install_mod.stored, "set_active", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -184,7 +190,7 @@ def after(owner, attr, name):
 
 
 after(install, "_check_ids", "verified")  # bundle verified and extracted into staging
-after(install, "_move_into_place", "moved")  # model file renamed into models/
+after(install, "replace_durably", "moved")  # model file renamed into models/
 after(stored, "add_model", "recorded")  # row written, transaction still open
 after(install, "_record", "committed")  # transaction committed
 install.install_model_bundle(Project.open(root), bundle)
@@ -217,7 +223,7 @@ def test_sigkill_during_install_leaves_old_or_new_state(
         models = list_models(project)
         assert len(models) == (2 if committed else 1)
         for model in models:
-            assert model.path.is_file() and install_mod._sha256(model.path) == model.sha256
+            assert model.path.is_file() and file_sha256(model.path) == model.sha256
         active = active_model(project, "prelabel")
         assert active.id == (models[1].id if committed else first)
         again = install_model_bundle(project, bundle)

@@ -19,6 +19,7 @@ from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
 from appliance.importer import import_paths
 from appliance.store.project import Project
+from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
 
 
@@ -70,6 +71,7 @@ class HomeScreen(ScreenBg):
             self.rows.add_widget(label("No project yet: tap New project, then Import images."))
         for path in dirs:
             self.rows.add_widget(self._row(path))
+            self.rows.add_widget(sync_row(path, self.refresh, self.buttons))
 
     def _row(self, path: Path) -> BoxLayout:
         app = App.get_running_app()

@@ -1,0 +1,127 @@
+"""Adding image rows and their original file: one transaction, safe against concurrent imports.
+
+The duplicate check, the frame number and the insert all run inside one `BEGIN IMMEDIATE`
+transaction, so two processes importing the same folder at once never both insert a file (the
+second sees the first's rows) and never hit the UNIQUE constraint. The original is copied
+durably under its hash before the rows commit; when the transaction fails, a file this call
+created is removed again, so no orphan is left. A row whose file has gone missing gets it back
+when the same file is imported again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.durable import atomic_copy, atomic_write, file_sha256
+from appliance.store import db as dbm
+from appliance.store import oplog
+from appliance.store.project import Project
+
+__all__ = ["AddedImages", "NewImage", "add_images", "store_original"]
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """One frame to store: `page` is None for single-frame files."""
+
+    page: int | None
+    name: str
+    height: int
+    width: int
+    channels: int
+    dtype: str
+
+
+@dataclass
+class AddedImages:
+    """What `add_images` did: new ids, names already present, whether a lost original came back."""
+
+    ids: list[int] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    restored: bool = False
+
+
+def add_images(
+    project: Project,
+    source: Path,
+    sha256: str,
+    frames: list[NewImage],
+    *,
+    sequence: str,
+    source_path: str,
+) -> AddedImages:
+    """Store `source` under `sha256` and one row per new frame, in one transaction.
+
+    Single-frame files take the next frame number of `sequence`; the pages of a multi-page file
+    are their own sequence, numbered by page.
+    """
+    out = AddedImages()
+    blob = project.blob_path(sha256, source.suffix.lower())
+    created = False
+    db = project.db
+    try:
+        with project.transaction():
+            new = []
+            for frame in frames:
+                row = db.execute(
+                    "SELECT id, blob FROM images WHERE sha256 = ? AND page IS ?",
+                    (sha256, frame.page),
+                ).fetchone()
+                if row is None:
+                    new.append(frame)
+                    continue
+                out.duplicates.append(frame.name)
+                blob = project.root / row[1]
+            if not _intact(blob, sha256):
+                out.restored = bool(out.duplicates)
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                created = not blob.exists()
+                atomic_copy(source, blob)
+            next_frame = db.execute(
+                "SELECT coalesce(max(frame) + 1, 0) FROM images WHERE sequence = ?", (sequence,)
+            ).fetchone()[0]
+            for frame in new:
+                cur = db.execute(
+                    "INSERT INTO images (sha256, page, name, blob, height, width, channels, "
+                    "dtype, sequence, frame, source_path, added) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        sha256,
+                        frame.page,
+                        frame.name,
+                        str(blob.relative_to(project.root)),
+                        frame.height,
+                        frame.width,
+                        frame.channels,
+                        frame.dtype,
+                        sequence,
+                        frame.page if frame.page is not None else next_frame,
+                        source_path,
+                        dbm.utcnow(),
+                    ),
+                )
+                out.ids.append(int(cur.lastrowid or 0))
+                oplog.record_image(db, out.ids[-1])  # for sync, inside the same transaction
+    except BaseException:
+        if created:
+            blob.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def store_original(project: Project, data: bytes, sha256: str, suffix: str) -> Path:
+    """Write an original received from elsewhere (sync) once under its hash, durably."""
+    path = project.blob_path(sha256, suffix)
+    if not _intact(path, sha256):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+    return path
+
+
+def _intact(path: Path, sha256: str) -> bool:
+    """The stored original is there with the right content (re-hashed only when sizes agree)."""
+    try:
+        return path.is_file() and file_sha256(path) == sha256
+    except OSError:
+        return False

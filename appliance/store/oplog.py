@@ -1,0 +1,434 @@
+"""The tablet's append-only operation log: what sync sends to the lab server and receives back.
+
+Every change a tablet makes (image added, label version saved, control scored, model activated)
+is recorded as an operation with an id made on the device, in the same transaction as the
+change itself, so a change and its operation exist together or not at all. `outbox` lists the
+local operations the server has not acknowledged; pulled operations from other tablets are
+applied (images and label versions inserted under their global ids) and logged with origin
+`server`, so every tablet ends with the union of everyone's operations. No clock is ever
+compared: order comes from the log and the server's sequence numbers, identity from the ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appliance.errors import ApplianceError
+from appliance.store.db import transaction, utcnow
+
+if TYPE_CHECKING:
+    from appliance.store.project import Project
+
+__all__ = [
+    "KINDS",
+    "Operation",
+    "apply_remote",
+    "backfill",
+    "blob_file",
+    "get_state",
+    "image_ref",
+    "mark_sent",
+    "missing_blobs",
+    "operation_uids",
+    "pending",
+    "pending_blobs",
+    "pending_count",
+    "record",
+    "record_image",
+    "record_label",
+    "record_model_activated",
+    "remember_upload",
+    "set_state",
+    "upload_url",
+]
+
+KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
+UID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One logged change; `blob` names (by sha256) a file the server must hold before it."""
+
+    uid: str
+    kind: str
+    ref: str
+    payload: dict[str, Any]
+    blob: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "kind": self.kind,
+            "ref": self.ref,
+            "payload": self.payload,
+            "blob": self.blob,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Operation:
+        """Parse an operation the server sent; anything malformed is refused in one line."""
+        try:
+            op = cls(
+                uid=str(data["uid"]),
+                kind=str(data["kind"]),
+                ref=str(data["ref"]),
+                payload=dict(data["payload"]),
+                blob=None if data.get("blob") is None else str(data["blob"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from None
+        if not UID_RE.match(op.uid) or op.kind not in KINDS:
+            raise ApplianceError(f"lab server sent an invalid operation id or kind: {op.uid!r}")
+        if op.blob is not None and not SHA_RE.match(op.blob):
+            raise ApplianceError(f"lab server sent an invalid blob hash in operation {op.uid}")
+        return op
+
+
+def image_ref(sha256: str, page: int | None) -> str:
+    """Images are identified across tablets by content (and TIFF page), never by row id."""
+    return f"{sha256}:{'' if page is None else page}"
+
+
+def record(
+    db: sqlite3.Connection,
+    kind: str,
+    ref: str,
+    payload: dict[str, Any],
+    blob: str | None = None,
+) -> str:
+    """Log a local change; call inside the transaction that makes the change. Returns its id."""
+    if kind not in KINDS:
+        raise ApplianceError(f"unknown operation kind {kind!r} (one of {', '.join(KINDS)})")
+    uid = uuid.uuid4().hex
+    now = utcnow()
+    db.execute(
+        "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
+        "VALUES (?, ?, ?, ?, ?, 'local', ?)",
+        (uid, kind, ref, json.dumps(payload, separators=(",", ":")), blob, now),
+    )
+    db.execute("INSERT INTO outbox (kind, ref, created) VALUES ('operation', ?, ?)", (uid, now))
+    return uid
+
+
+_IMAGE_COLS = "sha256, page, name, blob, height, width, channels, dtype, sequence, frame"
+
+
+def record_image(db: sqlite3.Connection, image_id: int) -> str:
+    """Log the image row `image_id` as added (inside the transaction that inserted it)."""
+    row = db.execute(f"SELECT {_IMAGE_COLS} FROM images WHERE id = ?", (image_id,)).fetchone()
+    sha, page, name, blob, height, width, channels, dtype, sequence, frame = row
+    payload = {
+        "sha256": sha,
+        "page": page,
+        "name": name,
+        "suffix": Path(blob).suffix,
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "dtype": dtype,
+        "sequence": sequence,
+        "frame": frame,
+    }
+    return record(db, "image.added", image_ref(sha, page), payload, blob=sha)
+
+
+_LABEL_COLS = (
+    "l.uid, i.sha256, i.page, p.uid, l.author, l.source, l.created, l.seconds_spent, l.coarse, "
+    "l.reviewed, l.n_instances, l.instances, l.classes"
+)
+
+
+def record_label(db: sqlite3.Connection, label_id: int) -> str:
+    """Log label version `label_id` as saved (inside the transaction that inserted it)."""
+    row = db.execute(
+        f"SELECT {_LABEL_COLS} FROM labels l JOIN images i ON i.id = l.image_id "
+        "LEFT JOIN labels p ON p.id = l.parent_id WHERE l.id = ?",
+        (label_id,),
+    ).fetchone()
+    uid, sha, page, parent, author, source, created, seconds, coarse, reviewed, n, blob, cls = row
+    payload = {
+        "uid": uid,
+        "image": image_ref(sha, page),
+        "parent": parent,
+        "author": author,
+        "source": source,
+        "created": created,
+        "seconds_spent": seconds,
+        "coarse": bool(coarse),
+        "reviewed": bool(reviewed),
+        "n_instances": n,
+        "instances": base64.b64encode(blob).decode("ascii"),
+        "classes": cls,
+    }
+    return record(db, "label.saved", uid, payload)
+
+
+def record_control_scored(
+    db: sqlite3.Connection, label_id: int, annotator: str, scores: dict[str, float]
+) -> str:
+    """Log that label version `label_id`, saved on a control item, was scored (call inside the
+    transaction that stores the score). `scores["dice"]` is what the lab page averages."""
+    row = db.execute("SELECT uid FROM labels WHERE id = ?", (label_id,)).fetchone()
+    payload: dict[str, Any] = {"label": row[0], "annotator": annotator}
+    payload |= {k: float(v) for k, v in scores.items()}
+    payload["score"] = float(scores.get("dice", 0.0))
+    return record(db, "control.scored", row[0], payload)
+
+
+def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> str:
+    """Log that `model_id` became the active model of `role` on this tablet."""
+    return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
+
+
+def backfill(project: Project) -> int:
+    """Log images and label versions that predate the log (projects made before sync existed).
+
+    Images first, then label versions in save order, so parents precede children. Returns the
+    number of operations added; a second call adds none.
+    """
+    db = project.db
+    images = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM images i WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
+            "o.kind = 'image.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
+            "ORDER BY id"
+        )
+    ]
+    labels = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM labels l WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
+            "o.kind = 'label.saved' AND o.ref = l.uid) ORDER BY id"
+        )
+    ]
+    if images or labels:
+        with transaction(db):
+            for image_id in images:
+                record_image(db, image_id)
+            for label_id in labels:
+                record_label(db, label_id)
+    return len(images) + len(labels)
+
+
+def _from_row(row: tuple) -> Operation:
+    return Operation(uid=row[0], kind=row[1], ref=row[2], payload=json.loads(row[3]), blob=row[4])
+
+
+def pending(db: sqlite3.Connection, limit: int = 500) -> list[Operation]:
+    """Local operations the server has not acknowledged, oldest first."""
+    rows = db.execute(
+        "SELECT o.uid, o.kind, o.ref, o.payload, o.blob FROM outbox b "
+        "JOIN operations o ON o.uid = b.ref WHERE b.sent IS NULL AND b.kind = 'operation' "
+        "ORDER BY b.id LIMIT ?",
+        (limit,),
+    )
+    return [_from_row(r) for r in rows]
+
+
+def pending_count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0])
+
+
+def pending_blobs(db: sqlite3.Connection) -> list[str]:
+    """Hashes of the files that pending operations need on the server."""
+    rows = db.execute(
+        "SELECT DISTINCT o.blob FROM outbox b JOIN operations o ON o.uid = b.ref "
+        "WHERE b.sent IS NULL AND o.blob IS NOT NULL"
+    )
+    return [r[0] for r in rows]
+
+
+def mark_sent(db: sqlite3.Connection, uids: Iterable[str]) -> None:
+    """The server acknowledged these operations: they leave the outbox (one transaction)."""
+    now = utcnow()
+    with transaction(db):
+        db.executemany(
+            "UPDATE outbox SET sent = ? WHERE kind = 'operation' AND ref = ? AND sent IS NULL",
+            [(now, uid) for uid in uids],
+        )
+
+
+def operation_uids(db: sqlite3.Connection) -> list[str]:
+    """Every operation this tablet holds, its own and pulled ones, in log order."""
+    return [r[0] for r in db.execute("SELECT uid FROM operations ORDER BY seq")]
+
+
+def blob_file(project: Project, sha256: str) -> Path | None:
+    """The local file holding blob `sha256`, when this tablet has it."""
+    row = project.db.execute(
+        "SELECT blob FROM images WHERE sha256 = ? LIMIT 1", (sha256,)
+    ).fetchone()
+    if row is None:
+        return None
+    path = project.root / row[0]
+    return path if path.is_file() else None
+
+
+def missing_blobs(project: Project, ops: Iterable[Operation]) -> dict[str, str]:
+    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks."""
+    out: dict[str, str] = {}
+    for op in ops:
+        if op.kind == "image.added" and op.blob and blob_file(project, op.blob) is None:
+            suffix = str(op.payload.get("suffix", ""))
+            if not re.fullmatch(r"(\.[A-Za-z0-9]{1,8})?", suffix):
+                raise ApplianceError(f"lab server sent an invalid file suffix in {op.uid}")
+            out[op.blob] = suffix
+    return out
+
+
+def apply_remote(project: Project, ops: list[Operation], checkpoint: int) -> int:
+    """Apply pulled operations and advance the checkpoint, all in one transaction.
+
+    Operations already held (this tablet's own, or pulled before a crash) are skipped, so a
+    replay changes nothing. Blobs must already be stored (`missing_blobs`). Returns how many
+    operations were new.
+    """
+    db = project.db
+    new = 0
+    with transaction(db):
+        for op in ops:
+            if db.execute("SELECT 1 FROM operations WHERE uid = ?", (op.uid,)).fetchone():
+                continue
+            try:
+                if op.kind == "image.added":
+                    _apply_image(project, op)
+                elif op.kind == "label.saved":
+                    _apply_label(db, op)
+            except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+                raise ApplianceError(
+                    f"lab server sent operation {op.uid} that cannot be applied ({exc!r:.100})"
+                ) from None
+            db.execute(
+                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
+                "VALUES (?, ?, ?, ?, ?, 'server', ?)",
+                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow()),
+            )
+            new += 1
+        current = db.execute("SELECT value FROM sync_state WHERE key = 'checkpoint'").fetchone()
+        if current is None or int(current[0]) < checkpoint:  # two syncs at once never go back
+            _set(db, "checkpoint", str(checkpoint))
+    return new
+
+
+def _apply_image(project: Project, op: Operation) -> None:
+    p = op.payload
+    page = p.get("page")
+    exists = project.db.execute(
+        "SELECT 1 FROM images WHERE sha256 = ? AND page IS ?", (op.blob, page)
+    ).fetchone()
+    if exists:
+        return
+    assert op.blob is not None
+    path = project.blob_path(op.blob, str(p.get("suffix", "")))
+    project.db.execute(
+        "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
+        "sequence, frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            op.blob,
+            page,
+            str(p["name"]),
+            str(path.relative_to(project.root)),
+            int(p["height"]),
+            int(p["width"]),
+            int(p["channels"]),
+            str(p["dtype"]),
+            p.get("sequence"),
+            p.get("frame"),
+            utcnow(),
+        ),
+    )
+
+
+def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
+    p = op.payload
+    if db.execute("SELECT 1 FROM labels WHERE uid = ?", (p["uid"],)).fetchone():
+        return
+    sha, _, page = str(p["image"]).partition(":")
+    image = db.execute(
+        "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, int(page) if page else None)
+    ).fetchone()
+    if image is None:
+        raise ApplianceError(f"lab server sent label {p['uid']} before its image {p['image']}")
+    parent_id = None
+    if p.get("parent"):
+        parent = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()
+        if parent is None:
+            raise ApplianceError(f"lab server sent label {p['uid']} before its parent")
+        parent_id = parent[0]
+    db.execute(
+        "INSERT OR IGNORE INTO annotators (name, created) VALUES (?, ?)", (p["author"], utcnow())
+    )
+    db.execute(
+        "INSERT INTO labels (uid, image_id, parent_id, author, source, created, seconds_spent, "
+        "coarse, reviewed, n_instances, instances, classes) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            p["uid"],
+            image[0],
+            parent_id,
+            p["author"],
+            p["source"],
+            p["created"],
+            float(p["seconds_spent"]),
+            int(bool(p["coarse"])),
+            int(bool(p["reviewed"])),
+            int(p["n_instances"]),
+            base64.b64decode(p["instances"]),
+            p["classes"],
+        ),
+    )
+
+
+# sync state: server address, token, checkpoint, last success and error --------------------
+
+
+def get_state(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_state(db: sqlite3.Connection, **values: str | None) -> None:
+    """Set (or, with None, clear) several keys in one transaction."""
+    with transaction(db):
+        for key, value in values.items():
+            if value is None:
+                db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
+            else:
+                _set(db, key, value)
+
+
+def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def upload_url(db: sqlite3.Connection, sha256: str) -> str | None:
+    """Where a started upload of `sha256` lives on the server, so it resumes after a crash."""
+    row = db.execute("SELECT url FROM sync_uploads WHERE sha256 = ?", (sha256,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def remember_upload(db: sqlite3.Connection, sha256: str, url: str | None) -> None:
+    """Store (or with None forget) the upload resource of `sha256`."""
+    with transaction(db):
+        if url is None:
+            db.execute("DELETE FROM sync_uploads WHERE sha256 = ?", (sha256,))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO sync_uploads (sha256, url, created) VALUES (?, ?, ?)",
+                (sha256, url, utcnow()),
+            )

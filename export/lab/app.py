@@ -1,0 +1,431 @@
+"""The lab server's HTTP API (FastAPI on uvicorn), under /api/v1.
+
+Every endpoint below `/projects/{project}` authorises the device's token for that project
+(another project's name is 403, another project's upload or blob id is 404), is rate-limited
+per token, and every request body is size-limited before it is read. Operations are
+idempotent by id; blobs arrive through the core of the tus protocol (create, HEAD offset,
+PATCH) and are kept only when their bytes hash to the announced sha256.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance.bundles.archive import BundleError
+from appliance.errors import ApplianceError
+from export.lab.blobs import BlobStore, FileBlobStore, HashMismatch
+from export.lab.page import render_page
+from export.lab.store import DanglingReference, Device, LabStore, MissingBlob, token_hash
+from export.lab.wire import (
+    PROJECT_RE,
+    SHA_RE,
+    UPLOAD_RE,
+    BlobRef,
+    EnrollIn,
+    Hashes,
+    OpsIn,
+    problem,
+)
+
+TUS_VERSION = "1.0.0"
+
+
+@dataclass
+class LabConfig:
+    """Where the server keeps its data and the limits it enforces."""
+
+    root: Path
+    database: str | None = None  # SQLAlchemy URL; default SQLite file in root
+    max_json_bytes: int = 8 << 20
+    max_chunk_bytes: int = 32 << 20
+    max_blob_bytes: int = 2 << 30
+    max_project_bytes: int = 200 << 30
+    max_ops_per_request: int = 1000
+    upload_max_age_s: float = 7 * 24 * 3600  # unfinished uploads older than this are removed
+    rate_per_second: float = 500.0  # per device token
+    rate_burst: int = 1000
+    enroll_per_minute: int = 10  # per client address: codes cannot be guessed by brute force
+    page_key: str | None = None  # the lab page's key; None: no page
+    blob_store: BlobStore | None = field(default=None, repr=False)
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{Path(self.root) / 'lab.db'}"
+
+
+class RateLimiter:
+    """Token buckets keyed by token hash or client address."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._buckets) > 10_000:  # bounded memory under a flood of made-up keys
+                self._buckets.clear()
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1, now)
+            return True
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413: by Content-Length up front, else while reading
+    (chunked bodies are buffered up to the limit, so the application never sees a part)."""
+
+    def __init__(self, app: ASGIApp, json_limit: int, chunk_limit: int) -> None:
+        self.app, self.json_limit, self.chunk_limit = app, json_limit, chunk_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        uploading = scope["method"] == "PATCH" or (
+            scope["method"] == "POST" and scope["path"].endswith("/uploads")
+        )
+        limit = self.chunk_limit if uploading else self.json_limit
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _too_large(send, limit)
+            return
+        body = bytearray()
+        while True:  # buffer the body (at most `limit` bytes) before the app sees any of it
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _too_large(send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = f'{{"detail":"request body over the limit of {limit} bytes"}}'.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+ProjectName = Annotated[str, PathParam(pattern=PROJECT_RE)]
+
+
+def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
+    """The ASGI application (body limits around FastAPI) and its store (close it after use)."""
+    Path(config.root).mkdir(parents=True, exist_ok=True)
+    store = LabStore(config.database_url)
+    blobs: BlobStore = config.blob_store or FileBlobStore(Path(config.root))
+    limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    enroll_limiter = RateLimiter(config.enroll_per_minute / 60.0, config.enroll_per_minute)
+    app = FastAPI(title="Annotation appliance lab server", docs_url=None, redoc_url=None)
+
+    seen: dict[int, float] = {}
+
+    def device(request: Request, project: ProjectName) -> Device:
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or len(auth) > 200:
+            raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+        token = auth.removeprefix("Bearer ").strip()
+        if not limiter.allow(token_hash(token)):
+            raise HTTPException(429, "too many requests", {"Retry-After": "1"})
+        found = store.device_for_token(token)
+        if found is None or found.revoked:
+            raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+        if found.project != project:
+            raise HTTPException(403, "this device is not enrolled in that project")
+        now = time.monotonic()
+        if now - seen.get(found.id, -1e9) > 60:  # "last sync" on the lab page, one write a minute
+            seen[found.id] = now
+            store.touch(found.id)
+        return found
+
+    Dev = Annotated[Device, Depends(device)]
+
+    def need_role(dev: Device, role: str) -> None:
+        if dev.role != role:
+            raise HTTPException(403, f"only a {role} may do this")
+
+    @app.exception_handler(ApplianceError)
+    async def _user_error(_request: Request, exc: ApplianceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/api/v1/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/v1/enroll")
+    def enroll(request: Request, body: EnrollIn) -> dict[str, Any]:
+        client = request.client.host if request.client else "?"
+        if not enroll_limiter.allow(client):
+            raise HTTPException(429, "too many enrollment attempts", {"Retry-After": "60"})
+        redeemed = store.redeem(body.code, body.name)
+        if redeemed is None:
+            raise HTTPException(401, "unknown, used or expired enrollment code")
+        token, dev = redeemed
+        return {"token": token, "device_id": dev.id, "project": dev.project, "role": dev.role}
+
+    @app.post("/api/v1/projects/{project}/ops")
+    def push_ops(dev: Dev, body: OpsIn) -> dict[str, Any]:
+        need_role(dev, "tablet")
+        if len(body.ops) > config.max_ops_per_request:
+            raise HTTPException(413, f"at most {config.max_ops_per_request} operations a request")
+        for op in body.ops:
+            if why := problem(op):
+                raise HTTPException(422, f"operation {op.uid}: {why}")
+        try:
+            accepted = store.push_ops(dev.project_id, dev.id, [op.model_dump() for op in body.ops])
+        except MissingBlob as exc:
+            raise HTTPException(409, f"blob {exc.args[0]} must be uploaded first") from None
+        except DanglingReference as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"accepted": [{"uid": uid, "seq": seq} for uid, seq in accepted]}
+
+    @app.get("/api/v1/projects/{project}/ops")
+    def pull_ops(
+        dev: Dev,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> dict[str, Any]:
+        ops = store.pull_ops(dev.project_id, after, limit)
+        return {
+            "ops": [op.to_wire() for op in ops],
+            "last": ops[-1].seq if ops else after,
+            "more": len(ops) == limit,
+        }
+
+    @app.post("/api/v1/projects/{project}/blobs/missing")
+    def missing(dev: Dev, body: Hashes) -> dict[str, list[str]]:
+        return {"missing": store.missing_blobs(dev.project_id, body.hashes)}
+
+    @app.get("/api/v1/projects/{project}/blobs/{sha256}")
+    def get_blob(dev: Dev, sha256: Annotated[str, PathParam(pattern=SHA_RE)]) -> StreamingResponse:
+        if not store.has_blob(dev.project_id, sha256) or not blobs.has(sha256):
+            raise HTTPException(404, "no such blob in this project")
+        return StreamingResponse(
+            blobs.read(sha256),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(blobs.size(sha256))},
+        )
+
+    @app.post("/api/v1/projects/{project}/uploads", status_code=201)
+    async def create_upload(dev: Dev, request: Request, project: ProjectName) -> Response:
+        """tus creation, with the creation-with-upload extension: a body (application/offset+
+        octet-stream) is the first chunk, so a small blob travels in one request."""
+        length_header = request.headers.get("upload-length", "")
+        if not length_header.isdigit():
+            raise HTTPException(400, "Upload-Length header required")
+        length = int(length_header)
+        sha = _metadata(request.headers.get("upload-metadata", "")).get("sha256", "")
+        if not re.match(SHA_RE, sha):
+            raise HTTPException(400, "Upload-Metadata must carry the blob's sha256")
+        if length > config.max_blob_bytes:
+            raise HTTPException(413, f"blob over the limit of {config.max_blob_bytes} bytes")
+        data = await request.body()
+        if data and request.headers.get("content-type") != "application/offset+octet-stream":
+            raise HTTPException(415, "Content-Type must be application/offset+octet-stream")
+        return await run_in_threadpool(_create, dev, project, sha, length, data)
+
+    last_sweep = [-float("inf")]
+
+    def _create(dev: Device, project: str, sha: str, length: int, data: bytes) -> Response:
+        if time.monotonic() - last_sweep[0] > 3600:  # at most hourly, and at the first upload
+            last_sweep[0] = time.monotonic()
+            sweep_uploads(store, blobs, config.upload_max_age_s)
+        if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
+            raise HTTPException(413, "project storage quota exceeded")
+        if len(data) == length:  # the whole blob in one request: no partial state to keep
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise HTTPException(422, f"uploaded bytes do not hash to {sha}")
+            blobs.put(sha, data)
+            store.add_blob(dev.project_id, sha, length)
+            upload_id, offset = secrets.token_hex(16), length  # already complete: HEAD is 404
+        else:
+            upload_id = store.add_upload(dev.project_id, dev.id, sha, length)
+            offset = _append(dev, upload_id, sha, length, 0, data) if data else 0
+        return Response(
+            status_code=201,
+            headers={
+                "Location": f"/api/v1/projects/{project}/uploads/{upload_id}",
+                "Upload-Offset": str(offset),
+                "Tus-Resumable": TUS_VERSION,
+            },
+        )
+
+    UploadId = Annotated[str, PathParam(pattern=UPLOAD_RE)]
+
+    @app.head("/api/v1/projects/{project}/uploads/{upload_id}")
+    def upload_offset(dev: Dev, upload_id: UploadId) -> Response:
+        found = store.upload(dev.project_id, upload_id)
+        if found is None:
+            raise HTTPException(404, "no such upload in this project")
+        return Response(
+            status_code=200,
+            headers={
+                "Upload-Offset": str(blobs.offset(upload_id)),
+                "Upload-Length": str(found[1]),
+                "Tus-Resumable": TUS_VERSION,
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @app.patch("/api/v1/projects/{project}/uploads/{upload_id}")
+    async def upload_patch(dev: Dev, upload_id: UploadId, request: Request) -> Response:
+        if request.headers.get("content-type") != "application/offset+octet-stream":
+            raise HTTPException(415, "Content-Type must be application/offset+octet-stream")
+        offset_header = request.headers.get("upload-offset", "")
+        if not offset_header.isdigit():
+            raise HTTPException(400, "Upload-Offset header required")
+        data = await request.body()
+        return await run_in_threadpool(_patch, dev, upload_id, int(offset_header), data)
+
+    def _patch(dev: Device, upload_id: str, offset: int, data: bytes) -> Response:
+        found = store.upload(dev.project_id, upload_id)
+        if found is None:
+            raise HTTPException(404, "no such upload in this project")
+        sha, length = found
+        current = blobs.offset(upload_id)
+        if offset != current:
+            raise HTTPException(409, f"offset {offset} is not the upload's offset {current}")
+        new = _append(dev, upload_id, sha, length, offset, data)
+        return Response(
+            status_code=204, headers={"Upload-Offset": str(new), "Tus-Resumable": TUS_VERSION}
+        )
+
+    def _append(
+        dev: Device, upload_id: str, sha: str, length: int, offset: int, data: bytes
+    ) -> int:
+        """Store `data` at `offset`; at the announced length verify the hash and keep the blob."""
+        if offset + len(data) > length:
+            raise HTTPException(413, "more bytes than the announced Upload-Length")
+        new = blobs.append(upload_id, offset, data)
+        if new == length:
+            if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
+                blobs.discard(upload_id)
+                store.drop_upload(upload_id)
+                raise HTTPException(413, "project storage quota exceeded")
+            try:
+                size = blobs.commit(upload_id, sha)
+            except HashMismatch:
+                store.drop_upload(upload_id)
+                raise HTTPException(422, f"uploaded bytes do not hash to {sha}") from None
+            store.finish_upload(dev.project_id, upload_id, sha, size)
+        return new
+
+    @app.get("/api/v1/projects/{project}/models")
+    def list_models(dev: Dev) -> dict[str, Any]:
+        return {"models": store.models(dev.project_id)}
+
+    @app.post("/api/v1/projects/{project}/models")
+    def push_model(dev: Dev, body: BlobRef) -> dict[str, Any]:
+        need_role(dev, "workstation")
+        path = _held(dev, body.sha256)
+        from appliance.bundles.model_bundle import read_model_bundle
+
+        try:
+            bundle = read_model_bundle(path)
+        except BundleError as exc:
+            raise HTTPException(422, f"not a valid model bundle: {exc}") from None
+        summary = {
+            "job_id": bundle.job_id,
+            "models": [
+                {"id": m.id, "role": m.role, "name": m.name, "metrics": m.metrics}
+                for m in bundle.models
+            ],
+        }
+        store.add_model(dev.project_id, dev.id, bundle.id, body.sha256, summary)
+        return {"bundle_id": bundle.id}
+
+    @app.get("/api/v1/projects/{project}/jobs")
+    def list_jobs(dev: Dev) -> dict[str, Any]:
+        need_role(dev, "workstation")
+        return {"jobs": store.jobs(dev.project_id)}
+
+    @app.post("/api/v1/projects/{project}/jobs")
+    def push_job(dev: Dev, body: BlobRef) -> dict[str, str]:
+        need_role(dev, "tablet")
+        path = _held(dev, body.sha256)
+        from appliance.bundles.training_job import read_training_job
+
+        try:
+            job = read_training_job(path)
+        except BundleError as exc:
+            raise HTTPException(422, f"not a valid training-job bundle: {exc}") from None
+        store.add_job(dev.project_id, dev.id, body.sha256)
+        return {"job_id": job.id}
+
+    def _held(dev: Device, sha256: str) -> Path:
+        path = blobs.path(sha256)
+        if not store.has_blob(dev.project_id, sha256) or path is None:
+            raise HTTPException(404, "no such blob in this project; upload it first")
+        return path
+
+    @app.get("/api/v1/projects/{project}/conflicts")
+    def conflicts(dev: Dev) -> dict[str, Any]:
+        return {"conflicts": store.conflicts(dev.project_id)}
+
+    @app.get("/lab", response_class=HTMLResponse)
+    def page(key: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:
+        if config.page_key is None or not hmac.compare_digest(
+            token_hash(key), token_hash(config.page_key)
+        ):
+            raise HTTPException(401, "the lab page needs its key (?key=...)")
+        return HTMLResponse(render_page(store.overview(), store.devices()))
+
+    wrapped = BodyLimit(app, config.max_json_bytes, config.max_chunk_bytes)
+    return wrapped, store
+
+
+def sweep_uploads(store: LabStore, blobs: BlobStore, max_age_s: float) -> int:
+    """Remove unfinished uploads older than `max_age_s`, records and partial bytes; how many."""
+    stale = store.stale_uploads(max_age_s)
+    for upload_id in stale:
+        blobs.discard(upload_id)
+        store.drop_upload(upload_id)
+    return len(stale)
+
+
+def _metadata(header: str) -> dict[str, str]:
+    """tus Upload-Metadata: comma-separated `key base64(value)` pairs."""
+    out = {}
+    for pair in header.split(","):
+        key, _, value = pair.strip().partition(" ")
+        try:
+            out[key] = base64.b64decode(value, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return out

@@ -1,0 +1,659 @@
+"""Every query of the lab server, on SQLite (default) or PostgreSQL through SQLAlchemy 2.
+
+Operations get the server's sequence numbers here. A puller reads "everything after N", so an
+operation must never become visible with a number below one already read: inserts of one
+project are serialised (a process lock on SQLite, whose writers are serial anyway; a row lock
+on the project in PostgreSQL), so numbers commit in order per project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from export.lab import schema as t
+
+ROLES = ("tablet", "workstation")
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed on a tablet
+
+
+def now() -> str:
+    """Server clock; only ever used for expiry and display, never to order tablets' work."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def token_hash(secret: str) -> str:
+    """Tokens and codes are 256-bit (codes ~60-bit, single use, rate-limited) random secrets:
+    a plain sha256 is enough to make a leaked table useless, and costs nothing per request."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    name: str
+    role: str
+    project_id: int
+    project: str
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class StoredOp:
+    seq: int
+    uid: str
+    kind: str
+    ref: str
+    payload: dict[str, Any]
+    blob: str | None
+    device: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "uid": self.uid,
+            "kind": self.kind,
+            "ref": self.ref,
+            "payload": self.payload,
+            "blob": self.blob,
+            "device": self.device,
+        }
+
+
+class MissingBlob(Exception):
+    """An operation names a blob the project does not hold yet (upload it first)."""
+
+
+class DanglingReference(Exception):
+    """A label version names an image or parent version the project has no operation for."""
+
+
+class LabStore:
+    """One database; safe to share between the server's worker threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._lock = threading.Lock()
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self, durable: bool = True) -> Iterator[Connection]:
+        """One write transaction; serialised in-process on SQLite.
+
+        `durable=False` skips waiting for the disk (SQLite synchronous=NORMAL in WAL mode,
+        PostgreSQL synchronous_commit=off): for records that a power cut may take back without
+        harm (upload bookkeeping, blob rows a device re-sends when asked what is missing, last
+        seen). Both databases make the log durable in order, so the next durable commit (an
+        operation push) makes every earlier one durable too; an operation is therefore never
+        kept while the blob it names is lost.
+        """
+        if self.sqlite:
+            with self._lock, self.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                conn.commit()
+                with conn.begin():
+                    yield conn
+        else:
+            with self.engine.begin() as conn:
+                if not durable:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # projects, enrollment, devices ---------------------------------------------------------
+
+    def project_id(self, conn: Connection, name: str, create: bool = False) -> int | None:
+        row = conn.execute(select(t.projects.c.id).where(t.projects.c.name == name)).first()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        res = conn.execute(insert(t.projects).values(name=name, created=now()))
+        return _new_id(res)
+
+    def create_enrollment(
+        self, project: str, role: str, name: str, ttl_hours: float = 24.0
+    ) -> tuple[str, str]:
+        """A one-time code for a new device of `project`; returns (code, expiry)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        code = "-".join("".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(3))
+        expires = (datetime.now(timezone.utc) + timedelta(hours=ttl_hours)).isoformat(
+            timespec="milliseconds"
+        )
+        with self.write() as conn:
+            pid = self.project_id(conn, project, create=True)
+            conn.execute(
+                insert(t.enrollments).values(
+                    code_hash=token_hash(normalise_code(code)),
+                    project_id=pid,
+                    role=role,
+                    name=name,
+                    created=now(),
+                    expires=expires,
+                )
+            )
+        return code, expires
+
+    def redeem(self, code: str, device_name: str | None) -> tuple[str, Device] | None:
+        """Exchange an unused, unexpired code for a new device token (shown once, kept hashed).
+
+        The code is marked used in the same transaction that creates the device, by a
+        conditional update, so two racing requests with one code get one device.
+        """
+        h = token_hash(normalise_code(code))
+        token = secrets.token_urlsafe(32)
+        with self.write() as conn:
+            row = conn.execute(
+                select(
+                    t.enrollments.c.project_id,
+                    t.enrollments.c.role,
+                    t.enrollments.c.name,
+                    t.enrollments.c.expires,
+                ).where(t.enrollments.c.code_hash == h, t.enrollments.c.used.is_(None))
+            ).first()
+            if row is None or row.expires < now():
+                return None
+            claimed = conn.execute(
+                update(t.enrollments)
+                .where(t.enrollments.c.code_hash == h, t.enrollments.c.used.is_(None))
+                .values(used=now())
+            )
+            if claimed.rowcount != 1:
+                return None
+            name = (device_name or row.name)[:100]
+            res = conn.execute(
+                insert(t.devices).values(
+                    project_id=row.project_id,
+                    name=name,
+                    role=row.role,
+                    token_hash=token_hash(token),
+                    enrolled=now(),
+                )
+            )
+            device_id = _new_id(res)
+            conn.execute(
+                update(t.enrollments)
+                .where(t.enrollments.c.code_hash == h)
+                .values(device_id=device_id)
+            )
+            project = conn.execute(
+                select(t.projects.c.name).where(t.projects.c.id == row.project_id)
+            ).scalar_one()
+        return token, Device(device_id, name, row.role, row.project_id, project, False)
+
+    def device_for_token(self, token: str) -> Device | None:
+        with self.read() as conn:
+            row = conn.execute(
+                select(
+                    t.devices.c.id,
+                    t.devices.c.name,
+                    t.devices.c.role,
+                    t.devices.c.project_id,
+                    t.projects.c.name.label("project"),
+                    t.devices.c.revoked,
+                )
+                .join(t.projects, t.projects.c.id == t.devices.c.project_id)
+                .where(t.devices.c.token_hash == token_hash(token))
+            ).first()
+        if row is None:
+            return None
+        return Device(row.id, row.name, row.role, row.project_id, row.project, bool(row.revoked))
+
+    def touch(self, device_id: int) -> None:
+        """Record when a device last synced (the server calls it at most once a minute)."""
+        with self.write(durable=False) as conn:
+            conn.execute(
+                update(t.devices).where(t.devices.c.id == device_id).values(last_seen=now())
+            )
+
+    def revoke(self, device_id: int) -> bool:
+        with self.write() as conn:
+            res = conn.execute(
+                update(t.devices)
+                .where(t.devices.c.id == device_id, t.devices.c.revoked.is_(None))
+                .values(revoked=now())
+            )
+        return res.rowcount == 1
+
+    def devices(self) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(
+                    t.devices.c.id,
+                    t.projects.c.name.label("project"),
+                    t.devices.c.name,
+                    t.devices.c.role,
+                    t.devices.c.enrolled,
+                    t.devices.c.last_seen,
+                    t.devices.c.revoked,
+                )
+                .join(t.projects, t.projects.c.id == t.devices.c.project_id)
+                .order_by(t.devices.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # blobs and uploads ---------------------------------------------------------------------
+
+    def missing_blobs(self, project_id: int, hashes: list[str]) -> list[str]:
+        with self.read() as conn:
+            have = {
+                r[0]
+                for r in conn.execute(
+                    select(t.blobs.c.sha256).where(
+                        t.blobs.c.project_id == project_id, t.blobs.c.sha256.in_(hashes)
+                    )
+                )
+            }
+        return [h for h in hashes if h not in have]
+
+    def has_blob(self, project_id: int, sha256: str) -> bool:
+        return not self.missing_blobs(project_id, [sha256])
+
+    def project_bytes(self, project_id: int) -> int:
+        """Bytes of the blobs a project holds (unfinished uploads count when they finish)."""
+        with self.read() as conn:
+            held = conn.execute(
+                select(func.coalesce(func.sum(t.blobs.c.size), 0)).where(
+                    t.blobs.c.project_id == project_id
+                )
+            ).scalar_one()
+        return int(held)
+
+    def add_upload(self, project_id: int, device_id: int, sha256: str, length: int) -> str:
+        upload_id = secrets.token_hex(16)
+        with self.write(durable=False) as conn:
+            conn.execute(
+                insert(t.uploads).values(
+                    id=upload_id,
+                    project_id=project_id,
+                    device_id=device_id,
+                    sha256=sha256,
+                    length=length,
+                    created=now(),
+                )
+            )
+        return upload_id
+
+    def upload(self, project_id: int, upload_id: str) -> tuple[str, int] | None:
+        """(sha256, length) of an upload of this project; None for another project's."""
+        with self.read() as conn:
+            row = conn.execute(
+                select(t.uploads.c.sha256, t.uploads.c.length).where(
+                    t.uploads.c.id == upload_id, t.uploads.c.project_id == project_id
+                )
+            ).first()
+        return None if row is None else (row[0], int(row[1]))
+
+    def finish_upload(self, project_id: int, upload_id: str, sha256: str, size: int) -> None:
+        """The verified blob now belongs to the project; the upload record goes."""
+        self.drop_upload(upload_id)
+        self.add_blob(project_id, sha256, size)
+
+    def add_blob(self, project_id: int, sha256: str, size: int) -> None:
+        """A verified blob belongs to the project. Two devices finishing the same blob at once
+        both succeed (the row is inserted once)."""
+        self._insert_once(
+            t.blobs, project_id=project_id, sha256=sha256, size=size, created=now(), durable=False
+        )
+
+    def drop_upload(self, upload_id: str) -> None:
+        with self.write(durable=False) as conn:
+            conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
+
+    def stale_uploads(self, max_age_s: float) -> list[str]:
+        """Unfinished uploads older than `max_age_s` (server clock): abandoned ones, e.g. a
+        creation whose reply was lost, after which the device made another."""
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=max_age_s)).isoformat(
+            timespec="milliseconds"
+        )
+        with self.read() as conn:
+            rows = conn.execute(select(t.uploads.c.id).where(t.uploads.c.created <= cutoff))
+            return [r[0] for r in rows]
+
+    # operations ----------------------------------------------------------------------------
+
+    def push_ops(
+        self, project_id: int, device_id: int, ops: list[dict[str, Any]]
+    ) -> list[tuple[str, int]]:
+        """Accept operations in order; a known uid returns its first number (replay-safe)."""
+        accepted: list[tuple[str, int]] = []
+        with self.write() as conn:
+            conn.execute(
+                select(t.projects.c.id).where(t.projects.c.id == project_id).with_for_update()
+            )
+            blobs = {op["blob"] for op in ops if op.get("blob")}
+            if blobs:
+                have = {
+                    r[0]
+                    for r in conn.execute(
+                        select(t.blobs.c.sha256).where(
+                            t.blobs.c.project_id == project_id, t.blobs.c.sha256.in_(blobs)
+                        )
+                    )
+                }
+                if blobs - have:
+                    raise MissingBlob(sorted(blobs - have)[0])
+            self._check_references(conn, project_id, ops)
+            uids = [op["uid"] for op in ops]
+            known = dict(
+                conn.execute(
+                    select(t.operations.c.uid, t.operations.c.seq).where(
+                        t.operations.c.project_id == project_id, t.operations.c.uid.in_(uids)
+                    )
+                ).all()
+            )
+            received = now()
+            for op in ops:
+                if op["uid"] in known:
+                    accepted.append((op["uid"], int(known[op["uid"]])))
+                    continue
+                payload = op["payload"]
+                label = op["kind"] == "label.saved"
+                res = conn.execute(
+                    insert(t.operations).values(
+                        project_id=project_id,
+                        uid=op["uid"],
+                        device_id=device_id,
+                        kind=op["kind"],
+                        ref=op["ref"],
+                        image=str(payload.get("image"))[:80] if label else None,
+                        parent=(payload.get("parent") or None) if label else None,
+                        blob=op.get("blob"),
+                        payload=json.dumps(payload, separators=(",", ":")),
+                        received=received,
+                    )
+                )
+                seq = _new_id(res)
+                known[op["uid"]] = seq
+                accepted.append((op["uid"], seq))
+        return accepted
+
+    def _check_references(self, conn: Connection, project_id: int, ops: list[dict]) -> None:
+        """Every label version's image, and its parent if any, must come before it: in an
+        earlier operation of the project or earlier in this batch. Tablets apply operations in
+        order, so this is what lets every one of them apply every accepted operation."""
+        labels = [op for op in ops if op["kind"] == "label.saved"]
+        if not labels:
+            return
+        images = self._known_refs(
+            conn, project_id, "image.added", {op["payload"]["image"] for op in labels}
+        )
+        versions = self._known_refs(
+            conn,
+            project_id,
+            "label.saved",
+            {op["payload"]["parent"] for op in labels if op["payload"].get("parent")},
+        )
+        for op in ops:
+            if op["kind"] == "image.added":
+                images.add(op["ref"])
+            elif op["kind"] == "label.saved":
+                p = op["payload"]
+                if p["image"] not in images:
+                    raise DanglingReference(f"label {op['uid']} names an image not sent before")
+                if p.get("parent") and p["parent"] not in versions:
+                    raise DanglingReference(f"label {op['uid']} names a parent not sent before")
+                versions.add(op["ref"])
+
+    @staticmethod
+    def _known_refs(conn: Connection, project_id: int, kind: str, refs: set[str]) -> set[str]:
+        if not refs:
+            return set()
+        rows = conn.execute(
+            select(t.operations.c.ref).where(
+                t.operations.c.project_id == project_id,
+                t.operations.c.kind == kind,
+                t.operations.c.ref.in_(refs),
+            )
+        )
+        return {r[0] for r in rows}
+
+    def pull_ops(self, project_id: int, after: int, limit: int) -> list[StoredOp]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(
+                    t.operations.c.seq,
+                    t.operations.c.uid,
+                    t.operations.c.kind,
+                    t.operations.c.ref,
+                    t.operations.c.payload,
+                    t.operations.c.blob,
+                    t.operations.c.device_id,
+                )
+                .where(t.operations.c.project_id == project_id, t.operations.c.seq > after)
+                .order_by(t.operations.c.seq)
+                .limit(limit)
+            ).all()
+        return [
+            StoredOp(r.seq, r.uid, r.kind, r.ref, json.loads(r.payload), r.blob, r.device_id)
+            for r in rows
+        ]
+
+    def conflicts(self, project_id: int) -> list[dict[str, Any]]:
+        """Images whose heads (versions nobody built on) come from more than one device:
+        concurrent versions from two tablets.
+
+        Each head is listed with its parent and the device that made it; nothing is merged.
+        """
+        with self.read() as conn:
+            rows = conn.execute(
+                select(
+                    t.operations.c.image,
+                    t.operations.c.ref,
+                    t.operations.c.parent,
+                    t.operations.c.device_id,
+                    t.devices.c.name,
+                    t.operations.c.seq,
+                )
+                .join(t.devices, t.devices.c.id == t.operations.c.device_id)
+                .where(
+                    t.operations.c.project_id == project_id,
+                    t.operations.c.kind == "label.saved",
+                )
+                .order_by(t.operations.c.seq)
+            ).all()
+        parents = {r.parent for r in rows if r.parent}
+        heads: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r.ref not in parents:
+                heads.setdefault(r.image, []).append(
+                    {
+                        "version": r.ref,
+                        "parent": r.parent,
+                        "device": r.name,
+                        "device_id": r.device_id,
+                        "seq": r.seq,
+                    }
+                )
+        return [
+            {"image": img, "heads": hs}
+            for img, hs in heads.items()
+            if len({h["device_id"] for h in hs}) > 1
+        ]
+
+    # models and jobs -----------------------------------------------------------------------
+
+    def add_model(
+        self, project_id: int, device_id: int, bundle_id: str, sha256: str, summary: dict
+    ) -> None:
+        self._insert_once(
+            t.models,
+            project_id=project_id,
+            bundle_id=bundle_id,
+            sha256=sha256,
+            summary=json.dumps(summary),
+            device_id=device_id,
+            pushed=now(),
+        )
+
+    def _insert_once(self, table: Table, durable: bool = True, **values: Any) -> None:
+        """Insert unless the row's unique key exists (a bundle pushed twice is listed once)."""
+        with self.write(durable) as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(table).values(**values))
+            except IntegrityError:
+                pass
+
+    def models(self, project_id: int) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(
+                    t.models.c.bundle_id, t.models.c.sha256, t.models.c.summary, t.models.c.pushed
+                )
+                .where(t.models.c.project_id == project_id)
+                .order_by(t.models.c.id)
+            ).all()
+        return [
+            {"bundle_id": r.bundle_id, "sha256": r.sha256, "pushed": r.pushed}
+            | json.loads(r.summary)
+            for r in rows
+        ]
+
+    def add_job(self, project_id: int, device_id: int, sha256: str) -> None:
+        self._insert_once(
+            t.jobs, project_id=project_id, sha256=sha256, device_id=device_id, pushed=now()
+        )
+
+    def jobs(self, project_id: int) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(t.jobs.c.sha256, t.jobs.c.pushed, t.devices.c.name)
+                .join(t.devices, t.devices.c.id == t.jobs.c.device_id)
+                .where(t.jobs.c.project_id == project_id)
+                .order_by(t.jobs.c.id)
+            ).all()
+        return [{"sha256": r.sha256, "pushed": r.pushed, "device": r.name} for r in rows]
+
+    # the lab page ----------------------------------------------------------------------------
+
+    def overview(self) -> list[dict[str, Any]]:
+        """Per project: devices, counts, progress per annotator, scores, conflicts, models."""
+        out = []
+        with self.read() as conn:
+            projects = conn.execute(
+                select(t.projects.c.id, t.projects.c.name).order_by(t.projects.c.name)
+            ).all()
+            for p in projects:
+                counts: dict[str, int] = dict(
+                    conn.execute(
+                        select(t.operations.c.kind, func.count())
+                        .where(t.operations.c.project_id == p.id)
+                        .group_by(t.operations.c.kind)
+                    ).all()
+                )
+                labels = conn.execute(
+                    select(t.operations.c.image, t.operations.c.payload).where(
+                        t.operations.c.project_id == p.id,
+                        t.operations.c.kind.in_(("label.saved", "control.scored")),
+                    )
+                ).all()
+                images = conn.execute(
+                    select(func.count(func.distinct(t.operations.c.ref))).where(
+                        t.operations.c.project_id == p.id, t.operations.c.kind == "image.added"
+                    )
+                ).scalar_one()
+                out.append(
+                    {
+                        "name": p.name,
+                        "images": int(images),
+                        "counts": counts,
+                        "annotators": _annotator_progress(labels),
+                        "conflicts": self.conflicts(p.id),
+                        "models": self.models(p.id),
+                    }
+                )
+        return out
+
+
+def _annotator_progress(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Labeled images, versions and seconds per annotator; mean control score when scored."""
+    per: dict[str, dict[str, Any]] = {}
+    for image, payload in rows:
+        p = json.loads(payload)
+        who = str(p.get("author") or p.get("annotator") or "?")
+        a = per.setdefault(who, {"images": set(), "versions": 0, "seconds": 0.0, "scores": []})
+        if image is not None:
+            a["images"].add(image)
+            a["versions"] += 1
+            a["seconds"] += float(p.get("seconds_spent") or 0)
+        elif isinstance(p.get("score"), (int, float)):
+            a["scores"].append(float(p["score"]))
+    return [
+        {
+            "annotator": who,
+            "images": len(a["images"]),
+            "versions": a["versions"],
+            "seconds": round(a["seconds"], 1),
+            "score": round(sum(a["scores"]) / len(a["scores"]), 3) if a["scores"] else None,
+        }
+        for who, a in sorted(per.items())
+    ]
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest Alembic revision (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,38 @@
+"""`appliance-lab`: enroll prints a working one-time code, devices lists, revoke refuses the
+token at once; bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from appliance.store import Project
+from appliance.sync.client import enroll, sync_project
+from appliance.sync.http import LabError
+from export.lab.app import LabConfig
+from export.lab.cli import main
+from export.lab.serve import LabServer
+
+
+def test_enroll_devices_revoke(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "lab"
+    assert main(["enroll", str(root), "--project", "kidney", "--name", "tablet-anna"]) == 0
+    code = re.search(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", capsys.readouterr().out).group(0)
+    with LabServer(LabConfig(root, page_key="k")) as lab:
+        project = Project.create(tmp_path / "t", ["n"])
+        enroll(project, lab.url, code.lower())  # codes are read aloud: case does not matter
+        sync_project(project)
+        assert main(["devices", str(root)]) == 0
+        listing = capsys.readouterr().out
+        assert "kidney" in listing and "tablet-anna" in listing and "last sync 20" in listing
+        assert main(["revoke", str(root), "1"]) == 0
+        try:
+            sync_project(project)
+            raise AssertionError("a revoked token still syncs")
+        except LabError as exc:
+            assert "401" in str(exc)
+        project.close()
+    assert main(["revoke", str(root), "1"]) == 2
+    assert "no active device 1" in capsys.readouterr().err
+    assert main(["enroll", str(root), "--project", "../etc"]) == 2
+    assert "letters, digits" in capsys.readouterr().err
