@@ -40,32 +40,33 @@ def _train(args: argparse.Namespace) -> int:
     require_range("--width", args.width, 1, 512)
     require_range("--depth", args.depth, 1, 8)
     require_range("--max-minutes", args.max_minutes, 0.1)
+    require_range("--lr", args.lr, 1e-7, 1.0)
+    require_range("--min-epoch-items", args.min_epoch_items, 1, 1_000_000)
     require_range("--patience", args.patience, 1)
     require_range("--seed", args.seed, 0, 2**32 - 1)
     from appliance.perturb import PerturbSpec
-    from export.train import train_job
+    from export.train import TrainConfig, train_job
+    from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH
 
     spec = PerturbSpec.parse(args.perturb) if args.perturb else None
     run_dir = args.run_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.task}"
-    summary = train_job(
-        args.job,
-        args.task,
-        args.out,
-        run_dir=run_dir,
+    config = TrainConfig(
+        task=args.task,
+        width=args.width or DEFAULT_WIDTH,
+        depth=args.depth or DEFAULT_DEPTH,
         epochs=args.epochs,
         batch=args.batch,
-        width=args.width,
-        depth=args.depth,
-        device=args.device,
-        perturb=spec,
-        max_minutes=args.max_minutes,
         patience=args.patience,
+        lr=args.lr,
+        device=args.device,
         seed=args.seed,
-        quantize=args.quantize,
+        max_minutes=0 if args.no_time_budget else args.max_minutes,
+        min_epoch_items=args.min_epoch_items,
     )
-    if summary:
-        brief = {k: v for k, v in summary.items() if k not in ("config", "parity")}
-        parity = summary["parity"]
+    shipped = train_job(args.job, args.out, run_dir, config, perturb=spec, quantize=args.quantize)
+    if shipped:
+        brief = {k: v for k, v in shipped.metrics.items() if k not in ("config", "parity")}
+        parity = shipped.metrics["parity"]
         assert isinstance(parity, dict)
         brief["parity"] = {k: parity[k] for k in ("exporter", "max_abs_diff", "argmax_agreement")}
         print(f"wrote {args.out} (run folder {run_dir})")
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
     p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")
-    p.add_argument("--batch", type=int, help="default: 4 on a CPU, 16 per GPU")
+    p.add_argument("--batch", type=int, help="per process; default: 4 on a CPU, 16 per GPU")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
     p.add_argument("--width", type=int, help="channels at full resolution (default 6)")
     p.add_argument("--depth", type=int, help="resolution levels (default 4)")
     p.add_argument(
@@ -128,7 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
         "omission=0.7,inclusion=0.7,bias=6 when the job has a second object class, else "
         "omission=0.5,inclusion=0.1,bias=6,salt_pepper=0.1 with Felzenszwalb segments)",
     )
-    p.add_argument("--max-minutes", type=float, help="hard time budget (default 9 on a CPU)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--max-minutes", type=float, help="hard time budget (default 9 on a CPU)")
+    budget.add_argument(
+        "--no-time-budget",
+        action="store_true",
+        help="train the given epochs whatever the machine's speed (no time budget, CPU too)",
+    )
+    p.add_argument(
+        "--min-epoch-items",
+        type=int,
+        default=64,
+        help="an epoch repeats a small training set up to this many crops (default 64)",
+    )
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quantize", action="store_true", help="ship an int8 QDQ model")

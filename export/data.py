@@ -11,11 +11,12 @@ Randomness (crops, flips, rot90, intensity jitter, perturbations) comes from a g
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from appliance.bundles.training_job import TrainingJob
 from appliance.contract import Normalisation
@@ -149,9 +150,12 @@ class SegDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item `index`, or `(epoch, index)` as `EpochSampler` sends it: loader workers hold
+        their own copy of the dataset, so the epoch must travel with the index to reach them."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index % len(self.samples)]
-        rng = _rng(self.seed, self.epoch if self.train else -1, index)
+        rng = _rng(self.seed, epoch if self.train else -1, index)
         planes = [sample.image]
         if self.task == "upgrade":
             planes.append(coarse_mask(sample, self.spec, rng)[None])
@@ -167,6 +171,7 @@ class SegDataset(Dataset):
             "y": torch.from_numpy(np.ascontiguousarray(y)),
             "votes": torch.from_numpy(np.ascontiguousarray(votes)),
             "n_votes": torch.tensor(sample.votes.shape[0], dtype=torch.int64),
+            "index": torch.tensor(index, dtype=torch.int64),
         }
 
     def _votes(self, sample: Sample) -> np.ndarray:
@@ -202,6 +207,36 @@ class SegDataset(Dataset):
         x = x.copy()
         x[:n_image] = np.clip(x[:n_image] * gain + offset, 0.0, 1.0)
         return x, y, votes
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Shuffled `(epoch, index)` keys for one rank of `world`.
+
+    The order is a permutation seeded by (seed, epoch), the same on every rank; rank r takes
+    every world-th item of it, after the list is padded by wrapping to a multiple of `world`,
+    so all ranks run the same number of steps. The epoch travels with each index, so worker
+    processes (persistent or not) draw that epoch's crops and perturbations, and runs with 0
+    or N workers see the same batches.
+    """
+
+    def __init__(self, length: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is outside a world of {world}")
+        self.length, self.seed, self.rank, self.world = length, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        """Items per rank: the padded total divided among the ranks."""
+        return -(-self.length // self.world)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        padded = np.resize(order, len(self) * self.world)  # wraps around, as np.resize does
+        for index in padded[self.rank :: self.world]:
+            yield self.epoch, int(index)
 
 
 def samples_from_job(job: TrainingJob, task: str) -> tuple[dict[str, list[Sample]], list[str]]:

@@ -15,19 +15,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from appliance.errors import ApplianceError
 from appliance.perturb import PerturbSpec
-from export.data import Sample, SegDataset, pad_to_multiple
+from export.data import EpochSampler, Sample, SegDataset, pad_to_multiple
 from export.losses import dice_ce_loss, dice_votes_loss
 from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH, UNet
 
@@ -54,7 +54,7 @@ class TrainConfig:
     min_epoch_items: int = 64
     device: str = "auto"
     seed: int = 0
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # None: 9 on a CPU, none on a GPU; 0: no time budget
     perturb: PerturbSpec = field(default_factory=lambda: UPGRADE_PERTURB)
     workers: int | None = None
 
@@ -74,6 +74,7 @@ class TrainResult:
     stopped: str
     history: list[dict[str, float]]
     config: dict[str, object]
+    rank: int = 0  # under torchrun only rank 0 validates, so only its history is filled
 
 
 @dataclass
@@ -163,7 +164,7 @@ def _resolve(config: TrainConfig, rt: _Runtime) -> tuple[int, int, float | None]
         else (min(8, os.cpu_count() or 1) if cuda else 0)
     )
     budget = config.max_minutes if config.max_minutes is not None else (None if cuda else 9.0)
-    return batch, workers, budget
+    return batch, workers, (budget if budget and budget > 0 else None)
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
@@ -188,18 +189,30 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     plt.close(fig)
 
 
-def train_model(
-    train: list[Sample],
-    val: list[Sample],
-    config: TrainConfig,
-    run_dir: Path | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train a U-Net for `config.task` on `train`, stop early on `val` Dice, return the best."""
-    if not train or not val:
-        raise ApplianceError(
-            f"training needs training and validation images, got {len(train)} and {len(val)}"
-        )
+@dataclass
+class _Fit:
+    """Everything one training run holds between epochs (built by `_setup`)."""
+
+    rt: _Runtime
+    config: TrainConfig
+    batch: int
+    budget: float | None
+    amp: torch.dtype | None
+    precision: str
+    train_ds: SegDataset
+    val_ds: SegDataset
+    sampler: EpochSampler
+    loader: DataLoader
+    model: UNet
+    net: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    start: float = field(default_factory=time.monotonic)
+    images: int = 0
+
+
+def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
+    """Datasets, the per-rank loader, the model (wrapped for DDP) and its optimiser."""
     rt = _runtime(config.device)
     _seed_everything(config.seed)
     batch, workers, budget = _resolve(config, rt)
@@ -210,24 +223,23 @@ def train_model(
         train, config.task, spec, True, config.patch, config.seed, config.min_epoch_items
     )
     val_ds = SegDataset(val, config.task, spec, False, config.patch, config.seed)
-    sampler = (
-        DistributedSampler(train_ds, rt.world, rt.rank, shuffle=True, seed=config.seed)
-        if rt.world > 1
-        else None
-    )
-    generator = torch.Generator().manual_seed(config.seed)
+    sampler = EpochSampler(len(train_ds), config.seed, rt.rank, rt.world)
     loader = DataLoader(
         train_ds,
         batch_size=batch,
-        shuffle=sampler is None,
         sampler=sampler,
-        generator=generator,
         num_workers=workers,
         pin_memory=rt.device.type == "cuda",
         persistent_workers=workers > 0,
-        drop_last=len(train_ds) >= 2 * batch,
+        # decided on what this rank sees: a global length would drop every batch of a rank
+        # whose share is under one batch
+        drop_last=len(sampler) >= 2 * batch,
     )
-    model = UNet(in_ch, config.n_classes, config.width, config.depth)
+    model: UNet = UNet(in_ch, config.n_classes, config.width, config.depth)
+    if rt.world > 1 and rt.device.type == "cuda":
+        # BatchNorm statistics over the global batch; SyncBatchNorm runs on GPUs only, so CPU
+        # (gloo) runs keep per-rank statistics
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(rt.device, memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if rt.world > 1:
@@ -235,15 +247,101 @@ def train_model(
         net = DistributedDataParallel(model, device_ids=ids)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    use_votes = train_ds.max_votes > 0
+    return _Fit(
+        rt,
+        config,
+        batch,
+        budget,
+        amp,
+        precision,
+        train_ds,
+        val_ds,
+        sampler,
+        loader,
+        model,
+        net,
+        optimiser,
+        scaler,
+    )
+
+
+def _out_of_time(fit: _Fit) -> bool:
+    return fit.budget is not None and time.monotonic() - fit.start >= fit.budget * 60
+
+
+def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
+    """One pass over this rank's share of the epoch; returns the losses and the item indices."""
+    fit.sampler.set_epoch(epoch)
+    fit.train_ds.set_epoch(epoch)
+    fit.net.train()
+    rt, losses, seen = fit.rt, [], []
+    use_votes = fit.train_ds.max_votes > 0
+    for item in fit.loader:
+        x = item["x"].to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = item["y"].to(rt.device, non_blocking=True)
+        with torch.autocast(rt.device.type, dtype=fit.amp, enabled=fit.amp is not None):
+            logits = fit.net(x)
+        if use_votes:
+            votes = item["votes"].to(rt.device, non_blocking=True)
+            n_votes = item["n_votes"].to(rt.device, non_blocking=True)
+            loss = dice_votes_loss(logits, y, votes, n_votes)
+        else:
+            loss = dice_ce_loss(logits, y)
+        fit.optimiser.zero_grad(set_to_none=True)
+        fit.scaler.scale(loss).backward()
+        fit.scaler.step(fit.optimiser)
+        fit.scaler.update()
+        losses.append(loss.item())
+        seen += item["index"].tolist()
+        fit.images += x.shape[0] * rt.world
+        # a single process may stop mid-epoch; DDP ranks stop together at the epoch's end
+        if rt.world == 1 and _out_of_time(fit):
+            break
+    return losses, seen
+
+
+@dataclass
+class _Best:
+    """The checkpoint step's state: the best validation Dice so far and its weights."""
+
+    dice: float = -1.0
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+
+
+def _checkpoint(fit: _Fit, best: _Best, epoch: int, val_dice: float) -> None:
+    """Keep the weights of the best validation Dice (on the CPU, so GPU memory stays free)."""
+    if val_dice > best.dice:
+        best.dice, best.epoch = val_dice, epoch
+        best.state = {k: v.detach().cpu().clone() for k, v in fit.model.state_dict().items()}
+
+
+def train_model(
+    train: list[Sample],
+    val: list[Sample],
+    config: TrainConfig,
+    run_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a U-Net for `config.task` on `train`, stop early on `val` Dice, return the best.
+
+    Each epoch is three steps: fit (every rank), validate and checkpoint (rank 0, which then
+    tells the other ranks whether to stop).
+    """
+    if not train or not val:
+        raise ApplianceError(
+            f"training needs training and validation images, got {len(train)} and {len(val)}"
+        )
+    fit = _setup(train, val, config)
+    rt = fit.rt
     history: list[dict[str, float]] = []
-    best_dice, best_epoch, best_state = -1.0, 0, None
-    start = time.monotonic()
-    images = 0
+    best = _Best()
     stopped = "epochs"
-    if run_dir is not None and rt.main:
+    if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").write_text("")
+        if rt.main:
+            (run_dir / "metrics.jsonl").write_text("")
+    seen_log: dict[int, list[int]] = {}
     bar = tqdm(
         range(1, config.epochs + 1),
         desc=f"train {config.task}",
@@ -252,90 +350,64 @@ def train_model(
         dynamic_ncols=True,
     )
     for epoch in bar:
-        train_ds.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        losses = []
         t0 = time.monotonic()
-        for item in loader:
-            x = (
-                item["x"]
-                .to(rt.device, non_blocking=True)
-                .contiguous(memory_format=torch.channels_last)
-            )
-            y = item["y"].to(rt.device, non_blocking=True)
-            with torch.autocast(rt.device.type, dtype=amp, enabled=amp is not None):
-                logits = net(x)
-            if use_votes:
-                votes = item["votes"].to(rt.device, non_blocking=True)
-                n_votes = item["n_votes"].to(rt.device, non_blocking=True)
-                loss = dice_votes_loss(logits, y, votes, n_votes)
-            else:
-                loss = dice_ce_loss(logits, y)
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            losses.append(loss.item())
-            images += x.shape[0] * rt.world
-            # a single process may stop mid-epoch; DDP ranks stop together at the epoch's end
-            if rt.world == 1 and budget is not None and time.monotonic() - start >= budget * 60:
-                break
-        speed = len(losses) * batch * rt.world / max(time.monotonic() - t0, 1e-9)
+        losses, seen_log[epoch] = _fit_epoch(fit, epoch)
+        speed = len(losses) * fit.batch * rt.world / max(time.monotonic() - t0, 1e-9)
         verdict = torch.zeros(2, device=rt.device)
         if rt.main:
-            val_dice = evaluate(model, val_ds, rt.device, amp)
+            val_dice = evaluate(fit.model, fit.val_ds, rt.device, fit.amp)
+            _checkpoint(fit, best, epoch, val_dice)
             row = {
                 "epoch": epoch,
-                "loss": float(np.mean(losses)),
+                "loss": float(np.mean(losses)) if losses else float("nan"),
                 "val_dice": val_dice,
                 "images_per_s": speed,
-                "seconds": time.monotonic() - start,
+                "seconds": time.monotonic() - fit.start,
             }
             history.append(row)
             if run_dir is not None:
                 with open(run_dir / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
-            if val_dice > best_dice:
-                best_dice, best_epoch = val_dice, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(
                 loss=f"{row['loss']:.3f}", val_dice=f"{val_dice:.3f}", img_s=f"{speed:.1f}"
             )
-            if epoch - best_epoch >= config.patience:
+            if epoch - best.epoch >= config.patience:
                 verdict[0], stopped = 1, "early stopping"
-            elif budget is not None and (time.monotonic() - start) / 60 >= budget:
+            elif _out_of_time(fit):
                 verdict[0], stopped = 1, "time budget"
         if rt.world > 1:
             dist.broadcast(verdict, src=0)
         if verdict[0]:
             break
     bar.close()
-    seconds = time.monotonic() - start
+    seconds = time.monotonic() - fit.start
+    if run_dir is not None:
+        # which items this rank trained on, per epoch: shows how DDP ranks split the data
+        (run_dir / f"items-rank{rt.rank}.json").write_text(json.dumps(seen_log))
     if rt.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    model = model.cpu().to(memory_format=torch.contiguous_format)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model = fit.model.cpu().to(memory_format=torch.contiguous_format)
+    if best.state is not None:
+        model.load_state_dict(best.state)
     model.eval()
     result = TrainResult(
         model=model,
-        best_val_dice=best_dice,
-        best_epoch=best_epoch,
+        best_val_dice=best.dice,
+        best_epoch=best.epoch,
         epochs_run=len(history) or config.epochs,
         seconds=seconds,
-        images_per_second=images / max(seconds, 1e-9),
+        images_per_second=fit.images / max(seconds, 1e-9),
         device=str(rt.device),
-        precision=precision,
+        precision=fit.precision,
         stopped=stopped,
         history=history,
-        config={**asdict(config), "perturb": str(config.perturb), "batch": batch},
+        config={**asdict(config), "perturb": str(config.perturb), "batch": fit.batch},
+        rank=rt.rank,
     )
     if run_dir is not None and rt.main and history:
         plot_curves(
-            history, run_dir / "curves.png", f"{config.task}: best val Dice {best_dice:.3f}"
+            history, run_dir / "curves.png", f"{config.task}: best val Dice {best.dice:.3f}"
         )
         torch.save({"state": model.state_dict(), "config": model.config}, run_dir / "model.pt")
     return result
@@ -381,34 +453,30 @@ def _onnx_dice(path: Path, dataset: SegDataset) -> float:
     return 2.0 * inter / total if total else 1.0
 
 
-def train_job(
-    job_path: Path,
-    task: str,
-    out: Path,
-    run_dir: Path,
-    *,
-    epochs: int = 300,
-    batch: int | None = None,
-    width: int | None = None,
-    depth: int | None = None,
-    device: str = "auto",
-    perturb: PerturbSpec | None = None,
-    max_minutes: float | None = None,
-    patience: int = 20,
-    seed: int = 0,
-    quantize: bool = False,
-    progress: bool = True,
-) -> dict[str, object] | None:
-    """Training-job bundle → trained, exported, checked model bundle; returns its metrics.
+@dataclass(frozen=True)
+class JobResult:
+    """What `train_job` shipped: the bundle, and the metrics it records."""
 
-    Returns None on the non-zero ranks of a torchrun launch (rank 0 writes everything).
-    """
-    from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
+    bundle: Path
+    bundle_id: str
+    eval_split: str  # "test", or "val" when the job has no test items
+    eval_dice: float  # the shipped ONNX model's pooled Dice on that split
+    result: TrainResult
+    metrics: dict[str, object]
+
+
+@dataclass(frozen=True)
+class _JobData:
+    job_id: str
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+
+
+def _load_job(job_path: Path, task: str, seed: int) -> _JobData:
     from appliance.bundles.training_job import read_training_job
-    from appliance.contract import Contract
-    from export.data import NORMALISATION, TILE_MULTIPLE, samples_from_job
-    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
-    from export.quantize import quantize_int8
+    from export.data import samples_from_job
 
     with read_training_job(job_path) as job:
         splits, classes = samples_from_job(job, task)
@@ -416,33 +484,63 @@ def train_job(
     train, val, test = splits["train"], splits["val"], splits["test"]
     if not val:
         train, val = _split_off_val(train, seed, job_path)
-    config = TrainConfig(
-        task=task,
-        n_classes=len(classes),
-        width=width or DEFAULT_WIDTH,
-        depth=depth or DEFAULT_DEPTH,
-        epochs=epochs,
-        batch=batch,
-        patience=patience,
-        device=device,
-        seed=seed,
-        max_minutes=max_minutes,
-        perturb=perturb
-        or (UPGRADE_PERTURB if any(s.others is not None for s in train) else FELZENSZWALB_PERTURB),
+    return _JobData(job_id, classes, train, val, test)
+
+
+def train_job(
+    job_path: Path,
+    out: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    *,
+    perturb: PerturbSpec | None = None,
+    quantize: bool = False,
+    progress: bool = True,
+) -> JobResult | None:
+    """Training-job bundle → trained, exported, checked model bundle.
+
+    `config.n_classes` comes from the job; `perturb` None picks the upgrade perturbation for
+    the job (other objects to include, or Felzenszwalb segments). Returns None on the non-zero
+    ranks of a torchrun launch (rank 0 exports and writes everything).
+    """
+    data = _load_job(job_path, config.task, config.seed)
+    default = (
+        UPGRADE_PERTURB if any(s.others is not None for s in data.train) else FELZENSZWALB_PERTURB
     )
-    result = train_model(train, val, config, run_dir, progress=progress)
-    if int(os.environ.get("RANK", "0")) != 0:
+    config = replace(config, n_classes=len(data.classes), perturb=perturb or default)
+    result = train_model(data.train, data.val, config, run_dir, progress=progress)
+    if result.rank != 0:
         return None
-    image_channels = train[0].image.shape[0]
+    return _ship(data, config, result, out, run_dir, quantize)
+
+
+def _ship(
+    data: _JobData,
+    config: TrainConfig,
+    result: TrainResult,
+    out: Path,
+    run_dir: Path,
+    quantize: bool,
+) -> JobResult:
+    """Export to ONNX, measure it on the held-out split, and write the model bundle."""
+    from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
+    from appliance.contract import Contract
+    from export.data import NORMALISATION, TILE_MULTIPLE
+    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
+    from export.quantize import quantize_int8
+
+    task, seed = config.task, config.seed
+    image_channels = data.train[0].image.shape[0]
     in_channels = image_channels + (1 if task == "upgrade" else 0)
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)
-    eval_name = "test" if test else "val"
-    eval_ds = SegDataset(test or val, task, config.perturb, False, config.patch, seed)
+    eval_name = "test" if data.test else "val"
+    eval_ds = SegDataset(data.test or data.val, task, config.perturb, False, config.patch, seed)
+    fp32_dice = _onnx_dice(fp32, eval_ds)
     metrics: dict[str, object] = {
         "task": task,
         "val_dice": round(result.best_val_dice, 4),
-        f"{eval_name}_dice_onnx_fp32": round(_onnx_dice(fp32, eval_ds), 4),
+        f"{eval_name}_dice_onnx_fp32": round(fp32_dice, 4),
         "eval_split": eval_name,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -451,21 +549,20 @@ def train_job(
         "images_per_second": round(result.images_per_second, 1),
         "device": result.device,
         "precision": result.precision,
-        "train_images": len(train),
-        "val_images": len(val),
-        "test_images": len(test),
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+        "test_images": len(data.test),
         "parity": parity.as_dict(),
         "config": result.config,
     }
-    shipped = fp32
+    shipped, shipped_dice = fp32, fp32_dice
     if quantize:
-        cal_ds = SegDataset(train, task, config.perturb, False, config.patch, seed)
+        cal_ds = SegDataset(data.train, task, config.perturb, False, config.patch, seed)
         calibration = [cal_ds[i]["x"][None].numpy() for i in range(min(len(cal_ds), 32))]
         shipped = quantize_int8(fp32, run_dir / "model-int8.onnx", calibration)
-        int8_dice = _onnx_dice(shipped, eval_ds)
-        metrics[f"{eval_name}_dice_onnx_int8"] = round(int8_dice, 4)
-        fp32_dice = float(metrics[f"{eval_name}_dice_onnx_fp32"])  # type: ignore[arg-type]
-        metrics["int8_dice_drop"] = round(fp32_dice - int8_dice, 4)
+        shipped_dice = _onnx_dice(shipped, eval_ds)
+        metrics[f"{eval_name}_dice_onnx_int8"] = round(shipped_dice, 4)
+        metrics["int8_dice_drop"] = round(fp32_dice - shipped_dice, 4)
     metrics["quantized"] = quantize
     metrics["latency_ms_512_2threads"] = round(measure_latency(shipped, in_channels), 1)
     contract = Contract(
@@ -476,21 +573,17 @@ def train_job(
         normalisation=NORMALISATION,
         tile_multiple=TILE_MULTIPLE,
         output_kind="softmax",
-        classes=tuple(classes),
+        classes=tuple(data.classes),
     )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     role = "prelabel" if task == "segment" else "upgrade"
     extra = {"curves.png": run_dir / "curves.png", "metrics.jsonl": run_dir / "metrics.jsonl"}
     extra["metrics.json"] = run_dir / "metrics.json"
+    name = f"unet-w{config.width}-d{config.depth}-{role}"
     bundle_id = write_model_bundle(
         out,
-        [
-            ModelSpec(
-                role, f"unet-w{config.width}-d{config.depth}-{role}", shipped, contract, metrics
-            )
-        ],
-        job_id=job_id,
+        [ModelSpec(role, name, shipped, contract, metrics)],
+        job_id=data.job_id,
         extra_files=extra,
     )
-    metrics["bundle_id"] = bundle_id
-    return metrics
+    return JobResult(out, bundle_id, eval_name, shipped_dice, result, metrics)

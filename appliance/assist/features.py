@@ -10,6 +10,7 @@ the tag and the old rows are simply recomputed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import cv2
@@ -20,6 +21,8 @@ from appliance.imageio import percentile_normalise
 from appliance.store import Project, cache
 
 __all__ = ["DIM", "SIDE", "VERSION", "image_features", "load", "missing", "update"]
+
+log = logging.getLogger(__name__)
 
 SIDE = 8
 DIM = SIDE * SIDE
@@ -67,20 +70,28 @@ def update(
     progress: Callable[[float], None] | None = None,
     batch: int = 64,
 ) -> int:
-    """Compute and store the missing vectors (batched commits); returns how many were added.
+    """Compute and store the missing vectors (batched commits); returns how many were added
+    (an unreadable image is logged and skipped).
 
     Safe to cancel between batches (`check` raises): what was committed stays.
     """
     todo = missing(project)
+    added = 0
     for start in range(0, len(todo), batch):
         if check is not None:
             check()
         chunk = todo[start : start + batch]
-        rows = [(i, image_features(project.load_pixels(i)).tobytes()) for i in chunk]
+        rows = []
+        for i in chunk:
+            try:
+                rows.append((i, image_features(project.load_pixels(i)).tobytes()))
+            except ApplianceError as exc:  # an unreadable file: the selector uses the mean
+                log.warning("no feature vector for image %d: %s", i, exc)
         cache.put_features(project, VERSION, rows)
+        added += len(rows)
         if progress is not None:
             progress((start + len(chunk)) / len(todo))
-    return len(todo)
+    return added
 
 
 def load(project: Project) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
+from appliance.store.jobs import job_image_ids
 
 __all__ = [
     "METHODS",
@@ -114,15 +115,23 @@ def suitability(
     """Mean Dice of each method on the most recently labeled images (None: cannot be judged).
 
     Only human versions count as truth (`history`): an unreviewed pre-label would vote for itself.
+    When a model is judged, the images of its training job are left out for every method (a
+    model scored on its own training images looks better than it is; seed 004 Fig. 8), so all
+    methods are compared on the same images.
     """
-    rows = project.latest_human_versions(max_images)
     scores: dict[str, list[float]] = {m: [] for m in methods}
     funcs: dict[str, Callable[[int, np.ndarray], Label | None]] = {}
+    seen: set[int] = set()
     for m in methods:
+        if m == "model":
+            model = model or active_model(project, "prelabel")
+            seen = job_image_ids(project, model.job_id) if model is not None else set()
         try:
             funcs[m] = prelabeler(project, m, model)
         except ApplianceError:
             continue  # no model installed: that method simply cannot be judged
+    rows = project.latest_human_versions(max_images + len(seen))
+    rows = [r for r in rows if r[0] not in seen][:max_images]
     for image_id, version_id in rows:
         truth = project.label_version(version_id).label.instances
         pixels = project.load_pixels(image_id)

@@ -219,8 +219,10 @@ class InferenceModel:
         model_id: str = "",
         threads: int | None = None,
         lut: np.ndarray | None = None,
+        job_id: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.job_id = job_id  # the training job it learned from (its images judge it unfairly)
         self.contract = contract
         self.model_id = model_id or self.path.name
         self.threads = threads
@@ -307,4 +309,6 @@ def active_model(project: Project, role: str, threads: int | None = None) -> Inf
     if threads is None:
         threads = project.get_setting("inference.threads", None)
     lut = class_ids(contract, project.classes())
-    return InferenceModel(row.path, contract, model_id=row.id, threads=threads, lut=lut)
+    return InferenceModel(
+        row.path, contract, model_id=row.id, threads=threads, lut=lut, job_id=row.job_id
+    )

@@ -50,6 +50,7 @@ __all__ = [
     "load_pool",
     "nearest_distance",
     "random_scores",
+    "weight",
 ]
 
 STRATEGIES = ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")
@@ -298,6 +299,12 @@ def load_pool(project: Project, model_id: str | None = None) -> Pool:
     done = np.array(project.human_labeled_image_ids(), np.int64)
     labeled = np.isin(ids, done)
     return Pool(ids, order, sequence, cherry, vectors, uncertainty, labeled)
+
+
+def weight(project: Project, strategy: str) -> float:
+    """The project's weight for one strategy (the default weights when none are set)."""
+    weights = project.get_setting(WEIGHTS_KEY, None) or DEFAULT_WEIGHTS
+    return float(weights.get(strategy, 0.0))
 
 
 def from_project(project: Project, model_id: str | None = None) -> Selector:

@@ -25,6 +25,8 @@ from appliance.imageio import read_image
 from appliance.labels import Label
 from appliance.store import ImageRecord, LabelVersion, Project
 from appliance.store.check import verified_original
+from appliance.store.jobs import record_job_items
+from appliance.store.project import HUMAN_SOURCES
 
 __all__ = [
     "ANNOTATORS",
@@ -50,8 +52,9 @@ ANNOTATORS = "annotators.json"
 
 
 def is_low_quality(version: LabelVersion) -> bool:
-    """What the upgrade model learns to fix: unedited pre-labels and quick coarse scribbles."""
-    return version.source == "prelabel" or version.coarse
+    """What the upgrade model learns to fix: quick coarse scribbles and machine output (pre-labels,
+    upgrades) that no person reviewed. An accepted pre-label is a person's label."""
+    return version.coarse or not (version.reviewed or version.source in HUMAN_SOURCES)
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,10 @@ def choose(
     """(good label, low-quality label before it, one vote per author) from an image's history.
 
     The good label is the newest version that is not low quality (and reviewed, if asked); the
-    low-quality one is the newest pre-label or coarse version older than it, exported for the
-    upgrade task. Votes are each author's newest good version, kept only when there are two or
-    more authors, for multi-annotator losses.
+    low-quality one is the newest low-quality version older than it, exported for the upgrade
+    task when there is one (the trainer perturbs good labels anyway, seed 003). Votes are each
+    person's newest good version, kept only when two or more people labeled the image: model
+    output never votes and is never the target unless a person reviewed it.
     """
     good = [v for v in history if not is_low_quality(v) and (v.reviewed or not only_reviewed)]
     if not good:
@@ -133,9 +137,14 @@ def write_training_job(
             continue
         history = project.history(rec.id)
         label, coarse, votes = choose(history, task, only_reviewed)
-        if label is None or (task == "upgrade" and coarse is None):
+        if label is None:
             continue
         choices.append(Choice(rec, label, coarse, votes, history))
+    if not choices:
+        reviewed = "reviewed " if only_reviewed else ""
+        raise BundleError(
+            str(out), f"nothing to export: no image of {project.root} has a {reviewed}good label"
+        )
     splits = assign_splits([c.image for c in choices], split, seed)
     classes = project.classes()
     names = [
@@ -157,6 +166,7 @@ def write_training_job(
             "annotators": ANNOTATORS,
         }
         job_id = write_bundle(out, FORMAT, body, members)
+    record_job_items(project, job_id, [(c.image.id, splits[c.image.id]) for c in choices])
     counts = {s: sum(1 for c in choices if splits[c.image.id] == s) for s in SPLITS}
     return job_id, counts
 

@@ -1,4 +1,4 @@
-"""Assistance sub-commands: prelabel, next, inspect, upgrade.
+"""Assistance sub-commands: prelabel, next, flag, inspect, upgrade.
 
 Heavy modules (onnxruntime, scikit-image) are imported inside the handlers so that
 `appliance --help` stays fast.
@@ -14,11 +14,11 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 from appliance.store import Project
 
-__all__ = ["cmd_inspect", "cmd_next", "cmd_prelabel", "cmd_upgrade", "register"]
+__all__ = ["cmd_flag", "cmd_inspect", "cmd_next", "cmd_prelabel", "cmd_upgrade", "register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add prelabel, next, inspect and upgrade to the `appliance` parser."""
+    """Add prelabel, next, flag, inspect and upgrade to the `appliance` parser."""
     p = sub.add_parser(
         "prelabel",
         help="store pre-labels (source 'prelabel') for one image or all unlabeled ones",
@@ -43,6 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--n", type=int, default=10, help="how many images (default 10)")
     p.set_defaults(func=cmd_next)
+
+    p = sub.add_parser(
+        "flag",
+        help="flag images for cherry-picking (or --unflag them)",
+        description="Flag images the selector should serve first while the cherry_pick weight "
+        "is up (seed 004's cherry-picking). Images are named by id, file name or sha256 "
+        "prefix; an unknown one is an error and nothing changes.",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image id, file name or sha256")
+    p.add_argument("--unflag", action="store_true", help="remove the flag instead")
+    p.set_defaults(func=cmd_flag)
 
     p = sub.add_parser(
         "inspect",
@@ -114,15 +126,30 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flag(args: argparse.Namespace) -> int:
+    """`appliance flag`: set or clear the cherry-pick flag of images."""
+    from appliance.assist.selector_cache import flag
+
+    with Project.open(args.dir) as project:
+        ids = flag(project, args.images, on=not args.unflag)
+        names = project.image_names()
+    verb = "unflagged" if args.unflag else "flagged"
+    print(f"{verb} {len(ids)}: {', '.join(names[i] for i in ids)}")
+    return 0
+
+
 def cmd_next(args: argparse.Namespace) -> int:
     """`appliance next`: the images the selector would show next, with each strategy's score."""
-    from appliance.assist import features, selector
+    from appliance.assist import features, runtime, selector, uncertainty
 
     if args.n < 1:
         raise ApplianceError(f"--n must be at least 1, got {args.n}")
     with Project.open(args.dir) as project:
         if features.missing(project):
             features.update(project, progress=_progress("features"))
+        model = runtime.active_model(project, "prelabel")
+        if model is not None and selector.weight(project, "uncertainty") > 0:
+            uncertainty.update(project, model, progress=_progress("uncertainty"))
         sel = selector.from_project(project)
         choices = sel.next(args.n)
         if not choices:

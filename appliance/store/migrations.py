@@ -7,6 +7,8 @@ and is refused untouched.
 
 from __future__ import annotations
 
+from appliance.store import jobs
+
 __all__ = ["INITIAL", "MIGRATIONS"]
 
 INITIAL = """
@@ -147,4 +149,5 @@ CREATE TABLE sync_uploads (
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
     ("0002_lab", LAB_OPLOG),
+    jobs.MIGRATION,
 ]

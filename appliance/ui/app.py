@@ -80,6 +80,7 @@ class ApplianceApp(App):
         self.sm: ScreenManager | None = None
         self.message: MessageBar | None = None
         self._live: list[Job] = []
+        self.selector_job: Job | None = None
 
     # ----- life cycle ----------------------------------------------------------------------
     def build(self) -> FloatLayout:
@@ -146,6 +147,35 @@ class ApplianceApp(App):
             self.project.close()
         self.project = project
         self.go("annotate")
+        self.refresh_selector()
+
+    def refresh_selector(self) -> Job | None:
+        """Fill the selector's caches in the background (features, the active pre-label model's
+        uncertainty); when done, the annotate screen's selector is rebuilt so every strategy's
+        weight takes effect. Started on opening a project and on switching models; a newer
+        start cancels an older one. The job opens its own connection (SQLite allows one
+        writer per connection at a time, and the UI keeps saving labels meanwhile)."""
+        from appliance.assist.selector_cache import refresh
+
+        if self.project is None:
+            return None
+        root = self.project.root
+
+        def work(ctx: JobContext) -> str:
+            with Project.open(root) as project:
+                return refresh(project, ctx).summary()
+
+        def done(summary: str) -> None:
+            if self.project is None or self.project.root != root or self.sm is None:
+                return
+            self.sm.get_screen("annotate").rebuild_selector()
+            log.info("%s", summary)
+
+        def failed(exc: BaseException) -> None:  # upkeep in the background: logged, not shown
+            log.warning("selector caches not refreshed: %s", exc)
+
+        self.selector_job = self.run_job(work, done, key="selector-cache", failed=failed)
+        return self.selector_job
 
     def create_project(self, name: str, classes: list[str]) -> Path:
         name = name.strip()

@@ -27,7 +27,9 @@ def _chance_dice(samples: list) -> float:
 
 def test_segmentation_learns(tmp_path: Path) -> None:
     train, val = _data(6), _data(2, seed=1)
-    config = TrainConfig(width=4, epochs=8, lr=5e-3, patience=100, min_epoch_items=32, seed=0)
+    config = TrainConfig(
+        width=4, epochs=8, lr=5e-3, patience=100, min_epoch_items=32, seed=0, max_minutes=0
+    )
     result = train_model(train, val, config, run_dir=tmp_path / "run", progress=False)
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < losses[0]
@@ -44,6 +46,7 @@ def test_upgrade_learns_and_runs_are_reproducible() -> None:
         width=4,
         epochs=3,
         min_epoch_items=8,
+        max_minutes=0,  # bounded by epochs only: a busy machine must not train less
         perturb=PerturbSpec(omission=0.5, bias=2),
     )
     a = train_model(train, val, config, progress=False)
@@ -57,6 +60,6 @@ def test_votes_switch_the_loss(tmp_path: Path) -> None:
     train, val = _data(3), _data(1, seed=1)
     for s in train:
         s.votes = np.stack([s.target, np.zeros_like(s.target)])  # two annotators
-    config = TrainConfig(width=4, epochs=2, min_epoch_items=4)
+    config = TrainConfig(width=4, epochs=2, min_epoch_items=4, max_minutes=0)
     result = train_model(train, val, config, progress=False)
     assert np.isfinite(result.history[-1]["loss"])

@@ -166,6 +166,7 @@ class AnnotateScreen(ScreenBg):
         col.add_widget(scroll)
         self.buttons["Upgrade"] = button("Upgrade drawing", self.upgrade)
         col.add_widget(self.buttons["Upgrade"])
+        col.add_widget(self._flag_toggle())
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         self.buttons["Previous"] = button("Previous", self.previous)
         self.buttons["Skip"] = button("Skip", self.skip)
@@ -177,6 +178,32 @@ class AnnotateScreen(ScreenBg):
         )
         col.add_widget(self.buttons["Save & next"])
         return col
+
+    # ----- cherry-picking (seed 004): the expert flags images to be served first ----------
+    def _flag_toggle(self) -> Widget:
+        self.buttons["Flag"] = Factory.TToggle(text="Flag: label early")
+        self.buttons["Flag"].bind(on_press=lambda b: self.set_flag(b.state == "down"))
+        return self.buttons["Flag"]
+
+    def set_flag(self, on: bool) -> None:
+        """Flag or unflag the open image for cherry-picking (weight `cherry_pick`)."""
+        app = App.get_running_app()
+        if self.work is None:
+            return
+        app.project.set_cherry_picked(self.work.image_id, on)
+        app.notify("Flagged: served early while cherry-pick weighs in" if on else "Flag removed")
+        self.rebuild_selector()
+
+    def _show_flag(self) -> None:
+        app = App.get_running_app()
+        flagged = self.work is not None and app.project.image(self.work.image_id).cherry_picked
+        self.buttons["Flag"].state = "down" if flagged else "normal"
+
+    def rebuild_selector(self) -> None:
+        """Re-read flags, feature vectors and uncertainty scores; the open image stays."""
+        project = App.get_running_app().project
+        if project is not None:
+            self.selector = selector_mod.from_project(project)
 
     def _show_classes(self) -> None:
         app = App.get_running_app()
@@ -277,6 +304,7 @@ class AnnotateScreen(ScreenBg):
     def _show_work(self) -> None:
         assert self.work is not None
         self.canvas_view.set_image(self.work.display, self.work.session)
+        self._show_flag()
         self._show_classes()
         self._show_assist()
         self._tick(0)

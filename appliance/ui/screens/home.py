@@ -138,6 +138,7 @@ class HomeScreen(ScreenBg):
         app = App.get_running_app()
         failed = lines[1:]
         app.notify(lines[0] + (f" — {failed[0]}" if failed else ""), error=bool(failed))
+        app.refresh_selector()  # features of the new images (incremental; no-op when closed)
         self.refresh()
 
     def _install(self, path: Path) -> None:
@@ -150,6 +151,7 @@ class HomeScreen(ScreenBg):
         def chosen(bundle: Path) -> None:
             def done(ids: list[str]) -> None:
                 app.notify(f"installed {len(ids)} model(s) from {bundle.name}")
+                app.refresh_selector()  # a new pre-label model: its uncertainty scores
                 self.refresh()
 
             app.run_job(lambda _ctx: work(bundle), done)

@@ -82,4 +82,5 @@ class ModelsScreen(ScreenBg):
         app = App.get_running_app()
         activate_model(app.project, model.id)
         app.notify(f"{model.role} model {model.name} is active")
+        app.refresh_selector()  # a new pre-label model: its uncertainty for the selector
         self.refresh()
