@@ -27,6 +27,7 @@ from appliance.errors import ApplianceError
 __all__ = [
     "DTYPES",
     "INPUT_CHANNELS",
+    "INSTANCE_HEAD",
     "LAYOUTS",
     "MAX_TILE_MULTIPLE",
     "NORMALISATION_METHODS",
@@ -114,6 +115,9 @@ def _sigmoid_check(c: Contract) -> list[tuple[str, str]]:
 
 
 OUTPUT_KINDS: dict[str, OutputKind] = {}
+# Instance kinds (docs/instances.md): channels before the K-1 class channels that a project
+# with several cell classes adds; decoded by `appliance.assist.instances`.
+INSTANCE_HEAD = {"three_class": 3, "distance": 3}
 
 
 def register_output_kind(kind: OutputKind) -> None:
@@ -139,6 +143,47 @@ register_output_kind(
         roles=frozenset({"prelabel", "upgrade"}),
         params={"threshold": Param(float, 0.5, 0.0, 1.0, "probability cut for foreground")},
         check=_sigmoid_check,
+    )
+)
+
+
+def _instance_channels(c: Contract) -> int:
+    k = len(c.classes)
+    return INSTANCE_HEAD[c.output_kind] + (k - 1 if k > 2 else 0)
+
+
+def _instance_params(seed_doc: str, seed_erosion: int) -> dict[str, Param]:
+    return {
+        "threshold": Param(float, 0.5, 0.0, 1.0, "foreground probability cut"),
+        "seed_threshold": Param(float, 0.5, 0.0, 1.0, seed_doc),
+        "seed_erosion": Param(
+            int, seed_erosion, 0, 8, "pixels taken off the seed regions before labelling them"
+        ),
+        "min_seed_area": Param(int, 4, 1, None, "smaller seed regions are noise"),
+        "min_area": Param(int, 8, 1, None, "smaller cells are dropped"),
+    }
+
+
+register_output_kind(
+    OutputKind(
+        "three_class",
+        "background, interior and boundary (+ K-1 class channels); seeds = interiors, grown "
+        "over the foreground by seeded watershed",
+        channels=_instance_channels,
+        roles=frozenset({"prelabel", "upgrade"}),
+        # the boundary line is thin; a 2 px erosion keeps one stray interior pixel across it
+        # from joining two cells' seeds (docs/instances.md)
+        params=_instance_params("interior probability that seeds a cell", 2),
+    )
+)
+register_output_kind(
+    OutputKind(
+        "distance",
+        "background, foreground and a distance-to-edge logit (+ K-1 class channels); seeds = "
+        "cell cores, grown over the foreground by seeded watershed",
+        channels=_instance_channels,
+        roles=frozenset({"prelabel", "upgrade"}),
+        params=_instance_params("normalised distance to the cell edge that seeds a cell", 0),
     )
 )
 
@@ -196,6 +241,9 @@ class Contract:
     # A model exported with a fixed square input (many outside models are): the runtime then
     # pads small images up to it and tiles large ones at exactly this size.
     fixed_size: int | None = None
+    # Instance-aware upgrade models: one more input channel after the mask, the edges of the
+    # coarse label's instances, so touching coarse cells arrive as separate cells.
+    boundary_channel: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -254,6 +302,7 @@ class Contract:
             ("tile_multiple", int, False),
             ("decoding", dict, False),
             ("fixed_size", int, False),
+            ("boundary_channel", bool, False),
         ):
             if name not in raw or (name == "fixed_size" and raw[name] is None):
                 if required:
@@ -290,6 +339,7 @@ class Contract:
             "classes": list(self.classes),
             "decoding": dict(self.decoding),
             **({"fixed_size": self.fixed_size} if self.fixed_size is not None else {}),
+            **({"boundary_channel": True} if self.boundary_channel else {}),
         }
 
     def to_json(self) -> str:
@@ -344,6 +394,8 @@ class Contract:
                     f"{2 * self.tile_multiple} to 4096, got {self.fixed_size}",
                 )
             )
+        if self.boundary_channel and not self.mask_channel:
+            out.append(("boundary_channel", "needs the coarse mask channel (mask_channel true)"))
         out += self.normalisation.problems()
         if len(self.classes) < 2:
             out.append(("classes", "needs at least 2 names (index 0 is background)"))
@@ -403,8 +455,8 @@ class Contract:
 
     @property
     def channels_in(self) -> int:
-        """Channels of the network input, the mask channel included."""
-        return self.input_channels + int(self.mask_channel)
+        """Channels of the network input, the mask and boundary channels included."""
+        return self.input_channels + int(self.mask_channel) + int(self.boundary_channel)
 
     @property
     def channels_out(self) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.cli import require_range, run_command
+from export.targets import DEFAULT_OUTPUT, TRAINABLE
 
 COMMAND_MODULES: tuple[str, ...] = ("export.demo", "export.bundle.cli", "export.lab.workstation")
 
@@ -26,7 +27,8 @@ def _synth(args: argparse.Namespace) -> int:
     require_range("--n", args.n, 1, 100_000)
     require_range("--size", args.size, 32, 8192)
     require_range("--seed", args.seed, 0, 2**32 - 1)
-    summary = write_dataset(args.out, args.n, args.size, args.seed, args.kind)
+    require_range("--crowding", args.crowding, 0.0, 1.0)
+    summary = write_dataset(args.out, args.n, args.size, args.seed, args.kind, args.crowding)
     print(
         f"wrote {summary['n']} images ({summary['cells']} cells, {summary['others']} other "
         f"objects) to {args.out}; Otsu Dice on this set: {summary['otsu_dice']:.3f}"
@@ -62,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_minutes=0 if args.no_time_budget else args.max_minutes,
         min_epoch_items=args.min_epoch_items,
+        output=args.output,
     )
     shipped = train_job(args.job, args.out, run_dir, config, perturb=spec, quantize=args.quantize)
     if shipped:
@@ -96,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("nuclei", "mixed"),
         default="nuclei",
         help="nuclei only, or nuclei mixed with lobed granulocyte-like cells (default nuclei)",
+    )
+    p.add_argument(
+        "--crowding",
+        type=float,
+        default=0.0,
+        help="share of cells (0-1) that join a cluster of touching and overlapping cells "
+        "(default 0: cells only touch by chance)",
     )
     p.set_defaults(func=_synth)
 
@@ -146,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quantize", action="store_true", help="ship an int8 QDQ model")
+    p.add_argument(
+        "--output",
+        choices=("auto", *TRAINABLE),
+        default="auto",
+        help="output kind; auto (default): "
+        + ", ".join(f"{kind} for --task {task}" for task, kind in DEFAULT_OUTPUT.items())
+        + ". three_class (background/interior/"
+        "boundary) or distance (foreground + distance to the cell edge), both decoded into "
+        "separate touching cells by seeded watershed; softmax: classes only, touching cells "
+        "merge (see docs/instances.md)",
+    )
     p.add_argument("--run-dir", type=Path, help="run folder (default runs/<time>-<task>)")
     p.set_defaults(func=_train)
 

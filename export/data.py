@@ -18,14 +18,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from appliance.assist.instances import INSTANCE_KINDS, boundaries
 from appliance.bundles.training_job import TrainingJob
 from appliance.contract import Normalisation
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
 from appliance.perturb import PerturbSpec, felzenszwalb_objects, perturb
+from export.outputs import aux_target, check_output
+from export.targets import merge_touching
 
 TILE_MULTIPLE = 16
+# Share of touching coarse cells an instance-aware upgrade model sees merged into one blob: the
+# quick annotator's most common instance error, which the model must learn to undo.
+MERGE_TOUCHING = 0.5
 NORMALISATION = Normalisation("percentile", 1.0, 99.8)
 
 
@@ -36,8 +42,8 @@ class Sample:
     `image` is float32 C×H×W in [0, 1]; `target` the class map (H×W, int64); `instances` the
     target objects' instance map (perturbed for the upgrade task); `others` the other objects
     (inclusion candidates; None → Felzenszwalb segments); `votes` one class map per annotator
-    (V×H×W) for VotesLoss; `coarse` a fixed low-quality mask to upgrade instead of a fresh
-    perturbation (evaluation on real low-quality labels).
+    (V×H×W) for VotesLoss; `coarse` a fixed low-quality instance map to upgrade instead of a
+    fresh perturbation (evaluation on real low-quality labels).
     """
 
     image: np.ndarray
@@ -84,15 +90,31 @@ def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, epoch + 1, index]))
 
 
-def coarse_mask(sample: Sample, spec: PerturbSpec, rng: np.random.Generator | None) -> np.ndarray:
-    """The upgrade model's extra channel: the sample's fixed coarse mask or a fresh perturbation."""
+def coarse_instances(
+    sample: Sample, spec: PerturbSpec, rng: np.random.Generator | None, merge: float = 0.0
+) -> np.ndarray:
+    """The upgrade model's coarse label: the sample's fixed one or a fresh perturbation.
+
+    `merge` > 0 also joins touching perturbed cells into blobs (`merge_touching`).
+    """
     if sample.coarse is not None:
-        return (sample.coarse > 0).astype(np.float32)
+        return np.asarray(sample.coarse).astype(np.uint32)
     if rng is None:
         raise ApplianceError("an upgrade sample without a coarse mask needs a perturbation seed")
     image = sample.image.mean(axis=0) if sample.others is None else None
     coarse = perturb(sample.instances, spec, rng, others=sample.others, image=image)
-    return (coarse > 0).astype(np.float32)
+    return merge_touching(coarse, merge, rng) if merge > 0 else coarse
+
+
+def coarse_planes(coarse: np.ndarray, boundary: bool) -> list[np.ndarray]:
+    """The upgrade input's extra planes: coarse foreground, and its cells' edges if `boundary`.
+
+    The same planes as the tablet's `appliance.assist.contract.model_input`.
+    """
+    planes = [(coarse > 0).astype(np.float32)[None]]
+    if boundary:
+        planes.append(boundaries(coarse).astype(np.float32)[None])
+    return planes
 
 
 def _with_candidates(sample: Sample) -> Sample:
@@ -113,7 +135,9 @@ class SegDataset(Dataset):
     Training items are random square crops of `patch` pixels (reflect-padded when smaller) with
     flips, rot90 and intensity jitter; evaluation items are whole images padded to a multiple of
     16 with no augmentation. Upgrade items get a perturbation drawn fresh every epoch (seed 003,
-    Algorithm 1) in training and a fixed one (epoch-independent seed) in evaluation. An epoch
+    Algorithm 1) in training and a fixed one (epoch-independent seed) in evaluation. For an
+    instance output kind, upgrade items also carry the coarse cells' edges as a channel and some
+    touching coarse cells merged, and every item the kind's target (`aux`). An epoch
     holds at least `min_items` items (the list repeated), so tiny sets still give several steps
     per epoch and early stopping sees a meaningful validation interval.
     """
@@ -127,6 +151,7 @@ class SegDataset(Dataset):
         patch: int = 256,
         seed: int = 0,
         min_items: int = 1,
+        output: str = "softmax",
     ) -> None:
         if task not in ("segment", "upgrade"):
             raise ApplianceError(f"unknown task {task!r}: expected segment or upgrade")
@@ -136,6 +161,8 @@ class SegDataset(Dataset):
         if task == "upgrade" and self.spec.inclusion:
             samples = [_with_candidates(s) for s in samples]
         self.samples, self.task, self.train = samples, task, train
+        self.output = check_output(output)
+        self.boundary = task == "upgrade" and output in INSTANCE_KINDS
         smallest = min(min(s.target.shape) for s in samples)
         # crops never exceed the smallest image (rounded down to the tile multiple)
         self.patch = max(min(patch, smallest - smallest % TILE_MULTIPLE), TILE_MULTIPLE)
@@ -158,17 +185,23 @@ class SegDataset(Dataset):
         rng = _rng(self.seed, epoch if self.train else -1, index)
         planes = [sample.image]
         if self.task == "upgrade":
-            planes.append(coarse_mask(sample, self.spec, rng)[None])
+            merge = MERGE_TOUCHING if self.boundary else 0.0
+            coarse = coarse_instances(sample, self.spec, rng, merge)
+            planes.extend(coarse_planes(coarse, self.boundary))
         x = np.concatenate(planes, axis=0).astype(np.float32)
-        y = sample.target.astype(np.int64)
-        votes = self._votes(sample)
+        aligned = [sample.target.astype(np.int64), self._votes(sample)]
+        if self.output != "softmax":
+            aligned.append(sample.instances.astype(np.int64))
         if self.train:
-            x, y, votes = self._augment(x, y, votes, rng, n_image=sample.image.shape[0])
+            x, aligned = self._augment(x, aligned, rng, n_image=sample.image.shape[0])
         else:
-            x, y, votes = pad_to_multiple(x), pad_to_multiple(y), pad_to_multiple(votes)
+            x, aligned = pad_to_multiple(x), [pad_to_multiple(a) for a in aligned]
+        y, votes = aligned[0], aligned[1]
+        aux = aux_target(self.output, aligned[2] if len(aligned) > 2 else y)
         return {
             "x": torch.from_numpy(np.ascontiguousarray(x)),
             "y": torch.from_numpy(np.ascontiguousarray(y)),
+            "aux": torch.from_numpy(np.ascontiguousarray(aux)),
             "votes": torch.from_numpy(np.ascontiguousarray(votes)),
             "n_votes": torch.tensor(sample.votes.shape[0], dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
@@ -185,28 +218,27 @@ class SegDataset(Dataset):
     def _augment(
         self,
         x: np.ndarray,
-        y: np.ndarray,
-        votes: np.ndarray,
+        aligned: list[np.ndarray],
         rng: np.random.Generator,
         n_image: int,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The same crop, rot90 and flip for the input and every `aligned` map; jitter on x."""
         p = self.patch
-        h, w = y.shape
+        h, w = aligned[0].shape[-2:]
         if h < p or w < p:  # only images under one tile: pad up to it
-            x, y, votes = (pad_to_multiple(a, p) for a in (x, y, votes))
-            h, w = y.shape
+            x, aligned = pad_to_multiple(x, p), [pad_to_multiple(a, p) for a in aligned]
+            h, w = aligned[0].shape[-2:]
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        x, y = x[:, top : top + p, left : left + p], y[top : top + p, left : left + p]
-        votes = votes[:, top : top + p, left : left + p]
+        arrays = [a[..., top : top + p, left : left + p] for a in (x, *aligned)]
         k = int(rng.integers(0, 4))
         flip = bool(rng.integers(0, 2))
-        x, y, votes = (np.rot90(a, k, axes=(-2, -1)) for a in (x, y, votes))
+        arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
         if flip:
-            x, y, votes = (a[..., ::-1] for a in (x, y, votes))
+            arrays = [a[..., ::-1] for a in arrays]
         gain, offset = rng.uniform(0.8, 1.2), rng.uniform(-0.1, 0.1)
-        x = x.copy()
+        x = arrays[0].copy()
         x[:n_image] = np.clip(x[:n_image] * gain + offset, 0.0, 1.0)
-        return x, y, votes
+        return x, arrays[1:]
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -271,7 +303,7 @@ def samples_from_job(job: TrainingJob, task: str) -> tuple[dict[str, list[Sample
                 instances=instances.astype(np.uint32),
                 others=None if others is None else others.astype(np.uint32),
                 votes=np.stack(votes) if votes else np.zeros((0, 0, 0), np.int64),
-                coarse=None if coarse is None or item.split == "train" else coarse.binary(),
+                coarse=None if coarse is None or item.split == "train" else coarse.instances,
             )
         )
     return splits, classes

@@ -25,10 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from appliance.assist.instances import INSTANCE_KINDS
+from appliance.contract import Contract
 from appliance.errors import ApplianceError
+from appliance.labels import Label
 from appliance.perturb import PerturbSpec
+from export import outputs
 from export.data import EpochSampler, Sample, SegDataset, pad_to_multiple
-from export.losses import dice_ce_loss, dice_votes_loss
+from export.losses import dice_votes_loss
 from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH, UNet
 
 UPGRADE_PERTURB = PerturbSpec(omission=0.7, inclusion=0.7, bias=6)
@@ -57,6 +61,16 @@ class TrainConfig:
     max_minutes: float | None = None  # None: 9 on a CPU, none on a GPU; 0: no time budget
     perturb: PerturbSpec = field(default_factory=lambda: UPGRADE_PERTURB)
     workers: int | None = None
+    # "softmax" (connected components on the tablet) or an instance kind; `python -m export
+    # train` defaults per task to export.targets.DEFAULT_OUTPUT
+    output: str = "softmax"
+
+    @property
+    def in_channels_extra(self) -> int:
+        """Input channels after the image: coarse mask, plus coarse edges for instance kinds."""
+        if self.task != "upgrade":
+            return 0
+        return 2 if self.output in INSTANCE_KINDS else 1
 
 
 @dataclass
@@ -128,30 +142,43 @@ def evaluate(
     dataset: SegDataset,
     device: torch.device,
     amp: torch.dtype | None = None,
-) -> float:
-    """Validation Dice pooled over the set and averaged over the foreground classes."""
+    n_classes: int | None = None,
+) -> tuple[float, float | None]:
+    """Validation Dice (pooled, averaged over the foreground classes) and, for an instance
+    output kind, instance F1 at IoU 0.5 of the tablet's decoding (None for softmax).
+
+    `n_classes` defaults to the model's output channels (right for the softmax kind only).
+    """
+    from appliance.assist.instances import decode, default_decoding
+    from export.instance_metrics import Counts
+
     model.eval()
-    n_classes = None
     inter = total = None
+    counts = Counts() if dataset.output in INSTANCE_KINDS else None
     for i in range(len(dataset)):
         item = dataset[i]
         x = item["x"][None].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            logits = model(x)
+            logits = model(x).float()
         h, w = dataset.samples[i].target.shape
-        pred = logits.argmax(1)[0, :h, :w].cpu()
-        truth = item["y"][:h, :w]
         if n_classes is None:
             n_classes = logits.shape[1]
+        pred = outputs.semantic(logits, dataset.output, n_classes)[0, :h, :w].cpu()
+        truth = item["y"][:h, :w]
+        if inter is None:
             inter = torch.zeros(n_classes, dtype=torch.float64)
             total = torch.zeros(n_classes, dtype=torch.float64)
         for c in range(1, n_classes):
             p, t = pred == c, truth == c
             inter[c] += (p & t).sum()
             total[c] += p.sum() + t.sum()
+        if counts is not None:
+            raw = logits[0, :, :h, :w].cpu().numpy()
+            inst, _ = decode(raw, dataset.output, n_classes, default_decoding(dataset.output))
+            counts.add(dataset.samples[i].instances, inst)
     assert inter is not None and total is not None and n_classes is not None
     scores = [(2 * inter[c] / total[c]).item() if total[c] else 1.0 for c in range(1, n_classes)]
-    return float(np.mean(scores))
+    return float(np.mean(scores)), (None if counts is None else counts.f1)
 
 
 def _resolve(config: TrainConfig, rt: _Runtime) -> tuple[int, int, float | None]:
@@ -181,7 +208,10 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     ax1.set_ylabel("loss", color="tab:blue")
     ax2 = ax1.twinx()
     ax2.plot(epochs, [h["val_dice"] for h in history], color="tab:red", label="validation Dice")
-    ax2.set_ylabel("validation Dice", color="tab:red")
+    if all("val_f1" in h for h in history):
+        f1 = [h["val_f1"] for h in history]
+        ax2.plot(epochs, f1, color="tab:green", label="validation instance F1")
+    ax2.set_ylabel("validation Dice (red), instance F1 (green)", color="tab:red")
     ax2.set_ylim(0, 1)
     ax1.set_title(title)
     fig.tight_layout()
@@ -217,12 +247,21 @@ def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
     _seed_everything(config.seed)
     batch, workers, budget = _resolve(config, rt)
     amp, precision = _precision(rt.device)
-    in_ch = train[0].image.shape[0] + (1 if config.task == "upgrade" else 0)
+    in_ch = train[0].image.shape[0] + config.in_channels_extra
     spec = config.perturb if config.task == "upgrade" else None
     train_ds = SegDataset(
-        train, config.task, spec, True, config.patch, config.seed, config.min_epoch_items
+        train,
+        config.task,
+        spec,
+        True,
+        config.patch,
+        config.seed,
+        config.min_epoch_items,
+        config.output,
     )
-    val_ds = SegDataset(val, config.task, spec, False, config.patch, config.seed)
+    val_ds = SegDataset(
+        val, config.task, spec, False, config.patch, config.seed, output=config.output
+    )
     sampler = EpochSampler(len(train_ds), config.seed, rt.rank, rt.world)
     loader = DataLoader(
         train_ds,
@@ -235,7 +274,8 @@ def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
         # whose share is under one batch
         drop_last=len(sampler) >= 2 * batch,
     )
-    model: UNet = UNet(in_ch, config.n_classes, config.width, config.depth)
+    n_out = outputs.channels(config.output, config.n_classes)
+    model: UNet = UNet(in_ch, n_out, config.width, config.depth)
     if rt.world > 1 and rt.device.type == "cuda":
         # BatchNorm statistics over the global batch; SyncBatchNorm runs on GPUs only, so CPU
         # (gloo) runs keep per-rank statistics
@@ -275,7 +315,8 @@ def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
     fit.train_ds.set_epoch(epoch)
     fit.net.train()
     rt, losses, seen = fit.rt, [], []
-    use_votes = fit.train_ds.max_votes > 0
+    # VotesLoss weighs a class map's cross-entropy; the instance kinds' targets have no votes
+    use_votes = fit.train_ds.max_votes > 0 and fit.config.output == "softmax"
     for item in fit.loader:
         x = item["x"].to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = item["y"].to(rt.device, non_blocking=True)
@@ -286,7 +327,8 @@ def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
             n_votes = item["n_votes"].to(rt.device, non_blocking=True)
             loss = dice_votes_loss(logits, y, votes, n_votes)
         else:
-            loss = dice_ce_loss(logits, y)
+            aux = item["aux"].to(rt.device, non_blocking=True)
+            loss = outputs.loss(logits, y, aux, fit.config.output, fit.config.n_classes)
         fit.optimiser.zero_grad(set_to_none=True)
         fit.scaler.scale(loss).backward()
         fit.scaler.step(fit.optimiser)
@@ -302,17 +344,20 @@ def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
 
 @dataclass
 class _Best:
-    """The checkpoint step's state: the best validation Dice so far and its weights."""
+    """The checkpoint step's state: the best validation score so far, its Dice and weights."""
 
+    score: float = -1.0
     dice: float = -1.0
     epoch: int = 0
     state: dict[str, torch.Tensor] | None = None
 
 
-def _checkpoint(fit: _Fit, best: _Best, epoch: int, val_dice: float) -> None:
-    """Keep the weights of the best validation Dice (on the CPU, so GPU memory stays free)."""
-    if val_dice > best.dice:
-        best.dice, best.epoch = val_dice, epoch
+def _checkpoint(fit: _Fit, best: _Best, epoch: int, val_dice: float, val_f1: float | None) -> None:
+    """Keep the best weights (on the CPU, so GPU memory stays free): best Dice for softmax,
+    best mean of Dice and instance F1 for the instance kinds (cells separated and covered)."""
+    score = val_dice if val_f1 is None else 0.5 * (val_dice + val_f1)
+    if score > best.score:
+        best.score, best.dice, best.epoch = score, val_dice, epoch
         best.state = {k: v.detach().cpu().clone() for k, v in fit.model.state_dict().items()}
 
 
@@ -355,8 +400,8 @@ def train_model(
         speed = len(losses) * fit.batch * rt.world / max(time.monotonic() - t0, 1e-9)
         verdict = torch.zeros(2, device=rt.device)
         if rt.main:
-            val_dice = evaluate(fit.model, fit.val_ds, rt.device, fit.amp)
-            _checkpoint(fit, best, epoch, val_dice)
+            val_dice, val_f1 = evaluate(fit.model, fit.val_ds, rt.device, fit.amp, config.n_classes)
+            _checkpoint(fit, best, epoch, val_dice, val_f1)
             row = {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -364,6 +409,8 @@ def train_model(
                 "images_per_s": speed,
                 "seconds": time.monotonic() - fit.start,
             }
+            if val_f1 is not None:
+                row["val_f1"] = val_f1
             history.append(row)
             if run_dir is not None:
                 with open(run_dir / "metrics.jsonl", "a") as fh:
@@ -415,7 +462,8 @@ def train_model(
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4) -> np.ndarray:
-    """Class maps (N×H×W) for model inputs N×C×H×W (padded to the tile multiple, then cropped)."""
+    """Class maps (N×H×W) of a softmax model for inputs N×C×H×W (padded to the tile multiple,
+    then cropped)."""
     model.eval()
     device = next(model.parameters()).device
     h, w = x.shape[-2:]
@@ -438,19 +486,28 @@ def _split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Samp
     return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
 
 
-def _onnx_dice(path: Path, dataset: SegDataset) -> float:
-    """Pooled foreground Dice of an ONNX model on whole evaluation images."""
-    from export.quantize import onnx_predict
+def onnx_instances(path: Path, dataset: SegDataset, contract: Contract) -> list[Label]:
+    """Labels an ONNX model gives on whole evaluation images, decoded as the tablet decodes."""
+    from appliance.assist.contract import decode_label, probabilities
+    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, cpu_session
 
-    inputs = [dataset[i]["x"][None].numpy() for i in range(len(dataset))]
-    preds = onnx_predict(path, inputs)
-    inter = total = 0
-    for pred, sample in zip(preds, dataset.samples, strict=True):
+    session = cpu_session(path)
+    labels = []
+    for i, sample in enumerate(dataset.samples):
         h, w = sample.target.shape
-        p, t = pred[:h, :w] > 0, sample.target > 0
-        inter += int((p & t).sum())
-        total += int(p.sum() + t.sum())
-    return 2.0 * inter / total if total else 1.0
+        logits = session.run([OUTPUT_NAME], {INPUT_NAME: dataset[i]["x"][None].numpy()})[0][0]
+        logits = logits[:, :h, :w]
+        labels.append(decode_label(logits, probabilities(logits, contract), contract))
+    return labels
+
+
+def _onnx_scores(path: Path, dataset: SegDataset, contract: Contract) -> tuple[float, float]:
+    """Pooled foreground Dice and instance F1 (IoU > 0.5) of an ONNX model on `dataset`."""
+    from export.instance_metrics import dice, f1_at
+
+    preds = [label.instances for label in onnx_instances(path, dataset, contract)]
+    truths = [s.instances for s in dataset.samples]
+    return dice(truths, preds), f1_at(truths, preds)
 
 
 @dataclass(frozen=True)
@@ -499,15 +556,23 @@ def train_job(
 ) -> JobResult | None:
     """Training-job bundle → trained, exported, checked model bundle.
 
-    `config.n_classes` comes from the job; `perturb` None picks the upgrade perturbation for
+    `config.n_classes` comes from the job; `config.output` "auto" picks the task's default
+    output kind (`export.targets.DEFAULT_OUTPUT`); `perturb` None picks the upgrade perturbation for
     the job (other objects to include, or Felzenszwalb segments). Returns None on the non-zero
     ranks of a torchrun launch (rank 0 exports and writes everything).
     """
+    from export.targets import output_for
+
     data = _load_job(job_path, config.task, config.seed)
     default = (
         UPGRADE_PERTURB if any(s.others is not None for s in data.train) else FELZENSZWALB_PERTURB
     )
-    config = replace(config, n_classes=len(data.classes), perturb=perturb or default)
+    config = replace(
+        config,
+        n_classes=len(data.classes),
+        perturb=perturb or default,
+        output=output_for(config.task, config.output),
+    )
     result = train_model(data.train, data.val, config, run_dir, progress=progress)
     if result.rank != 0:
         return None
@@ -524,23 +589,37 @@ def _ship(
 ) -> JobResult:
     """Export to ONNX, measure it on the held-out split, and write the model bundle."""
     from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
-    from appliance.contract import Contract
     from export.data import NORMALISATION, TILE_MULTIPLE
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
     from export.quantize import quantize_int8
 
-    task, seed = config.task, config.seed
+    task, seed, output = config.task, config.seed, config.output
     image_channels = data.train[0].image.shape[0]
-    in_channels = image_channels + (1 if task == "upgrade" else 0)
+    in_channels = image_channels + config.in_channels_extra
+    contract = Contract(
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_channels=image_channels,
+        mask_channel=task == "upgrade",
+        normalisation=NORMALISATION,
+        tile_multiple=TILE_MULTIPLE,
+        output_kind=output,
+        classes=tuple(data.classes),
+        boundary_channel=task == "upgrade" and output in INSTANCE_KINDS,
+    )
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)
     eval_name = "test" if data.test else "val"
-    eval_ds = SegDataset(data.test or data.val, task, config.perturb, False, config.patch, seed)
-    fp32_dice = _onnx_dice(fp32, eval_ds)
+    eval_ds = SegDataset(
+        data.test or data.val, task, config.perturb, False, config.patch, seed, output=output
+    )
+    fp32_dice, fp32_f1 = _onnx_scores(fp32, eval_ds, contract)
     metrics: dict[str, object] = {
         "task": task,
+        "output_kind": output,
         "val_dice": round(result.best_val_dice, 4),
         f"{eval_name}_dice_onnx_fp32": round(fp32_dice, 4),
+        f"{eval_name}_instance_f1_onnx_fp32": round(fp32_f1, 4),
         "eval_split": eval_name,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -557,29 +636,22 @@ def _ship(
     }
     shipped, shipped_dice = fp32, fp32_dice
     if quantize:
-        cal_ds = SegDataset(data.train, task, config.perturb, False, config.patch, seed)
+        cal_ds = SegDataset(
+            data.train, task, config.perturb, False, config.patch, seed, output=output
+        )
         calibration = [cal_ds[i]["x"][None].numpy() for i in range(min(len(cal_ds), 32))]
         shipped = quantize_int8(fp32, run_dir / "model-int8.onnx", calibration)
-        shipped_dice = _onnx_dice(shipped, eval_ds)
+        shipped_dice, int8_f1 = _onnx_scores(shipped, eval_ds, contract)
         metrics[f"{eval_name}_dice_onnx_int8"] = round(shipped_dice, 4)
+        metrics[f"{eval_name}_instance_f1_onnx_int8"] = round(int8_f1, 4)
         metrics["int8_dice_drop"] = round(fp32_dice - shipped_dice, 4)
     metrics["quantized"] = quantize
     metrics["latency_ms_512_2threads"] = round(measure_latency(shipped, in_channels), 1)
-    contract = Contract(
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        input_channels=image_channels,
-        mask_channel=task == "upgrade",
-        normalisation=NORMALISATION,
-        tile_multiple=TILE_MULTIPLE,
-        output_kind="softmax",
-        classes=tuple(data.classes),
-    )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     role = "prelabel" if task == "segment" else "upgrade"
     extra = {"curves.png": run_dir / "curves.png", "metrics.jsonl": run_dir / "metrics.jsonl"}
     extra["metrics.json"] = run_dir / "metrics.json"
-    name = f"unet-w{config.width}-d{config.depth}-{role}"
+    name = f"unet-w{config.width}-d{config.depth}-{output}-{role}"
     bundle_id = write_model_bundle(
         out,
         [ModelSpec(role, name, shipped, contract, metrics)],

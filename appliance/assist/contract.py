@@ -2,9 +2,11 @@
 
 Everything here is pure numpy so that it can be tested without a model: `model_input` turns a
 stored image (and, for upgrade models, a coarse mask) into the C×H×W float array the network
-expects, and `probabilities` / `to_label` turn its raw output back into a `Label` through the
-decoder of the contract's output kind (`DECODERS`, one per `appliance.contract.OUTPUT_KINDS`
-entry). Padding and tiling live in `runtime`, because they depend on how the session is run.
+expects, and `probabilities` / `decode_label` turn its raw output back into a `Label` through
+the decoder of the contract's output kind (`DECODERS`, one per `appliance.contract.OUTPUT_KINDS`
+entry): connected components for semantic kinds, seeded watershed for the instance kinds
+(`appliance.assist.instances`). Padding and tiling live in `runtime`, because they depend on how
+the session is run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance.assist import instances
 from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
@@ -23,6 +26,7 @@ __all__ = [
     "DECODERS",
     "Decoder",
     "class_ids",
+    "decode_label",
     "mean_entropy",
     "model_input",
     "probabilities",
@@ -37,7 +41,11 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 def model_input(
     image: np.ndarray, contract: Contract, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """C×H×W float32: channels adapted, percentile-normalised, mask channel appended.
+    """C×H×W float32: channels adapted, percentile-normalised, mask channel(s) appended.
+
+    `mask` is the coarse label's instance map (or a 0/1 mask): the mask channel holds its
+    foreground, the boundary channel (when the contract has one) the edges of its instances,
+    so that touching coarse cells reach the network as separate cells.
 
     Normalisation runs on the whole image before any tiling, so every tile sees the same scale
     and a tiled prediction equals a single pass.
@@ -60,21 +68,26 @@ def model_input(
         mask = np.asarray(mask)
         if mask.shape != img.shape[:2]:
             raise ApplianceError(f"coarse mask {mask.shape} does not match image {img.shape[:2]}")
-        chans = np.concatenate([chans, (mask > 0).astype(np.float32)[None]], axis=0)
+        planes = [chans, (mask > 0).astype(np.float32)[None]]
+        if contract.boundary_channel:
+            planes.append(instances.boundaries(mask).astype(np.float32)[None])
+        chans = np.concatenate(planes, axis=0)
     return np.ascontiguousarray(chans, dtype=np.float32)
 
 
 @dataclass(frozen=True)
 class Decoder:
-    """How one output kind becomes class probabilities (K×H×W) and a class id per pixel."""
+    """How one output kind becomes class probabilities (K×H×W) and a class id per pixel, and,
+    for instance kinds, instances straight from the raw output (instance map, id -> model class
+    index); without `instances`, instances are connected components of `semantic`."""
 
     probabilities: Callable[[np.ndarray, Contract], np.ndarray]
     semantic: Callable[[np.ndarray, Contract], np.ndarray]
+    instances: Callable[[np.ndarray, Contract], tuple[np.ndarray, dict[int, int]]] | None = None
 
 
 def _softmax(x: np.ndarray, contract: Contract) -> np.ndarray:
-    e = np.exp(x - x.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
+    return instances.softmax(x)
 
 
 def _sigmoid(x: np.ndarray, contract: Contract) -> np.ndarray:
@@ -90,9 +103,19 @@ def _above_threshold(probs: np.ndarray, contract: Contract) -> np.ndarray:
     return (probs[1] > float(contract.decoding["threshold"])).astype(np.uint16)
 
 
+def _instance_probabilities(x: np.ndarray, contract: Contract) -> np.ndarray:
+    return instances.probabilities(x, contract.output_kind, contract.n_classes)
+
+
+def _instance_decode(x: np.ndarray, contract: Contract) -> tuple[np.ndarray, dict[int, int]]:
+    return instances.decode(x, contract.output_kind, contract.n_classes, contract.decoding)
+
+
 DECODERS: dict[str, Decoder] = {
     "softmax": Decoder(_softmax, _argmax),
     "sigmoid": Decoder(_sigmoid, _above_threshold),
+    "three_class": Decoder(_instance_probabilities, _argmax, _instance_decode),
+    "distance": Decoder(_instance_probabilities, _argmax, _instance_decode),
 }
 
 
@@ -122,6 +145,21 @@ def to_label(probs: np.ndarray, contract: Contract, lut: np.ndarray | None = Non
     """Instances are the connected components of each predicted class (mapped through `lut`)."""
     sem = semantic(probs, contract)
     return Label.from_semantic(sem if lut is None else lut[sem])
+
+
+def decode_label(
+    logits: np.ndarray, probs: np.ndarray, contract: Contract, lut: np.ndarray | None = None
+) -> Label:
+    """The instances of a whole image's raw output, as its kind decodes them (seeded watershed
+    for instance kinds, else connected components of `probs`); model class indices map to
+    project classes through `lut`."""
+    decoder = DECODERS[contract.output_kind]
+    if decoder.instances is None:
+        return to_label(probs, contract, lut)
+    inst, classes = decoder.instances(logits.astype(np.float32, copy=False), contract)
+    if lut is not None:
+        classes = {i: int(lut[c]) for i, c in classes.items()}
+    return Label(inst, classes)
 
 
 def mean_entropy(probs: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from appliance.assist.postprocess import split_touching
 from appliance.assist.runtime import InferenceModel, active_model
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
@@ -60,8 +61,11 @@ def otsu(
     channel: int | None = None,
     polarity: str = "auto",
     class_id: int = DEFAULT_CLASS,
+    split: bool = True,
 ) -> Label:
-    """Otsu threshold on one channel; connected components become instances.
+    """Otsu threshold on one channel; instances are its connected components, each split where
+    it narrows into several round cells (distance-transform watershed, `split_touching`), since a
+    threshold alone merges every pair of touching nuclei.
 
     `polarity` says whether objects are "bright" or "dark"; "auto" takes the smaller side of the
     threshold as foreground, because cells rarely cover most of a microscopy field. A constant
@@ -79,7 +83,8 @@ def otsu(
     bright = g > t
     if polarity == "dark" or (polarity == "auto" and bright.sum() * 2 > g.size):
         bright = ~bright
-    return Label.from_binary(bright, class_id)
+    label = Label.from_binary(bright, class_id)
+    return split_touching(label).label if split else label
 
 
 def previous(project: Project, image_id: int) -> Label | None:
@@ -95,7 +100,8 @@ def prelabeler(
     if method == "otsu":
         cfg = project.get_setting(OTSU_SETTING, None) or {}
         ch, pol = cfg.get("channel"), cfg.get("polarity", "auto")
-        return lambda _id, pixels: otsu(pixels, ch, pol)
+        split = bool(cfg.get("split", True))
+        return lambda _id, pixels: otsu(pixels, ch, pol, split=split)
     if method == "previous":
         return lambda image_id, _pixels: previous(project, image_id)
     if method == "model":

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.assist.contract import class_ids, model_input, probabilities, to_label
+from appliance.assist.contract import class_ids, decode_label, model_input, probabilities
 from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.labels import Label
@@ -291,10 +291,15 @@ class InferenceModel:
         check: Callable[[], None] | None = None,
         **tiling: int,
     ) -> Prediction:
-        """Probabilities and instances for one stored image (and coarse mask for upgrade)."""
+        """Probabilities and instances for one stored image (and coarse label for upgrade).
+
+        Instances are decoded once, from the output stitched for the whole image: a cell across
+        a tile border is neither split nor counted twice.
+        """
         chw = model_input(image, self.contract, mask)
-        probs = probabilities(self.logits(chw, check=check, **tiling), self.contract)
-        return Prediction(probs, to_label(probs, self.contract, self.lut))
+        logits = self.logits(chw, check=check, **tiling)
+        probs = probabilities(logits, self.contract)
+        return Prediction(probs, decode_label(logits, probs, self.contract, self.lut))
 
 
 def active_model(project: Project, role: str, threads: int | None = None) -> InferenceModel | None:

@@ -1,9 +1,12 @@
 """Upgrade u(x, y~) (seed 003): image plus coarse label in, careful label out.
 
 The upgrade network sees the image channels and the coarse foreground as one extra 0/1 channel
-(contract `mask_channel: true`) and predicts the refined foreground. Instances are the connected
-components of its output; a binary model knows no classes, so each new instance takes the class
-of the coarse instance it overlaps most (the expert's class choice survives the refinement).
+(contract `mask_channel: true`), and newer models also the coarse instances' edges (contract
+`boundary_channel: true`), so the coarse label arrives as instances. Instances of its output come
+from the contract's decoding (seeded watershed for instance kinds: coarse touching cells drawn as
+one blob come back apart where the image shows them apart). A binary model knows no classes, so
+each new instance takes the class of the coarse instance it overlaps most (the expert's class
+choice survives the refinement).
 The result is stored as a new version (source `upgrade`, parent = the coarse version) for the
 expert to check; nothing is overwritten.
 """
@@ -62,7 +65,7 @@ def upgrade(
         raise ApplianceError(
             f"coarse label {coarse.shape} does not match image {np.shape(image)[:2]}"
         )
-    refined = model.predict(image, mask=coarse.binary(), check=check).label
+    refined = model.predict(image, mask=coarse.instances, check=check).label
     return refined if model.contract.n_classes > 2 else inherit_classes(refined, coarse)
 
 
