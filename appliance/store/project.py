@@ -80,7 +80,7 @@ class ImagePosition(NamedTuple):
     id: int
     sequence: str | None
     frame: int | None
-    cherry_picked: bool
+    cherry_picked: int  # 1 when the user flagged it, else 0 (as stored)
 
 
 @dataclass
@@ -282,14 +282,11 @@ class Project:
         return dict(self.db.execute("SELECT id, name FROM images").fetchall())
 
     def image_positions(self) -> list[ImagePosition]:
-        """Every image's sequence, frame and cherry-pick flag, by id (cheaper than `images`)."""
-        rows = dbm.rows(
-            self.db, "SELECT id, sequence, frame, cherry_picked FROM images ORDER BY id"
-        )
-        return [
-            ImagePosition(r["id"], r["sequence"], r["frame"], bool(r["cherry_picked"]))
-            for r in rows
-        ]
+        """Every image's sequence, frame and cherry-pick flag, by id (cheaper than `images`:
+        the selector reads 100,000 of them at start)."""
+        columns = ", ".join(ImagePosition._fields)  # the fields are named as the columns
+        cursor = self.db.execute(f"SELECT {columns} FROM images ORDER BY id")
+        return list(map(ImagePosition._make, cursor))
 
     def unlabeled_image_ids(self) -> list[int]:
         """Images without any label version (not even a pre-label), by id."""
