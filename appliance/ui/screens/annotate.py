@@ -245,8 +245,9 @@ class AnnotateScreen(ScreenBg):
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
-        # the high score (gamification), shown only where the project switched it on
-        nav.add_widget(self._button("scores", "Scores", lambda: app.go("highscore")))
+        # the high score (gamification): in the row only where the project switched it on
+        self._button("scores", "Scores", lambda: app.go("highscore"))
+        self.nav_row = nav
         col.add_widget(nav)
         return col
 
@@ -301,8 +302,12 @@ class AnnotateScreen(ScreenBg):
         self.opacity_slider.value = self.canvas_view.opacity_overlay
         self.canvas_view.finger_draws = settings.FINGER_DRAWS.get(project)
         highscore = supervision_config.load(project).highscore  # per project, off by default
-        self.buttons["scores"].disabled = not highscore
-        self.buttons["scores"].opacity = 1.0 if highscore else 0.0
+        scores = self.buttons["scores"]
+        scores.disabled, scores.opacity = not highscore, 1.0 if highscore else 0.0
+        if highscore and scores.parent is None:
+            self.nav_row.add_widget(scores)
+        elif not highscore and scores.parent is not None:
+            self.nav_row.remove_widget(scores)
         left = settings.LEFT_HANDED.get(project)
         if left != self.left_handed:
             self.left_handed = left
