@@ -26,6 +26,7 @@ from appliance.labels import Label
 from appliance.store import Project
 
 MARKER = ".appliance-demo"
+AFTER_JOB = 4  # images labeled after the job was exported: the pre-labelers are judged on them
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,12 +77,12 @@ def _prepare(out: Path) -> None:
     (out / MARKER).write_text("made by `python -m export demo`; safe to delete\n")
 
 
-def _label_from_truth(project_dir: Path, masks: Path, n: int, seed: int) -> int:
-    """Save ground-truth masks as manual versions of the first n images, as an expert would."""
-    rng = np.random.default_rng(seed)
+def _label_from_truth(project_dir: Path, masks: Path, n: int, seed: int, start: int = 0) -> int:
+    """Save ground-truth masks as manual versions of images start..start+n, as an expert would."""
+    rng = np.random.default_rng(seed + start)
     with Project.open(project_dir) as project:
         images = sorted(project.images(), key=lambda r: (r.sequence or "", r.frame or 0))
-        for rec in images[:n]:
+        for rec in images[start : start + n]:
             truth = read_image(masks / rec.name)
             label = Label(truth.astype(np.uint32), {})
             project.save_label(
@@ -92,7 +93,7 @@ def _label_from_truth(project_dir: Path, masks: Path, n: int, seed: int) -> int:
                 seconds_spent=float(rng.uniform(25, 90)),
                 reviewed=True,
             )
-    return min(n, len(images))
+    return len(images[start : start + n])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -151,6 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 appliance_main, "install-model", project, models / f"{name}.zip"
             ),
         )
+    # The expert labels on while the models train. Those labels are outside the training job,
+    # which is what judges the models honestly (Label Assistant eq. 4) before one is offered.
+    more = max(0, min(AFTER_JOB, args.n - args.labeled - 1))
+    _step(
+        f"label {more} more images while the models train",
+        lambda: _label_from_truth(project, synth / "masks", more, args.seed, start=args.labeled),
+    )
     _step("project status", lambda: _cli(appliance_main, "status", project))
     mode = args.app
     if mode == "auto":

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 from kivy.clock import Clock
 from kivy.core.window import Window
@@ -84,12 +85,7 @@ def _pen_stroke(app: ApplianceApp) -> None:
     if screen.offer is not None:
         _presenter(app).accept_offer(edit=True)
     session, canvas = screen.work.session, screen.canvas_view
-    ids = sorted(session.classes)
-    rect = session.instance_rect(ids[0]) if ids else None
-    if rect is not None:  # a sloppy edit for the post-assistance pictures: a hole and a speck
-        cx, cy = (rect.x0 + rect.x1) / 2, (rect.y0 + rect.y1) / 2
-        _stroke(screen, [(cx, cy)], 3.0, erase=True)
-        _stroke(screen, [(cx + 40, cy + 40)], 1.0)
+    _sloppy_edit(screen)
     h, w = session.shape
     loop = [
         (w * 0.5 + 14 * math.cos(t), h * 0.5 + 14 * math.sin(t))
@@ -122,7 +118,27 @@ def _accept(app: ApplianceApp) -> None:
     _presenter(app).accept_compare()
 
 
+def _sloppy_edit(screen: AnnotateScreen) -> None:
+    """A hole inside the largest cell and a speck far from any cell: what post-assistance is
+    there to catch (placed by distance transform, so they are a hole and a speck whatever the
+    label looks like)."""
+    assert screen.work is not None
+    instances = screen.work.session.instances
+    areas = np.bincount(instances.ravel())
+    areas[0] = 0
+    if areas.max() == 0:
+        return
+    cell = (instances == int(areas.argmax())).astype(np.uint8)
+    cy, cx = np.unravel_index(cv2.distanceTransform(cell, cv2.DIST_L2, 3).argmax(), cell.shape)
+    _stroke(screen, [(float(cx), float(cy))], 2.0, erase=True)
+    empty = (instances == 0).astype(np.uint8)
+    sy, sx = np.unravel_index(cv2.distanceTransform(empty, cv2.DIST_L2, 3).argmax(), empty.shape)
+    _stroke(screen, [(float(sx), float(sy))], 1.5)
+
+
 def _save(app: ApplianceApp) -> None:
+    """Save after a last sloppy edit (the upgrade may have cleaned the earlier one away)."""
+    _sloppy_edit(_annotate(app))
     _presenter(app).save_and_next()
 
 
