@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from appliance.metrics import match_instances
+
 
 def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """IoU of every true instance (rows, ids 1..) with every predicted one (columns)."""
@@ -41,11 +43,15 @@ class Counts:
     fn: int = 0
 
     def add(self, truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> None:
-        iou = iou_matrix(truth, pred)
-        matched = int((iou > threshold).sum()) if threshold >= 0.5 else _greedy(iou, threshold)
+        if threshold >= 0.5:  # one-to-one by IoU alone: the tablet's own matching
+            match = match_instances(truth, pred, threshold)
+            matched, n_truth, n_pred = len(match.pairs), match.n_truth, match.n_guess
+        else:
+            iou = iou_matrix(truth, pred)
+            matched, (n_truth, n_pred) = _greedy(iou, threshold), iou.shape
         self.tp += matched
-        self.fp += iou.shape[1] - matched
-        self.fn += iou.shape[0] - matched
+        self.fp += n_pred - matched
+        self.fn += n_truth - matched
 
     @property
     def f1(self) -> float:
