@@ -70,6 +70,7 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.on_pick = self._on_pick
         self.canvas_view.on_message = lambda text: App.get_running_app().notify(text, True)
         self.canvas_view.on_pen_down = self._act("pen_down")
+        self.canvas_view.on_brush_sized = self._store_brush
         self.tools_panel = self._tools()
         self.centre = self._centre()
         self.side_panel = self._side()
@@ -156,6 +157,9 @@ class AnnotateScreen(ScreenBg):
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
         self.size_slider.bind(value=self._on_size)
+        self.size_slider.bind(on_touch_up=self._on_size_released)
+        # a two-finger drag on the image changes the canvas's size: the slider follows
+        self.canvas_view.bind(brush_size=lambda _c, v: setattr(self.size_slider, "value", v))
         col.add_widget(self.size_slider)
         col.add_widget(label("Overlay"))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
@@ -504,10 +508,22 @@ class AnnotateScreen(ScreenBg):
         if value == round(self.canvas_view.brush_size):
             value = min(size.high, max(size.low, value + (1 if factor > 1 else -1)))
         self.size_slider.value = value
+        self._store_brush(value)
 
     def _on_size(self, _slider: object, value: float) -> None:
         self.canvas_view.brush_size = float(value)
         self.size_label.text = f"{int(value)} px"
+
+    def _on_size_released(self, slider: Widget, touch: MotionEvent) -> None:
+        if touch.grab_current is slider:
+            self._store_brush(slider.value)
+
+    def _store_brush(self, value: float) -> None:
+        """Keep the brush size the expert chose (−/+, slider, two-finger drag) as the project's
+        setting, so that a visit to Settings or the next session starts with it."""
+        project = App.get_running_app().project
+        if project is not None:
+            settings.BRUSH_SIZE.set(project, round(value))
 
     def _on_opacity(self, slider: Widget, touch: MotionEvent) -> None:
         if touch.grab_current is slider:
