@@ -105,7 +105,8 @@ class LabelCanvas(StencilView):
     hide_overlay = BooleanProperty(False)  # "hold to compare": the raw image only
     finger_draws = BooleanProperty(False)
     zoom = NumericProperty(1.0)  # screen pixels per image pixel
-    selected = NumericProperty(0)
+    selected = NumericProperty(0)  # an instance of the label, highlighted
+    offer_selected = NumericProperty(0)  # an instance of the offer, its outline highlighted
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -153,6 +154,7 @@ class LabelCanvas(StencilView):
         self.bind(pos=self._layout, size=self._on_size, zoom=self._layout)
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
         self.bind(hide_overlay=self._on_hide)
+        self.bind(offer_selected=lambda *_: self.show_offer(self.offer))
         Window.bind(on_motion=self._on_motion)
 
     # ----- content -------------------------------------------------------------------------
@@ -172,7 +174,7 @@ class LabelCanvas(StencilView):
         self.preview = None
         self.offer = None
         self.markers = []
-        self.selected = 0
+        self.selected = self.offer_selected = 0
         self._fitted = True
         self.fit()
         self.refresh()
@@ -232,7 +234,7 @@ class LabelCanvas(StencilView):
             self._offer_tex.blit_buffer(bytes(w * h * 4), colorfmt="rgba", bufferfmt="ubyte")
         else:
             rgba = self.offer_renderer.render(
-                label.instances, label.classes, Rect.full((h, w)), None
+                label.instances, label.classes, Rect.full((h, w)), None, int(self.offer_selected)
             )
             self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
         self.canvas.ask_update()
@@ -261,6 +263,14 @@ class LabelCanvas(StencilView):
             return
         self._fitted = True
         self._set_view(viewport.fit(self.session.shape, self.size))
+
+    def focus_on(self, box: Rect) -> None:
+        """Centre an image box (a selected object) at a sane zoom (`viewport.focus`)."""
+        if self.session is None:
+            return
+        self._fitted = False
+        corners = (box.x0, box.y0, box.x1, box.y1)
+        self._set_view(viewport.focus(self._view(), self.session.shape, self.size, corners))
 
     def min_zoom(self) -> float:
         """Fit the whole image, but never below 1× for images smaller than the screen."""

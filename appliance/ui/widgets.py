@@ -38,6 +38,23 @@ def button(text: str, on_press: Callable[[], object], **kwargs: object) -> Widge
     return btn
 
 
+def class_toggle(
+    name: str, colour: tuple[int, int, int], group: str, down: bool, faded: bool = False
+) -> Widget:
+    """A class button filled with the class's colour (RGB 0..255; `faded`: hidden from view),
+    its text black or white, whichever reads on that colour; the chosen one is framed."""
+    r, g, b = (v / 255 for v in colour)
+    dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
+    toggle = Factory.ClassToggle(
+        text=name,
+        group=group,
+        state="down" if down else "normal",
+        color=(0, 0, 0, 1) if dark_text else (1, 1, 1, 1),
+    )
+    toggle.swatch = (r, g, b, 0.35 if faded else 1)  # kv property
+    return toggle
+
+
 def page(title: str, *actions: Widget) -> BoxLayout:
     """A full-screen page: a title bar with `actions` on the right; content is added below."""
     app = App.get_running_app()
