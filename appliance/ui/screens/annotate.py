@@ -436,7 +436,12 @@ class AnnotateScreen(ScreenBg):
         review = p.review
         if review is None:
             if p.prelabel_job is None:
-                box.add_widget(label("Draw with the pen; pan with one finger, zoom with two."))
+                box.add_widget(
+                    label(
+                        "Draw with the pen; pan with one finger, pinch to zoom, "
+                        "two fingers up or down: brush size."
+                    )
+                )
             return
         box.add_widget(label(f"Check score {review.score:.2f}", color=app.c_muted))
         for warning in review.warnings:
