@@ -114,9 +114,12 @@ class ObjectPanel(BoxLayout):
         self.summary.text = text if rows else "No objects yet: draw with the pen"
         picked = None
         for row in rows[:MAX_ROWS]:
-            words = f"{row.instance_id}   {row.class_name} · {row.area} px"
+            if row.suggested and row is rows[own]:  # the pre-label's objects under a heading
+                self.list.add_widget(
+                    label("Suggested (pre-label)", color=app.c_muted, font_size=app.font_small)
+                )
             toggle = Factory.ObjectRowToggle(
-                text=words + (" · suggested" if row.suggested else ""),
+                text=f"{row.instance_id}   {row.class_name} · {row.area} px",
                 state="down" if row.key == selected else "normal",
             )
             toggle.suggested = row.suggested  # kv properties, set after construction

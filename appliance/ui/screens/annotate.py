@@ -201,12 +201,17 @@ class AnnotateScreen(ScreenBg):
         lines.add_widget(self.status_label)
         bar.add_widget(lines)
         self.zoom_label = Factory.TLabel(
-            text="", size_hint=(None, 1), width=app.touch * 1.4, font_size=app.font_small
+            text="", size_hint=(None, 1), width=app.touch * 1.15, font_size=app.font_small
         )
         self.canvas_view.bind(zoom=lambda _c, z: setattr(self.zoom_label, "text", f"{z:.0%}"))
         bar.add_widget(self.zoom_label)
+        # compact, so that the status line keeps its room
         objects = Factory.TToggle(
-            text="Objects", size_hint_x=None, width=app.touch * 2.2, pos_hint={"center_y": 0.5}
+            text="Objects",
+            size_hint_x=None,
+            width=app.touch * 1.75,
+            font_size=app.font_small,
+            pos_hint={"center_y": 0.5},
         )
         objects.bind(on_release=lambda b: self.show_objects(b.state == "down"))
         self.buttons["objects"] = objects
