@@ -42,6 +42,15 @@ def _home(app: ApplianceApp) -> None:
     app.go("home")
 
 
+def _ask_source(app: ApplianceApp) -> None:
+    """First start's second question (the sticks come from `APPLIANCE_MEDIA_ROOTS` if set)."""
+    _manager(app).get_screen("welcome").ask_source()
+
+
+def _asks_source(app: ApplianceApp) -> bool:
+    return bool(_manager(app).get_screen("welcome").step == "source")
+
+
 def _first_project(app: ApplianceApp) -> None:
     dirs = app.project_dirs()
     if dirs:
@@ -222,6 +231,7 @@ def _always(_app: ApplianceApp) -> bool:
 # so a tour whose flow went elsewhere fails instead of producing a misleading picture).
 STEPS: list[Step] = [
     ("01-welcome", _go("welcome"), _shows("welcome")),
+    ("01-welcome-image-source", _ask_source, _asks_source),
     ("02-home", _home, _shows("home")),
     ("03-annotate-prelabel", _first_project, lambda app: _presenter(app).offer is not None),
     ("04-annotate-pen-strokes-zoomed", _pen_stroke, _edited_and_zoomed),
