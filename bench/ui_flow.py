@@ -10,6 +10,7 @@ Measured with the background prefetch (next image decoded and pre-labeled while 
 works) and, as the baseline in the same run, without it (decode and pre-label start at the tap).
 
     python bench/ui_flow.py [--sizes 512 2048] [--method otsu] [--rounds 3] [--think 5]
+    python bench/ui_flow.py --bundle demo-out/models/prelabel.zip   # a trained pre-label model
 """
 
 from __future__ import annotations
@@ -30,10 +31,20 @@ from bench._machine import machine
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
-    ap.add_argument("--method", default="otsu", choices=("otsu", "previous"))
+    ap.add_argument("--method", default="otsu", choices=("otsu", "previous", "model"))
+    ap.add_argument(
+        "--bundle",
+        type=Path,
+        help="a pre-label model bundle (e.g. make demo's models/prelabel.zip): installed in each "
+        "project and offered as the pre-label (--method model)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="Save & next taps per setting")
     ap.add_argument("--think", type=float, default=5.0, help="seconds spent on each image")
     args = ap.parse_args()
+    if args.bundle is not None:
+        args.method = "model"
+    elif args.method == "model":
+        ap.error("--method model needs --bundle")
 
     from appliance.ui.display import emulate_tablet, start_virtual_display
 
@@ -75,6 +86,10 @@ def main() -> int:
     rows = []
     for size in args.sizes:
         project = make_project(root / f"p{size}", n=2 * args.rounds + 2, size=size)
+        if args.bundle is not None:
+            from appliance.bundles.install import install_model_bundle
+
+            install_model_bundle(project, args.bundle)
         settings.PRELABEL.set(project, args.method)
         settings.INSPECTION.set(project, {"gamma0": 0.0})
         project.close()

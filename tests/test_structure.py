@@ -208,7 +208,7 @@ LAYERS: list[set[str]] = [
         "appliance.contract",
         "appliance.metrics",
     },
-    {"appliance.editing", "appliance.store", "appliance.settings"},
+    {"appliance.editing", "appliance.store", "appliance.settings", "appliance.media"},
     {"appliance.overlay", "appliance.importer"},
     {"appliance.label_io", "appliance.assist", "appliance.generators"},
     {"appliance.bundles"},

@@ -25,6 +25,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 from appliance.assist.jobs import Job, JobContext, JobRunner
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError, os_problem
+from appliance.media import ImageSource
 from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
@@ -197,6 +198,15 @@ class ApplianceApp(App):
         self.annotator = name
         known = [n for n in self.prefs.get("annotators", []) if n != name]
         self.prefs.update(annotator=name, annotators=[name, *known][:12])
+        self._save_prefs()
+
+    def image_source(self) -> ImageSource | None:
+        """Where this tablet's images come from (first start's answer), or None if not asked."""
+        return ImageSource.from_json(self.prefs.get("image_source"))
+
+    def set_image_source(self, source: ImageSource) -> None:
+        """Remember the image source in `tablet.json` (written durably, like the name)."""
+        self.prefs["image_source"] = source.to_json()
         self._save_prefs()
 
     def apply_theme(self, name: str) -> None:

@@ -9,6 +9,11 @@ it as the right button. Palm rejection (fingers ignored while a pen is down or h
 app-wide, in `appliance.ui.palm`. The "finger draws" setting makes one finger draw for tablets
 without a pen; then a second finger cancels the stroke and turns it into a pinch.
 
+Two fingers dragged up or down together (their distance kept) resize the brush instead of
+navigating; `appliance.ui.gesture` classifies a two-finger gesture once, when the fingers
+have moved far enough, and the gesture keeps that meaning until a finger lifts. While the size
+changes, the brush outline and its size in pixels are drawn between the fingers.
+
 Speed: a stroke re-renders only the dirty rectangle the core returns and blits it into the
 overlay texture (`blit_buffer` with `pos`/`size`, no mipmaps), so a dab costs the same on a
 512² and a 8192² image. Magnification is nearest-neighbour so that single pixels are exact at
@@ -20,12 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
 from kivy.graphics import Color, InstructionGroup, Line, Rectangle
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
+from kivy.metrics import mm, pt
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.stencilview import StencilView
 
@@ -34,13 +42,29 @@ from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer, display_rect
-from appliance.ui import viewport
+from appliance.ui import gesture, viewport
 from appliance.ui.viewport import MAX_ZOOM
 
 PEN_WORDS = ("pen", "stylus", "mouse", "wacom", "eraser")
 FINGER_WORDS = ("mtdev", "touch", "finger")
 MINIMAP_FROM = 2.0  # show the minimap once zoomed in this far beyond the fitted view
 TOOLS = ("brush", "eraser", "fill", "lasso", "pick", "delete", "reclass")
+GESTURE_THRESHOLD = mm(4)  # finger travel before a two-finger gesture is classified
+BRUSH_DOUBLING = mm(15)  # vertical two-finger travel that doubles (or halves) the brush
+
+
+@dataclass
+class _Pair:
+    """Two fingers on the surface: where they started (window px) and what they mean."""
+
+    a0: tuple[float, float]
+    b0: tuple[float, float]
+    zoom0: float
+    ix: float  # image point under their midpoint at the start: it stays under it (pinch)
+    iy: float
+    mode: str = gesture.WAIT
+    size0: float = 0.0  # brush size when the drag was classified as a brush drag
+    lock_y: float = 0.0  # the midpoint's y at that moment
 
 
 def is_pen(touch: MotionEvent, finger_draws: bool = False) -> bool:
@@ -81,7 +105,8 @@ class LabelCanvas(StencilView):
     hide_overlay = BooleanProperty(False)  # "hold to compare": the raw image only
     finger_draws = BooleanProperty(False)
     zoom = NumericProperty(1.0)  # screen pixels per image pixel
-    selected = NumericProperty(0)
+    selected = NumericProperty(0)  # an instance of the label, highlighted
+    offer_selected = NumericProperty(0)  # an instance of the offer, its outline highlighted
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -96,13 +121,14 @@ class LabelCanvas(StencilView):
         self.on_pick: Callable[[int], None] = lambda _id: None
         self.on_message: Callable[[str], None] = lambda _msg: None
         self.on_pen_down: Callable[[], None] = lambda: None
+        self.on_brush_sized: Callable[[float], None] = lambda _size: None  # two-finger drag ended
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
         self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
-        self._pinch: tuple[float, float, float, float] | None = None  # d0, zoom0, ix, iy
+        self._pair: _Pair | None = None  # two fingers down: pinch-zoom or brush drag
         self._lasso: list[tuple[float, float]] = []
         self._fitted = True  # follow the widget size until the user zooms or pans
         with self.canvas:
@@ -116,6 +142,7 @@ class LabelCanvas(StencilView):
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
             self._cursor = Line(width=1.2)  # the brush's footprint, hovering or drawing
+            self._size_text = Rectangle(size=(0, 0))  # brush size while two fingers change it
             Color(1.0, 0.25, 0.25, 1)
         self._markers = InstructionGroup()  # inside the stencil: clipped to the view
         self.canvas.add(self._markers)
@@ -127,6 +154,7 @@ class LabelCanvas(StencilView):
         self.bind(pos=self._layout, size=self._on_size, zoom=self._layout)
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
         self.bind(hide_overlay=self._on_hide)
+        self.bind(offer_selected=lambda *_: self.show_offer(self.offer))
         Window.bind(on_motion=self._on_motion)
 
     # ----- content -------------------------------------------------------------------------
@@ -146,7 +174,7 @@ class LabelCanvas(StencilView):
         self.preview = None
         self.offer = None
         self.markers = []
-        self.selected = 0
+        self.selected = self.offer_selected = 0
         self._fitted = True
         self.fit()
         self.refresh()
@@ -206,7 +234,7 @@ class LabelCanvas(StencilView):
             self._offer_tex.blit_buffer(bytes(w * h * 4), colorfmt="rgba", bufferfmt="ubyte")
         else:
             rgba = self.offer_renderer.render(
-                label.instances, label.classes, Rect.full((h, w)), None
+                label.instances, label.classes, Rect.full((h, w)), None, int(self.offer_selected)
             )
             self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
         self.canvas.ask_update()
@@ -235,6 +263,14 @@ class LabelCanvas(StencilView):
             return
         self._fitted = True
         self._set_view(viewport.fit(self.session.shape, self.size))
+
+    def focus_on(self, box: Rect) -> None:
+        """Centre an image box (a selected object) at a sane zoom (`viewport.focus`)."""
+        if self.session is None:
+            return
+        self._fitted = False
+        corners = (box.x0, box.y0, box.x1, box.y1)
+        self._set_view(viewport.focus(self._view(), self.session.shape, self.size, corners))
 
     def min_zoom(self) -> float:
         """Fit the whole image, but never below 1× for images smaller than the screen."""
@@ -356,7 +392,7 @@ class LabelCanvas(StencilView):
             pen = False
         if pen:
             self._fingers.clear()
-            self._pinch = None
+            self._end_pair()
             self._pens[touch.uid] = touch
             touch.grab(self)
             touch.ud["canvas_pen"] = True
@@ -486,29 +522,63 @@ class LabelCanvas(StencilView):
 
     def _start_pinch(self) -> None:
         """(Re)anchor the gesture whenever the set of fingers changes."""
+        self._end_pair()
         if len(self._fingers) >= 2:
             (ax, ay), (bx, by) = list(self._fingers.values())[:2]
-            mx, my = (ax + bx) / 2, (ay + by) / 2
-            ix, iy = self.to_image(mx, my)
-            self._pinch = (max(1.0, math.hypot(bx - ax, by - ay)), self.zoom, ix, iy)
-        else:
-            self._pinch = None
+            ix, iy = self.to_image((ax + bx) / 2, (ay + by) / 2)
+            self._pair = _Pair((ax, ay), (bx, by), self.zoom, ix, iy)
+
+    def _end_pair(self) -> None:
+        """The two-finger gesture is over: a brush drag hides its outline and reports the size."""
+        pair, self._pair = self._pair, None
+        if pair is not None and pair.mode == gesture.BRUSH:
+            self._cursor.points = []
+            self._size_text.size = (0, 0)
+            self.on_brush_sized(self.brush_size)
 
     def _finger_move(self, touch: MotionEvent) -> None:
         old = self._fingers[touch.uid]
         self._fingers[touch.uid] = tuple(touch.pos)
-        if self._pinch is not None and len(self._fingers) >= 2:
-            (ax, ay), (bx, by) = list(self._fingers.values())[:2]
-            d0, zoom0, ix, iy = self._pinch
-            self._fitted = False
-            factor = math.hypot(bx - ax, by - ay) / d0
-            self.zoom = min(MAX_ZOOM, max(self.min_zoom(), zoom0 * factor))
-            self._place(ix, iy, (ax + bx) / 2, (ay + by) / 2)
+        pair = self._pair
+        if pair is not None and len(self._fingers) >= 2:
+            a, b = list(self._fingers.values())[:2]
+            if pair.mode == gesture.WAIT:
+                pair.mode = gesture.classify(pair.a0, pair.b0, a, b, GESTURE_THRESHOLD)
+                pair.size0, pair.lock_y = self.brush_size, (a[1] + b[1]) / 2
+            if pair.mode == gesture.ZOOM:
+                self._pinch_to(pair, a, b)
+            elif pair.mode == gesture.BRUSH:
+                self._brush_drag(pair, a, b)
         elif len(self._fingers) == 1:
             ox, oy = self.offset
             self._fitted = False
             self.offset = (ox + touch.pos[0] - old[0], oy + touch.pos[1] - old[1])
             self._layout()
+
+    def _pinch_to(self, pair: _Pair, a: tuple[float, float], b: tuple[float, float]) -> None:
+        """Zoom by the change of finger distance about the image point first under their
+        midpoint, which follows the midpoint (so a two-finger drag pans)."""
+        self._fitted = False
+        factor = math.dist(a, b) / max(1.0, math.dist(pair.a0, pair.b0))
+        self.zoom = min(MAX_ZOOM, max(self.min_zoom(), pair.zoom0 * factor))
+        self._place(pair.ix, pair.iy, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+
+    def _brush_drag(self, pair: _Pair, a: tuple[float, float], b: tuple[float, float]) -> None:
+        """Resize the brush by the midpoint's vertical travel; show its outline and size."""
+        limits = settings.BRUSH_SIZE
+        mid = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        low, high = int(limits.low or 1), int(limits.high or limits.default)
+        size = gesture.brush_size(pair.size0, mid[1] - pair.lock_y, BRUSH_DOUBLING, low, high)
+        self.brush_size = float(size)
+        radius = max(2.0, size / 2.0 * self.zoom)
+        self._cursor.circle = (*mid, radius)
+        text = CoreLabel(
+            text=f"{size} px", font_size=pt(11), bold=True, outline_width=2, outline_color=(0, 0, 0)
+        )
+        text.refresh()
+        self._size_text.texture = text.texture
+        self._size_text.size = text.texture.size
+        self._size_text.pos = (mid[0] - text.texture.size[0] / 2, mid[1] + radius + mm(1))
 
 
 def _texture(size: tuple[int, int], fmt: str, mag: str, minf: str) -> Texture:

@@ -16,6 +16,10 @@ Images open through background jobs (decode + display pre-processing never run o
 thread), and while the expert works the selector's next choice is decoded and pre-labeled in
 the background, so *Save & next* usually shows the next image with its pre-label at once.
 
+The object list (`appliance.ui.objects`) is built here too: `objects()` gives its rows,
+`select_object` a row's box to centre the view on, and `delete_object` / `reclass_object` edit
+one object as one step of the same undo stack as the pen's.
+
 The view (`AnnotateView`) is told what changed and reads the presenter's public fields to draw;
 the screen turns touches into presenter calls. Other screens hook in through the same calls:
 `open_image(id)` to jump to an image, `on_opened`/`on_saved` listeners to react to the flow.
@@ -32,9 +36,10 @@ import numpy as np
 
 from appliance import settings
 from appliance.assist.jobs import Job, JobContext
-from appliance.editing import Rect
+from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import Project
 from appliance.supervision import config as supervision_config
@@ -42,6 +47,7 @@ from appliance.supervision.blind import start_version
 from appliance.supervision.serving import Queue
 from appliance.supervision.summary import feedback
 from appliance.ui import assistant
+from appliance.ui.objects import ObjectRow, object_box, object_rows
 from appliance.ui.workflow import ImageData, ImageWork, pending_draft
 
 PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is checked
@@ -163,6 +169,7 @@ class AnnotatePresenter:
         self.offer: Offer | None = None
         self.prelabel_job: Job | None = None
         self.compare: Compare | None = None
+        self.selected_object: str | None = None  # an object list row's key
         self.review: assistant.Review | None = None
         self.reviewing = False  # a review job is running
         self.reviewed_revision: int | None = None
@@ -301,6 +308,7 @@ class AnnotatePresenter:
         if self.prelabel_job is not None:
             self.prelabel_job.cancel()
         self.work, self.offer, self.prelabel_job, self.compare = None, None, None, None
+        self.selected_object = None
         self.review, self.reviewing = None, False
         self.view.show_layers()
 
@@ -500,6 +508,62 @@ class AnnotatePresenter:
         if work is not None:
             work.leave()
         self.open_image(image_id)
+
+    # ----- the object list ---------------------------------------------------------------
+    def objects(self) -> list[ObjectRow]:
+        """Rows of the open image's object list: the expert's objects, then suggested ones."""
+        work = self.work
+        if work is None:
+            return []
+        session, offer = work.session, self.offer
+        return object_rows(
+            Label(session.instances, session.classes),
+            self.project.classes(),
+            class_store.colours(self.project),
+            offer.label if offer is not None else None,
+        )
+
+    def select_object(self, key: str | None) -> Rect | None:
+        """Select a row (`ObjectRow.key`; None: nothing); returns the object's box for the
+        view to centre on, None when the object is gone (then nothing stays selected)."""
+        self.selected_object = None
+        work = self.work
+        if key is None or work is None:
+            return None
+        kind, _, number = key.partition(":")
+        if kind == "object":
+            box = work.session.instance_rect(int(number))
+        elif kind == "suggested" and self.offer is not None:
+            box = object_box(self.offer.label, int(number))
+        else:
+            box = None
+        if box is not None:
+            self.selected_object = key
+        return box
+
+    def delete_object(self, instance_id: int) -> None:
+        """Delete one of the expert's objects (from the object list): one undo step."""
+        if self.selected_object == f"object:{instance_id}":
+            self.selected_object = None
+        self._edit_object(lambda session: session.delete_instance(instance_id))
+
+    def reclass_object(self, instance_id: int, class_id: int) -> None:
+        """Give one of the expert's objects another class (from the list): one undo step."""
+        self._edit_object(lambda session: session.set_class(instance_id, class_id))
+
+    def _edit_object(self, change: Callable[[EditSession], Rect | None]) -> None:
+        """Apply a one-step edit as a finished gesture (draft, resting check, status); a
+        before/after on show is put aside first, as when the pen lands, so the edit is seen."""
+        work = self.work
+        if work is None:
+            return
+        if self.compare is not None:
+            self.reject_compare()
+        rect = change(work.session)
+        if rect is None:
+            return
+        self.view.show_label(rect)
+        self.stroke_done()
 
     # ----- cherry-picking (Label Assistant): flagged images are served first -------------------
     def set_flag(self, on: bool) -> None:

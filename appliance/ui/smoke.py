@@ -1,11 +1,12 @@
 """`appliance run DIR --smoke-report OUT.json`: prove a build works, then quit.
 
 The packaged app is checked the way an expert would first meet it: it starts on a project,
-draws the annotate screen, runs the project's active segmentation model through onnxruntime
-and saves what the screen shows. The report says how long each step took (seconds since the
-epoch, so a caller outside can subtract its own launch time), whether this is a frozen build and
-whether torch was ever imported; the screenshot lands beside the report. A build that cannot do
-this is broken, however well it built.
+draws the annotate screen, runs the project's active segmentation model through onnxruntime,
+calls each native library function the core uses (Pillow, tifffile, pycocotools, scipy,
+scikit-image) and saves what the screen shows. The report says how long each step took
+(seconds since the epoch, so a caller outside can subtract its own launch time), whether this is
+a frozen build and whether torch was ever imported; the screenshot lands beside the report. A
+build that cannot do this is broken, however well it built.
 """
 
 from __future__ import annotations
@@ -48,6 +49,74 @@ def _model_check(app: Any) -> dict[str, Any]:
     }
 
 
+def _library_check() -> dict[str, str]:
+    """Call each native library function the core uses, on tiny inputs: "ok" or the error.
+
+    The build leaves out parts of scipy, scikit-image and Pillow and strips symbols from
+    libraries (packaging/appliance-tablet.spec); a library that no longer loads, or a module
+    left out that the core needs, shows up here instead of on an expert's tablet."""
+    import io
+
+    import cv2
+    import numpy as np
+
+    img = (np.indices((32, 32)).sum(axis=0) % 7 > 3).astype(np.uint8)
+
+    def pillow() -> None:
+        from PIL import Image
+
+        for ext in (".png", ".jpg", ".tif", ".bmp"):
+            _ok, data = cv2.imencode(ext, img * 200)
+            with Image.open(io.BytesIO(data.tobytes())) as im:
+                im.load()
+
+    def tiff() -> None:
+        import tifffile
+
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, img.astype(np.uint16))
+        tifffile.imread(io.BytesIO(buf.getvalue()))
+
+    def coco() -> None:
+        from pycocotools import mask
+
+        mask.decode(mask.encode(np.asfortranarray(img)))
+
+    def scipy_parts() -> None:
+        from scipy import ndimage
+        from scipy.optimize import linear_sum_assignment
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.linalg import spsolve
+
+        linear_sum_assignment(np.eye(3))
+        spsolve(coo_matrix(np.eye(3) * 2).tocsr(), np.ones(3))
+        ndimage.distance_transform_edt(img)
+        ndimage.label(img)
+
+    def skimage_parts() -> None:
+        from skimage.filters import threshold_otsu
+        from skimage.measure import label
+        from skimage.morphology import h_maxima
+        from skimage.segmentation import felzenszwalb, watershed
+
+        threshold_otsu(img.astype(float) + np.eye(32))
+        markers = label(img)
+        watershed(-img.astype(float), markers, mask=img > 0)
+        h_maxima(img.astype(float), 0.5)
+        felzenszwalb(np.dstack([img] * 3).astype(float))
+
+    checks = {"pillow": pillow, "tifffile": tiff, "pycocotools": coco}
+    checks.update(scipy=scipy_parts, skimage=skimage_parts)
+    results = {}
+    for name, check in checks.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # the report names it; the caller decides
+            results[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    return results
+
+
 def schedule_smoke(app: Any, report: Path) -> None:
     """Once the annotate screen has settled: check the model, take the screenshot, write, stop."""
     started = time.time()
@@ -67,6 +136,7 @@ def schedule_smoke(app: Any, report: Path) -> None:
         if state["settled"] < SETTLE_FRAMES:
             return True
         result = {"first_frame": state["first_frame"], **(app.safely(_model_check, app) or {})}
+        result["libraries"] = _library_check()
         shot = Window.screenshot(name=str(report.with_suffix(".png")))
         if shot:
             os.replace(shot, report.with_suffix(".png"))

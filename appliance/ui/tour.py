@@ -42,6 +42,15 @@ def _home(app: ApplianceApp) -> None:
     app.go("home")
 
 
+def _ask_source(app: ApplianceApp) -> None:
+    """First start's second question (the sticks come from `APPLIANCE_MEDIA_ROOTS` if set)."""
+    _manager(app).get_screen("welcome").ask_source()
+
+
+def _asks_source(app: ApplianceApp) -> bool:
+    return bool(_manager(app).get_screen("welcome").step == "source")
+
+
 def _first_project(app: ApplianceApp) -> None:
     dirs = app.project_dirs()
     if dirs:
@@ -183,6 +192,37 @@ def _dark(app: ApplianceApp) -> None:
     app.apply_theme("dark")
 
 
+def _open_object_list(app: ApplianceApp) -> None:
+    """Back on the image in the dark theme with the object list open (a before/after still on
+    show is put aside); the image makes room for it before a row is tapped."""
+    app.apply_theme("dark")
+    app.go("annotate")
+    presenter = _presenter(app)
+    if presenter.compare is not None:
+        presenter.reject_compare()
+    _annotate(app).show_objects(True)
+
+
+def _pick_from_list(app: ApplianceApp) -> None:
+    """Tap a middle-sized object's row: it is highlighted and centred."""
+    rows = sorted(_presenter(app).objects(), key=lambda row: row.area)
+    if rows:
+        _annotate(app).object_panel.select(rows[len(rows) // 2].key)
+
+
+def _object_list_shown(app: ApplianceApp) -> bool:
+    screen, presenter = _annotate(app), _presenter(app)
+    rows = [k for k in screen.buttons if k.startswith(("object:", "suggested:"))]
+    key = presenter.selected_object
+    return (
+        screen.object_panel.parent is not None
+        and len(rows) == len(presenter.objects()) > 0
+        and key is not None
+        and screen.buttons[key].state == "down"
+        and screen.canvas_view.selected == int(key.split(":")[1])
+    )
+
+
 def _always(_app: ApplianceApp) -> bool:
     return True
 
@@ -191,6 +231,7 @@ def _always(_app: ApplianceApp) -> bool:
 # so a tour whose flow went elsewhere fails instead of producing a misleading picture).
 STEPS: list[Step] = [
     ("01-welcome", _go("welcome"), _shows("welcome")),
+    ("01-welcome-image-source", _ask_source, _asks_source),
     ("02-home", _home, _shows("home")),
     ("03-annotate-prelabel", _first_project, lambda app: _presenter(app).offer is not None),
     ("04-annotate-pen-strokes-zoomed", _pen_stroke, _edited_and_zoomed),
@@ -202,6 +243,8 @@ STEPS: list[Step] = [
     ("10-settings", _go("settings"), _shows("settings")),
     ("11-annotate-light", _light, _shows("annotate")),
     ("12-gallery", _go("gallery"), _gallery_drawn),
+    (None, _open_object_list, _always),
+    ("13-annotate-object-list", _pick_from_list, _object_list_shown),
     (None, _dark, _always),
 ]
 

@@ -7,8 +7,6 @@ tall as any button, big "Up" and location shortcuts (home, removable media under
 
 from __future__ import annotations
 
-import os
-import string
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -27,6 +25,8 @@ from kivy.uix.screenmanager import Screen
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
+from appliance.media import find_media
+
 MESSAGE_SECONDS = 7.0
 
 
@@ -36,6 +36,23 @@ def button(text: str, on_press: Callable[[], object], **kwargs: object) -> Widge
     btn = Factory.TButton(text=text, **kwargs)
     btn.bind(on_release=lambda _b: app.safely(on_press))
     return btn
+
+
+def class_toggle(
+    name: str, colour: tuple[int, int, int], group: str, down: bool, faded: bool = False
+) -> Widget:
+    """A class button filled with the class's colour (RGB 0..255; `faded`: hidden from view),
+    its text black or white, whichever reads on that colour; the chosen one is framed."""
+    r, g, b = (v / 255 for v in colour)
+    dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
+    toggle = Factory.ClassToggle(
+        text=name,
+        group=group,
+        state="down" if down else "normal",
+        color=(0, 0, 0, 1) if dark_text else (1, 1, 1, 1),
+    )
+    toggle.swatch = (r, g, b, 0.35 if faded else 1)  # kv property
+    return toggle
 
 
 def page(title: str, *actions: Widget) -> BoxLayout:
@@ -216,7 +233,8 @@ class ChooserPopup(ModalView):
         self.selected: Path | None = None
         self._picked_row: Widget | None = None
         box = Factory.Panel()
-        box.add_widget(Factory.THeading(text=title))
+        self.heading = Factory.THeading(text=title)
+        box.add_widget(self.heading)
         places = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         for name, path in removable_places():
             places.add_widget(button(name, partial(self.show, path)))
@@ -229,7 +247,8 @@ class ChooserPopup(ModalView):
         scroll.add_widget(self.rows)
         box.add_widget(scroll)
         actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        actions.add_widget(button("Cancel", self.dismiss))
+        self.cancel = button("Cancel", self.dismiss)
+        actions.add_widget(self.cancel)
         self.ok = button(self._ok_text(), self._confirm)
         actions.add_widget(self.ok)
         box.add_widget(actions)
@@ -293,20 +312,9 @@ class ChooserPopup(ModalView):
 
 
 def removable_places() -> list[tuple[str, Path]]:
-    """Where a user looks for a USB stick: home, /media/*, /mnt/*, drive letters."""
-    places = [("Home", Path.home())]
-    for root in (Path("/media"), Path("/mnt"), Path("/run/media")):
-        try:
-            for sub in sorted(root.iterdir()):
-                if sub.is_dir():
-                    inner = [p for p in sub.iterdir() if p.is_dir()] if root != Path("/mnt") else []
-                    places += [(p.name, p) for p in inner] or [(sub.name, sub)]
-        except OSError:
-            continue
-    if os.name == "nt":
-        drives = (Path(f"{d}:\\") for d in string.ascii_uppercase)
-        places += [(str(d), d) for d in drives if d.exists()]
-    return places[:6]
+    """Where a user looks for images: home and the USB sticks `appliance.media` finds."""
+    media = find_media(count=False)
+    return [("Home", Path.home()), *((m.name, m.path) for m in media)][:6]
 
 
 class Prompt(ModalView):

@@ -82,6 +82,7 @@ def test_frozen_app_runs_a_project_and_its_model(
     assert result["torch_imported"] is False
     assert result["errors"] == []
     assert result["model"] and result["prelabel_objects"] > 0
+    assert set(result["libraries"].values()) == {"ok"}, result["libraries"]
     shot = cv2.imread(result["screenshot"])
     assert shot is not None and shot.shape[:2] == (1200, 1920)
     assert shot.std() > 10  # a drawn screen, not a black frame

@@ -70,3 +70,50 @@ def test_brush_buttons_and_the_outline_before_the_pen_touches(opened):
     pump(1)
     assert not canvas._cursor.points
     assert not canvas.session.instances.any()
+
+
+def _two_fingers(a, b, da, db):
+    """Two fingers down at window points a and b, moved by da and db in reports of at most
+    10 px, one finger at a time as touch drivers do; both still down."""
+    ta, tb = SynthTouch("finger", *a).down(), SynthTouch("finger", *b).down()
+    steps = max(1, round(max(map(abs, (*da, *db))) / 10))
+    for k in range(1, steps + 1):
+        f = k / steps
+        ta.move_to(a[0] + da[0] * f, a[1] + da[1] * f)
+        tb.move_to(b[0] + db[0] * f, b[1] + db[1] * f)
+    pump(1)
+    return ta, tb
+
+
+def test_two_fingers_dragged_up_together_grow_the_brush_and_a_pinch_still_zooms(opened):
+    screen, canvas = opened
+    project = screen.presenter.project
+    zoom, offset, size = canvas.zoom, canvas.offset, canvas.brush_size
+    cx, cy = canvas.center
+    a, b = (cx - 150, cy - 200), (cx + 150, cy - 200)
+    ta, tb = _two_fingers(a, b, (4, 220), (-3, 210))  # slightly uneven, as real fingers are
+    grown = canvas.brush_size
+    assert grown > size * 1.5
+    assert (canvas.zoom, canvas.offset) == (zoom, offset)  # no zoom, no pan
+    # while it changes: the outline between the fingers and the size in px
+    x, y, radius = canvas._cursor.circle[:3]
+    assert (x, y) == pytest.approx((cx, cy - 200 + 215), abs=3)
+    assert radius == pytest.approx(grown / 2 * canvas.zoom, rel=0.01)
+    assert canvas._size_text.size[0] > 0
+    assert screen.size_label.text == f"{round(grown)} px"
+    ta.up()
+    tb.up()
+    pump(1)
+    assert not canvas._cursor.points and canvas._size_text.size == (0, 0)
+    assert settings.BRUSH_SIZE.get(project) == round(grown)  # kept for the next session
+    ta, tb = _two_fingers(a, b, (0, -350), (0, -350))  # down: smaller
+    ta.up()
+    tb.up()
+    small = canvas.brush_size
+    assert settings.BRUSH_SIZE.low <= small < grown / 4
+    # a pinch (the distance changes) zooms and leaves the brush alone
+    ta, tb = _two_fingers(a, b, (-120, 0), (120, 0))
+    ta.up()
+    tb.up()
+    assert canvas.zoom > zoom * 1.5 and canvas.brush_size == small
+    assert not canvas.session.instances.any()

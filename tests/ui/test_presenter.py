@@ -187,3 +187,84 @@ def test_merge_under_never_changes_a_drawn_pixel():
     assert (merged.instances[1:3, 1:3] == 1).all() and merged.class_of(1) == 2
     new = merged.instances[4, 4]
     assert new not in (0, 1) and merged.class_of(int(new)) == 1
+
+
+def _draw_two_objects(presenter):
+    """Two discs, of class 1 (nucleus) and class 2 (debris), as finished gestures."""
+    session = presenter.work.session
+    for cls, (x, y) in ((1, (30.0, 30.0)), (2, (90.0, 80.0))):
+        presenter.set_class(cls)
+        session.begin_stroke(x, y, 6.0)
+        session.end_stroke()
+        presenter.stroke_done()
+    return session
+
+
+def test_object_rows_list_the_drawing_then_the_suggested_objects(flow):
+    project, jobs, view = flow
+    settings.PRELABEL.set(project, "otsu")
+    presenter = _start(project, jobs, view)
+    jobs.settle(lambda: presenter.offer is not None)
+    session = _draw_two_objects(presenter)
+    rows = presenter.objects()
+    mine = [r for r in rows if not r.suggested]
+    suggested = [r for r in rows if r.suggested]
+    assert [(r.class_id, r.class_name) for r in mine] == [(1, "nucleus"), (2, "debris")]
+    for r in mine:
+        assert r.area == int((session.instances == r.instance_id).sum()) > 0
+        assert r.key == f"object:{r.instance_id}"
+    assert rows[: len(mine)] == mine  # the expert's own first
+    offer = presenter.offer.label
+    assert [r.instance_id for r in suggested] == [int(i) for i in offer.ids()]
+    assert all(r.key.startswith("suggested:") for r in suggested)
+    assert mine[0].colour != mine[1].colour  # the class colours of the overlay
+    presenter.reject_offer()
+    assert presenter.objects() == mine
+
+
+def test_selecting_a_row_gives_the_box_to_centre_on(flow):
+    project, jobs, view = flow
+    presenter = _start(project, jobs, view)
+    _draw_two_objects(presenter)
+    row = presenter.objects()[1]
+    box = presenter.select_object(row.key)
+    assert presenter.selected_object == row.key
+    assert box.y0 <= 80 < box.y1 and box.x0 <= 90 < box.x1
+    assert presenter.select_object("object:999") is None and presenter.selected_object is None
+    assert presenter.select_object("suggested:1") is None  # no pre-label on offer
+
+
+def test_delete_and_reclass_from_the_list_are_one_undo_step_each(flow):
+    project, jobs, view = flow
+    presenter = _start(project, jobs, view)
+    session = _draw_two_objects(presenter)
+    first, second = presenter.objects()
+    start = session.label()
+    presenter.select_object(first.key)
+    view.calls.clear()
+    presenter.delete_object(first.instance_id)
+    deleted = session.label()
+    assert [r.instance_id for r in presenter.objects()] == [second.instance_id]
+    assert presenter.selected_object is None
+    assert "show_label" in view.calls and "show_status" in view.calls  # list and status follow
+    presenter.reclass_object(second.instance_id, 1)
+    reclassed = session.label()
+    assert [(r.instance_id, r.class_name) for r in presenter.objects()] == [
+        (second.instance_id, "nucleus")
+    ]
+    assert np.array_equal(reclassed.instances, deleted.instances)  # only the class changed
+    presenter.undo()
+    assert session.label().equals(deleted) and session.classes == deleted.classes
+    presenter.undo()
+    assert session.label().equals(start) and session.classes == start.classes
+    assert presenter.objects() == [first, second]
+    presenter.redo()
+    assert session.label().equals(deleted)
+    presenter.redo()
+    assert session.label().equals(reclassed) and session.classes == reclassed.classes
+    assert presenter.work.dirty
+    # a no-op change (same class, gone object) adds no undo step
+    presenter.reclass_object(second.instance_id, 1)
+    presenter.delete_object(first.instance_id)
+    presenter.undo()
+    assert session.label().equals(deleted)

@@ -48,3 +48,23 @@ def test_double_tap_toggles_between_fit_and_one_to_one():
     assert one.zoom == 1.0
     assert vp.to_image(one, 400, 500, 300) == pytest.approx(vp.to_image(fitted, 400, 500, 300))
     assert vp.toggle_fit(one, SHAPE, SIZE, 10, 10) == fitted
+
+
+def test_focus_centres_an_object_and_keeps_the_zoom_sane():
+    fitted = vp.fit(SHAPE, SIZE)  # 1.25
+    centre = (SIZE[0] / 2, SIZE[1] / 2)
+    # a mid-sized object: zoomed in until it fills 40 % of the view, centred
+    view = vp.focus(fitted, SHAPE, SIZE, (100, 100, 160, 140))
+    assert view.zoom == pytest.approx(min(1000 * 0.4 / 60, 600 * 0.4 / 40))
+    assert vp.to_widget(view, 400, 130, 120) == pytest.approx(centre)
+    # a speck: zoomed in no further than 8×
+    assert vp.focus(fitted, SHAPE, SIZE, (10, 10, 11, 11)).zoom == vp.FOCUS_MAX_ZOOM
+    # already closer than that: the zoom stays, only the view moves
+    close = vp.View(20.0, (0.0, 0.0))
+    view = vp.focus(close, SHAPE, SIZE, (10, 10, 12, 12))
+    assert view.zoom == 20.0 and vp.to_widget(view, 400, 11, 11) == pytest.approx(centre)
+    # an object larger than the view at this zoom: zoomed out until all of it fits
+    view = vp.focus(close, SHAPE, SIZE, (0, 0, 400, 300))
+    assert view.zoom == pytest.approx(600 * 0.8 / 300)
+    x0, y0, x1, y1 = vp.visible(view, SHAPE, SIZE)
+    assert x0 <= 0 + 1e-9 and y0 <= 0 + 1e-9 and x1 >= 400 and y1 >= 300

@@ -29,9 +29,10 @@ from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.classes_popup import ClassEditor
+from appliance.ui.object_panel import ObjectPanel
 from appliance.ui.presenter import AnnotatePresenter, Offer
 from appliance.ui.screens.home import duration
-from appliance.ui.widgets import BusySpinner, ScreenBg, button, label
+from appliance.ui.widgets import BusySpinner, ScreenBg, button, class_toggle, label
 from appliance.ui.workflow import ImageWork
 
 TOOL_NAMES = {
@@ -70,6 +71,11 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.on_pick = self._on_pick
         self.canvas_view.on_message = lambda text: App.get_running_app().notify(text, True)
         self.canvas_view.on_pen_down = self._act("pen_down")
+        self.canvas_view.on_brush_sized = self._store_brush
+        self._classes_stamp = 0  # bumped when the classes' names, colours or visibility change
+        self.object_panel = ObjectPanel(
+            lambda: self.presenter, self.canvas_view, self.buttons, lambda: self._classes_stamp
+        )
         self.tools_panel = self._tools()
         self.centre = self._centre()
         self.side_panel = self._side()
@@ -156,6 +162,9 @@ class AnnotateScreen(ScreenBg):
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
         self.size_slider.bind(value=self._on_size)
+        self.size_slider.bind(on_touch_up=self._on_size_released)
+        # a two-finger drag on the image changes the canvas's size: the slider follows
+        self.canvas_view.bind(brush_size=lambda _c, v: setattr(self.size_slider, "value", v))
         col.add_widget(self.size_slider)
         col.add_widget(label("Overlay"))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
@@ -192,13 +201,27 @@ class AnnotateScreen(ScreenBg):
         lines.add_widget(self.status_label)
         bar.add_widget(lines)
         self.zoom_label = Factory.TLabel(
-            text="", size_hint=(None, 1), width=app.touch * 1.4, font_size=app.font_small
+            text="", size_hint=(None, 1), width=app.touch * 1.15, font_size=app.font_small
         )
         self.canvas_view.bind(zoom=lambda _c, z: setattr(self.zoom_label, "text", f"{z:.0%}"))
         bar.add_widget(self.zoom_label)
+        # compact, so that the status line keeps its room
+        objects = Factory.TToggle(
+            text="Objects",
+            size_hint_x=None,
+            width=app.touch * 1.75,
+            font_size=app.font_small,
+            pos_hint={"center_y": 0.5},
+        )
+        objects.bind(on_release=lambda b: self.show_objects(b.state == "down"))
+        self.buttons["objects"] = objects
+        bar.add_widget(objects)
         bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
         centre.add_widget(bar)
-        centre.add_widget(self.canvas_view)
+        # the image, and the object list beside it while it is open
+        self.canvas_row = BoxLayout(spacing=app.gap)
+        self.canvas_row.add_widget(self.canvas_view)
+        centre.add_widget(self.canvas_row)
         self.compare_bar = BoxLayout(size_hint_y=None, height=0, spacing=app.gap, opacity=0)
         centre.add_widget(self.compare_bar)
         # messages appear here, over no pixel and no button (see MessageBar)
@@ -262,16 +285,11 @@ class AnnotateScreen(ScreenBg):
         if (chosen, frozenset(self.hidden)) != (renderer.colours, renderer.hidden):
             renderer.colours, renderer.hidden = chosen, frozenset(self.hidden)
             self.canvas_view.refresh()
+        self._classes_stamp += 1
+        self.object_panel.refresh()
         for cid, name in app.project.classes().items():
-            r, g, b = (v / 255 for v in chosen.get(cid, class_colour(cid)))
-            dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
-            toggle = Factory.ClassToggle(
-                text=name,
-                group="class",
-                state="down" if cid == active else "normal",
-                color=(0, 0, 0, 1) if dark_text else (1, 1, 1, 1),
-            )
-            toggle.swatch = (r, g, b, 0.35 if cid in self.hidden else 1)  # kv property
+            colour = chosen.get(cid, class_colour(cid))
+            toggle = class_toggle(name, colour, "class", cid == active, cid in self.hidden)
             toggle.bind(on_press=lambda _b, c=cid: self.set_class(c))
             self.buttons[f"class:{cid}"] = toggle
             self.class_box.add_widget(toggle)
@@ -345,7 +363,7 @@ class AnnotateScreen(ScreenBg):
     def _enable_tools(self, on: bool) -> None:
         for wid, widget in self.buttons.items():
             if wid.startswith(("tool:", "class:")) or wid in (
-                "undo", "redo", "fit", "upgrade", "skip", "save_next", "hold_compare"
+                "undo", "redo", "fit", "upgrade", "skip", "save_next", "hold_compare", "objects"
             ):  # fmt: skip
                 widget.disabled = not on
 
@@ -423,7 +441,12 @@ class AnnotateScreen(ScreenBg):
         review = p.review
         if review is None:
             if p.prelabel_job is None:
-                box.add_widget(label("Draw with the pen; pan with one finger, zoom with two."))
+                box.add_widget(
+                    label(
+                        "Draw with the pen; pan with one finger, pinch to zoom, "
+                        "two fingers up or down: brush size."
+                    )
+                )
             return
         box.add_widget(label(f"Check score {review.score:.2f}", color=app.c_muted))
         for warning in review.warnings:
@@ -444,6 +467,7 @@ class AnnotateScreen(ScreenBg):
         box.add_widget(label("Or keep editing and tap Save & next again."))
 
     def show_status(self) -> None:
+        self.object_panel.refresh()  # the list follows strokes, undo, offers (if it changed)
         p = self.presenter
         status = p.status() if p else None
         work = p.work if p else None
@@ -504,18 +528,42 @@ class AnnotateScreen(ScreenBg):
         if value == round(self.canvas_view.brush_size):
             value = min(size.high, max(size.low, value + (1 if factor > 1 else -1)))
         self.size_slider.value = value
+        self._store_brush(value)
 
     def _on_size(self, _slider: object, value: float) -> None:
         self.canvas_view.brush_size = float(value)
         self.size_label.text = f"{int(value)} px"
 
+    def _on_size_released(self, slider: Widget, touch: MotionEvent) -> None:
+        if touch.grab_current is slider:
+            self._store_brush(slider.value)
+
+    def _store_brush(self, value: float) -> None:
+        """Keep the brush size the expert chose (−/+, slider, two-finger drag) as the project's
+        setting, so that a visit to Settings or the next session starts with it."""
+        project = App.get_running_app().project
+        if project is not None:
+            settings.BRUSH_SIZE.set(project, round(value))
+
     def _on_opacity(self, slider: Widget, touch: MotionEvent) -> None:
         if touch.grab_current is slider:
             self.canvas_view.opacity_overlay = float(slider.value)
 
+    def show_objects(self, on: bool) -> None:
+        """Open or close the object list beside the image (the image keeps its zoom)."""
+        panel = self.object_panel
+        self.buttons["objects"].state = "down" if on else "normal"
+        if on and panel.parent is None:
+            self.canvas_row.add_widget(panel)
+            panel.refresh(force=True)
+        elif not on and panel.parent is not None:
+            self.canvas_row.remove_widget(panel)
+
     def _on_pick(self, instance_id: int) -> None:
         work = self.work
         assert work is not None
+        if self.object_panel.parent is not None and self.presenter is not None:
+            self.presenter.select_object(f"object:{instance_id}")  # its row, highlighted
         self.set_class(work.session.class_of(instance_id))
         App.get_running_app().notify(f"Picked object {instance_id}: its class is now active")
 

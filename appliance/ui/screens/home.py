@@ -20,6 +20,7 @@ from appliance.bundles.training_job import FORMAT as TRAINING_JOB_FORMAT
 from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
 from appliance.importer import import_paths
+from appliance.media import count_images
 from appliance.store.project import Project
 from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
@@ -128,6 +129,9 @@ class HomeScreen(ScreenBg):
         self.refresh()
 
     def _import(self, path: Path) -> None:
+        """The chooser opens on the tablet's image source (the stick chosen on first start,
+        its image count in the title); a missing stick is a one-line message and the chooser
+        opens at its usual place, so importing from elsewhere still works."""
         app = App.get_running_app()
 
         def work(folder: Path) -> list[str]:
@@ -139,7 +143,17 @@ class HomeScreen(ScreenBg):
             app.notify(f"importing {folder} ...")
             app.run_job(lambda _ctx: work(folder), self._imported)
 
-        ChooserPopup("Import images from a folder (or USB stick)", chosen).open()
+        title, start = "Import images from a folder (or USB stick)", None
+        source = app.image_source()
+        if source is not None:
+            try:
+                start = source.locate()
+            except ApplianceError as exc:
+                app.notify(str(exc), error=True)
+        if source is not None and start is not None:
+            images, more = count_images(start)
+            title = f"Import from {source.describe()} ({images}{'+' if more else ''} images)"
+        ChooserPopup(title, chosen, start=start).open()
 
     def _imported(self, lines: list[str]) -> None:
         app = App.get_running_app()
