@@ -11,11 +11,11 @@ With `--task upgrade` it trains the three kinds as upgrade models instead (coars
 omission, inclusion and bias, and touching coarse cells merged into blobs for the instance kinds:
 the softmax model gets no merge channel, it never sees instances) and scores the refined labels.
 
-    nice python bench/instances.py [--task segment|upgrade] [--epochs 300] [--train 160]
+    nice python bench/instances.py [--task segment|upgrade] [--epochs 400] [--train 160]
 
 Each instance kind's seed parameters are chosen on its validation images (`export.decoding`,
 as `python -m export train` does before it writes the contract), never on the held-out set.
-Three models train side by side, one thread each: about 25 minutes on a quiet 2-core machine.
+Three models train side by side, one thread each: about 30 minutes on a quiet 2-core machine.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=160, help="training images (256²)")
     parser.add_argument("--test", type=int, default=12, help="held-out images (256²)")
     parser.add_argument("--crowding", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=300, help="per model (the same for all)")
+    parser.add_argument("--epochs", type=int, default=400, help="per model (the same for all)")
     parser.add_argument(
         "--minutes", type=float, default=0.0, help="safety cap per model (default 0: none)"
     )

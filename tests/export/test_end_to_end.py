@@ -48,7 +48,7 @@ def test_synth_to_installed_model(tmp_path: Path) -> None:
     assert metrics["parity"]["argmax_agreement"] >= 0.999
     assert metrics["latency_ms_512_2threads"] > 0
     # the seed parameters were chosen on the job's validation images and ship in the contract
-    assert metrics["output_kind"] == "three_class"
+    assert metrics["output_kind"] == "distance"
     assert manifest["models"][0]["contract"]["decoding"] == metrics["decoding"]
     assert metrics["val_instance_f1"] >= metrics["val_instance_f1_default_decoding"]
 
