@@ -35,7 +35,7 @@ def test_synth_to_installed_model(tmp_path: Path) -> None:
     )
     assert appliance_main(["export-job", str(proj), str(job), "--task", "segment"]) == 0
     # bounded by epochs, never by minutes: a busy machine trains slower, not less
-    args = ["train", str(job), "--task", "segment", "--out", str(bundle), "--epochs", "6"]
+    args = ["train", str(job), "--task", "segment", "--out", str(bundle), "--epochs", "10"]
     args += ["--patience", "100", "--no-time-budget", "--run-dir", str(tmp_path / "run")]
     assert export_main(args) == 0
 
