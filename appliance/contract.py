@@ -160,10 +160,18 @@ def _instance_channels(c: Contract) -> int:
     return INSTANCE_HEAD[c.output_kind] + (k - 1 if k > 2 else 0)
 
 
-def _instance_params(seed_doc: str, seed_erosion: int) -> dict[str, Param]:
+def _instance_params(seed_doc: str, seed_erosion: int, seed_smoothing: float) -> dict[str, Param]:
     return {
         "threshold": Param(float, 0.5, 0.0, 1.0, "foreground probability cut"),
         "seed_threshold": Param(float, 0.5, 0.0, 1.0, seed_doc),
+        "seed_smoothing": Param(
+            float,
+            seed_smoothing,
+            0.0,
+            8.0,
+            "Gaussian sigma (px) of the seed map before its threshold: a one-pixel dip no "
+            "longer splits a cell's seed, nor a one-pixel bridge joins two",
+        ),
         "seed_erosion": Param(
             int, seed_erosion, 0, 8, "pixels taken off the seed regions before labelling them"
         ),
@@ -181,7 +189,7 @@ register_output_kind(
         roles=frozenset({"prelabel", "upgrade"}),
         # the boundary line is thin; a 2 px erosion keeps one stray interior pixel across it
         # from joining two cells' seeds (docs/instances.md)
-        params=_instance_params("interior probability that seeds a cell", 2),
+        params=_instance_params("interior probability that seeds a cell", 2, 0.0),
     )
 )
 register_output_kind(
@@ -191,7 +199,8 @@ register_output_kind(
         "cell cores, grown over the foreground by seeded watershed",
         channels=_instance_channels,
         roles=frozenset({"prelabel", "upgrade"}),
-        params=_instance_params("normalised distance to the cell edge that seeds a cell", 0),
+        # smoothing the distance map by 1 px: held-out F1 0.941 -> 0.950 (docs/instances.md)
+        params=_instance_params("normalised distance to the cell edge that seeds a cell", 0, 1.0),
     )
 )
 

@@ -66,6 +66,7 @@ def _train(args: argparse.Namespace) -> int:
         batch=args.batch,
         patience=args.patience,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         device=args.device,
         seed=args.seed,
         max_minutes=0 if args.no_time_budget else args.max_minutes,
@@ -132,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")
     p.add_argument("--batch", type=int, help="per process; default: 4 on a CPU, 16 per GPU")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="cosine (default): the rate falls by the last epoch to a twentieth of --lr, "
+        "which settles the weights of a long run; constant: --lr throughout",
+    )
     p.add_argument("--width", type=int, help="channels at full resolution (default 6)")
     p.add_argument("--depth", type=int, help="resolution levels (default 4)")
     p.add_argument(

@@ -13,8 +13,10 @@ Every run writes `metrics.jsonl` (one line per epoch) and `curves.png` into its 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -26,12 +28,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from appliance.assist.instances import INSTANCE_KINDS
-from appliance.contract import Contract
+from appliance.contract import Contract, Value
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.perturb import PerturbSpec
 from export import outputs
 from export.data import EpochSampler, Sample, SegDataset, pad_to_multiple
+from export.decoding import tune_decoding
 from export.losses import dice_votes_loss
 from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH, UNet
 
@@ -53,6 +56,9 @@ class TrainConfig:
     epochs: int = 300
     batch: int | None = None
     lr: float = 2e-3
+    # "cosine": the rate falls from `lr` to LR_FLOOR of it over `epochs` (settles the weights
+    # at the end of a long run instead of leaving them jumping); "constant": `lr` throughout
+    lr_schedule: str = "cosine"
     patience: int = 20
     patch: int = 256
     min_epoch_items: int = 64
@@ -305,6 +311,22 @@ def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
     )
 
 
+LR_FLOOR = 0.05
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Adam's rate in `epoch` (1-based) under `config.lr_schedule`.
+
+    >>> c = TrainConfig(lr=1e-3, epochs=101)
+    >>> learning_rate(c, 1), round(learning_rate(c, 51), 6), round(learning_rate(c, 101), 6)
+    (0.001, 0.000525, 5e-05)
+    """
+    if config.lr_schedule == "constant" or config.epochs <= 1:
+        return config.lr
+    progress = (epoch - 1) / (config.epochs - 1)
+    return config.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def _out_of_time(fit: _Fit) -> bool:
     return fit.budget is not None and time.monotonic() - fit.start >= fit.budget * 60
 
@@ -312,6 +334,8 @@ def _out_of_time(fit: _Fit) -> bool:
 def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
     """One pass over this rank's share of the epoch; returns the losses and the item indices."""
     fit.sampler.set_epoch(epoch)
+    for group in fit.optimiser.param_groups:
+        group["lr"] = learning_rate(fit.config, epoch)
     fit.train_ds.set_epoch(epoch)
     fit.net.train()
     rt, losses, seen = fit.rt, [], []
@@ -486,19 +510,27 @@ def _split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Samp
     return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
 
 
-def onnx_instances(path: Path, dataset: SegDataset, contract: Contract) -> list[Label]:
-    """Labels an ONNX model gives on whole evaluation images, decoded as the tablet decodes."""
-    from appliance.assist.contract import decode_label, probabilities
+def onnx_outputs(path: Path, dataset: SegDataset) -> list[np.ndarray]:
+    """An ONNX model's raw outputs (C×H×W) on whole evaluation images, as the tablet gets them."""
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME, cpu_session
 
     session = cpu_session(path)
-    labels = []
+    outs = []
     for i, sample in enumerate(dataset.samples):
         h, w = sample.target.shape
         logits = session.run([OUTPUT_NAME], {INPUT_NAME: dataset[i]["x"][None].numpy()})[0][0]
-        logits = logits[:, :h, :w]
-        labels.append(decode_label(logits, probabilities(logits, contract), contract))
-    return labels
+        outs.append(logits[:, :h, :w])
+    return outs
+
+
+def onnx_instances(path: Path, dataset: SegDataset, contract: Contract) -> list[Label]:
+    """Labels an ONNX model gives on whole evaluation images, decoded as the tablet decodes."""
+    from appliance.assist.contract import decode_label, probabilities
+
+    return [
+        decode_label(out, probabilities(out, contract), contract)
+        for out in onnx_outputs(path, dataset)
+    ]
 
 
 def _onnx_scores(path: Path, dataset: SegDataset, contract: Contract) -> tuple[float, float]:
@@ -532,9 +564,14 @@ class _JobData:
 
 
 def segmentation_contract(
-    image_channels: int, task: str, classes: list[str], output: str = "softmax"
+    image_channels: int,
+    task: str,
+    classes: list[str],
+    output: str = "softmax",
+    decoding: Mapping[str, Value] | None = None,
 ) -> Contract:
-    """The model I/O contract (`appliance.contract`) of a U-Net this module trained."""
+    """The model I/O contract (`appliance.contract`) of a U-Net this module trained; `decoding`
+    (instance kinds) defaults to the kind's."""
     from export.data import NORMALISATION, TILE_MULTIPLE
     from export.onnx_export import INPUT_NAME, OUTPUT_NAME
 
@@ -548,6 +585,7 @@ def segmentation_contract(
         output_kind=output,
         classes=tuple(classes),
         boundary_channel=task == "upgrade" and output in INSTANCE_KINDS,
+        decoding=dict(decoding or {}),
     )
 
 
@@ -615,9 +653,17 @@ def _ship(
     task, seed, output = config.task, config.seed, config.output
     image_channels = data.train[0].image.shape[0]
     in_channels = image_channels + config.in_channels_extra
-    contract = segmentation_contract(image_channels, task, data.classes, output)
     fp32 = run_dir / "model.onnx"
     parity = export_onnx(result.model, in_channels, fp32)
+    tuned = None
+    if output in INSTANCE_KINDS:  # seed parameters that suit this model, on its val images
+        val_ds = SegDataset(
+            data.val, task, config.perturb, False, config.patch, seed, output=output
+        )
+        truths = [s.instances for s in data.val]
+        tuned = tune_decoding(onnx_outputs(fp32, val_ds), truths, output, config.n_classes)
+    decoding = tuned.decoding if tuned else None
+    contract = segmentation_contract(image_channels, task, data.classes, output, decoding)
     eval_name = "test" if data.test else "val"
     eval_ds = SegDataset(
         data.test or data.val, task, config.perturb, False, config.patch, seed, output=output
@@ -641,6 +687,7 @@ def _ship(
         "val_images": len(data.val),
         "test_images": len(data.test),
         "parity": parity.as_dict(),
+        **(tuned.as_dict() if tuned else {}),
         "config": result.config,
     }
     shipped, shipped_dice = fp32, fp32_dice

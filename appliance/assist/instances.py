@@ -173,13 +173,15 @@ def decode(
     x = logits.astype(np.float32, copy=False)
     fg = foreground(x, kind) > float(decoding["threshold"])
     if kind == "three_class":
-        interior = softmax(x[:3])[1]
-        candidates = (interior > float(decoding["seed_threshold"])) & fg
-        elevation = 1.0 - interior
+        seed_map = softmax(x[:3])[1]  # interior probability
+        elevation = 1.0 - seed_map
     else:
-        dist = _sigmoid(x[2])
-        candidates = (dist > float(decoding["seed_threshold"])) & fg
-        elevation = -dist
+        seed_map = _sigmoid(x[2])  # normalised distance to the cell's edge
+        elevation = -seed_map
+    sigma = float(decoding["seed_smoothing"])
+    if sigma > 0:
+        seed_map = cv2.GaussianBlur(seed_map, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    candidates = (seed_map > float(decoding["seed_threshold"])) & fg
     seeds = label_seeds(candidates, int(decoding["min_seed_area"]), int(decoding["seed_erosion"]))
     inst = seeded_watershed(seeds, elevation, fg, int(decoding["min_area"]))
     if n_classes <= 2:

@@ -35,7 +35,7 @@ def test_synth_to_installed_model(tmp_path: Path) -> None:
     )
     assert appliance_main(["export-job", str(proj), str(job), "--task", "segment"]) == 0
     # bounded by epochs, never by minutes: a busy machine trains slower, not less
-    args = ["train", str(job), "--task", "segment", "--out", str(bundle), "--epochs", "6"]
+    args = ["train", str(job), "--task", "segment", "--out", str(bundle), "--epochs", "10"]
     args += ["--patience", "100", "--no-time-budget", "--run-dir", str(tmp_path / "run")]
     assert export_main(args) == 0
 
@@ -47,6 +47,10 @@ def test_synth_to_installed_model(tmp_path: Path) -> None:
     assert metrics["parity"]["max_abs_diff"] <= 1e-4
     assert metrics["parity"]["argmax_agreement"] >= 0.999
     assert metrics["latency_ms_512_2threads"] > 0
+    # the seed parameters were chosen on the job's validation images and ship in the contract
+    assert metrics["output_kind"] == "distance"
+    assert manifest["models"][0]["contract"]["decoding"] == metrics["decoding"]
+    assert metrics["val_instance_f1"] >= metrics["val_instance_f1_default_decoding"]
 
     assert appliance_main(["install-model", str(proj), str(bundle)]) == 0
     project = Project.open(proj)
