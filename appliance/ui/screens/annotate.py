@@ -110,7 +110,8 @@ class AnnotateScreen(ScreenBg):
             color=app.c_text,
         )
         app.bind(c_text=line.setter("color"))
-        line.bind(size=lambda lab, size: setattr(lab, "text_size", size))
+        # width only: a height would clip the texture to half the bar, cutting descenders
+        line.bind(width=lambda lab, width: setattr(lab, "text_size", (width, None)))
         return line
 
     def _act(self, method: str, *args: object) -> Callable[[], None]:
