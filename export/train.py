@@ -331,6 +331,24 @@ def _out_of_time(fit: _Fit) -> bool:
     return fit.budget is not None and time.monotonic() - fit.start >= fit.budget * 60
 
 
+def optimiser_step(
+    optimiser: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss: torch.Tensor,
+    update: bool = True,
+) -> None:
+    """One optimiser step through the AMP grad scaler (a pass-through without fp16).
+
+    `update=False` where one scaler serves two optimisers in one iteration: it must update
+    once, after the last of them has stepped.
+    """
+    optimiser.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimiser)
+    if update:
+        scaler.update()
+
+
 def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
     """One pass over this rank's share of the epoch; returns the losses and the item indices."""
     fit.sampler.set_epoch(epoch)
@@ -353,10 +371,7 @@ def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
         else:
             aux = item["aux"].to(rt.device, non_blocking=True)
             loss = outputs.loss(logits, y, aux, fit.config.output, fit.config.n_classes)
-        fit.optimiser.zero_grad(set_to_none=True)
-        fit.scaler.scale(loss).backward()
-        fit.scaler.step(fit.optimiser)
-        fit.scaler.update()
+        optimiser_step(fit.optimiser, fit.scaler, loss)
         losses.append(loss.item())
         seen += item["index"].tolist()
         fit.images += x.shape[0] * rt.world

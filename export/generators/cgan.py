@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from export.generators.common import autocast, batches, runtime, wrap
 from export.generators.data import CropSet
+from export.train import optimiser_step
 
 LATENT_DIM = 100
 
@@ -193,16 +194,10 @@ def train_cgan(
             d_loss = _weighted_bce(d_net(real, y), 1.0, w) + _weighted_bce(
                 d_net(fake.detach(), y), 0.0, w
             )
-        opt_d.zero_grad(set_to_none=True)
-        scaler_d.scale(d_loss).backward()
-        scaler_d.step(opt_d)
-        scaler_d.update()
+        optimiser_step(opt_d, scaler_d, d_loss)
         with autocast(rt, amp):
             g_loss = _weighted_bce(d_net(fake, y), 1.0, w)
-        opt_g.zero_grad(set_to_none=True)
-        scaler_g.scale(g_loss).backward()
-        scaler_g.step(opt_g)
-        scaler_g.update()
+        optimiser_step(opt_g, scaler_g, g_loss)
         row = {
             "step": step,
             "d_loss": float(d_loss.item()),

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from appliance.contract import Schedule
 from export.generators.common import autocast, batches, runtime, wrap
 from export.generators.data import CropSet
+from export.train import optimiser_step
 
 TRAIN_STEPS = 1000
 COND_DROP = 0.1
@@ -211,10 +212,7 @@ def train_diffusion(
         with autocast(rt, amp):
             pred = net(xt, t.float(), y, mask)
         loss = F.mse_loss(pred.float(), noise)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        optimiser_step(opt, scaler, loss)
         decay = min(config.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):

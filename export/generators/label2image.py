@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from export.generators.common import autocast, runtime, wrap
 from export.generators.data import Scene, one_hot
+from export.train import optimiser_step
 
 MULTIPLE = 8
 
@@ -278,9 +279,7 @@ def train_label2image(
                     for r, f in zip(d_real, d_fake, strict=True)
                 ]
             ).sum()
-        opt_d.zero_grad(set_to_none=True)
-        scaler.scale(d_loss).backward()
-        scaler.step(opt_d)
+        optimiser_step(opt_d, scaler, d_loss, update=False)  # one update, after the generator
         with autocast(rt, amp):
             d_fake = d_net(fake, lab)
             adv = torch.stack([-f[-1].float().mean() for f in d_fake]).sum()
@@ -293,10 +292,7 @@ def train_label2image(
             ).sum()
             l1 = F.l1_loss(fake.float(), tgt)
             g_loss = adv + config.feature_matching * fm + config.l1 * l1
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(g_loss).backward()
-        scaler.step(opt_g)
-        scaler.update()
+        optimiser_step(opt_g, scaler, g_loss)
         row = {
             "step": step,
             "d_loss": float(d_loss.item()),
