@@ -141,9 +141,9 @@ def cmd_flag(args: argparse.Namespace) -> int:
 def cmd_next(args: argparse.Namespace) -> int:
     """`appliance next`: the images the selector would show next, with each strategy's score."""
     from appliance.assist import features, runtime, selector, uncertainty
+    from appliance.cli import require_range
 
-    if args.n < 1:
-        raise ApplianceError(f"--n must be at least 1, got {args.n}")
+    require_range("--n", args.n, 1)
     with Project.open(args.dir) as project:
         if features.missing(project):
             features.update(project, progress=_progress("features"))

@@ -36,13 +36,13 @@ def generate(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
+    from appliance.cli import require_range
     from appliance.errors import ApplianceError
     from appliance.generators.runtime import Generator, project_masks
     from appliance.generators.sources import source_crops
     from appliance.store import Project
 
-    if args.n < 1:
-        raise ApplianceError(f"--n must be at least 1, got {args.n}")
+    require_range("--n", args.n, 1)
     if args.out.exists() and not args.out.is_dir():
         raise ApplianceError(f"{args.out}: exists and is not a folder")
     rng = np.random.default_rng(args.seed)

@@ -102,11 +102,10 @@ def _train_generator(args: argparse.Namespace) -> int:
 
 
 def _mipr(args: argparse.Namespace) -> int:
-    from appliance.errors import ApplianceError
+    from appliance.cli import require_range
     from export.generators.mipr import MiprConfig, mipr_job
 
-    if args.iterations < 1:
-        raise ApplianceError(f"--iterations must be at least 1, got {args.iterations}")
+    require_range("--iterations", args.iterations, 1)
     config = MiprConfig(
         iterations=args.iterations,
         seg_epochs=args.seg_epochs,
