@@ -46,7 +46,7 @@ def main() -> int:
     elif args.method == "model":
         ap.error("--method model needs --bundle")
 
-    from appliance.ui.display import emulate_tablet, start_virtual_display
+    from appliance.session.display import emulate_tablet, start_virtual_display
 
     if not start_virtual_display():
         print("needs a display or Xvfb", file=sys.stderr)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.bundles.install import install_model_bundle
-from appliance.ui.about import about_text
+from appliance.session.about import about_text
 from tests.ui.projects import make_project, prelabel_bundle
 
 

@@ -159,6 +159,25 @@ def test_the_core_imports_no_kivy_and_no_torch() -> None:
     assert not offenders, "the core imports the UI or workstation stack:\n" + "\n".join(offenders)
 
 
+def test_the_session_package_is_core_and_kivy_free() -> None:
+    """appliance.session holds the annotate flow the UI draws: it is core, so no Kivy in it."""
+    session = [p for p in sources("appliance") if p.relative_to(ROOT).parts[1:2] == ("session",)]
+    assert {p.name for p in session} >= {"presenter.py", "workflow.py", "viewport.py"}
+    offenders = [
+        f"{p.relative_to(ROOT)}: {m}"
+        for p in session
+        for m in sorted(imports(p))
+        if m.split(".")[0] in ("kivy", "torch")
+    ]
+    assert not offenders, "appliance.session must stay Kivy-free:\n" + "\n".join(offenders)
+    left = [
+        p.name
+        for p in sources("appliance/ui")
+        if p.name != "__init__.py" and not any(m.split(".")[0] == "kivy" for m in imports(p))
+    ]
+    assert not left, f"Kivy-free modules left in appliance/ui (move to appliance/session): {left}"
+
+
 def test_bench_imports_no_tests() -> None:
     offenders = [
         f"{p.relative_to(ROOT)}: {m}"
@@ -213,6 +232,7 @@ LAYERS: list[set[str]] = [
     {"appliance.label_io", "appliance.assist", "appliance.generators"},
     {"appliance.bundles"},
     {"appliance.sync", "appliance.supervision"},  # sync installs pulled model bundles
+    {"appliance.session"},  # the annotate flow without Kivy
     {"appliance.ui"},
     {"appliance.cli"},  # `appliance run` starts the UI
     {"appliance.__main__"},

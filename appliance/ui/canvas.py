@@ -10,7 +10,7 @@ app-wide, in `appliance.ui.palm`. The "finger draws" setting makes one finger dr
 without a pen; then a second finger cancels the stroke and turns it into a pinch.
 
 Two fingers dragged up or down together (their distance kept) resize the brush instead of
-navigating; `appliance.ui.gesture` classifies a two-finger gesture once, when the fingers
+navigating; `appliance.session.gesture` classifies a two-finger gesture once, when the fingers
 have moved far enough, and the gesture keeps that meaning until a finger lifts. While the size
 changes, the brush outline and its size in pixels are drawn between the fingers.
 
@@ -18,7 +18,7 @@ Speed: a stroke re-renders only the dirty rectangle the core returns and blits i
 overlay texture (`blit_buffer` with `pos`/`size`, no mipmaps), so a dab costs the same on a
 512² and a 8192² image. Magnification is nearest-neighbour so that single pixels are exact at
 high zoom; the image texture is uploaded once per image. The zoom and pan maths are the pure
-functions of `appliance.ui.viewport`.
+functions of `appliance.session.viewport`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer, display_rect
-from appliance.ui import gesture, viewport
-from appliance.ui.viewport import MAX_ZOOM
+from appliance.session import gesture, viewport
+from appliance.session.viewport import MAX_ZOOM
 
 PEN_WORDS = ("pen", "stylus", "mouse", "wacom", "eraser")
 FINGER_WORDS = ("mtdev", "touch", "finger")
@@ -249,7 +249,7 @@ class LabelCanvas(StencilView):
         self.markers = list(points)
         self._layout()
 
-    # ----- geometry (maths in appliance.ui.viewport) -----------------------------------------
+    # ----- geometry (maths in appliance.session.viewport) -----------------------------------------
     def _view(self) -> viewport.View:
         return viewport.View(self.zoom, self.offset)
 

@@ -19,7 +19,7 @@ def launch(
     """
     os.environ.setdefault("KIVY_NO_ARGS", "1")  # our arguments are not Kivy's
     if tour is not None or smoke is not None:
-        from appliance.ui.display import emulate_tablet, start_virtual_display
+        from appliance.session.display import emulate_tablet, start_virtual_display
 
         if not start_virtual_display():
             raise ApplianceError("screenshots need a display or Xvfb (package xvfb)")

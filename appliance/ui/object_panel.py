@@ -28,9 +28,9 @@ from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from appliance.overlay import class_colour
+from appliance.session.objects import ObjectRow
+from appliance.session.presenter import AnnotatePresenter
 from appliance.ui.canvas import LabelCanvas
-from appliance.ui.objects import ObjectRow
-from appliance.ui.presenter import AnnotatePresenter
 from appliance.ui.widgets import button, class_toggle, label
 
 MAX_ROWS = 300  # rows built at most: beyond, the expert finds objects with Pick on the image

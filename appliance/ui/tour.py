@@ -24,8 +24,8 @@ Step = tuple[str | None, Callable[["ApplianceApp"], object], Callable[["Applianc
 if TYPE_CHECKING:
     from kivy.uix.screenmanager import ScreenManager
 
+    from appliance.session.presenter import AnnotatePresenter
     from appliance.ui.app import ApplianceApp
-    from appliance.ui.presenter import AnnotatePresenter
     from appliance.ui.screens.annotate import AnnotateScreen
 
 

@@ -22,10 +22,10 @@ from appliance.assist import prelabel
 from appliance.cli import main
 from appliance.imageio import write_tiff
 from appliance.labels import Label
+from appliance.session.workflow import ImageWork
 from appliance.store import Project
 from appliance.store.controls import control_for_image
 from appliance.supervision.serving import Queue
-from appliance.ui.workflow import ImageWork
 from export.synth import synth_sample
 
 N_ORDINARY, N_GOLD, N_PLANTED, SIZE = 90, 20, 20, 80

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.ui.display import start_virtual_display
+from appliance.session.display import start_virtual_display
 
 WIDTH, HEIGHT = 1920, 1200
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.editing import Rect, capsule_mask
 from appliance.labels import decode_instances
-from appliance.ui.workflow import pending_draft
+from appliance.session.workflow import pending_draft
 from testkit.touch import SynthTouch, pen_stroke, pump, tap
 from tests.ui.projects import make_project
 

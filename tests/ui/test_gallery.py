@@ -6,7 +6,7 @@ import numpy as np
 
 from appliance import settings
 from appliance.labels import Label
-from appliance.ui import gallery_data
+from appliance.session import gallery_data
 from testkit.touch import pen_stroke, pump, tap, wait_for
 from tests.ui.projects import make_project
 

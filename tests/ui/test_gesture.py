@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from appliance.ui import gesture
-from appliance.ui.gesture import BRUSH, WAIT, ZOOM, brush_size, classify
+from appliance.session import gesture
+from appliance.session.gesture import BRUSH, WAIT, ZOOM, brush_size, classify
 
 T = 30.0  # threshold, screen px
 A0, B0 = (500.0, 400.0), (700.0, 400.0)  # two fingers 200 px apart, side by side
@@ -21,7 +21,7 @@ def moved(p: tuple[float, float], dx: float, dy: float) -> tuple[float, float]:
 
 
 def test_the_module_imports_no_kivy_and_its_examples_hold():
-    code = "import appliance.ui.gesture, sys; print('kivy' in sys.modules)"
+    code = "import appliance.session.gesture, sys; print('kivy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert doctest.testmod(gesture).failed == 0

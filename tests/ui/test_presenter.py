@@ -17,7 +17,7 @@ from appliance import settings
 from appliance.assist import prelabel
 from appliance.assist.jobs import JobRunner
 from appliance.labels import Label
-from appliance.ui.presenter import AnnotatePresenter, merge_under
+from appliance.session.presenter import AnnotatePresenter, merge_under
 from tests.ui.projects import make_project
 
 
@@ -93,7 +93,7 @@ def _start(project, jobs, view) -> AnnotatePresenter:
 def test_presenter_module_imports_no_kivy():
     import subprocess
 
-    code = "import appliance.ui.presenter, sys; print('kivy' in sys.modules)"
+    code = "import appliance.session.presenter, sys; print('kivy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.ui import viewport as vp
+from appliance.session import viewport as vp
 
 SHAPE, SIZE = (400, 800), (1000.0, 600.0)  # image h×w, widget w×h
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from appliance.ui.workflow import ImageWork, pending_draft
+from appliance.session.workflow import ImageWork, pending_draft
 from tests.ui.projects import make_project
 
 

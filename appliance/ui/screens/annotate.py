@@ -25,15 +25,15 @@ from kivy.uix.widget import Widget
 from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
+from appliance.session.presenter import AnnotatePresenter, Offer
+from appliance.session.workflow import ImageWork
 from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.classes_popup import ClassEditor
 from appliance.ui.object_panel import ObjectPanel
-from appliance.ui.presenter import AnnotatePresenter, Offer
 from appliance.ui.screens.home import duration
 from appliance.ui.widgets import BusySpinner, ScreenBg, button, class_toggle, label
-from appliance.ui.workflow import ImageWork
 
 TOOL_NAMES = {
     "brush": "Brush",

@@ -20,7 +20,7 @@ from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from appliance.assist.jobs import JobContext
-from appliance.ui import gallery_data
+from appliance.session import gallery_data
 from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 MAX_TILES = 240  # thumbnails drawn per visit; a tablet project rarely holds more

@@ -20,8 +20,8 @@ from kivy.uix.widget import Widget
 from appliance import settings
 from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
+from appliance.session.about import about_text
 from appliance.store.project import Project
-from appliance.ui.about import about_text
 from appliance.ui.widgets import ScreenBg, back_to_images, label, page
 
 

@@ -19,6 +19,8 @@ from appliance.editing import Rect
 from appliance.labels import Label
 from appliance.overlay import class_colour
 
+__all__ = ["ObjectRow", "areas", "object_box", "object_rows"]
+
 DENSE_IDS = 1 << 22  # above this, areas are counted by sorting instead of by a dense table
 
 

@@ -16,7 +16,7 @@ Images open through background jobs (decode + display pre-processing never run o
 thread), and while the expert works the selector's next choice is decoded and pre-labeled in
 the background, so *Save & next* usually shows the next image with its pre-label at once.
 
-The object list (`appliance.ui.objects`) is built here too: `objects()` gives its rows,
+The object list (`appliance.session.objects`) is built here too: `objects()` gives its rows,
 `select_object` a row's box to centre the view on, and `delete_object` / `reclass_object` edit
 one object as one step of the same undo stack as the pen's.
 
@@ -39,6 +39,9 @@ from appliance.assist.jobs import Job, JobContext
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import Label
+from appliance.session import assistant
+from appliance.session.objects import ObjectRow, object_box, object_rows
+from appliance.session.workflow import ImageData, ImageWork, pending_draft
 from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import Project
@@ -46,9 +49,16 @@ from appliance.supervision import config as supervision_config
 from appliance.supervision.blind import start_version
 from appliance.supervision.serving import Queue
 from appliance.supervision.summary import feedback
-from appliance.ui import assistant
-from appliance.ui.objects import ObjectRow, object_box, object_rows
-from appliance.ui.workflow import ImageData, ImageWork, pending_draft
+
+__all__ = [
+    "AnnotatePresenter",
+    "AnnotateView",
+    "Compare",
+    "Offer",
+    "RunJob",
+    "Status",
+    "merge_under",
+]
 
 PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is checked
 

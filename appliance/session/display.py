@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 
+__all__ = ["emulate_tablet", "start_virtual_display"]
+
 TABLET_SIZE = (1920, 1200)
 TABLET_DPI = 224  # a 10-inch 1920×1200 screen: sizes in mm come out as on the tablet
 

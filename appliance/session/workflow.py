@@ -28,6 +28,8 @@ from appliance.supervision import blind
 from appliance.supervision.controls import score_save
 from appliance.supervision.scoring import ControlScore
 
+__all__ = ["ImageData", "ImageWork", "pending_draft"]
+
 
 def pending_draft(project: Project) -> dict | None:
     """The unsaved draft left by a crash or power cut, if any."""

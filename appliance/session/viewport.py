@@ -9,6 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "View",
+    "clamp_zoom",
+    "fit",
+    "focus",
+    "min_zoom",
+    "pan",
+    "place",
+    "to_image",
+    "to_widget",
+    "toggle_fit",
+    "visible",
+    "zoom_about",
+]
+
 MAX_ZOOM = 32.0
 
 

@@ -19,6 +19,8 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.store.project import Project
 
+__all__ = ["PrelabelChooser", "Review", "Suggestion", "review", "upgrade_label"]
+
 SUITABILITY_IMAGES = 10
 
 

@@ -19,6 +19,8 @@ from appliance.labels import Label
 from appliance.overlay import OverlayRenderer
 from appliance.store.project import Project
 
+__all__ = ["GalleryItem", "items", "picture", "thumbnail", "version_pair"]
+
 THUMB = 192  # longest side of a thumbnail, pixels
 
 

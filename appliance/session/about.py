@@ -6,6 +6,8 @@ from appliance import __version__
 from appliance.store.models import list_models
 from appliance.store.project import Project
 
+__all__ = ["about_text"]
+
 
 def about_text(project: Project) -> str:
     """The app's version and the active models' names and bundles, for support questions."""

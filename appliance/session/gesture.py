@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["brush_size", "classify"]
+
 WAIT, ZOOM, BRUSH = "wait", "zoom", "brush"
 
 Point = tuple[float, float]
