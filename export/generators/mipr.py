@@ -95,6 +95,12 @@ def _pair_sample(image: np.ndarray, target: np.ndarray) -> Sample:
     )
 
 
+def _test_dice(model: torch.nn.Module, test: SegDataset) -> float:
+    """Pooled test Dice of a softmax U-Net (`evaluate`'s instance F1 is None for softmax)."""
+    dice, _ = evaluate(model, test, torch.device("cpu"))
+    return round(dice, 4)
+
+
 def run_mipr(
     train: list[Sample],
     val: list[Sample],
@@ -143,7 +149,7 @@ def run_mipr(
             "iteration": 0,
             "train_images": len(train),
             "pseudo_pairs": 0,
-            "test_dice": round(evaluate(result.model, test_ds, torch.device("cpu")), 4),
+            "test_dice": _test_dice(result.model, test_ds),
         }
     ]
     grid: list[np.ndarray] = []  # rows of (unlabeled image, deformed pseudo-label, rendering)
@@ -169,7 +175,7 @@ def run_mipr(
                 "train_images": len(grown),
                 "pseudo_pairs": len(pairs),
                 "mean_confidence": round(float(np.mean([labels[i][1] for i in take] or [0])), 4),
-                "test_dice": round(evaluate(result.model, test_ds, torch.device("cpu")), 4),
+                "test_dice": _test_dice(result.model, test_ds),
             }
         )
     if grid:
