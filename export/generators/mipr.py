@@ -41,7 +41,7 @@ class MiprConfig:
     batch: int | None = None
     device: str = "auto"
     seed: int = 0
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # per training (G, each S); None: machine default; 0: none
 
 
 def deform_label(target: np.ndarray, rng: np.random.Generator, strength: float = 4.0) -> np.ndarray:
@@ -126,6 +126,7 @@ def run_mipr(
         steps=config.g_steps,
         device=config.device,
         seed=config.seed,
+        max_minutes=config.max_minutes,
     )
     gen = train_label2image(scenes, n_classes, g_config, run_dir, progress).generator
     seg_config = TrainConfig(
