@@ -125,13 +125,14 @@ class CellSource:
         return shapes.pop(int(self.rng.integers(len(shapes))))
 
 
-def _render(
-    shape: _Shape, target: CellFeatures, noise: NoiseModel, rng: np.random.Generator
+_PAD = 8 + 3 * 4  # pixels around a rendered cell: room for the widest blur `_fit` picks (σ 4)
+
+
+def _geometry(
+    shape: _Shape, target: CellFeatures, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(clean signal patch, mask) of `shape` re-rendered to `target`'s area, contrast, texture
-    and focus. Each round measures the patch as `cell_features` measures real cells, on the
-    target's background level with the context's noise (which adds texture and sharpens the
-    rim as seen), and corrects towards the target."""
+    """(mask, relative texture) of `shape` turned, flipped and resized to `target`'s area,
+    with `_PAD` free pixels around; the texture is the signal over its mean, minus one."""
     k = int(rng.integers(4))
     mask, signal = np.rot90(shape.mask, k), np.rot90(shape.signal, k)
     if rng.random() < 0.5:
@@ -140,28 +141,43 @@ def _render(
     size = (max(2, round(mask.shape[1] * scale)), max(2, round(mask.shape[0] * scale)))
     mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     signal = cv2.resize(np.ascontiguousarray(signal), size, interpolation=cv2.INTER_LINEAR)
-    pad = 8 + 3 * 4  # room for the widest blur the loop below may pick (σ 4)
-    mask = np.pad(mask, pad)
-    signal = np.pad(signal, pad)
+    mask, signal = np.pad(mask, _PAD), np.pad(signal, _PAD)
     inside = signal[mask]
     mean = float(inside.mean()) if inside.size else 1.0
-    dev = np.where(mask, signal / max(mean, 1e-9) - 1.0, 0.0)
-    base = max(float(np.std(dev[mask])), 1e-6)
+    return mask, np.where(mask, signal / max(mean, 1e-9) - 1.0, 0.0)
+
+
+def _fit(
+    mask: np.ndarray,
+    texture: np.ndarray,
+    target: CellFeatures,
+    floor: np.ndarray,
+    noise: NoiseModel,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The clean signal of a cell with `mask` and relative `texture` whose contrast, texture
+    and focus measure like `target`'s. Each round renders it onto `floor` (the illumination
+    where it will sit, whose slope adds to the texture seen) with the context's noise (which
+    adds texture and steepens the rim as seen), measures it as `cell_features` measures real
+    cells, and corrects towards the target."""
+    base = max(float(np.std(texture[mask])), 1e-6)
     gain_c, gain_t, sigma = 1.0, target.texture / base, target.focus
-    patch = np.zeros_like(signal)
+    patch = np.zeros(mask.shape)
+    one = Label(mask.astype(np.uint32), {1: 1})
     for _ in range(4):
-        sharp = np.where(mask, target.contrast * gain_c * (1.0 + gain_t * dev), 0.0)
+        sharp = np.where(mask, target.contrast * gain_c * (1.0 + gain_t * texture), 0.0)
         patch = cv2.GaussianBlur(sharp, (0, 0), sigma) if sigma > 0.3 else sharp
-        seen = add_noise(target.background + patch, noise, rng)
-        got = cell_features(seen, Label(mask.astype(np.uint32), {1: 1}))
-        if not got:
+        # three noise draws: a correction chasing one draw's noise would overshoot on average
+        seen = [cell_features(add_noise(floor + patch, noise, rng), one) for _ in range(3)]
+        if not all(seen):
             break
-        g = got[0]
-        gain_c *= target.contrast / g.contrast if g.contrast else 1.0
-        gain_t *= float(np.clip(target.texture / g.texture, 0.3, 3.0)) if g.texture > 0 else 1.0
-        if g.focus > 0.3 and target.focus > 0.3:
-            sigma = min(sigma * target.focus / g.focus, 4.0)
-    return patch, mask
+        contrast, spread, focus = (float(np.mean([g[0].value(f) for g in seen])) for f in
+                                   ("contrast", "texture", "focus"))  # fmt: skip
+        gain_c *= target.contrast / contrast if contrast else 1.0
+        gain_t *= float(np.clip(target.texture / spread, 0.3, 3.0)) if spread > 0 else 1.0
+        if focus > 0.3 and target.focus > 0.3:
+            sigma = min(sigma * target.focus / focus, 4.0)
+    return patch
 
 
 def _add_clipped(canvas: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
@@ -215,6 +231,8 @@ def compose(
     if rng.random() < 0.5:
         clean = clean[:, ::-1]
     clean = np.ascontiguousarray(clean)
+    reach = 2 * _PAD + 64  # a rendered patch may stick out of the image this far
+    lit = np.pad(clean, reach, mode="reflect")  # the illumination alone, also beyond the edges
     by_class: dict[int, list[CellFeatures]] = {}
     for f in feats:
         by_class.setdefault(f.class_id, []).append(f)
@@ -227,7 +245,7 @@ def compose(
     for class_id in rng.permutation(order) if order else []:
         pool = by_class.get(int(class_id)) or feats
         target = pool[int(rng.integers(len(pool)))]
-        patch, mask = _render(source.draw(int(class_id) - 1), target, noise, rng)
+        mask, texture = _geometry(source.draw(int(class_id) - 1), target, rng)
         ys, xs = np.nonzero(mask)
         my, mx = int(ys.min()), int(xs.min())
         tight = mask[my : ys.max() + 1, mx : xs.max() + 1]
@@ -244,11 +262,15 @@ def compose(
         if ys.size == 0:
             continue
         j = int(rng.integers(ys.size))
+        top, left = int(ys[j]) + MARGIN - my, int(xs[j]) + MARGIN - mx
         y, x = int(ys[j]), int(xs[j])
-        _add_clipped(clean, patch, y + MARGIN - my, x + MARGIN - mx)
+        ph, pw = mask.shape
+        floor = lit[top + reach : top + reach + ph, left + reach : left + reach + pw]
+        patch = _fit(mask, texture, target, floor, noise, rng)
+        _add_clipped(clean, patch, top, left)
         new_id = len(targets) + 1
         cell = np.zeros((h, w), bool)
-        _add_clipped(cell, mask, y + MARGIN - my, x + MARGIN - mx)
+        _add_clipped(cell, mask, top, left)
         truth[cell] = new_id
         classes[new_id] = int(class_id)
         np.maximum(blocked[y : y + gh, x : x + gw], grown, out=blocked[y : y + gh, x : x + gw])
