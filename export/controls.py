@@ -162,7 +162,7 @@ def _fit(
     cells, and corrects towards the target."""
     base = max(float(np.std(texture[mask])), 1e-6)
     gain_c, gain_t, sigma = 1.0, target.texture / base, target.focus
-    patch = np.zeros(mask.shape)
+    patch: np.ndarray = np.zeros(mask.shape)
     one = Label(mask.astype(np.uint32), {1: 1})
     for _ in range(4):
         sharp = np.where(mask, target.contrast * gain_c * (1.0 + gain_t * texture), 0.0)
