@@ -87,7 +87,7 @@ def _generated_crops(
 ) -> tuple[np.ndarray, np.ndarray]:
     """n crops per class drawn through the tablet runtime (ONNX), in [-1, 1]; mask-conditioned
     kinds follow real outlines of that class."""
-    gen = Generator(model_dir / "generator.onnx", contract, threads=2)
+    gen = Generator(model_dir / "generator.onnx", contract, threads=torch.get_num_threads())
     rng = np.random.default_rng(7)
     out, labels = [], []
     for k, name in enumerate(contract.classes):
@@ -441,7 +441,17 @@ def main() -> int:
     parser.add_argument("--docs", type=Path, help="write sample grids (PNG) into this folder")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--out", type=Path, help="keep run folders here (default: temporary)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch and onnxruntime threads (default: all cores on a quiet machine, 1 when the "
+        "load average exceeds the cores: two threads on a shared 2-core machine made a cGAN "
+        "step 15× slower than one, as each waits for the other to be scheduled)",
+    )
     args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    threads = args.threads or (1 if os.getloadavg()[0] > cores else cores)
+    torch.set_num_threads(threads)
     s = PRESETS[args.preset]
     if args.minutes is not None:
         s = replace(s, minutes=args.minutes)
@@ -449,7 +459,11 @@ def main() -> int:
     if args.docs:
         args.docs.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
-    report: dict[str, object] = {"settings": s.__dict__, "load_before": os.getloadavg()}
+    report: dict[str, object] = {
+        "settings": s.__dict__,
+        "threads": threads,
+        "load_before": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = args.out or Path(tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
