@@ -390,8 +390,11 @@ def mipr_rows(tmp: Path, s: Settings, preset: str) -> tuple[list[Row], dict]:
     test Dice of the U-Net per iteration; every training within the budget."""
     from export.generators.mipr import MiprConfig, mipr_job
 
-    sizes = {"smoke": (10, 6, 64, 2, 2, 3), "cpu": (80, 20, 96, 30, 600, 3)}
-    n, labelled, side, epochs, g_steps, iterations = sizes.get(preset, (400, 40, 256, 100, 5000, 3))
+    # images, labelled, side, U-Net epochs, G steps, G crop side, iterations
+    sizes = {"smoke": (10, 6, 64, 2, 2, 16, 3), "cpu": (80, 20, 96, 200, 2000, 32, 3)}
+    n, labelled, side, epochs, g_steps, g_size, iterations = sizes.get(
+        preset, (400, 40, 256, 100, 5000, 64, 3)
+    )
     job = cell_job(tmp / "mipr-job", n, labelled, side, seed=21, split=(0.3, 0.2, 0.5))
     config = MiprConfig(
         iterations=iterations,
@@ -399,7 +402,7 @@ def mipr_rows(tmp: Path, s: Settings, preset: str) -> tuple[list[Row], dict]:
         seg_width=8 if preset != "full" else None,
         g_steps=g_steps,
         g_width=16 if preset != "full" else 32,
-        g_size=min(64, side),
+        g_size=g_size,
         max_minutes=s.minutes / 4 if s.minutes else 0,
         seed=0,
     )

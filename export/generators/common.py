@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from export.train import _precision, _Runtime, _runtime, _seed_everything
+from export.train.runtime import Runtime, precision_for, seed_everything, select_runtime
 
 __all__ = [
     "CPU_MINUTES",
@@ -36,14 +36,12 @@ __all__ = [
     "write_history",
 ]
 
-Runtime = _Runtime
 
-
-def runtime(device: str, seed: int) -> tuple[_Runtime, torch.dtype | None, str]:
+def runtime(device: str, seed: int) -> tuple[Runtime, torch.dtype | None, str]:
     """The device (joining torchrun's process group if launched so), autocast dtype, name."""
-    rt = _runtime(device)
-    _seed_everything(seed + rt.rank)
-    amp, precision = _precision(rt.device)
+    rt = select_runtime(device)
+    seed_everything(seed + rt.rank)
+    amp, precision = precision_for(rt.device)
     return rt, amp, precision
 
 
@@ -60,7 +58,7 @@ class Budget:
     clock decides and the verdict is broadcast (one tiny collective per step).
     """
 
-    def __init__(self, max_minutes: float | None, rt: _Runtime) -> None:
+    def __init__(self, max_minutes: float | None, rt: Runtime) -> None:
         if max_minutes is None:
             max_minutes = None if rt.device.type == "cuda" else CPU_MINUTES
         self.seconds = max_minutes * 60 if max_minutes and max_minutes > 0 else None
@@ -102,11 +100,11 @@ class Ema:
             be.copy_(bm)
 
 
-def autocast(rt: _Runtime, amp: torch.dtype | None) -> AbstractContextManager[None]:
+def autocast(rt: Runtime, amp: torch.dtype | None) -> AbstractContextManager[None]:
     return torch.autocast(rt.device.type, dtype=amp, enabled=amp is not None)
 
 
-def wrap(model: torch.nn.Module, rt: _Runtime) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
     """DistributedDataParallel under torchrun, the model itself otherwise."""
     if rt.world == 1:
         return model
@@ -114,7 +112,7 @@ def wrap(model: torch.nn.Module, rt: _Runtime) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def batches(n: int, batch: int, steps: int, rt: _Runtime, seed: int) -> Iterator[np.ndarray]:
+def batches(n: int, batch: int, steps: int, rt: Runtime, seed: int) -> Iterator[np.ndarray]:
     """`steps` index batches drawn without replacement per pass; each rank takes its share."""
     rng = np.random.default_rng(seed)
     order: list[int] = []
