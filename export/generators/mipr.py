@@ -198,7 +198,7 @@ def _plot(rows: list[dict[str, object]], path: Path) -> None:
     ax.plot(its, [float(r["test_dice"]) for r in rows], "o-")  # type: ignore[arg-type]
     for r in rows:
         ax.annotate(f"{r['train_images']}", (r["iteration"], r["test_dice"]), fontsize=8)
-    ax.set_xlabel("MIPR iteration (0 = labelled images only; numbers: training images)")
+    ax.set_xlabel("iteration (0: labelled only; labels: training images)")
     ax.set_ylabel("test Dice")
     ax.set_xticks(its)
     fig.tight_layout()
