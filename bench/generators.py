@@ -177,6 +177,15 @@ def _free_centres(
     return [(float(ys[i]), float(xs[i])) for i in pick]
 
 
+def _c2st_single(real: list[np.ndarray], fake: list[np.ndarray]) -> dict[str, object]:
+    """C2ST of two lists of grey S×S regions (one class)."""
+    zeros = np.zeros
+    return c2st(
+        np.stack(real)[:, None], np.stack(fake)[:, None], zeros(len(real), int),
+        zeros(len(fake), int), ["region"],
+    )  # fmt: skip
+
+
 def controls_in_context(job: Path, s: Settings, docs: Path | None) -> tuple[list[Row], dict]:
     """C2ST of regions around planted vs real cells, of cell-free regions, and the feature
     comparison; half the labelled images are contexts, the other half the real side."""
@@ -213,14 +222,7 @@ def controls_in_context(job: Path, s: Settings, docs: Path | None) -> tuple[list
                 region_real.append(_region(norm, p.centroid[0], p.centroid[1], side, s.size))
         for cy, cx in _free_centres(label.instances > 0, side // 2, 4, rng):
             free_real.append(_region(norm, cy, cx, side // 2, s.size))
-    zeros = np.zeros
-    cells = c2st(
-        np.stack(region_real)[:, None],
-        np.stack(region_fake)[:, None],
-        zeros(len(region_real), int),
-        zeros(len(region_fake), int),
-        ["region"],
-    )
+    cells = _c2st_single(region_real, region_fake)
     rows: list[Row] = [
         (
             f"C2ST composed controls in context ({side}² regions around a cell)",
@@ -231,13 +233,7 @@ def controls_in_context(job: Path, s: Settings, docs: Path | None) -> tuple[list
     ]
     report: dict[str, object] = {"c2st_regions": cells, "seconds_per_control": seconds}
     if free_real and free_fake:
-        bg = c2st(
-            np.stack(free_real)[:, None],
-            np.stack(free_fake)[:, None],
-            zeros(len(free_real), int),
-            zeros(len(free_fake), int),
-            ["background"],
-        )
+        bg = _c2st_single(free_real, free_fake)
         report["c2st_background"] = bg
         rows.append(
             (
