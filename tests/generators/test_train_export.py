@@ -13,6 +13,7 @@ import pytest
 
 from appliance.bundles.model_bundle import read_model_bundle
 from appliance.cli import main as appliance_main
+from appliance.contract import GeneratorContract
 from export.cli import main as export_main
 from export.generators.common import smoothed
 
@@ -72,9 +73,11 @@ def test_generator_trains_exports_and_samples_without_torch(
 
     bundle = read_model_bundle(out)
     (model,) = bundle.models
-    assert model.role == "generator" and model.contract.kind == kind
+    contract = model.contract
+    assert model.role == "generator" and isinstance(contract, GeneratorContract)
+    assert contract.kind == kind
     if kind == "diffusion":
-        assert model.contract.schedule.eta == 1.0
+        assert contract.schedule is not None and contract.schedule.eta == 1.0
         assert json.loads((run / "metrics.json").read_text())["stopped"] == "steps"
     assert model.metrics["parity"]["max_abs_diff"] <= 1e-4
     with zipfile.ZipFile(out) as zf:
