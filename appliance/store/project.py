@@ -24,6 +24,7 @@ from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
 from appliance.store import oplog
+from appliance.store.opcheck import SOURCES
 
 __all__ = [
     "DB_NAME",
@@ -39,7 +40,6 @@ __all__ = [
 
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
-SOURCES = ("manual", "prelabel", "upgrade", "postprocess", "import")
 HUMAN_SOURCES = ("manual", "postprocess", "import")
 """Sources of versions a person made; with `reviewed = 1` the only versions assistance trusts.
 

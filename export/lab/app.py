@@ -28,7 +28,7 @@ from appliance.bundles.archive import BundleError
 from appliance.errors import ApplianceError
 from export.lab.blobs import BlobStore, FileBlobStore, HashMismatch
 from export.lab.page import render_page
-from export.lab.store import DanglingReference, Device, LabStore, MissingBlob, token_hash
+from export.lab.store import Device, InvalidOperation, LabStore, MissingBlob, token_hash
 from export.lab.wire import (
     PROJECT_RE,
     SHA_RE,
@@ -37,7 +37,6 @@ from export.lab.wire import (
     EnrollIn,
     Hashes,
     OpsIn,
-    problem,
 )
 
 TUS_VERSION = "1.0.0"
@@ -204,16 +203,21 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         need_role(dev, "tablet")
         if len(body.ops) > config.max_ops_per_request:
             raise HTTPException(413, f"at most {config.max_ops_per_request} operations a request")
-        for op in body.ops:
-            if why := problem(op):
-                raise HTTPException(422, f"operation {op.uid}: {why}")
+        ops = [op.model_dump() for op in body.ops]
         try:
-            accepted = store.push_ops(dev.project_id, dev.id, [op.model_dump() for op in body.ops])
+            accepted = store.push_ops(dev.project_id, dev.id, ops, held_blob)
         except MissingBlob as exc:
             raise HTTPException(409, f"blob {exc.args[0]} must be uploaded first") from None
-        except DanglingReference as exc:
-            raise HTTPException(409, str(exc)) from None
+        except InvalidOperation as exc:
+            raise HTTPException(422, str(exc)) from None
         return {"accepted": [{"uid": uid, "seq": seq} for uid, seq in accepted]}
+
+    def held_blob(sha256: str) -> Path | bytes | None:
+        """A held blob for the operation check: its file, or its bytes from a store without
+        local files."""
+        if not blobs.has(sha256):
+            return None
+        return blobs.path(sha256) or b"".join(blobs.read(sha256))
 
     @app.get("/api/v1/projects/{project}/ops")
     def pull_ops(

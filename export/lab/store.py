@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from appliance.store.opcheck import check_operation
+from appliance.store.oplog import Operation
 from export.lab import schema as t
 
 ROLES = ("tablet", "workstation")
@@ -88,8 +90,67 @@ class MissingBlob(Exception):
     """An operation names a blob the project does not hold yet (upload it first)."""
 
 
-class DanglingReference(Exception):
-    """A label version names an image or parent version the project has no operation for."""
+class InvalidOperation(Exception):
+    """An operation fails the core's check (`appliance.store.opcheck`): not numbered."""
+
+
+class _ProjectKnown:
+    """`opcheck.Known` answered from a project's operations, loaded in bulk for one batch
+    (the images and versions the batch names) and extended as the batch is accepted."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        project_id: int,
+        ops: list[dict[str, Any]],
+        blob: Callable[[str], Path | bytes | None],
+    ) -> None:
+        self._blob = blob
+        payloads = [op["payload"] for op in ops if isinstance(op.get("payload"), dict)]
+        images = {str(p.get("image")) for p in payloads}
+        versions = {str(p.get(k)) for p in payloads for k in ("uid", "parent", "label")}
+        versions |= {str(m) for p in payloads for m in _listed(p.get("merges"))}
+        ops_ = t.operations.c
+        self.shapes: dict[str, tuple[int, int]] = {}
+        for ref, payload in conn.execute(
+            select(ops_.ref, ops_.payload).where(
+                ops_.project_id == project_id, ops_.kind == "image.added", ops_.ref.in_(images)
+            )
+        ):
+            p = json.loads(payload)
+            self.shapes[ref] = (int(p["height"]), int(p["width"]))
+        self.versions: dict[str, str] = dict(
+            conn.execute(
+                select(ops_.ref, ops_.image).where(
+                    ops_.project_id == project_id,
+                    ops_.kind == "label.saved",
+                    ops_.ref.in_(versions),
+                )
+            ).all()
+        )
+
+    def note(self, op: Operation) -> None:
+        """`op` was accepted: later operations of the batch may name it."""
+        if op.kind == "image.added":
+            self.shapes[op.ref] = (int(op.payload["height"]), int(op.payload["width"]))
+        elif op.kind == "label.saved":
+            self.versions[op.ref] = str(op.payload["image"])
+
+    def image_shape(self, ref: str) -> tuple[int, int] | None:
+        return self.shapes.get(ref)
+
+    def version_image(self, uid: str) -> str | None:
+        return self.versions.get(uid)
+
+    def class_ids(self) -> None:
+        return None  # classes are edited on each tablet; tablets check this part
+
+    def blob(self, sha256: str) -> Path | bytes | None:
+        return self._blob(sha256)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 class LabStore:
@@ -354,9 +415,19 @@ class LabStore:
     # operations ----------------------------------------------------------------------------
 
     def push_ops(
-        self, project_id: int, device_id: int, ops: list[dict[str, Any]]
+        self,
+        project_id: int,
+        device_id: int,
+        ops: list[dict[str, Any]],
+        blob: Callable[[str], Path | bytes | None],
     ) -> list[tuple[str, int]]:
-        """Accept operations in order; a known uid returns its first number (replay-safe)."""
+        """Accept operations in order; a known uid returns its first number (replay-safe).
+
+        Each new operation must pass the core's `check_operation` against what the project
+        held before it (earlier numbers and earlier in this batch), the check every tablet
+        runs before applying it; one that fails refuses the whole batch (`InvalidOperation`)
+        and nothing is numbered. `blob(sha256)` gives a held blob's file or bytes.
+        """
         accepted: list[tuple[str, int]] = []
         with self.write() as conn:
             conn.execute(
@@ -374,7 +445,6 @@ class LabStore:
                 }
                 if blobs - have:
                     raise MissingBlob(sorted(blobs - have)[0])
-            self._check_references(conn, project_id, ops)
             uids = [op["uid"] for op in ops]
             known = dict(
                 conn.execute(
@@ -383,11 +453,17 @@ class LabStore:
                     )
                 ).all()
             )
+            fresh = [op for op in ops if op["uid"] not in known]
+            held = _ProjectKnown(conn, project_id, fresh, blob)
             received = now()
             for op in ops:
                 if op["uid"] in known:
                     accepted.append((op["uid"], int(known[op["uid"]])))
                     continue
+                operation = Operation.from_wire(op)
+                if reason := check_operation(operation, held):
+                    raise InvalidOperation(reason)
+                held.note(operation)
                 payload = op["payload"]
                 label = op["kind"] == "label.saved"
                 res = conn.execute(
@@ -408,46 +484,6 @@ class LabStore:
                 known[op["uid"]] = seq
                 accepted.append((op["uid"], seq))
         return accepted
-
-    def _check_references(self, conn: Connection, project_id: int, ops: list[dict]) -> None:
-        """Every label version's image, and its parent if any, must come before it: in an
-        earlier operation of the project or earlier in this batch. Tablets apply operations in
-        order, so this is what lets every one of them apply every accepted operation."""
-        labels = [op for op in ops if op["kind"] == "label.saved"]
-        if not labels:
-            return
-        images = self._known_refs(
-            conn, project_id, "image.added", {op["payload"]["image"] for op in labels}
-        )
-        versions = self._known_refs(
-            conn,
-            project_id,
-            "label.saved",
-            {op["payload"]["parent"] for op in labels if op["payload"].get("parent")},
-        )
-        for op in ops:
-            if op["kind"] == "image.added":
-                images.add(op["ref"])
-            elif op["kind"] == "label.saved":
-                p = op["payload"]
-                if p["image"] not in images:
-                    raise DanglingReference(f"label {op['uid']} names an image not sent before")
-                if p.get("parent") and p["parent"] not in versions:
-                    raise DanglingReference(f"label {op['uid']} names a parent not sent before")
-                versions.add(op["ref"])
-
-    @staticmethod
-    def _known_refs(conn: Connection, project_id: int, kind: str, refs: set[str]) -> set[str]:
-        if not refs:
-            return set()
-        rows = conn.execute(
-            select(t.operations.c.ref).where(
-                t.operations.c.project_id == project_id,
-                t.operations.c.kind == kind,
-                t.operations.c.ref.in_(refs),
-            )
-        )
-        return {r[0] for r in rows}
 
     def pull_ops(self, project_id: int, after: int, limit: int) -> list[StoredOp]:
         with self.read() as conn:

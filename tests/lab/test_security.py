@@ -16,6 +16,7 @@ import pytest
 from appliance.sync.http import LabHttp
 from export.lab.serve import LabServer
 from tests.lab.conftest import make_config
+from tests.lab.crafted import image_op, label_op, model_op, png
 
 SHA = "ab" * 32
 UPLOAD = "cd" * 16
@@ -119,7 +120,7 @@ def test_another_projects_ids_are_refused_on_every_endpoint(small_lab: LabServer
     token_a, _ = device(small_lab, "A")
     token_b, _ = device(small_lab, "B")
     ws_b, _ = device(small_lab, "B", "workstation")
-    data = b"A's private image bytes"
+    data = png(seed=1)
     sha = hashlib.sha256(data).hexdigest()
     assert upload(small_lab, token_a, "A", data) == 204
     status, headers, _ = call(
@@ -169,48 +170,9 @@ def test_another_projects_ids_are_refused_on_every_endpoint(small_lab: LabServer
     assert [o["blob"] for o in a_ops] == [sha]
 
 
-def image_op(uid: str, sha: str) -> dict:
-    payload = {
-        "sha256": sha,
-        "page": None,
-        "name": "x.png",
-        "suffix": ".png",
-        "height": 8,
-        "width": 8,
-        "channels": 1,
-        "dtype": "uint16",
-        "sequence": None,
-        "frame": 0,
-    }
-    return {"uid": uid, "kind": "image.added", "ref": f"{sha}:", "payload": payload, "blob": sha}
-
-
-def label_op(uid: str, sha: str, parent: str | None = None, **changes: object) -> dict:
-    payload = {
-        "uid": uid,
-        "image": f"{sha}:",
-        "parent": parent,
-        "author": "a",
-        "source": "manual",
-        "created": "2026-01-01T00:00:00",
-        "seconds_spent": 1.0,
-        "coarse": False,
-        "reviewed": False,
-        "n_instances": 0,
-        "instances": "",
-        "classes": "{}",
-    } | changes
-    return {"uid": uid, "kind": "label.saved", "ref": uid, "payload": payload}
-
-
-def model_op(uid: str) -> dict:
-    payload = {"model_id": "m1", "role": "prelabel"}
-    return {"uid": uid, "kind": "model.activated", "ref": "m1", "payload": payload}
-
-
 def test_operations_other_tablets_could_not_apply_are_refused(small_lab: LabServer) -> None:
     token, _ = device(small_lab, "A")
-    data = b"an image"
+    data = png(seed=2)
     sha = hashlib.sha256(data).hexdigest()
     assert upload(small_lab, token, "A", data) == 204
 
@@ -218,9 +180,9 @@ def test_operations_other_tablets_could_not_apply_are_refused(small_lab: LabServ
         return call(small_lab, token, "POST", "/api/v1/projects/A/ops", {"ops": list(ops)})[0]
 
     other = "0" * 64
-    assert push(label_op("l" * 32, sha)) == 409  # its image was never sent
-    assert push(label_op("l" * 32, sha), image_op("i" * 32, sha)) == 409  # image after label
-    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, parent="p" * 32)) == 409
+    assert push(label_op("l" * 32, sha)) == 422  # its image was never sent
+    assert push(label_op("l" * 32, sha), image_op("i" * 32, sha)) == 422  # image after label
+    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, parent="p" * 32)) == 422
     assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, source="guess")) == 422
     assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, classes="[1")) == 422
     assert push(label_op("m" * 32, sha, instances="<script>")) == 422
