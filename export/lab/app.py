@@ -237,13 +237,32 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         return {"missing": store.missing_blobs(dev.project_id, body.hashes)}
 
     @app.get("/api/v1/projects/{project}/blobs/{sha256}")
-    def get_blob(dev: Dev, sha256: Annotated[str, PathParam(pattern=SHA_RE)]) -> StreamingResponse:
+    def get_blob(
+        dev: Dev, sha256: Annotated[str, PathParam(pattern=SHA_RE)], request: Request
+    ) -> Response:
+        """The blob, or with `Range: bytes=N-` its bytes from N on (206): a download cut
+        short resumes instead of starting over. Other range forms get the whole blob."""
         if not store.has_blob(dev.project_id, sha256) or not blobs.has(sha256):
             raise HTTPException(404, "no such blob in this project")
+        size = blobs.size(sha256)
+        match = re.fullmatch(r"bytes=(\d{1,15})-", request.headers.get("range", ""))
+        if match is None:
+            return StreamingResponse(
+                blobs.read(sha256),
+                media_type="application/octet-stream",
+                headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
+            )
+        start = int(match.group(1))
+        if start >= size:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
         return StreamingResponse(
-            blobs.read(sha256),
+            blobs.read(sha256, start=start),
+            status_code=206,
             media_type="application/octet-stream",
-            headers={"Content-Length": str(blobs.size(sha256))},
+            headers={
+                "Content-Length": str(size - start),
+                "Content-Range": f"bytes {start}-{size - 1}/{size}",
+            },
         )
 
     @app.post("/api/v1/projects/{project}/uploads", status_code=201)

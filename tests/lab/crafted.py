@@ -45,12 +45,13 @@ def label_op(
     parent: str | None = None,
     instances: np.ndarray | str | None = None,
     classes: dict[int, int] | str | None = None,
+    size: int = 8,
     **changes: object,
 ) -> dict:
-    """A label version of image `sha` (8×8 unless `instances` says otherwise); by default
+    """A label version of image `sha` (size×size unless `instances` says otherwise); by default
     one instance of class 1. `instances` or `classes` as text are sent as they are."""
     if instances is None:
-        instances = np.zeros((8, 8), np.uint32)
+        instances = np.zeros((size, size), np.uint32)
         instances[2:5, 2:5] = 1
     raw = isinstance(instances, str)
     ids = [] if raw else sorted(int(i) for i in np.unique(instances) if i)
