@@ -376,12 +376,15 @@ class LabStore:
             )
         return upload_id
 
-    def upload(self, project_id: int, upload_id: str) -> tuple[str, int] | None:
-        """(sha256, length) of an upload of this project; None for another project's."""
+    def upload(self, project_id: int, device_id: int, upload_id: str) -> tuple[str, int] | None:
+        """(sha256, length) of an upload this device started in this project; None for
+        another project's or another device's (nobody can write into someone else's)."""
         with self.read() as conn:
             row = conn.execute(
                 select(t.uploads.c.sha256, t.uploads.c.length).where(
-                    t.uploads.c.id == upload_id, t.uploads.c.project_id == project_id
+                    t.uploads.c.id == upload_id,
+                    t.uploads.c.project_id == project_id,
+                    t.uploads.c.device_id == device_id,
                 )
             ).first()
         return None if row is None else (row[0], int(row[1]))

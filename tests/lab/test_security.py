@@ -362,3 +362,82 @@ def test_lab_page_needs_its_key(small_lab: LabServer) -> None:
     assert call(small_lab, None, "GET", "/lab")[0] == 401
     assert call(small_lab, None, "GET", "/lab?key=wrong")[0] == 401
     assert call(small_lab, None, "GET", "/lab?key=page-key")[0] == 200
+
+
+def raw_request(lab: LabServer, head: str) -> bytes:
+    """Send only a request's head (no body) and read what comes back within 5 s."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", lab.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+def test_unauthenticated_bodies_are_refused_before_they_are_read(small_lab: LabServer) -> None:
+    """A PATCH declaring 30 MB without a valid token is answered 401 at once, while its body
+    is still unsent (before: the server waited for the whole body)."""
+    token, _ = device(small_lab, "A")
+    path = f"/api/v1/projects/A/uploads/{UPLOAD}"
+    for auth in ("", "Authorization: Bearer made-up-token\r\n"):
+        head = (
+            f"PATCH {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {30 << 20}\r\n"
+            "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\r\n"
+        )
+        assert raw_request(small_lab, head).startswith(b"HTTP/1.1 401"), auth
+    # enrollment has no token: it reads a few KiB at most
+    head = f"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 20}\r\n\r\n"
+    assert raw_request(small_lab, head).startswith(b"HTTP/1.1 413")
+    # a device's own requests still carry bodies up to the limits
+    assert (
+        call(small_lab, token, "POST", "/api/v1/projects/A/blobs/missing", {"hashes": []})[0] == 200
+    )
+
+
+def test_the_api_description_needs_a_token(small_lab: LabServer) -> None:
+    token, _ = device(small_lab, "A")
+    assert call(small_lab, None, "GET", "/openapi.json")[0] == 401
+    assert call(small_lab, "made-up", "GET", "/openapi.json")[0] == 401
+    status, _, body = call(small_lab, token, "GET", "/openapi.json")
+    assert status == 200 and "/api/v1/projects/{project}/ops" in json.loads(body)["paths"]
+
+
+def test_a_device_cannot_touch_another_devices_upload(small_lab: LabServer) -> None:
+    first, _ = device(small_lab, "A")
+    second, _ = device(small_lab, "A")
+    data = b"q" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    status, headers, _ = call(
+        small_lab,
+        first,
+        "POST",
+        "/api/v1/projects/A/uploads",
+        headers={
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
+        },
+    )
+    assert status == 201
+    url = headers["location"]
+    patch = {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    assert call(small_lab, second, "HEAD", url)[0] == 404
+    assert call(small_lab, second, "PATCH", url, b"evil bytes", patch)[0] == 404
+    assert call(small_lab, first, "HEAD", url)[1]["upload-offset"] == "0"  # untouched
+    assert call(small_lab, first, "PATCH", url, data, patch)[0] == 204
+
+
+def test_made_up_tokens_never_refill_a_devices_budget(tmp_path: Path, monkeypatch) -> None:
+    """Before: over 10,000 made-up tokens cleared every bucket, a real device's included."""
+    from export.lab import app as lab_app
+
+    monkeypatch.setattr(lab_app, "MAX_BUCKETS", 20)
+    config = make_config(tmp_path / "lab", None, rate_per_second=0.001, rate_burst=3)
+    with LabServer(config) as lab:
+        token, _ = device(lab, "A")
+        statuses = [call(lab, token, "GET", "/api/v1/projects/A/ops")[0] for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        for i in range(50):  # more made-up tokens than buckets
+            call(lab, f"made-up-{i}", "GET", "/api/v1/projects/A/ops")
+        assert call(lab, token, "GET", "/api/v1/projects/A/ops")[0] == 429
