@@ -12,6 +12,7 @@ Safe to stop at any instant (power loss, a cut cable) and to run again:
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,11 +75,18 @@ class SyncReport:
 def enroll(
     project: Project, server: str, code: str, name: str | None = None, retry: Retry | None = None
 ) -> str:
-    """Exchange a one-time code for this tablet's token and remember server and token."""
+    """Exchange a one-time code for this tablet's token and remember server and token.
+
+    The tablet proposes its own token, so a retry after a lost reply (same code, same token)
+    gets the same device from the server instead of a burnt code."""
     http = LabHttp(server, retry=retry)
+    proposed = secrets.token_urlsafe(32)
     try:
         reply = http.request(
-            "POST", "/api/v1/enroll", json_body={"code": code, "name": name}, ok=(200,)
+            "POST",
+            "/api/v1/enroll",
+            json_body={"code": code, "name": name, "token": proposed},
+            ok=(200,),
         ).json()
     finally:
         http.close()

@@ -246,7 +246,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         client = request.client.host if request.client else "?"
         if not enroll_limiter.allow(client):
             raise HTTPException(429, "too many enrollment attempts", {"Retry-After": "60"})
-        redeemed = store.redeem(body.code, body.name)
+        redeemed = store.redeem(body.code, body.name, body.token)
         if redeemed is None:
             raise HTTPException(401, "unknown, used or expired enrollment code")
         token, dev = redeemed

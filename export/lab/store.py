@@ -9,6 +9,7 @@ on the project in PostgreSQL), so numbers commit in order per project.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -236,14 +237,18 @@ class LabStore:
             )
         return code, expires
 
-    def redeem(self, code: str, device_name: str | None) -> tuple[str, Device] | None:
-        """Exchange an unused, unexpired code for a new device token (shown once, kept hashed).
+    def redeem(
+        self, code: str, device_name: str | None, proposed: str | None = None
+    ) -> tuple[str, Device] | None:
+        """Exchange an unused, unexpired code for a new device token (kept hashed).
 
         The code is marked used in the same transaction that creates the device, by a
-        conditional update, so two racing requests with one code get one device.
+        conditional update, so two racing requests with one code get one device. A device
+        that proposes its token (`proposed`) can ask again with the same code and token after
+        a lost reply and gets the same device; nobody else can, since only the hash is kept.
         """
         h = token_hash(normalise_code(code))
-        token = secrets.token_urlsafe(32)
+        token = proposed or secrets.token_urlsafe(32)
         with self.write() as conn:
             row = conn.execute(
                 select(
@@ -251,10 +256,14 @@ class LabStore:
                     t.enrollments.c.role,
                     t.enrollments.c.name,
                     t.enrollments.c.expires,
-                ).where(t.enrollments.c.code_hash == h, t.enrollments.c.used.is_(None))
+                    t.enrollments.c.used,
+                    t.enrollments.c.device_id,
+                ).where(t.enrollments.c.code_hash == h)
             ).first()
             if row is None or row.expires < now():
                 return None
+            if row.used is not None:
+                return self._redeemed_before(conn, row.device_id, proposed)
             claimed = conn.execute(
                 update(t.enrollments)
                 .where(t.enrollments.c.code_hash == h, t.enrollments.c.used.is_(None))
@@ -282,6 +291,32 @@ class LabStore:
                 select(t.projects.c.name).where(t.projects.c.id == row.project_id)
             ).scalar_one()
         return token, Device(device_id, name, row.role, row.project_id, project, False)
+
+    def _redeemed_before(
+        self, conn: Connection, device_id: int | None, proposed: str | None
+    ) -> tuple[str, Device] | None:
+        """The device a used code made, when the caller proves it is that device."""
+        if proposed is None or device_id is None:
+            return None
+        row = conn.execute(
+            select(
+                t.devices.c.name,
+                t.devices.c.role,
+                t.devices.c.project_id,
+                t.devices.c.token_hash,
+                t.devices.c.revoked,
+                t.projects.c.name.label("project"),
+            )
+            .join(t.projects, t.projects.c.id == t.devices.c.project_id)
+            .where(t.devices.c.id == device_id)
+        ).first()
+        if (
+            row is None
+            or row.revoked
+            or not hmac.compare_digest(row.token_hash, token_hash(proposed))
+        ):
+            return None
+        return proposed, Device(device_id, row.name, row.role, row.project_id, row.project, False)
 
     def device_for_token(self, token: str) -> Device | None:
         with self.read() as conn:

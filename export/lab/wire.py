@@ -41,3 +41,6 @@ class BlobRef(BaseModel):
 class EnrollIn(BaseModel):
     code: str = Field(min_length=4, max_length=40)
     name: str | None = Field(default=None, max_length=100)
+    # the token the device proposes (at least 192 random bits): a retry with the same code
+    # and token after a lost reply gets the same device instead of a burnt code
+    token: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{32,100}$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,9 +33,9 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
             raise ApplianceError("enrolling needs both --server and --code")
         http = LabHttp(args.server)
         try:
-            reply = http.request(
-                "POST", "/api/v1/enroll", json_body={"code": args.code, "name": args.name}
-            ).json()
+            proposed = secrets.token_urlsafe(32)  # a retry after a lost reply gets the same
+            body = {"code": args.code, "name": args.name, "token": proposed}
+            reply = http.request("POST", "/api/v1/enroll", json_body=body).json()
         finally:
             http.close()
         if reply.get("role") != "workstation":

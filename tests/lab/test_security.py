@@ -441,3 +441,32 @@ def test_made_up_tokens_never_refill_a_devices_budget(tmp_path: Path, monkeypatc
         for i in range(50):  # more made-up tokens than buckets
             call(lab, f"made-up-{i}", "GET", "/api/v1/projects/A/ops")
         assert call(lab, token, "GET", "/api/v1/projects/A/ops")[0] == 429
+
+
+def test_a_lost_enrollment_reply_does_not_burn_the_code(tmp_path: Path, lab, monkeypatch) -> None:
+    """The server enrolls the tablet but the reply is lost: the client's retry (same code,
+    same proposed token) gets the same device, and the tablet syncs with it."""
+    from appliance.store import Project
+    from appliance.sync.client import enroll, sync_project
+    from tests.lab.conftest import fast_retry
+
+    code, _ = lab.store.create_enrollment("A", "tablet", "t")
+    real_once = LabHttp.once
+    lost: list[str] = []
+
+    def lose_first_reply(self, method, path, body=None, headers=None, into=None):
+        reply = real_once(self, method, path, body, headers, into)
+        if path.endswith("/enroll") and not lost:
+            lost.append(path)
+            raise ConnectionResetError("reply lost")
+        return reply
+
+    monkeypatch.setattr(LabHttp, "once", lose_first_reply)
+    project = Project.create(tmp_path / "t", ["nucleus"])
+    assert enroll(project, lab.url, code, "t", retry=fast_retry()) == "A"
+    assert lost and len(lab.store.devices()) == 1
+    sync_project(project, retry=fast_retry())
+    # the same code with another token is still refused: only the device itself can retry
+    assert call(lab, None, "POST", "/api/v1/enroll", {"code": code, "token": "x" * 43})[0] == 401
+    assert len(lab.store.devices()) == 1
+    project.close()
