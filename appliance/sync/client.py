@@ -236,16 +236,14 @@ class Syncer:
             ).json()
             ops = self.parse(reply["ops"])
             staged: dict[str, Path] = {}
-            try:
-                for sha in oplog.missing_blobs(self.project, ops):
-                    self.progress(f"downloading blob {sha[:12]}")
-                    staged[sha] = self.blobs.download(sha, self.downloads / f"{sha}.part")
-                    self.report.downloaded_blobs += 1
-                last = int(reply["last"])
-                new, refused = oplog.apply_remote(self.project, ops, last, staged)
-            finally:
-                for path in staged.values():  # what a refused operation brought
-                    path.unlink(missing_ok=True)
+            for sha in oplog.missing_blobs(self.project, ops):  # a failed run's stay for the next
+                self.progress(f"downloading blob {sha[:12]}")
+                staged[sha] = self.blobs.download(sha, self.downloads / f"{sha}.part")
+                self.report.downloaded_blobs += 1
+            last = int(reply["last"])
+            new, refused = oplog.apply_remote(self.project, ops, last, staged)
+            for path in staged.values():  # what a refused operation brought
+                path.unlink(missing_ok=True)
             self.report.pulled_ops += new
             self.report.ops_refused += refused
             after = last
