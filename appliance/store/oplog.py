@@ -66,15 +66,17 @@ class Operation:
     ref: str
     payload: dict[str, Any]
     blob: str | None = None
+    device: int | None = None  # the lab server's id of the device that made it (pulled ones)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "uid": self.uid,
             "kind": self.kind,
             "ref": self.ref,
             "payload": self.payload,
             "blob": self.blob,
         }
+        return wire if self.device is None else wire | {"device": self.device}
 
     @classmethod
     def from_wire(cls, data: Any) -> Operation:
@@ -86,6 +88,7 @@ class Operation:
                 ref=str(data["ref"]),
                 payload=dict(data["payload"]),
                 blob=None if data.get("blob") is None else str(data["blob"]),
+                device=None if data.get("device") is None else int(data["device"]),
             )
         except (KeyError, TypeError, ValueError):
             raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from None
@@ -143,8 +146,9 @@ _LABEL_COLS = (
 )
 
 
-def record_label(db: sqlite3.Connection, label_id: int) -> str:
-    """Log label version `label_id` as saved (inside the transaction that inserted it)."""
+def record_label(db: sqlite3.Connection, label_id: int, merges: Iterable[int] = ()) -> str:
+    """Log label version `label_id` as saved (inside the transaction that inserted it);
+    `merges`: ids of other versions of the same image it resolves (besides its parent)."""
     row = db.execute(
         f"SELECT {_LABEL_COLS} FROM labels l JOIN images i ON i.id = l.image_id "
         "LEFT JOIN labels p ON p.id = l.parent_id WHERE l.id = ?",
@@ -165,6 +169,18 @@ def record_label(db: sqlite3.Connection, label_id: int) -> str:
         "instances": base64.b64encode(blob).decode("ascii"),
         "classes": cls,
     }
+    merged = []
+    for other in merges:
+        found = db.execute(
+            "SELECT uid FROM labels WHERE id = ? AND image_id = "
+            "(SELECT image_id FROM labels WHERE id = ?)",
+            (other, label_id),
+        ).fetchone()
+        if found is None:
+            raise ApplianceError(f"version {other} is not a version of the same image")
+        merged.append(found[0])
+    if merged:
+        payload["merges"] = merged
     return record(db, "label.saved", uid, payload)
 
 
@@ -371,9 +387,9 @@ def apply_remote(
                 refused.append(reason)
                 continue
             db.execute(
-                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
-                "VALUES (?, ?, ?, ?, ?, 'server', ?)",
-                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow()),
+                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded, device) "
+                "VALUES (?, ?, ?, ?, ?, 'server', ?, ?)",
+                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow(), op.device),
             )
             db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
             new += 1

@@ -545,32 +545,36 @@ class LabStore:
         ]
 
     def conflicts(self, project_id: int) -> list[dict[str, Any]]:
-        """Images whose heads (versions nobody built on) come from more than one device:
-        concurrent versions from two tablets.
+        """Images whose versions come from more than one device and that have more than one
+        head (a version nothing builds on or merges): concurrent versions nobody reconciled.
 
-        Each head is listed with its parent and the device that made it; nothing is merged.
+        The tablets' rule (`appliance.store.conflicts`): an ordinary save builds on one head
+        and never closes a conflict; only a version that merges the other heads does. Each
+        head is listed with its parent and the device that made it; nothing is merged here.
         """
+        ops = t.operations.c
         with self.read() as conn:
             rows = conn.execute(
-                select(
-                    t.operations.c.image,
-                    t.operations.c.ref,
-                    t.operations.c.parent,
-                    t.operations.c.device_id,
-                    t.devices.c.name,
-                    t.operations.c.seq,
-                )
-                .join(t.devices, t.devices.c.id == t.operations.c.device_id)
-                .where(
-                    t.operations.c.project_id == project_id,
-                    t.operations.c.kind == "label.saved",
-                )
-                .order_by(t.operations.c.seq)
+                select(ops.image, ops.ref, ops.parent, ops.device_id, t.devices.c.name, ops.seq)
+                .join(t.devices, t.devices.c.id == ops.device_id)
+                .where(ops.project_id == project_id, ops.kind == "label.saved")
+                .order_by(ops.seq)
             ).all()
-        parents = {r.parent for r in rows if r.parent}
+            resolving = conn.execute(
+                select(ops.payload).where(
+                    ops.project_id == project_id,
+                    ops.kind == "label.saved",
+                    ops.payload.contains('"merges":'),
+                )
+            ).all()
+        closed = {r.parent for r in rows if r.parent}
+        for (payload,) in resolving:
+            closed.update(str(m) for m in json.loads(payload).get("merges", []))
+        devices: dict[str, set[int]] = {}
         heads: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
-            if r.ref not in parents:
+            devices.setdefault(r.image, set()).add(r.device_id)
+            if r.ref not in closed:
                 heads.setdefault(r.image, []).append(
                     {
                         "version": r.ref,
@@ -583,7 +587,7 @@ class LabStore:
         return [
             {"image": img, "heads": hs}
             for img, hs in heads.items()
-            if len({h["device_id"] for h in hs}) > 1
+            if len(hs) > 1 and len(devices[img]) > 1
         ]
 
     # models and jobs -----------------------------------------------------------------------
