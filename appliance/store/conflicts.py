@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from appliance.store.db import rows
 
 if TYPE_CHECKING:
+    from appliance.labels import Label
     from appliance.store.project import LabelVersion, Project
 
-__all__ = ["conflict_heads", "conflicted_image_ids"]
+__all__ = ["conflict_heads", "conflicted_image_ids", "resolve"]
 
 # Heads of every image whose versions come from more than one device ('local' for this
 # tablet's own operations), with the device of each head.
@@ -66,3 +67,31 @@ def conflicted_image_ids(project: Project) -> set[int]:
 def conflict_heads(project: Project, image_id: int) -> list[LabelVersion]:
     """The competing versions of an image in conflict, oldest first; [] when none."""
     return [project.label_version(v) for v in _heads(project, image_id).get(image_id, [])]
+
+
+def resolve(
+    project: Project,
+    image_id: int,
+    *,
+    keep: int,
+    author: str,
+    label: Label | None = None,
+    seconds_spent: float = 0.0,
+) -> int:
+    """Close the image's conflict: a version on top of head `keep` that merges every other
+    head, holding `label` (the expert's merge) or, by default, `keep`'s label (the expert
+    picked it). Returns the new version's id; ApplianceError when there is no conflict."""
+    from appliance.errors import ApplianceError
+
+    heads = [v.id for v in conflict_heads(project, image_id)]
+    if keep not in heads:
+        raise ApplianceError(f"version {keep} is not one of the conflicting versions {heads}")
+    return project.save_label(
+        image_id,
+        project.label_version(keep).label if label is None else label,
+        author=author,
+        source="manual",
+        seconds_spent=seconds_spent,
+        parent_id=keep,
+        merges=[h for h in heads if h != keep],
+    )

@@ -82,3 +82,43 @@ def test_a_label_import_records_its_parent(tmp_path: Path) -> None:
     assert newest.source == "import" and newest.parent_id == first
     assert isinstance(newest.label, Label)
     p.close()
+
+
+def test_the_annotate_flow_shows_the_conflict_until_the_expert_merges(tmp_path: Path, lab):
+    """Kivy-free: the presenter of tablet A marks the conflict, a Save & next keeps it open,
+    'Save as the merge' closes it on A, on B and on the lab page."""
+    from appliance import settings
+    from appliance.session import gallery_data
+    from appliance.session.presenter import AnnotatePresenter
+    from tests.ui.test_presenter import Jobs, View
+
+    a, b, name = shared_work(tmp_path, lab)
+    image_id = a.find_image(name).id
+    assert [i.conflict for i in gallery_data.items(a) if i.image_id == image_id] == [True]
+    settings.PRELABEL.set(a, "none")
+    jobs, view = Jobs(), View()
+    try:
+        presenter = AnnotatePresenter(a, "expert", view, jobs)
+        presenter.start()
+        jobs.settle(lambda: presenter.work is not None)
+        presenter.jump(image_id)
+        jobs.settle(lambda: presenter.work is not None and presenter.work.image_id == image_id)
+        assert presenter.status().conflict == 2
+        work = presenter.work
+        work.session.begin_stroke(3.0, 3.0, 2.0)
+        work.session.end_stroke()
+        presenter.stroke_done()
+        presenter.save_and_next()  # an ordinary save: builds on the shown version only
+        jobs.settle()
+        assert conflicted_image_ids(a) == {image_id}
+        presenter.jump(image_id)
+        jobs.settle(lambda: presenter.work is not None and presenter.work.image_id == image_id)
+        assert presenter.status().conflict == 2  # the earlier version of A and A's new one
+        presenter.resolve_conflict()
+        assert presenter.status().conflict == 0 and conflicted_image_ids(a) == set()
+        assert any("Conflict closed" in text for text, _ in view.messages)
+    finally:
+        jobs.runner.shutdown()
+    for t in (a, b):
+        sync_project(t)
+    assert conflicted_image_ids(b) == set() and lab.store.conflicts(1) == []
