@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.durable import file_sha256, replace_durably
+from appliance.durable import holds, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store.db import transaction, utcnow
 from appliance.store.opcheck import SUFFIX_RE, UID_RE, check_operation, image_ref
@@ -290,10 +290,7 @@ def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
     """Blob `sha256` stored as an original already, even without an image row (a sync that
     stopped after downloading it), verified by its hash; None when absent or different."""
     path = project.blob_path(sha256, suffix)
-    try:
-        return path if path.is_file() and file_sha256(path) == sha256 else None
-    except OSError:
-        return None
+    return path if holds(path, sha256) else None
 
 
 def missing_blobs(project: Project, ops: Iterable[Operation]) -> dict[str, str]:

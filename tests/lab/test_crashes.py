@@ -206,7 +206,10 @@ def test_abandoned_uploads_are_swept(tmp_path: Path) -> None:
         assert sweep_uploads(lab.store, blobs, 3600) == 0  # young: kept
         assert sweep_uploads(lab.store, blobs, 0) == 1
         assert not parts[0].exists()
-        assert lab.store.upload(dev.project_id, reply.headers["location"].rsplit("/", 1)[1]) is None
+        assert (
+            lab.store.upload(dev.project_id, dev.id, reply.headers["location"].rsplit("/", 1)[1])
+            is None
+        )
 
 
 def _b64(text: str) -> str:

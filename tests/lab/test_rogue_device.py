@@ -23,7 +23,7 @@ from appliance.labels import Label, encode_instances
 from appliance.store import oplog
 from appliance.store.classes import add_class
 from appliance.sync.blobs import BlobChannel
-from appliance.sync.client import sync_project, sync_status
+from appliance.sync.client import status_line, sync_project, sync_status
 from appliance.sync.http import LabHttp
 from export.lab import store as lab_store
 from export.lab.serve import LabServer
@@ -145,6 +145,7 @@ def test_the_server_refuses_every_malformed_operation(tmp_path: Path, lab, hones
     ops = malformed(rogue, sha, version)
     assert rogue.push(*ops.pop("_setup")) == 200
     before = len(lab.store.pull_ops(1, 0, 10_000))
+    assert sum(len(bad) for bad in ops.values()) == 34  # as docs/sync.md says
     for kind, bad in ops.items():
         for op in bad:
             assert rogue.push(op) == 422, (kind, op["uid"])
@@ -176,6 +177,7 @@ def test_tablets_refuse_what_an_unchecking_server_numbered(
     assert refused_uids == {op["uid"] for op in bad} | {"roguelab0050"}
     assert len(report.ops_refused) == len(refused_uids)
     assert "refused" in report.line() and sync_status(b)["refused"] == len(refused_uids)
+    assert f"{len(refused_uids)} refused operations" in status_line(b)  # the Home screen's row
     # B holds exactly A's work plus the rogue's one good image, and nothing of the rest
     assert b.status()["label_versions"] == a.status()["label_versions"]
     assert {r.sha256 for r in b.images()} == {r.sha256 for r in a.images()} | {
