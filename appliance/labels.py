@@ -24,6 +24,7 @@ __all__ = [
     "Label",
     "decode_coco_rle",
     "decode_instances",
+    "decode_runs",
     "encode_instances",
     "encode_runs",
     "instance_runs",
@@ -364,8 +365,11 @@ def encode_instances(instances: np.ndarray) -> bytes:
     return encode_runs(instances.shape, *instance_runs(instances))
 
 
-def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The uint32 (H, W) instance map of `encode_instances` bytes.
+def decode_runs(
+    data: bytes, shape: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+    """(H, W), run values and run lengths of `encode_instances` bytes, checked to cover the
+    map exactly, without building the map (what checking another device's label needs).
 
     `shape`, when given, is the map's expected (H, W): bytes declaring another are refused
     before anything is inflated, and inflating stops at the most the runs of that shape can
@@ -396,4 +400,16 @@ def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.nd
     values, lengths = raw[:n], raw[n:]
     if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:
         raise ApplianceError("stored label is corrupt: runs do not cover the image")
+    return (h, w), values, lengths
+
+
+def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The uint32 (H, W) instance map of `encode_instances` bytes (`shape`: as `decode_runs`).
+
+    Raises
+    ------
+    ApplianceError
+        When the bytes are truncated, corrupt, of an unknown format version or of another shape.
+    """
+    (h, w), values, lengths = decode_runs(data, shape)
     return np.repeat(values, lengths).reshape(h, w)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.errors import ApplianceError
 from appliance.imageio import probe
-from appliance.labels import decode_instances, run_ids
+from appliance.labels import decode_runs, run_ids
 
 if TYPE_CHECKING:
     from appliance.store.oplog import Operation
@@ -259,12 +259,12 @@ def _instances(p: dict[str, Any], shape: tuple[int, int]) -> list[int]:
     text = _text(p, "instances", max_len=64 << 20)
     try:
         data = base64.b64decode(text, validate=True)
-        instances = decode_instances(data, shape)
+        _shape, values, _lengths = decode_runs(data, shape)
     except (binascii.Error, ValueError):
         raise _Bad("payload instances is not base64") from None
     except ApplianceError as exc:
         raise _Bad(f"payload instances is not an instance map of the image ({exc})") from None
-    return [int(i) for i in run_ids(instances)]
+    return [int(i) for i in run_ids(values)]
 
 
 def _classes(p: dict[str, Any]) -> dict[int, int]:
