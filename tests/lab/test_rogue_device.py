@@ -153,7 +153,7 @@ def test_the_server_refuses_every_malformed_operation(tmp_path: Path, lab, hones
 
 
 def test_tablets_refuse_what_an_unchecking_server_numbered(
-    tmp_path: Path, lab, honest, monkeypatch
+    tmp_path: Path, lab, honest, monkeypatch, capsys
 ) -> None:
     a, sha, version = honest
     rogue = Rogue(lab, "P", tmp_path / "rogue")
@@ -178,6 +178,11 @@ def test_tablets_refuse_what_an_unchecking_server_numbered(
     assert len(report.ops_refused) == len(refused_uids)
     assert "refused" in report.line() and sync_status(b)["refused"] == len(refused_uids)
     assert f"{len(refused_uids)} refused operations" in status_line(b)  # the Home screen's row
+    capsys.readouterr()
+    assert appliance(["sync", str(b.root), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(refused_uids)} pulled operations refused" in out
+    assert out.count("  refused: operation ") == len(refused_uids)
     # B holds exactly A's work plus the rogue's one good image, and nothing of the rest
     assert b.status()["label_versions"] == a.status()["label_versions"]
     assert {r.sha256 for r in b.images()} == {r.sha256 for r in a.images()} | {
