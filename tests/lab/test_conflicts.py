@@ -27,6 +27,13 @@ def shared_work(tmp_path: Path, lab):
     return a, b, files[0].name
 
 
+def lab_page(lab) -> str:
+    """The lab page's HTML (its conflicts table names each image by its first 16 hex)."""
+    from export.lab.page import render_page
+
+    return render_page(lab.store.overview(), lab.store.devices())
+
+
 def test_a_save_does_not_close_a_conflict_but_a_merge_does(tmp_path: Path, lab) -> None:
     a, b, name = shared_work(tmp_path, lab)
     ia, ib = a.find_image(name).id, b.find_image(name).id
@@ -34,13 +41,15 @@ def test_a_save_does_not_close_a_conflict_but_a_merge_does(tmp_path: Path, lab) 
         assert conflicted_image_ids(t) == {image_id}
         assert len(conflict_heads(t, image_id)) == 2
     assert len(lab.store.conflicts(1)) == 1
+    sha = a.find_image(name).sha256
+    assert sha[:16] in lab_page(lab)
     # A saves on top of the version it shows (B's, the newest): still a conflict everywhere
     shown = a.latest_label(ia)
     a.save_label(ia, label_for(a, ia, 7), author="x0", source="manual", parent_id=shown.id)
     for t in (a, b, a):
         sync_project(t)
     assert conflicted_image_ids(a) == {ia} and conflicted_image_ids(b) == {ib}
-    assert len(lab.store.conflicts(1)) == 1
+    assert len(lab.store.conflicts(1)) == 1 and sha[:16] in lab_page(lab)
     # the expert on B picks one head and closes the others
     heads = conflict_heads(b, ib)
     keep, others = heads[0], [h.id for h in heads[1:]]
@@ -48,7 +57,7 @@ def test_a_save_does_not_close_a_conflict_but_a_merge_does(tmp_path: Path, lab) 
     for t in (b, a):
         sync_project(t)
     assert conflicted_image_ids(a) == set() and conflicted_image_ids(b) == set()
-    assert lab.store.conflicts(1) == []
+    assert lab.store.conflicts(1) == [] and sha[:16] not in lab_page(lab)
 
 
 def test_one_tablets_own_versions_are_never_a_conflict(tmp_path: Path, lab) -> None:
