@@ -27,7 +27,8 @@ __all__ = ["conflict_heads", "conflicted_image_ids", "resolve"]
 _HEADS = """
 WITH merged AS (
     SELECT DISTINCT m.value AS uid FROM operations o, json_each(o.payload, '$.merges') m
-    WHERE o.kind = 'label.saved' AND json_type(o.payload, '$.merges') = 'array'
+    WHERE o.kind = 'label.saved' AND o.payload LIKE '%"merges"%'  -- no JSON parse of the rest
+      AND json_type(o.payload, '$.merges') = 'array'
 ),
 made AS (
     SELECT l.id, l.image_id, l.uid,
