@@ -217,3 +217,10 @@ def test_a_refused_version_is_applied_once_the_tablet_can_use_it(tmp_path: Path,
     report = sync_project(b)
     assert report.pulled_ops == 1 and not oplog.refusals(b.db)
     assert b.status()["label_versions"] == 1
+
+
+def test_every_kind_a_tablet_records_has_a_check() -> None:
+    """A new operation kind without its check would be refused by every server and tablet."""
+    from appliance.store.opcheck import CHECKS
+
+    assert set(oplog.KINDS) == set(CHECKS)
