@@ -26,6 +26,7 @@ __all__ = [
     "decode_instances",
     "encode_instances",
     "encode_runs",
+    "encoded_shape",
     "instance_runs",
     "run_ids",
 ]
@@ -362,6 +363,21 @@ def encode_instances(instances: np.ndarray) -> bytes:
     True
     """
     return encode_runs(instances.shape, *instance_runs(instances))
+
+
+def encoded_shape(data: bytes) -> tuple[int, int]:
+    """(height, width) of `encode_instances` bytes from the header alone, so a caller can
+    refuse a map of the wrong size before decompressing it (a crafted one could be huge).
+
+    >>> encoded_shape(encode_instances(np.zeros((3, 5), np.uint32)))
+    (3, 5)
+    """
+    if len(data) < _HEADER.size:
+        raise ApplianceError("stored label is truncated")
+    magic, version, h, w = _HEADER.unpack_from(data)
+    if magic != _MAGIC or version != _FORMAT_VERSION:
+        raise ApplianceError(f"stored label has an unknown encoding (version {version})")
+    return int(h), int(w)
 
 
 def decode_instances(data: bytes) -> np.ndarray:

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from appliance.errors import ApplianceError
+from appliance.labels import decode_instances, encoded_shape
 from appliance.store.db import transaction, utcnow
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ __all__ = [
     "apply_remote",
     "backfill",
     "blob_file",
+    "control_added_problem",
     "get_state",
     "image_ref",
     "mark_sent",
@@ -42,6 +46,7 @@ __all__ = [
     "pending_blobs",
     "pending_count",
     "record",
+    "record_control_added",
     "record_image",
     "record_label",
     "record_model_activated",
@@ -50,7 +55,7 @@ __all__ = [
     "upload_url",
 ]
 
-KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
+KINDS = ("image.added", "label.saved", "control.scored", "model.activated", "control.added")
 UID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -185,6 +190,123 @@ def record_control_scored(
     return record(db, "control.scored", row[0], payload)
 
 
+CONTROL_KINDS = ("gold", "synthetic", "planted")
+MAX_CONTROL_PIXELS = 1 << 28  # the importer's default limit for one image
+
+
+def record_control_added(
+    db: sqlite3.Connection,
+    image_id: int,
+    kind: str,
+    truth: tuple[bytes, dict[str, int]],
+    prelabel: tuple[bytes, dict[str, int]] | None,
+    errors: list[dict[str, Any]],
+    detail: dict[str, Any],
+) -> str:
+    """Log that image `image_id` is a control (inside the transaction that stored it).
+
+    The payload says everything a tablet needs to hide and score the control: the image it
+    hides behind, its kind, the truth map and classes, the planted pre-label and the record of
+    its planted errors. Sync carries it to every tablet of the project, which keeps it in its
+    `controls` table, where exports, training jobs and galleries look before they show
+    anything; the truth never becomes a label version anywhere.
+    """
+    sha, page, height, width = db.execute(
+        "SELECT sha256, page, height, width FROM images WHERE id = ?", (image_id,)
+    ).fetchone()
+    ref = image_ref(sha, page)
+    payload = {
+        "image": ref,
+        "kind": kind,
+        "height": height,
+        "width": width,
+        "truth": base64.b64encode(truth[0]).decode("ascii"),
+        "truth_classes": truth[1],
+        "prelabel": None if prelabel is None else base64.b64encode(prelabel[0]).decode("ascii"),
+        "prelabel_classes": None if prelabel is None else prelabel[1],
+        "errors": errors,
+        "detail": detail,
+    }
+    return record(db, "control.added", ref, payload)
+
+
+def _map_problem(
+    name: str, blob: Any, classes: Any, shape: tuple[int, int], known: set[int] | None
+) -> str | None:
+    """Why an encoded instance map with its class table cannot be used, or None."""
+    if not isinstance(blob, str) or not isinstance(classes, dict):
+        return f"{name} must be base64 text with a class table"
+    try:
+        data = base64.b64decode(blob, validate=True)
+        if encoded_shape(data) != shape:
+            return f"{name} is {encoded_shape(data)}, the image {shape}"
+        ids = set(np.unique(decode_instances(data)).tolist()) - {0}
+    except (ValueError, ApplianceError) as exc:  # binascii.Error is a ValueError
+        return f"{name} is not an instance map ({exc})"
+    try:
+        table = {int(k): v for k, v in classes.items()}
+    except ValueError:
+        return f"{name} classes must be keyed by instance id"
+    if ids - set(table):
+        return f"{name} has instances without a class"
+    for cls in table.values():
+        if type(cls) is not int or cls < 1 or (known is not None and cls not in known):
+            return f"{name} names an unknown class {cls!r}"
+    return None
+
+
+def control_added_problem(
+    ref: str,
+    payload: dict[str, Any],
+    blob: str | None,
+    shape: tuple[int, int] | None = None,
+    classes: set[int] | None = None,
+) -> str | None:
+    """Why a `control.added` operation may not be accepted or applied, or None.
+
+    One check for the lab server (before it numbers the operation) and the tablet (before it
+    applies it). `shape` is the (height, width) of the image named, when the caller knows it;
+    `classes` the project's class ids, when known.
+    """
+    p = payload
+    if blob is not None:
+        return "a control names no blob"
+    if not isinstance(p.get("image"), str) or p["image"] != ref:
+        return "ref must be the control image's sha256:page"
+    sha, sep, page = ref.partition(":")
+    if not SHA_RE.match(sha) or not sep or not (page == "" or page.isdigit()):
+        return "image must be sha256:page"
+    if p.get("kind") not in CONTROL_KINDS:
+        return f"kind must be one of {', '.join(CONTROL_KINDS)}"
+    h, w = p.get("height"), p.get("width")
+    if type(h) is not int or type(w) is not int or not (0 < h * w <= MAX_CONTROL_PIXELS):
+        return "height and width must be positive integers"
+    if shape is not None and (h, w) != tuple(shape):
+        return f"the control is {h}x{w}, its image {shape[0]}x{shape[1]}"
+    why = _map_problem("truth", p.get("truth"), p.get("truth_classes"), (h, w), classes)
+    if why is None and p.get("prelabel") is not None:
+        pre = ("prelabel", p["prelabel"], p.get("prelabel_classes"), (h, w), classes)
+        why = _map_problem(*pre)
+    if why is not None:
+        return why
+    errors = p.get("errors")
+    if not isinstance(errors, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("kind"), str)
+        and all(
+            isinstance(e.get(k), list) and all(type(i) is int for i in e[k])
+            for k in ("truth_ids", "prelabel_ids")
+        )
+        for e in errors
+    ):
+        return "errors must be a list of planted errors (kind, truth_ids, prelabel_ids)"
+    if errors and p.get("prelabel") is None:
+        return "planted errors need the planted pre-label"
+    if not isinstance(p.get("detail"), dict):
+        return "detail must be an object"
+    return None
+
+
 def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> str:
     """Log that `model_id` became the active model of `role` on this tablet."""
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
@@ -305,6 +427,8 @@ def apply_remote(project: Project, ops: list[Operation], checkpoint: int) -> int
                     _apply_image(project, op)
                 elif op.kind == "label.saved":
                     _apply_label(db, op)
+                elif op.kind == "control.added":
+                    _apply_control(project, op)
             except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
                 raise ApplianceError(
                     f"lab server sent operation {op.uid} that cannot be applied ({exc!r:.100})"
@@ -387,6 +511,35 @@ def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
             base64.b64decode(p["instances"]),
             p["classes"],
         ),
+    )
+
+
+def _apply_control(project: Project, op: Operation) -> None:
+    """Make the image a control here too (the first control of an image stays its control)."""
+    sha, _, page = op.ref.partition(":")
+    image = project.db.execute(
+        "SELECT id, height, width FROM images WHERE sha256 = ? AND page IS ?",
+        (sha, int(page) if page.isdigit() else None),
+    ).fetchone()
+    if image is None:
+        raise ApplianceError(f"lab server sent control {op.uid} before its image {op.ref}")
+    known = {int(r[0]) for r in project.db.execute("SELECT id FROM classes")}
+    why = control_added_problem(op.ref, op.payload, op.blob, (image[1], image[2]), known)
+    if why is not None:
+        raise ApplianceError(f"lab server sent control {op.uid} that cannot be used: {why}")
+    if project.db.execute("SELECT 1 FROM controls WHERE image_id = ?", (image[0],)).fetchone():
+        return
+    from appliance.store.controls import insert_row  # controls logs through this module
+
+    p = op.payload
+    insert_row(
+        project.db,
+        image[0],
+        p["kind"],
+        (base64.b64decode(p["truth"]), p["truth_classes"]),
+        None if p["prelabel"] is None else (base64.b64decode(p["prelabel"]), p["prelabel_classes"]),
+        p["errors"],
+        p["detail"],
     )
 
 

@@ -13,13 +13,31 @@ from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config
 from appliance.supervision.controls import MACHINE_AUTHORS
 
-__all__ = ["start_version"]
+__all__ = ["is_blind", "start_version", "visible_versions"]
+
+
+def is_blind(project: Project, image_id: int) -> bool:
+    """Whether annotators see only their own and machine versions of `image_id`."""
+    return config.load(project).blind_mode or store.is_control(project, image_id)
+
+
+def visible_versions(project: Project, image_id: int, author: str) -> list[LabelVersion]:
+    """The versions of an image `author` may see (gallery, history), oldest first: all of them,
+    or in blind mode and on controls only their own and the machine's, so that a gallery
+    shows a control exactly as an ordinary image nobody else has labeled yet."""
+    history = project.history(image_id)
+    if not is_blind(project, image_id):
+        return history
+    return [v for v in history if v.author == author or _machine(v)]
+
+
+def _machine(version: LabelVersion) -> bool:
+    return version.author.startswith(MACHINE_AUTHORS.rstrip("%")) and not version.reviewed
 
 
 def start_version(project: Project, image_id: int, author: str) -> LabelVersion | None:
     """The version an annotator's edit session of `image_id` starts from (None: empty)."""
-    blind = config.load(project).blind_mode or store.is_control(project, image_id)
-    if not blind:
+    if not is_blind(project, image_id):
         return project.latest_label(image_id)
     mine = store.versions_by(project, image_id, author)
     if mine:

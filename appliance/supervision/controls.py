@@ -14,18 +14,19 @@ same time.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
-from appliance.imageio import read_image
-from appliance.importer import collect, import_paths
+from appliance.imageio import probe, read_image
+from appliance.importer import collect
 from appliance.label_io import read_mask
 from appliance.labels import Label
 from appliance.store import controls as store
+from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
@@ -82,6 +83,19 @@ def add_gold(
     )
 
 
+def _checked_image(path: Path) -> NewImage:
+    """The one frame of a control file; a stack or multi-page file is refused before anything
+    is stored (each page would become an ordinary image)."""
+    found = probe(path, str(path))
+    if len(found.frames) != 1:
+        raise ApplianceError(
+            f"{path}: has {len(found.frames)} frames; a control must be a single image"
+        )
+    pixels = read_image(path)
+    channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+    return NewImage(None, path.name, pixels.shape[0], pixels.shape[1], channels, str(pixels.dtype))
+
+
 def add_controls(
     project: Project,
     items: Sequence[tuple[Path, Label, str]],
@@ -91,53 +105,39 @@ def add_controls(
     seed: int = 0,
     bundle_id: str | None = None,
 ) -> list[int]:
-    """Import (image file, truth, kind) items as controls, all rows in one transaction.
+    """Import (image file, truth, kind) items as controls; all or nothing.
 
-    Duplicates are refused before anything is imported: an image already in the project may
-    have been seen, so it cannot be a hidden control. Callers have decoded every image and
-    truth already, so the imports that follow do not fail on content.
+    Every file is checked first (one frame, decodable, truth of its size, new to the project:
+    an image already in the project may have been seen, so it cannot be a hidden control);
+    then images and controls are stored in one transaction, so a refused call changes nothing.
     """
     paths = [Path(p) for p, _, _ in items]
-    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    hashes = [file_sha256(p) for p in paths]
     known = store.known_hashes(project, hashes)
     for path, sha in zip(paths, hashes, strict=True):
         if sha in known or hashes.count(sha) > 1:
             raise ApplianceError(
                 f"{path}: already in the project or given twice; a control must be new"
             )
-    image_ids = []
-    for path in paths:
-        summary = import_paths(project, [path])
-        if summary.failed or len(summary.imported) != 1:
-            name, why = summary.failed[0] if summary.failed else (str(path), "not imported")
-            raise ApplianceError(f"{name}: {why}")
-        image_ids.append(summary.imported[0])
+    images = [_checked_image(p) for p in paths]
+    for path, image, (_p, truth, _k) in zip(paths, images, items, strict=True):
+        if truth.shape != (image.height, image.width):
+            raise ApplianceError(
+                f"{path}: truth is {truth.shape}, the image {image.height}x{image.width}"
+            )
     n_classes = max(len(project.classes()), 1)
     rng = np.random.default_rng(seed)
-    ids = []
-    with project.transaction():
-        for image_id, (_path, truth, kind) in zip(image_ids, items, strict=True):
-            pre, errors, final_kind = None, "[]", kind
-            if level is not None:
-                planting = planted_mod.plant(
-                    truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
-                )
-                pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
-            detail = {"origin": kind, "level": level, "bundle": bundle_id}
-            ids.append(
-                store.add_control(
-                    project,
-                    image_id,
-                    final_kind,
-                    truth,
-                    prelabel=pre,
-                    errors_json=errors,
-                    detail=detail,
-                )
+    new = []
+    for path, sha, image, (_p, truth, kind) in zip(paths, hashes, images, items, strict=True):
+        pre, errors, final_kind = None, "[]", kind
+        if level is not None:
+            planting = planted_mod.plant(
+                truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
             )
-        if bundle_id is not None:
-            store.record_bundle(project, bundle_id, len(ids))
-    return ids
+            pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
+        detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
+        new.append(store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail))
+    return store.add_controls(project, new, rng, bundle_id)
 
 
 def _is_human(source: str, reviewed: bool, author: str) -> bool:

@@ -70,35 +70,53 @@ class Queue:
             return False
         return bool(self.rng.random() < 0.5)
 
+    def _ordinary(self, exclude: set[int] | frozenset[int]) -> int | None:
+        for choice in self.selector.next(len(exclude) + 1):
+            if choice.image_id not in exclude:
+                return choice.image_id
+        return None
+
     def peek(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """What `next` will return, without serving it (the UI prefetches the next image).
 
         The control-or-not draw is made once and kept until `next` consumes it, so peeking
-        never changes the order.
+        never changes the order. A control is served only while an ordinary image is left
+        for after it: controls never come alone when the ordinary images run out.
         """
+        ordinary = self._ordinary(exclude)
+        if ordinary is None:
+            return None
         if self._due is None:
             self._due = self._control_due()
         if self._due:
-            return self._controls[-1]
-        for choice in self.selector.next(len(exclude) + 1):
-            if choice.image_id not in exclude:
-                return choice.image_id
-        return None  # no ordinary image left: controls never come alone
+            control = next((c for c in reversed(self._controls) if c not in exclude), None)
+            if control is not None:
+                return control
+        return ordinary
 
     def next(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
-        """The next image id (None when nothing is left); counts it as served."""
+        """The next image id (None when nothing is left); counts it as served.
+
+        A served control stays in the queue until `done`: left unsaved (Previous, Gallery,
+        Skip), it comes back later, as an unsaved ordinary image does.
+        """
         pick = self.peek(exclude)
         if pick is None:
             return None
-        if self._due:
-            self._controls.pop()
+        control = pick in self._control_ids
+        if control:
+            self._controls.remove(pick)
+            self._controls.insert(0, pick)  # back of the line until saved
             self.served_controls += 1
-        self._last_control = bool(self._due)
+        self._last_control = control
         self._due = None
         self.served += 1
         return pick
 
     def done(self, image_id: int) -> None:
         """The annotator saved `image_id`: it leaves their queue."""
-        if image_id not in self._control_ids:
+        if image_id in self._control_ids:
+            if image_id in self._controls:
+                self._controls.remove(image_id)
+        else:
             self.selector.mark_labeled(image_id)
