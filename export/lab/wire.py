@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from appliance.store.oplog import image_ref
+from appliance.store.oplog import control_added_problem, image_ref
 from appliance.store.project import SOURCES
 
 PROJECT_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -24,7 +24,9 @@ UPLOAD_RE = r"^[0-9a-f]{32}$"
 
 class WireOp(BaseModel):
     uid: str = Field(pattern=UID_RE)
-    kind: Literal["image.added", "label.saved", "control.scored", "model.activated"]
+    kind: Literal[
+        "image.added", "label.saved", "control.scored", "model.activated", "control.added"
+    ]
     ref: str = Field(min_length=1, max_length=80)
     payload: dict[str, Any]
     blob: str | None = Field(default=None, pattern=SHA_RE)
@@ -106,6 +108,8 @@ def problem(op: WireOp) -> str | None:
             scored = ControlScored.model_validate(op.payload)
             if op.ref != scored.label or op.blob is not None:
                 return "ref must be the scored version's uid, and a score names no blob"
+        elif op.kind == "control.added":
+            return control_added_problem(op.ref, op.payload, op.blob)
         elif op.kind == "model.activated":
             ModelActivated.model_validate(op.payload)
             if op.blob is not None:
