@@ -29,6 +29,7 @@ __all__ = [
     "Control",
     "NewControl",
     "ScoreRow",
+    "adapt_classes",
     "add_control",
     "add_controls",
     "annotator_summaries",
@@ -42,10 +43,12 @@ __all__ = [
     "known_hashes",
     "machine_version",
     "offer_prelabel",
+    "offered_classes",
     "record_bundle",
     "record_score",
     "score_rows",
     "versions_by",
+    "visible_labeled_count",
 ]
 
 KINDS = ("gold", "synthetic", "planted")
@@ -325,6 +328,18 @@ def versions_by(project: Project, image_id: int, author: str) -> list[tuple[int,
     return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
 
 
+def visible_labeled_count(project: Project, annotator: str, blind: bool, machine: str) -> int:
+    """Images with a version `annotator` may see (`supervision.blind.visible_versions`): their
+    own or a machine's (author LIKE `machine`, not reviewed), and on ordinary images outside
+    blind mode anyone's. The status line counts progress with it, as the gallery shows it."""
+    mine = "(author = ? OR (author LIKE ? AND reviewed = 0))"
+    others = "" if blind else "image_id NOT IN (SELECT image_id FROM controls) OR "
+    row = project.db.execute(
+        f"SELECT count(DISTINCT image_id) FROM labels WHERE {others}{mine}", (annotator, machine)
+    ).fetchone()
+    return int(row[0])
+
+
 def machine_version(project: Project, image_id: int, machine_authors: str) -> int | None:
     """Newest version of an image made by a machine (author LIKE `machine_authors`)."""
     row = project.db.execute(
@@ -335,19 +350,51 @@ def machine_version(project: Project, image_id: int, machine_authors: str) -> in
     return None if row is None else int(row[0])
 
 
-def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> Label | None:
-    """The pre-label to show: a planted control's planted one, else the computed one.
+def offer_prelabel(
+    project: Project, image_id: int, computed: Label | None, method: str
+) -> Label | None:
+    """The pre-label to show for `image_id` once the real pre-labeler `method` computed one.
 
     Callers run the real pre-labeler first and pass its result, so a control costs the same
-    time and offers a pre-label exactly when an ordinary image would (seed 002's planted
-    errors; `appliance.supervision`).
+    time and offers a pre-label exactly when an ordinary image would (nothing when nothing was
+    computed). A planted control offers its planted pre-label; another control offers its own
+    roughened truth in place of 'previous' (a neighbouring frame's label would not fit it) and
+    the computed one otherwise. Either way the offer carries only classes the pre-labeler
+    itself produced (`adapt_classes`): a planted 'debris' object under Otsu would give a
+    control away.
     """
     if computed is None:
         return None
     control = control_for_image(project, image_id)
     if control is None or control.prelabel is None:
         return computed
-    return control.prelabel
+    if control.kind != "planted" and method != "previous":
+        return computed
+    return adapt_classes(control.prelabel, {computed.class_of(i) for i in computed.ids()})
+
+
+def adapt_classes(label: Label, produced: set[int]) -> Label:
+    """`label` with every class the pre-labeler did not produce replaced by the smallest one it
+    did, so that the offer looks like the pre-labeler's own. Deterministic in `produced`, so
+    scoring can rebuild from the classes an offer showed what the annotator saw."""
+    if not produced:
+        return label
+    fallback = min(produced)
+    table = {i: (c if c in produced else fallback) for i, c in label.classes.items()}
+    return Label(label.instances, table)
+
+
+def offered_classes(project: Project, image_id: int, annotator: str) -> set[int] | None:
+    """Classes of the newest pre-label offer `annotator` was shown on an image (an `offered`
+    event), or None when none was shown."""
+    row = project.db.execute(
+        "SELECT detail FROM events WHERE image_id = ? AND annotator = ? AND kind = 'offered' "
+        "ORDER BY id DESC LIMIT 1",
+        (image_id, annotator),
+    ).fetchone()
+    if row is None:
+        return None
+    return {int(c) for c in json.loads(row[0] or "{}").get("classes", [])}
 
 
 def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: int) -> None:

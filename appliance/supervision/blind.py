@@ -13,7 +13,7 @@ from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config
 from appliance.supervision.controls import MACHINE_AUTHORS
 
-__all__ = ["is_blind", "start_version", "visible_versions"]
+__all__ = ["is_blind", "labeled_count", "start_version", "visible_versions"]
 
 
 def is_blind(project: Project, image_id: int) -> bool:
@@ -29,6 +29,12 @@ def visible_versions(project: Project, image_id: int, author: str) -> list[Label
     if not is_blind(project, image_id):
         return history
     return [v for v in history if v.author == author or _machine(v)]
+
+
+def labeled_count(project: Project, author: str) -> int:
+    """Images with a version `author` may see: the gallery's labeled and pre-labeled tiles."""
+    blind = config.load(project).blind_mode
+    return store.visible_labeled_count(project, author, blind, MACHINE_AUTHORS)
 
 
 def _machine(version: LabelVersion) -> bool:

@@ -32,7 +32,7 @@ from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
 from appliance.supervision.scoring import ControlScore, score
 
-__all__ = ["MACHINE_AUTHORS", "add_controls", "add_gold", "score_save"]
+__all__ = ["MACHINE_AUTHORS", "add_controls", "add_gold", "note_offer", "score_save"]
 
 MACHINE_AUTHORS = "prelabel:%"  # authors of stored machine pre-labels (assist.prelabel)
 
@@ -129,11 +129,11 @@ def add_controls(
     rng = np.random.default_rng(seed)
     new = []
     for path, sha, image, (_p, truth, kind) in zip(paths, hashes, images, items, strict=True):
-        pre, errors, final_kind = None, "[]", kind
+        pre, errors, final_kind = planted_mod.roughen(truth, rng), "[]", kind
         if level is not None:
             planting = planted_mod.plant(
                 truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
-            )
+            ).roughened(rng)
             pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
         detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
         new.append(store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail))
@@ -144,22 +144,56 @@ def _is_human(source: str, reviewed: bool, author: str) -> bool:
     return (reviewed or source in HUMAN_SOURCES) and not author.startswith("prelabel:")
 
 
-def _saw_planted(project: Project, image_id: int, author: str, parent_id: int | None) -> bool:
-    """Whether `author` started from the planted pre-label (offered live or stored)."""
+def note_offer(project: Project, image_id: int, annotator: str, method: str, offer: Label) -> None:
+    """Record that a pre-label was shown to `annotator` (every image alike, so the event log
+    sets no control apart): planted errors count from the moment they were shown, whether
+    the annotator accepted the offer or rejected it and drew from scratch."""
+    classes = sorted({offer.class_of(i) for i in offer.ids()})
+    detail = {"method": method, "classes": classes}
+    project.record_event(image_id, "offered", annotator=annotator, detail=detail)
+
+
+def _shown_classes(
+    project: Project, image_id: int, author: str, parent_id: int | None
+) -> set[int] | None:
+    """Classes of the planted pre-label as `author` saw it, or None when they never saw it:
+    an offer shown on screen (`note_offer`), else a stored machine pre-label they started
+    from, else an offer they accepted (saved with source `prelabel`)."""
+    shown = store.offered_classes(project, image_id, author)
+    if shown is not None:
+        return shown
     mine = store.versions_by(project, image_id, author)
-    if any(source == "prelabel" for _, source, _ in mine):
-        return True
     first_parent = parent_id if not mine else project.label_version(mine[0][0]).parent_id
-    if first_parent is None:
-        return False
-    return project.label_version(first_parent).author.startswith("prelabel:")
+    if first_parent is not None:
+        parent = project.label_version(first_parent)
+        if parent.author.startswith("prelabel:"):
+            return {parent.label.class_of(i) for i in parent.label.ids()}
+    for version_id, source, _reviewed in mine:
+        if source == "prelabel":
+            accepted = project.label_version(version_id).label
+            return {accepted.class_of(i) for i in accepted.ids()}
+    return None
+
+
+def _visible(
+    errors: tuple[planted_mod.PlantedError, ...], prelabel: Label, truth: Label, shown: set[int]
+) -> tuple[planted_mod.PlantedError, ...]:
+    """The planted errors the offer showed: a class flip the pre-labeler's classes could not
+    show (its planted class mapped back to the true one) was never there to catch."""
+    seen = store.adapt_classes(prelabel, shown)
+    return tuple(
+        e
+        for e in errors
+        if e.kind != "class_flip"
+        or seen.class_of(e.prelabel_ids[0]) != truth.class_of(e.truth_ids[0])
+    )
 
 
 def score_save(project: Project, version_id: int) -> ControlScore | None:
     """Score a saved version if it is a person's save of a control; update their summary.
 
     Returns None for ordinary images, machine versions and versions already scored. Planted
-    errors count only when the annotator was offered the planted pre-label.
+    errors count once the annotator was shown the planted pre-label, accepted or not.
     """
     version = project.label_version(version_id)
     if not _is_human(version.source, version.reviewed, version.author):
@@ -169,11 +203,12 @@ def score_save(project: Project, version_id: int) -> ControlScore | None:
         return None
     errors: tuple[planted_mod.PlantedError, ...] = ()
     prelabel = None
-    if control.prelabel is not None and _saw_planted(
-        project, version.image_id, version.author, version.parent_id
-    ):
-        errors = planted_mod.errors_from_json(control.errors_json)
-        prelabel = control.prelabel.instances
+    if control.kind == "planted" and control.prelabel is not None:
+        shown = _shown_classes(project, version.image_id, version.author, version.parent_id)
+        if shown is not None:
+            planted = planted_mod.errors_from_json(control.errors_json)
+            errors = _visible(planted, control.prelabel, control.truth, shown)
+            prelabel = control.prelabel.instances
     seconds = sum(
         project.label_version(v).seconds_spent
         for v, _, _ in store.versions_by(project, version.image_id, version.author)
