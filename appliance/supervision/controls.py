@@ -129,11 +129,11 @@ def add_controls(
     rng = np.random.default_rng(seed)
     new = []
     for path, sha, image, (_p, truth, kind) in zip(paths, hashes, images, items, strict=True):
-        pre, errors, final_kind = planted_mod.roughen(truth, rng), "[]", kind
+        pre, errors, final_kind = None, "[]", kind
         if level is not None:
             planting = planted_mod.plant(
                 truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
-            ).roughened(rng)
+            )
             pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
         detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
         new.append(store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail))

@@ -36,7 +36,6 @@ __all__ = [
     "errors_from_json",
     "parse_plan",
     "plant",
-    "roughen",
 ]
 
 KINDS = ("deleted", "false", "class_flip", "shifted", "eroded", "dilated", "merged")
@@ -88,14 +87,6 @@ class Planting:
 
     def errors_json(self) -> str:
         return json.dumps([e.to_dict() for e in self.errors])
-
-    def roughened(self, rng: np.random.Generator) -> Planting:
-        """The same errors in a pre-label whose other cells are as unexact as a machine's
-        (`roughen`); cells an error changed keep their planted shape."""
-        touched = frozenset(
-            i for e in self.errors if e.kind != "class_flip" for i in e.prelabel_ids
-        )
-        return Planting(roughen(self.prelabel, rng, touched), self.errors)
 
 
 def errors_from_json(text: str | None) -> tuple[PlantedError, ...]:
@@ -292,36 +283,6 @@ def plant(
     present = set(np.unique(planter.instances).tolist()) - {0}
     classes = {i: c for i, c in planter.classes.items() if i in present}
     return Planting(Label(planter.instances, classes), tuple(errors))
-
-
-def roughen(label: Label, rng: np.random.Generator, keep: frozenset[int] = frozenset()) -> Label:
-    """`label` as unexact as a machine pre-label: each cell's outline moved by a pixel or two
-    (eroded, dilated into free background, or shifted), never removed.
-
-    A planted pre-label is a truth with a few mistakes; left pixel-exact everywhere else it
-    would be more exact than any real pre-label, and so recognisable. Cells in `keep` (those a
-    planted error already changed) are left as they are, so the record stays exact.
-    """
-    out = label.instances.astype(np.uint32, copy=True)
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    for cid in (int(i) for i in label.ids()):
-        if cid in keep:
-            continue
-        cell = out == cid
-        move = int(rng.integers(0, 4))
-        if move == 0:
-            new = cv2.erode(cell.view(np.uint8), disk) > 0
-            new = new if new.any() else cell
-        elif move == 1:
-            new = (cv2.dilate(cell.view(np.uint8), disk) > 0) & ((out == 0) | cell)
-        else:
-            dy, dx = (int(v) for v in rng.integers(-1, 2, 2))
-            new = np.roll(cell, (dy, dx), axis=(0, 1)) & ((out == 0) | cell)
-            new = new if new.any() else cell
-        out[cell] = 0
-        out[new] = cid
-    present = set(np.unique(out).tolist()) - {0}
-    return Label(out, {i: c for i, c in label.classes.items() if i in present})
 
 
 DEFAULT_PLAN = {"deleted": 1, "false": 1, "class_flip": 1, "shifted": 1, "merged": 1}
