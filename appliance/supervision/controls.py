@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance import settings
 from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.imageio import probe, read_image
@@ -32,7 +33,14 @@ from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
 from appliance.supervision.scoring import ControlScore, score
 
-__all__ = ["MACHINE_AUTHORS", "add_controls", "add_gold", "note_offer", "score_save"]
+__all__ = [
+    "MACHINE_AUTHORS",
+    "add_controls",
+    "add_gold",
+    "note_offer",
+    "planted_unshown",
+    "score_save",
+]
 
 MACHINE_AUTHORS = "prelabel:%"  # authors of stored machine pre-labels (assist.prelabel)
 
@@ -151,6 +159,20 @@ def note_offer(project: Project, image_id: int, annotator: str, method: str, off
     classes = sorted({offer.class_of(i) for i in offer.ids()})
     detail = {"method": method, "classes": classes}
     project.record_event(image_id, "offered", annotator=annotator, detail=detail)
+
+
+def planted_unshown(project: Project) -> str | None:
+    """Why planted errors are never shown in this project, or None when they can be.
+
+    A planted pre-label is offered only where an ordinary image gets an offer (anything else
+    would give the control away); with the pre-labeler switched off nobody gets one.
+    """
+    if settings.PRELABEL.get(project) != "none" or not store.count_by_kind(project).get("planted"):
+        return None
+    return (
+        "the pre-labeler is 'none', so no planted error is ever shown and planted controls "
+        "score like gold ones; choose auto, otsu, previous or model to show them"
+    )
 
 
 def _shown_classes(
