@@ -313,10 +313,11 @@ def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> 
 
 
 def backfill(project: Project) -> int:
-    """Log images and label versions that predate the log (projects made before sync existed).
+    """Log images, controls and label versions that predate the log (projects made before
+    sync, or before controls were logged, existed).
 
-    Images first, then label versions in save order, so parents precede children. Returns the
-    number of operations added; a second call adds none.
+    Images first, then controls, then label versions in save order, so parents precede
+    children. Returns the number of operations added; a second call adds none.
     """
     db = project.db
     images = [
@@ -334,13 +335,33 @@ def backfill(project: Project) -> int:
             "o.kind = 'label.saved' AND o.ref = l.uid) ORDER BY id"
         )
     ]
-    if images or labels:
+    controls = db.execute(
+        "SELECT c.image_id, c.kind, c.truth, c.truth_classes, c.prelabel, c.detail, c.errors "
+        "FROM controls c JOIN images i ON i.id = c.image_id WHERE c.id IN (SELECT min(id) "
+        "FROM controls GROUP BY image_id) AND NOT EXISTS (SELECT 1 FROM operations o WHERE "
+        "o.kind = 'control.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
+        "ORDER BY c.id"
+    ).fetchall()
+    if images or labels or controls:
         with transaction(db):
             for image_id in images:
                 record_image(db, image_id)
+            for row in controls:
+                _record_stored_control(db, row)
             for label_id in labels:
                 record_label(db, label_id)
-    return len(images) + len(labels)
+    return len(images) + len(labels) + len(controls)
+
+
+def _record_stored_control(db: sqlite3.Connection, row: tuple) -> None:
+    """Log a control added before `control.added` existed, from its `controls` row."""
+    image_id, kind, truth, truth_classes, prelabel, detail_json, errors = row
+    detail = json.loads(detail_json or "{}")
+    pre_classes = json.loads(detail.pop("prelabel_classes", None) or "{}")
+    pre = None if prelabel is None else (bytes(prelabel), pre_classes)
+    truth_map = (bytes(truth), json.loads(truth_classes or "{}"))
+    errors_list = json.loads(errors or "[]")
+    record_control_added(db, image_id, kind, truth_map, pre, errors_list, detail)
 
 
 def _from_row(row: tuple) -> Operation:

@@ -112,6 +112,28 @@ def test_a_second_tablet_hides_scores_and_never_exports_the_controls(
     b.close()
 
 
+def test_controls_added_before_they_were_logged_reach_the_second_tablet(
+    tmp_path: Path, lab: LabServer
+) -> None:
+    a = tablet(tmp_path / "a", lab, "P1", "tab-a")
+    b = tablet(tmp_path / "b", lab, "P1", "tab-b")
+    add_work(a, tmp_path / "ia", 3, 2, seed=1)
+    write_gold(tmp_path / "gold", tmp_path / "masks", 2, seed=6)
+    add_gold(a, tmp_path / "gold", tmp_path / "masks", level="easy", plan={"deleted": 1})
+    with a.transaction():  # as a project from before `control.added` existed
+        a.db.execute(
+            "DELETE FROM outbox WHERE ref IN "
+            "(SELECT uid FROM operations WHERE kind = 'control.added')"
+        )
+        a.db.execute("DELETE FROM operations WHERE kind = 'control.added'")
+    sync_project(a)  # backfills the missing operations first
+    sync_project(b)
+    assert len(b.control_image_ids()) == 2
+    assert oplog.backfill(a) == 0  # a second backfill adds nothing
+    a.close()
+    b.close()
+
+
 def _control_op(image: str, **change: object) -> dict:
     truth = np.zeros((16, 16), np.uint32)
     truth[2:6, 2:6] = 1
