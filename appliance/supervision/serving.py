@@ -53,7 +53,11 @@ class Queue:
             project, labeled=np.array(sorted(controls | set(finished)), np.int64)
         )
         todo = [c for c in controls if annotator not in authors.get(c, set())]
-        self._controls = [todo[i] for i in self.rng.permutation(len(todo))]
+        shuffled = [todo[i] for i in self.rng.permutation(len(todo))]
+        # flagged controls are served first (the list is served from its end), as the
+        # selector serves flagged ordinary images first (cherry-picking)
+        self._flagged = {p.id for p in project.image_positions() if p.cherry_picked} & controls
+        self._controls = sorted(shuffled, key=lambda c: c in self._flagged)
         self._control_ids = controls
         self.served: int = 0
         self.served_controls: int = 0
@@ -68,6 +72,8 @@ class Queue:
             return False
         if self.served_controls + 1 > self.cfg.rate * (self.served + 1) + 1e-9:
             return False
+        if self._controls[-1] in self._flagged:
+            return True  # flagged: at the first place the rate allows
         return bool(self.rng.random() < 0.5)
 
     def _ordinary(self, exclude: set[int] | frozenset[int]) -> int | None:

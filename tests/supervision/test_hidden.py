@@ -131,3 +131,23 @@ def test_controls_join_ordinary_sequences_with_their_naming(tmp_path: Path) -> N
     logged = [op.payload for op in oplog.pending(project.db) if op.kind == "image.added"]
     assert "gold" not in repr(sorted((p["name"], p["sequence"]) for p in logged))
     project.close()
+
+
+@pytest.mark.parametrize("rate, first_slot", [(0.5, 2), (0.05, 20)])
+def test_a_flagged_control_is_served_early_as_a_flagged_image_is(
+    tmp_path: Path, rate: float, first_slot: int
+) -> None:
+    project = _project(tmp_path, 30)
+    _gold(tmp_path / "gold", tmp_path / "masks", ["g1.tif", "g2.tif", "g3.tif"])
+    add_gold(project, tmp_path / "gold", tmp_path / "masks")
+    flagged = max(project.control_image_ids())
+    project.set_cherry_picked(flagged)  # the annotator flagged it in the gallery
+    config.save(project, config.Supervision(rate=rate))
+    for seed in range(5):
+        queue = Queue(project, f"a{seed}", seed=seed)
+        order = []
+        while (image_id := queue.next()) is not None and flagged not in order:
+            order.append(image_id)
+            queue.done(image_id)
+        assert order.index(flagged) + 1 == first_slot  # the first place the rate allows
+    project.close()
