@@ -7,7 +7,11 @@ Seed 000 hides items of known truth among real ones. The rules that keep them hi
 - never two in a row;
 - when a control is due, it is served with probability one half, so the spacing is not a
   fixed period an annotator could learn;
-- each annotator sees each control once; which control comes next is drawn at random.
+- a control is served only while an ordinary image is left for after it, so controls never
+  come alone when the ordinary images run out;
+- each annotator saves each control once: one served and left unsaved comes back later (as an
+  unsaved ordinary image does), one saved never; which control comes next is drawn at
+  random, flagged ones (cherry-picking) first.
 Ordinary images come from the selector, with "done" meaning: labeled by this annotator, or by
 k people already (seed 002's independent votes, k per project). Controls never enter the
 selector's pool, and nothing returned says which kind an item is.
