@@ -20,7 +20,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
-from appliance.store.controls import offer_prelabel
+from appliance.store.control_offers import offer_prelabel
 from appliance.store.jobs import job_image_ids
 
 __all__ = [

@@ -8,7 +8,7 @@ Three kinds share one table and one queue (seed 000 and seed 002):
 The truth stays in `controls` and never becomes a label version, so COCO export, training jobs
 and the pre-label and inspection judges (`Project.latest_human_versions`) skip control images.
 A planted control's pre-label is offered where a real pre-label would be
-(`store.controls.offer_prelabel`), after the real pre-labeler has run on it, so it costs the
+(`store.control_offers.offer_prelabel`), after the real pre-labeler has run on it, so it costs the
 same time.
 """
 
@@ -27,6 +27,7 @@ from appliance.importer import collect
 from appliance.label_io import read_mask
 from appliance.labels import Label
 from appliance.store import controls as store
+from appliance.store.control_offers import adapt_classes
 from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
 from appliance.supervision import planted as planted_mod
@@ -202,7 +203,7 @@ def _visible(
 ) -> tuple[planted_mod.PlantedError, ...]:
     """The planted errors the offer showed: a class flip the pre-labeler's classes could not
     show (its planted class mapped back to the true one) was never there to catch."""
-    seen = store.adapt_classes(prelabel, shown)
+    seen = adapt_classes(prelabel, shown)
     return tuple(
         e
         for e in errors
