@@ -18,7 +18,7 @@ from appliance.editing import Rect
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer
 from appliance.store.project import Project
-from appliance.supervision.blind import start_version, visible_versions
+from appliance.supervision.blind import start_version, views
 
 __all__ = ["GalleryItem", "items", "picture", "thumbnail", "version_pair"]
 
@@ -39,9 +39,10 @@ def items(project: Project, annotator: str) -> list[GalleryItem]:
     each like an ordinary image nobody else has labeled (`blind.visible_versions`), so the
     gallery, the status line's total and the open image's tile agree on every image."""
     out = []
-    for rec in project.images():
-        versions = visible_versions(project, rec.id, annotator)
-        start = start_version(project, rec.id, annotator) if versions else None
+    records = project.images()
+    seen = views(project, annotator, [r.id for r in records])
+    for rec in records:
+        versions, start = seen[rec.id]
         if start is None:
             state = "unlabeled"
         elif start.source in ("manual", "postprocess", "upgrade") or start.reviewed:

@@ -8,12 +8,14 @@ the newest version of anyone is the start, as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from appliance.store import controls as store
 from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config
 from appliance.supervision.controls import MACHINE_AUTHORS
 
-__all__ = ["is_blind", "labeled_count", "start_version", "visible_versions"]
+__all__ = ["is_blind", "labeled_count", "start_version", "views", "visible_versions"]
 
 
 def is_blind(project: Project, image_id: int) -> bool:
@@ -25,10 +27,27 @@ def visible_versions(project: Project, image_id: int, author: str) -> list[Label
     """The versions of an image `author` may see (gallery, history), oldest first: all of them,
     or in blind mode and on controls only their own and the machine's, so that a gallery
     shows a control exactly as an ordinary image nobody else has labeled yet."""
-    history = project.history(image_id)
-    if not is_blind(project, image_id):
-        return history
-    return [v for v in history if v.author == author or _machine(v)]
+    return views(project, author, [image_id])[image_id][0]
+
+
+def views(
+    project: Project, author: str, image_ids: Iterable[int]
+) -> dict[int, tuple[list[LabelVersion], LabelVersion | None]]:
+    """(visible versions, the version an edit starts from) per image, as `author` may see
+    them; settings and controls are read once, for galleries of many images."""
+    blind_all = config.load(project).blind_mode
+    controls = project.control_image_ids()
+    out = {}
+    for image_id in image_ids:
+        history = project.history(image_id)
+        if not (blind_all or image_id in controls):
+            out[image_id] = (history, history[-1] if history else None)
+            continue
+        seen = [v for v in history if v.author == author or _machine(v)]
+        mine = [v for v in seen if v.author == author]
+        machine = [v for v in seen if _machine(v)]
+        out[image_id] = (seen, mine[-1] if mine else machine[-1] if machine else None)
+    return out
 
 
 def labeled_count(project: Project, author: str) -> int:
