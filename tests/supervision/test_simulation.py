@@ -251,6 +251,8 @@ def test_annotators_are_ranked_by_controls_they_cannot_tell_apart(
     assert planted["lazy"]["value"] <= 0.05 and planted["careful"]["value"] >= 0.9, planted
     assert planted["careful"]["low"] > planted["lazy"]["high"]
     _no_control_leaves(project, tmp_path, "a")
+    assert main(["scores", str(project.root), "--report", str(tmp_path / "reports")]) == 0
+    assert (tmp_path / "reports" / "scores-lazy.png").stat().st_size > 1000
 
     # a second tablet of the project: the same controls, just as hidden, scored there too
     sync_project(project)
