@@ -135,3 +135,31 @@ def test_with_the_prelabeler_off_nothing_is_offered_and_the_cli_says_why(
     assert "no planted error is ever shown" in capsys.readouterr().err
     assert main(["scores", str(tmp_path / "proj")]) == 0
     assert "no planted error is ever shown" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("via", ["settings", "gallery"])
+def test_a_control_left_via_settings_or_gallery_comes_back_once_and_empty(
+    tmp_path: Path, via: str
+) -> None:
+    project = _project(tmp_path, {"deleted": 1})
+    settings.PRELABEL.set(project, "otsu")
+    presenter, jobs = open_presenter(project, "ann")
+    _to_control(presenter, jobs)
+    control = presenter.work.image_id
+    if via == "settings":  # a visit to Settings keeps the image; the queue is rebuilt
+        presenter.resume()
+        presenter.work.session.replace(control_for_image(project, control).truth)
+        save_and_go_on(presenter, jobs)
+    else:  # Gallery: open another image, the control stays unsaved
+        other = next(r.id for r in project.images() if r.id != control and r.frame == 0)
+        presenter.jump(other)
+        jobs.settle()
+    opened = []
+    while presenter.work is not None and not presenter.all_done:
+        opened.append((presenter.work.image_id, presenter.work.parent_id is not None))
+        presenter.work.session.replace(_truth())
+        save_and_go_on(presenter, jobs)
+    again = [prefilled for image_id, prefilled in opened if image_id == control]
+    assert again == ([] if via == "settings" else [False])  # saved: never; left: once, empty
+    assert len(score_rows(project, "ann")) == 1  # scored once
+    project.close()
