@@ -192,3 +192,18 @@ def test_a_control_no_tablet_could_use_is_refused_by_server_and_tablet(
         Label(np.pad(np.ones((4, 4), np.uint32), ((2, 10), (2, 10))), {1: 1})
     )
     t.close()
+
+
+def test_a_control_naming_a_class_the_project_lacks_is_refused_by_the_tablet(
+    tmp_path: Path, lab: LabServer
+) -> None:
+    t = tablet(tmp_path / "t", lab, "P1", "tab")  # classes: nucleus (1) only
+    add_work(t, tmp_path / "i", 1, 0, seed=3)
+    rec = t.images()[0]
+    ref = oplog.image_ref(rec.sha256, rec.page)
+    op = _control_op(ref, truth_classes={"1": 7})
+    assert problem(WireOp.model_validate(op)) is None  # the server knows no class table
+    with pytest.raises(ApplianceError, match="unknown class 7"):
+        oplog.apply_remote(t, [oplog.Operation.from_wire(op)], 5)
+    assert not t.control_image_ids()
+    t.close()
