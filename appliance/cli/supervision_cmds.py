@@ -142,15 +142,15 @@ def cmd_install(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from appliance.store import Project
     from appliance.store.controls import count_by_kind
-    from appliance.supervision.controls import planted_unshown
+    from appliance.supervision.controls import planted_unshown, unservable
 
     with Project.open(args.dir) as project:
         counts = count_by_kind(project)
-        unshown = planted_unshown(project)
+        notes = [n for n in (planted_unshown(project), unservable(project)) if n]
     for kind in ("gold", "synthetic", "planted"):
         print(f"{kind:<10} {counts.get(kind, 0)}")
-    if unshown:
-        print(f"note: {unshown}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

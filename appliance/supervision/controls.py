@@ -30,6 +30,7 @@ from appliance.store import controls as store
 from appliance.store.control_offers import adapt_classes
 from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
+from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
 from appliance.supervision.scoring import ControlScore, score
@@ -41,6 +42,7 @@ __all__ = [
     "note_offer",
     "planted_unshown",
     "score_save",
+    "unservable",
 ]
 
 MACHINE_AUTHORS = "prelabel:%"  # authors of stored machine pre-labels (assist.prelabel)
@@ -173,6 +175,23 @@ def planted_unshown(project: Project) -> str | None:
     return (
         "the pre-labeler is 'none', so no planted error is ever shown and planted controls "
         "score like gold ones; choose auto, otsu, previous or model to show them"
+    )
+
+
+def unservable(project: Project) -> str | None:
+    """Why some controls can never be served, or None: an annotator meets at most
+    rate / (1 - rate) controls per ordinary image (the rate holds at every point and controls
+    never come after the ordinary images); the rest stay unlabeled in their gallery, where an
+    annotator who remembers what they skipped could spot them."""
+    cfg = config.load(project)
+    controls = len(project.control_image_ids())
+    ordinary = len(project.images()) - controls
+    most = int(cfg.rate * ordinary / (1.0 - cfg.rate) + 1e-9)  # rate <= MAX_RATE < 1
+    if controls <= most:
+        return None
+    return (
+        f"{controls} controls but at rate {cfg.rate} an annotator meets at most {most} among "
+        f"{ordinary} ordinary images; raise the rate or add fewer controls"
     )
 
 

@@ -151,3 +151,20 @@ def test_a_flagged_control_is_served_early_as_a_flagged_image_is(
             queue.done(image_id)
         assert order.index(flagged) + 1 == first_slot  # the first place the rate allows
     project.close()
+
+
+def test_controls_list_warns_when_the_rate_cannot_serve_every_control(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path, 6)
+    _gold(tmp_path / "gold", tmp_path / "masks", ["g1.tif", "g2.tif", "g3.tif"])
+    add_gold(project, tmp_path / "gold", tmp_path / "masks")
+    project.close()
+    root = str(tmp_path / "proj")
+    capsys.readouterr()
+    assert main(["controls", "list", root]) == 0  # 5 %: not one of 3 among 6 images
+    assert "at most 0 among 6 ordinary images" in capsys.readouterr().err
+    assert main(["controls", "config", root, "--rate", "0.5"]) == 0
+    capsys.readouterr()
+    assert main(["controls", "list", root]) == 0  # 0.5: up to 6 could be served
+    assert "note" not in capsys.readouterr().err
