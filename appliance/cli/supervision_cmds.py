@@ -52,7 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _plant_args(i)
     i.set_defaults(func=cmd_install)
 
-    ls = csub.add_parser("list", help="how many controls of each kind the project holds")
+    ls = csub.add_parser(
+        "list",
+        help="how many controls of each kind the project holds",
+        description="Count the controls of each kind. A note on stderr says when planted "
+        "errors can never be shown (pre-labeler 'none') or when the rate cannot serve every "
+        "control before the ordinary images run out.",
+    )
     ls.add_argument("dir", type=Path, help="project folder")
     ls.set_defaults(func=cmd_list)
 
