@@ -17,8 +17,9 @@ from appliance.assist import preprocess
 from appliance.editing import Rect
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer
+from appliance.store.conflicts import conflicted_image_ids
 from appliance.store.project import Project
-from appliance.supervision.blind import start_version, views
+from appliance.supervision.blind import start_version, views, visible_conflict
 
 __all__ = ["GalleryItem", "items", "picture", "thumbnail", "version_pair"]
 
@@ -32,6 +33,7 @@ class GalleryItem:
     state: str  # "unlabeled", "labeled" (by a person) or "pre-labeled" (machine, not reviewed)
     versions: int
     flagged: bool
+    conflict: bool = False  # versions from different tablets wait for the expert to pick
 
 
 def items(project: Project, annotator: str) -> list[GalleryItem]:
@@ -41,6 +43,9 @@ def items(project: Project, annotator: str) -> list[GalleryItem]:
     out = []
     records = project.images()
     seen = views(project, annotator, [r.id for r in records])
+    conflicts = {  # as the open image would show them (`blind.visible_conflict`)
+        i for i in conflicted_image_ids(project) if visible_conflict(project, i, annotator)
+    }
     for rec in records:
         versions, start = seen[rec.id]
         if start is None:
@@ -49,7 +54,11 @@ def items(project: Project, annotator: str) -> list[GalleryItem]:
             state = "labeled"
         else:
             state = "pre-labeled"
-        out.append(GalleryItem(rec.id, rec.name, state, len(versions), rec.cherry_picked))
+        out.append(
+            GalleryItem(
+                rec.id, rec.name, state, len(versions), rec.cherry_picked, rec.id in conflicts
+            )
+        )
     return out
 
 

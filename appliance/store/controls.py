@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from appliance.durable import atomic_copy, holds
 from appliance.labels import Label, decode_instances, encode_instances
 from appliance.store import db as dbm
 from appliance.store import oplog
-from appliance.store.images import NewImage, insert_image, store_original
+from appliance.store.images import NewImage, insert_image
 from appliance.store.project import _HUMAN, Project
 
 __all__ = [
@@ -171,9 +172,11 @@ def add_controls(
     try:
         for item in items:
             path = project.blob_path(item.sha256, item.source.suffix.lower())
-            if not path.exists():
-                store_original(project, item.source.read_bytes(), item.sha256, path.suffix)
-                written.append(path)
+            if not holds(path, item.sha256):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():
+                    written.append(path)
+                atomic_copy(item.source, path)
         ids = []
         with project.transaction():
             for item in items:

@@ -14,12 +14,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.durable import atomic_copy, atomic_write, file_sha256
+from appliance.durable import atomic_copy, holds
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.project import Project
 
-__all__ = ["AddedImages", "NewImage", "add_images", "insert_image", "store_original"]
+__all__ = ["AddedImages", "NewImage", "add_images", "insert_image"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def add_images(
                     continue
                 out.duplicates.append(frame.name)
                 blob = project.root / row[1]
-            if not _intact(blob, sha256):
+            if not holds(blob, sha256):
                 out.restored = bool(out.duplicates)
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 created = not blob.exists()
@@ -85,9 +85,8 @@ def add_images(
             for frame in new:
                 frame_no = frame.page if frame.page is not None else next_frame
                 rel = str(blob.relative_to(project.root))
-                out.ids.append(
-                    insert_image(db, sha256, frame, rel, sequence, frame_no, source_path)
-                )
+                new_id = insert_image(db, sha256, frame, rel, sequence, frame_no, source_path)
+                out.ids.append(new_id)
     except BaseException:
         if created:
             blob.unlink(missing_ok=True)
@@ -128,20 +127,3 @@ def insert_image(
     image_id = int(cur.lastrowid or 0)
     oplog.record_image(db, image_id)  # for sync, inside the same transaction
     return image_id
-
-
-def store_original(project: Project, data: bytes, sha256: str, suffix: str) -> Path:
-    """Write an original received from elsewhere (sync) once under its hash, durably."""
-    path = project.blob_path(sha256, suffix)
-    if not _intact(path, sha256):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
-    return path
-
-
-def _intact(path: Path, sha256: str) -> bool:
-    """The stored original is there with the right content (re-hashed only when sizes agree)."""
-    try:
-        return path.is_file() and file_sha256(path) == sha256
-    except OSError:
-        return False

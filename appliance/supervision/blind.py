@@ -11,11 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from appliance.store import controls as store
+from appliance.store.conflicts import conflict_heads
 from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config
 from appliance.supervision.controls import MACHINE_AUTHORS
 
-__all__ = ["is_blind", "labeled_count", "start_version", "views", "visible_versions"]
+__all__ = [
+    "is_blind",
+    "labeled_count",
+    "start_version",
+    "views",
+    "visible_conflict",
+    "visible_versions",
+]
 
 
 def is_blind(project: Project, image_id: int) -> bool:
@@ -48,6 +56,17 @@ def views(
         machine = [v for v in seen if _machine(v)]
         out[image_id] = (seen, mine[-1] if mine else machine[-1] if machine else None)
     return out
+
+
+def visible_conflict(project: Project, image_id: int, author: str) -> list[LabelVersion]:
+    """The competing versions of an image's conflict that `author` may see (none when fewer
+    than two): on controls and in blind mode other people's versions are not theirs to see,
+    so independent answers (k votes, a control answered on two tablets) show no conflict,
+    on controls and ordinary images alike."""
+    heads = conflict_heads(project, image_id)
+    if heads and is_blind(project, image_id):
+        heads = [v for v in heads if v.author == author or _machine(v)]
+    return heads if len(heads) > 1 else []
 
 
 def labeled_count(project: Project, author: str) -> int:

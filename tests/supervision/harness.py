@@ -106,6 +106,7 @@ class Seen:
     gallery_size: int
     gallery_state: str | None  # the open image's tile; None: no tile
     gallery_versions: int | None
+    conflict: bool  # a conflict marker on the tile or the status line
 
 
 def seen(presenter: AnnotatePresenter) -> Seen:
@@ -130,6 +131,7 @@ def seen(presenter: AnnotatePresenter) -> Seen:
         gallery_size=len(tiles),
         gallery_state=None if tile is None else tile.state,
         gallery_versions=None if tile is None else tile.versions,
+        conflict=bool(status.conflict) or (tile is not None and tile.conflict),
     )
 
 

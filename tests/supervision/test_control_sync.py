@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from appliance.bundles.training_job import read_training_job, write_training_job
-from appliance.errors import ApplianceError
 from appliance.label_io import export_coco
 from appliance.labels import Label, encode_instances
 from appliance.store import Project, oplog
@@ -23,8 +22,8 @@ from appliance.store.controls import control_for_image
 from appliance.supervision.controls import add_gold, score_save
 from appliance.supervision.serving import Queue
 from appliance.sync.client import sync_project
+from appliance.sync.http import LabHttp
 from export.lab.serve import LabServer
-from export.lab.wire import WireOp, problem
 from tests.lab.conftest import add_work, make_config, tablet
 
 
@@ -134,23 +133,22 @@ def test_controls_added_before_they_were_logged_reach_the_second_tablet(
     b.close()
 
 
-def _control_op(image: str, **change: object) -> dict:
+def _control_op(ref: str, uid: str = "c" * 32, **change: object) -> dict:
     truth = np.zeros((16, 16), np.uint32)
     truth[2:6, 2:6] = 1
     payload = {
-        "image": image,
+        "image": ref,
         "kind": "gold",
-        "height": 16,
-        "width": 16,
         "truth": base64.b64encode(encode_instances(truth)).decode(),
-        "truth_classes": {"1": 1},
+        "truth_classes": '{"1": 1}',
         "prelabel": None,
         "prelabel_classes": None,
         "errors": [],
         "detail": {},
     }
     payload.update(change)
-    return {"uid": "c" * 32, "kind": "control.added", "ref": image, "payload": payload}
+    ref = str(payload["image"])
+    return {"uid": uid, "kind": "control.added", "ref": ref, "payload": payload, "blob": None}
 
 
 BAD_CONTROLS = {
@@ -158,15 +156,26 @@ BAD_CONTROLS = {
     "truth of another size": {
         "truth": base64.b64encode(encode_instances(np.zeros((8, 8), np.uint32))).decode()
     },
-    "instance without class": {"truth_classes": {}},
-    "class zero": {"truth_classes": {"1": 0}},
+    "instance without class": {"truth_classes": "{}"},
+    "class zero": {"truth_classes": '{"1": 0}'},
     "unknown kind": {"kind": "secret"},
     "errors without pre-label": {
         "errors": [{"kind": "deleted", "level": "easy", "truth_ids": [1], "prelabel_ids": []}]
     },
-    "huge declared size": {"height": 1 << 20, "width": 1 << 20},
     "not base64": {"truth": "%%%"},
+    "image nobody added": {"image": "f" * 64 + ":"},
 }
+
+
+def _push(lab: LabServer, t: Project, op: dict) -> int:
+    """POST one operation with the tablet's own token, as a misbehaving tablet could."""
+    http = LabHttp(lab.url, oplog.get_state(t.db, "token"))
+    try:
+        body = json.dumps({"ops": [op]}).encode()
+        path = f"/api/v1/projects/{oplog.get_state(t.db, 'lab_project')}/ops"
+        return http.once("POST", path, body, {"Content-Type": "application/json"}).status
+    finally:
+        http.close()
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONTROLS))
@@ -175,18 +184,19 @@ def test_a_control_no_tablet_could_use_is_refused_by_server_and_tablet(
 ) -> None:
     t = tablet(tmp_path / "t", lab, "P1", "tab")
     add_work(t, tmp_path / "i", 1, 0, seed=3)
+    sync_project(t)  # the server knows the image
     rec = t.images()[0]
     ref = oplog.image_ref(rec.sha256, rec.page)
-    good = _control_op(ref)
-    assert problem(WireOp.model_validate(good)) is None
     bad = _control_op(ref, **BAD_CONTROLS[case])
-    assert problem(WireOp.model_validate(bad)) is not None  # the server's check
+    assert _push(lab, t, bad) == 422  # the server refuses it before numbering
     before = t.status()
-    with pytest.raises(ApplianceError, match="cannot be used"):
-        oplog.apply_remote(t, [oplog.Operation.from_wire(bad)], 99)
+    at = int(oplog.get_state(t.db, "checkpoint") or 0)
+    new, refused = oplog.apply_remote(t, [oplog.Operation.from_wire(bad)], at)
+    assert (new, len(refused)) == (0, 1)  # a tablet refuses it too (a server that did not)
     assert t.status() == before and not t.control_image_ids()  # nothing applied
-    assert oplog.get_state(t.db, "checkpoint") == "0"
-    oplog.apply_remote(t, [oplog.Operation.from_wire(good)], 1)
+    good = _control_op(ref, uid="d" * 32)
+    assert _push(lab, t, good) == 200
+    sync_project(t)
     assert t.control_image_ids() == {rec.id}
     assert control_for_image(t, rec.id).truth.equals(
         Label(np.pad(np.ones((4, 4), np.uint32), ((2, 10), (2, 10))), {1: 1})
@@ -200,10 +210,8 @@ def test_a_control_naming_a_class_the_project_lacks_is_refused_by_the_tablet(
     t = tablet(tmp_path / "t", lab, "P1", "tab")  # classes: nucleus (1) only
     add_work(t, tmp_path / "i", 1, 0, seed=3)
     rec = t.images()[0]
-    ref = oplog.image_ref(rec.sha256, rec.page)
-    op = _control_op(ref, truth_classes={"1": 7})
-    assert problem(WireOp.model_validate(op)) is None  # the server knows no class table
-    with pytest.raises(ApplianceError, match="unknown class 7"):
-        oplog.apply_remote(t, [oplog.Operation.from_wire(op)], 5)
+    op = _control_op(oplog.image_ref(rec.sha256, rec.page), truth_classes='{"1": 7}')
+    new, refused = oplog.apply_remote(t, [oplog.Operation.from_wire(op)], 5)
+    assert new == 0 and "class 7" in refused[0]
     assert not t.control_image_ids()
     t.close()

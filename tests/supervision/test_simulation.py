@@ -194,6 +194,9 @@ def _check_hidden(served: list[tuple[Seen, bool]], project: Project) -> None:
         assert s.gallery_size == s.total  # the gallery and the status line count alike
         assert 1 <= s.position <= s.total
         assert s.gallery_state in ("unlabeled", "pre-labeled") or s.prefilled
+        # k votes from several tablets are independent answers, not a conflict to show,
+        # on ordinary images and controls alike
+        assert not s.conflict
         if s.offer is not None:
             assert s.offer_method == "otsu"
             classes[control] |= s.offer_classes
