@@ -1,0 +1,50 @@
+"""Sub-commands for trust: pin a lab's signing key (docs/security.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_allow_unsigned", "register", "trust_key"]
+
+
+def add_allow_unsigned(p: argparse.ArgumentParser) -> None:
+    """The one `--allow-unsigned` option every bundle install shares."""
+    p.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="also install a bundle no pinned lab key signed (a lab without a server); "
+        "`appliance models` then lists it as unsigned. A bad signature is still refused",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this area's sub-commands to the `appliance` parser."""
+    p = sub.add_parser(
+        "trust-key",
+        help="pin a lab's public key, or list the pinned keys",
+        description="Trust bundles signed by the lab key in FILE.pub (for a lab without a "
+        "server; enrolling with a lab server pins its key by itself). Keys are pinned for "
+        "this tablet, outside every project folder. Without FILE, list the pinned keys.",
+    )
+    p.add_argument("key", type=Path, nargs="?", metavar="FILE.pub", help="the lab's public key")
+    p.set_defaults(func=trust_key)
+
+
+def trust_key(args: argparse.Namespace) -> int:
+    """`appliance trust-key`: pin a key file, or list the pins."""
+    from appliance.security.signing import PublicKey
+    from appliance.security.trust import pin_key, pinned
+
+    if args.key is None:
+        pins = pinned()
+        for pin in pins:
+            state = "retired" if pin.retired else "trusted"
+            print(f"{pin.key.id}  {state:8}  {pin.source}")
+        if not pins:
+            print("no lab key pinned: only --allow-unsigned installs bundles")
+        return 0
+    key = PublicKey.read(args.key)
+    new = pin_key(key, f"file {args.key}")
+    print(f"lab key {key.id} {'pinned' if new else 'was already pinned'}")
+    return 0
