@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_allow_unsigned", "register", "trust_key"]
+__all__ = ["add_allow_unsigned", "register", "trust_key", "unlock_revoked"]
 
 
 def add_allow_unsigned(p: argparse.ArgumentParser) -> None:
@@ -30,6 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("key", type=Path, nargs="?", metavar="FILE.pub", help="the lab's public key")
     p.set_defaults(func=trust_key)
 
+    p = sub.add_parser(
+        "unlock-revoked",
+        help="lift the lock a lab's revoke put on this tablet (the lab, tablet in hand)",
+        description="A tablet whose lab revoked it refuses to open any project. After the lab "
+        "got the tablet back, this lifts that lock; enroll again to sync.",
+    )
+    p.set_defaults(func=unlock_revoked)
+
 
 def trust_key(args: argparse.Namespace) -> int:
     """`appliance trust-key`: pin a key file, or list the pins."""
@@ -47,4 +55,12 @@ def trust_key(args: argparse.Namespace) -> int:
     key = PublicKey.read(args.key)
     new = pin_key(key, f"file {args.key}")
     print(f"lab key {key.id} {'pinned' if new else 'was already pinned'}")
+    return 0
+
+
+def unlock_revoked(_args: argparse.Namespace) -> int:
+    """`appliance unlock-revoked`: remove the revoke lock."""
+    from appliance.security.lock import lift_lock
+
+    print("lock lifted" if lift_lock() else "this tablet is not locked")
     return 0
