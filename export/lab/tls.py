@@ -106,7 +106,7 @@ def _names(host: str, extra: list[str]) -> list[x509.GeneralName]:
 def lab_tls(root: Path, host: str, names: Sequence[str] = ()) -> TlsFiles:
     """The lab CA and a server certificate freshly issued from it for this start."""
     folder = Path(root) / TLS_DIR
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca, ca_key = _lab_ca(folder)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
@@ -140,7 +140,7 @@ def given_tls(root: Path, certfile: Path, keyfile: Path) -> TlsFiles:
         raise ApplianceError(f"{certfile}: not a usable PEM certificate chain ({exc})") from None
     ca_pem = chain[-1].public_bytes(serialization.Encoding.PEM).decode()
     folder = Path(root) / TLS_DIR
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private(folder / IN_USE, ca_pem.encode())
     return TlsFiles(Path(certfile), Path(keyfile), ca_pem)
 
@@ -150,5 +150,5 @@ def lab_ca_pem(root: Path) -> str:
     folder = Path(root) / TLS_DIR
     if (folder / IN_USE).exists():
         return (folder / IN_USE).read_text()
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return _lab_ca(folder)[0].public_bytes(serialization.Encoding.PEM).decode()
