@@ -176,3 +176,29 @@ def test_forged_rotation_certificate_is_refused(project, lab, bundle, tmp_path) 
     bad = rewrite(good, tmp_path / "bad.zip", {"manifest.sig": json.dumps(sig).encode()})
     assert "rotation certificate 0 is not signed" in refused(project, bad)
     assert [p.key for p in pinned()] == [lab.public]
+
+
+def test_a_lab_without_server_keygen_sign_and_trust_key(tmp_path, monkeypatch, bundle) -> None:
+    """The offline path, all through the CLIs: the workstation makes a key and signs; the
+    tablet pins the .pub file; the bundle installs."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.delenv(SIGNING_KEY_ENV)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+
+    key = tmp_path / "lab.key"
+    assert run("export", "keygen", str(key)).returncode == 0
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert run("export", "keygen", str(key)).returncode == 2  # never overwritten
+    path = bundle("model.zip", False, seed=13)
+    assert run("export", "sign", str(path), "--key", str(key)).returncode == 0
+    root = tmp_path / "proj"
+    Project.create(root, ["nucleus"]).close()
+    install = ("appliance", "install-model", str(root), str(path))
+    assert "does not trust" in run(*install).stderr
+    assert run("appliance", "trust-key", str(key.with_suffix(".pub"))).returncode == 0
+    assert "trusted" in run("appliance", "trust-key").stdout
+    done = run(*install)
+    assert done.returncode == 0, done.stderr
+    assert SigningKey.load(key).public.id in run("appliance", "models", str(root)).stdout
