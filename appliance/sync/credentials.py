@@ -18,7 +18,7 @@ from appliance.security.credentials import (
 )
 from appliance.security.lock import lock_tablet
 from appliance.security.signing import PublicKey
-from appliance.security.tls import fetch_pinned_ca, split_code
+from appliance.security.tls import fetch_pinned_ca, is_loopback, split_code
 from appliance.security.trust import pin_key
 from appliance.store import Project, oplog
 from appliance.sync.http import LabHttp, Retry
@@ -37,8 +37,11 @@ def pinned_connection(
 
 
 def remember_enrollment(project: Project, http: LabHttp, reply: dict[str, Any]) -> None:
-    """Keep the new token outside the project and pin the lab's bundle-signing key."""
-    if reply.get("lab_key"):
+    """Keep the new token outside the project and pin the lab's bundle-signing key, unless
+    it came over plain HTTP across a network (--insecure): a key anyone on the path could have
+    swapped is not trusted to vouch for models; pin it from its file (`appliance trust-key`).
+    """
+    if reply.get("lab_key") and (http.scheme == "https" or is_loopback(http.host)):
         pin_key(PublicKey.from_text(str(reply["lab_key"]), "the lab's key"), http.server)
     credential_id = oplog.get_state(project.db, "credential_id") or uuid.uuid4().hex
     creds = LabCredentials(

@@ -225,3 +225,20 @@ def test_a_revoked_tablet_locks_its_projects(tmp_path: Path, tablet_home: Path) 
             == 0
         )
         Project.open(tmp_path / "other").close()
+
+
+def test_a_lab_key_sent_over_plain_http_across_a_network_is_not_pinned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --insecure the token still works, but the signing key is not trusted: anyone on
+    the path could have put their own key in the reply."""
+    with LabServer(make_config(tmp_path / "lab", None)) as lab:
+        code, _ = lab.store.create_enrollment("P", "tablet", "t")
+        # the lab seen through a non-loopback address (the loopback check is the only change)
+        monkeypatch.setattr("appliance.sync.credentials.is_loopback", lambda _host: False)
+        t = Project.create(tmp_path / "t", ["nucleus"])
+        enroll(t, lab.url, code, "tab", insecure=True)
+        assert pinned() == []
+        assert project_credentials(t).insecure
+        sync_project(t)
+        t.close()
