@@ -202,3 +202,17 @@ def test_a_lab_without_server_keygen_sign_and_trust_key(tmp_path, monkeypatch, b
     done = run(*install)
     assert done.returncode == 0, done.stderr
     assert SigningKey.load(key).public.id in run("appliance", "models", str(root)).stdout
+
+
+@pytest.mark.parametrize(
+    "signature, problem",
+    [
+        (b"{" + b" " * (70 << 10) + b"}", "holds more than"),  # read no further than 64 KiB
+        (b"not json", "not valid JSON"),
+        (json.dumps({"format": "appliance-signature", "version": 1}).encode(), "unsupported"),
+    ],
+)
+def test_a_malformed_signature_is_refused(project, lab, bundle, tmp_path, signature, problem):
+    good = bundle("good.zip", lab, seed=14)
+    bad = rewrite(good, tmp_path / "bad.zip", {"manifest.sig": signature})
+    assert problem in refused(project, bad)
