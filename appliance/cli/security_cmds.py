@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_allow_unsigned", "register", "trust_key", "unlock_revoked"]
+__all__ = ["add_allow_unsigned", "register", "set_pin", "trust_key", "unlock_revoked"]
 
 
 def add_allow_unsigned(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=unlock_revoked)
 
+    p = sub.add_parser(
+        "set-pin",
+        help="give an annotator a PIN that the app asks at opening and after idle minutes",
+        description="Give ANNOTATOR a PIN or passphrase (6 characters or more) for this "
+        "project: the app then asks for it when the project opens and after some idle "
+        "minutes. The PIN comes from APPLIANCE_PASSPHRASE or a prompt, never from an argument. "
+        "When the project has PINs already, --by names an annotator who has one, and that PIN "
+        "is asked first (the new one then comes from APPLIANCE_NEW_PASSPHRASE or a prompt).",
+    )
+    p.add_argument("project", type=Path, metavar="DIR", help="the project folder")
+    p.add_argument("--annotator", required=True, help="who gets the PIN")
+    p.add_argument("--by", help="an annotator who already has a PIN (when there are PINs)")
+    p.set_defaults(func=set_pin)
+
 
 def trust_key(args: argparse.Namespace) -> int:
     """`appliance trust-key`: pin a key file, or list the pins."""
@@ -63,4 +77,23 @@ def unlock_revoked(_args: argparse.Namespace) -> int:
     from appliance.security.lock import lift_lock
 
     print("lock lifted" if lift_lock() else "this tablet is not locked")
+    return 0
+
+
+def set_pin(args: argparse.Namespace) -> int:
+    """`appliance set-pin`: the first PIN makes the project key; later ones wrap it again."""
+    from appliance.errors import ApplianceError
+    from appliance.security.vault import KEYS_FILE, add_annotator, create_keys, passphrase, unlock
+    from appliance.store import Project
+
+    Project.open(args.project).close()  # a project, not locked by a revoke
+    if not (args.project / KEYS_FILE).exists():
+        create_keys(args.project, args.annotator, passphrase(f"new PIN for {args.annotator}: "))
+    else:
+        if not args.by:
+            raise ApplianceError(f"{args.project} has PINs: name one of their annotators with --by")
+        key = unlock(args.project, args.by, passphrase(f"PIN of {args.by}: "))
+        new = passphrase(f"new PIN for {args.annotator}: ", "APPLIANCE_NEW_PASSPHRASE")
+        add_annotator(args.project, key, args.annotator, new)
+    print(f"{args.annotator} has a PIN for {args.project}")
     return 0

@@ -203,14 +203,13 @@ def unlock(
     return key
 
 
-def passphrase(prompt: str = "PIN or passphrase: ") -> str:
-    """The CLI's PIN: `APPLIANCE_PASSPHRASE` (scripts, tests) or a prompt that does not echo.
-    Never a command-line argument: those show in `ps`, shell history and logs."""
-    value = os.environ.get(PASSPHRASE_ENV)
+def passphrase(prompt: str = "PIN or passphrase: ", env: str = PASSPHRASE_ENV) -> str:
+    """The CLI's PIN: the variable `env` (APPLIANCE_PASSPHRASE; scripts, tests) or a prompt
+    that does not echo. Never a command-line argument: those show in `ps`, shell history and
+    logs."""
+    value = os.environ.get(env)
     if value:
         return value
     if not sys.stdin.isatty():
-        raise ApplianceError(
-            f"this project is encrypted: set {PASSPHRASE_ENV} or run the command in a terminal"
-        )
+        raise ApplianceError(f"a PIN is needed: set {env} or run the command in a terminal")
     return getpass.getpass(prompt)

@@ -97,5 +97,5 @@ def test_the_cli_pin_comes_from_the_environment_or_a_prompt(monkeypatch) -> None
     assert vault.passphrase() == "from-env"
     monkeypatch.delenv(vault.PASSPHRASE_ENV)
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    with pytest.raises(ApplianceError, match="APPLIANCE_PASSPHRASE"):
+    with pytest.raises(ApplianceError, match="set APPLIANCE_PASSPHRASE"):
         vault.passphrase()
