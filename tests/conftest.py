@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -25,6 +27,7 @@ def _test_lab_key() -> None:
     key and the test tablet trusts it, like a tablet enrolled with its lab. Tests of trust
     itself use their own homes and keys. Nothing touches the real user's folder."""
     home = Path(tempfile.mkdtemp(prefix="appliance-test-home-"))
+    atexit.register(shutil.rmtree, home, True)
     os.environ[HOME_ENV] = str(home)
     key = SigningKey.generate()
     key.save(home / "test-lab.key")
