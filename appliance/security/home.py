@@ -14,20 +14,24 @@ from pathlib import Path
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
 
-__all__ = ["HOME_ENV", "appliance_home", "write_private"]
+__all__ = ["HOME_ENV", "appliance_home", "home_path", "write_private"]
 
 HOME_ENV = "APPLIANCE_HOME"
 
 
-def appliance_home() -> Path:
-    """This user's appliance folder, made owner-only (0700) on first use."""
+def home_path() -> Path:
+    """Where this user's appliance folder is (it may not exist yet; reading needs no more)."""
     override = os.environ.get(HOME_ENV)
     if override:
-        home = Path(override)
-    elif sys.platform == "win32":
-        home = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "appliance"
-    else:
-        home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "appliance"
+        return Path(override)
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "appliance"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "appliance"
+
+
+def appliance_home() -> Path:
+    """This user's appliance folder, made owner-only (0700) on first use (for writing)."""
+    home = home_path()
     try:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if os.name == "posix" and home.stat().st_mode & 0o077:

@@ -14,7 +14,7 @@ import json
 from datetime import datetime, timezone
 
 from appliance.errors import ApplianceError
-from appliance.security.home import appliance_home, write_private
+from appliance.security.home import appliance_home, home_path, write_private
 
 __all__ = ["LOCK_FILE", "Locked", "check_unlocked", "lift_lock", "lock_tablet"]
 
@@ -35,8 +35,9 @@ def lock_tablet(server: str) -> None:
 
 
 def check_unlocked() -> None:
-    """Raise `Locked` (one line) when this tablet was revoked."""
-    path = appliance_home() / LOCK_FILE
+    """Raise `Locked` (one line) when this tablet was revoked. Only reads: opening a project
+    never creates the appliance home (a read-only home folder must not stop it)."""
+    path = home_path() / LOCK_FILE
     if not path.exists():
         return
     try:
@@ -52,7 +53,7 @@ def check_unlocked() -> None:
 
 def lift_lock() -> bool:
     """Remove the lock (the lab, with the tablet in hand); False when there was none."""
-    path = appliance_home() / LOCK_FILE
+    path = home_path() / LOCK_FILE
     if not path.exists():
         return False
     path.unlink()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import ApplianceError
-from appliance.security.home import appliance_home, write_private
+from appliance.security.home import appliance_home, home_path, write_private
 from appliance.security.signing import (
     SIGNATURE_NAME,
     PublicKey,
@@ -47,7 +47,7 @@ def _path() -> Path:
 
 def pinned() -> list[Pin]:
     """Every key this tablet has pinned, retired ones included."""
-    path = _path()
+    path = home_path() / TRUST_FILE  # reading creates nothing
     if not path.exists():
         return []
     try:

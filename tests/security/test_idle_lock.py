@@ -79,3 +79,12 @@ def test_pins_come_from_the_environment_and_lock_the_project(tmp_path: Path) -> 
     assert lock.tick() and lock.locked
     lock.unlock("anna", "246810")
     assert not lock.locked
+
+
+def test_opening_a_project_creates_no_appliance_home(tmp_path: Path, monkeypatch) -> None:
+    """A kiosk's read-only or absent home must not stop projects from opening."""
+    root = tmp_path / "proj"
+    Project.create(root, ["nucleus"]).close()
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "nowhere" / "home"))
+    Project.open(root).close()
+    assert not (tmp_path / "nowhere").exists()
