@@ -178,6 +178,10 @@ CREATE TABLE control_bundles (
 );
 """
 
+# Which lab device made each pulled operation (NULL: this tablet's own): versions of one image
+# from two devices that nobody merged are a conflict (appliance.store.conflicts).
+SYNC_DEVICE = "ALTER TABLE operations ADD COLUMN device INTEGER;"
+
 # Who signed each installed model bundle (a lab key id); NULL: installed with
 # --allow-unsigned, or before bundles were signed.
 MODEL_SIGNER = "ALTER TABLE models ADD COLUMN signer TEXT;"
@@ -187,5 +191,6 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0002_lab", LAB_OPLOG),
     jobs.MIGRATION,
     ("0004_supervision", SUPERVISION),
-    ("0005_model_signer", MODEL_SIGNER),
+    ("0005_sync_device", SYNC_DEVICE),
+    ("0006_model_signer", MODEL_SIGNER),
 ]
