@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from appliance.cli.security_cmds import add_allow_unsigned
+
 __all__ = ["cmd_add", "cmd_config", "cmd_install", "cmd_list", "cmd_scores", "register"]
 
 
@@ -49,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     i.add_argument("dir", type=Path, help="project folder")
     i.add_argument("bundle", type=Path, metavar="CONTROLS.zip")
+    add_allow_unsigned(i)
     _plant_args(i)
     i.set_defaults(func=cmd_install)
 
@@ -139,7 +142,12 @@ def cmd_install(args: argparse.Namespace) -> int:
     plan = parse_plan(args.errors)
     with Project.open(args.dir) as project:
         ids = install_control_bundle(
-            project, args.bundle, level=args.plant, plan=plan, seed=args.seed
+            project,
+            args.bundle,
+            level=args.plant,
+            plan=plan,
+            seed=args.seed,
+            allow_unsigned=args.allow_unsigned,
         )
     print(f"installed {len(ids)} controls from {args.bundle}")
     return 0

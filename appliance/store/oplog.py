@@ -34,6 +34,7 @@ __all__ = [
     "apply_remote",
     "backfill",
     "blob_file",
+    "erase_state",
     "get_state",
     "image_ref",
     "mark_sent",
@@ -584,6 +585,19 @@ def set_state(db: sqlite3.Connection, **values: str | None) -> None:
                 db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
             else:
                 _set(db, key, value)
+
+
+def erase_state(db: sqlite3.Connection, key: str) -> None:
+    """Remove a secret (an old device token) so that no copy of the file holds its bytes:
+    SQLite's secure_delete zeroes the freed cells, and a checkpoint rewrites the database
+    file and empties the write-ahead log that still held the old page."""
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        with transaction(db):
+            db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.execute("PRAGMA secure_delete = OFF")
 
 
 def _set(db: sqlite3.Connection, key: str, value: str) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
+from appliance.security.lock import check_unlocked
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.opcheck import SOURCES
@@ -182,6 +183,7 @@ class Project:
         path = root / DB_NAME
         if not path.is_file():
             raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
+        check_unlocked()  # a tablet its lab revoked opens nothing
         dbm.quick_check(path)  # never write into a damaged file
         dbm.check_schema(path)
         return cls(root)
