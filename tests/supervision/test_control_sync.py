@@ -22,6 +22,7 @@ from appliance.store.controls import control_for_image
 from appliance.supervision.controls import add_gold, score_save
 from appliance.supervision.serving import Queue
 from appliance.sync.client import sync_project
+from appliance.sync.credentials import project_credentials
 from appliance.sync.http import LabHttp
 from export.lab.serve import LabServer
 from tests.lab.conftest import add_work, make_config, tablet
@@ -169,10 +170,12 @@ BAD_CONTROLS = {
 
 def _push(lab: LabServer, t: Project, op: dict) -> int:
     """POST one operation with the tablet's own token, as a misbehaving tablet could."""
-    http = LabHttp(lab.url, oplog.get_state(t.db, "token"))
+    creds = project_credentials(t)
+    assert creds is not None
+    http = LabHttp(lab.url, creds.token, ca=creds.ca)
     try:
         body = json.dumps({"ops": [op]}).encode()
-        path = f"/api/v1/projects/{oplog.get_state(t.db, 'lab_project')}/ops"
+        path = f"/api/v1/projects/{creds.lab_project}/ops"
         return http.once("POST", path, body, {"Content-Type": "application/json"}).status
     finally:
         http.close()
