@@ -12,7 +12,6 @@ Safe to stop at any instant (power loss, a cut cable) and to run again:
 from __future__ import annotations
 
 import hashlib
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +28,10 @@ from appliance.store import Project, oplog
 from appliance.store.db import utcnow
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.credentials import (
+    forget_proposed_token,
     pinned_connection,
     project_credentials,
+    proposed_token,
     remember_enrollment,
     revoked,
 )
@@ -90,12 +91,13 @@ def enroll(
 ) -> str:
     """Exchange a one-time code for this tablet's token and remember server and token.
 
-    The tablet proposes its own token, so a retry after a lost reply (same code, same token)
-    gets the same device from the server instead of a burnt code. The code's CA pin
+    The tablet proposes its own token, kept until the enrollment is remembered, so a retry
+    after a lost reply (same code, same token), even in a later run, gets the same device
+    from the server instead of a burnt code. The code's CA pin
     (`CODE#PIN`) is checked before the code is sent; the token goes to the appliance home,
     never into the project folder (docs/security.md)."""
     http = pinned_connection(server, code, retry, insecure)
-    proposed = secrets.token_urlsafe(32)
+    proposed = proposed_token(server, code)
     try:
         reply = http.request(
             "POST",
@@ -114,6 +116,7 @@ def enroll(
             f"{reply['project']} (one tablet project belongs to one lab project)"
         )
     remember_enrollment(project, http, reply)
+    forget_proposed_token(server, code)
     oplog.set_state(
         project.db,
         server=server.rstrip("/"),

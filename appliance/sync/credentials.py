@@ -7,6 +7,8 @@ before that kept their token in `project.db`: it moves out on their next sync.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from typing import Any
 
@@ -23,7 +25,14 @@ from appliance.security.trust import pin_key
 from appliance.store import Project, oplog
 from appliance.sync.http import LabHttp, Retry
 
-__all__ = ["pinned_connection", "project_credentials", "remember_enrollment", "revoked"]
+__all__ = [
+    "forget_proposed_token",
+    "pinned_connection",
+    "project_credentials",
+    "proposed_token",
+    "remember_enrollment",
+    "revoked",
+]
 
 
 def pinned_connection(
@@ -34,6 +43,30 @@ def pinned_connection(
     _plain, pin = split_code(code)
     ca = fetch_pinned_ca(server, pin, timeout) if pin and server.startswith("https:") else None
     return LabHttp(server, retry=retry, timeout=timeout, ca=ca, insecure=insecure)
+
+
+def _enrolling_id(server: str, code: str) -> str:
+    plain, _pin = split_code(code)
+    return "enrolling" + hashlib.sha256(f"{server.rstrip('/')}\n{plain}".encode()).hexdigest()
+
+
+def proposed_token(server: str, code: str) -> str:
+    """The token this tablet proposes when it redeems `code` at `server`: the same one on
+    every try until the enrollment is remembered, so a run whose every reply was lost can be
+    run again with the same code (the server recognises the device instead of refusing a used
+    code). Kept sealed beside the credentials, never in the project folder."""
+    credential_id = _enrolling_id(server, code)
+    kept = load_credentials(credential_id)
+    if kept is not None:
+        return kept.token
+    token = secrets.token_urlsafe(32)
+    save_credentials(credential_id, LabCredentials(server.rstrip("/"), token, ""))
+    return token
+
+
+def forget_proposed_token(server: str, code: str) -> None:
+    """The enrollment went through: the proposed token now lives in the credentials."""
+    forget_credentials(_enrolling_id(server, code))
 
 
 def remember_enrollment(project: Project, http: LabHttp, reply: dict[str, Any]) -> None:

@@ -481,3 +481,35 @@ def test_a_lost_enrollment_reply_does_not_burn_the_code(tmp_path: Path, lab, mon
     assert call(lab, None, "POST", "/api/v1/enroll", {"code": code, "token": "x" * 43})[0] == 401
     assert len(lab.store.devices()) == 1
     project.close()
+
+
+def test_a_rerun_after_every_reply_was_lost_enrolls_with_the_same_code(
+    tmp_path: Path, lab, monkeypatch
+) -> None:
+    """Every retry of one run loses its reply and the command fails; the expert runs it again
+    with the same code: the proposed token was kept (owner-only, outside the project), so
+    the server recognises the device instead of refusing a burnt code."""
+    from appliance.errors import ApplianceError
+    from appliance.store import Project
+    from appliance.sync.client import enroll, sync_project
+    from tests.lab.conftest import fast_retry
+
+    code, _ = lab.store.create_enrollment("A", "tablet", "t")
+    real_once = LabHttp.once
+
+    def lose_every_reply(self, method, path, body=None, headers=None, into=None):
+        reply = real_once(self, method, path, body, headers, into)
+        if path.endswith("/enroll"):
+            raise ConnectionResetError("reply lost")
+        return reply
+
+    project = Project.create(tmp_path / "t", ["nucleus"])
+    with monkeypatch.context() as m:
+        m.setattr(LabHttp, "once", lose_every_reply)
+        with pytest.raises((ApplianceError, OSError)):
+            enroll(project, lab.url, code, "t", retry=fast_retry())
+    assert len(lab.store.devices()) == 1  # the server did enroll it
+    assert enroll(project, lab.url, code, "t", retry=fast_retry()) == "A"
+    assert len(lab.store.devices()) == 1
+    sync_project(project, retry=fast_retry())
+    project.close()
