@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.labels import Label, decode_instances, encode_instances
+from appliance.labels import Label, decode_label, encode_label
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.project import _HUMAN, Project
@@ -76,7 +76,7 @@ class ScoreRow:
 
 def _label(blob: bytes, classes: str | None) -> Label:
     table = {int(k): int(v) for k, v in json.loads(classes or "{}").items()}
-    return Label(decode_instances(blob), table)
+    return decode_label(blob, table)
 
 
 def _classes_json(label: Label) -> str:
@@ -102,7 +102,7 @@ def add_control(
     pre_blob = None
     pre_classes = None
     if prelabel is not None:
-        pre_blob = encode_instances(prelabel.instances)
+        pre_blob = encode_label(prelabel)
         pre_classes = _classes_json(prelabel)
     cur = db.execute(
         "INSERT INTO controls (image_id, kind, truth, truth_classes, detail, created, prelabel, "
@@ -110,7 +110,7 @@ def add_control(
         (
             image_id,
             kind,
-            encode_instances(truth.instances),
+            encode_label(truth),
             _classes_json(truth),
             json.dumps({**(detail or {}), "prelabel_classes": pre_classes}),
             dbm.utcnow(),
