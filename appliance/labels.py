@@ -40,6 +40,8 @@ __all__ = [
     "encode_label",
     "encode_runs",
     "instance_runs",
+    "object_from_dict",
+    "object_to_dict",
     "run_ids",
 ]
 
@@ -175,6 +177,42 @@ class Box:
 
 
 CellObject = Point | Box
+
+
+def object_to_dict(obj: CellObject) -> dict[str, object]:
+    """A point or box as a JSON-ready dict (bundles, drafts); `object_from_dict` inverts it.
+
+    Examples
+    --------
+    >>> object_to_dict(Point(1.5, 2, 3))
+    {'kind': 'point', 'class_id': 3, 'x': 1.5, 'y': 2.0}
+    """
+    if isinstance(obj, Point):
+        return {"kind": "point", "class_id": obj.class_id, "x": obj.x, "y": obj.y}
+    return {
+        "kind": "box",
+        "class_id": obj.class_id,
+        "x0": obj.x0,
+        "y0": obj.y0,
+        "x1": obj.x1,
+        "y1": obj.y1,
+    }
+
+
+def object_from_dict(data: object) -> CellObject:
+    """The point or box of an `object_to_dict` dict; anything else is one ApplianceError."""
+    if not isinstance(data, dict) or data.get("kind") not in ("point", "box"):
+        raise ApplianceError("an object must be a dict with kind 'point' or 'box'")
+    keys = ("x", "y") if data["kind"] == "point" else ("x0", "y0", "x1", "y1")
+    values = [data.get(k) for k in (*keys, "class_id")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ApplianceError(f"a {data['kind']} needs numbers {', '.join(keys)} and class_id")
+    coords, class_id = values[:-1], values[-1]
+    if int(class_id) != class_id:  # type: ignore[arg-type]
+        raise ApplianceError(f"class id {class_id!r} is not an integer")
+    if data["kind"] == "point":
+        return Point(*coords, int(class_id))  # type: ignore[arg-type]
+    return Box(*coords, int(class_id))  # type: ignore[arg-type]
 
 
 @dataclass
