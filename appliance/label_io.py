@@ -1,8 +1,11 @@
-"""Labels in and out: instance maps and binary masks from files, COCO JSON both ways.
+"""Labels in and out: instance maps and binary masks from files, COCO JSON and QuPath GeoJSON
+both ways.
 
 Masks are matched to images by file stem. A mask with a single non-zero value is a binary mask
 (its connected components become instances); anything else is an instance map whose values are
-instance ids. Imported labels are stored as new versions with source `import`.
+instance ids. A mask file replaces an image's masks and keeps its point and box objects (a mask
+cannot carry them); a GeoJSON or COCO file is the image's whole label. Imported labels are
+stored as new versions with source `import`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,26 @@ from pycocotools import mask as coco_mask
 
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
+from appliance.geojson import ClassStyle, features_in, label_features, label_from_features
 from appliance.imageio import read_image
 from appliance.importer import collect, printable
-from appliance.labels import Label, decode_coco_rle
+from appliance.labels import Box, Label, decode_coco_rle
+from appliance.overlay import class_colour
+from appliance.store.classes import colours
 from appliance.store.project import ImageRecord, Project
 
-__all__ = ["LabelImportSummary", "export_coco", "import_coco", "import_labels", "read_mask"]
+__all__ = [
+    "MAX_GEOJSON_BYTES",
+    "LabelImportSummary",
+    "export_coco",
+    "export_geojson",
+    "import_coco",
+    "import_geojson",
+    "import_labels",
+    "read_mask",
+]
+
+MAX_GEOJSON_BYTES = 512 * 2**20  # a whole slide's cells as polygons stay far below this
 
 
 @dataclass
@@ -97,8 +114,13 @@ def import_labels(
     path = Path(path)
     if path.suffix.lower() == ".json":
         return import_coco(project, path, author=author, replace=replace)
+    if path.suffix.lower() == ".geojson":
+        return import_geojson(project, path, author=author, replace=replace)
     summary = LabelImportSummary()
     by_stem = _images_by_stem(project)
+    if path.is_dir():
+        for f in sorted(path.glob("*.geojson")):
+            _merge(summary, import_geojson(project, f, author=author, replace=replace))
     for files in collect([path]).values():
         for f in files:
             name = printable(f)
@@ -114,6 +136,9 @@ def import_labels(
             except ApplianceError as exc:
                 summary.failed.append((name, str(exc).removeprefix(f"{f}: ")))
                 continue
+            latest = project.latest_label(matches[0].id)
+            if latest is not None:  # a mask file holds no points or boxes: keep the image's
+                label = latest.label.with_instances(label.instances, label.classes)
             _save_import(project, matches[0], label, name, author, replace, summary)
     return summary
 
@@ -128,7 +153,7 @@ def _save_import(
     summary: LabelImportSummary,
 ) -> None:
     """Append `label` as the newest version unless it would lose objects without `replace`."""
-    count = len(label.classes)
+    count = label.count()
     if not replace:
         latest = project.latest_label(rec.id)
         if count == 0:
@@ -138,7 +163,7 @@ def _save_import(
             summary.skipped.append(
                 (
                     name,
-                    f"would replace {latest.n_instances} instances with {count} "
+                    f"would replace {latest.n_instances} objects with {count} "
                     "(use --replace to allow)",
                 )
             )
@@ -277,6 +302,7 @@ def _coco_label(
     h, w = rec.height, rec.width
     out = np.zeros((h, w), np.uint32)
     classes: dict[int, int] = {}
+    boxes: list[Box] = []
     for k, ann in enumerate(anns, start=1):
         where = f"annotation {ann.get('id')!r}"
         try:
@@ -284,6 +310,9 @@ def _coco_label(
             category = categories.get(ann.get("category_id"))  # type: ignore[arg-type]
             if category is None:
                 raise ApplianceError(f"unknown category_id {ann.get('category_id')!r}")
+            if not ann.get("segmentation") and "bbox" in ann:
+                boxes.append(_coco_box(ann["bbox"], class_ids[category], h, w))
+                continue
             if inst in classes:
                 raise ApplianceError(f"instance id {inst} given twice")
             m = _coco_mask(ann.get("segmentation"), h, w)
@@ -292,11 +321,28 @@ def _coco_label(
         out[m] = inst
         classes[inst] = class_ids[category]
     present = set(np.unique(out).tolist()) - {0}
-    return Label(out, {i: c for i, c in classes.items() if i in present})
+    return Label(out, {i: c for i, c in classes.items() if i in present}, tuple(boxes))
+
+
+def _coco_box(bbox: object, class_id: int, h: int, w: int) -> Box:
+    """A detection annotation (bbox `[x, y, width, height]`, no segmentation) as a box object."""
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+        or not all(math.isfinite(v) for v in bbox)
+    ):
+        raise ApplianceError("bbox must be 4 finite numbers [x, y, width, height]")
+    x, y, bw, bh = (float(v) for v in bbox)
+    if bw <= 0 or bh <= 0 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+        raise ApplianceError(f"bbox {bbox} is empty or leaves the image ({h}×{w})")
+    return Box(x, y, x + bw, y + bh, class_id)
 
 
 def export_coco(project: Project, out: Path) -> dict[str, int]:
-    """Newest label version of every labeled image as COCO JSON (RLE, instance ids kept).
+    """Newest label version of every labeled image as COCO JSON (RLE, instance ids kept; box
+    objects as detections with a bbox and no segmentation; point objects are not COCO's and
+    are counted in `points_left_out`).
 
     Control items are left out: their labels would tell an outsider which images are controls,
     and an annotator's label of one is a test answer, not training data.
@@ -309,6 +355,7 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
         "annotations": [],
     }
     ann_id = 1
+    points_left_out = 0  # COCO has no plain point annotation; GeoJSON carries them
     for image_id in project.labeled_image_ids():
         if image_id in controls:
             continue
@@ -334,8 +381,125 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
                 }
             )
             ann_id += 1
+        for box in version.label.boxes:  # detections (seed 000): a bbox without segmentation
+            bw, bh = box.x1 - box.x0, box.y1 - box.y0
+            doc["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": rec.id,
+                    "category_id": box.class_id,
+                    "bbox": [box.x0, box.y0, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                    "label_version": version.uid,
+                }
+            )
+            ann_id += 1
+        points_left_out += len(version.label.points)
     try:  # durable and whole: a full disk never leaves a truncated JSON file behind
         atomic_write(Path(out), json.dumps(doc).encode("utf-8"))
     except OSError as exc:
         raise ApplianceError(f"{out}: cannot write ({exc.strerror})") from None
-    return {"images": len(doc["images"]), "annotations": len(doc["annotations"])}
+    return {
+        "images": len(doc["images"]),
+        "annotations": len(doc["annotations"]),
+        "points_left_out": points_left_out,
+    }
+
+
+def _merge(into: LabelImportSummary, part: LabelImportSummary) -> None:
+    into.imported += part.imported
+    into.unmatched += part.unmatched
+    into.skipped += part.skipped
+    into.failed += part.failed
+
+
+def _image_key(rec: ImageRecord) -> str:
+    """The stem that `_images_by_stem` matches, so an exported file imports onto its image."""
+    return _stem(rec.name) if rec.page is None else f"{_stem(rec.name)}_{rec.page}"
+
+
+def _read_json(path: Path, limit: int) -> Any:
+    name = printable(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ApplianceError(f"{name}: {size} bytes, more than a label file's {limit}")
+        return json.loads(path.read_bytes(), parse_constant=_no_constant)
+    except OSError as exc:
+        raise ApplianceError(f"{name}: cannot read ({exc.strerror})") from None
+    except RecursionError:
+        raise ApplianceError(f"{name}: not a GeoJSON file (nested too deeply)") from None
+    except ValueError as exc:
+        raise ApplianceError(f"{name}: not a GeoJSON file ({exc})") from None
+
+
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a number")
+
+
+def import_geojson(
+    project: Project, path: Path, *, author: str = "import", replace: bool = False
+) -> LabelImportSummary:
+    """Import a QuPath GeoJSON export onto the image whose stem is the file's.
+
+    The file is the image's whole label (masks, points, boxes); class names must be project
+    classes. A version that would empty or shrink the newest label needs `replace`.
+    """
+    path = Path(path)
+    name = printable(path)
+    summary = LabelImportSummary()
+    matches = _images_by_stem(project).get(path.stem, [])
+    if len(matches) != 1:
+        summary.unmatched.append(name)
+        return summary
+    rec = matches[0]
+    try:
+        features = features_in(_read_json(path, MAX_GEOJSON_BYTES))
+        class_ids = {n: cid for cid, n in project.classes().items()}
+        result = label_from_features(features, (rec.height, rec.width), class_ids)
+    except ApplianceError as exc:
+        summary.failed.append((name, str(exc).removeprefix(f"{name}: ")))
+        return summary
+    summary.skipped += [(name, why) for why in result.skipped]
+    _save_import(project, rec, result.label, name, author, replace, summary)
+    return summary
+
+
+def export_geojson(project: Project, out: Path) -> dict[str, int]:
+    """Newest label of every labeled image as `OUT/<image stem>.geojson` for QuPath.
+
+    Control items are left out, as in `export_coco`. Files are written whole (atomically);
+    an image whose stem another image shares is written as `<stem>-<id>.geojson`.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+    chosen = colours(project)
+    styles = {
+        cid: ClassStyle(n, chosen.get(cid, class_colour(cid)))
+        for cid, n in project.classes().items()
+    }
+    by_stem = _images_by_stem(project)
+    controls = project.control_image_ids()
+    counts = {"images": 0, "features": 0}
+    for image_id in project.labeled_image_ids():
+        if image_id in controls:
+            continue
+        rec = project.image(image_id)
+        version = project.latest_label(image_id)
+        assert version is not None
+        key = _image_key(rec)
+        stem = key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}"
+        features = label_features(version.label, styles)
+        doc = {"type": "FeatureCollection", "features": features}
+        target = out / f"{stem}.geojson"
+        try:
+            atomic_write(target, json.dumps(doc).encode("utf-8"))
+        except OSError as exc:
+            raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from None
+        counts["images"] += 1
+        counts["features"] += len(features)
+    return counts

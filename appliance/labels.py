@@ -204,15 +204,16 @@ def object_from_dict(data: object) -> CellObject:
     if not isinstance(data, dict) or data.get("kind") not in ("point", "box"):
         raise ApplianceError("an object must be a dict with kind 'point' or 'box'")
     keys = ("x", "y") if data["kind"] == "point" else ("x0", "y0", "x1", "y1")
-    values = [data.get(k) for k in (*keys, "class_id")]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    raw = [data.get(k) for k in (*keys, "class_id")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
         raise ApplianceError(f"a {data['kind']} needs numbers {', '.join(keys)} and class_id")
-    coords, class_id = values[:-1], values[-1]
-    if int(class_id) != class_id:  # type: ignore[arg-type]
+    values = [float(v) for v in raw]  # type: ignore[arg-type]  # all numbers, checked above
+    class_id = values.pop()
+    if not class_id.is_integer():
         raise ApplianceError(f"class id {class_id!r} is not an integer")
     if data["kind"] == "point":
-        return Point(*coords, int(class_id))  # type: ignore[arg-type]
-    return Box(*coords, int(class_id))  # type: ignore[arg-type]
+        return Point(values[0], values[1], int(class_id))
+    return Box(values[0], values[1], values[2], values[3], int(class_id))
 
 
 @dataclass

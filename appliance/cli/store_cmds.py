@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--labels",
         type=Path,
-        help="masks (file or folder, matched to images by file stem) or a COCO JSON file",
+        help="masks (file or folder, matched to images by file stem; they replace masks and "
+        "keep points and boxes), a COCO JSON file, or QuPath GeoJSON (FILE.geojson or a "
+        "folder of them, matched by stem; the whole label: masks, points, boxes)",
     )
     p.add_argument("--author", default="import", help="author recorded on imported labels")
     p.add_argument(
@@ -163,6 +165,10 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     with Project.open(args.dir) as project:
         counts = export_coco(project, args.out)
     print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} annotations")
+    if counts["points_left_out"]:
+        print(
+            f"note: {counts['points_left_out']} point objects are not in COCO (use export-geojson)"
+        )
     return 0
 
 
