@@ -4,14 +4,24 @@ Each folder is a sequence (natural sort: `img2` before `img10`); a multi-page TI
 of its own. Files are identified by content (sha256), so importing the same folder twice adds
 nothing. Every file is checked from its header (size guard) and decoded once (truncation,
 corruption) before it is stored.
+
+A whole-slide image (SVS, NDPI, SCN, pyramidal TIFF) is never decoded whole: its header is
+checked (`appliance.slides.open_slide`), the file is stored once under its hash, and the
+regions to annotate (given by the lab, or found on the tissue) become images of their own,
+their level-0 pixels read tile by tile. All regions are read before anything is stored, so a
+slide that fails leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
@@ -22,10 +32,33 @@ from appliance.imageio import (
     iter_frames,
     probe,
 )
+from appliance.slides import SLIDE_SUFFIXES, Slide, is_slide, open_slide, tissue_regions
 from appliance.store.images import NewImage, add_images
 from appliance.store.project import Project
+from appliance.store.slides import SlideRecord, add_slide, region_linker
 
-__all__ = ["ImportSummary", "collect", "import_paths", "natural_key", "printable"]
+__all__ = [
+    "MAX_REGION_SIDE",
+    "ImportSummary",
+    "SlideRegions",
+    "add_regions",
+    "collect",
+    "import_paths",
+    "natural_key",
+    "printable",
+]
+
+MAX_REGION_SIDE = 4096  # a region is one task on the tablet: 4096² px at 40x is ~1 mm²
+
+
+@dataclass(frozen=True)
+class SlideRegions:
+    """Which regions of an imported slide to annotate: the lab's own (x, y, width, height in
+    level-0 pixels), else up to `tissue` squares of `side` pixels found on the tissue."""
+
+    lab: tuple[tuple[int, int, int, int], ...] = ()
+    tissue: int = 8
+    side: int = 1024
 
 
 @dataclass
@@ -76,7 +109,7 @@ def collect(
     without a word.
     """
     groups: dict[Path, list[Path]] = {}
-    wanted = suffixes + UNSUPPORTED_SUFFIXES
+    wanted = suffixes + UNSUPPORTED_SUFFIXES + SLIDE_SUFFIXES
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -99,16 +132,24 @@ def collect(
 
 
 def import_paths(
-    project: Project, paths: Iterable[Path], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    project: Project,
+    paths: Iterable[Path],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    slide_regions: SlideRegions | None = None,
 ) -> ImportSummary:
     """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
 
     Returns the new image ids, the duplicates skipped and the failures with their reasons.
+    Slides become regions as `slide_regions` says (default: up to 8 tissue squares of 1024).
     """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
         for path in files:
             try:
+                if is_slide(path):
+                    _import_slide(project, path, slide_regions or SlideRegions(), summary)
+                    continue
                 _import_file(project, path, printable(folder), max_pixels, summary)
             except ApplianceError as exc:
                 shown = printable(path)
@@ -153,3 +194,94 @@ def _import_file(
         summary.notes.append(f"{label}: {found.note}")
     if added.restored:
         summary.notes.append(f"{label}: restored the missing stored original")
+
+
+def _import_slide(project: Project, path: Path, want: SlideRegions, summary: ImportSummary) -> None:
+    """Check the slide, read its regions, then store the slide and the regions."""
+    label = printable(path)
+    with open_slide(path) as slide:
+        info = slide.info
+        boxes = list(want.lab) or tissue_regions(slide.overview(), info, want.side, want.tissue)
+        if not boxes:
+            summary.notes.append(
+                f"{label}: no tissue found; add regions with `appliance add-region`"
+            )
+        pixels = [(box, _read_region(slide, box)) for box in boxes]
+        try:
+            record, new = add_slide(
+                project,
+                path,
+                name=printable(path.name),
+                width=info.width,
+                height=info.height,
+                levels=info.levels,
+                mpp=info.mpp,
+                vendor=info.vendor,
+                source_path=printable(path.resolve()),
+            )
+        except OSError as exc:
+            raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
+    origin = "lab" if want.lab else "tissue"
+    for box, img in pixels:
+        _store_region(project, record, box, img, origin, summary)
+    mpp = f", {info.mpp:g} µm/px" if info.mpp else ""
+    summary.notes.append(
+        f"{label}: slide {info.width}×{info.height}, {info.levels} levels{mpp}"
+        f"{'' if new else ' (already stored)'}; {len(pixels)} regions ({origin})"
+    )
+
+
+def _read_region(slide: Slide, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    info, name = slide.info, printable(slide.path)
+    if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
+        raise ApplianceError(f"{name}: region {w}×{h} (sides 1..{MAX_REGION_SIDE} px at level 0)")
+    if x < 0 or y < 0 or x + w > info.width or y + h > info.height:
+        raise ApplianceError(
+            f"{name}: region ({x}, {y}, {w}×{h}) leaves the slide ({info.width}×{info.height})"
+        )
+    return slide.read_region(x, y, w, h)
+
+
+def _store_region(
+    project: Project,
+    record: SlideRecord,
+    box: tuple[int, int, int, int],
+    img: np.ndarray,
+    origin: str,
+    summary: ImportSummary,
+) -> None:
+    """The region's pixels as a lossless PNG original, linked to its place on the slide."""
+    x, y, w, h = box
+    ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    assert ok  # encoding a uint8 RGB array in memory cannot fail
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "region.png"
+        file.write_bytes(png.tobytes())
+        frame = NewImage(None, f"{record.name}[{x},{y},{w}x{h}]", h, w, 3, "uint8")
+        try:
+            added = add_images(
+                project,
+                file,
+                file_sha256(file),
+                [frame],
+                sequence=record.name,
+                source_path=f"{record.path.name}@{x},{y}",
+                link=region_linker(record.id, x, y, origin),
+            )
+        except OSError as exc:
+            raise ApplianceError(f"{record.name}: cannot store ({exc.strerror or exc})") from None
+    summary.imported += added.ids
+    summary.duplicates += added.duplicates
+
+
+def add_regions(
+    project: Project, record: SlideRecord, boxes: list[tuple[int, int, int, int]], origin: str
+) -> ImportSummary:
+    """Regions picked later (by the lab or the expert panning the slide) as new images."""
+    summary = ImportSummary()
+    with open_slide(record.path) as slide:
+        pixels = [(box, _read_region(slide, box)) for box in boxes]
+    for box, img in pixels:
+        _store_region(project, record, box, img, origin, summary)
+    return summary

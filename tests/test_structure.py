@@ -227,6 +227,7 @@ LAYERS: list[set[str]] = [
         "appliance.contract",
         "appliance.metrics",
         "appliance.geometry",
+        "appliance.slides",
     },
     {
         "appliance.editing",

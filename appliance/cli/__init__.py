@@ -27,6 +27,7 @@ AREAS = (
     "sync_cmds",
     "generate_cmds",
     "interop_cmds",
+    "slide_cmds",
 )
 
 

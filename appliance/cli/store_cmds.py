@@ -53,6 +53,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--author", default="import", help="author recorded on imported labels")
     p.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="X,Y,W,H",
+        help="a region of every slide imported (SVS, NDPI, SCN, pyramidal TIFF) to annotate, "
+        "in level-0 pixels (repeat for several); without it, regions are found on the tissue",
+    )
+    p.add_argument(
+        "--tissue-regions",
+        type=int,
+        default=8,
+        metavar="N",
+        help="how many square regions to take from each slide's tissue (default 8)",
+    )
+    p.add_argument(
+        "--region-size",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="side of the tissue regions in level-0 pixels (default 1024, at most 4096)",
+    )
+    p.add_argument(
         "--replace",
         action="store_true",
         help="let imported labels empty or shrink an image's newest label (by default such "
@@ -129,8 +151,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise ApplianceError(f"{printable(args.labels)}: not a regular file or folder")
     if args.max_pixels < 1:
         raise ApplianceError(f"--max-pixels {args.max_pixels}: must be a positive pixel count")
+    from appliance.cli import require_range
+    from appliance.cli.slide_cmds import parse_box
+    from appliance.importer import MAX_REGION_SIDE, SlideRegions
+
+    require_range("--tissue-regions", args.tissue_regions, 0, 10_000)
+    require_range("--region-size", args.region_size, 16, MAX_REGION_SIDE)
+    want = SlideRegions(
+        tuple(parse_box(r) for r in args.region), args.tissue_regions, args.region_size
+    )
     with Project.open(args.dir) as project:
-        summary = import_paths(project, args.paths, max_pixels=args.max_pixels)
+        summary = import_paths(project, args.paths, max_pixels=args.max_pixels, slide_regions=want)
         lines = summary.lines()
         failed = bool(summary.failed)
         if args.labels is not None:

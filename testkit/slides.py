@@ -1,0 +1,113 @@
+"""Real pyramidal slide files written by tifffile, for tests and benchmarks.
+
+`write_ome_pyramid` writes an OME-TIFF whose reduced levels are SubIFDs (as bfconvert and
+QuPath write them); `write_svs` lays out an Aperio file as a ScanScope does (tiled baseline
+with the Aperio ImageDescription, stripped thumbnail, tiled reduced levels, label and macro);
+`write_sparse_slide` writes a slide of any size in seconds: glass tiles are left empty (byte
+count 0) and only a few tissue tiles hold pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+__all__ = ["tissue_image", "write_ome_pyramid", "write_sparse_slide", "write_svs"]
+
+GLASS = 236
+
+
+def tissue_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """RGB uint8: bright glass with pink-purple tissue blobs and dark nuclei."""
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width, 3), GLASS, np.uint8)
+    for _ in range(6):
+        c = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (
+            int(rng.integers(width // 10, width // 4)),
+            int(rng.integers(height // 10, height // 4)),
+        )
+        cv2.ellipse(img, c, axes, float(rng.uniform(0, 180)), 0, 360, (214, 150, 190), -1)
+    for _ in range(height * width // 4000):
+        c = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        if img[c[1], c[0], 0] != GLASS:
+            cv2.circle(img, c, int(rng.integers(3, 7)), (90, 50, 140), -1)
+    return img
+
+
+def _levels(img: np.ndarray, n: int, factor: int) -> list[np.ndarray]:
+    out = [img]
+    for _ in range(n - 1):
+        prev = out[-1]
+        size = (max(1, prev.shape[1] // factor), max(1, prev.shape[0] // factor))
+        out.append(cv2.resize(prev, size, interpolation=cv2.INTER_AREA))
+    return out
+
+
+def write_ome_pyramid(
+    path: Path, img: np.ndarray, levels: int = 3, tile: int = 256, mpp: float = 0.5
+) -> None:
+    """OME-TIFF pyramid, reduced levels (factor 2) as SubIFDs of the full-resolution page;
+    deflate-compressed, so what is read back equals `img` exactly."""
+    pyramid = _levels(img, levels, 2)
+    with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tif:
+        meta = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp}
+        opts = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+        tif.write(pyramid[0], subifds=levels - 1, metadata=meta, **opts)
+        for level in pyramid[1:]:
+            tif.write(level, subfiletype=1, metadata=None, **opts)
+
+
+def write_svs(path: Path, img: np.ndarray, mpp: float = 0.25, tile: int = 256) -> None:
+    """Aperio SVS layout (JPEG tiles, the ScanScope's description) with one reduced level (4x)."""
+    h, w = img.shape[:2]
+    head = f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] ({tile}x{tile}) JPEG/RGB Q=70"
+    desc = f"{head}|AppMag = 40|StripeWidth = 2040|ScanScope ID = CS2|MPP = {mpp:.4f}"
+    level1 = _levels(img, 2, 4)[1]
+    thumb = _levels(img, 2, 16)[1]
+    opts = {"photometric": "rgb", "compression": "jpeg", "metadata": None}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(img, tile=(tile, tile), description=desc, **opts)
+        tif.write(thumb, description=f"{head}\r\n-> {thumb.shape[1]}x{thumb.shape[0]}", **opts)
+        tif.write(level1, tile=(tile, tile), description=f"{head}\r\n-> reduced", **opts)
+        tif.write(thumb[:64, :64], subfiletype=1, description="label", **opts)
+        tif.write(thumb, subfiletype=9, description="macro", **opts)
+
+
+def write_sparse_slide(
+    path: Path, width: int, height: int, tile: int = 512, tissue_tiles: int = 64, seed: int = 0
+) -> None:
+    """A pyramidal BigTIFF of `width` × `height` (levels 4x apart down to 2048 px or less)
+    whose glass tiles are empty (byte count 0; they read as zeros) and whose middle block of
+    `tissue_tiles` tiles per level holds tissue. The first tile is written as glass (tifffile
+    takes the dtype from an iterator's first item)."""
+    patch = tissue_image(tile, tile, seed)
+    glass = np.full_like(patch, GLASS)
+    w, h, level = width, height, 0
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        while True:
+            nx, ny = -(-w // tile), -(-h // tile)
+            side = max(1, int(np.sqrt(tissue_tiles)))
+            bx, by = nx // 2 - side // 2, ny // 2 - side // 2
+            rows, cols = range(by, by + side), range(bx, bx + side)
+            tiles = (
+                patch if r in rows and c in cols else (glass if r == c == 0 else None)
+                for r in range(ny)
+                for c in range(nx)
+            )
+            tif.write(
+                tiles,
+                shape=(h, w, 3),
+                dtype=np.uint8,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="zlib",
+                subfiletype=1 if level else 0,
+                metadata=None,
+            )
+            if max(w, h) <= 2048:
+                break
+            w, h, level = max(1, w // 4), max(1, h // 4), level + 1
