@@ -130,10 +130,12 @@ def features_in(doc: object) -> list[Any]:
 
 @dataclass
 class FeatureLabel:
-    """A label read from features, and what was left out of it (one line each)."""
+    """A label read from features, what was left out of it (one line each), and the indices
+    of the features that put something into it."""
 
     label: Label
     skipped: list[str] = field(default_factory=list)
+    used: set[int] = field(default_factory=set)
 
 
 def _coords(value: object, where: str, depth: int) -> Any:
@@ -180,21 +182,30 @@ def label_from_features(
     shape: tuple[int, int],
     class_ids: dict[str, int],
     offset: tuple[float, float] = (0, 0),
+    *,
+    elsewhere: bool = False,
 ) -> FeatureLabel:
     """The label that `features` describe on an image (or region) of `shape` at `offset`.
 
     Class names must be project classes (compared without regard to case); features without
     a classification, of a geometry that is no cell (lines), or lying wholly outside the image
-    are skipped and listed. Masks are drawn in feature order (a later one wins where two
-    overlap); `instanceId` is kept when it is a unique positive integer.
+    are skipped and listed. With `elsewhere` (one region of a slide among several), features
+    outside the region are expected and not listed. Masks are drawn in feature order (a later
+    one wins where two overlap); `instanceId` is kept when it is a unique positive integer.
     """
     by_lower = {name.lower(): cid for name, cid in class_ids.items()}
     h, w = shape
     dx, dy = offset
     unknown: set[str] = set()
-    masks: list[tuple[int | None, int, list[list[Ring]], str]] = []
+    masks: list[tuple[int | None, int, list[list[Ring]], int]] = []
     objects: list[CellObject] = []
     skipped: list[str] = []
+    used: set[int] = set()
+
+    def outside(what: str) -> None:
+        if not elsewhere:
+            skipped.append(what)
+
     for k, feat in enumerate(features):
         where = f"feature {k}"
         if not isinstance(feat, dict) or not isinstance(feat.get("geometry"), dict):
@@ -219,8 +230,9 @@ def label_from_features(
             for x, y in pts:
                 if 0 <= x - dx <= w and 0 <= y - dy <= h:
                     objects.append(Point(x - dx, y - dy, cid))
+                    used.add(k)
                 else:
-                    skipped.append(f"{where}: point ({x:g}, {y:g}) outside the image")
+                    outside(f"{where}: point ({x:g}, {y:g}) outside the image")
         elif gtype in ("Polygon", "MultiPolygon"):
             polys = [_coords(raw, where, 2)] if gtype == "Polygon" else _coords(raw, where, 3)
             if kind == "box" or (kind is None and gtype == "Polygon" and _is_rectangle(polys[0])):
@@ -229,16 +241,17 @@ def label_from_features(
                 x0, x1 = max(min(xs), 0.0), min(max(xs), float(w))
                 y0, y1 = max(min(ys), 0.0), min(max(ys), float(h))
                 if x1 <= x0 or y1 <= y0:
-                    skipped.append(f"{where}: box outside the image")
+                    outside(f"{where}: box outside the image")
                     continue
                 objects.append(Box(x0, y0, x1, y1, cid))
+                used.add(k)
                 continue
             rings = [[np.asarray(r, np.float64) for r in poly] for poly in polys]
             if any(len(r) < 3 for poly in rings for r in poly):
                 raise ApplianceError(f"{where}: a polygon ring needs at least 3 vertices")
             inst = props.get("instanceId")
             ok = isinstance(inst, int) and not isinstance(inst, bool) and 0 < inst < 2**32
-            masks.append((inst if ok else None, cid, rings, where))
+            masks.append((inst if ok else None, cid, rings, k))
         else:
             skipped.append(f"{where}: a {gtype} is not a cell (points, boxes and polygons are)")
     if unknown:
@@ -247,14 +260,15 @@ def label_from_features(
     classes: dict[int, int] = {}
     wanted = [m[0] for m in masks if m[0] is not None]
     keep_ids = len(set(wanted)) == len(wanted) == len(masks)
-    for n, (inst, cid, rings, where) in enumerate(masks, start=1):
+    for n, (inst, cid, rings, k) in enumerate(masks, start=1):
         region = rasterise(rings, shape, offset)
         if not region.any():
-            skipped.append(f"{where}: polygon covers no pixel of the image")
+            outside(f"feature {k}: polygon covers no pixel of the image")
             continue
+        used.add(k)
         value = inst if keep_ids and inst is not None else n
         instances[region] = value
         classes[value] = cid
     present = set(np.unique(instances).tolist()) - {0}
     label = Label(instances, {i: c for i, c in classes.items() if i in present}, tuple(objects))
-    return FeatureLabel(label, skipped)
+    return FeatureLabel(label, skipped, used)

@@ -28,6 +28,7 @@ from appliance.labels import Box, Label, decode_coco_rle
 from appliance.overlay import class_colour
 from appliance.store.classes import colours
 from appliance.store.project import ImageRecord, Project
+from appliance.store.slides import SlideRecord, find_slide, region_of, regions, slides
 
 __all__ = [
     "MAX_GEOJSON_BYTES",
@@ -441,33 +442,72 @@ def _no_constant(token: str) -> Any:
 def import_geojson(
     project: Project, path: Path, *, author: str = "import", replace: bool = False
 ) -> LabelImportSummary:
-    """Import a QuPath GeoJSON export onto the image whose stem is the file's.
+    """Import a QuPath GeoJSON export onto the image (or slide) whose stem is the file's.
 
     The file is the image's whole label (masks, points, boxes); class names must be project
-    classes. A version that would empty or shrink the newest label needs `replace`.
+    classes. On a slide (level-0 coordinates) each region gets the objects that lie on it;
+    objects on no region are counted. A version that would empty or shrink the newest label
+    needs `replace`.
     """
     path = Path(path)
     name = printable(path)
     summary = LabelImportSummary()
-    matches = _images_by_stem(project).get(path.stem, [])
-    if len(matches) != 1:
+    matches = [
+        rec
+        for rec in _images_by_stem(project).get(path.stem, [])
+        if region_of(project, rec.id) is None  # regions are matched through their slide
+    ]
+    on_slide = [s for s in slides(project) if _slide_stem(s) == path.stem]
+    if len(matches) + len(on_slide) != 1:
         summary.unmatched.append(name)
         return summary
-    rec = matches[0]
+    class_ids = {n: cid for cid, n in project.classes().items()}
     try:
         features = features_in(_read_json(path, MAX_GEOJSON_BYTES))
-        class_ids = {n: cid for cid, n in project.classes().items()}
-        result = label_from_features(features, (rec.height, rec.width), class_ids)
+        if matches:
+            rec = matches[0]
+            found = [(rec, label_from_features(features, (rec.height, rec.width), class_ids))]
+        else:
+            found = [
+                (
+                    project.image(r.image_id),
+                    label_from_features(
+                        features, (r.height, r.width), class_ids, (r.x, r.y), elsewhere=True
+                    ),
+                )
+                for r in regions(project, on_slide[0].id)
+            ]
     except ApplianceError as exc:
         summary.failed.append((name, str(exc).removeprefix(f"{name}: ")))
         return summary
-    summary.skipped += [(name, why) for why in result.skipped]
-    _save_import(project, rec, result.label, name, author, replace, summary)
+    why = dict.fromkeys(line for _, result in found for line in result.skipped)
+    summary.skipped += [(name, line) for line in why]
+    if on_slide:
+        placed = set().union(*(result.used for _, result in found))
+        explained = {int(line.split(":")[0].removeprefix("feature ")) for line in why}
+        off = len(set(range(len(features))) - placed - explained)
+        if off:
+            summary.skipped.append(
+                (name, f"{off} features lie on no region of the slide (add one there)")
+            )
+    for rec, result in found:
+        label_name = name if matches else f"{name} -> {printable(rec.name)}"
+        _save_import(project, rec, result.label, label_name, author, replace, summary)
     return summary
 
 
+def _slide_stem(slide: SlideRecord) -> str:
+    """A slide's file name without its extension (`.ome.tif` counts as one)."""
+    name = slide.name
+    for ext in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return Path(name).stem
+
+
 def export_geojson(project: Project, out: Path) -> dict[str, int]:
-    """Newest label of every labeled image as `OUT/<image stem>.geojson` for QuPath.
+    """Newest label of every labeled image as `OUT/<image stem>.geojson` for QuPath; the
+    regions of a slide together as `OUT/<slide stem>.geojson` in level-0 pixels.
 
     Control items are left out, as in `export_coco`. Files are written whole (atomically);
     an image whose stem another image shares is written as `<stem>-<id>.geojson`.
@@ -484,6 +524,7 @@ def export_geojson(project: Project, out: Path) -> dict[str, int]:
     }
     by_stem = _images_by_stem(project)
     controls = project.control_image_ids()
+    files: dict[str, list[dict[str, Any]]] = {}
     counts = {"images": 0, "features": 0}
     for image_id in project.labeled_image_ids():
         if image_id in controls:
@@ -491,15 +532,22 @@ def export_geojson(project: Project, out: Path) -> dict[str, int]:
         rec = project.image(image_id)
         version = project.latest_label(image_id)
         assert version is not None
-        key = _image_key(rec)
-        stem = key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}"
-        features = label_features(version.label, styles)
+        region = region_of(project, image_id)
+        if region is None:
+            key = _image_key(rec)
+            stem = key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}"
+            features = label_features(version.label, styles)
+        else:  # every region of a slide goes into the slide's file, in level-0 pixels
+            stem = _slide_stem(find_slide(project, str(region.slide_id)))
+            features = label_features(version.label, styles, (region.x, region.y))
+        files.setdefault(stem, []).extend(features)
+        counts["images"] += 1
+        counts["features"] += len(features)
+    for stem, features in files.items():
         doc = {"type": "FeatureCollection", "features": features}
         target = out / f"{stem}.geojson"
         try:
             atomic_write(target, json.dumps(doc).encode("utf-8"))
         except OSError as exc:
             raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from None
-        counts["images"] += 1
-        counts["features"] += len(features)
     return counts

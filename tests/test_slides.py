@@ -194,3 +194,51 @@ def test_a_100k_by_80k_slide_is_imported_without_decoding_level_0(
     assert res.rc == 0, res.err
     assert "slide 100000×80000, 4 levels" in res.out and "4 regions (tissue)" in res.out
     assert peak < 200 * 2**20, peak
+
+
+def test_slide_regions_go_to_qupath_in_level_0_pixels_and_come_back(
+    files: Path, project: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from appliance.labels import Box, Label, Point
+
+    picked = ["--region", "100,200,256,128", "--region", "1000,700,128,256"]
+    assert cli("import", project, files / "bal.svs", *picked).rc == 0
+    with Project.open(project) as p:
+        first, second = regions(p)
+        inst = np.zeros((128, 256), np.uint32)
+        inst[10:30, 40:90] = 5
+        p.save_label(
+            first.image_id, Label(inst, {5: 2}, (Point(3.5, 4, 1),)), author="v", source="manual"
+        )
+        p.save_label(
+            second.image_id,
+            Label(np.zeros((256, 128), np.uint32), {}, (Box(10, 20, 50, 60, 2),)),
+            author="v",
+            source="manual",
+        )
+    out = tmp_path / "geo"
+    assert cli("export-geojson", project, out).rc == 0
+    doc = json.loads((out / "bal.geojson").read_text())
+    geoms = [f["geometry"] for f in doc["features"]]
+    assert geoms[0]["coordinates"][0][0] == [140, 210]  # mask corner: region origin + (40, 10)
+    assert geoms[1] == {"type": "Point", "coordinates": [103.5, 204]}
+    assert geoms[2]["coordinates"][0][0] == [1010, 720]
+    # QuPath adds a point far from every region: it is counted, not lost silently
+    doc["features"].append(
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [1900, 50]},
+            "properties": {"objectType": "annotation", "classification": {"name": "Neutrophil"}},
+        }
+    )
+    (out / "bal.geojson").write_text(json.dumps(doc))
+    fresh = tmp_path / "fresh"
+    assert cli("init", fresh, "--classes", "neutrophil,macrophage").rc == 0
+    assert cli("import", fresh, files / "bal.svs", *picked).rc == 0
+    res = cli("import", fresh, files / "bal.svs", *picked, "--labels", out / "bal.geojson")
+    assert "labels imported 2" in res.out and "1 features lie on no region" in res.out
+    with Project.open(project) as a, Project.open(fresh) as b:
+        for ra, rb in zip(regions(a), regions(b), strict=True):
+            assert b.latest_label(rb.image_id).label.equals(a.latest_label(ra.image_id).label)
