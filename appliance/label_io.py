@@ -10,6 +10,7 @@ stored as new versions with source `import`.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 from pycocotools import mask as coco_mask
 
 from appliance.durable import atomic_write
@@ -31,10 +33,12 @@ from appliance.store.project import ImageRecord, Project
 from appliance.store.slides import SlideRecord, find_slide, region_of, regions, slides
 
 __all__ = [
+    "CELLPOSE_SUFFIXES",
     "MAX_GEOJSON_BYTES",
     "LabelImportSummary",
     "export_coco",
     "export_geojson",
+    "export_label_tiffs",
     "import_coco",
     "import_geojson",
     "import_labels",
@@ -42,6 +46,12 @@ __all__ = [
 ]
 
 MAX_GEOJSON_BYTES = 512 * 2**20  # a whole slide's cells as polygons stay far below this
+# Cellpose names its mask files `<image>_cp_masks.png` / `.tif` (`--save_png`, `--save_tif`)
+CELLPOSE_SUFFIXES = ("_cp_masks", "_masks")
+SEG_NPY_REFUSAL = (
+    "a Cellpose _seg.npy file needs pickle to load, which can run code hidden in the file; "
+    "save the masks as PNG or TIFF in Cellpose (--save_png or --save_tif) and import those"
+)
 
 
 @dataclass
@@ -119,13 +129,17 @@ def import_labels(
         return import_geojson(project, path, author=author, replace=replace)
     summary = LabelImportSummary()
     by_stem = _images_by_stem(project)
+    if path.name.endswith("_seg.npy"):
+        summary.failed.append((printable(path), SEG_NPY_REFUSAL))
+        return summary
     if path.is_dir():
         for f in sorted(path.glob("*.geojson")):
             _merge(summary, import_geojson(project, f, author=author, replace=replace))
+        summary.failed += [(printable(f), SEG_NPY_REFUSAL) for f in sorted(path.glob("*_seg.npy"))]
     for files in collect([path]).values():
         for f in files:
             name = printable(f)
-            matches = by_stem.get(f.stem, [])
+            matches = by_stem.get(_mask_stem(f.stem, by_stem), [])
             if not matches:
                 summary.unmatched.append(name)
                 continue
@@ -142,6 +156,16 @@ def import_labels(
                 label = latest.label.with_instances(label.instances, label.classes)
             _save_import(project, matches[0], label, name, author, replace, summary)
     return summary
+
+
+def _mask_stem(stem: str, by_stem: dict[str, list[ImageRecord]]) -> str:
+    """The image stem a mask file names: its own, or without Cellpose's `_cp_masks` suffix."""
+    if stem in by_stem:
+        return stem
+    for suffix in CELLPOSE_SUFFIXES:
+        if stem.endswith(suffix) and stem[: -len(suffix)] in by_stem:
+            return stem[: -len(suffix)]
+    return stem
 
 
 def _save_import(
@@ -551,3 +575,50 @@ def export_geojson(project: Project, out: Path) -> dict[str, int]:
         except OSError as exc:
             raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from None
     return counts
+
+
+def export_label_tiffs(project: Project, out: Path) -> dict[str, int]:
+    """Newest labels as TIFF label images for napari and Fiji: `OUT/instances/<stem>.tif`
+    holds the instance ids (uint16, or uint32 beyond 65535 ids) and re-imports with
+    `--labels OUT/instances`; `OUT/classes/<stem>.tif` holds the class id per pixel. Control
+    items are left out; point and box objects have no pixels and are counted in
+    `objects_left_out` (use GeoJSON)."""
+    out = Path(out)
+    try:
+        for sub in ("instances", "classes"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+    by_stem = _images_by_stem(project)
+    controls = project.control_image_ids()
+    counts = {"images": 0, "objects_left_out": 0}
+    for image_id in project.labeled_image_ids():
+        if image_id in controls:
+            continue
+        rec = project.image(image_id)
+        version = project.latest_label(image_id)
+        assert version is not None
+        label = version.label
+        key = _image_key(rec)
+        stem = key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}"
+        dtype = np.uint16 if int(label.instances.max(initial=0)) < 2**16 else np.uint32
+        for target, pixels in (
+            (out / "instances" / f"{stem}.tif", label.instances.astype(dtype)),
+            (out / "classes" / f"{stem}.tif", label.semantic()),
+        ):
+            try:
+                atomic_write(target, _tiff_bytes(pixels))
+            except OSError as exc:
+                raise ApplianceError(
+                    f"{printable(target)}: cannot write ({exc.strerror})"
+                ) from None
+        counts["images"] += 1
+        counts["objects_left_out"] += len(label.objects)
+    return counts
+
+
+def _tiff_bytes(pixels: np.ndarray) -> bytes:
+    """A deflated TIFF of `pixels` in memory (a label image is a few megabytes at most)."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels, compression="zlib")
+    return buffer.getvalue()

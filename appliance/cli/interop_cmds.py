@@ -1,4 +1,4 @@
-"""Sub-commands that hand labels to other tools: QuPath GeoJSON (and label images)."""
+"""Sub-commands that hand labels to other tools: QuPath GeoJSON, label TIFFs for napari/Fiji."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from appliance.store import Project
 
-__all__ = ["cmd_export_geojson", "register"]
+__all__ = ["cmd_export_geojson", "cmd_export_label_tiff", "register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="output folder (created if missing)")
     p.set_defaults(func=cmd_export_geojson)
 
+    p = sub.add_parser(
+        "export-label-tiff",
+        help="write the newest label of each image as TIFF label images (napari, Fiji)",
+        description="Write OUT/instances/<image stem>.tif (instance ids, uint16 or uint32; "
+        "`appliance import --labels OUT/instances` reads them back) and OUT/classes/<image "
+        "stem>.tif (class id per pixel) for every labeled image, control items left out. "
+        "Points and boxes have no pixels: use export-geojson for them.",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("out", type=Path, help="output folder (created if missing)")
+    p.set_defaults(func=cmd_export_label_tiff)
+
 
 def cmd_export_geojson(args: argparse.Namespace) -> int:
     """`appliance export-geojson`: newest labels as QuPath GeoJSON files."""
@@ -33,4 +45,19 @@ def cmd_export_geojson(args: argparse.Namespace) -> int:
     with Project.open(args.dir) as project:
         counts = export_geojson(project, args.out)
     print(f"wrote {args.out}: {counts['images']} images, {counts['features']} features")
+    return 0
+
+
+def cmd_export_label_tiff(args: argparse.Namespace) -> int:
+    """`appliance export-label-tiff`: newest labels as instance and class TIFFs."""
+    from appliance.label_io import export_label_tiffs
+
+    with Project.open(args.dir) as project:
+        counts = export_label_tiffs(project, args.out)
+    print(f"wrote {args.out}: {counts['images']} images")
+    if counts["objects_left_out"]:
+        print(
+            f"note: {counts['objects_left_out']} point and box objects have no pixels "
+            "(use export-geojson)"
+        )
     return 0
