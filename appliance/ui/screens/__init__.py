@@ -6,6 +6,7 @@ from appliance.ui.screens.highscore import HighScoreScreen
 from appliance.ui.screens.home import HomeScreen
 from appliance.ui.screens.models import ModelsScreen
 from appliance.ui.screens.settings import SettingsScreen
+from appliance.ui.screens.slide import SlideScreen
 from appliance.ui.screens.welcome import WelcomeScreen
 
 SCREENS = {
@@ -16,4 +17,5 @@ SCREENS = {
     "settings": SettingsScreen,
     "gallery": GalleryScreen,
     "highscore": HighScoreScreen,
+    "slide": SlideScreen,
 }

@@ -1,0 +1,122 @@
+"""The slide screen: one region of a whole slide, its cells marked as points and boxes.
+
+Opened for a region image (`SlideScreen.open_region`); the viewer shows the whole slide for
+context, the region outlined. Class buttons choose the active class; Fit shows the overview,
+1:1 the region at full resolution, −/+ zoom; Undo takes back the last mark; Save stores a new
+version of the region's label. Leaving keeps unsaved marks as a draft, as on the annotate
+screen. Widgets are keyed in `buttons`: `back`, `fit`, `full`, `zoom_in`, `zoom_out`,
+`undo`, `save`, `class:<id>`.
+"""
+
+from __future__ import annotations
+
+from kivy.app import App
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.widget import Widget
+
+from appliance.overlay import class_colour
+from appliance.session.slide_work import SlideWork
+from appliance.store.classes import colours
+from appliance.ui.slide_viewer import SlideViewer
+from appliance.ui.widgets import ScreenBg, button, class_toggle, label
+
+__all__ = ["SlideScreen"]
+
+
+class SlideScreen(ScreenBg):
+    """A region on its slide; see the module doc."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.work: SlideWork | None = None
+        self.buttons: dict[str, Widget] = {}
+        self.root = BoxLayout(orientation="vertical")
+        self.bar = BoxLayout(size_hint_y=None)
+        self.status = label("", size_hint_y=None)
+        self.viewer = SlideViewer()
+        self.viewer.on_marked = self._show_status
+        self.root.add_widget(self.bar)
+        self.root.add_widget(self.viewer)
+        self.root.add_widget(self.status)
+        self.add_widget(self.root)
+
+    def open_region(self, image_id: int) -> None:
+        """Show region `image_id` on its slide (fitted) and switch to this screen."""
+        app = App.get_running_app()
+        self.close()
+        self.work = SlideWork(app.project, image_id, app.annotator)
+        self._build_bar()
+        app.go(self.name)
+        self.viewer.show(self.work)
+        self._show_status()
+
+    def _build_bar(self) -> None:
+        app = App.get_running_app()
+        self.bar.clear_widgets()
+        self.buttons.clear()
+        self.bar.height = app.touch
+        self.status.height = app.touch / 2
+        narrow = {"size_hint_x": None, "width": app.touch * 1.4}
+        actions = [
+            ("back", "Back", self.back),
+            ("fit", "Fit", self.viewer.fit),
+            ("full", "1:1", self.viewer.full_resolution),
+            ("zoom_out", "−", lambda: self.viewer.zoom(0.5)),
+            ("zoom_in", "+", lambda: self.viewer.zoom(2.0)),
+            ("undo", "Undo", self.undo),
+            ("save", "Save", self.save),
+        ]
+        for key, text, fn in actions:
+            self.buttons[key] = button(text, fn, **narrow)
+            self.bar.add_widget(self.buttons[key])
+        chosen = colours(app.project)
+        assert self.work is not None
+        for cid, name in app.project.classes().items():
+            toggle = class_toggle(
+                name,
+                chosen.get(cid, class_colour(cid)),
+                "slide-class",
+                cid == self.work.active_class,
+            )
+            toggle.bind(on_release=lambda _t, c=cid: self.set_class(c))
+            self.buttons[f"class:{cid}"] = toggle
+            self.bar.add_widget(toggle)
+
+    def set_class(self, class_id: int) -> None:
+        if self.work is not None:
+            self.work.active_class = class_id
+            self._show_status()
+
+    def undo(self) -> None:
+        if self.work is not None and self.work.undo():
+            self.viewer.redraw()
+            self._show_status()
+
+    def save(self) -> None:
+        if self.work is not None:
+            version = self.work.save()
+            App.get_running_app().notify(f"saved version {version}")
+            self._show_status()
+
+    def back(self) -> None:
+        app = App.get_running_app()
+        self.close()
+        app.go("annotate")
+
+    def close(self) -> None:
+        """Park unsaved marks as a draft and release the slide."""
+        if self.work is not None:
+            work, self.work = self.work, None
+            work.close()
+
+    def _show_status(self) -> None:
+        if self.work is None:
+            return
+        objects = self.work.objects()
+        n_points = sum(1 for o in objects if o.kind == "point")
+        r = self.work.region
+        dirty = " (unsaved)" if self.work.work.dirty else ""
+        self.status.text = (
+            f"{self.work.record.name}  region {r.x},{r.y} {r.width}×{r.height}  "
+            f"{n_points} points, {len(objects) - n_points} boxes{dirty}"
+        )
