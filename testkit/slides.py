@@ -82,8 +82,8 @@ def write_sparse_slide(
 ) -> None:
     """A pyramidal BigTIFF of `width` × `height` (levels 4x apart down to 2048 px or less)
     whose glass tiles are empty (byte count 0; they read as zeros) and whose middle block of
-    `tissue_tiles` tiles per level holds tissue. The first tile is written as glass (tifffile
-    takes the dtype from an iterator's first item)."""
+    `tissue_tiles` tiles per level holds tissue, JPEG-coded as a scanner's. The first tile is
+    written as glass (tifffile takes the dtype from an iterator's first item)."""
     patch = tissue_image(tile, tile, seed)
     glass = np.full_like(patch, GLASS)
     w, h, level = width, height, 0
@@ -104,7 +104,7 @@ def write_sparse_slide(
                 dtype=np.uint8,
                 tile=(tile, tile),
                 photometric="rgb",
-                compression="zlib",
+                compression="jpeg",
                 subfiletype=1 if level else 0,
                 metadata=None,
             )
