@@ -63,7 +63,7 @@ def test_edges_and_outside_the_slide() -> None:
     vp.centre_on(99_900, 79_900, 1.0)
     keys = vp.visible_tiles()
     assert max(k.col for k in keys) == -(-100_000 // TILE) - 1
-    left, top, w, h = vp.tile_rect(max(keys))
+    _, _, w, h = vp.tile_rect(max(keys))
     assert (w, h) == (100_000 % TILE, 80_000 % TILE)
     vp.centre_on(500_000, 500_000, 1.0)
     assert vp.visible_tiles() == []

@@ -35,12 +35,14 @@ def _settled(viewer) -> bool:
 
 def test_overview_to_full_resolution_points_and_boxes_saved_and_reopened(fresh, tmp_path):
     root, image_id = _slide_project(tmp_path)
-    fresh(root)
+    annotate = fresh(root)
     from kivy.app import App
 
     app = App.get_running_app()
+    assert annotate.work is not None and annotate.work.image_id == image_id
+    tap(annotate.buttons["on_slide"])  # the region the selector served opens on its slide
     screen = app.sm.get_screen("slide")
-    screen.open_region(image_id)
+    assert app.sm.current == "slide" and screen.work is not None
     viewer = screen.viewer
     pump(3)
     wait_for(lambda: _settled(viewer))
