@@ -5,6 +5,10 @@ of its own. Files are identified by content (sha256), so importing the same fold
 nothing. Every file is checked from its header (size guard) and decoded once (truncation,
 corruption) before it is stored.
 
+A microscope file (CZI, ND2, LIF, OME-Zarr; `appliance.microscope`) becomes a stack like a
+multi-page TIFF: the chosen channel's planes over T and Z are read one at a time into a
+lossless multi-page TIFF, which is then stored and imported as any stack.
+
 A whole-slide image (SVS, NDPI, SCN, pyramidal TIFF) is never decoded whole: its header is
 checked (`appliance.slides.open_slide`), the file is stored once under its hash, and the
 regions to annotate (given by the lab, or found on the tissue) become images of their own,
@@ -22,16 +26,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 
 from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    MAX_PAGES,
     UNSUPPORTED_SUFFIXES,
+    check_pixels,
     iter_frames,
     probe,
 )
+from appliance.microscope import MICROSCOPE_SUFFIXES, is_microscope_file, open_stack
 from appliance.slides import SLIDE_SUFFIXES, Slide, is_slide, open_slide, tissue_regions
 from appliance.store.images import NewImage, add_images
 from appliance.store.project import Project
@@ -109,15 +117,16 @@ def collect(
     without a word.
     """
     groups: dict[Path, list[Path]] = {}
-    wanted = suffixes + UNSUPPORTED_SUFFIXES + SLIDE_SUFFIXES
+    wanted = suffixes + UNSUPPORTED_SUFFIXES + SLIDE_SUFFIXES + MICROSCOPE_SUFFIXES
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and not is_microscope_file(path):
             files = [
                 f
                 for f in path.rglob("*")
-                if f.is_file()
+                if (f.is_file() or is_microscope_file(f))  # an OME-Zarr is a folder
                 and not any(part.startswith(".") for part in f.relative_to(path).parts)
+                and not any(p.suffix.lower() == ".zarr" for p in f.relative_to(path).parents)
                 and f.suffix.lower() in wanted
             ]
         elif path.exists():
@@ -137,16 +146,21 @@ def import_paths(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     slide_regions: SlideRegions | None = None,
+    channel: int | str = 0,
 ) -> ImportSummary:
     """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
 
     Returns the new image ids, the duplicates skipped and the failures with their reasons.
-    Slides become regions as `slide_regions` says (default: up to 8 tissue squares of 1024).
+    Slides become regions as `slide_regions` says (default: up to 8 tissue squares of 1024);
+    microscope files become stacks of `channel` (index or name).
     """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
         for path in files:
             try:
+                if is_microscope_file(path):
+                    _import_microscope(project, path, channel, max_pixels, summary)
+                    continue
                 if is_slide(path):
                     _import_slide(project, path, slide_regions or SlideRegions(), summary)
                     continue
@@ -158,7 +172,12 @@ def import_paths(
 
 
 def _import_file(
-    project: Project, path: Path, sequence: str, max_pixels: int, summary: ImportSummary
+    project: Project,
+    path: Path,
+    sequence: str,
+    max_pixels: int,
+    summary: ImportSummary,
+    source_path: str | None = None,
 ) -> None:
     """Import every frame of one file: headers checked first, pages decoded one at a time (to
     prove them complete) and dropped, then the file and its rows stored in one transaction."""
@@ -181,7 +200,7 @@ def _import_file(
         sha = file_sha256(path)
     except OSError as exc:
         raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
-    source = printable(path.resolve())
+    source = source_path or printable(path.resolve())
     try:
         added = add_images(
             project, path, sha, frames, sequence=source if multi else sequence, source_path=source
@@ -285,3 +304,27 @@ def add_regions(
     for box, img in pixels:
         _store_region(project, record, box, img, origin, summary)
     return summary
+
+
+def _import_microscope(
+    project: Project, path: Path, channel: int | str, max_pixels: int, summary: ImportSummary
+) -> None:
+    """One channel's planes, read one at a time into a lossless multi-page TIFF, imported."""
+    label = printable(path)
+    stack = open_stack(path, channel)
+    check_pixels(stack.shape, label, max_pixels)
+    if stack.frames > MAX_PAGES:
+        raise ApplianceError(f"{label}: {stack.frames} planes (at most {MAX_PAGES})")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{path.name}.c{stack.channel}.tif"
+        with tifffile.TiffWriter(out) as tif:
+            for plane in stack.planes():
+                tif.write(plane, compression="zlib", metadata=None)
+        sequence = printable(path.resolve())
+        _import_file(project, out, sequence, max_pixels, summary, source_path=sequence)
+    names = stack.channel_names or [str(c) for c in range(stack.sizes["C"])]
+    shown = names[stack.channel] if stack.channel < len(names) else str(stack.channel)
+    note = f"{label}: {stack.sizes['T']} × {stack.sizes['Z']} planes (T × Z) of channel {shown}"
+    if stack.sizes["C"] > 1:
+        note += f"; channels {', '.join(names)} (choose with --channel)"
+    summary.notes.append(note)

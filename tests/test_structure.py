@@ -228,6 +228,7 @@ LAYERS: list[set[str]] = [
         "appliance.metrics",
         "appliance.geometry",
         "appliance.slides",
+        "appliance.microscope",
     },
     {
         "appliance.editing",

@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="import images (and optionally labels)",
-        description="Import image files or folders (PNG, JPEG, TIFF incl. multi-page, BMP). "
+        description="Import image files or folders (PNG, JPEG, TIFF incl. multi-page, BMP), "
+        "whole slides (SVS, NDPI, SCN, pyramidal/OME-TIFF: stored once, annotated as regions) "
+        "and microscope files (CZI, ND2, LIF, OME-Zarr, one channel as a stack). "
         "Each folder becomes a sequence in natural order. Bad files are reported and skipped; "
         "the exit status is 1 when any file failed.",
     )
@@ -59,6 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="X,Y,W,H",
         help="a region of every slide imported (SVS, NDPI, SCN, pyramidal TIFF) to annotate, "
         "in level-0 pixels (repeat for several); without it, regions are found on the tissue",
+    )
+    p.add_argument(
+        "--channel",
+        default="0",
+        metavar="N|NAME",
+        help="channel of microscope files (CZI, ND2, LIF, OME-Zarr) to import, by index or "
+        "name (default 0; the import lists the file's channels)",
     )
     p.add_argument(
         "--tissue-regions",
@@ -161,7 +170,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         tuple(parse_box(r) for r in args.region), args.tissue_regions, args.region_size
     )
     with Project.open(args.dir) as project:
-        summary = import_paths(project, args.paths, max_pixels=args.max_pixels, slide_regions=want)
+        summary = import_paths(
+            project,
+            args.paths,
+            max_pixels=args.max_pixels,
+            slide_regions=want,
+            channel=args.channel,
+        )
         lines = summary.lines()
         failed = bool(summary.failed)
         if args.labels is not None:
