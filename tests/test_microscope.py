@@ -99,3 +99,20 @@ def test_a_missing_plugin_is_named(project: Path, tmp_path: Path, monkeypatch) -
     with unchanged(project):
         res = cli("import", project, path)
     assert "needs the package bioio-czi" in res.err
+
+
+def test_czi_written_by_pylibczirw_imports_its_channel(project: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bioio_czi")
+    pyczi = pytest.importorskip("pylibCZIrw.czi")
+    planes = DATA[0, :, :2]  # C=3, Z=2
+    path = tmp_path / "zeiss.czi"
+    with pyczi.create_czi(str(path), exist_ok=True) as czi:
+        for c in range(3):
+            for z in range(2):
+                czi.write(data=planes[c, z], plane={"C": c, "Z": z, "T": 0})
+    res = cli("import", project, path, "--channel", "2")
+    assert res.rc == 0, res.err
+    assert "imported 2" in res.out and "1 × 2 planes (T × Z) of channel Channel:2" in res.out
+    with Project.open(project) as p:
+        for z, rec in enumerate(p.images()):
+            assert np.array_equal(p.load_pixels(rec.id), planes[2, z])
