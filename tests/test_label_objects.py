@@ -151,3 +151,25 @@ def test_strokes_keep_objects_and_replace_keeps_them_unless_given() -> None:
     assert s.label().objects == (Point(1, 1),)
     s.undo()
     assert s.label().objects == _label().objects
+
+
+def test_a_crash_draft_keeps_points_and_boxes(tmp_path) -> None:
+    """The draft written after each gesture holds the objects, so a crash loses none."""
+    import cv2
+
+    from appliance.importer import import_paths
+    from appliance.session.workflow import ImageWork
+
+    project = Project.create(tmp_path / "p", classes=["a", "b"])
+    img = tmp_path / "im.png"
+    cv2.imwrite(str(img), np.zeros((20, 30), np.uint8))
+    (image_id,) = import_paths(project, [img]).imported
+    work = ImageWork(project, image_id, "vet", active_class=2)
+    work.session.place_point(3.5, 4.5)
+    work.session.draw_box(10, 2, 20, 12)
+    work.save_draft()
+    project.close()  # the app dies here
+    again = Project.open(tmp_path / "p")
+    recovered = ImageWork(again, image_id, "vet")
+    assert recovered.recovered and recovered.has_label
+    assert recovered.session.label().objects == (Point(3.5, 4.5, 2), Box(10, 2, 20, 12, 2))
