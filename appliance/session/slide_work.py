@@ -64,6 +64,18 @@ class SlideWork:
         rect = self.work.session.draw_box(x0 - rx, y0 - ry, x1 - rx, y1 - ry)
         return rect is not None
 
+    def object_at(self, x: float, y: float, tolerance: float) -> int | None:
+        """Index of the point (within `tolerance` level-0 pixels) or box under level-0 (x, y)."""
+        return self.work.session.object_at(x - self.region.x, y - self.region.y, tolerance)
+
+    def delete_object(self, index: int) -> bool:
+        """Remove a point or box (one undo step)."""
+        return self.work.session.delete_object(index) is not None
+
+    def reclass_object(self, index: int, class_id: int) -> bool:
+        """Give a point or box another class (one undo step)."""
+        return self.work.session.set_object_class(index, class_id) is not None
+
     def objects(self) -> list[CellObject]:
         """The region's points and boxes in level-0 coordinates (for drawing on the slide)."""
         rx, ry = self.region.x, self.region.y

@@ -4,8 +4,9 @@ Only the tiles of the visible level that intersect the widget are read (on the j
 through the core `TileCache`), and a tile already read is drawn in the same frame. Under the
 tiles the overview (the coarsest level, read once) is always drawn, so panning never shows a
 blank. Input: a pen tap places a point of the active class, a pen drag draws a box (both on
-the open region, one undo step each); one finger pans, two fingers pinch-zoom, the mouse
-wheel zooms about the pointer. The region being annotated is outlined.
+the open region, one undo step each); a finger tap selects the point or box under it (for
+the screen's Delete and Re-class); one finger pans, two fingers pinch-zoom, the mouse wheel
+zooms about the pointer. The region being annotated is outlined.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class SlideViewer(StencilView):
         self.overview: Texture | None = None
         self.pending: set[TileKey] = set()
         self.on_marked: Any = None
+        self.selected: int | None = None  # index into the region's objects
+        self._finger_start: dict[int, tuple[float, float]] = {}
         self._pen: tuple[MotionEvent, float, float] | None = None
         self._fingers: dict[int, tuple[float, float]] = {}
         self._rubber: tuple[float, float, float, float] | None = None
@@ -145,16 +148,20 @@ class SlideViewer(StencilView):
         x, y = self._window(left, top + r.height * vp.scale)
         Line(rectangle=(x, y, r.width * vp.scale, r.height * vp.scale), width=dp(1))
         radius = dp(5)
-        for obj in self.work.objects():
+        for k, obj in enumerate(self.work.objects()):
             red, green, blue = (v / 255 for v in class_colour(obj.class_id))
             Color(red, green, blue, 1)
+            chosen = k == self.selected
             if isinstance(obj, Point):
                 px, py = self.slide_to_window(obj.x, obj.y)
                 Ellipse(pos=(px - radius, py - radius), size=(2 * radius, 2 * radius))
+                if chosen:
+                    Color(1, 1, 1, 1)
+                    Line(circle=(px, py, radius * 1.8), width=dp(1.5))
             else:
                 ax, ay = self.slide_to_window(obj.x0, obj.y1)
                 bx, by = self.slide_to_window(obj.x1, obj.y0)
-                Line(rectangle=(ax, ay, bx - ax, by - ay), width=dp(1.5))
+                Line(rectangle=(ax, ay, bx - ax, by - ay), width=dp(3 if chosen else 1.5))
         if self._rubber is not None:
             Color(1, 1, 1, 1)
             ax, ay, bx, by = self._rubber
@@ -178,6 +185,16 @@ class SlideViewer(StencilView):
 
         app.run_job(lambda _ctx: cache.get(key), done, key=("slide-tile", key), failed=failed)
 
+    def _select(self, wx: float, wy: float) -> None:
+        """Select the point or box under a finger tap (a point within 4 mm), or nothing."""
+        if self.work is None or self.viewport is None:
+            return
+        x, y = self.viewport.to_slide(*self._local(wx, wy))
+        self.selected = self.work.object_at(x, y, mm(4) / self.viewport.scale)
+        self.redraw()
+        if self.on_marked is not None:
+            self.on_marked()
+
     # ----- input ---------------------------------------------------------------------------
     def on_touch_down(self, touch: MotionEvent) -> bool:
         if not self.collide_point(*touch.pos) or self.viewport is None:
@@ -192,6 +209,7 @@ class SlideViewer(StencilView):
             self._pen = (touch, *touch.pos)
         else:
             self._fingers[touch.uid] = touch.pos
+            self._finger_start[touch.uid] = touch.pos
         return True
 
     def on_touch_move(self, touch: MotionEvent) -> bool:
@@ -223,6 +241,10 @@ class SlideViewer(StencilView):
             return False
         touch.ungrab(self)
         self._fingers.pop(touch.uid, None)
+        start = self._finger_start.pop(touch.uid, None)
+        if start is not None and not self._fingers and math.dist(start, touch.pos) < mm(TAP_MM):
+            self._select(*touch.pos)
+            return True
         if self._pen is None or self._pen[0] is not touch or self.work is None:
             return True
         _, x0, y0 = self._pen

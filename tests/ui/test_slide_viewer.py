@@ -79,6 +79,25 @@ def test_overview_to_full_resolution_points_and_boxes_saved_and_reopened(fresh, 
         got = obj.bounds()[: len(coords)] if isinstance(obj, Box) else obj.bounds()[:2]
         assert np.allclose(got, coords, atol=1.0), (got, coords)  # the pen lands within a pixel
 
+    # a finger tap selects: the first point gets class 2, the last box goes, undo brings it back
+    from testkit.touch import SynthTouch
+
+    def finger_tap(x: float, y: float) -> None:
+        SynthTouch("finger", *viewer.slide_to_window(x, y)).down().up()
+        pump(2)
+
+    finger_tap(x0 + 101, y0 + 81)
+    assert viewer.selected == 0
+    tap(screen.buttons["class:2"])
+    tap(screen.buttons["reclass"])
+    assert screen.work.objects()[0].class_id == 2
+    finger_tap(x0 + 440, y0 + 80)
+    assert viewer.selected == 3
+    tap(screen.buttons["delete"])
+    assert len(screen.work.objects()) == 3
+    tap(screen.buttons["undo"])
+    assert [o.class_id for o in screen.work.objects()] == [2, 2, 2, 1]
+
     tap(screen.buttons["save"])
     pump(2)
     saved = screen.work.work.session.label()

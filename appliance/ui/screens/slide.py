@@ -2,10 +2,11 @@
 
 Opened for a region image (`SlideScreen.open_region`); the viewer shows the whole slide for
 context, the region outlined. Class buttons choose the active class; Fit shows the overview,
-1:1 the region at full resolution, −/+ zoom; Undo takes back the last mark; Save stores a new
-version of the region's label. Leaving keeps unsaved marks as a draft, as on the annotate
-screen. Widgets are keyed in `buttons`: `back`, `fit`, `full`, `zoom_in`, `zoom_out`,
-`undo`, `save`, `class:<id>`.
+1:1 the region at full resolution, −/+ zoom; a finger tap selects a point or box, which
+Delete removes and Re-class gives the active class; Undo takes back the last change; Save
+stores a new version of the region's label. Leaving keeps unsaved marks as a draft, as on the
+annotate screen. Widgets are keyed in `buttons`: `back`, `fit`, `full`, `zoom_in`,
+`zoom_out`, `delete`, `reclass`, `undo`, `save`, `class:<id>`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class SlideScreen(ScreenBg):
         """Show region `image_id` on its slide (fitted) and switch to this screen."""
         app = App.get_running_app()
         self.close()
+        self.viewer.selected = None
         self.work = SlideWork(app.project, image_id, app.annotator)
         self._build_bar()
         app.go(self.name)
@@ -63,6 +65,8 @@ class SlideScreen(ScreenBg):
             ("full", "1:1", self.viewer.full_resolution),
             ("zoom_out", "−", lambda: self.viewer.zoom(0.5)),
             ("zoom_in", "+", lambda: self.viewer.zoom(2.0)),
+            ("delete", "Delete", self.delete_selected),
+            ("reclass", "Re-class", self.reclass_selected),
             ("undo", "Undo", self.undo),
             ("save", "Save", self.save),
         ]
@@ -87,8 +91,24 @@ class SlideScreen(ScreenBg):
             self.work.active_class = class_id
             self._show_status()
 
+    def delete_selected(self) -> None:
+        """Remove the selected point or box (one undo step)."""
+        if self.work is not None and self.viewer.selected is not None:
+            self.work.delete_object(self.viewer.selected)
+            self.viewer.selected = None
+            self.viewer.redraw()
+            self._show_status()
+
+    def reclass_selected(self) -> None:
+        """Give the selected point or box the active class (one undo step)."""
+        if self.work is not None and self.viewer.selected is not None:
+            self.work.reclass_object(self.viewer.selected, self.work.active_class)
+            self.viewer.redraw()
+            self._show_status()
+
     def undo(self) -> None:
         if self.work is not None and self.work.undo():
+            self.viewer.selected = None
             self.viewer.redraw()
             self._show_status()
 
