@@ -64,7 +64,8 @@ class SlideInfo:
 
 def is_slide(path: Path) -> bool:
     """Whether a file is a whole-slide image: a scanner format by name, or a TIFF whose first
-    image series is a pyramid (so it goes to `open_slide`, not the plain-image importer)."""
+    page has SubIFDs or whose first image series is a pyramid (so it goes to `open_slide`,
+    not the plain-image importer)."""
     suffix = Path(path).suffix.lower()
     if suffix in SLIDE_SUFFIXES:
         return True
@@ -73,6 +74,8 @@ def is_slide(path: Path) -> bool:
     try:
         with warnings.catch_warnings(), tifffile.TiffFile(path) as tif:
             warnings.simplefilter("ignore")
+            if "SubIFDs" in tif.pages.first.tags:  # reduced levels hang off the first page,
+                return True  # even when they are broken (then `open_slide` says so)
             return bool(tif.series) and len(tif.series[0].levels) > 1
     except Exception:  # an unreadable TIFF is the plain importer's to report
         return False

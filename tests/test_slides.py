@@ -146,6 +146,15 @@ def _hostile(folder: Path, case: str) -> Path:
             tif.write(
                 None, shape=(20000, 20000, 3), dtype=np.uint8, tile=(256, 256), photometric="rgb"
             )
+    elif case == "lost subifds":  # the OME pyramid's reduced levels point past the file
+        path = folder / "lost.ome.tif"
+        write_ome_pyramid(path, IMG, levels=3)
+        with tifffile.TiffFile(path) as tif:
+            offset = tif.pages[0].tags["SubIFDs"].valueoffset
+        size = path.stat().st_size
+        with open(path, "r+b") as fh:
+            fh.seek(offset)
+            fh.write(struct.pack("<QQ", size + 10**6, size + 2 * 10**6))
     elif case == "truncated":
         path = folder / "cut.svs"
         write_svs(path, IMG)
@@ -162,6 +171,7 @@ def _hostile(folder: Path, case: str) -> Path:
     [
         ("huge", "1000000×1000000 pixels, more than 262144 on a side"),
         ("no levels", "missing pyramid levels"),
+        ("lost subifds", "not a readable slide"),
         ("truncated", "truncated"),
         ("garbage", "no image in this TIFF"),
     ],
