@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import numpy as np
 import tifffile
 
 from appliance.durable import file_sha256
@@ -216,16 +215,17 @@ def _import_file(
 
 
 def _import_slide(project: Project, path: Path, want: SlideRegions, summary: ImportSummary) -> None:
-    """Check the slide, read its regions, then store the slide and the regions."""
+    """Check the slide, read its regions (each as a PNG in a temporary folder, so memory holds
+    one region at a time), then store the slide and the regions."""
     label = printable(path)
-    with open_slide(path) as slide:
+    with open_slide(path) as slide, tempfile.TemporaryDirectory() as tmp:
         info = slide.info
         boxes = list(want.lab) or tissue_regions(slide.overview(), info, want.side, want.tissue)
         if not boxes:
             summary.notes.append(
                 f"{label}: no tissue found; add regions with `appliance add-region`"
             )
-        pixels = [(box, _read_region(slide, box)) for box in boxes]
+        files = _read_regions(slide, boxes, Path(tmp))
         try:
             record, new = add_slide(
                 project,
@@ -240,56 +240,66 @@ def _import_slide(project: Project, path: Path, want: SlideRegions, summary: Imp
             )
         except OSError as exc:
             raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
-    origin = "lab" if want.lab else "tissue"
-    for box, img in pixels:
-        _store_region(project, record, box, img, origin, summary)
+        origin = "lab" if want.lab else "tissue"
+        for box, file in files:
+            _store_region(project, record, box, file, origin, summary)
     mpp = f", {info.mpp:g} µm/px" if info.mpp else ""
     summary.notes.append(
         f"{label}: slide {info.width}×{info.height}, {info.levels} levels{mpp}"
-        f"{'' if new else ' (already stored)'}; {len(pixels)} regions ({origin})"
+        f"{'' if new else ' (already stored)'}; {len(files)} regions ({origin})"
     )
 
 
-def _read_region(slide: Slide, box: tuple[int, int, int, int]) -> np.ndarray:
-    x, y, w, h = box
+def _read_regions(
+    slide: Slide, boxes: list[tuple[int, int, int, int]], folder: Path
+) -> list[tuple[tuple[int, int, int, int], Path]]:
+    """Every region checked, read tile by tile and written as a lossless PNG under `folder`."""
     info, name = slide.info, printable(slide.path)
-    if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
-        raise ApplianceError(f"{name}: region {w}×{h} (sides 1..{MAX_REGION_SIDE} px at level 0)")
-    if x < 0 or y < 0 or x + w > info.width or y + h > info.height:
-        raise ApplianceError(
-            f"{name}: region ({x}, {y}, {w}×{h}) leaves the slide ({info.width}×{info.height})"
-        )
-    return slide.read_region(x, y, w, h)
+    out = []
+    for k, (x, y, w, h) in enumerate(boxes):
+        if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
+            raise ApplianceError(
+                f"{name}: region {w}×{h} (sides 1..{MAX_REGION_SIDE} px at level 0)"
+            )
+        if x < 0 or y < 0 or x + w > info.width or y + h > info.height:
+            raise ApplianceError(
+                f"{name}: region ({x}, {y}, {w}×{h}) leaves the slide ({info.width}×{info.height})"
+            )
+        img = slide.read_region(x, y, w, h)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        assert ok  # encoding a uint8 RGB array in memory cannot fail
+        file = folder / f"region-{k}.png"
+        try:
+            file.write_bytes(png.tobytes())
+        except OSError as exc:
+            raise ApplianceError(f"{name}: cannot write a region ({exc.strerror})") from None
+        out.append(((x, y, w, h), file))
+    return out
 
 
 def _store_region(
     project: Project,
     record: SlideRecord,
     box: tuple[int, int, int, int],
-    img: np.ndarray,
+    file: Path,
     origin: str,
     summary: ImportSummary,
 ) -> None:
-    """The region's pixels as a lossless PNG original, linked to its place on the slide."""
+    """The region's pixels (a lossless PNG) as an image, linked to its place on the slide."""
     x, y, w, h = box
-    ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    assert ok  # encoding a uint8 RGB array in memory cannot fail
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / "region.png"
-        file.write_bytes(png.tobytes())
-        frame = NewImage(None, f"{record.name}[{x},{y},{w}x{h}]", h, w, 3, "uint8")
-        try:
-            added = add_images(
-                project,
-                file,
-                file_sha256(file),
-                [frame],
-                sequence=record.name,
-                source_path=f"{record.path.name}@{x},{y}",
-                link=region_linker(record.id, x, y, origin),
-            )
-        except OSError as exc:
-            raise ApplianceError(f"{record.name}: cannot store ({exc.strerror or exc})") from None
+    frame = NewImage(None, f"{record.name}[{x},{y},{w}x{h}]", h, w, 3, "uint8")
+    try:
+        added = add_images(
+            project,
+            file,
+            file_sha256(file),
+            [frame],
+            sequence=record.name,
+            source_path=f"{record.path.name}@{x},{y}",
+            link=region_linker(record.id, x, y, origin),
+        )
+    except OSError as exc:
+        raise ApplianceError(f"{record.name}: cannot store ({exc.strerror or exc})") from None
     summary.imported += added.ids
     summary.duplicates += added.duplicates
 
@@ -299,10 +309,9 @@ def add_regions(
 ) -> ImportSummary:
     """Regions picked later (by the lab or the expert panning the slide) as new images."""
     summary = ImportSummary()
-    with open_slide(record.path) as slide:
-        pixels = [(box, _read_region(slide, box)) for box in boxes]
-    for box, img in pixels:
-        _store_region(project, record, box, img, origin, summary)
+    with open_slide(record.path) as slide, tempfile.TemporaryDirectory() as tmp:
+        for box, file in _read_regions(slide, boxes, Path(tmp)):
+            _store_region(project, record, box, file, origin, summary)
     return summary
 
 
