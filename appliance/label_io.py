@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,18 @@ from appliance.importer import collect, printable
 from appliance.labels import Box, Label, decode_coco_rle
 from appliance.overlay import class_colour
 from appliance.store.classes import colours
-from appliance.store.project import ImageRecord, Project
+from appliance.store.project import ImageRecord, LabelVersion, Project
 from appliance.store.slides import SlideRecord, find_slide, region_of, regions, slides
 
 __all__ = [
     "CELLPOSE_SUFFIXES",
     "MAX_GEOJSON_BYTES",
+    "Exported",
     "LabelImportSummary",
     "export_coco",
     "export_geojson",
     "export_label_tiffs",
+    "exportable",
     "import_coco",
     "import_geojson",
     "import_labels",
@@ -444,6 +447,31 @@ def _image_key(rec: ImageRecord) -> str:
     return _stem(rec.name) if rec.page is None else f"{_stem(rec.name)}_{rec.page}"
 
 
+@dataclass(frozen=True)
+class Exported:
+    """An image's newest label to export, and the file stem that imports back onto it."""
+
+    record: ImageRecord
+    version: LabelVersion
+    stem: str
+
+
+def exportable(project: Project) -> Iterator[Exported]:
+    """The newest label of every labeled image, control items left out (their labels would
+    tell which images are controls, and an annotator's label of one is a test answer); an
+    image whose stem another shares gets `<stem>-<id>`."""
+    by_stem = _images_by_stem(project)
+    controls = project.control_image_ids()
+    for image_id in project.labeled_image_ids():
+        if image_id in controls:
+            continue
+        rec = project.image(image_id)
+        version = project.latest_label(image_id)
+        assert version is not None
+        key = _image_key(rec)
+        yield Exported(rec, version, key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}")
+
+
 def _read_json(path: Path, limit: int) -> Any:
     name = printable(path)
     try:
@@ -546,24 +574,16 @@ def export_geojson(project: Project, out: Path) -> dict[str, int]:
         cid: ClassStyle(n, chosen.get(cid, class_colour(cid)))
         for cid, n in project.classes().items()
     }
-    by_stem = _images_by_stem(project)
-    controls = project.control_image_ids()
     files: dict[str, list[dict[str, Any]]] = {}
     counts = {"images": 0, "features": 0}
-    for image_id in project.labeled_image_ids():
-        if image_id in controls:
-            continue
-        rec = project.image(image_id)
-        version = project.latest_label(image_id)
-        assert version is not None
-        region = region_of(project, image_id)
+    for item in exportable(project):
+        stem, label = item.stem, item.version.label
+        region = region_of(project, item.record.id)
         if region is None:
-            key = _image_key(rec)
-            stem = key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}"
-            features = label_features(version.label, styles)
+            features = label_features(label, styles)
         else:  # every region of a slide goes into the slide's file, in level-0 pixels
             stem = _slide_stem(find_slide(project, str(region.slide_id)))
-            features = label_features(version.label, styles, (region.x, region.y))
+            features = label_features(label, styles, (region.x, region.y))
         files.setdefault(stem, []).extend(features)
         counts["images"] += 1
         counts["features"] += len(features)
@@ -589,18 +609,9 @@ def export_label_tiffs(project: Project, out: Path) -> dict[str, int]:
             (out / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
-    by_stem = _images_by_stem(project)
-    controls = project.control_image_ids()
     counts = {"images": 0, "objects_left_out": 0}
-    for image_id in project.labeled_image_ids():
-        if image_id in controls:
-            continue
-        rec = project.image(image_id)
-        version = project.latest_label(image_id)
-        assert version is not None
-        label = version.label
-        key = _image_key(rec)
-        stem = key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}"
+    for item in exportable(project):
+        label, stem = item.version.label, item.stem
         dtype = np.uint16 if int(label.instances.max(initial=0)) < 2**16 else np.uint32
         for target, pixels in (
             (out / "instances" / f"{stem}.tif", label.instances.astype(dtype)),

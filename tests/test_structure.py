@@ -239,7 +239,7 @@ LAYERS: list[set[str]] = [
     },
     {"appliance.overlay", "appliance.importer"},
     {"appliance.label_io", "appliance.assist", "appliance.generators"},
-    {"appliance.bundles"},
+    {"appliance.bundles", "appliance.ngff"},
     {"appliance.sync", "appliance.supervision"},  # sync installs pulled model bundles
     {"appliance.session"},  # the annotate flow without Kivy
     {"appliance.ui"},

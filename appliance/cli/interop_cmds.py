@@ -7,7 +7,7 @@ from pathlib import Path
 
 from appliance.store import Project
 
-__all__ = ["cmd_export_geojson", "cmd_export_label_tiff", "register"]
+__all__ = ["cmd_export_geojson", "cmd_export_label_tiff", "cmd_export_ome_zarr", "register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="output folder (created if missing)")
     p.set_defaults(func=cmd_export_label_tiff)
 
+    p = sub.add_parser(
+        "export-ome-zarr",
+        help="write each labeled image and its label as OME-Zarr (NGFF 0.4) for napari",
+        description="Write OUT/<image stem>.ome.zarr for every labeled image (control items "
+        "left out): the image at 0 and the instance ids at labels/cells/0 with NGFF "
+        "image-label metadata (a colour and a class name per instance); a slide region "
+        "carries its level-0 place as a translation. Points and boxes have no pixels: use "
+        "export-geojson for them.",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("out", type=Path, help="output folder (created if missing)")
+    p.set_defaults(func=cmd_export_ome_zarr)
+
 
 def cmd_export_geojson(args: argparse.Namespace) -> int:
     """`appliance export-geojson`: newest labels as QuPath GeoJSON files."""
@@ -54,6 +67,21 @@ def cmd_export_label_tiff(args: argparse.Namespace) -> int:
 
     with Project.open(args.dir) as project:
         counts = export_label_tiffs(project, args.out)
+    print(f"wrote {args.out}: {counts['images']} images")
+    if counts["objects_left_out"]:
+        print(
+            f"note: {counts['objects_left_out']} point and box objects have no pixels "
+            "(use export-geojson)"
+        )
+    return 0
+
+
+def cmd_export_ome_zarr(args: argparse.Namespace) -> int:
+    """`appliance export-ome-zarr`: images with NGFF labels."""
+    from appliance.ngff import export_ngff
+
+    with Project.open(args.dir) as project:
+        counts = export_ngff(project, args.out)
     print(f"wrote {args.out}: {counts['images']} images")
     if counts["objects_left_out"]:
         print(
