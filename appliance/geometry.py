@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.draw import polygon as fill_polygon
 
 from appliance.errors import ApplianceError
 
-__all__ = ["Ring", "mask_polygons", "rasterise"]
+__all__ = ["MAX_CROSSINGS", "Ring", "mask_polygons", "rasterise"]
 
 Ring = np.ndarray  # (N, 2) float or int (x, y) vertices, not repeated at the end
 
@@ -87,13 +86,37 @@ def mask_polygons(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[li
     return out
 
 
+MAX_CROSSINGS = 50_000_000  # row crossings of one polygon set: 400 MB of work arrays at most
+
+
+def _crossings(ring: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, x) where each pixel-centre row y = r + 0.5 crosses the ring's edges (half-open in
+    y, so a vertex on a row counts once); rows outside 0..h-1 are left out."""
+    a, b = ring, np.roll(ring, -1, axis=0)
+    lo, hi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
+    first = np.clip(np.ceil(lo - 0.5), 0, h).astype(np.int64)
+    stop = np.clip(np.ceil(hi - 0.5), 0, h).astype(np.int64)
+    counts = np.where(lo < hi, stop - first, 0).clip(min=0)
+    total = int(counts.sum())
+    if total > MAX_CROSSINGS:
+        raise ApplianceError(f"a polygon too complex to draw ({total} row crossings)")
+    edge = np.repeat(np.arange(len(a)), counts)
+    rows = np.repeat(first, counts) + (
+        np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    )
+    t = (rows + 0.5 - a[edge, 1]) / (b[edge, 1] - a[edge, 1])
+    return rows, a[edge, 0] + t * (b[edge, 0] - a[edge, 0])
+
+
 def rasterise(
     polygons: list[list[Ring]], shape: tuple[int, int], offset: tuple[float, float] = (0, 0)
 ) -> np.ndarray:
     """Pixels whose centre lies inside any of `polygons` (each `[outer, hole, ...]`, even-odd
     within a polygon), as a bool (H, W) mask; `offset` (x, y) is subtracted from every vertex.
 
-    Parts outside the image are cut off. Vertices must be finite.
+    A scan-line fill: each pixel-centre row's crossings with the edges, paired in x order,
+    bound the filled runs; the cost grows with the rows the edges span, not with pixels ×
+    vertices, and vertices far outside the image (1e300) are harmless. Vertices must be finite.
 
     Examples
     --------
@@ -102,19 +125,22 @@ def rasterise(
     True
     """
     h, w = shape
-    out = np.zeros(shape, bool)
+    runs = np.zeros((h, w + 1), np.int32)
     for polygon in polygons:
-        inside = np.zeros(shape, bool)
+        rows_all, xs_all = [], []
         for ring in polygon:
             r = np.asarray(ring, np.float64)
             if r.ndim != 2 or r.shape[1] != 2 or len(r) < 3 or not np.isfinite(r).all():
                 raise ApplianceError("a polygon ring needs at least 3 finite (x, y) vertices")
-            xs, ys = r[:, 0] - offset[0], r[:, 1] - offset[1]
-            if xs.max() < 0 or ys.max() < 0 or xs.min() > w or ys.min() > h:
-                continue
-            rr, cc = fill_polygon(ys - 0.5, xs - 0.5, shape)
-            flip = np.zeros(shape, bool)
-            flip[rr, cc] = True
-            inside ^= flip
-        out |= inside
-    return out
+            rows, xs = _crossings(r - np.asarray(offset, np.float64), h)
+            rows_all.append(rows)
+            xs_all.append(xs)
+        rows, xs = np.concatenate(rows_all), np.concatenate(xs_all)
+        order = np.lexsort((xs, rows))
+        rows, xs = rows[order], xs[order]
+        start = np.clip(np.ceil(xs[0::2] - 0.5), 0, w).astype(np.int64)
+        stop = np.clip(np.ceil(xs[1::2] - 0.5), 0, w).astype(np.int64)
+        keep = stop > start
+        np.add.at(runs, (rows[0::2][keep], start[keep]), 1)
+        np.add.at(runs, (rows[0::2][keep], stop[keep]), -1)
+    return np.cumsum(runs, axis=1)[:, :w] > 0

@@ -263,3 +263,24 @@ def test_export_leaves_controls_out_and_refuses_an_unwritable_folder(
     assert res.rc == 0 and "1 images" in res.out
     assert [f.name for f in (tmp_path / "geo").iterdir()] == ["slide_a.geojson"]
     assert_one_line_refusal(cli("export-geojson", project_dir, blocker / "sub"), "cannot create")
+
+
+def test_rasterising_hostile_polygons_is_exact_bounded_and_quick() -> None:
+    """Vertices at 1e300 cover the image; a 99,999-vertex circle is drawn scan line by scan
+    line (a pixels × vertices fill took half a minute here); a zigzag whose edges all span the
+    image is refused before it allocates."""
+    from appliance.errors import ApplianceError
+    from appliance.geometry import rasterise
+
+    big = 1e300
+    square = [np.array([[-big, -big], [big, -big], [big, big], [-big, big]])]
+    assert rasterise([square], (600, 800)).all()
+    ang = np.linspace(0, 2 * np.pi, 99_999, endpoint=False)
+    circle = np.stack([400 + 250 * np.cos(ang), 300 + 250 * np.sin(ang)], axis=1)
+    got = rasterise([[circle]], (600, 800))
+    yy, xx = np.mgrid[0:600, 0:800] + 0.5
+    want = (xx - 400) ** 2 + (yy - 300) ** 2 < 250**2
+    assert (got != want).sum() < 10  # the polygon is the circle to within 1e-4 px
+    zigzag = np.array([[i, 0.0 if i % 2 else 4096.0] for i in range(99_999)])
+    with pytest.raises(ApplianceError, match="too complex"):
+        rasterise([[zigzag]], (4096, 4096))
