@@ -86,3 +86,28 @@ def test_cache_stays_within_its_byte_budget_least_recent_out() -> None:
     assert keys[0] in cache and keys[1] not in cache and cache.bytes == 3 * size
     assert cache.peek(keys[1]) is None and cache.peek(keys[2]) is not None
     assert (cache.hits, cache.misses, len(loads)) == (2, 4, 4)
+
+
+def test_viewing_a_100k_by_80k_slide_stays_under_400_mb(tmp_path) -> None:
+    """docs/slides.md's memory promise: open, overview, 1:1, pan, in a process of its own
+    (bench/slides.py's measuring child), peak RSS (VmHWM) at most 400 MB."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from testkit.slides import write_sparse_slide
+
+    root = Path(__file__).resolve().parents[1]
+    path = tmp_path / "wide.tif"
+    write_sparse_slide(path, 100_000, 80_000, tile=512, tissue_tiles=400)
+    out = subprocess.run(
+        [sys.executable, str(root / "bench" / "slides.py"), "--child", str(path), "--frames", "80"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["tiles_cached"] > 0 and figures["cached_frames"] > 0
+    assert figures["peak_rss_mb"] <= 400, figures
