@@ -252,3 +252,33 @@ def test_slide_regions_go_to_qupath_in_level_0_pixels_and_come_back(
     with Project.open(project) as a, Project.open(fresh) as b:
         for ra, rb in zip(regions(a), regions(b), strict=True):
             assert b.latest_label(rb.image_id).label.equals(a.latest_label(ra.image_id).label)
+
+
+def test_a_gold_region_scores_the_points_and_boxes_placed_on_it(files: Path, project: Path) -> None:
+    """Seed 000/002 on a slide: a region is a control with truth cells; marks placed on the
+    slide are scored by distance (points) and IoU (boxes) when saved."""
+    from appliance.labels import Box, Label, Point
+    from appliance.session.slide_work import SlideWork
+    from appliance.store.controls import add_control, score_rows
+
+    assert cli("import", project, files / "bal.svs", "--region", "500,400,256,256").rc == 0
+    with Project.open(project) as p:
+        (r,) = regions(p)
+        truth = Label(
+            np.zeros((256, 256), np.uint32),
+            {},
+            (Point(50, 60, 1), Point(200, 100, 2), Box(10, 150, 90, 230, 2)),
+        )
+        with p.transaction():
+            add_control(p, r.image_id, "gold", truth)
+        work = SlideWork(p, r.image_id, "vet")
+        work.active_class = 1
+        assert work.place_point(500 + 52, 400 + 61)  # 2.2 px off: found
+        assert work.place_point(500 + 150, 400 + 20)  # no cell there: a false one
+        work.active_class = 2
+        assert work.draw_box(500 + 12, 400 + 148, 500 + 88, 400 + 232)  # IoU 0.9
+        work.save()
+        work.close()
+        (row,) = score_rows(p, "vet")
+    assert (row.n_truth, row.n_label, row.matched, row.class_correct) == (3, 3, 2, 2)
+    assert row.instance_f1 == pytest.approx(2 * 2 / 6)
