@@ -204,10 +204,12 @@ def object_from_dict(data: object) -> CellObject:
     if not isinstance(data, dict) or data.get("kind") not in ("point", "box"):
         raise ApplianceError("an object must be a dict with kind 'point' or 'box'")
     keys = ("x", "y") if data["kind"] == "point" else ("x0", "y0", "x1", "y1")
-    raw = [data.get(k) for k in (*keys, "class_id")]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
-        raise ApplianceError(f"a {data['kind']} needs numbers {', '.join(keys)} and class_id")
-    values = [float(v) for v in raw]  # type: ignore[arg-type]  # all numbers, checked above
+    values: list[float] = []
+    for key in (*keys, "class_id"):
+        v = data.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ApplianceError(f"a {data['kind']} needs numbers {', '.join(keys)} and class_id")
+        values.append(float(v))
     class_id = values.pop()
     if not class_id.is_integer():
         raise ApplianceError(f"class id {class_id!r} is not an integer")

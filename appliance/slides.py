@@ -17,6 +17,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -151,7 +152,7 @@ def _check_levels(dims: list[tuple[int, int]], name: str) -> None:
 class Slide:
     """An open, checked slide; read regions and tiles by level. Close it (or use `with`)."""
 
-    def __init__(self, path: Path, info: SlideInfo, handle: object) -> None:
+    def __init__(self, path: Path, info: SlideInfo, handle: Any) -> None:
         self.path = path
         self.info = info
         self._slide = handle
@@ -164,7 +165,7 @@ class Slide:
 
     def close(self) -> None:
         """Release the file handle."""
-        self._slide.close()  # type: ignore[attr-defined]
+        self._slide.close()
 
     def read_region(self, x: int, y: int, width: int, height: int, level: int = 0) -> np.ndarray:
         """RGB uint8 pixels (height, width, 3) of a level, its top-left corner at level-0
@@ -178,7 +179,7 @@ class Slide:
         if width < 1 or height < 1 or width * height > MAX_OVERVIEW_PIXELS:
             raise ApplianceError(f"{self.path}: a region of {width}×{height} cannot be read")
         try:
-            arr = self._slide.read_region(  # type: ignore[attr-defined]
+            arr = self._slide.read_region(
                 (int(x), int(y)), level, (int(width), int(height)), as_array=True, padding=True
             )
         except ApplianceError:

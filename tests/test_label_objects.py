@@ -173,3 +173,30 @@ def test_a_crash_draft_keeps_points_and_boxes(tmp_path) -> None:
     recovered = ImageWork(again, image_id, "vet")
     assert recovered.recovered and recovered.has_label
     assert recovered.session.label().objects == (Point(3.5, 4.5, 2), Box(10, 2, 20, 12, 2))
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"kind": "circle", "x": 1, "y": 1, "class_id": 1}, "kind 'point' or 'box'"),
+        ([1, 2], "kind 'point' or 'box'"),
+        ({"kind": "point", "x": True, "y": 1, "class_id": 1}, "needs numbers"),
+        ({"kind": "point", "x": "1", "y": 1, "class_id": 1}, "needs numbers"),
+        ({"kind": "box", "x0": 1, "y0": 1, "x1": 2, "class_id": 1}, "needs numbers"),
+        ({"kind": "point", "x": float("nan"), "y": 1, "class_id": 1}, "finite"),
+        ({"kind": "point", "x": 1, "y": 1, "class_id": 1.5}, "not an integer"),
+        ({"kind": "point", "x": 1, "y": 1, "class_id": 0}, "class id"),
+    ],
+)
+def test_objects_from_json_are_checked(data: object, needle: str) -> None:
+    from appliance.labels import object_from_dict
+
+    with pytest.raises(ApplianceError, match=needle):
+        object_from_dict(data)
+
+
+def test_objects_to_json_and_back() -> None:
+    from appliance.labels import object_from_dict, object_to_dict
+
+    for obj in _label().objects:
+        assert object_from_dict(object_to_dict(obj)) == obj
