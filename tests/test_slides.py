@@ -282,3 +282,31 @@ def test_a_gold_region_scores_the_points_and_boxes_placed_on_it(files: Path, pro
         (row,) = score_rows(p, "vet")
     assert (row.n_truth, row.n_label, row.matched, row.class_correct) == (3, 3, 2, 2)
     assert row.instance_f1 == pytest.approx(2 * 2 / 6)
+
+
+def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path, tmp_path: Path):
+    import zipfile
+
+    from appliance.bundles.training_job import read_training_job, write_training_job
+    from appliance.labels import Box, Label
+
+    picked = ["--region", "0,0,256,128", "--region", "1024,512,128,256"]
+    assert cli("import", project, files / "section.ome.tif", *picked).rc == 0
+    with Project.open(project) as p:
+        for r in regions(p):
+            inst = np.zeros((r.height, r.width), np.uint32)
+            inst[10:20, 10:20] = 1
+            label = Label(inst, {1: 1}, (Box(30, 30, 60, 60, 2),))
+            p.save_label(r.image_id, label, author="vet", source="manual", reviewed=True)
+        out = tmp_path / "job.zip"
+        write_training_job(p, out, task="segment", seed=0)
+        found = {(r.width, r.height): r for r in regions(p)}
+    slide_bytes = (files / "section.ome.tif").read_bytes()
+    with zipfile.ZipFile(out) as z:
+        assert all(z.read(name) != slide_bytes for name in z.namelist())
+    with read_training_job(out) as job:
+        assert sorted(item.image().shape for item in job.items) == [(128, 256, 3), (256, 128, 3)]
+        for item in job.items:
+            r = found[(item.image().shape[1], item.image().shape[0])]
+            assert np.array_equal(item.image(), IMG[r.y : r.y + r.height, r.x : r.x + r.width])
+            assert item.label.boxes == [Box(30, 30, 60, 60, 2)]
