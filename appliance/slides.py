@@ -94,9 +94,15 @@ def _mpp(tif: tifffile.TiffFile, vendor_mpp: object) -> float | None:
     return None
 
 
-def _check_pages(tif: tifffile.TiffFile, name: str, file_size: int) -> None:
+def _level_size(series: tifffile.TiffPageSeries) -> tuple[int, int]:
+    """(width, height) a series (or level) declares."""
+    shape = dict(zip(series.axes, series.shape, strict=True))
+    return int(shape.get("X", 0)), int(shape.get("Y", 0))
+
+
+def _check_pages(levels: list[tifffile.TiffPageSeries], name: str, file_size: int) -> None:
     """Every level's tiles lie inside the file and have sane sizes (header only)."""
-    for k, level in enumerate(tif.series[0].levels):
+    for k, level in enumerate(levels):
         for page in level.pages:
             if page is None:
                 raise ApplianceError(f"{name}: pyramid level {k} is declared but missing")
@@ -125,8 +131,7 @@ def _check_pages(tif: tifffile.TiffFile, name: str, file_size: int) -> None:
                 )
 
 
-def _check_levels(dims: list[tuple[int, int]], name: str) -> None:
-    w, h = dims[0]
+def _check_side(w: int, h: int, name: str) -> None:
     if w < 1 or h < 1:
         raise ApplianceError(f"{name}: level 0 declares {w}×{h} pixels")
     if max(w, h) > MAX_SLIDE_SIDE:
@@ -134,6 +139,10 @@ def _check_levels(dims: list[tuple[int, int]], name: str) -> None:
             f"{name}: declares {w}×{h} pixels, more than {MAX_SLIDE_SIDE} on a side "
             "(no scanner makes such a slide)"
         )
+
+
+def _check_levels(dims: list[tuple[int, int]], name: str) -> None:
+    _check_side(*dims[0], name)
     for k in range(1, len(dims)):
         (pw, ph), (cw, ch) = dims[k - 1], dims[k]
         if not (0 < cw <= pw and 0 < ch <= ph) or (cw, ch) == (pw, ph):
@@ -221,15 +230,22 @@ def open_slide(path: Path | str) -> Slide:
             with tifffile.TiffFile(path) as tif:
                 if not tif.series:
                     raise ApplianceError(f"{name}: no image in this TIFF")
-                levels = tif.series[0].levels
-                dims = []
-                for level in levels:
-                    shape = dict(zip(level.axes, level.shape, strict=True))
-                    dims.append((int(shape.get("X", 0)), int(shape.get("Y", 0))))
-                _check_levels(dims, name)
-                _check_pages(tif, name, file_size)
+                for series in tif.series:  # every image's declared size, before any reader
+                    _check_side(*_level_size(series), name)
                 handle = tiffslide.TiffSlide(path)
                 props = handle.properties
+                index = int(props.get("tiffslide.series-index") or 0)
+                levels = tif.series[index].levels
+                dims = [(int(w), int(h)) for w, h in handle.level_dimensions]
+                if len(dims) != len(levels):
+                    handle.close()
+                    raise ApplianceError(f"{name}: the pyramid levels are inconsistent")
+                try:
+                    _check_levels(dims, name)
+                    _check_pages(levels, name, file_size)
+                except ApplianceError:
+                    handle.close()
+                    raise
                 mpp = _mpp(tif, props.get("tiffslide.mpp-x"))
     except ApplianceError:
         raise
@@ -237,15 +253,12 @@ def open_slide(path: Path | str) -> Slide:
         raise ApplianceError(f"{name}: cannot read ({exc.strerror or exc})") from None
     except Exception as exc:  # tifffile and tiffslide raise many types for bad headers
         raise ApplianceError(f"{name}: not a readable slide ({_one_line(exc)})") from None
-    if tuple(map(tuple, handle.level_dimensions)) != tuple(dims):
-        handle.close()
-        raise ApplianceError(f"{name}: the pyramid levels are inconsistent")
     vendor = props.get("tiffslide.vendor")
     info = SlideInfo(
         name=path.name,
         width=dims[0][0],
         height=dims[0][1],
-        level_dimensions=tuple(dims),
+        level_dimensions=tuple((w, h) for w, h in dims),
         level_downsamples=tuple(float(d) for d in handle.level_downsamples),
         mpp=mpp,
         vendor=str(vendor) if vendor else ("ome" if path.name.lower().endswith(OME) else None),
@@ -264,14 +277,18 @@ def tissue_regions(
     """Up to `limit` square regions (x, y, side, side) at level 0 that are mostly tissue.
 
     Tissue is what is darker than the glass: Otsu's threshold on the overview's grey levels
-    (stained tissue absorbs, the empty slide does not). Tiles of the level-0 grid that are at
-    least half tissue are candidates; when there are more than `limit`, evenly spaced ones
-    along the grid are kept, so the regions spread over the whole section.
+    (stained tissue absorbs, the empty slide does not); black is never tissue (areas a Leica
+    SCN did not scan, padding), and a region must not reach into it. Tiles of the level-0
+    grid that are at least half tissue are candidates; when there are more than `limit`,
+    evenly spaced ones along the grid are kept, so the regions spread over the whole section.
     """
     grey = cv2.cvtColor(np.ascontiguousarray(overview), cv2.COLOR_RGB2GRAY)
-    if float(grey.std()) < 2.0:  # an empty or uniform slide has no tissue to find
+    scanned = overview.max(axis=2) >= 16  # black is no tissue: unscanned glass (SCN), padding
+    values = grey[scanned]
+    if values.size == 0 or float(values.std()) < 2.0:  # empty or uniform: nothing to find
         return []
-    _, tissue = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    level, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    tissue = (grey <= level) & scanned
     scale_x = overview.shape[1] / info.width
     scale_y = overview.shape[0] / info.height
     found = []
@@ -279,7 +296,7 @@ def tissue_regions(
         for x in range(0, info.width - side + 1, side):
             y0, y1 = int(y * scale_y), max(int((y + side) * scale_y), int(y * scale_y) + 1)
             x0, x1 = int(x * scale_x), max(int((x + side) * scale_x), int(x * scale_x) + 1)
-            if tissue[y0:y1, x0:x1].mean() >= 0.5:
+            if tissue[y0:y1, x0:x1].mean() >= 0.5 and scanned[y0:y1, x0:x1].all():
                 found.append((x, y, side, side))
     if len(found) <= limit:
         return found

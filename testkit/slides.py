@@ -3,6 +3,8 @@
 `write_ome_pyramid` writes an OME-TIFF whose reduced levels are SubIFDs (as bfconvert and
 QuPath write them); `write_svs` lays out an Aperio file as a ScanScope does (tiled baseline
 with the Aperio ImageDescription, stripped thumbnail, tiled reduced levels, label and macro);
+`write_scn` a Leica SCN (BigTIFF, the SCN XML on the first page: a macro image of the whole
+glass, then the scanned area's pyramid);
 `write_sparse_slide` writes a slide of any size in seconds: glass tiles are left empty (byte
 count 0) and only a few tissue tiles hold pixels.
 """
@@ -15,7 +17,7 @@ import cv2
 import numpy as np
 import tifffile
 
-__all__ = ["tissue_image", "write_ome_pyramid", "write_sparse_slide", "write_svs"]
+__all__ = ["tissue_image", "write_ome_pyramid", "write_scn", "write_sparse_slide", "write_svs"]
 
 GLASS = 236
 
@@ -75,6 +77,44 @@ def write_svs(path: Path, img: np.ndarray, mpp: float = 0.25, tile: int = 256) -
         tif.write(level1, tile=(tile, tile), description=f"{head}\r\n-> reduced", **opts)
         tif.write(thumb[:64, :64], subfiletype=1, description="label", **opts)
         tif.write(thumb, subfiletype=9, description="macro", **opts)
+
+
+def write_scn(path: Path, img: np.ndarray, nm_per_px: int = 500, tile: int = 256) -> None:
+    """Leica SCN: collection XML, a macro image (the whole glass, 1/5 size), and the scanned
+    area (`img`, with one reduced level, 2x) placed 1000 × 700 px from the glass corner."""
+    h, w = img.shape[:2]
+    half = _levels(img, 2, 2)[1]
+    macro = _levels(img, 2, 5)[1]
+    glass_w, glass_h = 2 * w * nm_per_px, 2 * h * nm_per_px
+    settings = (
+        "<scanSettings><objectiveSettings><objective>20</objective></objectiveSettings>"
+        "<illuminationSettings><numericalAperture>0.4</numericalAperture>"
+        "<illuminationSource>brightfield</illuminationSource></illuminationSettings>"
+        "</scanSettings>"
+    )
+    device = '<device model="Leica SCN400;Leica SCN" version="1.5.1.10804 2012/05/10"/>'
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<scn xmlns="http://www.leica-microsystems.com/scn/2010/10/01">'
+        f'<collection name="case" uuid="c1" sizeX="{glass_w}" sizeY="{glass_h}">'
+        '<image name="macro" uuid="i1"><creationDate>2026-01-01T00:00:00Z</creationDate>'
+        f'{device}<pixels sizeX="{macro.shape[1]}" sizeY="{macro.shape[0]}">'
+        f'<dimension sizeX="{macro.shape[1]}" sizeY="{macro.shape[0]}" r="0" ifd="0"/></pixels>'
+        f'<view sizeX="{glass_w}" sizeY="{glass_h}" offsetX="0" offsetY="0" spacingZ="0"/>'
+        f"{settings}</image>"
+        '<image name="area" uuid="i2"><creationDate>2026-01-01T00:00:00Z</creationDate>'
+        f'{device}<pixels sizeX="{w}" sizeY="{h}">'
+        f'<dimension sizeX="{w}" sizeY="{h}" r="0" ifd="1"/>'
+        f'<dimension sizeX="{half.shape[1]}" sizeY="{half.shape[0]}" r="1" ifd="2"/></pixels>'
+        f'<view sizeX="{w * nm_per_px}" sizeY="{h * nm_per_px}" offsetX="{1000 * nm_per_px}" '
+        f'offsetY="{700 * nm_per_px}" spacingZ="0"/>{settings}</image>'
+        "</collection></scn>"
+    )
+    opts = {"photometric": "rgb", "compression": "jpeg", "metadata": None}
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(macro, description=xml, **opts)
+        tif.write(img, tile=(tile, tile), **opts)
+        tif.write(half, tile=(tile, tile), **opts)
 
 
 def write_sparse_slide(

@@ -16,7 +16,13 @@ from appliance.errors import ApplianceError
 from appliance.slides import is_slide, open_slide
 from appliance.store import Project
 from appliance.store.slides import regions, slides
-from testkit.slides import tissue_image, write_ome_pyramid, write_sparse_slide, write_svs
+from testkit.slides import (
+    tissue_image,
+    write_ome_pyramid,
+    write_scn,
+    write_sparse_slide,
+    write_svs,
+)
 from tests.robust.conftest import cli, unchanged
 
 IMG = tissue_image(1500, 2000, seed=1)
@@ -310,3 +316,25 @@ def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path,
             r = found[(item.image().shape[1], item.image().shape[0])]
             assert np.array_equal(item.image(), IMG[r.y : r.y + r.height, r.x : r.x + r.width])
             assert item.label.boxes == [Box(30, 30, 60, 60, 2)]
+
+
+def test_leica_scn_in_glass_coordinates_with_tissue_regions_on_the_scan(
+    tmp_path: Path, project: Path
+) -> None:
+    """SCN places the scanned area on the glass (here 1000, 700 px from its corner, as
+    OpenSlide and QuPath count); the unscanned glass reads black and is never tissue."""
+    path = tmp_path / "leica.scn"
+    write_scn(path, IMG)
+    with open_slide(path) as s:
+        assert (s.info.vendor, s.info.mpp) == ("leica", 0.5)
+        assert s.info.level_dimensions == ((4000, 3000), (2000, 1500))
+        with tifffile.TiffFile(path) as tif:
+            scanned = tif.pages[1].asarray()
+        assert np.array_equal(s.read_region(1100, 800, 300, 200), scanned[100:300, 100:400])
+    res = cli("import", project, path, "--region-size", "256", "--tissue-regions", "6")
+    assert res.rc == 0, res.err
+    with Project.open(project) as p:
+        found = regions(p)
+        assert len(found) == 6
+        for r in found:
+            assert r.x >= 1000 and r.x + 256 <= 3000 and r.y >= 700 and r.y + 256 <= 2200
