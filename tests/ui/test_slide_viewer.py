@@ -69,6 +69,15 @@ def test_overview_to_full_resolution_points_and_boxes_saved_and_reopened(fresh, 
         tap(screen.buttons[class_button])
         pen_stroke([viewer.slide_to_window(x, y) for x, y in points])
         pump(2)
+    # every mark is in the crash draft at once
+    import base64
+
+    from appliance.labels import decode_label
+    from appliance.session.workflow import pending_draft
+
+    draft = pending_draft(screen.work.work.project)
+    assert draft is not None and draft["image_id"] == image_id
+    assert len(decode_label(base64.b64decode(draft["instances"]), {}).objects) == 4
     # a tap off the region belongs to no task: nothing is placed
     pen_stroke([viewer.slide_to_window(x0 - 200, y0 - 200)])
     objects = screen.work.objects()

@@ -4,9 +4,10 @@ Opened for a region image (`SlideScreen.open_region`); the viewer shows the whol
 context, the region outlined. Class buttons choose the active class; Fit shows the overview,
 1:1 the region at full resolution, −/+ zoom; a finger tap selects a point or box, which
 Delete removes and Re-class gives the active class; Undo takes back the last change; Save
-stores a new version of the region's label. Leaving keeps unsaved marks as a draft, as on the
-annotate screen. Widgets are keyed in `buttons`: `back`, `fit`, `full`, `zoom_in`,
-`zoom_out`, `delete`, `reclass`, `undo`, `save`, `class:<id>`.
+stores a new version of the region's label. Every change is kept as the crash draft and
+leaving keeps unsaved marks as a draft, as on the annotate screen. Widgets are keyed in
+`buttons`: `back`, `fit`, `full`, `zoom_in`, `zoom_out`, `delete`, `reclass`, `undo`,
+`save`, `class:<id>`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SlideScreen(ScreenBg):
         self.bar = BoxLayout(size_hint_y=None)
         self.status = label("", size_hint_y=None)
         self.viewer = SlideViewer()
-        self.viewer.on_marked = self._show_status
+        self.viewer.on_marked = self._changed
         self.root.add_widget(self.bar)
         self.root.add_widget(self.viewer)
         self.root.add_widget(self.status)
@@ -86,6 +87,13 @@ class SlideScreen(ScreenBg):
             self.buttons[f"class:{cid}"] = toggle
             self.bar.add_widget(toggle)
 
+    def _changed(self) -> None:
+        """After every change: the label on screen becomes the crash draft (one transaction,
+        as on the annotate screen), so a crash or a quit loses no mark."""
+        if self.work is not None and self.work.work.dirty:
+            self.work.work.save_draft()
+        self._show_status()
+
     def set_class(self, class_id: int) -> None:
         if self.work is not None:
             self.work.active_class = class_id
@@ -97,20 +105,20 @@ class SlideScreen(ScreenBg):
             self.work.delete_object(self.viewer.selected)
             self.viewer.selected = None
             self.viewer.redraw()
-            self._show_status()
+            self._changed()
 
     def reclass_selected(self) -> None:
         """Give the selected point or box the active class (one undo step)."""
         if self.work is not None and self.viewer.selected is not None:
             self.work.reclass_object(self.viewer.selected, self.work.active_class)
             self.viewer.redraw()
-            self._show_status()
+            self._changed()
 
     def undo(self) -> None:
         if self.work is not None and self.work.undo():
             self.viewer.selected = None
             self.viewer.redraw()
-            self._show_status()
+            self._changed()
 
     def save(self) -> None:
         if self.work is not None:
