@@ -182,22 +182,21 @@ def _save_import(
 ) -> None:
     """Append `label` as the newest version unless it would lose objects without `replace`."""
     count = label.count()
+    latest = project.latest_label(rec.id)  # the imported version builds on it (its parent)
     if not replace:
-        latest = project.latest_label(rec.id)
         if count == 0:
             summary.skipped.append((name, "no annotations (use --replace to store an empty label)"))
             return
-        if latest is not None and latest.n_instances > count:
+        before = latest.label.count() if latest is not None else 0  # masks, points, boxes
+        if before > count:
             summary.skipped.append(
-                (
-                    name,
-                    f"would replace {latest.n_instances} objects with {count} "
-                    "(use --replace to allow)",
-                )
+                (name, f"would replace {before} objects with {count} (use --replace to allow)")
             )
             return
     try:
-        project.save_label(rec.id, label, author=author, source="import")
+        project.save_label(
+            rec.id, label, author=author, source="import", parent_id=latest.id if latest else None
+        )
     except ApplianceError as exc:
         summary.failed.append((name, str(exc)))
     else:

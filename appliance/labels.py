@@ -28,6 +28,7 @@ from appliance.errors import ApplianceError
 
 __all__ = [
     "DEFAULT_CLASS",
+    "MAX_OBJECTS",
     "Box",
     "CellObject",
     "InstanceProps",
@@ -36,6 +37,7 @@ __all__ = [
     "decode_coco_rle",
     "decode_instances",
     "decode_label",
+    "decode_runs",
     "encode_instances",
     "encode_label",
     "encode_runs",
@@ -598,45 +600,41 @@ def encode_instances(instances: np.ndarray) -> bytes:
     return encode_runs(instances.shape, *instance_runs(instances))
 
 
-def decode_instances(data: bytes) -> np.ndarray:
-    """The uint32 (H, W) instance map of `encode_instances` or `encode_label` bytes.
+MAX_OBJECTS = 1 << 20  # point and box objects in one label: a whole slide's cells fit
 
-    Raises
-    ------
-    ApplianceError
-        When the bytes are truncated, corrupt or of an unknown format version.
+
+def _inflate(data: bytes, shape: tuple[int, int] | None) -> tuple[int, int, int, bytes]:
+    """(H, W, format version, inflated body) of label bytes, the header checked first.
+
+    `shape`, when given, is the map's expected (H, W): bytes declaring another are refused
+    before anything is inflated, and inflating stops at the most a label of that shape can
+    hold (one run per pixel, `MAX_OBJECTS` records), so bytes from another device cannot
+    expand into gigabytes.
     """
-    return _decode(data)[0]
-
-
-def decode_label(data: bytes, classes: dict[int, int]) -> Label:
-    """The label (instance map, `classes`, objects) of `encode_label` bytes of either format
-    version; corrupt records (an unknown kind, a NaN, an object off the image) raise."""
-    instances, records = _decode(data)
-    objects: list[CellObject] = []
-    for r in records:
-        kind, cid = int(r["kind"]), int(r["class_id"])
-        x0, y0, x1, y1 = (float(r[k]) for k in ("x0", "y0", "x1", "y1"))
-        if kind == 0:
-            objects.append(Point(x0, y0, cid))
-        elif kind == 1:
-            objects.append(Box(x0, y0, x1, y1, cid))
-        else:
-            raise ApplianceError(f"stored label is corrupt: unknown object kind {kind}")
-    return Label(instances, classes, tuple(objects))
-
-
-def _decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Instance map and object records (empty for format version 1)."""
     if len(data) < _HEADER.size:
         raise ApplianceError("stored label is truncated")
     magic, version, h, w = _HEADER.unpack_from(data)
     if magic != _MAGIC or version not in (_FORMAT_VERSION, _OBJECTS_VERSION):
         raise ApplianceError(f"stored label has an unknown encoding (version {version})")
+    if shape is not None and (h, w) != tuple(shape):
+        raise ApplianceError(f"stored label is {h}×{w}, not {shape[0]}×{shape[1]}")
+    limit = 8 * h * w + 1  # two uint32 per run, at most one run per pixel; +1 to see excess
+    if version == _OBJECTS_VERSION:
+        limit += _RUN_COUNT.size + MAX_OBJECTS * _OBJECT_RECORD.itemsize
     try:
-        body = zlib.decompress(data[_HEADER.size :])
+        inflater = zlib.decompressobj()
+        body = inflater.decompress(data[_HEADER.size :], limit)
     except zlib.error as exc:
         raise ApplianceError(f"stored label is corrupt: {exc}") from None
+    if len(body) >= limit or not inflater.eof:
+        raise ApplianceError("stored label is corrupt: more runs than pixels, or cut short")
+    return h, w, version, body
+
+
+def _split(
+    h: int, w: int, version: int, body: bytes
+) -> tuple[np.ndarray, np.ndarray, tuple[CellObject, ...]]:
+    """Run values, run lengths and objects of an inflated body, each checked."""
     records = np.zeros(0, _OBJECT_RECORD)
     if version == _OBJECTS_VERSION:
         if len(body) < _RUN_COUNT.size:
@@ -654,4 +652,55 @@ def _decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     values, lengths = raw[:n], raw[n:]
     if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:
         raise ApplianceError("stored label is corrupt: runs do not cover the image")
-    return np.repeat(values, lengths).reshape(h, w), records
+    objects: list[CellObject] = []
+    for r in records:
+        kind, cid = int(r["kind"]), int(r["class_id"])
+        x0, y0, x1, y1 = (float(r[k]) for k in ("x0", "y0", "x1", "y1"))
+        if kind == 0:
+            objects.append(Point(x0, y0, cid))
+        elif kind == 1:
+            objects.append(Box(x0, y0, x1, y1, cid))
+        else:
+            raise ApplianceError(f"stored label is corrupt: unknown object kind {kind}")
+        bx0, by0, bx1, by1 = objects[-1].bounds()
+        if bx0 < 0 or by0 < 0 or bx1 > w or by1 > h:
+            raise ApplianceError("stored label is corrupt: an object lies outside the image")
+    return values, lengths, tuple(objects)
+
+
+def decode_runs(
+    data: bytes, shape: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+    """(H, W), run values and run lengths of `encode_instances` or `encode_label` bytes,
+    checked to cover the map exactly (and any point and box records to be sound), without
+    building the map (what checking another device's label needs). `shape`: as `_inflate`.
+
+    Raises
+    ------
+    ApplianceError
+        When the bytes are truncated, corrupt, of an unknown format version or of another shape.
+    """
+    h, w, version, body = _inflate(data, shape)
+    values, lengths, _ = _split(h, w, version, body)
+    return (h, w), values, lengths
+
+
+def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The uint32 (H, W) instance map of `encode_instances` or `encode_label` bytes
+    (`shape`: as `decode_runs`).
+
+    Raises
+    ------
+    ApplianceError
+        When the bytes are truncated, corrupt, of an unknown format version or of another shape.
+    """
+    (h, w), values, lengths = decode_runs(data, shape)
+    return np.repeat(values, lengths).reshape(h, w)
+
+
+def decode_label(data: bytes, classes: dict[int, int]) -> Label:
+    """The label (instance map, `classes`, objects) of `encode_label` bytes of either format
+    version; corrupt records (an unknown kind, a NaN, an object off the image) raise."""
+    h, w, version, body = _inflate(data, None)
+    values, lengths, objects = _split(h, w, version, body)
+    return Label(np.repeat(values, lengths).reshape(h, w), classes, objects)

@@ -103,7 +103,8 @@ def test_store_keeps_objects_per_version_and_counts_them(tmp_path) -> None:
     again = Project.open(tmp_path / "p")
     assert again.label_version(first).label.objects == ()
     assert again.label_version(second).label.equals(_label())
-    assert again.label_version(second).n_instances == 4
+    assert again.label_version(second).n_instances == 1  # mask instances (what sync checks)
+    assert again.label_version(second).label.count() == 4
 
 
 def test_editing_points_and_boxes_are_one_undo_step_each() -> None:
@@ -200,3 +201,46 @@ def test_objects_to_json_and_back() -> None:
 
     for obj in _label().objects:
         assert object_from_dict(object_to_dict(obj)) == obj
+
+
+def test_a_label_with_objects_syncs_to_another_tablet(tmp_path) -> None:
+    """The receiving tablet's check of a pulled version (the lab server's own check) accepts
+    format 2, and the version arrives with its points and boxes."""
+    import cv2
+
+    from appliance.importer import import_paths
+    from appliance.store.oplog import apply_remote, pending
+
+    a = Project.create(tmp_path / "a", classes=["a", "b"])
+    img = tmp_path / "im.png"
+    cv2.imwrite(str(img), np.zeros((20, 30), np.uint8))
+    (image_id,) = import_paths(a, [img]).imported
+    a.save_label(image_id, _label(), author="vet", source="manual")
+    ops = pending(a.db)
+    original = a.image(image_id)
+    b = Project.create(tmp_path / "b", classes=["a", "b"])
+    new, refused = apply_remote(b, ops, len(ops), staged={original.sha256: original.path})
+    assert refused == [] and new == len(ops)
+    (rec,) = b.images()
+    got = b.latest_label(rec.id)
+    assert got is not None and got.label.equals(_label())
+    # a device sending an object off the image is refused, not stored as a damaged version
+    import base64
+
+    from appliance.labels import encode_label
+
+    bad = Label(np.zeros((20, 30), np.uint32), {}, (Point(1, 1),))
+    blob = bytearray(encode_label(bad))
+    body = zlib.decompress(bytes(blob[13:]))
+    n = int.from_bytes(body[:4], "little")
+    body = body[: 4 + 8 * n + 5] + np.float64(99.0).tobytes() + body[4 + 8 * n + 13 :]
+    forged = ops[-1].payload | {
+        "uid": "f" * 32,
+        "parent": None,
+        "n_instances": 0,
+        "classes": "{}",
+        "instances": base64.b64encode(bytes(blob[:13]) + zlib.compress(body)).decode(),
+    }
+    forged_op = type(ops[-1])(uid="e" * 32, kind=ops[-1].kind, ref="f" * 32, payload=forged)
+    _, refused = apply_remote(b, [forged_op], len(ops) + 1)
+    assert len(refused) == 1 and "outside the image" in refused[0]
