@@ -28,6 +28,7 @@ AREAS = (
     "generate_cmds",
     "interop_cmds",
     "slide_cmds",
+    "security_cmds",
 )
 
 

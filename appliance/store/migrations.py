@@ -209,11 +209,16 @@ CREATE INDEX regions_slide ON regions (slide_id);
 # from two devices that nobody merged are a conflict (appliance.store.conflicts).
 SYNC_DEVICE = "ALTER TABLE operations ADD COLUMN device INTEGER;"
 
+# Who signed each installed model bundle (a lab key id); NULL: installed with
+# --allow-unsigned, or before bundles were signed.
+MODEL_SIGNER = "ALTER TABLE models ADD COLUMN signer TEXT;"
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
     ("0002_lab", LAB_OPLOG),
     jobs.MIGRATION,
     ("0004_supervision", SUPERVISION),
     ("0005_sync_device", SYNC_DEVICE),
-    ("0006_slides", SLIDES),
+    ("0006_model_signer", MODEL_SIGNER),
+    ("0007_slides", SLIDES),
 ]

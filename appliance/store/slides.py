@@ -1,5 +1,5 @@
 """Slides and their regions in the project (tables `slides` and `regions`, migration
-`0006_slides`).
+`0007_slides`).
 
 A slide file is stored once under its sha256 in `slides/` (beside `images/`, so `appliance
 check --repair` never mistakes it for an orphan original). Annotation happens on regions: each
