@@ -25,7 +25,7 @@ from appliance.sync.client import sync_project
 from appliance.sync.credentials import project_credentials
 from appliance.sync.http import LabHttp
 from export.lab.serve import LabServer
-from tests.lab.conftest import add_work, make_config, tablet
+from tests.lab.conftest import add_work, label_for, make_config, tablet
 
 
 @pytest.fixture
@@ -218,3 +218,29 @@ def test_a_control_naming_a_class_the_project_lacks_is_refused_by_the_tablet(
     assert new == 0 and "class 7" in refused[0]
     assert not t.control_image_ids()
     t.close()
+
+
+def test_only_the_device_that_added_an_image_may_make_it_a_control(
+    tmp_path: Path, lab: LabServer
+) -> None:
+    """A rogue device could otherwise hide honest images from every tablet's training jobs
+    and exports by declaring them controls with made-up truth."""
+    a = tablet(tmp_path / "a", lab, "P1", "a")
+    b = tablet(tmp_path / "b", lab, "P1", "b")
+    add_work(a, tmp_path / "ia", 2, 0, seed=3)
+    sync_project(a)
+    sync_project(b)
+    first, second = (oplog.image_ref(r.sha256, r.page) for r in a.images())
+    assert _push(lab, b, _control_op(first)) == 422  # b did not add it
+    b_image = next(r for r in b.images() if oplog.image_ref(r.sha256, r.page) == second)
+    b.save_label(b_image.id, label_for(b, b_image.id, 5), author="b", source="manual")
+    sync_project(b)
+    assert _push(lab, a, _control_op(second, uid="e" * 32)) == 422  # b labelled it already
+    assert _push(lab, a, _control_op(first, uid="f" * 32)) == 200  # its own, unlabelled
+    assert _push(lab, a, _control_op(first, uid="g" * 32)) == 422  # a control already
+    sync_project(b)
+    assert b.control_image_ids() == {
+        r.id for r in b.images() if oplog.image_ref(r.sha256, r.page) == first
+    }
+    a.close()
+    b.close()
