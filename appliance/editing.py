@@ -1,4 +1,5 @@
-"""Label editing for the tablet: brush, eraser, fill, lasso, delete, re-class, undo/redo.
+"""Label editing for the tablet: brush, eraser, fill, lasso, delete, re-class, point and box
+objects, undo/redo.
 
 Pure numpy/OpenCV so that it is testable without a screen and fast enough to run on every
 touch-move event: each operation touches only the pixels it changes and returns their bounding
@@ -9,8 +10,8 @@ Coordinates are continuous image coordinates `(x, y)` = (column, row) with pixel
 the stroke's path, so a test can predict every changed pixel independently.
 
 One undo step is one whole gesture (a stroke, a fill, a lasso, a deletion, a re-class, a
-replacement by an accepted suggestion). A step keeps only the before/after patches of its
-bounding rectangle, so the history stays small even on large images.
+replacement by an accepted suggestion, a placed point, a drawn box). A step keeps only the
+before/after patches of its bounding rectangle, so the history stays small even on large images.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import cv2
 import numpy as np
 
 from appliance.errors import ApplianceError
-from appliance.labels import DEFAULT_CLASS, Label
+from appliance.labels import DEFAULT_CLASS, Box, CellObject, Label, Point
 
-__all__ = ["MAX_UNDO_STEPS", "EditSession", "Rect", "capsule_mask"]
+__all__ = ["MAX_UNDO_STEPS", "MIN_BOX_SIDE", "EditSession", "Rect", "capsule_mask"]
 
 MAX_UNDO_STEPS = 100
+MIN_BOX_SIDE = 2.0  # pixels: a shorter drag is a slipped tap, not a box
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ class Rect:
         )
 
     @classmethod
+    def around(cls, obj: CellObject, shape: tuple[int, int], margin: int = 2) -> Rect:
+        """Pixels covering an object and a small margin (its marker), clipped to the image."""
+        x0, y0, x1, y1 = obj.bounds()
+        return Rect(
+            int(np.floor(y0)), int(np.floor(x0)), int(np.ceil(y1)) + 1, int(np.ceil(x1)) + 1
+        ).grow(margin, shape)
+
+    @classmethod
     def full(cls, shape: tuple[int, int]) -> Rect:
         """The whole image of `shape` (H, W)."""
         return cls(0, 0, int(shape[0]), int(shape[1]))
@@ -116,13 +126,16 @@ class Rect:
 
 @dataclass
 class _Step:
-    """One undo step: the rectangle it changed, its pixels and class table before and after."""
+    """One undo step: the rectangle it changed, its pixels, class table and objects before and
+    after (objects are a tuple of frozen values, so keeping both costs little)."""
 
     rect: Rect
     before: np.ndarray
     after: np.ndarray
     classes_before: dict[int, int]
     classes_after: dict[int, int]
+    objects_before: tuple[CellObject, ...]
+    objects_after: tuple[CellObject, ...]
 
 
 @dataclass
@@ -149,6 +162,7 @@ class EditSession:
         self.classes: dict[int, int] = {
             int(i): label.class_of(int(i)) for i in np.unique(self.instances) if i != 0
         }
+        self.objects: tuple[CellObject, ...] = label.objects
         self.active_class = active_class
         self.revision = 0
         self.classes_version = 0
@@ -181,7 +195,7 @@ class EditSession:
 
     def label(self) -> Label:
         """A copy of the current label, ready to save as a version."""
-        return Label(self.instances.copy(), dict(self.classes))
+        return Label(self.instances.copy(), dict(self.classes), self.objects)
 
     def instance_at(self, x: float, y: float) -> int:
         """Instance id under an image point (0 for background or outside the image)."""
@@ -197,6 +211,69 @@ class EditSession:
     def instance_rect(self, instance_id: int) -> Rect | None:
         """Bounding box of one instance (None when it is not in the map)."""
         return Rect.of_mask(self.instances == instance_id)
+
+    def object_at(self, x: float, y: float, tolerance: float) -> int | None:
+        """Index of the object under an image point: the nearest point within `tolerance`,
+        else the smallest box containing it (None when there is neither)."""
+        best: tuple[float, int] | None = None
+        for k, obj in enumerate(self.objects):
+            if isinstance(obj, Point):
+                d = float(np.hypot(obj.x - x, obj.y - y))
+                if d <= tolerance and (best is None or d < best[0]):
+                    best = (d, k)
+        if best is not None:
+            return best[1]
+        inside = [
+            (obj.area, k)
+            for k, obj in enumerate(self.objects)
+            if isinstance(obj, Box) and obj.x0 <= x <= obj.x1 and obj.y0 <= y <= obj.y1
+        ]
+        return min(inside)[1] if inside else None
+
+    # ----- point and box objects -----------------------------------------------------------
+    def place_point(self, x: float, y: float) -> Rect | None:
+        """Put a point of the active class at `(x, y)` (a pen tap); None outside the image."""
+        h, w = self.shape
+        if not (0 <= x <= w and 0 <= y <= h):
+            return None
+        return self._set_objects((*self.objects, Point(x, y, self.active_class)))
+
+    def draw_box(self, x0: float, y0: float, x1: float, y1: float) -> Rect | None:
+        """Add a box of the active class between two corners (a pen drag), clipped to the
+        image; None when what is left is shorter than `MIN_BOX_SIDE` on a side."""
+        h, w = self.shape
+        xa, xb = sorted((min(max(x0, 0.0), w), min(max(x1, 0.0), w)))
+        ya, yb = sorted((min(max(y0, 0.0), h), min(max(y1, 0.0), h)))
+        if xb - xa < MIN_BOX_SIDE or yb - ya < MIN_BOX_SIDE:
+            return None
+        return self._set_objects((*self.objects, Box(xa, ya, xb, yb, self.active_class)))
+
+    def delete_object(self, index: int) -> Rect | None:
+        """Remove the point or box at `index` of `objects`."""
+        if not 0 <= index < len(self.objects):
+            return None
+        return self._set_objects(self.objects[:index] + self.objects[index + 1 :], index)
+
+    def set_object_class(self, index: int, class_id: int) -> Rect | None:
+        """Give the point or box at `index` another class."""
+        if not 0 <= index < len(self.objects) or self.objects[index].class_id == class_id:
+            return None
+        changed = self.objects[index].with_class(class_id)
+        return self._set_objects(
+            (*self.objects[:index], changed, *self.objects[index + 1 :]), index
+        )
+
+    def _set_objects(self, objects: tuple[CellObject, ...], index: int = -1) -> Rect:
+        """Make `objects` current as one undo step; returns the rectangle of the object at
+        `index` of whichever tuple holds the changed one (the new one by default)."""
+        self._finish_pending()
+        changed = (objects if len(objects) >= len(self.objects) else self.objects)[index]
+        rect = Rect.around(changed, self.shape)
+        before = self.objects
+        self.objects = objects
+        self._push(rect, self.instances[rect.slices].copy(), dict(self.classes), before)
+        self.revision += 1
+        return rect
 
     # ----- strokes -------------------------------------------------------------------------
     def begin_stroke(self, x: float, y: float, radius: float, erase: bool = False) -> Rect | None:
@@ -378,7 +455,12 @@ class EditSession:
         return rect
 
     def replace(self, label: Label) -> Rect:
-        """Replace the whole label (an accepted pre-label or suggestion) as one undo step."""
+        """Replace the whole label (an accepted pre-label or suggestion) as one undo step.
+
+        The masks always come from `label`; its points and boxes replace the current ones only
+        when it has some, because suggestions come from mask models and accepting one must not
+        erase the cells the expert pointed at.
+        """
         self._finish_pending()
         if label.shape != self.shape:
             raise ApplianceError(f"label shape {label.shape} does not match image {self.shape}")
@@ -389,7 +471,10 @@ class EditSession:
         self.classes = {int(i): label.class_of(int(i)) for i in np.unique(label.instances) if i}
         self.classes_version += 1
         self._next_id = max(self._next_id, int(self.instances.max(initial=0)) + 1)
-        self._push(rect, before, classes_before)
+        objects_before = self.objects
+        if label.objects:
+            self.objects = label.objects
+        self._push(rect, before, classes_before, objects_before)
         self.revision += 1
         return rect
 
@@ -402,6 +487,7 @@ class EditSession:
         step = self._undo.pop()
         self.instances[step.rect.slices] = step.before
         self.classes = dict(step.classes_before)
+        self.objects = step.objects_before
         self._redo.append(step)
         self.classes_version += 1
         self.revision += 1
@@ -415,6 +501,7 @@ class EditSession:
         step = self._redo.pop()
         self.instances[step.rect.slices] = step.after
         self.classes = dict(step.classes_after)
+        self.objects = step.objects_after
         self._undo.append(step)
         self.classes_version += 1
         self.revision += 1
@@ -467,10 +554,22 @@ class EditSession:
         if changed:
             self.classes_version += 1
 
-    def _push(self, rect: Rect, before: np.ndarray, classes_before: dict[int, int]) -> None:
+    def _push(
+        self,
+        rect: Rect,
+        before: np.ndarray,
+        classes_before: dict[int, int],
+        objects_before: tuple[CellObject, ...] | None = None,
+    ) -> None:
         self._undo.append(
             _Step(
-                rect, before, self.instances[rect.slices].copy(), classes_before, dict(self.classes)
+                rect,
+                before,
+                self.instances[rect.slices].copy(),
+                classes_before,
+                dict(self.classes),
+                self.objects if objects_before is None else objects_before,
+                self.objects,
             )
         )
         del self._undo[:-MAX_UNDO_STEPS]

@@ -4,28 +4,68 @@ Each folder is a sequence (natural sort: `img2` before `img10`); a multi-page TI
 of its own. Files are identified by content (sha256), so importing the same folder twice adds
 nothing. Every file is checked from its header (size guard) and decoded once (truncation,
 corruption) before it is stored.
+
+A microscope file (CZI, ND2, LIF, OME-Zarr; `appliance.microscope`) becomes a stack like a
+multi-page TIFF: the chosen channel's planes over T and Z are read one at a time into a
+lossless multi-page TIFF, which is then stored and imported as any stack.
+
+A whole-slide image (SVS, NDPI, SCN, pyramidal TIFF) is never decoded whole: its header is
+checked (`appliance.slides.open_slide`), the file is stored once under its hash, and the
+regions to annotate (given by the lab, or found on the tissue) become images of their own,
+their level-0 pixels read tile by tile. All regions are read before anything is stored, so a
+slide that fails leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import cv2
+import tifffile
 
 from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    MAX_PAGES,
     UNSUPPORTED_SUFFIXES,
+    check_pixels,
     iter_frames,
     probe,
 )
+from appliance.microscope import MICROSCOPE_SUFFIXES, is_microscope_file, open_stack
+from appliance.slides import SLIDE_SUFFIXES, Slide, is_slide, open_slide, tissue_regions
 from appliance.store.images import NewImage, add_images
 from appliance.store.project import Project
+from appliance.store.slides import SlideRecord, add_slide, region_linker
 
-__all__ = ["ImportSummary", "collect", "import_paths", "natural_key", "printable"]
+__all__ = [
+    "MAX_REGION_SIDE",
+    "ImportSummary",
+    "SlideRegions",
+    "add_regions",
+    "collect",
+    "import_paths",
+    "natural_key",
+    "printable",
+]
+
+MAX_REGION_SIDE = 4096  # a region is one task on the tablet: 4096² px at 40x is ~1 mm²
+
+
+@dataclass(frozen=True)
+class SlideRegions:
+    """Which regions of an imported slide to annotate: the lab's own (x, y, width, height in
+    level-0 pixels), else up to `tissue` squares of `side` pixels found on the tissue."""
+
+    lab: tuple[tuple[int, int, int, int], ...] = ()
+    tissue: int = 8
+    side: int = 1024
 
 
 @dataclass
@@ -76,15 +116,16 @@ def collect(
     without a word.
     """
     groups: dict[Path, list[Path]] = {}
-    wanted = suffixes + UNSUPPORTED_SUFFIXES
+    wanted = suffixes + UNSUPPORTED_SUFFIXES + SLIDE_SUFFIXES + MICROSCOPE_SUFFIXES
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and not is_microscope_file(path):
             files = [
                 f
                 for f in path.rglob("*")
-                if f.is_file()
+                if (f.is_file() or is_microscope_file(f))  # an OME-Zarr is a folder
                 and not any(part.startswith(".") for part in f.relative_to(path).parts)
+                and not any(p.suffix.lower() == ".zarr" for p in f.relative_to(path).parents)
                 and f.suffix.lower() in wanted
             ]
         elif path.exists():
@@ -99,16 +140,29 @@ def collect(
 
 
 def import_paths(
-    project: Project, paths: Iterable[Path], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    project: Project,
+    paths: Iterable[Path],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    slide_regions: SlideRegions | None = None,
+    channel: int | str = 0,
 ) -> ImportSummary:
     """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
 
     Returns the new image ids, the duplicates skipped and the failures with their reasons.
+    Slides become regions as `slide_regions` says (default: up to 8 tissue squares of 1024);
+    microscope files become stacks of `channel` (index or name).
     """
     summary = ImportSummary()
     for folder, files in collect(paths).items():
         for path in files:
             try:
+                if is_microscope_file(path):
+                    _import_microscope(project, path, channel, max_pixels, summary)
+                    continue
+                if is_slide(path):
+                    _import_slide(project, path, slide_regions or SlideRegions(), summary)
+                    continue
                 _import_file(project, path, printable(folder), max_pixels, summary)
             except ApplianceError as exc:
                 shown = printable(path)
@@ -117,7 +171,12 @@ def import_paths(
 
 
 def _import_file(
-    project: Project, path: Path, sequence: str, max_pixels: int, summary: ImportSummary
+    project: Project,
+    path: Path,
+    sequence: str,
+    max_pixels: int,
+    summary: ImportSummary,
+    source_path: str | None = None,
 ) -> None:
     """Import every frame of one file: headers checked first, pages decoded one at a time (to
     prove them complete) and dropped, then the file and its rows stored in one transaction."""
@@ -140,7 +199,7 @@ def _import_file(
         sha = file_sha256(path)
     except OSError as exc:
         raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
-    source = printable(path.resolve())
+    source = source_path or printable(path.resolve())
     try:
         added = add_images(
             project, path, sha, frames, sequence=source if multi else sequence, source_path=source
@@ -153,3 +212,128 @@ def _import_file(
         summary.notes.append(f"{label}: {found.note}")
     if added.restored:
         summary.notes.append(f"{label}: restored the missing stored original")
+
+
+def _import_slide(project: Project, path: Path, want: SlideRegions, summary: ImportSummary) -> None:
+    """Check the slide, read its regions (each as a PNG in a temporary folder, so memory holds
+    one region at a time), then store the slide and the regions."""
+    label = printable(path)
+    with open_slide(path) as slide, tempfile.TemporaryDirectory() as tmp:
+        info = slide.info
+        boxes = list(want.lab) or tissue_regions(slide.overview(), info, want.side, want.tissue)
+        if not boxes:
+            summary.notes.append(
+                f"{label}: no tissue found; add regions with `appliance add-region`"
+            )
+        files = _read_regions(slide, boxes, Path(tmp))
+        try:
+            record, new = add_slide(
+                project,
+                path,
+                name=printable(path.name),
+                width=info.width,
+                height=info.height,
+                levels=info.levels,
+                mpp=info.mpp,
+                vendor=info.vendor,
+                source_path=printable(path.resolve()),
+            )
+        except OSError as exc:
+            raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
+        origin = "lab" if want.lab else "tissue"
+        for box, file in files:
+            _store_region(project, record, box, file, origin, summary)
+    mpp = f", {info.mpp:g} µm/px" if info.mpp else ""
+    summary.notes.append(
+        f"{label}: slide {info.width}×{info.height}, {info.levels} levels{mpp}"
+        f"{'' if new else ' (already stored)'}; {len(files)} regions ({origin})"
+    )
+
+
+def _read_regions(
+    slide: Slide, boxes: list[tuple[int, int, int, int]], folder: Path
+) -> list[tuple[tuple[int, int, int, int], Path]]:
+    """Every region checked, read tile by tile and written as a lossless PNG under `folder`."""
+    info, name = slide.info, printable(slide.path)
+    out = []
+    for k, (x, y, w, h) in enumerate(boxes):
+        if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
+            raise ApplianceError(
+                f"{name}: region {w}×{h} (sides 1..{MAX_REGION_SIDE} px at level 0)"
+            )
+        if x < 0 or y < 0 or x + w > info.width or y + h > info.height:
+            raise ApplianceError(
+                f"{name}: region ({x}, {y}, {w}×{h}) leaves the slide ({info.width}×{info.height})"
+            )
+        img = slide.read_region(x, y, w, h)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        assert ok  # encoding a uint8 RGB array in memory cannot fail
+        file = folder / f"region-{k}.png"
+        try:
+            file.write_bytes(png.tobytes())
+        except OSError as exc:
+            raise ApplianceError(f"{name}: cannot write a region ({exc.strerror})") from None
+        out.append(((x, y, w, h), file))
+    return out
+
+
+def _store_region(
+    project: Project,
+    record: SlideRecord,
+    box: tuple[int, int, int, int],
+    file: Path,
+    origin: str,
+    summary: ImportSummary,
+) -> None:
+    """The region's pixels (a lossless PNG) as an image, linked to its place on the slide."""
+    x, y, w, h = box
+    frame = NewImage(None, f"{record.name}[{x},{y},{w}x{h}]", h, w, 3, "uint8")
+    try:
+        added = add_images(
+            project,
+            file,
+            file_sha256(file),
+            [frame],
+            sequence=record.name,
+            source_path=f"{record.path.name}@{x},{y}",
+            link=region_linker(record.id, x, y, origin),
+        )
+    except OSError as exc:
+        raise ApplianceError(f"{record.name}: cannot store ({exc.strerror or exc})") from None
+    summary.imported += added.ids
+    summary.duplicates += added.duplicates
+
+
+def add_regions(
+    project: Project, record: SlideRecord, boxes: list[tuple[int, int, int, int]], origin: str
+) -> ImportSummary:
+    """Regions picked later (by the lab or the expert panning the slide) as new images."""
+    summary = ImportSummary()
+    with open_slide(record.path) as slide, tempfile.TemporaryDirectory() as tmp:
+        for box, file in _read_regions(slide, boxes, Path(tmp)):
+            _store_region(project, record, box, file, origin, summary)
+    return summary
+
+
+def _import_microscope(
+    project: Project, path: Path, channel: int | str, max_pixels: int, summary: ImportSummary
+) -> None:
+    """One channel's planes, read one at a time into a lossless multi-page TIFF, imported."""
+    label = printable(path)
+    stack = open_stack(path, channel)
+    check_pixels(stack.shape, label, max_pixels)
+    if stack.frames > MAX_PAGES:
+        raise ApplianceError(f"{label}: {stack.frames} planes (at most {MAX_PAGES})")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{path.name}.c{stack.channel}.tif"
+        with tifffile.TiffWriter(out) as tif:
+            for plane in stack.planes():
+                tif.write(plane, compression="zlib", metadata=None)
+        sequence = printable(path.resolve())
+        _import_file(project, out, sequence, max_pixels, summary, source_path=sequence)
+    names = stack.channel_names or [str(c) for c in range(stack.sizes["C"])]
+    shown = names[stack.channel] if stack.channel < len(names) else str(stack.channel)
+    note = f"{label}: {stack.sizes['T']} × {stack.sizes['Z']} planes (T × Z) of channel {shown}"
+    if stack.sizes["C"] > 1:
+        note += f"; channels {', '.join(names)} (choose with --channel)"
+    summary.notes.append(note)

@@ -1,29 +1,60 @@
-"""Labels in and out: instance maps and binary masks from files, COCO JSON both ways.
+"""Labels in and out: instance maps and binary masks from files, COCO JSON and QuPath GeoJSON
+both ways.
 
 Masks are matched to images by file stem. A mask with a single non-zero value is a binary mask
 (its connected components become instances); anything else is an instance map whose values are
-instance ids. Imported labels are stored as new versions with source `import`.
+instance ids. A mask file replaces an image's masks and keeps its point and box objects (a mask
+cannot carry them); a GeoJSON or COCO file is the image's whole label. Imported labels are
+stored as new versions with source `import`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 from pycocotools import mask as coco_mask
 
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
+from appliance.geojson import ClassStyle, features_in, label_features, label_from_features
 from appliance.imageio import read_image
 from appliance.importer import collect, printable
-from appliance.labels import Label, decode_coco_rle
-from appliance.store.project import ImageRecord, Project
+from appliance.labels import Box, Label, decode_coco_rle
+from appliance.overlay import class_colour
+from appliance.store.classes import colours
+from appliance.store.project import ImageRecord, LabelVersion, Project
+from appliance.store.slides import SlideRecord, find_slide, region_of, regions, slides
 
-__all__ = ["LabelImportSummary", "export_coco", "import_coco", "import_labels", "read_mask"]
+__all__ = [
+    "CELLPOSE_SUFFIXES",
+    "MAX_GEOJSON_BYTES",
+    "Exported",
+    "LabelImportSummary",
+    "export_coco",
+    "export_geojson",
+    "export_label_tiffs",
+    "exportable",
+    "import_coco",
+    "import_geojson",
+    "import_labels",
+    "read_mask",
+]
+
+MAX_GEOJSON_BYTES = 512 * 2**20  # a whole slide's cells as polygons stay far below this
+# Cellpose names its mask files `<image>_cp_masks.png` / `.tif` (`--save_png`, `--save_tif`)
+CELLPOSE_SUFFIXES = ("_cp_masks", "_masks")
+SEG_NPY_REFUSAL = (
+    "a Cellpose _seg.npy file needs pickle to load, which can run code hidden in the file; "
+    "save the masks as PNG or TIFF in Cellpose (--save_png or --save_tif) and import those"
+)
 
 
 @dataclass
@@ -97,12 +128,21 @@ def import_labels(
     path = Path(path)
     if path.suffix.lower() == ".json":
         return import_coco(project, path, author=author, replace=replace)
+    if path.suffix.lower() == ".geojson":
+        return import_geojson(project, path, author=author, replace=replace)
     summary = LabelImportSummary()
     by_stem = _images_by_stem(project)
+    if path.name.endswith("_seg.npy"):
+        summary.failed.append((printable(path), SEG_NPY_REFUSAL))
+        return summary
+    if path.is_dir():
+        for f in sorted(path.glob("*.geojson")):
+            _merge(summary, import_geojson(project, f, author=author, replace=replace))
+        summary.failed += [(printable(f), SEG_NPY_REFUSAL) for f in sorted(path.glob("*_seg.npy"))]
     for files in collect([path]).values():
         for f in files:
             name = printable(f)
-            matches = by_stem.get(f.stem, [])
+            matches = by_stem.get(_mask_stem(f.stem, by_stem), [])
             if not matches:
                 summary.unmatched.append(name)
                 continue
@@ -114,8 +154,21 @@ def import_labels(
             except ApplianceError as exc:
                 summary.failed.append((name, str(exc).removeprefix(f"{f}: ")))
                 continue
+            latest = project.latest_label(matches[0].id)
+            if latest is not None:  # a mask file holds no points or boxes: keep the image's
+                label = latest.label.with_instances(label.instances, label.classes)
             _save_import(project, matches[0], label, name, author, replace, summary)
     return summary
+
+
+def _mask_stem(stem: str, by_stem: dict[str, list[ImageRecord]]) -> str:
+    """The image stem a mask file names: its own, or without Cellpose's `_cp_masks` suffix."""
+    if stem in by_stem:
+        return stem
+    for suffix in CELLPOSE_SUFFIXES:
+        if stem.endswith(suffix) and stem[: -len(suffix)] in by_stem:
+            return stem[: -len(suffix)]
+    return stem
 
 
 def _save_import(
@@ -128,19 +181,16 @@ def _save_import(
     summary: LabelImportSummary,
 ) -> None:
     """Append `label` as the newest version unless it would lose objects without `replace`."""
-    count = len(label.classes)
+    count = label.count()
     latest = project.latest_label(rec.id)  # the imported version builds on it (its parent)
     if not replace:
         if count == 0:
             summary.skipped.append((name, "no annotations (use --replace to store an empty label)"))
             return
-        if latest is not None and latest.n_instances > count:
+        before = latest.label.count() if latest is not None else 0  # masks, points, boxes
+        if before > count:
             summary.skipped.append(
-                (
-                    name,
-                    f"would replace {latest.n_instances} instances with {count} "
-                    "(use --replace to allow)",
-                )
+                (name, f"would replace {before} objects with {count} (use --replace to allow)")
             )
             return
     try:
@@ -279,6 +329,7 @@ def _coco_label(
     h, w = rec.height, rec.width
     out = np.zeros((h, w), np.uint32)
     classes: dict[int, int] = {}
+    boxes: list[Box] = []
     for k, ann in enumerate(anns, start=1):
         where = f"annotation {ann.get('id')!r}"
         try:
@@ -286,6 +337,9 @@ def _coco_label(
             category = categories.get(ann.get("category_id"))  # type: ignore[arg-type]
             if category is None:
                 raise ApplianceError(f"unknown category_id {ann.get('category_id')!r}")
+            if not ann.get("segmentation") and "bbox" in ann:
+                boxes.append(_coco_box(ann["bbox"], class_ids[category], h, w))
+                continue
             if inst in classes:
                 raise ApplianceError(f"instance id {inst} given twice")
             m = _coco_mask(ann.get("segmentation"), h, w)
@@ -294,11 +348,28 @@ def _coco_label(
         out[m] = inst
         classes[inst] = class_ids[category]
     present = set(np.unique(out).tolist()) - {0}
-    return Label(out, {i: c for i, c in classes.items() if i in present})
+    return Label(out, {i: c for i, c in classes.items() if i in present}, tuple(boxes))
+
+
+def _coco_box(bbox: object, class_id: int, h: int, w: int) -> Box:
+    """A detection annotation (bbox `[x, y, width, height]`, no segmentation) as a box object."""
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+        or not all(math.isfinite(v) for v in bbox)
+    ):
+        raise ApplianceError("bbox must be 4 finite numbers [x, y, width, height]")
+    x, y, bw, bh = (float(v) for v in bbox)
+    if bw <= 0 or bh <= 0 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+        raise ApplianceError(f"bbox {bbox} is empty or leaves the image ({h}×{w})")
+    return Box(x, y, x + bw, y + bh, class_id)
 
 
 def export_coco(project: Project, out: Path) -> dict[str, int]:
-    """Newest label version of every labeled image as COCO JSON (RLE, instance ids kept).
+    """Newest label version of every labeled image as COCO JSON (RLE, instance ids kept; box
+    objects as detections with a bbox and no segmentation; point objects are not COCO's and
+    are counted in `points_left_out`).
 
     Control items are left out: their labels would tell an outsider which images are controls,
     and an annotator's label of one is a test answer, not training data.
@@ -311,6 +382,7 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
         "annotations": [],
     }
     ann_id = 1
+    points_left_out = 0  # COCO has no plain point annotation; GeoJSON carries them
     for image_id in project.labeled_image_ids():
         if image_id in controls:
             continue
@@ -336,8 +408,227 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
                 }
             )
             ann_id += 1
+        for box in version.label.boxes:  # detections (seed 000): a bbox without segmentation
+            bw, bh = box.x1 - box.x0, box.y1 - box.y0
+            doc["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": rec.id,
+                    "category_id": box.class_id,
+                    "bbox": [box.x0, box.y0, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                    "label_version": version.uid,
+                }
+            )
+            ann_id += 1
+        points_left_out += len(version.label.points)
     try:  # durable and whole: a full disk never leaves a truncated JSON file behind
         atomic_write(Path(out), json.dumps(doc).encode("utf-8"))
     except OSError as exc:
         raise ApplianceError(f"{out}: cannot write ({exc.strerror})") from None
-    return {"images": len(doc["images"]), "annotations": len(doc["annotations"])}
+    return {
+        "images": len(doc["images"]),
+        "annotations": len(doc["annotations"]),
+        "points_left_out": points_left_out,
+    }
+
+
+def _merge(into: LabelImportSummary, part: LabelImportSummary) -> None:
+    into.imported += part.imported
+    into.unmatched += part.unmatched
+    into.skipped += part.skipped
+    into.failed += part.failed
+
+
+def _image_key(rec: ImageRecord) -> str:
+    """The stem that `_images_by_stem` matches, so an exported file imports onto its image."""
+    return _stem(rec.name) if rec.page is None else f"{_stem(rec.name)}_{rec.page}"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """An image's newest label to export, and the file stem that imports back onto it."""
+
+    record: ImageRecord
+    version: LabelVersion
+    stem: str
+
+
+def exportable(project: Project) -> Iterator[Exported]:
+    """The newest label of every labeled image, control items left out (their labels would
+    tell which images are controls, and an annotator's label of one is a test answer); an
+    image whose stem another shares gets `<stem>-<id>`."""
+    by_stem = _images_by_stem(project)
+    controls = project.control_image_ids()
+    for image_id in project.labeled_image_ids():
+        if image_id in controls:
+            continue
+        rec = project.image(image_id)
+        version = project.latest_label(image_id)
+        assert version is not None
+        key = _image_key(rec)
+        yield Exported(rec, version, key if len(by_stem.get(key, [])) == 1 else f"{key}-{rec.id}")
+
+
+def _read_json(path: Path, limit: int) -> Any:
+    name = printable(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ApplianceError(f"{name}: {size} bytes, more than a label file's {limit}")
+        return json.loads(path.read_bytes(), parse_constant=_no_constant)
+    except OSError as exc:
+        raise ApplianceError(f"{name}: cannot read ({exc.strerror})") from None
+    except RecursionError:
+        raise ApplianceError(f"{name}: not a GeoJSON file (nested too deeply)") from None
+    except ValueError as exc:
+        raise ApplianceError(f"{name}: not a GeoJSON file ({exc})") from None
+
+
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a number")
+
+
+def import_geojson(
+    project: Project, path: Path, *, author: str = "import", replace: bool = False
+) -> LabelImportSummary:
+    """Import a QuPath GeoJSON export onto the image (or slide) whose stem is the file's.
+
+    The file is the image's whole label (masks, points, boxes); class names must be project
+    classes. On a slide (level-0 coordinates) each region gets the objects that lie on it;
+    objects on no region are counted. A version that would empty or shrink the newest label
+    needs `replace`.
+    """
+    path = Path(path)
+    name = printable(path)
+    summary = LabelImportSummary()
+    matches = [
+        rec
+        for rec in _images_by_stem(project).get(path.stem, [])
+        if region_of(project, rec.id) is None  # regions are matched through their slide
+    ]
+    on_slide = [s for s in slides(project) if _slide_stem(s) == path.stem]
+    if len(matches) + len(on_slide) != 1:
+        summary.unmatched.append(name)
+        return summary
+    class_ids = {n: cid for cid, n in project.classes().items()}
+    try:
+        features = features_in(_read_json(path, MAX_GEOJSON_BYTES))
+        if matches:
+            rec = matches[0]
+            found = [(rec, label_from_features(features, (rec.height, rec.width), class_ids))]
+        else:
+            found = [
+                (
+                    project.image(r.image_id),
+                    label_from_features(
+                        features, (r.height, r.width), class_ids, (r.x, r.y), elsewhere=True
+                    ),
+                )
+                for r in regions(project, on_slide[0].id)
+            ]
+    except ApplianceError as exc:
+        summary.failed.append((name, str(exc).removeprefix(f"{name}: ")))
+        return summary
+    why = dict.fromkeys(line for _, result in found for line in result.skipped)
+    summary.skipped += [(name, line) for line in why]
+    if on_slide:
+        placed = set().union(*(result.used for _, result in found))
+        explained = {int(line.split(":")[0].removeprefix("feature ")) for line in why}
+        off = len(set(range(len(features))) - placed - explained)
+        if off:
+            summary.skipped.append(
+                (name, f"{off} features lie on no region of the slide (add one there)")
+            )
+    for rec, result in found:
+        label_name = name if matches else f"{name} -> {printable(rec.name)}"
+        _save_import(project, rec, result.label, label_name, author, replace, summary)
+    return summary
+
+
+def _slide_stem(slide: SlideRecord) -> str:
+    """A slide's file name without its extension (`.ome.tif` counts as one)."""
+    name = slide.name
+    for ext in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return Path(name).stem
+
+
+def export_geojson(project: Project, out: Path) -> dict[str, int]:
+    """Newest label of every labeled image as `OUT/<image stem>.geojson` for QuPath; the
+    regions of a slide together as `OUT/<slide stem>.geojson` in level-0 pixels.
+
+    Control items are left out, as in `export_coco`. Files are written whole (atomically);
+    an image whose stem another image shares is written as `<stem>-<id>.geojson`.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+    chosen = colours(project)
+    styles = {
+        cid: ClassStyle(n, chosen.get(cid, class_colour(cid)))
+        for cid, n in project.classes().items()
+    }
+    files: dict[str, list[dict[str, Any]]] = {}
+    counts = {"images": 0, "features": 0}
+    for item in exportable(project):
+        stem, label = item.stem, item.version.label
+        region = region_of(project, item.record.id)
+        if region is None:
+            features = label_features(label, styles)
+        else:  # every region of a slide goes into the slide's file, in level-0 pixels
+            stem = _slide_stem(find_slide(project, str(region.slide_id)))
+            features = label_features(label, styles, (region.x, region.y))
+        files.setdefault(stem, []).extend(features)
+        counts["images"] += 1
+        counts["features"] += len(features)
+    for stem, features in files.items():
+        doc = {"type": "FeatureCollection", "features": features}
+        target = out / f"{stem}.geojson"
+        try:
+            atomic_write(target, json.dumps(doc).encode("utf-8"))
+        except OSError as exc:
+            raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from None
+    return counts
+
+
+def export_label_tiffs(project: Project, out: Path) -> dict[str, int]:
+    """Newest labels as TIFF label images for napari and Fiji: `OUT/instances/<stem>.tif`
+    holds the instance ids (uint16, or uint32 beyond 65535 ids) and re-imports with
+    `--labels OUT/instances`; `OUT/classes/<stem>.tif` holds the class id per pixel. Control
+    items are left out; point and box objects have no pixels and are counted in
+    `objects_left_out` (use GeoJSON)."""
+    out = Path(out)
+    try:
+        for sub in ("instances", "classes"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+    counts = {"images": 0, "objects_left_out": 0}
+    for item in exportable(project):
+        label, stem = item.version.label, item.stem
+        dtype = np.uint16 if int(label.instances.max(initial=0)) < 2**16 else np.uint32
+        for target, pixels in (
+            (out / "instances" / f"{stem}.tif", label.instances.astype(dtype)),
+            (out / "classes" / f"{stem}.tif", label.semantic()),
+        ):
+            try:
+                atomic_write(target, _tiff_bytes(pixels))
+            except OSError as exc:
+                raise ApplianceError(
+                    f"{printable(target)}: cannot write ({exc.strerror})"
+                ) from None
+        counts["images"] += 1
+        counts["objects_left_out"] += len(label.objects)
+    return counts
+
+
+def _tiff_bytes(pixels: np.ndarray) -> bytes:
+    """A deflated TIFF of `pixels` in memory (a label image is a few megabytes at most)."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels, compression="zlib")
+    return buffer.getvalue()

@@ -1,16 +1,24 @@
-"""The label model: an instance map plus a class table, and everything derived from it.
+"""The label model: an instance map plus a class table, point and box objects beside it.
 
-Every other representation (binary and semantic masks, boxes, centroids, COCO RLE) is computed
+Every mask representation (binary and semantic masks, boxes, centroids, COCO RLE) is computed
 from the instance map, so there is one truth per label version and no derived state to go stale.
 Instance ids are arbitrary positive integers (0 is background); class ids start at 1 and index
 the project's class table.
+
+Cells that are only counted or located (seed 002 points cells, seed 000 boxes them) are
+`Point` and `Box` objects with a class, kept beside the map in continuous image coordinates
+(x = column, y = row, origin at the top-left corner of pixel (0, 0), as QuPath and the editor
+use them). They are stored in the same versioned blob (format version 2); a label without
+objects is still written as version 1, which every older reader decodes.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -20,21 +28,42 @@ from appliance.errors import ApplianceError
 
 __all__ = [
     "DEFAULT_CLASS",
+    "MAX_OBJECTS",
+    "Box",
+    "CellObject",
     "InstanceProps",
     "Label",
+    "Point",
     "decode_coco_rle",
     "decode_instances",
+    "decode_label",
     "decode_runs",
     "encode_instances",
+    "encode_label",
     "encode_runs",
     "instance_runs",
+    "object_from_dict",
+    "object_to_dict",
     "run_ids",
 ]
 
 DEFAULT_CLASS = 1
 _MAGIC = b"ALBL"
 _HEADER = struct.Struct("<4sBII")  # magic, format version, height, width
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 1  # runs only
+_OBJECTS_VERSION = 2  # runs, then point and box records
+_RUN_COUNT = struct.Struct("<I")
+# one record per object: kind (0 point, 1 box), class id, x0, y0, x1, y1 (a point: x1=x0, y1=y0)
+_OBJECT_RECORD = np.dtype(
+    [
+        ("kind", "<u1"),
+        ("class_id", "<u4"),
+        ("x0", "<f8"),
+        ("y0", "<f8"),
+        ("x1", "<f8"),
+        ("y1", "<f8"),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +77,157 @@ class InstanceProps:
     centroid: tuple[float, float]
 
 
+def _check_class(class_id: int) -> int:
+    if isinstance(class_id, bool) or int(class_id) != class_id or not 1 <= class_id < 2**32:
+        raise ApplianceError(f"an object's class id must be an integer >= 1, got {class_id!r}")
+    return int(class_id)
+
+
+def _check_coords(*values: float) -> tuple[float, ...]:
+    out = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in out):
+        raise ApplianceError(f"object coordinates must be finite numbers, got {values}")
+    return out
+
+
+@dataclass(frozen=True)
+class Point:
+    """A cell located by one point (its centre or a mitotic figure), of a class.
+
+    Examples
+    --------
+    >>> Point(3.5, 2.0, 2).bounds()
+    (3.5, 2.0, 3.5, 2.0)
+    """
+
+    x: float
+    y: float
+    class_id: int = DEFAULT_CLASS
+    kind: ClassVar[str] = "point"
+
+    def __post_init__(self) -> None:
+        x, y = _check_coords(self.x, self.y)
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "class_id", _check_class(self.class_id))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the object; a point's is degenerate."""
+        return self.x, self.y, self.x, self.y
+
+    def with_class(self, class_id: int) -> Point:
+        """The same point with another class."""
+        return Point(self.x, self.y, class_id)
+
+    def shifted(self, dx: float, dy: float) -> Point:
+        """The same point in coordinates whose origin lies at (-dx, -dy)."""
+        return Point(self.x + dx, self.y + dy, self.class_id)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A cell located by an axis-aligned rectangle `[x0, x1] × [y0, y1]`, of a class.
+
+    Corners are put in order, so a box dragged up and to the left is the same box.
+
+    Examples
+    --------
+    >>> Box(5, 6, 1, 2, 3)
+    Box(x0=1.0, y0=2.0, x1=5.0, y1=6.0, class_id=3)
+    >>> Box(1, 2, 5, 6).area
+    16.0
+    """
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    class_id: int = DEFAULT_CLASS
+    kind: ClassVar[str] = "box"
+
+    def __post_init__(self) -> None:
+        x0, y0, x1, y1 = _check_coords(self.x0, self.y0, self.x1, self.y1)
+        x0, x1 = min(x0, x1), max(x0, x1)
+        y0, y1 = min(y0, y1), max(y0, y1)
+        if x1 == x0 or y1 == y0:
+            raise ApplianceError(f"a box needs a width and a height, got ({x0}, {y0}, {x1}, {y1})")
+        for name, value in (("x0", x0), ("y0", y0), ("x1", x1), ("y1", y1)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "class_id", _check_class(self.class_id))
+
+    @property
+    def area(self) -> float:
+        """Width × height in pixels²."""
+        return (self.x1 - self.x0) * (self.y1 - self.y0)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """(x, y) of the box's centre."""
+        return (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1)."""
+        return self.x0, self.y0, self.x1, self.y1
+
+    def with_class(self, class_id: int) -> Box:
+        """The same box with another class."""
+        return Box(self.x0, self.y0, self.x1, self.y1, class_id)
+
+    def shifted(self, dx: float, dy: float) -> Box:
+        """The same box in coordinates whose origin lies at (-dx, -dy)."""
+        return Box(self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy, self.class_id)
+
+
+CellObject = Point | Box
+
+
+def object_to_dict(obj: CellObject) -> dict[str, object]:
+    """A point or box as a JSON-ready dict (bundles, drafts); `object_from_dict` inverts it.
+
+    Examples
+    --------
+    >>> object_to_dict(Point(1.5, 2, 3))
+    {'kind': 'point', 'class_id': 3, 'x': 1.5, 'y': 2.0}
+    """
+    if isinstance(obj, Point):
+        return {"kind": "point", "class_id": obj.class_id, "x": obj.x, "y": obj.y}
+    return {
+        "kind": "box",
+        "class_id": obj.class_id,
+        "x0": obj.x0,
+        "y0": obj.y0,
+        "x1": obj.x1,
+        "y1": obj.y1,
+    }
+
+
+def object_from_dict(data: object) -> CellObject:
+    """The point or box of an `object_to_dict` dict; anything else is one ApplianceError."""
+    if not isinstance(data, dict) or data.get("kind") not in ("point", "box"):
+        raise ApplianceError("an object must be a dict with kind 'point' or 'box'")
+    keys = ("x", "y") if data["kind"] == "point" else ("x0", "y0", "x1", "y1")
+    values: list[float] = []
+    for key in (*keys, "class_id"):
+        v = data.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ApplianceError(f"a {data['kind']} needs numbers {', '.join(keys)} and class_id")
+        values.append(float(v))
+    class_id = values.pop()
+    if not class_id.is_integer():
+        raise ApplianceError(f"class id {class_id!r} is not an integer")
+    if data["kind"] == "point":
+        return Point(values[0], values[1], int(class_id))
+    return Box(values[0], values[1], values[2], values[3], int(class_id))
+
+
 @dataclass
 class Label:
-    """An instance map (H×W, uint32, 0 = background) and instance id → class id."""
+    """An instance map (H×W, uint32, 0 = background), instance id → class id, and the point
+    and box objects placed on the same image (each with its own class)."""
 
     instances: np.ndarray
     classes: dict[int, int] = field(default_factory=dict)
+    objects: tuple[CellObject, ...] = ()
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.instances)
@@ -65,6 +239,31 @@ class Label:
             arr = arr.astype(np.uint32)
         self.instances = arr
         self.classes = {int(k): int(v) for k, v in self.classes.items()}
+        self.objects = tuple(self.objects)
+        h, w = arr.shape
+        for obj in self.objects:
+            if not isinstance(obj, (Point, Box)):
+                raise ApplianceError(f"a label object must be a Point or a Box, got {obj!r}")
+            x0, y0, x1, y1 = obj.bounds()
+            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+                raise ApplianceError(
+                    f"{obj.kind} at ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the image "
+                    f"({w}×{h})"
+                )
+
+    @property
+    def points(self) -> list[Point]:
+        """The point objects, in the order they were placed."""
+        return [o for o in self.objects if isinstance(o, Point)]
+
+    @property
+    def boxes(self) -> list[Box]:
+        """The box objects, in the order they were drawn."""
+        return [o for o in self.objects if isinstance(o, Box)]
+
+    def count(self) -> int:
+        """Annotated cells: mask instances plus point and box objects."""
+        return int(self.ids().size) + len(self.objects)
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> Label:
@@ -99,6 +298,11 @@ class Label:
             raise ApplianceError(f"a mask must be 2-D, got shape {mask.shape}")
         n, comp = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
         return cls(comp.astype(np.uint32), {i: class_id for i in range(1, n)})
+
+    def with_instances(self, instances: np.ndarray, classes: dict[int, int]) -> Label:
+        """A new instance map and class table, keeping this label's point and box objects
+        (post-processing, upgrades and mask imports change masks, never objects)."""
+        return Label(instances, classes, self.objects)
 
     @classmethod
     def from_semantic(cls, semantic: np.ndarray) -> Label:
@@ -238,8 +442,9 @@ class Label:
         return cls(out, classes)
 
     def equals(self, other: Label) -> bool:
-        """Same instance ids at every pixel and the same class for every present instance."""
-        if not np.array_equal(self.instances, other.instances):
+        """Same instance ids at every pixel, the same class for every present instance and
+        the same point and box objects in the same order."""
+        if not np.array_equal(self.instances, other.instances) or self.objects != other.objects:
             return False
         return all(self.class_of(i) == other.class_of(i) for i in self.ids())
 
@@ -334,7 +539,12 @@ def run_ids(values: np.ndarray) -> np.ndarray:
     return ids[ids != 0]
 
 
-def encode_runs(shape: tuple[int, int], values: np.ndarray, lengths: np.ndarray) -> bytes:
+def encode_runs(
+    shape: tuple[int, int],
+    values: np.ndarray,
+    lengths: np.ndarray,
+    objects: tuple[CellObject, ...] = (),
+) -> bytes:
     """Lossless and compact: the runs, deflated; much faster than PNG or zlib over pixels.
 
     Parameters
@@ -343,14 +553,39 @@ def encode_runs(shape: tuple[int, int], values: np.ndarray, lengths: np.ndarray)
         (H, W) of the map the runs cover.
     values, lengths : numpy.ndarray
         uint32 runs from `instance_runs`.
+    objects : tuple of Point or Box
+        Written as format version 2 (run count, runs, object records); without objects the
+        bytes are format version 1, which readers from before objects existed decode.
 
     Returns
     -------
     bytes
-        A header (magic, format version, H, W) and the deflated runs.
+        A header (magic, format version, H, W) and the deflated body.
     """
-    body = zlib.compress(values.tobytes() + lengths.tobytes(), 1)
-    return _HEADER.pack(_MAGIC, _FORMAT_VERSION, shape[0], shape[1]) + body
+    runs = values.tobytes() + lengths.tobytes()
+    if not objects:
+        body = zlib.compress(runs, 1)
+        return _HEADER.pack(_MAGIC, _FORMAT_VERSION, shape[0], shape[1]) + body
+    records = np.zeros(len(objects), _OBJECT_RECORD)
+    for k, obj in enumerate(objects):
+        x0, y0, x1, y1 = obj.bounds()
+        records[k] = (0 if isinstance(obj, Point) else 1, obj.class_id, x0, y0, x1, y1)
+    body = zlib.compress(_RUN_COUNT.pack(values.size) + runs + records.tobytes(), 1)
+    return _HEADER.pack(_MAGIC, _OBJECTS_VERSION, shape[0], shape[1]) + body
+
+
+def encode_label(label: Label) -> bytes:
+    """Encode a label's instance map and objects; `decode_label` inverts it exactly.
+
+    The class table is not part of the bytes (the store keeps it as JSON beside them).
+
+    Examples
+    --------
+    >>> lab = Label(np.array([[0, 3]]), {3: 2}, (Point(0.5, 0.5, 2), Box(0, 0, 2, 1, 1)))
+    >>> decode_label(encode_label(lab), lab.classes).equals(lab)
+    True
+    """
+    return encode_runs(label.shape, *instance_runs(label.instances), label.objects)
 
 
 def encode_instances(instances: np.ndarray) -> bytes:
@@ -365,46 +600,94 @@ def encode_instances(instances: np.ndarray) -> bytes:
     return encode_runs(instances.shape, *instance_runs(instances))
 
 
+MAX_OBJECTS = 1 << 20  # point and box objects in one label: a whole slide's cells fit
+
+
+def _inflate(data: bytes, shape: tuple[int, int] | None) -> tuple[int, int, int, bytes]:
+    """(H, W, format version, inflated body) of label bytes, the header checked first.
+
+    `shape`, when given, is the map's expected (H, W): bytes declaring another are refused
+    before anything is inflated, and inflating stops at the most a label of that shape can
+    hold (one run per pixel, `MAX_OBJECTS` records), so bytes from another device cannot
+    expand into gigabytes.
+    """
+    if len(data) < _HEADER.size:
+        raise ApplianceError("stored label is truncated")
+    magic, version, h, w = _HEADER.unpack_from(data)
+    if magic != _MAGIC or version not in (_FORMAT_VERSION, _OBJECTS_VERSION):
+        raise ApplianceError(f"stored label has an unknown encoding (version {version})")
+    if shape is not None and (h, w) != tuple(shape):
+        raise ApplianceError(f"stored label is {h}×{w}, not {shape[0]}×{shape[1]}")
+    limit = 8 * h * w + 1  # two uint32 per run, at most one run per pixel; +1 to see excess
+    if version == _OBJECTS_VERSION:
+        limit += _RUN_COUNT.size + MAX_OBJECTS * _OBJECT_RECORD.itemsize
+    try:
+        inflater = zlib.decompressobj()
+        body = inflater.decompress(data[_HEADER.size :], limit)
+    except zlib.error as exc:
+        raise ApplianceError(f"stored label is corrupt: {exc}") from None
+    if len(body) >= limit or not inflater.eof:
+        raise ApplianceError("stored label is corrupt: more runs than pixels, or cut short")
+    return h, w, version, body
+
+
+def _split(
+    h: int, w: int, version: int, body: bytes
+) -> tuple[np.ndarray, np.ndarray, tuple[CellObject, ...]]:
+    """Run values, run lengths and objects of an inflated body, each checked."""
+    records = np.zeros(0, _OBJECT_RECORD)
+    if version == _OBJECTS_VERSION:
+        if len(body) < _RUN_COUNT.size:
+            raise ApplianceError("stored label is corrupt: no run count")
+        (n,) = _RUN_COUNT.unpack_from(body)
+        end = _RUN_COUNT.size + 8 * n
+        tail = body[end:]
+        if len(body) < end or len(tail) % _OBJECT_RECORD.itemsize:
+            raise ApplianceError("stored label is corrupt: object records are cut short")
+        raw = np.frombuffer(body[_RUN_COUNT.size : end], np.uint32)
+        records = np.frombuffer(tail, _OBJECT_RECORD)
+    else:
+        raw = np.frombuffer(body, np.uint32)
+    n = raw.size // 2
+    values, lengths = raw[:n], raw[n:]
+    if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:
+        raise ApplianceError("stored label is corrupt: runs do not cover the image")
+    objects: list[CellObject] = []
+    for r in records:
+        kind, cid = int(r["kind"]), int(r["class_id"])
+        x0, y0, x1, y1 = (float(r[k]) for k in ("x0", "y0", "x1", "y1"))
+        if kind == 0:
+            objects.append(Point(x0, y0, cid))
+        elif kind == 1:
+            objects.append(Box(x0, y0, x1, y1, cid))
+        else:
+            raise ApplianceError(f"stored label is corrupt: unknown object kind {kind}")
+        bx0, by0, bx1, by1 = objects[-1].bounds()
+        if bx0 < 0 or by0 < 0 or bx1 > w or by1 > h:
+            raise ApplianceError("stored label is corrupt: an object lies outside the image")
+    return values, lengths, tuple(objects)
+
+
 def decode_runs(
     data: bytes, shape: tuple[int, int] | None = None
 ) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
-    """(H, W), run values and run lengths of `encode_instances` bytes, checked to cover the
-    map exactly, without building the map (what checking another device's label needs).
-
-    `shape`, when given, is the map's expected (H, W): bytes declaring another are refused
-    before anything is inflated, and inflating stops at the most the runs of that shape can
-    take, so bytes from another device cannot expand into gigabytes.
+    """(H, W), run values and run lengths of `encode_instances` or `encode_label` bytes,
+    checked to cover the map exactly (and any point and box records to be sound), without
+    building the map (what checking another device's label needs). `shape`: as `_inflate`.
 
     Raises
     ------
     ApplianceError
         When the bytes are truncated, corrupt, of an unknown format version or of another shape.
     """
-    if len(data) < _HEADER.size:
-        raise ApplianceError("stored label is truncated")
-    magic, version, h, w = _HEADER.unpack_from(data)
-    if magic != _MAGIC or version != _FORMAT_VERSION:
-        raise ApplianceError(f"stored label has an unknown encoding (version {version})")
-    if shape is not None and (h, w) != tuple(shape):
-        raise ApplianceError(f"stored label is {h}×{w}, not {shape[0]}×{shape[1]}")
-    limit = 8 * h * w + 1  # two uint32 per run, at most one run per pixel; +1 to see excess
-    try:
-        inflater = zlib.decompressobj()
-        raw_bytes = inflater.decompress(data[_HEADER.size :], limit)
-    except zlib.error as exc:
-        raise ApplianceError(f"stored label is corrupt: {exc}") from None
-    if len(raw_bytes) >= limit or not inflater.eof:
-        raise ApplianceError("stored label is corrupt: more runs than pixels, or cut short")
-    raw = np.frombuffer(raw_bytes, np.uint32)
-    n = raw.size // 2
-    values, lengths = raw[:n], raw[n:]
-    if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:
-        raise ApplianceError("stored label is corrupt: runs do not cover the image")
+    h, w, version, body = _inflate(data, shape)
+    values, lengths, _ = _split(h, w, version, body)
     return (h, w), values, lengths
 
 
 def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The uint32 (H, W) instance map of `encode_instances` bytes (`shape`: as `decode_runs`).
+    """The uint32 (H, W) instance map of `encode_instances` or `encode_label` bytes
+    (`shape`: as `decode_runs`).
 
     Raises
     ------
@@ -413,3 +696,11 @@ def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.nd
     """
     (h, w), values, lengths = decode_runs(data, shape)
     return np.repeat(values, lengths).reshape(h, w)
+
+
+def decode_label(data: bytes, classes: dict[int, int]) -> Label:
+    """The label (instance map, `classes`, objects) of `encode_label` bytes of either format
+    version; corrupt records (an unknown kind, a NaN, an object off the image) raise."""
+    h, w, version, body = _inflate(data, None)
+    values, lengths, objects = _split(h, w, version, body)
+    return Label(np.repeat(values, lengths).reshape(h, w), classes, objects)

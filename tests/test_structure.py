@@ -227,11 +227,20 @@ LAYERS: list[set[str]] = [
         "appliance.contract",
         "appliance.metrics",
         "appliance.security",  # signatures, pinned keys, credentials outside the project
+        "appliance.geometry",
+        "appliance.slides",
+        "appliance.microscope",
     },
-    {"appliance.editing", "appliance.store", "appliance.settings", "appliance.media"},
+    {
+        "appliance.editing",
+        "appliance.store",
+        "appliance.settings",
+        "appliance.media",
+        "appliance.geojson",
+    },
     {"appliance.overlay", "appliance.importer"},
     {"appliance.label_io", "appliance.assist", "appliance.generators"},
-    {"appliance.bundles"},
+    {"appliance.bundles", "appliance.ngff"},
     {"appliance.sync", "appliance.supervision"},  # sync installs pulled model bundles
     {"appliance.session"},  # the annotate flow without Kivy
     {"appliance.ui"},

@@ -22,7 +22,7 @@ from appliance.assist import preprocess
 from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits, write_bundle
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
-from appliance.labels import Label
+from appliance.labels import Label, object_from_dict, object_to_dict
 from appliance.store import ImageRecord, LabelVersion, Project
 from appliance.store.check import verified_original
 from appliance.store.jobs import record_job_items
@@ -236,6 +236,7 @@ def _version(version: LabelVersion, members: dict[str, bytes | Path], tmp: Path)
     return {
         "instances": member,
         "classes": {str(k): v for k, v in sorted(version.label.classes.items())},
+        "objects": [object_to_dict(o) for o in version.label.objects],
         "uid": version.uid,
         "author": version.author,
         "source": version.source,
@@ -353,7 +354,11 @@ class JobItem:
                 f"with shape {self.shape[:2]}"
             )
             raise self.job.fail(problem, member)
-        return Label(arr, {int(k): v for k, v in ref["classes"].items()})
+        try:
+            objects = tuple(object_from_dict(o) for o in ref.get("objects", []))
+            return Label(arr, {int(k): v for k, v in ref["classes"].items()}, objects)
+        except ApplianceError as exc:
+            raise self.job.fail(f"objects of this label: {exc}", member) from None
 
 
 @dataclass
@@ -475,6 +480,13 @@ def _parse_version(f: Fields, reader: BundleReader, n_classes: int) -> dict[str,
             f.fail(f"{f.where}.classes[{key!r}] must be an integer class id")
         if not 1 <= class_id < n_classes:
             f.fail(f"{f.where}.classes[{key!r}] = {class_id} is not a class of this job")
+    for k, raw in enumerate(f.get("objects", list, optional=True) or []):
+        try:
+            obj = object_from_dict(raw)
+        except ApplianceError as exc:
+            f.fail(f"{f.where}.objects[{k}]: {exc}")
+        if not obj.class_id < n_classes:
+            f.fail(f"{f.where}.objects[{k}] class {obj.class_id} is not a class of this job")
     return f.obj
 
 

@@ -26,6 +26,8 @@ AREAS = (
     "ui_cmds",
     "sync_cmds",
     "generate_cmds",
+    "interop_cmds",
+    "slide_cmds",
     "security_cmds",
 )
 

@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="import images (and optionally labels)",
-        description="Import image files or folders (PNG, JPEG, TIFF incl. multi-page, BMP). "
+        description="Import image files or folders (PNG, JPEG, TIFF incl. multi-page, BMP), "
+        "whole slides (SVS, NDPI, SCN, pyramidal/OME-TIFF: stored once, annotated as regions) "
+        "and microscope files (CZI, ND2, LIF, OME-Zarr, one channel as a stack). "
         "Each folder becomes a sequence in natural order. Bad files are reported and skipped; "
         "the exit status is 1 when any file failed.",
     )
@@ -47,9 +49,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--labels",
         type=Path,
-        help="masks (file or folder, matched to images by file stem) or a COCO JSON file",
+        help="masks (file or folder, matched to images by file stem; they replace masks and "
+        "keep points and boxes), a COCO JSON file, or QuPath GeoJSON (FILE.geojson or a "
+        "folder of them, matched by stem; the whole label: masks, points, boxes)",
     )
     p.add_argument("--author", default="import", help="author recorded on imported labels")
+    p.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="X,Y,W,H",
+        help="a region of every slide imported (SVS, NDPI, SCN, pyramidal TIFF) to annotate, "
+        "in level-0 pixels (repeat for several); without it, regions are found on the tissue",
+    )
+    p.add_argument(
+        "--channel",
+        default="0",
+        metavar="N|NAME",
+        help="channel of microscope files (CZI, ND2, LIF, OME-Zarr) to import, by index or "
+        "name (default 0; the import lists the file's channels)",
+    )
+    p.add_argument(
+        "--tissue-regions",
+        type=int,
+        default=8,
+        metavar="N",
+        help="how many square regions to take from each slide's tissue (default 8)",
+    )
+    p.add_argument(
+        "--region-size",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="side of the tissue regions in level-0 pixels (default 1024, at most 4096)",
+    )
     p.add_argument(
         "--replace",
         action="store_true",
@@ -127,8 +160,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise ApplianceError(f"{printable(args.labels)}: not a regular file or folder")
     if args.max_pixels < 1:
         raise ApplianceError(f"--max-pixels {args.max_pixels}: must be a positive pixel count")
+    from appliance.cli import require_range
+    from appliance.cli.slide_cmds import parse_box
+    from appliance.importer import MAX_REGION_SIDE, SlideRegions
+
+    require_range("--tissue-regions", args.tissue_regions, 0, 10_000)
+    require_range("--region-size", args.region_size, 16, MAX_REGION_SIDE)
+    want = SlideRegions(
+        tuple(parse_box(r) for r in args.region), args.tissue_regions, args.region_size
+    )
     with Project.open(args.dir) as project:
-        summary = import_paths(project, args.paths, max_pixels=args.max_pixels)
+        summary = import_paths(
+            project,
+            args.paths,
+            max_pixels=args.max_pixels,
+            slide_regions=want,
+            channel=args.channel,
+        )
         lines = summary.lines()
         failed = bool(summary.failed)
         if args.labels is not None:
@@ -163,6 +211,10 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     with Project.open(args.dir) as project:
         counts = export_coco(project, args.out)
     print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} annotations")
+    if counts["points_left_out"]:
+        print(
+            f"note: {counts['points_left_out']} point objects are not in COCO (use export-geojson)"
+        )
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from appliance import settings
 from appliance.assist import preprocess
 from appliance.editing import EditSession
-from appliance.labels import Label, decode_instances, encode_instances
+from appliance.labels import Label, decode_label, encode_label
 from appliance.store.project import ImageRecord, Project
 from appliance.supervision import blind
 from appliance.supervision.controls import score_save
@@ -83,8 +83,8 @@ class ImageWork:
         self.recovered = False
         draft = pending_draft(project)
         if draft and draft["image_id"] == image_id and draft.get("parent_id") == self.parent_id:
-            base = Label(
-                decode_instances(base64.b64decode(draft["instances"])),
+            base = decode_label(
+                base64.b64decode(draft["instances"]),
                 {int(k): int(v) for k, v in draft["classes"].items()},
             )
             self._seconds_before = float(draft.get("seconds", 0.0))
@@ -105,7 +105,7 @@ class ImageWork:
 
     @property
     def has_label(self) -> bool:
-        return bool(self.session.instances.any())
+        return bool(self.session.objects) or bool(self.session.instances.any())
 
     def seconds(self) -> float:
         """Time spent on this image since its last saved version."""
@@ -113,7 +113,7 @@ class ImageWork:
 
     def save_draft(self) -> None:
         """Persist the label on screen (one transaction) so a crash loses no finished stroke."""
-        blob = encode_instances(self.session.instances)
+        blob = encode_label(self.session.label())
         settings.DRAFT.set(
             self.project,
             {

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from appliance.durable import atomic_copy, holds
-from appliance.labels import Label, decode_instances, encode_instances
+from appliance.labels import Label, decode_label, encode_label
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.images import NewImage, insert_image
@@ -87,7 +87,7 @@ class ScoreRow:
 
 def _label(blob: bytes, classes: str | None) -> Label:
     table = {int(k): int(v) for k, v in json.loads(classes or "{}").items()}
-    return Label(decode_instances(blob), table)
+    return decode_label(blob, table)
 
 
 def _classes(label: Label) -> dict[str, int]:
@@ -136,8 +136,8 @@ def add_control(
 ) -> int:
     """Store one control for an image already in `images` and log it for sync (`control.added`,
     so every tablet of the project hides and scores it); call inside a transaction."""
-    truth_map = (encode_instances(truth.instances), _classes(truth))
-    pre = None if prelabel is None else (encode_instances(prelabel.instances), _classes(prelabel))
+    truth_map = (encode_label(truth), _classes(truth))
+    pre = None if prelabel is None else (encode_label(prelabel), _classes(prelabel))
     errors = json.loads(errors_json)
     control_id = insert_row(project.db, image_id, kind, truth_map, pre, errors, detail or {})
     oplog.record_control_added(project.db, image_id, kind, truth_map, pre, errors, detail or {})

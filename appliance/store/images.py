@@ -11,6 +11,7 @@ when the same file is imported again.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +52,13 @@ def add_images(
     *,
     sequence: str,
     source_path: str,
+    link: Callable[[sqlite3.Connection, int], None] | None = None,
 ) -> AddedImages:
     """Store `source` under `sha256` and one row per new frame, in one transaction.
 
     Single-frame files take the next frame number of `sequence`; the pages of a multi-page file
-    are their own sequence, numbered by page.
+    are their own sequence, numbered by page. `link(db, image_id)` runs for each new row inside
+    the same transaction (a slide region records where it lies), so both commit or neither.
     """
     out = AddedImages()
     blob = project.blob_path(sha256, source.suffix.lower())
@@ -87,6 +90,8 @@ def add_images(
                 rel = str(blob.relative_to(project.root))
                 new_id = insert_image(db, sha256, frame, rel, sequence, frame_no, source_path)
                 out.ids.append(new_id)
+                if link is not None:
+                    link(db, new_id)
     except BaseException:
         if created:
             blob.unlink(missing_ok=True)

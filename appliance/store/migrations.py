@@ -178,6 +178,33 @@ CREATE TABLE control_bundles (
 );
 """
 
+# Whole-slide images (appliance.store.slides): a slide file is stored once under its hash in
+# slides/; each region annotated on it is an ordinary image (its pixels as a PNG original) with
+# a row here saying where it lies on the slide, in level-0 pixels.
+SLIDES = """
+CREATE TABLE slides (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    blob TEXT NOT NULL,                 -- path of the stored slide, relative to the project
+    width INTEGER NOT NULL,             -- level 0
+    height INTEGER NOT NULL,
+    levels INTEGER NOT NULL,
+    mpp REAL,                           -- µm per level-0 pixel, when the file says
+    vendor TEXT,
+    source_path TEXT,
+    added TEXT NOT NULL
+);
+CREATE TABLE regions (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id),
+    slide_id INTEGER NOT NULL REFERENCES slides (id),
+    x INTEGER NOT NULL,                 -- level-0 top-left corner; size is the image's
+    y INTEGER NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('lab', 'tissue', 'expert'))
+);
+CREATE INDEX regions_slide ON regions (slide_id);
+"""
+
 # Which lab device made each pulled operation (NULL: this tablet's own): versions of one image
 # from two devices that nobody merged are a conflict (appliance.store.conflicts).
 SYNC_DEVICE = "ALTER TABLE operations ADD COLUMN device INTEGER;"
@@ -193,4 +220,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0004_supervision", SUPERVISION),
     ("0005_sync_device", SYNC_DEVICE),
     ("0006_model_signer", MODEL_SIGNER),
+    ("0007_slides", SLIDES),
 ]

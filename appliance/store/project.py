@@ -21,7 +21,7 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
-from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
+from appliance.labels import Label, decode_label, encode_runs, instance_runs, run_ids
 from appliance.security.lock import check_unlocked
 from appliance.store import db as dbm
 from appliance.store import oplog
@@ -107,7 +107,7 @@ class LabelVersion:
         """The instance map and class table of this version (decoded once)."""
         try:
             classes = {int(k): int(v) for k, v in json.loads(self._classes).items()}
-            return Label(decode_instances(self._blob), classes)
+            return decode_label(self._blob, classes)
         except Exception as exc:  # damaged bytes: zlib, JSON and shape errors alike
             raise ApplianceError(
                 f"label version {self.id} of image {self.image_id} is damaged ({exc}); "
@@ -340,7 +340,7 @@ class Project:
                 f"({rec.height}×{rec.width})"
             )
         values, lengths = instance_runs(label.instances)
-        blob = encode_runs(label.shape, values, lengths)
+        blob = encode_runs(label.shape, values, lengths, label.objects)
         ids = run_ids(values)
         classes = json.dumps({str(int(i)): label.class_of(i) for i in ids})
         with self.transaction():

@@ -61,7 +61,7 @@ def test_shrinking_import_needs_replace(labeled: Path, tmp_path: Path) -> None:
     res = cli("import", labeled, tmp_path / "imgs", "--labels", path)
     assert res.rc == 0, res.err
     assert "labels imported 1" in res.out  # img2 gets its first label
-    assert "skipped: img1.tif: would replace 3 instances with 1" in res.out
+    assert "skipped: img1.tif: would replace 3 objects with 1" in res.out
     assert newest_instances(labeled, "img1") == 3
     res = cli("import", labeled, tmp_path / "imgs", "--labels", path, "--replace")
     assert res.rc == 0 and "labels imported 2" in res.out

@@ -7,6 +7,7 @@ from appliance.ui.screens.home import HomeScreen
 from appliance.ui.screens.lock import LockScreen
 from appliance.ui.screens.models import ModelsScreen
 from appliance.ui.screens.settings import SettingsScreen
+from appliance.ui.screens.slide import SlideScreen
 from appliance.ui.screens.welcome import WelcomeScreen
 
 SCREENS = {
@@ -17,5 +18,6 @@ SCREENS = {
     "settings": SettingsScreen,
     "gallery": GalleryScreen,
     "highscore": HighScoreScreen,
+    "slide": SlideScreen,
     "lock": LockScreen,
 }

@@ -261,6 +261,7 @@ class AnnotateScreen(ScreenBg):
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(self._button("upgrade", "Upgrade", self._act("upgrade")))
         row.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
+        row.add_widget(self._button("on_slide", "On slide", self.open_on_slide))
         col.add_widget(row)
         flag = Factory.TToggle(text="Flag: label early", size_hint_y=None, height=app.touch)
         flag.bind(on_press=lambda b: self._call(lambda p: p.set_flag(b.state == "down")))
@@ -500,6 +501,16 @@ class AnnotateScreen(ScreenBg):
         )
         self.buttons["undo"].disabled = not work.session.can_undo
         self.buttons["redo"].disabled = not work.session.can_redo
+
+    def open_on_slide(self) -> None:
+        """A region of a slide opens in the slide viewer (points and boxes on the slide)."""
+        from appliance.store.slides import region_of
+
+        app = App.get_running_app()
+        if self.work is None or region_of(app.project, self.work.image_id) is None:
+            self.notify("this image is not a region of a slide", error=True)
+            return
+        app.sm.get_screen("slide").open_region(self.work.image_id)
 
     def notify(self, text: str, error: bool = False) -> None:
         App.get_running_app().notify(text, error)

@@ -1,0 +1,260 @@
+"""The slide viewer: pans and zooms a whole slide from its pyramid; pen marks cells.
+
+Only the tiles of the visible level that intersect the widget are read (on the job worker,
+through the core `TileCache`), and a tile already read is drawn in the same frame. Under the
+tiles the overview (the coarsest level, read once) is always drawn, so panning never shows a
+blank. Input: a pen tap places a point of the active class, a pen drag draws a box (both on
+the open region, one undo step each); a finger tap selects the point or box under it (for
+the screen's Delete and Re-class); one finger pans, two fingers pinch-zoom, the mouse wheel
+zooms about the pointer. The region being annotated is outlined.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from kivy.app import App
+from kivy.graphics import Color, Ellipse, Line, Rectangle
+from kivy.graphics.texture import Texture
+from kivy.input.motionevent import MotionEvent
+from kivy.metrics import dp, mm
+from kivy.uix.stencilview import StencilView
+
+from appliance.labels import Point
+from appliance.overlay import class_colour
+from appliance.session.slide_view import SlideViewport, TileKey
+from appliance.session.slide_work import SlideWork
+from appliance.ui.canvas import is_pen
+
+__all__ = ["SlideViewer"]
+
+TAP_MM = 2.0  # a pen that moves less than this between down and up placed a point
+
+
+def _texture(rgb: np.ndarray) -> Texture:
+    h, w = rgb.shape[:2]
+    tex = Texture.create(size=(w, h), colorfmt="rgb")
+    tex.blit_buffer(np.ascontiguousarray(rgb[::-1]).tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+    tex.mag_filter = "nearest"  # full resolution and beyond shows exact pixels
+    return tex
+
+
+class SlideViewer(StencilView):
+    """Draws `work`'s slide through a `SlideViewport`; `on_marked()` runs after each mark."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.work: SlideWork | None = None
+        self.viewport: SlideViewport | None = None
+        self.textures: dict[TileKey, Texture] = {}
+        self.overview: Texture | None = None
+        self.pending: set[TileKey] = set()
+        self.on_marked: Any = None
+        self.selected: int | None = None  # index into the region's objects
+        self._finger_start: dict[int, tuple[float, float]] = {}
+        self._pen: tuple[MotionEvent, float, float] | None = None
+        self._fingers: dict[int, tuple[float, float]] = {}
+        self._rubber: tuple[float, float, float, float] | None = None
+        self.bind(size=self._resized, pos=lambda *_: self.redraw())
+
+    # ----- opening -------------------------------------------------------------------------
+    def show(self, work: SlideWork) -> None:
+        """Show a region's slide, fitted (the overview)."""
+        self.work = work
+        self.textures.clear()
+        self.pending.clear()
+        self.viewport = SlideViewport(work.slide.info, (max(self.width, 1), max(self.height, 1)))
+        self.viewport.fit()
+        self.overview = _texture(work.slide.overview())
+        self.redraw()
+
+    def _resized(self, *_: object) -> None:
+        if self.viewport is not None:
+            self.viewport.size = (max(self.width, 1), max(self.height, 1))
+            self.redraw()
+
+    # ----- view commands -------------------------------------------------------------------
+    def fit(self) -> None:
+        if self.viewport is not None:
+            self.viewport.fit()
+            self.redraw()
+
+    def full_resolution(self) -> None:
+        """One screen pixel per level-0 pixel, centred on the region (40x on a 40x scan)."""
+        if self.viewport is not None and self.work is not None:
+            r = self.work.region
+            self.viewport.centre_on(r.x + r.width / 2, r.y + r.height / 2, 1.0)
+            self.redraw()
+
+    def zoom(self, factor: float) -> None:
+        if self.viewport is not None:
+            self.viewport.zoom_about(factor, self.width / 2, self.height / 2)
+            self.redraw()
+
+    # ----- coordinates ---------------------------------------------------------------------
+    def _local(self, wx: float, wy: float) -> tuple[float, float]:
+        """Widget point, origin top-left, y down (the viewport's convention)."""
+        return wx - self.x, self.top - wy
+
+    def _window(self, sx: float, sy: float) -> tuple[float, float]:
+        return self.x + sx, self.top - sy
+
+    def slide_to_window(self, x: float, y: float) -> tuple[float, float]:
+        """Window point of level-0 point (x, y) (tests aim the pen with it)."""
+        assert self.viewport is not None
+        return self._window(*self.viewport.to_screen(x, y))
+
+    # ----- drawing -------------------------------------------------------------------------
+    def redraw(self) -> None:
+        """Overview, visible tiles (cached ones now, others once read), region, marks."""
+        vp, work = self.viewport, self.work
+        self.canvas.clear()
+        if vp is None or work is None:
+            return
+        cache = work.tiles
+        wanted = vp.visible_tiles()
+        with self.canvas:
+            Color(1, 1, 1, 1)
+            if self.overview is not None:
+                left, top = vp.to_screen(0, 0)
+                w, h = vp.info.width * vp.scale, vp.info.height * vp.scale
+                self._rect(self.overview, left, top, w, h)
+            for key in wanted:
+                tex = self.textures.get(key)
+                if tex is None:
+                    tile = cache.peek(key)
+                    if tile is not None:
+                        tex = self.textures[key] = _texture(tile)
+                if tex is not None:
+                    self._rect(tex, *vp.tile_rect(key))
+                else:
+                    self._request(key)
+            self._draw_marks()
+        keep = set(wanted)
+        for key in [k for k in self.textures if k not in keep]:
+            del self.textures[key]  # the core cache keeps the pixels; textures only while shown
+
+    def _rect(self, tex: Texture, left: float, top: float, w: float, h: float) -> None:
+        x, y = self._window(left, top + h)
+        Rectangle(texture=tex, pos=(x, y), size=(w, h))
+
+    def _draw_marks(self) -> None:
+        assert self.viewport is not None and self.work is not None
+        vp, r = self.viewport, self.work.region
+        Color(1, 0.85, 0, 1)
+        left, top = vp.to_screen(r.x, r.y)
+        x, y = self._window(left, top + r.height * vp.scale)
+        Line(rectangle=(x, y, r.width * vp.scale, r.height * vp.scale), width=dp(1))
+        radius = dp(5)
+        for k, obj in enumerate(self.work.objects()):
+            red, green, blue = (v / 255 for v in class_colour(obj.class_id))
+            Color(red, green, blue, 1)
+            chosen = k == self.selected
+            if isinstance(obj, Point):
+                px, py = self.slide_to_window(obj.x, obj.y)
+                Ellipse(pos=(px - radius, py - radius), size=(2 * radius, 2 * radius))
+                if chosen:
+                    Color(1, 1, 1, 1)
+                    Line(circle=(px, py, radius * 1.8), width=dp(1.5))
+            else:
+                ax, ay = self.slide_to_window(obj.x0, obj.y1)
+                bx, by = self.slide_to_window(obj.x1, obj.y0)
+                Line(rectangle=(ax, ay, bx - ax, by - ay), width=dp(3 if chosen else 1.5))
+        if self._rubber is not None:
+            Color(1, 1, 1, 1)
+            ax, ay, bx, by = self._rubber
+            Line(rectangle=(min(ax, bx), min(ay, by), abs(bx - ax), abs(by - ay)), width=dp(1))
+
+    def _request(self, key: TileKey) -> None:
+        """Read a tile on the worker; draw again when it is in the cache."""
+        if key in self.pending or self.work is None:
+            return
+        self.pending.add(key)
+        cache = self.work.tiles
+        app = App.get_running_app()
+
+        def done(_tile: object) -> None:
+            self.pending.discard(key)
+            self.redraw()
+
+        def failed(exc: BaseException) -> None:
+            self.pending.discard(key)
+            app.show_error(exc)
+
+        app.run_job(lambda _ctx: cache.get(key), done, key=("slide-tile", key), failed=failed)
+
+    def _select(self, wx: float, wy: float) -> None:
+        """Select the point or box under a finger tap (a point within 4 mm), or nothing."""
+        if self.work is None or self.viewport is None:
+            return
+        x, y = self.viewport.to_slide(*self._local(wx, wy))
+        self.selected = self.work.object_at(x, y, mm(4) / self.viewport.scale)
+        self.redraw()
+        if self.on_marked is not None:
+            self.on_marked()
+
+    # ----- input ---------------------------------------------------------------------------
+    def on_touch_down(self, touch: MotionEvent) -> bool:
+        if not self.collide_point(*touch.pos) or self.viewport is None:
+            return False
+        if getattr(touch, "is_mouse_scrolling", False):
+            factor = 1.25 if touch.button == "scrolldown" else 0.8
+            self.viewport.zoom_about(factor, *self._local(*touch.pos))
+            self.redraw()
+            return True
+        touch.grab(self)
+        if is_pen(touch) and getattr(touch, "button", "left") in (None, "left"):
+            self._pen = (touch, *touch.pos)
+        else:
+            self._fingers[touch.uid] = touch.pos
+            self._finger_start[touch.uid] = touch.pos
+        return True
+
+    def on_touch_move(self, touch: MotionEvent) -> bool:
+        if touch.grab_current is not self or self.viewport is None:
+            return False
+        if self._pen is not None and self._pen[0] is touch:
+            _, x0, y0 = self._pen
+            self._rubber = (x0, y0, *touch.pos)
+            self.redraw()
+            return True
+        old = self._fingers.get(touch.uid)
+        if old is None:
+            return True
+        if len(self._fingers) >= 2:
+            other = next(p for uid, p in self._fingers.items() if uid != touch.uid)
+            before = math.dist(old, other)
+            after = math.dist(touch.pos, other)
+            if before > 0:
+                mid = ((touch.pos[0] + other[0]) / 2, (touch.pos[1] + other[1]) / 2)
+                self.viewport.zoom_about(after / before, *self._local(*mid))
+        else:
+            self.viewport.pan(touch.pos[0] - old[0], -(touch.pos[1] - old[1]))
+        self._fingers[touch.uid] = touch.pos
+        self.redraw()
+        return True
+
+    def on_touch_up(self, touch: MotionEvent) -> bool:
+        if touch.grab_current is not self:
+            return False
+        touch.ungrab(self)
+        self._fingers.pop(touch.uid, None)
+        start = self._finger_start.pop(touch.uid, None)
+        if start is not None and not self._fingers and math.dist(start, touch.pos) < mm(TAP_MM):
+            self._select(*touch.pos)
+            return True
+        if self._pen is None or self._pen[0] is not touch or self.work is None:
+            return True
+        _, x0, y0 = self._pen
+        self._pen, self._rubber = None, None
+        assert self.viewport is not None
+        a = self.viewport.to_slide(*self._local(x0, y0))
+        b = self.viewport.to_slide(*self._local(*touch.pos))
+        tapped = math.dist((x0, y0), touch.pos) < mm(TAP_MM)
+        marked = self.work.place_point(*b) if tapped else self.work.draw_box(*a, *b)
+        self.redraw()
+        if marked and self.on_marked is not None:
+            self.on_marked()
+        return True
