@@ -37,6 +37,7 @@ __all__ = [
     "decode_coco_rle",
     "decode_instances",
     "decode_label",
+    "decode_parts",
     "decode_runs",
     "encode_instances",
     "encode_label",
@@ -680,9 +681,24 @@ def decode_runs(
     ApplianceError
         When the bytes are truncated, corrupt, of an unknown format version or of another shape.
     """
+    size, values, lengths, _objects = decode_parts(data, shape)
+    return size, values, lengths
+
+
+def decode_parts(
+    data: bytes, shape: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, tuple[CellObject, ...]]:
+    """`decode_runs` and the label's point and box objects, each checked (a receiver also
+    checks the objects' classes).
+
+    Raises
+    ------
+    ApplianceError
+        As `decode_runs`.
+    """
     h, w, version, body = _inflate(data, shape)
-    values, lengths, _ = _split(h, w, version, body)
-    return (h, w), values, lengths
+    values, lengths, objects = _split(h, w, version, body)
+    return (h, w), values, lengths, objects
 
 
 def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:

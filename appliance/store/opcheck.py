@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.errors import ApplianceError
 from appliance.imageio import probe
-from appliance.labels import decode_runs, run_ids
+from appliance.labels import decode_parts, run_ids
 
 if TYPE_CHECKING:
     from appliance.store.oplog import Operation
@@ -164,14 +164,15 @@ def _label_saved(op: Operation, known: Known) -> None:
             raise _Bad(f"its parent {other} was not saved before")
         if where != image:
             raise _Bad(f"its parent {other} is a version of another image")
-    ids = _instances(p, shape)
+    ids, object_classes = _decoded(p, shape)
     classes = _classes(p)
     if set(classes) != set(ids):
         raise _Bad("its class table must name exactly the instances of its map")
     if n_instances != len(ids):
         raise _Bad(f"n_instances is {n_instances} but its map holds {len(ids)}")
     allowed = known.class_ids()
-    if allowed is not None and (unknown := sorted(set(classes.values()) - allowed)):
+    named = set(classes.values()) | object_classes
+    if allowed is not None and (unknown := sorted(named - allowed)):
         raise _Bad(f"it names class {unknown[0]}, which this project lacks")
 
 
@@ -302,15 +303,23 @@ def _bool(p: dict[str, Any], key: str) -> bool:
 
 def _instances(p: dict[str, Any], shape: tuple[int, int], key: str = "instances") -> list[int]:
     """The instance ids of the payload's map, which must decode to the image's shape."""
+    return _decoded(p, shape, key)[0]
+
+
+def _decoded(
+    p: dict[str, Any], shape: tuple[int, int], key: str = "instances"
+) -> tuple[list[int], set[int]]:
+    """The instance ids of the payload's map, which must decode to the image's shape, and the
+    class ids its point and box objects name."""
     text = _text(p, key, max_len=64 << 20)
     try:
         data = base64.b64decode(text, validate=True)
-        _shape, values, _lengths = decode_runs(data, shape)
+        _shape, values, _lengths, objects = decode_parts(data, shape)
     except (binascii.Error, ValueError):
         raise _Bad(f"payload {key} is not base64") from None
     except ApplianceError as exc:
         raise _Bad(f"payload {key} is not an instance map of the image ({exc})") from None
-    return [int(i) for i in run_ids(values)]
+    return [int(i) for i in run_ids(values)], {o.class_id for o in objects}
 
 
 def _classes(p: dict[str, Any], key: str = "classes") -> dict[int, int]:

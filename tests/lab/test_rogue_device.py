@@ -19,7 +19,7 @@ import pytest
 
 from appliance.cli import main as appliance
 from appliance.importer import import_paths
-from appliance.labels import Label, encode_instances
+from appliance.labels import Label, Point, encode_instances, encode_label
 from appliance.store import oplog
 from appliance.store.classes import add_class
 from appliance.sync.blobs import BlobChannel
@@ -166,7 +166,14 @@ def test_tablets_refuse_what_an_unchecking_server_numbered(
     # edited on each tablet), so it must be refused by the tablet alone
     monkeypatch.undo()
     unknown_class = label_op("roguelab0050", sha, size=16, classes={1: 7})
-    assert rogue.push(unknown_class) == 200
+    inst = np.zeros((16, 16), np.uint32)
+    inst[2:5, 2:5] = 1
+    point_of_unknown = base64.b64encode(
+        encode_label(Label(inst, {1: 1}, (Point(8.0, 8.0, 7),)))
+    ).decode()  # its mask is fine; its point names class 7
+    unknown_point_class = label_op("roguelab0051", sha, instances=point_of_unknown)
+    unknown_point_class["payload"].update(classes='{"1": 1}', n_instances=1)
+    assert rogue.push(unknown_class, unknown_point_class) == 200
     # honest work goes on around it
     add_work(a, tmp_path / "ia2", 2, 3, seed=2)
     sync_project(a)
@@ -174,7 +181,7 @@ def test_tablets_refuse_what_an_unchecking_server_numbered(
     b = tablet(tmp_path / "b", lab, "P", "tab-b")
     report = sync_project(b)  # succeeds: refusals do not stop a sync
     refused_uids = {op.uid for op, _ in oplog.refusals(b.db) if op}
-    assert refused_uids == {op["uid"] for op in bad} | {"roguelab0050"}
+    assert refused_uids == {op["uid"] for op in bad} | {"roguelab0050", "roguelab0051"}
     assert len(report.ops_refused) == len(refused_uids)
     assert "refused" in report.line() and sync_status(b)["refused"] == len(refused_uids)
     assert f"{len(refused_uids)} refused operations" in status_line(b)  # the Home screen's row
