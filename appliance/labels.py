@@ -231,7 +231,7 @@ class Label:
             try:
                 m = decode_coco_rle(rle, int(shape[0]), int(shape[1]))
             except ApplianceError as exc:
-                raise ApplianceError(f"RLE of instance {inst_id}: {exc}") from None
+                raise ApplianceError(f"RLE of instance {inst_id}: {exc}") from exc
             out[m] = inst_id
             classes[int(inst_id)] = int(class_id)
         return cls(out, classes)
@@ -380,7 +380,7 @@ def decode_instances(data: bytes) -> np.ndarray:
     try:
         raw = np.frombuffer(zlib.decompress(data[_HEADER.size :]), np.uint32)
     except zlib.error as exc:
-        raise ApplianceError(f"stored label is corrupt: {exc}") from None
+        raise ApplianceError(f"stored label is corrupt: {exc}") from exc
     n = raw.size // 2
     values, lengths = raw[:n], raw[n:]
     if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:

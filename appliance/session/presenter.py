@@ -712,7 +712,7 @@ class AnnotatePresenter:
         work = self.work
         if work is None:
             return None
-        labeled = len(self.project.labeled_image_ids())
+        labeled = self.project.labeled_image_count()  # every second: one count, no ids
         position = labeled + (0 if work.parent_id is not None else 1)
         return Status(
             name=work.record.name,

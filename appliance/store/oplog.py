@@ -19,28 +19,22 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from appliance.errors import ApplianceError
 from appliance.store.db import transaction, utcnow
 
-if TYPE_CHECKING:
-    from appliance.store.project import Project
-
 __all__ = [
     "KINDS",
     "Operation",
-    "apply_remote",
-    "backfill",
-    "blob_file",
     "get_state",
     "image_ref",
     "mark_sent",
-    "missing_blobs",
     "operation_uids",
     "pending",
     "pending_blobs",
     "pending_count",
+    "put_state",
     "record",
     "record_image",
     "record_label",
@@ -85,8 +79,8 @@ class Operation:
                 payload=dict(data["payload"]),
                 blob=None if data.get("blob") is None else str(data["blob"]),
             )
-        except (KeyError, TypeError, ValueError):
-            raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from exc
         if not UID_RE.match(op.uid) or op.kind not in KINDS:
             raise ApplianceError(f"lab server sent an invalid operation id or kind: {op.uid!r}")
         if op.blob is not None and not SHA_RE.match(op.blob):
@@ -190,37 +184,6 @@ def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> 
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
 
 
-def backfill(project: Project) -> int:
-    """Log images and label versions that predate the log (projects made before sync existed).
-
-    Images first, then label versions in save order, so parents precede children. Returns the
-    number of operations added; a second call adds none.
-    """
-    db = project.db
-    images = [
-        r[0]
-        for r in db.execute(
-            "SELECT id FROM images i WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
-            "o.kind = 'image.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
-            "ORDER BY id"
-        )
-    ]
-    labels = [
-        r[0]
-        for r in db.execute(
-            "SELECT id FROM labels l WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
-            "o.kind = 'label.saved' AND o.ref = l.uid) ORDER BY id"
-        )
-    ]
-    if images or labels:
-        with transaction(db):
-            for image_id in images:
-                record_image(db, image_id)
-            for label_id in labels:
-                record_label(db, label_id)
-    return len(images) + len(labels)
-
-
 def _from_row(row: tuple) -> Operation:
     return Operation(uid=row[0], kind=row[1], ref=row[2], payload=json.loads(row[3]), blob=row[4])
 
@@ -264,132 +227,6 @@ def operation_uids(db: sqlite3.Connection) -> list[str]:
     return [r[0] for r in db.execute("SELECT uid FROM operations ORDER BY seq")]
 
 
-def blob_file(project: Project, sha256: str) -> Path | None:
-    """The local file holding blob `sha256`, when this tablet has it."""
-    row = project.db.execute(
-        "SELECT blob FROM images WHERE sha256 = ? LIMIT 1", (sha256,)
-    ).fetchone()
-    if row is None:
-        return None
-    path = project.root / row[0]
-    return path if path.is_file() else None
-
-
-def missing_blobs(project: Project, ops: Iterable[Operation]) -> dict[str, str]:
-    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks."""
-    out: dict[str, str] = {}
-    for op in ops:
-        if op.kind == "image.added" and op.blob and blob_file(project, op.blob) is None:
-            suffix = str(op.payload.get("suffix", ""))
-            if not re.fullmatch(r"(\.[A-Za-z0-9]{1,8})?", suffix):
-                raise ApplianceError(f"lab server sent an invalid file suffix in {op.uid}")
-            out[op.blob] = suffix
-    return out
-
-
-def apply_remote(project: Project, ops: list[Operation], checkpoint: int) -> int:
-    """Apply pulled operations and advance the checkpoint, all in one transaction.
-
-    Operations already held (this tablet's own, or pulled before a crash) are skipped, so a
-    replay changes nothing. Blobs must already be stored (`missing_blobs`). Returns how many
-    operations were new.
-    """
-    db = project.db
-    new = 0
-    with transaction(db):
-        for op in ops:
-            if db.execute("SELECT 1 FROM operations WHERE uid = ?", (op.uid,)).fetchone():
-                continue
-            try:
-                if op.kind == "image.added":
-                    _apply_image(project, op)
-                elif op.kind == "label.saved":
-                    _apply_label(db, op)
-            except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
-                raise ApplianceError(
-                    f"lab server sent operation {op.uid} that cannot be applied ({exc!r:.100})"
-                ) from None
-            db.execute(
-                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
-                "VALUES (?, ?, ?, ?, ?, 'server', ?)",
-                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow()),
-            )
-            new += 1
-        current = db.execute("SELECT value FROM sync_state WHERE key = 'checkpoint'").fetchone()
-        if current is None or int(current[0]) < checkpoint:  # two syncs at once never go back
-            _set(db, "checkpoint", str(checkpoint))
-    return new
-
-
-def _apply_image(project: Project, op: Operation) -> None:
-    p = op.payload
-    page = p.get("page")
-    exists = project.db.execute(
-        "SELECT 1 FROM images WHERE sha256 = ? AND page IS ?", (op.blob, page)
-    ).fetchone()
-    if exists:
-        return
-    assert op.blob is not None
-    path = project.blob_path(op.blob, str(p.get("suffix", "")))
-    project.db.execute(
-        "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
-        "sequence, frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            op.blob,
-            page,
-            str(p["name"]),
-            str(path.relative_to(project.root)),
-            int(p["height"]),
-            int(p["width"]),
-            int(p["channels"]),
-            str(p["dtype"]),
-            p.get("sequence"),
-            p.get("frame"),
-            utcnow(),
-        ),
-    )
-
-
-def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
-    p = op.payload
-    if db.execute("SELECT 1 FROM labels WHERE uid = ?", (p["uid"],)).fetchone():
-        return
-    sha, _, page = str(p["image"]).partition(":")
-    image = db.execute(
-        "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, int(page) if page else None)
-    ).fetchone()
-    if image is None:
-        raise ApplianceError(f"lab server sent label {p['uid']} before its image {p['image']}")
-    parent_id = None
-    if p.get("parent"):
-        parent = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()
-        if parent is None:
-            raise ApplianceError(f"lab server sent label {p['uid']} before its parent")
-        parent_id = parent[0]
-    db.execute(
-        "INSERT OR IGNORE INTO annotators (name, created) VALUES (?, ?)", (p["author"], utcnow())
-    )
-    db.execute(
-        "INSERT INTO labels (uid, image_id, parent_id, author, source, created, seconds_spent, "
-        "coarse, reviewed, n_instances, instances, classes) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            p["uid"],
-            image[0],
-            parent_id,
-            p["author"],
-            p["source"],
-            p["created"],
-            float(p["seconds_spent"]),
-            int(bool(p["coarse"])),
-            int(bool(p["reviewed"])),
-            int(p["n_instances"]),
-            base64.b64decode(p["instances"]),
-            p["classes"],
-        ),
-    )
-
-
 # sync state: server address, token, checkpoint, last success and error --------------------
 
 
@@ -405,10 +242,10 @@ def set_state(db: sqlite3.Connection, **values: str | None) -> None:
             if value is None:
                 db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
             else:
-                _set(db, key, value)
+                put_state(db, key, value)
 
 
-def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+def put_state(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO sync_state (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

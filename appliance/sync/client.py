@@ -23,9 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.errors import ApplianceError
-from appliance.store import Project, oplog
+from appliance.store import Project, sync_log
 from appliance.store.db import utcnow
 from appliance.store.images import store_original
+from appliance.store.oplog import Operation
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.http import LabError, LabHttp, Retry
 
@@ -79,14 +80,14 @@ def enroll(
         http.close()
     if reply.get("role") != "tablet":
         raise ApplianceError(f"code {code!r} enrolls a {reply.get('role')}, not a tablet")
-    before = oplog.get_state(project.db, "lab_project")
+    before = sync_log.get_state(project, "lab_project")
     if before is not None and before != reply["project"]:
         raise ApplianceError(
             f"{project.root} syncs with lab project {before}; the code is for "
             f"{reply['project']} (one tablet project belongs to one lab project)"
         )
-    oplog.set_state(
-        project.db,
+    sync_log.set_state(
+        project,
         server=server.rstrip("/"),
         token=str(reply["token"]),
         lab_project=str(reply["project"]),
@@ -97,12 +98,11 @@ def enroll(
 
 def sync_status(project: Project) -> dict[str, Any]:
     """What the Home screen shows: pending operations, last success, last error."""
-    db = project.db
     return {
-        "server": oplog.get_state(db, "server"),
-        "pending": oplog.pending_count(db),
-        "last_success": oplog.get_state(db, "last_success"),
-        "last_error": oplog.get_state(db, "last_error"),
+        "server": sync_log.get_state(project, "server"),
+        "pending": sync_log.pending_count(project),
+        "last_success": sync_log.get_state(project, "last_success"),
+        "last_error": sync_log.get_state(project, "last_error"),
     }
 
 
@@ -138,28 +138,26 @@ class Syncer:
 
     def run(self, install_models: bool = True) -> SyncReport:
         start = time.perf_counter()
-        db = self.project.db
         try:
-            oplog.backfill(self.project)
+            sync_log.backfill(self.project)
             self.push()
             self.pull()
             if install_models:
                 self.models()
         except ApplianceError as exc:
-            oplog.set_state(db, last_error=f"{utcnow()} {exc}")
+            sync_log.set_state(self.project, last_error=f"{utcnow()} {exc}")
             raise
         self.report.seconds = time.perf_counter() - start
-        oplog.set_state(db, last_success=utcnow(), last_error=None)
+        sync_log.set_state(self.project, last_success=utcnow(), last_error=None)
         return self.report
 
     # push ----------------------------------------------------------------------------------
 
     def push(self) -> None:
-        db = self.project.db
-        hashes = oplog.pending_blobs(db)
+        hashes = sync_log.pending_blobs(self.project)
         if hashes:
             self.upload_all(self.blobs.missing(hashes))
-        while batch := oplog.pending(db, PUSH_BATCH):
+        while batch := sync_log.pending(self.project, PUSH_BATCH):
             self.progress(f"pushing {len(batch)} operations")
             reply = self.http.request(
                 "POST", f"{self.base}/ops", json_body={"ops": [op.to_wire() for op in batch]}
@@ -167,7 +165,7 @@ class Syncer:
             acked = {a["uid"] for a in reply["accepted"]}
             if acked != {op.uid for op in batch}:
                 raise LabError("lab server acknowledged other operations than were sent")
-            oplog.mark_sent(db, acked)
+            sync_log.mark_sent(self.project, acked)
             self.report.pushed_ops += len(batch)
 
     def upload_all(self, hashes: list[str]) -> None:
@@ -175,20 +173,20 @@ class Syncer:
         connection), so per-blob round trips and the server's fsyncs overlap."""
         paths = {}
         for sha in hashes:
-            path = oplog.blob_file(self.project, sha)
+            path = sync_log.blob_file(self.project, sha)
             if path is None:
                 raise ApplianceError(f"{self.project.root}: blob {sha} is missing on this tablet")
             paths[sha] = path
-        db, lock, local = self.project.db, threading.Lock(), threading.local()
+        lock, local = threading.Lock(), threading.local()
         opened: list[LabHttp] = []
 
         def load(h: str) -> str | None:
             with lock:
-                return oplog.upload_url(db, h)
+                return sync_log.upload_url(self.project, h)
 
         def save(h: str, url: str | None) -> None:
             with lock:
-                oplog.remember_upload(db, h, url)
+                sync_log.remember_upload(self.project, h, url)
 
         def one(sha: str) -> int:
             if not hasattr(local, "channel"):
@@ -211,19 +209,18 @@ class Syncer:
     # pull ----------------------------------------------------------------------------------
 
     def pull(self) -> None:
-        db = self.project.db
-        after = int(oplog.get_state(db, "checkpoint") or 0)
+        after = int(sync_log.get_state(self.project, "checkpoint") or 0)
         for _ in range(1_000_000):  # bounded: one page per iteration
             reply = self.http.request(
                 "GET", f"{self.base}/ops?after={after}&limit={PULL_PAGE}"
             ).json()
-            ops = [oplog.Operation.from_wire(o) for o in reply["ops"]]
-            for sha, suffix in oplog.missing_blobs(self.project, ops).items():
+            ops = [Operation.from_wire(o) for o in reply["ops"]]
+            for sha, suffix in sync_log.missing_blobs(self.project, ops).items():
                 self.progress(f"downloading blob {sha[:12]}")
                 store_original(self.project, self.blobs.download(sha), sha, suffix)
                 self.report.downloaded_blobs += 1
             last = int(reply["last"])
-            self.report.pulled_ops += oplog.apply_remote(self.project, ops, last)
+            self.report.pulled_ops += sync_log.apply_remote(self.project, ops, last)
             after = last
             if not reply["more"]:
                 break
@@ -240,7 +237,7 @@ class Syncer:
         for model in reply["models"]:
             sha = str(model["sha256"])
             refused_key = f"refused_bundle:{sha}"
-            if model["bundle_id"] in have or oplog.get_state(self.project.db, refused_key):
+            if model["bundle_id"] in have or sync_log.get_state(self.project, refused_key):
                 continue
             self.progress(f"downloading model bundle {model['bundle_id']}")
             data = self.blobs.download(sha)
@@ -252,7 +249,7 @@ class Syncer:
                 # This tablet will never accept this bundle (verification, not a full disk):
                 # say so once and do not let it fail every later sync.
                 self.report.models_refused.append(f"model bundle {model['bundle_id']}: {exc}")
-                oplog.set_state(self.project.db, **{refused_key: str(exc)})
+                sync_log.set_state(self.project, **{refused_key: str(exc)})
                 continue
             finally:
                 tmp.unlink(missing_ok=True)
@@ -278,9 +275,9 @@ def _syncer(
     progress: Callable[[str], None] | None = None,
     timeout: float = 30.0,
 ) -> Iterator[Syncer]:
-    server = oplog.get_state(project.db, "server")
-    token = oplog.get_state(project.db, "token")
-    lab_project = oplog.get_state(project.db, "lab_project")
+    server = sync_log.get_state(project, "server")
+    token = sync_log.get_state(project, "token")
+    lab_project = sync_log.get_state(project, "lab_project")
     if not server or not token or not lab_project:
         raise ApplianceError(
             f"{project.root}: not enrolled with a lab server; run "
