@@ -43,8 +43,9 @@ from appliance.session import assistant
 from appliance.session.objects import ObjectRow, object_box, object_rows
 from appliance.session.workflow import ImageData, ImageWork, pending_draft
 from appliance.store import classes as class_store
+from appliance.store.conflicts import conflict_heads
 from appliance.store.models import active_model as installed_model
-from appliance.store.project import Project
+from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config as supervision_config
 from appliance.supervision.blind import start_version
 from appliance.supervision.serving import Queue
@@ -130,6 +131,7 @@ class Status:
     saved: bool
     seconds: float
     done_this_session: int
+    conflict: int = 0  # versions from different tablets competing for this image (0: none)
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class AnnotatePresenter:
         self.done_this_session = 0
         self.all_done = False
         self.offer: Offer | None = None
+        self.conflict: list[LabelVersion] = []  # competing versions of the open image
         self.prelabel_job: Job | None = None
         self.compare: Compare | None = None
         self.selected_object: str | None = None  # an object list row's key
@@ -301,6 +304,7 @@ class AnnotatePresenter:
             self._failed(image_id, exc)
             return
         self.reviewed_revision = None
+        self.conflict = conflict_heads(self.project, image_id)
         self.view.show_work(keep_view=False)
         if self.work.parent_id is None and not self.work.recovered:
             if offer is not None or prefetched:
@@ -484,6 +488,20 @@ class AnnotatePresenter:
             score = self.work.last_score  # set when the save was a scored control
             if score is not None and supervision_config.load(self.project).feedback:
                 self.view.notify(feedback(score))
+
+    def resolve_conflict(self) -> None:
+        """Close the open image's conflict with the label on screen: the expert's merge (or
+        the version shown, picked as it is), stored on top of it and merging every other
+        competing version. An ordinary save never does this (`appliance.store.conflicts`)."""
+        work = self.work
+        if work is None or not self.conflict:
+            return
+        others = [v.id for v in self.conflict if v.id != work.parent_id]
+        self._saved(work.save("manual", merges=others), "manual")
+        self.conflict = []
+        self.view.notify(f"Conflict closed: {len(others)} other versions merged into this one")
+        self.view.show_panel()
+        self.view.show_status()
 
     def skip(self) -> None:
         """Not this image now: unsaved edits are saved as a version, the next choice opens."""
@@ -723,6 +741,7 @@ class AnnotatePresenter:
             saved=not work.dirty,
             seconds=work.seconds(),
             done_this_session=self.done_this_session,
+            conflict=len(self.conflict),
         )
 
     def markers(self) -> list[tuple[float, float, float]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from typing import Any
 
 from appliance.errors import ApplianceError
 from appliance.store.db import transaction, utcnow
+from appliance.store.opcheck import UID_RE, image_ref
 
 __all__ = [
     "KINDS",
@@ -39,14 +39,14 @@ __all__ = [
     "record_image",
     "record_label",
     "record_model_activated",
+    "record_refusal",
+    "refusals",
     "remember_upload",
     "set_state",
     "upload_url",
 ]
 
 KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
-UID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,17 @@ class Operation:
     ref: str
     payload: dict[str, Any]
     blob: str | None = None
+    device: int | None = None  # the lab server's id of the device that made it (pulled ones)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "uid": self.uid,
             "kind": self.kind,
             "ref": self.ref,
             "payload": self.payload,
             "blob": self.blob,
         }
+        return wire if self.device is None else wire | {"device": self.device}
 
     @classmethod
     def from_wire(cls, data: Any) -> Operation:
@@ -78,19 +80,13 @@ class Operation:
                 ref=str(data["ref"]),
                 payload=dict(data["payload"]),
                 blob=None if data.get("blob") is None else str(data["blob"]),
+                device=None if data.get("device") is None else int(data["device"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from exc
-        if not UID_RE.match(op.uid) or op.kind not in KINDS:
-            raise ApplianceError(f"lab server sent an invalid operation id or kind: {op.uid!r}")
-        if op.blob is not None and not SHA_RE.match(op.blob):
-            raise ApplianceError(f"lab server sent an invalid blob hash in operation {op.uid}")
+        if not UID_RE.match(op.uid):  # `opcheck.check_operation` checks everything else
+            raise ApplianceError(f"lab server sent an invalid operation id: {op.uid!r:.80}")
         return op
-
-
-def image_ref(sha256: str, page: int | None) -> str:
-    """Images are identified across tablets by content (and TIFF page), never by row id."""
-    return f"{sha256}:{'' if page is None else page}"
 
 
 def record(
@@ -142,8 +138,9 @@ _LABEL_COLS = (
 )
 
 
-def record_label(db: sqlite3.Connection, label_id: int) -> str:
-    """Log label version `label_id` as saved (inside the transaction that inserted it)."""
+def record_label(db: sqlite3.Connection, label_id: int, merges: Iterable[int] = ()) -> str:
+    """Log label version `label_id` as saved (inside the transaction that inserted it);
+    `merges`: ids of other versions of the same image it resolves (besides its parent)."""
     row = db.execute(
         f"SELECT {_LABEL_COLS} FROM labels l JOIN images i ON i.id = l.image_id "
         "LEFT JOIN labels p ON p.id = l.parent_id WHERE l.id = ?",
@@ -164,6 +161,18 @@ def record_label(db: sqlite3.Connection, label_id: int) -> str:
         "instances": base64.b64encode(blob).decode("ascii"),
         "classes": cls,
     }
+    merged = []
+    for other in merges:
+        found = db.execute(
+            "SELECT uid FROM labels WHERE id = ? AND image_id = "
+            "(SELECT image_id FROM labels WHERE id = ?)",
+            (other, label_id),
+        ).fetchone()
+        if found is None:
+            raise ApplianceError(f"version {other} is not a version of the same image")
+        merged.append(found[0])
+    if merged:
+        payload["merges"] = merged
     return record(db, "label.saved", uid, payload)
 
 
@@ -225,6 +234,27 @@ def mark_sent(db: sqlite3.Connection, uids: Iterable[str]) -> None:
 def operation_uids(db: sqlite3.Connection) -> list[str]:
     """Every operation this tablet holds, its own and pulled ones, in log order."""
     return [r[0] for r in db.execute("SELECT uid FROM operations ORDER BY seq")]
+
+
+def record_refusal(db: sqlite3.Connection, key: str, reason: str, data: Any) -> None:
+    """Keep aside a pulled operation that cannot even be parsed, with its reason."""
+    with transaction(db):
+        put_state(db, f"refused:{key}", json.dumps({"reason": reason, "op": data}, default=str))
+
+
+def refusals(db: sqlite3.Connection) -> list[tuple[Operation | None, str]]:
+    """Pulled operations this tablet refused (each with its reason), oldest first; the
+    operation is None when it could not be parsed at all."""
+    out: list[tuple[Operation | None, str]] = []
+    rows = db.execute("SELECT value FROM sync_state WHERE key LIKE 'refused:%' ORDER BY rowid")
+    for (value,) in rows:
+        entry = json.loads(value)
+        try:
+            op: Operation | None = Operation.from_wire(entry["op"])
+        except ApplianceError:
+            op = None
+        out.append((op, str(entry["reason"])))
+    return out
 
 
 # sync state: server address, token, checkpoint, last success and error --------------------

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from appliance.durable import holds, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import oplog
 from appliance.store.db import transaction, utcnow
+from appliance.store.opcheck import SUFFIX_RE, check_operation, image_ref
 from appliance.store.project import Project
 
 __all__ = [
@@ -29,9 +31,12 @@ __all__ = [
     "get_state",
     "mark_sent",
     "missing_blobs",
+    "original_on_disk",
     "pending",
     "pending_blobs",
     "pending_count",
+    "record_refusal",
+    "refusals",
     "remember_upload",
     "set_state",
     "upload_url",
@@ -66,6 +71,16 @@ def pending_blobs(project: Project) -> list[str]:
 def mark_sent(project: Project, uids: Iterable[str]) -> None:
     """The server acknowledged these operations: they leave the outbox (one transaction)."""
     oplog.mark_sent(project.db, uids)
+
+
+def record_refusal(project: Project, key: str, reason: str, data: Any) -> None:
+    """Keep aside a pulled operation that cannot even be parsed, with its reason."""
+    oplog.record_refusal(project.db, key, reason, data)
+
+
+def refusals(project: Project) -> list[tuple[oplog.Operation | None, str]]:
+    """Pulled operations this tablet refused (each with its reason), oldest first."""
+    return oplog.refusals(project.db)
 
 
 def upload_url(project: Project, sha256: str) -> str | None:
@@ -120,62 +135,133 @@ def blob_file(project: Project, sha256: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
+    """Blob `sha256` stored as an original already, even without an image row (a sync that
+    stopped after downloading it), verified by its hash; None when absent or different."""
+    path = project.blob_path(sha256, suffix)
+    return path if holds(path, sha256) else None
+
+
 def missing_blobs(project: Project, ops: Iterable[oplog.Operation]) -> dict[str, str]:
-    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks."""
+    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks.
+    An operation with an unusable suffix is left to `apply_remote` to refuse."""
     out: dict[str, str] = {}
     for op in ops:
-        if op.kind == "image.added" and op.blob and blob_file(project, op.blob) is None:
-            suffix = str(op.payload.get("suffix", ""))
-            if not re.fullmatch(r"(\.[A-Za-z0-9]{1,8})?", suffix):
-                raise ApplianceError(f"lab server sent an invalid file suffix in {op.uid}")
+        if op.kind != "image.added" or not op.blob or blob_file(project, op.blob):
+            continue
+        suffix = op.payload.get("suffix", "")
+        usable = isinstance(suffix, str) and SUFFIX_RE.match(suffix)
+        if usable and original_on_disk(project, op.blob, suffix) is None:
             out[op.blob] = suffix
     return out
 
 
-def apply_remote(project: Project, ops: list[oplog.Operation], checkpoint: int) -> int:
+class _TabletKnown:
+    """`opcheck.Known` answered from this tablet's project (inside the applying transaction,
+    so operations applied earlier in the same page count as known)."""
+
+    def __init__(self, project: Project, staged: dict[str, Path]) -> None:
+        self.project, self.staged = project, staged
+        self._classes: set[int] | None = None
+
+    def image_shape(self, ref: str) -> tuple[int, int] | None:
+        sha, _, page = ref.partition(":")
+        row = self.project.db.execute(
+            "SELECT height, width FROM images WHERE sha256 = ? AND page IS ?",
+            (sha, int(page) if page.isdigit() else None),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def version_image(self, uid: str) -> str | None:
+        row = self.project.db.execute(
+            "SELECT i.sha256, i.page FROM labels l JOIN images i ON i.id = l.image_id "
+            "WHERE l.uid = ?",
+            (uid,),
+        ).fetchone()
+        return None if row is None else image_ref(row[0], row[1])
+
+    def class_ids(self) -> set[int]:
+        if self._classes is None:
+            self._classes = {int(r[0]) for r in self.project.db.execute("SELECT id FROM classes")}
+        return self._classes
+
+    def blob(self, sha256: str) -> Path | None:
+        if sha256 in self.staged:
+            return self.staged[sha256]
+        held = blob_file(self.project, sha256)
+        if held is not None:
+            return held
+        folder = self.project.blob_path(sha256, "").parent
+        return next(iter(sorted(folder.glob(f"{sha256}*"))), None) if folder.is_dir() else None
+
+
+def apply_remote(
+    project: Project,
+    ops: list[oplog.Operation],
+    checkpoint: int,
+    staged: dict[str, Path] | None = None,
+) -> tuple[int, list[str]]:
     """Apply pulled operations and advance the checkpoint, all in one transaction.
 
-    oplog.Operations already held (this tablet's own, or pulled before a crash) are skipped, so a
-    replay changes nothing. Blobs must already be stored (`missing_blobs`). Returns how many
-    operations were new.
+    Each operation is checked first (`opcheck.check_operation`, the lab server's own check):
+    one this tablet cannot use is refused, kept aside with its reason (`refusals`) and never
+    applied, and the rest go on, so one bad device never stops this tablet. `staged` holds
+    verified downloads (sha256 → file) that a usable image operation moves into place.
+    Operations already held (this tablet's own, or pulled before a crash) are skipped, so a
+    replay changes nothing. Returns how many operations were new and one line per refusal.
     """
     db = project.db
-    new = 0
+    staged = dict(staged or {})
+    known = _TabletKnown(project, staged)
+    new, refused = 0, []
     with transaction(db):
         for op in ops:
             if db.execute("SELECT 1 FROM operations WHERE uid = ?", (op.uid,)).fetchone():
+                db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
                 continue
-            try:
-                if op.kind == "image.added":
-                    _apply_image(project, op)
-                elif op.kind == "label.saved":
-                    _apply_label(db, op)
-            except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
-                raise ApplianceError(
-                    f"lab server sent operation {op.uid} that cannot be applied ({exc!r:.100})"
-                ) from exc
+            reason = check_operation(op, known)
+            if reason is None:
+                try:
+                    if op.kind == "image.added":
+                        _apply_image(project, op, staged.pop(str(op.blob), None))
+                    elif op.kind == "label.saved":
+                        _apply_label(db, op)
+                except ApplianceError as exc:  # e.g. a stored original that cannot be moved
+                    reason = f"operation {op.uid} ({op.kind}): {exc}"
+            if reason is not None:
+                oplog.put_state(
+                    db, f"refused:{op.uid}", json.dumps({"reason": reason, "op": op.to_wire()})
+                )
+                refused.append(reason)
+                continue
             db.execute(
-                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
-                "VALUES (?, ?, ?, ?, ?, 'server', ?)",
-                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow()),
+                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded, device) "
+                "VALUES (?, ?, ?, ?, ?, 'server', ?, ?)",
+                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow(), op.device),
             )
+            db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
             new += 1
         current = db.execute("SELECT value FROM sync_state WHERE key = 'checkpoint'").fetchone()
         if current is None or int(current[0]) < checkpoint:  # two syncs at once never go back
             oplog.put_state(db, "checkpoint", str(checkpoint))
-    return new
+    return new, refused
 
 
-def _apply_image(project: Project, op: oplog.Operation) -> None:
+def _apply_image(project: Project, op: oplog.Operation, staged: Path | None) -> None:
     p = op.payload
     page = p.get("page")
+    path = project.blob_path(str(op.blob), str(p.get("suffix", "")))
+    if staged is not None and staged != path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            replace_durably(staged, path)
+        except OSError as exc:
+            raise ApplianceError(f"{path}: cannot store the pulled original ({exc})") from exc
     exists = project.db.execute(
         "SELECT 1 FROM images WHERE sha256 = ? AND page IS ?", (op.blob, page)
     ).fetchone()
     if exists:
         return
-    assert op.blob is not None
-    path = project.blob_path(op.blob, str(p.get("suffix", "")))
     project.db.execute(
         "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
         "sequence, frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -196,21 +282,15 @@ def _apply_image(project: Project, op: oplog.Operation) -> None:
 
 
 def _apply_label(db: sqlite3.Connection, op: oplog.Operation) -> None:
+    """Insert a checked label version (its image and parent are known: `check_operation`)."""
     p = op.payload
-    if db.execute("SELECT 1 FROM labels WHERE uid = ?", (p["uid"],)).fetchone():
-        return
     sha, _, page = str(p["image"]).partition(":")
     image = db.execute(
         "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, int(page) if page else None)
     ).fetchone()
-    if image is None:
-        raise ApplianceError(f"lab server sent label {p['uid']} before its image {p['image']}")
     parent_id = None
     if p.get("parent"):
-        parent = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()
-        if parent is None:
-            raise ApplianceError(f"lab server sent label {p['uid']} before its parent")
-        parent_id = parent[0]
+        parent_id = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()[0]
     db.execute(
         "INSERT OR IGNORE INTO annotators (name, created) VALUES (?, ?)", (p["author"], utcnow())
     )

@@ -409,7 +409,7 @@ class AnnotateScreen(ScreenBg):
         box.clear_widgets()
         for wid in [k for k in self.buttons if k.startswith(("offer_", "suggest:", "review_"))]:
             del self.buttons[wid]
-        for wid in ("cancel_prelabel", "next_image", "export"):
+        for wid in ("cancel_prelabel", "next_image", "export", "conflict_merge"):
             self.buttons.pop(wid, None)
         self.canvas_view.set_markers(p.markers() if p else [])
         if p is None:
@@ -423,6 +423,17 @@ class AnnotateScreen(ScreenBg):
         if p.loading is not None:
             box.add_widget(label(f"Opening {app.project.image(p.loading).name} …"))
             return
+        if p.conflict:
+            box.add_widget(
+                label(
+                    f"Conflict: {len(p.conflict)} versions from different tablets. Keep one "
+                    "(Gallery, Versions) or edit this one and save it as the merge.",
+                    color=app.c_error,
+                )
+            )
+            box.add_widget(
+                self._button("conflict_merge", "Save as the merge", self._act("resolve_conflict"))
+            )
         if p.prelabel_job is not None:
             box.add_widget(label("Computing a pre-label — keep drawing meanwhile."))
             box.add_widget(self._button("cancel_prelabel", "Cancel", self._act("cancel_prelabel")))
@@ -482,7 +493,7 @@ class AnnotateScreen(ScreenBg):
         self.title_label.text = status.name
         self.status_label.text = " · ".join(
             (objects, "saved" if status.saved else "unsaved", duration(status.seconds))
-        )
+        ) + (f" · conflict: {status.conflict} versions" if status.conflict else "")
         self.progress_label.text = (
             f"Image {status.position} of {status.total} · "
             f"{status.done_this_session} done this session"
