@@ -45,7 +45,9 @@ def test_the_status_line_counts_without_listing_images(tmp_path: Path) -> None:
         status = presenter.status()
         project.db.set_trace_callback(None)
         assert status is not None and status.total == 6
-        assert len(statements) == 1 and "count(" in statements[0]
+        # the visible-versions count and the supervision setting it depends on; no id list
+        assert 1 <= len(statements) <= 2
+        assert all("count(" in sql or "FROM settings" in sql for sql in statements)
     finally:
         jobs.runner.shutdown()
         project.close()

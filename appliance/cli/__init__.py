@@ -27,6 +27,7 @@ AREAS = (
     "ui_cmds",
     "sync_cmds",
     "generate_cmds",
+    "security_cmds",
 )
 
 

@@ -27,6 +27,7 @@ from appliance.store.opcheck import UID_RE, image_ref
 __all__ = [
     "KINDS",
     "Operation",
+    "erase_state",
     "get_state",
     "image_ref",
     "mark_sent",
@@ -36,6 +37,7 @@ __all__ = [
     "pending_count",
     "put_state",
     "record",
+    "record_control_added",
     "record_image",
     "record_label",
     "record_model_activated",
@@ -46,7 +48,7 @@ __all__ = [
     "upload_url",
 ]
 
-KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
+KINDS = ("image.added", "label.saved", "control.scored", "model.activated", "control.added")
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,40 @@ def record_control_scored(
     return record(db, "control.scored", row[0], payload)
 
 
+def record_control_added(
+    db: sqlite3.Connection,
+    image_id: int,
+    kind: str,
+    truth: tuple[bytes, dict[str, int]],
+    prelabel: tuple[bytes, dict[str, int]] | None,
+    errors: list[dict[str, Any]],
+    detail: dict[str, Any],
+) -> str:
+    """Log that image `image_id` is a control (inside the transaction that stored it).
+
+    The payload says everything a tablet needs to hide and score the control: the image it
+    hides behind, its kind, the truth map (encoded as a label's instances) with its class
+    table (JSON text, as a label's), the planted pre-label likewise (or null) and the record
+    of its planted errors. Sync carries it to every tablet of the project, which keeps it in
+    its `controls` table, where exports, training jobs and galleries look before they show
+    anything; the truth never becomes a label version anywhere. Checked by
+    `opcheck._control_added` before it is numbered or applied.
+    """
+    sha, page = db.execute("SELECT sha256, page FROM images WHERE id = ?", (image_id,)).fetchone()
+    ref = image_ref(sha, page)
+    payload = {
+        "image": ref,
+        "kind": kind,
+        "truth": base64.b64encode(truth[0]).decode("ascii"),
+        "truth_classes": json.dumps(truth[1]),
+        "prelabel": None if prelabel is None else base64.b64encode(prelabel[0]).decode("ascii"),
+        "prelabel_classes": None if prelabel is None else json.dumps(prelabel[1]),
+        "errors": errors,
+        "detail": detail,
+    }
+    return record(db, "control.added", ref, payload)
+
+
 def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> str:
     """Log that `model_id` became the active model of `role` on this tablet."""
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
@@ -273,6 +309,19 @@ def set_state(db: sqlite3.Connection, **values: str | None) -> None:
                 db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
             else:
                 put_state(db, key, value)
+
+
+def erase_state(db: sqlite3.Connection, key: str) -> None:
+    """Remove a secret (an old device token) so that no copy of the file holds its bytes:
+    SQLite's secure_delete zeroes the freed cells, and a checkpoint rewrites the database
+    file and empties the write-ahead log that still held the old page."""
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        with transaction(db):
+            db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.execute("PRAGMA secure_delete = OFF")
 
 
 def put_state(db: sqlite3.Connection, key: str, value: str) -> None:

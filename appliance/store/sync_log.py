@@ -20,6 +20,7 @@ from typing import Any
 from appliance.durable import holds, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import oplog
+from appliance.store.controls import insert_row
 from appliance.store.db import transaction, utcnow
 from appliance.store.opcheck import SUFFIX_RE, check_operation, image_ref
 from appliance.store.project import Project
@@ -28,6 +29,7 @@ __all__ = [
     "apply_remote",
     "backfill",
     "blob_file",
+    "erase_state",
     "get_state",
     "mark_sent",
     "missing_blobs",
@@ -41,6 +43,11 @@ __all__ = [
     "set_state",
     "upload_url",
 ]
+
+
+def erase_state(project: Project, key: str) -> None:
+    """Remove a secret (an old device token) so that no copy of the file holds its bytes."""
+    oplog.erase_state(project.db, key)
 
 
 def get_state(project: Project, key: str) -> str | None:
@@ -94,10 +101,11 @@ def remember_upload(project: Project, sha256: str, url: str | None) -> None:
 
 
 def backfill(project: Project) -> int:
-    """Log images and label versions that predate the log (projects made before sync existed).
+    """Log images, controls and label versions that predate the log (projects made before
+    sync, or before controls were logged, existed).
 
-    Images first, then label versions in save order, so parents precede children. Returns the
-    number of operations added; a second call adds none.
+    Images first, then controls, then label versions in save order, so parents precede
+    children. Returns the number of operations added; a second call adds none.
     """
     db = project.db
     images = [
@@ -115,13 +123,33 @@ def backfill(project: Project) -> int:
             "o.kind = 'label.saved' AND o.ref = l.uid) ORDER BY id"
         )
     ]
-    if images or labels:
+    controls = db.execute(
+        "SELECT c.image_id, c.kind, c.truth, c.truth_classes, c.prelabel, c.detail, c.errors "
+        "FROM controls c JOIN images i ON i.id = c.image_id WHERE c.id IN (SELECT min(id) "
+        "FROM controls GROUP BY image_id) AND NOT EXISTS (SELECT 1 FROM operations o WHERE "
+        "o.kind = 'control.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
+        "ORDER BY c.id"
+    ).fetchall()
+    if images or labels or controls:
         with transaction(db):
             for image_id in images:
                 oplog.record_image(db, image_id)
+            for row in controls:
+                _record_stored_control(db, row)
             for label_id in labels:
                 oplog.record_label(db, label_id)
-    return len(images) + len(labels)
+    return len(images) + len(labels) + len(controls)
+
+
+def _record_stored_control(db: sqlite3.Connection, row: tuple) -> None:
+    """Log a control added before `control.added` existed, from its `controls` row."""
+    image_id, kind, truth, truth_classes, prelabel, detail_json, errors = row
+    detail = json.loads(detail_json or "{}")
+    pre_classes = json.loads(detail.pop("prelabel_classes", None) or "{}")
+    pre = None if prelabel is None else (bytes(prelabel), pre_classes)
+    truth_map = (bytes(truth), json.loads(truth_classes or "{}"))
+    errors_list = json.loads(errors or "[]")
+    oplog.record_control_added(db, image_id, kind, truth_map, pre, errors_list, detail)
 
 
 def blob_file(project: Project, sha256: str) -> Path | None:
@@ -226,6 +254,8 @@ def apply_remote(
                         _apply_image(project, op, staged.pop(str(op.blob), None))
                     elif op.kind == "label.saved":
                         _apply_label(db, op)
+                    elif op.kind == "control.added":
+                        _apply_control(project, op)
                 except ApplianceError as exc:  # e.g. a stored original that cannot be moved
                     reason = f"operation {op.uid} ({op.kind}): {exc}"
             if reason is not None:
@@ -312,4 +342,27 @@ def _apply_label(db: sqlite3.Connection, op: oplog.Operation) -> None:
             base64.b64decode(p["instances"]),
             p["classes"],
         ),
+    )
+
+
+def _apply_control(project: Project, op: oplog.Operation) -> None:
+    """Make the image a control here too (checked before); the first control of an image
+    stays its control."""
+    sha, _, page = op.ref.partition(":")
+    image = project.db.execute(
+        "SELECT id FROM images WHERE sha256 = ? AND page IS ?",
+        (sha, int(page) if page.isdigit() else None),
+    ).fetchone()
+    if project.db.execute("SELECT 1 FROM controls WHERE image_id = ?", (image[0],)).fetchone():
+        return
+    p = op.payload
+    pre = p.get("prelabel")
+    insert_row(
+        project.db,
+        int(image[0]),
+        str(p["kind"]),
+        (base64.b64decode(p["truth"]), json.loads(p["truth_classes"])),
+        None if pre is None else (base64.b64decode(pre), json.loads(p["prelabel_classes"])),
+        list(p["errors"]),
+        dict(p["detail"]),
     )

@@ -24,11 +24,18 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.errors import ApplianceError
+from appliance.security.tls import split_code
 from appliance.store import Project, sync_log
 from appliance.store.db import utcnow
 from appliance.store.oplog import Operation
 from appliance.sync.blobs import BlobChannel
-from appliance.sync.http import LabError, LabHttp, Retry
+from appliance.sync.credentials import (
+    pinned_connection,
+    project_credentials,
+    remember_enrollment,
+    revoked,
+)
+from appliance.sync.http import LabError, LabHttp, Retry, Revoked
 
 __all__ = [
     "SyncReport",
@@ -74,19 +81,27 @@ class SyncReport:
 
 
 def enroll(
-    project: Project, server: str, code: str, name: str | None = None, retry: Retry | None = None
+    project: Project,
+    server: str,
+    code: str,
+    name: str | None = None,
+    retry: Retry | None = None,
+    *,
+    insecure: bool = False,
 ) -> str:
     """Exchange a one-time code for this tablet's token and remember server and token.
 
     The tablet proposes its own token, so a retry after a lost reply (same code, same token)
-    gets the same device from the server instead of a burnt code."""
-    http = LabHttp(server, retry=retry)
+    gets the same device from the server instead of a burnt code. The code's CA pin
+    (`CODE#PIN`) is checked before the code is sent; the token goes to the appliance home,
+    never into the project folder (docs/security.md)."""
+    http = pinned_connection(server, code, retry, insecure)
     proposed = secrets.token_urlsafe(32)
     try:
         reply = http.request(
             "POST",
             "/api/v1/enroll",
-            json_body={"code": code, "name": name, "token": proposed},
+            json_body={"code": split_code(code)[0], "name": name, "token": proposed},
             ok=(200,),
         ).json()
     finally:
@@ -99,10 +114,10 @@ def enroll(
             f"{project.root} syncs with lab project {before}; the code is for "
             f"{reply['project']} (one tablet project belongs to one lab project)"
         )
+    remember_enrollment(project, http, reply)
     sync_log.set_state(
         project,
         server=server.rstrip("/"),
-        token=str(reply["token"]),
         lab_project=str(reply["project"]),
         checkpoint="0",
     )
@@ -233,8 +248,9 @@ class Syncer:
             ).json()
             ops = self.parse(reply["ops"])
             staged: dict[str, Path] = {}
-            # a failed run's downloads stay for the next
-            for sha in sync_log.missing_blobs(self.project, ops):
+            for sha in sync_log.missing_blobs(
+                self.project, ops
+            ):  # a failed run's stay for the next
                 self.progress(f"downloading blob {sha[:12]}")
                 staged[sha] = self.blobs.download(sha, self.downloads / f"{sha}.part")
                 self.report.downloaded_blobs += 1
@@ -322,17 +338,25 @@ def _syncer(
     progress: Callable[[str], None] | None = None,
     timeout: float = 30.0,
 ) -> Iterator[Syncer]:
-    server = sync_log.get_state(project, "server")
-    token = sync_log.get_state(project, "token")
-    lab_project = sync_log.get_state(project, "lab_project")
-    if not server or not token or not lab_project:
+    creds = project_credentials(project)
+    if creds is None:
         raise ApplianceError(
-            f"{project.root}: not enrolled with a lab server; run "
+            f"{project.root}: not enrolled with a lab server on this tablet; run "
             "`appliance sync DIR --server URL --code CODE` once"
         )
-    http = LabHttp(server, token, retry=retry, timeout=timeout)
+    http = LabHttp(
+        creds.server,
+        creds.token,
+        retry=retry,
+        timeout=timeout,
+        ca=creds.ca,
+        insecure=creds.insecure,
+    )
     try:
-        yield Syncer(project, http, lab_project, chunk=chunk, progress=progress)
+        yield Syncer(project, http, creds.lab_project, chunk=chunk, progress=progress)
+    except Revoked:
+        revoked(project, creds)
+        raise
     finally:
         http.close()
 
