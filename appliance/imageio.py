@@ -114,7 +114,7 @@ def _opened(source: Path | bytes, label: str) -> Iterator[BinaryIO]:
             raise ApplianceError(f"{label}: not a regular file")
         fh = open(source, "rb")  # noqa: SIM115 (closed by the `with` below)
     except OSError as exc:
-        raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
+        raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from exc
     with fh:
         if os.fstat(fh.fileno()).st_size == 0:
             raise ApplianceError(f"{label}: file is empty")
@@ -151,7 +151,7 @@ def _probe(fh: BinaryIO, label: str) -> Probe:
     except Exception as exc:  # the libraries raise many types for one cause: a broken header
         raise ApplianceError(
             f"{label}: unreadable {fmt.upper()} header ({_one_line(exc)})"
-        ) from None
+        ) from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -171,10 +171,10 @@ def _probe_pillow(fh: BinaryIO, fmt: str, label: str) -> Probe:
                 )
                 if fmt == "png":
                     _verify_png(im, label)
-        except Image.DecompressionBombError:
+        except Image.DecompressionBombError as exc:
             raise ApplianceError(
                 f"{label}: declared size exceeds the decompression-bomb guard"
-            ) from None
+            ) from exc
     if fmt == "jpeg":
         _check_jpeg_end(fh, label)
     return Probe(fmt, [Frame(None, h, w, channels)])
@@ -185,7 +185,7 @@ def _verify_png(im: Image.Image, label: str) -> None:
     try:
         im.verify()
     except Exception as exc:
-        raise ApplianceError(f"{label}: truncated or corrupt PNG ({_one_line(exc)})") from None
+        raise ApplianceError(f"{label}: truncated or corrupt PNG ({_one_line(exc)})") from exc
 
 
 def _check_jpeg_end(fh: BinaryIO, label: str) -> None:
@@ -307,7 +307,7 @@ def _as_array(page: tifffile.TiffPage | tifffile.TiffFrame, label: str) -> np.nd
     try:
         return page.asarray()
     except Exception as exc:
-        raise ApplianceError(f"{label}: corrupt TIFF ({_one_line(exc)})") from None
+        raise ApplianceError(f"{label}: corrupt TIFF ({_one_line(exc)})") from exc
 
 
 @contextmanager

@@ -198,14 +198,14 @@ def _import_file(
     try:
         sha = file_sha256(path)
     except OSError as exc:
-        raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from None
+        raise ApplianceError(f"{label}: cannot read ({exc.strerror})") from exc
     source = source_path or printable(path.resolve())
     try:
         added = add_images(
             project, path, sha, frames, sequence=source if multi else sequence, source_path=source
         )
     except OSError as exc:  # a full disk or a read-only project: this file is not stored
-        raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
+        raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from exc
     summary.imported += added.ids
     summary.duplicates += added.duplicates
     if found.note:

@@ -210,13 +210,13 @@ def _load_coco(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_bytes())
     except OSError as exc:
-        raise ApplianceError(f"{printable(path)}: cannot read ({exc.strerror})") from None
-    except RecursionError:
+        raise ApplianceError(f"{printable(path)}: cannot read ({exc.strerror})") from exc
+    except RecursionError as exc:
         raise ApplianceError(
             f"{printable(path)}: not a COCO JSON file (nested too deeply)"
-        ) from None
+        ) from exc
     except ValueError as exc:
-        raise ApplianceError(f"{printable(path)}: not a COCO JSON file ({exc})") from None
+        raise ApplianceError(f"{printable(path)}: not a COCO JSON file ({exc})") from exc
     if not isinstance(doc, dict):
         raise ApplianceError(
             f"{printable(path)}: not a COCO JSON file (top level is not an object)"
@@ -248,7 +248,7 @@ def import_coco(
             _int(c["id"], "category id"): str(c["name"]) for c in doc.get("categories", [])
         }
     except (KeyError, ApplianceError) as exc:
-        raise ApplianceError(f"{printable(path)}: not a COCO JSON file ({exc})") from None
+        raise ApplianceError(f"{printable(path)}: not a COCO JSON file ({exc})") from exc
     class_ids = {name: cid for cid, name in project.classes().items()}
     missing = sorted(set(categories.values()) - set(class_ids))
     if missing:
@@ -317,7 +317,7 @@ def _coco_mask(seg: object, h: int, w: int) -> np.ndarray:
     try:
         m = coco_mask.decode(rle)
     except Exception as exc:  # pycocotools raises several types for one cause
-        raise ApplianceError(f"polygon cannot be drawn ({exc})") from None
+        raise ApplianceError(f"polygon cannot be drawn ({exc})") from exc
     if m.ndim == 3:
         m = m[..., 0]
     return m.astype(bool)
@@ -344,7 +344,7 @@ def _coco_label(
                 raise ApplianceError(f"instance id {inst} given twice")
             m = _coco_mask(ann.get("segmentation"), h, w)
         except ApplianceError as exc:
-            raise ApplianceError(f"{where}: {exc}") from None
+            raise ApplianceError(f"{where}: {exc}") from exc
         out[m] = inst
         classes[inst] = class_ids[category]
     present = set(np.unique(out).tolist()) - {0}
@@ -426,7 +426,7 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
     try:  # durable and whole: a full disk never leaves a truncated JSON file behind
         atomic_write(Path(out), json.dumps(doc).encode("utf-8"))
     except OSError as exc:
-        raise ApplianceError(f"{out}: cannot write ({exc.strerror})") from None
+        raise ApplianceError(f"{out}: cannot write ({exc.strerror})") from exc
     return {
         "images": len(doc["images"]),
         "annotations": len(doc["annotations"]),

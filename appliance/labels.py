@@ -437,7 +437,7 @@ class Label:
             try:
                 m = decode_coco_rle(rle, int(shape[0]), int(shape[1]))
             except ApplianceError as exc:
-                raise ApplianceError(f"RLE of instance {inst_id}: {exc}") from None
+                raise ApplianceError(f"RLE of instance {inst_id}: {exc}") from exc
             out[m] = inst_id
             classes[int(inst_id)] = int(class_id)
         return cls(out, classes)
@@ -626,7 +626,7 @@ def _inflate(data: bytes, shape: tuple[int, int] | None) -> tuple[int, int, int,
         inflater = zlib.decompressobj()
         body = inflater.decompress(data[_HEADER.size :], limit)
     except zlib.error as exc:
-        raise ApplianceError(f"stored label is corrupt: {exc}") from None
+        raise ApplianceError(f"stored label is corrupt: {exc}") from exc
     if len(body) >= limit or not inflater.eof:
         raise ApplianceError("stored label is corrupt: more runs than pixels, or cut short")
     return h, w, version, body

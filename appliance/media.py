@@ -30,6 +30,7 @@ from typing import Any
 
 from appliance.errors import ApplianceError
 from appliance.imageio import IMAGE_SUFFIXES
+from appliance.typed import from_json
 
 __all__ = [
     "COUNT_LIMIT",
@@ -205,9 +206,11 @@ class ImageSource:
     @classmethod
     def from_json(cls, data: Any) -> ImageSource | None:
         """The stored choice, or None when there is none or it was edited into nonsense."""
-        if not isinstance(data, dict) or data.get("kind") not in cls.KINDS:
+        try:
+            source = from_json(cls, data, "image source")
+        except ApplianceError:
             return None
-        return cls(str(data["kind"]), str(data.get("path", "")), str(data.get("name", "")))
+        return source if source.kind in cls.KINDS else None
 
     @classmethod
     def of_medium(cls, medium: Medium) -> ImageSource:

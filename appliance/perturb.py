@@ -249,11 +249,11 @@ class PerturbSpec:
                     fields[key] = value.strip()
                 else:
                     raise ValueError
-            except ValueError:
+            except ValueError as exc:
                 raise ApplianceError(
                     f"bad perturbation {part!r} in {text!r}: expected omission=R, inclusion=R, "
                     "bias=Q, bias_mode=image|cell or salt_pepper=P"
-                ) from None
+                ) from exc
         spec = cls(**fields)  # type: ignore[arg-type]
         for name in ("omission", "inclusion", "salt_pepper"):
             _check_rate(name, getattr(spec, name))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from appliance.errors import ApplianceError
+from appliance.typed import problem
 
 __all__ = [
     "ALL",
@@ -62,29 +63,16 @@ class Setting(Generic[T]):
             if self.optional:
                 return value  # type: ignore[return-value]  # T includes None here
             raise ApplianceError(f"setting {self.key} needs a value")
-        try:
-            if self.kind is bool:
-                if not isinstance(value, bool | int):
-                    raise TypeError
-                out: Any = bool(value)
-            elif self.kind is int:
-                if isinstance(value, bool) or float(value) != round(float(value)):
-                    raise TypeError
-                out = round(float(value))
-            elif self.kind is float:
-                if isinstance(value, bool):
-                    raise TypeError
-                out = float(value)
-            elif self.kind is dict:
-                if not isinstance(value, dict):
-                    raise TypeError
-                out = copy.deepcopy(value)
-            else:
-                out = str(value)
-        except (TypeError, ValueError):
-            raise ApplianceError(
-                f"setting {self.key}: {value!r} is not a {self.kind.__name__}"
-            ) from None
+        # JSON types as `appliance.typed` reads them; an int setting also takes a whole float
+        # (a slider's 35.0), since JSON numbers do not tell 35 from 35.0
+        kind: Any = float if self.kind is int else self.kind
+        if problem(value, kind) or (self.kind is int and not float(value).is_integer()):
+            raise ApplianceError(f"setting {self.key}: {value!r} is not a {self.kind.__name__}")
+        out: Any = copy.deepcopy(value) if self.kind is dict else value
+        if self.kind is int:
+            out = round(float(value))
+        elif self.kind is float:
+            out = float(value)
         too_low = self.low is not None and out < self.low
         if too_low or (self.high is not None and out > self.high):
             raise ApplianceError(f"setting {self.key}: {out} is outside {self.low}..{self.high}")

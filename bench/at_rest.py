@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -121,17 +122,17 @@ def main(argv: list[str] | None = None) -> int:
                 for op, (plain, sealed_fn) in steps.items():
                     pair = [("plain", plain), ("sealed", sealed_fn)]
                     for kind, fn in pair if r % 2 == 0 else pair[::-1]:  # neither always first
-                        timed(f"{op} {kind}", lambda f=fn, i=image_id: f(i))
+                        timed(f"{op} {kind}", partial(fn, image_id))
         assert np.array_equal(project.load_pixels(ids[0]), open_sealed_pixels(ids[0]))
         project.close()
     rows = []
     for op in ("open", "save", "pre-label"):
-        plain, enc = times[f"{op} plain"], times[f"{op} sealed"]
-        ratio = min(enc) / min(plain)  # best of N: the least disturbed by other processes
+        base, enc = times[f"{op} plain"], times[f"{op} sealed"]
+        ratio = min(enc) / min(base)  # best of N: the least disturbed by other processes
         rows.append(
             (
-                f"{op} ({args.size}², best / median of {len(plain)})",
-                f"plain {min(plain) * 1e3:.1f} / {_ms(plain):.1f} ms · "
+                f"{op} ({args.size}², best / median of {len(base)})",
+                f"plain {min(base) * 1e3:.1f} / {_ms(base):.1f} ms · "
                 f"sealed {min(enc) * 1e3:.1f} / {_ms(enc):.1f} ms",
                 "sealed ≤ 1.10 × plain (best)",
                 f"{ratio:.3f} {'ok' if ratio <= 1.10 else 'over'}",

@@ -34,7 +34,7 @@ def planar_bomb(folder: Path) -> Path:
     tifffile.imwrite(
         path, np.zeros((3, 64, 64), np.uint8), photometric="rgb", planarconfig="separate"
     )
-    with tifffile.TiffFile(path, mode="r+b") as tif:
+    with tifffile.TiffFile(path, mode="r+") as tif:
         tif.pages[0].tags["ImageLength"].overwrite(20000)
         tif.pages[0].tags["ImageWidth"].overwrite(20000)
     return path

@@ -37,11 +37,12 @@ from appliance.assist.contract import Contract, decode_label, probabilities
 from appliance.assist.instances import INSTANCE_KINDS, default_decoding
 from appliance.assist.prelabel import otsu
 from appliance.contract import Value
+from appliance.metrics import pooled_dice, pooled_f1
 from appliance.perturb import PerturbSpec, perturb
 from bench._machine import table
 from export.data import SegDataset, coarse_planes, pad_to_multiple, sample_from_arrays
-from export.decoding import GRID, tune_decoding
-from export.instance_metrics import coco_ap, dice, f1_at
+from export.decoding import GRID, Tuned, tune_decoding
+from export.instance_metrics import coco_ap
 from export.synth import synth_samples
 from export.targets import merge_touching
 from export.train import TrainConfig, train_model
@@ -86,7 +87,7 @@ def _coarse(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _train_and_predict(
     kind: str, args: argparse.Namespace, coarse: list[np.ndarray]
-) -> tuple[str, list[np.ndarray], int, str, float]:
+) -> tuple[str, list[np.ndarray], int, str, float, Tuned | None]:
     """One kind, in its own process (one torch thread): train, then decode the test images."""
     torch.set_num_threads(1)
     data = list(synth_samples(args.train, 256, TRAIN_SEED, crowding=args.crowding))
@@ -148,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, tuple[float, float, float, float]] = {}
 
     def score(name: str, preds: list[np.ndarray], seconds: float = 0.0) -> None:
-        results[name] = (f1_at(truths, preds), coco_ap(truths, preds), dice(truths, preds), seconds)
+        results[name] = (
+            pooled_f1(truths, preds),
+            coco_ap(truths, preds),
+            pooled_dice(truths, preds),
+            seconds,
+        )
 
     if args.task == "segment":
         score("Otsu, connected components", [otsu(d.image, split=False).instances for d in test])

@@ -1,9 +1,9 @@
 """Scoring benchmark: one save of a control at 2048² with 500 instances (goal <= 50 ms).
 
 What `score_save` pays per save beyond reading the rows: `appliance.supervision.scoring.score`
-(Hungarian matching at IoU > 0.5, Dice, instance F1, boundary F1, class accuracy, planted-error
-recall for five planted errors). The annotator's label is the truth with boundaries moved by a
-pixel, a few cells deleted and a few added, so the matching has real work.
+(matching at IoU > 0.5 through `appliance.metrics`, Dice, instance F1, boundary F1, class
+accuracy, planted-error recall for five planted errors). The annotator's label is the truth with
+boundaries moved by a pixel, a few cells deleted and a few added, so the matching has real work.
 
 The baseline is the obvious implementation, timed in the same run: per truth cell a full-image
 mask, the label ids under it (np.unique), the IoU matrix filled pair by pair, and boundary F1

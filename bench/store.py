@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,11 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.importer import import_paths
-from appliance.labels import Label
+from appliance.labels import Label, encode_instances
+from appliance.session.overview import overview
 from appliance.store import Project
 from appliance.store import db as dbm
+from appliance.sync.client import status_line
 from bench._machine import table
 from testkit.synthetic import make_instances
 
@@ -71,8 +74,8 @@ def bench_import(root: Path, n: int) -> float:
     return n / dt
 
 
-def bench_status(root: Path, n: int) -> tuple[float, float]:
-    project = Project.create(root / "status", ["cell"])
+def fill(project: Project, n: int) -> None:
+    """`n` image rows (no files) and a label on every third image, written directly."""
     rows = [
         (
             f"{i:064x}",
@@ -88,21 +91,23 @@ def bench_status(root: Path, n: int) -> tuple[float, float]:
         )
         for i in range(n)
     ]
+    enc = encode_instances(Label.empty((1, 1)).instances)
     with project.transaction():
         project.db.executemany(
             "INSERT INTO images (sha256, name, blob, height, width, channels, dtype, sequence, "
             "frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        blob = Label.empty((1, 1))
-        from appliance.labels import encode_instances
-
-        enc = encode_instances(blob.instances)
         project.db.executemany(
             "INSERT INTO labels (uid, image_id, author, source, created, n_instances, instances, "
             "classes) VALUES (?, ?, 'a', 'manual', 'x', 0, ?, '{}')",
             [(uuid.uuid4().hex, i + 1, enc) for i in range(0, n, 3)],
         )
+
+
+def bench_status(root: Path, n: int) -> tuple[float, float]:
+    project = Project.create(root / "status", ["cell"])
+    fill(project, n)
     times = []
     for _ in range(7):
         t = time.perf_counter()
@@ -119,6 +124,43 @@ def bench_status(root: Path, n: int) -> tuple[float, float]:
     return float(np.median(times)), float(np.median(base))
 
 
+def bench_home(root: Path, n: int) -> dict[str, float]:
+    """Seconds per project for Home's two lines and per status-line refresh, before and now.
+
+    Before: Home opened the project twice (`Project.open`: integrity check, migrations) and
+    the annotate status line listed every labelled image once a second.
+    """
+    path = root / "home"
+    with Project.create(path, ["cell"]) as project:
+        fill(project, n)
+
+    def before() -> None:
+        with Project.open(path) as project:
+            project.status()
+        with Project.open(path) as project:
+            status_line(project)
+
+    with Project.open(path) as project:
+        listed = _best(lambda: len(project.labeled_image_ids()), 5)
+        counted = _best(project.labeled_image_count, 5)
+    return {
+        "home_before": _best(before, 3),
+        "home_now": _best(lambda: overview(path), 3),
+        "status_before": listed,
+        "status_now": counted,
+    }
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    """Best wall time of `repeat` calls (the least disturbed by other load)."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
@@ -129,6 +171,7 @@ def main() -> None:
         ours, naive = bench_save(root, n_save)
         ips = bench_import(root, n_import)
         status_s, status_base = bench_status(root, n_status)
+        home = bench_home(root, n_status)
     rows = [
         (
             "label save 2048² / 500 inst, median",
@@ -144,6 +187,18 @@ def main() -> None:
             f"{status_s * 1e3:.1f} ms",
             "≤ 200 ms",
             f"{status_base / status_s:.1f}× vs. no indexes ({status_base * 1e3:.1f} ms)",
+        ),
+        (
+            f"Home row of a project of {n_status} images",
+            f"{home['home_now'] * 1e3:.0f} ms",
+            "",
+            f"was {home['home_before'] * 1e3:.0f} ms (opened twice, integrity check each time)",
+        ),
+        (
+            "annotate status line, labelled images counted",
+            f"{home['status_now'] * 1e3:.1f} ms",
+            "",
+            f"was {home['status_before'] * 1e3:.1f} ms (every labelled id listed, once a second)",
         ),
     ]
     print(table("store benchmark", rows))

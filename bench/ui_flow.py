@@ -73,12 +73,14 @@ def main() -> int:
     app._run_prepare()
     for _ in range(5):  # let the app start (its first screen) before opening projects
         EventLoop.idle()
+    screens = app.sm
+    assert screens is not None, "the app built no screen manager"
 
     def pump(until, timeout=300.0):
         end = time.monotonic() + timeout
         while not until():
             if time.monotonic() > end:
-                p = app.sm.get_screen("annotate").presenter
+                p = screens.get_screen("annotate").presenter
                 state = (p.work and p.work.image_id, p.loading, p.offer, p.review, p.reviewing)
                 raise TimeoutError(f"the app did not get there: {state}")
             EventLoop.idle()
@@ -95,7 +97,7 @@ def main() -> int:
         project.close()
         for prefetch in (False, True):
             app.open_project(root / f"p{size}")
-            times = measure(app.sm.get_screen("annotate"), size, prefetch, args, pump)
+            times = measure(screens.get_screen("annotate"), size, prefetch, args, pump)
             ready = statistics.median(t[0] for t in times)
             shown = statistics.median(t[1] for t in times)
             rows.append((size, prefetch, ready, shown))

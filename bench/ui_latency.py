@@ -78,7 +78,8 @@ def measure(canvas, points, full: bool) -> np.ndarray:
 
     from testkit.touch import SynthTouch
 
-    touch = SynthTouch("pen", *canvas.to_window(*points[0]), pressure=1.0).down()
+    x, y = canvas.to_window(*points[0])
+    touch = SynthTouch("pen", x, y, pressure=1.0).down()
     samples = []
     for ix, iy in points[1:]:
         wx, wy = canvas.to_window(ix, iy)

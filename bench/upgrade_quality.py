@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from skimage.measure import label as components
 
+from appliance.metrics import pooled_dice
 from appliance.perturb import PerturbSpec, perturb
 from export.data import Sample, sample_from_arrays
 from export.synth import SynthSample, synth_samples
@@ -74,13 +75,6 @@ REDUCED = Settings("reduced (CPU)", 256, 20, 10, 128, 60, 30, 15, 64)
 SMALL = Settings("small (CPU, minutes)", 128, 10, 6, 64, 20, 10, 10, 32)
 FULL = Settings("full (GPU)", 256, 80, 30, 256, 300, 300, 30, 64)
 N_HQ = 10
-
-
-def pooled_dice(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
-    """Dice of foreground pooled over a set (the paper's "computed over the entire test set")."""
-    inter = sum(int(((p > 0) & (t > 0)).sum()) for p, t in zip(preds, truths, strict=True))
-    total = sum(int((p > 0).sum() + (t > 0).sum()) for p, t in zip(preds, truths, strict=True))
-    return 2.0 * inter / total if total else 1.0
 
 
 def grid_threshold(train: list[SynthSample]) -> float:

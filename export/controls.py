@@ -322,7 +322,7 @@ def make_controls(job_path: Path, out: Path, n: int, seed: int = 0) -> tuple[str
                 try:
                     control = compose(context.image(), context.label, rng, source)
                 except ApplianceError as exc:
-                    raise ApplianceError(f"{job_path}: {context.name}: {exc}") from None
+                    raise ApplianceError(f"{job_path}: {context.name}: {exc}") from exc
                 path = Path(tmp) / f"{k}.tif"
                 write_tiff(path, control.image)
                 items.append(

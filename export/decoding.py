@@ -17,7 +17,7 @@ import numpy as np
 
 from appliance.assist.instances import decode, default_decoding
 from appliance.contract import Value
-from export.instance_metrics import Counts
+from appliance.metrics import InstanceCounts
 
 # Each kind's searched values; the other parameters stay at the kind's defaults.
 GRID: dict[str, dict[str, tuple[Value, ...]]] = {
@@ -63,7 +63,7 @@ def f1_of(
     decoding: dict[str, Value],
 ) -> float:
     """Instance F1 at IoU 0.5 of `outputs` (raw C×H×W model outputs) decoded with `decoding`."""
-    counts = Counts()
+    counts = InstanceCounts()
     for out, truth in zip(outputs, truths, strict=True):
         inst, _ = decode(out, kind, n_classes, decoding)
         counts.add(truth, inst)

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for task, name in (("segment", "prelabel"), ("upgrade", "upgrade")):
         _step(
             f"train the {name} model (budget {args.minutes} min)",
-            lambda task=task, name=name: _cli(
+            partial(
+                _cli,
                 export_main,
                 "train",
                 job,
@@ -148,9 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         _step(
             f"install the {name} model bundle",
-            lambda name=name: _cli(
-                appliance_main, "install-model", project, models / f"{name}.zip"
-            ),
+            partial(_cli, appliance_main, "install-model", project, models / f"{name}.zip"),
         )
     # The expert labels on while the models train. Those labels are outside the training job,
     # which is what judges the models honestly (Label Assistant eq. 4) before one is offered.

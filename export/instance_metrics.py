@@ -1,10 +1,10 @@
-"""How well predicted instances match true ones: F1 at an IoU threshold and COCO AP.
+"""COCO mask AP 0.5:0.95 of predicted instances, for the workstation's benchmarks.
 
-F1 at IoU 0.5 is the detection score StarDist and Cellpose report on nuclei: at IoU > 0.5 a true
-cell can match at most one predicted cell, so matching by IoU alone is one-to-one. COCO AP
-0.5:0.95 comes from pycocotools (the reference implementation) on RLE masks; every predicted
-instance gets the score 1 (the decoders give no per-instance confidence), so AP here measures
-mask quality over IoU thresholds rather than ranking.
+Dice and instance F1 (IoU > 0.5, the detection score StarDist and Cellpose report on nuclei)
+are `appliance.metrics`, the one implementation the tablet, training and benchmarks share. COCO
+AP comes from pycocotools (the reference implementation) on RLE masks; every predicted instance
+gets the score 1 (the decoders give no per-instance confidence), so AP here measures mask
+quality over IoU thresholds rather than ranking.
 """
 
 from __future__ import annotations
@@ -12,83 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as coco_mask
-
-from appliance.metrics import match_instances
-
-
-def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """IoU of every true instance (rows, ids 1..) with every predicted one (columns)."""
-    t_ids, t = np.unique(truth, return_inverse=True)
-    p_ids, p = np.unique(pred, return_inverse=True)
-    inter = np.bincount(
-        t.ravel() * p_ids.size + p.ravel(), minlength=t_ids.size * p_ids.size
-    ).reshape(t_ids.size, p_ids.size)
-    area_t, area_p = inter.sum(axis=1), inter.sum(axis=0)
-    union = area_t[:, None] + area_p[None, :] - inter
-    iou = inter / np.maximum(union, 1)
-    rows, cols = t_ids > 0, p_ids > 0
-    return iou[rows][:, cols]
-
-
-@dataclass
-class Counts:
-    """True positives, false positives and false negatives, pooled over images."""
-
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    def add(self, truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> None:
-        if threshold >= 0.5:  # one-to-one by IoU alone: the tablet's own matching
-            match = match_instances(truth, pred, threshold)
-            matched, n_truth, n_pred = len(match.pairs), match.n_truth, match.n_guess
-        else:
-            iou = iou_matrix(truth, pred)
-            matched, (n_truth, n_pred) = _greedy(iou, threshold), iou.shape
-        self.tp += matched
-        self.fp += n_pred - matched
-        self.fn += n_truth - matched
-
-    @property
-    def f1(self) -> float:
-        denom = 2 * self.tp + self.fp + self.fn
-        return 1.0 if denom == 0 else 2 * self.tp / denom
-
-
-def _greedy(iou: np.ndarray, threshold: float) -> int:
-    """One-to-one matches above `threshold` by falling IoU (needed only below 0.5)."""
-    pairs = np.argwhere(iou > threshold)
-    order = np.argsort(-iou[pairs[:, 0], pairs[:, 1]])
-    used_t, used_p, n = set(), set(), 0
-    for r, c in pairs[order]:
-        if r not in used_t and c not in used_p:
-            used_t.add(r)
-            used_p.add(c)
-            n += 1
-    return n
-
-
-def f1_at(
-    truths: Sequence[np.ndarray], preds: Sequence[np.ndarray], threshold: float = 0.5
-) -> float:
-    """F1 of instance detection pooled over images (a match needs IoU > `threshold`)."""
-    counts = Counts()
-    for t, p in zip(truths, preds, strict=True):
-        counts.add(t, p, threshold)
-    return counts.f1
-
-
-def dice(truths: Sequence[np.ndarray], preds: Sequence[np.ndarray]) -> float:
-    """Foreground Dice pooled over images."""
-    inter = total = 0
-    for t, p in zip(truths, preds, strict=True):
-        inter += int(((t > 0) & (p > 0)).sum())
-        total += int((t > 0).sum() + (p > 0).sum())
-    return 1.0 if total == 0 else 2 * inter / total
 
 
 def _rles(inst: np.ndarray) -> list[tuple[dict, int]]:

@@ -25,6 +25,7 @@ from skimage.filters import gaussian, threshold_otsu
 
 from appliance.errors import ApplianceError
 from appliance.imageio import write_tiff
+from appliance.metrics import pooled_dice
 
 
 @dataclass(frozen=True)
@@ -259,13 +260,9 @@ def synth_samples(
 
 def otsu_dice(samples: list[SynthSample]) -> float:
     """Dice of per-image Otsu thresholding against the target cells, pooled over the set."""
-    inter = total = 0
-    for s in samples:
-        fg = s.image > threshold_otsu(s.image)
-        truth = s.cells > 0
-        inter += int((fg & truth).sum())
-        total += int(fg.sum() + truth.sum())
-    return 2.0 * inter / total if total else 1.0
+    return pooled_dice(
+        [s.cells for s in samples], [s.image > threshold_otsu(s.image) for s in samples]
+    )
 
 
 def write_dataset(

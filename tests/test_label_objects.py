@@ -209,14 +209,14 @@ def test_a_label_with_objects_syncs_to_another_tablet(tmp_path) -> None:
     import cv2
 
     from appliance.importer import import_paths
-    from appliance.store.oplog import apply_remote, pending
+    from appliance.store.sync_log import apply_remote, pending
 
     a = Project.create(tmp_path / "a", classes=["a", "b"])
     img = tmp_path / "im.png"
     cv2.imwrite(str(img), np.zeros((20, 30), np.uint8))
     (image_id,) = import_paths(a, [img]).imported
     a.save_label(image_id, _label(), author="vet", source="manual")
-    ops = pending(a.db)
+    ops = pending(a)
     original = a.image(image_id)
     b = Project.create(tmp_path / "b", classes=["a", "b"])
     new, refused = apply_remote(b, ops, len(ops), staged={original.sha256: original.path})

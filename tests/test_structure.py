@@ -68,6 +68,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def absolute(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module name a `from ... import` reads from, inside `package`."""
+    base = node.module or ""
+    if not node.level:
+        return base
+    anchor = package.split(".")
+    anchor = anchor[: len(anchor) - node.level + 1]
+    return ".".join([*anchor, base] if base else anchor)
+
+
 def imports(path: Path) -> set[str]:
     """Modules `path` imports anywhere (top level or inside functions), TYPE_CHECKING included."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -79,11 +89,7 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
+            base = absolute(node, package)
             out.add(base)
             out.update(f"{base}.{alias.name}" for alias in node.names)
     return out
@@ -145,6 +151,64 @@ def test_no_import_cycle_between_the_cores_packages() -> None:
     graph = layer_graph(import_graph("appliance"))
     assert graph["appliance.bundles"] and graph["appliance.assist"]  # the graph was read
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph) or [])}"
+
+
+def module_edges(path: Path, modules: set[str]) -> set[str]:
+    """The modules of `modules` that `path` imports, anywhere in it (function bodies and
+    TYPE_CHECKING blocks too: a circle through them still couples the two modules).
+
+    `from pkg import sub` is an edge to the submodule `pkg.sub`, not to `pkg/__init__`, the
+    way Python resolves it; `from mod import name` is an edge to `mod`.
+    """
+
+    def owner(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(owner(alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = absolute(node, package)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.add(sub if sub in modules else owner(base))
+    return out - {"", name}
+
+
+def test_module_edges_resolve_submodules() -> None:
+    """`from appliance.store import oplog` is an edge to oplog, not to the package's
+    `__init__` (which imports `project`): otherwise every package would look circular."""
+    modules = {module_name(p) for p in sources("appliance")}
+    edges = module_edges(STORE / "migrations.py", modules)
+    assert "appliance.store.jobs" in edges and "appliance.store" not in edges
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Two modules that import each other (even inside a function or for type checking only)
+    are one module in two files: neither can be read, tested or loaded alone."""
+    paths = {module_name(p): p for p in sources("appliance", "export", "bench", "testkit")}
+    graph = {name: module_edges(path, set(paths)) for name, path in paths.items()}
+    assert graph["appliance.store.project"]  # the graph was read
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
+
+
+def test_the_connection_stays_in_the_store() -> None:
+    """No code outside appliance/store/ reaches for a project's SQLite connection (`.db`):
+    callers use the store's typed functions (docs/store.md)."""
+    offenders = [
+        f"{p.relative_to(ROOT)}:{node.lineno}"
+        for p in sources("appliance", "export")
+        if STORE not in p.parents and p != LAB_STORE
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == "db"
+    ]
+    assert not offenders, "a project's connection used outside the store:\n" + "\n".join(offenders)
 
 
 def test_the_core_imports_no_kivy_and_no_torch() -> None:
@@ -220,6 +284,7 @@ def test_every_public_core_module_declares_all() -> None:
 # (docs/architecture.md). A new module goes into the lowest layer above everything it imports.
 LAYERS: list[set[str]] = [
     {"appliance.errors", "appliance.durable"},
+    {"appliance.typed"},  # strict JSON types, read by settings, contracts and options
     {
         "appliance.imageio",
         "appliance.labels",
@@ -265,3 +330,50 @@ def test_every_core_module_imports_only_lower_layers() -> None:
         if (rank(dst) or 0) >= (rank(src) or 0)
     ]
     assert not upward, "imports that go up or sideways:\n" + "\n".join(sorted(upward))
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def diagram() -> list[str]:
+    """The lines of the package diagram that opens docs/architecture.md (its first block)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split("```text\n", 1)[1].split("```", 1)[0]
+    assert text.index("```text") < text.index("\n## "), "the page must open with the diagram"
+    return block.splitlines()
+
+
+def diagram_layers(lines: list[str]) -> list[set[str]]:
+    """`  7  sync  supervision     description` rows, lowest layer first."""
+    rows = [re.match(r"^\s+(\d+)\s+(.+)$", line) for line in lines]
+    layers = {int(m[1]): re.split(r"\s{3,}", m[2].strip())[0].split() for m in rows if m}
+    return [{f"appliance.{n}" for n in layers[k]} for k in sorted(layers)]
+
+
+def diagram_export(lines: list[str]) -> tuple[set[str], set[str]]:
+    """(packages, modules) the diagram names under `export/`."""
+    section = lines[next(i for i, line in enumerate(lines) if line.startswith("export/")) :]
+    section = section[1 : next(i for i, line in enumerate(section[1:], 1) if line[:1] != " ")]
+    packages = {t[:-1] for line in section if "packages:" in line for t in line.split()[1:]}
+    words = " ".join(section).split("modules:", 1)[1].split()
+    return packages, set(words)
+
+
+def test_the_diagram_matches_the_tree_and_the_layers() -> None:
+    lines = diagram()
+    assert diagram_layers(lines) == LAYERS
+    packages, modules = diagram_export(lines)
+    export = ROOT / "export"
+    assert packages == {p.parent.name for p in export.glob("*/__init__.py")}
+    assert modules == {p.stem for p in export.glob("*.py")} - {"__init__", "__main__"}
+    named = {line.split()[0] for line in lines if line[:1].isalpha()}
+    assert named == {"appliance/", "export/", "bench/", "testkit/"}
+    assert all((ROOT / n).is_dir() for n in named)
+
+
+def test_the_diagram_reader_notices_a_missing_package() -> None:
+    """A package left out of (or invented in) the diagram fails the test above."""
+    lines = [line.replace("  metrics", "") for line in diagram()]
+    assert diagram_layers(lines) != LAYERS
+    lines = [line.replace("bundle/", "bundles/") for line in diagram()]
+    assert diagram_export(lines)[0] != {"train", "generators", "lab", "bundle"}

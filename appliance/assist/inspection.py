@@ -23,6 +23,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.settings import INSPECTION
 from appliance.store import Project
+from appliance.typed import from_json, problem
 
 __all__ = [
     "AREA_MARGIN",
@@ -91,15 +92,22 @@ class InspectionSettings:
         Projects written before the rename store the threshold as `gamma0`; it is read as
         `warning_threshold`.
         """
+        what = "inspection setting is invalid"
         data = {OLD_KEYS.get(k, k): v for k, v in data.items()}
-        try:
-            s = cls(**{k: v for k, v in data.items() if k not in ("area_ranges", "weights")})
-            s.weights.update({str(k): float(v) for k, v in data.get("weights", {}).items()})
-            s.area_ranges = {
-                int(k): (float(v[0]), float(v[1])) for k, v in data.get("area_ranges", {}).items()
-            }
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise ApplianceError(f"inspection setting is invalid ({exc})") from None
+        s = from_json(cls, data, what, skip=("weights", "area_ranges"))
+        weights = data.get("weights", {})
+        if why := problem(weights, dict[str, float]):
+            raise ApplianceError(f"{what}: weights {why}")
+        s.weights.update({k: float(v) for k, v in weights.items()})
+        ranges = data.get("area_ranges", {})
+        if why := problem(ranges, dict[str, list[float]]):
+            raise ApplianceError(f"{what}: area_ranges {why}")
+        for key, bounds in ranges.items():  # JSON keys are strings: class ids
+            if not key.isdigit() or len(bounds) != 2:
+                raise ApplianceError(
+                    f"{what}: area_ranges needs class id: [low, high], got {key!r}"
+                )
+            s.area_ranges[int(key)] = (float(bounds[0]), float(bounds[1]))
         return s
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from appliance import settings
 from appliance.errors import ApplianceError
 from appliance.imageio import to_display
 from appliance.store import Project
+from appliance.typed import from_json
 
 __all__ = ["DENOISERS", "SETTING_KEY", "Preprocessing", "apply", "load", "save"]
 
@@ -53,11 +54,9 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        """From the stored setting (unknown keys are an ApplianceError)."""
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ApplianceError(f"pre-processing setting is invalid ({exc})") from None
+        """From the stored setting (a value of the wrong type or an unknown key is an
+        ApplianceError)."""
+        return from_json(cls, data, "pre-processing setting is invalid")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the project and copied into training jobs."""

@@ -149,7 +149,7 @@ def session(path: Path, threads: int | None = None) -> Any:
     try:
         st = p.stat()
     except OSError as exc:
-        raise ApplianceError(f"{p}: model file missing ({exc.strerror})") from None
+        raise ApplianceError(f"{p}: model file missing ({exc.strerror})") from exc
     providers = tuple(choose_providers(str(p), threads))
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size, threads, providers)
     with _sessions_lock:
@@ -157,7 +157,7 @@ def session(path: Path, threads: int | None = None) -> Any:
             try:
                 _sessions[key] = _new_session(str(p), list(providers), threads)
             except Exception as exc:  # onnxruntime raises its own types for corrupt graphs
-                raise ApplianceError(f"{p}: model does not load ({exc})") from None
+                raise ApplianceError(f"{p}: model does not load ({exc})") from exc
         return _sessions[key]
 
 
@@ -236,7 +236,7 @@ class InferenceModel:
         try:
             out = sess.run([c.output_name], {c.input_name: batch})[0]
         except Exception as exc:  # onnxruntime's errors are not a public hierarchy
-            raise ApplianceError(f"{self.path}: inference failed ({exc})") from None
+            raise ApplianceError(f"{self.path}: inference failed ({exc})") from exc
         return np.asarray(out, np.float32)[0]
 
     def logits(

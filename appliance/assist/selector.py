@@ -145,10 +145,10 @@ class Selector:
                 str(k): float(v)
                 for k, v in (DEFAULT_WEIGHTS if weights is None else weights).items()
             }
-        except (AttributeError, TypeError, ValueError):
+        except (AttributeError, TypeError, ValueError) as exc:
             raise ApplianceError(
                 f"selector weights must map strategy to number: {weights!r}"
-            ) from None
+            ) from exc
         unknown = set(w) - set(STRATEGIES)
         if unknown:
             raise ApplianceError(f"unknown selector strategies: {', '.join(sorted(unknown))}")

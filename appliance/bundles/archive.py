@@ -214,7 +214,7 @@ def parse_manifest(raw: bytes, bundle: str, expected: str) -> tuple[dict[str, An
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(bundle, f"not valid UTF-8 JSON ({exc})", MANIFEST_NAME) from None
+        raise BundleError(bundle, f"not valid UTF-8 JSON ({exc})", MANIFEST_NAME) from exc
     f = Fields(doc, bundle, MANIFEST_NAME, "manifest")
     fmt = f.get("format", str)
     if fmt != expected:
@@ -528,7 +528,7 @@ def write_bundle(
     try:
         measured = {name: _measure(content, limits) for name, content in members.items()}
     except OSError as exc:
-        raise BundleError(str(out), f"cannot read a member's source ({exc})") from None
+        raise BundleError(str(out), f"cannot read a member's source ({exc})") from exc
     total = sum(size for size, _, _ in measured.values())
     if total > limits.max_total_bytes:
         raise BundleError(str(out), f"{total} bytes exceed the cap of {limits.max_total_bytes}")
@@ -560,7 +560,7 @@ def write_bundle(
     try:
         atomic_write(out, write)
     except OSError as exc:
-        raise ApplianceError(f"bundle {out}: cannot be written ({exc.strerror or exc})") from None
+        raise ApplianceError(f"bundle {out}: cannot be written ({exc.strerror or exc})") from exc
     return bundle_id
 
 
@@ -626,5 +626,5 @@ def sign_bundle(path: Path | str, key: SigningKey, out: Path | str | None = None
         try:
             atomic_write(target, write)
         except OSError as exc:
-            raise BundleError(str(target), f"cannot be written ({exc.strerror or exc})") from None
+            raise BundleError(str(target), f"cannot be written ({exc.strerror or exc})") from exc
     return fmt

@@ -72,7 +72,7 @@ def install_model_bundle(
         problem = exc.strerror or str(exc)
         raise ApplianceError(
             f"bundle {path}: cannot install into {project.root} ({problem})"
-        ) from None
+        ) from exc
     except BaseException:
         _remove(moved)
         raise

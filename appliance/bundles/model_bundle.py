@@ -112,7 +112,7 @@ def write_model_bundle(
         except OSError as exc:
             raise BundleError(
                 out, f"cannot read {spec.onnx_path} ({exc.strerror})", member
-            ) from None
+            ) from exc
         check_onnx(data, contract, _failing(out, member))
         members[member] = Path(spec.onnx_path)
         entries.append(entry)

@@ -347,7 +347,7 @@ class JobItem:
         try:
             arr = np.load(io.BytesIO(self.job.read_member(member)), allow_pickle=False)
         except ValueError as exc:
-            raise self.job.fail(f"not a readable .npy instance map ({exc})", member) from None
+            raise self.job.fail(f"not a readable .npy instance map ({exc})", member) from exc
         if arr.shape != self.shape[:2] or arr.dtype.kind != "u" or arr.dtype.itemsize > 4:
             problem = (
                 f"instance map {arr.dtype} {arr.shape} must be unsigned (up to 32 bit) "
@@ -381,7 +381,7 @@ def _decode(job: TrainingJob, member: str, page: int | None, shape: tuple[int, .
     try:
         img = read_image(data, page=page, name=member)
     except ApplianceError as exc:
-        raise job.fail(f"image cannot be decoded ({exc})", member) from None
+        raise job.fail(f"image cannot be decoded ({exc})", member) from exc
     if img.shape != shape:
         raise job.fail(f"image has shape {img.shape}, its item says {shape}", member)
     return img

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,19 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse and dispatch; a user error is one line on stderr and exit status 2.
 
-    Shared with the workstation's `python -m export`, so both CLIs fail the same way.
+    Shared with the workstation's `python -m export` and the lab's `appliance-lab`, so all
+    CLIs fail the same way, and all take `--debug`: after the one line, the chain of causes
+    (`raise ... from exc`) with their tracebacks, for a bug report.
     """
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="after a one-line error, print the chain of causes with tracebacks",
+    )
+    given = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in given  # accepted anywhere, also after the sub-command
+    args = parser.parse_args([a for a in given if a != "--debug"])
+    args.debug = debug
     try:
         return int(args.func(args) or 0)
     except ApplianceError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), exc, args.debug)
     except DatabaseError as exc:
-        return _fail(database_problem(args, exc))
+        return _fail(database_problem(args, exc), exc, args.debug)
     except OSError as exc:
-        return _fail(os_problem(exc))
-    except MemoryError:
-        return _fail("not enough memory for this command (is an input far larger than usual?)")
+        return _fail(os_problem(exc), exc, args.debug)
+    except MemoryError as exc:
+        message = "not enough memory for this command (is an input far larger than usual?)"
+        return _fail(message, exc, args.debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -75,9 +87,12 @@ def require_range(option: str, value: float | None, low: float, high: float | No
         raise ApplianceError(f"{option} must be {bound}, got {value:g}")
 
 
-def _fail(message: str) -> int:
-    """One line on stderr, whatever the message holds (a file name with a newline included)."""
+def _fail(message: str, exc: BaseException, debug: bool) -> int:
+    """One line on stderr, whatever the message holds (a file name with a newline included);
+    with `debug`, then the exception and its causes as Python prints them."""
     print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
+    if debug:
+        print("".join(traceback.format_exception(exc)), end="", file=sys.stderr)
     return 2
 
 

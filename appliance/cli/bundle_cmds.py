@@ -85,10 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _split(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not three numbers like 0.8,0.1,0.1"
-        ) from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three numbers like 0.8,0.1,0.1") from exc
     if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1.0) > 1e-6:
         raise argparse.ArgumentTypeError(f"{text!r}: need three non-negative shares summing to 1")
     train, val, test = parts

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def sync(args: argparse.Namespace) -> int:
     from appliance.errors import ApplianceError
-    from appliance.store import Project, oplog
+    from appliance.store import Project, sync_log
     from appliance.sync.client import enroll, sync_project, sync_status
     from appliance.sync.http import Retry
 
@@ -69,7 +69,7 @@ def sync(args: argparse.Namespace) -> int:
                 f"{s['last_success'] or 'never'}; last error {s['last_error'] or 'none'}; "
                 f"{s['refused']} pulled operations refused"
             )
-            for _op, reason in oplog.refusals(project.db):
+            for _op, reason in sync_log.refusals(project):
                 print(f"  refused: {reason}")
             return 0
         if args.code or args.server:

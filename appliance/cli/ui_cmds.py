@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         args.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{args.dir}: cannot create the folder ({exc.strerror})") from None
+        raise ApplianceError(f"{args.dir}: cannot create the folder ({exc.strerror})") from exc
     from appliance.ui.launch import launch  # Kivy loads only here, not for `--help`
 
     return launch(args.dir, tour=args.screenshot_tour, kiosk=args.kiosk, smoke=args.smoke_report)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.typed import problem
 
 __all__ = ["ContractError", "Value", "document", "reject_unknown", "typed"]
 
@@ -50,18 +51,8 @@ def reject_unknown(raw: Mapping[str, Any], known: Iterable[str], prefix: str = "
         raise ContractError(f"{prefix}{unknown[0]}", "is not a contract field")
 
 
-_WORDS: dict[Any, str] = {
-    str: "a string",
-    int: "an integer",
-    bool: "true or false",
-    list: "a list",
-    dict: "an object",
-    int | float: "a number",
-}
-
-
 def typed(name: str, value: object, kind: Any) -> Any:
-    """`value` itself when it has the JSON type `kind` (bool is no number), else the error."""
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise ContractError(name, f"must be {_WORDS[kind]}, got {value!r}")
+    """`value` itself when it has the JSON type `kind` (`appliance.typed`), else the error."""
+    if why := problem(value, kind):
+        raise ContractError(name, why)
     return value

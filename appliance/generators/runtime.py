@@ -41,7 +41,7 @@ def _session(path: Path, threads: int) -> Any:
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own unexported exception types
-        raise ApplianceError(f"{path}: onnxruntime cannot load the generator ({exc})") from None
+        raise ApplianceError(f"{path}: onnxruntime cannot load the generator ({exc})") from exc
 
 
 class Generator:

@@ -64,7 +64,7 @@ class PrelabelChooser:
         choice = settings.PRELABEL.get(project)
         if choice != "auto":
             return None if choice == "none" else str(choice)
-        labeled = len(project.labeled_image_ids())
+        labeled = project.labeled_image_count()
         if self._labeled_at is None or labeled - self._labeled_at >= self.RECHECK_EVERY:
             scores = prelabel.suitability(project, max_images=SUITABILITY_IMAGES)
             ctx.check()

@@ -39,7 +39,7 @@ def verified_original(rec: ImageRecord) -> Path:
         raise ApplianceError(
             f"{rec.path}: stored original of image {rec.id} ({rec.name}) is unreadable "
             f"({exc.strerror}); import the same file again to restore it"
-        ) from None
+        ) from exc
     if actual != rec.sha256:
         raise ApplianceError(
             f"{rec.path}: stored original of image {rec.id} ({rec.name}) has changed (sha256 "

@@ -43,7 +43,11 @@ def utcnow() -> str:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode: every transaction is an explicit `transaction()`."""
+    """A connection in autocommit mode: every transaction is an explicit `transaction()`.
+
+    Each connection belongs to one thread (`Project.db`); `check_same_thread=False` only lets
+    `Project.close()` close every thread's connection from the thread that closes the project.
+    """
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     conn.text_factory = lenient_text
     conn.execute("PRAGMA journal_mode=WAL")
@@ -88,7 +92,7 @@ def quick_check(path: Path) -> None:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ApplianceError(f"{path}: cannot read ({exc.strerror})") from exc
     if size == 0:
         raise ApplianceError(
             f"{path}: empty file, not a project database (restore it from a backup; only "
@@ -102,7 +106,7 @@ def quick_check(path: Path) -> None:
             raise ApplianceError(
                 f"{path.parent}: project folder is read-only ({exc}); copy the project to "
                 "writable storage or make the folder writable"
-            ) from None
+            ) from exc
         rows = [str(exc)]
     except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # the message may be mangled
         rows = [str(exc)]
@@ -130,7 +134,7 @@ def applied_migrations(path: Path) -> list[str]:
             return []
         return [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY name")]
     except sqlite3.DatabaseError as exc:
-        raise ApplianceError(f"{path}: not a readable project database ({exc})") from None
+        raise ApplianceError(f"{path}: not a readable project database ({exc})") from exc
     finally:
         conn.close()
 

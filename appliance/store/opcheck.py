@@ -23,14 +23,11 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from appliance.errors import ApplianceError
 from appliance.imageio import probe
 from appliance.labels import decode_parts, run_ids
-
-if TYPE_CHECKING:
-    from appliance.store.oplog import Operation
 
 __all__ = [
     "CHECKS",
@@ -38,6 +35,7 @@ __all__ = [
     "MAX_PIXELS",
     "SOURCES",
     "Known",
+    "Operation",
     "check_operation",
     "image_ref",
 ]
@@ -55,6 +53,22 @@ MAX_CLASS_ID = 65_535
 def image_ref(sha256: str, page: int | None) -> str:
     """Images are identified across tablets by content (and TIFF page), never by row id."""
     return f"{sha256}:{'' if page is None else page}"
+
+
+class Operation(Protocol):
+    """What is checked of an operation: the tablet's `oplog.Operation` and the lab server's
+    rows both have it (a protocol, so this module needs neither: no import circle)."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def blob(self) -> str | None: ...
 
 
 class Known(Protocol):
@@ -121,7 +135,7 @@ def _image_added(op: Operation, known: Known) -> None:
     try:
         frames = probe(data, name=f"blob {sha[:12]}{suffix}").frames
     except ApplianceError as exc:
-        raise _Bad(f"its file is not a readable image ({exc})") from None
+        raise _Bad(f"its file is not a readable image ({exc})") from exc
     frame = next((f for f in frames if f.page == page), None)
     if frame is None:
         raise _Bad(f"its file has no page {page}")
@@ -315,10 +329,10 @@ def _decoded(
     try:
         data = base64.b64decode(text, validate=True)
         _shape, values, _lengths, objects = decode_parts(data, shape)
-    except (binascii.Error, ValueError):
-        raise _Bad(f"payload {key} is not base64") from None
+    except (binascii.Error, ValueError) as exc:
+        raise _Bad(f"payload {key} is not base64") from exc
     except ApplianceError as exc:
-        raise _Bad(f"payload {key} is not an instance map of the image ({exc})") from None
+        raise _Bad(f"payload {key} is not an instance map of the image ({exc})") from exc
     return [int(i) for i in run_ids(values)], {o.class_id for o in objects}
 
 
@@ -327,8 +341,8 @@ def _classes(p: dict[str, Any], key: str = "classes") -> dict[int, int]:
     text = _text(p, key, max_len=16 << 20, min_len=2)
     try:
         table = json.loads(text)
-    except ValueError:
-        raise _Bad(f"payload {key} is not JSON") from None
+    except ValueError as exc:
+        raise _Bad(f"payload {key} is not JSON") from exc
     if not isinstance(table, dict):
         raise _Bad(f"payload {key} must be a JSON object")
     out: dict[int, int] = {}

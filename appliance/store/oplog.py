@@ -18,32 +18,24 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from appliance.durable import holds, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store.db import transaction, utcnow
-from appliance.store.opcheck import SUFFIX_RE, UID_RE, check_operation, image_ref
-
-if TYPE_CHECKING:
-    from appliance.store.project import Project
+from appliance.store.opcheck import UID_RE, image_ref
 
 __all__ = [
     "KINDS",
     "Operation",
-    "apply_remote",
-    "backfill",
-    "blob_file",
     "erase_state",
     "get_state",
     "image_ref",
     "mark_sent",
-    "missing_blobs",
     "operation_uids",
-    "original_on_disk",
     "pending",
     "pending_blobs",
     "pending_count",
+    "put_state",
     "record",
     "record_control_added",
     "record_image",
@@ -92,8 +84,8 @@ class Operation:
                 blob=None if data.get("blob") is None else str(data["blob"]),
                 device=None if data.get("device") is None else int(data["device"]),
             )
-        except (KeyError, TypeError, ValueError):
-            raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from exc
         if not UID_RE.match(op.uid):  # `opcheck.check_operation` checks everything else
             raise ApplianceError(f"lab server sent an invalid operation id: {op.uid!r:.80}")
         return op
@@ -237,58 +229,6 @@ def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> 
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
 
 
-def backfill(project: Project) -> int:
-    """Log images, controls and label versions that predate the log (projects made before
-    sync, or before controls were logged, existed).
-
-    Images first, then controls, then label versions in save order, so parents precede
-    children. Returns the number of operations added; a second call adds none.
-    """
-    db = project.db
-    images = [
-        r[0]
-        for r in db.execute(
-            "SELECT id FROM images i WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
-            "o.kind = 'image.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
-            "ORDER BY id"
-        )
-    ]
-    labels = [
-        r[0]
-        for r in db.execute(
-            "SELECT id FROM labels l WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
-            "o.kind = 'label.saved' AND o.ref = l.uid) ORDER BY id"
-        )
-    ]
-    controls = db.execute(
-        "SELECT c.image_id, c.kind, c.truth, c.truth_classes, c.prelabel, c.detail, c.errors "
-        "FROM controls c JOIN images i ON i.id = c.image_id WHERE c.id IN (SELECT min(id) "
-        "FROM controls GROUP BY image_id) AND NOT EXISTS (SELECT 1 FROM operations o WHERE "
-        "o.kind = 'control.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
-        "ORDER BY c.id"
-    ).fetchall()
-    if images or labels or controls:
-        with transaction(db):
-            for image_id in images:
-                record_image(db, image_id)
-            for row in controls:
-                _record_stored_control(db, row)
-            for label_id in labels:
-                record_label(db, label_id)
-    return len(images) + len(labels) + len(controls)
-
-
-def _record_stored_control(db: sqlite3.Connection, row: tuple) -> None:
-    """Log a control added before `control.added` existed, from its `controls` row."""
-    image_id, kind, truth, truth_classes, prelabel, detail_json, errors = row
-    detail = json.loads(detail_json or "{}")
-    pre_classes = json.loads(detail.pop("prelabel_classes", None) or "{}")
-    pre = None if prelabel is None else (bytes(prelabel), pre_classes)
-    truth_map = (bytes(truth), json.loads(truth_classes or "{}"))
-    errors_list = json.loads(errors or "[]")
-    record_control_added(db, image_id, kind, truth_map, pre, errors_list, detail)
-
-
 def _from_row(row: tuple) -> Operation:
     return Operation(uid=row[0], kind=row[1], ref=row[2], payload=json.loads(row[3]), blob=row[4])
 
@@ -332,133 +272,10 @@ def operation_uids(db: sqlite3.Connection) -> list[str]:
     return [r[0] for r in db.execute("SELECT uid FROM operations ORDER BY seq")]
 
 
-def blob_file(project: Project, sha256: str) -> Path | None:
-    """The local file holding blob `sha256`, when this tablet has it."""
-    row = project.db.execute(
-        "SELECT blob FROM images WHERE sha256 = ? LIMIT 1", (sha256,)
-    ).fetchone()
-    if row is None:
-        return None
-    path = project.root / row[0]
-    return path if path.is_file() else None
-
-
-def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
-    """Blob `sha256` stored as an original already, even without an image row (a sync that
-    stopped after downloading it), verified by its hash; None when absent or different."""
-    path = project.blob_path(sha256, suffix)
-    return path if holds(path, sha256) else None
-
-
-def missing_blobs(project: Project, ops: Iterable[Operation]) -> dict[str, str]:
-    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks.
-    An operation with an unusable suffix is left to `apply_remote` to refuse."""
-    out: dict[str, str] = {}
-    for op in ops:
-        if op.kind != "image.added" or not op.blob or blob_file(project, op.blob):
-            continue
-        suffix = op.payload.get("suffix", "")
-        usable = isinstance(suffix, str) and SUFFIX_RE.match(suffix)
-        if usable and original_on_disk(project, op.blob, suffix) is None:
-            out[op.blob] = suffix
-    return out
-
-
-class _TabletKnown:
-    """`opcheck.Known` answered from this tablet's project (inside the applying transaction,
-    so operations applied earlier in the same page count as known)."""
-
-    def __init__(self, project: Project, staged: dict[str, Path]) -> None:
-        self.project, self.staged = project, staged
-        self._classes: set[int] | None = None
-
-    def image_shape(self, ref: str) -> tuple[int, int] | None:
-        sha, _, page = ref.partition(":")
-        row = self.project.db.execute(
-            "SELECT height, width FROM images WHERE sha256 = ? AND page IS ?",
-            (sha, int(page) if page.isdigit() else None),
-        ).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
-
-    def version_image(self, uid: str) -> str | None:
-        row = self.project.db.execute(
-            "SELECT i.sha256, i.page FROM labels l JOIN images i ON i.id = l.image_id "
-            "WHERE l.uid = ?",
-            (uid,),
-        ).fetchone()
-        return None if row is None else image_ref(row[0], row[1])
-
-    def class_ids(self) -> set[int]:
-        if self._classes is None:
-            self._classes = {int(r[0]) for r in self.project.db.execute("SELECT id FROM classes")}
-        return self._classes
-
-    def blob(self, sha256: str) -> Path | None:
-        if sha256 in self.staged:
-            return self.staged[sha256]
-        held = blob_file(self.project, sha256)
-        if held is not None:
-            return held
-        folder = self.project.blob_path(sha256, "").parent
-        return next(iter(sorted(folder.glob(f"{sha256}*"))), None) if folder.is_dir() else None
-
-
-def apply_remote(
-    project: Project,
-    ops: list[Operation],
-    checkpoint: int,
-    staged: dict[str, Path] | None = None,
-) -> tuple[int, list[str]]:
-    """Apply pulled operations and advance the checkpoint, all in one transaction.
-
-    Each operation is checked first (`opcheck.check_operation`, the lab server's own check):
-    one this tablet cannot use is refused, kept aside with its reason (`refusals`) and never
-    applied, and the rest go on, so one bad device never stops this tablet. `staged` holds
-    verified downloads (sha256 → file) that a usable image operation moves into place.
-    Operations already held (this tablet's own, or pulled before a crash) are skipped, so a
-    replay changes nothing. Returns how many operations were new and one line per refusal.
-    """
-    db = project.db
-    staged = dict(staged or {})
-    known = _TabletKnown(project, staged)
-    new, refused = 0, []
-    with transaction(db):
-        for op in ops:
-            if db.execute("SELECT 1 FROM operations WHERE uid = ?", (op.uid,)).fetchone():
-                db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
-                continue
-            reason = check_operation(op, known)
-            if reason is None:
-                try:
-                    if op.kind == "image.added":
-                        _apply_image(project, op, staged.pop(str(op.blob), None))
-                    elif op.kind == "label.saved":
-                        _apply_label(db, op)
-                    elif op.kind == "control.added":
-                        _apply_control(project, op)
-                except ApplianceError as exc:  # e.g. a stored original that cannot be moved
-                    reason = f"operation {op.uid} ({op.kind}): {exc}"
-            if reason is not None:
-                _set(db, f"refused:{op.uid}", json.dumps({"reason": reason, "op": op.to_wire()}))
-                refused.append(reason)
-                continue
-            db.execute(
-                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded, device) "
-                "VALUES (?, ?, ?, ?, ?, 'server', ?, ?)",
-                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow(), op.device),
-            )
-            db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
-            new += 1
-        current = db.execute("SELECT value FROM sync_state WHERE key = 'checkpoint'").fetchone()
-        if current is None or int(current[0]) < checkpoint:  # two syncs at once never go back
-            _set(db, "checkpoint", str(checkpoint))
-    return new, refused
-
-
 def record_refusal(db: sqlite3.Connection, key: str, reason: str, data: Any) -> None:
     """Keep aside a pulled operation that cannot even be parsed, with its reason."""
     with transaction(db):
-        _set(db, f"refused:{key}", json.dumps({"reason": reason, "op": data}, default=str))
+        put_state(db, f"refused:{key}", json.dumps({"reason": reason, "op": data}, default=str))
 
 
 def refusals(db: sqlite3.Connection) -> list[tuple[Operation | None, str]]:
@@ -476,100 +293,7 @@ def refusals(db: sqlite3.Connection) -> list[tuple[Operation | None, str]]:
     return out
 
 
-def _apply_image(project: Project, op: Operation, staged: Path | None) -> None:
-    p = op.payload
-    page = p.get("page")
-    path = project.blob_path(str(op.blob), str(p.get("suffix", "")))
-    if staged is not None and staged != path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            replace_durably(staged, path)
-        except OSError as exc:
-            raise ApplianceError(f"{path}: cannot store the pulled original ({exc})") from None
-    exists = project.db.execute(
-        "SELECT 1 FROM images WHERE sha256 = ? AND page IS ?", (op.blob, page)
-    ).fetchone()
-    if exists:
-        return
-    project.db.execute(
-        "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
-        "sequence, frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            op.blob,
-            page,
-            str(p["name"]),
-            str(path.relative_to(project.root)),
-            int(p["height"]),
-            int(p["width"]),
-            int(p["channels"]),
-            str(p["dtype"]),
-            p.get("sequence"),
-            p.get("frame"),
-            utcnow(),
-        ),
-    )
-
-
-def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
-    """Insert a checked label version (its image and parent are known: `check_operation`)."""
-    p = op.payload
-    sha, _, page = str(p["image"]).partition(":")
-    image = db.execute(
-        "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, int(page) if page else None)
-    ).fetchone()
-    parent_id = None
-    if p.get("parent"):
-        parent_id = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()[0]
-    db.execute(
-        "INSERT OR IGNORE INTO annotators (name, created) VALUES (?, ?)", (p["author"], utcnow())
-    )
-    db.execute(
-        "INSERT INTO labels (uid, image_id, parent_id, author, source, created, seconds_spent, "
-        "coarse, reviewed, n_instances, instances, classes) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            p["uid"],
-            image[0],
-            parent_id,
-            p["author"],
-            p["source"],
-            p["created"],
-            float(p["seconds_spent"]),
-            int(bool(p["coarse"])),
-            int(bool(p["reviewed"])),
-            int(p["n_instances"]),
-            base64.b64decode(p["instances"]),
-            p["classes"],
-        ),
-    )
-
-
 # sync state: server address, token, checkpoint, last success and error --------------------
-
-
-def _apply_control(project: Project, op: Operation) -> None:
-    """Make the image a control here too (checked before); the first control of an image
-    stays its control."""
-    from appliance.store.controls import insert_row  # controls logs through this module
-
-    sha, _, page = op.ref.partition(":")
-    image = project.db.execute(
-        "SELECT id FROM images WHERE sha256 = ? AND page IS ?",
-        (sha, int(page) if page.isdigit() else None),
-    ).fetchone()
-    if project.db.execute("SELECT 1 FROM controls WHERE image_id = ?", (image[0],)).fetchone():
-        return
-    p = op.payload
-    pre = p.get("prelabel")
-    insert_row(
-        project.db,
-        int(image[0]),
-        str(p["kind"]),
-        (base64.b64decode(p["truth"]), json.loads(p["truth_classes"])),
-        None if pre is None else (base64.b64decode(pre), json.loads(p["prelabel_classes"])),
-        list(p["errors"]),
-        dict(p["detail"]),
-    )
 
 
 def get_state(db: sqlite3.Connection, key: str) -> str | None:
@@ -584,7 +308,7 @@ def set_state(db: sqlite3.Connection, **values: str | None) -> None:
             if value is None:
                 db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
             else:
-                _set(db, key, value)
+                put_state(db, key, value)
 
 
 def erase_state(db: sqlite3.Connection, key: str) -> None:
@@ -600,7 +324,7 @@ def erase_state(db: sqlite3.Connection, key: str) -> None:
         db.execute("PRAGMA secure_delete = OFF")
 
 
-def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+def put_state(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO sync_state (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from appliance.labels import Label, decode_label, encode_runs, instance_runs, ru
 from appliance.security.lock import check_unlocked
 from appliance.store import db as dbm
 from appliance.store import oplog
+from appliance.store.migrations import MIGRATIONS
 from appliance.store.opcheck import SOURCES
 
 __all__ = [
@@ -112,7 +114,7 @@ class LabelVersion:
             raise ApplianceError(
                 f"label version {self.id} of image {self.image_id} is damaged ({exc}); "
                 "run `appliance check` on the project"
-            ) from None
+            ) from exc
 
 
 _LABEL_COLUMNS = (
@@ -140,12 +142,43 @@ def _label_from_row(row: sqlite3.Row) -> LabelVersion:
 
 
 class Project:
-    """Open handle on one project folder. Not shared between processes' writers at once."""
+    """Open handle on one project folder. Not shared between processes' writers at once.
 
-    def __init__(self, root: Path) -> None:
+    One handle serves every thread of the app (the UI, the assist worker, prefetch, sync
+    uploads), but no SQLite connection is shared: `db` gives each thread its own, opened on
+    the thread's first use, so two threads never interleave statements or transactions on
+    one connection. SQLite (WAL) lets them read at once and queues their writers.
+    """
+
+    def __init__(self, root: Path, migrate: bool = True) -> None:
         self.root = Path(root)
-        self.db = dbm.connect(self.root / DB_NAME)
-        dbm.migrate(self.db)
+        self._local = threading.local()
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        if migrate:
+            dbm.migrate(self.db)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The calling thread's connection to project.db (store code only)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        conn = dbm.connect(self.root / DB_NAME)
+        with self._connections_lock:
+            # threads come and go (each sync starts its upload workers): close what the
+            # finished ones opened, so a long session does not collect connections
+            for thread in [t for t in self._connections if not t.is_alive()]:
+                self._connections.pop(thread).close()
+            self._connections[threading.current_thread()] = conn
+        self._local.conn = conn
+        return conn
 
     @classmethod
     def create(cls, root: Path | str, classes: list[str]) -> Project:
@@ -168,7 +201,7 @@ class Project:
         try:
             (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ApplianceError(f"{root}: cannot create project folder ({exc.strerror})") from None
+            raise ApplianceError(f"{root}: cannot create project folder ({exc.strerror})") from exc
         project = cls(root)
         with project.transaction():
             for i, name in enumerate(names, start=1):
@@ -188,9 +221,34 @@ class Project:
         dbm.check_schema(path)
         return cls(root)
 
+    @classmethod
+    def peek(cls, root: Path | str) -> Project:
+        """Open the project to read what a list of projects shows (Home), without the
+        integrity check `open` runs before work starts.
+
+        The check guards against writing into a damaged file; a look at counts writes nothing,
+        and at 100,000 images the check costs some 0.4 s per project on every Home visit. A
+        damaged file still fails here, on its first read, as one line naming it. A project
+        that needs a migration (first look after an update) is opened in full instead.
+        """
+        root = Path(root)
+        path = root / DB_NAME
+        if not path.is_file():
+            raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
+        if path.stat().st_size == 0 or len(dbm.applied_migrations(path)) != len(MIGRATIONS):
+            return cls.open(root)  # refuses newer and empty files; migrates older ones
+        try:
+            return cls(root, migrate=False)
+        except sqlite3.DatabaseError as exc:
+            raise ApplianceError(f"{path}: not a readable project database ({exc})") from exc
+
     def close(self) -> None:
-        """Close the database connection (the project can be opened again)."""
-        self.db.close()
+        """Close every thread's connection (the project can be opened again)."""
+        with self._connections_lock:
+            self._closed = True
+            for conn in self._connections.values():
+                conn.close()
+            self._connections.clear()
 
     def __enter__(self) -> Project:
         return self
@@ -397,6 +455,10 @@ class Project:
             (image_id,),
         )
         return [_label_from_row(r) for r in rows]
+
+    def labeled_image_count(self) -> int:
+        """How many images have at least one label version (one count, not the ids)."""
+        return int(self.db.execute("SELECT count(DISTINCT image_id) FROM labels").fetchone()[0])
 
     def labeled_image_ids(self) -> list[int]:
         """Images with at least one label version of any source, by id."""

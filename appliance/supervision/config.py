@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.typed import from_json
 
 __all__ = ["MAX_RATE", "SETTINGS_KEY", "Supervision", "load", "save"]
 
@@ -43,21 +44,10 @@ class Supervision:
 
 
 def load(project: Any) -> Supervision:
+    """The project's settings, each of its declared type (a stored "false" is refused, not
+    read as true), unknown fields refused: one line naming the project and the field."""
     raw = project.get_setting(SETTINGS_KEY, None) or {}
-    known = {f.name for f in fields(Supervision)}
-    try:
-        values = {k: v for k, v in dict(raw).items() if k in known}
-        cfg = Supervision(**values)
-        cfg = Supervision(
-            rate=float(cfg.rate),
-            k=int(cfg.k),
-            blind=bool(cfg.blind),
-            highscore=bool(cfg.highscore),
-            feedback=bool(cfg.feedback),
-        )
-    except (TypeError, ValueError):
-        raise ApplianceError(f"{project.root}: bad supervision settings {raw!r}") from None
-    return cfg.check()
+    return from_json(Supervision, raw, f"{project.root}: supervision settings").check()
 
 
 def save(project: Any, cfg: Supervision) -> None:

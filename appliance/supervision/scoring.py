@@ -1,8 +1,9 @@
 """Scores of one saved label against a control's truth (seeds 002 and 004).
 
-Objects are matched one-to-one at IoU > 0.5 (seed 002's criterion) with the Hungarian method
-(`scipy.optimize.linear_sum_assignment` on the IoU matrix). From the matching come instance F1
-and class accuracy (over matched pairs); Dice compares foreground pixels; boundary F1 compares
+Objects are matched one-to-one at IoU > 0.5 (seed 002's criterion) by
+`appliance.metrics.match_instances`, the matching training and benchmarks use too. From the
+matching come instance F1 and class accuracy (over matched pairs); Dice compares foreground
+pixels; boundary F1 compares
 outline pixels within a tolerance of a few pixels (seed 004 judges outlines drawn with a pen,
 which no one places to the pixel); planted-error recall asks, per planted error, whether the
 annotator fixed it. Point and box objects (seeds 002 and 000) are matched kind by kind
@@ -10,9 +11,9 @@ annotator fixed it. Point and box objects (seeds 002 and 000) are matched kind b
 the same instance F1 and class accuracy as the masks.
 
 Speed: one save of a 2048² label with 500 instances is scored in tens of milliseconds
-(`bench/scoring.py`). Both maps are cut into joint row-major runs in one pass; areas,
-intersections and Dice are then sums over some 10^4 runs instead of 4·10^6 pixels. Outlines are
-found by comparing shifted views and widened with one OpenCV dilation.
+(`bench/scoring.py`). Both maps are cut into joint row-major runs once (`appliance.metrics.Overlap`)
+for the matching and Dice. Outlines are found by comparing shifted views and widened with one
+OpenCV dilation.
 """
 
 from __future__ import annotations
@@ -21,26 +22,21 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from appliance.errors import ApplianceError
 from appliance.labels import Box, Label, Point
-from appliance.metrics import InstanceMatch, match_boxes, match_points
+from appliance.metrics import InstanceMatch, Overlap, match_boxes, match_points
 from appliance.supervision.planted import BOUNDARY_KINDS, PlantedError
 
 __all__ = [
     "BOUNDARY_TOLERANCE",
-    "IOU_THRESHOLD",
     "ControlScore",
     "boundary_f1",
-    "match",
     "outline",
     "planted_caught",
     "score",
 ]
 
-IOU_THRESHOLD = 0.5
-_LUT_IDS = 1 << 22  # ids (and id pairs) up to which counting uses tables instead of sorting
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 BOUNDARY_TOLERANCE = 2  # pixels
 
@@ -65,109 +61,6 @@ class ControlScore:
 
     def planted_recall(self) -> dict[str, float]:
         return {k: c / n for k, (c, n) in self.planted.items() if n}
-
-
-@dataclass(frozen=True)
-class _Overlap:
-    """Joint runs of two instance maps: per run the truth id, the label id and the length."""
-
-    truth: np.ndarray
-    label: np.ndarray
-    length: np.ndarray
-
-
-def _changes(flat: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(flat[1:] != flat[:-1]) + 1
-
-
-def _overlap(truth: np.ndarray, label: np.ndarray) -> _Overlap:
-    """Cut both row-major maps where either changes: every later count is a sum over runs.
-
-    A cell map of 2048² pixels has some 10^4 runs, so after this one pass over the pixels the
-    areas, intersections and Dice cost microseconds, whatever the ids are.
-    """
-    if truth.shape != label.shape:
-        raise ApplianceError(f"label shape {label.shape} does not match truth {truth.shape}")
-    tf = np.ascontiguousarray(truth, dtype=np.uint32).ravel()
-    lf = np.ascontiguousarray(label, dtype=np.uint32).ravel()
-    if tf.size == 0:
-        empty = np.zeros(0, np.uint32)
-        return _Overlap(empty, empty, np.zeros(0, np.int64))
-    cuts = np.sort(np.concatenate(([0], _changes(tf), _changes(lf))), kind="stable")
-    starts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
-    length = np.diff(np.append(starts, tf.size))
-    return _Overlap(tf[starts], lf[starts], length)
-
-
-def _areas(values: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sorted non-zero ids, their areas, dense index 0..n-1 per run; -1 for background)."""
-    top = int(values.max(initial=0))
-    if top < _LUT_IDS:  # the usual case: a lookup table instead of a sort
-        area_by_id = np.bincount(values, weights=length, minlength=top + 1)
-        present = np.bincount(values, minlength=top + 1) > 0
-        present[0] = False
-        ids = np.flatnonzero(present).astype(np.uint32)
-        lut = np.full(top + 1, -1, np.int64)
-        lut[ids] = np.arange(ids.size)
-        return ids, area_by_id[ids], lut[values]
-    ids, inv = np.unique(values, return_inverse=True)
-    area = np.bincount(inv, weights=length, minlength=ids.size)
-    if ids.size and ids[0] == 0:
-        return ids[1:], area[1:], inv - 1
-    return ids, area, inv
-
-
-def _pair_counts(keys: np.ndarray, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct keys, summed weights) for keys in 0..n-1."""
-    if n <= _LUT_IDS:
-        counts = np.bincount(keys, weights=weights, minlength=n)
-        present = np.flatnonzero(np.bincount(keys, minlength=n))
-        return present, counts[present]
-    distinct, inv = np.unique(keys, return_inverse=True)
-    return distinct, np.bincount(inv, weights=weights, minlength=distinct.size)
-
-
-def _match_runs(ov: _Overlap, threshold: float) -> InstanceMatch:
-    t_ids, t_area, t_idx = _areas(ov.truth, ov.length)
-    l_ids, l_area, l_idx = _areas(ov.label, ov.length)
-    both = (t_idx >= 0) & (l_idx >= 0)
-    n_l = max(l_ids.size, 1)
-    keys, inter = _pair_counts(
-        t_idx[both] * n_l + l_idx[both], ov.length[both], max(t_ids.size, 1) * n_l
-    )
-    ti, li = np.divmod(keys, n_l)
-    iou = inter / (t_area[ti] + l_area[li] - inter)
-    keep = iou > threshold
-    ti, li, iou = ti[keep], li[keep], iou[keep]
-    pairs: list[tuple[int, int]] = []
-    ious: list[float] = []
-    if ti.size:
-        rows, r_inv = np.unique(ti, return_inverse=True)
-        cols, c_inv = np.unique(li, return_inverse=True)
-        sub = np.zeros((rows.size, cols.size))
-        sub[r_inv, c_inv] = iou
-        r, c = linear_sum_assignment(sub, maximize=True)
-        for i, j in zip(r, c, strict=True):
-            if sub[i, j] > threshold:
-                pairs.append((int(t_ids[rows[i]]), int(l_ids[cols[j]])))
-                ious.append(float(sub[i, j]))
-    return InstanceMatch(pairs, ious, int(t_ids.size), int(l_ids.size))
-
-
-def match(truth: np.ndarray, label: np.ndarray, threshold: float = IOU_THRESHOLD) -> InstanceMatch:
-    """Hungarian matching of truth and label instances at IoU > threshold.
-
-    Same result as `appliance.metrics.match_instances` (above 0.5 a match is unique; the
-    assignment solver is what seed 002's protocol names and keeps lower thresholds honest),
-    computed on runs, several times faster on large labels.
-    """
-    return _match_runs(_overlap(truth, label), threshold)
-
-
-def _dice_runs(ov: _Overlap) -> float:
-    t, a = ov.truth != 0, ov.label != 0
-    total = int(ov.length[t].sum()) + int(ov.length[a].sum())
-    return 2.0 * int(ov.length[t & a].sum()) / total if total else 1.0
 
 
 def outline(instances: np.ndarray) -> np.ndarray:
@@ -255,8 +148,8 @@ def score(
     seconds: float = 0.0,
 ) -> ControlScore:
     """All scores of one saved label against the control's truth."""
-    ov = _overlap(truth.instances, label.instances)
-    matching = _match_runs(ov, IOU_THRESHOLD)
+    ov = Overlap.of(truth.instances, label.instances)
+    matching = ov.match()
     n_t, n_l, tp = matching.n_truth, matching.n_guess, len(matching.pairs)
     correct = sum(1 for t, a in matching.pairs if truth.class_of(t) == label.class_of(a))
     obj_t, obj_l, obj_tp, obj_correct = _object_counts(truth, label)
@@ -270,8 +163,8 @@ def score(
         n_truth=int(n_t),
         n_label=int(n_l),
         matched=tp,
-        dice=_dice_runs(ov),
-        instance_f1=2.0 * tp / (n_t + n_l) if n_t + n_l else 1.0,
+        dice=ov.dice,
+        instance_f1=2.0 * tp / (n_t + n_l) if n_t + n_l else 1.0,  # masks, points and boxes
         boundary_f1=boundary_f1(truth.instances, label.instances),
         class_correct=correct,
         planted={k: (c, n) for k, (c, n) in planted.items()},

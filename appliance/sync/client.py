@@ -24,8 +24,9 @@ from urllib.parse import quote
 
 from appliance.errors import ApplianceError
 from appliance.security.tls import split_code
-from appliance.store import Project, oplog
+from appliance.store import Project, sync_log
 from appliance.store.db import utcnow
+from appliance.store.oplog import Operation
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.credentials import (
     forget_proposed_token,
@@ -109,7 +110,7 @@ def enroll(
         http.close()
     if reply.get("role") != "tablet":
         raise ApplianceError(f"code {code!r} enrolls a {reply.get('role')}, not a tablet")
-    before = oplog.get_state(project.db, "lab_project")
+    before = sync_log.get_state(project, "lab_project")
     if before is not None and before != reply["project"]:
         raise ApplianceError(
             f"{project.root} syncs with lab project {before}; the code is for "
@@ -117,8 +118,8 @@ def enroll(
         )
     remember_enrollment(project, http, reply)
     forget_proposed_token(server, code)
-    oplog.set_state(
-        project.db,
+    sync_log.set_state(
+        project,
         server=server.rstrip("/"),
         lab_project=str(reply["project"]),
         checkpoint="0",
@@ -128,13 +129,12 @@ def enroll(
 
 def sync_status(project: Project) -> dict[str, Any]:
     """What the Home screen shows: pending operations, last success, last error."""
-    db = project.db
     return {
-        "server": oplog.get_state(db, "server"),
-        "pending": oplog.pending_count(db),
-        "last_success": oplog.get_state(db, "last_success"),
-        "last_error": oplog.get_state(db, "last_error"),
-        "refused": len(oplog.refusals(db)),
+        "server": sync_log.get_state(project, "server"),
+        "pending": sync_log.pending_count(project),
+        "last_success": sync_log.get_state(project, "last_success"),
+        "last_error": sync_log.get_state(project, "last_error"),
+        "refused": len(sync_log.refusals(project)),
     }
 
 
@@ -172,28 +172,26 @@ class Syncer:
 
     def run(self, install_models: bool = True) -> SyncReport:
         start = time.perf_counter()
-        db = self.project.db
         try:
-            oplog.backfill(self.project)
+            sync_log.backfill(self.project)
             self.push()
             self.pull()
             if install_models:
                 self.models()
         except ApplianceError as exc:
-            oplog.set_state(db, last_error=f"{utcnow()} {exc}")
+            sync_log.set_state(self.project, last_error=f"{utcnow()} {exc}")
             raise
         self.report.seconds = time.perf_counter() - start
-        oplog.set_state(db, last_success=utcnow(), last_error=None)
+        sync_log.set_state(self.project, last_success=utcnow(), last_error=None)
         return self.report
 
     # push ----------------------------------------------------------------------------------
 
     def push(self) -> None:
-        db = self.project.db
-        hashes = oplog.pending_blobs(db)
+        hashes = sync_log.pending_blobs(self.project)
         if hashes:
             self.upload_all(self.blobs.missing(hashes))
-        while batch := oplog.pending(db, PUSH_BATCH):
+        while batch := sync_log.pending(self.project, PUSH_BATCH):
             self.progress(f"pushing {len(batch)} operations")
             reply = self.http.request(
                 "POST", f"{self.base}/ops", json_body={"ops": [op.to_wire() for op in batch]}
@@ -201,7 +199,7 @@ class Syncer:
             acked = {a["uid"] for a in reply["accepted"]}
             if acked != {op.uid for op in batch}:
                 raise LabError("lab server acknowledged other operations than were sent")
-            oplog.mark_sent(db, acked)
+            sync_log.mark_sent(self.project, acked)
             self.report.pushed_ops += len(batch)
 
     def upload_all(self, hashes: list[str]) -> None:
@@ -209,20 +207,20 @@ class Syncer:
         connection), so per-blob round trips and the server's fsyncs overlap."""
         paths = {}
         for sha in hashes:
-            path = oplog.blob_file(self.project, sha)
+            path = sync_log.blob_file(self.project, sha)
             if path is None:
                 raise ApplianceError(f"{self.project.root}: blob {sha} is missing on this tablet")
             paths[sha] = path
-        db, lock, local = self.project.db, threading.Lock(), threading.local()
+        lock, local = threading.Lock(), threading.local()
         opened: list[LabHttp] = []
 
         def load(h: str) -> str | None:
             with lock:
-                return oplog.upload_url(db, h)
+                return sync_log.upload_url(self.project, h)
 
         def save(h: str, url: str | None) -> None:
             with lock:
-                oplog.remember_upload(db, h, url)
+                sync_log.remember_upload(self.project, h, url)
 
         def one(sha: str) -> int:
             if not hasattr(local, "channel"):
@@ -245,21 +243,22 @@ class Syncer:
     # pull ----------------------------------------------------------------------------------
 
     def pull(self) -> None:
-        db = self.project.db
         self.retry_refused()
-        after = int(oplog.get_state(db, "checkpoint") or 0)
+        after = int(sync_log.get_state(self.project, "checkpoint") or 0)
         for _ in range(1_000_000):  # bounded: one page per iteration
             reply = self.http.request(
                 "GET", f"{self.base}/ops?after={after}&limit={PULL_PAGE}"
             ).json()
             ops = self.parse(reply["ops"])
             staged: dict[str, Path] = {}
-            for sha in oplog.missing_blobs(self.project, ops):  # a failed run's stay for the next
+            for sha in sync_log.missing_blobs(
+                self.project, ops
+            ):  # a failed run's stay for the next
                 self.progress(f"downloading blob {sha[:12]}")
                 staged[sha] = self.blobs.download(sha, self.downloads / f"{sha}.part")
                 self.report.downloaded_blobs += 1
             last = int(reply["last"])
-            new, refused = oplog.apply_remote(self.project, ops, last, staged)
+            new, refused = sync_log.apply_remote(self.project, ops, last, staged)
             for path in staged.values():  # what a refused operation brought
                 path.unlink(missing_ok=True)
             self.report.pulled_ops += new
@@ -273,15 +272,15 @@ class Syncer:
         """Partial downloads live here between runs, so the next run resumes them."""
         return self.project.root / ".sync-downloads"
 
-    def parse(self, items: list[Any]) -> list[oplog.Operation]:
+    def parse(self, items: list[Any]) -> list[Operation]:
         """The page's operations; one that cannot even be parsed is refused and kept aside."""
         ops = []
         for item in items:
             try:
-                ops.append(oplog.Operation.from_wire(item))
+                ops.append(Operation.from_wire(item))
             except ApplianceError as exc:
                 key = f"seq{item.get('seq')}" if isinstance(item, dict) else "unknown"
-                oplog.record_refusal(self.project.db, key, str(exc), item)
+                sync_log.record_refusal(self.project, key, str(exc), item)
                 self.report.ops_refused.append(str(exc))
         return ops
 
@@ -289,9 +288,9 @@ class Syncer:
         """Operations refused before for what this tablet lacked then (a class added since, a
         parent that arrived) are tried again; those naming a blob were refused for its content
         and stay refused."""
-        again = [op for op, _ in oplog.refusals(self.project.db) if op and op.blob is None]
+        again = [op for op, _ in sync_log.refusals(self.project) if op and op.blob is None]
         if again:
-            new, _still = oplog.apply_remote(self.project, again, 0)
+            new, _still = sync_log.apply_remote(self.project, again, 0)
             self.report.pulled_ops += new
 
     # models --------------------------------------------------------------------------------
@@ -306,7 +305,7 @@ class Syncer:
         for model in reply["models"]:
             sha = str(model["sha256"])
             refused_key = f"refused_bundle:{sha}"
-            if model["bundle_id"] in have or oplog.get_state(self.project.db, refused_key):
+            if model["bundle_id"] in have or sync_log.get_state(self.project, refused_key):
                 continue
             self.progress(f"downloading model bundle {model['bundle_id']}")
             tmp = self.blobs.download(sha, self.downloads / f"{sha}.zip")
@@ -316,7 +315,7 @@ class Syncer:
                 # This tablet will never accept this bundle (verification, not a full disk):
                 # say so once and do not let it fail every later sync.
                 self.report.models_refused.append(f"model bundle {model['bundle_id']}: {exc}")
-                oplog.set_state(self.project.db, **{refused_key: str(exc)})
+                sync_log.set_state(self.project, **{refused_key: str(exc)})
                 continue
             finally:
                 tmp.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from appliance.security.lock import lock_tablet
 from appliance.security.signing import PublicKey
 from appliance.security.tls import fetch_pinned_ca, is_loopback, split_code
 from appliance.security.trust import pin_key
-from appliance.store import Project, oplog
+from appliance.store import Project, sync_log
 from appliance.sync.http import LabHttp, Retry
 
 __all__ = [
@@ -76,34 +76,36 @@ def remember_enrollment(project: Project, http: LabHttp, reply: dict[str, Any]) 
     """
     if reply.get("lab_key") and (http.scheme == "https" or is_loopback(http.host)):
         pin_key(PublicKey.from_text(str(reply["lab_key"]), "the lab's key"), http.server)
-    credential_id = oplog.get_state(project.db, "credential_id") or uuid.uuid4().hex
+    credential_id = sync_log.get_state(project, "credential_id") or uuid.uuid4().hex
     creds = LabCredentials(
         http.server, str(reply["token"]), str(reply["project"]), http.ca, http.insecure
     )
     save_credentials(credential_id, creds)
-    oplog.set_state(project.db, credential_id=credential_id)
-    if oplog.get_state(project.db, "token") is not None:
-        oplog.erase_state(project.db, "token")
+    sync_log.set_state(project, credential_id=credential_id)
+    if sync_log.get_state(project, "token") is not None:
+        sync_log.erase_state(project, "token")
 
 
 def project_credentials(project: Project) -> LabCredentials | None:
     """This tablet's credentials for `project`; a token still in `project.db` moves out."""
-    db = project.db
-    credential_id = oplog.get_state(db, "credential_id")
-    old_token = oplog.get_state(db, "token")
+    credential_id = sync_log.get_state(project, "credential_id")
+    old_token = sync_log.get_state(project, "token")
     if old_token and credential_id is None:
-        server, lab_project = oplog.get_state(db, "server"), oplog.get_state(db, "lab_project")
+        server, lab_project = (
+            sync_log.get_state(project, "server"),
+            sync_log.get_state(project, "lab_project"),
+        )
         if server and lab_project:
             credential_id = uuid.uuid4().hex
             save_credentials(credential_id, LabCredentials(server, old_token, lab_project))
-            oplog.set_state(db, credential_id=credential_id)
-            oplog.erase_state(db, "token")
+            sync_log.set_state(project, credential_id=credential_id)
+            sync_log.erase_state(project, "token")
     return load_credentials(credential_id) if credential_id else None
 
 
 def revoked(project: Project, creds: LabCredentials) -> None:
     """The lab revoked this device: forget the credentials and lock every project."""
-    credential_id = oplog.get_state(project.db, "credential_id")
+    credential_id = sync_log.get_state(project, "credential_id")
     if credential_id:
         forget_credentials(credential_id)
     lock_tablet(creds.server)

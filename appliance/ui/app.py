@@ -320,21 +320,3 @@ class ApplianceApp(App):
     def _poll_jobs(self, _dt: float) -> None:
         self._live = [j for j in self._live if not j.done()]
         self.busy = len(self._live)
-
-
-def run(workspace: Path, tour: Path | None = None, smoke: Path | None = None) -> int:
-    """Start the app on `workspace` (a folder of projects or one project); `tour`: screenshots."""
-    app = ApplianceApp(workspace)
-    failures: list[str] = []
-    if tour is not None:
-        from appliance.ui.tour import schedule_tour
-
-        schedule_tour(app, tour, failures)
-    if smoke is not None:
-        from appliance.ui.smoke import schedule_smoke
-
-        schedule_smoke(app, smoke)
-    app.run()
-    if failures:
-        raise ApplianceError(f"screenshot tour: {', '.join(failures)} did not show their state")
-    return 0

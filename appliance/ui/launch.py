@@ -38,9 +38,21 @@ def launch(
     if kiosk or smoke is not None:
         Config.set("input", "mouse", "mouse,disable_multitouch")
         Config.set("kivy", "exit_on_escape", "0")
-    from appliance.ui.app import run  # imports the window: after the configuration above
+    # these import the window, so only after the configuration above
+    from appliance.ui.app import ApplianceApp
+    from appliance.ui.smoke import schedule_smoke
+    from appliance.ui.tour import schedule_tour
 
-    return run(workspace, tour=tour, smoke=smoke)
+    app = ApplianceApp(workspace)
+    failures: list[str] = []
+    if tour is not None:
+        schedule_tour(app, tour, failures)
+    if smoke is not None:
+        schedule_smoke(app, smoke)
+    app.run()
+    if failures:
+        raise ApplianceError(f"screenshot tour: {', '.join(failures)} did not show their state")
+    return 0
 
 
 def configure_kivy() -> None:

@@ -13,23 +13,17 @@ from kivy.app import App
 from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
 
-from appliance.errors import ApplianceError
 from appliance.store.project import Project
-from appliance.sync.client import enroll, status_line, sync_project
+from appliance.sync.client import enroll, sync_project
 from appliance.sync.credentials import project_credentials
 from appliance.ui.widgets import Prompt, button
 
 
-def sync_row(path: Path, refresh: Callable[[], None], buttons: dict) -> BoxLayout:
-    """A slim row under a project's row: its sync state in one line and the Sync button
+def sync_row(path: Path, line: str, refresh: Callable[[], None], buttons: dict) -> BoxLayout:
+    """A slim row under a project's row: its sync state `line` and the Sync button
     (registered in `buttons` as (project name, "Sync"), like the row's other buttons)."""
     app = App.get_running_app()
     row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.1)
-    try:
-        with Project.open(path) as project:
-            line = status_line(project)
-    except ApplianceError as exc:
-        line = f"sync: cannot open ({exc})"
     row.add_widget(Factory.TLabel(text=line, color=app.c_muted, shorten=True))
     widget = button(
         "Sync",

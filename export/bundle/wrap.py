@@ -73,7 +73,7 @@ def load_contract(source: Contract | Mapping[str, Any] | Path | str) -> Contract
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot read the contract ({exc.strerror})") from None
+        raise ApplianceError(f"{path}: cannot read the contract ({exc.strerror})") from exc
     return Contract.parse(text, str(path))
 
 
@@ -88,11 +88,11 @@ def _check_graph(onnx_path: Path, contract: Contract, role: str) -> None:
         raise
     except Exception as exc:  # onnxruntime's load errors are not a public hierarchy
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ApplianceError(f"{onnx_path}: onnxruntime cannot load it ({first})") from None
+        raise ApplianceError(f"{onnx_path}: onnxruntime cannot load it ({first})") from exc
     try:
         contract.validate(inputs=sess.get_inputs(), outputs=sess.get_outputs())
     except ContractError as exc:
-        raise exc.at(str(onnx_path)) from None
+        raise exc.at(str(onnx_path)) from exc
 
 
 def _check_set(
@@ -137,7 +137,7 @@ def _run_checks(
         except Exception as exc:  # a shape or dtype the contract promised and the graph broke
             raise ApplianceError(
                 f"{onnx_path}: running it on a {image.shape} image failed ({exc})"
-            ) from None
+            ) from exc
         dices.append(dice(truth.instances, label.instances))
         f1s.append(instance_f1(truth.instances, label.instances))
     return {"dice": round(float(np.mean(dices)), 4), "instance_f1": round(float(np.mean(f1s)), 4)}

@@ -80,10 +80,10 @@ def _lab_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
         write_private(key_path, _key_pem(key))
         write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
+    loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
         raise ApplianceError(f"{key_path}: not the lab CA's key")
-    return cert, key
+    return cert, loaded
 
 
 def _names(host: str, extra: list[str]) -> list[x509.GeneralName]:

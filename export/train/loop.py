@@ -29,10 +29,10 @@ from tqdm import tqdm
 
 from appliance.assist.instances import INSTANCE_KINDS, decode, default_decoding
 from appliance.errors import ApplianceError
+from appliance.metrics import InstanceCounts, pooled_dice
 from appliance.perturb import PerturbSpec
 from export import outputs
 from export.data import EpochSampler, Sample, SegDataset, pad_to_multiple
-from export.instance_metrics import Counts
 from export.losses import dice_votes_loss
 from export.train.runtime import (
     Runtime,
@@ -129,8 +129,8 @@ def evaluate(
     `n_classes` defaults to the model's output channels (right for the softmax kind only).
     """
     model.eval()
-    inter = total = None
-    counts = Counts() if dataset.output in INSTANCE_KINDS else None
+    truths, preds = [], []
+    counts = InstanceCounts() if dataset.output in INSTANCE_KINDS else None
     for i in range(len(dataset)):
         item = dataset[i]
         x = item["x"][None].to(device).contiguous(memory_format=torch.channels_last)
@@ -139,21 +139,16 @@ def evaluate(
         h, w = dataset.samples[i].target.shape
         if n_classes is None:
             n_classes = logits.shape[1]
-        pred = outputs.semantic(logits, dataset.output, n_classes)[0, :h, :w].cpu()
-        truth = item["y"][:h, :w]
-        if inter is None:
-            inter = torch.zeros(n_classes, dtype=torch.float64)
-            total = torch.zeros(n_classes, dtype=torch.float64)
-        for c in range(1, n_classes):
-            p, t = pred == c, truth == c
-            inter[c] += (p & t).sum()
-            total[c] += p.sum() + t.sum()
+        preds.append(outputs.semantic(logits, dataset.output, n_classes)[0, :h, :w].cpu().numpy())
+        truths.append(item["y"][:h, :w].numpy())
         if counts is not None:
             raw = logits[0, :, :h, :w].cpu().numpy()
             inst, _ = decode(raw, dataset.output, n_classes, default_decoding(dataset.output))
             counts.add(dataset.samples[i].instances, inst)
-    assert inter is not None and total is not None and n_classes is not None
-    scores = [(2 * inter[c] / total[c]).item() if total[c] else 1.0 for c in range(1, n_classes)]
+    assert n_classes is not None
+    scores = [
+        pooled_dice([t == c for t in truths], [p == c for p in preds]) for c in range(1, n_classes)
+    ]
     return float(np.mean(scores)), (None if counts is None else counts.f1)
 
 
@@ -252,7 +247,8 @@ def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
         # BatchNorm statistics over the global batch; SyncBatchNorm runs on GPUs only, so CPU
         # (gloo) runs keep per-rank statistics
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(rt.device, memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time; torch's overloads do not declare it
+    model = model.to(rt.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     net: torch.nn.Module = model
     if rt.world > 1:
         ids = [rt.local_rank] if rt.device.type == "cuda" else None
@@ -421,7 +417,7 @@ def train_model(
     if rt.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    model = fit.model.cpu().to(memory_format=torch.contiguous_format)
+    model = fit.model.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()

@@ -16,8 +16,8 @@ from appliance.assist.contract import decode_label, probabilities
 from appliance.assist.instances import INSTANCE_KINDS
 from appliance.contract import Contract, Value
 from appliance.labels import Label
+from appliance.metrics import pooled_dice, pooled_f1
 from export.data import NORMALISATION, TILE_MULTIPLE, SegDataset
-from export.instance_metrics import dice, f1_at
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, cpu_session
 
 __all__ = ["onnx_instances", "onnx_outputs", "onnx_scores", "segmentation_contract"]
@@ -69,4 +69,4 @@ def onnx_scores(path: Path, dataset: SegDataset, contract: Contract) -> tuple[fl
     """Pooled foreground Dice and instance F1 (IoU > 0.5) of an ONNX model on `dataset`."""
     preds = [label.instances for label in onnx_instances(path, dataset, contract)]
     truths = [s.instances for s in dataset.samples]
-    return dice(truths, preds), f1_at(truths, preds)
+    return pooled_dice(truths, preds), pooled_f1(truths, preds)

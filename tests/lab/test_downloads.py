@@ -76,12 +76,12 @@ def test_blobs_a_failed_run_fetched_are_not_fetched_again(tmp_path: Path, lab, m
     sync_project(a)
     b = tablet(tmp_path / "b", lab, "P", "tab-b")
     from appliance.errors import ApplianceError
-    from appliance.store import oplog
+    from appliance.store import sync_log
 
     def fail(*_args, **_kw):
         raise ApplianceError("disk full")
 
-    monkeypatch.setattr(oplog, "apply_remote", fail)
+    monkeypatch.setattr(sync_log, "apply_remote", fail)
     with pytest.raises(ApplianceError, match="disk full"):
         sync_project(b)
     monkeypatch.undo()

@@ -17,7 +17,7 @@ import pytest
 from appliance.bundles.training_job import read_training_job, write_training_job
 from appliance.label_io import export_coco
 from appliance.labels import Label, encode_instances
-from appliance.store import Project, oplog
+from appliance.store import Project, oplog, sync_log
 from appliance.store.controls import control_for_image
 from appliance.supervision.controls import add_gold, score_save
 from appliance.supervision.serving import Queue
@@ -129,7 +129,7 @@ def test_controls_added_before_they_were_logged_reach_the_second_tablet(
     sync_project(a)  # backfills the missing operations first
     sync_project(b)
     assert len(b.control_image_ids()) == 2
-    assert oplog.backfill(a) == 0  # a second backfill adds nothing
+    assert sync_log.backfill(a) == 0  # a second backfill adds nothing
     a.close()
     b.close()
 
@@ -194,7 +194,7 @@ def test_a_control_no_tablet_could_use_is_refused_by_server_and_tablet(
     assert _push(lab, t, bad) == 422  # the server refuses it before numbering
     before = t.status()
     at = int(oplog.get_state(t.db, "checkpoint") or 0)
-    new, refused = oplog.apply_remote(t, [oplog.Operation.from_wire(bad)], at)
+    new, refused = sync_log.apply_remote(t, [oplog.Operation.from_wire(bad)], at)
     assert (new, len(refused)) == (0, 1)  # a tablet refuses it too (a server that did not)
     assert t.status() == before and not t.control_image_ids()  # nothing applied
     good = _control_op(ref, uid="d" * 32)
@@ -214,7 +214,7 @@ def test_a_control_naming_a_class_the_project_lacks_is_refused_by_the_tablet(
     add_work(t, tmp_path / "i", 1, 0, seed=3)
     rec = t.images()[0]
     op = _control_op(oplog.image_ref(rec.sha256, rec.page), truth_classes='{"1": 7}')
-    new, refused = oplog.apply_remote(t, [oplog.Operation.from_wire(op)], 5)
+    new, refused = sync_log.apply_remote(t, [oplog.Operation.from_wire(op)], 5)
     assert new == 0 and "class 7" in refused[0]
     assert not t.control_image_ids()
     t.close()

@@ -6,7 +6,7 @@ import numpy as np
 
 from appliance import settings
 from appliance.labels import Label
-from appliance.store import oplog
+from appliance.store import oplog, sync_log
 from appliance.store.conflicts import conflicted_image_ids
 from testkit.touch import tap, wait_for
 from tests.lab.crafted import label_op
@@ -19,7 +19,7 @@ def pulled_version(project, image_id: int, device: int) -> None:
     inst = np.zeros((rec.height, rec.width), np.uint32)
     inst[4:12, 4:12] = 1
     op = label_op("pulledversion01", rec.sha256, instances=inst) | {"device": device}
-    new, refused = oplog.apply_remote(project, [oplog.Operation.from_wire(op)], 1)
+    new, refused = sync_log.apply_remote(project, [oplog.Operation.from_wire(op)], 1)
     assert (new, refused) == (1, [])
 
 

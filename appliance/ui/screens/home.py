@@ -21,6 +21,7 @@ from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
 from appliance.importer import import_paths
 from appliance.media import count_images
+from appliance.session.overview import overview
 from appliance.store.project import Project
 from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
@@ -35,13 +36,18 @@ def duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
-def project_summary(path: Path) -> str:
-    with Project.open(path) as project:
-        status = project.status()
-    return (
+def project_lines(path: Path) -> tuple[str, str]:
+    """The project's summary and sync lines for its rows, from one look at it."""
+    try:
+        seen = overview(path)
+    except ApplianceError as exc:
+        return f"cannot open: {exc}", f"sync: cannot open ({exc})"
+    status = seen.status
+    summary = (
         f"{status['labeled_images']} / {status['images']} labeled · "
         f"{duration(status['seconds_spent'])} spent · {status['models']} models"
     )
+    return summary, seen.sync
 
 
 class HomeScreen(ScreenBg):
@@ -73,10 +79,11 @@ class HomeScreen(ScreenBg):
         if not dirs:
             self.rows.add_widget(label("No project yet: tap New project, then Import images."))
         for path in dirs:
-            self.rows.add_widget(self._row(path))
-            self.rows.add_widget(sync_row(path, self.refresh, self.buttons))
+            summary, sync = project_lines(path)
+            self.rows.add_widget(self._row(path, summary))
+            self.rows.add_widget(sync_row(path, sync, self.refresh, self.buttons))
 
-    def _row(self, path: Path) -> BoxLayout:
+    def _row(self, path: Path, summary: str) -> BoxLayout:
         app = App.get_running_app()
         row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.9)
         text = BoxLayout(orientation="vertical", size_hint_y=None, pos_hint={"center_y": 0.5})
@@ -86,10 +93,6 @@ class HomeScreen(ScreenBg):
             height=lambda _t, h: setattr(row, "height", max(app.touch * 1.9, h + app.gap * 4))
         )
         text.add_widget(Factory.THeading(text=path.name))
-        try:
-            summary = project_summary(path)
-        except ApplianceError as exc:
-            summary = f"cannot open: {exc}"
         text.add_widget(Factory.TLabel(text=summary, color=app.c_muted))
         row.add_widget(text)
         for title, action in (
