@@ -25,7 +25,7 @@ from kivy.uix.widget import Widget
 from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
-from appliance.session.presenter import AnnotatePresenter, Offer
+from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase
 from appliance.session.workflow import ImageWork
 from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
@@ -402,8 +402,7 @@ class AnnotateScreen(ScreenBg):
         bar.add_widget(self._button("compare_reject", "Reject", self._act("reject_compare")))
 
     def show_panel(self) -> None:
-        """The assistance panel: what the machine is doing or offering right now."""
-        app = App.get_running_app()
+        """The assistance panel: renders the presenter's `PanelState` (one phase at a time)."""
         p = self.presenter
         box = self.assist_box
         box.clear_widgets()
@@ -412,49 +411,73 @@ class AnnotateScreen(ScreenBg):
         for wid in ("cancel_prelabel", "next_image", "export"):
             self.buttons.pop(wid, None)
         self.canvas_view.set_markers(p.markers() if p else [])
-        if p is None:
-            return
-        if p.all_done:
-            total = len(app.project.images())
-            box.add_widget(Factory.THeading(text="All images are labeled"))
-            box.add_widget(label(f"All {total} images of this project have a label."))
-            box.add_widget(self._button("export", "Export training job", self._export))
-            return
-        if p.loading is not None:
-            box.add_widget(label(f"Opening {app.project.image(p.loading).name} …"))
-            return
-        if p.prelabel_job is not None:
-            box.add_widget(label("Computing a pre-label — keep drawing meanwhile."))
-            box.add_widget(self._button("cancel_prelabel", "Cancel", self._act("cancel_prelabel")))
-        if p.offer is not None:
-            n = len(p.offer.label.ids())
-            box.add_widget(label(f"Pre-label ({p.offer.method}): {n} objects outlined"))
-            for wid, text, action in (
-                ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
-                ("offer_accept_edit", "Accept and edit", self._act("accept_offer", True)),
-                ("offer_reject", "Reject", self._act("reject_offer")),
-            ):
-                box.add_widget(self._button(wid, text, action))
-            return
-        if p.reviewing:
-            box.add_widget(label("Checking the label …", color=app.c_muted))
-            return
-        review = p.review
-        if review is None:
-            if p.prelabel_job is None:
-                box.add_widget(
-                    label(
-                        "Draw with the pen; pan with one finger, pinch to zoom, "
-                        "two fingers up or down: brush size."
-                    )
-                )
-            return
+        state = p.panel() if p else PanelState(Phase.CLOSED)
+        self.buttons["upgrade"].disabled = not state.can_upgrade
+        render = {
+            Phase.ALL_DONE: self._panel_all_done,
+            Phase.LOADING: self._panel_loading,
+            Phase.PRELABELING: self._panel_prelabeling,
+            Phase.OFFER: self._panel_offer,
+            Phase.UPGRADING: self._panel_upgrading,
+            Phase.REVIEWING: self._panel_reviewing,
+            Phase.REVIEW: self._panel_review,
+            Phase.DRAWING: self._panel_drawing,
+        }.get(state.phase)
+        if render is not None:
+            render(box, state)
+
+    def _panel_all_done(self, box: Widget, _state: PanelState) -> None:
+        total = len(App.get_running_app().project.images())
+        box.add_widget(Factory.THeading(text="All images are labeled"))
+        box.add_widget(label(f"All {total} images of this project have a label."))
+        box.add_widget(self._button("export", "Export training job", self._export))
+
+    def _panel_loading(self, box: Widget, state: PanelState) -> None:
+        assert state.loading is not None
+        name = App.get_running_app().project.image(state.loading).name
+        box.add_widget(label(f"Opening {name} …"))
+
+    def _panel_prelabeling(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(label("Computing a pre-label — keep drawing meanwhile."))
+        box.add_widget(self._button("cancel_prelabel", "Cancel", self._act("cancel_prelabel")))
+
+    def _panel_offer(self, box: Widget, state: PanelState) -> None:
+        assert state.offer is not None
+        n = len(state.offer.label.ids())
+        box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects outlined"))
+        for wid, text, action in (
+            ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
+            ("offer_accept_edit", "Accept and edit", self._act("accept_offer", True)),
+            ("offer_reject", "Reject", self._act("reject_offer")),
+        ):
+            box.add_widget(self._button(wid, text, action))
+
+    def _panel_upgrading(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(label("Upgrading the drawing — a new stroke makes this result stale."))
+
+    def _panel_reviewing(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(label("Checking the label …", color=App.get_running_app().c_muted))
+
+    def _panel_drawing(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(
+            label(
+                "Draw with the pen; pan with one finger, pinch to zoom, "
+                "two fingers up or down: brush size."
+            )
+        )
+
+    def _panel_review(self, box: Widget, state: PanelState) -> None:
+        app = App.get_running_app()
+        review = state.review
+        assert review is not None and self.presenter is not None
         box.add_widget(label(f"Check score {review.score:.2f}", color=app.c_muted))
         for warning in review.warnings:
             box.add_widget(Factory.TLabel(text=f"! {warning.message}", color=app.c_error))
         if review.warnings:
             self.canvas_view.fit()  # every object a warning points at is in view
-            self.canvas_view.set_markers(p.markers())
+            self.canvas_view.set_markers(self.presenter.markers())
+        if review.empty:
+            box.add_widget(label("Nothing else to check."))
         for s in review.suggestions:
             box.add_widget(label(f"{s.name}: changes {s.changed} objects"))
             box.add_widget(
