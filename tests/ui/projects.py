@@ -6,7 +6,31 @@ from pathlib import Path
 
 from testkit.projects import cell_image, make_project
 
-__all__ = ["cell_image", "demo_workspace", "make_project", "prelabel_bundle", "upgrade_bundle"]
+__all__ = [
+    "DEMO_CLASSES",
+    "cell_image",
+    "demo_workspace",
+    "make_project",
+    "prelabel_bundle",
+    "upgrade_bundle",
+]
+
+
+# twelve classes, one with a long name: the side panel and class editor must cope with both
+DEMO_CLASSES = (
+    "nucleus",
+    "debris",
+    "mitosis",
+    "apoptotic body",
+    "lymphocyte",
+    "macrophage",
+    "neutrophil",
+    "plasma cell",
+    "fibroblast",
+    "endothelial cell",
+    "tumour-infiltrating lymphocyte (TIL)",
+    "other",
+)
 
 
 def upgrade_bundle(folder: Path) -> Path:
@@ -41,7 +65,7 @@ def demo_workspace(root: Path) -> Path:
     from appliance.bundles.install import install_model_bundle
 
     root.mkdir(parents=True, exist_ok=True)
-    project = make_project(root / "Nuclei study", n=8, size=512)
+    project = make_project(root / "Nuclei study", n=8, size=512, classes=DEMO_CLASSES)
     for image_id in (2, 3):
         label, _ = prelabel.run(project, image_id, "otsu", save=False)
         project.save_label(image_id, label, author="Dr Demo", source="manual", seconds_spent=95)

@@ -16,6 +16,7 @@ from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.input.motionevent import MotionEvent
+from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
@@ -54,6 +55,21 @@ TOOL_KEYS = {
     "c": "reclass",
 }
 BRUSH_STEP = 1.25  # the − / + buttons scale the brush by this factor
+PINNED_TOOLS = ("brush", "eraser")  # never scrolled out of view, with Undo and Redo
+TOP_BAR_ONE_ROW = mm(110)  # the image's width below which the status lines get their own row
+CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather than less
+PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
+
+
+def _scrolled(panel: Widget) -> BoxLayout:
+    """A column that scrolls inside `panel` when the window is too short for it; the
+    caller adds the column's `parent` (the ScrollView) where it belongs."""
+    app = App.get_running_app()
+    column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=panel.spacing)
+    column.bind(minimum_height=column.setter("height"))
+    scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2, scroll_type=["bars", "content"])
+    scroll.add_widget(column)
+    return column
 
 
 class AnnotateScreen(ScreenBg):
@@ -79,9 +95,12 @@ class AnnotateScreen(ScreenBg):
         self.tools_panel = self._tools()
         self.centre = self._centre()
         self.side_panel = self._side()
-        self.root_box = BoxLayout(spacing=App.get_running_app().gap)
+        gap = App.get_running_app().gap
+        self.root_box = BoxLayout(spacing=gap)
+        self.band = BoxLayout(size_hint_y=None, spacing=gap)  # portrait: tools and navigation
         self.add_widget(self.root_box)
         self._arrange()
+        Window.bind(size=self._arrange)
         Clock.schedule_interval(lambda _dt: self.show_status(), 1.0)
         Window.bind(on_key_down=self._on_key)
 
@@ -124,15 +143,64 @@ class AnnotateScreen(ScreenBg):
         return widget
 
     # ----- layout --------------------------------------------------------------------------
-    def _arrange(self) -> None:
-        """Tools left and navigation right, or mirrored for a left-handed expert, so that the
-        hand resting on the screen while drawing lies on neither Save & next nor Skip."""
+    def _arrange(self, *_: object) -> None:
+        """Lay the three parts out for the window: landscape puts tools, image and navigation
+        side by side (tools left and navigation right, mirrored for a left-handed expert, so
+        the hand resting on the screen lies on neither Save & next nor Skip); portrait puts
+        the image on top, full width, and tools and navigation in a band below it. Side
+        panels narrow on small windows; what does not fit scrolls (see `_tools`, `_side`)."""
+        app = App.get_running_app()
+        width, height = Window.size
+        portrait = height > width
+        for part in (self.tools_panel, self.centre, self.side_panel):
+            if part.parent is not None:
+                part.parent.remove_widget(part)
         self.root_box.clear_widgets()
+        self.band.clear_widgets()
+        side = max(min(app.sidebar, width * 0.26), mm(40))
+        self.tools_panel.width = max(min(app.sidebar * 0.76, width * 0.2), mm(32))
+        self.object_panel.width = min(app.sidebar, width * 0.26)
+        inner = (width - self.tools_panel.width if portrait else side) - app.gap * 4
+        self.class_box.cols = max(1, int(inner // CLASS_BUTTON))
+        pair = [self.tools_panel, self.side_panel]
+        centre = width if portrait else width - self.tools_panel.width - side - app.gap * 6
+        self._top_bar(two_rows=centre < TOP_BAR_ONE_ROW)
+        if portrait:
+            self.root_box.orientation = "vertical"
+            self.side_panel.size_hint_x, self.side_panel.width = 1, side
+            self.band.height = height * PORTRAIT_BAND
+            for widget in reversed(pair) if self.left_handed else pair:
+                self.band.add_widget(widget)
+            self.root_box.add_widget(self.centre)
+            self.root_box.add_widget(self.band)
+            return
+        self.root_box.orientation = "horizontal"
+        self.side_panel.size_hint_x, self.side_panel.width = None, side
         order = [self.tools_panel, self.centre, self.side_panel]
         for widget in reversed(order) if self.left_handed else order:
             self.root_box.add_widget(widget)
 
+    def _top_bar(self, two_rows: bool) -> None:
+        """The status lines beside the buttons, or (`two_rows`) in a row of their own."""
+        app = App.get_running_app()
+        bar, row, lines = self.top_bar, self.top_row, self.top_lines
+        lines.parent.remove_widget(lines)
+        if two_rows:
+            lines.size_hint_y, lines.height = None, app.font_small * 2.8
+            bar.add_widget(lines)
+            row.add_widget(Widget(), index=len(row.children) - 1)  # after Home: a spacer
+        else:
+            for spacer in [w for w in row.children if type(w) is Widget]:
+                row.remove_widget(spacer)
+            lines.size_hint_y = 1
+            row.add_widget(lines, index=len(row.children) - 1)
+        row.size_hint_y, row.height = None, app.touch * 1.3 - app.gap
+        padding = bar.padding[1] + bar.padding[3]
+        bar.height = row.height + padding + (lines.height + bar.spacing if two_rows else 0)
+
     def _tools(self) -> BoxLayout:
+        """Undo/Redo, Brush and Eraser always in view at the top; the other tools, brush size,
+        overlay and Fit below them in a part that scrolls when the window is short."""
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar * 0.76)
         # undo/redo beside the tools: the hand that does not hold the pen reaches them
@@ -140,13 +208,15 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(self._button("undo", "Undo", self._act("undo")))
         row.add_widget(self._button("redo", "Redo", self._act("redo")))
         col.add_widget(row)
+        more = _scrolled(col)
         for tool, title in TOOL_NAMES.items():
             toggle = Factory.TToggle(
                 text=title, group="tool", state="down" if tool == "brush" else "normal"
             )
             toggle.bind(on_press=lambda _b, t=tool: self.set_tool(t))
             self.buttons[f"tool:{tool}"] = toggle
-            col.add_widget(toggle)
+            (col if tool in PINNED_TOOLS else more).add_widget(toggle)
+        col.add_widget(more.parent)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         thin = {"size_hint_x": None, "width": app.touch}
         row.add_widget(
@@ -159,18 +229,18 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(
             self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP), **thin)
         )
-        col.add_widget(row)
+        more.add_widget(row)
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
         self.size_slider.bind(value=self._on_size)
         self.size_slider.bind(on_touch_up=self._on_size_released)
         # a two-finger drag on the image changes the canvas's size: the slider follows
         self.canvas_view.bind(brush_size=lambda _c, v: setattr(self.size_slider, "value", v))
-        col.add_widget(self.size_slider)
-        col.add_widget(label("Overlay"))
+        more.add_widget(self.size_slider)
+        more.add_widget(label("Overlay"))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
-        col.add_widget(self.opacity_slider)
+        more.add_widget(self.opacity_slider)
         hold = Factory.TButton(text="Hold: raw", font_size=app.font_small)
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
@@ -178,21 +248,19 @@ class AnnotateScreen(ScreenBg):
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(hold)
         row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.45))
-        col.add_widget(row)
-        col.add_widget(BoxLayout())
+        more.add_widget(row)
         return col
 
     def _centre(self) -> BoxLayout:
         app = App.get_running_app()
         centre = BoxLayout(orientation="vertical", spacing=app.gap)
-        bar = Factory.Panel(
-            orientation="horizontal",
-            size_hint_y=None,
-            height=app.touch * 1.3,
-            padding=(app.gap * 2, app.gap * 0.5),
-        )
+        # the top bar: Home, the two status lines, zoom, Objects, spinner in one row; where
+        # the image is narrow (a small tablet) the lines get a row of their own below
+        bar = Factory.Panel(size_hint_y=None, padding=(app.gap * 2, app.gap * 0.5))
+        row = BoxLayout(spacing=app.gap)
+        bar.add_widget(row)
         small = {"size_hint_x": None, "width": app.touch * 1.6, "pos_hint": {"center_y": 0.5}}
-        bar.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
+        row.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
         # two lines, each shortened only when it really does not fit: the image's name, then
         # objects (with a pre-label's suggested ones), saved/unsaved and time on this image
         lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
@@ -200,12 +268,12 @@ class AnnotateScreen(ScreenBg):
         self.status_label = self._line()
         lines.add_widget(self.title_label)
         lines.add_widget(self.status_label)
-        bar.add_widget(lines)
+        row.add_widget(lines)
         self.zoom_label = Factory.TLabel(
             text="", size_hint=(None, 1), width=app.touch * 1.15, font_size=app.font_small
         )
         self.canvas_view.bind(zoom=lambda _c, z: setattr(self.zoom_label, "text", f"{z:.0%}"))
-        bar.add_widget(self.zoom_label)
+        row.add_widget(self.zoom_label)
         # compact, so that the status line keeps its room
         objects = Factory.TToggle(
             text="Objects",
@@ -216,8 +284,9 @@ class AnnotateScreen(ScreenBg):
         )
         objects.bind(on_release=lambda b: self.show_objects(b.state == "down"))
         self.buttons["objects"] = objects
-        bar.add_widget(objects)
-        bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
+        row.add_widget(objects)
+        row.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
+        self.top_bar, self.top_row, self.top_lines = bar, row, lines
         centre.add_widget(bar)
         # the image, and the object list beside it while it is open
         self.canvas_row = BoxLayout(spacing=app.gap)
@@ -231,48 +300,65 @@ class AnnotateScreen(ScreenBg):
         return centre
 
     def _side(self) -> BoxLayout:
+        """Save & next, Previous and Skip always in view at the top, then what the machine
+        offers (Accept/Reject never leave the window: this part takes the room it needs, up
+        to all but one row), then classes and the visits, scrolling when they do not fit."""
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar)
         self.progress_label = label("", color=app.c_muted, font_size=app.font_small)
         col.add_widget(self.progress_label)
-        col.add_widget(
-            self._button(
-                "save_next",
-                "Save & next",
-                self._act("save_and_next"),
-                height=app.touch * 1.3,
-                bold=True,
-            )
+        save = self._button(
+            "save_next",
+            "Save & next",
+            self._act("save_and_next"),
+            height=app.touch * 1.3,
+            bold=True,
         )
+        col.add_widget(save)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        row.add_widget(self._button("previous", "Previous", self._act("previous")))
-        row.add_widget(self._button("skip", "Skip", self._act("skip")))
+        small = {"font_size": app.font_small}  # so that "Previous" fits a narrow panel
+        row.add_widget(
+            self._button("previous", "Previous", self._act("previous"), size_hint_x=1.4, **small)
+        )
+        row.add_widget(self._button("skip", "Skip", self._act("skip"), **small))
         col.add_widget(row)
-        col.add_widget(Factory.THeading(text="Class"))
-        self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
-        self.class_box.bind(minimum_height=self.class_box.setter("height"))
-        col.add_widget(self.class_box)
-        col.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
+        pinned = (self.progress_label, save, row)
         self.assist_box = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         self.assist_box.bind(minimum_height=self.assist_box.setter("height"))
-        scroll = ScrollView(do_scroll_x=False)
-        scroll.add_widget(self.assist_box)
-        col.add_widget(scroll)
+        assist = ScrollView(do_scroll_x=False, size_hint_y=None, bar_width=app.gap * 2)
+        assist.add_widget(self.assist_box)
+        col.add_widget(assist)
+        rest = _scrolled(col)
+        col.add_widget(rest.parent)
+
+        def fit_assist(*_: object) -> None:
+            used = sum(w.height for w in pinned) + col.spacing * 4 + col.padding[1] + col.padding[3]
+            free = col.height - used - app.touch / 2  # the classes' heading peeks out
+            assist.height = max(0, min(self.assist_box.height, free))
+
+        for widget in (self.assist_box, col, self.progress_label):
+            widget.bind(height=fit_assist)
+        self.class_heading = Factory.TLabel(text="Class", bold=True)
+        rest.add_widget(self.class_heading)
+        self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
+        self.class_box.bind(minimum_height=self.class_box.setter("height"))
+        rest.add_widget(self.class_box)
+        rest.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(self._button("upgrade", "Upgrade", self._act("upgrade")))
         row.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
-        col.add_widget(row)
+        rest.add_widget(row)
         flag = Factory.TToggle(text="Flag: label early", size_hint_y=None, height=app.touch)
         flag.bind(on_press=lambda b: self._call(lambda p: p.set_flag(b.state == "down")))
         self.buttons["flag"] = flag
-        col.add_widget(flag)
+        rest.add_widget(flag)
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
         # the high score (gamification): in the row only where the project switched it on
         self._button("scores", "Scores", lambda: app.go("highscore"))
         self.nav_row = nav
-        col.add_widget(nav)
+        rest.add_widget(nav)
         return col
 
     def _show_classes(self) -> None:
@@ -288,7 +374,9 @@ class AnnotateScreen(ScreenBg):
             self.canvas_view.refresh()
         self._classes_stamp += 1
         self.object_panel.refresh()
-        for cid, name in app.project.classes().items():
+        names = app.project.classes()
+        self.class_heading.text = f"Class: {names.get(active, '')}"  # whole, wrapped
+        for cid, name in names.items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, "class", cid == active, cid in self.hidden)
             toggle.bind(on_press=lambda _b, c=cid: self.set_class(c))
@@ -443,14 +531,17 @@ class AnnotateScreen(ScreenBg):
 
     def _panel_offer(self, box: Widget, state: PanelState) -> None:
         assert state.offer is not None
+        app = App.get_running_app()
         n = len(state.offer.label.ids())
-        box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects outlined"))
-        for wid, text, action in (
-            ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
-            ("offer_accept_edit", "Accept and edit", self._act("accept_offer", True)),
-            ("offer_reject", "Reject", self._act("reject_offer")),
-        ):
-            box.add_widget(self._button(wid, text, action))
+        box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects"))
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)  # two rows, not three
+        row.add_widget(
+            self._button("offer_accept_all", "Accept all", self._act("accept_offer", False))
+        )
+        row.add_widget(self._button("offer_reject", "Reject", self._act("reject_offer")))
+        box.add_widget(row)
+        edit = self._act("accept_offer", True)
+        box.add_widget(self._button("offer_accept_edit", "Accept and edit", edit))
 
     def _panel_upgrading(self, box: Widget, _state: PanelState) -> None:
         box.add_widget(label("Upgrading the drawing — a new stroke makes this result stale."))
