@@ -157,9 +157,9 @@ class AnnotateScreen(ScreenBg):
                 part.parent.remove_widget(part)
         self.root_box.clear_widgets()
         self.band.clear_widgets()
-        side = max(min(app.sidebar, width * 0.26), mm(40))
+        side = max(min(app.sidebar, width * 0.26), mm(36))
         self.tools_panel.width = max(min(app.sidebar * 0.76, width * 0.2), mm(32))
-        self.object_panel.width = min(app.sidebar, width * 0.26)
+        self.object_panel.width = max(min(app.sidebar, width * 0.22), mm(30))
         inner = (width - self.tools_panel.width if portrait else side) - app.gap * 4
         self.class_box.cols = max(1, int(inner // CLASS_BUTTON))
         pair = [self.tools_panel, self.side_panel]
