@@ -39,12 +39,12 @@ from appliance.assist.prelabel import otsu
 from appliance.contract import Value
 from appliance.perturb import PerturbSpec, perturb
 from bench._machine import table
-from export.data import SegDataset, coarse_planes, sample_from_arrays
+from export.data import SegDataset, coarse_planes, pad_to_multiple, sample_from_arrays
 from export.decoding import GRID, tune_decoding
 from export.instance_metrics import coco_ap, dice, f1_at
 from export.synth import synth_samples
 from export.targets import merge_touching
-from export.train import TrainConfig, pad_to_multiple, train_model
+from export.train import TrainConfig, train_model
 
 KINDS = ("softmax", "three_class", "distance")
 TRAIN_SEED, TEST_SEED = 11, 9011  # the held-out images come from a seed training never saw

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from export.train import _precision, _Runtime, _runtime, _seed_everything
+from export.train.runtime import Runtime, precision_for, seed_everything, select_runtime
 
 __all__ = [
     "Runtime",
@@ -29,22 +29,20 @@ __all__ = [
     "write_history",
 ]
 
-Runtime = _Runtime
 
-
-def runtime(device: str, seed: int) -> tuple[_Runtime, torch.dtype | None, str]:
+def runtime(device: str, seed: int) -> tuple[Runtime, torch.dtype | None, str]:
     """The device (joining torchrun's process group if launched so), autocast dtype, name."""
-    rt = _runtime(device)
-    _seed_everything(seed + rt.rank)
-    amp, precision = _precision(rt.device)
+    rt = select_runtime(device)
+    seed_everything(seed + rt.rank)
+    amp, precision = precision_for(rt.device)
     return rt, amp, precision
 
 
-def autocast(rt: _Runtime, amp: torch.dtype | None) -> AbstractContextManager[None]:
+def autocast(rt: Runtime, amp: torch.dtype | None) -> AbstractContextManager[None]:
     return torch.autocast(rt.device.type, dtype=amp, enabled=amp is not None)
 
 
-def wrap(model: torch.nn.Module, rt: _Runtime) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
     """DistributedDataParallel under torchrun, the model itself otherwise."""
     if rt.world == 1:
         return model
@@ -52,7 +50,7 @@ def wrap(model: torch.nn.Module, rt: _Runtime) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def batches(n: int, batch: int, steps: int, rt: _Runtime, seed: int) -> Iterator[np.ndarray]:
+def batches(n: int, batch: int, steps: int, rt: Runtime, seed: int) -> Iterator[np.ndarray]:
     """`steps` index batches drawn without replacement per pass; each rank takes its share."""
     rng = np.random.default_rng(seed)
     order: list[int] = []

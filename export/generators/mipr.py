@@ -207,7 +207,7 @@ def mipr_job(
     from appliance.bundles.training_job import read_training_job
     from export.data import normalise, samples_from_job
     from export.onnx_export import export_onnx
-    from export.train import _split_off_val, segmentation_contract
+    from export.train import segmentation_contract, split_off_val
 
     with read_training_job(job_path) as job:
         splits, classes = samples_from_job(job, "segment")
@@ -215,7 +215,7 @@ def mipr_job(
         job_id = job.id
     train, val, test = splits["train"], splits["val"], splits["test"]
     if not val:
-        train, val = _split_off_val(train, config.seed, job_path)
+        train, val = split_off_val(train, config.seed, job_path)
     model, rows = run_mipr(
         train, val, test or val, unlabeled, len(classes), config, run_dir, progress
     )

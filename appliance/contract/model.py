@@ -1,4 +1,5 @@
-"""The one model I/O contract: what a model eats and what its output means.
+"""The image-to-label model contract: what a pre-label or upgrade model eats and what its
+output means.
 
 The workstation writes it (`export.train`), the install check reads it
 (`appliance.bundles.onnx_check`) and the runtime reads it (`appliance.assist`). There is no other
@@ -7,10 +8,10 @@ runtime relies on is checked here, once, by `Contract.validate`, which runs when
 `Contract` is built.
 
 Output kinds are a registry (`OUTPUT_KINDS`) rather than an if-chain, so a new kind (say an
-instance-aware three-class output, or a generator's image output) is one `OutputKind` entry:
-the channels it implies, the roles it serves, its typed decoding parameters and an optional
-extra check. The numbers that turn its raw output into a label live beside the runtime
-(`appliance.assist.contract.DECODERS`); a test refuses a kind without one.
+instance-aware three-class output) is one `OutputKind` entry: the channels it implies, the roles
+it serves, its typed decoding parameters and an optional extra check. The numbers that turn its
+raw output into a label live beside the runtime (`appliance.assist.contract.DECODERS`); a test
+refuses a kind without one. Generators have their own contract (`appliance.contract.generator`).
 """
 
 from __future__ import annotations
@@ -19,34 +20,24 @@ import json
 import math
 import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-import numpy as np
-
-from appliance.errors import ApplianceError
+from appliance.contract.common import ContractError, Value, document, reject_unknown, typed
 
 __all__ = [
     "DTYPES",
-    "GENERATOR_INPUTS",
-    "GENERATOR_KINDS",
-    "GENERATOR_OUTPUTS",
     "INPUT_CHANNELS",
     "INSTANCE_HEAD",
     "LAYOUTS",
     "MAX_TILE_MULTIPLE",
     "NORMALISATION_METHODS",
     "OUTPUT_KINDS",
-    "ROLES",
     "Contract",
-    "ContractError",
-    "GeneratorContract",
     "GraphPort",
     "Normalisation",
     "OutputKind",
     "Param",
-    "Schedule",
-    "parse_contract",
     "register_output_kind",
 ]
 
@@ -58,21 +49,6 @@ INPUT_CHANNELS = (1, 3)
 # The runtime tiles large images at 512 px keeping 64 px margins (rounded up to the multiple):
 # above 128 the margins would swallow the tile and large images could not be served.
 MAX_TILE_MULTIPLE = 128
-ROLES = ("prelabel", "upgrade", "generator")
-Value = float | int | bool | str
-
-
-class ContractError(ApplianceError):
-    """A refused contract: which field and why, in one line."""
-
-    def __init__(self, field_name: str, problem: str, source: str = "") -> None:
-        self.field, self.problem, self.source = field_name, " ".join(problem.split()), source
-        prefix = f"{source}: " if source else ""
-        super().__init__(f"{prefix}model contract field {field_name!r}: {self.problem}")
-
-    def at(self, source: str) -> ContractError:
-        """The same problem, naming where the contract came from."""
-        return ContractError(self.field, self.problem, source)
 
 
 @dataclass(frozen=True)
@@ -285,16 +261,11 @@ class Contract:
     @classmethod
     def parse(cls, data: str | bytes | Mapping[str, Any], source: str) -> Contract:
         """A contract from JSON text or a dict; `source` names it in the one-line error."""
-        try:
-            raw = json.loads(data) if isinstance(data, str | bytes) else data
-        except ValueError as exc:
-            raise ContractError("(document)", f"is not JSON ({exc})", source) from None
-        if not isinstance(raw, Mapping):
-            raise ContractError("(document)", "must be a JSON object", source)
+        raw = document(data, source)
         try:
             return cls._from_mapping(raw)
         except ContractError as exc:
-            raise exc.at(source) from None
+            raise exc.at(source) from exc
 
     @classmethod
     def _from_mapping(cls, raw: Mapping[str, Any]) -> Contract:
@@ -302,10 +273,7 @@ class Contract:
         # Contracts written before `decoding` existed carry a top-level threshold (meaningful
         # only for sigmoid outputs); they are still installed in projects, so they still parse.
         legacy_threshold = raw.pop("threshold", None)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ContractError(unknown[0], "is not a contract field")
+        reject_unknown(raw, (f.name for f in fields(cls)))
         kwargs: dict[str, Any] = {}
         for name, wanted, required in (
             ("input_name", str, True),
@@ -325,11 +293,11 @@ class Contract:
                 if required:
                     raise ContractError(name, "is missing")
                 continue
-            kwargs[name] = _typed(name, raw[name], wanted)
+            kwargs[name] = typed(name, raw[name], wanted)
         if "normalisation" in raw:
             kwargs["normalisation"] = _normalisation(raw["normalisation"])
         for i, name in enumerate(kwargs["classes"]):
-            _typed(f"classes[{i}]", name, str)
+            typed(f"classes[{i}]", name, str)
         kind = OUTPUT_KINDS.get(kwargs["output_kind"])
         decoding = dict(kwargs.get("decoding", {}))
         if legacy_threshold is not None and kind is not None and "threshold" in kind.params:
@@ -516,226 +484,11 @@ def _shape_problems(
     return []
 
 
-def _typed(name: str, value: object, kind: Any) -> Any:
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise ContractError(name, f"must be {_WORDS[kind]}, got {value!r}")
-    return value
-
-
 def _normalisation(raw: object) -> Normalisation:
     if not isinstance(raw, Mapping):
         raise ContractError("normalisation", f"must be an object, got {raw!r}")
-    unknown = sorted(set(raw) - {"method", "low", "high"})
-    if unknown:
-        raise ContractError(f"normalisation.{unknown[0]}", "is not a normalisation field")
-    method = _typed("normalisation.method", raw.get("method", "percentile"), str)
-    low = _typed("normalisation.low", raw.get("low", 1.0), int | float)
-    high = _typed("normalisation.high", raw.get("high", 99.8), int | float)
+    reject_unknown(raw, ("method", "low", "high"), "normalisation.")
+    method = typed("normalisation.method", raw.get("method", "percentile"), str)
+    low = typed("normalisation.low", raw.get("low", 1.0), int | float)
+    high = typed("normalisation.high", raw.get("high", 99.8), int | float)
     return Normalisation(method, float(low), float(high))
-
-
-_WORDS: dict[Any, str] = {
-    str: "a string",
-    int: "an integer",
-    bool: "true or false",
-    list: "a list",
-    dict: "an object",
-    int | float: "a number",
-}
-
-# ---------------------------------------------------------------------------- generators
-#
-# A `generator` model (docs/generators.md) does not map an image to a label: it takes noise,
-# a class and maybe a mask or source pixels, and returns pixels (or, for the diffusion denoiser,
-# predicted noise that the tablet's DDIM loop in `appliance.generators.ddim` consumes). Its
-# contract names the graph's inputs by role, the conditioning, the output range and, for
-# diffusion, the DDIM schedule. Kinds:
-# - `cgan`: `z` (N×latent) and `class` (N, int64) → `image` (N×(C+1)×S×S in [-1, 1]; the last
-#   channel > 0 is the cell's mask);
-# - `diffusion`: `x` (N×C×S×S), `t` (N, float32), `class` (N, int64; `len(classes)` is the null
-#   class of classifier-free guidance), `mask` (N×1×S×S, 0/1) → `eps`;
-# - `label2image`: `source` (N×C×S×S in [-1, 1]) and `label` (N×(1+K)×S×S one-hot) → `image`.
-
-GENERATOR_KINDS = ("cgan", "diffusion", "label2image")
-GENERATOR_INPUTS: dict[str, tuple[str, ...]] = {
-    "cgan": ("z", "class"),
-    "diffusion": ("x", "t", "class", "mask"),
-    "label2image": ("source", "label"),
-}
-GENERATOR_OUTPUTS = {"cgan": "image", "diffusion": "eps", "label2image": "image"}
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """DDIM sampling steps: `timesteps[i]` (descending) with ᾱ at each and ᾱ after the last.
-
-    `alphas_cumprod[i]` is ᾱ(timesteps[i]); the step after the last one lands on ᾱ = 1 (clean).
-    `eta` = 0 is the deterministic DDIM sampler, > 0 adds DDPM-like noise.
-    """
-
-    kind: str
-    train_steps: int
-    timesteps: tuple[int, ...]
-    alphas_cumprod: tuple[float, ...]
-    eta: float = 0.0
-
-    def check(self, source: str) -> None:
-        a = np.asarray(self.alphas_cumprod)
-        t = np.asarray(self.timesteps)
-        if len(a) != len(t) or len(t) < 1:
-            raise ContractError("schedule", "needs one alphas_cumprod per timestep", source)
-        if np.any(np.diff(t) >= 0) or t.min() < 0 or t.max() >= self.train_steps:
-            raise ContractError("schedule.timesteps", "must descend within 0..T-1", source)
-        if np.any(a <= 0) or np.any(a >= 1) or np.any(np.diff(a) <= 0):
-            raise ContractError("schedule.alphas_cumprod", "must rise strictly in (0, 1)", source)
-        if self.eta < 0:
-            raise ContractError("schedule.eta", "must be >= 0", source)
-
-
-@dataclass(frozen=True)
-class GeneratorContract:
-    """Parsed, validated generator contract (the JSON under a `generator` model's `contract`)."""
-
-    kind: str
-    inputs: tuple[str, ...]
-    output_name: str
-    channels: int
-    size: int
-    size_multiple: int  # 0: fixed size only; else any multiple of it works (fully convolutional)
-    classes: tuple[str, ...]
-    output_range: tuple[float, float] = (-1.0, 1.0)
-    latent_dim: int = 0
-    guidance: float = 1.0
-    normalisation: dict[str, float] = field(default_factory=lambda: {"low": 1.0, "high": 99.8})
-    schedule: Schedule | None = None
-
-    @classmethod
-    def parse(cls, data: str | bytes | Mapping[str, Any], source: str) -> GeneratorContract:
-        """Validate a contract from JSON text or a dict; `source` names it in error messages."""
-        try:
-            raw = json.loads(data) if isinstance(data, str | bytes) else dict(data)
-            sched = raw.get("schedule")
-            contract = cls(
-                kind=str(raw["kind"]),
-                inputs=tuple(str(n) for n in raw["inputs"]),
-                output_name=str(raw["output_name"]),
-                channels=int(raw["channels"]),
-                size=int(raw["size"]),
-                size_multiple=int(raw.get("size_multiple", 0)),
-                classes=tuple(str(c) for c in raw["classes"]),
-                output_range=(float(raw["output_range"][0]), float(raw["output_range"][1])),
-                latent_dim=int(raw.get("latent_dim", 0)),
-                guidance=float(raw.get("guidance", 1.0)),
-                normalisation={k: float(v) for k, v in raw.get("normalisation", {}).items()}
-                or {"low": 1.0, "high": 99.8},
-                schedule=None
-                if sched is None
-                else Schedule(
-                    kind=str(sched["kind"]),
-                    train_steps=int(sched["train_steps"]),
-                    timesteps=tuple(int(t) for t in sched["timesteps"]),
-                    alphas_cumprod=tuple(float(a) for a in sched["alphas_cumprod"]),
-                    eta=float(sched.get("eta", 0.0)),
-                ),
-            )
-        except KeyError as exc:
-            raise ContractError(str(exc.args[0]), "is missing", source) from None
-        except (TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise ContractError(
-                "(document)", f"is not a generator contract ({exc})", source
-            ) from None
-        contract._check(source)
-        return contract
-
-    def _check(self, source: str) -> None:
-        problems: list[tuple[str, str]] = []
-        if self.kind not in GENERATOR_KINDS:
-            problems.append(("kind", f"{self.kind!r} is not one of {', '.join(GENERATOR_KINDS)}"))
-        elif tuple(sorted(self.inputs)) != tuple(sorted(GENERATOR_INPUTS[self.kind])):
-            problems.append(("inputs", f"a {self.kind} takes {list(GENERATOR_INPUTS[self.kind])}"))
-        elif self.output_name != GENERATOR_OUTPUTS[self.kind]:
-            problems.append(
-                ("output_name", f"a {self.kind} outputs {GENERATOR_OUTPUTS[self.kind]!r}")
-            )
-        if self.channels not in (1, 3):
-            problems.append(("channels", f"must be 1 or 3, got {self.channels}"))
-        if self.size < 8 or (self.size_multiple and self.size % self.size_multiple):
-            problems.append(
-                ("size", f"must be >= 8 and a multiple of size_multiple, got {self.size}")
-            )
-        if not self.classes:
-            problems.append(("classes", "is empty"))
-        if self.output_range[0] >= self.output_range[1]:
-            problems.append(("output_range", f"must rise, got {self.output_range}"))
-        if self.kind == "cgan" and self.latent_dim < 1:
-            problems.append(("latent_dim", "a cgan needs latent_dim >= 1"))
-        if self.kind == "diffusion" and self.schedule is None:
-            problems.append(("schedule", "a diffusion model needs a schedule"))
-        if problems:
-            raise ContractError(*problems[0], source)
-        if self.schedule is not None:
-            self.schedule.check(source)
-
-    @property
-    def null_class(self) -> int:
-        """The diffusion model's "no class" index, used for classifier-free guidance."""
-        return len(self.classes)
-
-    @property
-    def output_channels(self) -> int:
-        """Channels of the graph's output: the cGAN adds its mask channel."""
-        return self.channels + (1 if self.kind == "cgan" else 0)
-
-    def class_index(self, name: str, source: str) -> int:
-        """The model's index of cell class `name`; a one-line error naming the choices."""
-        if name not in self.classes:
-            raise ApplianceError(
-                f"{source}: class {name!r} is not one this generator draws "
-                f"({', '.join(self.classes)})"
-            )
-        return self.classes.index(name)
-
-    def probe_inputs(self, n: int = 1, size: int | None = None) -> dict[str, np.ndarray]:
-        """Zero inputs of the right shapes and dtypes (the install-time check runs these)."""
-        s = size or self.size
-        c, k = self.channels, len(self.classes) + 1
-        shapes: dict[str, np.ndarray] = {
-            "z": np.zeros((n, self.latent_dim), np.float32),
-            "class": np.zeros((n,), np.int64),
-            "x": np.zeros((n, c, s, s), np.float32),
-            "t": np.zeros((n,), np.float32),
-            "mask": np.zeros((n, 1, s, s), np.float32),
-            "source": np.zeros((n, c, s, s), np.float32),
-            "label": np.zeros((n, k, s, s), np.float32),
-        }
-        return {name: shapes[name] for name in self.inputs}
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["inputs"] = list(self.inputs)
-        out["classes"] = list(self.classes)
-        out["output_range"] = list(self.output_range)
-        if self.schedule is None:
-            del out["schedule"]
-        else:
-            out["schedule"]["timesteps"] = list(self.schedule.timesteps)
-            out["schedule"]["alphas_cumprod"] = list(self.schedule.alphas_cumprod)
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-
-def parse_contract(
-    data: str | bytes | Mapping[str, Any], role: str, source: str
-) -> Contract | GeneratorContract:
-    """The contract of a model of `role`: generators have their own, every other role the
-    image-to-label `Contract`, checked against the role."""
-    if role == "generator":
-        return GeneratorContract.parse(data, source)
-    contract = Contract.parse(data, source)
-    try:
-        contract.validate(role=role)
-    except ContractError as exc:
-        raise exc.at(source) from None
-    return contract

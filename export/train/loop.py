@@ -16,27 +16,45 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from matplotlib.figure import Figure
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from appliance.assist.instances import INSTANCE_KINDS
-from appliance.contract import Contract, Value
+from appliance.assist.instances import INSTANCE_KINDS, decode, default_decoding
 from appliance.errors import ApplianceError
-from appliance.labels import Label
 from appliance.perturb import PerturbSpec
 from export import outputs
 from export.data import EpochSampler, Sample, SegDataset, pad_to_multiple
-from export.decoding import tune_decoding
+from export.instance_metrics import Counts
 from export.losses import dice_votes_loss
+from export.train.runtime import (
+    Runtime,
+    optimiser_step,
+    precision_for,
+    seed_everything,
+    select_runtime,
+)
 from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH, UNet
+
+__all__ = [
+    "FELZENSZWALB_PERTURB",
+    "LR_FLOOR",
+    "UPGRADE_PERTURB",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "learning_rate",
+    "plot_curves",
+    "predict",
+    "train_model",
+]
 
 UPGRADE_PERTURB = PerturbSpec(omission=0.7, inclusion=0.7, bias=6)
 # Without a second object kind, inclusion draws Felzenszwalb segments, most of them background
@@ -97,51 +115,6 @@ class TrainResult:
     rank: int = 0  # under torchrun only rank 0 validates, so only its history is filled
 
 
-@dataclass
-class _Runtime:
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _runtime(requested: str) -> _Runtime:
-    """Pick the device; join the process group when started by torchrun (WORLD_SIZE > 1)."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise ApplianceError(f"--device must be auto, cpu or cuda, got {requested!r}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ApplianceError("--device cuda asked for, but this machine has no usable CUDA GPU")
-    use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-        return _Runtime(device, dist.get_rank(), world, local_rank)
-    return _Runtime(torch.device("cuda") if use_cuda else torch.device("cpu"))
-
-
-def _precision(device: torch.device) -> tuple[torch.dtype | None, str]:
-    """bf16 autocast where the GPU supports it, else fp16 (with a scaler); fp32 on the CPU."""
-    if device.type != "cuda":
-        return None, "fp32"
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, "bf16"
-    return torch.float16, "fp16"
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -155,9 +128,6 @@ def evaluate(
 
     `n_classes` defaults to the model's output channels (right for the softmax kind only).
     """
-    from appliance.assist.instances import decode, default_decoding
-    from export.instance_metrics import Counts
-
     model.eval()
     inter = total = None
     counts = Counts() if dataset.output in INSTANCE_KINDS else None
@@ -187,7 +157,7 @@ def evaluate(
     return float(np.mean(scores)), (None if counts is None else counts.f1)
 
 
-def _resolve(config: TrainConfig, rt: _Runtime) -> tuple[int, int, float | None]:
+def _resolve(config: TrainConfig, rt: Runtime) -> tuple[int, int, float | None]:
     """Batch size, loader workers and time budget for this machine."""
     cuda = rt.device.type == "cuda"
     batch = config.batch or (16 if cuda else 4)
@@ -202,13 +172,10 @@ def _resolve(config: TrainConfig, rt: _Runtime) -> tuple[int, int, float | None]
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
     """Loss and validation Dice per epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    # the object API draws without pyplot's global state or a GUI backend
+    fig = Figure(figsize=(6, 3.5))
+    ax1 = fig.subplots()
     ax1.plot(epochs, [h["loss"] for h in history], color="tab:blue", label="training loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss", color="tab:blue")
@@ -222,14 +189,13 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     ax1.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 @dataclass
 class _Fit:
     """Everything one training run holds between epochs (built by `_setup`)."""
 
-    rt: _Runtime
+    rt: Runtime
     config: TrainConfig
     batch: int
     budget: float | None
@@ -249,10 +215,10 @@ class _Fit:
 
 def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
     """Datasets, the per-rank loader, the model (wrapped for DDP) and its optimiser."""
-    rt = _runtime(config.device)
-    _seed_everything(config.seed)
+    rt = select_runtime(config.device)
+    seed_everything(config.seed)
     batch, workers, budget = _resolve(config, rt)
-    amp, precision = _precision(rt.device)
+    amp, precision = precision_for(rt.device)
     in_ch = train[0].image.shape[0] + config.in_channels_extra
     spec = config.perturb if config.task == "upgrade" else None
     train_ds = SegDataset(
@@ -329,24 +295,6 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
 
 def _out_of_time(fit: _Fit) -> bool:
     return fit.budget is not None and time.monotonic() - fit.start >= fit.budget * 60
-
-
-def optimiser_step(
-    optimiser: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    loss: torch.Tensor,
-    update: bool = True,
-) -> None:
-    """One optimiser step through the AMP grad scaler (a pass-through without fp16).
-
-    `update=False` where one scaler serves two optimisers in one iteration: it must update
-    once, after the last of them has stepped.
-    """
-    optimiser.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimiser)
-    if update:
-        scaler.update()
 
 
 def _fit_epoch(fit: _Fit, epoch: int) -> tuple[list[float], list[int]]:
@@ -512,221 +460,3 @@ def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4) -> np.ndarray
         logits = model(torch.from_numpy(np.ascontiguousarray(padded[i : i + batch])).to(device))
         out.append(logits.argmax(1)[:, :h, :w].cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, h, w), np.int64)
-
-
-def _split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Sample], list[Sample]]:
-    """80/20 split of the training items when the job has no validation items (seed 003)."""
-    if len(train) < 2:
-        raise ApplianceError(
-            f"{job}: training needs at least 2 labelled images, the job has {len(train)}"
-        )
-    order = np.random.default_rng(seed).permutation(len(train))
-    n_val = max(1, round(0.2 * len(train)))
-    return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
-
-
-def onnx_outputs(path: Path, dataset: SegDataset) -> list[np.ndarray]:
-    """An ONNX model's raw outputs (C×H×W) on whole evaluation images, as the tablet gets them."""
-    from export.onnx_export import INPUT_NAME, OUTPUT_NAME, cpu_session
-
-    session = cpu_session(path)
-    outs = []
-    for i, sample in enumerate(dataset.samples):
-        h, w = sample.target.shape
-        logits = session.run([OUTPUT_NAME], {INPUT_NAME: dataset[i]["x"][None].numpy()})[0][0]
-        outs.append(logits[:, :h, :w])
-    return outs
-
-
-def onnx_instances(path: Path, dataset: SegDataset, contract: Contract) -> list[Label]:
-    """Labels an ONNX model gives on whole evaluation images, decoded as the tablet decodes."""
-    from appliance.assist.contract import decode_label, probabilities
-
-    return [
-        decode_label(out, probabilities(out, contract), contract)
-        for out in onnx_outputs(path, dataset)
-    ]
-
-
-def _onnx_scores(path: Path, dataset: SegDataset, contract: Contract) -> tuple[float, float]:
-    """Pooled foreground Dice and instance F1 (IoU > 0.5) of an ONNX model on `dataset`."""
-    from export.instance_metrics import dice, f1_at
-
-    preds = [label.instances for label in onnx_instances(path, dataset, contract)]
-    truths = [s.instances for s in dataset.samples]
-    return dice(truths, preds), f1_at(truths, preds)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What `train_job` shipped: the bundle, and the metrics it records."""
-
-    bundle: Path
-    bundle_id: str
-    eval_split: str  # "test", or "val" when the job has no test items
-    eval_dice: float  # the shipped ONNX model's pooled Dice on that split
-    result: TrainResult
-    metrics: dict[str, object]
-
-
-@dataclass(frozen=True)
-class _JobData:
-    job_id: str
-    classes: list[str]
-    train: list[Sample]
-    val: list[Sample]
-    test: list[Sample]
-
-
-def segmentation_contract(
-    image_channels: int,
-    task: str,
-    classes: list[str],
-    output: str = "softmax",
-    decoding: Mapping[str, Value] | None = None,
-) -> Contract:
-    """The model I/O contract (`appliance.contract`) of a U-Net this module trained; `decoding`
-    (instance kinds) defaults to the kind's."""
-    from export.data import NORMALISATION, TILE_MULTIPLE
-    from export.onnx_export import INPUT_NAME, OUTPUT_NAME
-
-    return Contract(
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        input_channels=image_channels,
-        mask_channel=task == "upgrade",
-        normalisation=NORMALISATION,
-        tile_multiple=TILE_MULTIPLE,
-        output_kind=output,
-        classes=tuple(classes),
-        boundary_channel=task == "upgrade" and output in INSTANCE_KINDS,
-        decoding=dict(decoding or {}),
-    )
-
-
-def _load_job(job_path: Path, task: str, seed: int) -> _JobData:
-    from appliance.bundles.training_job import read_training_job
-    from export.data import samples_from_job
-
-    with read_training_job(job_path) as job:
-        splits, classes = samples_from_job(job, task)
-        job_id = job.id
-    train, val, test = splits["train"], splits["val"], splits["test"]
-    if not val:
-        train, val = _split_off_val(train, seed, job_path)
-    return _JobData(job_id, classes, train, val, test)
-
-
-def train_job(
-    job_path: Path,
-    out: Path,
-    run_dir: Path,
-    config: TrainConfig,
-    *,
-    perturb: PerturbSpec | None = None,
-    quantize: bool = False,
-    progress: bool = True,
-) -> JobResult | None:
-    """Training-job bundle → trained, exported, checked model bundle.
-
-    `config.n_classes` comes from the job; `config.output` "auto" picks the task's default
-    output kind (`export.targets.DEFAULT_OUTPUT`); `perturb` None picks the upgrade perturbation for
-    the job (other objects to include, or Felzenszwalb segments). Returns None on the non-zero
-    ranks of a torchrun launch (rank 0 exports and writes everything).
-    """
-    from export.targets import output_for
-
-    data = _load_job(job_path, config.task, config.seed)
-    default = (
-        UPGRADE_PERTURB if any(s.others is not None for s in data.train) else FELZENSZWALB_PERTURB
-    )
-    config = replace(
-        config,
-        n_classes=len(data.classes),
-        perturb=perturb or default,
-        output=output_for(config.task, config.output),
-    )
-    result = train_model(data.train, data.val, config, run_dir, progress=progress)
-    if result.rank != 0:
-        return None
-    return _ship(data, config, result, out, run_dir, quantize)
-
-
-def _ship(
-    data: _JobData,
-    config: TrainConfig,
-    result: TrainResult,
-    out: Path,
-    run_dir: Path,
-    quantize: bool,
-) -> JobResult:
-    """Export to ONNX, measure it on the held-out split, and write the model bundle."""
-    from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
-    from export.onnx_export import export_onnx, measure_latency
-    from export.quantize import quantize_int8
-
-    task, seed, output = config.task, config.seed, config.output
-    image_channels = data.train[0].image.shape[0]
-    in_channels = image_channels + config.in_channels_extra
-    fp32 = run_dir / "model.onnx"
-    parity = export_onnx(result.model, in_channels, fp32)
-    tuned = None
-    if output in INSTANCE_KINDS:  # seed parameters that suit this model, on its val images
-        val_ds = SegDataset(
-            data.val, task, config.perturb, False, config.patch, seed, output=output
-        )
-        truths = [s.instances for s in data.val]
-        tuned = tune_decoding(onnx_outputs(fp32, val_ds), truths, output, config.n_classes)
-    decoding = tuned.decoding if tuned else None
-    contract = segmentation_contract(image_channels, task, data.classes, output, decoding)
-    eval_name = "test" if data.test else "val"
-    eval_ds = SegDataset(
-        data.test or data.val, task, config.perturb, False, config.patch, seed, output=output
-    )
-    fp32_dice, fp32_f1 = _onnx_scores(fp32, eval_ds, contract)
-    metrics: dict[str, object] = {
-        "task": task,
-        "output_kind": output,
-        "val_dice": round(result.best_val_dice, 4),
-        f"{eval_name}_dice_onnx_fp32": round(fp32_dice, 4),
-        f"{eval_name}_instance_f1_onnx_fp32": round(fp32_f1, 4),
-        "eval_split": eval_name,
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "stopped": result.stopped,
-        "train_seconds": round(result.seconds, 1),
-        "images_per_second": round(result.images_per_second, 1),
-        "device": result.device,
-        "precision": result.precision,
-        "train_images": len(data.train),
-        "val_images": len(data.val),
-        "test_images": len(data.test),
-        "parity": parity.as_dict(),
-        **(tuned.as_dict() if tuned else {}),
-        "config": result.config,
-    }
-    shipped, shipped_dice = fp32, fp32_dice
-    if quantize:
-        cal_ds = SegDataset(
-            data.train, task, config.perturb, False, config.patch, seed, output=output
-        )
-        calibration = [cal_ds[i]["x"][None].numpy() for i in range(min(len(cal_ds), 32))]
-        shipped = quantize_int8(fp32, run_dir / "model-int8.onnx", calibration)
-        shipped_dice, int8_f1 = _onnx_scores(shipped, eval_ds, contract)
-        metrics[f"{eval_name}_dice_onnx_int8"] = round(shipped_dice, 4)
-        metrics[f"{eval_name}_instance_f1_onnx_int8"] = round(int8_f1, 4)
-        metrics["int8_dice_drop"] = round(fp32_dice - shipped_dice, 4)
-    metrics["quantized"] = quantize
-    metrics["latency_ms_512_2threads"] = round(measure_latency(shipped, in_channels), 1)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    role = "prelabel" if task == "segment" else "upgrade"
-    extra = {"curves.png": run_dir / "curves.png", "metrics.jsonl": run_dir / "metrics.jsonl"}
-    extra["metrics.json"] = run_dir / "metrics.json"
-    name = f"unet-w{config.width}-d{config.depth}-{output}-{role}"
-    bundle_id = write_model_bundle(
-        out,
-        [ModelSpec(role, name, shipped, contract, metrics)],
-        job_id=data.job_id,
-        extra_files=extra,
-    )
-    return JobResult(out, bundle_id, eval_name, shipped_dice, result, metrics)
