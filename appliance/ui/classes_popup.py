@@ -21,7 +21,7 @@ from kivy.uix.widget import Widget
 
 from appliance.overlay import PALETTE, class_colour
 from appliance.store import classes as class_store
-from appliance.ui.widgets import Prompt, button
+from appliance.ui.widgets import Prompt, button, scroll_only_when_needed
 
 
 def colour_of(project: object, class_id: int) -> tuple[int, int, int]:
@@ -47,6 +47,7 @@ class ClassEditor(ModalView):
         self.box.bind(minimum_height=self.box.setter("height"))
         self.scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2)
         self.scroll.add_widget(self.box)
+        scroll_only_when_needed(self.scroll, self.box)
         panel.add_widget(self.scroll)
         actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         self.add_button = button("Add class", self._add)

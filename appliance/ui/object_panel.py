@@ -31,7 +31,7 @@ from appliance.overlay import class_colour
 from appliance.session.objects import ObjectRow
 from appliance.session.presenter import AnnotatePresenter
 from appliance.ui.canvas import LabelCanvas
-from appliance.ui.widgets import button, class_toggle, label
+from appliance.ui.widgets import button, class_toggle, label, scroll_only_when_needed
 
 MAX_ROWS = 300  # rows built at most: beyond, the expert finds objects with Pick on the image
 ACTIONS_SHARE = 0.4  # of the panel's height, for the selected object's actions
@@ -70,6 +70,7 @@ class ObjectPanel(BoxLayout):
         # panel (12 classes would squeeze the list to nothing), scrolling beyond
         actions = ScrollView(do_scroll_x=False, size_hint_y=None, bar_width=app.gap * 2)
         actions.add_widget(self.actions)
+        scroll_only_when_needed(actions, self.actions)
         box.add_widget(actions)
 
         def fit(*_: object) -> None:

@@ -34,7 +34,14 @@ from appliance.ui.canvas import LabelCanvas
 from appliance.ui.classes_popup import ClassEditor
 from appliance.ui.object_panel import ObjectPanel
 from appliance.ui.screens.home import duration
-from appliance.ui.widgets import BusySpinner, ScreenBg, button, class_toggle, label
+from appliance.ui.widgets import (
+    BusySpinner,
+    ScreenBg,
+    button,
+    class_toggle,
+    label,
+    scroll_only_when_needed,
+)
 
 TOOL_NAMES = {
     "brush": "Brush",
@@ -69,6 +76,7 @@ def _scrolled(panel: Widget) -> BoxLayout:
     column.bind(minimum_height=column.setter("height"))
     scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2, scroll_type=["bars", "content"])
     scroll.add_widget(column)
+    scroll_only_when_needed(scroll, column)
     return column
 
 
@@ -159,7 +167,8 @@ class AnnotateScreen(ScreenBg):
         self.band.clear_widgets()
         side = max(min(app.sidebar, width * 0.26), mm(36))
         self.tools_panel.width = max(min(app.sidebar * 0.76, width * 0.2), mm(32))
-        self.object_panel.width = max(min(app.sidebar, width * 0.22), mm(30))
+        share = 0.36 if portrait else 0.22  # upright, the image has the whole width to share
+        self.object_panel.width = max(min(app.sidebar, width * share), mm(30))
         inner = (width - self.tools_panel.width if portrait else side) - app.gap * 4
         self.class_box.cols = max(1, int(inner // CLASS_BUTTON))
         pair = [self.tools_panel, self.side_panel]
@@ -318,7 +327,7 @@ class AnnotateScreen(ScreenBg):
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         small = {"font_size": app.font_small}  # so that "Previous" fits a narrow panel
         row.add_widget(
-            self._button("previous", "Previous", self._act("previous"), size_hint_x=1.4, **small)
+            self._button("previous", "Previous", self._act("previous"), size_hint_x=1.8, **small)
         )
         row.add_widget(self._button("skip", "Skip", self._act("skip"), **small))
         col.add_widget(row)
@@ -327,6 +336,7 @@ class AnnotateScreen(ScreenBg):
         self.assist_box.bind(minimum_height=self.assist_box.setter("height"))
         assist = ScrollView(do_scroll_x=False, size_hint_y=None, bar_width=app.gap * 2)
         assist.add_widget(self.assist_box)
+        scroll_only_when_needed(assist, self.assist_box)
         col.add_widget(assist)
         rest = _scrolled(col)
         col.add_widget(rest.parent)
@@ -478,16 +488,21 @@ class AnnotateScreen(ScreenBg):
             bar.height, bar.opacity = 0, 0
             return
         bar.height, bar.opacity = app.touch, 1
-        bar.add_widget(Factory.THeading(text=compare.title, size_hint_y=1, shorten=True))
-        before = Factory.TToggle(text="Before", group="compare")
-        after = Factory.TToggle(text="After", group="compare", state="down")
+        # the title gives way first: Accept and Reject keep their words on a narrow image
+        title = Factory.THeading(text=compare.title, size_hint=(0.7, 1), shorten=True)
+        bar.add_widget(title)
+        small = {"font_size": app.font_small}
+        before = Factory.TToggle(text="Before", group="compare", **small)
+        after = Factory.TToggle(text="After", group="compare", state="down", **small)
         before.bind(on_press=lambda _b: self.canvas_view.show_preview(compare.before))
         after.bind(on_press=lambda _b: self.canvas_view.show_preview(compare.after))
         self.buttons["compare_before"], self.buttons["compare_after"] = before, after
         bar.add_widget(before)
         bar.add_widget(after)
-        bar.add_widget(self._button("compare_accept", "Accept", self._act("accept_compare")))
-        bar.add_widget(self._button("compare_reject", "Reject", self._act("reject_compare")))
+        wide = {"size_hint_x": 1.2}
+        accept, reject = self._act("accept_compare"), self._act("reject_compare")
+        bar.add_widget(self._button("compare_accept", "Accept", accept, **wide))
+        bar.add_widget(self._button("compare_reject", "Reject", reject, **wide))
 
     def show_panel(self) -> None:
         """The assistance panel: renders the presenter's `PanelState` (one phase at a time)."""

@@ -28,7 +28,7 @@ from appliance.store.project import Project
 from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
 
-NAME_ROOM = mm(70)  # width a project's name needs beside its actions
+NAME_ROOM = mm(55)  # width a project's name needs beside its actions
 
 
 def duration(seconds: float) -> str:
@@ -79,6 +79,7 @@ class HomeScreen(ScreenBg):
     def refresh(self) -> None:
         app = App.get_running_app()
         self.who.text = f"Annotator: {app.annotator}  (switch)"
+        self.who.width = min(app.sidebar * 1.2, Window.width * 0.34)  # the title keeps room
         self.rows.clear_widgets()
         self.buttons.clear()
         dirs = app.project_dirs()
