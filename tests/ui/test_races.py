@@ -147,3 +147,37 @@ def test_accepting_the_only_suggestion_stays_on_the_image(fresh, tmp_path):
     assert project.latest_label(image_id).source == "postprocess"
     _tap(screen.buttons["next_image"])
     wait_for(lambda: screen.work is not None and screen.work.image_id != image_id)
+
+
+def test_the_on_screen_keyboard_leaves_the_welcome_screens_continue_free(app):
+    """Issue 25 defect 8: the docked keyboard covered Continue (a tap there typed "7")."""
+    from kivy.core.window import Window
+    from kivy.uix.vkeyboard import VKeyboard
+
+    welcome = app.sm.get_screen("welcome")
+    current = app.sm.current
+    app.sm.current = "welcome"
+    welcome.refresh()
+    try:
+        pump(3)
+        tap(welcome.field)  # a finger on the name field brings the keyboard
+        pump(3)
+
+        def keyboards():
+            stack, found = list(Window.children), []
+            while stack:
+                widget = stack.pop()
+                found += [widget] if isinstance(widget, VKeyboard) else []
+                stack.extend(widget.children)
+            return found
+
+        wait_for(lambda: keyboards(), timeout=10)
+        pump(3)
+        keyboard = keyboards()[0]
+        _, bottom = welcome.go_on.to_window(*welcome.go_on.pos)
+        top = keyboard.to_window(keyboard.x, keyboard.top)[1]
+        assert bottom >= top  # Continue lies above the keyboard, not under it
+    finally:
+        welcome.field.focus = False
+        pump(2)
+        app.sm.current = current

@@ -208,8 +208,9 @@ class AnnotateScreen(ScreenBg):
         bar.height = row.height + padding + (lines.height + bar.spacing if two_rows else 0)
 
     def _tools(self) -> BoxLayout:
-        """Undo/Redo, Brush and Eraser always in view at the top; the other tools, brush size,
-        overlay and Fit below them in a part that scrolls when the window is short."""
+        """Undo/Redo, Brush and Eraser always in view at the top, Hold: raw and Fit at the
+        bottom; the other tools, brush size and overlay between them, in a part that scrolls
+        when the window is short."""
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar * 0.76)
         # undo/redo beside the tools: the hand that does not hold the pen reaches them
@@ -246,10 +247,13 @@ class AnnotateScreen(ScreenBg):
         # a two-finger drag on the image changes the canvas's size: the slider follows
         self.canvas_view.bind(brush_size=lambda _c, v: setattr(self.size_slider, "value", v))
         more.add_widget(self.size_slider)
-        more.add_widget(label("Overlay"))
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        row.add_widget(label("Overlay", size_hint=(0.5, 1), font_size=app.font_small))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
-        more.add_widget(self.opacity_slider)
+        row.add_widget(self.opacity_slider)
+        more.add_widget(row)
+        # pinned under the scrolling part: a scrolling panel would hold the press 0.25 s
         hold = Factory.TButton(text="Hold: raw", font_size=app.font_small)
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
@@ -257,7 +261,7 @@ class AnnotateScreen(ScreenBg):
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(hold)
         row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.45))
-        more.add_widget(row)
+        col.add_widget(row)
         return col
 
     def _centre(self) -> BoxLayout:
