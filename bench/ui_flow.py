@@ -18,7 +18,7 @@ while a model pre-label runs in the background (onnxruntime with every core, as 
 beside the default that leaves one core to the UI), during Accept and edit of that
 pre-label, and with the object list open (opening it, then a pen stroke while it is open).
 
-    python bench/ui_flow.py --frames [--frames-size 2048] [--objects 250] [--bundle ZIP]
+    python bench/ui_flow.py --frames --bundle ZIP [--frames-size 2048] [--objects 250]
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.bundle is not None:
         args.method = "model"
-    elif args.method == "model":
-        ap.error("--method model needs --bundle")
+    elif args.method == "model" or args.frames:
+        ap.error("--method model and --frames need --bundle (a pre-label model bundle)")
 
     from appliance.session.display import emulate_tablet, start_virtual_display
 
@@ -194,12 +194,7 @@ def frame_gaps(app, root: Path, args) -> list[tuple[str, str, float]]:
         tifffile.imwrite(src / f"big{i}.tif", cell_image(i, size, cells=args.objects))
     project = Project.create(root / "frames", ["nucleus", "debris"])
     import_paths(project, [src])
-    bundle = args.bundle
-    if bundle is None:
-        from tests.ui.projects import prelabel_bundle
-
-        bundle = prelabel_bundle(root / "bundles")
-    install_model_bundle(project, bundle)
+    install_model_bundle(project, args.bundle)
     settings.PRELABEL.set(project, "none")
     project.close()
 

@@ -452,10 +452,10 @@ class AnnotatePresenter:
         if self.compare is not None:  # a before/after of the drawing as it was: now stale
             self.reject_compare()
         self._set_offer(None)
-        drawn = work.session.label()
-        taken = merge_under(drawn, offer.label) if drawn.instances.any() else offer.label
+        # the label taken is stored as it is: no second scan of a 2048² label for its objects
+        taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
         self.view.show_label(work.session.replace(taken))
-        self._saved(work.save("prelabel", reviewed=not edit), "prelabel")
+        self._saved(work.save("prelabel", label=taken, reviewed=not edit), "prelabel")
         self.view.clear_error()
         self.view.show_panel()
         self.view.show_status()
