@@ -167,3 +167,28 @@ def test_home_keeps_project_names_readable_upright(app, window, tmp_path):
         _check({"/".join(k): v for k, v in home.buttons.items()}, (1200, 1920))
     finally:
         app.workspace = workspace
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_settings_labels_fit_their_rows_in_plain_words(fresh, app, window, tmp_path, size):
+    """Issue 25 defect 10: Settings overlapped its slider labels on small windows and said
+    "CLAHE", "nlm" and "brush size px: 20.00"."""
+    project = make_project(tmp_path / "p", n=2)
+    window(*size)
+    fresh(project.root)
+    app.go("settings")
+    pump(4)
+    screen = app.sm.get_screen("settings")
+    texts = []
+    for widget in screen.walk():
+        text = getattr(widget, "text", None)
+        if not isinstance(text, str) or not hasattr(widget, "texture_size"):
+            continue
+        texts.append(text)
+        if widget.parent is not None and widget.parent.height and widget.texture_size[1]:
+            assert widget.texture_size[1] <= max(widget.height, widget.parent.height) + 1, text
+    joined = " | ".join(texts)
+    assert "CLAHE" not in joined and "nlm" not in joined and "px:" not in joined
+    assert "20 px" in joined  # the brush size as the expert reads it
+    app.go("annotate")
+    pump(2)

@@ -248,7 +248,7 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.bind(brush_size=lambda _c, v: setattr(self.size_slider, "value", v))
         more.add_widget(self.size_slider)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        row.add_widget(label("Overlay", size_hint=(0.5, 1), font_size=app.font_small))
+        row.add_widget(label("Overlay", size_hint=(0.8, 1), font_size=app.font_small))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
         row.add_widget(self.opacity_slider)
@@ -260,7 +260,7 @@ class AnnotateScreen(ScreenBg):
         self.buttons["hold_compare"] = hold
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(hold)
-        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.45))
+        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.35))
         col.add_widget(row)
         return col
 
