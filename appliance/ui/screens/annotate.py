@@ -208,7 +208,7 @@ class AnnotateScreen(ScreenBg):
         bar.height = row.height + padding + (lines.height + bar.spacing if two_rows else 0)
 
     def _tools(self) -> BoxLayout:
-        """Undo/Redo, Brush and Eraser always in view at the top, Hold: raw and Fit at the
+        """Undo/Redo, Brush and Eraser always in view at the top, Raw (hold) and Fit at the
         bottom; the other tools, brush size and overlay between them, in a part that scrolls
         when the window is short."""
         app = App.get_running_app()
@@ -254,13 +254,13 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(self.opacity_slider)
         more.add_widget(row)
         # pinned under the scrolling part: a scrolling panel would hold the press 0.25 s
-        hold = Factory.TButton(text="Hold: raw", font_size=app.font_small)
+        hold = Factory.TButton(text="Raw", font_size=app.font_small)  # while held: no overlay
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
         self.buttons["hold_compare"] = hold
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(hold)
-        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.35))
+        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, font_size=app.font_small))
         col.add_widget(row)
         return col
 
@@ -550,17 +550,14 @@ class AnnotateScreen(ScreenBg):
 
     def _panel_offer(self, box: Widget, state: PanelState) -> None:
         assert state.offer is not None
-        app = App.get_running_app()
         n = len(state.offer.label.ids())
         box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects"))
-        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)  # two rows, not three
-        row.add_widget(
-            self._button("offer_accept_all", "Accept all", self._act("accept_offer", False))
-        )
-        row.add_widget(self._button("offer_reject", "Reject", self._act("reject_offer")))
-        box.add_widget(row)
-        edit = self._act("accept_offer", True)
-        box.add_widget(self._button("offer_accept_edit", "Accept and edit", edit))
+        for wid, text, action in (
+            ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
+            ("offer_accept_edit", "Accept and edit", self._act("accept_offer", True)),
+            ("offer_reject", "Reject", self._act("reject_offer")),
+        ):
+            box.add_widget(self._button(wid, text, action))
 
     def _panel_upgrading(self, box: Widget, _state: PanelState) -> None:
         box.add_widget(label("Upgrading the drawing — a new stroke makes this result stale."))

@@ -61,6 +61,7 @@ class HomeScreen(ScreenBg):
             self.who,
             button("New project", self._new_project, size_hint_x=None, width=app.sidebar),
         )
+        self.title = root.children[-1].children[-1]  # page()'s heading, left of the actions
         self.buttons: dict[tuple[str, str], object] = {}  # (project, action) -> button
         self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap * 2)
         self.rows.bind(minimum_height=self.rows.setter("height"))
@@ -80,6 +81,8 @@ class HomeScreen(ScreenBg):
         app = App.get_running_app()
         self.who.text = f"Annotator: {app.annotator}  (switch)"
         self.who.width = min(app.sidebar * 1.2, Window.width * 0.34)  # the title keeps room
+        wide = Window.width - self.who.width - app.sidebar >= NAME_ROOM * 1.5
+        self.title.text = "Projects on this tablet" if wide else "Projects"
         self.rows.clear_widgets()
         self.buttons.clear()
         dirs = app.project_dirs()

@@ -147,7 +147,6 @@ class SettingsScreen(ScreenBg):
             text=f"{title}\n{shown_as(value)}",
             size_hint=(0.45, 1),
             font_size=app.font_small,
-            shorten=True,
             max_lines=2,
         )
         slider = Factory.TSlider(min=lo, max=hi, value=float(value))
