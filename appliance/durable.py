@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write",
     "file_sha256",
     "fsync_dir",
+    "holds",
     "replace_durably",
     "temp_path",
 ]
@@ -96,3 +97,12 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def holds(path: Path, sha256: str) -> bool:
+    """Whether `path` is a readable file whose content hashes to `sha256` (a stored
+    original or download that can be trusted as it is)."""
+    try:
+        return path.is_file() and file_sha256(path) == sha256
+    except OSError:
+        return False

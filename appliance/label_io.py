@@ -129,8 +129,8 @@ def _save_import(
 ) -> None:
     """Append `label` as the newest version unless it would lose objects without `replace`."""
     count = len(label.classes)
+    latest = project.latest_label(rec.id)  # the imported version builds on it (its parent)
     if not replace:
-        latest = project.latest_label(rec.id)
         if count == 0:
             summary.skipped.append((name, "no annotations (use --replace to store an empty label)"))
             return
@@ -144,7 +144,9 @@ def _save_import(
             )
             return
     try:
-        project.save_label(rec.id, label, author=author, source="import")
+        project.save_label(
+            rec.id, label, author=author, source="import", parent_id=latest.id if latest else None
+        )
     except ApplianceError as exc:
         summary.failed.append((name, str(exc)))
     else:

@@ -24,6 +24,7 @@ __all__ = [
     "Label",
     "decode_coco_rle",
     "decode_instances",
+    "decode_runs",
     "encode_instances",
     "encode_runs",
     "instance_runs",
@@ -364,25 +365,51 @@ def encode_instances(instances: np.ndarray) -> bytes:
     return encode_runs(instances.shape, *instance_runs(instances))
 
 
-def decode_instances(data: bytes) -> np.ndarray:
-    """The uint32 (H, W) instance map of `encode_instances` bytes.
+def decode_runs(
+    data: bytes, shape: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+    """(H, W), run values and run lengths of `encode_instances` bytes, checked to cover the
+    map exactly, without building the map (what checking another device's label needs).
+
+    `shape`, when given, is the map's expected (H, W): bytes declaring another are refused
+    before anything is inflated, and inflating stops at the most the runs of that shape can
+    take, so bytes from another device cannot expand into gigabytes.
 
     Raises
     ------
     ApplianceError
-        When the bytes are truncated, corrupt or of an unknown format version.
+        When the bytes are truncated, corrupt, of an unknown format version or of another shape.
     """
     if len(data) < _HEADER.size:
         raise ApplianceError("stored label is truncated")
     magic, version, h, w = _HEADER.unpack_from(data)
     if magic != _MAGIC or version != _FORMAT_VERSION:
         raise ApplianceError(f"stored label has an unknown encoding (version {version})")
+    if shape is not None and (h, w) != tuple(shape):
+        raise ApplianceError(f"stored label is {h}×{w}, not {shape[0]}×{shape[1]}")
+    limit = 8 * h * w + 1  # two uint32 per run, at most one run per pixel; +1 to see excess
     try:
-        raw = np.frombuffer(zlib.decompress(data[_HEADER.size :]), np.uint32)
+        inflater = zlib.decompressobj()
+        raw_bytes = inflater.decompress(data[_HEADER.size :], limit)
     except zlib.error as exc:
         raise ApplianceError(f"stored label is corrupt: {exc}") from None
+    if len(raw_bytes) >= limit or not inflater.eof:
+        raise ApplianceError("stored label is corrupt: more runs than pixels, or cut short")
+    raw = np.frombuffer(raw_bytes, np.uint32)
     n = raw.size // 2
     values, lengths = raw[:n], raw[n:]
     if raw.size % 2 or int(lengths.sum(dtype=np.int64)) != h * w:
         raise ApplianceError("stored label is corrupt: runs do not cover the image")
+    return (h, w), values, lengths
+
+
+def decode_instances(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The uint32 (H, W) instance map of `encode_instances` bytes (`shape`: as `decode_runs`).
+
+    Raises
+    ------
+    ApplianceError
+        When the bytes are truncated, corrupt, of an unknown format version or of another shape.
+    """
+    (h, w), values, lengths = decode_runs(data, shape)
     return np.repeat(values, lengths).reshape(h, w)

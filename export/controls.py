@@ -1,21 +1,25 @@
 """`python -m export controls JOB --out CONTROLS.zip`: synthetic control items for the tablet.
 
-Seed 000 composites generated cells into real backgrounds so that an annotator can be scored
-on items of known truth without noticing. Here the cells come from the virtual microscope
-(`export.synth`); the generators work ships cGAN and diffusion cells later, and the bundle
-format (`appliance.bundles.control_bundle`) names the generator per item, so they fit in.
+Seed 000 plants generated cells among real data so that an annotator can be scored on items of
+known truth without noticing, and fears that fakes are "recognised by their differing
+background and size". So a control here copies no pixel of any image an annotator labels, and
+every cell in it is drawn to match the cells of a real image (its *context*):
 
-Per control:
-1. a grey image of the job and its human label;
-2. its real cells are painted out (OpenCV inpainting of the labelled cells, slightly widened,
-   plus the background's own pixel noise), because their outlines are only as good as a person
-   drew them and a control's truth must be exact;
-3. virtual-microscope cells are cut from a synthetic field and placed at cell-free places of
-   the original (where no labelled cell was, with a margin), as many as the image had cells;
-4. each cell's contrast is scaled to the job image's own cell contrast (median cell level minus
-   median background level) and added with a soft edge; the truth is the cells' masks, exact.
-Names continue the job's own naming pattern (e.g. `img_0042.tif` after `img_0041.tif`), so
-nothing in a name sets a control apart.
+1. each control takes its own context image from the job (drawn without replacement: no two
+   controls share one, and more controls than images is refused);
+2. the context's cells are measured (`appliance.generators.context.cell_features`: size,
+   brightness, texture, focus) and its pixel noise fitted (variance = gain·level + floor);
+3. the background is new: the context's illumination with its objects inpainted and blurred
+   to a smooth field (so no cell, debris or noise pixel survives), turned and flipped at random;
+4. as many cells of each class as the context holds are drawn from the cell source and
+   re-rendered to a real cell's measurements of that class (area by resizing, mean contrast
+   and relative texture by rescaling, blur by the context's focus), at free places;
+5. the clean render gets fresh noise from the fitted model, so cells and background share the
+   context's noise; the truth is the planted masks, exact, and covers every cell in the image.
+
+The cell source is the virtual microscope (`export.synth`: round cells for the first class,
+lobed cells for the others, denoised). Names continue the job's own naming pattern (e.g.
+`img_0042.tif` after `img_0041.tif`), so nothing in a name sets a control apart.
 """
 
 from __future__ import annotations
@@ -24,21 +28,34 @@ import argparse
 import re
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from appliance.bundles.control_bundle import ControlItem, write_control_bundle
-from appliance.bundles.training_job import JobItem, read_training_job
+from appliance.bundles.training_job import read_training_job
 from appliance.errors import ApplianceError
+from appliance.generators.context import (
+    CellFeatures,
+    NoiseModel,
+    add_noise,
+    cell_features,
+    noise_model,
+    smooth_background,
+)
 from appliance.imageio import write_tiff
 from appliance.labels import Label
 from export import __version__
 from export.synth import synth_sample
 
+__all__ = ["CellSource", "Control", "compose", "make_controls", "plausible_names", "register"]
+
 GENERATOR = {"name": "virtual-microscope", "kind": "virtual-microscope", "version": __version__}
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.[^.]+)?$")
+ILLUMINATION_SIGMA = 6.0  # px: blur that leaves the illumination and removes every object
+MARGIN = 3  # free pixels between planted cells
 
 
 def plausible_names(existing: list[str], n: int) -> list[str]:
@@ -58,114 +75,248 @@ def plausible_names(existing: list[str], n: int) -> list[str]:
     return [f"{prefix}{k:0{width}d}{suffix or '.tif'}" for k in range(start, start + n)]
 
 
-def _cells(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(contrast patch with the local background removed, mask) per virtual-microscope cell."""
-    sample = synth_sample(rng, 192)
-    img = sample.image.astype(np.float32)
-    background = float(np.median(img[(sample.cells == 0) & (sample.others == 0)]))
-    out = []
-    for cid in range(1, int(sample.cells.max()) + 1):
-        ys, xs = np.nonzero(sample.cells == cid)
-        h, w = img.shape
-        if ys.size < 20 or ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1 or xs.max() == w - 1:
-            continue  # a cell cut by the field's edge would show a straight side
-        y0, y1 = max(ys.min() - 3, 0), min(ys.max() + 4, img.shape[0])
-        x0, x1 = max(xs.min() - 3, 0), min(xs.max() + 4, img.shape[1])
-        mask = sample.cells[y0:y1, x0:x1] == cid
-        out.append((img[y0:y1, x0:x1] - background, mask))
-    return out
+@dataclass(frozen=True)
+class _Shape:
+    """One source cell: clean signal above its background (H×W, zero outside) and its mask."""
+
+    signal: np.ndarray
+    mask: np.ndarray
+
+
+class CellSource:
+    """Virtual-microscope cells per class index (0 = the job's first cell class), denoised.
+
+    Each call to `draw` takes a cell from a fresh virtual field when the pool runs dry.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.pool: dict[bool, list[_Shape]] = {True: [], False: []}
+
+    def _refill(self) -> None:
+        sample = synth_sample(self.rng, 192, "mixed")
+        img = cv2.GaussianBlur(sample.image.astype(np.float64), (0, 0), 1.0)
+        for first, inst in ((True, sample.cells), (False, sample.others)):
+            bg = cv2.GaussianBlur(
+                np.where((sample.cells == 0) & (sample.others == 0), img, 0.0), (0, 0), 8
+            ) / np.maximum(
+                cv2.GaussianBlur(
+                    ((sample.cells == 0) & (sample.others == 0)).astype(np.float64), (0, 0), 8
+                ),
+                1e-6,
+            )
+            h, w = inst.shape
+            for cid in range(1, int(inst.max()) + 1):
+                ys, xs = np.nonzero(inst == cid)
+                if ys.size < 20 or ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1:
+                    continue  # a cell cut by the field's edge would show a straight side
+                if xs.max() == w - 1:
+                    continue
+                y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+                mask = inst[y0:y1, x0:x1] == cid
+                signal = np.where(mask, img[y0:y1, x0:x1] - bg[y0:y1, x0:x1], 0.0)
+                self.pool[first].append(_Shape(np.maximum(signal, 0.0), mask))
+
+    def draw(self, class_index: int) -> _Shape:
+        first = class_index == 0
+        while not self.pool[first]:
+            self._refill()
+        shapes = self.pool[first]
+        return shapes.pop(int(self.rng.integers(len(shapes))))
+
+
+_PAD = 8 + 3 * 4  # pixels around a rendered cell: room for the widest blur `_fit` picks (σ 4)
+
+
+def _geometry(
+    shape: _Shape, target: CellFeatures, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, relative texture) of `shape` turned, flipped and resized to `target`'s area,
+    with `_PAD` free pixels around; the texture is the signal over its mean, minus one."""
+    k = int(rng.integers(4))
+    mask, signal = np.rot90(shape.mask, k), np.rot90(shape.signal, k)
+    if rng.random() < 0.5:
+        mask, signal = mask[:, ::-1], signal[:, ::-1]
+    scale = float(np.sqrt(target.area / max(mask.sum(), 1)))
+    size = (max(2, round(mask.shape[1] * scale)), max(2, round(mask.shape[0] * scale)))
+    mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    signal = cv2.resize(np.ascontiguousarray(signal), size, interpolation=cv2.INTER_LINEAR)
+    mask, signal = np.pad(mask, _PAD), np.pad(signal, _PAD)
+    inside = signal[mask]
+    mean = float(inside.mean()) if inside.size else 1.0
+    return mask, np.where(mask, signal / max(mean, 1e-9) - 1.0, 0.0)
+
+
+def _fit(
+    mask: np.ndarray,
+    texture: np.ndarray,
+    target: CellFeatures,
+    floor: np.ndarray,
+    noise: NoiseModel,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The clean signal of a cell with `mask` and relative `texture` whose contrast, texture
+    and focus measure like `target`'s. Each round renders it onto `floor` (the illumination
+    where it will sit, whose slope adds to the texture seen) with the context's noise (which
+    adds texture and steepens the rim as seen), measures it as `cell_features` measures real
+    cells, and corrects towards the target."""
+    base = max(float(np.std(texture[mask])), 1e-6)
+    gain_c, gain_t, sigma = 1.0, target.texture / base, target.focus
+    patch: np.ndarray = np.zeros(mask.shape)
+    one = Label(mask.astype(np.uint32), {1: 1})
+    for _ in range(4):
+        sharp = np.where(mask, target.contrast * gain_c * (1.0 + gain_t * texture), 0.0)
+        patch = cv2.GaussianBlur(sharp, (0, 0), sigma) if sigma > 0.3 else sharp
+        # three noise draws: a correction chasing one draw's noise would overshoot on average
+        seen = [cell_features(add_noise(floor + patch, noise, rng), one) for _ in range(3)]
+        if not all(seen):
+            break
+        contrast, spread, focus = (float(np.mean([g[0].value(f) for g in seen])) for f in
+                                   ("contrast", "texture", "focus"))  # fmt: skip
+        gain_c *= target.contrast / contrast if contrast else 1.0
+        gain_t *= float(np.clip(target.texture / spread, 0.3, 3.0)) if spread > 0 else 1.0
+        if focus > 0.3 and target.focus > 0.3:
+            sigma = min(sigma * target.focus / focus, 4.0)
+    return patch
+
+
+def _add_clipped(canvas: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
+    """canvas[top:, left:] += patch (or |= for bool), the parts outside the canvas dropped."""
+    h, w = canvas.shape
+    ph, pw = patch.shape
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(h, top + ph), min(w, left + pw)
+    if y0 >= y1 or x0 >= x1:
+        return
+    part = patch[y0 - top : y1 - top, x0 - left : x1 - left]
+    if canvas.dtype == bool:
+        canvas[y0:y1, x0:x1] |= part
+    else:
+        canvas[y0:y1, x0:x1] += part
+
+
+@dataclass(frozen=True)
+class Control:
+    """A composed control: the image (context's dtype), its exact truth, and per planted cell
+    the context cell whose measurements it was drawn to."""
+
+    image: np.ndarray
+    truth: Label
+    targets: list[CellFeatures]
 
 
 def compose(
-    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, margin: int = 4
-) -> tuple[np.ndarray, np.ndarray]:
-    """(control image, exact instance truth) from a real grey image and its label."""
+    image: np.ndarray, label: Label, rng: np.random.Generator, source: CellSource | None = None
+) -> Control:
+    """A new control image matched to the context `image` and its `label` (see the module
+    docstring); raises ApplianceError when the context has no measurable cell."""
     if image.ndim != 2:
         raise ApplianceError(
             "virtual-microscope controls need single-channel images; colour images need "
             "generator cells"
         )
-    real = label > 0
-    if not real.any() or real.all():
+    occupied = label.instances > 0
+    if not occupied.any() or occupied.all():
         raise ApplianceError("the image needs both labelled cells and background")
-    src = image.astype(np.float32)
-    bg_level = float(np.median(src[~real]))
-    contrast = float(np.median(src[real])) - bg_level
-    widened = cv2.dilate(real.astype(np.uint8), np.ones((5, 5), np.uint8))
-    out = cv2.inpaint(src, widened, 5, cv2.INPAINT_TELEA)
-    # inpainting is smooth; give the painted-out places the background's own pixel noise
-    residual = src - cv2.GaussianBlur(src, (0, 0), 2.0)
-    noise = float(np.std(residual[widened == 0])) if (widened == 0).any() else 0.0
-    filled = widened > 0
-    out[filled] += rng.normal(0.0, noise, int(filled.sum())).astype(np.float32)
-    k = 2 * margin + 1
-    blocked = cv2.dilate(real.astype(np.uint8), np.ones((k, k), np.uint8))
-    truth = np.zeros(label.shape, np.uint32)
-    wanted = len(np.unique(label)) - 1
-    cells = _cells(rng)
-    synth_contrast = float(np.median([p[m].mean() for p, m in cells])) if cells else 1.0
-    scale = contrast / max(synth_contrast, 1e-6)
-    h, w = label.shape
-    placed = 0
-    for idx in rng.permutation(len(cells)):
-        if placed >= wanted:
-            break
-        patch, mask = cells[idx]
-        ph, pw = mask.shape
-        if ph >= h or pw >= w:
+    # a small image may hold only cells cut by its border: then those are the best measure
+    feats = cell_features(image, label) or cell_features(image, label, whole=False)
+    if not feats:
+        raise ApplianceError("the image has no whole labelled cell to match")
+    source = source or CellSource(rng)
+    noise = noise_model(image, occupied)
+    clean = smooth_background(image, occupied, ILLUMINATION_SIGMA)
+    h, w = clean.shape
+    k = int(rng.integers(4)) if h == w else 2 * int(rng.integers(2))
+    clean = np.rot90(clean, k)
+    if rng.random() < 0.5:
+        clean = clean[:, ::-1]
+    clean = np.ascontiguousarray(clean)
+    reach = 2 * _PAD + 64  # a rendered patch may stick out of the image this far
+    lit = np.pad(clean, reach, mode="reflect")  # the illumination alone, also beyond the edges
+    by_class: dict[int, list[CellFeatures]] = {}
+    for f in feats:
+        by_class.setdefault(f.class_id, []).append(f)
+    wanted = Counter(label.class_of(int(i)) for i in label.ids())
+    truth = np.zeros((h, w), np.uint32)
+    blocked = np.zeros((h, w), np.uint8)
+    classes: dict[int, int] = {}
+    targets: list[CellFeatures] = []
+    order = [c for c, n in sorted(wanted.items()) for _ in range(n)]
+    for class_id in rng.permutation(order) if order else []:
+        pool = by_class.get(int(class_id)) or feats
+        target = pool[int(rng.integers(len(pool)))]
+        mask, texture = _geometry(source.draw(int(class_id) - 1), target, rng)
+        ys, xs = np.nonzero(mask)
+        my, mx = int(ys.min()), int(xs.min())
+        tight = mask[my : ys.max() + 1, mx : xs.max() + 1]
+        grown = cv2.dilate(
+            np.pad(tight, MARGIN).astype(np.uint8), np.ones((2 * MARGIN + 1,) * 2, np.uint8)
+        )
+        gh, gw = grown.shape
+        if gh > h or gw > w:
             continue
-        grown = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8))
         fits = cv2.erode(
             1 - blocked, grown, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0
-        )[: h - ph + 1, : w - pw + 1]
+        )[: h - gh + 1, : w - gw + 1]
         ys, xs = np.nonzero(fits)
         if ys.size == 0:
             continue
-        j = int(rng.integers(0, ys.size))
+        j = int(rng.integers(ys.size))
+        top, left = int(ys[j]) + MARGIN - my, int(xs[j]) + MARGIN - mx
         y, x = int(ys[j]), int(xs[j])
-        soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
-        out[y : y + ph, x : x + pw] += scale * np.maximum(patch, 0) * np.maximum(soft, mask)
-        placed += 1
-        truth[y : y + ph, x : x + pw][mask] = placed
-        np.maximum(blocked[y : y + ph, x : x + pw], grown, out=blocked[y : y + ph, x : x + pw])
-    if placed == 0:
+        ph, pw = mask.shape
+        floor = lit[top + reach : top + reach + ph, left + reach : left + reach + pw]
+        patch = _fit(mask, texture, target, floor, noise, rng)
+        _add_clipped(clean, patch, top, left)
+        new_id = len(targets) + 1
+        cell = np.zeros((h, w), bool)
+        _add_clipped(cell, mask, top, left)
+        truth[cell] = new_id
+        classes[new_id] = int(class_id)
+        np.maximum(blocked[y : y + gh, x : x + gw], grown, out=blocked[y : y + gh, x : x + gw])
+        targets.append(target)
+    if not targets:
         raise ApplianceError("no cell-free place is large enough for a synthetic cell")
-    info = np.iinfo(image.dtype) if image.dtype.kind in "ui" else None
-    if info is not None:
+    out = add_noise(clean, noise, rng)
+    if image.dtype.kind in "ui":
+        info = np.iinfo(image.dtype)
         out = np.clip(np.round(out), info.min, info.max)
-    return out.astype(image.dtype), truth
+    return Control(out.astype(image.dtype), Label(truth, classes), targets)
 
 
-def make_controls(
-    job_path: Path, out: Path, n: int, seed: int = 0, class_id: int = 1
-) -> tuple[str, int]:
-    """Write a control bundle of n synthetic controls from the job's grey images."""
+def make_controls(job_path: Path, out: Path, n: int, seed: int = 0) -> tuple[str, int]:
+    """Write a control bundle of n synthetic controls, each matched to its own context image
+    of the job (single-channel, labelled), none used twice."""
     if n < 1:
         raise ApplianceError(f"--n must be at least 1, got {n}")
     rng = np.random.default_rng(seed)
     with read_training_job(job_path) as job:
-        if not 1 <= class_id < len(job.classes):
-            raise ApplianceError(f"{job_path}: class {class_id} is not a class of this job")
-        grey: list[JobItem] = [i for i in job.items if len(i.shape) == 2]
-        if not grey:
-            raise ApplianceError(f"{job_path}: no single-channel images to use as backgrounds")
+        grey = [i for i in job.items if len(i.shape) == 2 and i.label.ids().size]
+        if len(grey) < n:
+            raise ApplianceError(
+                f"{job_path}: {len(grey)} labelled single-channel images can be the context of "
+                f"at most {len(grey)} controls (each serves one), {n} asked for"
+            )
         names = plausible_names([i.name for i in job.items], n)
+        source = CellSource(rng)
         items = []
         with tempfile.TemporaryDirectory(prefix="controls-") as tmp:
-            for k in range(n):
-                source = grey[int(rng.integers(0, len(grey)))]
-                image, truth = compose(source.image(), source.label.instances, rng)
+            for k, pick in enumerate(rng.permutation(len(grey))[:n]):
+                context = grey[int(pick)]
+                try:
+                    control = compose(context.image(), context.label, rng, source)
+                except ApplianceError as exc:
+                    raise ApplianceError(f"{job_path}: {context.name}: {exc}") from None
                 path = Path(tmp) / f"{k}.tif"
-                write_tiff(path, image)
-                classes = {int(i): class_id for i in np.unique(truth) if i}
+                write_tiff(path, control.image)
                 items.append(
                     ControlItem(
                         name=names[k],
                         image_bytes=path.read_bytes(),
                         suffix=".tif",
-                        truth=Label(truth, classes),
+                        truth=control.truth,
                         generator=GENERATOR,
-                        background=source.name,
+                        background=context.name,
                     )
                 )
         bundle_id = write_control_bundle(
@@ -177,20 +328,27 @@ def make_controls(
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "controls",
-        help="make a control bundle: synthetic cells in the job's own backgrounds",
-        description="Blend virtual-microscope cells into cell-free places of the job's grey "
-        "images (their real cells painted out), with exact instance truth, and write a "
+        help="make a control bundle: synthetic cells matched to the job's images",
+        description="For each control, take one labelled grey image of the job as its context "
+        "(never twice), measure its cells (size, brightness, texture, focus) and noise, and "
+        "render a new image: the context's smoothed illumination, turned, with "
+        "virtual-microscope cells drawn to those measurements and fresh noise of the same "
+        "model. No pixel of a job image is copied; the truth (every cell) is exact. Writes a "
         "control bundle the tablet installs with `appliance controls install`.",
     )
     p.add_argument("job", type=Path, help="training-job bundle (.zip)")
     p.add_argument("--out", type=Path, required=True, help="control bundle to write (.zip)")
-    p.add_argument("--n", type=int, default=20, help="number of controls (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="seed of backgrounds, cells and places")
-    p.add_argument("--class-id", type=int, default=1, help="class of the synthetic cells")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=20,
+        help="number of controls (default 20; at most the job's labelled grey images)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of contexts, cells and places")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    bundle_id, n = make_controls(args.job, args.out, args.n, args.seed, args.class_id)
+    bundle_id, n = make_controls(args.job, args.out, args.n, args.seed)
     print(f"wrote {args.out}: {n} controls (bundle {bundle_id})")
     return 0

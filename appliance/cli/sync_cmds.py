@@ -36,13 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=8192,
         help="upload chunk in KiB (8192); smaller loses less on a flaky network",
     )
-    p.add_argument("--status", action="store_true", help="only show the sync state")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="only show the sync state: pending operations, last success and error, and the "
+        "pulled operations this tablet refused (each with its reason)",
+    )
     p.set_defaults(func=sync)
 
 
 def sync(args: argparse.Namespace) -> int:
     from appliance.errors import ApplianceError
-    from appliance.store import Project
+    from appliance.store import Project, oplog
     from appliance.sync.client import enroll, sync_project, sync_status
     from appliance.sync.http import Retry
 
@@ -51,8 +56,11 @@ def sync(args: argparse.Namespace) -> int:
             s = sync_status(project)
             print(
                 f"server {s['server'] or '-'}; {s['pending']} operations pending; last success "
-                f"{s['last_success'] or 'never'}; last error {s['last_error'] or 'none'}"
+                f"{s['last_success'] or 'never'}; last error {s['last_error'] or 'none'}; "
+                f"{s['refused']} pulled operations refused"
             )
+            for _op, reason in oplog.refusals(project.db):
+                print(f"  refused: {reason}")
             return 0
         if args.code or args.server:
             if not (args.code and args.server):

@@ -13,6 +13,13 @@ scale to the background's with its own percentiles, then blended:
 - `poisson`: gradient-domain (Pérez et al.) blending over the dilated outline, so the cell takes
   the local illumination; the outline itself stays the truth.
 
+With `match=True` (the default) and a `label` that holds cells, each cell is made to measure
+like a real cell of its class in that image (`appliance.generators.context`): resized to that
+cell's area before placing, and, once blended, what blending changed is scaled so the cell's
+contrast above its local background is that cell's contrast; so a planted cell is neither
+smaller nor dimmer than its neighbours (seed 000's concern that
+fakes show by "their differing background and size").
+
 The result's label holds the background's instances (when given) plus one new instance per cell,
 with the class ids asked for: the exact truth of the composed image.
 """
@@ -25,6 +32,7 @@ import cv2
 import numpy as np
 
 from appliance.errors import ApplianceError
+from appliance.generators.context import CellFeatures, cell_features
 from appliance.generators.runtime import Cell
 from appliance.imageio import percentile_normalise
 from appliance.labels import Label
@@ -109,6 +117,40 @@ def _candidates(
     return np.argwhere(valid)
 
 
+def _ring(mask: np.ndarray) -> np.ndarray:
+    """Pixels 2 to 4 away from the outline: where a cell's local background is read."""
+    m = mask.astype(np.uint8)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    return (cv2.dilate(m, disk) > 0) & ~(cv2.dilate(m, np.ones((3, 3), np.uint8)) > 0)
+
+
+def _resized(
+    raw: np.ndarray, mask: np.ndarray, area: float, margin: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(raw pixels, mask) of a cell resized to `area` pixels; `margin` + 4 pixels (edge
+    values) are kept around the outline."""
+    scale = float(np.sqrt(area / max(int(mask.sum()), 1)))
+    h, w = mask.shape
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    raw = cv2.resize(raw, size, interpolation=cv2.INTER_LINEAR).reshape(size[1], size[0], -1)
+    pad = margin + 4
+    raw = np.pad(raw, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return raw, np.pad(mask, pad)
+
+
+def _set_contrast(
+    window: np.ndarray, before: np.ndarray, mask: np.ndarray, contrast: float
+) -> None:
+    """Scale what blending changed so the cell's mean level minus the median of its ring
+    (as `cell_features` measures) equals `contrast`; in place."""
+    ring = _ring(mask)
+    grey = window.mean(axis=-1)
+    got = float(grey[mask].mean()) - float(np.median(grey[ring])) if ring.any() else 0.0
+    if got * contrast > 0:
+        window[:] = before + (window - before) * (contrast / got)
+
+
 def compose_control(
     background: np.ndarray,
     cells: list[Cell],
@@ -119,6 +161,7 @@ def compose_control(
     occupied: np.ndarray | None = None,
     blend: str = "alpha",
     margin: int = 3,
+    match: bool = True,
 ) -> Composite:
     """Plant `cells` into `background`; see the module docstring. `class_ids` maps each cell's
     class name to the project's class id. Cells that find no free place raise ApplianceError."""
@@ -145,6 +188,10 @@ def compose_control(
     instances = (label.instances if label is not None else np.zeros((h, w), np.uint32)).copy()
     classes = dict(label.classes) if label is not None else {}
     next_id = int(instances.max()) + 1
+    context: dict[int, list[CellFeatures]] = {}
+    if match and label is not None:
+        for f in cell_features(img, label) or cell_features(img, label, whole=False):
+            context.setdefault(f.class_id, []).append(f)
     added, centres = [], []
     for cell in cells:
         if cell.class_name not in class_ids:
@@ -159,6 +206,13 @@ def compose_control(
         y1, x1 = min(mask.shape[0], y1 + pad), min(mask.shape[1], x1 + pad)
         m = mask[y0:y1, x0:x1]
         pix = np.asarray(cell.pixels, np.float64)[y0:y1, x0:x1].reshape(m.shape[0], m.shape[1], -1)
+        raw = lo + pix * (hi - lo)
+        if raw.shape[-1] != out.shape[-1]:
+            raw = np.repeat(raw.mean(axis=-1, keepdims=True), out.shape[-1], axis=-1)
+        like = context.get(class_ids[cell.class_name])
+        target = like[int(rng.integers(len(like)))] if like else None
+        if target is not None:
+            raw, m = _resized(raw, m, target.area, margin)
         spots = _candidates(~taken, bright_ok, m, margin)
         if len(spots) == 0:
             raise ApplianceError(
@@ -167,9 +221,7 @@ def compose_control(
         ty, tx = spots[int(rng.integers(len(spots)))]
         ch, cw = m.shape
         window = out[ty : ty + ch, tx : tx + cw]
-        raw = lo + pix * (hi - lo)
-        if raw.shape[-1] != window.shape[-1]:
-            raw = np.repeat(raw.mean(axis=-1, keepdims=True), window.shape[-1], axis=-1)
+        before = window.copy()
         if blend == "alpha":
             soft = cv2.GaussianBlur(m.astype(np.float32), (0, 0), 1.0)
             alpha = np.maximum(m, np.clip(soft * 1.5, 0, 1))[..., None]
@@ -178,6 +230,8 @@ def compose_control(
             region = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             for c in range(window.shape[-1]):
                 window[..., c] = _poisson(window[..., c], raw[..., c], region)
+        if target is not None:
+            _set_contrast(window, before, m, target.contrast)
         instances[ty : ty + ch, tx : tx + cw][m] = next_id
         classes[next_id] = class_ids[cell.class_name]
         taken[ty : ty + ch, tx : tx + cw] |= (

@@ -18,6 +18,7 @@ from appliance.editing import Rect
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer
 from appliance.session.appearance import display_pixels
+from appliance.store.conflicts import conflicted_image_ids
 from appliance.store.project import Project
 
 __all__ = ["GalleryItem", "items", "picture", "thumbnail", "version_pair"]
@@ -32,6 +33,7 @@ class GalleryItem:
     state: str  # "unlabeled", "labeled" (by a person) or "pre-labeled" (machine, not reviewed)
     versions: int
     flagged: bool
+    conflict: bool = False  # versions from different tablets wait for the expert to pick
 
 
 def items(project: Project) -> list[GalleryItem]:
@@ -39,6 +41,7 @@ def items(project: Project) -> list[GalleryItem]:
     left out: a gallery would single them out and show another annotator's label on them."""
     out = []
     controls = project.control_image_ids()
+    conflicts = conflicted_image_ids(project)
     for rec in project.images():
         if rec.id in controls:
             continue
@@ -50,7 +53,11 @@ def items(project: Project) -> list[GalleryItem]:
             state = "labeled"
         else:
             state = "pre-labeled"
-        out.append(GalleryItem(rec.id, rec.name, state, len(history), rec.cherry_picked))
+        out.append(
+            GalleryItem(
+                rec.id, rec.name, state, len(history), rec.cherry_picked, rec.id in conflicts
+            )
+        )
     return out
 
 

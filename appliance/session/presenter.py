@@ -48,8 +48,9 @@ from appliance.session import assistant
 from appliance.session.objects import ObjectRow, object_box, object_rows
 from appliance.session.workflow import ImageData, ImageWork, pending_draft
 from appliance.store import classes as class_store
+from appliance.store.conflicts import conflict_heads
 from appliance.store.models import active_model as installed_model
-from appliance.store.project import Project
+from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config as supervision_config
 from appliance.supervision.blind import start_version
 from appliance.supervision.serving import Queue
@@ -156,6 +157,7 @@ class PanelState:
     review: assistant.Review | None = None  # REVIEW
     compare: Compare | None = None  # a before/after beside any phase (its own bar)
     can_upgrade: bool = False  # Upgrade is tappable (an image is open, no upgrade running)
+    conflict: int = 0  # versions from different tablets competing for the open image (0: none)
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class Status:
     saved: bool
     seconds: float
     done_this_session: int
+    conflict: int = 0  # versions from different tablets competing for this image (0: none)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class AnnotatePresenter:
         self.done_this_session = 0
         self.all_done = False
         self.offer: Offer | None = None
+        self.conflict: list[LabelVersion] = []  # competing versions of the open image
         self.prelabel_job: Job | None = None
         self.compare: Compare | None = None
         self.upgrade_job: Job | None = None  # the upgrade model running on the drawing
@@ -343,6 +347,7 @@ class AnnotatePresenter:
             self._failed(image_id, exc)
             return
         self.reviewed_revision = None
+        self.conflict = conflict_heads(self.project, image_id)
         self.view.show_work(keep_view=False)
         if self.work.parent_id is None and not self.work.recovered:
             if offer is not None or prefetched:
@@ -535,6 +540,20 @@ class AnnotatePresenter:
             score = self.work.last_score  # set when the save was a scored control
             if score is not None and supervision_config.load(self.project).feedback:
                 self.view.notify(feedback(score))
+
+    def resolve_conflict(self) -> None:
+        """Close the open image's conflict with the label on screen: the expert's merge (or
+        the version shown, picked as it is), stored on top of it and merging every other
+        competing version. An ordinary save never does this (`appliance.store.conflicts`)."""
+        work = self.work
+        if work is None or not self.conflict:
+            return
+        others = [v.id for v in self.conflict if v.id != work.parent_id]
+        self._saved(work.save("manual", merges=others), "manual")
+        self.conflict = []
+        self.view.notify(f"Conflict closed: {len(others)} other versions merged into this one")
+        self.view.show_panel()
+        self.view.show_status()
 
     def skip(self) -> None:
         """Not this image now: unsaved edits are saved as a version, the next choice opens."""
@@ -792,8 +811,6 @@ class AnnotatePresenter:
     # ----- what the view draws -------------------------------------------------------------
     def panel(self) -> PanelState:
         """The assistance panel's state: the one place that decides what it shows."""
-        compare = self.compare
-        can_upgrade = self.work is not None and self.upgrade_job is None
         if self.all_done:
             return PanelState(Phase.ALL_DONE)
         if self.loading is not None:
@@ -803,20 +820,23 @@ class AnnotatePresenter:
         if self.prelabel_job is not None:
             phase = Phase.PRELABELING
         elif self.offer is not None:
-            return PanelState(
-                Phase.OFFER, offer=self.offer, compare=compare, can_upgrade=can_upgrade
-            )
+            phase = Phase.OFFER
         elif self.upgrade_job is not None:
             phase = Phase.UPGRADING
         elif self.reviewing:
             phase = Phase.REVIEWING
         elif self.review is not None:
-            return PanelState(
-                Phase.REVIEW, review=self.review, compare=compare, can_upgrade=can_upgrade
-            )
+            phase = Phase.REVIEW
         else:
             phase = Phase.DRAWING
-        return PanelState(phase, compare=compare, can_upgrade=can_upgrade)
+        return PanelState(
+            phase,
+            offer=self.offer if phase is Phase.OFFER else None,
+            review=self.review if phase is Phase.REVIEW else None,
+            compare=self.compare,
+            can_upgrade=self.upgrade_job is None,
+            conflict=len(self.conflict),
+        )
 
     def status(self) -> Status | None:
         work = self.work
@@ -833,6 +853,7 @@ class AnnotatePresenter:
             saved=not work.dirty,
             seconds=work.seconds(),
             done_this_session=self.done_this_session,
+            conflict=len(self.conflict),
         )
 
     def markers(self) -> list[tuple[float, float, float]]:

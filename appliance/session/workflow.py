@@ -137,10 +137,12 @@ class ImageWork:
         label: Label | None = None,
         coarse: bool = False,
         reviewed: bool = False,
+        merges: list[int] | None = None,
     ) -> int:
         """Store `label` (default: the one on screen) as a new version on top of the last one.
 
-        `reviewed` marks a machine-made label the expert accepted as it is (a human label).
+        `reviewed` marks a machine-made label the expert accepted as it is (a human label);
+        `merges` names the other versions of a conflict this one resolves.
         """
         label = self.session.label() if label is None else label
         version = self.project.save_label(
@@ -152,6 +154,7 @@ class ImageWork:
             parent_id=self.parent_id,
             coarse=coarse,
             reviewed=reviewed,
+            merges=merges,
         )
         self.last_score = score_save(self.project, version)
         self.parent_id, self.parent_source = version, source

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.durable import atomic_copy, atomic_write, file_sha256
+from appliance.durable import atomic_copy, holds
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.project import Project
 
-__all__ = ["AddedImages", "NewImage", "add_images", "store_original"]
+__all__ = ["AddedImages", "NewImage", "add_images"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def add_images(
                     continue
                 out.duplicates.append(frame.name)
                 blob = project.root / row[1]
-            if not _intact(blob, sha256):
+            if not holds(blob, sha256):
                 out.restored = bool(out.duplicates)
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 created = not blob.exists()
@@ -108,20 +108,3 @@ def add_images(
             blob.unlink(missing_ok=True)
         raise
     return out
-
-
-def store_original(project: Project, data: bytes, sha256: str, suffix: str) -> Path:
-    """Write an original received from elsewhere (sync) once under its hash, durably."""
-    path = project.blob_path(sha256, suffix)
-    if not _intact(path, sha256):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
-    return path
-
-
-def _intact(path: Path, sha256: str) -> bool:
-    """The stored original is there with the right content (re-hashed only when sizes agree)."""
-    try:
-        return path.is_file() and file_sha256(path) == sha256
-    except OSError:
-        return False

@@ -178,9 +178,14 @@ CREATE TABLE control_bundles (
 );
 """
 
+# Which lab device made each pulled operation (NULL: this tablet's own): versions of one image
+# from two devices that nobody merged are a conflict (appliance.store.conflicts).
+SYNC_DEVICE = "ALTER TABLE operations ADD COLUMN device INTEGER;"
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
     ("0002_lab", LAB_OPLOG),
     jobs.MIGRATION,
     ("0004_supervision", SUPERVISION),
+    ("0005_sync_device", SYNC_DEVICE),
 ]

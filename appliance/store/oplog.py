@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterable
@@ -21,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance.durable import holds, replace_durably
 from appliance.errors import ApplianceError
 from appliance.store.db import transaction, utcnow
+from appliance.store.opcheck import SUFFIX_RE, UID_RE, check_operation, image_ref
 
 if TYPE_CHECKING:
     from appliance.store.project import Project
@@ -38,6 +39,7 @@ __all__ = [
     "mark_sent",
     "missing_blobs",
     "operation_uids",
+    "original_on_disk",
     "pending",
     "pending_blobs",
     "pending_count",
@@ -45,14 +47,14 @@ __all__ = [
     "record_image",
     "record_label",
     "record_model_activated",
+    "record_refusal",
+    "refusals",
     "remember_upload",
     "set_state",
     "upload_url",
 ]
 
 KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
-UID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,17 @@ class Operation:
     ref: str
     payload: dict[str, Any]
     blob: str | None = None
+    device: int | None = None  # the lab server's id of the device that made it (pulled ones)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "uid": self.uid,
             "kind": self.kind,
             "ref": self.ref,
             "payload": self.payload,
             "blob": self.blob,
         }
+        return wire if self.device is None else wire | {"device": self.device}
 
     @classmethod
     def from_wire(cls, data: Any) -> Operation:
@@ -84,19 +88,13 @@ class Operation:
                 ref=str(data["ref"]),
                 payload=dict(data["payload"]),
                 blob=None if data.get("blob") is None else str(data["blob"]),
+                device=None if data.get("device") is None else int(data["device"]),
             )
         except (KeyError, TypeError, ValueError):
             raise ApplianceError(f"lab server sent a malformed operation: {data!r:.200}") from None
-        if not UID_RE.match(op.uid) or op.kind not in KINDS:
-            raise ApplianceError(f"lab server sent an invalid operation id or kind: {op.uid!r}")
-        if op.blob is not None and not SHA_RE.match(op.blob):
-            raise ApplianceError(f"lab server sent an invalid blob hash in operation {op.uid}")
+        if not UID_RE.match(op.uid):  # `opcheck.check_operation` checks everything else
+            raise ApplianceError(f"lab server sent an invalid operation id: {op.uid!r:.80}")
         return op
-
-
-def image_ref(sha256: str, page: int | None) -> str:
-    """Images are identified across tablets by content (and TIFF page), never by row id."""
-    return f"{sha256}:{'' if page is None else page}"
 
 
 def record(
@@ -148,8 +146,9 @@ _LABEL_COLS = (
 )
 
 
-def record_label(db: sqlite3.Connection, label_id: int) -> str:
-    """Log label version `label_id` as saved (inside the transaction that inserted it)."""
+def record_label(db: sqlite3.Connection, label_id: int, merges: Iterable[int] = ()) -> str:
+    """Log label version `label_id` as saved (inside the transaction that inserted it);
+    `merges`: ids of other versions of the same image it resolves (besides its parent)."""
     row = db.execute(
         f"SELECT {_LABEL_COLS} FROM labels l JOIN images i ON i.id = l.image_id "
         "LEFT JOIN labels p ON p.id = l.parent_id WHERE l.id = ?",
@@ -170,6 +169,18 @@ def record_label(db: sqlite3.Connection, label_id: int) -> str:
         "instances": base64.b64encode(blob).decode("ascii"),
         "classes": cls,
     }
+    merged = []
+    for other in merges:
+        found = db.execute(
+            "SELECT uid FROM labels WHERE id = ? AND image_id = "
+            "(SELECT image_id FROM labels WHERE id = ?)",
+            (other, label_id),
+        ).fetchone()
+        if found is None:
+            raise ApplianceError(f"version {other} is not a version of the same image")
+        merged.append(found[0])
+    if merged:
+        payload["merges"] = merged
     return record(db, "label.saved", uid, payload)
 
 
@@ -275,62 +286,152 @@ def blob_file(project: Project, sha256: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
+    """Blob `sha256` stored as an original already, even without an image row (a sync that
+    stopped after downloading it), verified by its hash; None when absent or different."""
+    path = project.blob_path(sha256, suffix)
+    return path if holds(path, sha256) else None
+
+
 def missing_blobs(project: Project, ops: Iterable[Operation]) -> dict[str, str]:
-    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks."""
+    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks.
+    An operation with an unusable suffix is left to `apply_remote` to refuse."""
     out: dict[str, str] = {}
     for op in ops:
-        if op.kind == "image.added" and op.blob and blob_file(project, op.blob) is None:
-            suffix = str(op.payload.get("suffix", ""))
-            if not re.fullmatch(r"(\.[A-Za-z0-9]{1,8})?", suffix):
-                raise ApplianceError(f"lab server sent an invalid file suffix in {op.uid}")
+        if op.kind != "image.added" or not op.blob or blob_file(project, op.blob):
+            continue
+        suffix = op.payload.get("suffix", "")
+        usable = isinstance(suffix, str) and SUFFIX_RE.match(suffix)
+        if usable and original_on_disk(project, op.blob, suffix) is None:
             out[op.blob] = suffix
     return out
 
 
-def apply_remote(project: Project, ops: list[Operation], checkpoint: int) -> int:
+class _TabletKnown:
+    """`opcheck.Known` answered from this tablet's project (inside the applying transaction,
+    so operations applied earlier in the same page count as known)."""
+
+    def __init__(self, project: Project, staged: dict[str, Path]) -> None:
+        self.project, self.staged = project, staged
+        self._classes: set[int] | None = None
+
+    def image_shape(self, ref: str) -> tuple[int, int] | None:
+        sha, _, page = ref.partition(":")
+        row = self.project.db.execute(
+            "SELECT height, width FROM images WHERE sha256 = ? AND page IS ?",
+            (sha, int(page) if page.isdigit() else None),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def version_image(self, uid: str) -> str | None:
+        row = self.project.db.execute(
+            "SELECT i.sha256, i.page FROM labels l JOIN images i ON i.id = l.image_id "
+            "WHERE l.uid = ?",
+            (uid,),
+        ).fetchone()
+        return None if row is None else image_ref(row[0], row[1])
+
+    def class_ids(self) -> set[int]:
+        if self._classes is None:
+            self._classes = {int(r[0]) for r in self.project.db.execute("SELECT id FROM classes")}
+        return self._classes
+
+    def blob(self, sha256: str) -> Path | None:
+        if sha256 in self.staged:
+            return self.staged[sha256]
+        held = blob_file(self.project, sha256)
+        if held is not None:
+            return held
+        folder = self.project.blob_path(sha256, "").parent
+        return next(iter(sorted(folder.glob(f"{sha256}*"))), None) if folder.is_dir() else None
+
+
+def apply_remote(
+    project: Project,
+    ops: list[Operation],
+    checkpoint: int,
+    staged: dict[str, Path] | None = None,
+) -> tuple[int, list[str]]:
     """Apply pulled operations and advance the checkpoint, all in one transaction.
 
+    Each operation is checked first (`opcheck.check_operation`, the lab server's own check):
+    one this tablet cannot use is refused, kept aside with its reason (`refusals`) and never
+    applied, and the rest go on, so one bad device never stops this tablet. `staged` holds
+    verified downloads (sha256 → file) that a usable image operation moves into place.
     Operations already held (this tablet's own, or pulled before a crash) are skipped, so a
-    replay changes nothing. Blobs must already be stored (`missing_blobs`). Returns how many
-    operations were new.
+    replay changes nothing. Returns how many operations were new and one line per refusal.
     """
     db = project.db
-    new = 0
+    staged = dict(staged or {})
+    known = _TabletKnown(project, staged)
+    new, refused = 0, []
     with transaction(db):
         for op in ops:
             if db.execute("SELECT 1 FROM operations WHERE uid = ?", (op.uid,)).fetchone():
+                db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
                 continue
-            try:
-                if op.kind == "image.added":
-                    _apply_image(project, op)
-                elif op.kind == "label.saved":
-                    _apply_label(db, op)
-            except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
-                raise ApplianceError(
-                    f"lab server sent operation {op.uid} that cannot be applied ({exc!r:.100})"
-                ) from None
+            reason = check_operation(op, known)
+            if reason is None:
+                try:
+                    if op.kind == "image.added":
+                        _apply_image(project, op, staged.pop(str(op.blob), None))
+                    elif op.kind == "label.saved":
+                        _apply_label(db, op)
+                except ApplianceError as exc:  # e.g. a stored original that cannot be moved
+                    reason = f"operation {op.uid} ({op.kind}): {exc}"
+            if reason is not None:
+                _set(db, f"refused:{op.uid}", json.dumps({"reason": reason, "op": op.to_wire()}))
+                refused.append(reason)
+                continue
             db.execute(
-                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded) "
-                "VALUES (?, ?, ?, ?, ?, 'server', ?)",
-                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow()),
+                "INSERT INTO operations (uid, kind, ref, payload, blob, origin, recorded, device) "
+                "VALUES (?, ?, ?, ?, ?, 'server', ?, ?)",
+                (op.uid, op.kind, op.ref, json.dumps(op.payload), op.blob, utcnow(), op.device),
             )
+            db.execute("DELETE FROM sync_state WHERE key = ?", (f"refused:{op.uid}",))
             new += 1
         current = db.execute("SELECT value FROM sync_state WHERE key = 'checkpoint'").fetchone()
         if current is None or int(current[0]) < checkpoint:  # two syncs at once never go back
             _set(db, "checkpoint", str(checkpoint))
-    return new
+    return new, refused
 
 
-def _apply_image(project: Project, op: Operation) -> None:
+def record_refusal(db: sqlite3.Connection, key: str, reason: str, data: Any) -> None:
+    """Keep aside a pulled operation that cannot even be parsed, with its reason."""
+    with transaction(db):
+        _set(db, f"refused:{key}", json.dumps({"reason": reason, "op": data}, default=str))
+
+
+def refusals(db: sqlite3.Connection) -> list[tuple[Operation | None, str]]:
+    """Pulled operations this tablet refused (each with its reason), oldest first; the
+    operation is None when it could not be parsed at all."""
+    out: list[tuple[Operation | None, str]] = []
+    rows = db.execute("SELECT value FROM sync_state WHERE key LIKE 'refused:%' ORDER BY rowid")
+    for (value,) in rows:
+        entry = json.loads(value)
+        try:
+            op: Operation | None = Operation.from_wire(entry["op"])
+        except ApplianceError:
+            op = None
+        out.append((op, str(entry["reason"])))
+    return out
+
+
+def _apply_image(project: Project, op: Operation, staged: Path | None) -> None:
     p = op.payload
     page = p.get("page")
+    path = project.blob_path(str(op.blob), str(p.get("suffix", "")))
+    if staged is not None and staged != path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            replace_durably(staged, path)
+        except OSError as exc:
+            raise ApplianceError(f"{path}: cannot store the pulled original ({exc})") from None
     exists = project.db.execute(
         "SELECT 1 FROM images WHERE sha256 = ? AND page IS ?", (op.blob, page)
     ).fetchone()
     if exists:
         return
-    assert op.blob is not None
-    path = project.blob_path(op.blob, str(p.get("suffix", "")))
     project.db.execute(
         "INSERT INTO images (sha256, page, name, blob, height, width, channels, dtype, "
         "sequence, frame, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -351,21 +452,15 @@ def _apply_image(project: Project, op: Operation) -> None:
 
 
 def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
+    """Insert a checked label version (its image and parent are known: `check_operation`)."""
     p = op.payload
-    if db.execute("SELECT 1 FROM labels WHERE uid = ?", (p["uid"],)).fetchone():
-        return
     sha, _, page = str(p["image"]).partition(":")
     image = db.execute(
         "SELECT id FROM images WHERE sha256 = ? AND page IS ?", (sha, int(page) if page else None)
     ).fetchone()
-    if image is None:
-        raise ApplianceError(f"lab server sent label {p['uid']} before its image {p['image']}")
     parent_id = None
     if p.get("parent"):
-        parent = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()
-        if parent is None:
-            raise ApplianceError(f"lab server sent label {p['uid']} before its parent")
-        parent_id = parent[0]
+        parent_id = db.execute("SELECT id FROM labels WHERE uid = ?", (p["parent"],)).fetchone()[0]
     db.execute(
         "INSERT OR IGNORE INTO annotators (name, created) VALUES (?, ?)", (p["author"], utcnow())
     )

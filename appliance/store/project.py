@@ -24,6 +24,7 @@ from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
 from appliance.store import db as dbm
 from appliance.store import oplog
+from appliance.store.opcheck import SOURCES
 
 __all__ = [
     "DB_NAME",
@@ -39,7 +40,6 @@ __all__ = [
 
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
-SOURCES = ("manual", "prelabel", "upgrade", "postprocess", "import")
 HUMAN_SOURCES = ("manual", "postprocess", "import")
 """Sources of versions a person made; with `reviewed = 1` the only versions assistance trusts.
 
@@ -320,8 +320,13 @@ class Project:
         coarse: bool = False,
         reviewed: bool = False,
         uid: str | None = None,
+        merges: list[int] | None = None,
     ) -> int:
-        """Append a new version (one transaction) and return its id."""
+        """Append a new version (one transaction) and return its id.
+
+        `merges` names other versions of the image this one resolves besides its parent
+        (the heads of a conflict the expert picked from or merged: `appliance.store.conflicts`).
+        """
         if source not in SOURCES:
             raise ApplianceError(f"unknown label source '{source}' (one of {', '.join(SOURCES)})")
         if not author:
@@ -358,7 +363,7 @@ class Project:
                 ),
             )
             assert cur.lastrowid is not None  # an INSERT into a rowid table sets it
-            oplog.record_label(self.db, cur.lastrowid)
+            oplog.record_label(self.db, cur.lastrowid, merges=merges or [])
             return cur.lastrowid
 
     def _ensure_annotator(self, name: str) -> None:

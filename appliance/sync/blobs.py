@@ -8,10 +8,11 @@ loses power mid-upload asks the server for the offset after restarting and sends
 from __future__ import annotations
 
 import base64
-import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.durable import file_sha256
 from appliance.sync.http import LabError, LabHttp
 
 __all__ = ["BlobChannel"]
@@ -33,11 +34,21 @@ class BlobChannel:
             out += reply["missing"]
         return out
 
-    def download(self, sha: str) -> bytes:
-        data = self.http.request("GET", f"{self.base}/blobs/{sha}").body
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise LabError(f"lab server sent blob {sha} with other content")
-        return data
+    def download(self, sha: str, dest: Path) -> Path:
+        """Fetch blob `sha` into `dest`, streamed to disk (never whole in memory) and resumed
+        from what `dest` already holds (a download a failed run left); returns `dest` once
+        its bytes hash to `sha` and are on disk."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):  # a partial file that cannot be completed is started over once
+            with open(dest, "ab") as fh:
+                self.http.request(
+                    "GET", f"{self.base}/blobs/{sha}", into=fh, ok=(200, 206, 416)
+                )  # 416: the file already holds every byte (or more: then the hash fails)
+                os.fsync(fh.fileno())
+            if file_sha256(dest) == sha:
+                return dest
+            dest.unlink()
+        raise LabError(f"lab server sent blob {sha} with other content")
 
     def upload(
         self,

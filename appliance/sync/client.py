@@ -12,6 +12,7 @@ Safe to stop at any instant (power loss, a cut cable) and to run again:
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,6 @@ from urllib.parse import quote
 from appliance.errors import ApplianceError
 from appliance.store import Project, oplog
 from appliance.store.db import utcnow
-from appliance.store.images import store_original
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.http import LabError, LabHttp, Retry
 
@@ -54,10 +54,16 @@ class SyncReport:
     downloaded_blobs: int = 0
     models_installed: int = 0
     models_refused: list[str] = field(default_factory=list)  # one line each
+    ops_refused: list[str] = field(default_factory=list)  # pulled, unusable: one line each
     seconds: float = 0.0
 
     def line(self) -> str:
         refused = f"; refused {'; '.join(self.models_refused)}" if self.models_refused else ""
+        if self.ops_refused:
+            refused += (
+                f"; refused {len(self.ops_refused)} operations this tablet cannot use, kept "
+                f"aside (first: {self.ops_refused[0]})"
+            )
         return (
             f"pushed {self.pushed_ops} operations and {self.uploaded_blobs} blobs "
             f"({self.uploaded_bytes / 1e6:.1f} MB), pulled {self.pulled_ops} operations and "
@@ -69,11 +75,18 @@ class SyncReport:
 def enroll(
     project: Project, server: str, code: str, name: str | None = None, retry: Retry | None = None
 ) -> str:
-    """Exchange a one-time code for this tablet's token and remember server and token."""
+    """Exchange a one-time code for this tablet's token and remember server and token.
+
+    The tablet proposes its own token, so a retry after a lost reply (same code, same token)
+    gets the same device from the server instead of a burnt code."""
     http = LabHttp(server, retry=retry)
+    proposed = secrets.token_urlsafe(32)
     try:
         reply = http.request(
-            "POST", "/api/v1/enroll", json_body={"code": code, "name": name}, ok=(200,)
+            "POST",
+            "/api/v1/enroll",
+            json_body={"code": code, "name": name, "token": proposed},
+            ok=(200,),
         ).json()
     finally:
         http.close()
@@ -103,6 +116,7 @@ def sync_status(project: Project) -> dict[str, Any]:
         "pending": oplog.pending_count(db),
         "last_success": oplog.get_state(db, "last_success"),
         "last_error": oplog.get_state(db, "last_error"),
+        "refused": len(oplog.refusals(db)),
     }
 
 
@@ -113,6 +127,8 @@ def status_line(project: Project) -> str:
         return f"sync: not enrolled · {s['pending']} changes waiting"
     last = s["last_success"][:16].replace("T", " ") if s["last_success"] else "never"
     line = f"sync: {s['pending']} changes waiting · last synced {last} UTC"
+    if s["refused"]:
+        line += f" · {s['refused']} refused operations"
     if s["last_error"]:
         line += f" · last error: {s['last_error'].split(' ', 1)[-1][:80]}"
     return line
@@ -212,21 +228,53 @@ class Syncer:
 
     def pull(self) -> None:
         db = self.project.db
+        self.retry_refused()
         after = int(oplog.get_state(db, "checkpoint") or 0)
         for _ in range(1_000_000):  # bounded: one page per iteration
             reply = self.http.request(
                 "GET", f"{self.base}/ops?after={after}&limit={PULL_PAGE}"
             ).json()
-            ops = [oplog.Operation.from_wire(o) for o in reply["ops"]]
-            for sha, suffix in oplog.missing_blobs(self.project, ops).items():
+            ops = self.parse(reply["ops"])
+            staged: dict[str, Path] = {}
+            for sha in oplog.missing_blobs(self.project, ops):  # a failed run's stay for the next
                 self.progress(f"downloading blob {sha[:12]}")
-                store_original(self.project, self.blobs.download(sha), sha, suffix)
+                staged[sha] = self.blobs.download(sha, self.downloads / f"{sha}.part")
                 self.report.downloaded_blobs += 1
             last = int(reply["last"])
-            self.report.pulled_ops += oplog.apply_remote(self.project, ops, last)
+            new, refused = oplog.apply_remote(self.project, ops, last, staged)
+            for path in staged.values():  # what a refused operation brought
+                path.unlink(missing_ok=True)
+            self.report.pulled_ops += new
+            self.report.ops_refused += refused
             after = last
             if not reply["more"]:
                 break
+
+    @property
+    def downloads(self) -> Path:
+        """Partial downloads live here between runs, so the next run resumes them."""
+        return self.project.root / ".sync-downloads"
+
+    def parse(self, items: list[Any]) -> list[oplog.Operation]:
+        """The page's operations; one that cannot even be parsed is refused and kept aside."""
+        ops = []
+        for item in items:
+            try:
+                ops.append(oplog.Operation.from_wire(item))
+            except ApplianceError as exc:
+                key = f"seq{item.get('seq')}" if isinstance(item, dict) else "unknown"
+                oplog.record_refusal(self.project.db, key, str(exc), item)
+                self.report.ops_refused.append(str(exc))
+        return ops
+
+    def retry_refused(self) -> None:
+        """Operations refused before for what this tablet lacked then (a class added since, a
+        parent that arrived) are tried again; those naming a blob were refused for its content
+        and stay refused."""
+        again = [op for op, _ in oplog.refusals(self.project.db) if op and op.blob is None]
+        if again:
+            new, _still = oplog.apply_remote(self.project, again, 0)
+            self.report.pulled_ops += new
 
     # models --------------------------------------------------------------------------------
 
@@ -243,10 +291,8 @@ class Syncer:
             if model["bundle_id"] in have or oplog.get_state(self.project.db, refused_key):
                 continue
             self.progress(f"downloading model bundle {model['bundle_id']}")
-            data = self.blobs.download(sha)
-            tmp = self.project.root / f".sync-{sha[:16]}.zip"
+            tmp = self.blobs.download(sha, self.downloads / f"{sha}.zip")
             try:
-                tmp.write_bytes(data)
                 install_model_bundle(self.project, tmp)  # verifies everything first
             except BundleError as exc:
                 # This tablet will never accept this bundle (verification, not a full disk):

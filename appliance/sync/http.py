@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from appliance.errors import ApplianceError
@@ -104,9 +104,17 @@ class LabHttp:
         return self._conn
 
     def once(
-        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        into: BinaryIO | None = None,
     ) -> Reply:
-        """One attempt; any transport failure closes the connection and propagates."""
+        """One attempt; any transport failure closes the connection and propagates.
+
+        With `into`, a 200 or 206 reply's body is streamed into that file (a 200 replaces what
+        it held) instead of memory, and a body cut short raises `Truncated`."""
         hdrs = {"Accept": "application/json"}
         if self.token:
             hdrs["Authorization"] = f"Bearer {self.token}"
@@ -115,7 +123,11 @@ class LabHttp:
             conn = self._connection()
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
-            data = resp.read()
+            if into is not None and resp.status in (200, 206):
+                data = b""
+                _stream(resp, into, restart=resp.status == 200)
+            else:
+                data = resp.read()
             self._used = time.monotonic()
             reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
             if resp.will_close:
@@ -137,12 +149,15 @@ class LabHttp:
         headers: dict | None = None,
         ok: Collection[int] = (200,),
         need: Collection[str] = (),
+        into: BinaryIO | None = None,
     ) -> Reply:
         """Send with retries; return the reply when its status is in `ok`, else raise.
 
         `need` names headers a successful (2xx) reply must carry; one without them was cut
         short in its headers (http.client takes an early end of the headers for their end)
-        and is retried.
+        and is retried. With `into` (a GET of a file), the body is appended to that file and
+        every attempt asks only for the bytes after what it holds (`Range`), so a cut
+        connection resumes where it stopped.
         """
         hdrs = dict(headers or {})
         if json_body is not None:
@@ -157,8 +172,12 @@ class LabHttp:
                 if time.monotonic() - start + wait > self.retry.deadline:
                     break
                 self.sleep(wait)
+            if into is not None:
+                hdrs.pop("Range", None)
+                if into.tell():
+                    hdrs["Range"] = f"bytes={into.tell()}-"
             try:
-                reply = self.once(method, path, body, hdrs)
+                reply = self.once(method, path, body, hdrs, into)
             except TRANSIENT as exc:
                 problem = f"{type(exc).__name__}: {exc}".strip(": ")
                 continue
@@ -182,6 +201,22 @@ class LabHttp:
 
 class Truncated(http.client.HTTPException):
     """A reply whose headers ended early: its length is unknown, so its body cannot be trusted."""
+
+
+def _stream(resp: http.client.HTTPResponse, into: BinaryIO, restart: bool) -> None:
+    """Copy a reply's body into a file in 1 MiB pieces; a short body raises `Truncated`
+    (http.client ends reading at a closed connection without saying so)."""
+    if restart:
+        into.seek(0)
+        into.truncate()
+    length = resp.getheader("content-length")
+    got = 0
+    while piece := resp.read(1 << 20):
+        into.write(piece)
+        got += len(piece)
+    into.flush()
+    if length is None or got != int(length):
+        raise Truncated(f"reply body cut after {got} bytes")
 
 
 def _complete(method: str, reply: Reply) -> bool:

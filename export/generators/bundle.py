@@ -37,9 +37,11 @@ class GeneratorSettings:
     width: int | None = None
     arch: str = "conv"
     sample_steps: int = 20
+    eta: float = 0.0
     guidance: float = 2.0
     device: str = "auto"
     seed: int = 0
+    max_minutes: float | None = None  # None: 30 on a CPU, none on a GPU; 0: no budget
 
 
 def _contract(
@@ -95,6 +97,7 @@ def fit_generator(
             device=settings.device,
             seed=settings.seed,
             max_steps=settings.steps,
+            max_minutes=settings.max_minutes,
         )
         res = train_cgan(crops, cg, run_dir, progress)
         model: torch.nn.Module = res.generator
@@ -124,9 +127,11 @@ def fit_generator(
             steps=steps,
             batch=settings.batch or 64,
             sample_steps=settings.sample_steps,
+            eta=settings.eta,
             guidance=settings.guidance,
             device=settings.device,
             seed=settings.seed,
+            max_minutes=settings.max_minutes,
         )
         dres = train_diffusion(crops, dc, run_dir, progress)
         model = dres.model
@@ -178,6 +183,7 @@ def fit_generator(
             batch=settings.batch or 16,
             device=settings.device,
             seed=settings.seed,
+            max_minutes=settings.max_minutes,
         )
         lres = train_label2image(scenes, len(classes) + 1, lc, run_dir, progress)
         model = lres.generator
@@ -208,6 +214,7 @@ def fit_generator(
         "kind": settings.kind,
         "train_seconds": round(seconds, 1),
         "steps": len(history),
+        "stopped": run.stopped,
         "device": device,
         "precision": precision,
         "loss_first_10": first,

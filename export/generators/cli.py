@@ -34,7 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="network width (channels at full size)")
     p.add_argument("--arch", choices=("conv", "mlp"), default="conv", help="cgan generator")
     p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps (diffusion)")
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=0.0,
+        help="DDIM stochasticity written into the contract: 0 deterministic (default), 1 "
+        "DDPM-like fresh noise per step (keeps fine pixel noise)",
+    )
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance")
+    _budget_options(p, "training", "30 on a CPU, none on a GPU")
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if any"
     )
@@ -59,7 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--g-steps", type=int, default=5000, help="label-to-image steps")
     p.add_argument("--g-width", type=int, default=32, help="label-to-image width (32)")
     p.add_argument("--g-size", type=int, default=64, help="label-to-image crop side")
-    p.add_argument("--max-minutes", type=float, help="time budget per U-Net training")
+    _budget_options(
+        p,
+        "each training (the generator and every U-Net)",
+        "on a CPU 30 for the generator and 9 per U-Net, none on a GPU",
+    )
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if any"
     )
@@ -68,16 +80,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_mipr)
 
 
+def _budget_options(p: argparse.ArgumentParser, what: str, default: str) -> None:
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--max-minutes",
+        type=float,
+        help=f"wall-clock budget of {what}: stops after the step that crosses it and keeps "
+        f"what was learnt (default {default})",
+    )
+    budget.add_argument(
+        "--no-time-budget",
+        action="store_true",
+        help="train the given steps/epochs whatever the machine's speed (CPU too)",
+    )
+
+
+def _max_minutes(args: argparse.Namespace) -> float | None:
+    """0 (no budget) for --no-time-budget, else --max-minutes (None: the machine's default)."""
+    from appliance.cli import require_range
+
+    require_range("--max-minutes", args.max_minutes, 0.1)
+    return 0.0 if args.no_time_budget else args.max_minutes
+
+
 def _run_dir(given: Path | None, name: str) -> Path:
     return given or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
 
 
 def _train_generator(args: argparse.Namespace) -> int:
+    from appliance.cli import require_range
     from appliance.errors import ApplianceError
     from export.generators.bundle import GeneratorSettings, train_generator
 
     if args.size < 16 or args.size % 8:
         raise ApplianceError(f"--size must be a multiple of 8 and at least 16, got {args.size}")
+    require_range("--eta", args.eta, 0.0, 1.0)
+    require_range("--steps", args.steps, 1)
+    require_range("--epochs", args.epochs, 1)
+    max_minutes = _max_minutes(args)
     settings = GeneratorSettings(
         kind=args.kind,
         size=args.size,
@@ -88,9 +128,11 @@ def _train_generator(args: argparse.Namespace) -> int:
         width=args.width,
         arch=args.arch,
         sample_steps=args.sample_steps,
+        eta=args.eta,
         guidance=args.guidance,
         device=args.device,
         seed=args.seed,
+        max_minutes=max_minutes,
     )
     run_dir = _run_dir(args.run_dir, args.kind)
     metrics = train_generator(args.job, settings, args.out, run_dir)
@@ -115,7 +157,7 @@ def _mipr(args: argparse.Namespace) -> int:
         g_size=args.g_size,
         device=args.device,
         seed=args.seed,
-        max_minutes=args.max_minutes,
+        max_minutes=_max_minutes(args),
     )
     run_dir = _run_dir(args.run_dir, "mipr")
     metrics = mipr_job(args.job, args.out, run_dir, config)

@@ -7,24 +7,31 @@ the CPU otherwise. Trainers bound their work by steps, never by wall-clock time 
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from export.train.runtime import Runtime, precision_for, seed_everything, select_runtime
 
 __all__ = [
+    "CPU_MINUTES",
+    "Budget",
+    "Ema",
     "Runtime",
     "autocast",
     "batches",
     "plot_losses",
     "runtime",
     "save_grid",
+    "smoothed",
     "wrap",
     "write_history",
 ]
@@ -36,6 +43,61 @@ def runtime(device: str, seed: int) -> tuple[Runtime, torch.dtype | None, str]:
     seed_everything(seed + rt.rank)
     amp, precision = precision_for(rt.device)
     return rt, amp, precision
+
+
+# Without --max-minutes a generator trains at most this long on a CPU (seed 000's goals are set
+# for 30 minutes per generator on 2 cores); on a GPU the steps alone bound the run.
+CPU_MINUTES = 30.0
+
+
+class Budget:
+    """The wall-clock budget of one training run, checked once per optimiser step.
+
+    `max_minutes` None picks the machine's default (`CPU_MINUTES` on a CPU, none on a GPU); 0
+    or less means no budget. Under torchrun every rank must stop at the same step, so rank 0's
+    clock decides and the verdict is broadcast (one tiny collective per step).
+    """
+
+    def __init__(self, max_minutes: float | None, rt: Runtime) -> None:
+        if max_minutes is None:
+            max_minutes = None if rt.device.type == "cuda" else CPU_MINUTES
+        self.seconds = max_minutes * 60 if max_minutes and max_minutes > 0 else None
+        self.rt = rt
+        self.start = time.monotonic()
+        self.stopped = "steps"
+
+    def expired(self) -> bool:
+        """True once the budget is spent (then `stopped` says "time budget")."""
+        if self.seconds is None:
+            return False
+        over = time.monotonic() - self.start >= self.seconds
+        if self.rt.world > 1:
+            flag = torch.tensor([float(over)], device=self.rt.device)
+            dist.broadcast(flag, src=0)
+            over = bool(flag.item())
+        if over:
+            self.stopped = "time budget"
+        return over
+
+
+class Ema:
+    """An exponential moving average of a model's weights (the copy that samples and ships).
+
+    The decay warms up as (1 + step) / (10 + step) towards `decay`, so early averages are not
+    dominated by the random initial weights; buffers (BatchNorm statistics) are copied as-is.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for pe, pm in zip(self.model.parameters(), model.parameters(), strict=True):
+            pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        for be, bm in zip(self.model.buffers(), model.buffers(), strict=True):
+            be.copy_(bm)
 
 
 def autocast(rt: Runtime, amp: torch.dtype | None) -> AbstractContextManager[None]:

@@ -14,7 +14,6 @@ PyTorch twin.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,12 +26,14 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from appliance.contract import Schedule
-from export.generators.common import autocast, batches, runtime, wrap
+from export.generators.common import Budget, Ema, autocast, batches, runtime, wrap
 from export.generators.data import CropSet
 from export.train import optimiser_step
 
 TRAIN_STEPS = 1000
 COND_DROP = 0.1
+PREDICTIONS = ("v", "eps")
+MIN_SNR_GAMMA = 5.0
 
 
 def cosine_alphas_cumprod(steps: int = TRAIN_STEPS, s: float = 0.008) -> np.ndarray:
@@ -86,18 +87,36 @@ class ResBlock(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """U-Net ε-predictor: input (x_t, mask) planes, conditioning (t, class) added per block.
+    """U-Net on (x_t, mask) planes, conditioning (t, class) added per block; returns ε.
 
     `mults` sets the channels per level (width × mult); spatial sizes must be multiples of
     2^(levels-1). The class embedding has one extra row, the null class, for guidance.
+
+    With `prediction="v"` the network learns v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho), whose scale
+    stays the same at every noise level, and `forward` turns it into ε = √ᾱ·v + √(1−ᾱ)·x_t
+    with the schedule held in the model: the exported graph and the tablet's DDIM loop keep
+    speaking ε whichever target was trained.
     """
 
+    abar: torch.Tensor
+
     def __init__(
-        self, channels: int, n_classes: int, width: int = 32, mults: tuple[int, ...] = (1, 2, 2)
+        self,
+        channels: int,
+        n_classes: int,
+        width: int = 32,
+        mults: tuple[int, ...] = (1, 2, 2),
+        prediction: str = "v",
     ) -> None:
         super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.config = {"channels": channels, "n_classes": n_classes, "width": width}
         self.config["mults"] = list(mults)  # type: ignore[assignment]
+        self.config["prediction"] = prediction  # type: ignore[assignment]
+        self.prediction = prediction
+        abar = torch.from_numpy(cosine_alphas_cumprod(TRAIN_STEPS)).float()
+        self.register_buffer("abar", abar, persistent=False)
         emb = 4 * width
         self.width = width
         self.t_mlp = nn.Sequential(nn.Linear(width, emb), nn.SiLU(), nn.Linear(emb, emb))
@@ -128,8 +147,24 @@ class Denoiser(nn.Module):
         return 2 ** (len(self.config["mults"]) - 1)  # type: ignore[arg-type]
 
     def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        label: torch.Tensor,
+        mask: torch.Tensor,
+        raw: bool = False,
+    ) -> torch.Tensor:
+        """ε; with `raw` the network's own target (what training compares, through DDP)."""
+        out = self.raw(x, t, label, mask)
+        if raw or self.prediction == "eps":
+            return out
+        a = self.abar[t.round().long().clamp(0, TRAIN_STEPS - 1)][:, None, None, None]
+        return a.sqrt() * out + (1 - a).sqrt() * x
+
+    def raw(
         self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
+        """The network's own output: ε or v, as `prediction` says."""
         e = self.t_mlp(timestep_embedding(t, self.width)) + self.c_embed(label)
         h = self.inp(torch.cat([x, mask], dim=1))
         skips = []
@@ -148,16 +183,25 @@ class Denoiser(nn.Module):
 
 @dataclass
 class DiffusionConfig:
+    """Denoiser and training settings. `min_snr` weighs each noise level's loss by
+    min(SNR, γ)/(SNR + 1) for v (Hang et al., 2023): the many nearly clean, easy levels no
+    longer dominate, which speeds up learning the cell's shape and texture several-fold."""
+
     width: int = 32
     mults: tuple[int, ...] = (1, 2, 2)
     steps: int = 20000
     batch: int = 64
     lr: float = 2e-4
+    warmup: int = 200  # steps of linearly rising learning rate (Adam's early steps are wild)
     ema: float = 0.999
+    prediction: str = "v"
+    min_snr: float | None = MIN_SNR_GAMMA
     sample_steps: int = 20
+    eta: float = 0.0
     guidance: float = 2.0
     device: str = "auto"
     seed: int = 0
+    max_minutes: float | None = None  # None: CPU_MINUTES on a CPU, none on a GPU; 0: none
 
 
 @dataclass
@@ -169,16 +213,38 @@ class DiffusionResult:
     device: str
     precision: str
     config: dict[str, object] = field(default_factory=dict)
+    stopped: str = "steps"
+
+
+def _loss(
+    pred: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    a: torch.Tensor,
+    config: DiffusionConfig,
+) -> torch.Tensor:
+    """Per-sample MSE to the trained target (ε or v), min-SNR weighted when asked."""
+    target = noise if config.prediction == "eps" else a.sqrt() * noise - (1 - a).sqrt() * x0
+    per = ((pred.float() - target) ** 2).mean(dim=(1, 2, 3))
+    if config.min_snr is None:
+        return per.mean()
+    snr = (a / (1 - a)).flatten()
+    clipped = snr.clamp(max=config.min_snr)
+    weight = clipped / (snr + 1) if config.prediction == "v" else clipped / snr
+    return (weight * per).mean()
 
 
 def train_diffusion(
     data: CropSet, config: DiffusionConfig, run_dir: Path | None = None, progress: bool = True
 ) -> DiffusionResult:
-    """DDPM training (ε-prediction MSE) with class dropout; returns the EMA denoiser."""
+    """DDPM training (v or ε target, min-SNR weights) with class dropout; returns the EMA
+    denoiser."""
     rt, amp, precision = runtime(config.device, config.seed)
-    model = Denoiser(data.images.shape[1], len(data.classes), config.width, config.mults)
+    model = Denoiser(
+        data.images.shape[1], len(data.classes), config.width, config.mults, config.prediction
+    )
     model = model.to(rt.device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    ema = Ema(model, config.ema)
     net = wrap(model, rt)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
@@ -187,8 +253,8 @@ def train_diffusion(
     m_all = torch.from_numpy(data.masks)
     y_all = torch.from_numpy(data.labels)
     null = len(data.classes)
+    budget = Budget(config.max_minutes, rt)
     history: list[dict[str, float]] = []
-    start = time.monotonic()
     bar = tqdm(
         batches(len(data), config.batch, config.steps, rt, config.seed),
         total=config.steps,
@@ -198,6 +264,8 @@ def train_diffusion(
         dynamic_ncols=True,
     )
     for step, idx in enumerate(bar, 1):
+        for group in opt.param_groups:
+            group["lr"] = config.lr * min(1.0, step / max(config.warmup, 1))
         x0, mask = x_all[idx].to(rt.device), m_all[idx].to(rt.device)
         y = y_all[idx].to(rt.device)
         if np.random.random() < 0.5:  # flips and 90° turns keep a cell a cell
@@ -210,25 +278,27 @@ def train_diffusion(
         a = abar[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with autocast(rt, amp):
-            pred = net(xt, t.float(), y, mask)
-        loss = F.mse_loss(pred.float(), noise)
+            pred = net(xt, t.float(), y, mask, raw=True)
+        loss = _loss(pred, x0, noise, a, config)
         optimiser_step(opt, scaler, loss)
-        decay = min(config.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-        row = {"step": step, "loss": float(loss.item()), "seconds": time.monotonic() - start}
+        ema.update(model, step)
+        row = {"step": step, "loss": float(loss.item()), "seconds": time.monotonic() - budget.start}
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if budget.expired():
+            break
     bar.close()
+    out = ema.model.cpu().eval()
+    assert isinstance(out, Denoiser)
     return DiffusionResult(
-        model=ema.cpu().eval(),
-        schedule=ddim_schedule(config.sample_steps),
+        model=out,
+        schedule=ddim_schedule(config.sample_steps, eta=config.eta),
         history=history,
-        seconds=time.monotonic() - start,
+        seconds=time.monotonic() - budget.start,
         device=str(rt.device),
         precision=precision,
         config={**config.__dict__, "mults": list(config.mults), "train_steps": TRAIN_STEPS},
+        stopped=budget.stopped,
     )
 
 

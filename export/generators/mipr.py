@@ -41,7 +41,7 @@ class MiprConfig:
     batch: int | None = None
     device: str = "auto"
     seed: int = 0
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # per training (G, each S); None: machine default; 0: none
 
 
 def deform_label(target: np.ndarray, rng: np.random.Generator, strength: float = 4.0) -> np.ndarray:
@@ -95,6 +95,12 @@ def _pair_sample(image: np.ndarray, target: np.ndarray) -> Sample:
     )
 
 
+def _test_dice(model: torch.nn.Module, test: SegDataset) -> float:
+    """Pooled test Dice of a softmax U-Net (`evaluate`'s instance F1 is None for softmax)."""
+    dice, _ = evaluate(model, test, torch.device("cpu"))
+    return round(dice, 4)
+
+
 def run_mipr(
     train: list[Sample],
     val: list[Sample],
@@ -120,6 +126,7 @@ def run_mipr(
         steps=config.g_steps,
         device=config.device,
         seed=config.seed,
+        max_minutes=config.max_minutes,
     )
     gen = train_label2image(scenes, n_classes, g_config, run_dir, progress).generator
     seg_config = TrainConfig(
@@ -143,7 +150,7 @@ def run_mipr(
             "iteration": 0,
             "train_images": len(train),
             "pseudo_pairs": 0,
-            "test_dice": round(evaluate(result.model, test_ds, torch.device("cpu")), 4),
+            "test_dice": _test_dice(result.model, test_ds),
         }
     ]
     grid: list[np.ndarray] = []  # rows of (unlabeled image, deformed pseudo-label, rendering)
@@ -169,7 +176,7 @@ def run_mipr(
                 "train_images": len(grown),
                 "pseudo_pairs": len(pairs),
                 "mean_confidence": round(float(np.mean([labels[i][1] for i in take] or [0])), 4),
-                "test_dice": round(evaluate(result.model, test_ds, torch.device("cpu")), 4),
+                "test_dice": _test_dice(result.model, test_ds),
             }
         )
     if grid:
@@ -191,7 +198,7 @@ def _plot(rows: list[dict[str, object]], path: Path) -> None:
     ax.plot(its, [float(r["test_dice"]) for r in rows], "o-")  # type: ignore[arg-type]
     for r in rows:
         ax.annotate(f"{r['train_images']}", (r["iteration"], r["test_dice"]), fontsize=8)
-    ax.set_xlabel("MIPR iteration (0 = labelled images only; numbers: training images)")
+    ax.set_xlabel("iteration (0: labelled only; labels: training images)")
     ax.set_ylabel("test Dice")
     ax.set_xticks(its)
     fig.tight_layout()

@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +29,7 @@ from appliance.bundles.archive import BundleError
 from appliance.errors import ApplianceError
 from export.lab.blobs import BlobStore, FileBlobStore, HashMismatch
 from export.lab.page import render_page
-from export.lab.store import DanglingReference, Device, LabStore, MissingBlob, token_hash
+from export.lab.store import Device, InvalidOperation, LabStore, MissingBlob, token_hash
 from export.lab.wire import (
     PROJECT_RE,
     SHA_RE,
@@ -37,10 +38,11 @@ from export.lab.wire import (
     EnrollIn,
     Hashes,
     OpsIn,
-    problem,
 )
 
 TUS_VERSION = "1.0.0"
+MAX_BUCKETS = 10_000  # rate-limit buckets kept per limiter
+ANONYMOUS_BODY = 16 << 10  # bytes read from a request without a device token (enrollment)
 
 
 @dataclass
@@ -77,8 +79,8 @@ class RateLimiter:
     def allow(self, key: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            if len(self._buckets) > 10_000:  # bounded memory under a flood of made-up keys
-                self._buckets.clear()
+            if key not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
+                self._evict(now)
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens < 1:
@@ -87,23 +89,52 @@ class RateLimiter:
             self._buckets[key] = (tokens - 1, now)
             return True
 
+    def _evict(self, now: float) -> None:
+        """Bounded memory: forget buckets that have refilled (forgetting them changes
+        nothing), then the longest idle half; never all at once, so a flood of new keys
+        cannot hand a busy key a fresh burst."""
+        full = [k for k, (n, t) in self._buckets.items() if n + (now - t) * self.rate >= self.burst]
+        for k in full:
+            del self._buckets[k]
+        if len(self._buckets) >= MAX_BUCKETS:
+            by_age = sorted(self._buckets, key=lambda k: self._buckets[k][1])
+            for k in by_age[: len(by_age) // 2]:
+                del self._buckets[k]
+
 
 class BodyLimit:
     """Refuse bodies over the limit with 413: by Content-Length up front, else while reading
-    (chunked bodies are buffered up to the limit, so the application never sees a part)."""
+    (chunked bodies are buffered up to the limit, so the application never sees a part).
 
-    def __init__(self, app: ASGIApp, json_limit: int, chunk_limit: int) -> None:
+    Requests to a project are authenticated before a byte of their body is read: without a
+    token of a live device they get 401 at once, so nobody without a token can make the
+    server hold a connection and memory for a large body. Other paths (enrollment) read at
+    most `ANONYMOUS_BODY` bytes."""
+
+    def __init__(
+        self, app: ASGIApp, json_limit: int, chunk_limit: int, known: Callable[[str], bool]
+    ) -> None:
         self.app, self.json_limit, self.chunk_limit = app, json_limit, chunk_limit
+        self.known = known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        uploading = scope["method"] == "PATCH" or (
-            scope["method"] == "POST" and scope["path"].endswith("/uploads")
-        )
-        limit = self.chunk_limit if uploading else self.json_limit
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        if scope["path"].startswith("/api/v1/projects/"):
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+            if not token or len(auth) > 200 or not await run_in_threadpool(self.known, token):
+                await self.app(scope, _no_body, send)  # answers 401 (or 429) without reading
+                return
+            uploading = scope["method"] == "PATCH" or (
+                scope["method"] == "POST" and scope["path"].endswith("/uploads")
+            )
+            limit = self.chunk_limit if uploading else self.json_limit
+        else:
+            limit = min(self.json_limit, ANONYMOUS_BODY)
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(send, limit)
             return
@@ -130,6 +161,11 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+async def _no_body(message: Any = None) -> Message:
+    """The request's body as seen by a handler that refuses it before reading: none."""
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
 async def _too_large(send: Send, limit: int) -> None:
     body = f'{{"detail":"request body over the limit of {limit} bytes"}}'.encode()
     await send(
@@ -152,20 +188,31 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
     blobs: BlobStore = config.blob_store or FileBlobStore(Path(config.root))
     limiter = RateLimiter(config.rate_per_second, config.rate_burst)
     enroll_limiter = RateLimiter(config.enroll_per_minute / 60.0, config.enroll_per_minute)
-    app = FastAPI(title="Annotation appliance lab server", docs_url=None, redoc_url=None)
+    failures = RateLimiter(config.rate_per_second, config.rate_burst)  # per client address
+    app = FastAPI(
+        title="Annotation appliance lab server", docs_url=None, redoc_url=None, openapi_url=None
+    )
 
     seen: dict[int, float] = {}
 
-    def device(request: Request, project: ProjectName) -> Device:
+    def authenticated(request: Request) -> Device:
+        """The live device whose token the request carries. Each device has its own request
+        budget, looked up only after its token is known, so made-up tokens never touch a
+        real device's budget; failed attempts are limited per client address."""
         auth = request.headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or len(auth) > 200:
-            raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-        token = auth.removeprefix("Bearer ").strip()
-        if not limiter.allow(token_hash(token)):
-            raise HTTPException(429, "too many requests", {"Retry-After": "1"})
-        found = store.device_for_token(token)
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        found = store.device_for_token(token) if token and len(auth) <= 200 else None
         if found is None or found.revoked:
+            client = request.client.host if request.client else "?"
+            if not failures.allow(client):
+                raise HTTPException(429, "too many failed attempts", {"Retry-After": "60"})
             raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+        if not limiter.allow(f"device:{found.id}"):
+            raise HTTPException(429, "too many requests", {"Retry-After": "1"})
+        return found
+
+    def device(request: Request, project: ProjectName) -> Device:
+        found = authenticated(request)
         if found.project != project:
             raise HTTPException(403, "this device is not enrolled in that project")
         now = time.monotonic()
@@ -184,6 +231,12 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
     async def _user_error(_request: Request, exc: ApplianceError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> dict[str, Any]:
+        """The API description, for enrolled devices only (it maps every endpoint)."""
+        authenticated(request)
+        return app.openapi()
+
     @app.get("/api/v1/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -193,7 +246,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         client = request.client.host if request.client else "?"
         if not enroll_limiter.allow(client):
             raise HTTPException(429, "too many enrollment attempts", {"Retry-After": "60"})
-        redeemed = store.redeem(body.code, body.name)
+        redeemed = store.redeem(body.code, body.name, body.token)
         if redeemed is None:
             raise HTTPException(401, "unknown, used or expired enrollment code")
         token, dev = redeemed
@@ -204,16 +257,21 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         need_role(dev, "tablet")
         if len(body.ops) > config.max_ops_per_request:
             raise HTTPException(413, f"at most {config.max_ops_per_request} operations a request")
-        for op in body.ops:
-            if why := problem(op):
-                raise HTTPException(422, f"operation {op.uid}: {why}")
+        ops = [op.model_dump() for op in body.ops]
         try:
-            accepted = store.push_ops(dev.project_id, dev.id, [op.model_dump() for op in body.ops])
+            accepted = store.push_ops(dev.project_id, dev.id, ops, held_blob)
         except MissingBlob as exc:
             raise HTTPException(409, f"blob {exc.args[0]} must be uploaded first") from None
-        except DanglingReference as exc:
-            raise HTTPException(409, str(exc)) from None
+        except InvalidOperation as exc:
+            raise HTTPException(422, str(exc)) from None
         return {"accepted": [{"uid": uid, "seq": seq} for uid, seq in accepted]}
+
+    def held_blob(sha256: str) -> Path | bytes | None:
+        """A held blob for the operation check: its file, or its bytes from a store without
+        local files."""
+        if not blobs.has(sha256):
+            return None
+        return blobs.path(sha256) or b"".join(blobs.read(sha256))
 
     @app.get("/api/v1/projects/{project}/ops")
     def pull_ops(
@@ -233,13 +291,32 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         return {"missing": store.missing_blobs(dev.project_id, body.hashes)}
 
     @app.get("/api/v1/projects/{project}/blobs/{sha256}")
-    def get_blob(dev: Dev, sha256: Annotated[str, PathParam(pattern=SHA_RE)]) -> StreamingResponse:
+    def get_blob(
+        dev: Dev, sha256: Annotated[str, PathParam(pattern=SHA_RE)], request: Request
+    ) -> Response:
+        """The blob, or with `Range: bytes=N-` its bytes from N on (206): a download cut
+        short resumes instead of starting over. Other range forms get the whole blob."""
         if not store.has_blob(dev.project_id, sha256) or not blobs.has(sha256):
             raise HTTPException(404, "no such blob in this project")
+        size = blobs.size(sha256)
+        match = re.fullmatch(r"bytes=(\d{1,15})-", request.headers.get("range", ""))
+        if match is None:
+            return StreamingResponse(
+                blobs.read(sha256),
+                media_type="application/octet-stream",
+                headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
+            )
+        start = int(match.group(1))
+        if start >= size:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
         return StreamingResponse(
-            blobs.read(sha256),
+            blobs.read(sha256, start=start),
+            status_code=206,
             media_type="application/octet-stream",
-            headers={"Content-Length": str(blobs.size(sha256))},
+            headers={
+                "Content-Length": str(size - start),
+                "Content-Range": f"bytes {start}-{size - 1}/{size}",
+            },
         )
 
     @app.post("/api/v1/projects/{project}/uploads", status_code=201)
@@ -290,7 +367,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
 
     @app.head("/api/v1/projects/{project}/uploads/{upload_id}")
     def upload_offset(dev: Dev, upload_id: UploadId) -> Response:
-        found = store.upload(dev.project_id, upload_id)
+        found = store.upload(dev.project_id, dev.id, upload_id)
         if found is None:
             raise HTTPException(404, "no such upload in this project")
         return Response(
@@ -314,7 +391,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         return await run_in_threadpool(_patch, dev, upload_id, int(offset_header), data)
 
     def _patch(dev: Device, upload_id: str, offset: int, data: bytes) -> Response:
-        found = store.upload(dev.project_id, upload_id)
+        found = store.upload(dev.project_id, dev.id, upload_id)
         if found is None:
             raise HTTPException(404, "no such upload in this project")
         sha, length = found
@@ -406,7 +483,11 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             raise HTTPException(401, "the lab page needs its key (?key=...)")
         return HTMLResponse(render_page(store.overview(), store.devices()))
 
-    wrapped = BodyLimit(app, config.max_json_bytes, config.max_chunk_bytes)
+    def live(token: str) -> bool:
+        found = store.device_for_token(token)
+        return found is not None and not found.revoked
+
+    wrapped = BodyLimit(app, config.max_json_bytes, config.max_chunk_bytes, live)
     return wrapped, store
 
 

@@ -26,7 +26,8 @@ class BlobStore(Protocol):
 
     def size(self, sha256: str) -> int: ...
 
-    def read(self, sha256: str, chunk: int = 1 << 20) -> Iterator[bytes]: ...
+    def read(self, sha256: str, chunk: int = 1 << 20, start: int = 0) -> Iterator[bytes]:
+        """The blob's bytes from offset `start` on, in pieces (a resumed download)."""
 
     def path(self, sha256: str) -> Path | None:
         """A local file for readers that need one (bundle verification), when there is one."""
@@ -70,8 +71,9 @@ class FileBlobStore:
         p = self._blob(sha256)
         return p if p.is_file() else None
 
-    def read(self, sha256: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    def read(self, sha256: str, chunk: int = 1 << 20, start: int = 0) -> Iterator[bytes]:
         with open(self._blob(sha256), "rb") as fh:
+            fh.seek(start)
             while data := fh.read(chunk):
                 yield data
 

@@ -9,10 +9,11 @@ on the project in PostgreSQL), so numbers commit in order per project.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from appliance.store.opcheck import check_operation
+from appliance.store.oplog import Operation
 from export.lab import schema as t
 
 ROLES = ("tablet", "workstation")
@@ -88,8 +91,67 @@ class MissingBlob(Exception):
     """An operation names a blob the project does not hold yet (upload it first)."""
 
 
-class DanglingReference(Exception):
-    """A label version names an image or parent version the project has no operation for."""
+class InvalidOperation(Exception):
+    """An operation fails the core's check (`appliance.store.opcheck`): not numbered."""
+
+
+class _ProjectKnown:
+    """`opcheck.Known` answered from a project's operations, loaded in bulk for one batch
+    (the images and versions the batch names) and extended as the batch is accepted."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        project_id: int,
+        ops: list[dict[str, Any]],
+        blob: Callable[[str], Path | bytes | None],
+    ) -> None:
+        self._blob = blob
+        payloads = [op["payload"] for op in ops if isinstance(op.get("payload"), dict)]
+        images = {str(p.get("image")) for p in payloads}
+        versions = {str(p.get(k)) for p in payloads for k in ("uid", "parent", "label")}
+        versions |= {str(m) for p in payloads for m in _listed(p.get("merges"))}
+        ops_ = t.operations.c
+        self.shapes: dict[str, tuple[int, int]] = {}
+        for ref, payload in conn.execute(
+            select(ops_.ref, ops_.payload).where(
+                ops_.project_id == project_id, ops_.kind == "image.added", ops_.ref.in_(images)
+            )
+        ):
+            p = json.loads(payload)
+            self.shapes[ref] = (int(p["height"]), int(p["width"]))
+        self.versions: dict[str, str] = dict(
+            conn.execute(
+                select(ops_.ref, ops_.image).where(
+                    ops_.project_id == project_id,
+                    ops_.kind == "label.saved",
+                    ops_.ref.in_(versions),
+                )
+            ).all()
+        )
+
+    def note(self, op: Operation) -> None:
+        """`op` was accepted: later operations of the batch may name it."""
+        if op.kind == "image.added":
+            self.shapes[op.ref] = (int(op.payload["height"]), int(op.payload["width"]))
+        elif op.kind == "label.saved":
+            self.versions[op.ref] = str(op.payload["image"])
+
+    def image_shape(self, ref: str) -> tuple[int, int] | None:
+        return self.shapes.get(ref)
+
+    def version_image(self, uid: str) -> str | None:
+        return self.versions.get(uid)
+
+    def class_ids(self) -> None:
+        return None  # classes are edited on each tablet; tablets check this part
+
+    def blob(self, sha256: str) -> Path | bytes | None:
+        return self._blob(sha256)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 class LabStore:
@@ -175,14 +237,18 @@ class LabStore:
             )
         return code, expires
 
-    def redeem(self, code: str, device_name: str | None) -> tuple[str, Device] | None:
-        """Exchange an unused, unexpired code for a new device token (shown once, kept hashed).
+    def redeem(
+        self, code: str, device_name: str | None, proposed: str | None = None
+    ) -> tuple[str, Device] | None:
+        """Exchange an unused, unexpired code for a new device token (kept hashed).
 
         The code is marked used in the same transaction that creates the device, by a
-        conditional update, so two racing requests with one code get one device.
+        conditional update, so two racing requests with one code get one device. A device
+        that proposes its token (`proposed`) can ask again with the same code and token after
+        a lost reply and gets the same device; nobody else can, since only the hash is kept.
         """
         h = token_hash(normalise_code(code))
-        token = secrets.token_urlsafe(32)
+        token = proposed or secrets.token_urlsafe(32)
         with self.write() as conn:
             row = conn.execute(
                 select(
@@ -190,10 +256,14 @@ class LabStore:
                     t.enrollments.c.role,
                     t.enrollments.c.name,
                     t.enrollments.c.expires,
-                ).where(t.enrollments.c.code_hash == h, t.enrollments.c.used.is_(None))
+                    t.enrollments.c.used,
+                    t.enrollments.c.device_id,
+                ).where(t.enrollments.c.code_hash == h)
             ).first()
             if row is None or row.expires < now():
                 return None
+            if row.used is not None:
+                return self._redeemed_before(conn, row.device_id, proposed)
             claimed = conn.execute(
                 update(t.enrollments)
                 .where(t.enrollments.c.code_hash == h, t.enrollments.c.used.is_(None))
@@ -221,6 +291,32 @@ class LabStore:
                 select(t.projects.c.name).where(t.projects.c.id == row.project_id)
             ).scalar_one()
         return token, Device(device_id, name, row.role, row.project_id, project, False)
+
+    def _redeemed_before(
+        self, conn: Connection, device_id: int | None, proposed: str | None
+    ) -> tuple[str, Device] | None:
+        """The device a used code made, when the caller proves it is that device."""
+        if proposed is None or device_id is None:
+            return None
+        row = conn.execute(
+            select(
+                t.devices.c.name,
+                t.devices.c.role,
+                t.devices.c.project_id,
+                t.devices.c.token_hash,
+                t.devices.c.revoked,
+                t.projects.c.name.label("project"),
+            )
+            .join(t.projects, t.projects.c.id == t.devices.c.project_id)
+            .where(t.devices.c.id == device_id)
+        ).first()
+        if (
+            row is None
+            or row.revoked
+            or not hmac.compare_digest(row.token_hash, token_hash(proposed))
+        ):
+            return None
+        return proposed, Device(device_id, row.name, row.role, row.project_id, row.project, False)
 
     def device_for_token(self, token: str) -> Device | None:
         with self.read() as conn:
@@ -315,12 +411,15 @@ class LabStore:
             )
         return upload_id
 
-    def upload(self, project_id: int, upload_id: str) -> tuple[str, int] | None:
-        """(sha256, length) of an upload of this project; None for another project's."""
+    def upload(self, project_id: int, device_id: int, upload_id: str) -> tuple[str, int] | None:
+        """(sha256, length) of an upload this device started in this project; None for
+        another project's or another device's (nobody can write into someone else's)."""
         with self.read() as conn:
             row = conn.execute(
                 select(t.uploads.c.sha256, t.uploads.c.length).where(
-                    t.uploads.c.id == upload_id, t.uploads.c.project_id == project_id
+                    t.uploads.c.id == upload_id,
+                    t.uploads.c.project_id == project_id,
+                    t.uploads.c.device_id == device_id,
                 )
             ).first()
         return None if row is None else (row[0], int(row[1]))
@@ -354,9 +453,19 @@ class LabStore:
     # operations ----------------------------------------------------------------------------
 
     def push_ops(
-        self, project_id: int, device_id: int, ops: list[dict[str, Any]]
+        self,
+        project_id: int,
+        device_id: int,
+        ops: list[dict[str, Any]],
+        blob: Callable[[str], Path | bytes | None],
     ) -> list[tuple[str, int]]:
-        """Accept operations in order; a known uid returns its first number (replay-safe)."""
+        """Accept operations in order; a known uid returns its first number (replay-safe).
+
+        Each new operation must pass the core's `check_operation` against what the project
+        held before it (earlier numbers and earlier in this batch), the check every tablet
+        runs before applying it; one that fails refuses the whole batch (`InvalidOperation`)
+        and nothing is numbered. `blob(sha256)` gives a held blob's file or bytes.
+        """
         accepted: list[tuple[str, int]] = []
         with self.write() as conn:
             conn.execute(
@@ -374,7 +483,6 @@ class LabStore:
                 }
                 if blobs - have:
                     raise MissingBlob(sorted(blobs - have)[0])
-            self._check_references(conn, project_id, ops)
             uids = [op["uid"] for op in ops]
             known = dict(
                 conn.execute(
@@ -383,11 +491,17 @@ class LabStore:
                     )
                 ).all()
             )
+            fresh = [op for op in ops if op["uid"] not in known]
+            held = _ProjectKnown(conn, project_id, fresh, blob)
             received = now()
             for op in ops:
                 if op["uid"] in known:
                     accepted.append((op["uid"], int(known[op["uid"]])))
                     continue
+                operation = Operation.from_wire(op)
+                if reason := check_operation(operation, held):
+                    raise InvalidOperation(reason)
+                held.note(operation)
                 payload = op["payload"]
                 label = op["kind"] == "label.saved"
                 res = conn.execute(
@@ -408,46 +522,6 @@ class LabStore:
                 known[op["uid"]] = seq
                 accepted.append((op["uid"], seq))
         return accepted
-
-    def _check_references(self, conn: Connection, project_id: int, ops: list[dict]) -> None:
-        """Every label version's image, and its parent if any, must come before it: in an
-        earlier operation of the project or earlier in this batch. Tablets apply operations in
-        order, so this is what lets every one of them apply every accepted operation."""
-        labels = [op for op in ops if op["kind"] == "label.saved"]
-        if not labels:
-            return
-        images = self._known_refs(
-            conn, project_id, "image.added", {op["payload"]["image"] for op in labels}
-        )
-        versions = self._known_refs(
-            conn,
-            project_id,
-            "label.saved",
-            {op["payload"]["parent"] for op in labels if op["payload"].get("parent")},
-        )
-        for op in ops:
-            if op["kind"] == "image.added":
-                images.add(op["ref"])
-            elif op["kind"] == "label.saved":
-                p = op["payload"]
-                if p["image"] not in images:
-                    raise DanglingReference(f"label {op['uid']} names an image not sent before")
-                if p.get("parent") and p["parent"] not in versions:
-                    raise DanglingReference(f"label {op['uid']} names a parent not sent before")
-                versions.add(op["ref"])
-
-    @staticmethod
-    def _known_refs(conn: Connection, project_id: int, kind: str, refs: set[str]) -> set[str]:
-        if not refs:
-            return set()
-        rows = conn.execute(
-            select(t.operations.c.ref).where(
-                t.operations.c.project_id == project_id,
-                t.operations.c.kind == kind,
-                t.operations.c.ref.in_(refs),
-            )
-        )
-        return {r[0] for r in rows}
 
     def pull_ops(self, project_id: int, after: int, limit: int) -> list[StoredOp]:
         with self.read() as conn:
@@ -471,32 +545,36 @@ class LabStore:
         ]
 
     def conflicts(self, project_id: int) -> list[dict[str, Any]]:
-        """Images whose heads (versions nobody built on) come from more than one device:
-        concurrent versions from two tablets.
+        """Images whose versions come from more than one device and that have more than one
+        head (a version nothing builds on or merges): concurrent versions nobody reconciled.
 
-        Each head is listed with its parent and the device that made it; nothing is merged.
+        The tablets' rule (`appliance.store.conflicts`): an ordinary save builds on one head
+        and never closes a conflict; only a version that merges the other heads does. Each
+        head is listed with its parent and the device that made it; nothing is merged here.
         """
+        ops = t.operations.c
         with self.read() as conn:
             rows = conn.execute(
-                select(
-                    t.operations.c.image,
-                    t.operations.c.ref,
-                    t.operations.c.parent,
-                    t.operations.c.device_id,
-                    t.devices.c.name,
-                    t.operations.c.seq,
-                )
-                .join(t.devices, t.devices.c.id == t.operations.c.device_id)
-                .where(
-                    t.operations.c.project_id == project_id,
-                    t.operations.c.kind == "label.saved",
-                )
-                .order_by(t.operations.c.seq)
+                select(ops.image, ops.ref, ops.parent, ops.device_id, t.devices.c.name, ops.seq)
+                .join(t.devices, t.devices.c.id == ops.device_id)
+                .where(ops.project_id == project_id, ops.kind == "label.saved")
+                .order_by(ops.seq)
             ).all()
-        parents = {r.parent for r in rows if r.parent}
+            resolving = conn.execute(
+                select(ops.payload).where(
+                    ops.project_id == project_id,
+                    ops.kind == "label.saved",
+                    ops.payload.contains('"merges":'),
+                )
+            ).all()
+        closed = {r.parent for r in rows if r.parent}
+        for (payload,) in resolving:
+            closed.update(str(m) for m in json.loads(payload).get("merges", []))
+        devices: dict[str, set[int]] = {}
         heads: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
-            if r.ref not in parents:
+            devices.setdefault(r.image, set()).add(r.device_id)
+            if r.ref not in closed:
                 heads.setdefault(r.image, []).append(
                     {
                         "version": r.ref,
@@ -509,7 +587,7 @@ class LabStore:
         return [
             {"image": img, "heads": hs}
             for img, hs in heads.items()
-            if len({h["device_id"] for h in hs}) > 1
+            if len(hs) > 1 and len(devices[img]) > 1
         ]
 
     # models and jobs -----------------------------------------------------------------------

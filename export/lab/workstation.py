@@ -6,13 +6,14 @@ workstation`) and keeps its token in a credentials file readable only by its own
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.sync.blobs import BlobChannel
 from appliance.sync.http import LabHttp
@@ -32,9 +33,9 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
             raise ApplianceError("enrolling needs both --server and --code")
         http = LabHttp(args.server)
         try:
-            reply = http.request(
-                "POST", "/api/v1/enroll", json_body={"code": args.code, "name": args.name}
-            ).json()
+            proposed = secrets.token_urlsafe(32)  # a retry after a lost reply gets the same
+            body = {"code": args.code, "name": args.name, "token": proposed}
+            reply = http.request("POST", "/api/v1/enroll", json_body=body).json()
         finally:
             http.close()
         if reply.get("role") != "workstation":
@@ -78,7 +79,7 @@ def push_models(args: argparse.Namespace) -> int:
     try:
         channel = BlobChannel(http, base)
         for b in bundles:
-            sha = _sha256(b)
+            sha = file_sha256(b)
             if channel.missing([sha]):
                 channel.upload(sha, b)
             reply = http.request("POST", f"{base}/models", json_body={"sha256": sha}).json()
@@ -104,10 +105,9 @@ def pull_jobs(args: argparse.Namespace) -> int:
         for job in jobs:
             sha = str(job["sha256"])
             target = out / f"job-{sha[:16]}.zip"
-            if target.exists() and _sha256(target) == sha:
+            if target.exists() and file_sha256(target) == sha:
                 continue
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(channel.download(sha))
+            tmp = channel.download(sha, target.with_suffix(".part"))  # resumes a cut one
             read_training_job(tmp)  # verified before it is given its final name
             os.replace(tmp, target)
             fetched += 1
@@ -116,14 +116,6 @@ def pull_jobs(args: argparse.Namespace) -> int:
     finally:
         http.close()
     return 0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _common(p: argparse.ArgumentParser) -> None:

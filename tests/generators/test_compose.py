@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from appliance.errors import ApplianceError
 from appliance.generators.compose import compose_control
+from appliance.generators.context import cell_features
 from appliance.generators.runtime import Cell, random_masks
 from appliance.labels import Label
 from export.synth import synth_samples
 
 
-def _scene() -> tuple[np.ndarray, Label]:
-    s = next(synth_samples(1, 160, 4, "mixed"))
+def _scene(size: int = 160) -> tuple[np.ndarray, Label]:
+    s = next(synth_samples(1, size, 4, "mixed"))
     inst = np.where(s.others > 0, s.others + s.cells.max(), s.cells).astype(np.uint32)
     classes = {int(i): 1 for i in np.unique(s.cells) if i} | {
         int(i + s.cells.max()): 2 for i in np.unique(s.others) if i
@@ -32,7 +34,7 @@ def test_cells_land_on_free_places_with_exact_truth(blend: str) -> None:
     image, label = _scene()
     cells = _cells(3)
     comp = compose_control(
-        image, cells, {"cell": 1}, np.random.default_rng(0), label=label, blend=blend
+        image, cells, {"cell": 1}, np.random.default_rng(0), label=label, blend=blend, match=False
     )
     assert comp.image.dtype == image.dtype and comp.image.shape == image.shape
     assert len(comp.added) == 3
@@ -46,8 +48,6 @@ def test_cells_land_on_free_places_with_exact_truth(blend: str) -> None:
     # pixels change only near the planted cells
     changed = comp.image.astype(np.int64) != image.astype(np.int64)
     new = np.isin(comp.label.instances, comp.added)
-    import cv2
-
     near = cv2.dilate(new.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     assert changed[new].mean() > 0.5 and not changed[~near].any()
     # a bright cell planted into a dim background is brighter than its surroundings
@@ -65,3 +65,33 @@ def test_placement_is_reproducible_and_refuses_a_full_image() -> None:
         compose_control(image, _cells(1), {"cell": 1}, np.random.default_rng(0), occupied=full)
     with pytest.raises(ApplianceError, match="not a class"):
         compose_control(image, _cells(1), {"nucleus": 1}, np.random.default_rng(0), label=label)
+
+
+@pytest.mark.parametrize("blend", ["alpha", "poisson"])
+def test_matched_cells_measure_like_the_cells_of_the_image(blend: str) -> None:
+    """Small, overbright cells become the size and contrast of the image's own cells; their
+    truth is still exactly the (resized) outline that was planted."""
+    image, label = _scene(320)
+    shrink = np.ones((9, 9), np.uint8)
+    masks = [
+        cv2.erode(m.astype(np.uint8), shrink) > 0
+        for m in random_masks(3, 40, np.random.default_rng(1))
+    ]
+    small = [Cell(np.where(m, 0.95, 0.1).astype(np.float32), m, "cell") for m in masks]
+    real = [f for f in cell_features(image, label) if f.class_id == 1]
+
+    def planted(match: bool) -> list:
+        comp = compose_control(
+            image, small, {"cell": 1}, np.random.default_rng(2), label=label, blend=blend,
+            match=match,
+        )  # fmt: skip
+        return [f for f in cell_features(comp.image, comp.label) if f.instance in comp.added]
+
+    matched = planted(True)
+    assert len(matched) >= 2
+    for name in ("area", "contrast"):  # each planted cell drew one real cell's measurements
+        values = [f.value(name) for f in real]
+        lo, hi = 0.8 * min(values), 1.2 * max(values)
+        assert all(lo <= f.value(name) <= hi for f in matched), (name, lo, hi, matched)
+    tiny = planted(False)  # what planting looked like before: smaller than the image's cells
+    assert np.median([f.area for f in tiny]) < 0.5 * np.median([f.area for f in real])

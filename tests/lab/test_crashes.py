@@ -87,12 +87,12 @@ def test_server_killed_mid_upload_resumes_after_restart(tmp_path: Path, monkeypa
     offsets: list[int] = []
     real_once = LabHttp.once
 
-    def logging_once(self, method, path, body=None, headers=None):
+    def logging_once(self, method, path, body=None, headers=None, into=None):
         if method == "PATCH":
             offsets.append(int(headers["Upload-Offset"]))
         elif method == "POST" and path.endswith("/uploads"):
             offsets.append(0)  # a creation carries the first chunk
-        return real_once(self, method, path, body, headers)
+        return real_once(self, method, path, body, headers, into)
 
     monkeypatch.setattr(LabHttp, "once", logging_once)
     result: list[object] = []
@@ -206,7 +206,10 @@ def test_abandoned_uploads_are_swept(tmp_path: Path) -> None:
         assert sweep_uploads(lab.store, blobs, 3600) == 0  # young: kept
         assert sweep_uploads(lab.store, blobs, 0) == 1
         assert not parts[0].exists()
-        assert lab.store.upload(dev.project_id, reply.headers["location"].rsplit("/", 1)[1]) is None
+        assert (
+            lab.store.upload(dev.project_id, dev.id, reply.headers["location"].rsplit("/", 1)[1])
+            is None
+        )
 
 
 def _b64(text: str) -> str:

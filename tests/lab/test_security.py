@@ -16,6 +16,7 @@ import pytest
 from appliance.sync.http import LabHttp
 from export.lab.serve import LabServer
 from tests.lab.conftest import make_config
+from tests.lab.crafted import image_op, label_op, model_op, png
 
 SHA = "ab" * 32
 UPLOAD = "cd" * 16
@@ -119,7 +120,7 @@ def test_another_projects_ids_are_refused_on_every_endpoint(small_lab: LabServer
     token_a, _ = device(small_lab, "A")
     token_b, _ = device(small_lab, "B")
     ws_b, _ = device(small_lab, "B", "workstation")
-    data = b"A's private image bytes"
+    data = png(seed=1)
     sha = hashlib.sha256(data).hexdigest()
     assert upload(small_lab, token_a, "A", data) == 204
     status, headers, _ = call(
@@ -169,48 +170,9 @@ def test_another_projects_ids_are_refused_on_every_endpoint(small_lab: LabServer
     assert [o["blob"] for o in a_ops] == [sha]
 
 
-def image_op(uid: str, sha: str) -> dict:
-    payload = {
-        "sha256": sha,
-        "page": None,
-        "name": "x.png",
-        "suffix": ".png",
-        "height": 8,
-        "width": 8,
-        "channels": 1,
-        "dtype": "uint16",
-        "sequence": None,
-        "frame": 0,
-    }
-    return {"uid": uid, "kind": "image.added", "ref": f"{sha}:", "payload": payload, "blob": sha}
-
-
-def label_op(uid: str, sha: str, parent: str | None = None, **changes: object) -> dict:
-    payload = {
-        "uid": uid,
-        "image": f"{sha}:",
-        "parent": parent,
-        "author": "a",
-        "source": "manual",
-        "created": "2026-01-01T00:00:00",
-        "seconds_spent": 1.0,
-        "coarse": False,
-        "reviewed": False,
-        "n_instances": 0,
-        "instances": "",
-        "classes": "{}",
-    } | changes
-    return {"uid": uid, "kind": "label.saved", "ref": uid, "payload": payload}
-
-
-def model_op(uid: str) -> dict:
-    payload = {"model_id": "m1", "role": "prelabel"}
-    return {"uid": uid, "kind": "model.activated", "ref": "m1", "payload": payload}
-
-
 def test_operations_other_tablets_could_not_apply_are_refused(small_lab: LabServer) -> None:
     token, _ = device(small_lab, "A")
-    data = b"an image"
+    data = png(seed=2)
     sha = hashlib.sha256(data).hexdigest()
     assert upload(small_lab, token, "A", data) == 204
 
@@ -218,9 +180,9 @@ def test_operations_other_tablets_could_not_apply_are_refused(small_lab: LabServ
         return call(small_lab, token, "POST", "/api/v1/projects/A/ops", {"ops": list(ops)})[0]
 
     other = "0" * 64
-    assert push(label_op("l" * 32, sha)) == 409  # its image was never sent
-    assert push(label_op("l" * 32, sha), image_op("i" * 32, sha)) == 409  # image after label
-    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, parent="p" * 32)) == 409
+    assert push(label_op("l" * 32, sha)) == 422  # its image was never sent
+    assert push(label_op("l" * 32, sha), image_op("i" * 32, sha)) == 422  # image after label
+    assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, parent="p" * 32)) == 422
     assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, source="guess")) == 422
     assert push(image_op("i" * 32, sha), label_op("m" * 32, sha, classes="[1")) == 422
     assert push(label_op("m" * 32, sha, instances="<script>")) == 422
@@ -400,3 +362,111 @@ def test_lab_page_needs_its_key(small_lab: LabServer) -> None:
     assert call(small_lab, None, "GET", "/lab")[0] == 401
     assert call(small_lab, None, "GET", "/lab?key=wrong")[0] == 401
     assert call(small_lab, None, "GET", "/lab?key=page-key")[0] == 200
+
+
+def raw_request(lab: LabServer, head: str) -> bytes:
+    """Send only a request's head (no body) and read what comes back within 5 s."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", lab.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+def test_unauthenticated_bodies_are_refused_before_they_are_read(small_lab: LabServer) -> None:
+    """A PATCH declaring 30 MB without a valid token is answered 401 at once, while its body
+    is still unsent (before: the server waited for the whole body)."""
+    token, _ = device(small_lab, "A")
+    path = f"/api/v1/projects/A/uploads/{UPLOAD}"
+    for auth in ("", "Authorization: Bearer made-up-token\r\n"):
+        head = (
+            f"PATCH {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {30 << 20}\r\n"
+            "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\r\n"
+        )
+        assert raw_request(small_lab, head).startswith(b"HTTP/1.1 401"), auth
+    # enrollment has no token: it reads a few KiB at most
+    head = f"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 20}\r\n\r\n"
+    assert raw_request(small_lab, head).startswith(b"HTTP/1.1 413")
+    # a device's own requests still carry bodies up to the limits
+    assert (
+        call(small_lab, token, "POST", "/api/v1/projects/A/blobs/missing", {"hashes": []})[0] == 200
+    )
+
+
+def test_the_api_description_needs_a_token(small_lab: LabServer) -> None:
+    token, _ = device(small_lab, "A")
+    assert call(small_lab, None, "GET", "/openapi.json")[0] == 401
+    assert call(small_lab, "made-up", "GET", "/openapi.json")[0] == 401
+    status, _, body = call(small_lab, token, "GET", "/openapi.json")
+    assert status == 200 and "/api/v1/projects/{project}/ops" in json.loads(body)["paths"]
+
+
+def test_a_device_cannot_touch_another_devices_upload(small_lab: LabServer) -> None:
+    first, _ = device(small_lab, "A")
+    second, _ = device(small_lab, "A")
+    data = b"q" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    status, headers, _ = call(
+        small_lab,
+        first,
+        "POST",
+        "/api/v1/projects/A/uploads",
+        headers={
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
+        },
+    )
+    assert status == 201
+    url = headers["location"]
+    patch = {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    assert call(small_lab, second, "HEAD", url)[0] == 404
+    assert call(small_lab, second, "PATCH", url, b"evil bytes", patch)[0] == 404
+    assert call(small_lab, first, "HEAD", url)[1]["upload-offset"] == "0"  # untouched
+    assert call(small_lab, first, "PATCH", url, data, patch)[0] == 204
+
+
+def test_made_up_tokens_never_refill_a_devices_budget(tmp_path: Path, monkeypatch) -> None:
+    """Before: over 10,000 made-up tokens cleared every bucket, a real device's included."""
+    from export.lab import app as lab_app
+
+    monkeypatch.setattr(lab_app, "MAX_BUCKETS", 20)
+    config = make_config(tmp_path / "lab", None, rate_per_second=0.001, rate_burst=3)
+    with LabServer(config) as lab:
+        token, _ = device(lab, "A")
+        statuses = [call(lab, token, "GET", "/api/v1/projects/A/ops")[0] for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        for i in range(50):  # more made-up tokens than buckets
+            call(lab, f"made-up-{i}", "GET", "/api/v1/projects/A/ops")
+        assert call(lab, token, "GET", "/api/v1/projects/A/ops")[0] == 429
+
+
+def test_a_lost_enrollment_reply_does_not_burn_the_code(tmp_path: Path, lab, monkeypatch) -> None:
+    """The server enrolls the tablet but the reply is lost: the client's retry (same code,
+    same proposed token) gets the same device, and the tablet syncs with it."""
+    from appliance.store import Project
+    from appliance.sync.client import enroll, sync_project
+    from tests.lab.conftest import fast_retry
+
+    code, _ = lab.store.create_enrollment("A", "tablet", "t")
+    real_once = LabHttp.once
+    lost: list[str] = []
+
+    def lose_first_reply(self, method, path, body=None, headers=None, into=None):
+        reply = real_once(self, method, path, body, headers, into)
+        if path.endswith("/enroll") and not lost:
+            lost.append(path)
+            raise ConnectionResetError("reply lost")
+        return reply
+
+    monkeypatch.setattr(LabHttp, "once", lose_first_reply)
+    project = Project.create(tmp_path / "t", ["nucleus"])
+    assert enroll(project, lab.url, code, "t", retry=fast_retry()) == "A"
+    assert lost and len(lab.store.devices()) == 1
+    sync_project(project, retry=fast_retry())
+    # the same code with another token is still refused: only the device itself can retry
+    assert call(lab, None, "POST", "/api/v1/enroll", {"code": code, "token": "x" * 43})[0] == 401
+    assert len(lab.store.devices()) == 1
+    project.close()

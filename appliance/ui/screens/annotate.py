@@ -515,7 +515,7 @@ class AnnotateScreen(ScreenBg):
         box.clear_widgets()
         for wid in [k for k in self.buttons if k.startswith(("offer_", "suggest:", "review_"))]:
             del self.buttons[wid]
-        for wid in ("cancel_prelabel", "next_image", "export"):
+        for wid in ("cancel_prelabel", "next_image", "export", "conflict_merge"):
             self.buttons.pop(wid, None)
         self.canvas_view.set_markers(p.markers() if p else [])
         state = p.panel() if p else PanelState(Phase.CLOSED)
@@ -530,8 +530,22 @@ class AnnotateScreen(ScreenBg):
             Phase.REVIEW: self._panel_review,
             Phase.DRAWING: self._panel_drawing,
         }.get(state.phase)
+        if state.conflict:  # beside whatever else the panel shows, until resolved
+            self._panel_conflict(box, state)
         if render is not None:
             render(box, state)
+
+    def _panel_conflict(self, box: Widget, state: PanelState) -> None:
+        box.add_widget(
+            label(
+                f"Conflict: {state.conflict} versions from different tablets. Keep one "
+                "(Gallery, Versions) or edit this one and save it as the merge.",
+                color=App.get_running_app().c_error,
+            )
+        )
+        box.add_widget(
+            self._button("conflict_merge", "Save as the merge", self._act("resolve_conflict"))
+        )
 
     def _panel_all_done(self, box: Widget, _state: PanelState) -> None:
         total = len(App.get_running_app().project.images())
@@ -612,7 +626,7 @@ class AnnotateScreen(ScreenBg):
         self.title_label.text = status.name
         self.status_label.text = " · ".join(
             (objects, "saved" if status.saved else "unsaved", duration(status.seconds))
-        )
+        ) + (f" · conflict: {status.conflict} versions" if status.conflict else "")
         self.progress_label.text = (
             f"Image {status.position} of {status.total} · "
             f"{status.done_this_session} done this session"

@@ -8,6 +8,8 @@ of the image's label and shows any two side by side. Thumbnails are drawn on the
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from kivy.app import App
 from kivy.core.window import Window
@@ -23,6 +25,7 @@ from kivy.uix.widget import Widget
 
 from appliance.assist.jobs import JobContext
 from appliance.session import gallery_data
+from appliance.store.conflicts import conflict_heads, resolve
 from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 MAX_TILES = 240  # thumbnails drawn per visit; a tablet project rarely holds more
@@ -95,9 +98,10 @@ class GalleryScreen(ScreenBg):
         state = {"unlabeled": app.c_muted, "labeled": app.c_ok}.get(item.state, app.c_text)
         where = "  (open now)" if current else ""
         tile.add_widget(Factory.TLabel(text=f"{item.name}{where}", shorten=True, max_lines=1))
-        tile.add_widget(
-            Factory.TLabel(text=f"{item.state} · {versions(item.versions)}", color=state)
-        )
+        text = f"{item.state} · {versions(item.versions)}"
+        if item.conflict:  # stays until the expert keeps one or merges (History, annotate)
+            text, state = f"conflict · {versions(item.versions)} · pick in History", app.c_error
+        tile.add_widget(Factory.TLabel(text=text, color=state))
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         for wid, text, action in (
             (f"open:{item.image_id}", "Open", lambda i=item.image_id: self._open(i)),
@@ -153,8 +157,17 @@ class HistoryPopup(ModalView):
         self.before = self.versions[-2].id if len(self.versions) > 1 else self.versions[-1].id
         self.after = self.versions[-1].id
         self.buttons: dict[str, Widget] = {}
+        heads = {v.id for v in conflict_heads(app.project, item.image_id)}
         box = Factory.Panel()
         box.add_widget(Factory.THeading(text=f"Versions of {item.name}"))
+        if heads:
+            box.add_widget(
+                label(
+                    f"Conflict: {len(heads)} versions from different tablets. Keep one, or "
+                    "open the image, edit it and save it as the merge.",
+                    color=app.c_error,
+                )
+            )
         body = BoxLayout(spacing=app.gap * 2)
         rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         rows.bind(minimum_height=rows.setter("height"))
@@ -181,6 +194,11 @@ class HistoryPopup(ModalView):
                 toggle.bind(on_press=lambda _t, s=side, i=v.id: self._choose(s, i))
                 self.buttons[f"{side}:{v.id}"] = toggle
                 row.add_widget(toggle)
+            if v.id in heads:
+                self.buttons[f"keep:{v.id}"] = button(
+                    "Keep", partial(self._keep, v.id), size_hint_x=None, width=app.touch * 1.6
+                )
+                row.add_widget(self.buttons[f"keep:{v.id}"])
             rows.add_widget(row)
         scroll = ScrollView(do_scroll_x=False, size_hint_x=0.42)
         scroll.add_widget(rows)
@@ -201,6 +219,14 @@ class HistoryPopup(ModalView):
         self.add_widget(box)
         self.shown: tuple[int, int] | None = None
         self._draw()
+
+    def _keep(self, version: int) -> None:
+        """The expert picked this version: it closes the conflict (the others merged)."""
+        app = App.get_running_app()
+        resolve(app.project, self.item.image_id, keep=version, author=app.annotator or "expert")
+        app.notify(f"Kept v{version}; the conflict on {self.item.name} is closed")
+        self.dismiss()
+        app.sm.get_screen("gallery").refresh()
 
     def _choose(self, side: str, version: int) -> None:
         setattr(self, side, version)
