@@ -86,6 +86,8 @@ def main() -> int:
     (root / "tablet.json").write_text('{"annotator": "Bench"}')
     app = ApplianceApp(root)
     app._run_prepare()
+    assert app.sm is not None, "the app built its screens"
+    screens = app.sm
     for _ in range(5):  # let the app start (its first screen) before opening projects
         EventLoop.idle()
 
@@ -93,7 +95,7 @@ def main() -> int:
         end = time.monotonic() + timeout
         while not until():
             if time.monotonic() > end:
-                p = app.sm.get_screen("annotate").presenter
+                p = screens.get_screen("annotate").presenter
                 state = (p.work and p.work.image_id, p.loading, p.offer, p.review, p.reviewing)
                 raise TimeoutError(f"the app did not get there: {state}")
             EventLoop.idle()
@@ -114,7 +116,7 @@ def main() -> int:
         project.close()
         for prefetch in (False, True):
             app.open_project(root / f"p{size}")
-            times = measure(app.sm.get_screen("annotate"), size, prefetch, args, pump)
+            times = measure(screens.get_screen("annotate"), size, prefetch, args, pump)
             ready = statistics.median(t[0] for t in times)
             shown = statistics.median(t[1] for t in times)
             rows.append((size, prefetch, ready, shown))
