@@ -70,7 +70,16 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "export.lab.cli", "serve", str(root), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "export.lab.cli",
+            "serve",
+            str(root),
+            "--port",
+            str(port),
+            "--insecure",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -110,7 +110,7 @@ def main() -> int:
         if args.bundle is not None:
             from appliance.bundles.install import install_model_bundle
 
-            install_model_bundle(project, args.bundle)
+            install_model_bundle(project, args.bundle, allow_unsigned=True)  # bench: no lab key
         settings.PRELABEL.set(project, args.method)
         settings.INSPECTION.set(project, {"gamma0": 0.0})
         project.close()

@@ -21,6 +21,7 @@ from export.targets import DEFAULT_OUTPUT, TRAINABLE
 COMMAND_MODULES: tuple[str, ...] = (
     "export.demo",
     "export.bundle.cli",
+    "export.bundle.sign",
     "export.lab.workstation",
     "export.generators.cli",
     "export.controls",

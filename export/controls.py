@@ -231,7 +231,7 @@ def compose(
     if rng.random() < 0.5:
         clean = clean[:, ::-1]
     clean = np.ascontiguousarray(clean)
-    reach = 2 * _PAD + 64  # a rendered patch may stick out of the image this far
+    reach = 2 * _PAD + max(h, w)  # how far a rendered patch may stick out of the image
     lit = np.pad(clean, reach, mode="reflect")  # the illumination alone, also beyond the edges
     by_class: dict[int, list[CellFeatures]] = {}
     for f in feats:
@@ -255,25 +255,41 @@ def compose(
         gh, gw = grown.shape
         if gh > h or gw > w:
             continue
-        fits = cv2.erode(
-            1 - blocked, grown, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0
-        )[: h - gh + 1, : w - gw + 1]
+        # as in a real field, a cell may be cut by the image border (an image whose cells all
+        # stay clear of it would stand out): its outline may leave the image while at least
+        # half of its box stays inside
+        free = np.pad(1 - blocked, ((gh, gh), (gw, gw)), constant_values=1)
+        fits = cv2.erode(free, grown, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)[
+            : h + gh + 1, : w + gw + 1
+        ]
         ys, xs = np.nonzero(fits)
+        ys, xs = ys - gh, xs - gw  # top-left of the grown outline in the image
+        seen_h = np.minimum(ys + gh, h) - np.maximum(ys, 0)
+        seen_w = np.minimum(xs + gw, w) - np.maximum(xs, 0)
+        keep = seen_h * seen_w >= 0.5 * gh * gw
+        ys, xs = ys[keep], xs[keep]
         if ys.size == 0:
             continue
         j = int(rng.integers(ys.size))
-        top, left = int(ys[j]) + MARGIN - my, int(xs[j]) + MARGIN - mx
         y, x = int(ys[j]), int(xs[j])
+        top, left = y + MARGIN - my, x + MARGIN - mx
         ph, pw = mask.shape
         floor = lit[top + reach : top + reach + ph, left + reach : left + reach + pw]
         patch = _fit(mask, texture, target, floor, noise, rng)
         _add_clipped(clean, patch, top, left)
-        new_id = len(targets) + 1
         cell = np.zeros((h, w), bool)
         _add_clipped(cell, mask, top, left)
+        if not cell.any():
+            continue
+        new_id = len(targets) + 1
         truth[cell] = new_id
         classes[new_id] = int(class_id)
-        np.maximum(blocked[y : y + gh, x : x + gw], grown, out=blocked[y : y + gh, x : x + gw])
+        y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + gh, h), min(x + gw, w)
+        np.maximum(
+            blocked[y0:y1, x0:x1],
+            grown[y0 - y : y1 - y, x0 - x : x1 - x],
+            out=blocked[y0:y1, x0:x1],
+        )
         targets.append(target)
     if not targets:
         raise ApplianceError("no cell-free place is large enough for a synthetic cell")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -11,7 +15,27 @@ import numpy as np
 import pytest
 import tifffile
 
+from appliance.security.home import HOME_ENV
+from appliance.security.signing import SIGNING_KEY_ENV, SigningKey
+from appliance.security.trust import pin_key
 from appliance.store import Project
+
+
+def _test_lab_key() -> None:
+    """One appliance home and one lab key for the whole run, set in the environment so the
+    CLIs the tests start inherit them: bundles the tests write are signed by the test lab's
+    key and the test tablet trusts it, like a tablet enrolled with its lab. Tests of trust
+    itself use their own homes and keys. Nothing touches the real user's folder."""
+    home = Path(tempfile.mkdtemp(prefix="appliance-test-home-"))
+    atexit.register(shutil.rmtree, home, True)
+    os.environ[HOME_ENV] = str(home)
+    key = SigningKey.generate()
+    key.save(home / "test-lab.key")
+    os.environ[SIGNING_KEY_ENV] = str(home / "test-lab.key")
+    pin_key(key.public, "test run")
+
+
+_test_lab_key()
 
 
 @pytest.fixture

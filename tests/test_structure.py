@@ -226,6 +226,7 @@ LAYERS: list[set[str]] = [
         "appliance.perturb",
         "appliance.contract",
         "appliance.metrics",
+        "appliance.security",  # signatures, pinned keys, credentials outside the project
     },
     {"appliance.editing", "appliance.store", "appliance.settings", "appliance.media"},
     {"appliance.overlay", "appliance.importer"},

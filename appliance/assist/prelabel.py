@@ -20,7 +20,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
-from appliance.store.controls import offer_prelabel
+from appliance.store.control_offers import offer_prelabel
 from appliance.store.jobs import job_image_ids
 
 __all__ = [
@@ -165,7 +165,7 @@ def run(
 ) -> tuple[Label | None, int | None]:
     """Pre-label one image; store it as a `prelabel` version when `save` (returns its id)."""
     label = prelabeler(project, method, model)(image_id, project.load_pixels(image_id))
-    label = offer_prelabel(project, image_id, label)
+    label = offer_prelabel(project, image_id, label, method)
     if label is None or not save:
         return label, None
     version = project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
@@ -189,7 +189,8 @@ def run_all(
     for k, image_id in enumerate(todo, start=1):
         if check is not None:
             check()
-        label = offer_prelabel(project, image_id, fn(image_id, project.load_pixels(image_id)))
+        computed = fn(image_id, project.load_pixels(image_id))
+        label = offer_prelabel(project, image_id, computed, method)
         if label is not None:
             project.save_label(image_id, label, author=f"prelabel:{method}", source="prelabel")
             stored += 1

@@ -20,11 +20,20 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import IO, Any, BinaryIO, NoReturn
 
 from appliance import __version__
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError
+from appliance.security.signing import (
+    MAX_SIGNATURE_BYTES,
+    SIGNATURE_NAME,
+    SignatureProblem,
+    SigningKey,
+    Verdict,
+    sign_manifest,
+)
+from appliance.security.trust import TrustPolicy
 
 __all__ = [
     "CHUNK",
@@ -39,11 +48,13 @@ __all__ = [
     "member_name_problem",
     "parse_manifest",
     "peek_format",
+    "sign_bundle",
     "utc_timestamp",
     "write_bundle",
 ]
 
 MANIFEST_NAME = "manifest.json"
+RESERVED = (MANIFEST_NAME, SIGNATURE_NAME)  # never listed in the manifest
 FORMAT_VERSIONS = {
     "training-job": 1,
     "model": 1,
@@ -239,7 +250,7 @@ def _member(entry: object, index: int, parent: Fields) -> Member:
     f = Fields(entry, parent.bundle, MANIFEST_NAME, f"members[{index}]")
     path, size, digest = f.get("path", str), f.get("size", int), f.get("sha256", str)
     problem = member_name_problem(path)
-    if problem or path == MANIFEST_NAME:
+    if problem or path in RESERVED:
         raise BundleError(parent.bundle, f"listed in the manifest: {problem or 'reserved'}", path)
     if size < 0:
         f.fail(f"{f.where}.size is negative")
@@ -265,13 +276,22 @@ class BundleReader:
 
     Use as a context manager. Every read streams the member, stops as soon as it produces more
     than the manifest's size (so no header is trusted), refuses an implausible compression
-    ratio, and compares size and sha256 at the end.
+    ratio, and compares size and sha256 at the end. With a `trust` policy the manifest's
+    signature is checked right after the manifest is read, before any other member is
+    decompressed or parsed; `verdict` then says who signed (None: unsigned, allowed).
     """
 
-    def __init__(self, path: Path | str, fmt: str, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        fmt: str,
+        limits: Limits | None = None,
+        trust: TrustPolicy | None = None,
+    ) -> None:
         self.path = Path(path)
         self.name = str(path)
         self.limits = limits or LIMITS[fmt]
+        self.verdict: Verdict | None = None
         if not self.path.is_file():
             self.fail("cannot be read: no such file")
         try:
@@ -282,7 +302,10 @@ class BundleReader:
             self._infos = self._check_entries()
             raw = bytearray()
             self._stream(self._infos[MANIFEST_NAME], raw.extend, self.limits.max_manifest_bytes)
-            self.manifest, members = parse_manifest(bytes(raw), self.name, fmt)
+            if trust is not None:
+                self._check_signature(trust, bytes(raw))
+            self.manifest_bytes = bytes(raw)
+            self.manifest, members = parse_manifest(self.manifest_bytes, self.name, fmt)
             self.members = {m.path: m for m in members}
             self._check_listing()
         except BaseException:
@@ -297,6 +320,18 @@ class BundleReader:
 
     def fail(self, problem: str, member: str | None = None) -> NoReturn:
         raise BundleError(self.name, problem, member)
+
+    def _check_signature(self, trust: TrustPolicy, manifest: bytes) -> None:
+        info = self._infos.get(SIGNATURE_NAME)
+        signature = None
+        if info is not None:
+            raw = bytearray()
+            self._stream(info, raw.extend, MAX_SIGNATURE_BYTES)
+            signature = bytes(raw)
+        try:
+            self.verdict = trust.check(signature, manifest)
+        except SignatureProblem as exc:
+            self.fail(str(exc), SIGNATURE_NAME if info is not None else None)
 
     def fields(self, obj: object, member: str = MANIFEST_NAME, where: str = "") -> Fields:
         """Typed access to the JSON object `obj` of `member`, for error messages that name it."""
@@ -324,7 +359,7 @@ class BundleReader:
 
     def _check_listing(self) -> None:
         for name in self._infos:
-            if name != MANIFEST_NAME and name not in self.members:
+            if name not in RESERVED and name not in self.members:
                 self.fail("not listed in the manifest", name)
         for member in self.members.values():
             info = self._infos.get(member.path)
@@ -425,6 +460,7 @@ def _discard(_chunk: bytes) -> None:
 
 
 Content = bytes | Path
+Source = Content | IO[bytes]  # what an entry is written from; a stream is read once
 
 
 def _measure(content: Content, limits: Limits) -> tuple[int, str, int]:
@@ -441,9 +477,13 @@ def _measure(content: Content, limits: Limits) -> tuple[int, str, int]:
     return size, digest.hexdigest(), method
 
 
-def _chunks(content: Content) -> Iterator[bytes]:
+def _chunks(content: Source) -> Iterator[bytes]:
     if isinstance(content, bytes):
         yield content
+        return
+    if not isinstance(content, Path):
+        while chunk := content.read(CHUNK):
+            yield chunk
         return
     with open(content, "rb") as fh:
         while chunk := fh.read(CHUNK):
@@ -463,11 +503,13 @@ def write_bundle(
     *,
     producer: tuple[str, str] = ("appliance", __version__),
     bundle_id: str | None = None,
+    sign: SigningKey | None = None,
 ) -> str:
     """Write a bundle atomically (temporary file, fsync, rename) and return its id.
 
     `body` holds the format's own manifest keys; `members` maps member paths to bytes or files.
-    Names and caps follow the reader's rules, so what this writes, the reader accepts.
+    Names and caps follow the reader's rules, so what this writes, the reader accepts. With
+    `sign`, the manifest's signature is written as `manifest.sig`.
     """
     out = Path(out)
     limits = LIMITS[fmt]
@@ -475,7 +517,7 @@ def write_bundle(
     if clash:
         raise ApplianceError(f"bundle {out}: manifest key {clash[0]!r} is reserved")
     for name in members:
-        problem = member_name_problem(name) or ("reserved" if name == MANIFEST_NAME else None)
+        problem = member_name_problem(name) or ("reserved" if name in RESERVED else None)
         if problem:
             raise BundleError(str(out), f"cannot be written: {problem}", name)
     _refuse_duplicates(list(members), str(out), "given twice")
@@ -507,6 +549,9 @@ def write_bundle(
         with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
             raw = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
             _write_entry(zf, MANIFEST_NAME, raw, zipfile.ZIP_DEFLATED, len(raw))
+            if sign is not None:
+                sig = sign_manifest(sign, raw)
+                _write_entry(zf, SIGNATURE_NAME, sig, zipfile.ZIP_DEFLATED, len(sig))
             for name, content in members.items():
                 size, sha, method = measured[name]
                 if _write_entry(zf, name, content, method, size) != sha:
@@ -519,7 +564,7 @@ def write_bundle(
     return bundle_id
 
 
-def _write_entry(zf: zipfile.ZipFile, name: str, content: Content, method: int, size: int) -> str:
+def _write_entry(zf: zipfile.ZipFile, name: str, content: Source, method: int, size: int) -> str:
     """A regular file entry (mode 0644 on unix), streamed so large images never sit in memory.
 
     Returns the sha256 of what was written, so a source file changed since it was measured is
@@ -550,3 +595,36 @@ def peek_format(path: Path) -> str | None:
         return None
     fmt = doc.get("format") if isinstance(doc, dict) else None
     return fmt if isinstance(fmt, str) else None
+
+
+def sign_bundle(path: Path | str, key: SigningKey, out: Path | str | None = None) -> str:
+    """Sign an existing bundle (replacing any signature it had) into `out` (default: in place).
+
+    The bundle is fully verified first, so a key never vouches for a broken bundle; members
+    are copied unchanged. Returns the format of the bundle."""
+    path, target = Path(path), Path(out or path)
+    fmt = peek_format(path)
+    if fmt not in FORMAT_VERSIONS:
+        raise BundleError(str(path), "is not a bundle this appliance can sign")
+    with BundleReader(path, fmt) as reader:
+        reader.verify_all()
+        manifest = reader.manifest_bytes
+        sig = sign_manifest(key, manifest)
+
+        def write(fh: BinaryIO) -> None:
+            with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
+                _write_entry(zf, MANIFEST_NAME, manifest, zipfile.ZIP_DEFLATED, len(manifest))
+                _write_entry(zf, SIGNATURE_NAME, sig, zipfile.ZIP_DEFLATED, len(sig))
+                for name, member in reader.members.items():
+                    info = reader._infos[name]
+                    with reader._zip.open(info) as src:
+                        if _write_entry(zf, name, src, info.compress_type, member.size) != (
+                            member.sha256
+                        ):
+                            raise BundleError(str(path), "changed while being signed", name)
+
+        try:
+            atomic_write(target, write)
+        except OSError as exc:
+            raise BundleError(str(target), f"cannot be written ({exc.strerror or exc})") from None
+    return fmt

@@ -27,6 +27,8 @@ from appliance.bundles.archive import BundleReader, Fields, Limits, write_bundle
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label
+from appliance.security.signing import SigningKey, Verdict, default_signing_key
+from appliance.security.trust import TrustPolicy
 
 __all__ = [
     "FORMAT",
@@ -60,8 +62,9 @@ def write_control_bundle(
     generator: dict[str, Any],
     job_id: str | None,
     producer: tuple[str, str],
+    sign: SigningKey | bool = True,
 ) -> str:
-    """Write the bundle atomically; returns its id."""
+    """Write the bundle atomically; returns its id. `sign` as for model bundles."""
     members: dict[str, bytes | Path] = {}
     listed = []
     for k, item in enumerate(items):
@@ -83,7 +86,9 @@ def write_control_bundle(
         )
     members[ITEMS] = json.dumps({"items": listed}, indent=1).encode("utf-8")
     body = {"classes": classes, "generator": generator, "job_id": job_id, "items": ITEMS}
-    return write_bundle(out, FORMAT, body, members, producer=producer)
+    return write_bundle(
+        out, FORMAT, body, members, producer=producer, sign=default_signing_key(sign)
+    )
 
 
 @dataclass(frozen=True)
@@ -92,11 +97,15 @@ class ControlBundle:
     classes: list[str]
     generator: dict[str, Any]
     items: list[tuple[ControlItem, np.ndarray]]  # with the decoded pixels
+    verdict: Verdict | None = None
 
 
-def read_control_bundle(path: Path | str, limits: Limits | None = None) -> ControlBundle:
-    """Verify every member, decode every image and truth map, check they agree."""
-    with BundleReader(path, FORMAT, limits) as reader:
+def read_control_bundle(
+    path: Path | str, limits: Limits | None = None, trust: TrustPolicy | None = None
+) -> ControlBundle:
+    """Verify every member, decode every image and truth map, check they agree (and the
+    signature first, with `trust`)."""
+    with BundleReader(path, FORMAT, limits, trust) as reader:
         top = reader.fields(reader.manifest, where="manifest")
         classes = top.get("classes", list)
         if not classes or not all(isinstance(c, str) for c in classes):
@@ -112,7 +121,7 @@ def read_control_bundle(path: Path | str, limits: Limits | None = None) -> Contr
         names = [item.name for item, _ in items]
         if len(set(names)) != len(names):
             reader.fail("two items have the same file name", items_member)
-        return ControlBundle(reader.manifest["id"], classes, generator, items)
+        return ControlBundle(reader.manifest["id"], classes, generator, items, reader.verdict)
 
 
 def _item(reader: BundleReader, f: Fields, n_classes: int) -> tuple[ControlItem, np.ndarray]:

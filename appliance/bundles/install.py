@@ -20,6 +20,7 @@ from pathlib import Path
 from appliance.bundles.model_bundle import ModelBundle, read_model_bundle
 from appliance.durable import file_sha256, replace_durably
 from appliance.errors import ApplianceError
+from appliance.security.trust import learn, trust_policy
 from appliance.store import Project
 from appliance.store import models as stored
 from appliance.store.db import utcnow
@@ -32,9 +33,17 @@ STALE_STAGING_SECONDS = 24 * 3600
 
 
 def install_model_bundle(
-    project: Project, path: Path | str, class_map: dict[str, str] | None = None
+    project: Project,
+    path: Path | str,
+    class_map: dict[str, str] | None = None,
+    *,
+    allow_unsigned: bool = False,
 ) -> list[str]:
     """Verify `path`, install its models and make each the active one of its role.
+
+    The bundle must be signed by a lab key this tablet pinned (checked before anything else is
+    read); `allow_unsigned` is for a lab without a server, and the models list then says
+    "unsigned". A key rotation the signature carries is learned once the install succeeded.
 
     A model whose classes the project does not have is refused by name, unless `class_map`
     maps each such model class to a project class (stored in the installed contract, so
@@ -48,7 +57,7 @@ def install_model_bundle(
     moved: list[Path] = []
     try:
         staging.mkdir(parents=True)
-        bundle = read_model_bundle(path, extract_to=staging)
+        bundle = read_model_bundle(path, extract_to=staging, trust=trust_policy(allow_unsigned))
         bundle = _map_classes(project, bundle, class_map or {})
         known = _check_ids(project, bundle)
         for model in bundle.models:
@@ -71,6 +80,8 @@ def install_model_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         if created_dir and models_dir.exists() and not any(models_dir.iterdir()):
             models_dir.rmdir()
+    if bundle.verdict is not None:
+        learn(bundle.verdict)
     return [m.id for m in bundle.models]
 
 
@@ -158,6 +169,7 @@ def _record(project: Project, bundle: ModelBundle, known: set[str]) -> None:
                     metrics=model.metrics,
                     job_id=bundle.job_id,
                     installed=now,
+                    signer=bundle.signer,
                 )
             stored.set_active(project, model.role, model.id)
 

@@ -17,6 +17,8 @@ from appliance.bundles.archive import BundleError, BundleReader, Fields, Limits,
 from appliance.bundles.onnx_check import Fail, check_onnx
 from appliance.contract import ROLES, Contract, ContractError, GeneratorContract, parse_contract
 from appliance.durable import atomic_write
+from appliance.security.signing import SigningKey, Verdict, default_signing_key
+from appliance.security.trust import TrustPolicy
 
 __all__ = [
     "FORMAT",
@@ -68,6 +70,12 @@ class ModelBundle:
     models: list[BundleModel]
     extra: list[str]  # member paths of the other files (curves, reports)
     manifest: dict[str, Any]
+    verdict: Verdict | None = None  # who signed it, when read with a trust policy
+
+    @property
+    def signer(self) -> str | None:
+        """The id of the key that signed the bundle; None when unsigned or not checked."""
+        return self.verdict.signer.id if self.verdict else None
 
 
 def write_model_bundle(
@@ -77,8 +85,12 @@ def write_model_bundle(
     job_id: str | None = None,
     extra_files: Mapping[str, Path] | None = None,
     producer: tuple[str, str] = ("appliance", __version__),
+    sign: SigningKey | bool = True,
 ) -> str:
-    """Check every model against its contract, then write the bundle; returns the bundle id."""
+    """Check every model against its contract, then write the bundle; returns the bundle id.
+
+    `sign`: a key, False for an unsigned bundle, True for the APPLIANCE_SIGNING_KEY key if set.
+    """
     out = str(out_zip)
     if not specs:
         raise BundleError(out, "a model bundle needs at least one model")
@@ -110,18 +122,25 @@ def write_model_bundle(
     body: dict[str, Any] = {"models": entries}
     if job_id is not None:
         body["job_id"] = job_id
-    return write_bundle(out, FORMAT, body, members, producer=producer)
+    return write_bundle(
+        out, FORMAT, body, members, producer=producer, sign=default_signing_key(sign)
+    )
 
 
 def read_model_bundle(
-    path: Path | str, *, extract_to: Path | None = None, limits: Limits | None = None
+    path: Path | str,
+    *,
+    extract_to: Path | None = None,
+    limits: Limits | None = None,
+    trust: TrustPolicy | None = None,
 ) -> ModelBundle:
     """Verify the whole bundle (members, hashes, ONNX against contracts) and describe it.
 
     With `extract_to`, each verified model is also written there as `<sha256>.onnx` (fsynced),
-    which is how installation stages files without reading the archive twice.
+    which is how installation stages files without reading the archive twice. With `trust`,
+    the signature is checked first (a tablet installing); without, it is not looked at.
     """
-    with BundleReader(path, FORMAT, limits) as reader:
+    with BundleReader(path, FORMAT, limits, trust) as reader:
         top = reader.fields(reader.manifest, where="manifest")
         job_id = top.get("job_id", str, optional=True)
         raw_models = top.get("models", list)
@@ -152,6 +171,7 @@ def read_model_bundle(
             models=models,
             extra=[m for m in reader.members if m not in files],
             manifest=reader.manifest,
+            verdict=reader.verdict,
         )
 
 

@@ -26,6 +26,7 @@ AREAS = (
     "ui_cmds",
     "sync_cmds",
     "generate_cmds",
+    "security_cmds",
 )
 
 

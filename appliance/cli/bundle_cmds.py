@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from appliance.cli.security_cmds import add_allow_unsigned
 from appliance.errors import ApplianceError
 
 __all__ = ["activate", "export_job", "install_model", "models", "register"]
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="store a model class as a project class, e.g. --map mitochondrion=nucleus "
         "(repeatable); without it a model for classes the project lacks is refused",
     )
+    add_allow_unsigned(p)
     p.set_defaults(func=install_model)
 
     p = sub.add_parser(
@@ -130,7 +132,11 @@ def install_model(args: argparse.Namespace) -> int:
             raise ApplianceError(f"--map {item!r}: expected MODEL_CLASS=PROJECT_CLASS")
         class_map[source.strip()] = target.strip()
     with Project.open(args.project) as project:
-        ids = set(install_model_bundle(project, args.bundle, class_map))
+        ids = set(
+            install_model_bundle(
+                project, args.bundle, class_map, allow_unsigned=args.allow_unsigned
+            )
+        )
         for model in list_models(project):
             if model.id in ids:
                 print(f"installed {model.id} ({model.role}, {model.name}); active")
@@ -147,11 +153,16 @@ def models(args: argparse.Namespace) -> int:
     if not rows:
         print("no models installed")
         return 0
-    print(f"{'':1} {'id':36}  {'role':9}  {'name':20}  {'installed':19}  metrics")
+    head = f"{'':1} {'id':36}  {'role':9}  {'name':20}  {'installed':19}  {'signed by':16}"
+    print(f"{head}  metrics")
     for m in rows:
         metrics = _metrics_summary(m.metrics)
         star = "*" if m.active else " "
-        print(f"{star} {m.id:36}  {m.role:9}  {m.name[:20]:20}  {m.installed[:19]:19}  {metrics}")
+        signer = m.signer or "unsigned"
+        print(
+            f"{star} {m.id:36}  {m.role:9}  {m.name[:20]:20}  {m.installed[:19]:19}  "
+            f"{signer:16}  {metrics}"
+        )
     return 0
 
 

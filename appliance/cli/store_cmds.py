@@ -171,7 +171,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from appliance.store.check import check_project
 
     def progress(done: int, total: int) -> None:
-        if done % 500 == 0 or done == total:
+        # for a person at a terminal only: a script's stderr holds nothing but the one-line
+        # error when the check fails part-way (a damaged schema that passes quick_check)
+        if (done % 500 == 0 or done == total) and sys.stderr.isatty():
             print(f"checked {done}/{total} images", file=sys.stderr)
 
     report = check_project(args.dir, repair=args.repair, progress=progress)

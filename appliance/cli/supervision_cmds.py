@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from appliance.cli.security_cmds import add_allow_unsigned
+
 __all__ = ["cmd_add", "cmd_config", "cmd_install", "cmd_list", "cmd_scores", "register"]
 
 
@@ -49,10 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     i.add_argument("dir", type=Path, help="project folder")
     i.add_argument("bundle", type=Path, metavar="CONTROLS.zip")
+    add_allow_unsigned(i)
     _plant_args(i)
     i.set_defaults(func=cmd_install)
 
-    ls = csub.add_parser("list", help="how many controls of each kind the project holds")
+    ls = csub.add_parser(
+        "list",
+        help="how many controls of each kind the project holds",
+        description="Count the controls of each kind. A note on stderr says when planted "
+        "errors can never be shown (pre-labeler 'none') or when the rate cannot serve every "
+        "control before the ordinary images run out.",
+    )
     ls.add_argument("dir", type=Path, help="project folder")
     ls.set_defaults(func=cmd_list)
 
@@ -82,7 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Running scores per annotator over the controls they saved: quality "
         "(mean of Dice, instance F1 and boundary F1), each of those, instance recall and "
         "precision, class accuracy and planted-error recall per kind, each with a 95 % "
-        "interval (Wilson for rates, bootstrap for means) and its count.",
+        "interval over control items (a cluster bootstrap; Wilson's widest interval when "
+        "the controls do not vary, so one control never claims more than one control "
+        "shows) and the number of controls behind it.",
     )
     s.add_argument("dir", type=Path, help="project folder")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -131,7 +142,12 @@ def cmd_install(args: argparse.Namespace) -> int:
     plan = parse_plan(args.errors)
     with Project.open(args.dir) as project:
         ids = install_control_bundle(
-            project, args.bundle, level=args.plant, plan=plan, seed=args.seed
+            project,
+            args.bundle,
+            level=args.plant,
+            plan=plan,
+            seed=args.seed,
+            allow_unsigned=args.allow_unsigned,
         )
     print(f"installed {len(ids)} controls from {args.bundle}")
     return 0
@@ -140,11 +156,15 @@ def cmd_install(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from appliance.store import Project
     from appliance.store.controls import count_by_kind
+    from appliance.supervision.controls import planted_unshown, unservable
 
     with Project.open(args.dir) as project:
         counts = count_by_kind(project)
+        notes = [n for n in (planted_unshown(project), unservable(project)) if n]
     for kind in ("gold", "synthetic", "planted"):
         print(f"{kind:<10} {counts.get(kind, 0)}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -178,10 +198,14 @@ def _interval(est: dict) -> str:
 def cmd_scores(args: argparse.Namespace) -> int:
     from appliance.store import Project
     from appliance.store.controls import annotator_summaries, score_rows
+    from appliance.supervision.controls import planted_unshown
 
     with Project.open(args.dir) as project:
         summaries = annotator_summaries(project)
         rows = {name: score_rows(project, name) for name in summaries}
+        unshown = planted_unshown(project)
+    if unshown:
+        print(f"note: {unshown}", file=sys.stderr)
     if args.report is not None:
         from appliance.supervision.report import write_report
 

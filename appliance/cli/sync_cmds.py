@@ -22,8 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("project", type=Path, metavar="DIR", help="the project folder")
-    p.add_argument("--server", help="lab server address, e.g. http://lab.local:8765 (first time)")
-    p.add_argument("--code", help="one-time enrollment code from `appliance-lab enroll`")
+    p.add_argument("--server", help="lab server address, e.g. https://lab.local:8765 (first time)")
+    p.add_argument(
+        "--code",
+        help="one-time enrollment code from `appliance-lab enroll` (CODE#PIN: the pin is the "
+        "lab CA's fingerprint, checked before anything is sent)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a plain http:// lab server that is not on this machine (tokens and "
+        "images then cross the network readable); remembered for this project",
+    )
     p.add_argument(
         "--name", default=socket.gethostname(), help="this tablet's name on the lab page"
     )
@@ -65,7 +75,7 @@ def sync(args: argparse.Namespace) -> int:
         if args.code or args.server:
             if not (args.code and args.server):
                 raise ApplianceError("enrolling needs both --server and --code")
-            lab_project = enroll(project, args.server, args.code, args.name)
+            lab_project = enroll(project, args.server, args.code, args.name, insecure=args.insecure)
             print(f"enrolled in lab project {lab_project} at {args.server}")
         retry = Retry(attempts=max(1, args.attempts))
         report = sync_project(

@@ -20,6 +20,7 @@ from appliance.overlay import OverlayRenderer
 from appliance.session.appearance import display_pixels
 from appliance.store.conflicts import conflicted_image_ids
 from appliance.store.project import Project
+from appliance.supervision.blind import start_version, views, visible_conflict
 
 __all__ = ["GalleryItem", "items", "picture", "thumbnail", "version_pair"]
 
@@ -36,26 +37,27 @@ class GalleryItem:
     conflict: bool = False  # versions from different tablets wait for the expert to pick
 
 
-def items(project: Project) -> list[GalleryItem]:
-    """Every image of the project in import order, with its label state. Control items are
-    left out: a gallery would single them out and show another annotator's label on them."""
+def items(project: Project, annotator: str) -> list[GalleryItem]:
+    """Every image of the project in import order, as `annotator` may see it: controls too,
+    each like an ordinary image nobody else has labeled (`blind.visible_versions`), so the
+    gallery, the status line's total and the open image's tile agree on every image."""
     out = []
-    controls = project.control_image_ids()
-    conflicts = conflicted_image_ids(project)
-    for rec in project.images():
-        if rec.id in controls:
-            continue
-        history = project.history(rec.id)
-        latest = history[-1] if history else None
-        if latest is None:
+    records = project.images()
+    seen = views(project, annotator, [r.id for r in records])
+    conflicts = {  # as the open image would show them (`blind.visible_conflict`)
+        i for i in conflicted_image_ids(project) if visible_conflict(project, i, annotator)
+    }
+    for rec in records:
+        versions, start = seen[rec.id]
+        if start is None:
             state = "unlabeled"
-        elif latest.source in ("manual", "postprocess", "upgrade") or latest.reviewed:
+        elif start.source in ("manual", "postprocess", "upgrade") or start.reviewed:
             state = "labeled"
         else:
             state = "pre-labeled"
         out.append(
             GalleryItem(
-                rec.id, rec.name, state, len(history), rec.cherry_picked, rec.id in conflicts
+                rec.id, rec.name, state, len(versions), rec.cherry_picked, rec.id in conflicts
             )
         )
     return out
@@ -81,10 +83,10 @@ def picture(display: np.ndarray, label: Label | None, size: int = THUMB) -> np.n
     return np.clip(small, 0, 255).astype(np.uint8)
 
 
-def thumbnail(project: Project, image_id: int, size: int = THUMB) -> np.ndarray:
-    """The image with its latest label, small."""
+def thumbnail(project: Project, image_id: int, annotator: str, size: int = THUMB) -> np.ndarray:
+    """The image with the label it would open with for `annotator`, small."""
     display = display_pixels(project.load_pixels(image_id), preprocess.load(project))
-    latest = project.latest_label(image_id)
+    latest = start_version(project, image_id, annotator)
     return picture(display, latest.label if latest else None, size)
 
 

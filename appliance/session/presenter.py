@@ -48,11 +48,11 @@ from appliance.session import assistant
 from appliance.session.objects import ObjectRow, object_box, object_rows
 from appliance.session.workflow import ImageData, ImageWork, pending_draft
 from appliance.store import classes as class_store
-from appliance.store.conflicts import conflict_heads
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import LabelVersion, Project
 from appliance.supervision import config as supervision_config
-from appliance.supervision.blind import start_version
+from appliance.supervision.blind import labeled_count, start_version, visible_conflict
+from appliance.supervision.controls import note_offer
 from appliance.supervision.serving import Queue
 from appliance.supervision.summary import feedback
 
@@ -347,7 +347,7 @@ class AnnotatePresenter:
             self._failed(image_id, exc)
             return
         self.reviewed_revision = None
-        self.conflict = conflict_heads(self.project, image_id)
+        self.conflict = visible_conflict(self.project, image_id, self.annotator)
         self.view.show_work(keep_view=False)
         if self.work.parent_id is None and not self.work.recovered:
             if offer is not None or prefetched:
@@ -400,6 +400,8 @@ class AnnotatePresenter:
 
     def _set_offer(self, offer: Offer | None) -> None:
         self.offer = offer
+        if offer is not None and self.work is not None:
+            note_offer(self.project, self.work.image_id, self.annotator, offer.method, offer.label)
         self.view.show_layers()
 
     def cancel_prelabel(self) -> None:
@@ -561,8 +563,14 @@ class AnnotatePresenter:
             work = self.work
             self.skipped.add(work.image_id)
             self._close()
-            work.leave("skipped")
+            self._left(work, "skipped")
         self.open_next()
+
+    def _left(self, work: ImageWork, kind: str = "closed") -> None:
+        """Leave an image; unsaved edits become a version, and a saved image leaves the queue
+        (a control as an ordinary image: it never comes back pre-filled to be scored again)."""
+        if work.leave(kind) is not None:
+            self.selector.done(work.image_id)
 
     def previous(self) -> None:
         """Back to the image opened before this one in this session."""
@@ -576,7 +584,7 @@ class AnnotatePresenter:
         work = self.work
         self._close()
         if work is not None:
-            work.leave()
+            self._left(work)
         self.open_image(self.visited[-1], remember=False)
 
     def jump(self, image_id: int) -> None:
@@ -586,7 +594,7 @@ class AnnotatePresenter:
         work = self.work
         self._close()
         if work is not None:
-            work.leave()
+            self._left(work)
         self.open_image(image_id)
 
     # ----- the object list ---------------------------------------------------------------
@@ -842,7 +850,7 @@ class AnnotatePresenter:
         work = self.work
         if work is None:
             return None
-        labeled = len(self.project.labeled_image_ids())
+        labeled = labeled_count(self.project, self.annotator)  # as the gallery shows them
         position = labeled + (0 if work.parent_id is not None else 1)
         return Status(
             name=work.record.name,

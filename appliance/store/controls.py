@@ -10,33 +10,44 @@ by a person adds one row to `control_scores`; an annotator's running summary liv
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+import sqlite3
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from appliance.durable import atomic_copy, holds
 from appliance.labels import Label, decode_instances, encode_instances
 from appliance.store import db as dbm
 from appliance.store import oplog
+from appliance.store.images import NewImage, insert_image
 from appliance.store.project import _HUMAN, Project
 
 __all__ = [
     "KINDS",
     "Control",
+    "NewControl",
     "ScoreRow",
     "add_control",
+    "add_controls",
     "annotator_summaries",
     "bundle_installed",
     "control_for_image",
     "count_by_kind",
     "human_authors_by_image",
+    "insert_row",
     "is_control",
     "is_scored",
     "known_hashes",
     "machine_version",
-    "offer_prelabel",
+    "offered_classes",
     "record_bundle",
     "record_score",
     "score_rows",
     "versions_by",
+    "visible_labeled_count",
 ]
 
 KINDS = ("gold", "synthetic", "planted")
@@ -79,8 +90,38 @@ def _label(blob: bytes, classes: str | None) -> Label:
     return Label(decode_instances(blob), table)
 
 
-def _classes_json(label: Label) -> str:
-    return json.dumps({str(int(i)): label.class_of(i) for i in label.ids()})
+def _classes(label: Label) -> dict[str, int]:
+    return {str(int(i)): label.class_of(i) for i in label.ids()}
+
+
+def insert_row(
+    db: sqlite3.Connection,
+    image_id: int,
+    kind: str,
+    truth: tuple[bytes, dict[str, int]],
+    prelabel: tuple[bytes, dict[str, int]] | None,
+    errors: list[dict[str, Any]],
+    detail: dict[str, Any],
+) -> int:
+    """The `controls` row of an image (encoded maps with their class tables); call inside a
+    transaction. Used for local adds and for controls that sync brings (`oplog`)."""
+    pre_classes = None if prelabel is None else json.dumps(prelabel[1])
+    cur = db.execute(
+        "INSERT INTO controls (image_id, kind, truth, truth_classes, detail, created, prelabel, "
+        "errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            image_id,
+            kind,
+            truth[0],
+            json.dumps(truth[1]),
+            json.dumps({**detail, "prelabel_classes": pre_classes}),
+            dbm.utcnow(),
+            None if prelabel is None else prelabel[0],
+            json.dumps(errors),
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 def add_control(
@@ -93,34 +134,134 @@ def add_control(
     errors_json: str = "[]",
     detail: dict[str, Any] | None = None,
 ) -> int:
-    """Store one control for an image already in `images`; call inside a transaction.
+    """Store one control for an image already in `images` and log it for sync (`control.added`,
+    so every tablet of the project hides and scores it); call inside a transaction."""
+    truth_map = (encode_instances(truth.instances), _classes(truth))
+    pre = None if prelabel is None else (encode_instances(prelabel.instances), _classes(prelabel))
+    errors = json.loads(errors_json)
+    control_id = insert_row(project.db, image_id, kind, truth_map, pre, errors, detail or {})
+    oplog.record_control_added(project.db, image_id, kind, truth_map, pre, errors, detail or {})
+    return control_id
 
-    The image leaves any sequence it was imported into: a folder name or a frame number would
-    set it apart from the images around it.
+
+@dataclass(frozen=True)
+class NewControl:
+    """A control to add: its image file (already decoded and checked), truth and planting."""
+
+    source: Path
+    sha256: str
+    image: NewImage
+    kind: str
+    truth: Label
+    prelabel: Label | None = None
+    errors_json: str = "[]"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def add_controls(
+    project: Project, items: list[NewControl], rng: np.random.Generator, bundle_id: str | None
+) -> list[int]:
+    """Store control images and their controls, all in one transaction: a failure leaves the
+    project as it was (originals this call wrote are removed again).
+
+    Each control joins an ordinary sequence as its next frame, named after that sequence's
+    naming pattern (`_placement`), so neither its name, nor its sequence and frame, nor the
+    'previous' pre-labeler set it apart from the images around it.
     """
-    db = project.db
-    pre_blob = None
-    pre_classes = None
-    if prelabel is not None:
-        pre_blob = encode_instances(prelabel.instances)
-        pre_classes = _classes_json(prelabel)
-    cur = db.execute(
-        "INSERT INTO controls (image_id, kind, truth, truth_classes, detail, created, prelabel, "
-        "errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            image_id,
-            kind,
-            encode_instances(truth.instances),
-            _classes_json(truth),
-            json.dumps({**(detail or {}), "prelabel_classes": pre_classes}),
-            dbm.utcnow(),
-            pre_blob,
-            errors_json,
-        ),
-    )
-    db.execute("UPDATE images SET sequence = NULL, frame = NULL WHERE id = ?", (image_id,))
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    written: list[Path] = []
+    try:
+        for item in items:
+            path = project.blob_path(item.sha256, item.source.suffix.lower())
+            if not holds(path, item.sha256):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():
+                    written.append(path)
+                atomic_copy(item.source, path)
+        ids = []
+        with project.transaction():
+            for item in items:
+                sequence, frame_no, name = _placement(project.db, item.image, rng)
+                blob = project.blob_path(item.sha256, item.source.suffix.lower())
+                image = NewImage(None, name, *astuple(item.image)[2:])
+                image_id = insert_image(
+                    project.db,
+                    item.sha256,
+                    image,
+                    str(blob.relative_to(project.root)),
+                    sequence,
+                    frame_no,
+                    "",
+                )
+                ids.append(
+                    add_control(
+                        project,
+                        image_id,
+                        item.kind,
+                        item.truth,
+                        prelabel=item.prelabel,
+                        errors_json=item.errors_json,
+                        detail=item.detail,
+                    )
+                )
+            if bundle_id is not None:
+                record_bundle(project, bundle_id, len(ids))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return ids
+
+
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def _placement(
+    db: sqlite3.Connection, image: NewImage, rng: np.random.Generator
+) -> tuple[str | None, int | None, str]:
+    """(sequence, frame, name) for a new control: the next frame of a random ordinary sequence
+    (one with images of the control's size when there is one), named like that sequence's
+    last image with the next free number. Without ordinary images the control keeps its name
+    and has no sequence."""
+    rows = db.execute(
+        "SELECT sequence, max(height = ? AND width = ?) FROM images WHERE sequence IS NOT NULL "
+        "AND id NOT IN (SELECT image_id FROM controls) GROUP BY sequence ORDER BY sequence",
+        (image.height, image.width),
+    ).fetchall()
+    taken = {str(r[0]) for r in db.execute("SELECT name FROM images")}
+    if not rows:
+        return None, None, _free(image.name, taken)
+    fitting = [r[0] for r in rows if r[1]] or [r[0] for r in rows]
+    sequence = str(fitting[int(rng.integers(len(fitting)))])
+    frame_no, last = db.execute(
+        "SELECT max(frame) + 1, (SELECT name FROM images WHERE sequence = ?1 "
+        "ORDER BY frame DESC, id DESC LIMIT 1) FROM images WHERE sequence = ?1",
+        (sequence,),
+    ).fetchone()
+    return sequence, int(frame_no or 0), _next_name(str(last), image.name, taken)
+
+
+def _next_name(last: str, fallback: str, taken: set[str]) -> str:
+    """`last` with its number counted up to the first free name (`img_0042.tif` → `img_0043.tif`);
+    `fallback` made unique when `last` has no number."""
+    m = _NUMBERED.match(last)
+    if m is None:
+        return _free(fallback, taken)
+    prefix, digits, suffix = m.groups()
+    number = int(digits) + 1
+    while (name := f"{prefix}{number:0{len(digits)}d}{suffix}") in taken:
+        number += 1
+    return name
+
+
+def _free(name: str, taken: set[str]) -> str:
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    k, out = 2, name
+    while out in taken:
+        out = f"{stem}_{k}{dot}{suffix}"
+        k += 1
+    return out
 
 
 _COLUMNS = "id, image_id, kind, truth, truth_classes, detail, prelabel, errors"
@@ -188,6 +329,18 @@ def versions_by(project: Project, image_id: int, author: str) -> list[tuple[int,
     return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
 
 
+def visible_labeled_count(project: Project, annotator: str, blind: bool, machine: str) -> int:
+    """Images with a version `annotator` may see (`supervision.blind.visible_versions`): their
+    own or a machine's (author LIKE `machine`, not reviewed), and on ordinary images outside
+    blind mode anyone's. The status line counts progress with it, as the gallery shows it."""
+    mine = "(author = ? OR (author LIKE ? AND reviewed = 0))"
+    others = "" if blind else "image_id NOT IN (SELECT image_id FROM controls) OR "
+    row = project.db.execute(
+        f"SELECT count(DISTINCT image_id) FROM labels WHERE {others}{mine}", (annotator, machine)
+    ).fetchone()
+    return int(row[0])
+
+
 def machine_version(project: Project, image_id: int, machine_authors: str) -> int | None:
     """Newest version of an image made by a machine (author LIKE `machine_authors`)."""
     row = project.db.execute(
@@ -198,19 +351,17 @@ def machine_version(project: Project, image_id: int, machine_authors: str) -> in
     return None if row is None else int(row[0])
 
 
-def offer_prelabel(project: Project, image_id: int, computed: Label | None) -> Label | None:
-    """The pre-label to show: a planted control's planted one, else the computed one.
-
-    Callers run the real pre-labeler first and pass its result, so a control costs the same
-    time and offers a pre-label exactly when an ordinary image would (seed 002's planted
-    errors; `appliance.supervision`).
-    """
-    if computed is None:
+def offered_classes(project: Project, image_id: int, annotator: str) -> set[int] | None:
+    """Classes of the newest pre-label offer `annotator` was shown on an image (an `offered`
+    event), or None when none was shown."""
+    row = project.db.execute(
+        "SELECT detail FROM events WHERE image_id = ? AND annotator = ? AND kind = 'offered' "
+        "ORDER BY id DESC LIMIT 1",
+        (image_id, annotator),
+    ).fetchone()
+    if row is None:
         return None
-    control = control_for_image(project, image_id)
-    if control is None or control.prelabel is None:
-        return computed
-    return control.prelabel
+    return {int(c) for c in json.loads(row[0] or "{}").get("classes", [])}
 
 
 def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: int) -> None:

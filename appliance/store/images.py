@@ -10,6 +10,7 @@ when the same file is imported again.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.project import Project
 
-__all__ = ["AddedImages", "NewImage", "add_images"]
+__all__ = ["AddedImages", "NewImage", "add_images", "insert_image"]
 
 
 @dataclass(frozen=True)
@@ -82,29 +83,47 @@ def add_images(
                 "SELECT coalesce(max(frame) + 1, 0) FROM images WHERE sequence = ?", (sequence,)
             ).fetchone()[0]
             for frame in new:
-                cur = db.execute(
-                    "INSERT INTO images (sha256, page, name, blob, height, width, channels, "
-                    "dtype, sequence, frame, source_path, added) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        sha256,
-                        frame.page,
-                        frame.name,
-                        str(blob.relative_to(project.root)),
-                        frame.height,
-                        frame.width,
-                        frame.channels,
-                        frame.dtype,
-                        sequence,
-                        frame.page if frame.page is not None else next_frame,
-                        source_path,
-                        dbm.utcnow(),
-                    ),
-                )
-                out.ids.append(int(cur.lastrowid or 0))
-                oplog.record_image(db, out.ids[-1])  # for sync, inside the same transaction
+                frame_no = frame.page if frame.page is not None else next_frame
+                rel = str(blob.relative_to(project.root))
+                new_id = insert_image(db, sha256, frame, rel, sequence, frame_no, source_path)
+                out.ids.append(new_id)
     except BaseException:
         if created:
             blob.unlink(missing_ok=True)
         raise
     return out
+
+
+def insert_image(
+    db: sqlite3.Connection,
+    sha256: str,
+    frame: NewImage,
+    blob: str,
+    sequence: str | None,
+    frame_no: int | None,
+    source_path: str,
+) -> int:
+    """Insert one image row and its `image.added` operation; call inside a transaction whose
+    original file `blob` (relative to the project) is stored. Returns the new row id."""
+    cur = db.execute(
+        "INSERT INTO images (sha256, page, name, blob, height, width, channels, "
+        "dtype, sequence, frame, source_path, added) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sha256,
+            frame.page,
+            frame.name,
+            blob,
+            frame.height,
+            frame.width,
+            frame.channels,
+            frame.dtype,
+            sequence,
+            frame_no,
+            source_path,
+            dbm.utcnow(),
+        ),
+    )
+    image_id = int(cur.lastrowid or 0)
+    oplog.record_image(db, image_id)  # for sync, inside the same transaction
+    return image_id

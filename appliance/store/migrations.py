@@ -182,10 +182,15 @@ CREATE TABLE control_bundles (
 # from two devices that nobody merged are a conflict (appliance.store.conflicts).
 SYNC_DEVICE = "ALTER TABLE operations ADD COLUMN device INTEGER;"
 
+# Who signed each installed model bundle (a lab key id); NULL: installed with
+# --allow-unsigned, or before bundles were signed.
+MODEL_SIGNER = "ALTER TABLE models ADD COLUMN signer TEXT;"
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", INITIAL),
     ("0002_lab", LAB_OPLOG),
     jobs.MIGRATION,
     ("0004_supervision", SUPERVISION),
     ("0005_sync_device", SYNC_DEVICE),
+    ("0006_model_signer", MODEL_SIGNER),
 ]

@@ -30,7 +30,9 @@ __all__ = [
     "set_active",
 ]
 
-_COLUMNS = "id, bundle_id, role, name, path, sha256, contract, metrics, job_id, installed, active"
+_COLUMNS = (
+    "id, bundle_id, role, name, path, sha256, contract, metrics, job_id, installed, active, signer"
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class InstalledModel:
     job_id: str | None
     installed: str
     active: bool
+    signer: str | None = None  # lab key id; None: unsigned
 
 
 def _from_row(project: Project, row: sqlite3.Row) -> InstalledModel:
@@ -65,6 +68,7 @@ def _from_row(project: Project, row: sqlite3.Row) -> InstalledModel:
         job_id=row["job_id"],
         installed=row["installed"],
         active=bool(row["active"]),
+        signer=row["signer"],
     )
 
 
@@ -111,13 +115,14 @@ def add_model(
     metrics: dict[str, Any],
     job_id: str | None,
     installed: str,
+    signer: str | None = None,
 ) -> None:
     """Record an installed model, inactive. Call inside `project.transaction()`.
 
     `path` is relative to the project root.
     """
     project.db.execute(
-        f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
         (
             model_id,
             bundle_id,
@@ -129,6 +134,7 @@ def add_model(
             json.dumps(metrics),
             job_id,
             installed,
+            signer,
         ),
     )
 

@@ -199,11 +199,57 @@ def _model_activated(op: Operation, _known: Known) -> None:
         raise _Bad("ref must be the model id, and an activation names no blob")
 
 
+CONTROL_KINDS = ("gold", "synthetic", "planted")
+
+
+def _control_added(op: Operation, known: Known) -> None:
+    """A control (`oplog.record_control_added`): its image came before, its truth and planted
+    pre-label are instance maps of that image with a class for each instance (classes this
+    project has, on a tablet), its planted errors are records that name instance ids."""
+    p = op.payload
+    image = _text(p, "image", pattern=IMAGE_REF_RE)
+    kind = _text(p, "kind", max_len=20)
+    if kind not in CONTROL_KINDS:
+        raise _Bad(f"unknown control kind {kind!r}")
+    if op.ref != image or op.blob is not None:
+        raise _Bad("ref must be the control image, and a control names no blob")
+    shape = known.image_shape(image)
+    if shape is None:
+        raise _Bad(f"it makes image {image} a control, which was not added before")
+    allowed = known.class_ids()
+    maps = [("truth", "truth_classes")]
+    if p.get("prelabel") is not None:
+        maps.append(("prelabel", "prelabel_classes"))
+    for instances, classes in maps:
+        table = _classes(p, classes)
+        if set(table) != set(_instances(p, shape, instances)):
+            raise _Bad(f"payload {classes} must name exactly the instances of its {instances}")
+        if allowed is not None and (unknown := sorted(set(table.values()) - allowed)):
+            raise _Bad(f"its {instances} names class {unknown[0]}, which this project lacks")
+    errors = p.get("errors")
+    if not isinstance(errors, list) or len(errors) > 1000:
+        raise _Bad("payload errors must be a list of planted errors")
+    for err in errors:
+        if not isinstance(err, dict) or not isinstance(err.get("kind"), str):
+            raise _Bad("each planted error must be an object with its kind")
+        for ids in ("truth_ids", "prelabel_ids"):
+            values = err.get(ids)
+            if not isinstance(values, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in values
+            ):
+                raise _Bad(f"each planted error's {ids} must be a list of instance ids")
+    if errors and p.get("prelabel") is None:
+        raise _Bad("planted errors need the planted pre-label")
+    if not isinstance(p.get("detail"), dict) or len(json.dumps(p["detail"])) > 4096:
+        raise _Bad("payload detail must be an object of at most 4 KiB")
+
+
 CHECKS: dict[str, Callable[[Operation, Known], None]] = {
     "image.added": _image_added,
     "label.saved": _label_saved,
     "control.scored": _control_scored,
     "model.activated": _model_activated,
+    "control.added": _control_added,
 }
 
 
@@ -254,35 +300,35 @@ def _bool(p: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _instances(p: dict[str, Any], shape: tuple[int, int]) -> list[int]:
+def _instances(p: dict[str, Any], shape: tuple[int, int], key: str = "instances") -> list[int]:
     """The instance ids of the payload's map, which must decode to the image's shape."""
-    text = _text(p, "instances", max_len=64 << 20)
+    text = _text(p, key, max_len=64 << 20)
     try:
         data = base64.b64decode(text, validate=True)
         _shape, values, _lengths = decode_runs(data, shape)
     except (binascii.Error, ValueError):
-        raise _Bad("payload instances is not base64") from None
+        raise _Bad(f"payload {key} is not base64") from None
     except ApplianceError as exc:
-        raise _Bad(f"payload instances is not an instance map of the image ({exc})") from None
+        raise _Bad(f"payload {key} is not an instance map of the image ({exc})") from None
     return [int(i) for i in run_ids(values)]
 
 
-def _classes(p: dict[str, Any]) -> dict[int, int]:
+def _classes(p: dict[str, Any], key: str = "classes") -> dict[int, int]:
     """Instance id → class id from the payload's JSON text."""
-    text = _text(p, "classes", max_len=16 << 20, min_len=2)
+    text = _text(p, key, max_len=16 << 20, min_len=2)
     try:
         table = json.loads(text)
     except ValueError:
-        raise _Bad("payload classes is not JSON") from None
+        raise _Bad(f"payload {key} is not JSON") from None
     if not isinstance(table, dict):
-        raise _Bad("payload classes must be a JSON object")
+        raise _Bad(f"payload {key} must be a JSON object")
     out: dict[int, int] = {}
-    for key, value in table.items():
-        if not (isinstance(key, str) and key.isdigit() and 0 < int(key) < 1 << 32):
-            raise _Bad(f"payload classes names instance {key[:20]!r}, not an instance id")
+    for name, value in table.items():
+        if not (isinstance(name, str) and name.isdigit() and 0 < int(name) < 1 << 32):
+            raise _Bad(f"payload {key} names instance {name[:20]!r}, not an instance id")
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _Bad(f"payload classes gives instance {key} a class that is not a number")
+            raise _Bad(f"payload {key} gives instance {name} a class that is not a number")
         if not 1 <= value <= MAX_CLASS_ID:
-            raise _Bad(f"payload classes gives instance {key} class {value}, not 1..{MAX_CLASS_ID}")
-        out[int(key)] = value
+            raise _Bad(f"payload {key} gives instance {name} class {value}, not 1..{MAX_CLASS_ID}")
+        out[int(name)] = value
     return out

@@ -34,6 +34,7 @@ __all__ = [
     "apply_remote",
     "backfill",
     "blob_file",
+    "erase_state",
     "get_state",
     "image_ref",
     "mark_sent",
@@ -44,6 +45,7 @@ __all__ = [
     "pending_blobs",
     "pending_count",
     "record",
+    "record_control_added",
     "record_image",
     "record_label",
     "record_model_activated",
@@ -54,7 +56,7 @@ __all__ = [
     "upload_url",
 ]
 
-KINDS = ("image.added", "label.saved", "control.scored", "model.activated")
+KINDS = ("image.added", "label.saved", "control.scored", "model.activated", "control.added")
 
 
 @dataclass(frozen=True)
@@ -196,16 +198,51 @@ def record_control_scored(
     return record(db, "control.scored", row[0], payload)
 
 
+def record_control_added(
+    db: sqlite3.Connection,
+    image_id: int,
+    kind: str,
+    truth: tuple[bytes, dict[str, int]],
+    prelabel: tuple[bytes, dict[str, int]] | None,
+    errors: list[dict[str, Any]],
+    detail: dict[str, Any],
+) -> str:
+    """Log that image `image_id` is a control (inside the transaction that stored it).
+
+    The payload says everything a tablet needs to hide and score the control: the image it
+    hides behind, its kind, the truth map (encoded as a label's instances) with its class
+    table (JSON text, as a label's), the planted pre-label likewise (or null) and the record
+    of its planted errors. Sync carries it to every tablet of the project, which keeps it in
+    its `controls` table, where exports, training jobs and galleries look before they show
+    anything; the truth never becomes a label version anywhere. Checked by
+    `opcheck._control_added` before it is numbered or applied.
+    """
+    sha, page = db.execute("SELECT sha256, page FROM images WHERE id = ?", (image_id,)).fetchone()
+    ref = image_ref(sha, page)
+    payload = {
+        "image": ref,
+        "kind": kind,
+        "truth": base64.b64encode(truth[0]).decode("ascii"),
+        "truth_classes": json.dumps(truth[1]),
+        "prelabel": None if prelabel is None else base64.b64encode(prelabel[0]).decode("ascii"),
+        "prelabel_classes": None if prelabel is None else json.dumps(prelabel[1]),
+        "errors": errors,
+        "detail": detail,
+    }
+    return record(db, "control.added", ref, payload)
+
+
 def record_model_activated(db: sqlite3.Connection, model_id: str, role: str) -> str:
     """Log that `model_id` became the active model of `role` on this tablet."""
     return record(db, "model.activated", model_id, {"model_id": model_id, "role": role})
 
 
 def backfill(project: Project) -> int:
-    """Log images and label versions that predate the log (projects made before sync existed).
+    """Log images, controls and label versions that predate the log (projects made before
+    sync, or before controls were logged, existed).
 
-    Images first, then label versions in save order, so parents precede children. Returns the
-    number of operations added; a second call adds none.
+    Images first, then controls, then label versions in save order, so parents precede
+    children. Returns the number of operations added; a second call adds none.
     """
     db = project.db
     images = [
@@ -223,13 +260,33 @@ def backfill(project: Project) -> int:
             "o.kind = 'label.saved' AND o.ref = l.uid) ORDER BY id"
         )
     ]
-    if images or labels:
+    controls = db.execute(
+        "SELECT c.image_id, c.kind, c.truth, c.truth_classes, c.prelabel, c.detail, c.errors "
+        "FROM controls c JOIN images i ON i.id = c.image_id WHERE c.id IN (SELECT min(id) "
+        "FROM controls GROUP BY image_id) AND NOT EXISTS (SELECT 1 FROM operations o WHERE "
+        "o.kind = 'control.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
+        "ORDER BY c.id"
+    ).fetchall()
+    if images or labels or controls:
         with transaction(db):
             for image_id in images:
                 record_image(db, image_id)
+            for row in controls:
+                _record_stored_control(db, row)
             for label_id in labels:
                 record_label(db, label_id)
-    return len(images) + len(labels)
+    return len(images) + len(labels) + len(controls)
+
+
+def _record_stored_control(db: sqlite3.Connection, row: tuple) -> None:
+    """Log a control added before `control.added` existed, from its `controls` row."""
+    image_id, kind, truth, truth_classes, prelabel, detail_json, errors = row
+    detail = json.loads(detail_json or "{}")
+    pre_classes = json.loads(detail.pop("prelabel_classes", None) or "{}")
+    pre = None if prelabel is None else (bytes(prelabel), pre_classes)
+    truth_map = (bytes(truth), json.loads(truth_classes or "{}"))
+    errors_list = json.loads(errors or "[]")
+    record_control_added(db, image_id, kind, truth_map, pre, errors_list, detail)
 
 
 def _from_row(row: tuple) -> Operation:
@@ -377,6 +434,8 @@ def apply_remote(
                         _apply_image(project, op, staged.pop(str(op.blob), None))
                     elif op.kind == "label.saved":
                         _apply_label(db, op)
+                    elif op.kind == "control.added":
+                        _apply_control(project, op)
                 except ApplianceError as exc:  # e.g. a stored original that cannot be moved
                     reason = f"operation {op.uid} ({op.kind}): {exc}"
             if reason is not None:
@@ -488,6 +547,31 @@ def _apply_label(db: sqlite3.Connection, op: Operation) -> None:
 # sync state: server address, token, checkpoint, last success and error --------------------
 
 
+def _apply_control(project: Project, op: Operation) -> None:
+    """Make the image a control here too (checked before); the first control of an image
+    stays its control."""
+    from appliance.store.controls import insert_row  # controls logs through this module
+
+    sha, _, page = op.ref.partition(":")
+    image = project.db.execute(
+        "SELECT id FROM images WHERE sha256 = ? AND page IS ?",
+        (sha, int(page) if page.isdigit() else None),
+    ).fetchone()
+    if project.db.execute("SELECT 1 FROM controls WHERE image_id = ?", (image[0],)).fetchone():
+        return
+    p = op.payload
+    pre = p.get("prelabel")
+    insert_row(
+        project.db,
+        int(image[0]),
+        str(p["kind"]),
+        (base64.b64decode(p["truth"]), json.loads(p["truth_classes"])),
+        None if pre is None else (base64.b64decode(pre), json.loads(p["prelabel_classes"])),
+        list(p["errors"]),
+        dict(p["detail"]),
+    )
+
+
 def get_state(db: sqlite3.Connection, key: str) -> str | None:
     row = db.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
@@ -501,6 +585,19 @@ def set_state(db: sqlite3.Connection, **values: str | None) -> None:
                 db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
             else:
                 _set(db, key, value)
+
+
+def erase_state(db: sqlite3.Connection, key: str) -> None:
+    """Remove a secret (an old device token) so that no copy of the file holds its bytes:
+    SQLite's secure_delete zeroes the freed cells, and a checkpoint rewrites the database
+    file and empties the write-ahead log that still held the old page."""
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        with transaction(db):
+            db.execute("DELETE FROM sync_state WHERE key = ?", (key,))
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.execute("PRAGMA secure_delete = OFF")
 
 
 def _set(db: sqlite3.Connection, key: str, value: str) -> None:

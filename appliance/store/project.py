@@ -22,6 +22,7 @@ import numpy as np
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_instances, encode_runs, instance_runs, run_ids
+from appliance.security.lock import check_unlocked
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.opcheck import SOURCES
@@ -182,6 +183,7 @@ class Project:
         path = root / DB_NAME
         if not path.is_file():
             raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
+        check_unlocked()  # a tablet its lab revoked opens nothing
         dbm.quick_check(path)  # never write into a damaged file
         dbm.check_schema(path)
         return cls(root)
@@ -416,13 +418,15 @@ class Project:
 
     def previous_human_version(self, image_id: int) -> int | None:
         """Newest human version of the closest earlier labeled frame of the same sequence and
-        size, or None (no sequence, first frame, nothing labeled before)."""
+        size, or None (no sequence, first frame, nothing labeled before). Control frames are
+        passed over: an annotator's answer on a control is no one's pre-label."""
         rec = self.image(image_id)
         if rec.sequence is None or rec.frame is None:
             return None
         row = self.db.execute(
             "SELECT l.id FROM labels l JOIN images i ON i.id = l.image_id "
             f"WHERE i.sequence = ? AND i.frame < ? AND i.height = ? AND i.width = ? AND {_HUMAN} "
+            "AND i.id NOT IN (SELECT image_id FROM controls) "  # a test answer is no pre-label
             "ORDER BY i.frame DESC, l.id DESC LIMIT 1",
             (rec.sequence, rec.frame, rec.height, rec.width),
         ).fetchone()

@@ -8,30 +8,42 @@ Three kinds share one table and one queue (seed 000 and seed 002):
 The truth stays in `controls` and never becomes a label version, so COCO export, training jobs
 and the pre-label and inspection judges (`Project.latest_human_versions`) skip control images.
 A planted control's pre-label is offered where a real pre-label would be
-(`store.controls.offer_prelabel`), after the real pre-labeler has run on it, so it costs the
+(`store.control_offers.offer_prelabel`), after the real pre-labeler has run on it, so it costs the
 same time.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from appliance import settings
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
-from appliance.imageio import read_image
-from appliance.importer import collect, import_paths
+from appliance.imageio import probe, read_image
+from appliance.importer import collect
 from appliance.label_io import read_mask
 from appliance.labels import Label
 from appliance.store import controls as store
+from appliance.store.control_offers import adapt_classes
+from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
+from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
 from appliance.supervision.scoring import ControlScore, score
 
-__all__ = ["MACHINE_AUTHORS", "add_controls", "add_gold", "score_save"]
+__all__ = [
+    "MACHINE_AUTHORS",
+    "add_controls",
+    "add_gold",
+    "note_offer",
+    "planted_unshown",
+    "score_save",
+    "unservable",
+]
 
 MACHINE_AUTHORS = "prelabel:%"  # authors of stored machine pre-labels (assist.prelabel)
 
@@ -82,6 +94,19 @@ def add_gold(
     )
 
 
+def _checked_image(path: Path) -> NewImage:
+    """The one frame of a control file; a stack or multi-page file is refused before anything
+    is stored (each page would become an ordinary image)."""
+    found = probe(path, str(path))
+    if len(found.frames) != 1:
+        raise ApplianceError(
+            f"{path}: has {len(found.frames)} frames; a control must be a single image"
+        )
+    pixels = read_image(path)
+    channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+    return NewImage(None, path.name, pixels.shape[0], pixels.shape[1], channels, str(pixels.dtype))
+
+
 def add_controls(
     project: Project,
     items: Sequence[tuple[Path, Label, str]],
@@ -91,75 +116,126 @@ def add_controls(
     seed: int = 0,
     bundle_id: str | None = None,
 ) -> list[int]:
-    """Import (image file, truth, kind) items as controls, all rows in one transaction.
+    """Import (image file, truth, kind) items as controls; all or nothing.
 
-    Duplicates are refused before anything is imported: an image already in the project may
-    have been seen, so it cannot be a hidden control. Callers have decoded every image and
-    truth already, so the imports that follow do not fail on content.
+    Every file is checked first (one frame, decodable, truth of its size, new to the project:
+    an image already in the project may have been seen, so it cannot be a hidden control);
+    then images and controls are stored in one transaction, so a refused call changes nothing.
     """
     paths = [Path(p) for p, _, _ in items]
-    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    hashes = [file_sha256(p) for p in paths]
     known = store.known_hashes(project, hashes)
     for path, sha in zip(paths, hashes, strict=True):
         if sha in known or hashes.count(sha) > 1:
             raise ApplianceError(
                 f"{path}: already in the project or given twice; a control must be new"
             )
-    image_ids = []
-    for path in paths:
-        summary = import_paths(project, [path])
-        if summary.failed or len(summary.imported) != 1:
-            name, why = summary.failed[0] if summary.failed else (str(path), "not imported")
-            raise ApplianceError(f"{name}: {why}")
-        image_ids.append(summary.imported[0])
+    images = [_checked_image(p) for p in paths]
+    for path, image, (_p, truth, _k) in zip(paths, images, items, strict=True):
+        if truth.shape != (image.height, image.width):
+            raise ApplianceError(
+                f"{path}: truth is {truth.shape}, the image {image.height}x{image.width}"
+            )
     n_classes = max(len(project.classes()), 1)
     rng = np.random.default_rng(seed)
-    ids = []
-    with project.transaction():
-        for image_id, (_path, truth, kind) in zip(image_ids, items, strict=True):
-            pre, errors, final_kind = None, "[]", kind
-            if level is not None:
-                planting = planted_mod.plant(
-                    truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
-                )
-                pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
-            detail = {"origin": kind, "level": level, "bundle": bundle_id}
-            ids.append(
-                store.add_control(
-                    project,
-                    image_id,
-                    final_kind,
-                    truth,
-                    prelabel=pre,
-                    errors_json=errors,
-                    detail=detail,
-                )
+    new = []
+    for path, sha, image, (_p, truth, kind) in zip(paths, hashes, images, items, strict=True):
+        pre, errors, final_kind = None, "[]", kind
+        if level is not None:
+            planting = planted_mod.plant(
+                truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
             )
-        if bundle_id is not None:
-            store.record_bundle(project, bundle_id, len(ids))
-    return ids
+            pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
+        detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
+        new.append(store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail))
+    return store.add_controls(project, new, rng, bundle_id)
 
 
 def _is_human(source: str, reviewed: bool, author: str) -> bool:
     return (reviewed or source in HUMAN_SOURCES) and not author.startswith("prelabel:")
 
 
-def _saw_planted(project: Project, image_id: int, author: str, parent_id: int | None) -> bool:
-    """Whether `author` started from the planted pre-label (offered live or stored)."""
+def note_offer(project: Project, image_id: int, annotator: str, method: str, offer: Label) -> None:
+    """Record that a pre-label was shown to `annotator` (every image alike, so the event log
+    sets no control apart): planted errors count from the moment they were shown, whether
+    the annotator accepted the offer or rejected it and drew from scratch."""
+    classes = sorted({offer.class_of(i) for i in offer.ids()})
+    detail = {"method": method, "classes": classes}
+    project.record_event(image_id, "offered", annotator=annotator, detail=detail)
+
+
+def planted_unshown(project: Project) -> str | None:
+    """Why planted errors are never shown in this project, or None when they can be.
+
+    A planted pre-label is offered only where an ordinary image gets an offer (anything else
+    would give the control away); with the pre-labeler switched off nobody gets one.
+    """
+    if settings.PRELABEL.get(project) != "none" or not store.count_by_kind(project).get("planted"):
+        return None
+    return (
+        "the pre-labeler is 'none', so no planted error is ever shown and planted controls "
+        "score like gold ones; choose auto, otsu, previous or model to show them"
+    )
+
+
+def unservable(project: Project) -> str | None:
+    """Why some controls can never be served, or None: an annotator meets at most
+    rate / (1 - rate) controls per ordinary image (the rate holds at every point and controls
+    never come after the ordinary images); the rest stay unlabeled in their gallery, where an
+    annotator who remembers what they skipped could spot them."""
+    cfg = config.load(project)
+    controls = len(project.control_image_ids())
+    ordinary = len(project.images()) - controls
+    most = int(cfg.rate * ordinary / (1.0 - cfg.rate) + 1e-9)  # rate <= MAX_RATE < 1
+    if controls <= most:
+        return None
+    return (
+        f"{controls} controls but at rate {cfg.rate} an annotator meets at most {most} among "
+        f"{ordinary} ordinary images; raise the rate or add fewer controls"
+    )
+
+
+def _shown_classes(
+    project: Project, image_id: int, author: str, parent_id: int | None
+) -> set[int] | None:
+    """Classes of the planted pre-label as `author` saw it, or None when they never saw it:
+    an offer shown on screen (`note_offer`), else a stored machine pre-label they started
+    from, else an offer they accepted (saved with source `prelabel`)."""
+    shown = store.offered_classes(project, image_id, author)
+    if shown is not None:
+        return shown
     mine = store.versions_by(project, image_id, author)
-    if any(source == "prelabel" for _, source, _ in mine):
-        return True
     first_parent = parent_id if not mine else project.label_version(mine[0][0]).parent_id
-    if first_parent is None:
-        return False
-    return project.label_version(first_parent).author.startswith("prelabel:")
+    if first_parent is not None:
+        parent = project.label_version(first_parent)
+        if parent.author.startswith("prelabel:"):
+            return {parent.label.class_of(i) for i in parent.label.ids()}
+    for version_id, source, _reviewed in mine:
+        if source == "prelabel":
+            accepted = project.label_version(version_id).label
+            return {accepted.class_of(i) for i in accepted.ids()}
+    return None
+
+
+def _visible(
+    errors: tuple[planted_mod.PlantedError, ...], prelabel: Label, truth: Label, shown: set[int]
+) -> tuple[planted_mod.PlantedError, ...]:
+    """The planted errors the offer showed: a class flip the pre-labeler's classes could not
+    show (its planted class mapped back to the true one) was never there to catch."""
+    seen = adapt_classes(prelabel, shown)
+    return tuple(
+        e
+        for e in errors
+        if e.kind != "class_flip"
+        or seen.class_of(e.prelabel_ids[0]) != truth.class_of(e.truth_ids[0])
+    )
 
 
 def score_save(project: Project, version_id: int) -> ControlScore | None:
     """Score a saved version if it is a person's save of a control; update their summary.
 
     Returns None for ordinary images, machine versions and versions already scored. Planted
-    errors count only when the annotator was offered the planted pre-label.
+    errors count once the annotator was shown the planted pre-label, accepted or not.
     """
     version = project.label_version(version_id)
     if not _is_human(version.source, version.reviewed, version.author):
@@ -169,11 +245,12 @@ def score_save(project: Project, version_id: int) -> ControlScore | None:
         return None
     errors: tuple[planted_mod.PlantedError, ...] = ()
     prelabel = None
-    if control.prelabel is not None and _saw_planted(
-        project, version.image_id, version.author, version.parent_id
-    ):
-        errors = planted_mod.errors_from_json(control.errors_json)
-        prelabel = control.prelabel.instances
+    if control.kind == "planted" and control.prelabel is not None:
+        shown = _shown_classes(project, version.image_id, version.author, version.parent_id)
+        if shown is not None:
+            planted = planted_mod.errors_from_json(control.errors_json)
+            errors = _visible(planted, control.prelabel, control.truth, shown)
+            prelabel = control.prelabel.instances
     seconds = sum(
         project.label_version(v).seconds_spent
         for v, _, _ in store.versions_by(project, version.image_id, version.author)

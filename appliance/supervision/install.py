@@ -13,6 +13,7 @@ from pathlib import Path
 
 from appliance.bundles.archive import BundleError
 from appliance.bundles.control_bundle import read_control_bundle
+from appliance.security.trust import learn, trust_policy
 from appliance.store import controls as store
 from appliance.store.project import Project
 from appliance.supervision.controls import add_controls
@@ -27,9 +28,12 @@ def install_control_bundle(
     level: str | None = None,
     plan: dict[str, int] | None = None,
     seed: int = 0,
+    allow_unsigned: bool = False,
 ) -> list[int]:
-    """Verify a control bundle and add its items as controls; a refused bundle changes nothing."""
-    bundle = read_control_bundle(path)
+    """Verify a control bundle and add its items as controls; a refused bundle changes nothing.
+
+    Like a model bundle it must be signed by a pinned lab key unless `allow_unsigned`."""
+    bundle = read_control_bundle(path, trust=trust_policy(allow_unsigned))
     names = project.classes()
     for cid in sorted({c for item, _ in bundle.items for c in item.truth.classes.values()}):
         if names.get(cid) != bundle.classes[cid]:
@@ -46,4 +50,7 @@ def install_control_bundle(
             file = Path(tmp) / item.name
             file.write_bytes(item.image_bytes)
             files.append((file, item.truth, "synthetic"))
-        return add_controls(project, files, level=level, plan=plan, seed=seed, bundle_id=bundle.id)
+        ids = add_controls(project, files, level=level, plan=plan, seed=seed, bundle_id=bundle.id)
+    if bundle.verdict is not None:
+        learn(bundle.verdict)
+    return ids

@@ -7,7 +7,11 @@ Seed 000 hides items of known truth among real ones. The rules that keep them hi
 - never two in a row;
 - when a control is due, it is served with probability one half, so the spacing is not a
   fixed period an annotator could learn;
-- each annotator sees each control once; which control comes next is drawn at random.
+- a control is served only while an ordinary image is left for after it, so controls never
+  come alone when the ordinary images run out;
+- each annotator saves each control once: one served and left unsaved comes back later (as an
+  unsaved ordinary image does), one saved never; which control comes next is drawn at
+  random, flagged ones (cherry-picking) first.
 Ordinary images come from the selector, with "done" meaning: labeled by this annotator, or by
 k people already (seed 002's independent votes, k per project). Controls never enter the
 selector's pool, and nothing returned says which kind an item is.
@@ -53,7 +57,11 @@ class Queue:
             project, labeled=np.array(sorted(controls | set(finished)), np.int64)
         )
         todo = [c for c in controls if annotator not in authors.get(c, set())]
-        self._controls = [todo[i] for i in self.rng.permutation(len(todo))]
+        shuffled = [todo[i] for i in self.rng.permutation(len(todo))]
+        # flagged controls are served first (the list is served from its end), as the
+        # selector serves flagged ordinary images first (cherry-picking)
+        self._flagged = {p.id for p in project.image_positions() if p.cherry_picked} & controls
+        self._controls = sorted(shuffled, key=lambda c: c in self._flagged)
         self._control_ids = controls
         self.served: int = 0
         self.served_controls: int = 0
@@ -68,37 +76,57 @@ class Queue:
             return False
         if self.served_controls + 1 > self.cfg.rate * (self.served + 1) + 1e-9:
             return False
+        if self._controls[-1] in self._flagged:
+            return True  # flagged: at the first place the rate allows
         return bool(self.rng.random() < 0.5)
+
+    def _ordinary(self, exclude: set[int] | frozenset[int]) -> int | None:
+        for choice in self.selector.next(len(exclude) + 1):
+            if choice.image_id not in exclude:
+                return choice.image_id
+        return None
 
     def peek(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """What `next` will return, without serving it (the UI prefetches the next image).
 
         The control-or-not draw is made once and kept until `next` consumes it, so peeking
-        never changes the order.
+        never changes the order. A control is served only while an ordinary image is left
+        for after it: controls never come alone when the ordinary images run out.
         """
+        ordinary = self._ordinary(exclude)
+        if ordinary is None:
+            return None
         if self._due is None:
             self._due = self._control_due()
         if self._due:
-            return self._controls[-1]
-        for choice in self.selector.next(len(exclude) + 1):
-            if choice.image_id not in exclude:
-                return choice.image_id
-        return None  # no ordinary image left: controls never come alone
+            control = next((c for c in reversed(self._controls) if c not in exclude), None)
+            if control is not None:
+                return control
+        return ordinary
 
     def next(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
-        """The next image id (None when nothing is left); counts it as served."""
+        """The next image id (None when nothing is left); counts it as served.
+
+        A served control stays in the queue until `done`: left unsaved (Previous, Gallery,
+        Skip), it comes back later, as an unsaved ordinary image does.
+        """
         pick = self.peek(exclude)
         if pick is None:
             return None
-        if self._due:
-            self._controls.pop()
+        control = pick in self._control_ids
+        if control:
+            self._controls.remove(pick)
+            self._controls.insert(0, pick)  # back of the line until saved
             self.served_controls += 1
-        self._last_control = bool(self._due)
+        self._last_control = control
         self._due = None
         self.served += 1
         return pick
 
     def done(self, image_id: int) -> None:
         """The annotator saved `image_id`: it leaves their queue."""
-        if image_id not in self._control_ids:
+        if image_id in self._control_ids:
+            if image_id in self._controls:
+                self._controls.remove(image_id)
+        else:
             self.selector.mark_labeled(image_id)

@@ -14,7 +14,7 @@ import numpy as np
 
 from appliance.store.controls import ScoreRow
 from appliance.supervision.scoring import ControlScore
-from appliance.supervision.stats import bootstrap_mean, wilson
+from appliance.supervision.stats import cluster_mean, cluster_rate
 
 __all__ = ["MEANS", "feedback", "high_score", "leaderboard", "quality", "summarise"]
 
@@ -27,20 +27,26 @@ def quality(row: ScoreRow) -> float:
 
 
 def summarise(rows: Sequence[ScoreRow]) -> dict[str, Any]:
-    """Scores over `rows` (one per control); a JSON-ready dict of {value, low, high, n}."""
+    """Scores over `rows` (one per control); a JSON-ready dict of {value, low, high, n}, where
+    n counts controls and every interval resamples controls (`stats`)."""
     out: dict[str, Any] = {"controls": len(rows)}
-    out["quality"] = bootstrap_mean([quality(r) for r in rows]).to_dict()
+    out["quality"] = cluster_mean([quality(r) for r in rows]).to_dict()
     for name in MEANS:
-        out[name] = bootstrap_mean([getattr(r, name) for r in rows]).to_dict()
-    matched = sum(r.matched for r in rows)
-    out["instance_recall"] = wilson(matched, sum(r.n_truth for r in rows)).to_dict()
-    out["instance_precision"] = wilson(matched, sum(r.n_label for r in rows)).to_dict()
-    out["class_accuracy"] = wilson(sum(r.class_correct for r in rows), matched).to_dict()
+        out[name] = cluster_mean([getattr(r, name) for r in rows]).to_dict()
+    matched = [r.matched for r in rows]
+    out["instance_recall"] = cluster_rate(matched, [r.n_truth for r in rows]).to_dict()
+    out["instance_precision"] = cluster_rate(matched, [r.n_label for r in rows]).to_dict()
+    out["class_accuracy"] = cluster_rate([r.class_correct for r in rows], matched).to_dict()
     kinds = sorted({k for r in rows for k in r.planted})
-    caught = {k: sum(r.planted.get(k, (0, 0))[0] for r in rows) for k in kinds}
-    planted = {k: sum(r.planted.get(k, (0, 0))[1] for r in rows) for k in kinds}
-    out["planted_recall"] = wilson(sum(caught.values()), sum(planted.values())).to_dict()
-    out["planted_recall_by_kind"] = {k: wilson(caught[k], planted[k]).to_dict() for k in kinds}
+    caught = [sum(c for c, _ in r.planted.values()) for r in rows]
+    planted = [sum(n for _, n in r.planted.values()) for r in rows]
+    out["planted_recall"] = cluster_rate(caught, planted).to_dict()
+    out["planted_recall_by_kind"] = {
+        k: cluster_rate(
+            [r.planted.get(k, (0, 0))[0] for r in rows], [r.planted.get(k, (0, 0))[1] for r in rows]
+        ).to_dict()
+        for k in kinds
+    }
     secs = [r.seconds for r in rows]
     out["seconds_per_control"] = round(float(np.mean(secs)), 2) if secs else None
     return out

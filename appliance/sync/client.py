@@ -24,10 +24,17 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.errors import ApplianceError
+from appliance.security.tls import split_code
 from appliance.store import Project, oplog
 from appliance.store.db import utcnow
 from appliance.sync.blobs import BlobChannel
-from appliance.sync.http import LabError, LabHttp, Retry
+from appliance.sync.credentials import (
+    pinned_connection,
+    project_credentials,
+    remember_enrollment,
+    revoked,
+)
+from appliance.sync.http import LabError, LabHttp, Retry, Revoked
 
 __all__ = [
     "SyncReport",
@@ -73,19 +80,27 @@ class SyncReport:
 
 
 def enroll(
-    project: Project, server: str, code: str, name: str | None = None, retry: Retry | None = None
+    project: Project,
+    server: str,
+    code: str,
+    name: str | None = None,
+    retry: Retry | None = None,
+    *,
+    insecure: bool = False,
 ) -> str:
     """Exchange a one-time code for this tablet's token and remember server and token.
 
     The tablet proposes its own token, so a retry after a lost reply (same code, same token)
-    gets the same device from the server instead of a burnt code."""
-    http = LabHttp(server, retry=retry)
+    gets the same device from the server instead of a burnt code. The code's CA pin
+    (`CODE#PIN`) is checked before the code is sent; the token goes to the appliance home,
+    never into the project folder (docs/security.md)."""
+    http = pinned_connection(server, code, retry, insecure)
     proposed = secrets.token_urlsafe(32)
     try:
         reply = http.request(
             "POST",
             "/api/v1/enroll",
-            json_body={"code": code, "name": name, "token": proposed},
+            json_body={"code": split_code(code)[0], "name": name, "token": proposed},
             ok=(200,),
         ).json()
     finally:
@@ -98,10 +113,10 @@ def enroll(
             f"{project.root} syncs with lab project {before}; the code is for "
             f"{reply['project']} (one tablet project belongs to one lab project)"
         )
+    remember_enrollment(project, http, reply)
     oplog.set_state(
         project.db,
         server=server.rstrip("/"),
-        token=str(reply["token"]),
         lab_project=str(reply["project"]),
         checkpoint="0",
     )
@@ -324,17 +339,25 @@ def _syncer(
     progress: Callable[[str], None] | None = None,
     timeout: float = 30.0,
 ) -> Iterator[Syncer]:
-    server = oplog.get_state(project.db, "server")
-    token = oplog.get_state(project.db, "token")
-    lab_project = oplog.get_state(project.db, "lab_project")
-    if not server or not token or not lab_project:
+    creds = project_credentials(project)
+    if creds is None:
         raise ApplianceError(
-            f"{project.root}: not enrolled with a lab server; run "
+            f"{project.root}: not enrolled with a lab server on this tablet; run "
             "`appliance sync DIR --server URL --code CODE` once"
         )
-    http = LabHttp(server, token, retry=retry, timeout=timeout)
+    http = LabHttp(
+        creds.server,
+        creds.token,
+        retry=retry,
+        timeout=timeout,
+        ca=creds.ca,
+        insecure=creds.insecure,
+    )
     try:
-        yield Syncer(project, http, lab_project, chunk=chunk, progress=progress)
+        yield Syncer(project, http, creds.lab_project, chunk=chunk, progress=progress)
+    except Revoked:
+        revoked(project, creds)
+        raise
     finally:
         http.close()
 

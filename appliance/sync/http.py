@@ -13,6 +13,7 @@ import http.client
 import json
 import random
 import socket
+import ssl
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -20,16 +21,24 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from appliance.errors import ApplianceError
+from appliance.security.tls import check_transport, client_context
 
-__all__ = ["LabError", "LabHttp", "Reply", "Retry", "Truncated"]
+__all__ = ["REVOKED_HEADER", "LabError", "LabHttp", "Reply", "Retry", "Revoked", "Truncated"]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDLE_REOPEN = 2.0  # seconds; servers close idle keep-alive connections after about 5
 TRANSIENT = (OSError, http.client.HTTPException, socket.timeout)
 
 
+REVOKED_HEADER = "x-appliance-revoked"  # the lab's answer to a token it has revoked
+
+
 class LabError(ApplianceError):
     """The lab server refused a request, or could not be reached within the retry budget."""
+
+
+class Revoked(LabError):
+    """The lab revoked this device: the tablet locks what it holds (docs/security.md)."""
 
 
 @dataclass
@@ -69,10 +78,15 @@ class LabHttp:
         retry: Retry | None = None,
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        ca: str | None = None,
+        insecure: bool = False,
     ) -> None:
         parts = urlsplit(server)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ApplianceError(f"lab server address {server!r} must look like http://host:port")
+            raise ApplianceError(f"lab server address {server!r} must look like https://host:port")
+        check_transport(server, insecure)
+        self.ca, self.insecure = ca, insecure  # the pinned lab CA (PEM); plain HTTP allowed
         self.server = server.rstrip("/")
         self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
         self.token = token
@@ -84,7 +98,15 @@ class LabHttp:
 
     def clone(self) -> LabHttp:
         """Another connection to the same server with the same token and retry policy."""
-        return LabHttp(self.server, self.token, self.retry, self.timeout, self.sleep)
+        return LabHttp(
+            self.server,
+            self.token,
+            self.retry,
+            self.timeout,
+            self.sleep,
+            ca=self.ca,
+            insecure=self.insecure,
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -95,12 +117,12 @@ class LabHttp:
         if self._conn is not None and time.monotonic() - self._used > IDLE_REOPEN:
             self.close()  # the server may have dropped an idle keep-alive connection
         if self._conn is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._conn = cls(self.host, self.port, timeout=self.timeout)
+            if self.scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=client_context(self.ca)
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return self._conn
 
     def once(
@@ -178,6 +200,11 @@ class LabHttp:
                     hdrs["Range"] = f"bytes={into.tell()}-"
             try:
                 reply = self.once(method, path, body, hdrs, into)
+            except ssl.SSLCertVerificationError as exc:  # not transient: never retried
+                raise LabError(
+                    f"lab server {self.server}: its certificate is not the lab's "
+                    f"({exc.verify_message}); someone may be between this device and the lab"
+                ) from None
             except TRANSIENT as exc:
                 problem = f"{type(exc).__name__}: {exc}".strip(": ")
                 continue
@@ -189,6 +216,8 @@ class LabHttp:
             if reply.status in RETRY_STATUSES:
                 problem = f"status {reply.status}"
                 continue
+            if reply.headers.get(REVOKED_HEADER):
+                raise Revoked(f"lab server {self.server}: this device was revoked by the lab")
             raise LabError(
                 f"lab server {self.server}: {method} {path.split('?')[0]} refused "
                 f"({reply.status} {_detail(reply)})"

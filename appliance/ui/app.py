@@ -26,6 +26,7 @@ from appliance.assist.jobs import Job, JobContext, JobRunner
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError, os_problem
 from appliance.media import ImageSource
+from appliance.session.idle_lock import DEFAULT_IDLE_MINUTES, IdleLock
 from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
@@ -34,7 +35,7 @@ from appliance.ui.widgets import MessageBar
 
 log = logging.getLogger(__name__)
 PREFS_FILE = "tablet.json"
-VISITS = ("annotate", "settings", "models", "gallery")  # screens that keep the open image
+VISITS = ("annotate", "settings", "models", "gallery", "lock")  # screens that keep the open image
 STYLE = Path(__file__).with_name("style.kv")
 
 
@@ -77,6 +78,7 @@ class ApplianceApp(App):
         super().__init__(**kwargs)
         self.workspace = Path(workspace)
         self.project: Project | None = None
+        self.idle_lock: IdleLock | None = None  # the open project's PIN lock
         self.errors: list[BaseException] = []
         # the open image's work beside the next one's prefetch and the resting-pen check
         self.jobs = JobRunner(workers=3)
@@ -95,6 +97,7 @@ class ApplianceApp(App):
         self.prefs = self._load_prefs()
         self.annotator = str(self.prefs.get("annotator", ""))
         root = PalmGuard()
+        root.bind(on_touch_down=self._touched)
         self.sm = ScreenManager(transition=NoTransition())
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))
@@ -103,6 +106,7 @@ class ApplianceApp(App):
         self.apply_theme(str(self.prefs.get("theme", "dark")))
         Clock.schedule_once(lambda _dt: self.start(), 0)
         Clock.schedule_interval(self._poll_jobs, 0.2)
+        Clock.schedule_interval(self._check_idle, 1.0)
         return root
 
     def start(self) -> None:
@@ -120,6 +124,20 @@ class ApplianceApp(App):
         self.jobs.shutdown(wait=False)
         if self.project is not None:
             self.project.close()
+
+    def _touched(self, *_args: object) -> None:
+        """Any touch restarts the idle time (returns None: the touch goes on to the widgets)."""
+        if self.idle_lock is not None:
+            self.idle_lock.touch()
+
+    def _check_idle(self, _dt: float) -> None:
+        """Lock the open project after its idle minutes; the lock screen hides it."""
+        if self.idle_lock is None or self.sm is None or self.sm.current == "lock":
+            return
+        self.idle_lock.tick()
+        if self.idle_lock.locked and self.sm.current in VISITS:
+            self.sm.get_screen("lock").back_to = self.sm.current
+            self.go("lock")
 
     # ----- navigation and projects ---------------------------------------------------------
     def go(self, name: str) -> None:
@@ -151,7 +169,10 @@ class ApplianceApp(App):
             self.go("home")
             self.project.close()
         self.project = project
+        self.idle_lock = IdleLock(path, float(self.prefs.get("lock_minutes", DEFAULT_IDLE_MINUTES)))
         self.go("annotate")
+        if self.idle_lock.locked:
+            self.go("lock")
         self.refresh_selector()
 
     def refresh_selector(self) -> Job | None:

@@ -14,9 +14,9 @@ from kivy.factory import Factory
 from kivy.uix.boxlayout import BoxLayout
 
 from appliance.errors import ApplianceError
-from appliance.store import oplog
 from appliance.store.project import Project
 from appliance.sync.client import enroll, status_line, sync_project
+from appliance.sync.credentials import project_credentials
 from appliance.ui.widgets import Prompt, button
 
 
@@ -46,7 +46,7 @@ def sync_row(path: Path, refresh: Callable[[], None], buttons: dict) -> BoxLayou
 def sync_now(path: Path, refresh: Callable[[], None]) -> None:
     """Sync `path`; the first time ask for the lab server's address and a one-time code."""
     with Project.open(path) as project:
-        enrolled = oplog.get_state(project.db, "token") is not None
+        enrolled = project_credentials(project) is not None  # kept outside the project
     if enrolled:
         _run(path, refresh, None)
         return
@@ -57,7 +57,7 @@ def sync_now(path: Path, refresh: Callable[[], None]) -> None:
             lambda code: _run(path, refresh, (server.strip(), code.strip())),
         ).open()
 
-    Prompt("Lab server address", with_server, text="http://").open()
+    Prompt("Lab server address", with_server, text="https://").open()
 
 
 def _run(path: Path, refresh: Callable[[], None], enrollment: tuple[str, str] | None) -> None:

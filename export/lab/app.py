@@ -9,7 +9,6 @@ PATCH) and are kept only when their bytes hash to the announced sha256.
 
 import base64
 import hashlib
-import hmac
 import re
 import secrets
 import threading
@@ -21,15 +20,19 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.bundles.archive import BundleError
 from appliance.errors import ApplianceError
+from appliance.security.tls import CA_PATH
+from appliance.sync.http import REVOKED_HEADER
 from export.lab.blobs import BlobStore, FileBlobStore, HashMismatch
+from export.lab.keys import lab_signing_key, signed_copy
 from export.lab.page import render_page
-from export.lab.store import Device, InvalidOperation, LabStore, MissingBlob, token_hash
+from export.lab.page_auth import register_page
+from export.lab.store import Device, InvalidOperation, LabStore, MissingBlob
 from export.lab.wire import (
     PROJECT_RE,
     SHA_RE,
@@ -61,6 +64,7 @@ class LabConfig:
     rate_burst: int = 1000
     enroll_per_minute: int = 10  # per client address: codes cannot be guessed by brute force
     page_key: str | None = None  # the lab page's key; None: no page
+    tls_ca: str | None = None  # PEM of the CA tablets pin (served at /api/v1/ca); None: no TLS
     blob_store: BlobStore | None = field(default=None, repr=False)
 
     @property
@@ -187,6 +191,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
     store = LabStore(config.database_url)
     blobs: BlobStore = config.blob_store or FileBlobStore(Path(config.root))
     limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    signer = lab_signing_key(Path(config.root))
     enroll_limiter = RateLimiter(config.enroll_per_minute / 60.0, config.enroll_per_minute)
     failures = RateLimiter(config.rate_per_second, config.rate_burst)  # per client address
     app = FastAPI(
@@ -206,6 +211,12 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             client = request.client.host if request.client else "?"
             if not failures.allow(client):
                 raise HTTPException(429, "too many failed attempts", {"Retry-After": "60"})
+            if found is not None:  # revoked: the tablet learns it and locks its projects
+                raise HTTPException(
+                    401,
+                    "this device was revoked",
+                    {"WWW-Authenticate": "Bearer", REVOKED_HEADER: "1"},
+                )
             raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
         if not limiter.allow(f"device:{found.id}"):
             raise HTTPException(429, "too many requests", {"Retry-After": "1"})
@@ -241,6 +252,13 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get(CA_PATH)
+    def lab_ca() -> PlainTextResponse:
+        """The CA tablets pin; public, and checked by them against the enrollment code."""
+        if config.tls_ca is None:
+            raise HTTPException(404, "this lab server does not serve TLS")
+        return PlainTextResponse(config.tls_ca, media_type="application/x-pem-file")
+
     @app.post("/api/v1/enroll")
     def enroll(request: Request, body: EnrollIn) -> dict[str, Any]:
         client = request.client.host if request.client else "?"
@@ -250,7 +268,13 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         if redeemed is None:
             raise HTTPException(401, "unknown, used or expired enrollment code")
         token, dev = redeemed
-        return {"token": token, "device_id": dev.id, "project": dev.project, "role": dev.role}
+        return {
+            "token": token,
+            "device_id": dev.id,
+            "project": dev.project,
+            "role": dev.role,
+            "lab_key": signer.public.to_text(),  # the tablet pins it: bundles signed by it
+        }
 
     @app.post("/api/v1/projects/{project}/ops")
     def push_ops(dev: Dev, body: OpsIn) -> dict[str, Any]:
@@ -435,8 +459,11 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
 
         try:
             bundle = read_model_bundle(path)
+            sha, signed = signed_copy(path, signer)  # tablets install only what the lab signed
         except BundleError as exc:
             raise HTTPException(422, f"not a valid model bundle: {exc}") from None
+        blobs.put(sha, signed)
+        store.add_blob(dev.project_id, sha, len(signed))
         summary = {
             "job_id": bundle.job_id,
             "models": [
@@ -444,7 +471,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
                 for m in bundle.models
             ],
         }
-        store.add_model(dev.project_id, dev.id, bundle.id, body.sha256, summary)
+        store.add_model(dev.project_id, dev.id, bundle.id, sha, summary)
         return {"bundle_id": bundle.id}
 
     @app.get("/api/v1/projects/{project}/jobs")
@@ -475,13 +502,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
     def conflicts(dev: Dev) -> dict[str, Any]:
         return {"conflicts": store.conflicts(dev.project_id)}
 
-    @app.get("/lab", response_class=HTMLResponse)
-    def page(key: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:
-        if config.page_key is None or not hmac.compare_digest(
-            token_hash(key), token_hash(config.page_key)
-        ):
-            raise HTTPException(401, "the lab page needs its key (?key=...)")
-        return HTMLResponse(render_page(store.overview(), store.devices()))
+    register_page(app, config.page_key, lambda: render_page(store.overview(), store.devices()))
 
     def live(token: str) -> bool:
         found = store.device_for_token(token)

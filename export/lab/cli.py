@@ -4,6 +4,10 @@
     appliance-lab enroll DIR --project P [--role]  print a one-time code for a new device
     appliance-lab devices DIR                      list enrolled devices
     appliance-lab revoke DIR DEVICE_ID             revoke a device's token at once
+    appliance-lab rotate-key DIR                   replace the bundle-signing key
+
+`serve` speaks HTTPS with a lab CA made at first start (or --cert/--cert-key); enrollment
+codes carry the CA's fingerprint (CODE#PIN), which tablets pin (docs/security.md).
 
 `--database URL` (or APPLIANCE_LAB_DATABASE) selects PostgreSQL, e.g.
 postgresql+psycopg://lab@dbhost/lab; blobs always stay in DIR.
@@ -61,15 +65,28 @@ def _store(args: argparse.Namespace) -> LabStore:
 def serve(args: argparse.Namespace) -> int:
     from export.lab.app import LabConfig
     from export.lab.serve import LabServer
+    from export.lab.tls import given_tls, lab_tls
 
     root = _root(args.dir)
     config = LabConfig(root, _database(args), page_key=_page_key(root))
+    if bool(args.cert) != bool(args.cert_key):
+        raise ApplianceError("--cert and --cert-key go together")
+    if args.insecure:
+        tls = None
+    elif args.cert:
+        tls = given_tls(root, args.cert, args.cert_key)
+    else:
+        tls = lab_tls(root, args.host, args.tls_name)
     try:
-        server = LabServer(config, args.host, args.port)
+        server = LabServer(config, args.host, args.port, tls)
     except OSError as exc:
         raise ApplianceError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
     print(f"lab server on {server.url} (data in {root})", flush=True)
-    print(f"lab page: {server.url}/lab?key={config.page_key}", flush=True)
+    if tls is not None:
+        print(f"lab CA pin (part of every enrollment code): {tls.pin}", flush=True)
+    else:
+        print("plain HTTP: tablets accept it only on this machine or with --insecure", flush=True)
+    print(f"lab page: {server.url}/lab (its key is in {root / PAGE_KEY})", flush=True)
     server.serve_forever()
     return 0
 
@@ -86,6 +103,11 @@ def enroll(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
+    if not args.insecure:
+        from appliance.security.tls import PIN_SEPARATOR, ca_fingerprint
+        from export.lab.tls import lab_ca_pem
+
+        code = f"{code}{PIN_SEPARATOR}{ca_fingerprint(lab_ca_pem(_root(args.dir)))}"
     print(f"one-time code for a {args.role} of project {args.project}: {code}")
     print(f"valid until {expires}; on the tablet: appliance sync DIR --server URL --code {code}")
     return 0
@@ -117,6 +139,17 @@ def revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_key(args: argparse.Namespace) -> int:
+    from export.lab.keys import rotate_lab_key
+
+    old, new = rotate_lab_key(_root(args.dir))
+    print(
+        f"lab signing key {new.public.id} replaces {old.public.id}; bundles pushed from now on "
+        "carry the rotation, and tablets that install one stop trusting the old key"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance-lab",
@@ -135,6 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    p.add_argument(
+        "--cert", type=Path, help="serve this certificate chain (PEM) instead of the lab CA's"
+    )
+    p.add_argument("--cert-key", type=Path, help="the private key of --cert (PEM)")
+    p.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name or address tablets use to reach the server (repeatable); "
+        "this host's names and addresses are always in the certificate",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain HTTP (tablets then need --insecure unless on this machine)",
+    )
     p.set_defaults(func=serve)
 
     p = sub.add_parser("enroll", help="print a one-time enrollment code for a new device")
@@ -143,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("tablet", "workstation"), default="tablet")
     p.add_argument("--name", help="a name for the device shown on the lab page")
     p.add_argument("--hours", type=float, default=24.0, help="how long the code stays valid")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="a code without the CA pin, for a server run with --insecure",
+    )
     p.set_defaults(func=enroll)
 
     p = sub.add_parser("devices", help="list enrolled devices")
@@ -155,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         "device_id", type=int, metavar="DEVICE_ID", help="id from `appliance-lab devices`"
     )
     p.set_defaults(func=revoke)
+
+    p = sub.add_parser(
+        "rotate-key",
+        help="replace the lab's bundle-signing key by one the old key vouches for",
+        description="Make a new signing key signed by the old one. Tablets accept bundles "
+        "signed by the new key through that certificate, then retire the old key.",
+    )
+    common(p)
+    p.set_defaults(func=rotate_key)
     return parser
 
 

@@ -10,12 +10,24 @@ import time
 import uvicorn
 
 from export.lab.app import LabConfig, create_app
+from export.lab.tls import TlsFiles
 
 
 class LabServer:
     """A lab server on a socket bound before start, so port 0 gives a free port at once."""
 
-    def __init__(self, config: LabConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: LabConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: TlsFiles | None = None,
+    ) -> None:
+        """`tls`: serve HTTPS with these files (and the CA at /api/v1/ca); None: plain HTTP,
+        which tablets accept only on loopback or with --insecure."""
+        if tls is not None:
+            config.tls_ca = tls.ca_pem
+        self.tls = tls
         self.app, self.store = create_app(config)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -28,13 +40,15 @@ class LabServer:
                 access_log=False,
                 lifespan="off",
                 timeout_keep_alive=5,
+                ssl_certfile=str(tls.certfile) if tls else None,
+                ssl_keyfile=str(tls.keyfile) if tls else None,
             )
         )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def serve_forever(self) -> None:
         try:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -129,9 +130,45 @@ class _ProjectKnown:
                 )
             ).all()
         )
+        # who added each image, who labelled it, which are controls: a control's provenance
+        self.adders: dict[str, int] = {}
+        self.labellers: dict[str, set[int]] = {}
+        self.controls: set[str] = set()
+        for kind, ref, image, device in conn.execute(
+            select(ops_.kind, ops_.ref, ops_.image, ops_.device_id).where(
+                ops_.project_id == project_id,
+                ops_.kind.in_(("image.added", "label.saved", "control.added")),
+                or_(ops_.ref.in_(images), ops_.image.in_(images)),
+            )
+        ):
+            self._record(kind, ref, image, device)
 
-    def note(self, op: Operation) -> None:
-        """`op` was accepted: later operations of the batch may name it."""
+    def _record(self, kind: str, ref: str, image: str | None, device: int) -> None:
+        if kind == "image.added":
+            self.adders.setdefault(ref, device)
+        elif kind == "label.saved" and image is not None:
+            self.labellers.setdefault(image, set()).add(device)
+        elif kind == "control.added":
+            self.controls.add(ref)
+
+    def control_refusal(self, op: Operation, device_id: int) -> str | None:
+        """Why `device_id` may not make `op.ref` a control. A control hides its image from
+        every tablet's exports and training jobs and scores whoever answers it, so only the
+        device that added the image may declare it, once, before another device labelled it:
+        otherwise one rogue device could pull honest work out of training."""
+        image = op.ref
+        if self.adders.get(image) != device_id:
+            return f"operation {op.uid} (control.added): image {image} was added by another device"
+        if self.labellers.get(image, set()) - {device_id}:
+            return f"operation {op.uid} (control.added): image {image} was labelled elsewhere"
+        if image in self.controls:
+            return f"operation {op.uid} (control.added): image {image} is a control already"
+        return None
+
+    def note(self, op: Operation, device_id: int) -> None:
+        """`op` was accepted from `device_id`: later operations of the batch may name it."""
+        image = op.payload.get("image") if op.kind == "label.saved" else None
+        self._record(op.kind, op.ref, None if image is None else str(image), device_id)
         if op.kind == "image.added":
             self.shapes[op.ref] = (int(op.payload["height"]), int(op.payload["width"]))
         elif op.kind == "label.saved":
@@ -501,7 +538,11 @@ class LabStore:
                 operation = Operation.from_wire(op)
                 if reason := check_operation(operation, held):
                     raise InvalidOperation(reason)
-                held.note(operation)
+                if operation.kind == "control.added" and (
+                    reason := held.control_refusal(operation, device_id)
+                ):
+                    raise InvalidOperation(reason)
+                held.note(operation, device_id)
                 payload = op["payload"]
                 label = op["kind"] == "label.saved"
                 res = conn.execute(

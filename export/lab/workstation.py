@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
+from appliance.security.tls import split_code
 from appliance.sync.blobs import BlobChannel
+from appliance.sync.credentials import pinned_connection
 from appliance.sync.http import LabHttp
 
 DEFAULT_CREDENTIALS = (
@@ -31,10 +33,10 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
     if args.code or args.server:
         if not (args.code and args.server):
             raise ApplianceError("enrolling needs both --server and --code")
-        http = LabHttp(args.server)
+        http = pinned_connection(args.server, args.code, None, args.insecure)
         try:
             proposed = secrets.token_urlsafe(32)  # a retry after a lost reply gets the same
-            body = {"code": args.code, "name": args.name, "token": proposed}
+            body = {"code": split_code(args.code)[0], "name": args.name, "token": proposed}
             reply = http.request("POST", "/api/v1/enroll", json_body=body).json()
         finally:
             http.close()
@@ -46,6 +48,8 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
             "server": args.server.rstrip("/"),
             "project": reply["project"],
             "token": reply["token"],
+            "ca": http.ca or "",  # the pinned lab CA (PEM); "" when none was pinned
+            "insecure": "1" if args.insecure else "",
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -55,7 +59,10 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
         return creds
     try:
         creds = json.loads(path.read_text())
-        return {k: str(creds[k]) for k in ("server", "project", "token")}
+        return {
+            **{k: str(creds[k]) for k in ("server", "project", "token")},
+            **{k: str(creds.get(k) or "") for k in ("ca", "insecure")},
+        }
     except FileNotFoundError:
         raise ApplianceError(
             f"{path}: no lab credentials; enroll once with --server URL --code CODE"
@@ -66,7 +73,13 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
 
 def _connect(args: argparse.Namespace) -> tuple[LabHttp, str]:
     creds = credentials(args)
-    return LabHttp(creds["server"], creds["token"]), f"/api/v1/projects/{quote(creds['project'])}"
+    http = LabHttp(
+        creds["server"],
+        creds["token"],
+        ca=creds["ca"] or None,
+        insecure=bool(creds["insecure"]),
+    )
+    return http, f"/api/v1/projects/{quote(creds['project'])}"
 
 
 def push_models(args: argparse.Namespace) -> int:
@@ -122,6 +135,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", help="lab server address (with --code, the first time)")
     p.add_argument("--code", help="one-time workstation code from `appliance-lab enroll`")
     p.add_argument("--name", default="workstation", help="this workstation's name on the lab page")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a plain http:// lab server that is not on this machine (first time)",
+    )
     p.add_argument(
         "--credentials",
         type=Path,

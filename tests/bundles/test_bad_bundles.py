@@ -19,6 +19,7 @@ from onnx import external_data_helper
 from appliance.bundles import archive, onnx_check
 from appliance.bundles.archive import BundleError, Limits
 from appliance.bundles.install import install_model_bundle
+from appliance.security.signing import default_signing_key, sign_manifest
 from appliance.store import Project
 from appliance.store.models import list_models
 
@@ -61,8 +62,15 @@ def build(
     members: dict[str, bytes] | None = None,
     extra: list[tuple[str | zipfile.ZipInfo, bytes]] = (),
 ) -> Path:
+    """The spoiled bundle, signed by the test lab's key: a signature vouches for the manifest,
+    never for a bundle the reader would otherwise refuse."""
     raw = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
-    entries = [("manifest.json", raw), *(parts.members if members is None else members).items()]
+    signature = sign_manifest(default_signing_key(), raw)
+    entries = [
+        ("manifest.json", raw),
+        ("manifest.sig", signature),
+        *(parts.members if members is None else members).items(),
+    ]
     return raw_zip(parts.tmp / "bad.zip", [*entries, *extra])
 
 
@@ -267,7 +275,7 @@ def setup(tmp_path: Path, model_bundle):
     good = model_bundle("good.zip")
     with zipfile.ZipFile(good) as zf:
         manifest = json.loads(zf.read("manifest.json"))
-        members = {n: zf.read(n) for n in zf.namelist() if n != "manifest.json"}
+        members = {n: zf.read(n) for n in zf.namelist() if n not in archive.RESERVED}
     project = Project.create(tmp_path / "proj", ["nucleus"])
     install_model_bundle(project, model_bundle("installed.zip", seed=5))
     project.close()

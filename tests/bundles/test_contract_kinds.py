@@ -18,6 +18,7 @@ from appliance.bundles.archive import BundleError, write_bundle
 from appliance.bundles.install import install_model_bundle
 from appliance.bundles.model_bundle import FORMAT, ModelSpec, write_model_bundle
 from appliance.contract import DTYPES, INPUT_CHANNELS, OUTPUT_KINDS, Contract, ContractError
+from appliance.security.signing import default_signing_key
 from appliance.store import Project
 from appliance.store.models import list_models
 
@@ -135,7 +136,8 @@ def forged_bundle(path: Path, role: str, raw_contract: dict, onnx_path: Path) ->
         "contract": raw_contract,
         "metrics": {},
     }
-    write_bundle(str(path), FORMAT, {"models": [entry]}, {"models/0.onnx": onnx_path})
+    members = {"models/0.onnx": onnx_path}
+    write_bundle(str(path), FORMAT, {"models": [entry]}, members, sign=default_signing_key())
     return path
 
 

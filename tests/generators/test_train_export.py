@@ -13,6 +13,7 @@ import pytest
 
 from appliance.bundles.model_bundle import read_model_bundle
 from appliance.cli import main as appliance_main
+from appliance.contract import GeneratorContract
 from export.cli import main as export_main
 from export.generators.common import smoothed
 
@@ -31,6 +32,8 @@ TINY = {
         "8",
         "--sample-steps",
         "5",
+        "--eta",
+        "1",  # the tablet's loop then draws fresh noise per step
     ],
     "label2image": ["--size", "16", "--steps", "20", "--batch", "2", "--width", "8"],
 }
@@ -70,7 +73,12 @@ def test_generator_trains_exports_and_samples_without_torch(
 
     bundle = read_model_bundle(out)
     (model,) = bundle.models
-    assert model.role == "generator" and model.contract.kind == kind
+    contract = model.contract
+    assert model.role == "generator" and isinstance(contract, GeneratorContract)
+    assert contract.kind == kind
+    if kind == "diffusion":
+        assert contract.schedule is not None and contract.schedule.eta == 1.0
+        assert json.loads((run / "metrics.json").read_text())["stopped"] == "steps"
     assert model.metrics["parity"]["max_abs_diff"] <= 1e-4
     with zipfile.ZipFile(out) as zf:
         assert {"extra/samples.png", "extra/curves.png"} <= set(zf.namelist())

@@ -103,7 +103,7 @@ def test_the_annotate_flow_shows_the_conflict_until_the_expert_merges(tmp_path: 
 
     a, b, name = shared_work(tmp_path, lab)
     image_id = a.find_image(name).id
-    assert [i.conflict for i in gallery_data.items(a) if i.image_id == image_id] == [True]
+    assert [i.conflict for i in gallery_data.items(a, "expert") if i.image_id == image_id] == [True]
     settings.PRELABEL.set(a, "none")
     jobs, view = Jobs(), View()
     try:

@@ -55,7 +55,16 @@ def wait_for(cond, timeout: float = 60.0) -> None:
 
 def start_server(root: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "export.lab.cli", "serve", str(root), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "export.lab.cli",
+            "serve",
+            str(root),
+            "--port",
+            str(port),
+            "--insecure",
+        ],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

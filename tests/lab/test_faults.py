@@ -5,6 +5,7 @@ labeled on both tablets shown as a conflict."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from appliance.importer import import_paths
+from appliance.security.credentials import load_credentials, save_credentials
 from appliance.store import Project, oplog
 from appliance.sync.client import sync_project
 from export.lab.serve import LabServer
@@ -30,8 +32,10 @@ def one_run(root: Path, lab: LabServer, seed: int) -> dict[str, int]:
         img = t.find_image(shared[0].name)
         t.save_label(img.id, label_for(t, img.id, seed + i), author=f"a{i}", source="manual")
     proxy = FaultProxy(("127.0.0.1", lab.port), seed)
-    for t in tabs:
-        oplog.set_state(t.db, server=proxy.url)
+    for t in tabs:  # the device credentials (outside the project) name the server
+        credential_id = oplog.get_state(t.db, "credential_id")
+        creds = load_credentials(credential_id)
+        save_credentials(credential_id, dataclasses.replace(creds, server=proxy.url))
     errors: list[Exception] = []
 
     def sync(t: Project, k: int) -> None:

@@ -6,15 +6,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from appliance.security.home import HOME_ENV
+from appliance.security.lock import Locked
 from appliance.store import Project
 from appliance.sync.client import enroll, sync_project
-from appliance.sync.http import LabError
+from appliance.sync.http import Revoked
 from export.lab.app import LabConfig
 from export.lab.cli import main
 from export.lab.serve import LabServer
 
 
-def test_enroll_devices_revoke(tmp_path: Path, capsys) -> None:
+def test_enroll_devices_revoke(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "tablet-home"))  # the revoke locks this tablet
     root = tmp_path / "lab"
     assert main(["enroll", str(root), "--project", "kidney", "--name", "tablet-anna"]) == 0
     code = re.search(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", capsys.readouterr().out).group(0)
@@ -29,9 +34,11 @@ def test_enroll_devices_revoke(tmp_path: Path, capsys) -> None:
         try:
             sync_project(project)
             raise AssertionError("a revoked token still syncs")
-        except LabError as exc:
-            assert "401" in str(exc)
+        except Revoked as exc:
+            assert "revoked" in str(exc)
         project.close()
+        with pytest.raises(Locked):  # a revoked tablet opens none of its projects
+            Project.open(tmp_path / "t")
     assert main(["revoke", str(root), "1"]) == 2
     assert "no active device 1" in capsys.readouterr().err
     assert main(["enroll", str(root), "--project", "../etc"]) == 2

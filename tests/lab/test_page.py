@@ -85,8 +85,9 @@ def test_lab_page_shows_projects_devices_progress_conflicts_and_models(
         http.request("POST", "/api/v1/projects/Kidney/models", json_body={"sha256": sha})
         http.close()
 
-        browser.get(f"{lab.url}/lab?key=page-key")
-        assert browser.title == "Lab server"
+        browser.get(f"{lab.url}/lab")  # the key goes into the form, never into the URL
+        browser.find_element(By.NAME, "key").send_keys("page-key\n")
+        assert browser.find_elements(By.ID, "projects")
         projects = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#projects tbody tr")]
         assert projects[0].startswith("Kidney 3 5 0 1 1") and projects[1].startswith("Lung 0")
         devices = browser.find_element(By.ID, "devices").text
@@ -100,7 +101,8 @@ def test_lab_page_shows_projects_devices_progress_conflicts_and_models(
         assert "prelabel: unet-v1" in browser.find_element(By.ID, "models-0").text
         assert browser.find_element(By.ID, "conflicts-1").text == "none"
         browser.save_screenshot(str(tmp_path / "lab-page.png"))
-        browser.get(f"{lab.url}/lab?key=wrong")
-        assert "needs its key" in browser.page_source
+        browser.delete_all_cookies()
+        browser.get(f"{lab.url}/lab?key=page-key")
+        assert "refused" in browser.page_source and "projects" not in browser.page_source
         for t in (a, b):
             t.close()

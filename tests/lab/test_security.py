@@ -358,10 +358,21 @@ def test_path_like_ids_are_refused(small_lab: LabServer, path: str) -> None:
     assert call(small_lab, token, "POST", "/api/v1/projects/A/ops", {"ops": [bad_op]})[0] == 422
 
 
-def test_lab_page_needs_its_key(small_lab: LabServer) -> None:
+def test_lab_page_needs_its_key_in_a_header_or_cookie(small_lab: LabServer) -> None:
     assert call(small_lab, None, "GET", "/lab")[0] == 401
-    assert call(small_lab, None, "GET", "/lab?key=wrong")[0] == 401
-    assert call(small_lab, None, "GET", "/lab?key=page-key")[0] == 200
+    assert call(small_lab, None, "GET", "/lab", headers={"X-Lab-Key": "wrong"})[0] == 401
+    status, _, body = call(small_lab, None, "GET", "/lab", headers={"X-Lab-Key": "page-key"})
+    assert status == 200 and b"Lab server" in body
+    # never in the URL: it would land in logs, history and Referer headers
+    status, _, body = call(small_lab, None, "GET", "/lab?key=page-key")
+    assert status == 401 and b"refused" in body
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = call(small_lab, None, "POST", "/lab/login", b"key=page-key", form)
+    cookie = headers["set-cookie"]
+    assert status == 303 and "httponly" in cookie.lower() and "page-key" not in cookie
+    session = {"Cookie": cookie.split(";")[0]}
+    assert call(small_lab, None, "GET", "/lab", headers=session)[0] == 200
+    assert call(small_lab, None, "POST", "/lab/login", b"key=wrong", form)[0] == 401
 
 
 def raw_request(lab: LabServer, head: str) -> bytes:

@@ -69,9 +69,12 @@ def test_controls_from_the_workstation_install_verified_and_stay_hidden(
         assert count_by_kind(project) == {"synthetic": 3}
         names = sorted(project.image(i).name for i in project.control_image_ids())
         assert names == ["synth_0004.tif", "synth_0005.tif", "synth_0006.tif"]
+        ordinary = {r.sequence for r in project.images()} - {None}
+        frames = sorted(project.image(i).frame for i in project.control_image_ids())
+        assert frames == [4, 5, 6]  # the next frames of the job's own sequence
         for image_id in project.control_image_ids():
             rec = project.image(image_id)
-            assert rec.sequence is None and rec.dtype == "uint16"
+            assert rec.sequence in ordinary and rec.dtype == "uint16"
             truth = control_for_image(project, image_id).truth
             pixels = project.load_pixels(image_id).astype(float)
             assert truth.ids().size >= 1

@@ -17,14 +17,16 @@ def test_gallery_items_and_pictures_without_kivy(tmp_path):
     project.save_label(2, label, author="x", source="prelabel")
     project.save_label(3, label, author="x", source="manual")
     project.set_cherry_picked(1)
-    states = {i.image_id: (i.state, i.versions, i.flagged) for i in gallery_data.items(project)}
+    states = {
+        i.image_id: (i.state, i.versions, i.flagged) for i in gallery_data.items(project, "y")
+    }
     assert states == {
         1: ("unlabeled", 0, True),
         2: ("pre-labeled", 1, False),
         3: ("labeled", 1, False),
     }
-    plain = gallery_data.thumbnail(project, 1, size=32)
-    drawn = gallery_data.thumbnail(project, 3, size=32)
+    plain = gallery_data.thumbnail(project, 1, "y", size=32)
+    drawn = gallery_data.thumbnail(project, 3, "y", size=32)
     assert plain.shape == drawn.shape == (32, 32, 3)
     assert not np.array_equal(plain, drawn)  # the label is drawn over the image
 

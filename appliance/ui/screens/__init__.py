@@ -4,6 +4,7 @@ from appliance.ui.screens.annotate import AnnotateScreen
 from appliance.ui.screens.gallery import GalleryScreen
 from appliance.ui.screens.highscore import HighScoreScreen
 from appliance.ui.screens.home import HomeScreen
+from appliance.ui.screens.lock import LockScreen
 from appliance.ui.screens.models import ModelsScreen
 from appliance.ui.screens.settings import SettingsScreen
 from appliance.ui.screens.welcome import WelcomeScreen
@@ -16,4 +17,5 @@ SCREENS = {
     "settings": SettingsScreen,
     "gallery": GalleryScreen,
     "highscore": HighScoreScreen,
+    "lock": LockScreen,
 }

@@ -25,7 +25,8 @@ from kivy.uix.widget import Widget
 
 from appliance.assist.jobs import JobContext
 from appliance.session import gallery_data
-from appliance.store.conflicts import conflict_heads, resolve
+from appliance.store.conflicts import resolve
+from appliance.supervision.blind import visible_conflict, visible_versions
 from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 MAX_TILES = 240  # thumbnails drawn per visit; a tablet project rarely holds more
@@ -73,18 +74,18 @@ class GalleryScreen(ScreenBg):
         if project is None:
             return
         current = app.sm.get_screen("annotate").work
-        shown = gallery_data.items(project)[:MAX_TILES]
+        shown = gallery_data.items(project, app.annotator)[:MAX_TILES]
         for item in shown:
             self.grid.add_widget(
                 self._tile(item, current is not None and current.image_id == item.image_id)
             )
-        ids = [i.image_id for i in shown]
+        ids, annotator = [i.image_id for i in shown], app.annotator
 
         def draw(ctx: JobContext) -> dict[int, np.ndarray]:
             out = {}
             for image_id in ids:
                 ctx.check()
-                out[image_id] = gallery_data.thumbnail(project, image_id)
+                out[image_id] = gallery_data.thumbnail(project, image_id, annotator)
             return out
 
         app.run_job(draw, self._show_thumbnails, key="gallery")
@@ -153,11 +154,11 @@ class HistoryPopup(ModalView):
         super().__init__(size_hint=(0.92, 0.84), pos_hint={"top": 0.97}, auto_dismiss=False)
         app = App.get_running_app()
         self.item = item
-        self.versions = app.project.history(item.image_id)
+        self.versions = visible_versions(app.project, item.image_id, app.annotator)
         self.before = self.versions[-2].id if len(self.versions) > 1 else self.versions[-1].id
         self.after = self.versions[-1].id
         self.buttons: dict[str, Widget] = {}
-        heads = {v.id for v in conflict_heads(app.project, item.image_id)}
+        heads = {v.id for v in visible_conflict(app.project, item.image_id, app.annotator)}
         box = Factory.Panel()
         box.add_widget(Factory.THeading(text=f"Versions of {item.name}"))
         if heads:

@@ -217,9 +217,10 @@ class HomeScreen(ScreenBg):
         def work(folder: Path) -> str:
             with Project.open(path) as project:
                 out = folder / f"{path.name}-training-job-{utc_stamp()}.zip"
-                job_id, counts = write_training_job(project, out)
-            total = sum(counts.values())
-            return f"exported {total} labeled images to {out.name} (job {job_id[:8]})"
+                job_id, _counts = write_training_job(project, out)
+            # no image count: it leaves controls out, and the difference to the labeled count
+            # above would tell the annotator how many hidden controls they met
+            return f"exported a training job to {out.name} (job {job_id[:8]})"
 
         def chosen(folder: Path) -> None:
             app.run_job(lambda _ctx: work(folder), app.notify)

@@ -59,9 +59,11 @@ class ModelsScreen(ScreenBg):
         text.add_widget(Factory.THeading(text=f"{model.role}: {model.name}  [{state}]"))
         text.add_widget(Factory.TLabel(text=metrics_text(model.metrics), color=app.c_muted))
         origin = f"training job {model.job_id[:8]}" if model.job_id else "no training job"
+        signer = f"signed by lab key {model.signer}" if model.signer else "UNSIGNED"
         text.add_widget(
             Factory.TLabel(
-                text=f"installed {model.installed[:16]} · bundle {model.bundle_id[:8]} · {origin}",
+                text=f"installed {model.installed[:16]} · bundle {model.bundle_id[:8]} · {origin}"
+                f" · {signer}",
                 color=app.c_muted,
             )
         )

@@ -1,0 +1,47 @@
+"""The kiosk lock: a project with PINs opens on the lock screen, a wrong PIN is refused on
+screen, the right one shows the image, and idle minutes lock it again (real app, Xvfb)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.security import vault
+from appliance.security.home import HOME_ENV
+from testkit.touch import tap, wait_for
+from tests.ui.projects import make_project
+
+
+@pytest.mark.slow
+def test_project_with_pins_opens_locked_and_locks_again_when_idle(
+    app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))  # back-off state of this test only
+    monkeypatch.setattr(vault, "KDF", {"time_cost": 1, "memory_cost": 8 * 1024, "parallelism": 1})
+    monkeypatch.setitem(app.prefs, "lock_minutes", 0.03)  # about 2 s
+    project = make_project(tmp_path / "locked", n=2)
+    root = project.root
+    project.close()
+    vault.create_keys(root, app.annotator, "246810")
+    app.errors.clear()
+    app.open_project(root)
+    lock = app.sm.get_screen("lock")
+    assert app.sm.current == "lock" and app.idle_lock.locked
+    lock.field.text = "000000"
+    tap(lock.unlock_button)
+    wait_for(lambda: "wrong" in lock.note.text)
+    assert app.sm.current == "lock" and lock.field.text == ""
+    lock.field.text = "246810"
+    tap(lock.unlock_button)
+    wait_for(lambda: app.sm.current == "annotate")
+    annotate = app.sm.get_screen("annotate")
+    image_id = annotate.work.image_id
+    wait_for(lambda: app.sm.current == "lock", timeout=30)  # idle: locked again
+    lock.field.text = "246810"
+    tap(lock.unlock_button)
+    wait_for(lambda: app.sm.current == "annotate")
+    assert annotate.work.image_id == image_id  # the same image, kept under the lock
+    app.idle_lock = None
+    app.go("home")
+    assert not app.errors
