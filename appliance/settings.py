@@ -139,7 +139,7 @@ INFERENCE_THREADS: Setting[int | None] = Setting(
     "inference.threads",
     int,
     None,
-    "onnxruntime intra-op threads (unset: onnxruntime decides)",
+    "onnxruntime intra-op threads (unset: all cores but one, left to the UI)",
     low=1,
     high=64,
     optional=True,

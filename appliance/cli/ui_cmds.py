@@ -37,7 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check a build: open DIR, run its active model, save a screenshot beside OUT.json, "
         "write timings and versions to OUT.json, and quit",
     )
+    p.add_argument(
+        "--window",
+        type=_window_size,
+        default=(1920, 1200),
+        metavar="WxH",
+        help="window size in pixels for --screenshot-tour and --smoke-report (default 1920x1200, "
+        "the 10-inch tablet; 1280x800: an 8-inch one; 1200x1920: held upright)",
+    )
     p.set_defaults(func=_run)
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    """`WxH` in pixels, each side 320..8192."""
+    width, _, height = text.lower().partition("x")
+    try:
+        size = (int(width), int(height))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x800") from None
+    if not all(320 <= side <= 8192 for side in size):
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be 320..8192 pixels")
+    return size
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,4 +69,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ApplianceError(f"{args.dir}: cannot create the folder ({exc.strerror})") from exc
     from appliance.ui.launch import launch  # Kivy loads only here, not for `--help`
 
-    return launch(args.dir, tour=args.screenshot_tour, kiosk=args.kiosk, smoke=args.smoke_report)
+    return launch(
+        args.dir,
+        tour=args.screenshot_tour,
+        kiosk=args.kiosk,
+        smoke=args.smoke_report,
+        window=args.window,
+    )

@@ -17,6 +17,7 @@ from appliance.assist import preprocess
 from appliance.editing import Rect
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer
+from appliance.session.appearance import display_pixels
 from appliance.store.conflicts import conflicted_image_ids
 from appliance.store.project import Project
 from appliance.supervision.blind import start_version, views, visible_conflict
@@ -84,7 +85,7 @@ def picture(display: np.ndarray, label: Label | None, size: int = THUMB) -> np.n
 
 def thumbnail(project: Project, image_id: int, annotator: str, size: int = THUMB) -> np.ndarray:
     """The image with the label it would open with for `annotator`, small."""
-    display = preprocess.apply(project.load_pixels(image_id), preprocess.load(project))
+    display = display_pixels(project.load_pixels(image_id), preprocess.load(project))
     latest = start_version(project, image_id, annotator)
     return picture(display, latest.label if latest else None, size)
 
@@ -93,7 +94,7 @@ def version_pair(
     project: Project, image_id: int, before: int, after: int, size: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two stored versions of an image's label drawn over it, for a before/after."""
-    display = preprocess.apply(project.load_pixels(image_id), preprocess.load(project))
+    display = display_pixels(project.load_pixels(image_id), preprocess.load(project))
     return tuple(  # type: ignore[return-value]
         picture(display, project.label_version(v).label, size) for v in (before, after)
     )

@@ -20,7 +20,11 @@ The object list (`appliance.session.objects`) is built here too: `objects()` giv
 `select_object` a row's box to centre the view on, and `delete_object` / `reclass_object` edit
 one object as one step of the same undo stack as the pen's.
 
-The view (`AnnotateView`) is told what changed and reads the presenter's public fields to draw;
+What the screen draws is one explicit state: `panel()` returns a `PanelState` whose `Phase`
+says which single thing the assistance panel shows (opening an image, a pre-label being
+computed or on offer, an upgrade running, the label being checked, the check's result, plain
+drawing, all done), decided here in one place, so a screen never re-derives it from the
+fields. The view (`AnnotateView`) is told what changed and renders `panel()` and `status()`;
 the screen turns touches into presenter calls. Other screens hook in through the same calls:
 `open_image(id)` to jump to an image, `on_opened`/`on_saved` listeners to react to the flow.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,12 +61,17 @@ __all__ = [
     "AnnotateView",
     "Compare",
     "Offer",
+    "PanelState",
+    "Phase",
     "RunJob",
     "Status",
     "merge_under",
 ]
 
 PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is checked
+# a second Save & next sooner than this after the check's result appeared is the same double
+# tap, not a decision: the result (warnings, suggestions) must be seen before moving on
+REVIEW_GLANCE = 0.8
 
 
 class RunJob(Protocol):
@@ -117,6 +127,37 @@ class Compare:
     before: Label
     after: Label
     source: str  # the version source stored on Accept: "upgrade" or "postprocess"
+    # the edit session's revision `before` was taken at: a label changed since makes the
+    # result stale, and Accept must not overwrite the newer label with it
+    revision: int | None = None
+
+
+class Phase(Enum):
+    """The one thing the assistance panel shows, in the order `AnnotatePresenter.panel`
+    decides it (the first that holds wins)."""
+
+    CLOSED = "closed"  # no image and nothing to say (before start, after leaving)
+    ALL_DONE = "all done"  # the selector has nothing left: offer the export
+    LOADING = "loading"  # an image is being opened in the background
+    PRELABELING = "prelabeling"  # a pre-label is computed; the pen keeps drawing
+    OFFER = "offer"  # a pre-label outlined: Accept all / Accept and edit / Reject
+    UPGRADING = "upgrading"  # the upgrade model runs on the drawing as it was
+    REVIEWING = "reviewing"  # the saved label is being checked (post-assistance)
+    REVIEW = "review"  # the check's warnings and suggestions, Next image
+    DRAWING = "drawing"  # nothing from the machine: how to draw
+
+
+@dataclass(frozen=True)
+class PanelState:
+    """Everything the assistance panel and its buttons show, decided by the presenter."""
+
+    phase: Phase
+    loading: int | None = None  # LOADING: the image being opened
+    offer: Offer | None = None  # OFFER
+    review: assistant.Review | None = None  # REVIEW
+    compare: Compare | None = None  # a before/after beside any phase (its own bar)
+    can_upgrade: bool = False  # Upgrade is tappable (an image is open, no upgrade running)
+    conflict: int = 0  # versions from different tablets competing for the open image (0: none)
 
 
 @dataclass(frozen=True)
@@ -182,10 +223,12 @@ class AnnotatePresenter:
         self.conflict: list[LabelVersion] = []  # competing versions of the open image
         self.prelabel_job: Job | None = None
         self.compare: Compare | None = None
+        self.upgrade_job: Job | None = None  # the upgrade model running on the drawing
         self.selected_object: str | None = None  # an object list row's key
         self.review: assistant.Review | None = None
         self.reviewing = False  # a review job is running
         self.reviewed_revision: int | None = None
+        self._review_shown_at = float("-inf")  # clock time the check's result appeared
         self._prefetched: _Prefetched | None = None
         self._prefetching: int | None = None  # image id of the prefetch job in flight
         self.prefetch = True  # off only to measure what prefetching saves (bench/ui_flow.py)
@@ -319,9 +362,11 @@ class AnnotatePresenter:
 
     def _close(self) -> None:
         """Forget the open image's machine state (the caller has saved what must be saved)."""
-        if self.prelabel_job is not None:
-            self.prelabel_job.cancel()
+        for job in (self.prelabel_job, self.upgrade_job):
+            if job is not None:
+                job.cancel()
         self.work, self.offer, self.prelabel_job, self.compare = None, None, None, None
+        self.upgrade_job = None
         self.selected_object = None
         self.review, self.reviewing = None, False
         self.view.show_layers()
@@ -411,11 +456,13 @@ class AnnotatePresenter:
         work, offer = self.work, self.offer
         if work is None or offer is None:
             return
+        if self.compare is not None:  # a before/after of the drawing as it was: now stale
+            self.reject_compare()
         self._set_offer(None)
-        drawn = work.session.label()
-        taken = merge_under(drawn, offer.label) if drawn.instances.any() else offer.label
+        # the label taken is stored as it is: no second scan of a 2048² label for its objects
+        taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
         self.view.show_label(work.session.replace(taken))
-        self._saved(work.save("prelabel", reviewed=not edit), "prelabel")
+        self._saved(work.save("prelabel", label=taken, reviewed=not edit), "prelabel")
         self.view.clear_error()
         self.view.show_panel()
         self.view.show_status()
@@ -471,6 +518,11 @@ class AnnotatePresenter:
         if self.offer is not None and not work.has_label:
             self.view.notify("Accept the pre-label, or Reject it to save an empty label")
             return
+        if self.reviewing:
+            return  # the check of this save is running; its result decides what follows
+        unseen = self._clock() - self._review_shown_at < REVIEW_GLANCE
+        if unseen and self.review is not None and self.reviewed_revision == work.session.revision:
+            return  # the double tap that saved: the check's result has not been seen yet
         if self.compare is not None:
             self.reject_compare()
         self.offer = None
@@ -633,16 +685,36 @@ class AnnotatePresenter:
         if installed_model(project, "upgrade") is None:
             self.view.notify("No upgrade model is installed: install a model bundle on Home", True)
             return
+        if self.upgrade_job is not None:
+            self.view.notify("The upgrade is still running")
+            return
         coarse = work.session.label()
         self._saved(work.save("manual", coarse=True), "manual")
+        revision = work.session.revision
 
         def done(refined: Label) -> None:
-            if self.work is work:
-                self.show_compare(Compare("Upgrade", coarse, refined, "upgrade"))
+            if self.upgrade_job is not job:
+                return  # the image was closed (or the job superseded) meanwhile
+            self.upgrade_job = None
+            self.view.show_panel()
+            if work.session.revision != revision:  # drawn, undone or accepted meanwhile
+                self.view.notify("The label changed while the upgrade ran: tap Upgrade again")
+                return
+            self.show_compare(Compare("Upgrade", coarse, refined, "upgrade", revision))
 
-        self._run_job(
-            lambda ctx: assistant.upgrade_label(project, work.pixels, coarse, ctx), done, "upgrade"
+        def failed(exc: BaseException) -> None:
+            if self.upgrade_job is job:
+                self.upgrade_job = None
+                self.view.show_panel()
+            raise exc
+
+        job = self.upgrade_job = self._run_job(
+            lambda ctx: assistant.upgrade_label(project, work.pixels, coarse, ctx),
+            done,
+            "upgrade",
+            failed,
         )
+        self.view.show_panel()
 
     def show_compare(self, compare: Compare) -> None:
         self.compare = compare
@@ -655,13 +727,18 @@ class AnnotatePresenter:
             return
         for s in self.review.suggestions:
             if s.name == name:
+                before = self.work.session.label()
                 self.show_compare(
-                    Compare(s.name, self.work.session.label(), s.after, "postprocess")
+                    Compare(s.name, before, s.after, "postprocess", self.reviewed_revision)
                 )
 
     def accept_compare(self) -> None:
         work, compare = self.work, self.compare
         if work is None or compare is None:
+            return
+        if compare.revision is not None and compare.revision != work.session.revision:
+            self.reject_compare()  # made from an older label: it must not replace the newer
+            self.view.notify("The label changed since this result was made: it was put aside")
             return
         self.compare = None
         self.view.show_label(work.session.replace(compare.after))
@@ -670,7 +747,7 @@ class AnnotatePresenter:
         self.view.show_status()
         self.reviewed_revision = None
         if self.review is not None:
-            self._start_review()
+            self._start_review(advance=False)
         else:
             self.view.show_panel()
 
@@ -698,33 +775,39 @@ class AnnotatePresenter:
 
         self._run_job(check, done, "prereview")
 
-    def _start_review(self) -> None:
+    def _start_review(self, advance: bool = True) -> None:
+        """Check the label as saved. `advance`: with nothing to report, go on to the next
+        image (after Save & next); after accepting a suggestion the expert stays and sees
+        that nothing is left to check, then taps Next image."""
         work, project = self.work, self.project
         assert work is not None
         revision, label_now = work.session.revision, work.session.label()
         ready = self._prereviewed
         if ready is not None and ready[:2] == (work.image_id, revision):
-            self._reviewed(work, revision, ready[2])  # checked while the expert worked
+            self._reviewed(work, revision, ready[2], advance)  # checked while the expert worked
             return
         self.reviewing = True
         self.view.show_panel()
         self._run_job(
             lambda ctx: assistant.review(project, label_now, ctx),
-            lambda result: self._reviewed(work, revision, result),
+            lambda result: self._reviewed(work, revision, result, advance),
             "review",
         )
 
-    def _reviewed(self, work: ImageWork, revision: int, result: assistant.Review) -> None:
+    def _reviewed(
+        self, work: ImageWork, revision: int, result: assistant.Review, advance: bool
+    ) -> None:
         if self.work is not work:
             return
         self.reviewing = False
         self.reviewed_revision = revision
-        if result.empty:
+        if result.empty and advance:
             self.done_this_session += 1
             self.review = None
             self.open_next()
             return
         self.review = result
+        self._review_shown_at = self._clock()
         self.view.show_panel()
 
     def review_done(self) -> None:
@@ -734,6 +817,35 @@ class AnnotatePresenter:
         self.open_next()
 
     # ----- what the view draws -------------------------------------------------------------
+    def panel(self) -> PanelState:
+        """The assistance panel's state: the one place that decides what it shows."""
+        if self.all_done:
+            return PanelState(Phase.ALL_DONE)
+        if self.loading is not None:
+            return PanelState(Phase.LOADING, loading=self.loading)
+        if self.work is None:
+            return PanelState(Phase.CLOSED)
+        if self.prelabel_job is not None:
+            phase = Phase.PRELABELING
+        elif self.offer is not None:
+            phase = Phase.OFFER
+        elif self.upgrade_job is not None:
+            phase = Phase.UPGRADING
+        elif self.reviewing:
+            phase = Phase.REVIEWING
+        elif self.review is not None:
+            phase = Phase.REVIEW
+        else:
+            phase = Phase.DRAWING
+        return PanelState(
+            phase,
+            offer=self.offer if phase is Phase.OFFER else None,
+            review=self.review if phase is Phase.REVIEW else None,
+            compare=self.compare,
+            can_upgrade=self.upgrade_job is None,
+            conflict=len(self.conflict),
+        )
+
     def status(self) -> Status | None:
         work = self.work
         if work is None:

@@ -23,6 +23,7 @@ from appliance import settings
 from appliance.assist import preprocess
 from appliance.editing import EditSession
 from appliance.labels import Label, decode_label, encode_label
+from appliance.session.appearance import display_pixels
 from appliance.store.project import ImageRecord, Project
 from appliance.supervision import blind
 from appliance.supervision.controls import score_save
@@ -50,7 +51,7 @@ class ImageData:
     def load(cls, project: Project, image_id: int) -> ImageData:
         h = preprocess.load(project)
         pixels = project.load_pixels(image_id)
-        return cls(project.image(image_id), pixels, preprocess.apply(pixels, h), h)
+        return cls(project.image(image_id), pixels, display_pixels(pixels, h), h)
 
 
 class ImageWork:
@@ -168,7 +169,7 @@ class ImageWork:
         h = preprocess.load(self.project)
         if h == self.preprocessing:
             return False
-        self.display, self.preprocessing = preprocess.apply(self.pixels, h), h
+        self.display, self.preprocessing = display_pixels(self.pixels, h), h
         return True
 
     def park(self) -> None:

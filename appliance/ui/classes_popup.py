@@ -11,14 +11,17 @@ from collections.abc import Callable
 from functools import partial
 
 from kivy.app import App
+from kivy.core.window import Window
 from kivy.factory import Factory
+from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.modalview import ModalView
+from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from appliance.overlay import PALETTE, class_colour
 from appliance.store import classes as class_store
-from appliance.ui.widgets import Prompt, button
+from appliance.ui.widgets import Prompt, button, scroll_only_when_needed
 
 
 def colour_of(project: object, class_id: int) -> tuple[int, int, int]:
@@ -30,11 +33,29 @@ class ClassEditor(ModalView):
     """One row per class: colour swatch (tap: next colour), name (tap: rename), Hide/Show."""
 
     def __init__(self, hidden: set[int], changed: Callable[[], None]) -> None:
-        super().__init__(size_hint=(0.6, 0.8), pos_hint={"top": 0.97}, auto_dismiss=False)
+        app = App.get_running_app()
+        wide = Window.width * 0.6 >= mm(110)  # else nearly the whole width (a small tablet)
+        super().__init__(
+            size_hint=(0.6 if wide else 0.94, 0.8), pos_hint={"top": 0.97}, auto_dismiss=False
+        )
         self.hidden, self.changed = hidden, changed
         self.buttons: dict[str, Widget] = {}
-        self.box = Factory.Panel()
-        self.add_widget(self.box)
+        panel = Factory.Panel()
+        panel.add_widget(Factory.THeading(text="Classes"))
+        # one row per class, scrolling when there are more than fit (12 classes on 800 px)
+        self.box = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
+        self.box.bind(minimum_height=self.box.setter("height"))
+        self.scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2)
+        self.scroll.add_widget(self.box)
+        scroll_only_when_needed(self.scroll, self.box)
+        panel.add_widget(self.scroll)
+        actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        self.add_button = button("Add class", self._add)
+        self.done_button = button("Done", self.dismiss)
+        actions.add_widget(self.add_button)
+        actions.add_widget(self.done_button)
+        panel.add_widget(actions)
+        self.add_widget(panel)
         self.refresh()
 
     def refresh(self) -> None:
@@ -42,7 +63,6 @@ class ClassEditor(ModalView):
         project = app.project
         self.box.clear_widgets()
         self.buttons.clear()
-        self.box.add_widget(Factory.THeading(text="Classes"))
         for cid, name in project.classes().items():
             row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
             swatch = button("", partial(self._recolour, cid), size_hint_x=0.2)
@@ -57,13 +77,7 @@ class ClassEditor(ModalView):
             self.buttons[f"hide:{cid}"] = hide
             row.add_widget(hide)
             self.box.add_widget(row)
-        self.box.add_widget(BoxLayout())
-        actions = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        self.buttons["add"] = button("Add class", self._add)
-        self.buttons["done"] = button("Done", self.dismiss)
-        actions.add_widget(self.buttons["add"])
-        actions.add_widget(self.buttons["done"])
-        self.box.add_widget(actions)
+        self.buttons["add"], self.buttons["done"] = self.add_button, self.done_button
 
     def _done(self) -> None:
         self.refresh()

@@ -6,30 +6,38 @@ import os
 from pathlib import Path
 
 from appliance.errors import ApplianceError
+from appliance.session.display import TABLET_SIZE
 
 
 def launch(
-    workspace: Path, tour: Path | None = None, kiosk: bool = False, smoke: Path | None = None
+    workspace: Path,
+    tour: Path | None = None,
+    kiosk: bool = False,
+    smoke: Path | None = None,
+    window: tuple[int, int] = TABLET_SIZE,
 ) -> int:
     """Run the app on `workspace`; with `tour`, drive every screen once and save screenshots.
 
     `kiosk`: the tablet appliance's way to start, fullscreen and borderless with no mouse
     multitouch emulation (its red dots and right-drag zoom confuse a pen user). `smoke`: start,
     run the active model, take one screenshot, write a JSON report there and quit.
+    `window`: the window size (pixels) of the tour and the smoke check, e.g. (1280, 800) for an
+    8-inch tablet or (1200, 1920) for the 10-inch one held upright.
     """
     os.environ.setdefault("KIVY_NO_ARGS", "1")  # our arguments are not Kivy's
     if tour is not None or smoke is not None:
         from appliance.session.display import emulate_tablet, start_virtual_display
 
-        if not start_virtual_display():
+        side = max(window)  # a square screen holds the window in either orientation
+        if not start_virtual_display((side, side)):
             raise ApplianceError("screenshots need a display or Xvfb (package xvfb)")
         emulate_tablet()
     configure_kivy()
     from kivy.config import Config
 
     if tour is not None or smoke is not None:  # the target tablet's resolution, for screenshots
-        Config.set("graphics", "width", "1920")
-        Config.set("graphics", "height", "1200")
+        Config.set("graphics", "width", str(window[0]))
+        Config.set("graphics", "height", str(window[1]))
     elif kiosk:
         Config.set("graphics", "fullscreen", "auto")
         Config.set("graphics", "borderless", "1")

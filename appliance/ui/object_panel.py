@@ -31,9 +31,10 @@ from appliance.overlay import class_colour
 from appliance.session.objects import ObjectRow
 from appliance.session.presenter import AnnotatePresenter
 from appliance.ui.canvas import LabelCanvas
-from appliance.ui.widgets import button, class_toggle, label
+from appliance.ui.widgets import button, class_toggle, label, scroll_only_when_needed
 
 MAX_ROWS = 300  # rows built at most: beyond, the expert finds objects with Pick on the image
+ACTIONS_SHARE = 0.4  # of the panel's height, for the selected object's actions
 PREFIXES = ("object:", "suggested:", "object_delete", "object_class:")
 
 
@@ -55,7 +56,7 @@ class ObjectPanel(BoxLayout):
         self._shown: Hashable = None
         box = Factory.Panel()
         self.add_widget(box)
-        box.add_widget(Factory.THeading(text="Objects"))
+        # no heading: the Objects toggle above says what this is, the summary line counts them
         self.summary = label("", color=app.c_muted, font_size=app.font_small)
         box.add_widget(self.summary)
         self.list = GridLayout(cols=1, size_hint_y=None, spacing=app.gap / 2)
@@ -65,7 +66,18 @@ class ObjectPanel(BoxLayout):
         box.add_widget(self.scroll)
         self.actions = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         self.actions.bind(minimum_height=self.actions.setter("height"))
-        box.add_widget(self.actions)
+        # Delete and the class pick list: as tall as they need, at most `ACTIONS_SHARE` of the
+        # panel (12 classes would squeeze the list to nothing), scrolling beyond
+        actions = ScrollView(do_scroll_x=False, size_hint_y=None, bar_width=app.gap * 2)
+        actions.add_widget(self.actions)
+        scroll_only_when_needed(actions, self.actions)
+        box.add_widget(actions)
+
+        def fit(*_: object) -> None:
+            actions.height = min(self.actions.height, box.height * ACTIONS_SHARE)
+
+        self.actions.bind(height=fit)
+        box.bind(height=fit)
 
     # ----- drawing -------------------------------------------------------------------------
     def _state(self) -> Hashable:

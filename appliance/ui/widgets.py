@@ -72,6 +72,21 @@ def back_to_images() -> Widget:
     return button("Back to images", lambda: app.go("annotate"), size_hint_x=None, width=app.sidebar)
 
 
+def scroll_only_when_needed(scroll: ScrollView, content: Widget) -> None:
+    """Let `scroll` scroll only while `content` is taller than it. A scrolling ScrollView holds
+    every touch until it knows the touch is no drag, and releases a tapped button 0.2 s late;
+    a panel whose content fits must not do that to its buttons."""
+
+    def update(*_: object) -> None:
+        scroll.do_scroll_y = content.height > scroll.height + 1
+        if not scroll.do_scroll_y:
+            scroll.scroll_y = 1
+
+    content.bind(height=update)
+    scroll.bind(height=update)
+    update()
+
+
 def label(text: str = "", **kwargs: object) -> Widget:
     return Factory.TLabel(text=text, **kwargs)
 

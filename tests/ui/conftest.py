@@ -20,6 +20,7 @@ import pytest
 from appliance.session.display import start_virtual_display
 
 WIDTH, HEIGHT = 1920, 1200
+SCREEN = max(WIDTH, HEIGHT)
 HERE = Path(__file__).resolve().parent
 
 os.environ.update(
@@ -45,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The running app on an empty workspace, annotator already named."""
-    start_virtual_display((WIDTH, HEIGHT))
+    start_virtual_display((SCREEN, SCREEN))  # square: the window may turn upright (tests)
     if not os.environ.get("DISPLAY"):
         pytest.fail("no X display and no Xvfb: `make setup` installs Xvfb (package xvfb)")
     from kivy.config import Config

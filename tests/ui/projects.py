@@ -6,7 +6,31 @@ from pathlib import Path
 
 from testkit.projects import cell_image, make_project
 
-__all__ = ["cell_image", "demo_workspace", "make_project", "prelabel_bundle", "upgrade_bundle"]
+__all__ = [
+    "DEMO_CLASSES",
+    "cell_image",
+    "demo_workspace",
+    "make_project",
+    "prelabel_bundle",
+    "upgrade_bundle",
+]
+
+
+# twelve classes, one with a long name: the side panel and class editor must cope with both
+DEMO_CLASSES = (
+    "nucleus",
+    "debris",
+    "mitosis",
+    "apoptotic body",
+    "lymphocyte",
+    "macrophage",
+    "neutrophil",
+    "plasma cell",
+    "fibroblast",
+    "endothelial cell",
+    "tumour-infiltrating lymphocyte (TIL)",
+    "other",
+)
 
 
 def upgrade_bundle(folder: Path) -> Path:
@@ -41,15 +65,19 @@ def demo_workspace(root: Path) -> Path:
     from appliance.bundles.install import install_model_bundle
 
     root.mkdir(parents=True, exist_ok=True)
-    project = make_project(root / "Nuclei study", n=8, size=512)
+    project = make_project(root / "Nuclei study", n=8, size=512, classes=DEMO_CLASSES)
     for image_id in (2, 3):
         label, _ = prelabel.run(project, image_id, "otsu", save=False)
         project.save_label(image_id, label, author="Dr Demo", source="manual", seconds_spent=95)
     project.set_setting("ui.prelabel", "otsu")
     project.set_setting("inspection", {"warning_threshold": 0.97})
-    install_model_bundle(project, prelabel_bundle(root.parent / "bundles"))
-    install_model_bundle(project, prelabel_bundle(root.parent / "bundles", "threshold-unet-v2"))
-    install_model_bundle(project, upgrade_bundle(root.parent / "bundles"))
+    bundles = root.parent / "bundles"  # test models, not a lab's: nothing to verify them with
+    for bundle in (
+        prelabel_bundle(bundles),
+        prelabel_bundle(bundles, "threshold-unet-v2"),
+        upgrade_bundle(bundles),
+    ):
+        install_model_bundle(project, bundle, allow_unsigned=True)
     project.close()
     make_project(root / "Spheroids", n=3, size=256, classes=("spheroid",)).close()
     return root

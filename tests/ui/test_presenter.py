@@ -268,3 +268,26 @@ def test_delete_and_reclass_from_the_list_are_one_undo_step_each(flow):
     presenter.delete_object(first.instance_id)
     presenter.undo()
     assert session.label().equals(deleted)
+
+
+def test_the_panel_state_names_one_phase_at_each_step_of_the_flow(flow):
+    from appliance.session.presenter import Phase
+
+    project, jobs, view = flow
+    settings.PRELABEL.set(project, "otsu")
+    presenter = AnnotatePresenter(project, "Dr Test", view, jobs)
+    assert presenter.panel().phase is Phase.CLOSED
+    presenter.start()
+    assert presenter.panel().phase is Phase.LOADING and presenter.panel().loading is not None
+    jobs.settle(lambda: presenter.work is not None)
+    assert presenter.panel().phase in (Phase.PRELABELING, Phase.OFFER)
+    jobs.settle(lambda: presenter.offer is not None)
+    state = presenter.panel()
+    assert state.phase is Phase.OFFER and state.offer is presenter.offer and state.can_upgrade
+    presenter.reject_offer()
+    assert presenter.panel().phase is Phase.DRAWING
+    presenter.work.session.begin_stroke(40.0, 40.0, 6.0)
+    presenter.work.session.end_stroke()
+    presenter.stroke_done()
+    presenter.save_and_next()
+    assert presenter.panel().phase in (Phase.REVIEWING, Phase.REVIEW, Phase.LOADING)

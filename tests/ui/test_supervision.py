@@ -126,7 +126,12 @@ def test_feedback_and_high_score_when_the_project_switches_them_on(
     wait_for(lambda: screen.offer is not None)
     _accept_offer(screen)
     assert app.message.text.startswith("Check item: ") and "cells matched" in app.message.text
-    tap(screen.buttons["scores"])
+    scores = screen.buttons["scores"]
+    scroll = scores.parent.parent.parent  # the side panel's scrolling part (issue 25 layout)
+    if getattr(scroll, "do_scroll_y", False):
+        scroll.scroll_to(scores, animate=False)  # as the expert scrolls the panel to it
+    tap(scores)
     board = app.sm.get_screen("highscore")
+    wait_for(lambda: bool(board.shown))  # a scrolling panel releases a tap 0.2 s late
     assert board.shown and board.shown[0][0] == "Dr Test" and board.shown[0][2] == 1
     assert board.shown[0][1] > 900  # the accepted Otsu pre-label matched the gold truth well

@@ -16,6 +16,7 @@ from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.input.motionevent import MotionEvent
+from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
@@ -25,7 +26,7 @@ from kivy.uix.widget import Widget
 from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
-from appliance.session.presenter import AnnotatePresenter, Offer
+from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase
 from appliance.session.workflow import ImageWork
 from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
@@ -33,7 +34,14 @@ from appliance.ui.canvas import LabelCanvas
 from appliance.ui.classes_popup import ClassEditor
 from appliance.ui.object_panel import ObjectPanel
 from appliance.ui.screens.home import duration
-from appliance.ui.widgets import BusySpinner, ScreenBg, button, class_toggle, label
+from appliance.ui.widgets import (
+    BusySpinner,
+    ScreenBg,
+    button,
+    class_toggle,
+    label,
+    scroll_only_when_needed,
+)
 
 TOOL_NAMES = {
     "brush": "Brush",
@@ -54,6 +62,22 @@ TOOL_KEYS = {
     "c": "reclass",
 }
 BRUSH_STEP = 1.25  # the − / + buttons scale the brush by this factor
+PINNED_TOOLS = ("brush", "eraser")  # never scrolled out of view, with Undo and Redo
+TOP_BAR_ONE_ROW = mm(110)  # the image's width below which the status lines get their own row
+CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather than less
+PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
+
+
+def _scrolled(panel: Widget) -> BoxLayout:
+    """A column that scrolls inside `panel` when the window is too short for it; the
+    caller adds the column's `parent` (the ScrollView) where it belongs."""
+    app = App.get_running_app()
+    column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=panel.spacing)
+    column.bind(minimum_height=column.setter("height"))
+    scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2, scroll_type=["bars", "content"])
+    scroll.add_widget(column)
+    scroll_only_when_needed(scroll, column)
+    return column
 
 
 class AnnotateScreen(ScreenBg):
@@ -79,9 +103,12 @@ class AnnotateScreen(ScreenBg):
         self.tools_panel = self._tools()
         self.centre = self._centre()
         self.side_panel = self._side()
-        self.root_box = BoxLayout(spacing=App.get_running_app().gap)
+        gap = App.get_running_app().gap
+        self.root_box = BoxLayout(spacing=gap)
+        self.band = BoxLayout(size_hint_y=None, spacing=gap)  # portrait: tools and navigation
         self.add_widget(self.root_box)
         self._arrange()
+        Window.bind(size=self._arrange)
         Clock.schedule_interval(lambda _dt: self.show_status(), 1.0)
         Window.bind(on_key_down=self._on_key)
 
@@ -124,15 +151,66 @@ class AnnotateScreen(ScreenBg):
         return widget
 
     # ----- layout --------------------------------------------------------------------------
-    def _arrange(self) -> None:
-        """Tools left and navigation right, or mirrored for a left-handed expert, so that the
-        hand resting on the screen while drawing lies on neither Save & next nor Skip."""
+    def _arrange(self, *_: object) -> None:
+        """Lay the three parts out for the window: landscape puts tools, image and navigation
+        side by side (tools left and navigation right, mirrored for a left-handed expert, so
+        the hand resting on the screen lies on neither Save & next nor Skip); portrait puts
+        the image on top, full width, and tools and navigation in a band below it. Side
+        panels narrow on small windows; what does not fit scrolls (see `_tools`, `_side`)."""
+        app = App.get_running_app()
+        width, height = Window.size
+        portrait = height > width
+        for part in (self.tools_panel, self.centre, self.side_panel):
+            if part.parent is not None:
+                part.parent.remove_widget(part)
         self.root_box.clear_widgets()
+        self.band.clear_widgets()
+        side = max(min(app.sidebar, width * 0.26), mm(36))
+        self.tools_panel.width = max(min(app.sidebar * 0.76, width * 0.2), mm(32))
+        share = 0.36 if portrait else 0.22  # upright, the image has the whole width to share
+        self.object_panel.width = max(min(app.sidebar, width * share), mm(30))
+        inner = (width - self.tools_panel.width if portrait else side) - app.gap * 4
+        self.class_box.cols = max(1, int(inner // CLASS_BUTTON))
+        pair = [self.tools_panel, self.side_panel]
+        centre = width if portrait else width - self.tools_panel.width - side - app.gap * 6
+        self._top_bar(two_rows=centre < TOP_BAR_ONE_ROW)
+        if portrait:
+            self.root_box.orientation = "vertical"
+            self.side_panel.size_hint_x, self.side_panel.width = 1, side
+            self.band.height = height * PORTRAIT_BAND
+            for widget in reversed(pair) if self.left_handed else pair:
+                self.band.add_widget(widget)
+            self.root_box.add_widget(self.centre)
+            self.root_box.add_widget(self.band)
+            return
+        self.root_box.orientation = "horizontal"
+        self.side_panel.size_hint_x, self.side_panel.width = None, side
         order = [self.tools_panel, self.centre, self.side_panel]
         for widget in reversed(order) if self.left_handed else order:
             self.root_box.add_widget(widget)
 
+    def _top_bar(self, two_rows: bool) -> None:
+        """The status lines beside the buttons, or (`two_rows`) in a row of their own."""
+        app = App.get_running_app()
+        bar, row, lines = self.top_bar, self.top_row, self.top_lines
+        lines.parent.remove_widget(lines)
+        if two_rows:
+            lines.size_hint_y, lines.height = None, app.font_small * 2.8
+            bar.add_widget(lines)
+            row.add_widget(Widget(), index=len(row.children) - 1)  # after Home: a spacer
+        else:
+            for spacer in [w for w in row.children if type(w) is Widget]:
+                row.remove_widget(spacer)
+            lines.size_hint_y = 1
+            row.add_widget(lines, index=len(row.children) - 1)
+        row.size_hint_y, row.height = None, app.touch * 1.3 - app.gap
+        padding = bar.padding[1] + bar.padding[3]
+        bar.height = row.height + padding + (lines.height + bar.spacing if two_rows else 0)
+
     def _tools(self) -> BoxLayout:
+        """Undo/Redo, Brush and Eraser always in view at the top, Raw (hold) and Fit at the
+        bottom; the other tools, brush size and overlay between them, in a part that scrolls
+        when the window is short."""
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar * 0.76)
         # undo/redo beside the tools: the hand that does not hold the pen reaches them
@@ -140,13 +218,15 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(self._button("undo", "Undo", self._act("undo")))
         row.add_widget(self._button("redo", "Redo", self._act("redo")))
         col.add_widget(row)
+        more = _scrolled(col)
         for tool, title in TOOL_NAMES.items():
             toggle = Factory.TToggle(
                 text=title, group="tool", state="down" if tool == "brush" else "normal"
             )
             toggle.bind(on_press=lambda _b, t=tool: self.set_tool(t))
             self.buttons[f"tool:{tool}"] = toggle
-            col.add_widget(toggle)
+            (col if tool in PINNED_TOOLS else more).add_widget(toggle)
+        col.add_widget(more.parent)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         thin = {"size_hint_x": None, "width": app.touch}
         row.add_widget(
@@ -159,40 +239,41 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(
             self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP), **thin)
         )
-        col.add_widget(row)
+        more.add_widget(row)
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
         self.size_slider.bind(value=self._on_size)
         self.size_slider.bind(on_touch_up=self._on_size_released)
         # a two-finger drag on the image changes the canvas's size: the slider follows
         self.canvas_view.bind(brush_size=lambda _c, v: setattr(self.size_slider, "value", v))
-        col.add_widget(self.size_slider)
-        col.add_widget(label("Overlay"))
+        more.add_widget(self.size_slider)
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        row.add_widget(label("Overlay", size_hint=(0.8, 1), font_size=app.font_small))
         self.opacity_slider = Factory.TSlider(min=0.0, max=1.0, value=settings.OPACITY.default)
         self.opacity_slider.bind(on_touch_up=self._on_opacity)
-        col.add_widget(self.opacity_slider)
-        hold = Factory.TButton(text="Hold: raw", font_size=app.font_small)
+        row.add_widget(self.opacity_slider)
+        more.add_widget(row)
+        # pinned under the scrolling part: a scrolling panel would hold the press 0.25 s
+        hold = Factory.TButton(text="Raw", font_size=app.font_small)  # while held: no overlay
         hold.bind(on_press=lambda _b: setattr(self.canvas_view, "hide_overlay", True))
         hold.bind(on_release=lambda _b: setattr(self.canvas_view, "hide_overlay", False))
         self.buttons["hold_compare"] = hold
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(hold)
-        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, size_hint_x=0.45))
+        row.add_widget(self._button("fit", "Fit", self.canvas_view.fit, font_size=app.font_small))
         col.add_widget(row)
-        col.add_widget(BoxLayout())
         return col
 
     def _centre(self) -> BoxLayout:
         app = App.get_running_app()
         centre = BoxLayout(orientation="vertical", spacing=app.gap)
-        bar = Factory.Panel(
-            orientation="horizontal",
-            size_hint_y=None,
-            height=app.touch * 1.3,
-            padding=(app.gap * 2, app.gap * 0.5),
-        )
+        # the top bar: Home, the two status lines, zoom, Objects, spinner in one row; where
+        # the image is narrow (a small tablet) the lines get a row of their own below
+        bar = Factory.Panel(size_hint_y=None, padding=(app.gap * 2, app.gap * 0.5))
+        row = BoxLayout(spacing=app.gap)
+        bar.add_widget(row)
         small = {"size_hint_x": None, "width": app.touch * 1.6, "pos_hint": {"center_y": 0.5}}
-        bar.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
+        row.add_widget(self._button("home", "Home", lambda: app.go("home"), **small))
         # two lines, each shortened only when it really does not fit: the image's name, then
         # objects (with a pre-label's suggested ones), saved/unsaved and time on this image
         lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
@@ -200,12 +281,12 @@ class AnnotateScreen(ScreenBg):
         self.status_label = self._line()
         lines.add_widget(self.title_label)
         lines.add_widget(self.status_label)
-        bar.add_widget(lines)
+        row.add_widget(lines)
         self.zoom_label = Factory.TLabel(
             text="", size_hint=(None, 1), width=app.touch * 1.15, font_size=app.font_small
         )
         self.canvas_view.bind(zoom=lambda _c, z: setattr(self.zoom_label, "text", f"{z:.0%}"))
-        bar.add_widget(self.zoom_label)
+        row.add_widget(self.zoom_label)
         # compact, so that the status line keeps its room
         objects = Factory.TToggle(
             text="Objects",
@@ -216,8 +297,9 @@ class AnnotateScreen(ScreenBg):
         )
         objects.bind(on_release=lambda b: self.show_objects(b.state == "down"))
         self.buttons["objects"] = objects
-        bar.add_widget(objects)
-        bar.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
+        row.add_widget(objects)
+        row.add_widget(BusySpinner(size_hint_x=None, width=app.touch))
+        self.top_bar, self.top_row, self.top_lines = bar, row, lines
         centre.add_widget(bar)
         # the image, and the object list beside it while it is open
         self.canvas_row = BoxLayout(spacing=app.gap)
@@ -231,49 +313,67 @@ class AnnotateScreen(ScreenBg):
         return centre
 
     def _side(self) -> BoxLayout:
+        """Save & next, Previous and Skip always in view at the top, then what the machine
+        offers (Accept/Reject never leave the window: this part takes the room it needs, up
+        to all but one row), then classes and the visits, scrolling when they do not fit."""
         app = App.get_running_app()
         col = Factory.Panel(size_hint_x=None, width=app.sidebar)
         self.progress_label = label("", color=app.c_muted, font_size=app.font_small)
         col.add_widget(self.progress_label)
-        col.add_widget(
-            self._button(
-                "save_next",
-                "Save & next",
-                self._act("save_and_next"),
-                height=app.touch * 1.3,
-                bold=True,
-            )
+        save = self._button(
+            "save_next",
+            "Save & next",
+            self._act("save_and_next"),
+            height=app.touch * 1.3,
+            bold=True,
         )
+        col.add_widget(save)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        row.add_widget(self._button("previous", "Previous", self._act("previous")))
-        row.add_widget(self._button("skip", "Skip", self._act("skip")))
+        small = {"font_size": app.font_small}  # so that "Previous" fits a narrow panel
+        row.add_widget(
+            self._button("previous", "Previous", self._act("previous"), size_hint_x=1.8, **small)
+        )
+        row.add_widget(self._button("skip", "Skip", self._act("skip"), **small))
         col.add_widget(row)
-        col.add_widget(Factory.THeading(text="Class"))
-        self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
-        self.class_box.bind(minimum_height=self.class_box.setter("height"))
-        col.add_widget(self.class_box)
-        col.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
+        pinned = (self.progress_label, save, row)
         self.assist_box = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         self.assist_box.bind(minimum_height=self.assist_box.setter("height"))
-        scroll = ScrollView(do_scroll_x=False)
-        scroll.add_widget(self.assist_box)
-        col.add_widget(scroll)
+        assist = ScrollView(do_scroll_x=False, size_hint_y=None, bar_width=app.gap * 2)
+        assist.add_widget(self.assist_box)
+        scroll_only_when_needed(assist, self.assist_box)
+        col.add_widget(assist)
+        rest = _scrolled(col)
+        col.add_widget(rest.parent)
+
+        def fit_assist(*_: object) -> None:
+            used = sum(w.height for w in pinned) + col.spacing * 4 + col.padding[1] + col.padding[3]
+            free = col.height - used - app.touch / 2  # the classes' heading peeks out
+            assist.height = max(0, min(self.assist_box.height, free))
+
+        for widget in (self.assist_box, col, self.progress_label):
+            widget.bind(height=fit_assist)
+        self.class_heading = Factory.TLabel(text="Class", bold=True)
+        rest.add_widget(self.class_heading)
+        self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
+        self.class_box.bind(minimum_height=self.class_box.setter("height"))
+        rest.add_widget(self.class_box)
+        rest.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         row.add_widget(self._button("upgrade", "Upgrade", self._act("upgrade")))
         row.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
         row.add_widget(self._button("on_slide", "On slide", self.open_on_slide))
-        col.add_widget(row)
+        rest.add_widget(row)
         flag = Factory.TToggle(text="Flag: label early", size_hint_y=None, height=app.touch)
         flag.bind(on_press=lambda b: self._call(lambda p: p.set_flag(b.state == "down")))
         self.buttons["flag"] = flag
-        col.add_widget(flag)
+        rest.add_widget(flag)
         nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
         nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
         # the high score (gamification): in the row only where the project switched it on
         self._button("scores", "Scores", lambda: app.go("highscore"))
         self.nav_row = nav
-        col.add_widget(nav)
+        rest.add_widget(nav)
         return col
 
     def _show_classes(self) -> None:
@@ -289,7 +389,9 @@ class AnnotateScreen(ScreenBg):
             self.canvas_view.refresh()
         self._classes_stamp += 1
         self.object_panel.refresh()
-        for cid, name in app.project.classes().items():
+        names = app.project.classes()
+        self.class_heading.text = f"Class: {names.get(active, '')}"  # whole, wrapped
+        for cid, name in names.items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, "class", cid == active, cid in self.hidden)
             toggle.bind(on_press=lambda _b, c=cid: self.set_class(c))
@@ -391,20 +493,24 @@ class AnnotateScreen(ScreenBg):
             bar.height, bar.opacity = 0, 0
             return
         bar.height, bar.opacity = app.touch, 1
-        bar.add_widget(Factory.THeading(text=compare.title, size_hint_y=1, shorten=True))
-        before = Factory.TToggle(text="Before", group="compare")
-        after = Factory.TToggle(text="After", group="compare", state="down")
+        # the title gives way first: Accept and Reject keep their words on a narrow image
+        title = Factory.THeading(text=compare.title, size_hint=(0.7, 1), shorten=True)
+        bar.add_widget(title)
+        small = {"font_size": app.font_small}
+        before = Factory.TToggle(text="Before", group="compare", **small)
+        after = Factory.TToggle(text="After", group="compare", state="down", **small)
         before.bind(on_press=lambda _b: self.canvas_view.show_preview(compare.before))
         after.bind(on_press=lambda _b: self.canvas_view.show_preview(compare.after))
         self.buttons["compare_before"], self.buttons["compare_after"] = before, after
         bar.add_widget(before)
         bar.add_widget(after)
-        bar.add_widget(self._button("compare_accept", "Accept", self._act("accept_compare")))
-        bar.add_widget(self._button("compare_reject", "Reject", self._act("reject_compare")))
+        wide = {"size_hint_x": 1.2}
+        accept, reject = self._act("accept_compare"), self._act("reject_compare")
+        bar.add_widget(self._button("compare_accept", "Accept", accept, **wide))
+        bar.add_widget(self._button("compare_reject", "Reject", reject, **wide))
 
     def show_panel(self) -> None:
-        """The assistance panel: what the machine is doing or offering right now."""
-        app = App.get_running_app()
+        """The assistance panel: renders the presenter's `PanelState` (one phase at a time)."""
         p = self.presenter
         box = self.assist_box
         box.clear_widgets()
@@ -413,60 +519,87 @@ class AnnotateScreen(ScreenBg):
         for wid in ("cancel_prelabel", "next_image", "export", "conflict_merge"):
             self.buttons.pop(wid, None)
         self.canvas_view.set_markers(p.markers() if p else [])
-        if p is None:
-            return
-        if p.all_done:
-            total = len(app.project.images())
-            box.add_widget(Factory.THeading(text="All images are labeled"))
-            box.add_widget(label(f"All {total} images of this project have a label."))
-            box.add_widget(self._button("export", "Export training job", self._export))
-            return
-        if p.loading is not None:
-            box.add_widget(label(f"Opening {app.project.image(p.loading).name} …"))
-            return
-        if p.conflict:
-            box.add_widget(
-                label(
-                    f"Conflict: {len(p.conflict)} versions from different tablets. Keep one "
-                    "(Gallery, Versions) or edit this one and save it as the merge.",
-                    color=app.c_error,
-                )
+        state = p.panel() if p else PanelState(Phase.CLOSED)
+        self.buttons["upgrade"].disabled = not state.can_upgrade
+        render = {
+            Phase.ALL_DONE: self._panel_all_done,
+            Phase.LOADING: self._panel_loading,
+            Phase.PRELABELING: self._panel_prelabeling,
+            Phase.OFFER: self._panel_offer,
+            Phase.UPGRADING: self._panel_upgrading,
+            Phase.REVIEWING: self._panel_reviewing,
+            Phase.REVIEW: self._panel_review,
+            Phase.DRAWING: self._panel_drawing,
+        }.get(state.phase)
+        if state.conflict:  # beside whatever else the panel shows, until resolved
+            self._panel_conflict(box, state)
+        if render is not None:
+            render(box, state)
+
+    def _panel_conflict(self, box: Widget, state: PanelState) -> None:
+        box.add_widget(
+            label(
+                f"Conflict: {state.conflict} versions from different tablets. Keep one "
+                "(Gallery, Versions) or edit this one and save it as the merge.",
+                color=App.get_running_app().c_error,
             )
-            box.add_widget(
-                self._button("conflict_merge", "Save as the merge", self._act("resolve_conflict"))
+        )
+        box.add_widget(
+            self._button("conflict_merge", "Save as the merge", self._act("resolve_conflict"))
+        )
+
+    def _panel_all_done(self, box: Widget, _state: PanelState) -> None:
+        total = len(App.get_running_app().project.images())
+        box.add_widget(Factory.THeading(text="All images are labeled"))
+        box.add_widget(label(f"All {total} images of this project have a label."))
+        box.add_widget(self._button("export", "Export training job", self._export))
+
+    def _panel_loading(self, box: Widget, state: PanelState) -> None:
+        assert state.loading is not None
+        name = App.get_running_app().project.image(state.loading).name
+        box.add_widget(label(f"Opening {name} …"))
+
+    def _panel_prelabeling(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(label("Computing a pre-label — keep drawing meanwhile."))
+        box.add_widget(self._button("cancel_prelabel", "Cancel", self._act("cancel_prelabel")))
+
+    def _panel_offer(self, box: Widget, state: PanelState) -> None:
+        assert state.offer is not None
+        n = len(state.offer.label.ids())
+        box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects"))
+        for wid, text, action in (
+            ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
+            ("offer_accept_edit", "Accept and edit", self._act("accept_offer", True)),
+            ("offer_reject", "Reject", self._act("reject_offer")),
+        ):
+            box.add_widget(self._button(wid, text, action))
+
+    def _panel_upgrading(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(label("Upgrading the drawing — a new stroke makes this result stale."))
+
+    def _panel_reviewing(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(label("Checking the label …", color=App.get_running_app().c_muted))
+
+    def _panel_drawing(self, box: Widget, _state: PanelState) -> None:
+        box.add_widget(
+            label(
+                "Draw with the pen; pan with one finger, pinch to zoom, "
+                "two fingers up or down: brush size."
             )
-        if p.prelabel_job is not None:
-            box.add_widget(label("Computing a pre-label — keep drawing meanwhile."))
-            box.add_widget(self._button("cancel_prelabel", "Cancel", self._act("cancel_prelabel")))
-        if p.offer is not None:
-            n = len(p.offer.label.ids())
-            box.add_widget(label(f"Pre-label ({p.offer.method}): {n} objects outlined"))
-            for wid, text, action in (
-                ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
-                ("offer_accept_edit", "Accept and edit", self._act("accept_offer", True)),
-                ("offer_reject", "Reject", self._act("reject_offer")),
-            ):
-                box.add_widget(self._button(wid, text, action))
-            return
-        if p.reviewing:
-            box.add_widget(label("Checking the label …", color=app.c_muted))
-            return
-        review = p.review
-        if review is None:
-            if p.prelabel_job is None:
-                box.add_widget(
-                    label(
-                        "Draw with the pen; pan with one finger, pinch to zoom, "
-                        "two fingers up or down: brush size."
-                    )
-                )
-            return
+        )
+
+    def _panel_review(self, box: Widget, state: PanelState) -> None:
+        app = App.get_running_app()
+        review = state.review
+        assert review is not None and self.presenter is not None
         box.add_widget(label(f"Check score {review.score:.2f}", color=app.c_muted))
         for warning in review.warnings:
             box.add_widget(Factory.TLabel(text=f"! {warning.message}", color=app.c_error))
         if review.warnings:
             self.canvas_view.fit()  # every object a warning points at is in view
-            self.canvas_view.set_markers(p.markers())
+            self.canvas_view.set_markers(self.presenter.markers())
+        if review.empty:
+            box.add_widget(label("Nothing else to check."))
         for s in review.suggestions:
             box.add_widget(label(f"{s.name}: changes {s.changed} objects"))
             box.add_widget(

@@ -12,8 +12,10 @@ from functools import partial
 
 import numpy as np
 from kivy.app import App
+from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.graphics.texture import Texture
+from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.image import Image
@@ -35,6 +37,14 @@ def texture_of(rgb: np.ndarray) -> Texture:
     tex = Texture.create(size=(w, h), colorfmt="rgb")
     tex.blit_buffer(np.ascontiguousarray(rgb[::-1]).tobytes(), colorfmt="rgb", bufferfmt="ubyte")
     return tex
+
+
+def versions(count: int) -> str:
+    """'1 version', '3 versions'."""
+    return f"{count} version{'' if count == 1 else 's'}"
+
+
+TILE_WIDTH = mm(55)  # the least width of a gallery tile
 
 
 class GalleryScreen(ScreenBg):
@@ -59,6 +69,8 @@ class GalleryScreen(ScreenBg):
         self.grid.clear_widgets()
         self.buttons.clear()
         self.images.clear()
+        # as many columns as tiles of `TILE_WIDTH` fit: Open, Flag and History stay readable
+        self.grid.cols = max(2, int(Window.width // TILE_WIDTH))
         if project is None:
             return
         current = app.sm.get_screen("annotate").work
@@ -87,9 +99,9 @@ class GalleryScreen(ScreenBg):
         state = {"unlabeled": app.c_muted, "labeled": app.c_ok}.get(item.state, app.c_text)
         where = "  (open now)" if current else ""
         tile.add_widget(Factory.TLabel(text=f"{item.name}{where}", shorten=True, max_lines=1))
-        text = f"{item.state} · {item.versions} versions"
+        text = f"{item.state} · {versions(item.versions)}"
         if item.conflict:  # stays until the expert keeps one or merges (History, annotate)
-            text, state = f"conflict · {item.versions} versions · pick in History", app.c_error
+            text, state = f"conflict · {versions(item.versions)} · pick in History", app.c_error
         tile.add_widget(Factory.TLabel(text=text, color=state))
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         for wid, text, action in (

@@ -10,7 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
 from kivy.factory import Factory
+from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
 
@@ -25,6 +28,8 @@ from appliance.session.overview import overview
 from appliance.store.project import Project
 from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
+
+NAME_ROOM = mm(55)  # width a project's name needs beside its actions
 
 
 def duration(seconds: float) -> str:
@@ -62,6 +67,7 @@ class HomeScreen(ScreenBg):
             self.who,
             button("New project", self._new_project, size_hint_x=None, width=app.sidebar),
         )
+        self.title = root.children[-1].children[-1]  # page()'s heading, left of the actions
         self.buttons: dict[tuple[str, str], object] = {}  # (project, action) -> button
         self.rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap * 2)
         self.rows.bind(minimum_height=self.rows.setter("height"))
@@ -69,10 +75,20 @@ class HomeScreen(ScreenBg):
         scroll.add_widget(self.rows)
         root.add_widget(scroll)
         self.add_widget(root)
+        self._relayout = Clock.create_trigger(lambda _dt: self._resized())
+        Window.bind(size=lambda *_: self._relayout())
+
+    def _resized(self) -> None:
+        """The window turned or changed size: the rows choose their layout again."""
+        if self.manager is not None and self.manager.current == self.name:
+            self.refresh()
 
     def refresh(self) -> None:
         app = App.get_running_app()
         self.who.text = f"Annotator: {app.annotator}  (switch)"
+        self.who.width = min(app.sidebar * 1.2, Window.width * 0.34)  # the title keeps room
+        wide = Window.width - self.who.width - app.sidebar >= NAME_ROOM * 1.5
+        self.title.text = "Projects on this tablet" if wide else "Projects"
         self.rows.clear_widgets()
         self.buttons.clear()
         dirs = app.project_dirs()
@@ -84,14 +100,27 @@ class HomeScreen(ScreenBg):
             self.rows.add_widget(sync_row(path, sync, self.refresh, self.buttons))
 
     def _row(self, path: Path, summary: str) -> BoxLayout:
+        """The project's name and summary, then its four actions: beside them where the window
+        leaves the name `NAME_ROOM` of width, else on a row of their own under the name (an
+        upright or small tablet), so that a name never wraps one letter per line."""
         app = App.get_running_app()
-        row = Factory.Panel(orientation="horizontal", size_hint_y=None, height=app.touch * 1.9)
+        actions = app.sidebar * 0.7 * 4
+        beside = Window.width - actions - app.gap * 14 >= NAME_ROOM
+        row = Factory.Panel(
+            orientation="horizontal" if beside else "vertical",
+            size_hint_y=None,
+            height=app.touch * 1.9,
+        )
         text = BoxLayout(orientation="vertical", size_hint_y=None, pos_hint={"center_y": 0.5})
         text.bind(minimum_height=text.setter("height"))
+        buttons = row if beside else BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        below = 0 if beside else app.touch + app.gap
+
         # a long name wraps (the row grows) instead of being cut off
-        text.bind(
-            height=lambda _t, h: setattr(row, "height", max(app.touch * 1.9, h + app.gap * 4))
-        )
+        def grow(_text: object, height: float) -> None:
+            row.height = max(app.touch * 1.9, height + below + app.gap * 4)
+
+        text.bind(height=grow)
         text.add_widget(Factory.THeading(text=path.name))
         text.add_widget(Factory.TLabel(text=summary, color=app.c_muted))
         row.add_widget(text)
@@ -101,15 +130,12 @@ class HomeScreen(ScreenBg):
             ("Install models", lambda: self._install(path)),
             ("Export job", lambda: self.export(path)),
         ):
-            widget = button(
-                title,
-                action,
-                size_hint=(None, None),
-                width=app.sidebar * 0.7,
-                pos_hint={"center_y": 0.5},
-            )
+            size = {"size_hint": (None, None), "width": app.sidebar * 0.7} if beside else {}
+            widget = button(title, action, pos_hint={"center_y": 0.5}, **size)
             self.buttons[(path.name, title)] = widget
-            row.add_widget(widget)
+            buttons.add_widget(widget)
+        if not beside:
+            row.add_widget(buttons)
         return row
 
     def _switch_annotator(self) -> None:

@@ -10,8 +10,10 @@ from functools import partial
 from typing import Any
 
 from kivy.app import App
+from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.input.motionevent import MotionEvent
+from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.scrollview import ScrollView
@@ -23,6 +25,10 @@ from appliance.assist import selector as selector_mod
 from appliance.session.about import about_text
 from appliance.store.project import Project
 from appliance.ui.widgets import ScreenBg, back_to_images, label, page
+
+TWO_COLUMNS = mm(200)  # window width from which the settings sit in two columns
+# the denoisers in words (the stored values stay the short names)
+DENOISING = {"none": "no smoothing", "gaussian": "Gaussian", "median": "median", "nlm": "NL-means"}
 
 
 def _save_number(project: Project, setting: settings.Setting[Any], value: float) -> object:
@@ -50,6 +56,7 @@ class SettingsScreen(ScreenBg):
         self.grid.clear_widgets()
         if project is None:
             return
+        self.grid.cols = 2 if Window.width >= TWO_COLUMNS else 1  # a small tablet: one column
         left, right = self._column(), self._column()
         left.add_widget(Factory.THeading(text="Which image next (selector weights)"))
         weights = settings.SELECTOR_WEIGHTS.get(project)
@@ -76,19 +83,24 @@ class SettingsScreen(ScreenBg):
         )
         shown = preprocess.load(project)
         right.add_widget(Factory.THeading(text="Image display (pre-processing)"))
-        self._slider(right, "dark cut-off %", shown.low, 0, 20, lambda v: self._pre(low=v))
-        self._slider(right, "bright cut-off %", shown.high, 80, 100, lambda v: self._pre(high=v))
-        self._choice(right, preprocess.DENOISERS, shown.denoise, lambda v: self._pre(denoise=v))
+        percent = "{:.1f} %".format
+        low, high = shown.low, shown.high
+        self._slider(right, "dark cut-off", low, 0, 20, lambda v: self._pre(low=v), percent)
+        self._slider(right, "bright cut-off", high, 80, 100, lambda v: self._pre(high=v), percent)
+        self._choice(
+            right, preprocess.DENOISERS, shown.denoise, lambda v: self._pre(denoise=v), DENOISING
+        )
         self._choice(
             right,
-            ("CLAHE off", "CLAHE on"),
-            "CLAHE on" if shown.clahe else "CLAHE off",
-            lambda v: self._pre(clahe=v == "CLAHE on"),
+            ("off", "on"),
+            "on" if shown.clahe else "off",
+            lambda v: self._pre(clahe=v == "on"),
+            {"off": "plain contrast", "on": "local contrast"},  # CLAHE, in words
         )
         right.add_widget(Factory.THeading(text="Drawing"))
-        for setting, title in (
-            (settings.BRUSH_SIZE, "brush size px"),
-            (settings.OPACITY, "overlay opacity"),
+        for setting, title, shown_as in (
+            (settings.BRUSH_SIZE, "brush size", "{:.0f} px".format),
+            (settings.OPACITY, "overlay opacity", "{:.0%}".format),
         ):
             assert setting.low is not None and setting.high is not None, (
                 "drawing settings have a range"
@@ -100,6 +112,7 @@ class SettingsScreen(ScreenBg):
                 setting.low,
                 setting.high,
                 partial(_save_number, project, setting),
+                shown_as,
             )
         self._toggle(right, settings.FINGER_DRAWS, ("pen draws", "finger draws"))
         self._toggle(right, settings.LEFT_HANDED, ("right-handed", "left-handed"))
@@ -124,13 +137,20 @@ class SettingsScreen(ScreenBg):
         lo: float,
         hi: float,
         save: Callable[[float], object],
+        shown_as: Callable[[float], str] = "{:.2f}".format,
     ) -> None:
-        """A labelled slider that saves when the finger lifts (not on every move)."""
+        """A labelled slider that saves when the finger lifts (not on every move); the label
+        (two short lines at most: title, then the value as `shown_as` writes it) fits its row."""
         app = App.get_running_app()
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        text = Factory.TLabel(text=f"{title}: {value:.2f}", size_hint=(0.45, 1))
+        text = Factory.TLabel(
+            text=f"{title}\n{shown_as(value)}",
+            size_hint=(0.45, 1),
+            font_size=app.font_small,
+            max_lines=2,
+        )
         slider = Factory.TSlider(min=lo, max=hi, value=float(value))
-        slider.bind(value=lambda _s, v: setattr(text, "text", f"{title}: {v:.2f}"))
+        slider.bind(value=lambda _s, v: setattr(text, "text", f"{title}\n{shown_as(v)}"))
 
         def released(s: Widget, touch: MotionEvent) -> None:
             if touch.grab_current is s:
@@ -147,13 +167,18 @@ class SettingsScreen(ScreenBg):
         options: tuple[str, ...],
         current: str,
         save: Callable[[str], object],
+        words: dict[str, str] | None = None,
     ) -> None:
+        """One toggle per option (shown as `words[option]` where given); saves on a tap."""
         app = App.get_running_app()
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         group = f"choice-{id(row)}"
         for option in options:
             toggle = Factory.TToggle(
-                text=option, group=group, state="down" if option == current else "normal"
+                text=(words or {}).get(option, option),
+                group=group,
+                state="down" if option == current else "normal",
+                font_size=app.font_small,
             )
             toggle.bind(on_press=lambda _b, o=option: app.safely(save, o))
             row.add_widget(toggle)

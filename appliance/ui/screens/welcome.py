@@ -27,7 +27,8 @@ class WelcomeScreen(ScreenBg):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         app = App.get_running_app()
-        outer = AnchorLayout()
+        # at the top: the on-screen keyboard docks at the bottom and must not cover Continue
+        outer = AnchorLayout(anchor_y="top", padding=app.gap * 6)
         self.box = Factory.Panel(size_hint=(0.5, None))
         self.box.bind(minimum_height=self.box.setter("height"))
         outer.add_widget(self.box)
