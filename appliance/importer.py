@@ -239,7 +239,7 @@ def _import_slide(project: Project, path: Path, want: SlideRegions, summary: Imp
                 source_path=printable(path.resolve()),
             )
         except OSError as exc:
-            raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from None
+            raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from exc
         origin = "lab" if want.lab else "tissue"
         for box, file in files:
             _store_region(project, record, box, file, origin, summary)
@@ -272,7 +272,7 @@ def _read_regions(
         try:
             file.write_bytes(png.tobytes())
         except OSError as exc:
-            raise ApplianceError(f"{name}: cannot write a region ({exc.strerror})") from None
+            raise ApplianceError(f"{name}: cannot write a region ({exc.strerror})") from exc
         out.append(((x, y, w, h), file))
     return out
 
@@ -299,7 +299,7 @@ def _store_region(
             link=region_linker(record.id, x, y, origin),
         )
     except OSError as exc:
-        raise ApplianceError(f"{record.name}: cannot store ({exc.strerror or exc})") from None
+        raise ApplianceError(f"{record.name}: cannot store ({exc.strerror or exc})") from exc
     summary.imported += added.ids
     summary.duplicates += added.duplicates
 

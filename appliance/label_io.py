@@ -479,11 +479,11 @@ def _read_json(path: Path, limit: int) -> Any:
             raise ApplianceError(f"{name}: {size} bytes, more than a label file's {limit}")
         return json.loads(path.read_bytes(), parse_constant=_no_constant)
     except OSError as exc:
-        raise ApplianceError(f"{name}: cannot read ({exc.strerror})") from None
-    except RecursionError:
-        raise ApplianceError(f"{name}: not a GeoJSON file (nested too deeply)") from None
+        raise ApplianceError(f"{name}: cannot read ({exc.strerror})") from exc
+    except RecursionError as exc:
+        raise ApplianceError(f"{name}: not a GeoJSON file (nested too deeply)") from exc
     except ValueError as exc:
-        raise ApplianceError(f"{name}: not a GeoJSON file ({exc})") from None
+        raise ApplianceError(f"{name}: not a GeoJSON file ({exc})") from exc
 
 
 def _no_constant(token: str) -> Any:
@@ -567,7 +567,7 @@ def export_geojson(project: Project, out: Path) -> dict[str, int]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from exc
     chosen = colours(project)
     styles = {
         cid: ClassStyle(n, chosen.get(cid, class_colour(cid)))
@@ -592,7 +592,7 @@ def export_geojson(project: Project, out: Path) -> dict[str, int]:
         try:
             atomic_write(target, json.dumps(doc).encode("utf-8"))
         except OSError as exc:
-            raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from None
+            raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from exc
     return counts
 
 
@@ -607,7 +607,7 @@ def export_label_tiffs(project: Project, out: Path) -> dict[str, int]:
         for sub in ("instances", "classes"):
             (out / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from exc
     counts = {"images": 0, "objects_left_out": 0}
     for item in exportable(project):
         label, stem = item.version.label, item.stem
@@ -619,9 +619,7 @@ def export_label_tiffs(project: Project, out: Path) -> dict[str, int]:
             try:
                 atomic_write(target, _tiff_bytes(pixels))
             except OSError as exc:
-                raise ApplianceError(
-                    f"{printable(target)}: cannot write ({exc.strerror})"
-                ) from None
+                raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from exc
         counts["images"] += 1
         counts["objects_left_out"] += len(label.objects)
     return counts

@@ -71,7 +71,7 @@ class MicroscopeStack:
                 except Exception as exc:  # plugin and codec errors alike
                     raise ApplianceError(
                         f"{self.path}: cannot read plane t={t} z={z} ({_short(exc)})"
-                    ) from None
+                    ) from exc
                 yield np.asarray(plane)[..., :3] if rgb else np.asarray(plane)
 
 
@@ -101,7 +101,7 @@ def open_stack(path: Path, channel: int | str = 0) -> MicroscopeStack:
     except ApplianceError:
         raise
     except Exception as exc:  # each plugin raises its own types for a bad file
-        raise ApplianceError(f"{path}: not a readable {fmt} file ({_short(exc)})") from None
+        raise ApplianceError(f"{path}: not a readable {fmt} file ({_short(exc)})") from exc
     for axis in "TCZ":
         sizes.setdefault(axis, 1)
     if isinstance(channel, str) and not channel.isdigit():

@@ -59,7 +59,7 @@ def export_ngff(project: Project, out: Path) -> dict[str, int]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from None
+        raise ApplianceError(f"{printable(out)}: cannot create folder ({exc.strerror})") from exc
     names = project.classes()
     chosen = colours(project)
     counts = {"images": 0, "objects_left_out": 0}
@@ -72,7 +72,7 @@ def export_ngff(project: Project, out: Path) -> dict[str, int]:
         try:
             _write(target, pixels, label.instances, label, names, chosen, (dy, dx))
         except OSError as exc:
-            raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from None
+            raise ApplianceError(f"{printable(target)}: cannot write ({exc.strerror})") from exc
         counts["images"] += 1
         counts["objects_left_out"] += len(label.objects)
     return counts

@@ -196,7 +196,7 @@ class Slide:
         except Exception as exc:  # codec and zarr errors alike: the tile bytes are bad
             raise ApplianceError(
                 f"{self.path}: cannot decode the region at ({x}, {y}) level {level} ({exc})"
-            ) from None
+            ) from exc
         return _rgb(np.asarray(arr))
 
     def overview(self) -> np.ndarray:
@@ -250,9 +250,9 @@ def open_slide(path: Path | str) -> Slide:
     except ApplianceError:
         raise
     except OSError as exc:
-        raise ApplianceError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        raise ApplianceError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     except Exception as exc:  # tifffile and tiffslide raise many types for bad headers
-        raise ApplianceError(f"{name}: not a readable slide ({_one_line(exc)})") from None
+        raise ApplianceError(f"{name}: not a readable slide ({_one_line(exc)})") from exc
     vendor = props.get("tiffslide.vendor")
     info = SlideInfo(
         name=path.name,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from kivy.base import EventLoop
 from kivy.input.motionevent import MotionEvent
+from kivy.uix.widget import Widget
 
 _ids = itertools.count(1000)
 
@@ -91,7 +92,7 @@ def pen_stroke(points: Iterable[tuple[float, float]], pressure: float = 1.0) -> 
     touch.up()
 
 
-def tap(widget: object, device: str = "finger") -> None:
+def tap(widget: Widget, device: str = "finger") -> None:
     """A finger tap in the middle of a widget (buttons react to any touch), once laid out."""
     pump(2)
     x, y = widget.to_window(*widget.center)

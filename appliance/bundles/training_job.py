@@ -358,7 +358,7 @@ class JobItem:
             objects = tuple(object_from_dict(o) for o in ref.get("objects", []))
             return Label(arr, {int(k): v for k, v in ref["classes"].items()}, objects)
         except ApplianceError as exc:
-            raise self.job.fail(f"objects of this label: {exc}", member) from None
+            raise self.job.fail(f"objects of this label: {exc}", member) from exc
 
 
 @dataclass

@@ -20,8 +20,8 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     parts = text.split(",")
     try:
         x, y, w, h = (int(p) for p in parts)
-    except ValueError:
-        raise ApplianceError(f"region {text!r}: expected X,Y,W,H in whole pixels") from None
+    except ValueError as exc:
+        raise ApplianceError(f"region {text!r}: expected X,Y,W,H in whole pixels") from exc
     return x, y, w, h
 
 

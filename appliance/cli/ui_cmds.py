@@ -53,8 +53,8 @@ def _window_size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
     try:
         size = (int(width), int(height))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x800") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x800") from exc
     if not all(320 <= side <= 8192 for side in size):
         raise argparse.ArgumentTypeError(f"{text!r}: each side must be 320..8192 pixels")
     return size

@@ -65,7 +65,7 @@ def _device_key() -> bytes:
     try:
         secret = path.read_bytes()
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise ApplianceError(f"{path}: cannot be read ({exc.strerror})") from exc
     return hashlib.sha256(_CONTEXT + secret + b"\0" + machine_id()).digest()
 
 
@@ -101,7 +101,7 @@ def save_credentials(credential_id: str, creds: LabCredentials) -> Path:
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{path.parent}: cannot be created ({exc.strerror})") from None
+        raise ApplianceError(f"{path.parent}: cannot be created ({exc.strerror})") from exc
     write_private(path, json.dumps(doc, indent=1).encode())
     return path
 
@@ -114,7 +114,7 @@ def load_credentials(credential_id: str) -> LabCredentials | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise ApplianceError(f"{path}: unreadable lab credentials ({exc})") from None
+        raise ApplianceError(f"{path}: unreadable lab credentials ({exc})") from exc
     try:
         raw = base64.b64decode(doc["token"], validate=True)
         token = AESGCM(_device_key()).decrypt(raw[:12], raw[12:], credential_id.encode())
@@ -125,13 +125,13 @@ def load_credentials(credential_id: str) -> LabCredentials | None:
             doc.get("ca"),
             bool(doc.get("insecure", False)),
         )
-    except InvalidTag:
+    except InvalidTag as exc:
         raise ApplianceError(
             f"{path}: these lab credentials belong to another device; enroll this tablet "
             "with a new code"
-        ) from None
+        ) from exc
     except (KeyError, TypeError, ValueError) as exc:
-        raise ApplianceError(f"{path}: not a lab credentials file ({exc})") from None
+        raise ApplianceError(f"{path}: not a lab credentials file ({exc})") from exc
 
 
 def forget_credentials(credential_id: str) -> None:
@@ -140,4 +140,4 @@ def forget_credentials(credential_id: str) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot be removed ({exc.strerror})") from None
+        raise ApplianceError(f"{path}: cannot be removed ({exc.strerror})") from exc

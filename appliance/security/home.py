@@ -37,7 +37,7 @@ def appliance_home() -> Path:
         if os.name == "posix" and home.stat().st_mode & 0o077:
             home.chmod(0o700)
     except OSError as exc:
-        raise ApplianceError(f"{home}: cannot create the appliance folder ({exc})") from None
+        raise ApplianceError(f"{home}: cannot create the appliance folder ({exc})") from exc
     return home
 
 
@@ -51,4 +51,4 @@ def write_private(path: Path, data: bytes) -> None:
     try:
         atomic_write(path, write)
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+        raise ApplianceError(f"{path}: cannot be written ({exc.strerror or exc})") from exc

@@ -76,8 +76,8 @@ def _unb64(text: object, what: str, size: int) -> bytes:
         raise SignatureProblem(f"{what} must be a base64 string")
     try:
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureProblem(f"{what} is not valid base64") from None
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureProblem(f"{what} is not valid base64") from exc
     if len(raw) != size:
         raise SignatureProblem(f"{what} must be {size} bytes, got {len(raw)}")
     return raw
@@ -109,14 +109,14 @@ class PublicKey:
         try:
             return cls(_unb64(parts[1], "the key", 32))
         except SignatureProblem as exc:
-            raise ApplianceError(f"{source}: {exc}") from None
+            raise ApplianceError(f"{source}: {exc}") from exc
 
     @classmethod
     def read(cls, path: Path) -> PublicKey:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ApplianceError(f"{path}: cannot read the public key ({exc})") from None
+            raise ApplianceError(f"{path}: cannot read the public key ({exc})") from exc
         return cls.from_text(text, str(path))
 
     def verifies(self, signature: bytes, message: bytes) -> bool:
@@ -213,7 +213,7 @@ class SigningKey:
                 Rotation.parse(c, f"chain[{i}]") for i, c in enumerate(doc.get("chain", []))
             )
         except (OSError, ValueError, SignatureProblem) as exc:
-            raise ApplianceError(f"{path}: cannot read the signing key ({exc})") from None
+            raise ApplianceError(f"{path}: cannot read the signing key ({exc})") from exc
         return cls(private, chain)
 
 
@@ -268,8 +268,8 @@ def verify_manifest(
         raise SignatureProblem(f"{SIGNATURE_NAME} is larger than {MAX_SIGNATURE_BYTES} bytes")
     try:
         doc = json.loads(signature.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SignatureProblem(f"{SIGNATURE_NAME} is not valid JSON") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SignatureProblem(f"{SIGNATURE_NAME} is not valid JSON") from exc
     if not isinstance(doc, dict) or doc.get("format") != "appliance-signature":
         raise SignatureProblem(f"{SIGNATURE_NAME} is not an appliance signature")
     if doc.get("version") != 1 or doc.get("algorithm") != "ed25519":

@@ -97,7 +97,7 @@ def fetch_pinned_ca(server: str, pin: str, timeout: float = 30.0) -> str:
         reply = conn.getresponse()
         body = reply.read(MAX_CA_BYTES + 1)
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise ApplianceError(f"lab server {server}: cannot fetch its CA ({exc})") from None
+        raise ApplianceError(f"lab server {server}: cannot fetch its CA ({exc})") from exc
     finally:
         conn.close()
     if reply.status != 200 or len(body) > MAX_CA_BYTES:
@@ -105,8 +105,8 @@ def fetch_pinned_ca(server: str, pin: str, timeout: float = 30.0) -> str:
     try:
         pem = body.decode("ascii")
         found = ca_fingerprint(pem)
-    except (UnicodeDecodeError, ValueError):
-        raise ApplianceError(f"lab server {server}: its CA is not a PEM certificate") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApplianceError(f"lab server {server}: its CA is not a PEM certificate") from exc
     if found != pin:
         raise ApplianceError(
             f"lab server {server}: its CA fingerprint {found} is not the code's pin {pin}; "

@@ -57,7 +57,7 @@ def pinned() -> list[Pin]:
             for k in doc["keys"]
         ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ApplianceError(f"{path}: unreadable list of trusted keys ({exc})") from None
+        raise ApplianceError(f"{path}: unreadable list of trusted keys ({exc})") from exc
 
 
 def _save(pins: list[Pin]) -> None:
@@ -113,7 +113,7 @@ class TrustPolicy:
         except UntrustedKey as exc:
             if self.allow_unsigned:
                 return None
-            raise UntrustedKey(f"{exc}; {_HINT}") from None
+            raise UntrustedKey(f"{exc}; {_HINT}") from exc
 
 
 def trust_policy(allow_unsigned: bool = False) -> TrustPolicy:

@@ -81,8 +81,8 @@ def open_sealed(key: bytes, blob: bytes, context: bytes, source: str) -> bytes:
     body = blob[len(MAGIC) :]
     try:
         return AESGCM(key).decrypt(body[:12], body[12:], context)
-    except InvalidTag:
-        raise ApplianceError(f"{source}: changed, moved or sealed under another key") from None
+    except InvalidTag as exc:
+        raise ApplianceError(f"{source}: changed, moved or sealed under another key") from exc
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,10 @@ def _read(root: Path) -> dict[str, dict]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         return dict(doc["annotators"])
-    except FileNotFoundError:
-        raise ApplianceError(f"{root}: not an encrypted project (no {KEYS_FILE})") from None
+    except FileNotFoundError as exc:
+        raise ApplianceError(f"{root}: not an encrypted project (no {KEYS_FILE})") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ApplianceError(f"{path}: unreadable key file ({exc})") from None
+        raise ApplianceError(f"{path}: unreadable key file ({exc})") from exc
 
 
 def _write(root: Path, annotators: dict[str, dict]) -> None:
@@ -193,12 +193,12 @@ def unlock(
     except (KeyError, TypeError, ValueError) as exc:
         raise ApplianceError(
             f"{root / KEYS_FILE}: damaged entry for {annotator!r} ({exc})"
-        ) from None
+        ) from exc
     try:
         key = open_sealed(_derive(secret, salt, kdf), sealed, annotator.encode(), str(root))
-    except ApplianceError:
+    except ApplianceError as exc:
         backoff.failed()
-        raise WrongPin(f"{root}: wrong annotator or PIN") from None
+        raise WrongPin(f"{root}: wrong annotator or PIN") from exc
     backoff.succeeded()
     return key
 

@@ -101,5 +101,5 @@ def write_report(
     try:
         atomic_write(path, data.tobytes())
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot write ({exc.strerror})") from None
+        raise ApplianceError(f"{path}: cannot write ({exc.strerror})") from exc
     return path

@@ -64,8 +64,8 @@ class Reply:
     def json(self) -> Any:
         try:
             return json.loads(self.body)
-        except ValueError:
-            raise LabError(f"lab server sent a non-JSON reply (status {self.status})") from None
+        except ValueError as exc:
+            raise LabError(f"lab server sent a non-JSON reply (status {self.status})") from exc
 
 
 class LabHttp:
@@ -204,7 +204,7 @@ class LabHttp:
                 raise LabError(
                     f"lab server {self.server}: its certificate is not the lab's "
                     f"({exc.verify_message}); someone may be between this device and the lab"
-                ) from None
+                ) from exc
             except TRANSIENT as exc:
                 problem = f"{type(exc).__name__}: {exc}".strip(": ")
                 continue

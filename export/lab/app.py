@@ -285,9 +285,9 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         try:
             accepted = store.push_ops(dev.project_id, dev.id, ops, held_blob)
         except MissingBlob as exc:
-            raise HTTPException(409, f"blob {exc.args[0]} must be uploaded first") from None
+            raise HTTPException(409, f"blob {exc.args[0]} must be uploaded first") from exc
         except InvalidOperation as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(422, str(exc)) from exc
         return {"accepted": [{"uid": uid, "seq": seq} for uid, seq in accepted]}
 
     def held_blob(sha256: str) -> Path | bytes | None:
@@ -441,9 +441,9 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
                 raise HTTPException(413, "project storage quota exceeded")
             try:
                 size = blobs.commit(upload_id, sha)
-            except HashMismatch:
+            except HashMismatch as exc:
                 store.drop_upload(upload_id)
-                raise HTTPException(422, f"uploaded bytes do not hash to {sha}") from None
+                raise HTTPException(422, f"uploaded bytes do not hash to {sha}") from exc
             store.finish_upload(dev.project_id, upload_id, sha, size)
         return new
 
@@ -461,7 +461,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             bundle = read_model_bundle(path)
             sha, signed = signed_copy(path, signer)  # tablets install only what the lab signed
         except BundleError as exc:
-            raise HTTPException(422, f"not a valid model bundle: {exc}") from None
+            raise HTTPException(422, f"not a valid model bundle: {exc}") from exc
         blobs.put(sha, signed)
         store.add_blob(dev.project_id, sha, len(signed))
         summary = {
@@ -488,7 +488,7 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         try:
             job = read_training_job(path)
         except BundleError as exc:
-            raise HTTPException(422, f"not a valid training-job bundle: {exc}") from None
+            raise HTTPException(422, f"not a valid training-job bundle: {exc}") from exc
         store.add_job(dev.project_id, dev.id, body.sha256)
         return {"job_id": job.id}
 

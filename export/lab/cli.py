@@ -41,7 +41,7 @@ def _root(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ApplianceError(f"{path}: cannot create the lab folder ({exc.strerror})") from None
+        raise ApplianceError(f"{path}: cannot create the lab folder ({exc.strerror})") from exc
     return path
 
 
@@ -80,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         server = LabServer(config, args.host, args.port, tls)
     except OSError as exc:
-        raise ApplianceError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+        raise ApplianceError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from exc
     print(f"lab server on {server.url} (data in {root})", flush=True)
     if tls is not None:
         print(f"lab CA pin (part of every enrollment code): {tls.pin}", flush=True)

@@ -137,7 +137,7 @@ def given_tls(root: Path, certfile: Path, keyfile: Path) -> TlsFiles:
         chain = x509.load_pem_x509_certificates(Path(certfile).read_bytes())
         Path(keyfile).read_bytes()
     except (OSError, ValueError) as exc:
-        raise ApplianceError(f"{certfile}: not a usable PEM certificate chain ({exc})") from None
+        raise ApplianceError(f"{certfile}: not a usable PEM certificate chain ({exc})") from exc
     ca_pem = chain[-1].public_bytes(serialization.Encoding.PEM).decode()
     folder = Path(root) / TLS_DIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -63,12 +63,12 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
             **{k: str(creds[k]) for k in ("server", "project", "token")},
             **{k: str(creds.get(k) or "") for k in ("ca", "insecure")},
         }
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise ApplianceError(
             f"{path}: no lab credentials; enroll once with --server URL --code CODE"
-        ) from None
-    except (ValueError, KeyError, TypeError):
-        raise ApplianceError(f"{path}: not a lab credentials file") from None
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApplianceError(f"{path}: not a lab credentials file") from exc
 
 
 def _connect(args: argparse.Namespace) -> tuple[LabHttp, str]:
