@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtrit  # Student t quantiles (scipy.stats is not in the tablet build)
 
 __all__ = ["BOOTSTRAP_SAMPLES", "Z95", "Estimate", "cluster_mean", "cluster_rate", "wilson"]
 
@@ -78,7 +78,7 @@ def _clustered(value: float, per_control: np.ndarray, resampled: np.ndarray) -> 
         floor = wilson(value * n, n)
         return Estimate(value, floor.low, floor.high, n)
     lo, hi = np.nanpercentile(resampled, [2.5, 97.5])
-    half = float(student_t.ppf(0.975, n - 1)) * float(np.nanstd(resampled)) * np.sqrt(n / (n - 1))
+    half = float(stdtrit(n - 1, 0.975)) * float(np.nanstd(resampled)) * np.sqrt(n / (n - 1))
     low = max(0.0, min(float(lo), value - half))
     high = min(1.0, max(float(hi), value + half))
     return Estimate(value, low, high, n)

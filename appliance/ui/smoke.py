@@ -87,8 +87,10 @@ def _library_check() -> dict[str, str]:
         from scipy.optimize import linear_sum_assignment
         from scipy.sparse import coo_matrix
         from scipy.sparse.linalg import spsolve
+        from scipy.special import stdtrit
 
         linear_sum_assignment(np.eye(3))
+        stdtrit(4, 0.975)  # score intervals (appliance.supervision.stats)
         spsolve(coo_matrix(np.eye(3) * 2).tocsr(), np.ones(3))
         ndimage.distance_transform_edt(img)
         ndimage.label(img)
