@@ -23,7 +23,7 @@ system-deps:
 $(STAMP): pyproject.toml packaging/constraints-cpu.txt
 	$(MAKE) system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c packaging/constraints-cpu.txt -e '.[ui,workstation,lab,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c packaging/constraints-cpu.txt -e '.[ui,workstation,lab,microscopy,dev]'
 	touch $(STAMP)
 
 test: setup
