@@ -24,6 +24,8 @@ from appliance.cli import main as appliance_main
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label
+from appliance.security.home import HOME_ENV
+from appliance.security.signing import SIGNING_KEY_ENV
 from appliance.store import Project
 
 MARKER = ".appliance-demo"
@@ -78,6 +80,19 @@ def _prepare(out: Path) -> None:
     (out / MARKER).write_text("made by `python -m export demo`; safe to delete\n")
 
 
+def _lab_key(out: Path, export_main: Callable[[Sequence[str]], int]) -> None:
+    """Sign as a lab without a server does: a lab key whose public half the tablet pins, so the
+    demo's model bundles install through the same signature check as a real lab's. The
+    tablet's home (pinned keys, credentials) is the demo's own unless APPLIANCE_HOME is set: a
+    demo key, whose private half lies in the demo folder, is never trusted beyond the demo."""
+    os.environ.setdefault(HOME_ENV, str(out / "tablet-home"))
+    key = out / "lab" / "lab.key"
+    key.parent.mkdir()
+    _cli(export_main, "keygen", key)
+    _cli(appliance_main, "trust-key", key.with_suffix(".pub"))
+    os.environ[SIGNING_KEY_ENV] = str(key)  # bundles the workstation writes are signed by it
+
+
 def _label_from_truth(project_dir: Path, masks: Path, n: int, seed: int, start: int = 0) -> int:
     """Save ground-truth masks as manual versions of images start..start+n, as an expert would."""
     rng = np.random.default_rng(seed + start)
@@ -109,6 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     project, synth, models = out / "project", out / "synth", out / "models"
     started = time.perf_counter()
     _step(f"preparing {out}", lambda: _prepare(out))
+    _step("lab signing key, pinned on the tablet", lambda: _lab_key(out, export_main))
     _step(
         f"virtual microscope: {args.n} images 256×256",
         lambda: _cli(
