@@ -565,21 +565,37 @@ class LabStore:
         return accepted
 
     def pull_ops(self, project_id: int, after: int, limit: int) -> list[StoredOp]:
+        """Operations after `after`, in order, about `limit` of them. A page never ends between
+        an image's `image.added` and its `control.added`: a tablet whose sync is cut between
+        two pages would otherwise hold a control as an ordinary image until its next sync."""
+        ops_ = t.operations.c
+        columns = (ops_.seq, ops_.uid, ops_.kind, ops_.ref, ops_.payload, ops_.blob, ops_.device_id)
         with self.read() as conn:
-            rows = conn.execute(
-                select(
-                    t.operations.c.seq,
-                    t.operations.c.uid,
-                    t.operations.c.kind,
-                    t.operations.c.ref,
-                    t.operations.c.payload,
-                    t.operations.c.blob,
-                    t.operations.c.device_id,
-                )
-                .where(t.operations.c.project_id == project_id, t.operations.c.seq > after)
-                .order_by(t.operations.c.seq)
-                .limit(limit)
-            ).all()
+            rows = list(
+                conn.execute(
+                    select(*columns)
+                    .where(ops_.project_id == project_id, ops_.seq > after)
+                    .order_by(ops_.seq)
+                    .limit(limit)
+                ).all()
+            )
+            added = {r.ref for r in rows if r.kind == "image.added"}
+            if added:
+                last = rows[-1].seq
+                until = conn.execute(
+                    select(func.max(ops_.seq)).where(
+                        ops_.project_id == project_id,
+                        ops_.kind == "control.added",
+                        ops_.ref.in_(added),
+                        ops_.seq > last,
+                    )
+                ).scalar()
+                if until is not None:
+                    rows += conn.execute(
+                        select(*columns)
+                        .where(ops_.project_id == project_id, ops_.seq > last, ops_.seq <= until)
+                        .order_by(ops_.seq)
+                    ).all()
         return [
             StoredOp(r.seq, r.uid, r.kind, r.ref, json.loads(r.payload), r.blob, r.device_id)
             for r in rows

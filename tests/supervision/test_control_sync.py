@@ -244,3 +244,27 @@ def test_only_the_device_that_added_an_image_may_make_it_a_control(
     }
     a.close()
     b.close()
+
+
+def test_a_pull_page_never_ends_between_an_image_and_its_control(
+    tmp_path: Path, lab: LabServer
+) -> None:
+    """A sync cut between two pages must not leave a control's image ordinary on a tablet."""
+    a = tablet(tmp_path / "a", lab, "P1", "a")
+    add_work(a, tmp_path / "ia", 2, 1, seed=1)
+    write_gold(tmp_path / "gold", tmp_path / "masks", 3, seed=6)
+    add_gold(a, tmp_path / "gold", tmp_path / "masks", level="easy")
+    sync_project(a)
+    with lab.store.read() as conn:
+        project_id = lab.store.project_id(conn, "P1")
+    assert project_id is not None
+    every = lab.store.pull_ops(project_id, 0, 10_000)
+    controls = {op.ref for op in every if op.kind == "control.added"}
+    assert len(controls) == 3
+    for limit in range(1, len(every) + 1):
+        after = 0
+        while page := lab.store.pull_ops(project_id, after, limit):
+            held = {op.ref for op in page if op.kind == "image.added"} & controls
+            assert held <= {op.ref for op in page if op.kind == "control.added"}, limit
+            after = page[-1].seq
+    a.close()
