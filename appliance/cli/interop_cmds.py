@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.store import Project
@@ -65,23 +66,23 @@ def cmd_export_label_tiff(args: argparse.Namespace) -> int:
     """`appliance export-label-tiff`: newest labels as instance and class TIFFs."""
     from appliance.label_io import export_label_tiffs
 
-    with Project.open(args.dir) as project:
-        counts = export_label_tiffs(project, args.out)
-    print(f"wrote {args.out}: {counts['images']} images")
-    if counts["objects_left_out"]:
-        print(
-            f"note: {counts['objects_left_out']} point and box objects have no pixels "
-            "(use export-geojson)"
-        )
-    return 0
+    return _export_pixels(args, export_label_tiffs)
 
 
 def cmd_export_ome_zarr(args: argparse.Namespace) -> int:
     """`appliance export-ome-zarr`: images with NGFF labels."""
     from appliance.ngff import export_ngff
 
+    return _export_pixels(args, export_ngff)
+
+
+def _export_pixels(
+    args: argparse.Namespace, export: Callable[[Project, Path], dict[str, int]]
+) -> int:
+    """Run a pixel-label export and say what it wrote; point and box objects have no pixels,
+    so their count is reported with the format that keeps them."""
     with Project.open(args.dir) as project:
-        counts = export_ngff(project, args.out)
+        counts = export(project, args.out)
     print(f"wrote {args.out}: {counts['images']} images")
     if counts["objects_left_out"]:
         print(
