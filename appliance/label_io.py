@@ -374,7 +374,6 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
     Control items are left out: their labels would tell an outsider which images are controls,
     and an annotator's label of one is a test answer, not training data.
     """
-    controls = project.control_image_ids()
     doc: dict = {
         "info": {"description": f"exported from {project.root}"},
         "categories": [{"id": cid, "name": name} for cid, name in project.classes().items()],
@@ -383,12 +382,8 @@ def export_coco(project: Project, out: Path) -> dict[str, int]:
     }
     ann_id = 1
     points_left_out = 0  # COCO has no plain point annotation; GeoJSON carries them
-    for image_id in project.labeled_image_ids():
-        if image_id in controls:
-            continue
-        rec = project.image(image_id)
-        version = project.latest_label(image_id)
-        assert version is not None
+    for item in exportable(project):
+        rec, version = item.record, item.version
         doc["images"].append(
             {"id": rec.id, "file_name": rec.name, "height": rec.height, "width": rec.width}
         )
