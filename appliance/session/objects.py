@@ -7,6 +7,10 @@ turns a tapped row into a selection, a deletion or a change of class (`AnnotateP
 
 Objects of a pre-label on offer are *suggested*: listed after the expert's own, marked as such,
 and not editable from the list until the pre-label is accepted (they are not in the label yet).
+
+Point and box objects of the label (cells marked by a pen tap or drag, or imported from QuPath
+GeoJSON) have rows too, after the masks, numbered from 1 in the order they were placed; their
+row says where they are (a point's position, a box's size and corner) instead of an area.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.editing import Rect
-from appliance.labels import Label
+from appliance.labels import Box, Label, Point
 from appliance.overlay import class_colour
 
-__all__ = ["ObjectRow", "areas", "object_box", "object_rows"]
+__all__ = ["ObjectRow", "areas", "mark_index", "mark_rows", "object_box", "object_rows"]
 
 DENSE_IDS = 1 << 22  # above this, areas are counted by sorting instead of by a dense table
 
@@ -34,12 +38,39 @@ class ObjectRow:
     colour: tuple[int, int, int]  # the class's colour on the overlay (chosen or palette)
     area: int  # pixels
     suggested: bool  # part of a pre-label on offer, not yet accepted
+    kind: str = "mask"  # or "point", "box": then `instance_id` is the index in `Label.objects`
+    bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # a point's or box's
 
     @property
     def key(self) -> str:
         """The row's id for widgets and selection: `object:<id>` or `suggested:<id>` (the two
-        maps number their objects independently)."""
+        maps number their objects independently), `point:<index>` or `box:<index>`."""
+        if self.kind != "mask":
+            return f"{self.kind}:{self.instance_id}"
         return f"{'suggested' if self.suggested else 'object'}:{self.instance_id}"
+
+    @property
+    def name(self) -> str:
+        """How buttons name the object: `object 5`, `point 2`, `box 1` (marks from 1)."""
+        if self.kind == "mask":
+            return f"object {self.instance_id}"
+        return f"{self.kind} {self.instance_id + 1}"
+
+    @property
+    def text(self) -> str:
+        """What the row says: number, class and area, or where the point or box lies.
+
+        >>> row = ObjectRow(0, 2, "mitosis", (0, 0, 0), 0, False, "point", (10.4, 7.0, 10.4, 7.0))
+        >>> row.key, row.text
+        ('point:0', 'Point 1   mitosis · at 10, 7')
+        """
+        if self.kind == "mask":
+            return f"{self.instance_id}   {self.class_name} · {self.area} px"
+        x0, y0, x1, y1 = self.bounds
+        if self.kind == "point":
+            return f"Point {self.instance_id + 1}   {self.class_name} · at {x0:.0f}, {y0:.0f}"
+        where = f"{x1 - x0:.0f}×{y1 - y0:.0f} at {x0:.0f}, {y0:.0f}"
+        return f"Box {self.instance_id + 1}   {self.class_name} · {where}"
 
 
 def areas(instances: np.ndarray) -> dict[int, int]:
@@ -86,9 +117,44 @@ def object_rows(
             )
         return out
 
-    return rows(label, False) + (rows(offer, True) if offer is not None else [])
+    own = rows(label, False) + mark_rows(label, names, colours)
+    return own + (rows(offer, True) if offer is not None else [])
+
+
+def mark_rows(
+    label: Label, names: dict[int, str], colours: dict[int, tuple[int, int, int]]
+) -> list[ObjectRow]:
+    """Rows of the label's points, then its boxes, each in the order placed."""
+    out = []
+    for kind, cls in (("point", Point), ("box", Box)):
+        for index, obj in enumerate(label.objects):
+            if isinstance(obj, cls):
+                cid = obj.class_id
+                out.append(
+                    ObjectRow(
+                        index,
+                        cid,
+                        names.get(cid, f"class {cid}"),
+                        colours.get(cid, class_colour(cid)),
+                        round(obj.area) if isinstance(obj, Box) else 0,
+                        False,
+                        kind,
+                        obj.bounds(),
+                    )
+                )
+    return out
 
 
 def object_box(label: Label, instance_id: int) -> Rect | None:
     """Bounding box of one object (None when it is gone)."""
     return Rect.of_mask(label.instances == instance_id)
+
+
+def mark_index(key: str) -> int | None:
+    """The index in `Label.objects` of a `point:<index>` or `box:<index>` row key, else None.
+
+    >>> mark_index("box:3"), mark_index("object:3")
+    (3, None)
+    """
+    kind, _, number = key.partition(":")
+    return int(number) if kind in ("point", "box") and number.isdigit() else None
