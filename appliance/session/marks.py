@@ -6,7 +6,8 @@ viewer (pen tap = point, pen drag = box there; `is_tap`). What the pen meant is 
 distances on the screen (`TAP_MM`, `GRAB_MM`, `SELECT_MM`), so that a mark is as easy to hit at
 every zoom; callers turn millimetres into image pixels with their zoom.
 
-- Point tool: a tap places a point of the active class where the pen lifts. A pen landing on a
+- Point tool: a tap places a point of the active class where the pen lifts (a drag that
+  began on the image and leaves it, at the border, as it was shown). A pen landing on a
   point (within `GRAB_MM`) takes hold of it: a drag moves it, a tap selects it (a second point
   on top of the first is never what the expert meant).
 - Box tool: a drag draws a box of the active class (at least `MIN_BOX_SIDE` image pixels a
@@ -165,6 +166,9 @@ def finish(
         rect = None if obj is None else session.set_object(drag.index, obj)
         return rect, drag.index
     if drag.tool == POINT:
+        h, w = session.shape
+        if not tapped and 0 <= drag.start[0] <= w and 0 <= drag.start[1] <= h:
+            x, y = _clamp(x, 0.0, w), _clamp(y, 0.0, h)  # where the drag showed it
         return session.place_point(x, y), None
     if not tapped:
         rect = session.draw_box(*drag.start, x, y)
