@@ -9,8 +9,8 @@ Objects of a pre-label on offer are *suggested*: listed after the expert's own, 
 and not editable from the list until the pre-label is accepted (they are not in the label yet).
 
 Point and box objects of the label (cells marked by a pen tap or drag, or imported from QuPath
-GeoJSON) have rows too, after the masks, numbered from 1 in the order they were placed; their
-row says where they are (a point's position, a box's size and corner) instead of an area.
+GeoJSON) have rows too, after the masks, numbered P1, P2, ... and B1, ... in the order placed; their
+row says a point's position or a box's size instead of an area.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class ObjectRow:
     suggested: bool  # part of a pre-label on offer, not yet accepted
     kind: str = "mask"  # or "point", "box": then `instance_id` is the index in `Label.objects`
     bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # a point's or box's
+    number: int = 0  # a point's or box's place among its kind, from 1 (P1, P2, B1, ...)
 
     @property
     def key(self) -> str:
@@ -54,23 +55,24 @@ class ObjectRow:
         """How buttons name the object: `object 5`, `point 2`, `box 1` (marks from 1)."""
         if self.kind == "mask":
             return f"object {self.instance_id}"
-        return f"{self.kind} {self.instance_id + 1}"
+        return f"{self.kind} {self.number}"
 
     @property
     def text(self) -> str:
-        """What the row says: number, class and area, or where the point or box lies.
+        """What the row says: number, class and area; a point's number (P1, P2, ...), class
+        and position, or a box's (B1, ...), class and size.
 
-        >>> row = ObjectRow(0, 2, "mitosis", (0, 0, 0), 0, False, "point", (10.4, 7.0, 10.4, 7.0))
+        >>> where = (10.4, 7.0, 10.4, 7.0)
+        >>> row = ObjectRow(0, 2, "mitosis", (0, 0, 0), 0, False, "point", where, 1)
         >>> row.key, row.text
-        ('point:0', 'Point 1   mitosis · at 10, 7')
+        ('point:0', 'P1   mitosis · 10, 7')
         """
         if self.kind == "mask":
             return f"{self.instance_id}   {self.class_name} · {self.area} px"
         x0, y0, x1, y1 = self.bounds
-        if self.kind == "point":
-            return f"Point {self.instance_id + 1}   {self.class_name} · at {x0:.0f}, {y0:.0f}"
-        where = f"{x1 - x0:.0f}×{y1 - y0:.0f} at {x0:.0f}, {y0:.0f}"
-        return f"Box {self.instance_id + 1}   {self.class_name} · {where}"
+        if self.kind == "point":  # short: the list is narrow on an 8-inch tablet
+            return f"P{self.number}   {self.class_name} · {x0:.0f}, {y0:.0f}"
+        return f"B{self.number}   {self.class_name} · {x1 - x0:.0f}×{y1 - y0:.0f}"
 
 
 def areas(instances: np.ndarray) -> dict[int, int]:
@@ -127,8 +129,10 @@ def mark_rows(
     """Rows of the label's points, then its boxes, each in the order placed."""
     out = []
     for kind, cls in (("point", Point), ("box", Box)):
+        number = 0
         for index, obj in enumerate(label.objects):
             if isinstance(obj, cls):
+                number += 1
                 cid = obj.class_id
                 out.append(
                     ObjectRow(
@@ -140,6 +144,7 @@ def mark_rows(
                         False,
                         kind,
                         obj.bounds(),
+                        number,
                     )
                 )
     return out

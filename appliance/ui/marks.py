@@ -3,7 +3,7 @@
 A point is a disc of its class's colour `MARKER_MM` in radius on the screen whatever the zoom
 (so it can be seen and tapped at fit and at 32×), ringed in black so it stands out on any stain;
 a box is its outline in the class colour over a thin black one. The selected mark gets a white
-ring or a thicker outline.
+ring, or a white band around its outline.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def draw_marks(
         bx, by = to_window(obj.x1, obj.y0)
         rect = (min(ax, bx), min(ay, by), abs(bx - ax), abs(by - ay))
         group.add(Color(0, 0, 0, 0.7))
-        group.add(Line(rectangle=rect, width=dp(3.5 if chosen else 2.5)))
-        group.add(Color(*((1.0, 1.0, 1.0) if chosen else rgb), 1))
-        group.add(Line(rectangle=rect, width=dp(2 if chosen else 1.2)))
+        group.add(Line(rectangle=rect, width=dp(4 if chosen else 2.5)))
+        if chosen:  # a white band that keeps the class colour in its middle
+            group.add(Color(1, 1, 1, 1))
+            group.add(Line(rectangle=rect, width=dp(3)))
+        group.add(Color(*rgb, 1))
+        group.add(Line(rectangle=rect, width=dp(1.2)))

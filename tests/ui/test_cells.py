@@ -81,7 +81,7 @@ def test_points_and_boxes_placed_undone_redone_listed_saved_and_reopened(fresh, 
     )
     session = work.session
     _close(session.objects, expected)
-    assert "2 points · 2 boxes" in screen.status_label.text
+    assert screen.status_label.text.startswith("2 points · 2 boxes · unsaved")
     # drawn over the image: a marker of fixed screen size, at every zoom
     for zoom in (canvas.zoom, canvas.zoom * 3):
         canvas.zoom_about(zoom, *canvas.center)
@@ -103,7 +103,7 @@ def test_points_and_boxes_placed_undone_redone_listed_saved_and_reopened(fresh, 
     _tap(screen.buttons["objects"])
     rows = sorted(k for k in screen.buttons if k.startswith(("point:", "box:")))
     assert rows == ["box:2", "box:3", "point:0", "point:1"]
-    assert "Point 2" in screen.buttons["point:1"].text
+    assert screen.buttons["point:1"].text.startswith("P2   debris")
     _tap(screen.buttons["point:1"])
     assert canvas.selected_mark == 1 and screen.presenter.selected_object == "point:1"
     _tap(screen.buttons["objects"])

@@ -43,8 +43,8 @@ def test_rows_status_and_row_edits_of_points_and_boxes(flow):
     _mark(presenter, BOX, (60.0, 60.0), (90.0, 80.0))
     rows = presenter.objects()
     assert [r.key for r in rows] == ["object:1", "point:0", "box:1"]
-    assert rows[1].text == "Point 1   nucleus · at 40, 50"
-    assert rows[2].text == "Box 2   debris · 30×20 at 60, 60" and rows[2].area == 600
+    assert rows[1].text == "P1   nucleus · 40, 50"
+    assert rows[2].text == "B1   debris · 30×20" and rows[2].area == 600
     status = presenter.status()
     assert (status.objects, status.points, status.boxes) == (1, 1, 1)
     box = presenter.select_object("box:1")

@@ -631,9 +631,11 @@ class AnnotateScreen(ScreenBg):
             self.title_label.text = "All images are labeled" if p and p.all_done else ""
             self.status_label.text = self.progress_label.text = ""
             return
-        objects = f"{status.objects} objects"
-        for n, kind in ((status.points, "points"), (status.boxes, "boxes")):
-            objects += f" · {n} {kind}" if n else ""
+        kinds = ((status.points, "points"), (status.boxes, "boxes"))
+        counts = [f"{n} {kind}" for n, kind in kinds if n]
+        if status.objects or not counts:  # "0 objects" only where nothing is marked
+            counts.insert(0, f"{status.objects} objects")
+        objects = " · ".join(counts)
         if status.suggested:
             objects += f" + {status.suggested} suggested"
         self.title_label.text = status.name
