@@ -133,7 +133,7 @@ class LabelCanvas(StencilView):
         self.on_mark: Callable[[int | None, bool], None] = lambda _index, _picked: None
         self._mark: tuple[marks.MarkDrag, tuple[float, float]] | None = None  # and screen start
         self._mark_shape: CellObject | None = None  # what the pen shapes now
-        self._marks_shown: object = None  # what the marks were last drawn for
+        self._marks_shown: tuple[object, object] | None = None  # what the marks were drawn for
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
@@ -369,11 +369,12 @@ class LabelCanvas(StencilView):
                 objects = (*objects[:k], self._mark_shape, *objects[k + 1 :])
                 selected = k
         renderer = self.renderer
-        key = (id(objects), self._mark_shape, self.zoom, self.offset, tuple(self.pos),
-               selected, id(renderer.colours), renderer.hidden, self.hide_overlay)  # fmt: skip
-        if key == self._marks_shown:
+        view = (self._mark_shape, self.zoom, self.offset, tuple(self.pos), selected,
+                dict(renderer.colours), renderer.hidden, self.hide_overlay)  # fmt: skip
+        shown = self._marks_shown
+        if shown is not None and shown[0] is objects and shown[1] == view:
             return
-        self._marks_shown = key
+        self._marks_shown = (objects, view)  # the tuple itself: an id could be reused
         self._marks.clear()
         if not self.hide_overlay:
             hidden = renderer.hidden

@@ -19,6 +19,13 @@ from testkit.touch import SynthTouch, pump, tap, wait_for
 from tests.ui.projects import make_project
 
 
+@pytest.fixture(autouse=True)
+def _brush_again(app):
+    """The tool outlives a project in the app: the next test starts with the Brush again."""
+    yield
+    app.sm.get_screen("annotate").set_tool("brush")
+
+
 def _tap(widget: object) -> None:
     tap(widget)
     pump(3)
