@@ -358,7 +358,8 @@ class LabelCanvas(StencilView):
         the pen is shaping; rebuilt only when they or the view changed, not on every dab."""
         if self.session is None:
             return
-        objects = self.preview.objects if self.preview is not None else self.session.objects
+        # a before/after without marks (a mask model's) keeps the label's: so does its Accept
+        objects = (self.preview.objects if self.preview else ()) or self.session.objects
         drag = self._mark[0] if self._mark else None
         selected = int(self.selected_mark)
         if drag is not None and self._mark_shape is not None:

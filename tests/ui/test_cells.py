@@ -144,6 +144,21 @@ def test_a_tap_on_a_point_selects_it_a_drag_moves_it_and_delete_takes_a_box(fres
     _close(session.objects, (Point(90, 70, 1),))
     _tap(screen.buttons["undo"])
     assert len(session.objects) == 2
+    _tap(screen.buttons["class:2"])
+    _tap(screen.buttons["tool:reclass"])
+    _pen(canvas, (90.5, 70.0))  # Set class takes the point under the pen
+    assert session.objects[0].class_id == 2 and session.objects[1].class_id == 1
+    _tap(screen.buttons["tool:pick"])
+    _pen(canvas, (120.0, 150.0))  # on the box's left edge: its class becomes the active one
+    assert screen.presenter.active_class == 1 and canvas.selected_mark == 1
+    from kivy.core.window import Window
+
+    Window.dispatch("on_key_down", 111, 0, "o", [])  # docked keyboard: o for Point
+    pump(2)
+    assert canvas.tool == "point" and screen.buttons["tool:point"].state == "down"
+    Window.dispatch("on_key_down", 120, 0, "x", [])  # and x for Box
+    pump(2)
+    assert canvas.tool == "box" and screen.buttons["tool:box"].state == "down"
 
 
 def test_an_image_with_imported_geojson_points_shows_them_in_the_list(fresh, tmp_path):
