@@ -46,13 +46,22 @@ def _pen(canvas, a, b=None) -> None:
 
 
 def _drawn(canvas):
-    """(Ellipse sizes and positions, Line rectangles) of the drawn marks."""
-    from kivy.graphics import Ellipse, Line
+    """(window centres of the point markers of `MARKER_MM`, number of box outlines) drawn."""
+    from kivy.graphics import Mesh
+    from kivy.graphics import Point as PointInstruction
+    from kivy.metrics import mm
 
     kids = canvas._marks.children
-    discs = [(tuple(i.pos), tuple(i.size)) for i in kids if isinstance(i, Ellipse)]
-    lines = [tuple(i.rectangle) for i in kids if isinstance(i, Line) and i.rectangle]
-    return discs, lines
+    markers = [i for i in kids if isinstance(i, PointInstruction)]
+    centres = [
+        tuple(m.points[k : k + 2])
+        for m in markers
+        if m.pointsize == pytest.approx(mm(MARKER_MM))
+        for k in range(0, len(m.points), 2)
+    ]
+    meshes = [i for i in kids if isinstance(i, Mesh)]
+    boxes = len(meshes[0].vertices) // 64 if meshes else 0  # the dark outlines: all boxes
+    return centres, boxes
 
 
 def _close(found, expected, tol=0.6):
@@ -64,8 +73,6 @@ def _close(found, expected, tol=0.6):
 
 
 def test_points_and_boxes_placed_undone_redone_listed_saved_and_reopened(fresh, tmp_path):
-    from kivy.metrics import mm
-
     project = make_project(tmp_path / "p", n=3, size=256)
     settings.PRELABEL.set(project, "none")
     screen = fresh(project.root)
@@ -93,17 +100,16 @@ def test_points_and_boxes_placed_undone_redone_listed_saved_and_reopened(fresh, 
     for zoom in (canvas.zoom, canvas.zoom * 3):
         canvas.zoom_about(zoom, *canvas.center)
         pump(2)
-        discs, lines = _drawn(canvas)
-        marker = [d for d in discs if d[1][0] == pytest.approx(2 * mm(MARKER_MM))]
-        centres = sorted(c for (x, y), (w, h) in marker for c in (x + w / 2, y + h / 2))
+        centres, boxes = _drawn(canvas)
+        found = sorted(c for xy in centres for c in xy)
         want = sorted(c for p in session.objects[:2] for c in canvas.to_window(p.x, p.y))
-        assert centres == pytest.approx(want, abs=0.5)
-        assert len(lines) == 4  # two boxes, each a dark and a coloured outline
+        assert found == pytest.approx(want, abs=0.5)  # a marker's size is fixed on screen
+        assert boxes == 2
     canvas.fit()
     # undo takes the last box back, redo brings it again (one step each)
     _tap(screen.buttons["undo"])
     _close(session.objects, expected[:3])
-    assert len(_drawn(canvas)[1]) == 2
+    assert _drawn(canvas)[1] == 1
     _tap(screen.buttons["redo"])
     _close(session.objects, expected)
     # the object list has a row for each, a row selects its mark on the image
@@ -123,7 +129,7 @@ def test_points_and_boxes_placed_undone_redone_listed_saved_and_reopened(fresh, 
     wait_for(lambda: screen.work is not None and screen.work.image_id == first)
     pump(2)
     assert screen.work.session.objects == placed
-    assert len(_drawn(canvas)[1]) == 4
+    assert _drawn(canvas)[1] == 2
 
 
 def test_a_tap_on_a_point_selects_it_a_drag_moves_it_and_delete_takes_a_box(fresh, tmp_path):
@@ -159,6 +165,8 @@ def test_a_tap_on_a_point_selects_it_a_drag_moves_it_and_delete_takes_a_box(fres
     Window.dispatch("on_key_down", 120, 0, "x", [])  # and x for Box
     pump(2)
     assert canvas.tool == "box" and screen.buttons["tool:box"].state == "down"
+    down = [k for k, w in screen.buttons.items() if k.startswith("tool:") and w.state == "down"]
+    assert down == ["tool:box"]  # one tool at a time, chosen by a letter too
 
 
 def test_an_image_with_imported_geojson_points_shows_them_in_the_list(fresh, tmp_path):
@@ -184,10 +192,37 @@ def test_an_image_with_imported_geojson_points_shows_them_in_the_list(fresh, tmp
     wait_for(lambda: screen.work is not None and screen.work.image_id == target.id)
     pump(2)
     assert screen.work.session.objects == (Point(12.5, 20.0, 2), Point(200, 80, 2))
-    assert len(_drawn(screen.canvas_view)[0]) == 4  # two markers, each ringed
+    assert len(_drawn(screen.canvas_view)[0]) == 2  # two markers
     _tap(screen.buttons["objects"])
     assert "point:0" in screen.buttons and "point:1" in screen.buttons
     assert (
         "debris" in screen.buttons["point:1"].text and "200, 80" in screen.buttons["point:1"].text
     )
     _tap(screen.buttons["objects"])
+
+
+def test_thousands_of_marks_are_drawn_with_a_few_instructions(app):
+    """A QuPath import of thousands of cells pans smoothly: the marks are batched per class."""
+    from kivy.graphics import InstructionGroup
+    from kivy.graphics import Point as PointInstruction
+
+    from appliance.ui.marks import draw_marks
+
+    points = tuple(Point(float(i % 50) * 10, float(i // 50) * 10, 1 + i % 3) for i in range(2000))
+    boxes = tuple(Box(i, i, i + 20.0, i + 30.0, 1 + i % 2) for i in range(500))
+    group = InstructionGroup()
+    draw_marks(group, points + boxes, lambda x, y: (2 * x, 3 * y), {}, selected=7)
+    assert len(group.children) < 30
+    drawn = [
+        i.points
+        for i in group.children
+        if isinstance(i, PointInstruction) and i.pointsize == pytest.approx(_marker())
+    ]
+    found = sorted(zip(*(iter(v for pts in drawn for v in pts),) * 2, strict=True))
+    assert found == sorted((2 * p.x, 3 * p.y) for p in points)
+
+
+def _marker() -> float:
+    from kivy.metrics import mm
+
+    return mm(MARKER_MM)

@@ -686,7 +686,8 @@ class AnnotateScreen(ScreenBg):
 
     def set_tool(self, tool: str) -> None:
         self.canvas_view.tool = tool
-        self.buttons[f"tool:{tool}"].state = "down"
+        for name in TOOL_NAMES:  # a state set in code does not release the group's others
+            self.buttons[f"tool:{name}"].state = "down" if name == tool else "normal"
 
     def set_class(self, class_id: int) -> None:
         self._call(lambda p: p.set_class(class_id))
