@@ -129,3 +129,18 @@ def test_a_new_mark_on_an_image_border_stays_inside(tool):
     finish(session, drag, 140, 130, False, TOL)
     (obj,) = session.objects
     assert obj.bounds()[2] <= 120 and obj.bounds()[3] <= 100
+
+
+def test_gallery_pictures_show_points_and_boxes_in_class_colours():
+    """A version of marked cells does not look empty in the gallery or its before/after."""
+    from appliance.overlay import class_colour
+    from appliance.session.gallery_data import picture
+
+    display = np.full((200, 100), 60, np.uint8)
+    label = Label(np.zeros((200, 100), np.uint32), {}, (Point(20, 40, 1), Box(50, 100, 90, 180, 2)))
+    out = picture(display, label, size=100)  # half size
+    assert out.shape == (100, 50, 3)
+    assert tuple(out[20, 10]) == class_colour(1)  # the point's disc
+    assert tuple(out[70, 25]) == class_colour(2)  # the box's left edge
+    assert tuple(out[70, 35]) == (60, 60, 60)  # inside the box: the image
+    assert np.array_equal(picture(display, Label(label.instances), size=100), np.full_like(out, 60))
