@@ -45,9 +45,10 @@ class ObjectRow:
     @property
     def key(self) -> str:
         """The row's id for widgets and selection: `object:<id>` or `suggested:<id>` (the two
-        maps number their objects independently), `point:<index>` or `box:<index>`."""
+        maps number their objects independently), `point:<index>` or `box:<index>` (an offer's:
+        `suggested-point:<index>`, `suggested-box:<index>`)."""
         if self.kind != "mask":
-            return f"{self.kind}:{self.instance_id}"
+            return f"{'suggested-' if self.suggested else ''}{self.kind}:{self.instance_id}"
         return f"{'suggested' if self.suggested else 'object'}:{self.instance_id}"
 
     @property
@@ -120,13 +121,19 @@ def object_rows(
         return out
 
     own = rows(label, False) + mark_rows(label, names, colours)
-    return own + (rows(offer, True) if offer is not None else [])
+    if offer is None:
+        return own
+    return own + rows(offer, True) + mark_rows(offer, names, colours, suggested=True)
 
 
 def mark_rows(
-    label: Label, names: dict[int, str], colours: dict[int, tuple[int, int, int]]
+    label: Label,
+    names: dict[int, str],
+    colours: dict[int, tuple[int, int, int]],
+    suggested: bool = False,
 ) -> list[ObjectRow]:
-    """Rows of the label's points, then its boxes, each in the order placed."""
+    """Rows of the label's points, then its boxes, each in the order placed (`suggested`: of
+    a pre-label on offer, e.g. the previous frame's)."""
     out = []
     for kind, cls in (("point", Point), ("box", Box)):
         number = 0
@@ -141,7 +148,7 @@ def mark_rows(
                         names.get(cid, f"class {cid}"),
                         colours.get(cid, class_colour(cid)),
                         round(obj.area) if isinstance(obj, Box) else 0,
-                        False,
+                        suggested,
                         kind,
                         obj.bounds(),
                         number,

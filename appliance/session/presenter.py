@@ -633,6 +633,11 @@ class AnnotatePresenter:
             box = work.session.instance_rect(int(number))
         elif kind == "suggested" and self.offer is not None:
             box = object_box(self.offer.label, int(number))
+        elif kind in ("suggested-point", "suggested-box") and self.offer is not None:
+            offered = self.offer.label.objects
+            i = int(number)
+            ok = i < len(offered) and f"suggested-{offered[i].kind}" == kind
+            box = Rect.around(offered[i], work.session.shape, MARK_MARGIN) if ok else None
         else:
             box = None
         if box is not None:
@@ -888,7 +893,7 @@ class AnnotatePresenter:
             position=max(1, min(position, self._total)),
             total=self._total,
             objects=len(work.session.classes),
-            suggested=len(self.offer.label.ids()) if self.offer else 0,
+            suggested=self.offer.label.count() if self.offer else 0,
             saved=not work.dirty,
             seconds=work.seconds(),
             done_this_session=self.done_this_session,

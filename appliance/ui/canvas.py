@@ -133,7 +133,8 @@ class LabelCanvas(StencilView):
         self.on_mark: Callable[[int | None, bool], None] = lambda _index, _picked: None
         self._mark: tuple[marks.MarkDrag, tuple[float, float]] | None = None  # and screen start
         self._mark_shape: CellObject | None = None  # what the pen shapes now
-        self._marks_shown: tuple[object, object] | None = None  # what the marks were drawn for
+        # what the marks were last drawn for: the tuples themselves (an id could be reused)
+        self._marks_shown: tuple[object, object, object] | None = None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
@@ -256,6 +257,7 @@ class LabelCanvas(StencilView):
                 label.instances, label.classes, Rect.full((h, w)), None, int(self.offer_selected)
             )
             self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
+        self._draw_marks()
         self.canvas.ask_update()
 
     def show_preview(self, label: Label | None) -> None:
@@ -370,16 +372,19 @@ class LabelCanvas(StencilView):
                 objects = (*objects[:k], self._mark_shape, *objects[k + 1 :])
                 selected = k
         renderer = self.renderer
+        offered = self.offer.objects if self.offer is not None else ()
         view = (self._mark_shape, self.zoom, self.offset, tuple(self.pos), selected,
                 dict(renderer.colours), renderer.hidden, self.hide_overlay)  # fmt: skip
         shown = self._marks_shown
-        if shown is not None and shown[0] is objects and shown[1] == view:
+        if shown is not None and shown[:2] == (objects, offered) and shown[2] == view:
             return
-        self._marks_shown = (objects, view)  # the tuple itself: an id could be reused
+        self._marks_shown = (objects, offered, view)
         self._marks.clear()
         if not self.hide_overlay:
-            hidden = renderer.hidden
-            draw_marks(self._marks, objects, self.to_window, renderer.colours, selected, hidden)
+            hidden, colours, to_window = renderer.hidden, renderer.colours, self.to_window
+            if offered:  # a pre-label's marks, hollow under the expert's
+                draw_marks(self._marks, offered, to_window, colours, None, hidden, hollow=True)
+            draw_marks(self._marks, objects, to_window, colours, selected, hidden)
         self.canvas.ask_update()
 
     def _layout_minimap(self) -> None:

@@ -3,7 +3,9 @@
 A point is a disc of its class's colour `MARKER_MM` in radius on the screen whatever the zoom
 (so it can be seen and tapped at fit and at 32×), ringed in black so it stands out on any stain;
 a box is its outline in the class colour over a thin black one. The selected mark gets a white
-ring, or a white band around its outline.
+ring, or a white band around its outline. The marks of a pre-label on offer (the previous
+frame's, say) are drawn `hollow`: points as rings, boxes' outlines see-through, as the offer's
+masks are drawn as outlines only.
 
 Speed: a QuPath import can hold thousands of cells, and the marks are drawn again at every pan
 and zoom step. So they are batched: one `Point` instruction (textured with a disc) per class
@@ -36,25 +38,29 @@ DARK_MM = 0.6  # the black outline under it
 BAND_MM = 1.0  # the white band around the selected box (over a black one 0.3 mm wider)
 RING_MM = 0.25  # the black ring around a point marker, the white ring of the selected one
 
-_disc: Texture | None = None
+_discs: dict[bool, Texture] = {}
 
 
-def _disc_texture() -> Texture:
-    """A white disc with a soft one-pixel edge on transparent, made once."""
-    global _disc
-    if _disc is None:
+def _disc_texture(ring: bool) -> Texture:
+    """A white disc (`ring`: an annulus, its inner radius 60 % of the outer) with a soft
+    one-pixel edge on transparent, made once."""
+    if ring not in _discs:
         c = (DISC_PX - 1) / 2
         yy, xx = np.mgrid[0:DISC_PX, 0:DISC_PX]
-        alpha = np.clip(DISC_PX / 2 - np.hypot(xx - c, yy - c), 0.0, 1.0)
+        d = np.hypot(xx - c, yy - c)
+        alpha = np.clip(DISC_PX / 2 - d, 0.0, 1.0)
+        if ring:
+            alpha = np.minimum(alpha, np.clip(d - DISC_PX * 0.3, 0.0, 1.0))
         rgba = np.full((DISC_PX, DISC_PX, 4), 255, np.uint8)
         rgba[..., 3] = (alpha * 255).astype(np.uint8)
-        _disc = Texture.create(size=(DISC_PX, DISC_PX), colorfmt="rgba")
-        _disc.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
-    return _disc
+        texture = Texture.create(size=(DISC_PX, DISC_PX), colorfmt="rgba")
+        texture.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
+        _discs[ring] = texture
+    return _discs[ring]
 
 
-def _points(group: InstructionGroup, xy: list[float], radius: float) -> None:
-    disc = _disc_texture()
+def _points(group: InstructionGroup, xy: list[float], radius: float, ring: bool) -> None:
+    disc = _disc_texture(ring)
     step = 2 * MAX_POINTS
     for k in range(0, len(xy), step):
         group.add(PointInstruction(points=xy[k : k + step], pointsize=radius, texture=disc))
@@ -87,9 +93,12 @@ def draw_marks(
     colours: dict[int, tuple[int, int, int]],
     selected: int | None = None,
     hidden: Collection[int] = (),
+    hollow: bool = False,
 ) -> None:
     """Add the instructions that draw `objects` (image coordinates, `to_window` maps them) to
-    `group`; classes in `hidden` are left out, `selected` (an index) is emphasised."""
+    `group`; classes in `hidden` are left out, `selected` (an index) is emphasised, `hollow`
+    marks are a pre-label's (see the module doc)."""
+    alpha = 0.7 if hollow else 1.0
     radius = mm(MARKER_MM)
     points: dict[int, list[float]] = {}
     boxes: dict[int, list[tuple[float, ...]]] = {}
@@ -109,7 +118,7 @@ def draw_marks(
         if k == selected:
             chosen, chosen_at = obj, at
     everything = [r for rects in boxes.values() for r in rects]
-    if everything:
+    if everything and not hollow:
         group.add(Color(0, 0, 0, 0.7))
         _outlines(group, everything, mm(DARK_MM))
     if isinstance(chosen, Box):  # a white band that keeps the class colour in its middle
@@ -118,14 +127,14 @@ def draw_marks(
         group.add(Color(1, 1, 1, 1))
         _outlines(group, [chosen_at], mm(BAND_MM))
     for cid, rects in boxes.items():
-        group.add(Color(*_rgb(cid, colours), 1))
+        group.add(Color(*_rgb(cid, colours), alpha))
         _outlines(group, rects, mm(OUTLINE_MM))
     if points:
         group.add(Color(0, 0, 0, 0.85))
-        _points(group, [v for xy in points.values() for v in xy], radius + mm(RING_MM))
+        _points(group, [v for xy in points.values() for v in xy], radius + mm(RING_MM), hollow)
     for cid, xy in points.items():
         group.add(Color(*_rgb(cid, colours), 1))
-        _points(group, xy, radius)
+        _points(group, xy, radius, hollow)
     if isinstance(chosen, Point):
         group.add(Color(1, 1, 1, 1))
         group.add(Line(circle=(*chosen_at, radius * 2), width=mm(RING_MM)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from appliance import settings
@@ -226,3 +227,22 @@ def _marker() -> float:
     from kivy.metrics import mm
 
     return mm(MARKER_MM)
+
+
+def test_a_prelabels_points_are_drawn_until_rejected(fresh, tmp_path):
+    from appliance.labels import Label
+    from appliance.session.presenter import Offer
+
+    project = make_project(tmp_path / "p", n=2, size=256)
+    settings.PRELABEL.set(project, "none")
+    screen = fresh(project.root)
+    canvas, presenter = screen.canvas_view, screen.presenter
+    offered = Label(np.zeros((256, 256), np.uint32), {}, (Point(90, 40, 2),))
+    presenter.offer = Offer("previous", offered)
+    screen.show_layers()
+    screen.show_panel()
+    pump(2)
+    assert _drawn(canvas)[0] == [pytest.approx(canvas.to_window(90, 40))]
+    assert "1 objects" in screen.assist_box.children[-1].text  # the offer's panel counts it
+    _tap(screen.buttons["offer_reject"])
+    assert _drawn(canvas)[0] == [] and screen.work.session.objects == ()

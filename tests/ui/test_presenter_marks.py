@@ -98,3 +98,28 @@ def test_a_control_with_point_truth_is_scored_when_saved_from_the_flow(flow):
     jobs.settle()
     (row,) = score_rows(project, "Dr Test")
     assert (row.n_truth, row.n_label, row.matched, row.class_correct) == (3, 3, 2, 2)
+
+
+def test_a_prelabels_points_are_suggested_rows_until_accepted(flow):
+    """A pre-label with marks (the previous frame's label, say) lists them as suggested."""
+    from appliance.session.presenter import Offer
+
+    project, jobs, view = flow
+    presenter = _start(project, jobs, view)
+    _mark(presenter, POINT, (40.0, 50.0), (40.0, 50.0))
+    offered = Label(np.zeros((128, 128), np.uint32), {}, (Box(5, 5, 25, 30, 2), Point(90, 9, 2)))
+    presenter.offer = Offer("previous", offered)
+    rows = presenter.objects()
+    assert [(r.key, r.suggested) for r in rows] == [
+        ("point:0", False),
+        ("suggested-point:1", True),
+        ("suggested-box:0", True),
+    ]
+    assert rows[1].text == "P1   debris · 90, 9"
+    assert presenter.status().suggested == 2
+    assert presenter.select_object("suggested-box:0") is not None
+    assert presenter.select_object("suggested-box:1") is None  # index 1 is a point
+    presenter.delete_row("suggested-point:1")  # not editable before Accept
+    assert presenter.work.session.objects == (Point(40, 50, 1),)
+    presenter.accept_offer(edit=True)
+    assert presenter.work.session.objects == (Point(40, 50, 1), *offered.objects)
