@@ -288,8 +288,9 @@ def _slide_added(op: Operation, known: Known) -> None:
         try:
             with open_slide(path) as slide:
                 info = slide.info
-        except ApplianceError as exc:
-            raise _Bad(f"its file is not a readable slide ({exc})") from exc
+        except ApplianceError as exc:  # named as the blob: no server path in the reply
+            reason = str(exc).replace(f"{path}: ", "")
+            raise _Bad(f"its file is refused as a slide ({reason})") from exc
     if (info.width, info.height, info.levels) != (width, height, levels):
         raise _Bad(
             f"declares {width}×{height} in {levels} levels but its file holds "

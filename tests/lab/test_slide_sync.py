@@ -11,15 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from appliance.cli import main as appliance
 from appliance.importer import SlideRegions, import_paths
 from appliance.label_io import export_geojson
 from appliance.labels import Box, Label, Point
 from appliance.slides import open_slide
-from appliance.store import Project
+from appliance.store import Project, oplog
 from appliance.store.slides import regions, slides
 from appliance.sync.client import sync_project
+from export.lab import store as lab_store
 from testkit.slides import tissue_image, write_ome_pyramid, write_svs
 from tests.lab.conftest import tablet
+from tests.lab.crafted import image_op, png, region_op, slide_op
+from tests.lab.test_rogue_device import Rogue, cli_works
 
 IMG = tissue_image(600, 800, seed=3)
 BOXES = ((0, 0, 256, 128), (400, 300, 128, 160))
@@ -112,3 +116,69 @@ def test_regions_added_later_on_the_second_tablet_come_back(tmp_path: Path, lab)
         (0, 0, 256, 128, "lab"),
         (500, 100, 200, 200, "expert"),
     ]
+
+
+def _rogue_slide_ops(rogue, folder: Path) -> tuple[list[dict], list[dict]]:
+    """(good setup operations, malformed slide and region operations) of a rogue device."""
+    svs = folder / "s.svs"
+    write_svs(svs, tissue_image(240, 320, seed=5), mpp=0.25, tile=64)
+    slide = rogue.upload(svs.read_bytes())
+    image = rogue.upload(png(8, 8, seed=60))
+    wide = rogue.upload(png(1, 4097, seed=61))
+    junk = rogue.upload(png(6, 6, seed=62))
+    setup = [
+        slide_op("rogueslide01", slide),
+        image_op("rogueimg0100", image),
+        image_op("rogueimg0101", wide, height=1, width=4097),
+        region_op("rogueregion1", image, slide),  # a good region, for contrast
+    ]
+    bad = [
+        slide_op("rogueslide02", slide, width=321),  # not what its header says
+        slide_op("rogueslide03", slide, levels=3),
+        slide_op("rogueslide04", slide, mpp=0.5),
+        slide_op("rogueslide05", junk, suffix=".png"),  # not a slide
+        dict(slide_op("rogueslide06", slide), ref=image),
+        slide_op("rogueslide07", slide, width=10**7),
+        region_op("rogueregion2", image, slide, x=316),  # leaves the slide on the right
+        region_op("rogueregion3", image, slide, y=236),  # and at the bottom
+        region_op("rogueregion4", image, slide, x=-1),
+        region_op("rogueregion5", image, "e" * 64),  # a slide nobody added
+        region_op("rogueregion6", "d" * 64, slide),  # an image nobody added
+        region_op("rogueregion7", wide, slide, x=0),  # over 4096 px on a side
+        region_op("rogueregion8", image, slide, origin="guess"),
+        dict(region_op("rogueregion9", image, slide), ref=f"{junk}:"),
+    ]
+    return setup, bad
+
+
+def test_the_server_refuses_bad_slide_and_region_operations(tmp_path: Path, lab) -> None:
+    rogue = Rogue(lab, "P", tmp_path / "rogue")
+    setup, bad = _rogue_slide_ops(rogue, tmp_path)
+    assert rogue.push(*setup) == 200
+    before = len(lab.store.pull_ops(1, 0, 10_000))
+    for op in bad:
+        assert rogue.push(op) == 422, op["uid"]
+    assert len(lab.store.pull_ops(1, 0, 10_000)) == before == 4  # nothing numbered
+
+
+def test_a_tablet_refuses_bad_slide_and_region_operations_itself(
+    tmp_path: Path, lab, monkeypatch
+) -> None:
+    rogue = Rogue(lab, "P", tmp_path / "rogue")
+    setup, bad = _rogue_slide_ops(rogue, tmp_path)
+    monkeypatch.setattr(lab_store, "check_operation", lambda op, known: None)
+    assert rogue.push(*setup, *bad) == 200  # a server that does not check numbers them all
+    monkeypatch.undo()
+    b = tablet(tmp_path / "b", lab, "P", "tab-b")
+    report = sync_project(b)
+    assert {op.uid for op, _ in oplog.refusals(b.db) if op} == {op["uid"] for op in bad}
+    assert len(report.ops_refused) == len(bad)
+    (slide,) = slides(b)
+    assert (slide.width, slide.height, slide.levels, slide.mpp) == (320, 240, 2, 0.25)
+    (region,) = regions(b)
+    assert (region.x, region.y, region.width, region.height) == (8, 8, 8, 8)
+    point = Label(np.zeros((8, 8), np.uint32), {}, (Point(2.0, 3.0, 1),))
+    b.save_label(region.image_id, point, author="b", source="manual")
+    cli_works(b.root, tmp_path)  # exports, jobs, pre-labels and the check all work
+    assert appliance(["export-geojson", str(b.root), str(tmp_path / "geo")]) == 0
+    assert sync_project(b).ops_refused == []  # kept aside, not refused again
