@@ -12,17 +12,21 @@ import numpy as np
 import pytest
 
 from appliance.cli import main as appliance
+from appliance.errors import ApplianceError
 from appliance.importer import SlideRegions, import_paths
 from appliance.label_io import export_geojson
 from appliance.labels import Box, Label, Point
 from appliance.slides import open_slide
 from appliance.store import Project, oplog
 from appliance.store.slides import regions, slides
-from appliance.sync.client import sync_project
+from appliance.sync.client import enroll, sync_project
+from appliance.sync.http import Retry
 from export.lab import store as lab_store
 from testkit.slides import tissue_image, write_ome_pyramid, write_svs
 from tests.lab.conftest import tablet
 from tests.lab.crafted import image_op, png, region_op, slide_op
+from tests.lab.faults import FaultProxy
+from tests.lab.test_downloads import recording
 from tests.lab.test_rogue_device import Rogue, cli_works
 
 IMG = tissue_image(600, 800, seed=3)
@@ -182,3 +186,50 @@ def test_a_tablet_refuses_bad_slide_and_region_operations_itself(
     cli_works(b.root, tmp_path)  # exports, jobs, pre-labels and the check all work
     assert appliance(["export-geojson", str(b.root), str(tmp_path / "geo")]) == 0
     assert sync_project(b).ops_refused == []  # kept aside, not refused again
+
+
+class CutProxy(FaultProxy):
+    """Cuts every connection's replies after `cut_at` bytes while `faults` is on."""
+
+    def __init__(self, upstream: tuple[str, int], cut_at: int) -> None:
+        super().__init__(upstream, seed=0)
+        self.cut_at = cut_at
+
+    def _plan(self) -> tuple[int | None, int | None, float]:
+        with self._lock:
+            self.connections += 1
+            return None, (self.cut_at if self.faults else None), 0.0
+
+
+def test_a_slide_download_cut_midway_resumes_at_the_next_sync(
+    tmp_path: Path, lab, monkeypatch
+) -> None:
+    noise = np.random.default_rng(7).integers(0, 255, (1024, 1536, 3), dtype=np.uint8)
+    path = tmp_path / "noisy.svs"
+    write_svs(path, noise, tile=256)  # JPEG of noise: about 2 MB that do not compress
+    size = path.stat().st_size
+    a = tablet(tmp_path / "a", lab, "P", "tab-a")
+    import_paths(a, [path], slide_regions=SlideRegions(lab=((0, 0, 64, 64),)))
+    sync_project(a)
+    proxy = CutProxy(("127.0.0.1", lab.port), cut_at=size // 2)
+    try:
+        b = Project.create(tmp_path / "b", ["nucleus"])
+        code, _ = lab.store.create_enrollment("P", "tablet", "tab-b")
+        proxy.faults = False
+        enroll(b, proxy.url, code, "tab-b")
+        proxy.faults = True
+        with pytest.raises(ApplianceError):  # the connection drops mid-slide; no retry
+            sync_project(b, retry=Retry(attempts=1))
+        (part,) = (b.root / ".sync-downloads").glob("*.part")
+        got = part.stat().st_size
+        assert size // 4 < got < size and slides(b) == []
+        proxy.faults = False
+        seen = recording(monkeypatch)
+        sync_project(b)
+    finally:
+        proxy.close()
+    slide_gets = [(r, s) for p, r, s in seen if p.endswith(slides(a)[0].sha256)]
+    assert slide_gets == [(f"bytes={got}-", 206)]  # only the rest was fetched
+    (slide,) = slides(b)
+    assert slide.path.read_bytes() == path.read_bytes() and not part.exists()
+    assert placements(b) == placements(a)
