@@ -5,6 +5,8 @@ the server and by a receiving tablet; a cut slide download resumes."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,15 +21,18 @@ from appliance.labels import Box, Label, Point
 from appliance.slides import open_slide
 from appliance.store import Project, oplog
 from appliance.store.slides import regions, slides
+from appliance.sync.blobs import BlobChannel
 from appliance.sync.client import enroll, sync_project
 from appliance.sync.http import Retry
 from export.lab import store as lab_store
+from export.lab.serve import LabServer
 from testkit.slides import tissue_image, write_ome_pyramid, write_svs
-from tests.lab.conftest import tablet
+from tests.lab.conftest import make_config, tablet
 from tests.lab.crafted import image_op, png, region_op, slide_op
 from tests.lab.faults import FaultProxy
 from tests.lab.test_downloads import recording
 from tests.lab.test_rogue_device import Rogue, cli_works
+from tests.lab.test_security import call, device
 
 IMG = tissue_image(600, 800, seed=3)
 BOXES = ((0, 0, 256, 128), (400, 300, 128, 160))
@@ -233,3 +238,102 @@ def test_a_slide_download_cut_midway_resumes_at_the_next_sync(
     (slide,) = slides(b)
     assert slide.path.read_bytes() == path.read_bytes() and not part.exists()
     assert placements(b) == placements(a)
+
+
+def test_a_slide_over_the_blob_limit_passes_under_the_labs_slide_limit(
+    tmp_path: Path, database
+) -> None:
+    noise = np.random.default_rng(8).integers(0, 255, (512, 768, 3), dtype=np.uint8)
+    path = tmp_path / "noisy.svs"
+    write_svs(path, noise, tile=256)
+    size = path.stat().st_size
+    assert size > 256 << 10
+    limits = dict(max_blob_bytes=256 << 10, max_chunk_bytes=128 << 10)
+    config = make_config(tmp_path / "lab", database, max_slide_bytes=size, **limits)
+    with LabServer(config) as lab:
+        a = tablet(tmp_path / "a", lab, "P", "tab-a")
+        b = tablet(tmp_path / "b", lab, "P", "tab-b")
+        import_paths(a, [path], slide_regions=SlideRegions(lab=((0, 0, 64, 64),)))
+        sync_project(a, chunk=100 << 10)
+        sync_project(b)
+        assert slides(b)[0].path.read_bytes() == path.read_bytes()
+        # a blob announced as a slide may not then be sent as an ordinary image
+        rogue = Rogue(lab, "P", tmp_path / "rogue")
+        big = png(300, 600, seed=9)
+        assert len(big) > 256 << 10
+        sha = hashlib.sha256(big).hexdigest()
+        (rogue.folder / sha).write_bytes(big)
+        BlobChannel(rogue.http, rogue.base, 100 << 10).upload(sha, rogue.folder / sha, kind="slide")
+        assert rogue.push(image_op("roguebigimg1", sha, height=300, width=600)) == 422
+    config = make_config(tmp_path / "lab2", database, max_slide_bytes=size - 1, **limits)
+    with LabServer(config) as lab:
+        c = tablet(tmp_path / "c", lab, "P", "tab-c")
+        import_paths(c, [path], slide_regions=SlideRegions(lab=((0, 0, 64, 64),)))
+        with pytest.raises(ApplianceError, match=f"413 blob over the limit of {size - 1}"):
+            sync_project(c, chunk=100 << 10)
+
+
+def test_unfinished_uploads_count_against_the_project_quota(tmp_path: Path, database) -> None:
+    """A device cannot fill the server by sending parts of many uploads: every chunk is
+    checked against the quota with the bytes of all unfinished uploads counted."""
+    config = make_config(
+        tmp_path / "lab",
+        database,
+        max_chunk_bytes=128 << 10,
+        max_blob_bytes=256 << 10,
+        max_project_bytes=300 << 10,
+        max_open_uploads=3,
+    )
+    with LabServer(config) as lab:
+        token, _ = device(lab, "A")
+        chunk = b"x" * (100 << 10)
+
+        def create(length: int) -> str:
+            sha = hashlib.sha256(b"%d" % length).hexdigest()
+            meta = "sha256 " + base64.b64encode(sha.encode()).decode()
+            status, headers, _ = call(
+                lab,
+                token,
+                "POST",
+                "/api/v1/projects/A/uploads",
+                headers={"Upload-Length": str(length), "Upload-Metadata": meta},
+            )
+            assert status == 201, status
+            return headers["location"]
+
+        def patch(url: str, offset: int) -> int:
+            headers = {
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            }
+            return call(lab, token, "PATCH", url, chunk, headers)[0]
+
+        first, second = create(250 << 10), create(240 << 10)
+        assert patch(first, 0) == patch(first, 100 << 10) == 204  # 200 KiB held in parts
+        assert patch(second, 0) == 204  # 300 KiB: the quota, not more
+        assert patch(second, 100 << 10) == 413
+        assert call(lab, token, "HEAD", second, headers={"Tus-Resumable": "1.0.0"})[0] == 404
+        assert (
+            call(
+                lab,
+                token,
+                "POST",
+                "/api/v1/projects/A/uploads",
+                headers={
+                    "Upload-Length": str(150 << 10),
+                    "Upload-Metadata": "sha256 " + base64.b64encode(b"b" * 64).decode(),
+                },
+            )[0]
+            == 413
+        )  # 200 KiB held + 150
+        create(50 << 10)
+        create(60 << 10)
+        meta = "sha256 " + base64.b64encode(b"a" * 64).decode()
+        status = call(
+            lab,
+            token,
+            "POST",
+            "/api/v1/projects/A/uploads",
+            headers={"Upload-Length": "10", "Upload-Metadata": meta},
+        )[0]
+        assert status == 429  # three unfinished uploads of this device: no fourth
