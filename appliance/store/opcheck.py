@@ -272,7 +272,7 @@ def _slide_added(op: Operation, known: Known) -> None:
     p = op.payload
     sha = _text(p, "sha256", pattern=SHA_RE)
     _text(p, "name", max_len=300)
-    _text(p, "suffix", pattern=SUFFIX_RE, min_len=0)
+    suffix = _text(p, "suffix", pattern=SUFFIX_RE, min_len=0)
     width, height = _int(p, "width", 1, MAX_SLIDE_SIDE), _int(p, "height", 1, MAX_SLIDE_SIDE)
     levels = _int(p, "levels", 1, 64)
     mpp = p.get("mpp")
@@ -284,7 +284,7 @@ def _slide_added(op: Operation, known: Known) -> None:
     data = known.blob(sha)
     if data is None:
         raise _Bad(f"blob {sha} is not held")
-    with _as_file(data) as path:
+    with _as_file(data, suffix) as path:
         try:
             with open_slide(path) as slide:
                 info = slide.info
@@ -303,15 +303,17 @@ def _slide_added(op: Operation, known: Known) -> None:
 
 
 @contextmanager
-def _as_file(data: Path | bytes) -> Iterator[Path]:
-    """A file holding the blob (a slide reader needs one): the file itself, or the bytes a
-    store without local files gave, written to a temporary file for the check."""
-    if isinstance(data, Path):
-        yield data
-        return
+def _as_file(data: Path | bytes, suffix: str) -> Iterator[Path]:
+    """The blob as a file named with the slide's suffix: the receiver keeps it under its hash
+    alone (or as a download), and tifffile reads a file named `.ndpi` with NDPI's 64-bit
+    offsets (which a real NDPI over 4 GB needs), any other as a classic TIFF. A link to the
+    file; the bytes of a store without local files are written out for the check."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "slide"
-        path.write_bytes(data)
+        path = Path(tmp) / f"slide{suffix}"
+        if isinstance(data, Path):
+            path.symlink_to(data.resolve())
+        else:
+            path.write_bytes(data)
         yield path
 
 

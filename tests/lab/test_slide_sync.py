@@ -26,7 +26,7 @@ from appliance.sync.client import enroll, sync_project
 from appliance.sync.http import Retry
 from export.lab import store as lab_store
 from export.lab.serve import LabServer
-from testkit.slides import tissue_image, write_ome_pyramid, write_svs
+from testkit.slides import tissue_image, write_ndpi, write_ome_pyramid, write_svs
 from tests.lab.conftest import make_config, tablet
 from tests.lab.crafted import image_op, png, region_op, slide_op
 from tests.lab.faults import FaultProxy
@@ -38,12 +38,16 @@ IMG = tissue_image(600, 800, seed=3)
 BOXES = ((0, 0, 256, 128), (400, 300, 128, 160))
 
 
-@pytest.fixture
-def svs(tmp_path: Path) -> Path:
-    path = tmp_path / "scans" / "bal.svs"
+@pytest.fixture(params=["svs", "ndpi"])
+def scan(request, tmp_path: Path) -> tuple[Path, str]:
+    """A scanner's slide file and the vendor tiffslide names for it."""
+    path = tmp_path / "scans" / f"bal.{request.param}"
     path.parent.mkdir()
-    write_svs(path, IMG, mpp=0.25, tile=128)
-    return path
+    if request.param == "svs":
+        write_svs(path, IMG, mpp=0.25, tile=128)
+        return path, "aperio"
+    write_ndpi(path, IMG, mpp=0.25, levels=2)
+    return path, "hamamatsu"
 
 
 def annotate(project: Project) -> dict[str, Label]:
@@ -68,8 +72,9 @@ def placements(project: Project) -> dict[str, tuple]:
 
 
 def test_a_slide_its_regions_and_their_labels_reach_a_second_tablet(
-    tmp_path: Path, lab, svs: Path
+    tmp_path: Path, lab, scan: tuple[Path, str]
 ) -> None:
+    svs, vendor = scan
     a = tablet(tmp_path / "a", lab, "P", "tab-a")
     b = tablet(tmp_path / "b", lab, "P", "tab-b")
     import_paths(a, [svs], slide_regions=SlideRegions(lab=BOXES))
@@ -82,11 +87,11 @@ def test_a_slide_its_regions_and_their_labels_reach_a_second_tablet(
     (slide_b,) = slides(b)
     assert (slide_b.sha256, slide_b.name, slide_b.width, slide_b.height) == (
         slide_a.sha256,
-        "bal.svs",
+        svs.name,
         800,
         600,
     )
-    assert (slide_b.levels, slide_b.mpp, slide_b.vendor) == (2, 0.25, "aperio")
+    assert (slide_b.levels, slide_b.mpp, slide_b.vendor) == (2, 0.25, vendor)
     assert slide_b.path.read_bytes() == svs.read_bytes()
     assert placements(b) == placements(a) and len(placements(b)) == 2
     with open_slide(slide_b.path) as opened:  # B opens the slide at each region
