@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from appliance.cli import main as appliance
 from appliance.errors import ApplianceError
 from appliance.importer import SlideRegions, import_paths
 from appliance.label_io import export_geojson
-from appliance.labels import Box, Label, Point
-from appliance.slides import open_slide
+from appliance.labels import Label, Point
+from appliance.session.slide_work import SlideWork
 from appliance.store import Project, oplog
 from appliance.store.slides import regions, slides
 from appliance.sync.blobs import BlobChannel
@@ -50,15 +51,19 @@ def scan(request, tmp_path: Path) -> tuple[Path, str]:
     return path, "hamamatsu"
 
 
-def annotate(project: Project) -> dict[str, Label]:
-    """A point and a box on each region (region pixels); returns the labels by image sha."""
+def annotate(project: Project) -> dict[str, list]:
+    """On each region, as the expert does on the slide: a point and a box placed in level-0
+    coordinates (`SlideWork`), saved; returns each region's marks (level 0) by image sha."""
     out = {}
     for k, r in enumerate(regions(project)):
-        rec = project.image(r.image_id)
-        objects = (Point(10.5 + k, 20.0, 1), Box(30, 40, 60.5, 70, 1))
-        label = Label(np.zeros((rec.height, rec.width), np.uint32), {}, objects)
-        project.save_label(r.image_id, label, author="anna", source="manual")
-        out[rec.sha256] = label
+        work = SlideWork(project, r.image_id, "anna")
+        try:
+            assert work.place_point(r.x + 10.5 + k, r.y + 20)
+            assert work.draw_box(r.x + 30, r.y + 40, r.x + 60.5, r.y + 70)
+            work.save()
+            out[project.image(r.image_id).sha256] = work.objects()
+        finally:
+            work.close()
     return out
 
 
@@ -94,12 +99,14 @@ def test_a_slide_its_regions_and_their_labels_reach_a_second_tablet(
     assert (slide_b.levels, slide_b.mpp, slide_b.vendor) == (2, 0.25, vendor)
     assert slide_b.path.read_bytes() == svs.read_bytes()
     assert placements(b) == placements(a) and len(placements(b)) == 2
-    with open_slide(slide_b.path) as opened:  # B opens the slide at each region
-        for r in regions(b):
-            rec = b.image(r.image_id)
-            on_slide = opened.read_region(r.x, r.y, r.width, r.height)
+    for r in regions(b):  # B opens each region on the slide and sees A's marks there
+        work = SlideWork(b, r.image_id, "ben")
+        try:
+            on_slide = work.slide.read_region(r.x, r.y, r.width, r.height)
             assert np.array_equal(on_slide, b.load_pixels(r.image_id))
-            assert b.latest_label(r.image_id).label.objects == labels[rec.sha256].objects
+            assert work.objects() == labels[b.image(r.image_id).sha256]
+        finally:
+            work.close()
     # the labels lie at the same level-0 places on both tablets (QuPath's coordinates)
     export_geojson(a, tmp_path / "ga")
     export_geojson(b, tmp_path / "gb")
@@ -272,7 +279,7 @@ def test_a_slide_over_the_blob_limit_passes_under_the_labs_slide_limit(
         assert rogue.push(image_op("roguebigimg1", sha, height=300, width=600)) == 422
     config = make_config(tmp_path / "lab2", database, max_slide_bytes=size - 1, **limits)
     with LabServer(config) as lab:
-        c = tablet(tmp_path / "c", lab, "P", "tab-c")
+        c = tablet(tmp_path / "c", lab, "Q", "tab-c")  # Q: PostgreSQL's database is shared
         import_paths(c, [path], slide_regions=SlideRegions(lab=((0, 0, 64, 64),)))
         with pytest.raises(ApplianceError, match=f"413 blob over the limit of {size - 1}"):
             sync_project(c, chunk=100 << 10)
@@ -342,3 +349,27 @@ def test_unfinished_uploads_count_against_the_project_quota(tmp_path: Path, data
             headers={"Upload-Length": "10", "Upload-Metadata": meta},
         )[0]
         assert status == 429  # three unfinished uploads of this device: no fourth
+
+
+def test_a_slide_is_never_held_whole_in_memory_by_sync(tmp_path: Path, lab) -> None:
+    """Slides are GBs: uploading, checking, storing and downloading one streams it in chunks.
+    A 24 MB slide goes tablet → lab server → tablet (server in this process, so its
+    allocations count too) with a Python heap peak of a few chunks of 1 MiB."""
+    noise = np.random.default_rng(9).integers(0, 255, (2048, 3072, 3), dtype=np.uint8)
+    path = tmp_path / "noise.ome.tif"
+    write_ome_pyramid(path, noise, levels=2, tile=256)  # deflate of noise: no smaller
+    size = path.stat().st_size
+    assert size > 20 << 20
+    a = tablet(tmp_path / "a", lab, "P", "tab-a")
+    b = tablet(tmp_path / "b", lab, "P", "tab-b")
+    import_paths(a, [path], slide_regions=SlideRegions(lab=((0, 0, 64, 64),)))
+    peaks = []
+    for t in (a, b):
+        tracemalloc.start()
+        try:
+            sync_project(t, chunk=1 << 20)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert slides(b)[0].path.read_bytes() == path.read_bytes()
+    assert max(peaks) < 8 << 20, peaks
