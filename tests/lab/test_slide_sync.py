@@ -373,3 +373,49 @@ def test_a_slide_is_never_held_whole_in_memory_by_sync(tmp_path: Path, lab) -> N
             tracemalloc.stop()
     assert slides(b)[0].path.read_bytes() == path.read_bytes()
     assert max(peaks) < 8 << 20, peaks
+
+
+def test_the_same_slide_imported_on_two_tablets_syncs_once(tmp_path: Path, lab) -> None:
+    """The lab's USB stick goes round: A and B import the same slide, with one region in
+    common. Both slide.added and both region.added of the common region are accepted; each
+    tablet keeps one slide, and every region once, at its place."""
+    path = tmp_path / "section.ome.tif"
+    write_ome_pyramid(path, IMG, levels=2, tile=128, mpp=0.5)
+    a = tablet(tmp_path / "a", lab, "P", "tab-a")
+    b = tablet(tmp_path / "b", lab, "P", "tab-b")
+    import_paths(a, [path], slide_regions=SlideRegions(lab=BOXES))
+    import_paths(b, [path], slide_regions=SlideRegions(lab=(BOXES[1], (600, 0, 200, 100))))
+    for t in (a, b, a):
+        assert sync_project(t).ops_refused == []
+    assert len(slides(a)) == len(slides(b)) == 1
+    assert placements(a) == placements(b) and len(placements(a)) == 3
+
+
+def test_a_pull_page_never_ends_between_a_region_image_and_its_place(tmp_path: Path, lab):
+    path = tmp_path / "section.ome.tif"
+    write_ome_pyramid(path, IMG, levels=2, tile=128, mpp=0.5)
+    a = tablet(tmp_path / "a", lab, "P", "tab-a")
+    import_paths(a, [path], slide_regions=SlideRegions(lab=BOXES))
+    sync_project(a)
+    kinds = [op.kind for op in lab.store.pull_ops(1, 0, 2)]
+    assert kinds == ["slide.added", "image.added", "region.added"]
+
+
+def test_slides_imported_before_slide_sync_are_sent_at_the_next_sync(tmp_path: Path, lab) -> None:
+    """A project whose slides and regions predate their operations (imported by an older
+    version) logs them at its first sync (`sync_log.backfill`), after the images they name."""
+    path = tmp_path / "section.ome.tif"
+    write_ome_pyramid(path, IMG, levels=2, tile=128, mpp=0.5)
+    a = tablet(tmp_path / "a", lab, "P", "tab-a")
+    import_paths(a, [path], slide_regions=SlideRegions(lab=BOXES))
+    with a.transaction():  # as an older version left it: no slide or region operations
+        a.db.execute(
+            "DELETE FROM outbox WHERE ref IN (SELECT uid FROM operations WHERE kind IN "
+            "('slide.added', 'region.added'))"
+        )
+        a.db.execute("DELETE FROM operations WHERE kind IN ('slide.added', 'region.added')")
+    sync_project(a)
+    b = tablet(tmp_path / "b", lab, "P", "tab-b")
+    assert sync_project(b).ops_refused == []
+    assert placements(b) == placements(a) and len(placements(b)) == 2
+    assert sync_project(a).pushed_ops == 0  # logged once
