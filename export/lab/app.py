@@ -386,10 +386,6 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             sweep_uploads(store, blobs, config.upload_max_age_s)
         if stored_bytes(dev.project_id) + length > config.max_project_bytes:
             raise HTTPException(413, "project storage quota exceeded")
-        if len(store.open_uploads(dev.project_id, dev.id)) >= config.max_open_uploads:
-            raise HTTPException(
-                429, "too many unfinished uploads from this device", {"Retry-After": "60"}
-            )
         if len(data) == length:  # the whole blob in one request: no partial state to keep
             if hashlib.sha256(data).hexdigest() != sha:
                 raise HTTPException(422, f"uploaded bytes do not hash to {sha}")
@@ -397,6 +393,10 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             store.add_blob(dev.project_id, sha, length)
             upload_id, offset = secrets.token_hex(16), length  # already complete: HEAD is 404
         else:
+            if len(store.open_uploads(dev.project_id, dev.id)) >= config.max_open_uploads:
+                raise HTTPException(
+                    429, "too many unfinished uploads from this device", {"Retry-After": "60"}
+                )
             upload_id = store.add_upload(dev.project_id, dev.id, sha, length)
             offset = _append(dev, upload_id, sha, length, 0, data) if data else 0
         return Response(
