@@ -230,7 +230,12 @@ class Syncer:
                     opened.append(http)
                 local.channel = BlobChannel(http, self.base, self.blobs.chunk)
             kind = "slide" if sha in slides else None
-            return int(local.channel.upload(sha, paths[sha], load, save, kind))
+            try:
+                return int(local.channel.upload(sha, paths[sha], load, save, kind))
+            except Revoked:
+                raise
+            except LabError as exc:  # e.g. a slide over the lab's limit: say which file
+                raise LabError(f"{paths[sha]}: {exc}") from exc
 
         try:
             with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:

@@ -281,8 +281,9 @@ def test_a_slide_over_the_blob_limit_passes_under_the_labs_slide_limit(
     with LabServer(config) as lab:
         c = tablet(tmp_path / "c", lab, "Q", "tab-c")  # Q: PostgreSQL's database is shared
         import_paths(c, [path], slide_regions=SlideRegions(lab=((0, 0, 64, 64),)))
-        with pytest.raises(ApplianceError, match=f"413 blob over the limit of {size - 1}"):
+        with pytest.raises(ApplianceError, match=f"413 blob over the limit of {size - 1}") as e:
             sync_project(c, chunk=100 << 10)
+        assert str(e.value).startswith(f"{slides(c)[0].path}: ")  # names the slide file
 
 
 def test_unfinished_uploads_count_against_the_project_quota(tmp_path: Path, database) -> None:
