@@ -131,6 +131,12 @@ def test_points_and_boxes_placed_undone_redone_listed_saved_and_reopened(fresh, 
     pump(2)
     assert screen.work.session.objects == placed
     assert _drawn(canvas)[1] == 2
+    canvas.hide_overlay = True  # Raw held: the image alone, marks too are hidden
+    pump(1)
+    assert _drawn(canvas) == ([], 0)
+    canvas.hide_overlay = False
+    pump(1)
+    assert len(_drawn(canvas)[0]) == 2
 
 
 def test_a_tap_on_a_point_selects_it_a_drag_moves_it_and_delete_takes_a_box(fresh, tmp_path):
