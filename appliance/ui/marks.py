@@ -1,7 +1,8 @@
 """Drawing point and box objects over an image on a Kivy canvas (annotate canvas, slide viewer).
 
 A point is a disc of its class's colour `MARKER_MM` in radius on the screen whatever the zoom
-(so it can be seen and tapped at fit and at 32×), ringed in black so it stands out on any stain;
+(so it can be seen and tapped at fit and at 32×), ringed in white then black so it stands out on
+any stain and never looks like a small mask of its class on the overlay;
 a box is its outline in the class colour over a thin black one. The selected mark gets a white
 ring, or a white band around its outline. The marks of a pre-label on offer (the previous
 frame's, say) are drawn `hollow`: points as rings, boxes' outlines see-through, as the offer's
@@ -130,8 +131,12 @@ def draw_marks(
         group.add(Color(*_rgb(cid, colours), alpha))
         _outlines(group, rects, mm(OUTLINE_MM))
     if points:
+        every = [v for xy in points.values() for v in xy]
         group.add(Color(0, 0, 0, 0.85))
-        _points(group, [v for xy in points.values() for v in xy], radius + mm(RING_MM), hollow)
+        _points(group, every, radius + mm(RING_MM) * (1 if hollow else 2), hollow)
+        if not hollow:  # a white ring: a point never looks like a small mask of its class
+            group.add(Color(1, 1, 1, 1))
+            _points(group, every, radius + mm(RING_MM), False)
     for cid, xy in points.items():
         group.add(Color(*_rgb(cid, colours), 1))
         _points(group, xy, radius, hollow)

@@ -289,6 +289,7 @@ class AnnotateScreen(ScreenBg):
         lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
         self.title_label = self._line(bold=True)
         self.status_label = self._line()
+        self.status_label.shorten_from = "right"  # counts stay whole, the time gives way
         lines.add_widget(self.title_label)
         lines.add_widget(self.status_label)
         row.add_widget(lines)
@@ -634,7 +635,7 @@ class AnnotateScreen(ScreenBg):
         kinds = ((status.points, "points"), (status.boxes, "boxes"))
         counts = [f"{n} {kind}" for n, kind in kinds if n]
         if status.objects or not counts:  # "0 objects" only where nothing is marked
-            counts.insert(0, f"{status.objects} objects")
+            counts.insert(0, f"{status.objects} {'masks' if counts else 'objects'}")
         objects = " · ".join(counts)
         if status.suggested:
             objects += f" + {status.suggested} suggested"
