@@ -1,8 +1,9 @@
 """Points and boxes under the pen, without Kivy: whether a pen gesture places, moves, resizes
 or selects one.
 
-Shared by the annotate screen's Point and Box tools (`grab`, `shaped`, `finish`) and the slide
-viewer (pen tap = point, pen drag = box there; `is_tap`). What the pen meant is decided by
+Shared by the annotate screen's Point and Box tools and the slide viewer, whose one pen
+gesture is `MARK` (a tap places a point, a drag draws a box): both call `grab`, `shaped` and
+`finish`. What the pen meant is decided by
 distances on the screen (`TAP_MM`, `GRAB_MM`, `SELECT_MM`), so that a mark is as easy to hit at
 every zoom; callers turn millimetres into image pixels with their zoom.
 
@@ -13,6 +14,9 @@ every zoom; callers turn millimetres into image pixels with their zoom.
 - Box tool: a drag draws a box of the active class (at least `MIN_BOX_SIDE` image pixels a
   side, else it is a tap). A pen landing on a box's corner resizes it (the opposite corner
   stays), on its edge moves it. A tap selects the point or box under it.
+- Mark (slide viewer): a pen landing on a point, a box's corner or edge takes hold of it as
+  above; elsewhere a tap places a point and a drag draws a box (a drag too thin for a box is a
+  slip: nothing).
 
 Every change is one undo step of the label's `EditSession`, in the same history as the masks'.
 """
@@ -28,6 +32,7 @@ from appliance.labels import Box, CellObject, Point
 __all__ = [
     "BOX",
     "GRAB_MM",
+    "MARK",
     "MARKER_MM",
     "MARK_TOOLS",
     "POINT",
@@ -41,7 +46,7 @@ __all__ = [
     "shaped",
 ]
 
-POINT, BOX = "point", "box"
+POINT, BOX, MARK = "point", "box", "mark"
 MARK_TOOLS = (POINT, BOX)
 TAP_MM = 2.0  # a pen that moves less than this between down and up tapped
 GRAB_MM = 2.0  # a pen this close to a point, a box's corner or edge takes hold of it
@@ -62,7 +67,7 @@ def is_tap(a: tuple[float, float], b: tuple[float, float], tap: float) -> bool:
 class MarkDrag:
     """A pen on the image with the Point or Box tool, from down to up."""
 
-    tool: str  # POINT or BOX
+    tool: str  # POINT, BOX or MARK
     start: tuple[float, float]  # the image point where the pen landed
     index: int | None = None  # the point or box taken hold of; None: a new one is shaped
     anchor: tuple[float, float] | None = None  # resizing a box: the corner that stays
@@ -81,6 +86,12 @@ def grab(
     >>> grab(boxes, BOX, 30, 11, 2).anchor, grab(boxes, BOX, 30, 20, 2).index
     (None, None)
     """
+    if tool == MARK:
+        for each in MARK_TOOLS:
+            held = grab(objects, each, x, y, tolerance)
+            if held.index is not None:
+                return MarkDrag(MARK, held.start, held.index, held.anchor)
+        return MarkDrag(MARK, (x, y))
     if tool == POINT:
         found = [
             (math.hypot(o.x - x, o.y - y), k)
@@ -137,7 +148,7 @@ def shaped(drag: MarkDrag, session: EditSession, x: float, y: float) -> CellObje
     if drag.index is None:
         if drag.tool == POINT:
             return Point(x, y, session.active_class)
-        return _box(*drag.start, x, y, session.active_class)
+        return _box(*drag.start, x, y, session.active_class)  # Box, or Mark's drag
     obj = session.objects[drag.index]
     if isinstance(obj, Point):
         return Point(x, y, obj.class_id)
@@ -165,6 +176,10 @@ def finish(
         obj = shaped(drag, session, x, y)
         rect = None if obj is None else session.set_object(drag.index, obj)
         return rect, drag.index
+    if drag.tool == MARK:
+        if tapped:
+            return session.place_point(x, y), None
+        return session.draw_box(*drag.start, x, y), None
     if drag.tool == POINT:
         h, w = session.shape
         if not tapped and 0 <= drag.start[0] <= w and 0 <= drag.start[1] <= h:

@@ -4,9 +4,11 @@ Only the tiles of the visible level that intersect the widget are read (on the j
 through the core `TileCache`), and a tile already read is drawn in the same frame. Under the
 tiles the overview (the coarsest level, read once) is always drawn, so panning never shows a
 blank. Input: a pen tap places a point of the active class, a pen drag draws a box (both on
-the open region, one undo step each); a finger tap selects the point or box under it (for
-the screen's Delete and Re-class); one finger pans, two fingers pinch-zoom, the mouse wheel
-zooms about the pointer. The region being annotated is outlined.
+the open region, one undo step each); a pen landing on a point drags it along, on a box's
+corner or edge resizes or moves the box (`appliance.session.marks`, as on the annotate
+screen); a finger tap selects the point or box under it (for the screen's Delete and Re-class);
+one finger pans, two fingers pinch-zoom, the mouse wheel zooms about the pointer. The region
+being annotated is outlined.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from kivy.input.motionevent import MotionEvent
 from kivy.metrics import dp, mm
 from kivy.uix.stencilview import StencilView
 
-from appliance.session.marks import SELECT_MM, TAP_MM, is_tap
+from appliance.labels import CellObject
+from appliance.session.marks import GRAB_MM, SELECT_MM, TAP_MM, MarkDrag, is_tap
 from appliance.session.slide_view import SlideViewport, TileKey
 from appliance.session.slide_work import SlideWork
 from appliance.store.classes import colours
@@ -54,9 +57,9 @@ class SlideViewer(StencilView):
         self.selected: int | None = None  # index into the region's objects
         self.colours: dict[int, tuple[int, int, int]] = {}  # the classes' chosen colours
         self._finger_start: dict[int, tuple[float, float]] = {}
-        self._pen: tuple[MotionEvent, float, float] | None = None
+        self._pen: tuple[MotionEvent, float, float, MarkDrag] | None = None
         self._fingers: dict[int, tuple[float, float]] = {}
-        self._rubber: tuple[float, float, float, float] | None = None
+        self._shape: CellObject | None = None  # the mark the pen shapes (level-0 coordinates)
         self.bind(size=self._resized, pos=lambda *_: self.redraw())
 
     # ----- opening -------------------------------------------------------------------------
@@ -148,13 +151,14 @@ class SlideViewer(StencilView):
         left, top = vp.to_screen(r.x, r.y)
         x, y = self._window(left, top + r.height * vp.scale)
         canvas.add(Line(rectangle=(x, y, r.width * vp.scale, r.height * vp.scale), width=dp(1)))
-        objects = tuple(self.work.objects())
-        draw_marks(canvas, objects, self.slide_to_window, self.colours, self.selected)
-        if self._rubber is not None:
-            canvas.add(Color(1, 1, 1, 1))
-            ax, ay, bx, by = self._rubber
-            rubber = (min(ax, bx), min(ay, by), abs(bx - ax), abs(by - ay))
-            canvas.add(Line(rectangle=rubber, width=dp(1)))
+        objects, selected = tuple(self.work.objects()), self.selected
+        if self._pen is not None and self._shape is not None:  # the mark being shaped
+            k = self._pen[3].index
+            if k is None:
+                objects, selected = (*objects, self._shape), len(objects)
+            else:
+                objects, selected = (*objects[:k], self._shape, *objects[k + 1 :]), k
+        draw_marks(canvas, objects, self.slide_to_window, self.colours, selected)
 
     def _request(self, key: TileKey) -> None:
         """Read a tile on the worker; draw again when it is in the cache."""
@@ -195,7 +199,10 @@ class SlideViewer(StencilView):
             return True
         touch.grab(self)
         if is_pen(touch) and getattr(touch, "button", "left") in (None, "left"):
-            self._pen = (touch, *touch.pos)
+            if self.work is not None:
+                at = self.viewport.to_slide(*self._local(*touch.pos))
+                drag = self.work.grab(*at, mm(GRAB_MM) / self.viewport.scale)
+                self._pen, self._shape = (touch, *touch.pos, drag), None
         else:
             self._fingers[touch.uid] = touch.pos
             self._finger_start[touch.uid] = touch.pos
@@ -205,8 +212,10 @@ class SlideViewer(StencilView):
         if touch.grab_current is not self or self.viewport is None:
             return False
         if self._pen is not None and self._pen[0] is touch:
-            _, x0, y0 = self._pen
-            self._rubber = (x0, y0, *touch.pos)
+            _, x0, y0, drag = self._pen
+            at = self.viewport.to_slide(*self._local(*touch.pos))
+            tapped = is_tap((x0, y0), touch.pos, mm(TAP_MM))
+            self._shape = None if tapped or self.work is None else self.work.shaped(drag, *at)
             self.redraw()
             return True
         old = self._fingers.get(touch.uid)
@@ -236,14 +245,15 @@ class SlideViewer(StencilView):
             return True
         if self._pen is None or self._pen[0] is not touch or self.work is None:
             return True
-        _, x0, y0 = self._pen
-        self._pen, self._rubber = None, None
+        _, x0, y0, drag = self._pen
+        self._pen, self._shape = None, None
         assert self.viewport is not None
-        a = self.viewport.to_slide(*self._local(x0, y0))
         b = self.viewport.to_slide(*self._local(*touch.pos))
         tapped = is_tap((x0, y0), touch.pos, mm(TAP_MM))
-        marked = self.work.place_point(*b) if tapped else self.work.draw_box(*a, *b)
+        marked, index = self.work.finish(drag, *b, tapped)
+        if index is not None:
+            self.selected = index  # a tapped or moved mark: Delete and Re-class act on it
         self.redraw()
-        if marked and self.on_marked is not None:
+        if (marked or index is not None) and self.on_marked is not None:
             self.on_marked()
         return True
