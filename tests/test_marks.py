@@ -144,3 +144,23 @@ def test_gallery_pictures_show_points_and_boxes_in_class_colours():
     assert tuple(out[70, 25]) == class_colour(2)  # the box's left edge
     assert tuple(out[70, 35]) == (60, 60, 60)  # inside the box: the image
     assert np.array_equal(picture(display, Label(label.instances), size=100), np.full_like(out, 60))
+
+
+def test_the_slide_viewers_mark_gesture_tap_point_drag_box_and_takes_hold_of_marks():
+    from appliance.session.marks import MARK
+
+    session = _session()
+    assert _gesture(session, MARK, (30.0, 40.0), (30.0, 40.0)) == (_rect_of(session, 0), None)
+    _gesture(session, MARK, (50.0, 50.0), (80.0, 90.0), tapped=False)
+    assert session.objects == (Point(30, 40, 2), Box(50, 50, 80, 90, 2))
+    assert _gesture(session, MARK, (60.0, 60.0), (60.5, 60.5), tapped=False) == (None, None)
+    assert len(session.objects) == 2  # a drag too thin for a box is a slip: nothing
+    assert _gesture(session, MARK, (31.0, 40.0), (31.0, 40.0)) == (None, 0)  # tap: select
+    _gesture(session, MARK, (80.0, 90.0), (100.0, 95.0), tapped=False)  # a corner: resize
+    assert session.objects[1] == Box(50, 50, 100, 95, 2)
+
+
+def _rect_of(session, index):
+    from appliance.editing import Rect
+
+    return Rect.around(session.objects[index], session.shape)
