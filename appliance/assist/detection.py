@@ -106,4 +106,8 @@ def decode_objects(
     ok = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
     index = np.nonzero(ok)[0]
     kept = box_nms(rows[index], np.array([peaks[i][3] for i in index]), float(decoding["box_iou"]))
-    return [Box(*map(float, rows[index[k]]), peaks[index[k]][2]) for k in sorted(kept)]
+    out: list[CellObject] = []
+    for k in sorted(kept):
+        x0, y0, x1, y1 = (float(v) for v in rows[index[k]])
+        out.append(Box(x0, y0, x1, y1, peaks[index[k]][2]))
+    return out
