@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,8 +36,10 @@ from export.train.onnx_model import onnx_outputs, onnx_scores, segmentation_cont
 
 __all__ = ["JobResult", "split_off_val", "train_job"]
 
+S = TypeVar("S")  # a segmentation `Sample` or a detector's `DetSample`
 
-def split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Sample], list[Sample]]:
+
+def split_off_val(train: list[S], seed: int, job: Path) -> tuple[list[S], list[S]]:
     """80/20 split of the training items when the job has no validation items (seed 003)."""
     if len(train) < 2:
         raise ApplianceError(
