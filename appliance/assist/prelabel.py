@@ -4,6 +4,10 @@ Three pre-labelers: Otsu (classic thresholding; good on spheroids, useless on me
 Fig. 7), the previous adjacent label of a sequence (Fig. 6), and the active ONNX segmentation
 model. A poor pre-label slows an expert down, so `suitability` scores each one by Dice against
 images the experts already labeled and `best_method` offers one only above a threshold.
+
+Beside them, the active cell detector (role `detector`, `DETECTOR`) proposes point or box
+objects; Dice cannot judge objects, so it is not among the methods `suitability` compares: its
+objects join whatever mask pre-label is offered (`appliance.session.assistant`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from appliance.store.control_offers import offer_prelabel
 from appliance.store.jobs import job_image_ids
 
 __all__ = [
+    "DETECTOR",
     "METHODS",
     "OTSU_SETTING",
     "best_method",
@@ -38,6 +43,7 @@ __all__ = [
 ]
 
 METHODS = ("otsu", "previous", "model")
+DETECTOR = "detector"  # the cell detector's points or boxes (not judged by Dice)
 OTSU_SETTING = settings.OTSU.key
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -111,7 +117,14 @@ def prelabeler(
         if model is None:
             raise ApplianceError(f"{project.root}: no active pre-label model is installed")
         return lambda _id, pixels: model.predict(pixels).label
-    raise ApplianceError(f"unknown pre-label method {method!r} (one of {', '.join(METHODS)})")
+    if method == DETECTOR:
+        detector = model or active_model(project, DETECTOR)
+        if detector is None:
+            raise ApplianceError(f"{project.root}: no active cell detector is installed")
+        return lambda _id, pixels: detector.predict(pixels).label
+    raise ApplianceError(
+        f"unknown pre-label method {method!r} (one of {', '.join((*METHODS, DETECTOR))})"
+    )
 
 
 def suitability(

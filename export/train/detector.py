@@ -30,7 +30,7 @@ from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
 from appliance.bundles.training_job import read_training_job
 from appliance.contract import Contract, Value
 from appliance.errors import ApplianceError
-from appliance.labels import Box, CellObject, Point
+from appliance.labels import Box, CellObject, object_centres
 from appliance.metrics import match_boxes, match_points
 from export.centres import (
     DEFAULT_POINT_SIGMA,
@@ -217,11 +217,6 @@ class DetScores:
     n_found: int
 
 
-def _centres(objects: list[CellObject]) -> np.ndarray:
-    xy = [(o.x, o.y) if isinstance(o, Point) else o.centre for o in objects]
-    return np.array(xy, float).reshape(-1, 2)
-
-
 def _pairs(
     truth: list[CellObject], guess: list[CellObject], radius: float
 ) -> list[tuple[int, int]]:
@@ -240,7 +235,9 @@ def _pairs(
     used = {j for _, j in pairs}
     rest_g = [j for j in range(len(guess)) if j not in used]
     m = match_points(
-        _centres([truth[i] for i in rest_t]), _centres([guess[j] for j in rest_g]), radius
+        object_centres([truth[i] for i in rest_t]),
+        object_centres([guess[j] for j in rest_g]),
+        radius,
     )
     return pairs + [(rest_t[i], rest_g[j]) for i, j in m.pairs]
 
