@@ -74,6 +74,7 @@ CONFIG = TrainConfig(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("boxes", [False, True], ids=["points", "boxes"])
 def test_the_detector_learns_cells_from_points_or_boxes(boxes: bool) -> None:
     train, val = samples(range(12), boxes), samples(range(100, 104), boxes)
@@ -103,6 +104,7 @@ def test_the_detector_learns_cells_from_points_or_boxes(boxes: bool) -> None:
         assert matched >= 0.8 * sum(len(t) for t in truths)
 
 
+@pytest.mark.slow
 def test_onnx_export_finds_the_same_peaks_as_torch(tmp_path: Path) -> None:
     val = samples(range(200, 203), boxes=True)
     # a few epochs, so that the heatmaps have peaks to find
