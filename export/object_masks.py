@@ -30,6 +30,7 @@ Relabel = Callable[[np.ndarray, Label], Label]  # (pixels, label) -> label train
 
 def upgrader_from_bundle(bundle: Path, folder: Path) -> Callable[[np.ndarray, Label], Label]:
     """The upgrade model of a model bundle (verified, extracted under `folder`) as a function."""
+    folder.mkdir(parents=True, exist_ok=True)
     read = read_model_bundle(bundle, extract_to=folder)
     found = [m for m in read.models if m.role == "upgrade"]
     if not found or found[0].staged is None or not isinstance(found[0].contract, Contract):
