@@ -24,7 +24,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
-from appliance.store.control_offers import offer_prelabel
+from appliance.store.control_offers import DETECTOR, offer_prelabel
 from appliance.store.jobs import job_image_ids
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 METHODS = ("otsu", "previous", "model")
-DETECTOR = "detector"  # the cell detector's points or boxes (not judged by Dice)
 OTSU_SETTING = settings.OTSU.key
 _LUMA = np.array([0.299, 0.587, 0.114])
 

@@ -106,3 +106,29 @@ def test_accepting_a_proposal_keeps_the_experts_marks_and_skips_marked_cells() -
     merged = merge_under(drawn, machine)
     # the expert's point and box stay; proposals on the marked cells go; the others join
     assert merged.objects == (*drawn.objects, Point(45, 5, 1), Box(1, 30, 9, 38, 2))
+
+
+def test_a_planted_control_gets_the_detectors_offer_like_any_image(tmp_path: Path) -> None:
+    """Its planted pre-label is a mask: shown where other images get points it would stand
+    out, so the detector's own proposal is offered."""
+    from appliance.store.controls import add_control
+
+    project = project_with_detector(tmp_path)
+    try:
+        (image,) = project.images()
+        settings.PRELABEL.set(project, "none")
+        planted = np.zeros((64, 64), np.uint32)
+        planted[30:40, 30:40] = 1
+        with project.transaction():
+            add_control(
+                project,
+                image.id,
+                "planted",
+                Label(planted, {1: 1}),
+                prelabel=Label(planted, {1: 1}),
+            )
+        label, _ = prelabel.run(project, image.id, prelabel.DETECTOR, save=False)
+        assert label is not None and label.ids().size == 0
+        assert label.objects == tuple(Point(x + 0.5, y + 0.5, 2) for y, x in SPOTS)
+    finally:
+        project.close()
