@@ -307,6 +307,14 @@ def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path,
         out = tmp_path / "job.zip"
         write_training_job(p, out, task="segment", seed=0)
         found = {(r.width, r.height): r for r in regions(p)}
+    # an unlabelled region travels (for semi-supervised trainers) with its place too
+    assert cli("add-region", project, "section.ome.tif", "512,256,64,64").rc == 0
+    with Project.open(project) as p:
+        write_training_job(p, tmp_path / "semi.zip", task="segment", include_unlabeled=True)
+    with read_training_job(tmp_path / "semi.zip") as semi:
+        (alone,) = semi.unlabeled
+        assert alone.region is not None and (alone.region["x"], alone.region["y"]) == (512, 256)
+        assert np.array_equal(alone.image(), IMG[256:320, 512:576])
     slide_bytes = (files / "section.ome.tif").read_bytes()
     with zipfile.ZipFile(out) as z:
         assert all(z.read(name) != slide_bytes for name in z.namelist())

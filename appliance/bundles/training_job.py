@@ -406,6 +406,7 @@ class UnlabeledItem:
     image_member: str
     page: int | None
     shape: tuple[int, ...]
+    region: dict[str, Any] | None = None  # a slide region's place, as `JobItem.region`
 
     def image(self) -> np.ndarray:
         """Pixels decoded from the original bytes, in their stored dtype."""
@@ -517,6 +518,7 @@ def _parse_unlabeled(f: Fields, job: TrainingJob, reader: BundleReader) -> Unlab
         image_member=_listed(f, "image", reader),
         page=f.get("page", (int, type(None))),
         shape=(height, width) if channels == 1 else (height, width, channels),
+        region=_parse_region(f),
     )
 
 
