@@ -87,6 +87,8 @@ def centre_targets(
             cx, cy = obj.x, obj.y
         else:
             cx, cy = obj.centre
+        if not (0 <= cx <= w and 0 <= cy <= h):  # its centre lies off this image (a crop)
+            continue
         px, py = min(int(cx), w - 1), min(int(cy), h - 1)
         sigma = _sigma(obj, point_sigma)
         r = int(np.ceil(3 * sigma))

@@ -34,7 +34,6 @@ from appliance.labels import Box, CellObject, object_centres
 from appliance.metrics import match_boxes, match_points
 from export.centres import (
     DEFAULT_POINT_SIGMA,
-    CentreTargets,
     centre_targets,
     class_weights,
     label_objects,
@@ -47,10 +46,12 @@ from export.train.ship import split_off_val
 from export.unet import UNet
 
 __all__ = [
+    "DetDataset",
     "DetSample",
     "DetScores",
     "DetectorResult",
     "build_detector",
+    "crop_objects",
     "detector_contract",
     "detector_loss",
     "detector_outputs",
@@ -70,22 +71,14 @@ THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # tried on validation images a
 
 @dataclass
 class DetSample:
-    """One image (float32 C×H×W in [0, 1]) with its cells and their targets."""
+    """One image (float32 C×H×W in [0, 1]) with its cells; targets are drawn per crop."""
 
     image: np.ndarray
     objects: list[CellObject]
-    targets: CentreTargets
-
-
-def _sample(
-    image: np.ndarray, objects: list[CellObject], n_classes: int, sigma: float
-) -> DetSample:
-    x = normalise(image)
-    return DetSample(x, objects, centre_targets(objects, x.shape[1:], n_classes, sigma))
 
 
 def samples_from_job_objects(
-    job_path: Path, point_sigma: float = DEFAULT_POINT_SIGMA
+    job_path: Path,
 ) -> tuple[str, list[str], dict[str, list[DetSample]]]:
     """(job id, class names, samples per split) of a training job, cells as objects."""
     with read_training_job(job_path) as job:
@@ -93,7 +86,7 @@ def samples_from_job_objects(
         splits: dict[str, list[DetSample]] = {"train": [], "val": [], "test": []}
         for item in job.items:
             objects = label_objects(item.label)
-            splits[item.split].append(_sample(item.image(), objects, len(classes), point_sigma))
+            splits[item.split].append(DetSample(normalise(item.image()), objects))
         job_id = job.id
     if not any(s.objects for s in splits["train"]):
         raise ApplianceError(
@@ -102,19 +95,37 @@ def samples_from_job_objects(
     return job_id, classes, splits
 
 
+def crop_objects(objects: list[CellObject], top: int, left: int, side: int) -> list[CellObject]:
+    """The cells whose centre lies in a crop, in the crop's coordinates (a cell cut by the
+    crop's edge stays whole: its box may reach beyond the crop, as its size says)."""
+    xy = object_centres(objects)
+    inside = (
+        (xy[:, 0] >= left) & (xy[:, 0] < left + side) & (xy[:, 1] >= top) & (xy[:, 1] < top + side)
+    )
+    return [o.shifted(-left, -top) for o, keep in zip(objects, inside, strict=True) if keep]
+
+
 class DetDataset(Dataset):
-    """Training crops (random crop, rot90, flip, intensity jitter) or whole evaluation images,
-    with their targets; randomness seeded by (seed, epoch, index) as `export.data.SegDataset`."""
+    """Training crops (random crop, rot90, flip, intensity jitter) with their targets, drawn
+    for the crop alone (a whole slide region's targets would hold K+2 full-size planes);
+    randomness seeded by (seed, epoch, index) as `export.data.SegDataset`."""
 
     def __init__(
-        self, samples: list[DetSample], train: bool, patch: int, seed: int, min_items: int = 1
+        self,
+        samples: list[DetSample],
+        n_classes: int,
+        patch: int,
+        seed: int,
+        min_items: int = 1,
+        point_sigma: float = DEFAULT_POINT_SIGMA,
     ) -> None:
         if not samples:
-            raise ApplianceError(f"no {'training' if train else 'validation'} images")
-        self.samples, self.train, self.seed, self.epoch = samples, train, seed, 0
+            raise ApplianceError("no training images")
+        self.samples, self.n_classes, self.seed, self.epoch = samples, n_classes, seed, 0
+        self.point_sigma = point_sigma
         smallest = min(min(s.image.shape[1:]) for s in samples)
         self.patch = max(min(patch, smallest - smallest % TILE_MULTIPLE), TILE_MULTIPLE)
-        self.length = max(len(samples), min_items) if train else len(samples)
+        self.length = max(len(samples), min_items)
 
     def __len__(self) -> int:
         return self.length
@@ -125,29 +136,26 @@ class DetDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         s = self.samples[index % len(self.samples)]
-        t = s.targets
-        stack = [s.image, t.heat, t.size, t.size_mask[None]]
-        if self.train:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch + 1, index]))
-            stack = self._augment(stack, rng)
-        else:
-            stack = [pad_to_multiple(a) for a in stack]
-        x, heat, size, mask = (torch.from_numpy(np.ascontiguousarray(a)) for a in stack)
-        return {"x": x, "heat": heat, "size": size, "mask": mask[0]}
-
-    def _augment(self, stack: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch + 1, index]))
         p = self.patch
-        h, w = stack[0].shape[1:]
+        h, w = s.image.shape[1:]
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        out = [a[:, top : top + p, left : left + p] for a in stack]
+        objects = crop_objects(s.objects, top, left, p)
+        t = centre_targets(objects, (p, p), self.n_classes, self.point_sigma)
+        crop = s.image[:, top : top + p, left : left + p]
+        stack = [crop, t.heat, t.size, t.size_mask[None]]
         k, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
-        out = [np.rot90(a, k, axes=(1, 2)) for a in out]
+        stack = [np.rot90(a, k, axes=(1, 2)) for a in stack]
         if flip:
-            out = [a[..., ::-1] for a in out]
+            stack = [a[..., ::-1] for a in stack]
         if k % 2:  # a quarter turn swaps the box's width and height
-            out[2] = out[2][::-1]
-        x = np.clip(out[0] * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1), 0.0, 1.0)
-        return [x.astype(np.float32), *out[1:]]
+            stack[2] = stack[2][::-1]
+        jitter = np.clip(stack[0] * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1), 0.0, 1.0)
+        x, heat, size, mask = (
+            torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            for a in (jitter, *stack[1:])
+        )
+        return {"x": x, "heat": heat, "size": size, "mask": mask[0]}
 
 
 def build_detector(
@@ -320,7 +328,9 @@ def train_detector(
     seed_everything(config.seed)
     batch, workers, budget = resolve_machine(config, rt)
     amp, precision = precision_for(rt.device)
-    ds = DetDataset(train, True, config.patch, config.seed, config.min_epoch_items)
+    ds = DetDataset(
+        train, n_classes, config.patch, config.seed, config.min_epoch_items, point_sigma
+    )
     sampler = EpochSampler(len(ds), config.seed)
     loader = DataLoader(
         ds,
@@ -473,7 +483,7 @@ def train_detector_job(
     Returns the bundle, its id and the metrics it records (held-out scores of the exported
     graph, decoded as the tablet decodes).
     """
-    job_id, classes, splits = samples_from_job_objects(job_path, point_sigma)
+    job_id, classes, splits = samples_from_job_objects(job_path)
     train, val, test = splits["train"], splits["val"], splits["test"]
     if not val:
         train, val = split_off_val(train, config.seed, job_path)

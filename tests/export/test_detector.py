@@ -58,13 +58,12 @@ def as_boxes(cells: list[tuple[float, float, int]]) -> list[CellObject]:
     return [Box(x - RADII[c], y - RADII[c], x + RADII[c], y + RADII[c], c) for x, y, c in cells]
 
 
-def samples(seeds: range, boxes: bool, sigma: float = 2.0) -> list[DetSample]:
+def samples(seeds: range, boxes: bool) -> list[DetSample]:
     out = []
     for seed in seeds:
         img, cells = blob_image(seed)
         objects = as_boxes(cells) if boxes else as_points(cells)
-        x = (img.astype(np.float32) / 255)[None]
-        out.append(DetSample(x, objects, centre_targets(objects, (SIZE, SIZE), 3, sigma)))
+        out.append(DetSample((img.astype(np.float32) / 255)[None], objects))
     return out
 
 
@@ -155,3 +154,21 @@ def test_masks_become_boxes_and_objects_become_coarse_masks() -> None:
     ellipse = coarse.instances == 3
     assert ellipse[28, 30] and not ellipse[25, 25]  # the box's corner lies outside its ellipse
     assert np.array_equal(coarse.instances[5:10, 20:30], inst[5:10, 20:30])  # masks kept
+
+
+def test_a_crop_trains_on_the_cells_whose_centre_it_holds() -> None:
+    from export.train.detector import DetDataset, crop_objects
+
+    cells = [Point(5, 5, 1), Box(20, 20, 40, 30, 2), Point(70, 10, 1)]
+    assert crop_objects(cells, 10, 16, 32) == [Box(4, 10, 24, 20, 2)]  # centre (30, 25) inside
+    # the dataset's targets are drawn for its crop: one positive per cell whose centre it holds
+    image = np.zeros((1, 48, 80), np.float32)
+    ds = DetDataset([DetSample(image, cells)], 3, patch=32, seed=0, min_items=8)
+    for i in range(8):
+        item = ds[(1, i)]
+        assert item["x"].shape == (1, 32, 32) and item["heat"].shape == (2, 32, 32)
+        assert 0 <= int((item["heat"] == 1).sum()) <= 2
+        box_pixels = item["mask"] > 0
+        if box_pixels.any():  # the box's log size, its sides swapped by a quarter turn or not
+            sizes = {tuple(np.round(np.exp(item["size"][:, box_pixels].numpy().T[0]), 3))}
+            assert sizes <= {(20.0, 10.0), (10.0, 20.0)}
