@@ -865,7 +865,7 @@ class AnnotatePresenter:
             position=max(1, min(position, self._total)),
             total=self._total,
             objects=len(work.session.classes),
-            suggested=len(self.offer.label.ids()) if self.offer else 0,
+            suggested=self.offer.label.count() if self.offer else 0,  # masks, points, boxes
             saved=not work.dirty,
             seconds=work.seconds(),
             done_this_session=self.done_this_session,

@@ -132,3 +132,31 @@ def test_a_planted_control_gets_the_detectors_offer_like_any_image(tmp_path: Pat
         assert label.objects == tuple(Point(x + 0.5, y + 0.5, 2) for y, x in SPOTS)
     finally:
         project.close()
+
+
+def test_the_annotate_flow_offers_the_points_and_accepting_keeps_them(tmp_path: Path) -> None:
+    """The expert sees the detector's proposal like a mask pre-label (counted in the status),
+    places a point of their own, then takes the proposal and edits on top of it."""
+    from appliance.session.presenter import AnnotatePresenter
+    from tests.ui.test_presenter import Jobs, View
+
+    project = project_with_detector(tmp_path)
+    jobs = Jobs()
+    try:
+        settings.PRELABEL.set(project, "previous")  # no mask pre-label: the detector alone
+        presenter = AnnotatePresenter(project, "Dr Test", View(), jobs)
+        presenter.start()
+        jobs.settle(lambda: presenter.offer is not None)
+        assert presenter.offer is not None and presenter.offer.method == "detector"
+        assert presenter.status().suggested == 2
+        work = presenter.work
+        assert work is not None
+        work.session.place_point(40.0, 41.0)  # on the second spot's cell: the proposal there goes
+        presenter.accept_offer(edit=True)
+        kept = work.session.label().objects
+        assert Point(40.0, 41.0, work.session.active_class) in kept
+        assert Point(20.5, 12.5, 2) in kept and Point(44.5, 40.5, 2) not in kept
+        assert project.latest_label(work.image_id).source == "prelabel"
+    finally:
+        jobs.runner.shutdown()
+        project.close()
