@@ -115,6 +115,8 @@ def _train_detector(args: argparse.Namespace, config: TrainConfig, run_dir: Path
 
     if args.targets == "masks":
         raise ApplianceError("--targets masks trains a segmentation model, not --task detect")
+    if args.quantize:
+        raise ApplianceError("--quantize is not available for --task detect (fp32 only)")
     out, _, metrics = train_detector_job(
         args.job, args.out, run_dir, config, point_sigma=args.point_sigma
     )

@@ -83,6 +83,7 @@ def test_export_train_targets_masks_runs_and_refuses_misuse(
     for misuse, problem in (
         (["--upgrade-with", str(tmp_path / "m.zip")], "--upgrade-with refines the coarse masks"),
         (["--task", "detect", "--targets", "masks"], "--targets masks trains a segmentation"),
+        (["--task", "detect", "--quantize"], "--quantize is not available for --task detect"),
     ):
         assert export_main([*args, *misuse]) != 0
         err = capsys.readouterr().err.strip()
