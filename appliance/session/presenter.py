@@ -18,7 +18,8 @@ the background, so *Save & next* usually shows the next image with its pre-label
 
 The object list (`appliance.session.objects`) is built here too: `objects()` gives its rows,
 `select_object` a row's box to centre the view on, and `delete_object` / `reclass_object` edit
-one object as one step of the same undo stack as the pen's.
+one object as one step of the same undo stack as the pen's. Point and box objects have rows
+too (`point:<index>`, `box:<index>`); `delete_row` / `reclass_row` edit any row by its key.
 
 What the screen draws is one explicit state: `panel()` returns a `PanelState` whose `Phase`
 says which single thing the assistance panel shows (opening an image, a pre-label being
@@ -46,7 +47,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label, object_centres
 from appliance.metrics import POINT_RADIUS, match_points
 from appliance.session import assistant
-from appliance.session.objects import ObjectRow, object_box, object_rows
+from appliance.session.objects import ObjectRow, mark_index, object_box, object_rows
 from appliance.session.workflow import ImageData, ImageWork, pending_draft
 from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
@@ -73,6 +74,7 @@ PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is chec
 # a second Save & next sooner than this after the check's result appeared is the same double
 # tap, not a decision: the result (warnings, suggestions) must be seen before moving on
 REVIEW_GLANCE = 0.8
+MARK_MARGIN = 12  # image px around a selected point or box that the view centres on
 
 
 class RunJob(Protocol):
@@ -174,6 +176,8 @@ class Status:
     seconds: float
     done_this_session: int
     conflict: int = 0  # versions from different tablets competing for this image (0: none)
+    points: int = 0  # point objects of the label (cells marked by a pen tap)
+    boxes: int = 0  # box objects of the label
 
 
 @dataclass(frozen=True)
@@ -613,7 +617,7 @@ class AnnotatePresenter:
             return []
         session, offer = work.session, self.offer
         return object_rows(
-            Label(session.instances, session.classes),
+            Label(session.instances, session.classes, session.objects),
             self.project.classes(),
             class_store.colours(self.project),
             offer.label if offer is not None else None,
@@ -627,10 +631,20 @@ class AnnotatePresenter:
         if key is None or work is None:
             return None
         kind, _, number = key.partition(":")
-        if kind == "object":
+        index = mark_index(key)
+        objects = work.session.objects
+        if index is not None:
+            ok = index < len(objects) and objects[index].kind == kind
+            box = Rect.around(objects[index], work.session.shape, MARK_MARGIN) if ok else None
+        elif kind == "object":
             box = work.session.instance_rect(int(number))
         elif kind == "suggested" and self.offer is not None:
             box = object_box(self.offer.label, int(number))
+        elif kind in ("suggested-point", "suggested-box") and self.offer is not None:
+            offered = self.offer.label.objects
+            i = int(number)
+            ok = i < len(offered) and f"suggested-{offered[i].kind}" == kind
+            box = Rect.around(offered[i], work.session.shape, MARK_MARGIN) if ok else None
         else:
             box = None
         if box is not None:
@@ -646,6 +660,27 @@ class AnnotatePresenter:
     def reclass_object(self, instance_id: int, class_id: int) -> None:
         """Give one of the expert's objects another class (from the list): one undo step."""
         self._edit_object(lambda session: session.set_class(instance_id, class_id))
+
+    def delete_row(self, key: str) -> None:
+        """Delete the object of an object list row (a mask, a point or a box): one undo step."""
+        index = mark_index(key)
+        if index is None:
+            kind, _, number = key.partition(":")
+            if kind == "object":
+                self.delete_object(int(number))
+            return
+        self.selected_object = None  # the indices after it shift: nothing stays selected
+        self._edit_object(lambda session: session.delete_object(index))
+
+    def reclass_row(self, key: str, class_id: int) -> None:
+        """Give the object of an object list row another class: one undo step."""
+        index = mark_index(key)
+        if index is None:
+            kind, _, number = key.partition(":")
+            if kind == "object":
+                self.reclass_object(int(number), class_id)
+            return
+        self._edit_object(lambda session: session.set_object_class(index, class_id))
 
     def _edit_object(self, change: Callable[[EditSession], Rect | None]) -> None:
         """Apply a one-step edit as a finished gesture (draft, resting check, status); a
@@ -870,6 +905,8 @@ class AnnotatePresenter:
             seconds=work.seconds(),
             done_this_session=self.done_this_session,
             conflict=len(self.conflict),
+            points=sum(o.kind == "point" for o in work.session.objects),
+            boxes=sum(o.kind == "box" for o in work.session.objects),
         )
 
     def markers(self) -> list[tuple[float, float, float]]:

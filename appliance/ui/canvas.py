@@ -9,6 +9,11 @@ it as the right button. Palm rejection (fingers ignored while a pen is down or h
 app-wide, in `appliance.ui.palm`. The "finger draws" setting makes one finger draw for tablets
 without a pen; then a second finger cancels the stroke and turns it into a pinch.
 
+Point and box objects of the label are drawn over the overlay at every zoom and pan
+(`appliance.ui.marks`). With the Point or Box tool the pen places, moves, resizes or selects
+them (`appliance.session.marks` decides which); Pick, Delete and Set class take a point or a
+box's outline under the pen before a mask.
+
 Two fingers dragged up or down together (their distance kept) resize the brush instead of
 navigating; `appliance.session.gesture` classifies a two-finger gesture once, when the fingers
 have moved far enough, and the gesture keeps that meaning until a finger lifts. While the size
@@ -40,15 +45,16 @@ from kivy.uix.stencilview import StencilView
 from appliance import settings
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
-from appliance.labels import Label
+from appliance.labels import CellObject, Label
 from appliance.overlay import OverlayRenderer, display_rect
-from appliance.session import gesture, viewport
+from appliance.session import gesture, marks, viewport
 from appliance.session.viewport import MAX_ZOOM
+from appliance.ui.marks import draw_marks
 
 PEN_WORDS = ("pen", "stylus", "mouse", "wacom", "eraser")
 FINGER_WORDS = ("mtdev", "touch", "finger")
 MINIMAP_FROM = 2.0  # show the minimap once zoomed in this far beyond the fitted view
-TOOLS = ("brush", "eraser", "fill", "lasso", "pick", "delete", "reclass")
+TOOLS = ("brush", "eraser", "point", "box", "fill", "lasso", "pick", "delete", "reclass")
 GESTURE_THRESHOLD = mm(4)  # finger travel before a two-finger gesture is classified
 BRUSH_DOUBLING = mm(15)  # vertical two-finger travel that doubles (or halves) the brush
 
@@ -107,6 +113,7 @@ class LabelCanvas(StencilView):
     zoom = NumericProperty(1.0)  # screen pixels per image pixel
     selected = NumericProperty(0)  # an instance of the label, highlighted
     offer_selected = NumericProperty(0)  # an instance of the offer, its outline highlighted
+    selected_mark = NumericProperty(-1)  # index of a point or box of the label, highlighted
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -122,6 +129,12 @@ class LabelCanvas(StencilView):
         self.on_message: Callable[[str], None] = lambda _msg: None
         self.on_pen_down: Callable[[], None] = lambda: None
         self.on_brush_sized: Callable[[float], None] = lambda _size: None  # two-finger drag ended
+        # a point or box tapped with the Point/Box tool (None: none) or Pick (`picked` True)
+        self.on_mark: Callable[[int | None, bool], None] = lambda _index, _picked: None
+        self._mark: tuple[marks.MarkDrag, tuple[float, float]] | None = None  # and screen start
+        self._mark_shape: CellObject | None = None  # what the pen shapes now
+        # what the marks were last drawn for: the tuples themselves (an id could be reused)
+        self._marks_shown: tuple[object, object, object] | None = None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
@@ -139,6 +152,7 @@ class LabelCanvas(StencilView):
             self._overlay_color = Color(1, 1, 1, 1)
             self._overlay_rect = Rectangle()
             self._offer_rect = Rectangle()
+            self._marks = InstructionGroup()  # points and boxes, over the overlay
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
             self._cursor = Line(width=1.2)  # the brush's footprint, hovering or drawing
@@ -153,6 +167,7 @@ class LabelCanvas(StencilView):
             self._minimap_view = Line(width=1.5)
         self.bind(pos=self._layout, size=self._on_size, zoom=self._layout)
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
+        self.bind(selected_mark=lambda *_: self._draw_marks(), hide_overlay=self._draw_marks)
         self.bind(hide_overlay=self._on_hide)
         self.bind(offer_selected=lambda *_: self.show_offer(self.offer))
         Window.bind(on_motion=self._on_motion)
@@ -175,6 +190,8 @@ class LabelCanvas(StencilView):
         self.offer = None
         self.markers = []
         self.selected = self.offer_selected = 0
+        self.selected_mark = -1
+        self._mark, self._mark_shape, self._marks_shown = None, None, None
         self._fitted = True
         self.fit()
         self.refresh()
@@ -200,6 +217,8 @@ class LabelCanvas(StencilView):
         self._minimap_color.a = self._minimap_frame_color.a = 0
         self._minimap_view.points = []
         self._markers.clear()
+        self._marks.clear()
+        self._marks_shown = None
 
     def refresh(self, rect: Rect | None = None) -> None:
         """Re-render the overlay in `rect` (changed pixels; None = everything) and blit it."""
@@ -214,6 +233,7 @@ class LabelCanvas(StencilView):
         else:
             inst, classes = self.session.instances, self.session.classes
             version = self.session.classes_version
+        self._draw_marks()
         rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
         self._overlay_tex.blit_buffer(
             rgba.tobytes(),
@@ -237,6 +257,7 @@ class LabelCanvas(StencilView):
                 label.instances, label.classes, Rect.full((h, w)), None, int(self.offer_selected)
             )
             self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
+        self._draw_marks()
         self.canvas.ask_update()
 
     def show_preview(self, label: Label | None) -> None:
@@ -328,10 +349,43 @@ class LabelCanvas(StencilView):
         self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
         self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = size
         self._layout_minimap()
+        self._draw_marks()
         self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
             self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
+
+    def _draw_marks(self, *_: object) -> None:
+        """Draw the label's points and boxes (a before/after's while it is shown) and the one
+        the pen is shaping; rebuilt only when they or the view changed, not on every dab."""
+        if self.session is None:
+            return
+        # a before/after without marks (a mask model's) keeps the label's: so does its Accept
+        objects = (self.preview.objects if self.preview else ()) or self.session.objects
+        drag = self._mark[0] if self._mark else None
+        selected = int(self.selected_mark)
+        if drag is not None and self._mark_shape is not None:
+            if drag.index is None:
+                objects, selected = (*objects, self._mark_shape), len(objects)
+            else:
+                k = drag.index
+                objects = (*objects[:k], self._mark_shape, *objects[k + 1 :])
+                selected = k
+        renderer = self.renderer
+        offered = self.offer.objects if self.offer is not None else ()
+        view = (self._mark_shape, self.zoom, self.offset, tuple(self.pos), selected,
+                dict(renderer.colours), renderer.hidden, self.hide_overlay)  # fmt: skip
+        shown = self._marks_shown
+        if shown is not None and shown[:2] == (objects, offered) and shown[2] == view:
+            return
+        self._marks_shown = (objects, offered, view)
+        self._marks.clear()
+        if not self.hide_overlay:
+            hidden, colours, to_window = renderer.hidden, renderer.colours, self.to_window
+            if offered:  # a pre-label's marks, hollow under the expert's
+                draw_marks(self._marks, offered, to_window, colours, None, hidden, hollow=True)
+            draw_marks(self._marks, objects, to_window, colours, selected, hidden)
+        self.canvas.ask_update()
 
     def _layout_minimap(self) -> None:
         """A small whole-image view with the visible part framed, once zoomed in far."""
@@ -459,8 +513,11 @@ class LabelCanvas(StencilView):
                 self._lasso_line.points = list(touch.pos)
             elif self.tool == "fill":
                 self._finish_gesture(self.session.fill(ix, iy))
+            elif self.tool in marks.MARK_TOOLS:
+                drag = marks.grab(self.session.objects, self.tool, ix, iy, self._grab())
+                self._mark = (drag, tuple(touch.pos))
             else:
-                self._instance_tool(self.session.instance_at(ix, iy))
+                self._object_tool(ix, iy)
         except ApplianceError as exc:
             self.on_message(str(exc))
 
@@ -474,6 +531,11 @@ class LabelCanvas(StencilView):
         elif self._lasso:
             self._lasso.append((ix, iy))
             self._lasso_line.points = [*self._lasso_line.points, *touch.pos]
+        elif self._mark is not None:
+            drag, start = self._mark
+            tapped = marks.is_tap(start, touch.pos, mm(marks.TAP_MM))
+            self._mark_shape = None if tapped else marks.shaped(drag, self.session, ix, iy)
+            self._draw_marks()
 
     def _pen_up(self, touch: MotionEvent) -> None:
         assert self.session is not None
@@ -485,6 +547,40 @@ class LabelCanvas(StencilView):
             points, self._lasso = self._lasso, []
             self._lasso_line.points = []
             self._finish_gesture(self.session.lasso(points))
+        elif self._mark is not None:
+            (drag, start), self._mark, self._mark_shape = self._mark, None, None
+            ix, iy = self.to_image(*touch.pos)
+            tapped = marks.is_tap(start, touch.pos, mm(marks.TAP_MM))
+            rect, index = marks.finish(self.session, drag, ix, iy, tapped, self._grab())
+            self.selected_mark = -1 if index is None else index
+            self._finish_gesture(rect)
+            self._draw_marks()
+            if tapped or index is not None:
+                self.on_mark(index, False)
+
+    def _grab(self) -> float:
+        """`marks.GRAB_MM` on the screen, in image pixels at this zoom."""
+        return mm(marks.GRAB_MM) / max(self.zoom, 1e-6)
+
+    def _object_tool(self, ix: float, iy: float) -> None:
+        """Pick, Delete or Set class: a point or a box's outline under the pen first, then the
+        mask there, then a box the pen is inside of."""
+        assert self.session is not None
+        session = self.session
+        index = marks.mark_at(session.objects, ix, iy, self._grab())
+        instance = session.instance_at(ix, iy)
+        if index is None and instance == 0:
+            index = session.object_at(ix, iy, self._grab())
+        if index is None:
+            self._instance_tool(instance)
+        elif self.tool == "pick":
+            self.selected_mark = index
+            self.on_mark(index, True)
+        elif self.tool == "delete":
+            self.selected_mark = -1
+            self._finish_gesture(session.delete_object(index))
+        elif self.tool == "reclass":
+            self._finish_gesture(session.set_object_class(index, session.active_class))
 
     def _instance_tool(self, instance_id: int) -> None:
         assert self.session is not None
@@ -515,6 +611,8 @@ class LabelCanvas(StencilView):
         assert self.session is not None
         self._changed(self.session.cancel_stroke())
         self._lasso, self._lasso_line.points, self._cursor.points = [], [], []
+        self._mark, self._mark_shape = None, None
+        self._draw_marks()
         for uid, touch in self._pens.items():
             touch.ud["canvas_pen"] = False
             self._fingers[uid] = tuple(touch.pos)

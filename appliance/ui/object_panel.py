@@ -11,8 +11,9 @@ The rows come from the Kivy-free presenter (`AnnotatePresenter.objects`); this w
 draws them and turns taps into presenter calls. It follows the label: the screen calls
 `refresh()` whenever it redraws its status line, and the panel rebuilds only when the label,
 the offer, the classes or the selection changed (never in the middle of a pen stroke).
-Widgets are keyed in the screen's `buttons`: `object:<id>`, `suggested:<id>`,
-`object_delete`, `object_class:<class id>`.
+Widgets are keyed in the screen's `buttons`: `object:<id>`, `suggested:<id>`, `point:<index>`,
+`box:<index>` (the label's point and box objects, after its masks), `object_delete`,
+`object_class:<class id>`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from appliance.ui.widgets import button, class_toggle, label, scroll_only_when_n
 
 MAX_ROWS = 300  # rows built at most: beyond, the expert finds objects with Pick on the image
 ACTIONS_SHARE = 0.4  # of the panel's height, for the selected object's actions
-PREFIXES = ("object:", "suggested:", "object_delete", "object_class:")
+PREFIXES = ("object:", "suggested:", "point:", "box:", "object_delete", "object_class:")
 
 
 class ObjectPanel(BoxLayout):
@@ -131,7 +132,7 @@ class ObjectPanel(BoxLayout):
                     label("Suggested (pre-label)", color=app.c_muted, font_size=app.font_small)
                 )
             toggle = Factory.ObjectRowToggle(
-                text=f"{row.instance_id}   {row.class_name} · {row.area} px",
+                text=row.text,
                 state="down" if row.key == selected else "normal",
             )
             toggle.suggested = row.suggested  # kv properties, set after construction
@@ -165,8 +166,8 @@ class ObjectPanel(BoxLayout):
         if row.suggested:
             box.add_widget(label("Suggested: accept the pre-label to edit it", color=app.c_muted))
             return
-        iid = row.instance_id
-        delete = button(f"Delete object {iid}", lambda: self._call(lambda q: q.delete_object(iid)))
+        key = row.key
+        delete = button(f"Delete {row.name}", lambda: self._call(lambda q: q.delete_row(key)))
         self.buttons["object_delete"] = delete
         box.add_widget(delete)
         box.add_widget(label("Class of this object", font_size=app.font_small))
@@ -176,7 +177,7 @@ class ObjectPanel(BoxLayout):
         for cid, name in p.project.classes().items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, f"object_class_{id(self)}", cid == row.class_id)
-            toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_object(iid, c)))
+            toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_row(key, c)))
             self.buttons[f"object_class:{cid}"] = toggle
             grid.add_widget(toggle)
         box.add_widget(grid)
@@ -189,6 +190,7 @@ class ObjectPanel(BoxLayout):
         canvas = self.canvas_view
         canvas.selected = int(number) if kind == "object" else 0
         canvas.offer_selected = int(number) if kind == "suggested" else 0
+        canvas.selected_mark = int(number) if kind in ("point", "box") else -1
 
     # ----- taps ----------------------------------------------------------------------------
     def _call(self, action: Callable[[AnnotatePresenter], object]) -> None:
