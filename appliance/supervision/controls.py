@@ -14,9 +14,11 @@ same time.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from appliance import settings
@@ -26,10 +28,12 @@ from appliance.imageio import probe, read_image
 from appliance.importer import collect
 from appliance.label_io import read_mask
 from appliance.labels import Label
+from appliance.slides import MAX_REGION_SIDE
 from appliance.store import controls as store
 from appliance.store.control_offers import adapt_classes
 from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
+from appliance.store.slides import find_slide, regions
 from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
@@ -39,6 +43,7 @@ __all__ = [
     "MACHINE_AUTHORS",
     "add_controls",
     "add_gold",
+    "add_region_controls",
     "note_offer",
     "planted_unshown",
     "score_save",
@@ -115,8 +120,11 @@ def add_controls(
     plan: dict[str, int] | None = None,
     seed: int = 0,
     bundle_id: str | None = None,
+    places: Sequence[tuple[int, int, int] | None] | None = None,
 ) -> list[int]:
-    """Import (image file, truth, kind) items as controls; all or nothing.
+    """Import (image file, truth, kind) items as controls; all or nothing. `places` gives,
+    item by item, (slide id, x, y) for a control that is a region of a slide (checked by
+    `add_region_controls`), or None.
 
     Every file is checked first (one frame, decodable, truth of its size, new to the project:
     an image already in the project may have been seen, so it cannot be a hidden control);
@@ -139,7 +147,10 @@ def add_controls(
     n_classes = max(len(project.classes()), 1)
     rng = np.random.default_rng(seed)
     new = []
-    for path, sha, image, (_p, truth, kind) in zip(paths, hashes, images, items, strict=True):
+    where = list(places) if places is not None else [None] * len(items)
+    for path, sha, image, (_p, truth, kind), place in zip(
+        paths, hashes, images, items, where, strict=True
+    ):
         pre, errors, final_kind = None, "[]", kind
         if level is not None:
             planting = planted_mod.plant(
@@ -147,8 +158,66 @@ def add_controls(
             )
             pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
         detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
-        new.append(store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail))
+        new.append(
+            store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail, place)
+        )
     return store.add_controls(project, new, rng, bundle_id)
+
+
+def add_region_controls(
+    project: Project,
+    slide_ref: str,
+    items: Sequence[tuple[int, int, np.ndarray, Label, str]],
+    *,
+    level: str | None = None,
+    plan: dict[str, int] | None = None,
+    seed: int = 0,
+    bundle_id: str | None = None,
+) -> list[int]:
+    """Controls that are regions of a slide: (x, y, level-0 RGB pixels, truth, kind) items,
+    e.g. synthetic cells composed onto the slide's pixels there
+    (`appliance.generators.compose`); all or nothing.
+
+    Each becomes a region like an imported one (a lossless PNG original, named and linked as
+    the importer does) and the slide viewer draws its pixels over the slide at every zoom
+    level (`session.slide_view.RegionPixels`), so it is served, shown and scored like any
+    region. A control region must lie on the slide and overlap no other region: where two
+    regions overlap, the annotator would see the same place once with and once without the
+    planted cells.
+    """
+    record = find_slide(project, slide_ref)
+    boxes = [(r.x, r.y, r.width, r.height) for r in regions(project, record.id)]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for k, (x, y, pixels, truth, kind) in enumerate(items):
+            where = f"{record.name}: control region at ({x}, {y})"
+            if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+                raise ApplianceError(
+                    f"{where}: pixels {pixels.shape} {pixels.dtype}, not RGB uint8"
+                )
+            h, w = pixels.shape[:2]
+            if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
+                raise ApplianceError(f"{where}: {w}×{h} (sides 1..{MAX_REGION_SIDE} px)")
+            if x < 0 or y < 0 or x + w > record.width or y + h > record.height:
+                raise ApplianceError(
+                    f"{where}: {w}×{h} leaves the slide ({record.width}×{record.height})"
+                )
+            if any(x < bx + bw and bx < x + w and y < by + bh and by < y + h
+                   for bx, by, bw, bh in boxes):  # fmt: skip
+                raise ApplianceError(f"{where}: overlaps another region of the slide")
+            boxes.append((x, y, w, h))
+            ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+            assert ok  # encoding a uint8 RGB array in memory cannot fail
+            file = Path(tmp) / f"region-{k}.png"
+            try:
+                file.write_bytes(png.tobytes())
+            except OSError as exc:
+                raise ApplianceError(f"{file}: cannot write ({exc.strerror or exc})") from exc
+            files.append((file, truth, kind))
+        places = [(record.id, int(x), int(y)) for x, y, *_ in items]
+        return add_controls(
+            project, files, level=level, plan=plan, seed=seed, bundle_id=bundle_id, places=places
+        )
 
 
 def _is_human(source: str, reviewed: bool, author: str) -> bool:

@@ -71,7 +71,7 @@ class SlideViewer(StencilView):
         self.pending.clear()
         self.viewport = SlideViewport(work.slide.info, (max(self.width, 1), max(self.height, 1)))
         self.viewport.fit()
-        self.overview = _texture(work.slide.overview())
+        self.overview = _texture(work.overview())
         self.redraw()
 
     def _resized(self, *_: object) -> None:
