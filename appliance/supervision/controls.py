@@ -33,7 +33,7 @@ from appliance.store import controls as store
 from appliance.store.control_offers import adapt_classes
 from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
-from appliance.store.slides import find_slide, regions
+from appliance.store.slides import SlideRecord, find_slide, regions
 from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
@@ -44,6 +44,7 @@ __all__ = [
     "add_controls",
     "add_gold",
     "add_region_controls",
+    "check_region_place",
     "note_offer",
     "planted_unshown",
     "score_save",
@@ -164,6 +165,29 @@ def add_controls(
     return store.add_controls(project, new, rng, bundle_id)
 
 
+def check_region_place(
+    record: SlideRecord,
+    x: int,
+    y: int,
+    pixels: np.ndarray,
+    taken: list[tuple[int, int, int, int]],
+) -> None:
+    """Refuse, in one line, a control region that is not RGB uint8 of a region's size, leaves
+    the slide or overlaps a region in `taken` (x, y, width, height); else add it to `taken`."""
+    where = f"{record.name}: control region at ({x}, {y})"
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ApplianceError(f"{where}: pixels {pixels.shape} {pixels.dtype}, not RGB uint8")
+    h, w = pixels.shape[:2]
+    if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
+        raise ApplianceError(f"{where}: {w}×{h} (sides 1..{MAX_REGION_SIDE} px)")
+    if x < 0 or y < 0 or x + w > record.width or y + h > record.height:
+        raise ApplianceError(f"{where}: {w}×{h} leaves the slide ({record.width}×{record.height})")
+    if any(x < bx + bw and bx < x + w and y < by + bh and by < y + h
+           for bx, by, bw, bh in taken):  # fmt: skip
+        raise ApplianceError(f"{where}: overlaps another region of the slide")
+    taken.append((x, y, w, h))
+
+
 def add_region_controls(
     project: Project,
     slide_ref: str,
@@ -186,26 +210,11 @@ def add_region_controls(
     planted cells.
     """
     record = find_slide(project, slide_ref)
-    boxes = [(r.x, r.y, r.width, r.height) for r in regions(project, record.id)]
+    taken = [(r.x, r.y, r.width, r.height) for r in regions(project, record.id)]
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for k, (x, y, pixels, truth, kind) in enumerate(items):
-            where = f"{record.name}: control region at ({x}, {y})"
-            if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
-                raise ApplianceError(
-                    f"{where}: pixels {pixels.shape} {pixels.dtype}, not RGB uint8"
-                )
-            h, w = pixels.shape[:2]
-            if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
-                raise ApplianceError(f"{where}: {w}×{h} (sides 1..{MAX_REGION_SIDE} px)")
-            if x < 0 or y < 0 or x + w > record.width or y + h > record.height:
-                raise ApplianceError(
-                    f"{where}: {w}×{h} leaves the slide ({record.width}×{record.height})"
-                )
-            if any(x < bx + bw and bx < x + w and y < by + bh and by < y + h
-                   for bx, by, bw, bh in boxes):  # fmt: skip
-                raise ApplianceError(f"{where}: overlaps another region of the slide")
-            boxes.append((x, y, w, h))
+            check_region_place(record, x, y, pixels, taken)
             ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
             assert ok  # encoding a uint8 RGB array in memory cannot fail
             file = Path(tmp) / f"region-{k}.png"
