@@ -42,7 +42,14 @@ from appliance.generators.runtime import Cell
 from appliance.imageio import percentile_normalise
 from appliance.labels import Box, Label, Point
 
-__all__ = ["BLENDS", "Composite", "compose_control", "objects_occupied", "occupied_estimate"]
+__all__ = [
+    "BLENDS",
+    "Composite",
+    "channel_scale",
+    "compose_control",
+    "objects_occupied",
+    "occupied_estimate",
+]
 
 BLENDS = ("alpha", "poisson")
 _LOW, _HIGH = 1.0, 99.8
@@ -69,7 +76,7 @@ def occupied_estimate(image: np.ndarray) -> np.ndarray:
     return cv2.dilate(fg, np.ones((3, 3), np.uint8)) > 0
 
 
-def _scale(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def channel_scale(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (low, high) percentiles: how [0, 1] generator pixels map to raw values."""
     chans = background[..., None] if background.ndim == 2 else background
     lo = np.percentile(chans.reshape(-1, chans.shape[-1]), _LOW, axis=0)
@@ -189,7 +196,7 @@ def compose_control(
     as_boxes = bool(label is not None and label.objects and not label.ids().size)
     marks = label.objects if label is not None else ()
     as_points = as_boxes and not any(isinstance(o, Box) for o in marks)
-    lo, hi = _scale(img)
+    lo, hi = channel_scale(img)
     grey = percentile_normalise(img)
     grey = grey.mean(axis=2) if grey.ndim == 3 else grey
     local = cv2.blur(grey, (9, 9))
