@@ -4,7 +4,7 @@ Seed 000's plan is synthetic cells placed on a slide region. A job of slide regi
 the regions' own pixels and the expert's marks (the truth of the real cells), so a control is
 that region with a few more cells planted on it (`appliance.generators.compose`): no cell on
 a marked one, the marks kept, each planted cell's truth its box (its centre where the region
-has points only). The cells are virtual-microscope shapes (`export.controls.CellSource`)
+has points only). The cells are virtual-microscope shapes (`export.cell_source.CellSource`)
 coloured like the marked cells of their class in that region (the darker part of each mark,
 where the nucleus is; rimmed by the mark's surroundings), sized like that class's boxes, or,
 with points only, like a cell of `CELL_UM` µm at the region's µm per pixel.
@@ -25,7 +25,7 @@ from appliance.errors import ApplianceError
 from appliance.generators.compose import Composite, channel_scale, compose_control
 from appliance.generators.runtime import Cell
 from appliance.labels import Box, Label, Point
-from export.controls import CellSource
+from export.cell_source import CellSource
 
 __all__ = ["CELL_UM", "compose_on_region", "marked_only"]
 
