@@ -45,6 +45,7 @@ __all__ = [
     "known_hashes",
     "machine_version",
     "offered_classes",
+    "offered_marks",
     "record_bundle",
     "record_score",
     "score_rows",
@@ -381,17 +382,26 @@ def machine_version(project: Project, image_id: int, machine_authors: str) -> in
     return None if row is None else int(row[0])
 
 
-def offered_classes(project: Project, image_id: int, annotator: str) -> set[int] | None:
-    """Classes of the newest pre-label offer `annotator` was shown on an image (an `offered`
-    event), or None when none was shown."""
+def _offer_detail(project: Project, image_id: int, annotator: str) -> dict[str, Any] | None:
     row = project.db.execute(
         "SELECT detail FROM events WHERE image_id = ? AND annotator = ? AND kind = 'offered' "
         "ORDER BY id DESC LIMIT 1",
         (image_id, annotator),
     ).fetchone()
-    if row is None:
-        return None
-    return {int(c) for c in json.loads(row[0] or "{}").get("classes", [])}
+    return None if row is None else dict(json.loads(row[0] or "{}"))
+
+
+def offered_classes(project: Project, image_id: int, annotator: str) -> set[int] | None:
+    """Classes of the newest pre-label offer `annotator` was shown on an image (an `offered`
+    event), or None when none was shown."""
+    detail = _offer_detail(project, image_id, annotator)
+    return None if detail is None else {int(c) for c in detail.get("classes", [])}
+
+
+def offered_marks(project: Project, image_id: int, annotator: str) -> bool:
+    """Whether the newest offer `annotator` was shown on an image held points or boxes."""
+    detail = _offer_detail(project, image_id, annotator)
+    return bool(detail and detail.get("marks"))
 
 
 def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: int) -> None:

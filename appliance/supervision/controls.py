@@ -27,7 +27,7 @@ from appliance.errors import ApplianceError
 from appliance.imageio import probe, read_image
 from appliance.importer import collect
 from appliance.label_io import read_mask
-from appliance.labels import Label
+from appliance.labels import CellObject, Label
 from appliance.slides import MAX_REGION_SIDE
 from appliance.store import controls as store
 from appliance.store.control_offers import adapt_classes
@@ -37,6 +37,7 @@ from appliance.store.slides import SlideRecord, find_slide, regions
 from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
+from appliance.supervision.planted_objects import is_object_error
 from appliance.supervision.scoring import ControlScore, score
 
 __all__ = [
@@ -237,8 +238,8 @@ def note_offer(project: Project, image_id: int, annotator: str, method: str, off
     """Record that a pre-label was shown to `annotator` (every image alike, so the event log
     sets no control apart): planted errors count from the moment they were shown, whether
     the annotator accepted the offer or rejected it and drew from scratch."""
-    classes = sorted({offer.class_of(i) for i in offer.ids()})
-    detail = {"method": method, "classes": classes}
+    classes = sorted({offer.class_of(i) for i in offer.ids()} | {o.class_id for o in offer.objects})
+    detail = {"method": method, "classes": classes, "marks": len(offer.objects)}
     project.record_event(image_id, "offered", annotator=annotator, detail=detail)
 
 
@@ -301,12 +302,16 @@ def _visible(
     """The planted errors the offer showed: a class flip the pre-labeler's classes could not
     show (its planted class mapped back to the true one) was never there to catch."""
     seen = adapt_classes(prelabel, shown)
-    return tuple(
-        e
-        for e in errors
-        if e.kind != "class_flip"
-        or seen.class_of(e.prelabel_ids[0]) != truth.class_of(e.truth_ids[0])
-    )
+
+    def showed(e: planted_mod.PlantedError) -> bool:
+        if e.kind != "class_flip":
+            return True
+        if is_object_error(e):
+            planted_class = seen.objects[e.prelabel_ids[0]].class_id
+            return planted_class != truth.objects[e.truth_ids[0]].class_id
+        return seen.class_of(e.prelabel_ids[0]) != truth.class_of(e.truth_ids[0])
+
+    return tuple(e for e in errors if showed(e))
 
 
 def score_save(project: Project, version_id: int) -> ControlScore | None:
@@ -323,18 +328,22 @@ def score_save(project: Project, version_id: int) -> ControlScore | None:
         return None
     errors: tuple[planted_mod.PlantedError, ...] = ()
     prelabel = None
+    marks: tuple[CellObject, ...] = ()
     if control.kind == "planted" and control.prelabel is not None:
         shown = _shown_classes(project, version.image_id, version.author, version.parent_id)
         if shown is not None:
             planted = planted_mod.errors_from_json(control.errors_json)
             errors = _visible(planted, control.prelabel, control.truth, shown)
-            prelabel = control.prelabel.instances
+            if not store.offered_marks(project, version.image_id, version.author):
+                # planted marks are offered only where the detector offers marks
+                errors = tuple(e for e in errors if not is_object_error(e))
+            prelabel, marks = control.prelabel.instances, control.prelabel.objects
     seconds = sum(
         project.label_version(v).seconds_spent
         for v, _, _ in store.versions_by(project, version.image_id, version.author)
         if v <= version_id
     )
-    result = score(control.truth, version.label, errors, prelabel, seconds)
+    result = score(control.truth, version.label, errors, prelabel, seconds, marks)
     row = store.ScoreRow(
         control_id=control.id,
         label_id=version_id,

@@ -264,6 +264,7 @@ def plant(
 
     Kinds that cannot be planted (a class flip in a one-class project, no neighbours to merge,
     no free space for a false cell) are skipped, so the record holds exactly what was done.
+    A truth of points and boxes only gets its errors on those (`planted_objects`).
     """
     if level not in LEVELS:
         raise ApplianceError(f"unknown error level {level!r} (one of {', '.join(LEVELS)})")
@@ -272,6 +273,10 @@ def plant(
         raise ApplianceError(
             f"unknown planted error kind {sorted(unknown)[0]!r} (one of {', '.join(KINDS)})"
         )
+    if truth.objects and not truth.ids().size:  # cells marked by points and boxes
+        from appliance.supervision.planted_objects import plant_objects
+
+        return plant_objects(truth, plan, level, n_classes, rng)
     planter = _Planter(truth, n_classes, rng)
     errors: list[PlantedError] = []
     # merges first (they need intact neighbours), deletions last (they free space)
