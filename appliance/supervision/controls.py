@@ -37,7 +37,7 @@ from appliance.store.slides import SlideRecord, find_slide, regions
 from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
-from appliance.supervision.planted_objects import is_object_error
+from appliance.supervision.planted_objects import is_object_error, plant_label
 from appliance.supervision.scoring import ControlScore, score
 
 __all__ = [
@@ -155,9 +155,7 @@ def add_controls(
     ):
         pre, errors, final_kind = None, "[]", kind
         if level is not None:
-            planting = planted_mod.plant(
-                truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
-            )
+            planting = plant_label(truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng)
             pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
         detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
         new.append(

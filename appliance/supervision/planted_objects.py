@@ -26,9 +26,23 @@ import numpy as np
 from appliance import perturb
 from appliance.labels import Box, CellObject, Label, Point
 from appliance.metrics import POINT_RADIUS, box_ious, match_boxes, match_points
-from appliance.supervision.planted import _BOUNDARY_SCALE, _SIZE_THIRD, PlantedError, Planting
+from appliance.supervision.planted import (
+    _BOUNDARY_SCALE,
+    _SIZE_THIRD,
+    PlantedError,
+    Planting,
+    check_plan,
+    plant,
+)
 
-__all__ = ["OBJECT_KINDS", "is_object_error", "object_caught", "object_partners", "plant_objects"]
+__all__ = [
+    "OBJECT_KINDS",
+    "is_object_error",
+    "object_caught",
+    "object_partners",
+    "plant_label",
+    "plant_objects",
+]
 
 OBJECT_KINDS = ("deleted", "false", "class_flip", "shifted")
 _POINT_SHIFT = {"easy": 2.0, "medium": 1.6, "hard": 1.2}  # × POINT_RADIUS
@@ -133,7 +147,8 @@ def plant_objects(
     truth: Label, plan: dict[str, int], level: str, n_classes: int, rng: np.random.Generator
 ) -> Planting:
     """Plant `plan[kind]` errors of each object kind at `level` into the point/box `truth`
-    (checked by `planted.plant`, which sends such a truth here); record each one."""
+    (`plant_label` sends such a truth here); record each one."""
+    check_plan(plan, level)
     planter = _ObjectPlanter(truth, n_classes, rng)
     done = []
     for kind in ("class_flip", "shifted", "false", "deleted"):
@@ -159,6 +174,16 @@ def plant_objects(
     )
     empty = np.zeros(truth.shape, np.uint32)
     return Planting(Label(empty, {}, tuple(objects)), errors)
+
+
+def plant_label(
+    truth: Label, plan: dict[str, int], level: str, n_classes: int, rng: np.random.Generator
+) -> Planting:
+    """Planted errors on a truth's masks (`planted.plant`), or on its points and boxes when
+    it has no masks."""
+    if truth.objects and not truth.ids().size:
+        return plant_objects(truth, plan, level, n_classes, rng)
+    return plant(truth, plan, level, n_classes, rng)
 
 
 def object_partners(truth: Label, label: Label) -> dict[int, tuple[int, float]]:

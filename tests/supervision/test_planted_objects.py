@@ -17,7 +17,8 @@ from appliance.store import Project
 from appliance.store.control_offers import offer_prelabel
 from appliance.store.controls import control_for_image, score_rows
 from appliance.supervision.controls import add_controls, note_offer, score_save
-from appliance.supervision.planted import DEFAULT_PLAN, errors_from_json, plant
+from appliance.supervision.planted import DEFAULT_PLAN, errors_from_json
+from appliance.supervision.planted_objects import plant_label
 from appliance.supervision.scoring import score
 
 PLAN = {"deleted": 1, "false": 1, "class_flip": 1, "shifted": 1}
@@ -42,7 +43,9 @@ def _truth(kind: str, n: int = 9, size: int = 256) -> Label:
 @pytest.mark.parametrize("level", ["easy", "hard"])
 def test_errors_are_planted_as_recorded_and_scored_by_matching(kind: str, level: str) -> None:
     truth = _truth(kind)
-    planting = plant(truth, PLAN | {"merged": 1, "eroded": 1}, level, 3, np.random.default_rng(0))
+    planting = plant_label(
+        truth, PLAN | {"merged": 1, "eroded": 1}, level, 3, np.random.default_rng(0)
+    )
     pre, errors = planting.prelabel, {e.kind: e for e in planting.errors}
     assert set(errors) == set(PLAN)  # merges and outline errors mean nothing for a mark
     assert not pre.ids().size and len(pre.objects) == len(truth.objects)  # one out, one in
@@ -118,5 +121,5 @@ def test_a_planted_point_control_is_offered_in_place_of_the_detectors_marks(
 
 
 def test_the_default_plan_plants_what_marks_allow() -> None:
-    planting = plant(_truth("box"), DEFAULT_PLAN, "medium", 2, np.random.default_rng(1))
+    planting = plant_label(_truth("box"), DEFAULT_PLAN, "medium", 2, np.random.default_rng(1))
     assert {e.kind for e in planting.errors} == {"deleted", "false", "class_flip", "shifted"}
