@@ -33,9 +33,11 @@ def offer_prelabel(
     time and offers a pre-label exactly when an ordinary image would (nothing when nothing was
     computed). A planted control offers its planted pre-label, another control its truth in
     place of 'previous' (a neighbouring frame's label would not fit it) and the computed one
-    otherwise. What a control offers in place of the computed pre-label looks like it
-    (`_as_machine_made`): only classes the pre-labeler produced, and outlines no more exact
-    than its own on this very image.
+    otherwise. A truth of marks only is never offered for 'previous': moving it as outlines are
+    moved would drop its marks and offer nothing where a neighbouring region's marks are
+    offered (and its exact marks would give it away). What a control offers in place of the
+    computed pre-label looks like it (`_as_machine_made`): only classes the pre-labeler
+    produced, and outlines no more exact than its own on this very image.
     """
     if computed is None:
         return None
@@ -57,7 +59,7 @@ def offer_prelabel(
         return computed
     if control.kind == "planted" and control.prelabel is not None:
         base, errors = control.prelabel, json.loads(control.errors_json)
-    elif method == "previous":
+    elif method == "previous" and control.truth.ids().size:
         base, errors = control.truth, []
     else:
         return computed

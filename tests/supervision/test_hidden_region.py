@@ -21,6 +21,7 @@ from appliance.session.slide_view import TILE, TileKey, read_tile
 from appliance.session.slide_work import SlideWork
 from appliance.slides import open_slide
 from appliance.store import Project
+from appliance.store.control_offers import offer_prelabel
 from appliance.store.controls import control_for_image, score_rows
 from appliance.store.slides import regions
 from appliance.supervision.controls import add_region_controls
@@ -87,6 +88,9 @@ def test_a_control_composed_on_a_region_is_served_like_any_region(project: Path)
             tiles[ordinary[0].image_id].versions,
         )
         assert p.latest_label(control.image_id) is None
+        # 'previous' offers the neighbouring region's marks, as on an ordinary region
+        before = Label(np.zeros((256, 256), np.uint32), {}, (Point(5, 5, 2),))
+        assert offer_prelabel(p, control.image_id, before, "previous") is before
         assert np.array_equal(p.load_pixels(control.image_id), pixels)
 
         # on the slide: the composite is drawn over the region at every level, ordinary
