@@ -162,7 +162,7 @@ def write_training_job(
     ]
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         members: dict[str, bytes | Path] = {}
-        items = [_item(c, splits[c.image.id], members, Path(tmp)) for c in choices]
+        items = [_item(project, c, splits[c.image.id], members, Path(tmp)) for c in choices]
         members[ITEMS] = _json_bytes({"items": items})
         members[ANNOTATORS] = _json_bytes({"annotators": project.annotators()})
         body = {
@@ -175,7 +175,9 @@ def write_training_job(
             "annotators": ANNOTATORS,
         }
         if include_unlabeled:
-            members[UNLABELED] = _json_bytes({"images": [_image(r, members) for r in unlabeled]})
+            members[UNLABELED] = _json_bytes(
+                {"images": [_image(project, r, members, Path(tmp)) for r in unlabeled]}
+            )
             body["unlabeled"] = UNLABELED
         job_id = write_bundle(out, FORMAT, body, members)
     record_job_items(project, job_id, [(c.image.id, splits[c.image.id]) for c in choices])
@@ -185,10 +187,14 @@ def write_training_job(
     return job_id, counts
 
 
-def _image(rec: ImageRecord, members: dict[str, bytes | Path]) -> dict[str, Any]:
-    """An image's member and the fields that decode it."""
+def _image(
+    project: Project, rec: ImageRecord, members: dict[str, bytes | Path], tmp: Path
+) -> dict[str, Any]:
+    """An image's member and the fields that decode it (a training job is written in plain:
+    an encrypted project's original is decrypted into the job's temporary folder)."""
     image_member = f"images/{rec.sha256}{rec.path.suffix.lower()}"
-    members[image_member] = verified_original(rec)  # the name promises this content
+    if image_member not in members:  # the name promises this content
+        members[image_member] = verified_original(project, rec, tmp)
     return {
         "name": rec.name,
         "image": image_member,
@@ -203,10 +209,10 @@ def _image(rec: ImageRecord, members: dict[str, bytes | Path]) -> dict[str, Any]
 
 
 def _item(
-    choice: Choice, split: str, members: dict[str, bytes | Path], tmp: Path
+    project: Project, choice: Choice, split: str, members: dict[str, bytes | Path], tmp: Path
 ) -> dict[str, Any]:
     return {
-        **_image(choice.image, members),
+        **_image(project, choice.image, members, tmp),
         "split": split,
         "label": _version(choice.label, members, tmp),
         "coarse": _version(choice.coarse, members, tmp) if choice.coarse else None,

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from appliance.durable import holds, replace_durably
+from appliance.durable import replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import oplog
 from appliance.store.controls import insert_row
@@ -167,7 +167,7 @@ def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
     """Blob `sha256` stored as an original already, even without an image row (a sync that
     stopped after downloading it), verified by its hash; None when absent or different."""
     path = project.blob_path(sha256, suffix)
-    return path if holds(path, sha256) else None
+    return path if project.holds_original(path, sha256) else None
 
 
 def missing_blobs(project: Project, ops: Iterable[oplog.Operation]) -> dict[str, str]:
@@ -213,14 +213,21 @@ class _TabletKnown:
             self._classes = {int(r[0]) for r in self.project.db.execute("SELECT id FROM classes")}
         return self._classes
 
-    def blob(self, sha256: str) -> Path | None:
+    def blob(self, sha256: str) -> Path | bytes | None:
         if sha256 in self.staged:
-            return self.staged[sha256]
+            return self.staged[sha256]  # a verified download, plain until it is stored
         held = blob_file(self.project, sha256)
-        if held is not None:
+        if held is None:
+            folder = self.project.blob_path(sha256, "").parent
+            found = sorted(folder.glob(f"{sha256}*")) if folder.is_dir() else []
+            held = found[0] if found else None
+        if held is None or not self.project.encrypted:
             return held
-        folder = self.project.blob_path(sha256, "").parent
-        return next(iter(sorted(folder.glob(f"{sha256}*"))), None) if folder.is_dir() else None
+        try:  # a sealed original: its plain bytes (images are small; slides are not synced)
+            with self.project.open_original(held) as fh:
+                return fh.read()
+        except ApplianceError:
+            return None
 
 
 def apply_remote(
@@ -284,7 +291,11 @@ def _apply_image(project: Project, op: oplog.Operation, staged: Path | None) -> 
     if staged is not None and staged != path:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            replace_durably(staged, path)
+            if project.encrypted:  # sealed into place; the plain download goes
+                project.store_original(staged, path)
+                staged.unlink()
+            else:
+                replace_durably(staged, path)
         except OSError as exc:
             raise ApplianceError(f"{path}: cannot store the pulled original ({exc})") from exc
     exists = project.db.execute(

@@ -228,7 +228,9 @@ class Syncer:
                 with lock:
                     opened.append(http)
                 local.channel = BlobChannel(http, self.base, self.blobs.chunk)
-            return int(local.channel.upload(sha, paths[sha], load, save))
+            path = paths[sha]
+            opener = lambda: self.project.open_original(path)  # noqa: E731 (plain bytes)
+            return int(local.channel.upload(sha, path, load, save, opener))
 
         try:
             with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
