@@ -1,0 +1,53 @@
+"""Sync of projects encrypted at rest: the lab receives the plain originals (it hashes them),
+and a tablet stores what it pulls sealed, with no plain copy left in its folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from appliance.security import vault
+from appliance.store import Project, at_rest
+from appliance.sync.client import sync_project
+from tests.lab.conftest import add_work, tablet
+
+
+@pytest.fixture(autouse=True)
+def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vault, "KDF", {"time_cost": 1, "memory_cost": 8 * 1024, "parallelism": 1})
+
+
+def encrypted(project: Project, pin: str) -> Project:
+    """The same project, encrypted in place and opened with its key."""
+    root = project.root
+    project.close()
+    key = vault.create_keys(root, "anna", pin)
+    at_rest.encrypt(root, key)
+    return Project.open(root, key)
+
+
+def test_encrypted_tablets_push_and_pull_images(tmp_path: Path, lab) -> None:
+    a = tablet(tmp_path / "a", lab, "P1", "tab-a")
+    add_work(a, tmp_path / "ia", 3, 4, seed=1)
+    a = encrypted(a, "246810")
+    b = encrypted(tablet(tmp_path / "b", lab, "P1", "tab-b"), "135790")
+    try:
+        sync_project(a)
+        report = sync_project(b)
+        assert report.downloaded_blobs == 3
+        for rec in a.images():
+            got = b.find_image(rec.sha256)
+            assert (b.load_pixels(got.id) == a.load_pixels(rec.id)).all()
+            # the lab checked the upload's sha256: it received the plain original
+            with a.open_original(rec.path) as fh:
+                plain = fh.read()
+            assert hashlib.sha256(plain).hexdigest() == rec.sha256
+            assert got.path.read_bytes().startswith(b"APPSEAL1")  # sealed on the tablet
+            for p in b.root.rglob("*"):
+                assert not p.is_file() or plain[-64:] not in p.read_bytes(), p
+        assert b.status()["label_versions"] == 4
+    finally:
+        a.close()
+        b.close()
