@@ -335,9 +335,10 @@ def _decode_cv2(fh: BinaryIO, frame: Frame, label: str) -> np.ndarray:
         raise ApplianceError(
             f"{label}: {size} bytes is far more than {frame.width}×{frame.height} pixels need"
         )
-    data = fh.read()
+    data = np.empty(size, np.uint8)  # read into one buffer: no copy of a large file
+    data = data[: fh.readinto(data)]  # type: ignore[attr-defined]
     with _quiet_opencv():
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ApplianceError(f"{label}: corrupt or truncated image data")
     if img.ndim == 3:

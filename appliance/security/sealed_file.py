@@ -135,49 +135,73 @@ class SealedReader(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def _plain(self, index: int) -> bytes:
-        hit = self._cache.get(index)
-        if hit is not None:
-            self._cache.move_to_end(index)
-            return hit
+    def _sealed(self, index: int) -> tuple[bytes, bytes, bytes]:
+        """Ciphertext, nonce and associated data of chunk `index`."""
         last = index == self._count - 1
         length = (self.size - self.chunk * index if last else self.chunk) + _TAG
         self._fh.seek(_HEADER.size + index * (self.chunk + _TAG))
         sealed = self._fh.read(length)
         nonce = self._prefix + struct.pack(">I", index)
+        return sealed, nonce, _aad(self._header, self._context, index, last)
+
+    def _refused(self, index: int) -> ApplianceError:
+        return ApplianceError(
+            f"{self.path}: changed, moved or sealed under another key (chunk {index})"
+        )
+
+    def _plain(self, index: int) -> bytes:
+        hit = self._cache.get(index)
+        if hit is not None:
+            self._cache.move_to_end(index)
+            return hit
+        sealed, nonce, aad = self._sealed(index)
         try:
-            plain = self._aead.decrypt(
-                nonce, sealed, _aad(self._header, self._context, index, last)
-            )
+            plain = self._aead.decrypt(nonce, sealed, aad)
         except InvalidTag as exc:
-            raise ApplianceError(
-                f"{self.path}: changed, moved or sealed under another key (chunk {index})"
-            ) from exc
+            raise self._refused(index) from exc
         self._cache[index] = plain
         if len(self._cache) > _KEEP:
             self._cache.popitem(last=False)
         return plain
+
+    def _decrypt_into(self, index: int, target: memoryview) -> bool:
+        """Decrypt a whole chunk straight into `target` (a big read: no cache, no copy);
+        False when its ciphertext is not the chunk's full length (then `_plain` refuses it)."""
+        sealed, nonce, aad = self._sealed(index)
+        if len(sealed) != len(target) + _TAG:
+            return False
+        try:
+            self._aead.decrypt_into(nonce, sealed, aad, target)
+        except InvalidTag as exc:
+            raise self._refused(index) from exc
+        return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
         done = 0
         while done < len(view) and self._pos < self.size:
             index, offset = divmod(self._pos, self.chunk)
-            plain = self._plain(index)
-            n = min(len(view) - done, len(plain) - offset)
-            view[done : done + n] = plain[offset : offset + n]
+            whole = min(self.chunk, self.size - index * self.chunk)
+            if (
+                offset == 0
+                and len(view) - done >= whole
+                and index not in self._cache
+                and self._decrypt_into(index, view[done : done + whole])
+            ):
+                n = whole
+            else:
+                plain = self._plain(index)
+                n = min(len(view) - done, len(plain) - offset)
+                view[done : done + n] = plain[offset : offset + n]
             done += n
             self._pos += n
         return done
 
     def readall(self) -> bytes:
-        out = bytearray()
-        while self._pos < self.size:
-            index, offset = divmod(self._pos, self.chunk)
-            piece = self._plain(index)[offset:]
-            out += piece
-            self._pos += len(piece)
-        return bytes(out)
+        # decrypted straight into one buffer (big readers use `readinto` and skip the copy)
+        out = bytearray(max(0, self.size - self._pos))
+        n = self.readinto(out)
+        return bytes(memoryview(out)[:n])
 
     def fileno(self) -> int:
         # tifffile and imageio ask for a size through fstat when a file has a descriptor;
