@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -43,6 +44,7 @@ __all__ = [
     "SEALED_DIRS",
     "StoreKeys",
     "encrypt",
+    "erase_keys",
     "forget",
     "is_encrypted",
     "key_for",
@@ -54,6 +56,7 @@ __all__ = [
 DB_NAME = "project.db"  # as appliance.store.project.DB_NAME (which imports this module)
 SEALED_DIRS = ("images", "slides")  # originals; models (ONNX) and bundles stay plain
 MARKER = "encrypting.json"
+ERASED = "keys-erased.json"  # left where keys.json was, by a revoke's crypto-erase
 ENCRYPTING = "project.db.encrypting"
 PLAIN_HEADER = b"SQLite format 3\x00"
 LOCKED = "locked: run with APPLIANCE_PASSPHRASE or the app's PIN"
@@ -135,6 +138,34 @@ def key_for(root: Path) -> bytes:
     key = _asker(Path(root))
     remember(root, key)
     return key
+
+
+def erase_keys(root: Path, why: str) -> bool:
+    """Crypto-erase an encrypted project: delete every wrapped copy of its key (keys.json),
+    leaving a note of why; its data can then never be read again, by anyone (what was synced
+    is at the lab). False when the project is not encrypted (nothing to erase)."""
+    root = Path(root)
+    if not is_encrypted(root):
+        return False
+    atomic_write(root / ERASED, json.dumps({"erased": why}).encode())
+    (root / KEYS_FILE).unlink()
+    fsync_dir(root)
+    forget(root)
+    return True
+
+
+def refuse_erased(root: Path) -> None:
+    """One line for a project whose keys a revoke erased (instead of "not a database")."""
+    note = Path(root) / ERASED
+    if note.exists() and not (Path(root) / KEYS_FILE).exists():
+        try:
+            why = str(json.loads(note.read_text(encoding="utf-8"))["erased"])
+        except (OSError, ValueError, KeyError, TypeError):
+            why = "a revoke"
+        raise ApplianceError(
+            f"{root}: encrypted and its keys were erased ({why}); it cannot be opened "
+            "(the lab holds what was synced)"
+        )
 
 
 # sealed originals --------------------------------------------------------------------------

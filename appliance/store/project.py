@@ -235,6 +235,7 @@ class Project:
     def resolve_key(root: Path, key: bytes | None = None) -> bytes | None:
         """The key to open `root` with (None: a plain project), after crash recovery."""
         at_rest.recover(root)
+        at_rest.refuse_erased(root)
         if not at_rest.is_encrypted(root):
             return None
         return key if key is not None else at_rest.key_for(root)

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from appliance.errors import ApplianceError
 from appliance.security import vault
+from appliance.security.home import HOME_ENV
+from appliance.security.lock import lift_lock
 from appliance.store import Project, at_rest
 from appliance.sync.client import sync_project
+from appliance.sync.http import Revoked
 from tests.lab.conftest import add_work, tablet
 
 
@@ -51,3 +55,23 @@ def test_encrypted_tablets_push_and_pull_images(tmp_path: Path, lab) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_revoke_crypto_erases_an_encrypted_project(
+    tmp_path: Path, lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "tablet-home"))  # revoked.json stays here
+    t = tablet(tmp_path / "t", lab, "P1", "tab")
+    add_work(t, tmp_path / "it", 1, 1, seed=3)
+    t = encrypted(t, "246810")
+    sync_project(t)
+    assert lab.store.revoke(lab.store.devices()[0]["id"])
+    with pytest.raises(Revoked):
+        sync_project(t)
+    t.close()
+    assert not (t.root / vault.KEYS_FILE).exists()  # no wrapped key left: the data is noise
+    assert lift_lock()  # even the lab, tablet in hand, cannot open it again
+    with pytest.raises(ApplianceError, match=r"keys were erased .*revoked this tablet"):
+        Project.open(t.root)
+    with pytest.raises(ApplianceError, match="not an encrypted project"):
+        vault.unlock(t.root, "anna", "246810")
