@@ -291,3 +291,20 @@ def test_a_migration_killed_at_any_step_loses_nothing(tmp_path: Path) -> None:
             with Project.open(root, key) as project:
                 assert snapshot(project) == expected, kill_at
             assert raw_hits(root, RUN) == []
+
+
+def test_a_sqlcipher_error_is_one_line_naming_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLCipher's exceptions are not sqlite3's: the CLI still turns them into one line."""
+    from sqlcipher3 import dbapi2 as sqlcipher
+
+    root, _ = make_project(tmp_path, n=1)
+    encrypt(root)
+    monkeypatch.setenv(vault.PASSPHRASE_ENV, PIN)
+
+    def full(_self: Project) -> dict:
+        raise sqlcipher.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Project, "status", full)
+    assert_one_line_refusal(cli("status", root), "project.db: database or disk is full")
