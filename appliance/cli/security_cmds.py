@@ -144,6 +144,7 @@ def encrypt(args: argparse.Namespace) -> int:
     from appliance.errors import ApplianceError
     from appliance.security.vault import KEYS_FILE, passphrase, unlock_any
     from appliance.store import at_rest
+    from appliance.store.db import require_sqlcipher
 
     if not (args.project / KEYS_FILE).exists():
         raise ApplianceError(
@@ -153,6 +154,7 @@ def encrypt(args: argparse.Namespace) -> int:
     if at_rest.is_encrypted(args.project):
         print(f"{args.project} is encrypted at rest already")
         return 0
+    require_sqlcipher()  # asked for explicitly: a platform without it is an error
     _encrypt(args.project, unlock_any(args.project, passphrase(f"PIN for {args.project}: ")))
     return 0
 
@@ -167,7 +169,9 @@ def _encrypt(root: Path, key: bytes) -> None:
     try:
         dbm.require_sqlcipher()
     except ApplianceError as exc:
-        print(f"note: {exc}", file=sys.stderr)
+        print(
+            f"note: {exc}; the project stays plain (the PIN still locks the app)", file=sys.stderr
+        )
         return
     Project.open(root).close()  # plain, readable, its schema migrated: the export copies all
     n = at_rest.encrypt(root, key)

@@ -271,18 +271,23 @@ def encrypt(root: Path, project_key: bytes) -> int:
         raise ApplianceError(f"{root}: already encrypted at rest")
     dbm.require_sqlcipher()
     keys = StoreKeys(project_key)
-    atomic_write(root / MARKER, b'{"migration": "encrypt at rest"}\n')
-    _step("marker")
     originals = _originals(root)
     for path in originals:
         if is_sealed(path):
             raise ApplianceError(f"{path}: already sealed in a plain project; nothing changed")
-        store_file(keys, path, path.with_name(path.name + ".sealed"))
-        _step(f"sealed {path.name}")
-    dbm.export_encrypted(root / DB_NAME, root / ENCRYPTING, keys.db_pragma)
-    _step("exported")
-    for extra in ("-wal", "-shm"):  # empty after the checkpoint; none may meet the new file
-        (root / f"{DB_NAME}{extra}").unlink(missing_ok=True)
+    atomic_write(root / MARKER, b'{"migration": "encrypt at rest"}\n')
+    _step("marker")
+    try:
+        for path in originals:
+            store_file(keys, path, path.with_name(path.name + ".sealed"))
+            _step(f"sealed {path.name}")
+        dbm.export_encrypted(root / DB_NAME, root / ENCRYPTING, keys.db_pragma)
+        _step("exported")
+        for extra in ("-wal", "-shm"):  # empty after the checkpoint; none may meet the new file
+            (root / f"{DB_NAME}{extra}").unlink(missing_ok=True)
+    except BaseException:
+        recover(root)  # before the commit point: back to the plain project, as it was
+        raise
     replace_durably(root / ENCRYPTING, root / DB_NAME)  # the commit point
     _step("committed")
     for path in originals:

@@ -62,7 +62,7 @@ def require_sqlcipher() -> ModuleType:
     if sqlcipher is None:
         raise ApplianceError(
             "encryption at rest needs SQLCipher (the sqlcipher3-binary package), which this "
-            "platform lacks; the project stays plain"
+            "platform lacks"
         )
     return sqlcipher
 
@@ -225,10 +225,15 @@ def export_encrypted(plain: Path, dest: Path, key_pragma: str) -> None:
     `key_pragma`, fsynced; `plain`'s WAL is checkpointed into it and removed first, so no
     page of it is left outside the copy (`at_rest.encrypt`)."""
     module = require_sqlcipher()
-    conn = sqlite3.connect(str(plain), isolation_level=None, timeout=30)
+    conn = sqlite3.connect(str(plain), isolation_level=None, timeout=5)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode=DELETE")  # removes the -wal file: nothing to replay
+    except sqlite3.OperationalError as exc:  # another connection holds the WAL open
+        raise ApplianceError(
+            f"{plain}: in use by another process (the app, a sync: {exc}); close it and run "
+            "again (nothing was changed)"
+        ) from exc
     finally:
         conn.close()
     dest.unlink(missing_ok=True)

@@ -308,3 +308,52 @@ def test_a_sqlcipher_error_is_one_line_naming_the_database(
 
     monkeypatch.setattr(Project, "status", full)
     assert_one_line_refusal(cli("status", root), "project.db: database or disk is full")
+
+
+def test_encrypting_a_project_open_elsewhere_changes_nothing(tmp_path: Path) -> None:
+    root, _ = make_project(tmp_path, n=2)
+    key = vault.create_keys(root, "anna", PIN)
+    before = {p: p.read_bytes() for p in (root / "images").rglob("*") if p.is_file()}
+    with Project.open(root) as other:  # the app holding the project
+        other.status()
+        with pytest.raises(ApplianceError, match="in use by another process"):
+            at_rest.encrypt(root, key)
+    assert not (root / at_rest.MARKER).exists()
+    assert {p: p.read_bytes() for p in (root / "images").rglob("*") if p.is_file()} == before
+    assert not at_rest.is_encrypted(root)
+    at_rest.encrypt(root, key)  # closed: now it goes
+    assert at_rest.is_encrypted(root)
+
+
+def test_without_sqlcipher_the_pin_is_set_and_the_project_stays_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.store import db as dbm
+
+    root, _ = make_project(tmp_path, n=1)
+    monkeypatch.setattr(dbm, "sqlcipher", None)
+    monkeypatch.setenv(vault.PASSPHRASE_ENV, PIN)
+    res = cli("set-pin", root, "--annotator", "anna")
+    assert res.rc == 0 and (root / vault.KEYS_FILE).exists()
+    assert res.err.count("\n") == 1 and "needs SQLCipher" in res.err and "stays plain" in res.err
+    assert not at_rest.is_encrypted(root)
+    Project.open(root).close()
+    assert_one_line_refusal(cli("encrypt", root), "needs SQLCipher")
+
+
+def test_the_idle_lock_forgets_the_key_and_its_pin_brings_it_back(tmp_path: Path) -> None:
+    from appliance.session.idle_lock import IdleLock
+
+    root, _ = make_project(tmp_path, n=1)
+    encrypt(root)
+    now = [0.0]
+    lock = IdleLock(root, idle_minutes=1, clock=lambda: now[0])
+    assert lock.locked
+    with pytest.raises(ApplianceError, match="locked"):
+        Project.open(root)
+    lock.unlock("anna", PIN)
+    Project.open(root).close()  # the PIN's key opens the store
+    now[0] = 61.0
+    assert lock.tick()
+    with pytest.raises(ApplianceError, match="locked"):
+        Project.open(root)
