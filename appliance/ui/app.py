@@ -175,6 +175,7 @@ class ApplianceApp(App):
             if self.project is not None:
                 self.go("home")
                 self.project.close()
+                forget_key(self.project.root)
                 self.project = None
             self.idle_lock, self.pending_project = lock, path
             self.sm.get_screen("lock").back_to = "annotate"
