@@ -18,6 +18,7 @@ from appliance.store import Project
 from appliance.store.slides import regions, slides
 from testkit.slides import (
     tissue_image,
+    write_ndpi,
     write_ome_pyramid,
     write_scn,
     write_sparse_slide,
@@ -113,6 +114,28 @@ def test_lab_regions_and_later_expert_regions(files: Path, project: Path) -> Non
         assert p.image(found[1].image_id).name == "bal.svs[1488,1244,512x256]"
     listing = cli("slides", project).out
     assert "bal.svs  2000×1500  2 levels  0.25 µm/px" in listing and "expert" in listing
+
+
+def test_ndpi_is_imported_with_its_levels_and_mpp(project: Path, tmp_path: Path) -> None:
+    """A small NDPI written in Hamamatsu's layout (`testkit.slides.write_ndpi`): tifffile
+    reads it as NDPI (64-bit IFD offsets, the Hamamatsu tags), tiffslide as a Hamamatsu slide,
+    and the importer stores it with its three levels and µm per pixel."""
+    path = tmp_path / "scan.ndpi"
+    write_ndpi(path, IMG, mpp=0.46, levels=3)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.tiff.offsetsize == 8 and tif.pages[0].is_ndpi
+        assert tif.pages[0].tags[65421].value == 20.0 and tif.series[0].kind == "ndpi"
+    res = cli("import", project, path, "--region", "256,128,512,384")
+    assert res.rc == 0, res.err
+    assert "slide 2000×1500, 3 levels, 0.46 µm/px; 1 regions (lab)" in res.out
+    with Project.open(project) as p, open_slide(path) as s:
+        (slide,) = slides(p)
+        assert (slide.levels, slide.mpp, slide.vendor) == (3, 0.46, "hamamatsu")
+        assert s.info.level_dimensions == ((2000, 1500), (500, 375), (125, 93))
+        (region,) = regions(p, slide.id)
+        pixels = p.load_pixels(region.image_id)
+        assert np.array_equal(pixels, s.read_region(256, 128, 512, 384))
+        assert np.abs(pixels.astype(int) - IMG[128:512, 256:768]).mean() < 3  # JPEG
 
 
 @pytest.mark.parametrize(
@@ -307,6 +330,14 @@ def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path,
         out = tmp_path / "job.zip"
         write_training_job(p, out, task="segment", seed=0)
         found = {(r.width, r.height): r for r in regions(p)}
+    # an unlabelled region travels (for semi-supervised trainers) with its place too
+    assert cli("add-region", project, "section.ome.tif", "512,256,64,64").rc == 0
+    with Project.open(project) as p:
+        write_training_job(p, tmp_path / "semi.zip", task="segment", include_unlabeled=True)
+    with read_training_job(tmp_path / "semi.zip") as semi:
+        (alone,) = semi.unlabeled
+        assert alone.region is not None and (alone.region["x"], alone.region["y"]) == (512, 256)
+        assert np.array_equal(alone.image(), IMG[256:320, 512:576])
     slide_bytes = (files / "section.ome.tif").read_bytes()
     with zipfile.ZipFile(out) as z:
         assert all(z.read(name) != slide_bytes for name in z.namelist())
@@ -316,6 +347,17 @@ def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path,
             r = found[(item.image().shape[1], item.image().shape[0])]
             assert np.array_equal(item.image(), IMG[r.y : r.y + r.height, r.x : r.x + r.width])
             assert item.label.boxes == [Box(30, 30, 60, 60, 2)]
+            # the region's level-0 origin travels, so labels go back onto the slide
+            assert item.region is not None
+            assert (item.region["x"], item.region["y"]) == (r.x, r.y)
+            assert item.region["slide"] == "section.ome.tif"
+            assert item.region["mpp"] == pytest.approx(0.5)
+            back = [b.shifted(item.region["x"], item.region["y"]) for b in item.label.boxes]
+            assert back == [Box(r.x + 30, r.y + 30, r.x + 60, r.y + 60, 2)]
+    # bounded by the regions' pixels (2 × 32k px as PNG + labels), not by the slide's size
+    region_pixels = 256 * 128 * 2
+    assert out.stat().st_size < 3 * region_pixels + 64_000
+    assert out.stat().st_size < len(slide_bytes) // 4
 
 
 def test_leica_scn_in_glass_coordinates_with_tissue_regions_on_the_scan(

@@ -206,6 +206,7 @@ class Syncer:
         """Resumable uploads of this tablet's blobs, several at once (each on its own
         connection), so per-blob round trips and the server's fsyncs overlap."""
         paths = {}
+        slides = sync_log.slide_blobs(self.project)
         for sha in hashes:
             path = sync_log.blob_file(self.project, sha)
             if path is None:
@@ -228,9 +229,15 @@ class Syncer:
                 with lock:
                     opened.append(http)
                 local.channel = BlobChannel(http, self.base, self.blobs.chunk)
+            kind = "slide" if sha in slides else None
             path = paths[sha]
             opener = lambda: self.project.open_original(path)  # noqa: E731 (plain bytes)
-            return int(local.channel.upload(sha, path, load, save, opener))
+            try:
+                return int(local.channel.upload(sha, path, load, save, kind, opener))
+            except Revoked:
+                raise
+            except LabError as exc:  # e.g. a slide over the lab's limit: say which file
+                raise LabError(f"{paths[sha]}: {exc}") from exc
 
         try:
             with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
