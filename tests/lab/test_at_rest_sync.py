@@ -75,3 +75,50 @@ def test_a_revoke_crypto_erases_an_encrypted_project(
         Project.open(t.root)
     with pytest.raises(ApplianceError, match="not an encrypted project"):
         vault.unlock(t.root, "anna", "246810")
+
+
+def test_a_sealed_slide_syncs_between_encrypted_tablets(tmp_path: Path, lab) -> None:
+    """A's slide is sealed in its folder; the lab gets the plain file (its hash checks); B
+    stores it sealed and opens its regions on it, with no plain copy left behind."""
+    from appliance.importer import SlideRegions, import_paths
+    from appliance.session.slide_work import SlideWork
+    from appliance.store.slides import regions, slides
+    from testkit.slides import tissue_image, write_svs
+
+    scan = tmp_path / "bal.svs"
+    write_svs(scan, tissue_image(600, 800, seed=3), mpp=0.25, tile=128)
+    a = encrypted(tablet(tmp_path / "a", lab, "P1", "tab-a"), "246810")
+    b = encrypted(tablet(tmp_path / "b", lab, "P1", "tab-b"), "135790")
+    try:
+        import_paths(a, [scan], slide_regions=SlideRegions(lab=((0, 0, 256, 128),)))
+        (slide_a,) = slides(a)
+        assert slide_a.path.read_bytes().startswith(b"APPSEAL1")
+        sync_project(a)
+        report = sync_project(b)
+        assert report.ops_refused == []
+        (slide_b,) = slides(b)
+        assert slide_b.sha256 == slide_a.sha256 == hashlib.sha256(scan.read_bytes()).hexdigest()
+        assert slide_b.path.read_bytes().startswith(b"APPSEAL1")
+        assert b.original_sha256(slide_b.path) == slide_b.sha256
+        tail = scan.read_bytes()[-4096:]
+        for p in b.root.rglob("*"):
+            assert not p.is_file() or tail not in p.read_bytes(), p
+        (r,) = regions(b)
+        work = SlideWork(b, r.image_id, "ben")
+        try:
+            on_slide = work.slide.read_region(r.x, r.y, r.width, r.height)
+            assert (on_slide == b.load_pixels(r.image_id)).all()
+        finally:
+            work.close()
+        # C imported the same slide itself: A's slide operation is checked on C's sealed copy
+        c = encrypted(tablet(tmp_path / "c", lab, "P1", "tab-c"), "975310")
+        try:
+            import_paths(c, [scan], slide_regions=SlideRegions(lab=((0, 0, 128, 128),)))
+            report = sync_project(c)
+            assert report.ops_refused == [] and report.downloaded_blobs == 1  # A's region only
+            assert len(slides(c)) == 1 and len(regions(c)) == 2
+        finally:
+            c.close()
+    finally:
+        a.close()
+        b.close()
