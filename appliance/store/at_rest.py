@@ -47,8 +47,10 @@ __all__ = [
     "erase_keys",
     "forget",
     "is_encrypted",
+    "is_unlocked",
     "key_for",
     "recover",
+    "refuse_erased",
     "remember",
     "set_asker",
 ]
@@ -117,6 +119,12 @@ def forget(root: Path | None = None) -> None:
             _unlocked.clear()
         else:
             _unlocked.pop(_where(root), None)
+
+
+def is_unlocked(root: Path) -> bool:
+    """Whether this process holds the unlocked key of project `root`."""
+    with _unlocked_lock:
+        return _where(root) in _unlocked
 
 
 def set_asker(asker: Callable[[Path], bytes] | None) -> None:

@@ -63,6 +63,9 @@ def test_an_encrypted_project_is_read_only_after_its_pin(
     root = project.root
     project.close()
     at_rest.encrypt(root, vault.create_keys(root, app.annotator, "246810"))
+    from appliance.ui.screens.home import project_lines
+
+    assert project_lines(root)[0].startswith("encrypted · locked")  # Home, before the PIN
     app.errors.clear()
     app.open_project(root)
     lock = app.sm.get_screen("lock")
@@ -88,6 +91,7 @@ def test_an_encrypted_project_is_read_only_after_its_pin(
     wait_for(lambda: app.sm.current == "annotate")
     assert annotate.work.image_id == image_id
     Project.open(root).close()  # unlocked again: jobs and screens can open it
+    assert "/ 2 labeled" in project_lines(root)[0]  # unlocked: Home shows its counts
     app.idle_lock = None
     app.go("home")
     assert not app.errors
