@@ -241,6 +241,15 @@ def step(name):
     if len(steps) == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 at_rest._step = step
+if kill_at < 0:  # inside the export: half an encrypted database written, then killed
+    from appliance.store import db
+    real = db.export_encrypted
+    def export(plain, dest, pragma):
+        real(plain, dest, pragma)
+        data = dest.read_bytes()
+        dest.write_bytes(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    db.export_encrypted = export
 at_rest.encrypt(root, key)
 print("done", flush=True)
 """
@@ -256,7 +265,7 @@ def run_migration(root: Path, key: bytes, kill_at: int) -> list[str]:
         env=env,
     )
     lines = proc.stdout.splitlines()
-    if kill_at:
+    if kill_at:  # negative: killed inside the export
         assert proc.returncode == -signal.SIGKILL, proc.stderr
     else:
         assert proc.returncode == 0 and lines[-1] == "done", proc.stderr
@@ -273,11 +282,11 @@ def test_a_migration_killed_at_any_step_loses_nothing(tmp_path: Path) -> None:
     steps = run_migration(trial, key, 0)[:-1]  # a full run names every step
     assert steps[0] == "marker" and "committed" in steps and len(steps) == 2 * 3 + 3
     commit = steps.index("committed") + 1
-    for kill_at in range(1, len(steps) + 1):
+    for kill_at in [-1, *range(1, len(steps) + 1)]:
         root = tmp_path / f"k{kill_at}"
         shutil.copytree(base, root)
         run_migration(root, key, kill_at)
-        committed = kill_at >= commit
+        committed = kill_at >= commit  # -1 (inside the export) is before the commit
         assert at_rest.is_encrypted(root) == committed, kill_at
         with Project.open(root, key if committed else None) as project:
             assert snapshot(project) == expected, kill_at
