@@ -6,11 +6,15 @@ in bands, one per frame. Checked by structure (threads, blit sizes), never by wa
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 
+import numpy as np
+
 from appliance import settings
 from appliance.assist import runtime
+from appliance.editing import Rect
 from appliance.store.project import Project
 from testkit.touch import pen_stroke, pump, tap, wait_for
 from tests.assist.onnx_builders import threshold_model
@@ -76,3 +80,62 @@ def test_accept_and_edit_stores_off_the_ui_thread_and_a_tap_meanwhile_keeps_the_
     assert [v.source for v in history] == ["prelabel", "manual"]
     assert history[1].parent_id == history[0].id
     assert history[0].label.equals(offered) and history[1].label.equals(drawn)
+
+
+class _Blits:
+    """Stands in for a canvas texture: forwards everything, records each upload's size."""
+
+    def __init__(self, texture: object, log: list[tuple[str, int]], name: str) -> None:
+        self._texture, self._log, self._name = texture, log, name
+
+    def blit_buffer(self, pbuffer: bytes, **kwargs: object) -> None:
+        self._log.append((self._name, len(pbuffer) // 4))
+        self._texture.blit_buffer(pbuffer, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._texture, name)
+
+
+def test_a_big_accepted_prelabel_is_drawn_in_bands_from_the_label_as_it_is_then(
+    fresh, app, tmp_path, monkeypatch
+):
+    project = make_project(tmp_path / "p", n=2, size=1024)
+    settings.PRELABEL.set(project, "otsu")
+    screen = fresh(project.root)
+    wait_for(lambda: screen.offer is not None and not app.busy)  # the next image prefetched
+    pump(3)  # the offer's outlines drawn
+    from appliance.ui import canvas as canvas_module  # not at import: it opens the window
+
+    band = 1 << 16  # pixels a frame uploads at most: 16 bands for this 1024² image
+    monkeypatch.setattr(canvas_module, "BAND_PIXELS", band, raising=False)
+    canvas = screen.canvas_view
+    blits: list[tuple[str, int]] = []
+    label_tex = canvas._overlay_tex
+    canvas._overlay_tex = _Blits(label_tex, blits, "label")
+    canvas._offer_tex = _Blits(canvas._offer_tex, blits, "offer")
+    tap(screen.buttons["offer_accept_edit"])
+    wait_for(lambda: screen.offer is None)
+    drawing = getattr(canvas, "drawing", False)
+    # a stroke while the bands are being drawn: later bands must not paint over it
+    cx, cy = canvas.to_window(1000, 1000)
+    pen_stroke([(cx, cy), (cx + 10, cy)])
+    per_frame = [len(blits)]
+    for _ in range(20):
+        pump(1)
+        per_frame.append(len(blits))
+    assert blits and max(pixels for _, pixels in blits) <= band  # was one 1024² upload
+    assert not [name for name, _ in blits if name == "offer"]  # hidden, not blitted empty
+    assert drawing and not canvas.drawing
+    assert max(b - a for a, b in itertools.pairwise(per_frame)) == 1  # one band a frame
+    assert sum(p for n, p in blits if n == "label") >= 1024 * 1024  # the whole image, in bands
+    session = canvas.session
+    h, w = session.shape
+    full = canvas.renderer.render(
+        session.instances,
+        session.classes,
+        Rect(0, 0, h, w),
+        session.classes_version,
+        int(canvas.selected),
+    )
+    shown = np.frombuffer(label_tex.pixels, np.uint8).reshape(h, w, 4)
+    assert np.array_equal(shown, full)  # what is on screen is the label as it is now
