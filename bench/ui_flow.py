@@ -72,12 +72,17 @@ def main() -> int:
         help="with --frames: also run the scenario on the code of this git commit (e.g. main)",
     )
     ap.add_argument("--code-root", type=Path, help=argparse.SUPPRESS)  # the baseline's checkout
-    ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # where a baseline run reports
+    ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # where a scenario run reports
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="--frames runs of each code (median reported)"
+    )
     args = ap.parse_args()
     if args.bundle is not None:
         args.method = "model"
     elif args.method == "model" or args.frames:
         ap.error("--method model and --frames need --bundle (a pre-label model bundle)")
+    if args.frames and args.json is None:
+        return frames_report(args)
 
     from appliance.session.display import emulate_tablet, start_virtual_display
 
@@ -120,14 +125,9 @@ def main() -> int:
                 raise TimeoutError(f"the app did not get there: {state}")
             EventLoop.idle()
 
-    if args.frames:
-        gaps = frame_gaps(app, root, args)
+    if args.frames:  # one run of the scenario, for `frames_report`
+        args.json.write_text(json.dumps(frame_gaps(app, root, args)))
         app.stop()
-        if args.json is not None:
-            args.json.write_text(json.dumps(gaps))
-            return 0
-        before = baseline(args) if args.baseline_ref else None
-        print_gaps(gaps, before, args.baseline_ref)
         return 0
     rows = []
     for size in args.sizes:
@@ -289,35 +289,59 @@ def frame_gaps(app, root: Path, args) -> list[tuple[str, float, float]]:
     return rows
 
 
-def baseline(args) -> list[tuple[str, float, float]]:
-    """The same scenario on the code of `--baseline-ref`, exported to a temporary folder and
-    run in a subprocess (one Kivy window per process)."""
+Gaps = list[tuple[str, float, float]]
+
+
+def frames_report(args) -> int:
+    """`--repeat` runs of the scenario on this code and (`--baseline-ref`) on the old code,
+    alternating, each in its own process (one Kivy window per process); medians printed."""
     here = Path(__file__).resolve()
-    repo = here.parents[1]
-    with tempfile.TemporaryDirectory(prefix="ui-flow-baseline-") as tmp:
-        code = Path(tmp) / "code"
-        code.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(repo), "archive", args.baseline_ref],
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
-        out = Path(tmp) / "rows.json"
-        command = [sys.executable, str(here), "--frames", "--bundle", str(args.bundle)]
-        command += ["--frames-size", str(args.frames_size), "--objects", str(args.objects)]
-        command += ["--code-root", str(code), "--json", str(out)]
-        subprocess.run(command, check=True, capture_output=True)
-        return [(str(s), float(g), float(w)) for s, g, w in json.loads(out.read_text())]
+    with tempfile.TemporaryDirectory(prefix="ui-flow-frames-") as tmp:
+        roots = {"this code": here.parents[1]}
+        if args.baseline_ref:
+            code = Path(tmp) / "baseline"
+            code.mkdir()
+            archive = subprocess.run(
+                ["git", "-C", str(roots["this code"]), "archive", args.baseline_ref],
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+            roots = {args.baseline_ref: code, **roots}
+        runs: dict[str, list[Gaps]] = {name: [] for name in roots}
+        loads = []
+        for _ in range(args.repeat):
+            for name, root in roots.items():
+                out = Path(tmp) / "rows.json"
+                command = [sys.executable, str(here), "--frames", "--bundle", str(args.bundle)]
+                command += ["--frames-size", str(args.frames_size), "--objects", str(args.objects)]
+                command += ["--code-root", str(root), "--json", str(out)]
+                subprocess.run(command, check=True, capture_output=True)
+                rows = json.loads(out.read_text())
+                runs[name].append([(str(s), float(g), float(w)) for s, g, w in rows])
+                loads.append(os.getloadavg()[0])
+    medians = {name: _median(r) for name, r in runs.items()}
+    print_gaps(medians["this code"], medians.get(args.baseline_ref), args.baseline_ref, loads)
+    return 0
 
 
-def print_gaps(
-    rows: list[tuple[str, float, float]],
-    base: list[tuple[str, float, float]] | None,
-    ref: str | None,
-) -> None:
+def _median(runs: list[Gaps]) -> Gaps:
+    return [
+        (
+            steps[0][0],
+            statistics.median(g for _, g, _ in steps),
+            statistics.median(w for *_, w in steps),
+        )
+        for steps in zip(*runs, strict=True)
+    ]
+
+
+def print_gaps(rows: Gaps, base: Gaps | None, ref: str | None, loads: list[float]) -> None:
     print("## Longest gap between two UI frames (real app, Xvfb)\n")
-    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"machine: {machine()}; load average {min(loads):.1f}-{max(loads):.1f}; "
+        f"median of {len(loads) // (2 if base else 1)} runs each\n"
+    )
     print(
         "Each cell: longest frame gap ms / longest UI-thread work between two frames ms "
         "(the GL swap, llvmpipe drawing the window in software, left out). Goal ≤ 50 ms.\n"
