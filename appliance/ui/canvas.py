@@ -252,7 +252,7 @@ class LabelCanvas(StencilView):
         self.refresh()
 
     @property
-    def drawing(self) -> bool:
+    def bands_pending(self) -> bool:
         """Whether a big change is still being drawn in bands (see the module doc)."""
         return bool(self._pending)
 

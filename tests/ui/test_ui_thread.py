@@ -115,7 +115,7 @@ def test_a_big_accepted_prelabel_is_drawn_in_bands_from_the_label_as_it_is_then(
     canvas._offer_tex = _Blits(canvas._offer_tex, blits, "offer")
     tap(screen.buttons["offer_accept_edit"])
     wait_for(lambda: screen.offer is None)
-    drawing = getattr(canvas, "drawing", False)
+    pending = getattr(canvas, "bands_pending", False)
     # a stroke while the bands are being drawn: later bands must not paint over it
     cx, cy = canvas.to_window(1000, 1000)
     pen_stroke([(cx, cy), (cx + 10, cy)])
@@ -125,7 +125,7 @@ def test_a_big_accepted_prelabel_is_drawn_in_bands_from_the_label_as_it_is_then(
         per_frame.append(len(blits))
     assert blits and max(pixels for _, pixels in blits) <= band  # was one 1024² upload
     assert not [name for name, _ in blits if name == "offer"]  # hidden, not blitted empty
-    assert drawing and not canvas.drawing
+    assert pending and not canvas.bands_pending
     assert max(b - a for a, b in itertools.pairwise(per_frame)) == 1  # one band a frame
     assert sum(p for n, p in blits if n == "label") >= 1024 * 1024  # the whole image, in bands
     session = canvas.session
