@@ -74,3 +74,6 @@ def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_non
     pump(3)
     assert presenter.selected_object == f"object:{OBJECTS}"
     assert canvas.selected == OBJECTS
+    tap(screen.buttons["objects"])  # closed again: the next test's screen starts without it
+    pump(2)
+    assert panel.parent is None
