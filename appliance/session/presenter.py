@@ -31,6 +31,7 @@ the screen turns touches into presenter calls. Other screens hook in through the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -46,7 +47,13 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.session import assistant
 from appliance.session.objects import ObjectRow, object_box, object_rows
-from appliance.session.workflow import ImageData, ImageWork, PendingSave, pending_draft
+from appliance.session.workflow import (
+    ImageData,
+    ImageWork,
+    PendingSave,
+    pending_draft,
+    write_draft,
+)
 from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import LabelVersion, Project
@@ -213,6 +220,7 @@ class AnnotatePresenter:
         # stores a version off the UI thread; one worker, so versions are stored in order
         self._write = run_write or run_job
         self._saving: tuple[Job, ImageWork, PendingSave] | None = None  # in the background
+        self._drafting: Job | None = None  # the last crash draft given to the writer
         self.closed = False  # left (Home, another project): late job results are dropped
         self.selector = Queue(project, annotator)  # the selector's choices with hidden controls
         self.prelabeler = assistant.PrelabelChooser()
@@ -489,9 +497,10 @@ class AnnotatePresenter:
             self.view.notify("Suggestion put aside: your stroke comes first")
 
     def stroke_done(self) -> None:
-        """A gesture changed the label: persist the draft so a crash loses no finished stroke."""
+        """A gesture changed the label: persist the draft so a crash loses no finished stroke
+        (taken now, encoded and written on the writer thread, after any save before it)."""
         if self.work is not None:
-            self.work.save_draft()
+            self._write_draft(self.work)
             self._prereview()
         self.view.clear_error()
         self.view.show_status()
@@ -574,6 +583,25 @@ class AnnotatePresenter:
         job = self._write(lambda _ctx: work.store(pending), done, None, failed)
         self._saving = (job, work, pending)
 
+    def _write_draft(self, work: ImageWork) -> None:
+        draft, project = work.draft(), self.project
+        saving = self._saving[0] if self._saving and self._saving[1] is work else None
+
+        def write(_ctx: JobContext) -> None:
+            # the writer is serial: a save asked for before this draft has been stored
+            parent = None
+            if saving is not None:
+                with contextlib.suppress(Exception):  # failed: the draft keeps its parent
+                    parent = saving.result()[0]
+            write_draft(project, draft, parent)
+
+        def done(_result: None) -> None:
+            if self._drafting is job:
+                self._drafting = None
+
+        # keyed: a draft still queued when the next stroke ends is never written
+        job = self._drafting = self._write(write, done, "draft")
+
     @property
     def saving(self) -> bool:
         """Whether a version is being stored in the background."""
@@ -582,6 +610,10 @@ class AnnotatePresenter:
     def settle_save(self) -> None:
         """Wait for a background save still running (what remains of it) and take its
         result, so that what follows (another save, leaving the image) builds on it."""
+        drafting, self._drafting = self._drafting, None
+        if drafting is not None:  # written before what follows (a save clears it)
+            with contextlib.suppress(Exception):  # its own failure was shown by run_write
+                drafting.result()
         if self._saving is None:
             return
         job, work, pending = self._saving

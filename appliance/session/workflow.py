@@ -29,7 +29,7 @@ from appliance.supervision import blind
 from appliance.supervision.controls import score_save
 from appliance.supervision.scoring import ControlScore
 
-__all__ = ["ImageData", "ImageWork", "PendingSave", "pending_draft"]
+__all__ = ["Draft", "ImageData", "ImageWork", "PendingSave", "pending_draft", "write_draft"]
 
 
 def pending_draft(project: Project) -> dict | None:
@@ -52,6 +52,25 @@ class ImageData:
         h = preprocess.load(project)
         pixels = project.load_pixels(image_id)
         return cls(project.image(image_id), pixels, display_pixels(pixels, h), h)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A crash draft taken on the UI thread: the label and what `pending_draft` reads back."""
+
+    label: Label
+    fields: dict
+
+
+def write_draft(project: Project, draft: Draft, parent_id: int | None = None) -> None:
+    """Store a crash draft (encoding and one transaction; any thread). `parent_id`: the
+    version it builds on when a save still running at the time it was taken stored it."""
+    fields = dict(draft.fields)
+    if parent_id is not None:
+        fields["parent_id"] = parent_id
+    blob = encode_label(draft.label)
+    fields["instances"] = base64.b64encode(blob).decode("ascii")
+    settings.DRAFT.set(project, fields)
 
 
 @dataclass(frozen=True)
@@ -130,16 +149,19 @@ class ImageWork:
 
     def save_draft(self) -> None:
         """Persist the label on screen (one transaction) so a crash loses no finished stroke."""
-        blob = encode_label(self.session.label())
-        settings.DRAFT.set(
-            self.project,
+        write_draft(self.project, self.draft())
+
+    def draft(self) -> Draft:
+        """The label on screen as a crash draft, taken now (a copy); `write_draft` stores it
+        (on any thread: the annotate flow writes it on the writer thread after each stroke)."""
+        return Draft(
+            self.session.label(),
             {
                 "image_id": self.image_id,
                 "parent_id": self.parent_id,
                 "author": self.author,
                 "seconds": self.seconds(),
                 "classes": {str(k): v for k, v in self.session.classes.items()},
-                "instances": base64.b64encode(blob).decode("ascii"),
             },
         )
 

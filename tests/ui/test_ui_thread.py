@@ -6,6 +6,7 @@ in bands, one per frame. Checked by structure (threads, blit sizes), never by wa
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import threading
@@ -15,6 +16,9 @@ import numpy as np
 from appliance import settings
 from appliance.assist import runtime
 from appliance.editing import Rect
+from appliance.labels import decode_instances
+from appliance.session import workflow
+from appliance.session.workflow import pending_draft
 from appliance.store.project import Project
 from testkit.touch import pen_stroke, pump, tap, wait_for
 from tests.assist.onnx_builders import threshold_model
@@ -80,6 +84,28 @@ def test_accept_and_edit_stores_off_the_ui_thread_and_a_tap_meanwhile_keeps_the_
     assert [v.source for v in history] == ["prelabel", "manual"]
     assert history[1].parent_id == history[0].id
     assert history[0].label.equals(offered) and history[1].label.equals(drawn)
+    assert pending_draft(project) is None  # the stroke's draft: written, then cleared
+
+
+def test_a_stroke_writes_its_crash_draft_off_the_ui_thread(fresh, tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p", n=2)
+    settings.PRELABEL.set(project, "none")
+    screen = fresh(project.root)
+    canvas = screen.canvas_view
+    threads: list[threading.Thread] = []
+    real = workflow.encode_label
+
+    def encode(label):
+        threads.append(threading.current_thread())
+        return real(label)
+
+    monkeypatch.setattr(workflow, "encode_label", encode)
+    cx, cy = canvas.to_window(60, 60)
+    pen_stroke([(cx, cy), (cx + 20, cy)])
+    wait_for(lambda: pending_draft(project) is not None)
+    assert threads and threading.main_thread() not in threads  # encoded and written elsewhere
+    draft = pending_draft(project)
+    assert decode_instances(base64.b64decode(draft["instances"])).any()
 
 
 class _Blits:
