@@ -6,8 +6,10 @@ reasoned about (and tested) without a screen.
 Crash safety: after every completed stroke the whole label is written as a draft into the
 project's `settings` table under one key (`ui.draft`, one transaction). A tablet has one image
 open at a time, so one draft slot is enough; it is cleared when the label is saved as a version.
-A power cut therefore loses at most the stroke in progress; on the next start the draft is
-restored if it still belongs on top of the image's latest version.
+A power cut therefore loses at most the stroke in progress (and a finished one whose draft,
+taken on the UI thread, was still being encoded and written on the writer thread: tens of
+milliseconds); on the next start the draft is restored if it still belongs on top of the
+image's latest version.
 """
 
 from __future__ import annotations
