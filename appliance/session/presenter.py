@@ -44,7 +44,8 @@ from appliance import settings
 from appliance.assist.jobs import Job, JobContext
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
-from appliance.labels import Label
+from appliance.labels import Label, object_centres
+from appliance.metrics import POINT_RADIUS, match_points
 from appliance.session import assistant
 from appliance.session.objects import ObjectRow, object_box, object_rows
 from appliance.session.workflow import (
@@ -192,7 +193,9 @@ class _Prefetched:
 
 
 def merge_under(drawn: Label, machine: Label) -> Label:
-    """`machine`'s objects added where the expert drew nothing: no drawn pixel changes owner."""
+    """`machine`'s objects added where the expert drew nothing: no drawn pixel changes owner,
+    and no proposed point or box lands on a cell the expert already marked (its centre within
+    `POINT_RADIUS` of a drawn object's)."""
     instances = drawn.instances.copy()
     free = (machine.instances > 0) & (drawn.instances == 0)
     base = int(drawn.instances.max(initial=0))
@@ -200,7 +203,12 @@ def merge_under(drawn: Label, machine: Label) -> Label:
     classes = {int(i): drawn.class_of(int(i)) for i in np.unique(drawn.instances) if i}
     for i in np.unique(machine.instances[free]):
         classes[int(i) + base] = machine.class_of(int(i))
-    return Label(instances, classes)
+    marked = match_points(
+        object_centres(drawn.objects), object_centres(machine.objects), POINT_RADIUS
+    )
+    taken = {j for _, j in marked.pairs}
+    proposed = (o for j, o in enumerate(machine.objects) if j not in taken)
+    return Label(instances, classes, (*drawn.objects, *proposed))
 
 
 class AnnotatePresenter:
@@ -946,7 +954,7 @@ class AnnotatePresenter:
             position=max(1, min(position, self._total)),
             total=self._total,
             objects=len(work.session.classes),
-            suggested=len(self.offer.label.ids()) if self.offer else 0,
+            suggested=self.offer.label.count() if self.offer else 0,  # masks, points, boxes
             saved=not work.dirty,
             seconds=work.seconds(),
             done_this_session=self.done_this_session,

@@ -572,7 +572,7 @@ class AnnotateScreen(ScreenBg):
 
     def _panel_offer(self, box: Widget, state: PanelState) -> None:
         assert state.offer is not None
-        n = len(state.offer.label.ids())
+        n = state.offer.label.count()  # masks, points and boxes
         box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects"))
         for wid, text, action in (
             ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
