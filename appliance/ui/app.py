@@ -85,6 +85,8 @@ class ApplianceApp(App):
         self.errors: list[BaseException] = []
         # the open image's work beside the next one's prefetch and the resting-pen check
         self.jobs = JobRunner(workers=3)
+        # versions stored off the UI thread, one at a time and in order (`run_write`)
+        self.writes = JobRunner(workers=1)
         self.prefs: dict[str, Any] = {}
         self.sm: ScreenManager | None = None
         self.message: MessageBar | None = None
@@ -125,6 +127,7 @@ class ApplianceApp(App):
         if self.sm is not None:
             self.sm.get_screen("annotate").leave()
         self.jobs.shutdown(wait=False)
+        self.writes.shutdown(wait=True)  # the annotate screen settled its save on leaving
         if self.project is not None:
             self.project.close()
         forget_key()  # every unlocked key leaves with the app
@@ -327,8 +330,10 @@ class ApplianceApp(App):
         done: Callable[[Any], None],
         key: Any = None,
         failed: Callable[[BaseException], None] | None = None,
+        runner: JobRunner | None = None,
     ) -> Job:
-        """Run `fn` on the worker thread; `done(result)` or `failed(error)` run on the UI thread.
+        """Run `fn` on a worker thread (of `runner`, default the job workers); `done(result)`
+        or `failed(error)` run on the UI thread.
 
         `busy` counts unfinished jobs (polled, since a superseded job never reports back) so
         the spinner shows while any is in flight.
@@ -343,10 +348,21 @@ class ApplianceApp(App):
             else:
                 self.safely(done, job.result(0))
 
-        job = self.jobs.submit(fn, key=key, on_done=finish)
+        job = (runner or self.jobs).submit(fn, key=key, on_done=finish)
         self._live.append(job)
         self.busy = len(self._live)
         return job
+
+    def run_write(
+        self,
+        fn: Callable[[JobContext], Any],
+        done: Callable[[Any], None],
+        key: Any = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Job:
+        """As `run_job`, on the one writer thread: stores run in the order they were asked
+        for and never wait behind a model running on the job workers."""
+        return self.run_job(fn, done, key, failed, self.writes)
 
     def _poll_jobs(self, _dt: float) -> None:
         self._live = [j for j in self._live if not j.done()]
