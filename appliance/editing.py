@@ -482,7 +482,8 @@ class EditSession:
         before = self.instances.copy()
         classes_before = dict(self.classes)
         self.instances[...] = label.instances
-        self.classes = {int(i): label.class_of(int(i)) for i in np.unique(label.instances) if i}
+        # ids from the label's runs, not a sort of its pixels (2048²: ~10 ms, not ~60)
+        self.classes = {int(i): label.class_of(int(i)) for i in label.ids()}
         self.classes_version += 1
         self._next_id = max(self._next_id, int(self.instances.max(initial=0)) + 1)
         objects_before = self.objects

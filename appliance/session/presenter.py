@@ -32,6 +32,7 @@ the screen turns touches into presenter calls. Other screens hook in through the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -48,7 +49,13 @@ from appliance.labels import Label, object_centres
 from appliance.metrics import POINT_RADIUS, match_points
 from appliance.session import assistant
 from appliance.session.objects import ObjectRow, mark_index, object_box, object_rows
-from appliance.session.workflow import ImageData, ImageWork, pending_draft
+from appliance.session.workflow import (
+    ImageData,
+    ImageWork,
+    PendingSave,
+    pending_draft,
+    write_draft,
+)
 from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import LabelVersion, Project
@@ -178,6 +185,7 @@ class Status:
     conflict: int = 0  # versions from different tablets competing for this image (0: none)
     points: int = 0  # point objects of the label (cells marked by a pen tap)
     boxes: int = 0  # box objects of the label
+    saving: bool = False  # a version is being stored in the background
 
 
 @dataclass(frozen=True)
@@ -217,9 +225,14 @@ class AnnotatePresenter:
         view: AnnotateView,
         run_job: RunJob,
         clock: Callable[[], float] = time.monotonic,
+        run_write: RunJob | None = None,
     ) -> None:
         self.project, self.annotator, self.view = project, annotator, view
         self._submit, self._clock = run_job, clock
+        # stores a version off the UI thread; one worker, so versions are stored in order
+        self._write = run_write or run_job
+        self._saving: tuple[Job, ImageWork, PendingSave] | None = None  # in the background
+        self._drafting: Job | None = None  # the last crash draft given to the writer
         self.closed = False  # left (Home, another project): late job results are dropped
         self.selector = Queue(project, annotator)  # the selector's choices with hidden controls
         self.prelabeler = assistant.PrelabelChooser()
@@ -386,6 +399,7 @@ class AnnotatePresenter:
     def leave(self) -> None:
         """Leave the project (Home, quitting): no version is saved; unsaved edits stay a draft
         that is restored, with their time, when the project is opened again."""
+        self.settle_save()
         work = self.work
         self._close()
         self.closed, self._prefetched = True, None
@@ -474,7 +488,8 @@ class AnnotatePresenter:
         # the label taken is stored as it is: no second scan of a 2048² label for its objects
         taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
         self.view.show_label(work.session.replace(taken))
-        self._saved(work.save("prelabel", label=taken, reviewed=not edit), "prelabel")
+        # Accept and edit stores in the background: the expert draws on at once
+        self._save(work, "prelabel", label=taken, reviewed=not edit, background=edit)
         self.view.clear_error()
         self.view.show_panel()
         self.view.show_status()
@@ -494,9 +509,10 @@ class AnnotatePresenter:
             self.view.notify("Suggestion put aside: your stroke comes first")
 
     def stroke_done(self) -> None:
-        """A gesture changed the label: persist the draft so a crash loses no finished stroke."""
+        """A gesture changed the label: persist the draft so a crash loses no finished stroke
+        (taken now, encoded and written on the writer thread, after any save before it)."""
         if self.work is not None:
-            self.work.save_draft()
+            self._write_draft(self.work)
             self._prereview()
         self.view.clear_error()
         self.view.show_status()
@@ -522,6 +538,7 @@ class AnnotatePresenter:
 
     def save_and_next(self) -> None:
         """Save a version, run post-assistance once per revision, then go to the next image."""
+        self.settle_save()  # a background save first: then `dirty` says what is left to store
         work = self.work
         if work is None:
             if self.loading is None:
@@ -539,7 +556,7 @@ class AnnotatePresenter:
             self.reject_compare()
         self.offer = None
         if work.dirty or work.parent_id is None:
-            self._saved(work.save("manual"), "manual")
+            self._save(work, "manual")
             self.selector.done(work.image_id)
         if self.reviewed_revision == work.session.revision:
             self.review = None
@@ -547,13 +564,83 @@ class AnnotatePresenter:
             return
         self._start_review()
 
-    def _saved(self, version: int, source: str) -> None:
-        if self.work is not None:
-            for listener in self.on_saved:
-                listener(self.work, version, source)
-            score = self.work.last_score  # set when the save was a scored control
-            if score is not None and supervision_config.load(self.project).feedback:
-                self.view.notify(feedback(score))
+    def _save(
+        self,
+        work: ImageWork,
+        source: str,
+        label: Label | None = None,
+        background: bool = False,
+        **options: Any,
+    ) -> None:
+        """Store a version of `work`: now, or (`background`) on the writer thread while the
+        expert goes on. A save still running is finished first, so each version is stored on
+        top of the one before and none is stored twice."""
+        self.settle_save()
+        pending = work.pending_save(source, label, **options)
+        if not background:
+            self._stored(work, pending, work.store(pending))
+            return
+
+        def done(result: tuple[int, Any]) -> None:
+            if self._saving is not None and self._saving[0] is job:
+                self._saving = None
+                self._stored(work, pending, result)
+
+        def failed(exc: BaseException) -> None:
+            if self._saving is not None and self._saving[0] is job:
+                self._saving = None
+                self.view.show_status()  # still unsaved: Save & next stores it again
+                raise exc
+
+        job = self._write(lambda _ctx: work.store(pending), done, None, failed)
+        self._saving = (job, work, pending)
+
+    def _write_draft(self, work: ImageWork) -> None:
+        draft, project = work.draft(), self.project
+        saving = self._saving[0] if self._saving and self._saving[1] is work else None
+
+        def write(_ctx: JobContext) -> None:
+            # the writer is serial: a save asked for before this draft has been stored
+            parent = None
+            if saving is not None:
+                with contextlib.suppress(Exception):  # failed: the draft keeps its parent
+                    parent = saving.result()[0]
+            write_draft(project, draft, parent)
+
+        def done(_result: None) -> None:
+            if self._drafting is job:
+                self._drafting = None
+
+        # keyed: a draft still queued when the next stroke ends is never written
+        job = self._drafting = self._write(write, done, "draft")
+
+    @property
+    def saving(self) -> bool:
+        """Whether a version is being stored in the background."""
+        return self._saving is not None
+
+    def settle_save(self) -> None:
+        """Wait for a background save still running (what remains of it) and take its
+        result, so that what follows (another save, leaving the image) builds on it."""
+        drafting, self._drafting = self._drafting, None
+        if drafting is not None:  # written before what follows (a save clears it)
+            with contextlib.suppress(Exception):  # its own failure was shown by run_write
+                drafting.result()
+        if self._saving is None:
+            return
+        job, work, pending = self._saving
+        self._saving = None
+        self._stored(work, pending, job.result())  # re-raises its error: the label stays unsaved
+
+    def _stored(self, work: ImageWork, pending: PendingSave, result: tuple[int, Any]) -> None:
+        version, score = result
+        work.stored(pending, version, score)
+        for listener in self.on_saved:
+            listener(work, version, pending.source)
+        if score is not None and supervision_config.load(self.project).feedback:
+            self.view.notify(feedback(score))
+        if work is self.work:
+            self.view.show_status()
 
     def resolve_conflict(self) -> None:
         """Close the open image's conflict with the label on screen: the expert's merge (or
@@ -562,8 +649,9 @@ class AnnotatePresenter:
         work = self.work
         if work is None or not self.conflict:
             return
+        self.settle_save()
         others = [v.id for v in self.conflict if v.id != work.parent_id]
-        self._saved(work.save("manual", merges=others), "manual")
+        self._save(work, "manual", merges=others)
         self.conflict = []
         self.view.notify(f"Conflict closed: {len(others)} other versions merged into this one")
         self.view.show_panel()
@@ -581,6 +669,7 @@ class AnnotatePresenter:
     def _left(self, work: ImageWork, kind: str = "closed") -> None:
         """Leave an image; unsaved edits become a version, and a saved image leaves the queue
         (a control as an ordinary image: it never comes back pre-filled to be scored again)."""
+        self.settle_save()
         if work.leave(kind) is not None:
             self.selector.done(work.image_id)
 
@@ -732,7 +821,7 @@ class AnnotatePresenter:
             self.view.notify("The upgrade is still running")
             return
         coarse = work.session.label()
-        self._saved(work.save("manual", coarse=True), "manual")
+        self._save(work, "manual", label=coarse, coarse=True)
         revision = work.session.revision
 
         def done(refined: Label) -> None:
@@ -785,7 +874,7 @@ class AnnotatePresenter:
             return
         self.compare = None
         self.view.show_label(work.session.replace(compare.after))
-        self._saved(work.save(compare.source), compare.source)
+        self._save(work, compare.source)
         self.view.show_layers()
         self.view.show_status()
         self.reviewed_revision = None
@@ -907,6 +996,7 @@ class AnnotatePresenter:
             conflict=len(self.conflict),
             points=sum(o.kind == "point" for o in work.session.objects),
             boxes=sum(o.kind == "box" for o in work.session.objects),
+            saving=self._saving is not None and self._saving[2].revision == work.session.revision,
         )
 
     def markers(self) -> list[tuple[float, float, float]]:

@@ -39,7 +39,8 @@ class SlideWork:
             raise ApplianceError(f"image {image_id} is not a region of a slide")
         self.region = region
         self.record = find_slide(project, str(region.slide_id))
-        self.slide = open_slide(self.record.path)
+        path = self.record.path
+        self.slide = open_slide(path, lambda: project.open_original(path))
         self.work = ImageWork(project, image_id, author, active_class)
         info = self.slide.info
         self.pixels = RegionPixels(self.work.pixels, region.x, region.y, info)

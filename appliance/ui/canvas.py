@@ -24,6 +24,15 @@ overlay texture (`blit_buffer` with `pos`/`size`, no mipmaps), so a dab costs th
 512² and a 8192² image. Magnification is nearest-neighbour so that single pixels are exact at
 high zoom; the image texture is uploaded once per image. The zoom and pan maths are the pure
 functions of `appliance.session.viewport`.
+
+A change bigger than `BAND_PIXELS` (an accepted 2048² pre-label, a new offer's outlines, a
+before/after, a new opacity) is redrawn in bands of rows, one band per layer per frame, each
+band rendered from the label as it is *then* (so strokes drawn meanwhile are never painted
+over with stale pixels). Rendering and uploading a 2048² overlay at once held the UI thread
+for 0.1-0.3 s (issue 25, defect 6); a band costs a few milliseconds. A new offer's outlines
+stay hidden until their last band is in, so they appear whole; the label's overlay fills in
+from the top within a few frames. A selection redraws only the boxes of the objects it
+concerns.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from kivy.clock import Clock
 from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
 from kivy.graphics import Color, InstructionGroup, Line, Rectangle
@@ -48,6 +58,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import CellObject, Label
 from appliance.overlay import OverlayRenderer, display_rect
 from appliance.session import gesture, marks, viewport
+from appliance.session.objects import object_box
 from appliance.session.viewport import MAX_ZOOM
 from appliance.ui.marks import draw_marks
 
@@ -57,6 +68,9 @@ MINIMAP_FROM = 2.0  # show the minimap once zoomed in this far beyond the fitted
 TOOLS = ("brush", "eraser", "point", "box", "fill", "lasso", "pick", "delete", "reclass")
 GESTURE_THRESHOLD = mm(4)  # finger travel before a two-finger gesture is classified
 BRUSH_DOUBLING = mm(15)  # vertical two-finger travel that doubles (or halves) the brush
+# pixels of a layer rendered and uploaded per frame at most: ~5 ms of numpy on a tablet core,
+# a 2048² layer in 8 frames; a smaller change (every stroke) is drawn at once
+BAND_PIXELS = 1 << 19
 
 
 @dataclass
@@ -139,6 +153,9 @@ class LabelCanvas(StencilView):
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
+        # layer ("label" or "offer") -> the part still to redraw, a band per frame
+        self._pending: dict[str, Rect] = {}
+        self._next_band = Clock.create_trigger(self._draw_bands, 0)
         self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
         self._pair: _Pair | None = None  # two fingers down: pinch-zoom or brush drag
@@ -151,6 +168,7 @@ class LabelCanvas(StencilView):
             self._image_rect = Rectangle()
             self._overlay_color = Color(1, 1, 1, 1)
             self._overlay_rect = Rectangle()
+            self._offer_color = Color(1, 1, 1, 1)  # 0 while hidden or still being drawn
             self._offer_rect = Rectangle()
             self._marks = InstructionGroup()  # points and boxes, over the overlay
             Color(1, 1, 1, 0.9)
@@ -169,7 +187,8 @@ class LabelCanvas(StencilView):
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
         self.bind(selected_mark=lambda *_: self._draw_marks(), hide_overlay=self._draw_marks)
         self.bind(hide_overlay=self._on_hide)
-        self.bind(offer_selected=lambda *_: self.show_offer(self.offer))
+        self.bind(offer_selected=self._on_offer_selected)
+        self._selected_before = self._offer_selected_before = 0
         Window.bind(on_motion=self._on_motion)
 
     # ----- content -------------------------------------------------------------------------
@@ -186,6 +205,7 @@ class LabelCanvas(StencilView):
         self._overlay_rect.texture = self._overlay_tex
         self._offer_rect.texture = self._offer_tex
         self.session = session
+        self._pending.clear()
         self.preview = None
         self.offer = None
         self.markers = []
@@ -210,6 +230,7 @@ class LabelCanvas(StencilView):
         """Show nothing (no image open)."""
         self.session = None
         self.preview = self.offer = None
+        self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
@@ -221,21 +242,91 @@ class LabelCanvas(StencilView):
         self._marks_shown = None
 
     def refresh(self, rect: Rect | None = None) -> None:
-        """Re-render the overlay in `rect` (changed pixels; None = everything) and blit it."""
+        """Re-render the overlay in `rect` (changed pixels; None = everything) and blit it; a
+        big region is drawn in bands over the next frames (module doc)."""
         if self.session is None or self._overlay_tex is None:
             return
         shape = self.session.shape
         region = Rect.full(shape) if rect is None else display_rect(rect, shape)
+        self._draw_marks()
+        self._redraw("label", region)
+
+    def show_offer(self, label: Label | None) -> None:
+        """Outline a pre-label on offer over the expert's own label (None: hide it)."""
+        if label is not None and label is self.offer:
+            return  # shown (or being drawn) already: the panel changed, not the offer
+        self._offer_selected_before = 0
+        self.offer = label
+        if self._offer_tex is None:
+            return
+        self._pending.pop("offer", None)
+        if label is not None:
+            self._redraw("offer", Rect.full(label.shape))
+        self._draw_marks()  # the offer's points and boxes, hollow
+        self._on_hide()  # hidden until all its outlines are drawn
+
+    def show_preview(self, label: Label | None) -> None:
+        """Show another label (a suggestion's before/after) instead of the edited one."""
+        if label is self.preview:
+            return  # shown already (or nothing instead of the label): nothing to redraw
+        self.preview = label
+        self.refresh()
+
+    @property
+    def bands_pending(self) -> bool:
+        """Whether a big change is still being drawn in bands (see the module doc)."""
+        return bool(self._pending)
+
+    def _redraw(self, layer: str, region: Rect) -> None:
+        """Render `region` of a layer now if small, else its first band now and the rest
+        one band per frame (merged with what is still pending)."""
         if region.empty:
             return
-        if self.preview is not None:
-            inst, classes, version = self.preview.instances, self.preview.classes, None
+        pending = self._pending.pop(layer, None)
+        if pending is not None:
+            region = region.union(pending)
+        if region.height * region.width > BAND_PIXELS:
+            self._pending[layer] = region
+            self._draw_bands()
         else:
-            inst, classes = self.session.instances, self.session.classes
-            version = self.session.classes_version
-        self._draw_marks()
-        rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
-        self._overlay_tex.blit_buffer(
+            self._render(layer, region)
+
+    def _draw_bands(self, *_: object) -> None:
+        """One band of each layer still pending (the top rows of what is left)."""
+        for layer, region in list(self._pending.items()):
+            rows = max(1, BAND_PIXELS // max(1, region.width))
+            band = Rect(region.y0, region.x0, min(region.y1, region.y0 + rows), region.x1)
+            rest = Rect(band.y1, region.x0, region.y1, region.x1)
+            if rest.empty:
+                del self._pending[layer]
+            else:
+                self._pending[layer] = rest
+            self._render(layer, band)
+            if layer == "offer" and rest.empty:
+                self._on_hide()  # all outlines in: show them
+        if self._pending:
+            self._next_band()
+
+    def _render(self, layer: str, region: Rect) -> None:
+        """Render `region` of a layer from the label as it is now and blit it."""
+        if layer == "offer":
+            texture, offer = self._offer_tex, self.offer
+            if texture is None or offer is None:
+                return
+            rgba = self.offer_renderer.render(
+                offer.instances, offer.classes, region, None, int(self.offer_selected)
+            )
+        else:
+            texture = self._overlay_tex
+            if texture is None or self.session is None:
+                return
+            if self.preview is not None:
+                inst, classes, version = self.preview.instances, self.preview.classes, None
+            else:
+                inst, classes = self.session.instances, self.session.classes
+                version = self.session.classes_version
+            rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
+        texture.blit_buffer(
             rgba.tobytes(),
             pos=(region.x0, region.y0),
             size=(region.width, region.height),
@@ -243,27 +334,6 @@ class LabelCanvas(StencilView):
             bufferfmt="ubyte",
         )
         self.canvas.ask_update()
-
-    def show_offer(self, label: Label | None) -> None:
-        """Outline a pre-label on offer over the expert's own label (None: hide it)."""
-        self.offer = label
-        if self._offer_tex is None:
-            return
-        h, w = self._offer_tex.height, self._offer_tex.width
-        if label is None:
-            self._offer_tex.blit_buffer(bytes(w * h * 4), colorfmt="rgba", bufferfmt="ubyte")
-        else:
-            rgba = self.offer_renderer.render(
-                label.instances, label.classes, Rect.full((h, w)), None, int(self.offer_selected)
-            )
-            self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
-        self._draw_marks()
-        self.canvas.ask_update()
-
-    def show_preview(self, label: Label | None) -> None:
-        """Show another label (a suggestion's before/after) instead of the edited one."""
-        self.preview = label
-        self.refresh()
 
     def set_markers(self, points: list[tuple[float, float, float]]) -> None:
         """Circles (image x, y, radius) that point at objects an inspection warns about."""
@@ -416,6 +486,8 @@ class LabelCanvas(StencilView):
 
     def _on_hide(self, *_: object) -> None:
         self._overlay_color.a = 0 if self.hide_overlay else 1
+        drawn = self.offer is not None and "offer" not in self._pending
+        self._offer_color.a = 1 if drawn and not self.hide_overlay else 0
         self.canvas.ask_update()
 
     def _on_opacity(self, *_: object) -> None:
@@ -423,7 +495,28 @@ class LabelCanvas(StencilView):
         self.refresh()
 
     def _on_selected(self, *_: object) -> None:
-        self.refresh()
+        """Redraw the boxes of the objects selected before and now (nothing else changes)."""
+        before, self._selected_before = self._selected_before, int(self.selected)
+        if self.session is None:
+            return
+        if self.preview is not None:
+            self.refresh()
+            return
+        for iid in {before, int(self.selected)} - {0}:
+            box = self.session.instance_rect(iid)
+            if box is not None:
+                self.refresh(box)
+
+    def _on_offer_selected(self, *_: object) -> None:
+        """Redraw the outlines of the offer's objects selected before and now."""
+        before, self._offer_selected_before = self._offer_selected_before, int(self.offer_selected)
+        offer = self.offer
+        if offer is None or self._offer_tex is None:
+            return
+        for iid in {before, int(self.offer_selected)} - {0}:
+            box = object_box(offer, iid)
+            if box is not None:
+                self._redraw("offer", display_rect(box, offer.shape))
 
     # ----- touches -------------------------------------------------------------------------
     def on_touch_down(self, touch: MotionEvent) -> bool:

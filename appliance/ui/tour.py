@@ -214,9 +214,11 @@ def _object_list_shown(app: ApplianceApp) -> bool:
     screen, presenter = _annotate(app), _presenter(app)
     rows = [k for k in screen.buttons if k.startswith(("object:", "suggested:"))]
     key = presenter.selected_object
+    keys = {row.key for row in presenter.objects()}
     return (
         screen.object_panel.parent is not None
-        and len(rows) == len(presenter.objects()) > 0
+        and bool(rows)
+        and set(rows) <= keys  # only the rows in sight are widgets (a virtualised list)
         and key is not None
         and screen.buttons[key].state == "down"
         and screen.canvas_view.selected == int(key.split(":")[1])

@@ -153,6 +153,7 @@ def test_the_annotate_flow_offers_the_points_and_accepting_keeps_them(tmp_path: 
         assert work is not None
         work.session.place_point(40.0, 41.0)  # on the second spot's cell: the proposal there goes
         presenter.accept_offer(edit=True)
+        presenter.settle_save()  # Accept and edit stores in the background
         kept = work.session.label().objects
         assert Point(40.0, 41.0, work.session.active_class) in kept
         assert Point(20.5, 12.5, 2) in kept and Point(44.5, 40.5, 2) not in kept

@@ -71,6 +71,7 @@ def test_accepting_a_prelabel_keeps_the_points_in_the_version_it_saves(flow):
     jobs.settle(lambda: presenter.offer is not None)
     _mark(presenter, POINT, (20.0, 30.0), (20.0, 30.0))
     presenter.accept_offer(edit=True)
+    presenter.settle_save()  # Accept and edit stores in the background
     saved = project.latest_label(presenter.work.image_id).label
     assert saved.objects == (Point(20, 30, 1),) and saved.instances.any()
     assert presenter.work.session.objects == (Point(20, 30, 1),)

@@ -27,7 +27,7 @@ from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
 from appliance.session.marks import MARK_TOOLS
-from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase
+from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase, Status
 from appliance.session.workflow import ImageWork
 from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
@@ -71,6 +71,11 @@ PINNED_TOOLS = ("brush", "eraser")  # never scrolled out of view, with Undo and 
 TOP_BAR_ONE_ROW = mm(110)  # the image's width below which the status lines get their own row
 CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather than less
 PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
+
+
+def _saved_word(status: Status) -> str:
+    """Saved, being saved (Accept and edit stores in the background) or unsaved."""
+    return "saved" if status.saved else "saving" if status.saving else "unsaved"
 
 
 def _scrolled(panel: Widget) -> BoxLayout:
@@ -423,7 +428,9 @@ class AnnotateScreen(ScreenBg):
             self.presenter.resume()
             self._show_classes()
             return
-        self.presenter = AnnotatePresenter(project, app.annotator, self, app.run_job)
+        self.presenter = AnnotatePresenter(
+            project, app.annotator, self, app.run_job, run_write=app.run_write
+        )
         self._show_classes()
         self.presenter.start()
 
@@ -641,7 +648,7 @@ class AnnotateScreen(ScreenBg):
             objects += f" + {status.suggested} suggested"
         self.title_label.text = status.name
         self.status_label.text = " · ".join(
-            (objects, "saved" if status.saved else "unsaved", duration(status.seconds))
+            (objects, _saved_word(status), duration(status.seconds))
         ) + (f" · conflict: {status.conflict} versions" if status.conflict else "")
         self.progress_label.text = (
             f"Image {status.position} of {status.total} · "
