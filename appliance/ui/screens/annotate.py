@@ -68,6 +68,13 @@ CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather
 PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
 
 
+def _whole_words(grid: GridLayout, width: float) -> None:
+    """Two buttons to a row of `grid` where each word fits whole, else one."""
+    app = App.get_running_app()
+    widest = max((b._label.get_extents(b.text)[0] for b in grid.children), default=0)
+    grid.cols = 2 if (width - app.gap) / 2 >= widest + app.gap * 2 + 2 else 1
+
+
 def _scrolled(panel: Widget) -> BoxLayout:
     """A column that scrolls inside `panel` when the window is too short for it; the
     caller adds the column's `parent` (the ScrollView) where it belongs."""
@@ -358,19 +365,23 @@ class AnnotateScreen(ScreenBg):
         self.class_box.bind(minimum_height=self.class_box.setter("height"))
         rest.add_widget(self.class_box)
         rest.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
-        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        row.add_widget(self._button("upgrade", "Upgrade", self._act("upgrade")))
-        row.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
-        row.add_widget(self._button("on_slide", "On slide", self.open_on_slide))
-        rest.add_widget(row)
+        # the visits two to a row, or one where two would cut a word: three in a row of the
+        # narrow side panel read "U...e", "M...ls", "S...gs" (issue 25)
+        nav = GridLayout(cols=2, size_hint_y=None, spacing=app.gap, row_default_height=app.touch)
+        nav.bind(minimum_height=nav.setter("height"), width=_whole_words)
+        for wid, text, action in (
+            ("upgrade", "Upgrade", self._act("upgrade")),
+            ("gallery", "Gallery", lambda: app.go("gallery")),
+            ("on_slide", "On slide", self.open_on_slide),
+            ("models", "Models", lambda: app.go("models")),
+            ("settings", "Settings", lambda: app.go("settings")),
+        ):
+            nav.add_widget(self._button(wid, text, action))
         flag = Factory.TToggle(text="Flag: label early", size_hint_y=None, height=app.touch)
         flag.bind(on_press=lambda b: self._call(lambda p: p.set_flag(b.state == "down")))
         self.buttons["flag"] = flag
         rest.add_widget(flag)
-        nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
-        nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
-        # the high score (gamification): in the row only where the project switched it on
+        # the high score (gamification): in the grid only where the project switched it on
         self._button("scores", "Scores", lambda: app.go("highscore"))
         self.nav_row = nav
         rest.add_widget(nav)
@@ -430,6 +441,7 @@ class AnnotateScreen(ScreenBg):
             self.nav_row.add_widget(scores)
         elif not highscore and scores.parent is not None:
             self.nav_row.remove_widget(scores)
+        _whole_words(self.nav_row, self.nav_row.width)
         left = settings.LEFT_HANDED.get(project)
         if left != self.left_handed:
             self.left_handed = left

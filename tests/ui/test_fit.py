@@ -1,0 +1,82 @@
+"""Issue 25 defect 9: no text cut at 1920×1200, 1280×800 and 1200×1920 with 12 classes.
+
+The gallery tile's Open/Flag/History, the side panel's last row (Models, Settings and, with the
+high score on, Scores) and the rows of an image's History showed "O...", "M...ls / S...gs" and
+"v1...ts". Cut text is read from Kivy's own layout (`testkit.fit.cut_texts`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.supervision import config as supervision_config
+from testkit.fit import cut_texts
+from testkit.touch import pen_stroke, pump, tap, wait_for
+from tests.ui.conftest import SIZES
+from tests.ui.projects import DEMO_CLASSES, make_project
+
+IDS = [f"{w}x{h}" for w, h in SIZES]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_gallery_tiles_show_open_flag_history_whole(fresh, app, window, tmp_path, size):
+    project = make_project(tmp_path / "p", n=6, size=64, classes=DEMO_CLASSES)
+    window(*size)
+    fresh(project.root)
+    app.go("gallery")
+    gallery = app.sm.get_screen("gallery")
+    wait_for(lambda: all(img.texture is not None for img in gallery.images.values()))
+    pump(3)
+    assert not cut_texts(gallery), cut_texts(gallery)
+    app.go("annotate")
+    pump(2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_side_panel_buttons_whole_with_the_high_score_on(fresh, app, window, tmp_path, size):
+    project = make_project(tmp_path / "p", n=2, size=64, classes=DEMO_CLASSES)
+    supervision_config.save(project, supervision_config.Supervision(highscore=True))
+    window(*size)
+    screen = fresh(project.root)
+    pump(3)
+    scores = screen.buttons["scores"]
+    assert scores.get_root_window() is not None and scores.opacity == 1
+    classes = {screen.buttons[k] for k in screen.buttons if k.startswith("class:")}
+    # a long class name is shortened in its button by design: the heading says it whole
+    cut = [t for k, b in screen.buttons.items() if b not in classes for t in cut_texts(b)]
+    assert not cut, cut
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_history_rows_say_version_source_author_objects_whole(fresh, app, window, tmp_path, size):
+    project = make_project(tmp_path / "p", n=2, size=64, classes=DEMO_CLASSES)
+    project.set_setting("ui.prelabel", "none")
+    window(*size)
+    screen = fresh(project.root)
+    x, y = screen.canvas_view.to_window(*screen.canvas_view.center)
+    pen_stroke([(x, y), (x + 30, y)])
+    screen.work.save("manual")
+    pen_stroke([(x, y - 30), (x + 30, y - 30)])
+    screen.work.save("manual")
+    image_id = screen.work.image_id
+    app.go("gallery")
+    gallery = app.sm.get_screen("gallery")
+    tap(gallery.buttons[f"history:{image_id}"])
+    from kivy.core.window import Window
+
+    from appliance.ui.screens.gallery import HistoryPopup
+
+    # a scrolling page releases a tap 0.2 s late
+    wait_for(lambda: any(isinstance(w, HistoryPopup) for w in Window.children))
+    popup = next(w for w in Window.children if isinstance(w, HistoryPopup))
+    try:
+        wait_for(lambda: popup.shown is not None)
+        pump(3)
+        rows = [w for w in popup.walk() if getattr(w, "text", "").startswith("v")]
+        assert len(rows) == 2 and all("objects" in w.text for w in rows)
+        assert not cut_texts(popup), cut_texts(popup)
+    finally:
+        popup.dismiss()
+        wait_for(lambda: popup not in Window.children)
+        app.go("annotate")
+        pump(2)
