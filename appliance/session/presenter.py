@@ -173,6 +173,14 @@ class Status:
     seconds: float
     done_this_session: int
     conflict: int = 0  # versions from different tablets competing for this image (0: none)
+    has_version: bool = True  # a version of this image's label is stored (by anyone visible)
+
+    @property
+    def saved_state(self) -> str:
+        """The words of the status line: an image never saved is not "saved" (issue 25)."""
+        if not self.saved:
+            return "unsaved"
+        return "saved" if self.has_version else "not saved"
 
 
 @dataclass(frozen=True)
@@ -862,6 +870,7 @@ class AnnotatePresenter:
             seconds=work.seconds(),
             done_this_session=self.done_this_session,
             conflict=len(self.conflict),
+            has_version=work.parent_id is not None,
         )
 
     def markers(self) -> list[tuple[float, float, float]]:

@@ -158,7 +158,7 @@ def test_status_line_shows_progress_state_time_and_suggested_objects(fresh, app,
     suggested = len(screen.offer.label.ids())
     assert screen.title_label.text == screen.work.record.name
     assert screen.progress_label.text.startswith("Image 1 of 3 · 0 done")
-    assert f"0 objects + {suggested} suggested" in text and "· saved ·" in text
+    assert f"0 objects + {suggested} suggested" in text and "· not saved ·" in text
     assert text.endswith((" s", " min"))  # elapsed time
     for line in (screen.title_label, screen.status_label):  # one line each, nothing cut off
         assert line._label.get_extents(line.text)[0] <= line.width

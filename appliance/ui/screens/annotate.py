@@ -638,7 +638,7 @@ class AnnotateScreen(ScreenBg):
             objects += f" + {status.suggested} suggested"
         self.title_label.text = status.name
         self.status_label.text = " · ".join(
-            (objects, "saved" if status.saved else "unsaved", duration(status.seconds))
+            (objects, status.saved_state, duration(status.seconds))
         ) + (f" · conflict: {status.conflict} versions" if status.conflict else "")
         self.progress_label.text = (
             f"Image {status.position} of {status.total} · "
