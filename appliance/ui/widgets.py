@@ -30,10 +30,13 @@ from appliance.media import find_media
 MESSAGE_SECONDS = 7.0
 
 
-def button(text: str, on_press: Callable[[], object], **kwargs: object) -> Widget:
-    """A themed, touch-sized button whose handler failures become on-screen messages."""
+def button(
+    text: str, on_press: Callable[[], object], kind: str = "TButton", **kwargs: object
+) -> Widget:
+    """A themed, touch-sized button (kv class `kind`) whose handler failures become on-screen
+    messages."""
     app = App.get_running_app()
-    btn = Factory.TButton(text=text, **kwargs)
+    btn = getattr(Factory, kind)(text=text, **kwargs)
     btn.bind(on_release=lambda _b: app.safely(on_press))
     return btn
 
@@ -296,7 +299,7 @@ class ChooserPopup(ModalView):
             elif (not self.suffixes or entry.suffix.lower() in self.suffixes) and (
                 self.accept is None or self.accept(entry)
             ):
-                row = button(entry.name, partial(self._pick, entry))
+                row = button(entry.name, partial(self._pick, entry), kind="ChooserRow")
             else:
                 continue
             self.entries[entry.name] = row
@@ -308,11 +311,12 @@ class ChooserPopup(ModalView):
         return "Use this file" if file else "Use this folder"
 
     def _pick(self, path: Path) -> None:
-        app = App.get_running_app()
         if self._picked_row is not None:
-            self._picked_row.background_color = app.c_button
+            self._picked_row.picked = False
         row = self.entries[path.name]
-        row.background_color = app.c_active  # stays until another row is picked
+        # a kv property, not the colour itself: Kivy's release, deferred to keep a quick
+        # tap visible, re-applies the colour rule and would undo a colour set here
+        row.picked = True  # stays until another row is picked
         self._picked_row = row
         self.selected = path
         self.ok.text = self._ok_text(file=True)

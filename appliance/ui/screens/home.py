@@ -22,7 +22,7 @@ from appliance.bundles.install import install_model_bundle
 from appliance.bundles.training_job import FORMAT as TRAINING_JOB_FORMAT
 from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
-from appliance.importer import import_paths
+from appliance.importer import IMPORTED_SUFFIXES, import_paths
 from appliance.media import count_images
 from appliance.session.overview import overview
 from appliance.store.project import Project
@@ -182,7 +182,7 @@ class HomeScreen(ScreenBg):
         if source is not None and start is not None:
             images, more = count_images(start)
             title = f"Import from {source.describe()} ({images}{'+' if more else ''} images)"
-        ChooserPopup(title, chosen, start=start).open()
+        ChooserPopup(title, chosen, start=start, suffixes=IMPORTED_SUFFIXES).open()
 
     def _imported(self, lines: list[str]) -> None:
         app = App.get_running_app()
