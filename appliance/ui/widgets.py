@@ -30,13 +30,10 @@ from appliance.media import find_media
 MESSAGE_SECONDS = 7.0
 
 
-def button(
-    text: str, on_press: Callable[[], object], kind: str = "TButton", **kwargs: object
-) -> Widget:
-    """A themed, touch-sized button (kv class `kind`) whose handler failures become on-screen
-    messages."""
+def button(text: str, on_press: Callable[[], object], **kwargs: object) -> Widget:
+    """A themed, touch-sized button whose handler failures become on-screen messages."""
     app = App.get_running_app()
-    btn = getattr(Factory, kind)(text=text, **kwargs)
+    btn = Factory.TButton(text=text, **kwargs)
     btn.bind(on_release=lambda _b: app.safely(on_press))
     return btn
 
@@ -275,11 +272,12 @@ class ChooserPopup(ModalView):
 
     def show(self, folder: Path) -> None:
         """List `folder`: sub-folders first, then matching files."""
+        app = App.get_running_app()
         folder = Path(folder)
         try:
             entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
         except OSError as exc:
-            App.get_running_app().notify(f"{folder}: cannot open ({exc.strerror})", error=True)
+            app.notify(f"{folder}: cannot open ({exc.strerror})", error=True)
             return
         self.folder = folder
         self.selected = folder if self.pick_folder else None
@@ -299,7 +297,8 @@ class ChooserPopup(ModalView):
             elif (not self.suffixes or entry.suffix.lower() in self.suffixes) and (
                 self.accept is None or self.accept(entry)
             ):
-                row = button(entry.name, partial(self._pick, entry), kind="ChooserRow")
+                row = Factory.ChooserRow(text=entry.name)
+                row.bind(on_release=lambda _b, e=entry: app.safely(partial(self._pick, e)))
             else:
                 continue
             self.entries[entry.name] = row
