@@ -24,11 +24,11 @@ from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
 from appliance.session.about import about_text
 from appliance.store.project import Project
-from appliance.ui.widgets import ScreenBg, back_to_images, label, page
+from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 TWO_COLUMNS = mm(200)  # window width from which the settings sit in two columns
 # the denoisers in words (the stored values stay the short names)
-DENOISING = {"none": "no smoothing", "gaussian": "Gaussian", "median": "median", "nlm": "NL-means"}
+DENOISING = {"none": "off", "gaussian": "Gaussian", "median": "median", "nlm": "NL-means"}
 
 
 def _save_number(project: Project, setting: settings.Setting[Any], value: float) -> object:
@@ -49,11 +49,15 @@ class SettingsScreen(ScreenBg):
         scroll.add_widget(self.grid)
         root.add_widget(scroll)
         self.add_widget(root)
+        self.buttons: dict[str, Widget] = {}  # "<title>:-", "<title>:+" (fine steps)
+        self.sliders: dict[str, Widget] = {}  # by title
 
     def refresh(self) -> None:
         app = App.get_running_app()
         project = app.project
         self.grid.clear_widgets()
+        self.buttons.clear()
+        self.sliders.clear()
         if project is None:
             return
         self.grid.cols = 2 if Window.width >= TWO_COLUMNS else 1  # a small tablet: one column
@@ -87,6 +91,7 @@ class SettingsScreen(ScreenBg):
         low, high = shown.low, shown.high
         self._slider(right, "dark cut-off", low, 0, 20, lambda v: self._pre(low=v), percent)
         self._slider(right, "bright cut-off", high, 80, 100, lambda v: self._pre(high=v), percent)
+        right.add_widget(label("Denoise", font_size=app.font_small))  # the row's words: how
         self._choice(
             right, preprocess.DENOISERS, shown.denoise, lambda v: self._pre(denoise=v), DENOISING
         )
@@ -113,6 +118,7 @@ class SettingsScreen(ScreenBg):
                 setting.high,
                 partial(_save_number, project, setting),
                 shown_as,
+                step=1 if setting.kind is int else None,  # a brush 1 px wider, not 0.37 px
             )
         self._toggle(right, settings.FINGER_DRAWS, ("pen draws", "finger draws"))
         self._toggle(right, settings.LEFT_HANDED, ("right-handed", "left-handed"))
@@ -138,9 +144,12 @@ class SettingsScreen(ScreenBg):
         hi: float,
         save: Callable[[float], object],
         shown_as: Callable[[float], str] = "{:.2f}".format,
+        step: float | None = None,
     ) -> None:
         """A labelled slider that saves when the finger lifts (not on every move); the label
-        (two short lines at most: title, then the value as `shown_as` writes it) fits its row."""
+        (two short lines at most: title, then the value as `shown_as` writes it) fits its row.
+        With a `step`, the slider moves in steps and − / + buttons beside it change the value
+        by one step: a finger cannot hit 7 px on a slider from 1 to 200."""
         app = App.get_running_app()
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         text = Factory.TLabel(
@@ -149,16 +158,28 @@ class SettingsScreen(ScreenBg):
             font_size=app.font_small,
             max_lines=2,
         )
-        slider = Factory.TSlider(min=lo, max=hi, value=float(value))
+        slider = Factory.TSlider(min=lo, max=hi, value=float(value), step=step or 0)
         slider.bind(value=lambda _s, v: setattr(text, "text", f"{title}\n{shown_as(v)}"))
+        self.sliders[title] = slider
 
         def released(s: Widget, touch: MotionEvent) -> None:
             if touch.grab_current is s:
                 app.safely(save, float(s.value))
 
+        def nudge(by: float) -> None:
+            slider.value = min(hi, max(lo, slider.value + by))
+            save(float(slider.value))
+
         slider.bind(on_touch_up=released)
         row.add_widget(text)
+        if step:
+            thin = {"size_hint_x": None, "width": app.touch}
+            self.buttons[f"{title}:-"] = button("−", partial(nudge, -step), **thin)
+            row.add_widget(self.buttons[f"{title}:-"])
         row.add_widget(slider)
+        if step:
+            self.buttons[f"{title}:+"] = button("+", partial(nudge, step), **thin)
+            row.add_widget(self.buttons[f"{title}:+"])
         parent.add_widget(row)
 
     def _choice(
