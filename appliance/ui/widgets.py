@@ -154,6 +154,11 @@ class MessageBar(Label):
         if self.parent is not None:
             self.parent.remove_widget(self)
 
+    def leave_slot(self, slot: Widget) -> None:
+        """Hide the message if it sits in `slot`: the slot gives its room to something else."""
+        if self._slot is slot:
+            self.hide()
+
     @property
     def shortened(self) -> bool:
         """Whether the one-line text hides part of the message."""

@@ -1,5 +1,6 @@
 """Issue 25 defect 10, first part: the status line said "saved" for an image never saved; a
-message followed to the next screen and covered its buttons; the pen drew under the minimap."""
+message followed to the next screen and covered its buttons; the pen drew under the minimap;
+the before/after bar shrank the image."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 
 from appliance import settings
+from appliance.session.presenter import Compare
 from testkit.touch import SynthTouch, pen_stroke, pump, tap, wait_for
+from tests.ui.conftest import SIZES
 from tests.ui.projects import make_project
 
 
@@ -73,3 +76,29 @@ def test_a_pen_stroke_that_starts_on_the_minimap_moves_the_view_and_draws_nothin
     assert ix == pytest.approx(w / 2, abs=2) and iy == pytest.approx(h / 2, abs=2)
     pen_stroke([(cx, cy), (cx + 30, cy)])
     assert canvas.session.can_undo
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_the_before_after_bar_keeps_the_image_size_and_messages_off_its_buttons(
+    fresh, app, window, tmp_path, size
+):
+    project = make_project(tmp_path / "p", n=2)
+    project.set_setting("ui.prelabel", "otsu")
+    window(*size)
+    screen = fresh(project.root)
+    wait_for(lambda: screen.offer is not None)
+    pump(3)
+    canvas = screen.canvas_view
+    size_before, zoom_before = tuple(canvas.size), canvas.zoom
+    offer = screen.offer.label
+    screen.presenter.show_compare(Compare("Upgrade", offer, offer, "upgrade"))
+    pump(4)
+    assert screen.buttons["compare_accept"].get_root_window() is not None
+    assert tuple(canvas.size) == size_before and canvas.zoom == zoom_before
+    app.notify("a message while the before/after is on show")
+    pump(2)
+    for wid in ("compare_before", "compare_after", "compare_accept", "compare_reject"):
+        assert not app.message.collide_widget(screen.buttons[wid]), wid
+    tap(screen.buttons["compare_reject"])
+    pump(4)
+    assert tuple(canvas.size) == size_before and canvas.zoom == zoom_before

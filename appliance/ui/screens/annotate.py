@@ -312,11 +312,12 @@ class AnnotateScreen(ScreenBg):
         self.canvas_row = BoxLayout(spacing=app.gap)
         self.canvas_row.add_widget(self.canvas_view)
         centre.add_widget(self.canvas_row)
+        # one band under the image, as high as a button: the before/after bar while one is
+        # on show, else the messages' slot, so that the image keeps its size (issue 25)
         self.compare_bar = BoxLayout(size_hint_y=None, height=0, spacing=app.gap, opacity=0)
         centre.add_widget(self.compare_bar)
-        # messages appear here, over no pixel and no button (see MessageBar)
-        self.message_slot = Widget(size_hint_y=None, height=app.touch * 0.8)
-        centre.add_widget(self.message_slot)
+        self._slot = Widget(size_hint_y=None, height=app.touch)
+        centre.add_widget(self._slot)
         return centre
 
     def _side(self) -> BoxLayout:
@@ -502,9 +503,11 @@ class AnnotateScreen(ScreenBg):
             self.buttons.pop(wid, None)
         compare = self.presenter.compare if self.presenter else None
         if compare is None:
-            bar.height, bar.opacity = 0, 0
+            bar.height, bar.opacity, self._slot.height = 0, 0, app.touch
             return
-        bar.height, bar.opacity = app.touch, 1
+        if app.message is not None:
+            app.message.leave_slot(self._slot)  # the bar takes the slot's room
+        bar.height, bar.opacity, self._slot.height = app.touch, 1, 0
         # the title gives way first: Accept and Reject keep their words on a narrow image
         title = Factory.THeading(text=compare.title, size_hint=(0.7, 1), shorten=True)
         bar.add_widget(title)
@@ -623,6 +626,12 @@ class AnnotateScreen(ScreenBg):
             )
         box.add_widget(self._button("next_image", "Next image", self._act("review_done")))
         box.add_widget(label("Or keep editing and tap Save & next again."))
+
+    @property
+    def message_slot(self) -> Widget:
+        """Where messages appear (see MessageBar): under the image, or over the status lines
+        while the before/after bar has the room under the image."""
+        return self.top_lines if self.compare_bar.height else self._slot
 
     def show_status(self) -> None:
         self.object_panel.refresh()  # the list follows strokes, undo, offers (if it changed)
