@@ -46,6 +46,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.session import assistant
 from appliance.session.objects import ObjectRow, object_box, object_rows
+from appliance.session.resume import ViewState, remember_class, remembered_class
 from appliance.session.workflow import ImageData, ImageWork, pending_draft
 from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
@@ -221,7 +222,10 @@ class AnnotatePresenter:
         self.prelabeler = assistant.PrelabelChooser()
         self.work: ImageWork | None = None
         self.loading: int | None = None  # image id being opened in the background
-        self.active_class = min(project.classes(), default=1)
+        classes = project.classes()
+        # the class this annotator chose last time (issue 25: it was lost on quit)
+        remembered = remembered_class(project, annotator, classes)
+        self.active_class = remembered if remembered is not None else min(classes, default=1)
         self.visited: list[int] = []
         self.skipped: set[int] = set()
         self.failed: set[int] = set()
@@ -379,14 +383,15 @@ class AnnotatePresenter:
         self.review, self.reviewing = None, False
         self.view.show_layers()
 
-    def leave(self) -> None:
+    def leave(self, view: ViewState | None = None) -> None:
         """Leave the project (Home, quitting): no version is saved; unsaved edits stay a draft
-        that is restored, with their time, when the project is opened again."""
+        that is restored, with their time, undo history and the screen's `view`, when the
+        project is opened again."""
         work = self.work
         self._close()
         self.closed, self._prefetched = True, None
         if work is not None:
-            work.park()
+            work.park(view)
 
     # ----- background pre-label and prefetch -----------------------------------------------
     def _start_prelabel(self) -> None:
@@ -513,6 +518,7 @@ class AnnotatePresenter:
 
     def set_class(self, class_id: int) -> None:
         self.active_class = class_id
+        remember_class(self.project, self.annotator, class_id)
         if self.work is not None:
             self.work.session.active_class = class_id
 

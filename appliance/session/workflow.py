@@ -13,6 +13,7 @@ restored if it still belongs on top of the image's latest version.
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ import numpy as np
 from appliance import settings
 from appliance.assist import preprocess
 from appliance.editing import EditSession
+from appliance.errors import ApplianceError
 from appliance.labels import Label, decode_label, encode_label
+from appliance.session import resume
 from appliance.session.appearance import display_pixels
 from appliance.store.project import ImageRecord, Project
 from appliance.supervision import blind
@@ -30,6 +33,8 @@ from appliance.supervision.controls import score_save
 from appliance.supervision.scoring import ControlScore
 
 __all__ = ["ImageData", "ImageWork", "pending_draft"]
+
+log = logging.getLogger(__name__)
 
 
 def pending_draft(project: Project) -> dict | None:
@@ -82,6 +87,7 @@ class ImageWork:
         self._clock = clock
         self._seconds_before = 0.0
         self.recovered = False
+        self.resumed_view: resume.ViewState | None = None  # where the expert left it, if kept
         draft = pending_draft(project)
         if draft and draft["image_id"] == image_id and draft.get("parent_id") == self.parent_id:
             base = decode_label(
@@ -91,6 +97,8 @@ class ImageWork:
             self._seconds_before = float(draft.get("seconds", 0.0))
             self.recovered = True
         self.session = EditSession(base, active_class)
+        if self.recovered and draft is not None:
+            self._resume(draft)
         self.saved_revision = -1 if self.recovered else self.session.revision
         self._started = clock()
         project.record_event(image_id, "opened", annotator=author)
@@ -112,20 +120,35 @@ class ImageWork:
         """Time spent on this image since its last saved version."""
         return self._seconds_before + (self._clock() - self._started)
 
-    def save_draft(self) -> None:
-        """Persist the label on screen (one transaction) so a crash loses no finished stroke."""
+    def _resume(self, draft: dict) -> None:
+        """Undo history and view kept on leaving (see `resume`); a record that does not fit
+        is dropped with one log line, the recovered label stays."""
+        try:
+            self.session.restore_undo(resume.decode_history(draft.get("undo", []), self.shape))
+        except ApplianceError as exc:
+            log.warning("%s: kept undo history dropped: %s", self.record.name, exc)
+        self.resumed_view = resume.decode_view(draft.get("view"))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.record.height, self.record.width
+
+    def save_draft(self, view: resume.ViewState | None = None, history: bool = False) -> None:
+        """Persist the label on screen (one transaction) so a crash loses no finished stroke;
+        on leaving, with the undo `history` and the `view` to come back to."""
         blob = encode_label(self.session.label())
-        settings.DRAFT.set(
-            self.project,
-            {
-                "image_id": self.image_id,
-                "parent_id": self.parent_id,
-                "author": self.author,
-                "seconds": self.seconds(),
-                "classes": {str(k): v for k, v in self.session.classes.items()},
-                "instances": base64.b64encode(blob).decode("ascii"),
-            },
-        )
+        draft: dict[str, object] = {
+            "image_id": self.image_id,
+            "parent_id": self.parent_id,
+            "author": self.author,
+            "seconds": self.seconds(),
+            "classes": {str(k): v for k, v in self.session.classes.items()},
+            "instances": base64.b64encode(blob).decode("ascii"),
+        }
+        if history:
+            draft["undo"] = resume.encode_history(self.session)
+            draft["view"] = resume.encode_view(view)
+        settings.DRAFT.set(self.project, draft)
 
     def clear_draft(self) -> None:
         if pending_draft(self.project) is not None:
@@ -172,11 +195,12 @@ class ImageWork:
         self.display, self.preprocessing = display_pixels(self.pixels, h), h
         return True
 
-    def park(self) -> None:
+    def park(self, view: resume.ViewState | None = None) -> None:
         """Put the image aside without a version (Home, quitting): unsaved edits stay a draft
-        that is restored when the image is opened again; saving stays the expert's decision."""
+        that is restored, with their undo history and `view`, when the image is opened again;
+        saving stays the expert's decision."""
         if self.dirty:
-            self.save_draft()
+            self.save_draft(view, history=True)
         self.project.record_event(
             self.image_id, "closed", annotator=self.author, seconds=self.seconds()
         )

@@ -43,6 +43,7 @@ from appliance.errors import ApplianceError
 from appliance.labels import Label
 from appliance.overlay import OverlayRenderer, display_rect
 from appliance.session import gesture, viewport
+from appliance.session.resume import ViewState
 from appliance.session.viewport import MAX_ZOOM
 
 PEN_WORDS = ("pen", "stylus", "mouse", "wacom", "eraser")
@@ -296,6 +297,23 @@ class LabelCanvas(StencilView):
         self._set_view(
             viewport.zoom_about(self._view(), self.session.shape, self.size, factor_zoom, *rel)
         )
+
+    def view_state(self) -> ViewState | None:
+        """The zoom and the image point at the centre, to come back to (None: fitted)."""
+        if self.session is None or self._fitted:
+            return None
+        centre = self.to_image(self.center_x, self.center_y)
+        return ViewState(self.zoom, centre)
+
+    def show_view_state(self, state: ViewState) -> None:
+        """Zoom to `state.zoom` (clamped) with its image point at the centre."""
+        if self.session is None:
+            return
+        self._fitted = False
+        shape, size = self.session.shape, self.size
+        zoom = viewport.clamp_zoom(state.zoom, shape, size)
+        ix, iy = state.centre
+        self._set_view(viewport.place(zoom, shape[0], ix, iy, size[0] / 2, size[1] / 2))
 
     def toggle_fit(self, wx: float, wy: float) -> None:
         """Double tap: fitted view ↔ 1:1 about the tapped point."""

@@ -10,6 +10,7 @@ calls and draws the presenter's state. Widgets are keyed by ids in `self.buttons
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from kivy.app import App
 from kivy.clock import Clock
@@ -456,7 +457,8 @@ class AnnotateScreen(ScreenBg):
     def leave(self) -> None:
         """Leaving the project (Home, quitting): unsaved edits stay a draft, no version."""
         if self.presenter is not None:
-            App.get_running_app().safely(self.presenter.leave)
+            view = self.canvas_view.view_state()  # kept with the draft (issue 25)
+            App.get_running_app().safely(partial(self.presenter.leave, view))
             self.presenter = None
         self.canvas_view.clear()
 
@@ -471,6 +473,9 @@ class AnnotateScreen(ScreenBg):
             self.canvas_view.set_display(work.display)
         else:
             self.canvas_view.set_image(work.display, work.session)
+            if work.resumed_view is not None:  # where the expert left it before quitting
+                self.canvas_view.show_view_state(work.resumed_view)
+                work.resumed_view = None
             self._show_classes()
             self._enable_tools(True)
         if p is not None:
