@@ -2,7 +2,8 @@
 
 The gallery tile's Open/Flag/History, the side panel's last row (Models, Settings and, with the
 high score on, Scores) and the rows of an image's History showed "O...", "M...ls / S...gs" and
-"v1...ts". Cut text is read from Kivy's own layout (`testkit.fit.cut_texts`).
+"v1...ts"; upright, class names, the brush size and Home's annotator were cut too. Cut text
+is read from Kivy's own layout (`testkit.fit.cut_texts`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def test_gallery_tiles_show_open_flag_history_whole(fresh, app, window, tmp_path
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
-def test_side_panel_buttons_whole_with_the_high_score_on(fresh, app, window, tmp_path, size):
+def test_annotate_buttons_class_names_and_annotator_whole(fresh, app, window, tmp_path, size):
     project = make_project(tmp_path / "p", n=2, size=64, classes=DEMO_CLASSES)
     supervision_config.save(project, supervision_config.Supervision(highscore=True))
     window(*size)
@@ -41,10 +42,17 @@ def test_side_panel_buttons_whole_with_the_high_score_on(fresh, app, window, tmp
     pump(3)
     scores = screen.buttons["scores"]
     assert scores.get_root_window() is not None and scores.opacity == 1
-    classes = {screen.buttons[k] for k in screen.buttons if k.startswith("class:")}
-    # a long class name is shortened in its button by design: the heading says it whole
-    cut = [t for k, b in screen.buttons.items() if b not in classes for t in cut_texts(b)]
-    assert not cut, cut
+    from appliance.ui.screens.annotate import LONG_NAME  # not at import: Kivy opens a window
+
+    # a long class name (the TIL one) is shortened in its button by design: the heading says
+    # it whole; every other name, button and the brush size are whole
+    long = {b for b in screen.buttons.values() if len(getattr(b, "text", "")) > LONG_NAME}
+    cut = [t for b in screen.buttons.values() if b not in long for t in cut_texts(b)]
+    assert not cut + cut_texts(screen.size_label), cut + cut_texts(screen.size_label)
+    app.go("home")
+    pump(3)
+    home = app.sm.get_screen("home")
+    assert not cut_texts(home.who), cut_texts(home.who)  # the annotator's name
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)

@@ -14,6 +14,7 @@ from functools import partial
 
 from kivy.app import App
 from kivy.clock import Clock
+from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.input.motionevent import MotionEvent
@@ -65,6 +66,7 @@ TOOL_KEYS = {
 BRUSH_STEP = 1.25  # the − / + buttons scale the brush by this factor
 PINNED_TOOLS = ("brush", "eraser")  # never scrolled out of view, with Undo and Redo
 TOP_BAR_ONE_ROW = mm(110)  # the image's width below which the status lines get their own row
+LONG_NAME = 20  # characters: a longer class name may be shortened in its button
 CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather than less
 PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
 
@@ -178,7 +180,8 @@ class AnnotateScreen(ScreenBg):
         share = 0.36 if portrait else 0.22  # upright, the image has the whole width to share
         self.object_panel.width = max(min(app.sidebar, width * share), mm(30))
         inner = (width - self.tools_panel.width if portrait else side) - app.gap * 4
-        self.class_box.cols = max(1, int(inner // CLASS_BUTTON))
+        self._class_room = inner
+        self._class_columns()
         pair = [self.tools_panel, self.side_panel]
         centre = width if portrait else width - self.tools_panel.width - side - app.gap * 6
         self._top_bar(two_rows=centre < TOP_BAR_ONE_ROW)
@@ -235,18 +238,12 @@ class AnnotateScreen(ScreenBg):
             self.buttons[f"tool:{tool}"] = toggle
             (col if tool in PINNED_TOOLS else more).add_widget(toggle)
         col.add_widget(more.parent)
+        # the size on a line of its own: between − and + a narrow panel read "2..." (issue 25)
+        self.size_label = label(f"{settings.BRUSH_SIZE.default} px", halign="center")
+        more.add_widget(self.size_label)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        thin = {"size_hint_x": None, "width": app.touch}
-        row.add_widget(
-            self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP), **thin)
-        )
-        self.size_label = label(
-            f"{settings.BRUSH_SIZE.default} px", halign="center", size_hint_y=1, shorten=True
-        )
-        row.add_widget(self.size_label)
-        row.add_widget(
-            self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP), **thin)
-        )
+        row.add_widget(self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP)))
+        row.add_widget(self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP)))
         more.add_widget(row)
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
@@ -364,6 +361,7 @@ class AnnotateScreen(ScreenBg):
         self.class_heading = Factory.TLabel(text="Class", bold=True)
         rest.add_widget(self.class_heading)
         self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
+        self._class_room = float(app.sidebar)  # the class grid's width, set by _arrange
         self.class_box.bind(minimum_height=self.class_box.setter("height"))
         rest.add_widget(self.class_box)
         rest.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
@@ -389,8 +387,19 @@ class AnnotateScreen(ScreenBg):
         rest.add_widget(nav)
         return col
 
+    def _class_columns(self) -> None:
+        """As many class columns as leave `CLASS_BUTTON` to each and every name of up to
+        `LONG_NAME` characters whole; a longer name is shortened (the heading says it whole)."""
+        app = App.get_running_app()
+        names = app.project.classes().values() if app.project is not None else ()
+        measure = CoreLabel(font_size=app.font, bold=True)  # the chosen one is bold
+        widest = max((measure.get_extents(n)[0] for n in names if len(n) <= LONG_NAME), default=0)
+        need, gap = max(CLASS_BUTTON, widest + app.gap * 3 + 2), app.gap
+        self.class_box.cols = max(1, int((self._class_room + gap) // (need + gap)))
+
     def _show_classes(self) -> None:
         app = App.get_running_app()
+        self._class_columns()
         self.class_box.clear_widgets()
         for key in [k for k in self.buttons if k.startswith("class:")]:
             del self.buttons[key]

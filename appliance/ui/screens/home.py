@@ -61,7 +61,16 @@ class HomeScreen(ScreenBg):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         app = App.get_running_app()
-        self.who = button("", self._switch_annotator, size_hint_x=None, width=app.sidebar * 1.2)
+        # two short lines, so that a small window does not cut the name (issue 25)
+        self.who = button(
+            "",
+            self._switch_annotator,
+            size_hint_x=None,
+            width=app.sidebar * 1.2,
+            font_size=app.font_small,
+            shorten=False,
+            max_lines=2,
+        )
         root = page(
             "Projects on this tablet",
             self.who,
@@ -85,7 +94,7 @@ class HomeScreen(ScreenBg):
 
     def refresh(self) -> None:
         app = App.get_running_app()
-        self.who.text = f"Annotator: {app.annotator}  (switch)"
+        self.who.text = f"Annotator: {app.annotator}\ntap to switch"
         self.who.width = min(app.sidebar * 1.2, Window.width * 0.34)  # the title keeps room
         wide = Window.width - self.who.width - app.sidebar >= NAME_ROOM * 1.5
         self.title.text = "Projects on this tablet" if wide else "Projects"
