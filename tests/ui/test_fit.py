@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.labels import Label
 from appliance.supervision import config as supervision_config
 from testkit.fit import cut_texts
 from testkit.touch import pen_stroke, pump, tap, wait_for
@@ -22,6 +23,7 @@ IDS = [f"{w}x{h}" for w, h in SIZES]
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 def test_gallery_tiles_show_open_flag_history_whole(fresh, app, window, tmp_path, size):
     project = make_project(tmp_path / "p", n=6, size=64, classes=DEMO_CLASSES)
+    project.save_label(1, Label.empty((64, 64)), author="Dr Test", source="manual")
     window(*size)
     fresh(project.root)
     app.go("gallery")
@@ -29,6 +31,10 @@ def test_gallery_tiles_show_open_flag_history_whole(fresh, app, window, tmp_path
     wait_for(lambda: all(img.texture is not None for img in gallery.images.values()))
     pump(3)
     assert not cut_texts(gallery), cut_texts(gallery)
+    texts = [w.text for w in gallery.walk() if isinstance(getattr(w, "text", None), str)]
+    assert any(t.endswith("· 1 version") for t in texts) and not any(
+        "1 versions" in t for t in texts
+    )
     app.go("annotate")
     pump(2)
 
