@@ -20,6 +20,9 @@ def test_brush_size_moves_one_pixel_at_a_time_in_settings(fresh, app, window, tm
     app.go("settings")
     pump(4)
     screen = app.sm.get_screen("settings")
+    if screen.grid.cols == 2:  # side by side, both columns start under the title
+        tops = [col.children[-1].top for col in screen.grid.children]
+        assert abs(tops[0] - tops[1]) < 2, tops
     slider = screen.sliders["brush size"]
     assert slider.step == 1
     plus, minus = screen.buttons["brush size:+"], screen.buttons["brush size:-"]

@@ -522,9 +522,12 @@ class AnnotateScreen(ScreenBg):
         if app.message is not None:
             app.message.leave_slot(self._slot)  # the bar takes the slot's room
         bar.height, bar.opacity, self._slot.height = app.touch, 1, 0
-        # the title gives way first: Accept and Reject keep their words on a narrow image
-        title = Factory.THeading(text=compare.title, size_hint=(0.7, 1), shorten=True)
-        bar.add_widget(title)
+        # the title gives way first: Accept and Reject keep their words on a narrow image;
+        # it is shown whole or not at all ("U..." said nothing; issue 25)
+        title = Factory.TLabel(text=compare.title, size_hint=(0.7, 1), bold=True, shorten=True)
+        room = bar.width * 0.7 / (0.7 + 1 + 1 + 1.2 + 1.2) - app.gap
+        if title._label.get_extents(compare.title)[0] <= room:
+            bar.add_widget(title)
         small = {"font_size": app.font_small}
         before = Factory.TToggle(text="Before", group="compare", **small)
         after = Factory.TToggle(text="After", group="compare", state="down", **small)

@@ -51,6 +51,7 @@ class SettingsScreen(ScreenBg):
         self.add_widget(root)
         self.buttons: dict[str, Widget] = {}  # "<title>:-", "<title>:+" (fine steps)
         self.sliders: dict[str, Widget] = {}  # by title
+        self._fillers: dict[Widget, Widget] = {}  # column -> its filler (see _even)
 
     def refresh(self) -> None:
         app = App.get_running_app()
@@ -58,6 +59,7 @@ class SettingsScreen(ScreenBg):
         self.grid.clear_widgets()
         self.buttons.clear()
         self.sliders.clear()
+        self._fillers.clear()
         if project is None:
             return
         self.grid.cols = 2 if Window.width >= TWO_COLUMNS else 1  # a small tablet: one column
@@ -126,14 +128,29 @@ class SettingsScreen(ScreenBg):
         self._choice(right, ("dark", "light"), app.prefs.get("theme", "dark"), app.apply_theme)
         right.add_widget(Factory.THeading(text="About"))
         right.add_widget(label(about_text(project), color=app.c_muted))
-        self.grid.add_widget(left)
-        self.grid.add_widget(right)
+        for col in (left, right):
+            col.add_widget(self._fillers[col])
+            self.grid.add_widget(col)
+        self._even()
 
     def _column(self) -> BoxLayout:
         app = App.get_running_app()
         col = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
-        col.bind(minimum_height=col.setter("height"))
+        self._fillers[col] = Widget(size_hint_y=None, height=0)
+        col.bind(minimum_height=self._even)
         return col
+
+    def _even(self, *_: object) -> None:
+        """Side by side, the shorter column gets an empty filler at its end, so that both
+        start at the top (a grid cell puts a shorter one at its bottom, leaving a hole under
+        the title); one under the other, no filler."""
+        fillers = {col: self._fillers[col] for col in self.grid.children if col in self._fillers}
+        natural = {col: col.minimum_height - filler.height for col, filler in fillers.items()}
+        tallest = max(natural.values(), default=0)
+        for col, filler in fillers.items():
+            filler.height = tallest - natural[col] if self.grid.cols == 2 else 0
+        for col in fillers:
+            col.height = col.minimum_height
 
     def _slider(
         self,
