@@ -312,7 +312,9 @@ class AnnotateScreen(ScreenBg):
         centre.add_widget(self.canvas_row)
         # one band under the image, as high as a button: the before/after bar while one is
         # on show, else the messages' slot, so that the image keeps its size (issue 25)
-        self.compare_bar = BoxLayout(size_hint_y=None, height=0, spacing=app.gap, opacity=0)
+        self.compare_bar = BoxLayout(
+            size_hint_y=None, height=0, spacing=app.gap, opacity=0, padding=(app.gap * 2, 0)
+        )  # padded: upright, the band reaches the window's edges
         centre.add_widget(self.compare_bar)
         self._slot = Widget(size_hint_y=None, height=app.touch)
         centre.add_widget(self._slot)
@@ -525,7 +527,7 @@ class AnnotateScreen(ScreenBg):
         # the title gives way first: Accept and Reject keep their words on a narrow image;
         # it is shown whole or not at all ("U..." said nothing; issue 25)
         title = Factory.TLabel(text=compare.title, size_hint=(0.7, 1), bold=True, shorten=True)
-        room = bar.width * 0.7 / (0.7 + 1 + 1 + 1.2 + 1.2) - app.gap
+        room = (bar.width - app.gap * 4) * 0.7 / (0.7 + 1 + 1 + 1.2 + 1.2) - app.gap
         if title._label.get_extents(compare.title)[0] <= room:
             bar.add_widget(title)
         small = {"font_size": app.font_small}
