@@ -39,7 +39,14 @@ from appliance.imageio import (
     probe,
 )
 from appliance.microscope import MICROSCOPE_SUFFIXES, is_microscope_file, open_stack
-from appliance.slides import SLIDE_SUFFIXES, Slide, is_slide, open_slide, tissue_regions
+from appliance.slides import (
+    MAX_REGION_SIDE,
+    SLIDE_SUFFIXES,
+    Slide,
+    is_slide,
+    open_slide,
+    tissue_regions,
+)
 from appliance.store.images import NewImage, add_images
 from appliance.store.project import Project
 from appliance.store.slides import SlideRecord, add_slide, region_linker
@@ -54,8 +61,6 @@ __all__ = [
     "natural_key",
     "printable",
 ]
-
-MAX_REGION_SIDE = 4096  # a region is one task on the tablet: 4096² px at 40x is ~1 mm²
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,10 @@ from appliance.errors import ApplianceError
 
 __all__ = [
     "MAX_OVERVIEW_PIXELS",
+    "MAX_REGION_SIDE",
     "MAX_SLIDE_SIDE",
     "MAX_TILE_SIDE",
+    "REGION_ORIGINS",
     "SLIDE_SUFFIXES",
     "Slide",
     "SlideInfo",
@@ -41,6 +43,8 @@ SLIDE_SUFFIXES = (".svs", ".ndpi", ".scn")  # always slides; a .tif(f) is one wh
 MAX_SLIDE_SIDE = 2**18  # 262,144 px: twice the widest scan (a 75 mm slide at 0.25 µm/px)
 MAX_OVERVIEW_PIXELS = 2**24  # the coarsest level must fit the overview (4096² px, 48 MB RGB)
 MAX_TILE_SIDE = 4096  # larger tiles (or strips) would make one read decode a large area
+MAX_REGION_SIDE = 4096  # a region is one task on the tablet: 4096² px at 40x is ~1 mm²
+REGION_ORIGINS = ("lab", "tissue", "expert")  # who picked a region
 OME = (".ome.tif", ".ome.tiff", ".ome.tf2", ".ome.tf8", ".ome.btf")
 _UNTILED_PIXELS = 2**26  # an untiled level up to this size (8k²) is read whole, once, at most
 

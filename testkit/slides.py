@@ -6,18 +6,28 @@ with the Aperio ImageDescription, stripped thumbnail, tiled reduced levels, labe
 `write_scn` a Leica SCN (BigTIFF, the SCN XML on the first page: a macro image of the whole
 glass, then the scanned area's pyramid);
 `write_sparse_slide` writes a slide of any size in seconds: glass tiles are left empty (byte
-count 0) and only a few tissue tiles hold pixels.
+count 0) and only a few tissue tiles hold pixels;
+`write_ndpi` a Hamamatsu NDPI: classic TIFF whose IFDs have NDPI's 64-bit layout, one JPEG
+strip per pyramid level, the Hamamatsu private tags.
 """
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
 import tifffile
 
-__all__ = ["tissue_image", "write_ome_pyramid", "write_scn", "write_sparse_slide", "write_svs"]
+__all__ = [
+    "tissue_image",
+    "write_ndpi",
+    "write_ome_pyramid",
+    "write_scn",
+    "write_sparse_slide",
+    "write_svs",
+]
 
 GLASS = 236
 
@@ -151,3 +161,61 @@ def write_sparse_slide(
             if max(w, h) <= 2048:
                 break
             w, h, level = max(1, w // 4), max(1, h // 4), level + 1
+
+
+def write_ndpi(
+    path: Path, img: np.ndarray, mpp: float = 0.46, levels: int = 3, lens: float = 20.0
+) -> None:
+    """A Hamamatsu NDPI as the scanners lay it out, small: a little-endian classic TIFF
+    (version 42) whose IFDs use NDPI's 64-bit extension (after the 12-byte tag entries an
+    8-byte offset of the next IFD, then 4 high bytes per entry; the first IFD's offset is 8
+    bytes too), one JPEG strip per pyramid level (4x apart), resolution in pixels per cm, and
+    the private tags tifffile and OpenSlide recognise NDPI by: Make "Hamamatsu", 65420
+    FileFormat, 65421 SourceLens (the objective), 65422/65423 offsets from the slide centre.
+
+    tifffile writes the pages as a classic TIFF; their IFDs are then rewritten in NDPI's
+    layout at the end of the file (pixel data and tag values stay where they are, the file
+    is far below 4 GB, so every high part is zero). Real scanners also write McuStarts
+    (65426, restart-marker offsets that make a strip readable piece by piece) and a macro
+    image; this file has neither, so its levels must stay under the untiled-level limit of
+    `appliance.slides`.
+    """
+    tags = [
+        (271, "s", 0, "Hamamatsu", True),  # Make
+        (272, "s", 0, "C13210", True),  # Model
+        (65420, "I", 1, 1, True),  # FileFormat
+        (65421, "f", 1, lens, True),  # SourceLens: the objective's magnification
+        (65422, "i", 1, 0, True),  # XOffsetFromSlideCentre (nm)
+        (65423, "i", 1, 0, True),  # YOffsetFromSlideCentre (nm)
+    ]
+    classic = path.with_name(path.name + ".classic")
+    with tifffile.TiffWriter(classic, bigtiff=False) as tif:
+        for k, level in enumerate(_levels(img, levels, 4)):
+            per_cm = 1e4 / (mpp * 4**k)
+            tif.write(
+                level,
+                photometric="rgb",
+                compression="jpeg",
+                rowsperstrip=level.shape[0],
+                resolution=(per_cm, per_cm),
+                resolutionunit="CENTIMETER",
+                extratags=tags,
+                metadata=None,
+            )
+    data = bytearray(classic.read_bytes())
+    classic.unlink()
+    entries, offset = [], struct.unpack_from("<I", data, 4)[0]
+    assert offset == 8  # the first classic IFD follows the header: its bytes may be reused
+    while offset:
+        n = struct.unpack_from("<H", data, offset)[0]
+        entries.append(bytes(data[offset : offset + 2 + 12 * n]))
+        offset = struct.unpack_from("<I", data, offset + 2 + 12 * n)[0]
+    data += bytes(-len(data) % 8)
+    sizes = [len(ifd) + 8 + 4 * ((len(ifd) - 2) // 12) for ifd in entries]
+    starts = [len(data) + sum(sizes[:k]) for k in range(len(entries))]
+    for k, ifd in enumerate(entries):
+        n = (len(ifd) - 2) // 12
+        following = starts[k + 1] if k + 1 < len(starts) else 0
+        data += ifd + struct.pack("<Q", following) + bytes(4 * n)
+    struct.pack_into("<Q", data, 4, starts[0])  # NDPI's 8-byte offset of the first IFD
+    path.write_bytes(bytes(data))

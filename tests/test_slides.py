@@ -18,6 +18,7 @@ from appliance.store import Project
 from appliance.store.slides import regions, slides
 from testkit.slides import (
     tissue_image,
+    write_ndpi,
     write_ome_pyramid,
     write_scn,
     write_sparse_slide,
@@ -113,6 +114,28 @@ def test_lab_regions_and_later_expert_regions(files: Path, project: Path) -> Non
         assert p.image(found[1].image_id).name == "bal.svs[1488,1244,512x256]"
     listing = cli("slides", project).out
     assert "bal.svs  2000×1500  2 levels  0.25 µm/px" in listing and "expert" in listing
+
+
+def test_ndpi_is_imported_with_its_levels_and_mpp(project: Path, tmp_path: Path) -> None:
+    """A small NDPI written in Hamamatsu's layout (`testkit.slides.write_ndpi`): tifffile
+    reads it as NDPI (64-bit IFD offsets, the Hamamatsu tags), tiffslide as a Hamamatsu slide,
+    and the importer stores it with its three levels and µm per pixel."""
+    path = tmp_path / "scan.ndpi"
+    write_ndpi(path, IMG, mpp=0.46, levels=3)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.tiff.offsetsize == 8 and tif.pages[0].is_ndpi
+        assert tif.pages[0].tags[65421].value == 20.0 and tif.series[0].kind == "ndpi"
+    res = cli("import", project, path, "--region", "256,128,512,384")
+    assert res.rc == 0, res.err
+    assert "slide 2000×1500, 3 levels, 0.46 µm/px; 1 regions (lab)" in res.out
+    with Project.open(project) as p, open_slide(path) as s:
+        (slide,) = slides(p)
+        assert (slide.levels, slide.mpp, slide.vendor) == (3, 0.46, "hamamatsu")
+        assert s.info.level_dimensions == ((2000, 1500), (500, 375), (125, 93))
+        (region,) = regions(p, slide.id)
+        pixels = p.load_pixels(region.image_id)
+        assert np.array_equal(pixels, s.read_region(256, 128, 512, 384))
+        assert np.abs(pixels.astype(int) - IMG[128:512, 256:768]).mean() < 3  # JPEG
 
 
 @pytest.mark.parametrize(

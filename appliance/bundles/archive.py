@@ -564,13 +564,19 @@ def write_bundle(
     return bundle_id
 
 
+# Every member carries the same stamp (zip's earliest date), so a bundle's bytes depend on its
+# members alone: the lab re-signing the same bundle a second later keeps its sha256, and the
+# same model pushed twice is listed once. When it was made is in the manifest's `created`.
+ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
+
+
 def _write_entry(zf: zipfile.ZipFile, name: str, content: Source, method: int, size: int) -> str:
     """A regular file entry (mode 0644 on unix), streamed so large images never sit in memory.
 
     Returns the sha256 of what was written, so a source file changed since it was measured is
     caught instead of shipping a bundle whose manifest lies."""
     digest = hashlib.sha256()
-    info = zipfile.ZipInfo(name, date_time=datetime.now(timezone.utc).timetuple()[:6])
+    info = zipfile.ZipInfo(name, date_time=ENTRY_TIME)
     info.create_system = 3
     info.external_attr = (stat.S_IFREG | 0o644) << 16
     info.compress_type = method

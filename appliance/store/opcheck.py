@@ -21,13 +21,16 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.errors import ApplianceError
 from appliance.imageio import probe
 from appliance.labels import decode_parts, run_ids
+from appliance.slides import MAX_REGION_SIDE, MAX_SLIDE_SIDE, REGION_ORIGINS, open_slide
 
 __all__ = [
     "CHECKS",
@@ -85,6 +88,9 @@ class Known(Protocol):
 
     def blob(self, sha256: str) -> Path | bytes | None:
         """The bytes of blob `sha256` (a file or the bytes), or None when not held."""
+
+    def slide_size(self, sha256: str) -> tuple[int, int] | None:
+        """(width, height) at level 0 of the slide added under `sha256`, or None."""
 
 
 class _Bad(Exception):
@@ -259,12 +265,91 @@ def _control_added(op: Operation, known: Known) -> None:
         raise _Bad("payload detail must be an object of at most 4 KiB")
 
 
+def _slide_added(op: Operation, known: Known) -> None:
+    """A slide file (`oplog.record_slide`): its declared level-0 size, pyramid depth and µm
+    per pixel are what its header says (`appliance.slides.open_slide`, which reads tags, never
+    pixels, and refuses hostile or truncated files), so every tablet can open it."""
+    p = op.payload
+    sha = _text(p, "sha256", pattern=SHA_RE)
+    _text(p, "name", max_len=300)
+    suffix = _text(p, "suffix", pattern=SUFFIX_RE, min_len=0)
+    width, height = _int(p, "width", 1, MAX_SLIDE_SIDE), _int(p, "height", 1, MAX_SLIDE_SIDE)
+    levels = _int(p, "levels", 1, 64)
+    mpp = p.get("mpp")
+    if mpp is not None:
+        _number(p, "mpp", 1e-6, 1e3)
+    _text(p, "vendor", max_len=40, optional=True)
+    if op.blob != sha or op.ref != sha:
+        raise _Bad("blob and ref must name the slide's sha256")
+    data = known.blob(sha)
+    if data is None:
+        raise _Bad(f"blob {sha} is not held")
+    with _as_file(data, suffix) as path:
+        try:
+            with open_slide(path) as slide:
+                info = slide.info
+        except ApplianceError as exc:  # named as the blob: no server path in the reply
+            reason = str(exc).replace(f"{path}: ", "")
+            raise _Bad(f"its file is refused as a slide ({reason})") from exc
+    if (info.width, info.height, info.levels) != (width, height, levels):
+        raise _Bad(
+            f"declares {width}×{height} in {levels} levels but its file holds "
+            f"{info.width}×{info.height} in {info.levels}"
+        )
+    if (mpp is None) != (info.mpp is None) or (
+        mpp is not None and info.mpp is not None and not math.isclose(mpp, info.mpp)
+    ):
+        raise _Bad(f"declares {mpp} µm per pixel but its file says {info.mpp}")
+
+
+@contextmanager
+def _as_file(data: Path | bytes, suffix: str) -> Iterator[Path]:
+    """The blob as a file named with the slide's suffix: the receiver keeps it under its hash
+    alone (or as a download), and tifffile reads a file named `.ndpi` with NDPI's 64-bit
+    offsets (which a real NDPI over 4 GB needs), any other as a classic TIFF. A link to the
+    file; the bytes of a store without local files are written out for the check."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"slide{suffix}"
+        if isinstance(data, Path):
+            path.symlink_to(data.resolve())
+        else:
+            path.write_bytes(data)
+        yield path
+
+
+def _region_added(op: Operation, known: Known) -> None:
+    """A region placed on a slide (`oplog.record_region`): its image and its slide came
+    before, and the image (its level-0 pixels) lies inside the slide's level 0."""
+    p = op.payload
+    image = _text(p, "image", pattern=IMAGE_REF_RE)
+    slide = _text(p, "slide", pattern=SHA_RE)
+    x, y = _int(p, "x", 0, MAX_SLIDE_SIDE), _int(p, "y", 0, MAX_SLIDE_SIDE)
+    origin = _text(p, "origin", max_len=20)
+    if origin not in REGION_ORIGINS:
+        raise _Bad(f"region origin {origin!r} is not one of {', '.join(REGION_ORIGINS)}")
+    if op.ref != image or op.blob is not None:
+        raise _Bad("ref must be the region's image, and a region names no blob")
+    shape = known.image_shape(image)
+    if shape is None:
+        raise _Bad(f"it places image {image}, which was not added before")
+    height, width = shape
+    if max(height, width) > MAX_REGION_SIDE:
+        raise _Bad(f"a region of {width}×{height} is over {MAX_REGION_SIDE} px on a side")
+    size = known.slide_size(slide)
+    if size is None:
+        raise _Bad(f"it places a region on slide {slide}, which was not added before")
+    if x + width > size[0] or y + height > size[1]:
+        raise _Bad(f"region ({x}, {y}, {width}×{height}) leaves the slide ({size[0]}×{size[1]})")
+
+
 CHECKS: dict[str, Callable[[Operation, Known], None]] = {
     "image.added": _image_added,
     "label.saved": _label_saved,
     "control.scored": _control_scored,
     "model.activated": _model_activated,
     "control.added": _control_added,
+    "slide.added": _slide_added,
+    "region.added": _region_added,
 }
 
 

@@ -42,13 +42,23 @@ __all__ = [
     "record_label",
     "record_model_activated",
     "record_refusal",
+    "record_region",
+    "record_slide",
     "refusals",
     "remember_upload",
     "set_state",
     "upload_url",
 ]
 
-KINDS = ("image.added", "label.saved", "control.scored", "model.activated", "control.added")
+KINDS = (
+    "image.added",
+    "label.saved",
+    "control.scored",
+    "model.activated",
+    "control.added",
+    "slide.added",
+    "region.added",
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,42 @@ def record_image(db: sqlite3.Connection, image_id: int) -> str:
         "frame": frame,
     }
     return record(db, "image.added", image_ref(sha, page), payload, blob=sha)
+
+
+def record_slide(db: sqlite3.Connection, slide_id: int) -> str:
+    """Log the slide row `slide_id` as added (inside the transaction that inserted it); its
+    blob is the slide file, which sync uploads once, resumably, like an image's original."""
+    row = db.execute(
+        "SELECT sha256, name, blob, width, height, levels, mpp, vendor FROM slides WHERE id = ?",
+        (slide_id,),
+    ).fetchone()
+    sha, name, blob, width, height, levels, mpp, vendor = row
+    payload = {
+        "sha256": sha,
+        "name": name,
+        "suffix": Path(blob).suffix,
+        "width": width,
+        "height": height,
+        "levels": levels,
+        "mpp": mpp,
+        "vendor": vendor,
+    }
+    return record(db, "slide.added", sha, payload, blob=sha)
+
+
+def record_region(db: sqlite3.Connection, image_id: int) -> str:
+    """Log where region image `image_id` lies on its slide (inside the transaction that
+    linked it, after its `image.added`): level-0 corner, the slide by its sha256, origin."""
+    row = db.execute(
+        "SELECT i.sha256, i.page, s.sha256, r.x, r.y, r.origin FROM regions r "
+        "JOIN images i ON i.id = r.image_id JOIN slides s ON s.id = r.slide_id "
+        "WHERE r.image_id = ?",
+        (image_id,),
+    ).fetchone()
+    sha, page, slide, x, y, origin = row
+    ref = image_ref(sha, page)
+    payload = {"image": ref, "slide": slide, "x": x, "y": y, "origin": origin}
+    return record(db, "region.added", ref, payload)
 
 
 _LABEL_COLS = (

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from appliance.durable import atomic_copy, file_sha256
 from appliance.errors import ApplianceError
+from appliance.slides import REGION_ORIGINS
 from appliance.store import db as dbm
+from appliance.store import oplog
 from appliance.store.project import Project
 
 __all__ = [
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 SLIDES_DIR = "slides"
-ORIGINS = ("lab", "tissue", "expert")
+ORIGINS = REGION_ORIGINS
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def add_slide(
                 ),
             )
             slide_id = int(cur.lastrowid or 0)
+            oplog.record_slide(project.db, slide_id)  # for sync, inside the same transaction
     except BaseException:
         if created:
             blob.unlink(missing_ok=True)
@@ -149,6 +152,7 @@ def region_linker(
             "INSERT INTO regions (image_id, slide_id, x, y, origin) VALUES (?, ?, ?, ?, ?)",
             (image_id, slide_id, x, y, origin),
         )
+        oplog.record_region(db, image_id)  # after the image's own `image.added`
 
     return link
 

@@ -24,6 +24,7 @@ from appliance.store.controls import insert_row
 from appliance.store.db import transaction, utcnow
 from appliance.store.opcheck import SUFFIX_RE, check_operation, image_ref
 from appliance.store.project import Project
+from appliance.store.slides import SLIDES_DIR
 
 __all__ = [
     "apply_remote",
@@ -41,6 +42,7 @@ __all__ = [
     "refusals",
     "remember_upload",
     "set_state",
+    "slide_blobs",
     "upload_url",
 ]
 
@@ -101,11 +103,12 @@ def remember_upload(project: Project, sha256: str, url: str | None) -> None:
 
 
 def backfill(project: Project) -> int:
-    """Log images, controls and label versions that predate the log (projects made before
-    sync, or before controls were logged, existed).
+    """Log images, slides, regions, controls and label versions that predate the log
+    (projects made before sync, or before controls or slides were logged, existed).
 
-    Images first, then controls, then label versions in save order, so parents precede
-    children. Returns the number of operations added; a second call adds none.
+    Images and slides first, then the regions placed on them, then controls, then label
+    versions in save order, so whatever an operation names precedes it. Returns the number
+    of operations added; a second call adds none.
     """
     db = project.db
     images = [
@@ -130,15 +133,34 @@ def backfill(project: Project) -> int:
         "o.kind = 'control.added' AND o.ref = i.sha256 || ':' || coalesce(i.page, '')) "
         "ORDER BY c.id"
     ).fetchall()
-    if images or labels or controls:
+    slides = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM slides s WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE "
+            "o.kind = 'slide.added' AND o.ref = s.sha256) ORDER BY id"
+        )
+    ]
+    placed = [
+        r[0]
+        for r in db.execute(
+            "SELECT r.image_id FROM regions r JOIN images i ON i.id = r.image_id WHERE NOT "
+            "EXISTS (SELECT 1 FROM operations o WHERE o.kind = 'region.added' AND "
+            "o.ref = i.sha256 || ':' || coalesce(i.page, '')) ORDER BY r.image_id"
+        )
+    ]
+    if images or labels or controls or slides or placed:
         with transaction(db):
             for image_id in images:
                 oplog.record_image(db, image_id)
+            for slide_id in slides:
+                oplog.record_slide(db, slide_id)
+            for image_id in placed:
+                oplog.record_region(db, image_id)
             for row in controls:
                 _record_stored_control(db, row)
             for label_id in labels:
                 oplog.record_label(db, label_id)
-    return len(images) + len(labels) + len(controls)
+    return len(images) + len(labels) + len(controls) + len(slides) + len(placed)
 
 
 def _record_stored_control(db: sqlite3.Connection, row: tuple) -> None:
@@ -153,14 +175,36 @@ def _record_stored_control(db: sqlite3.Connection, row: tuple) -> None:
 
 
 def blob_file(project: Project, sha256: str) -> Path | None:
-    """The local file holding blob `sha256`, when this tablet has it."""
+    """The local file holding blob `sha256` (an image's original or a slide file), when this
+    tablet has it."""
     row = project.db.execute(
-        "SELECT blob FROM images WHERE sha256 = ? LIMIT 1", (sha256,)
+        "SELECT blob FROM images WHERE sha256 = ? UNION ALL "
+        "SELECT blob FROM slides WHERE sha256 = ? LIMIT 1",
+        (sha256, sha256),
     ).fetchone()
     if row is None:
         return None
     path = project.root / row[0]
     return path if path.is_file() else None
+
+
+def slide_blobs(project: Project) -> set[str]:
+    """Hashes of this tablet's slide files (uploaded as slides: the lab's larger limit)."""
+    return {r[0] for r in project.db.execute("SELECT sha256 FROM slides")}
+
+
+def slide_path(project: Project, sha256: str, suffix: str) -> Path:
+    """Where a slide file is stored: `slides/ab/<sha256><suffix>` (as `add_slide` does)."""
+    return project.root / SLIDES_DIR / sha256[:2] / f"{sha256}{suffix.lower()}"
+
+
+def _held_on_disk(project: Project, op: oplog.Operation) -> bool:
+    """Whether the file a pulled image or slide operation needs is stored already (even
+    without its row: a sync that stopped after moving it), verified by its hash."""
+    suffix = str(op.payload.get("suffix", ""))
+    if op.kind == "slide.added":
+        return holds(slide_path(project, str(op.blob), suffix), str(op.blob))
+    return original_on_disk(project, str(op.blob), suffix) is not None
 
 
 def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
@@ -171,15 +215,17 @@ def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
 
 
 def missing_blobs(project: Project, ops: Iterable[oplog.Operation]) -> dict[str, str]:
-    """Blobs (sha256 → file suffix) that pulled image operations need and this tablet lacks.
-    An operation with an unusable suffix is left to `apply_remote` to refuse."""
+    """Blobs (sha256 → file suffix) that pulled image and slide operations need and this
+    tablet lacks. An operation with an unusable suffix is left to `apply_remote` to refuse."""
     out: dict[str, str] = {}
     for op in ops:
-        if op.kind != "image.added" or not op.blob or blob_file(project, op.blob):
+        if op.kind not in ("image.added", "slide.added") or not op.blob:
+            continue
+        if blob_file(project, op.blob) or op.blob in out:
             continue
         suffix = op.payload.get("suffix", "")
         usable = isinstance(suffix, str) and SUFFIX_RE.match(suffix)
-        if usable and original_on_disk(project, op.blob, suffix) is None:
+        if usable and not _held_on_disk(project, op):
             out[op.blob] = suffix
     return out
 
@@ -219,8 +265,19 @@ class _TabletKnown:
         held = blob_file(self.project, sha256)
         if held is not None:
             return held
-        folder = self.project.blob_path(sha256, "").parent
-        return next(iter(sorted(folder.glob(f"{sha256}*"))), None) if folder.is_dir() else None
+        for folder in (
+            self.project.blob_path(sha256, "").parent,
+            slide_path(self.project, sha256, "").parent,
+        ):
+            if folder.is_dir() and (found := sorted(folder.glob(f"{sha256}*"))):
+                return found[0]
+        return None
+
+    def slide_size(self, sha256: str) -> tuple[int, int] | None:
+        row = self.project.db.execute(
+            "SELECT width, height FROM slides WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
 
 
 def apply_remote(
@@ -256,6 +313,10 @@ def apply_remote(
                         _apply_label(db, op)
                     elif op.kind == "control.added":
                         _apply_control(project, op)
+                    elif op.kind == "slide.added":
+                        _apply_slide(project, op, staged.pop(str(op.blob), None))
+                    elif op.kind == "region.added":
+                        _apply_region(db, op)
                 except ApplianceError as exc:  # e.g. a stored original that cannot be moved
                     reason = f"operation {op.uid} ({op.kind}): {exc}"
             if reason is not None:
@@ -308,6 +369,52 @@ def _apply_image(project: Project, op: oplog.Operation, staged: Path | None) -> 
             p.get("frame"),
             utcnow(),
         ),
+    )
+
+
+def _apply_slide(project: Project, op: oplog.Operation, staged: Path | None) -> None:
+    """Store a checked slide file under its hash (moved from the download, never copied) and
+    its row; a slide this tablet holds already (imported here too) stays as it is."""
+    p = op.payload
+    path = slide_path(project, str(op.blob), str(p.get("suffix", "")))
+    if staged is not None and staged != path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            replace_durably(staged, path)
+        except OSError as exc:
+            raise ApplianceError(f"{path}: cannot store the pulled slide ({exc})") from exc
+    if project.db.execute("SELECT 1 FROM slides WHERE sha256 = ?", (op.blob,)).fetchone():
+        return
+    project.db.execute(
+        "INSERT INTO slides (sha256, name, blob, width, height, levels, mpp, vendor, "
+        "source_path, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+        (
+            op.blob,
+            str(p["name"]),
+            str(path.relative_to(project.root)),
+            int(p["width"]),
+            int(p["height"]),
+            int(p["levels"]),
+            None if p.get("mpp") is None else float(p["mpp"]),
+            p.get("vendor"),
+            utcnow(),
+        ),
+    )
+
+
+def _apply_region(db: sqlite3.Connection, op: oplog.Operation) -> None:
+    """Place a region image on its slide (both checked to exist); an image placed before
+    (the same pixels picked twice) keeps its first place."""
+    p = op.payload
+    sha, _, page = op.ref.partition(":")
+    image = db.execute(
+        "SELECT id FROM images WHERE sha256 = ? AND page IS ?",
+        (sha, int(page) if page.isdigit() else None),
+    ).fetchone()[0]
+    slide = db.execute("SELECT id FROM slides WHERE sha256 = ?", (p["slide"],)).fetchone()[0]
+    db.execute(
+        "INSERT OR IGNORE INTO regions (image_id, slide_id, x, y, origin) VALUES (?, ?, ?, ?, ?)",
+        (image, slide, int(p["x"]), int(p["y"]), str(p["origin"])),
     )
 
 

@@ -56,15 +56,18 @@ class BlobChannel:
         path: Path,
         load_url: Callable[[str], str | None] = lambda _sha: None,
         save_url: Callable[[str, str | None], None] = lambda _sha, _url: None,
+        kind: str | None = None,
     ) -> int:
-        """Send `path` (whose content hashes to `sha`) unless done; returns its size."""
+        """Send `path` (whose content hashes to `sha`) unless done; returns its size.
+        `kind="slide"` announces a slide file, which the lab admits up to its slide limit
+        (larger than its limit for other blobs); the project quota holds either way."""
         size = path.stat().st_size
         resumable = size > self.chunk  # a one-chunk blob simply starts over: nothing to store
         url = load_url(sha) if resumable else None
         for _ in range(RESTARTS + 1):
             offset = self._offset(url) if url else None
             if url is None or offset is None:
-                url, offset = self._create(sha, path, size)
+                url, offset = self._create(sha, path, size, kind)
                 if offset >= size:
                     return size  # sent whole with the creation, verified and kept
                 if resumable:
@@ -77,11 +80,14 @@ class BlobChannel:
             url = None  # the server lost the upload: start over
         raise LabError(f"upload of blob {sha} kept being lost by the lab server")
 
-    def _create(self, sha: str, path: Path, size: int) -> tuple[str, int]:
+    def _create(self, sha: str, path: Path, size: int, kind: str | None) -> tuple[str, int]:
         """Create the upload with its first chunk in the same request (tus creation-with-
         upload); returns its address and the offset the server reached."""
         with open(path, "rb") as fh:
             first = fh.read(self.chunk)
+        metadata = "sha256 " + base64.b64encode(sha.encode()).decode()
+        if kind is not None:
+            metadata += ",kind " + base64.b64encode(kind.encode()).decode()
         reply = self.http.request(
             "POST",
             f"{self.base}/uploads",
@@ -89,7 +95,7 @@ class BlobChannel:
             headers={
                 **TUS,
                 "Upload-Length": str(size),
-                "Upload-Metadata": "sha256 " + base64.b64encode(sha.encode()).decode(),
+                "Upload-Metadata": metadata,
                 "Content-Type": "application/offset+octet-stream",
             },
             ok=(201,),

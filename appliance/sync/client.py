@@ -206,6 +206,7 @@ class Syncer:
         """Resumable uploads of this tablet's blobs, several at once (each on its own
         connection), so per-blob round trips and the server's fsyncs overlap."""
         paths = {}
+        slides = sync_log.slide_blobs(self.project)
         for sha in hashes:
             path = sync_log.blob_file(self.project, sha)
             if path is None:
@@ -228,7 +229,13 @@ class Syncer:
                 with lock:
                     opened.append(http)
                 local.channel = BlobChannel(http, self.base, self.blobs.chunk)
-            return int(local.channel.upload(sha, paths[sha], load, save))
+            kind = "slide" if sha in slides else None
+            try:
+                return int(local.channel.upload(sha, paths[sha], load, save, kind))
+            except Revoked:
+                raise
+            except LabError as exc:  # e.g. a slide over the lab's limit: say which file
+                raise LabError(f"{paths[sha]}: {exc}") from exc
 
         try:
             with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:

@@ -57,8 +57,10 @@ class LabConfig:
     max_json_bytes: int = 8 << 20
     max_chunk_bytes: int = 32 << 20
     max_blob_bytes: int = 2 << 30
+    max_slide_bytes: int = 32 << 30  # a slide file (announced as one, named by slide.added)
     max_project_bytes: int = 200 << 30
     max_ops_per_request: int = 1000
+    max_open_uploads: int = 256  # unfinished uploads per device
     upload_max_age_s: float = 7 * 24 * 3600  # unfinished uploads older than this are removed
     rate_per_second: float = 500.0  # per device token
     rate_burst: int = 1000
@@ -281,6 +283,12 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         need_role(dev, "tablet")
         if len(body.ops) > config.max_ops_per_request:
             raise HTTPException(413, f"at most {config.max_ops_per_request} operations a request")
+        for op in body.ops:  # only a slide may be larger than the limit for other blobs
+            big = op.blob and blobs.has(op.blob) and blobs.size(op.blob) > config.max_blob_bytes
+            if big and op.kind != "slide.added":
+                raise HTTPException(
+                    422, f"operation {op.uid} ({op.kind[:40]}): its blob is over the limit"
+                )
         ops = [op.model_dump() for op in body.ops]
         try:
             accepted = store.push_ops(dev.project_id, dev.id, ops, held_blob)
@@ -351,11 +359,13 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         if not length_header.isdigit():
             raise HTTPException(400, "Upload-Length header required")
         length = int(length_header)
-        sha = _metadata(request.headers.get("upload-metadata", "")).get("sha256", "")
+        metadata = _metadata(request.headers.get("upload-metadata", ""))
+        sha = metadata.get("sha256", "")
         if not re.match(SHA_RE, sha):
             raise HTTPException(400, "Upload-Metadata must carry the blob's sha256")
-        if length > config.max_blob_bytes:
-            raise HTTPException(413, f"blob over the limit of {config.max_blob_bytes} bytes")
+        limit = config.max_slide_bytes if metadata.get("kind") == "slide" else config.max_blob_bytes
+        if length > limit:
+            raise HTTPException(413, f"blob over the limit of {limit} bytes")
         data = await request.body()
         if data and request.headers.get("content-type") != "application/offset+octet-stream":
             raise HTTPException(415, "Content-Type must be application/offset+octet-stream")
@@ -363,11 +373,18 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
 
     last_sweep = [-float("inf")]
 
+    def stored_bytes(project_id: int) -> int:
+        """What a project holds on the server's disk: its blobs and the bytes its unfinished
+        uploads received so far. Every chunk is checked against the quota before it is
+        written, so no device (nor many uploads at once) can store more than the quota."""
+        partial = sum(blobs.offset(u) for u in store.open_uploads(project_id))
+        return store.project_bytes(project_id) + partial
+
     def _create(dev: Device, project: str, sha: str, length: int, data: bytes) -> Response:
         if time.monotonic() - last_sweep[0] > 3600:  # at most hourly, and at the first upload
             last_sweep[0] = time.monotonic()
             sweep_uploads(store, blobs, config.upload_max_age_s)
-        if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
+        if stored_bytes(dev.project_id) + length > config.max_project_bytes:
             raise HTTPException(413, "project storage quota exceeded")
         if len(data) == length:  # the whole blob in one request: no partial state to keep
             if hashlib.sha256(data).hexdigest() != sha:
@@ -376,6 +393,10 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
             store.add_blob(dev.project_id, sha, length)
             upload_id, offset = secrets.token_hex(16), length  # already complete: HEAD is 404
         else:
+            if len(store.open_uploads(dev.project_id, dev.id)) >= config.max_open_uploads:
+                raise HTTPException(
+                    429, "too many unfinished uploads from this device", {"Retry-After": "60"}
+                )
             upload_id = store.add_upload(dev.project_id, dev.id, sha, length)
             offset = _append(dev, upload_id, sha, length, 0, data) if data else 0
         return Response(
@@ -433,9 +454,13 @@ def create_app(config: LabConfig) -> tuple[ASGIApp, LabStore]:
         """Store `data` at `offset`; at the announced length verify the hash and keep the blob."""
         if offset + len(data) > length:
             raise HTTPException(413, "more bytes than the announced Upload-Length")
+        if stored_bytes(dev.project_id) + len(data) > config.max_project_bytes:
+            blobs.discard(upload_id)  # it can never finish within the quota
+            store.drop_upload(upload_id)
+            raise HTTPException(413, "project storage quota exceeded")
         new = blobs.append(upload_id, offset, data)
         if new == length:
-            if store.project_bytes(dev.project_id) + length > config.max_project_bytes:
+            if stored_bytes(dev.project_id) > config.max_project_bytes:  # chunks in a race
                 blobs.discard(upload_id)
                 store.drop_upload(upload_id)
                 raise HTTPException(413, "project storage quota exceeded")

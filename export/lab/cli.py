@@ -68,7 +68,13 @@ def serve(args: argparse.Namespace) -> int:
     from export.lab.tls import given_tls, lab_tls
 
     root = _root(args.dir)
-    config = LabConfig(root, _database(args), page_key=_page_key(root))
+    config = LabConfig(
+        root,
+        _database(args),
+        page_key=_page_key(root),
+        max_slide_bytes=_gib(args.max_slide_gb, "--max-slide-gb"),
+        max_project_bytes=_gib(args.project_quota_gb, "--project-quota-gb"),
+    )
     if bool(args.cert) != bool(args.cert_key):
         raise ApplianceError("--cert and --cert-key go together")
     if args.insecure:
@@ -89,6 +95,13 @@ def serve(args: argparse.Namespace) -> int:
     print(f"lab page: {server.url}/lab (its key is in {root / PAGE_KEY})", flush=True)
     server.serve_forever()
     return 0
+
+
+def _gib(value: float, flag: str) -> int:
+    """A size given in GiB as bytes; a flag out of range is one line."""
+    if not 0 < value <= 1 << 20:
+        raise ApplianceError(f"{flag} {value:g}: a size in GiB above 0")
+    return int(value * (1 << 30))
 
 
 def enroll(args: argparse.Namespace) -> int:
@@ -184,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="plain HTTP (tablets then need --insecure unless on this machine)",
+    )
+    p.add_argument(
+        "--max-slide-gb",
+        type=float,
+        default=32.0,
+        help="largest slide file a tablet may upload, in GiB (32; other blobs: 2)",
+    )
+    p.add_argument(
+        "--project-quota-gb",
+        type=float,
+        default=200.0,
+        help="what one project may store, in GiB, unfinished uploads included (200)",
     )
     p.set_defaults(func=serve)
 

@@ -130,6 +130,17 @@ class _ProjectKnown:
                 )
             ).all()
         )
+        named_slides = {str(p.get("slide")) for p in payloads}
+        self.slides: dict[str, tuple[int, int]] = {}
+        for ref, payload in conn.execute(
+            select(ops_.ref, ops_.payload).where(
+                ops_.project_id == project_id,
+                ops_.kind == "slide.added",
+                ops_.ref.in_(named_slides),
+            )
+        ):
+            p = json.loads(payload)
+            self.slides.setdefault(ref, (int(p["width"]), int(p["height"])))
         # who added each image, who labelled it, which are controls: a control's provenance
         self.adders: dict[str, int] = {}
         self.labellers: dict[str, set[int]] = {}
@@ -173,6 +184,8 @@ class _ProjectKnown:
             self.shapes[op.ref] = (int(op.payload["height"]), int(op.payload["width"]))
         elif op.kind == "label.saved":
             self.versions[op.ref] = str(op.payload["image"])
+        elif op.kind == "slide.added":
+            self.slides.setdefault(op.ref, (int(op.payload["width"]), int(op.payload["height"])))
 
     def image_shape(self, ref: str) -> tuple[int, int] | None:
         return self.shapes.get(ref)
@@ -185,6 +198,9 @@ class _ProjectKnown:
 
     def blob(self, sha256: str) -> Path | bytes | None:
         return self._blob(sha256)
+
+    def slide_size(self, sha256: str) -> tuple[int, int] | None:
+        return self.slides.get(sha256)
 
 
 def _listed(value: Any) -> list[Any]:
@@ -424,7 +440,8 @@ class LabStore:
         return not self.missing_blobs(project_id, [sha256])
 
     def project_bytes(self, project_id: int) -> int:
-        """Bytes of the blobs a project holds (unfinished uploads count when they finish)."""
+        """Bytes of the blobs a project holds (the bytes of unfinished uploads are counted
+        apart, by the blob store: `open_uploads`)."""
         with self.read() as conn:
             held = conn.execute(
                 select(func.coalesce(func.sum(t.blobs.c.size), 0)).where(
@@ -432,6 +449,14 @@ class LabStore:
                 )
             ).scalar_one()
         return int(held)
+
+    def open_uploads(self, project_id: int, device_id: int | None = None) -> list[str]:
+        """Ids of a project's unfinished uploads (of one device when given)."""
+        where = [t.uploads.c.project_id == project_id]
+        if device_id is not None:
+            where.append(t.uploads.c.device_id == device_id)
+        with self.read() as conn:
+            return [r[0] for r in conn.execute(select(t.uploads.c.id).where(*where))]
 
     def add_upload(self, project_id: int, device_id: int, sha256: str, length: int) -> str:
         upload_id = secrets.token_hex(16)
@@ -566,8 +591,9 @@ class LabStore:
 
     def pull_ops(self, project_id: int, after: int, limit: int) -> list[StoredOp]:
         """Operations after `after`, in order, about `limit` of them. A page never ends between
-        an image's `image.added` and its `control.added`: a tablet whose sync is cut between
-        two pages would otherwise hold a control as an ordinary image until its next sync."""
+        an image's `image.added` and its `control.added` or `region.added`: a tablet whose sync is
+        cut between two pages would otherwise hold a control (or a slide region) as an ordinary
+        image until its next sync."""
         ops_ = t.operations.c
         columns = (ops_.seq, ops_.uid, ops_.kind, ops_.ref, ops_.payload, ops_.blob, ops_.device_id)
         with self.read() as conn:
@@ -585,7 +611,7 @@ class LabStore:
                 until = conn.execute(
                     select(func.max(ops_.seq)).where(
                         ops_.project_id == project_id,
-                        ops_.kind == "control.added",
+                        ops_.kind.in_(("control.added", "region.added")),
                         ops_.ref.in_(added),
                         ops_.seq > last,
                     )

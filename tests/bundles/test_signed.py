@@ -9,6 +9,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -149,6 +150,16 @@ def test_sign_bundle_signs_an_existing_bundle(project, lab, bundle, tmp_path) ->
     sign_bundle(path, lab, tmp_path / "signed.zip")
     install_model_bundle(project, tmp_path / "signed.zip")
     assert list_models(project)[-1].signer == lab.public.id
+
+
+def test_signing_the_same_bundle_later_gives_the_same_bytes(lab, bundle, tmp_path) -> None:
+    """The lab re-signs every pushed bundle: the same model pushed twice must keep one sha256,
+    or tablets list it twice (it did when a push straddled a second)."""
+    path = bundle("unsigned.zip", False, seed=6)
+    sign_bundle(path, lab, tmp_path / "first.zip")
+    time.sleep(2.1)  # zip stamps count in two seconds: cross at least one step
+    sign_bundle(path, lab, tmp_path / "second.zip")
+    assert (tmp_path / "first.zip").read_bytes() == (tmp_path / "second.zip").read_bytes()
 
 
 def test_rotation_is_learned_and_retires_the_old_key(project, lab, bundle) -> None:

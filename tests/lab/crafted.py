@@ -82,3 +82,25 @@ def model_op(uid: str, **changes: object) -> dict:
 def control_op(uid: str, label: str, **changes: object) -> dict:
     payload = {"label": label, "annotator": "a", "dice": 0.5, "score": 0.5} | changes
     return {"uid": uid, "kind": "control.scored", "ref": label, "payload": payload}
+
+
+def slide_op(uid: str, sha: str, **changes: object) -> dict:
+    """A slide file (as `testkit.slides.write_svs` writes with the test's sizes)."""
+    payload = {
+        "sha256": sha,
+        "name": "s.svs",
+        "suffix": ".svs",
+        "width": 320,
+        "height": 240,
+        "levels": 2,
+        "mpp": 0.25,
+        "vendor": "aperio",
+    } | changes
+    return {"uid": uid, "kind": "slide.added", "ref": sha, "payload": payload, "blob": sha}
+
+
+def region_op(uid: str, image_sha: str, slide_sha: str, **changes: object) -> dict:
+    """Image `image_sha` placed on slide `slide_sha` at (8, 8) by the lab."""
+    payload = {"image": f"{image_sha}:", "slide": slide_sha, "x": 8, "y": 8, "origin": "lab"}
+    payload |= changes
+    return {"uid": uid, "kind": "region.added", "ref": payload["image"], "payload": payload}

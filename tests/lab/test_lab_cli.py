@@ -43,3 +43,28 @@ def test_enroll_devices_revoke(tmp_path: Path, capsys, monkeypatch) -> None:
     assert "no active device 1" in capsys.readouterr().err
     assert main(["enroll", str(root), "--project", "../etc"]) == 2
     assert "letters, digits" in capsys.readouterr().err
+
+
+def test_serve_takes_the_labs_slide_limit_and_quota(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`serve --max-slide-gb`: the lab sets how large a slide may be (scanners write tens of
+    GB); `--project-quota-gb` what one project may store."""
+    from export.lab import serve as serve_module
+
+    started: list[LabConfig] = []
+
+    class Started:
+        url = "http://127.0.0.1:1"
+
+        def __init__(self, config: LabConfig, *_args: object) -> None:
+            started.append(config)
+
+        def serve_forever(self) -> None:
+            return None
+
+    monkeypatch.setattr(serve_module, "LabServer", Started)
+    root = str(tmp_path / "lab")
+    flags = ["--insecure", "--max-slide-gb", "40", "--project-quota-gb", "500"]
+    assert main(["serve", root, *flags]) == 0
+    assert started[0].max_slide_bytes == 40 << 30 and started[0].max_project_bytes == 500 << 30
+    assert main(["serve", root, "--insecure", "--max-slide-gb", "0"]) == 2
+    assert "--max-slide-gb 0: a size in GiB above 0" in capsys.readouterr().err
