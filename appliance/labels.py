@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -43,6 +44,7 @@ __all__ = [
     "encode_label",
     "encode_runs",
     "instance_runs",
+    "object_centres",
     "object_from_dict",
     "object_to_dict",
     "run_ids",
@@ -180,6 +182,16 @@ class Box:
 
 
 CellObject = Point | Box
+
+
+def object_centres(objects: Sequence[CellObject]) -> np.ndarray:
+    """(x, y) of each point and each box's centre, N×2 (for matching cells by distance).
+
+    >>> object_centres([Point(1, 2), Box(0, 0, 4, 2)]).tolist()
+    [[1.0, 2.0], [2.0, 1.0]]
+    """
+    xy = [(o.x, o.y) if isinstance(o, Point) else o.centre for o in objects]
+    return np.array(xy, float).reshape(-1, 2)
 
 
 def object_to_dict(obj: CellObject) -> dict[str, object]:

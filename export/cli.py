@@ -11,12 +11,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.cli import require_range, run_command
+from appliance.errors import ApplianceError
+from export.centres import DEFAULT_POINT_SIGMA
 from export.targets import DEFAULT_OUTPUT, TRAINABLE
+
+if TYPE_CHECKING:
+    from export.train import TrainConfig
 
 COMMAND_MODULES: tuple[str, ...] = (
     "export.demo",
@@ -57,8 +64,12 @@ def _train(args: argparse.Namespace) -> int:
     from export.train import TrainConfig, train_job
     from export.unet import DEFAULT_DEPTH, DEFAULT_WIDTH
 
+    require_range("--point-sigma", args.point_sigma, 0.5, 64.0)
+    require_range("--point-radius", args.point_radius, 1, 256)
     spec = PerturbSpec.parse(args.perturb) if args.perturb else None
     run_dir = args.run_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.task}"
+    if args.upgrade_with and args.targets != "masks":
+        raise ApplianceError("--upgrade-with refines the coarse masks of --targets masks")
     config = TrainConfig(
         task=args.task,
         width=args.width or DEFAULT_WIDTH,
@@ -72,9 +83,23 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_minutes=0 if args.no_time_budget else args.max_minutes,
         min_epoch_items=args.min_epoch_items,
-        output=args.output,
+        output="centres" if args.task == "detect" else args.output,
     )
-    shipped = train_job(args.job, args.out, run_dir, config, perturb=spec, quantize=args.quantize)
+    if args.task == "detect":
+        return _train_detector(args, config, run_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        relabel = None
+        if args.targets == "masks":
+            from export.object_masks import mask_targets, upgrader_from_bundle
+
+            upgrader = (
+                upgrader_from_bundle(args.upgrade_with, Path(tmp)) if args.upgrade_with else None
+            )
+            relabel = mask_targets(args.point_radius, upgrader)
+        shipped = train_job(
+            args.job, args.out, run_dir, config, perturb=spec, quantize=args.quantize,
+            relabel=relabel,
+        )  # fmt: skip
     if shipped:
         brief = {k: v for k, v in shipped.metrics.items() if k not in ("config", "parity")}
         parity = shipped.metrics["parity"]
@@ -82,6 +107,22 @@ def _train(args: argparse.Namespace) -> int:
         brief["parity"] = {k: parity[k] for k in ("exporter", "max_abs_diff", "argmax_agreement")}
         print(f"wrote {args.out} (run folder {run_dir})")
         print(json.dumps(brief, indent=1))
+    return 0
+
+
+def _train_detector(args: argparse.Namespace, config: TrainConfig, run_dir: Path) -> int:
+    from export.train.detector import train_detector_job
+
+    if args.targets == "masks":
+        raise ApplianceError("--targets masks trains a segmentation model, not --task detect")
+    if args.quantize:
+        raise ApplianceError("--quantize is not available for --task detect (fp32 only)")
+    out, _, metrics = train_detector_job(
+        args.job, args.out, run_dir, config, point_sigma=args.point_sigma
+    )
+    brief = {k: v for k, v in metrics.items() if k not in ("config", "parity")}
+    print(f"wrote {out} (run folder {run_dir})")
+    print(json.dumps(brief, indent=1))
     return 0
 
 
@@ -126,9 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", type=Path, help="training-job bundle (.zip)")
     p.add_argument(
         "--task",
-        choices=("segment", "upgrade"),
+        choices=("segment", "upgrade", "detect"),
         default="segment",
-        help="segment: a pre-label model; upgrade: coarse label in, careful label out",
+        help="segment: a pre-label model; upgrade: coarse label in, careful label out; "
+        "detect: a cell detector learned from points and boxes (masks count as boxes), "
+        "proposing points or boxes on the tablet (docs/training.md)",
+    )
+    p.add_argument(
+        "--targets",
+        choices=("labels", "masks"),
+        default="labels",
+        help="segment and upgrade: labels (default) trains on the masks as drawn; masks also "
+        "turns points and boxes into coarse masks (box: inscribed ellipse, point: a disc of "
+        "--point-radius), refined by --upgrade-with when given",
+    )
+    p.add_argument(
+        "--point-radius",
+        type=int,
+        default=8,
+        help="--targets masks: radius in pixels of a point's disc (default 8)",
+    )
+    p.add_argument(
+        "--upgrade-with",
+        type=Path,
+        help="--targets masks: a model bundle whose upgrade model refines the coarse masks",
+    )
+    p.add_argument(
+        "--point-sigma",
+        type=float,
+        default=DEFAULT_POINT_SIGMA,
+        help=f"--task detect: Gaussian sigma in pixels of a point's centre target (default "
+        f"{DEFAULT_POINT_SIGMA:g}; a box's follows its size)",
     )
     p.add_argument("--out", type=Path, required=True, help="model bundle to write (.zip)")
     p.add_argument("--epochs", type=int, default=300, help="upper bound (early stopping)")

@@ -11,7 +11,7 @@ Randomness (crops, flips, rot90, intensity jitter, perturbations) comes from a g
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -268,8 +268,15 @@ class EpochSampler(Sampler[tuple[int, int]]):
             yield self.epoch, int(index)
 
 
-def samples_from_job(job: TrainingJob, task: str) -> tuple[dict[str, list[Sample]], list[str]]:
+def samples_from_job(
+    job: TrainingJob,
+    task: str,
+    relabel: Callable[[np.ndarray, Label], Label] | None = None,
+) -> tuple[dict[str, list[Sample]], list[str]]:
     """Samples per split ("train", "val", "test") and the class names the model will predict.
+
+    `relabel` turns each item's label into the one trained on (`--targets masks`:
+    `export.object_masks.mask_targets`); by default the masks are trained on as they are.
 
     The segmentation model predicts every class of the job. The upgrade model is binary (seed
     003): its target is class 1, instances of any other class are the "other objects" that the
@@ -282,7 +289,7 @@ def samples_from_job(job: TrainingJob, task: str) -> tuple[dict[str, list[Sample
     made: list[tuple[str, Sample]] = []
     voted: list[tuple[Label, list[Label], list[float]]] = []
     for item in job.items:
-        label = item.label
+        label = item.label if relabel is None else relabel(item.image(), item.label)
         semantic = label.semantic().astype(np.int64)
         votes = item.votes
         others = None

@@ -330,6 +330,14 @@ def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path,
         out = tmp_path / "job.zip"
         write_training_job(p, out, task="segment", seed=0)
         found = {(r.width, r.height): r for r in regions(p)}
+    # an unlabelled region travels (for semi-supervised trainers) with its place too
+    assert cli("add-region", project, "section.ome.tif", "512,256,64,64").rc == 0
+    with Project.open(project) as p:
+        write_training_job(p, tmp_path / "semi.zip", task="segment", include_unlabeled=True)
+    with read_training_job(tmp_path / "semi.zip") as semi:
+        (alone,) = semi.unlabeled
+        assert alone.region is not None and (alone.region["x"], alone.region["y"]) == (512, 256)
+        assert np.array_equal(alone.image(), IMG[256:320, 512:576])
     slide_bytes = (files / "section.ome.tif").read_bytes()
     with zipfile.ZipFile(out) as z:
         assert all(z.read(name) != slide_bytes for name in z.namelist())
@@ -339,6 +347,17 @@ def test_training_jobs_carry_regions_never_the_slide(files: Path, project: Path,
             r = found[(item.image().shape[1], item.image().shape[0])]
             assert np.array_equal(item.image(), IMG[r.y : r.y + r.height, r.x : r.x + r.width])
             assert item.label.boxes == [Box(30, 30, 60, 60, 2)]
+            # the region's level-0 origin travels, so labels go back onto the slide
+            assert item.region is not None
+            assert (item.region["x"], item.region["y"]) == (r.x, r.y)
+            assert item.region["slide"] == "section.ome.tif"
+            assert item.region["mpp"] == pytest.approx(0.5)
+            back = [b.shifted(item.region["x"], item.region["y"]) for b in item.label.boxes]
+            assert back == [Box(r.x + 30, r.y + 30, r.x + 60, r.y + 60, 2)]
+    # bounded by the regions' pixels (2 × 32k px as PNG + labels), not by the slide's size
+    region_pixels = 256 * 128 * 2
+    assert out.stat().st_size < 3 * region_pixels + 64_000
+    assert out.stat().st_size < len(slide_bytes) // 4
 
 
 def test_leica_scn_in_glass_coordinates_with_tissue_regions_on_the_scan(

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from appliance.assist import instances
+from appliance.assist import detection, instances
 from appliance.contract import Contract
 from appliance.errors import ApplianceError
 from appliance.imageio import percentile_normalise
-from appliance.labels import Label
+from appliance.labels import CellObject, Label
 
 __all__ = [
     "DECODERS",
@@ -84,6 +84,8 @@ class Decoder:
     probabilities: Callable[[np.ndarray, Contract], np.ndarray]
     semantic: Callable[[np.ndarray, Contract], np.ndarray]
     instances: Callable[[np.ndarray, Contract], tuple[np.ndarray, dict[int, int]]] | None = None
+    # a detector's kind: point and box objects (model class indices) instead of instances
+    objects: Callable[[np.ndarray, Contract], list[CellObject]] | None = None
 
 
 def _softmax(x: np.ndarray, contract: Contract) -> np.ndarray:
@@ -111,11 +113,22 @@ def _instance_decode(x: np.ndarray, contract: Contract) -> tuple[np.ndarray, dic
     return instances.decode(x, contract.output_kind, contract.n_classes, contract.decoding)
 
 
+def _centre_probabilities(x: np.ndarray, contract: Contract) -> np.ndarray:
+    """K×H×W: each class's centre probability, background what the best class leaves."""
+    cells = detection.scores(x, contract.n_classes)
+    return np.concatenate([1.0 - cells.max(axis=0, keepdims=True), cells])
+
+
+def _centre_objects(x: np.ndarray, contract: Contract) -> list[CellObject]:
+    return detection.decode_objects(x, contract.n_classes, contract.decoding)
+
+
 DECODERS: dict[str, Decoder] = {
     "softmax": Decoder(_softmax, _argmax),
     "sigmoid": Decoder(_sigmoid, _above_threshold),
     "three_class": Decoder(_instance_probabilities, _argmax, _instance_decode),
     "distance": Decoder(_instance_probabilities, _argmax, _instance_decode),
+    "centres": Decoder(_centre_probabilities, _argmax, objects=_centre_objects),
 }
 
 
@@ -151,9 +164,14 @@ def decode_label(
     logits: np.ndarray, probs: np.ndarray, contract: Contract, lut: np.ndarray | None = None
 ) -> Label:
     """The instances of a whole image's raw output, as its kind decodes them (seeded watershed
-    for instance kinds, else connected components of `probs`); model class indices map to
-    project classes through `lut`."""
+    for instance kinds, peaks as point or box objects for a detector, else connected components
+    of `probs`); model class indices map to project classes through `lut`."""
     decoder = DECODERS[contract.output_kind]
+    if decoder.objects is not None:  # a detector: cells as points or boxes, no mask
+        found = decoder.objects(logits.astype(np.float32, copy=False), contract)
+        if lut is not None:
+            found = [o.with_class(int(lut[o.class_id])) for o in found]
+        return Label(np.zeros(logits.shape[1:], np.uint32), {}, tuple(found))
     if decoder.instances is None:
         return to_label(probs, contract, lut)
     inst, classes = decoder.instances(logits.astype(np.float32, copy=False), contract)

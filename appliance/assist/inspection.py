@@ -138,9 +138,10 @@ def _ref(bbox: tuple[slice, slice], instance_id: int) -> ObjectRef:
 
 
 def segments(label: Label, s: InspectionSettings) -> tuple[float, LabelWarning | None]:
-    """1 inside the expected count, falling as 1/(1+d) with the distance d outside it."""
+    """1 inside the expected count, falling as 1/(1+d) with the distance d outside it. Point
+    and box objects count as cells too: a label of marked cells is not an empty one."""
     boxes = instance_boxes(label.instances)
-    n = len(boxes)
+    n = len(boxes) + len(label.objects)
     d = max(0, s.min_segments - n, n - s.max_segments)
     if d == 0:
         return 1.0, None

@@ -4,6 +4,10 @@ Three pre-labelers: Otsu (classic thresholding; good on spheroids, useless on me
 Fig. 7), the previous adjacent label of a sequence (Fig. 6), and the active ONNX segmentation
 model. A poor pre-label slows an expert down, so `suitability` scores each one by Dice against
 images the experts already labeled and `best_method` offers one only above a threshold.
+
+Beside them, the active cell detector (role `detector`, `DETECTOR`) proposes point or box
+objects; Dice cannot judge objects, so it is not among the methods `suitability` compares: its
+objects join whatever mask pre-label is offered (`appliance.session.assistant`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Label
 from appliance.metrics import dice  # Label Assistant eq. 4 judges pre-labelers by it
 from appliance.store import Project
-from appliance.store.control_offers import offer_prelabel
+from appliance.store.control_offers import DETECTOR, offer_prelabel
 from appliance.store.jobs import job_image_ids
 
 __all__ = [
+    "DETECTOR",
     "METHODS",
     "OTSU_SETTING",
     "best_method",
@@ -111,7 +116,14 @@ def prelabeler(
         if model is None:
             raise ApplianceError(f"{project.root}: no active pre-label model is installed")
         return lambda _id, pixels: model.predict(pixels).label
-    raise ApplianceError(f"unknown pre-label method {method!r} (one of {', '.join(METHODS)})")
+    if method == DETECTOR:
+        detector = model or active_model(project, DETECTOR)
+        if detector is None:
+            raise ApplianceError(f"{project.root}: no active cell detector is installed")
+        return lambda _id, pixels: detector.predict(pixels).label
+    raise ApplianceError(
+        f"unknown pre-label method {method!r} (one of {', '.join((*METHODS, DETECTOR))})"
+    )
 
 
 def suitability(

@@ -4,6 +4,11 @@ The workstation builds its datasets from these, so the bundle carries everything
 and nothing it must not see: images whose row is in `controls` (hidden-truth items used to score
 annotators) are never exported as ordinary annotations. Instance maps travel as `.npy` files, a
 documented format any tool can read with `numpy.load(allow_pickle=False)`.
+
+A slide never travels: its regions are ordinary images whose stored original is the region's
+level-0 pixels (a PNG cut from the pyramid at import), so an item of a slide region carries only
+those pixels, its labels in the region's own pixel coordinates, and `region` (the slide's name
+and hash, the region's level-0 origin and µm per pixel) to put predictions back on the slide.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from appliance.store import ImageRecord, LabelVersion, Project
 from appliance.store.check import verified_original
 from appliance.store.jobs import record_job_items
 from appliance.store.project import HUMAN_SOURCES
+from appliance.store.slides import regions, slides
 
 __all__ = [
     "ANNOTATORS",
@@ -160,9 +166,13 @@ def write_training_job(
         "background",
         *(classes.get(i, f"class {i}") for i in range(1, max(classes, default=0) + 1)),
     ]
+    places = _region_places(project)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         members: dict[str, bytes | Path] = {}
-        items = [_item(c, splits[c.image.id], members, Path(tmp)) for c in choices]
+        items = [
+            _item(project, c, splits[c.image.id], members, Path(tmp), places.get(c.image.id))
+            for c in choices
+        ]
         members[ITEMS] = _json_bytes({"items": items})
         members[ANNOTATORS] = _json_bytes({"annotators": project.annotators()})
         body = {
@@ -175,7 +185,8 @@ def write_training_job(
             "annotators": ANNOTATORS,
         }
         if include_unlabeled:
-            members[UNLABELED] = _json_bytes({"images": [_image(r, members) for r in unlabeled]})
+            images = [_image(project, r, members, Path(tmp), places.get(r.id)) for r in unlabeled]
+            members[UNLABELED] = _json_bytes({"images": images})
             body["unlabeled"] = UNLABELED
         job_id = write_bundle(out, FORMAT, body, members)
     record_job_items(project, job_id, [(c.image.id, splits[c.image.id]) for c in choices])
@@ -185,10 +196,34 @@ def write_training_job(
     return job_id, counts
 
 
-def _image(rec: ImageRecord, members: dict[str, bytes | Path]) -> dict[str, Any]:
-    """An image's member and the fields that decode it."""
+def _region_places(project: Project) -> dict[int, dict[str, Any]]:
+    """Image id -> where that region lies on its slide (the item's `region` field)."""
+    by_id = {s.id: s for s in slides(project)}
+    return {
+        r.image_id: {
+            "slide": by_id[r.slide_id].name,
+            "slide_sha256": by_id[r.slide_id].sha256,
+            "x": r.x,
+            "y": r.y,
+            "mpp": by_id[r.slide_id].mpp,
+        }
+        for r in regions(project)
+    }
+
+
+def _image(
+    project: Project,
+    rec: ImageRecord,
+    members: dict[str, bytes | Path],
+    tmp: Path,
+    place: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An image's member and the fields that decode it (a slide region's pixels, never the
+    slide: `verified_original` of a region is its level-0 PNG). A training job is written in
+    plain: an encrypted project's original is decrypted into the job's temporary folder."""
     image_member = f"images/{rec.sha256}{rec.path.suffix.lower()}"
-    members[image_member] = verified_original(rec)  # the name promises this content
+    if image_member not in members:  # the name promises this content
+        members[image_member] = verified_original(project, rec, tmp)
     return {
         "name": rec.name,
         "image": image_member,
@@ -199,14 +234,20 @@ def _image(rec: ImageRecord, members: dict[str, bytes | Path]) -> dict[str, Any]
         "dtype": rec.dtype,
         "sequence": rec.sequence,
         "frame": rec.frame,
+        "region": place,
     }
 
 
 def _item(
-    choice: Choice, split: str, members: dict[str, bytes | Path], tmp: Path
+    project: Project,
+    choice: Choice,
+    split: str,
+    members: dict[str, bytes | Path],
+    tmp: Path,
+    place: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
-        **_image(choice.image, members),
+        **_image(project, choice.image, members, tmp, place),
         "split": split,
         "label": _version(choice.label, members, tmp),
         "coarse": _version(choice.coarse, members, tmp) if choice.coarse else None,
@@ -322,6 +363,8 @@ class JobItem:
     label_ref: dict[str, Any]
     coarse_ref: dict[str, Any] | None
     vote_refs: list[dict[str, Any]]
+    # a slide region's place: slide, slide_sha256, level-0 x and y, mpp (None: an ordinary image)
+    region: dict[str, Any] | None = None
 
     def image(self) -> np.ndarray:
         """Pixels decoded from the original bytes, in their stored dtype."""
@@ -370,6 +413,7 @@ class UnlabeledItem:
     image_member: str
     page: int | None
     shape: tuple[int, ...]
+    region: dict[str, Any] | None = None  # a slide region's place, as `JobItem.region`
 
     def image(self) -> np.ndarray:
         """Pixels decoded from the original bytes, in their stored dtype."""
@@ -454,7 +498,23 @@ def _parse_item(f: Fields, job: TrainingJob, reader: BundleReader, n_classes: in
         label_ref=label,
         coarse_ref=coarse,
         vote_refs=votes,
+        region=_parse_region(f),
     )
+
+
+def _parse_region(f: Fields) -> dict[str, Any] | None:
+    """The item's optional slide place, typed (jobs written before slides have none)."""
+    raw = f.get("region", (dict, type(None)), optional=True)
+    if raw is None:
+        return None
+    place = Fields(raw, f.bundle, f.member, f"{f.where}.region")
+    place.get("slide", str)
+    place.get("slide_sha256", str)
+    for key in ("x", "y"):
+        if place.get(key, int) < 0:
+            place.fail(f"{place.where}.{key} must be a level-0 pixel (>= 0)")
+    place.get("mpp", (float, type(None)))
+    return dict(raw)
 
 
 def _parse_unlabeled(f: Fields, job: TrainingJob, reader: BundleReader) -> UnlabeledItem:
@@ -465,6 +525,7 @@ def _parse_unlabeled(f: Fields, job: TrainingJob, reader: BundleReader) -> Unlab
         image_member=_listed(f, "image", reader),
         page=f.get("page", (int, type(None))),
         shape=(height, width) if channels == 1 else (height, width, channels),
+        region=_parse_region(f),
     )
 
 

@@ -22,13 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prelabel",
         help="store pre-labels (source 'prelabel') for one image or all unlabeled ones",
-        description="Pre-label with Otsu, the previous labeled frame of the sequence, or the "
-        "active segmentation model. --all covers images without any label version. Without "
+        description="Pre-label with Otsu, the previous labeled frame of the sequence, the "
+        "active segmentation model, or the active cell detector (points or boxes). --all "
+        "covers images without any label version. Without "
         "--method, the method with the best Dice on already labeled images is used (Otsu "
         "when nothing is labeled yet).",
     )
     p.add_argument("dir", type=Path, help="project folder")
-    p.add_argument("--method", choices=("otsu", "previous", "model"), help="pre-labeler")
+    p.add_argument(
+        "--method", choices=("otsu", "previous", "model", "detector"), help="pre-labeler"
+    )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--image", help="image id, file name or sha256 prefix")
     target.add_argument("--all", action="store_true", help="every image without a label")
@@ -119,7 +122,7 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
             label, version = prelabel.run(project, rec.id, method)
             if label is None:
                 raise ApplianceError(f"{rec.name}: no pre-label from '{method}' (no earlier frame)")
-            print(f"{rec.name}: {label.ids().size} objects -> version {version}")
+            print(f"{rec.name}: {label.count()} objects -> version {version}")
             return 0
         stored, skipped = prelabel.run_all(project, method, progress=_progress("pre-labeling"))
         print(f"stored {stored} pre-labels ({method}); {skipped} without one")

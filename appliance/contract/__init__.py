@@ -15,6 +15,7 @@ from appliance.contract.generator import (
     Schedule,
 )
 from appliance.contract.model import (
+    CENTRE_SIZE_CHANNELS,
     DTYPES,
     INPUT_CHANNELS,
     INSTANCE_HEAD,
@@ -25,6 +26,7 @@ from appliance.contract.model import (
 from appliance.contract.roles import ROLES, parse_contract
 
 __all__ = [
+    "CENTRE_SIZE_CHANNELS",
     "DTYPES",
     "GENERATOR_INPUTS",
     "GENERATOR_OUTPUTS",

@@ -1,5 +1,5 @@
-"""The image-to-label model contract: what a pre-label or upgrade model eats and what its
-output means.
+"""The image-to-label model contract: what a pre-label, upgrade or detector model eats and what
+its output means.
 
 The workstation writes it (`export.train`), the install check reads it
 (`appliance.bundles.onnx_check`) and the runtime reads it (`appliance.assist`). There is no other
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from appliance.contract.common import ContractError, Value, document, reject_unknown, typed
 
 __all__ = [
+    "CENTRE_SIZE_CHANNELS",
     "DTYPES",
     "INPUT_CHANNELS",
     "INSTANCE_HEAD",
@@ -177,6 +178,35 @@ register_output_kind(
         roles=frozenset({"prelabel", "upgrade"}),
         # smoothing the distance map by 1 px: held-out F1 0.941 -> 0.950 (docs/instances.md)
         params=_instance_params("normalised distance to the cell edge that seeds a cell", 0, 1.0),
+    )
+)
+
+
+def _centre_channels(c: Contract) -> int:
+    return len(c.classes) - 1 + CENTRE_SIZE_CHANNELS
+
+
+# A cell detector (docs/training.md): K-1 centre-heatmap logits, then log width and log height
+# of the cell's box; decoded into point or box objects by `appliance.assist.detection`.
+CENTRE_SIZE_CHANNELS = 2
+register_output_kind(
+    OutputKind(
+        "centres",
+        "K-1 centre-heatmap logits (one per cell class) and 2 size logits (log box width, "
+        "height); cells are the heatmap peaks, points or boxes",
+        channels=_centre_channels,
+        roles=frozenset({"detector"}),
+        params={
+            "threshold": Param(float, 0.3, 0.0, 1.0, "centre probability that makes a cell"),
+            "nms_radius": Param(
+                int, 4, 1, 64, "pixels within which only the strongest peak is a cell"
+            ),
+            "max_objects": Param(int, 5000, 1, 1 << 20, "most cells proposed on one image"),
+            "boxes": Param(bool, False, doc="propose boxes of the predicted size, not points"),
+            "box_iou": Param(
+                float, 0.5, 0.0, 1.0, "a box overlapping a stronger one above this is dropped"
+            ),
+        },
     )
 )
 
@@ -402,8 +432,9 @@ class Contract:
             return [("output_kind", f"{self.output_kind!r} serves {served}, not role {role!r}")]
         if role == "upgrade" and not self.mask_channel:
             return [("mask_channel", "an upgrade model needs the coarse mask channel (true)")]
-        if role == "prelabel" and self.mask_channel:
-            return [("mask_channel", "a pre-label model gets no mask channel (false)")]
+        if role in ("prelabel", "detector") and self.mask_channel:
+            what = "pre-label" if role == "prelabel" else role
+            return [("mask_channel", f"a {what} model gets no mask channel (false)")]
         return []
 
     def _graph_problems(

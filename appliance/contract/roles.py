@@ -11,7 +11,7 @@ from appliance.contract.model import Contract
 
 __all__ = ["ROLES", "parse_contract"]
 
-ROLES = ("prelabel", "upgrade", "generator")
+ROLES = ("prelabel", "upgrade", "detector", "generator")
 
 
 def parse_contract(

@@ -21,7 +21,10 @@ smaller nor dimmer than its neighbours (seed 000's concern that
 fakes show by "their differing background and size").
 
 The result's label holds the background's instances (when given) plus one new instance per cell,
-with the class ids asked for: the exact truth of the composed image.
+with the class ids asked for: the exact truth of the composed image. A background whose cells
+are marked by points and boxes only (a slide region of seeds 000 and 002) keeps its objects, no
+cell is planted on a marked one (a box, or a disc around a point), and each planted cell's truth
+is its box, so the control is scored as that task is (`appliance.supervision.scoring`).
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from appliance.errors import ApplianceError
 from appliance.generators.context import CellFeatures, cell_features
 from appliance.generators.runtime import Cell
 from appliance.imageio import percentile_normalise
-from appliance.labels import Label
+from appliance.labels import Box, Label, Point
 
-__all__ = ["BLENDS", "Composite", "compose_control", "occupied_estimate"]
+__all__ = ["BLENDS", "Composite", "compose_control", "objects_occupied", "occupied_estimate"]
 
 BLENDS = ("alpha", "poisson")
 _LOW, _HIGH = 1.0, 99.8
@@ -49,7 +52,9 @@ class Composite:
 
     image: np.ndarray
     label: Label
-    added: list[int]  # instance ids of the planted cells, in `cells` order
+    # instance ids of the planted cells, in `cells` order (indices into `label.objects` when
+    # their truth is boxes)
+    added: list[int]
     centres: list[tuple[int, int]]
 
 
@@ -173,11 +178,13 @@ def compose_control(
     h, w = img.shape[:2]
     if label is not None and label.shape != (h, w):
         raise ApplianceError(f"label {label.shape} does not match the background {(h, w)}")
-    taken = (
-        label.instances > 0
-        if label is not None
-        else (occupied_estimate(img) if occupied is None else np.asarray(occupied, bool))
-    )
+    if label is not None:
+        taken = label.instances > 0
+        cell_side = max((max(np.asarray(c.mask).shape) for c in cells), default=8)
+        taken |= objects_occupied(label, cell_side // 2)
+    else:
+        taken = occupied_estimate(img) if occupied is None else np.asarray(occupied, bool)
+    as_boxes = bool(label is not None and label.objects and not label.ids().size)
     lo, hi = _scale(img)
     grey = percentile_normalise(img)
     grey = grey.mean(axis=2) if grey.ndim == 3 else grey
@@ -193,6 +200,7 @@ def compose_control(
         for f in cell_features(img, label) or cell_features(img, label, whole=False):
             context.setdefault(f.class_id, []).append(f)
     added, centres = [], []
+    boxes: list[Box] = []
     for cell in cells:
         if cell.class_name not in class_ids:
             raise ApplianceError(f"class {cell.class_name!r} is not a class of this project")
@@ -232,12 +240,19 @@ def compose_control(
                 window[..., c] = _poisson(window[..., c], raw[..., c], region)
         if target is not None:
             _set_contrast(window, before, m, target.contrast)
-        instances[ty : ty + ch, tx : tx + cw][m] = next_id
-        classes[next_id] = class_ids[cell.class_name]
+        if as_boxes:  # a point/box task: the planted cell's truth is its box
+            my, mx = np.nonzero(m)
+            box = Box(tx + mx.min(), ty + my.min(), tx + mx.max() + 1, ty + my.max() + 1,
+                      class_ids[cell.class_name])  # fmt: skip
+            boxes.append(box)
+        else:
+            instances[ty : ty + ch, tx : tx + cw][m] = next_id
+            classes[next_id] = class_ids[cell.class_name]
         taken[ty : ty + ch, tx : tx + cw] |= (
             cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         )
-        added.append(next_id)
+        assert label is not None or not as_boxes
+        added.append(len(label.objects) + len(boxes) - 1 if label and as_boxes else next_id)
         centres.append((int(ty + ch // 2), int(tx + cw // 2)))
         next_id += 1
     if np.issubdtype(img.dtype, np.integer):
@@ -246,4 +261,18 @@ def compose_control(
     else:
         result = out.astype(img.dtype)
     result = result.reshape(img.shape)
-    return Composite(result, Label(instances, classes), added, centres)
+    objects = (*label.objects, *boxes) if label is not None else ()
+    return Composite(result, Label(instances, classes, objects), added, centres)
+
+
+def objects_occupied(label: Label, point_radius: int) -> np.ndarray:
+    """Pixels a label's point and box objects claim: each box, and a disc of `point_radius`
+    around each point (a point marks a cell whose extent it does not give)."""
+    taken = np.zeros(label.shape, np.uint8)
+    for obj in label.objects:
+        if isinstance(obj, Point):
+            cv2.circle(taken, (int(obj.x), int(obj.y)), max(1, point_radius), 1, thickness=-1)
+        else:
+            x0, y0 = int(obj.x0), int(obj.y0)
+            taken[y0 : int(np.ceil(obj.y1)), x0 : int(np.ceil(obj.x1))] = 1
+    return taken > 0

@@ -77,15 +77,34 @@ class PrelabelChooser:
         """The pre-label to show for an unlabeled image, or None when none is suitable.
 
         "auto" offers the method eq. 4 finds best and nothing when no method reaches the
-        threshold, so a bad pre-labeler never slows the expert down.
+        threshold, so a bad pre-labeler never slows the expert down. An installed cell detector
+        adds its points or boxes to the offer (or is the offer, when no mask pre-label is).
         """
         method = self.method(project, ctx)
-        if method is None:
+        label = None
+        if method is not None:
+            label, _ = prelabel.run(project, image_id, method, save=False)
+            if label is not None and not label.instances.any():
+                label = None
+        found = self.detected(project, image_id, ctx)
+        if found is not None:
+            if label is None:
+                return prelabel.DETECTOR, found
+            objects = (*label.objects, *found.objects)
+            return f"{method}+{prelabel.DETECTOR}", Label(label.instances, label.classes, objects)
+        return None if label is None or method is None else (method, label)
+
+    def detected(self, project: Project, image_id: int, ctx: JobContext) -> Label | None:
+        """The active cell detector's points or boxes for an image (None: no detector, the
+        pre-label setting is "none", or it found no cell)."""
+        if settings.PRELABEL.get(project) == "none":
             return None
-        label, _ = prelabel.run(project, image_id, method, save=False)
-        if label is None or not label.instances.any():
+        detector = runtime.active_model(project, prelabel.DETECTOR)
+        if detector is None:
             return None
-        return method, label
+        ctx.check()
+        found, _ = prelabel.run(project, image_id, prelabel.DETECTOR, model=detector, save=False)
+        return found if found is not None and found.objects else None
 
 
 def upgrade_label(project: Project, pixels: np.ndarray, coarse: Label, ctx: JobContext) -> Label:

@@ -3,7 +3,9 @@
 The gallery lets the expert revisit any image, flag it for cherry-picking (seed 004: the
 selector's `cherry_pick` strategy prefers flagged images) and compare any two stored versions
 of its label side by side. Pictures are computed on the job worker (decoding is slow), at
-thumbnail size, with the label drawn over the display image the way the canvas draws it.
+thumbnail size, with the label drawn over the display image the way the canvas draws it:
+masks blended in, point and box objects as discs and outlines of their class colour (a label
+of marked cells must not look empty).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 
 from appliance.assist import preprocess
 from appliance.editing import Rect
-from appliance.labels import Label
-from appliance.overlay import OverlayRenderer
+from appliance.labels import CellObject, Label, Point
+from appliance.overlay import OverlayRenderer, class_colour
 from appliance.session.appearance import display_pixels
 from appliance.store.conflicts import conflicted_image_ids
 from appliance.store.project import Project
@@ -80,7 +82,25 @@ def picture(display: np.ndarray, label: Label | None, size: int = THUMB) -> np.n
     small = cv2.resize(
         rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
     )
-    return np.clip(small, 0, 255).astype(np.uint8)
+    out = np.ascontiguousarray(np.clip(small, 0, 255).astype(np.uint8))
+    if label is not None:
+        _draw_marks(out, label.objects, scale)
+    return out
+
+
+def _draw_marks(rgb: np.ndarray, objects: tuple[CellObject, ...], scale: float) -> None:
+    """Points as discs ringed in black, boxes as outlines, in class colours, at `scale`."""
+    radius = max(2, round(max(rgb.shape[:2]) / 80))  # a marker is seen at every picture size
+    for obj in objects:
+        colour = tuple(int(v) for v in class_colour(obj.class_id))
+        if isinstance(obj, Point):
+            centre = (round(obj.x * scale), round(obj.y * scale))
+            cv2.circle(rgb, centre, radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(rgb, centre, radius, colour, -1, cv2.LINE_AA)
+        else:
+            a = (round(obj.x0 * scale), round(obj.y0 * scale))
+            b = (round(obj.x1 * scale), round(obj.y1 * scale))
+            cv2.rectangle(rgb, a, b, colour, 1)
 
 
 def thumbnail(project: Project, image_id: int, annotator: str, size: int = THUMB) -> np.ndarray:

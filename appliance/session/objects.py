@@ -7,6 +7,10 @@ turns a tapped row into a selection, a deletion or a change of class (`AnnotateP
 
 Objects of a pre-label on offer are *suggested*: listed after the expert's own, marked as such,
 and not editable from the list until the pre-label is accepted (they are not in the label yet).
+
+Point and box objects of the label (cells marked by a pen tap or drag, or imported from QuPath
+GeoJSON) have rows too, after the masks, numbered P1, P2, ... and B1, ... in the order placed; their
+row says a point's position or a box's size instead of an area.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.editing import Rect
-from appliance.labels import Label
+from appliance.labels import Box, Label, Point
 from appliance.overlay import class_colour
 
-__all__ = ["ObjectRow", "areas", "object_box", "object_rows"]
+__all__ = ["ObjectRow", "areas", "mark_index", "mark_rows", "object_box", "object_rows"]
 
 DENSE_IDS = 1 << 22  # above this, areas are counted by sorting instead of by a dense table
 
@@ -34,12 +38,42 @@ class ObjectRow:
     colour: tuple[int, int, int]  # the class's colour on the overlay (chosen or palette)
     area: int  # pixels
     suggested: bool  # part of a pre-label on offer, not yet accepted
+    kind: str = "mask"  # or "point", "box": then `instance_id` is the index in `Label.objects`
+    bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # a point's or box's
+    number: int = 0  # a point's or box's place among its kind, from 1 (P1, P2, B1, ...)
 
     @property
     def key(self) -> str:
         """The row's id for widgets and selection: `object:<id>` or `suggested:<id>` (the two
-        maps number their objects independently)."""
+        maps number their objects independently), `point:<index>` or `box:<index>` (an offer's:
+        `suggested-point:<index>`, `suggested-box:<index>`)."""
+        if self.kind != "mask":
+            return f"{'suggested-' if self.suggested else ''}{self.kind}:{self.instance_id}"
         return f"{'suggested' if self.suggested else 'object'}:{self.instance_id}"
+
+    @property
+    def name(self) -> str:
+        """How buttons name the object: `object 5`, `point 2`, `box 1` (marks from 1)."""
+        if self.kind == "mask":
+            return f"object {self.instance_id}"
+        return f"{self.kind} {self.number}"
+
+    @property
+    def text(self) -> str:
+        """What the row says: number, class and area; a point's number (P1, P2, ...), class
+        and position, or a box's (B1, ...), class and size.
+
+        >>> where = (10.4, 7.0, 10.4, 7.0)
+        >>> row = ObjectRow(0, 2, "mitosis", (0, 0, 0), 0, False, "point", where, 1)
+        >>> row.key, row.text
+        ('point:0', 'P1   mitosis · 10, 7')
+        """
+        if self.kind == "mask":
+            return f"{self.instance_id}   {self.class_name} · {self.area} px"
+        x0, y0, x1, y1 = self.bounds
+        if self.kind == "point":  # short: the list is narrow on an 8-inch tablet
+            return f"P{self.number}   {self.class_name} · {x0:.0f}, {y0:.0f}"
+        return f"B{self.number}   {self.class_name} · {x1 - x0:.0f}×{y1 - y0:.0f}"
 
 
 def areas(instances: np.ndarray) -> dict[int, int]:
@@ -86,9 +120,53 @@ def object_rows(
             )
         return out
 
-    return rows(label, False) + (rows(offer, True) if offer is not None else [])
+    own = rows(label, False) + mark_rows(label, names, colours)
+    if offer is None:
+        return own
+    return own + rows(offer, True) + mark_rows(offer, names, colours, suggested=True)
+
+
+def mark_rows(
+    label: Label,
+    names: dict[int, str],
+    colours: dict[int, tuple[int, int, int]],
+    suggested: bool = False,
+) -> list[ObjectRow]:
+    """Rows of the label's points, then its boxes, each in the order placed (`suggested`: of
+    a pre-label on offer, e.g. the previous frame's)."""
+    out = []
+    for kind, cls in (("point", Point), ("box", Box)):
+        number = 0
+        for index, obj in enumerate(label.objects):
+            if isinstance(obj, cls):
+                number += 1
+                cid = obj.class_id
+                out.append(
+                    ObjectRow(
+                        index,
+                        cid,
+                        names.get(cid, f"class {cid}"),
+                        colours.get(cid, class_colour(cid)),
+                        round(obj.area) if isinstance(obj, Box) else 0,
+                        suggested,
+                        kind,
+                        obj.bounds(),
+                        number,
+                    )
+                )
+    return out
 
 
 def object_box(label: Label, instance_id: int) -> Rect | None:
     """Bounding box of one object (None when it is gone)."""
     return Rect.of_mask(label.instances == instance_id)
+
+
+def mark_index(key: str) -> int | None:
+    """The index in `Label.objects` of a `point:<index>` or `box:<index>` row key, else None.
+
+    >>> mark_index("box:3"), mark_index("object:3")
+    (3, None)
+    """
+    kind, _, number = key.partition(":")
+    return int(number) if kind in ("point", "box") and number.isdigit() else None

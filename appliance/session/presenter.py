@@ -18,7 +18,8 @@ the background, so *Save & next* usually shows the next image with its pre-label
 
 The object list (`appliance.session.objects`) is built here too: `objects()` gives its rows,
 `select_object` a row's box to centre the view on, and `delete_object` / `reclass_object` edit
-one object as one step of the same undo stack as the pen's.
+one object as one step of the same undo stack as the pen's. Point and box objects have rows
+too (`point:<index>`, `box:<index>`); `delete_row` / `reclass_row` edit any row by its key.
 
 What the screen draws is one explicit state: `panel()` returns a `PanelState` whose `Phase`
 says which single thing the assistance panel shows (opening an image, a pre-label being
@@ -31,6 +32,7 @@ the screen turns touches into presenter calls. Other screens hook in through the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -43,11 +45,18 @@ from appliance import settings
 from appliance.assist.jobs import Job, JobContext
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
-from appliance.labels import Label
+from appliance.labels import Label, object_centres
+from appliance.metrics import POINT_RADIUS, match_points
 from appliance.session import assistant
-from appliance.session.objects import ObjectRow, object_box, object_rows
+from appliance.session.objects import ObjectRow, mark_index, object_box, object_rows
 from appliance.session.resume import ViewState, remember_class, remembered_class
-from appliance.session.workflow import ImageData, ImageWork, pending_draft
+from appliance.session.workflow import (
+    ImageData,
+    ImageWork,
+    PendingSave,
+    pending_draft,
+    write_draft,
+)
 from appliance.store import classes as class_store
 from appliance.store.models import active_model as installed_model
 from appliance.store.project import LabelVersion, Project
@@ -73,6 +82,7 @@ PREREVIEW_DELAY = 0.6  # seconds the pen rests before the label as drawn is chec
 # a second Save & next sooner than this after the check's result appeared is the same double
 # tap, not a decision: the result (warnings, suggestions) must be seen before moving on
 REVIEW_GLANCE = 0.8
+MARK_MARGIN = 12  # image px around a selected point or box that the view centres on
 
 
 class RunJob(Protocol):
@@ -174,14 +184,18 @@ class Status:
     seconds: float
     done_this_session: int
     conflict: int = 0  # versions from different tablets competing for this image (0: none)
+    points: int = 0  # point objects of the label (cells marked by a pen tap)
+    boxes: int = 0  # box objects of the label
+    saving: bool = False  # a version is being stored in the background
     has_version: bool = True  # a version of this image's label is stored (by anyone visible)
 
     @property
     def saved_state(self) -> str:
-        """The words of the status line: an image never saved is not "saved" (issue 25)."""
-        if not self.saved:
-            return "unsaved"
-        return "saved" if self.has_version else "not saved"
+        """The words of the status line: an image never saved is not "saved" (issue 25);
+        Accept and edit stores in the background ("saving")."""
+        if self.saved:
+            return "saved" if self.has_version else "not saved"
+        return "saving" if self.saving else "unsaved"
 
 
 @dataclass(frozen=True)
@@ -193,7 +207,9 @@ class _Prefetched:
 
 
 def merge_under(drawn: Label, machine: Label) -> Label:
-    """`machine`'s objects added where the expert drew nothing: no drawn pixel changes owner."""
+    """`machine`'s objects added where the expert drew nothing: no drawn pixel changes owner,
+    and no proposed point or box lands on a cell the expert already marked (its centre within
+    `POINT_RADIUS` of a drawn object's)."""
     instances = drawn.instances.copy()
     free = (machine.instances > 0) & (drawn.instances == 0)
     base = int(drawn.instances.max(initial=0))
@@ -201,7 +217,12 @@ def merge_under(drawn: Label, machine: Label) -> Label:
     classes = {int(i): drawn.class_of(int(i)) for i in np.unique(drawn.instances) if i}
     for i in np.unique(machine.instances[free]):
         classes[int(i) + base] = machine.class_of(int(i))
-    return Label(instances, classes)
+    marked = match_points(
+        object_centres(drawn.objects), object_centres(machine.objects), POINT_RADIUS
+    )
+    taken = {j for _, j in marked.pairs}
+    proposed = (o for j, o in enumerate(machine.objects) if j not in taken)
+    return Label(instances, classes, (*drawn.objects, *proposed))
 
 
 class AnnotatePresenter:
@@ -214,9 +235,14 @@ class AnnotatePresenter:
         view: AnnotateView,
         run_job: RunJob,
         clock: Callable[[], float] = time.monotonic,
+        run_write: RunJob | None = None,
     ) -> None:
         self.project, self.annotator, self.view = project, annotator, view
         self._submit, self._clock = run_job, clock
+        # stores a version off the UI thread; one worker, so versions are stored in order
+        self._write = run_write or run_job
+        self._saving: tuple[Job, ImageWork, PendingSave] | None = None  # in the background
+        self._drafting: Job | None = None  # the last crash draft given to the writer
         self.closed = False  # left (Home, another project): late job results are dropped
         self.selector = Queue(project, annotator)  # the selector's choices with hidden controls
         self.prelabeler = assistant.PrelabelChooser()
@@ -387,6 +413,7 @@ class AnnotatePresenter:
         """Leave the project (Home, quitting): no version is saved; unsaved edits stay a draft
         that is restored, with their time, undo history and the screen's `view`, when the
         project is opened again."""
+        self.settle_save()
         work = self.work
         self._close()
         self.closed, self._prefetched = True, None
@@ -475,7 +502,8 @@ class AnnotatePresenter:
         # the label taken is stored as it is: no second scan of a 2048² label for its objects
         taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
         self.view.show_label(work.session.replace(taken))
-        self._saved(work.save("prelabel", label=taken, reviewed=not edit), "prelabel")
+        # Accept and edit stores in the background: the expert draws on at once
+        self._save(work, "prelabel", label=taken, reviewed=not edit, background=edit)
         self.view.clear_error()
         self.view.show_panel()
         self.view.show_status()
@@ -495,9 +523,10 @@ class AnnotatePresenter:
             self.view.notify("Suggestion put aside: your stroke comes first")
 
     def stroke_done(self) -> None:
-        """A gesture changed the label: persist the draft so a crash loses no finished stroke."""
+        """A gesture changed the label: persist the draft so a crash loses no finished stroke
+        (taken now, encoded and written on the writer thread, after any save before it)."""
         if self.work is not None:
-            self.work.save_draft()
+            self._write_draft(self.work)
             self._prereview()
         self.view.clear_error()
         self.view.show_status()
@@ -524,6 +553,7 @@ class AnnotatePresenter:
 
     def save_and_next(self) -> None:
         """Save a version, run post-assistance once per revision, then go to the next image."""
+        self.settle_save()  # a background save first: then `dirty` says what is left to store
         work = self.work
         if work is None:
             if self.loading is None:
@@ -541,7 +571,7 @@ class AnnotatePresenter:
             self.reject_compare()
         self.offer = None
         if work.dirty or work.parent_id is None:
-            self._saved(work.save("manual"), "manual")
+            self._save(work, "manual")
             self.selector.done(work.image_id)
         if self.reviewed_revision == work.session.revision:
             self.review = None
@@ -549,13 +579,83 @@ class AnnotatePresenter:
             return
         self._start_review()
 
-    def _saved(self, version: int, source: str) -> None:
-        if self.work is not None:
-            for listener in self.on_saved:
-                listener(self.work, version, source)
-            score = self.work.last_score  # set when the save was a scored control
-            if score is not None and supervision_config.load(self.project).feedback:
-                self.view.notify(feedback(score))
+    def _save(
+        self,
+        work: ImageWork,
+        source: str,
+        label: Label | None = None,
+        background: bool = False,
+        **options: Any,
+    ) -> None:
+        """Store a version of `work`: now, or (`background`) on the writer thread while the
+        expert goes on. A save still running is finished first, so each version is stored on
+        top of the one before and none is stored twice."""
+        self.settle_save()
+        pending = work.pending_save(source, label, **options)
+        if not background:
+            self._stored(work, pending, work.store(pending))
+            return
+
+        def done(result: tuple[int, Any]) -> None:
+            if self._saving is not None and self._saving[0] is job:
+                self._saving = None
+                self._stored(work, pending, result)
+
+        def failed(exc: BaseException) -> None:
+            if self._saving is not None and self._saving[0] is job:
+                self._saving = None
+                self.view.show_status()  # still unsaved: Save & next stores it again
+                raise exc
+
+        job = self._write(lambda _ctx: work.store(pending), done, None, failed)
+        self._saving = (job, work, pending)
+
+    def _write_draft(self, work: ImageWork) -> None:
+        draft, project = work.draft(), self.project
+        saving = self._saving[0] if self._saving and self._saving[1] is work else None
+
+        def write(_ctx: JobContext) -> None:
+            # the writer is serial: a save asked for before this draft has been stored
+            parent = None
+            if saving is not None:
+                with contextlib.suppress(Exception):  # failed: the draft keeps its parent
+                    parent = saving.result()[0]
+            write_draft(project, draft, parent)
+
+        def done(_result: None) -> None:
+            if self._drafting is job:
+                self._drafting = None
+
+        # keyed: a draft still queued when the next stroke ends is never written
+        job = self._drafting = self._write(write, done, "draft")
+
+    @property
+    def saving(self) -> bool:
+        """Whether a version is being stored in the background."""
+        return self._saving is not None
+
+    def settle_save(self) -> None:
+        """Wait for a background save still running (what remains of it) and take its
+        result, so that what follows (another save, leaving the image) builds on it."""
+        drafting, self._drafting = self._drafting, None
+        if drafting is not None:  # written before what follows (a save clears it)
+            with contextlib.suppress(Exception):  # its own failure was shown by run_write
+                drafting.result()
+        if self._saving is None:
+            return
+        job, work, pending = self._saving
+        self._saving = None
+        self._stored(work, pending, job.result())  # re-raises its error: the label stays unsaved
+
+    def _stored(self, work: ImageWork, pending: PendingSave, result: tuple[int, Any]) -> None:
+        version, score = result
+        work.stored(pending, version, score)
+        for listener in self.on_saved:
+            listener(work, version, pending.source)
+        if score is not None and supervision_config.load(self.project).feedback:
+            self.view.notify(feedback(score))
+        if work is self.work:
+            self.view.show_status()
 
     def resolve_conflict(self) -> None:
         """Close the open image's conflict with the label on screen: the expert's merge (or
@@ -564,8 +664,9 @@ class AnnotatePresenter:
         work = self.work
         if work is None or not self.conflict:
             return
+        self.settle_save()
         others = [v.id for v in self.conflict if v.id != work.parent_id]
-        self._saved(work.save("manual", merges=others), "manual")
+        self._save(work, "manual", merges=others)
         self.conflict = []
         self.view.notify(f"Conflict closed: {len(others)} other versions merged into this one")
         self.view.show_panel()
@@ -583,6 +684,7 @@ class AnnotatePresenter:
     def _left(self, work: ImageWork, kind: str = "closed") -> None:
         """Leave an image; unsaved edits become a version, and a saved image leaves the queue
         (a control as an ordinary image: it never comes back pre-filled to be scored again)."""
+        self.settle_save()
         if work.leave(kind) is not None:
             self.selector.done(work.image_id)
 
@@ -619,7 +721,7 @@ class AnnotatePresenter:
             return []
         session, offer = work.session, self.offer
         return object_rows(
-            Label(session.instances, session.classes),
+            Label(session.instances, session.classes, session.objects),
             self.project.classes(),
             class_store.colours(self.project),
             offer.label if offer is not None else None,
@@ -633,10 +735,20 @@ class AnnotatePresenter:
         if key is None or work is None:
             return None
         kind, _, number = key.partition(":")
-        if kind == "object":
+        index = mark_index(key)
+        objects = work.session.objects
+        if index is not None:
+            ok = index < len(objects) and objects[index].kind == kind
+            box = Rect.around(objects[index], work.session.shape, MARK_MARGIN) if ok else None
+        elif kind == "object":
             box = work.session.instance_rect(int(number))
         elif kind == "suggested" and self.offer is not None:
             box = object_box(self.offer.label, int(number))
+        elif kind in ("suggested-point", "suggested-box") and self.offer is not None:
+            offered = self.offer.label.objects
+            i = int(number)
+            ok = i < len(offered) and f"suggested-{offered[i].kind}" == kind
+            box = Rect.around(offered[i], work.session.shape, MARK_MARGIN) if ok else None
         else:
             box = None
         if box is not None:
@@ -652,6 +764,27 @@ class AnnotatePresenter:
     def reclass_object(self, instance_id: int, class_id: int) -> None:
         """Give one of the expert's objects another class (from the list): one undo step."""
         self._edit_object(lambda session: session.set_class(instance_id, class_id))
+
+    def delete_row(self, key: str) -> None:
+        """Delete the object of an object list row (a mask, a point or a box): one undo step."""
+        index = mark_index(key)
+        if index is None:
+            kind, _, number = key.partition(":")
+            if kind == "object":
+                self.delete_object(int(number))
+            return
+        self.selected_object = None  # the indices after it shift: nothing stays selected
+        self._edit_object(lambda session: session.delete_object(index))
+
+    def reclass_row(self, key: str, class_id: int) -> None:
+        """Give the object of an object list row another class: one undo step."""
+        index = mark_index(key)
+        if index is None:
+            kind, _, number = key.partition(":")
+            if kind == "object":
+                self.reclass_object(int(number), class_id)
+            return
+        self._edit_object(lambda session: session.set_object_class(index, class_id))
 
     def _edit_object(self, change: Callable[[EditSession], Rect | None]) -> None:
         """Apply a one-step edit as a finished gesture (draft, resting check, status); a
@@ -703,7 +836,7 @@ class AnnotatePresenter:
             self.view.notify("The upgrade is still running")
             return
         coarse = work.session.label()
-        self._saved(work.save("manual", coarse=True), "manual")
+        self._save(work, "manual", label=coarse, coarse=True)
         revision = work.session.revision
 
         def done(refined: Label) -> None:
@@ -756,7 +889,7 @@ class AnnotatePresenter:
             return
         self.compare = None
         self.view.show_label(work.session.replace(compare.after))
-        self._saved(work.save(compare.source), compare.source)
+        self._save(work, compare.source)
         self.view.show_layers()
         self.view.show_status()
         self.reviewed_revision = None
@@ -871,11 +1004,14 @@ class AnnotatePresenter:
             position=max(1, min(position, self._total)),
             total=self._total,
             objects=len(work.session.classes),
-            suggested=len(self.offer.label.ids()) if self.offer else 0,
+            suggested=self.offer.label.count() if self.offer else 0,  # masks, points, boxes
             saved=not work.dirty,
             seconds=work.seconds(),
             done_this_session=self.done_this_session,
             conflict=len(self.conflict),
+            points=sum(o.kind == "point" for o in work.session.objects),
+            boxes=sum(o.kind == "box" for o in work.session.objects),
+            saving=self._saving is not None and self._saving[2].revision == work.session.revision,
             has_version=work.parent_id is not None,
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from appliance.errors import ApplianceError
 from appliance.labels import CellObject
+from appliance.session import marks
 from appliance.session.slide_view import TileCache, read_tile
 from appliance.session.workflow import ImageWork
 from appliance.slides import open_slide
@@ -34,7 +35,8 @@ class SlideWork:
             raise ApplianceError(f"image {image_id} is not a region of a slide")
         self.region = region
         self.record = find_slide(project, str(region.slide_id))
-        self.slide = open_slide(self.record.path)
+        path = self.record.path
+        self.slide = open_slide(path, lambda: project.open_original(path))
         self.tiles = TileCache(lambda key: read_tile(self.slide, key))
         self.work = ImageWork(project, image_id, author, active_class)
 
@@ -63,6 +65,30 @@ class SlideWork:
         rx, ry = self.region.x, self.region.y
         rect = self.work.session.draw_box(x0 - rx, y0 - ry, x1 - rx, y1 - ry)
         return rect is not None
+
+    def grab(self, x: float, y: float, tolerance: float) -> marks.MarkDrag:
+        """What the pen landing at level-0 (x, y) takes hold of: a point, a box's corner or
+        edge within `tolerance` level-0 px, else nothing (`marks.grab`, the `MARK` gesture:
+        a tap places a point, a drag draws a box)."""
+        rx, ry = self.region.x, self.region.y
+        return marks.grab(self.work.session.objects, marks.MARK, x - rx, y - ry, tolerance)
+
+    def shaped(self, drag: marks.MarkDrag, x: float, y: float) -> CellObject | None:
+        """The mark the pen shapes with the drag now at level-0 (x, y), in level-0
+        coordinates (drawn while the pen moves)."""
+        rx, ry = self.region.x, self.region.y
+        obj = marks.shaped(drag, self.work.session, x - rx, y - ry)
+        return None if obj is None else obj.shifted(rx, ry)
+
+    def finish(
+        self, drag: marks.MarkDrag, x: float, y: float, tapped: bool
+    ) -> tuple[bool, int | None]:
+        """End the drag at level-0 (x, y): whether the label changed (one undo step), and the
+        mark to select (a tapped one). Off the region a tap places nothing and a box is cut to
+        it."""
+        rx, ry = self.region.x, self.region.y
+        rect, index = marks.finish(self.work.session, drag, x - rx, y - ry, tapped, 0.0)
+        return rect is not None, index
 
     def object_at(self, x: float, y: float, tolerance: float) -> int | None:
         """Index of the point (within `tolerance` level-0 pixels) or box under level-0 (x, y)."""

@@ -6,8 +6,10 @@ reasoned about (and tested) without a screen.
 Crash safety: after every completed stroke the whole label is written as a draft into the
 project's `settings` table under one key (`ui.draft`, one transaction). A tablet has one image
 open at a time, so one draft slot is enough; it is cleared when the label is saved as a version.
-A power cut therefore loses at most the stroke in progress; on the next start the draft is
-restored if it still belongs on top of the image's latest version.
+A power cut therefore loses at most the stroke in progress (and a finished one whose draft,
+taken on the UI thread, was still being encoded and written on the writer thread: tens of
+milliseconds); on the next start the draft is restored if it still belongs on top of the
+image's latest version.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from appliance.supervision import blind
 from appliance.supervision.controls import score_save
 from appliance.supervision.scoring import ControlScore
 
-__all__ = ["ImageData", "ImageWork", "pending_draft"]
+__all__ = ["Draft", "ImageData", "ImageWork", "PendingSave", "pending_draft", "write_draft"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,41 @@ class ImageData:
         h = preprocess.load(project)
         pixels = project.load_pixels(image_id)
         return cls(project.image(image_id), pixels, display_pixels(pixels, h), h)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A crash draft taken on the UI thread: the label and what `pending_draft` reads back."""
+
+    label: Label
+    fields: dict
+
+
+def write_draft(project: Project, draft: Draft, parent_id: int | None = None) -> None:
+    """Store a crash draft (encoding and one transaction; any thread). `parent_id`: the
+    version it builds on when a save still running at the time it was taken stored it."""
+    fields = dict(draft.fields)
+    if parent_id is not None:
+        fields["parent_id"] = parent_id
+    blob = encode_label(draft.label)
+    fields["instances"] = base64.b64encode(blob).decode("ascii")
+    settings.DRAFT.set(project, fields)
+
+
+@dataclass(frozen=True)
+class PendingSave:
+    """A version about to be stored, taken on the UI thread: `ImageWork.store` writes it (on
+    any thread), `ImageWork.stored` then brings the work up to date (on the UI thread)."""
+
+    label: Label
+    source: str
+    parent_id: int | None
+    seconds: float  # time spent since the last version, up to `taken_at`
+    taken_at: float  # clock time the save was asked for: time after it counts for the next
+    revision: int | None  # the session's revision `label` is (None: not the label on screen)
+    coarse: bool = False
+    reviewed: bool = False
+    merges: tuple[int, ...] = ()
 
 
 class ImageWork:
@@ -136,19 +173,23 @@ class ImageWork:
     def save_draft(self, view: resume.ViewState | None = None, history: bool = False) -> None:
         """Persist the label on screen (one transaction) so a crash loses no finished stroke;
         on leaving, with the undo `history` and the `view` to come back to."""
-        blob = encode_label(self.session.label())
-        draft: dict[str, object] = {
+        write_draft(self.project, self.draft(view, history))
+
+    def draft(self, view: resume.ViewState | None = None, history: bool = False) -> Draft:
+        """The label on screen as a crash draft, taken now (a copy); `write_draft` stores it
+        (on any thread: the annotate flow writes it on the writer thread after each stroke).
+        On leaving, `history` adds the undo steps and the `view` (see `resume`)."""
+        fields: dict[str, object] = {
             "image_id": self.image_id,
             "parent_id": self.parent_id,
             "author": self.author,
             "seconds": self.seconds(),
             "classes": {str(k): v for k, v in self.session.classes.items()},
-            "instances": base64.b64encode(blob).decode("ascii"),
         }
         if history:
-            draft["undo"] = resume.encode_history(self.session)
-            draft["view"] = resume.encode_view(view)
-        settings.DRAFT.set(self.project, draft)
+            fields["undo"] = resume.encode_history(self.session)
+            fields["view"] = resume.encode_view(view)
+        return Draft(self.session.label(), fields)
 
     def clear_draft(self) -> None:
         if pending_draft(self.project) is not None:
@@ -167,25 +208,60 @@ class ImageWork:
         `reviewed` marks a machine-made label the expert accepted as it is (a human label);
         `merges` names the other versions of a conflict this one resolves.
         """
-        label = self.session.label() if label is None else label
+        pending = self.pending_save(source, label, coarse, reviewed, merges)
+        version, score = self.store(pending)
+        self.stored(pending, version, score)
+        return version
+
+    def pending_save(
+        self,
+        source: str = "manual",
+        label: Label | None = None,
+        coarse: bool = False,
+        reviewed: bool = False,
+        merges: list[int] | None = None,
+    ) -> PendingSave:
+        """What `save` stores, taken now; nothing is written yet."""
+        on_screen = label is None or np.array_equal(label.instances, self.session.instances)
+        return PendingSave(
+            self.session.label() if label is None else label,
+            source,
+            self.parent_id,
+            self.seconds(),
+            self._clock(),
+            self.session.revision if on_screen else None,
+            coarse,
+            reviewed,
+            tuple(merges or ()),
+        )
+
+    def store(self, pending: PendingSave) -> tuple[int, ControlScore | None]:
+        """Write a pending save as a version and score it (a control); touches only the
+        store, so it may run on a worker thread while the expert goes on drawing."""
         version = self.project.save_label(
             self.image_id,
-            label,
+            pending.label,
             author=self.author,
-            source=source,
-            seconds_spent=self.seconds(),
-            parent_id=self.parent_id,
-            coarse=coarse,
-            reviewed=reviewed,
-            merges=merges,
+            source=pending.source,
+            seconds_spent=pending.seconds,
+            parent_id=pending.parent_id,
+            coarse=pending.coarse,
+            reviewed=pending.reviewed,
+            merges=list(pending.merges) or None,
         )
-        self.last_score = score_save(self.project, version)
-        self.parent_id, self.parent_source = version, source
-        if np.array_equal(label.instances, self.session.instances):
-            self.saved_revision = self.session.revision
-        self._seconds_before, self._started = 0.0, self._clock()
-        self.clear_draft()
-        return version
+        return version, score_save(self.project, version)
+
+    def stored(self, pending: PendingSave, version: int, score: ControlScore | None) -> None:
+        """The pending save is stored as `version`: the next one builds on it. The label is
+        saved unless it changed since (strokes drawn while it was being stored), and only then
+        is the crash draft, which holds those strokes, cleared."""
+        self.last_score = score
+        self.parent_id, self.parent_source = version, pending.source
+        if pending.revision is not None:
+            self.saved_revision = pending.revision
+        self._seconds_before, self._started = 0.0, pending.taken_at
+        if not self.dirty:
+            self.clear_draft()
 
     def refresh_display(self) -> bool:
         """Re-apply the project's display pre-processing if it changed; whether it did."""

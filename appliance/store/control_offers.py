@@ -19,7 +19,9 @@ from appliance.metrics import dice
 from appliance.store.controls import control_for_image
 from appliance.store.project import Project
 
-__all__ = ["MAX_SHIFT", "adapt_classes", "offer_prelabel"]
+__all__ = ["DETECTOR", "MAX_SHIFT", "adapt_classes", "offer_prelabel"]
+
+DETECTOR = "detector"  # the cell detector's pre-label method (`appliance.assist.prelabel`)
 
 
 def offer_prelabel(
@@ -38,7 +40,9 @@ def offer_prelabel(
     if computed is None:
         return None
     control = control_for_image(project, image_id)
-    if control is None:
+    if control is None or method == DETECTOR:
+        # a planted pre-label is a mask; where ordinary images get the detector's points and
+        # boxes, offering it would set the control apart
         return computed
     if control.kind == "planted" and control.prelabel is not None:
         base, errors = control.prelabel, json.loads(control.errors_json)

@@ -9,6 +9,11 @@ it as the right button. Palm rejection (fingers ignored while a pen is down or h
 app-wide, in `appliance.ui.palm`. The "finger draws" setting makes one finger draw for tablets
 without a pen; then a second finger cancels the stroke and turns it into a pinch.
 
+Point and box objects of the label are drawn over the overlay at every zoom and pan
+(`appliance.ui.marks`). With the Point or Box tool the pen places, moves, resizes or selects
+them (`appliance.session.marks` decides which); Pick, Delete and Set class take a point or a
+box's outline under the pen before a mask.
+
 Two fingers dragged up or down together (their distance kept) resize the brush instead of
 navigating; `appliance.session.gesture` classifies a two-finger gesture once, when the fingers
 have moved far enough, and the gesture keeps that meaning until a finger lifts. While the size
@@ -19,6 +24,15 @@ overlay texture (`blit_buffer` with `pos`/`size`, no mipmaps), so a dab costs th
 512² and a 8192² image. Magnification is nearest-neighbour so that single pixels are exact at
 high zoom; the image texture is uploaded once per image. The zoom and pan maths are the pure
 functions of `appliance.session.viewport`.
+
+A change bigger than `BAND_PIXELS` (an accepted 2048² pre-label, a new offer's outlines, a
+before/after, a new opacity) is redrawn in bands of rows, one band per layer per frame, each
+band rendered from the label as it is *then* (so strokes drawn meanwhile are never painted
+over with stale pixels). Rendering and uploading a 2048² overlay at once held the UI thread
+for 0.1-0.3 s (issue 25, defect 6); a band costs a few milliseconds. A new offer's outlines
+stay hidden until their last band is in, so they appear whole; the label's overlay fills in
+from the top within a few frames. A selection redraws only the boxes of the objects it
+concerns.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from kivy.clock import Clock
 from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
 from kivy.graphics import Color, InstructionGroup, Line, Rectangle
@@ -40,18 +55,23 @@ from kivy.uix.stencilview import StencilView
 from appliance import settings
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
-from appliance.labels import Label
+from appliance.labels import CellObject, Label
 from appliance.overlay import OverlayRenderer, display_rect
-from appliance.session import gesture, viewport
+from appliance.session import gesture, marks, viewport
+from appliance.session.objects import object_box
 from appliance.session.resume import ViewState
 from appliance.session.viewport import MAX_ZOOM
+from appliance.ui.marks import draw_marks
 
 PEN_WORDS = ("pen", "stylus", "mouse", "wacom", "eraser")
 FINGER_WORDS = ("mtdev", "touch", "finger")
 MINIMAP_FROM = 2.0  # show the minimap once zoomed in this far beyond the fitted view
-TOOLS = ("brush", "eraser", "fill", "lasso", "pick", "delete", "reclass")
+TOOLS = ("brush", "eraser", "point", "box", "fill", "lasso", "pick", "delete", "reclass")
 GESTURE_THRESHOLD = mm(4)  # finger travel before a two-finger gesture is classified
 BRUSH_DOUBLING = mm(15)  # vertical two-finger travel that doubles (or halves) the brush
+# pixels of a layer rendered and uploaded per frame at most: ~5 ms of numpy on a tablet core,
+# a 2048² layer in 8 frames; a smaller change (every stroke) is drawn at once
+BAND_PIXELS = 1 << 19
 
 
 @dataclass
@@ -108,6 +128,7 @@ class LabelCanvas(StencilView):
     zoom = NumericProperty(1.0)  # screen pixels per image pixel
     selected = NumericProperty(0)  # an instance of the label, highlighted
     offer_selected = NumericProperty(0)  # an instance of the offer, its outline highlighted
+    selected_mark = NumericProperty(-1)  # index of a point or box of the label, highlighted
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -123,10 +144,19 @@ class LabelCanvas(StencilView):
         self.on_message: Callable[[str], None] = lambda _msg: None
         self.on_pen_down: Callable[[], None] = lambda: None
         self.on_brush_sized: Callable[[float], None] = lambda _size: None  # two-finger drag ended
+        # a point or box tapped with the Point/Box tool (None: none) or Pick (`picked` True)
+        self.on_mark: Callable[[int | None, bool], None] = lambda _index, _picked: None
+        self._mark: tuple[marks.MarkDrag, tuple[float, float]] | None = None  # and screen start
+        self._mark_shape: CellObject | None = None  # what the pen shapes now
+        # what the marks were last drawn for: the tuples themselves (an id could be reused)
+        self._marks_shown: tuple[object, object, object] | None = None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
+        # layer ("label" or "offer") -> the part still to redraw, a band per frame
+        self._pending: dict[str, Rect] = {}
+        self._next_band = Clock.create_trigger(self._draw_bands, 0)
         self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
         self._pair: _Pair | None = None  # two fingers down: pinch-zoom or brush drag
@@ -139,7 +169,9 @@ class LabelCanvas(StencilView):
             self._image_rect = Rectangle()
             self._overlay_color = Color(1, 1, 1, 1)
             self._overlay_rect = Rectangle()
+            self._offer_color = Color(1, 1, 1, 1)  # 0 while hidden or still being drawn
             self._offer_rect = Rectangle()
+            self._marks = InstructionGroup()  # points and boxes, over the overlay
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
             self._cursor = Line(width=1.2)  # the brush's footprint, hovering or drawing
@@ -154,8 +186,10 @@ class LabelCanvas(StencilView):
             self._minimap_view = Line(width=1.5)
         self.bind(pos=self._layout, size=self._on_size, zoom=self._layout)
         self.bind(opacity_overlay=self._on_opacity, selected=self._on_selected)
+        self.bind(selected_mark=lambda *_: self._draw_marks(), hide_overlay=self._draw_marks)
         self.bind(hide_overlay=self._on_hide)
-        self.bind(offer_selected=lambda *_: self.show_offer(self.offer))
+        self.bind(offer_selected=self._on_offer_selected)
+        self._selected_before = self._offer_selected_before = 0
         Window.bind(on_motion=self._on_motion)
 
     # ----- content -------------------------------------------------------------------------
@@ -172,10 +206,13 @@ class LabelCanvas(StencilView):
         self._overlay_rect.texture = self._overlay_tex
         self._offer_rect.texture = self._offer_tex
         self.session = session
+        self._pending.clear()
         self.preview = None
         self.offer = None
         self.markers = []
         self.selected = self.offer_selected = 0
+        self.selected_mark = -1
+        self._mark, self._mark_shape, self._marks_shown = None, None, None
         self._fitted = True
         self.fit()
         self.refresh()
@@ -194,6 +231,7 @@ class LabelCanvas(StencilView):
         """Show nothing (no image open)."""
         self.session = None
         self.preview = self.offer = None
+        self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
@@ -201,22 +239,95 @@ class LabelCanvas(StencilView):
         self._minimap_color.a = self._minimap_frame_color.a = 0
         self._minimap_view.points = []
         self._markers.clear()
+        self._marks.clear()
+        self._marks_shown = None
 
     def refresh(self, rect: Rect | None = None) -> None:
-        """Re-render the overlay in `rect` (changed pixels; None = everything) and blit it."""
+        """Re-render the overlay in `rect` (changed pixels; None = everything) and blit it; a
+        big region is drawn in bands over the next frames (module doc)."""
         if self.session is None or self._overlay_tex is None:
             return
         shape = self.session.shape
         region = Rect.full(shape) if rect is None else display_rect(rect, shape)
+        self._draw_marks()
+        self._redraw("label", region)
+
+    def show_offer(self, label: Label | None) -> None:
+        """Outline a pre-label on offer over the expert's own label (None: hide it)."""
+        if label is not None and label is self.offer:
+            return  # shown (or being drawn) already: the panel changed, not the offer
+        self._offer_selected_before = 0
+        self.offer = label
+        if self._offer_tex is None:
+            return
+        self._pending.pop("offer", None)
+        if label is not None:
+            self._redraw("offer", Rect.full(label.shape))
+        self._draw_marks()  # the offer's points and boxes, hollow
+        self._on_hide()  # hidden until all its outlines are drawn
+
+    def show_preview(self, label: Label | None) -> None:
+        """Show another label (a suggestion's before/after) instead of the edited one."""
+        if label is self.preview:
+            return  # shown already (or nothing instead of the label): nothing to redraw
+        self.preview = label
+        self.refresh()
+
+    @property
+    def bands_pending(self) -> bool:
+        """Whether a big change is still being drawn in bands (see the module doc)."""
+        return bool(self._pending)
+
+    def _redraw(self, layer: str, region: Rect) -> None:
+        """Render `region` of a layer now if small, else its first band now and the rest
+        one band per frame (merged with what is still pending)."""
         if region.empty:
             return
-        if self.preview is not None:
-            inst, classes, version = self.preview.instances, self.preview.classes, None
+        pending = self._pending.pop(layer, None)
+        if pending is not None:
+            region = region.union(pending)
+        if region.height * region.width > BAND_PIXELS:
+            self._pending[layer] = region
+            self._draw_bands()
         else:
-            inst, classes = self.session.instances, self.session.classes
-            version = self.session.classes_version
-        rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
-        self._overlay_tex.blit_buffer(
+            self._render(layer, region)
+
+    def _draw_bands(self, *_: object) -> None:
+        """One band of each layer still pending (the top rows of what is left)."""
+        for layer, region in list(self._pending.items()):
+            rows = max(1, BAND_PIXELS // max(1, region.width))
+            band = Rect(region.y0, region.x0, min(region.y1, region.y0 + rows), region.x1)
+            rest = Rect(band.y1, region.x0, region.y1, region.x1)
+            if rest.empty:
+                del self._pending[layer]
+            else:
+                self._pending[layer] = rest
+            self._render(layer, band)
+            if layer == "offer" and rest.empty:
+                self._on_hide()  # all outlines in: show them
+        if self._pending:
+            self._next_band()
+
+    def _render(self, layer: str, region: Rect) -> None:
+        """Render `region` of a layer from the label as it is now and blit it."""
+        if layer == "offer":
+            texture, offer = self._offer_tex, self.offer
+            if texture is None or offer is None:
+                return
+            rgba = self.offer_renderer.render(
+                offer.instances, offer.classes, region, None, int(self.offer_selected)
+            )
+        else:
+            texture = self._overlay_tex
+            if texture is None or self.session is None:
+                return
+            if self.preview is not None:
+                inst, classes, version = self.preview.instances, self.preview.classes, None
+            else:
+                inst, classes = self.session.instances, self.session.classes
+                version = self.session.classes_version
+            rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
+        texture.blit_buffer(
             rgba.tobytes(),
             pos=(region.x0, region.y0),
             size=(region.width, region.height),
@@ -224,26 +335,6 @@ class LabelCanvas(StencilView):
             bufferfmt="ubyte",
         )
         self.canvas.ask_update()
-
-    def show_offer(self, label: Label | None) -> None:
-        """Outline a pre-label on offer over the expert's own label (None: hide it)."""
-        self.offer = label
-        if self._offer_tex is None:
-            return
-        h, w = self._offer_tex.height, self._offer_tex.width
-        if label is None:
-            self._offer_tex.blit_buffer(bytes(w * h * 4), colorfmt="rgba", bufferfmt="ubyte")
-        else:
-            rgba = self.offer_renderer.render(
-                label.instances, label.classes, Rect.full((h, w)), None, int(self.offer_selected)
-            )
-            self._offer_tex.blit_buffer(rgba.tobytes(), colorfmt="rgba", bufferfmt="ubyte")
-        self.canvas.ask_update()
-
-    def show_preview(self, label: Label | None) -> None:
-        """Show another label (a suggestion's before/after) instead of the edited one."""
-        self.preview = label
-        self.refresh()
 
     def set_markers(self, points: list[tuple[float, float, float]]) -> None:
         """Circles (image x, y, radius) that point at objects an inspection warns about."""
@@ -346,10 +437,43 @@ class LabelCanvas(StencilView):
         self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
         self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = size
         self._layout_minimap()
+        self._draw_marks()
         self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
             self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
+
+    def _draw_marks(self, *_: object) -> None:
+        """Draw the label's points and boxes (a before/after's while it is shown) and the one
+        the pen is shaping; rebuilt only when they or the view changed, not on every dab."""
+        if self.session is None:
+            return
+        # a before/after without marks (a mask model's) keeps the label's: so does its Accept
+        objects = (self.preview.objects if self.preview else ()) or self.session.objects
+        drag = self._mark[0] if self._mark else None
+        selected = int(self.selected_mark)
+        if drag is not None and self._mark_shape is not None:
+            if drag.index is None:
+                objects, selected = (*objects, self._mark_shape), len(objects)
+            else:
+                k = drag.index
+                objects = (*objects[:k], self._mark_shape, *objects[k + 1 :])
+                selected = k
+        renderer = self.renderer
+        offered = self.offer.objects if self.offer is not None else ()
+        view = (self._mark_shape, self.zoom, self.offset, tuple(self.pos), selected,
+                dict(renderer.colours), renderer.hidden, self.hide_overlay)  # fmt: skip
+        shown = self._marks_shown
+        if shown is not None and shown[:2] == (objects, offered) and shown[2] == view:
+            return
+        self._marks_shown = (objects, offered, view)
+        self._marks.clear()
+        if not self.hide_overlay:
+            hidden, colours, to_window = renderer.hidden, renderer.colours, self.to_window
+            if offered:  # a pre-label's marks, hollow under the expert's
+                draw_marks(self._marks, offered, to_window, colours, None, hidden, hollow=True)
+            draw_marks(self._marks, objects, to_window, colours, selected, hidden)
+        self.canvas.ask_update()
 
     def _layout_minimap(self) -> None:
         """A small whole-image view with the visible part framed, once zoomed in far."""
@@ -390,6 +514,8 @@ class LabelCanvas(StencilView):
 
     def _on_hide(self, *_: object) -> None:
         self._overlay_color.a = 0 if self.hide_overlay else 1
+        drawn = self.offer is not None and "offer" not in self._pending
+        self._offer_color.a = 1 if drawn and not self.hide_overlay else 0
         self.canvas.ask_update()
 
     def _on_opacity(self, *_: object) -> None:
@@ -397,7 +523,28 @@ class LabelCanvas(StencilView):
         self.refresh()
 
     def _on_selected(self, *_: object) -> None:
-        self.refresh()
+        """Redraw the boxes of the objects selected before and now (nothing else changes)."""
+        before, self._selected_before = self._selected_before, int(self.selected)
+        if self.session is None:
+            return
+        if self.preview is not None:
+            self.refresh()
+            return
+        for iid in {before, int(self.selected)} - {0}:
+            box = self.session.instance_rect(iid)
+            if box is not None:
+                self.refresh(box)
+
+    def _on_offer_selected(self, *_: object) -> None:
+        """Redraw the outlines of the offer's objects selected before and now."""
+        before, self._offer_selected_before = self._offer_selected_before, int(self.offer_selected)
+        offer = self.offer
+        if offer is None or self._offer_tex is None:
+            return
+        for iid in {before, int(self.offer_selected)} - {0}:
+            box = object_box(offer, iid)
+            if box is not None:
+                self._redraw("offer", display_rect(box, offer.shape))
 
     # ----- touches -------------------------------------------------------------------------
     def on_touch_down(self, touch: MotionEvent) -> bool:
@@ -496,8 +643,11 @@ class LabelCanvas(StencilView):
                 self._lasso_line.points = list(touch.pos)
             elif self.tool == "fill":
                 self._finish_gesture(self.session.fill(ix, iy))
+            elif self.tool in marks.MARK_TOOLS:
+                drag = marks.grab(self.session.objects, self.tool, ix, iy, self._grab())
+                self._mark = (drag, tuple(touch.pos))
             else:
-                self._instance_tool(self.session.instance_at(ix, iy))
+                self._object_tool(ix, iy)
         except ApplianceError as exc:
             self.on_message(str(exc))
 
@@ -511,6 +661,11 @@ class LabelCanvas(StencilView):
         elif self._lasso:
             self._lasso.append((ix, iy))
             self._lasso_line.points = [*self._lasso_line.points, *touch.pos]
+        elif self._mark is not None:
+            drag, start = self._mark
+            tapped = marks.is_tap(start, touch.pos, mm(marks.TAP_MM))
+            self._mark_shape = None if tapped else marks.shaped(drag, self.session, ix, iy)
+            self._draw_marks()
 
     def _pen_up(self, touch: MotionEvent) -> None:
         assert self.session is not None
@@ -522,6 +677,40 @@ class LabelCanvas(StencilView):
             points, self._lasso = self._lasso, []
             self._lasso_line.points = []
             self._finish_gesture(self.session.lasso(points))
+        elif self._mark is not None:
+            (drag, start), self._mark, self._mark_shape = self._mark, None, None
+            ix, iy = self.to_image(*touch.pos)
+            tapped = marks.is_tap(start, touch.pos, mm(marks.TAP_MM))
+            rect, index = marks.finish(self.session, drag, ix, iy, tapped, self._grab())
+            self.selected_mark = -1 if index is None else index
+            self._finish_gesture(rect)
+            self._draw_marks()
+            if tapped or index is not None:
+                self.on_mark(index, False)
+
+    def _grab(self) -> float:
+        """`marks.GRAB_MM` on the screen, in image pixels at this zoom."""
+        return mm(marks.GRAB_MM) / max(self.zoom, 1e-6)
+
+    def _object_tool(self, ix: float, iy: float) -> None:
+        """Pick, Delete or Set class: a point or a box's outline under the pen first, then the
+        mask there, then a box the pen is inside of."""
+        assert self.session is not None
+        session = self.session
+        index = marks.mark_at(session.objects, ix, iy, self._grab())
+        instance = session.instance_at(ix, iy)
+        if index is None and instance == 0:
+            index = session.object_at(ix, iy, self._grab())
+        if index is None:
+            self._instance_tool(instance)
+        elif self.tool == "pick":
+            self.selected_mark = index
+            self.on_mark(index, True)
+        elif self.tool == "delete":
+            self.selected_mark = -1
+            self._finish_gesture(session.delete_object(index))
+        elif self.tool == "reclass":
+            self._finish_gesture(session.set_object_class(index, session.active_class))
 
     def _instance_tool(self, instance_id: int) -> None:
         assert self.session is not None
@@ -552,6 +741,8 @@ class LabelCanvas(StencilView):
         assert self.session is not None
         self._changed(self.session.cancel_stroke())
         self._lasso, self._lasso_line.points, self._cursor.points = [], [], []
+        self._mark, self._mark_shape = None, None
+        self._draw_marks()
         for uid, touch in self._pens.items():
             touch.ud["canvas_pen"] = False
             self._fingers[uid] = tuple(touch.pos)

@@ -9,22 +9,35 @@ is one undo step (`AnnotatePresenter.delete_object` / `reclass_object`).
 
 The rows come from the Kivy-free presenter (`AnnotatePresenter.objects`); this widget only
 draws them and turns taps into presenter calls. It follows the label: the screen calls
-`refresh()` whenever it redraws its status line, and the panel rebuilds only when the label,
+`refresh()` whenever it redraws its status line, and the panel updates only when the label,
 the offer, the classes or the selection changed (never in the middle of a pen stroke).
-Widgets are keyed in the screen's `buttons`: `object:<id>`, `suggested:<id>`,
-`object_delete`, `object_class:<class id>`.
+
+The list is virtualised (a `RecycleView`): the rows are plain data (`row_data`), and only the
+rows in sight are widgets, recycled while the list scrolls. Building one widget per row made
+opening a 256-object list block the UI thread for 0.5-2 s and every stroke with it open cost
+another second (issue 25, defect 6); now a stroke replaces the data and the dozen visible
+widgets take the new values. Widgets are keyed in the screen's `buttons` while they show a
+row: `object:<id>`, `suggested:<id>`, `point:<index>`, `box:<index>` (the label's point and box
+objects, after its masks), then `object_delete`, `object_class:<class id>`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.factory import Factory
+from kivy.properties import BooleanProperty, ListProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
+from kivy.uix.recycleboxlayout import RecycleBoxLayout
+from kivy.uix.recycleview import RecycleView
+from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.uix.scrollview import ScrollView
+from kivy.uix.togglebutton import ToggleButton
 from kivy.uix.widget import Widget
 
 from appliance.overlay import class_colour
@@ -33,9 +46,85 @@ from appliance.session.presenter import AnnotatePresenter
 from appliance.ui.canvas import LabelCanvas
 from appliance.ui.widgets import button, class_toggle, label, scroll_only_when_needed
 
-MAX_ROWS = 300  # rows built at most: beyond, the expert finds objects with Pick on the image
 ACTIONS_SHARE = 0.4  # of the panel's height, for the selected object's actions
-PREFIXES = ("object:", "suggested:", "object_delete", "object_class:")
+HEADING = "Suggested (pre-label)"
+
+
+def row_data(rows: list[ObjectRow], selected: str | None) -> list[dict[str, Any]]:
+    """The list's data: one dict per row (what its widget shows), the pre-label's rows under a
+    heading. Generic over `ObjectRow`: whatever kind of object a row stands for (mask, point,
+    box), its widget shows `row.text`."""
+    data: list[dict[str, Any]] = []
+    own = sum(not r.suggested for r in rows)
+    for i, row in enumerate(rows):
+        if row.suggested and i == own:
+            data.append({"viewclass": "ObjectListHeading", "text": HEADING})
+        data.append(
+            {
+                "viewclass": "ObjectRowView",
+                "key": row.key,
+                "text": row.text,
+                "suggested": row.suggested,
+                "swatch": [*(v / 255 for v in row.colour), 1],
+                "state": "down" if row.key == selected else "normal",
+            }
+        )
+    return data
+
+
+class _Rows(RecycleView):
+    """The scrolling list; knows its panel so that its row widgets can reach it."""
+
+    def __init__(self, panel: ObjectPanel, **kwargs: Any) -> None:
+        self.panel = panel
+        super().__init__(**kwargs)
+
+
+class ObjectListHeading(RecycleDataViewBehavior, Label):
+    """The heading above the suggested rows (style in style.kv)."""
+
+    def refresh_view_attrs(self, rv: Any, index: int, data: dict[str, Any]) -> None:
+        super().refresh_view_attrs(rv, index, {"text": data["text"]})
+
+
+class ObjectRowView(RecycleDataViewBehavior, ToggleButton):
+    """One visible row (style in style.kv); recycled: it shows whichever row scrolled into its
+    place, and it is `buttons[key]` only while it is on the list showing that row."""
+
+    key = StringProperty("")
+    swatch = ListProperty([1, 1, 1, 1])
+    suggested = BooleanProperty(False)
+    panel: ObjectPanel | None = None
+
+    def refresh_view_attrs(self, rv: Any, index: int, data: dict[str, Any]) -> None:
+        self.panel = rv.panel
+        self._unregister()
+        attrs = {k: v for k, v in data.items() if k != "viewclass"}
+        super().refresh_view_attrs(rv, index, attrs)
+        self._register()
+
+    def on_parent(self, _widget: Widget, parent: Widget | None) -> None:
+        if parent is None:
+            self._unregister()  # scrolled out of sight or the list shrank: kept for reuse
+        else:
+            self._register()
+
+    def _register(self) -> None:
+        if self.panel is not None and self.key and self.parent is not None:
+            self.panel.buttons[self.key] = self
+
+    def _unregister(self) -> None:
+        if self.panel is not None and self.panel.buttons.get(self.key) is self:
+            del self.panel.buttons[self.key]
+
+    def on_release(self) -> None:
+        """Tapped once it selects its object, tapped again it lets go."""
+        if self.panel is not None:
+            self.panel.select(self.key if self.state == "down" else None)
+
+
+Factory.register("ObjectListHeading", cls=ObjectListHeading)
+Factory.register("ObjectRowView", cls=ObjectRowView)
 
 
 class ObjectPanel(BoxLayout):
@@ -53,16 +142,25 @@ class ObjectPanel(BoxLayout):
         self.presenter, self.canvas_view, self.buttons = presenter, canvas, buttons
         self.classes_changed = classes_changed
         self.rows: dict[str, ObjectRow] = {}
-        self._shown: Hashable = None
+        self._shown: tuple[Hashable, str | None] | None = None
         box = Factory.Panel()
         self.add_widget(box)
         # no heading: the Objects toggle above says what this is, the summary line counts them
         self.summary = label("", color=app.c_muted, font_size=app.font_small)
         box.add_widget(self.summary)
-        self.list = GridLayout(cols=1, size_hint_y=None, spacing=app.gap / 2)
+        self.row_height, self.row_gap = app.touch, app.gap / 2
+        self.list = RecycleBoxLayout(
+            orientation="vertical",
+            size_hint_y=None,
+            default_size=(None, self.row_height),
+            default_size_hint=(1, None),
+            spacing=self.row_gap,
+            key_viewclass="viewclass",  # rows and the suggested heading
+        )
         self.list.bind(minimum_height=self.list.setter("height"))
-        self.scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2)
+        self.scroll = _Rows(self, do_scroll_x=False, bar_width=app.gap * 2)
         self.scroll.add_widget(self.list)
+        scroll_only_when_needed(self.scroll, self.list)
         box.add_widget(self.scroll)
         self.actions = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
         self.actions.bind(minimum_height=self.actions.setter("height"))
@@ -81,7 +179,8 @@ class ObjectPanel(BoxLayout):
 
     # ----- drawing -------------------------------------------------------------------------
     def _state(self) -> Hashable:
-        """Everything the panel shows depends on; None while a stroke is being drawn."""
+        """Everything the rows depend on (the selection aside); None while a stroke is being
+        drawn."""
         p = self.presenter()
         work = p.work if p else None
         if p is None or work is None:
@@ -90,74 +189,65 @@ class ObjectPanel(BoxLayout):
         if session.stroke_active:
             return None
         offer = id(p.offer) if p.offer else 0
-        return (
-            id(work),
-            session.revision,
-            session.classes_version,
-            offer,
-            p.selected_object,
-            self.classes_changed(),
-        )
+        return (id(work), session.revision, session.classes_version, offer, self.classes_changed())
 
     def refresh(self, force: bool = False) -> None:
-        """Rebuild the rows if what they show changed (or `force`), keeping the scroll."""
+        """Update the rows if what they show changed (or `force`), keeping the scroll; a new
+        selection alone reuses the rows (counting 2048² pixels per tap is not needed)."""
         if self.parent is None:
             return  # closed: nothing to keep in sync
         state = self._state()
-        if state is None or (state == self._shown and not force):
+        if state is None:
             return
-        self._shown = state
         p = self.presenter()
-        rows = p.objects() if p else []
-        self._rows(rows, p.selected_object if p else None)
+        selected = p.selected_object if p else None
+        if (state, selected) == self._shown and not force:
+            return
+        same_rows = self._shown is not None and self._shown[0] == state and not force
+        self._shown = (state, selected)
+        rows = list(self.rows.values()) if same_rows else (p.objects() if p else [])
+        self._rows(rows, selected)
         self._actions(p)
         self._highlight()
 
     def _rows(self, rows: list[ObjectRow], selected: str | None) -> None:
-        app = App.get_running_app()
-        for key in [k for k in self.buttons if k.startswith(PREFIXES)]:
-            del self.buttons[key]
-        self.list.clear_widgets()
+        """New data for the list: its visible widgets take it on the next frame."""
         self.rows = {r.key: r for r in rows}
         own = sum(not r.suggested for r in rows)
         text = f"{own} objects"
         if len(rows) > own:
             text += f" + {len(rows) - own} suggested"
         self.summary.text = text if rows else "No objects yet: draw with the pen"
-        picked = None
-        for row in rows[:MAX_ROWS]:
-            if row.suggested and row is rows[own]:  # the pre-label's objects under a heading
-                self.list.add_widget(
-                    label("Suggested (pre-label)", color=app.c_muted, font_size=app.font_small)
-                )
-            toggle = Factory.ObjectRowToggle(
-                text=f"{row.instance_id}   {row.class_name} · {row.area} px",
-                state="down" if row.key == selected else "normal",
-            )
-            toggle.suggested = row.suggested  # kv properties, set after construction
-            toggle.swatch = (*(v / 255 for v in row.colour), 1)
-            toggle.bind(
-                on_release=lambda b, k=row.key: self.select(k if b.state == "down" else None)
-            )
-            self.buttons[row.key] = toggle
-            self.list.add_widget(toggle)
-            if row.key == selected:
-                picked = toggle
-        if len(rows) > MAX_ROWS:
-            more = len(rows) - MAX_ROWS
-            self.list.add_widget(label(f"… and {more} more: tap one with Pick", color=app.c_muted))
-        if picked is not None:
-            Clock.schedule_once(lambda _dt: self._scroll_to(picked), 0)
+        data = row_data(rows, selected)
+        self.scroll.data = data
+        index = next((i for i, d in enumerate(data) if d.get("key") == selected), None)
+        if index is not None:
+            Clock.schedule_once(lambda _dt: self._scroll_to(index), 0)
 
-    def _scroll_to(self, row: Widget) -> None:
-        if row.parent is self.list and self.list.height > self.scroll.height:
-            self.scroll.scroll_to(row, padding=App.get_running_app().gap, animate=False)
+    def _scroll_to(self, index: int) -> None:
+        """Scroll just enough that row `index` is in sight (all rows are equally tall)."""
+        step = self.row_height + self.row_gap
+        content, view = self.list.height, self.scroll.height
+        if content <= view:
+            return
+        pad = App.get_running_app().gap
+        top = (1 - self.scroll.scroll_y) * (content - view)  # content px above the view
+        row_top = index * step
+        if row_top - pad < top:
+            top = row_top - pad
+        elif row_top + self.row_height + pad > top + view:
+            top = row_top + self.row_height + pad - view
+        else:
+            return
+        self.scroll.scroll_y = 1 - min(max(top, 0.0), content - view) / (content - view)
 
     def _actions(self, p: AnnotatePresenter | None) -> None:
         """What can be done to the selected object: Delete, and its class from a pick list."""
         app = App.get_running_app()
         box = self.actions
         box.clear_widgets()
+        for key in [k for k in self.buttons if k.startswith(("object_delete", "object_class:"))]:
+            del self.buttons[key]
         row = self.rows.get(p.selected_object or "") if p else None
         if p is None or row is None:
             box.add_widget(label("Tap a row to find the object", color=app.c_muted))
@@ -165,8 +255,8 @@ class ObjectPanel(BoxLayout):
         if row.suggested:
             box.add_widget(label("Suggested: accept the pre-label to edit it", color=app.c_muted))
             return
-        iid = row.instance_id
-        delete = button(f"Delete object {iid}", lambda: self._call(lambda q: q.delete_object(iid)))
+        key = row.key
+        delete = button(f"Delete {row.name}", lambda: self._call(lambda q: q.delete_row(key)))
         self.buttons["object_delete"] = delete
         box.add_widget(delete)
         box.add_widget(label("Class of this object", font_size=app.font_small))
@@ -176,7 +266,7 @@ class ObjectPanel(BoxLayout):
         for cid, name in p.project.classes().items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, f"object_class_{id(self)}", cid == row.class_id)
-            toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_object(iid, c)))
+            toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_row(key, c)))
             self.buttons[f"object_class:{cid}"] = toggle
             grid.add_widget(toggle)
         box.add_widget(grid)
@@ -189,6 +279,7 @@ class ObjectPanel(BoxLayout):
         canvas = self.canvas_view
         canvas.selected = int(number) if kind == "object" else 0
         canvas.offer_selected = int(number) if kind == "suggested" else 0
+        canvas.selected_mark = int(number) if kind in ("point", "box") else -1
 
     # ----- taps ----------------------------------------------------------------------------
     def _call(self, action: Callable[[AnnotatePresenter], object]) -> None:
@@ -196,10 +287,6 @@ class ObjectPanel(BoxLayout):
         if p is not None:
             App.get_running_app().safely(action, p)
         self.refresh()
-
-    def _tapped(self, row: Widget, key: str) -> None:
-        """A row toggles: tapped once it selects its object, tapped again it lets go."""
-        self.select(key if row.state == "down" else None)
 
     def select(self, key: str | None) -> None:
         """Select a row's object (None: nothing), highlight it and centre the view on it."""

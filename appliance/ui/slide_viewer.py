@@ -4,9 +4,11 @@ Only the tiles of the visible level that intersect the widget are read (on the j
 through the core `TileCache`), and a tile already read is drawn in the same frame. Under the
 tiles the overview (the coarsest level, read once) is always drawn, so panning never shows a
 blank. Input: a pen tap places a point of the active class, a pen drag draws a box (both on
-the open region, one undo step each); a finger tap selects the point or box under it (for
-the screen's Delete and Re-class); one finger pans, two fingers pinch-zoom, the mouse wheel
-zooms about the pointer. The region being annotated is outlined.
+the open region, one undo step each); a pen landing on a point drags it along, on a box's
+corner or edge resizes or moves the box (`appliance.session.marks`, as on the annotate
+screen); a finger tap selects the point or box under it (for the screen's Delete and Re-class);
+one finger pans, two fingers pinch-zoom, the mouse wheel zooms about the pointer. The region
+being annotated is outlined.
 """
 
 from __future__ import annotations
@@ -16,21 +18,21 @@ from typing import Any
 
 import numpy as np
 from kivy.app import App
-from kivy.graphics import Color, Ellipse, Line, Rectangle
+from kivy.graphics import Color, Line, Rectangle
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
 from kivy.metrics import dp, mm
 from kivy.uix.stencilview import StencilView
 
-from appliance.labels import Point
-from appliance.overlay import class_colour
+from appliance.labels import CellObject
+from appliance.session.marks import GRAB_MM, SELECT_MM, TAP_MM, MarkDrag, is_tap
 from appliance.session.slide_view import SlideViewport, TileKey
 from appliance.session.slide_work import SlideWork
+from appliance.store.classes import colours
 from appliance.ui.canvas import is_pen
+from appliance.ui.marks import draw_marks
 
 __all__ = ["SlideViewer"]
-
-TAP_MM = 2.0  # a pen that moves less than this between down and up placed a point
 
 
 def _texture(rgb: np.ndarray) -> Texture:
@@ -53,16 +55,18 @@ class SlideViewer(StencilView):
         self.pending: set[TileKey] = set()
         self.on_marked: Any = None
         self.selected: int | None = None  # index into the region's objects
+        self.colours: dict[int, tuple[int, int, int]] = {}  # the classes' chosen colours
         self._finger_start: dict[int, tuple[float, float]] = {}
-        self._pen: tuple[MotionEvent, float, float] | None = None
+        self._pen: tuple[MotionEvent, float, float, MarkDrag] | None = None
         self._fingers: dict[int, tuple[float, float]] = {}
-        self._rubber: tuple[float, float, float, float] | None = None
+        self._shape: CellObject | None = None  # the mark the pen shapes (level-0 coordinates)
         self.bind(size=self._resized, pos=lambda *_: self.redraw())
 
     # ----- opening -------------------------------------------------------------------------
     def show(self, work: SlideWork) -> None:
         """Show a region's slide, fitted (the overview)."""
         self.work = work
+        self.colours = colours(work.work.project)
         self.textures.clear()
         self.pending.clear()
         self.viewport = SlideViewport(work.slide.info, (max(self.width, 1), max(self.height, 1)))
@@ -131,7 +135,7 @@ class SlideViewer(StencilView):
                     self._rect(tex, *vp.tile_rect(key))
                 else:
                     self._request(key)
-            self._draw_marks()
+        self._draw_marks()
         keep = set(wanted)
         for key in [k for k in self.textures if k not in keep]:
             del self.textures[key]  # the core cache keeps the pixels; textures only while shown
@@ -142,30 +146,19 @@ class SlideViewer(StencilView):
 
     def _draw_marks(self) -> None:
         assert self.viewport is not None and self.work is not None
-        vp, r = self.viewport, self.work.region
-        Color(1, 0.85, 0, 1)
+        vp, r, canvas = self.viewport, self.work.region, self.canvas
+        canvas.add(Color(1, 0.85, 0, 1))
         left, top = vp.to_screen(r.x, r.y)
         x, y = self._window(left, top + r.height * vp.scale)
-        Line(rectangle=(x, y, r.width * vp.scale, r.height * vp.scale), width=dp(1))
-        radius = dp(5)
-        for k, obj in enumerate(self.work.objects()):
-            red, green, blue = (v / 255 for v in class_colour(obj.class_id))
-            Color(red, green, blue, 1)
-            chosen = k == self.selected
-            if isinstance(obj, Point):
-                px, py = self.slide_to_window(obj.x, obj.y)
-                Ellipse(pos=(px - radius, py - radius), size=(2 * radius, 2 * radius))
-                if chosen:
-                    Color(1, 1, 1, 1)
-                    Line(circle=(px, py, radius * 1.8), width=dp(1.5))
+        canvas.add(Line(rectangle=(x, y, r.width * vp.scale, r.height * vp.scale), width=dp(1)))
+        objects, selected = tuple(self.work.objects()), self.selected
+        if self._pen is not None and self._shape is not None:  # the mark being shaped
+            k = self._pen[3].index
+            if k is None:
+                objects, selected = (*objects, self._shape), len(objects)
             else:
-                ax, ay = self.slide_to_window(obj.x0, obj.y1)
-                bx, by = self.slide_to_window(obj.x1, obj.y0)
-                Line(rectangle=(ax, ay, bx - ax, by - ay), width=dp(3 if chosen else 1.5))
-        if self._rubber is not None:
-            Color(1, 1, 1, 1)
-            ax, ay, bx, by = self._rubber
-            Line(rectangle=(min(ax, bx), min(ay, by), abs(bx - ax), abs(by - ay)), width=dp(1))
+                objects, selected = (*objects[:k], self._shape, *objects[k + 1 :]), k
+        draw_marks(canvas, objects, self.slide_to_window, self.colours, selected)
 
     def _request(self, key: TileKey) -> None:
         """Read a tile on the worker; draw again when it is in the cache."""
@@ -190,7 +183,7 @@ class SlideViewer(StencilView):
         if self.work is None or self.viewport is None:
             return
         x, y = self.viewport.to_slide(*self._local(wx, wy))
-        self.selected = self.work.object_at(x, y, mm(4) / self.viewport.scale)
+        self.selected = self.work.object_at(x, y, mm(SELECT_MM) / self.viewport.scale)
         self.redraw()
         if self.on_marked is not None:
             self.on_marked()
@@ -206,7 +199,10 @@ class SlideViewer(StencilView):
             return True
         touch.grab(self)
         if is_pen(touch) and getattr(touch, "button", "left") in (None, "left"):
-            self._pen = (touch, *touch.pos)
+            if self.work is not None:
+                at = self.viewport.to_slide(*self._local(*touch.pos))
+                drag = self.work.grab(*at, mm(GRAB_MM) / self.viewport.scale)
+                self._pen, self._shape = (touch, *touch.pos, drag), None
         else:
             self._fingers[touch.uid] = touch.pos
             self._finger_start[touch.uid] = touch.pos
@@ -216,8 +212,10 @@ class SlideViewer(StencilView):
         if touch.grab_current is not self or self.viewport is None:
             return False
         if self._pen is not None and self._pen[0] is touch:
-            _, x0, y0 = self._pen
-            self._rubber = (x0, y0, *touch.pos)
+            _, x0, y0, drag = self._pen
+            at = self.viewport.to_slide(*self._local(*touch.pos))
+            tapped = is_tap((x0, y0), touch.pos, mm(TAP_MM))
+            self._shape = None if tapped or self.work is None else self.work.shaped(drag, *at)
             self.redraw()
             return True
         old = self._fingers.get(touch.uid)
@@ -242,19 +240,20 @@ class SlideViewer(StencilView):
         touch.ungrab(self)
         self._fingers.pop(touch.uid, None)
         start = self._finger_start.pop(touch.uid, None)
-        if start is not None and not self._fingers and math.dist(start, touch.pos) < mm(TAP_MM):
+        if start is not None and not self._fingers and is_tap(start, touch.pos, mm(TAP_MM)):
             self._select(*touch.pos)
             return True
         if self._pen is None or self._pen[0] is not touch or self.work is None:
             return True
-        _, x0, y0 = self._pen
-        self._pen, self._rubber = None, None
+        _, x0, y0, drag = self._pen
+        self._pen, self._shape = None, None
         assert self.viewport is not None
-        a = self.viewport.to_slide(*self._local(x0, y0))
         b = self.viewport.to_slide(*self._local(*touch.pos))
-        tapped = math.dist((x0, y0), touch.pos) < mm(TAP_MM)
-        marked = self.work.place_point(*b) if tapped else self.work.draw_box(*a, *b)
+        tapped = is_tap((x0, y0), touch.pos, mm(TAP_MM))
+        marked, index = self.work.finish(drag, *b, tapped)
+        if index is not None:
+            self.selected = index  # a tapped or moved mark: Delete and Re-class act on it
         self.redraw()
-        if marked and self.on_marked is not None:
+        if (marked or index is not None) and self.on_marked is not None:
             self.on_marked()
         return True

@@ -214,12 +214,53 @@ def _object_list_shown(app: ApplianceApp) -> bool:
     screen, presenter = _annotate(app), _presenter(app)
     rows = [k for k in screen.buttons if k.startswith(("object:", "suggested:"))]
     key = presenter.selected_object
+    keys = {row.key for row in presenter.objects()}
     return (
         screen.object_panel.parent is not None
-        and len(rows) == len(presenter.objects()) > 0
+        and bool(rows)
+        and set(rows) <= keys  # only the rows in sight are widgets (a virtualised list)
         and key is not None
         and screen.buttons[key].state == "down"
         and screen.canvas_view.selected == int(key.split(":")[1])
+    )
+
+
+def _mark_cells(app: ApplianceApp) -> None:
+    """Cells as points and boxes over the label: three points and two boxes of two classes
+    placed as the Point and Box tools place them, the list open on the second box."""
+    screen, presenter = _annotate(app), _presenter(app)
+    work = presenter.work
+    if work is None:
+        return
+    screen.set_tool("point")
+    session = work.session
+    h, w = session.shape
+    for (fx, fy), cid in (((0.2, 0.25), 1), ((0.55, 0.4), 2), ((0.8, 0.7), 1)):
+        presenter.set_class(cid)
+        session.place_point(fx * w, fy * h)
+    for (fx, fy), cid in (((0.1, 0.55), 2), ((0.6, 0.1), 1)):
+        presenter.set_class(cid)
+        session.draw_box(fx * w, fy * h, (fx + 0.18) * w, (fy + 0.15) * h)
+    presenter.stroke_done()
+    screen.show_label(None)
+    screen.canvas_view.fit()
+    screen.show_objects(True)
+    boxes = [row.key for row in presenter.objects() if row.kind == "box"]
+    screen.object_panel.select(boxes[-1])
+    screen.canvas_view.fit()
+
+
+def _cells_shown(app: ApplianceApp) -> bool:
+    screen, presenter = _annotate(app), _presenter(app)
+    status = presenter.status()
+    key = presenter.selected_object or ""
+    return (
+        status is not None
+        and (status.points, status.boxes) == (3, 2)
+        and key.startswith("box:")
+        and screen.buttons[key].state == "down"
+        and screen.canvas_view.selected_mark == int(key.split(":")[1])
+        and screen.buttons["tool:point"].state == "down"
     )
 
 
@@ -245,6 +286,7 @@ STEPS: list[Step] = [
     ("12-gallery", _go("gallery"), _gallery_drawn),
     (None, _open_object_list, _always),
     ("13-annotate-object-list", _pick_from_list, _object_list_shown),
+    ("14-annotate-cells", _mark_cells, _cells_shown),
     (None, _dark, _always),
 ]
 

@@ -53,6 +53,7 @@ __all__ = [
     "learning_rate",
     "plot_curves",
     "predict",
+    "resolve_machine",
     "train_model",
 ]
 
@@ -152,7 +153,7 @@ def evaluate(
     return float(np.mean(scores)), (None if counts is None else counts.f1)
 
 
-def _resolve(config: TrainConfig, rt: Runtime) -> tuple[int, int, float | None]:
+def resolve_machine(config: TrainConfig, rt: Runtime) -> tuple[int, int, float | None]:
     """Batch size, loader workers and time budget for this machine."""
     cuda = rt.device.type == "cuda"
     batch = config.batch or (16 if cuda else 4)
@@ -212,7 +213,7 @@ def _setup(train: list[Sample], val: list[Sample], config: TrainConfig) -> _Fit:
     """Datasets, the per-rank loader, the model (wrapped for DDP) and its optimiser."""
     rt = select_runtime(config.device)
     seed_everything(config.seed)
-    batch, workers, budget = _resolve(config, rt)
+    batch, workers, budget = resolve_machine(config, rt)
     amp, precision = precision_for(rt.device)
     in_ch = train[0].image.shape[0] + config.in_channels_extra
     spec = config.perturb if config.task == "upgrade" else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -33,10 +34,15 @@ from export.train.loop import (
 )
 from export.train.onnx_model import onnx_outputs, onnx_scores, segmentation_contract
 
+if TYPE_CHECKING:
+    from export.object_masks import Relabel
+
 __all__ = ["JobResult", "split_off_val", "train_job"]
 
+S = TypeVar("S")  # a segmentation `Sample` or a detector's `DetSample`
 
-def split_off_val(train: list[Sample], seed: int, job: Path) -> tuple[list[Sample], list[Sample]]:
+
+def split_off_val(train: list[S], seed: int, job: Path) -> tuple[list[S], list[S]]:
     """80/20 split of the training items when the job has no validation items (seed 003)."""
     if len(train) < 2:
         raise ApplianceError(
@@ -70,9 +76,9 @@ class _JobData:
     test: list[Sample]
 
 
-def _load_job(job_path: Path, task: str, seed: int) -> _JobData:
+def _load_job(job_path: Path, task: str, seed: int, relabel: Relabel | None = None) -> _JobData:
     with read_training_job(job_path) as job:
-        splits, classes = samples_from_job(job, task)
+        splits, classes = samples_from_job(job, task, relabel)
         job_id = job.id
     train, val, test = splits["train"], splits["val"], splits["test"]
     if not val:
@@ -89,15 +95,17 @@ def train_job(
     perturb: PerturbSpec | None = None,
     quantize: bool = False,
     progress: bool = True,
+    relabel: Relabel | None = None,
 ) -> JobResult | None:
     """Training-job bundle → trained, exported, checked model bundle.
 
     `config.n_classes` comes from the job; `config.output` "auto" picks the task's default
     output kind (`export.targets.DEFAULT_OUTPUT`); `perturb` None picks the upgrade perturbation for
     the job (other objects to include, or Felzenszwalb segments). Returns None on the non-zero
-    ranks of a torchrun launch (rank 0 exports and writes everything).
+    ranks of a torchrun launch (rank 0 exports and writes everything). `relabel` turns each
+    label into the one trained on (`--targets masks`, `export.object_masks`).
     """
-    data = _load_job(job_path, config.task, config.seed)
+    data = _load_job(job_path, config.task, config.seed, relabel)
     default = (
         UPGRADE_PERTURB if any(s.others is not None for s in data.train) else FELZENSZWALB_PERTURB
     )

@@ -17,7 +17,7 @@ from appliance.assist.inspection import (
     segments,
 )
 from appliance.errors import ApplianceError
-from appliance.labels import Label
+from appliance.labels import Box, Label, Point
 
 
 def squares(n: int, size: int = 4, shape=(40, 40)) -> Label:
@@ -36,6 +36,15 @@ def test_segments_range() -> None:
     assert len(warn.objects) == 2  # the two likeliest extras are named
     score, warn = segments(Label.empty((5, 5)), s)
     assert score == 0.5 and warn.objects == ()
+
+
+def test_points_and_boxes_count_as_segments() -> None:
+    """A label of cells marked by points and boxes only is not an empty one (issue 23, 3)."""
+    s = InspectionSettings(min_segments=1, max_segments=2)
+    marked = Label(np.zeros((40, 40), np.uint32), {}, (Point(3, 4, 1), Box(10, 10, 20, 20, 2)))
+    assert segments(marked, s) == (1.0, None)
+    score, warn = segments(Label(marked.instances, {}, (*marked.objects, Point(30, 30))), s)
+    assert score == 0.5 and "3 segments" in warn.message
 
 
 def test_holes_named_with_boxes() -> None:

@@ -68,7 +68,7 @@ def every_contract() -> list[tuple[str, Contract]]:
     serves, every input channel count, dtype, and 2 or 3 classes where the kind allows it."""
     out = []
     for kind, role, channels, dtype, n_classes in itertools.product(
-        OUTPUT_KINDS.values(), ("prelabel", "upgrade"), INPUT_CHANNELS, DTYPES, (2, 3)
+        OUTPUT_KINDS.values(), ("prelabel", "upgrade", "detector"), INPUT_CHANNELS, DTYPES, (2, 3)
     ):
         if role not in kind.roles:
             continue
@@ -121,6 +121,13 @@ def test_each_installable_contract_installs_and_runs(
         mask[5:15, 5:15] = True
         prediction = model.predict(image, mask if contract.mask_channel else None)
     assert prediction.probs.shape == (contract.n_classes if contract.n_classes > 2 else 2, 37, 45)
+    if role == "detector":  # cells as objects: heatmap of class 1 peaks where the image is
+        # dark, of class 2 (3 classes) where it is bright
+        found = prediction.label.objects
+        assert prediction.label.ids().size == 0 and found
+        assert all((o.bounds()[0] < 20) == (o.class_id == 1) for o in found)
+        assert {o.class_id for o in found} == set(range(1, contract.n_classes))
+        return
     foreground = prediction.label.semantic() > 0
     expected = mask if contract.mask_channel else image > 0
     assert np.array_equal(foreground, expected)

@@ -95,3 +95,33 @@ def test_matched_cells_measure_like_the_cells_of_the_image(blend: str) -> None:
         assert all(lo <= f.value(name) <= hi for f in matched), (name, lo, hi, matched)
     tiny = planted(False)  # what planting looked like before: smaller than the image's cells
     assert np.median([f.area for f in tiny]) < 0.5 * np.median([f.area for f in real])
+
+
+def test_synthetic_cells_on_a_slide_region_marked_by_points_and_boxes(tmp_path) -> None:
+    """Seed 000's plan on a slide: cells planted on a real region (level-0 pixels cut from a
+    tifffile-written pyramid) whose cells are points and boxes; none lands on a marked cell,
+    the marks stay, and each planted cell's truth is its box, as the task scores them."""
+    from appliance.labels import Box, Point
+    from appliance.slides import open_slide
+    from testkit.slides import tissue_image, write_svs
+
+    write_svs(tmp_path / "bal.svs", tissue_image(600, 800, seed=2), mpp=0.25, tile=256)
+    with open_slide(tmp_path / "bal.svs") as slide:
+        region = slide.read_region(300, 200, 128, 128)
+    marks = (Point(20, 20, 1), Box(60, 60, 100, 100, 2))
+    label = Label(np.zeros((128, 128), np.uint32), {}, marks)
+    cells = _cells(3, seed=1)
+    comp = compose_control(
+        region, cells, {"cell": 2}, np.random.default_rng(0), label=label, match=False
+    )
+    assert comp.image.shape == region.shape and comp.image.dtype == np.uint8
+    assert comp.label.ids().size == 0  # a point/box task gets no masks
+    assert comp.label.objects[:2] == marks
+    planted = comp.label.objects[2:]
+    assert [comp.label.objects[i] for i in comp.added] == list(planted) and len(planted) == 3
+    for box, cell in zip(planted, cells, strict=True):
+        assert isinstance(box, Box) and box.class_id == 2
+        ys, xs = np.nonzero(cell.mask)
+        assert (box.x1 - box.x0, box.y1 - box.y0) == (np.ptp(xs) + 1, np.ptp(ys) + 1)
+        assert box.x1 <= 60 or box.x0 >= 100 or box.y1 <= 60 or box.y0 >= 100  # off the box
+        assert np.hypot(*np.subtract(box.centre, (20, 20))) > 6  # off the point's cell

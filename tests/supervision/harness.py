@@ -17,11 +17,24 @@ from appliance.store import Project
 
 
 class _Job:
-    def __init__(self) -> None:
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
         self.cancelled = False
+        self._fn = fn
+        self._ran = False
+        self._result: Any = None
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    def run(self) -> Any:
+        """Run the job once (the queue, or a caller waiting for it, whichever comes first)."""
+        if not self._ran:
+            self._result, self._ran = self._fn(_Ctx()), True
+        return self._result
+
+    def result(self, _timeout: float | None = None) -> Any:
+        """As `Job.result`: the presenter waits for a background save before the next."""
+        return self.run()
 
 
 class _Ctx:
@@ -45,17 +58,17 @@ class QueuedJobs:
         key: Hashable = None,
         failed: Callable[[BaseException], None] | None = None,
     ) -> _Job:
-        job = _Job()
+        job = _Job(fn)
         self.queue.append((job, fn, done, failed))
         return job
 
     def settle(self) -> None:
         while self.queue:
-            job, fn, done, failed = self.queue.popleft()
+            job, _fn, done, failed = self.queue.popleft()
             if job.cancelled:
                 continue
             try:
-                result = fn(_Ctx())
+                result = job.run()
             except Cancelled:
                 continue
             except Exception as exc:

@@ -11,7 +11,7 @@ import pytest
 from appliance.editing import Rect, capsule_mask
 from appliance.labels import decode_instances
 from appliance.session.workflow import pending_draft
-from testkit.touch import SynthTouch, pen_stroke, pump, tap
+from testkit.touch import SynthTouch, pen_stroke, pump, tap, wait_for
 from tests.ui.projects import make_project
 
 
@@ -46,6 +46,7 @@ def test_pen_stroke_changes_exactly_the_pixels_under_it(fresh, tmp_path):
     assert expected.sum() > 1000
     assert np.array_equal(after != before, expected)
     assert len(np.unique(after[expected])) == 1
+    wait_for(lambda: pending_draft(screen.work.project) is not None)  # the writer thread's
     draft = pending_draft(screen.work.project)
     assert draft is not None and draft["image_id"] == screen.work.image_id
     assert np.array_equal(decode_instances(base64.b64decode(draft["instances"])), after)

@@ -56,6 +56,7 @@ def _problems(buttons: dict, size: tuple[int, int]) -> list[str]:
     """Every shown button: big enough, in the window, and in view (required ones as they
     are; the others once their panel is scrolled to them)."""
     from kivy.metrics import mm
+    from kivy.uix.recycleview import RecycleView
 
     window = (0, 0, *size)
     found = []
@@ -65,6 +66,10 @@ def _problems(buttons: dict, size: tuple[int, int]) -> list[str]:
         if min(widget.width, widget.height) < mm(LEAST_MM):
             found.append(f"{wid}: {widget.width:.0f}×{widget.height:.0f} px < 7 mm")
         scroll = _scroll_of(widget)
+        if isinstance(scroll, RecycleView):
+            # a virtualised list's rows exist only while in sight; one at its edge is cut by
+            # it as any scrolled row is: checked for its size and the window only
+            scroll = None
         if scroll is not None and wid not in REQUIRED:
             scroll.scroll_to(widget, padding=0, animate=False)
             pump(2)

@@ -20,7 +20,13 @@ def _disc(canvas, ix, iy):
 
 
 def _rows(screen):
+    """Keys of the row widgets on the list (only the rows in sight are widgets)."""
     return sorted(k for k in screen.buttons if k.startswith(("object:", "suggested:")))
+
+
+def _listed(screen):
+    """Keys of every row of the list, in sight or not, in order."""
+    return [d["key"] for d in screen.object_panel.scroll.data if "key" in d]
 
 
 def test_rows_follow_strokes_select_centres_and_list_edits_undo_exactly(fresh, tmp_path):
@@ -94,9 +100,10 @@ def test_suggested_objects_are_listed_apart_and_only_found(fresh, tmp_path):
     wait_for(lambda: screen.offer is not None)
     tap(screen.buttons["objects"])
     pump(2)
-    suggested = [k for k in _rows(screen) if k.startswith("suggested:")]
+    suggested = [k for k in _listed(screen) if k.startswith("suggested:")]
     assert len(suggested) == len(screen.offer.label.ids()) > 0
-    assert not [k for k in _rows(screen) if k.startswith("object:")]
+    assert not [k for k in _listed(screen) if k.startswith("object:")]
+    assert set(_rows(screen)) <= set(suggested)
     assert "suggested" in screen.object_panel.summary.text
     row = screen.buttons[suggested[0]]
     assert row.suggested and row.italic  # hollow swatch, muted italics, under a heading
@@ -107,7 +114,8 @@ def test_suggested_objects_are_listed_apart_and_only_found(fresh, tmp_path):
     tap(screen.buttons["offer_accept_edit"])
     wait_for(lambda: screen.offer is None)
     pump(2)
-    rows = _rows(screen)
+    rows = _listed(screen)
     assert rows and all(k.startswith("object:") for k in rows)  # accepted: now the expert's
+    assert all(k.startswith("object:") for k in _rows(screen))
     tap(screen.buttons["objects"])
     pump(2)

@@ -120,6 +120,8 @@ def test_a_late_prelabel_is_offered_beside_the_drawing_and_accept_keeps_every_dr
     assert np.array_equal(after[mine], drawn.instances[mine])  # the drawing is untouched
     machine_only = (expected.instances > 0) & ~mine
     assert (after[machine_only] > 0).all()
+    assert presenter.saving  # Accept and edit stores in the background
+    jobs.settle(lambda: not presenter.saving)
     assert project.latest_label(work.image_id).source == "prelabel"
 
 

@@ -106,6 +106,24 @@ def test_overview_to_full_resolution_points_and_boxes_saved_and_reopened(fresh, 
     assert len(screen.work.objects()) == 3
     tap(screen.buttons["undo"])
     assert [o.class_id for o in screen.work.objects()] == [2, 2, 2, 1]
+    # a pen landing on a point drags it along; on a box's corner it resizes the box
+    pen_stroke(
+        [
+            viewer.slide_to_window(x, y)
+            for x, y in ((x0 + 300.5, y0 + 200.5), (x0 + 330.5, y0 + 220.5))
+        ]
+    )
+    pump(2)
+    pen_stroke(
+        [
+            viewer.slide_to_window(x, y)
+            for x, y in ((x0 + 480.5, y0 + 130.5), (x0 + 500.5, y0 + 160.5))
+        ]
+    )
+    pump(2)
+    moved = screen.work.work.session.objects
+    assert len(moved) == 4 and np.allclose(moved[1].bounds()[:2], (330.5, 220.5), atol=1.0)
+    assert np.allclose(moved[3].bounds(), (400.5, 30.5, 500.5, 160.5), atol=1.0)
 
     tap(screen.buttons["save"])
     pump(2)

@@ -28,6 +28,7 @@ from kivy.uix.widget import Widget
 from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
+from appliance.session.marks import MARK_TOOLS
 from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase
 from appliance.session.workflow import ImageWork
 from appliance.store import classes as class_store
@@ -48,6 +49,8 @@ from appliance.ui.widgets import (
 TOOL_NAMES = {
     "brush": "Brush",
     "eraser": "Eraser",
+    "point": "Point",  # cells as points and boxes (appliance.session.marks), one row
+    "box": "Box",
     "fill": "Fill",
     "lasso": "Lasso",
     "pick": "Pick",
@@ -57,6 +60,8 @@ TOOL_NAMES = {
 TOOL_KEYS = {
     "b": "brush",
     "e": "eraser",
+    "o": "point",
+    "x": "box",
     "f": "fill",
     "l": "lasso",
     "p": "pick",
@@ -103,6 +108,7 @@ class AnnotateScreen(ScreenBg):
         self.canvas_view.on_changed = self.show_status
         self.canvas_view.on_stroke_done = self._act("stroke_done")
         self.canvas_view.on_pick = self._on_pick
+        self.canvas_view.on_mark = self._on_mark
         self.canvas_view.on_message = lambda text: App.get_running_app().notify(text, True)
         self.canvas_view.on_pen_down = self._act("pen_down")
         self.canvas_view.on_brush_sized = self._store_brush
@@ -230,13 +236,17 @@ class AnnotateScreen(ScreenBg):
         row.add_widget(self._button("redo", "Redo", self._act("redo")))
         col.add_widget(row)
         more = _scrolled(col)
+        pair = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)  # Point, Box
+        more.add_widget(pair)
         for tool, title in TOOL_NAMES.items():
             toggle = Factory.TToggle(
                 text=title, group="tool", state="down" if tool == "brush" else "normal"
             )
             toggle.bind(on_press=lambda _b, t=tool: self.set_tool(t))
             self.buttons[f"tool:{tool}"] = toggle
-            (col if tool in PINNED_TOOLS else more).add_widget(toggle)
+            (col if tool in PINNED_TOOLS else pair if tool in MARK_TOOLS else more).add_widget(
+                toggle
+            )
         col.add_widget(more.parent)
         # the size on a line of its own: between − and + a narrow panel read "2..." (issue 25)
         self.size_label = label(f"{settings.BRUSH_SIZE.default} px", halign="center")
@@ -284,6 +294,7 @@ class AnnotateScreen(ScreenBg):
         lines = BoxLayout(orientation="vertical", padding=(app.gap * 2, 0))
         self.title_label = self._line(bold=True)
         self.status_label = self._line()
+        self.status_label.shorten_from = "right"  # counts stay whole, the time gives way
         lines.add_widget(self.title_label)
         lines.add_widget(self.status_label)
         row.add_widget(lines)
@@ -436,7 +447,9 @@ class AnnotateScreen(ScreenBg):
             self.presenter.resume()
             self._show_classes()
             return
-        self.presenter = AnnotatePresenter(project, app.annotator, self, app.run_job)
+        self.presenter = AnnotatePresenter(
+            project, app.annotator, self, app.run_job, run_write=app.run_write
+        )
         self._show_classes()
         self.presenter.start()
 
@@ -599,7 +612,7 @@ class AnnotateScreen(ScreenBg):
 
     def _panel_offer(self, box: Widget, state: PanelState) -> None:
         assert state.offer is not None
-        n = len(state.offer.label.ids())
+        n = state.offer.label.count()  # masks, points and boxes
         box.add_widget(label(f"Pre-label ({state.offer.method}): {n} objects"))
         for wid, text, action in (
             ("offer_accept_all", "Accept all", self._act("accept_offer", False)),
@@ -617,8 +630,8 @@ class AnnotateScreen(ScreenBg):
     def _panel_drawing(self, box: Widget, _state: PanelState) -> None:
         box.add_widget(
             label(
-                "Draw with the pen; pan with one finger, pinch to zoom, "
-                "two fingers up or down: brush size."
+                "Draw with the pen (Point: tap a cell, Box: drag around it); pan with one "
+                "finger, pinch to zoom, two fingers up or down: brush size."
             )
         )
 
@@ -661,7 +674,11 @@ class AnnotateScreen(ScreenBg):
             self.title_label.text = "All images are labeled" if p and p.all_done else ""
             self.status_label.text = self.progress_label.text = ""
             return
-        objects = f"{status.objects} objects"
+        kinds = ((status.points, "points"), (status.boxes, "boxes"))
+        counts = [f"{n} {kind}" for n, kind in kinds if n]
+        if status.objects or not counts:  # "0 objects" only where nothing is marked
+            counts.insert(0, f"{status.objects} {'masks' if counts else 'objects'}")
+        objects = " · ".join(counts)
         if status.suggested:
             objects += f" + {status.suggested} suggested"
         self.title_label.text = status.name
@@ -712,7 +729,8 @@ class AnnotateScreen(ScreenBg):
 
     def set_tool(self, tool: str) -> None:
         self.canvas_view.tool = tool
-        self.buttons[f"tool:{tool}"].state = "down"
+        for name in TOOL_NAMES:  # a state set in code does not release the group's others
+            self.buttons[f"tool:{name}"].state = "down" if name == tool else "normal"
 
     def set_class(self, class_id: int) -> None:
         self._call(lambda p: p.set_class(class_id))
@@ -762,6 +780,18 @@ class AnnotateScreen(ScreenBg):
             self.presenter.select_object(f"object:{instance_id}")  # its row, highlighted
         self.set_class(work.session.class_of(instance_id))
         App.get_running_app().notify(f"Picked object {instance_id}: its class is now active")
+
+    def _on_mark(self, index: int | None, picked: bool) -> None:
+        """A point or box tapped (its row selected; None: nothing) or picked (its class made
+        the active one)."""
+        p, work = self.presenter, self.work
+        if p is None or work is None:
+            return
+        obj = work.session.objects[index] if index is not None else None
+        p.select_object(None if obj is None else f"{obj.kind}:{index}")
+        self.object_panel.refresh()
+        if picked and obj is not None:
+            self.set_class(obj.class_id)
 
     def edit_classes(self) -> ClassEditor:
         editor = ClassEditor(self.hidden, self._show_classes)

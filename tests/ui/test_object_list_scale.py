@@ -1,0 +1,79 @@
+"""Issue 25 defect 6 (object list): with 256 objects, opening the list built 256 row widgets on
+the UI thread (0.5-2 s) and every stroke while it was open built them all again (1.1 s). The
+list is virtualised: only the rows in sight are widgets, a stroke changes the rows' data and
+builds none. Counted in widgets, not timed, so the test holds on any machine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from kivy.app import App
+from kivy.uix.togglebutton import ToggleButton
+
+from appliance import settings
+from appliance.labels import Label
+from testkit.touch import pen_stroke, pump, tap
+from tests.ui.projects import make_project
+
+OBJECTS = 256
+
+
+def _grid_label(shape: tuple[int, int]) -> Label:
+    """16 × 16 small squares, one object each (class 1), a free margin around each."""
+    instances = np.zeros(shape, np.uint32)
+    side = shape[0] // 16
+    for i in range(OBJECTS):
+        y, x = divmod(i, 16)
+        instances[y * side + 8 : y * side + side - 8, x * side + 8 : x * side + side - 8] = i + 1
+    return Label(instances, {i + 1: 1 for i in range(OBJECTS)})
+
+
+def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_none(
+    fresh, tmp_path, monkeypatch
+):
+    project = make_project(tmp_path / "p", n=2, size=512)
+    settings.PRELABEL.set(project, "none")
+    screen = fresh(project.root)
+    canvas, presenter = screen.canvas_view, screen.presenter
+    canvas.refresh(canvas.session.replace(_grid_label(canvas.session.shape)))
+    presenter.stroke_done()
+    pump(2)
+    built: list[ToggleButton] = []
+    real_init = ToggleButton.__init__
+
+    def counting_init(self: ToggleButton, **kwargs: object) -> None:
+        built.append(self)
+        real_init(self, **kwargs)
+
+    monkeypatch.setattr(ToggleButton, "__init__", counting_init)
+    tap(screen.buttons["objects"])
+    pump(3)
+    panel, app = screen.object_panel, App.get_running_app()
+    assert len(presenter.objects()) == OBJECTS
+    in_sight = math.ceil(panel.height / (app.touch + app.gap / 2)) + 2
+    rows = [w for w in panel.list.children if isinstance(w, ToggleButton)]
+    assert 0 < len(rows) <= in_sight  # was one widget per object: 256
+    assert len(built) <= in_sight + 12  # row widgets and the class pick list's toggles
+    opened = len(built)
+    # a pen stroke while the list is open: a new row in the data, no widget built
+    canvas.brush_size = 4
+    x, y = canvas.to_window(3, 3)
+    pen_stroke([(x, y), (x + 3, y), (x, y + 3)])
+    pump(3)
+    assert len(presenter.objects()) == OBJECTS + 1
+    assert len(built) == opened  # was 257 more: the whole list rebuilt per stroke
+    assert [d["key"] for d in panel.scroll.data if "key" in d][-1] == f"object:{OBJECTS + 1}"
+    # scrolled to the end: the last rows are in sight, made from recycled widgets
+    panel.scroll.scroll_y = 0
+    pump(3)
+    assert f"object:{OBJECTS + 1}" in screen.buttons
+    assert "object:1" not in screen.buttons  # scrolled out: its widget shows another row
+    assert len(built) <= in_sight + 12
+    tap(screen.buttons[f"object:{OBJECTS}"])
+    pump(3)
+    assert presenter.selected_object == f"object:{OBJECTS}"
+    assert canvas.selected == OBJECTS
+    tap(screen.buttons["objects"])  # closed again: the next test's screen starts without it
+    pump(2)
+    assert panel.parent is None
