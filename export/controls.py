@@ -17,6 +17,10 @@ every cell in it is drawn to match the cells of a real image (its *context*):
 5. the clean render gets fresh noise from the fitted model, so cells and background share the
    context's noise; the truth is the planted masks, exact, and covers every cell in the image.
 
+An RGB region whose cells are marked by points and boxes (a slide region of seeds 000 and 002)
+is the exception: its control is that region with cells planted among the marked ones
+(`export.region_controls`, seed 000's plan), served on the tablet as a region of its slide.
+
 The cell source is the virtual microscope (`export.synth`: round cells for the first class,
 lobed cells for the others, denoised). Names continue the job's own naming pattern (e.g.
 `img_0042.tif` after `img_0041.tif`), so nothing in a name sets a control apart.
@@ -48,7 +52,7 @@ from appliance.generators.context import (
 from appliance.imageio import write_tiff
 from appliance.labels import Label
 from export import __version__
-from export.synth import synth_sample
+from export.cell_source import CellSource, Shape
 
 __all__ = ["CellSource", "Control", "compose", "make_controls", "plausible_names", "register"]
 
@@ -75,61 +79,11 @@ def plausible_names(existing: list[str], n: int) -> list[str]:
     return [f"{prefix}{k:0{width}d}{suffix or '.tif'}" for k in range(start, start + n)]
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """One source cell: clean signal above its background (H×W, zero outside) and its mask."""
-
-    signal: np.ndarray
-    mask: np.ndarray
-
-
-class CellSource:
-    """Virtual-microscope cells per class index (0 = the job's first cell class), denoised.
-
-    Each call to `draw` takes a cell from a fresh virtual field when the pool runs dry.
-    """
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.pool: dict[bool, list[_Shape]] = {True: [], False: []}
-
-    def _refill(self) -> None:
-        sample = synth_sample(self.rng, 192, "mixed")
-        img = cv2.GaussianBlur(sample.image.astype(np.float64), (0, 0), 1.0)
-        for first, inst in ((True, sample.cells), (False, sample.others)):
-            bg = cv2.GaussianBlur(
-                np.where((sample.cells == 0) & (sample.others == 0), img, 0.0), (0, 0), 8
-            ) / np.maximum(
-                cv2.GaussianBlur(
-                    ((sample.cells == 0) & (sample.others == 0)).astype(np.float64), (0, 0), 8
-                ),
-                1e-6,
-            )
-            h, w = inst.shape
-            for cid in range(1, int(inst.max()) + 1):
-                ys, xs = np.nonzero(inst == cid)
-                if ys.size < 20 or ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1:
-                    continue  # a cell cut by the field's edge would show a straight side
-                if xs.max() == w - 1:
-                    continue
-                y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-                mask = inst[y0:y1, x0:x1] == cid
-                signal = np.where(mask, img[y0:y1, x0:x1] - bg[y0:y1, x0:x1], 0.0)
-                self.pool[first].append(_Shape(np.maximum(signal, 0.0), mask))
-
-    def draw(self, class_index: int) -> _Shape:
-        first = class_index == 0
-        while not self.pool[first]:
-            self._refill()
-        shapes = self.pool[first]
-        return shapes.pop(int(self.rng.integers(len(shapes))))
-
-
 _PAD = 8 + 3 * 4  # pixels around a rendered cell: room for the widest blur `_fit` picks (σ 4)
 
 
 def _geometry(
-    shape: _Shape, target: CellFeatures, rng: np.random.Generator
+    shape: Shape, target: CellFeatures, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mask, relative texture) of `shape` turned, flipped and resized to `target`'s area,
     with `_PAD` free pixels around; the texture is the signal over its mean, minus one."""
@@ -302,37 +256,63 @@ def compose(
 
 def make_controls(job_path: Path, out: Path, n: int, seed: int = 0) -> tuple[str, int]:
     """Write a control bundle of n synthetic controls, each matched to its own context image
-    of the job (single-channel, labelled), none used twice."""
+    of the job, none used twice: a labelled single-channel image (a new image, see the module
+    docstring) or an RGB region whose cells are marked by points and boxes (cells planted on
+    the region itself, `export.region_controls`)."""
+    from export.region_controls import compose_on_region, marked_only
+
     if n < 1:
         raise ApplianceError(f"--n must be at least 1, got {n}")
     rng = np.random.default_rng(seed)
     with read_training_job(job_path) as job:
-        grey = [i for i in job.items if len(i.shape) == 2 and i.label.ids().size]
-        if len(grey) < n:
+        usable = [
+            i
+            for i in job.items
+            if (len(i.shape) == 2 and i.label.ids().size)
+            or (len(i.shape) == 3 and i.shape[2] == 3 and marked_only(i.label))
+        ]
+        if len(usable) < n:
             raise ApplianceError(
-                f"{job_path}: {len(grey)} labelled single-channel images can be the context of "
-                f"at most {len(grey)} controls (each serves one), {n} asked for"
+                f"{job_path}: {len(usable)} labelled single-channel images or RGB regions "
+                f"marked by points and boxes can be the context of at most {len(usable)} "
+                f"controls (each serves one), {n} asked for"
             )
         names = plausible_names([i.name for i in job.items], n)
         source = CellSource(rng)
         items = []
         with tempfile.TemporaryDirectory(prefix="controls-") as tmp:
-            for k, pick in enumerate(rng.permutation(len(grey))[:n]):
-                context = grey[int(pick)]
+            for k, pick in enumerate(rng.permutation(len(usable))[:n]):
+                context = usable[int(pick)]
+                region = None
                 try:
-                    control = compose(context.image(), context.label, rng, source)
+                    if len(context.shape) == 2:
+                        control = compose(context.image(), context.label, rng, source)
+                        image, truth, suffix = control.image, control.truth, ".tif"
+                    else:
+                        mpp = (context.region or {}).get("mpp")
+                        comp = compose_on_region(
+                            context.image(), context.label, job.classes, rng, source, mpp
+                        )
+                        image, truth, suffix = comp.image, comp.label, ".png"
+                        region = context.region
                 except ApplianceError as exc:
                     raise ApplianceError(f"{job_path}: {context.name}: {exc}") from exc
-                path = Path(tmp) / f"{k}.tif"
-                write_tiff(path, control.image)
+                path = Path(tmp) / f"{k}{suffix}"
+                if suffix == ".tif":
+                    write_tiff(path, image)
+                else:  # lossless, as the tablet stores a region's pixels
+                    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                    assert ok  # encoding a uint8 RGB array in memory cannot fail
+                    path.write_bytes(png.tobytes())
                 items.append(
                     ControlItem(
-                        name=names[k],
+                        name=Path(names[k]).with_suffix(suffix).name,
                         image_bytes=path.read_bytes(),
-                        suffix=".tif",
-                        truth=control.truth,
+                        suffix=suffix,
+                        truth=truth,
                         generator=GENERATOR,
                         background=context.name,
+                        region=region,
                     )
                 )
         bundle_id = write_control_bundle(
@@ -349,8 +329,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(never twice), measure its cells (size, brightness, texture, focus) and noise, and "
         "render a new image: the context's smoothed illumination, turned, with "
         "virtual-microscope cells drawn to those measurements and fresh noise of the same "
-        "model. No pixel of a job image is copied; the truth (every cell) is exact. Writes a "
-        "control bundle the tablet installs with `appliance controls install`.",
+        "model. No pixel of a job image is copied; the truth (every cell) is exact. An RGB "
+        "region whose cells are marked by points and boxes gets cells coloured and sized like "
+        "its marked ones planted on it (its marks plus the planted cells are the truth); the "
+        "tablet places it on its slide. Writes a control bundle the tablet installs with "
+        "`appliance controls install`.",
     )
     p.add_argument("job", type=Path, help="training-job bundle (.zip)")
     p.add_argument("--out", type=Path, required=True, help="control bundle to write (.zip)")

@@ -8,7 +8,10 @@ generator bundle later writes the same format with its own name and kind).
 
 Layout: `manifest.json` (format "controls": `classes` as in training jobs, index 0 background;
 `generator`; `job_id` of the job whose backgrounds were used; `items`: the member holding
-the list), the image files, and per item a `.npy` uint32 instance map with its class table.
+the list), the image files, and per item a `.npy` uint32 instance map with its class table,
+its point and box truth (`objects`, as in training jobs) and, for a control composed on a slide
+region, that region's place (`region`, as in training jobs: the tablet makes it a region of
+the slide it holds with that hash).
 The tablet installs a bundle like a model bundle (`appliance.supervision.install`): every
 member verified first, every image and map decoded and checked, and only then imported.
 """
@@ -24,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from appliance.bundles.archive import BundleReader, Fields, Limits, write_bundle
+from appliance.bundles.training_job import parse_region
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
-from appliance.labels import Label
+from appliance.labels import Label, object_from_dict, object_to_dict
 from appliance.security.signing import SigningKey, Verdict, default_signing_key
 from appliance.security.trust import TrustPolicy
 
@@ -53,6 +57,7 @@ class ControlItem:
     truth: Label
     generator: dict[str, Any] = field(default_factory=dict)
     background: str = ""
+    region: dict[str, Any] | None = None  # slide, slide_sha256, level-0 x and y
 
 
 def write_control_bundle(
@@ -82,6 +87,8 @@ def write_control_bundle(
                 "classes": {str(i): item.truth.class_of(i) for i in item.truth.ids()},
                 "generator": item.generator or generator,
                 "background": item.background,
+                "objects": [object_to_dict(o) for o in item.truth.objects],
+                "region": item.region,
             }
         )
     members[ITEMS] = json.dumps({"items": listed}, indent=1).encode("utf-8")
@@ -144,12 +151,24 @@ def _item(reader: BundleReader, f: Fields, n_classes: int) -> tuple[ControlItem,
         if not 1 <= cid < n_classes:
             f.fail(f"{f.where}.classes[{key!r}] = {cid} is not a class of this bundle")
         table[int(key)] = cid
+    objects = []
+    h, w = arr.shape
+    for k, raw in enumerate(f.get("objects", list, optional=True) or []):
+        try:
+            obj = object_from_dict(raw)
+        except ApplianceError as exc:
+            f.fail(f"{f.where}.objects[{k}]: {exc}")
+        x0, y0, x1, y1 = obj.bounds()
+        if not 1 <= obj.class_id < n_classes or x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            f.fail(f"{f.where}.objects[{k}] lies off the image or has no class of this bundle")
+        objects.append(obj)
     item = ControlItem(
         name=name,
         image_bytes=data,
         suffix=Path(image_member).suffix,
-        truth=Label(arr.astype(np.uint32), table),
+        truth=Label(arr.astype(np.uint32), table, tuple(objects)),
         generator=f.get("generator", dict, optional=True) or {},
         background=f.get("background", str, optional=True) or "",
+        region=parse_region(f),
     )
     return item, pixels

@@ -498,12 +498,13 @@ def _parse_item(f: Fields, job: TrainingJob, reader: BundleReader, n_classes: in
         label_ref=label,
         coarse_ref=coarse,
         vote_refs=votes,
-        region=_parse_region(f),
+        region=parse_region(f),
     )
 
 
-def _parse_region(f: Fields) -> dict[str, Any] | None:
-    """The item's optional slide place, typed (jobs written before slides have none)."""
+def parse_region(f: Fields) -> dict[str, Any] | None:
+    """The item's optional slide place, typed (jobs written before slides have none; control
+    bundles carry the same field)."""
     raw = f.get("region", (dict, type(None)), optional=True)
     if raw is None:
         return None
@@ -525,7 +526,7 @@ def _parse_unlabeled(f: Fields, job: TrainingJob, reader: BundleReader) -> Unlab
         image_member=_listed(f, "image", reader),
         page=f.get("page", (int, type(None))),
         shape=(height, width) if channels == 1 else (height, width, channels),
-        region=_parse_region(f),
+        region=parse_region(f),
     )
 
 

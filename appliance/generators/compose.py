@@ -24,7 +24,9 @@ The result's label holds the background's instances (when given) plus one new in
 with the class ids asked for: the exact truth of the composed image. A background whose cells
 are marked by points and boxes only (a slide region of seeds 000 and 002) keeps its objects, no
 cell is planted on a marked one (a box, or a disc around a point), and each planted cell's truth
-is its box, so the control is scored as that task is (`appliance.supervision.scoring`).
+is its box, or its centre when the region's cells are marked by points only (scoring matches
+points with points and boxes with boxes), so the control is scored as that task is
+(`appliance.supervision.scoring`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ from appliance.generators.runtime import Cell
 from appliance.imageio import percentile_normalise
 from appliance.labels import Box, Label, Point
 
-__all__ = ["BLENDS", "Composite", "compose_control", "objects_occupied", "occupied_estimate"]
+__all__ = [
+    "BLENDS",
+    "Composite",
+    "channel_scale",
+    "compose_control",
+    "objects_occupied",
+    "occupied_estimate",
+]
 
 BLENDS = ("alpha", "poisson")
 _LOW, _HIGH = 1.0, 99.8
@@ -67,7 +76,7 @@ def occupied_estimate(image: np.ndarray) -> np.ndarray:
     return cv2.dilate(fg, np.ones((3, 3), np.uint8)) > 0
 
 
-def _scale(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def channel_scale(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (low, high) percentiles: how [0, 1] generator pixels map to raw values."""
     chans = background[..., None] if background.ndim == 2 else background
     lo = np.percentile(chans.reshape(-1, chans.shape[-1]), _LOW, axis=0)
@@ -185,7 +194,9 @@ def compose_control(
     else:
         taken = occupied_estimate(img) if occupied is None else np.asarray(occupied, bool)
     as_boxes = bool(label is not None and label.objects and not label.ids().size)
-    lo, hi = _scale(img)
+    marks = label.objects if label is not None else ()
+    as_points = as_boxes and not any(isinstance(o, Box) for o in marks)
+    lo, hi = channel_scale(img)
     grey = percentile_normalise(img)
     grey = grey.mean(axis=2) if grey.ndim == 3 else grey
     local = cv2.blur(grey, (9, 9))
@@ -200,7 +211,7 @@ def compose_control(
         for f in cell_features(img, label) or cell_features(img, label, whole=False):
             context.setdefault(f.class_id, []).append(f)
     added, centres = [], []
-    boxes: list[Box] = []
+    boxes: list[Box | Point] = []
     for cell in cells:
         if cell.class_name not in class_ids:
             raise ApplianceError(f"class {cell.class_name!r} is not a class of this project")
@@ -240,11 +251,11 @@ def compose_control(
                 window[..., c] = _poisson(window[..., c], raw[..., c], region)
         if target is not None:
             _set_contrast(window, before, m, target.contrast)
-        if as_boxes:  # a point/box task: the planted cell's truth is its box
+        if as_boxes:  # a point/box task: the planted cell's truth is its box (or centre)
             my, mx = np.nonzero(m)
             box = Box(tx + mx.min(), ty + my.min(), tx + mx.max() + 1, ty + my.max() + 1,
                       class_ids[cell.class_name])  # fmt: skip
-            boxes.append(box)
+            boxes.append(Point(*box.centre, box.class_id) if as_points else box)
         else:
             instances[ty : ty + ch, tx : tx + cw][m] = next_id
             classes[next_id] = class_ids[cell.class_name]

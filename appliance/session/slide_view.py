@@ -8,6 +8,11 @@ the level's `TILE`-pixel tiles that intersect the widget are asked for. Tiles co
 slide (`appliance.slides.Slide.read_region`, which decodes only the file tiles they touch) and
 stay in an LRU cache up to a byte budget: panning back is free, memory stays bounded whatever
 the slide's size.
+
+The region being annotated is drawn from its own stored pixels (`RegionPixels`), not from the
+slide: what the expert marks is exactly what is scored and trained on, and a control composed
+on a region (synthetic cells placed on it) shows its composite at every zoom level, through
+the same tiles and cache, like any region (docs/supervision.md).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from appliance.slides import Slide, SlideInfo
@@ -24,6 +30,7 @@ from appliance.slides import Slide, SlideInfo
 __all__ = [
     "CACHE_BYTES",
     "TILE",
+    "RegionPixels",
     "SlideViewport",
     "TileCache",
     "TileKey",
@@ -179,3 +186,58 @@ class TileCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._tiles)
+
+
+class RegionPixels:
+    """A region's own pixels (its stored original, level 0 at (x, y)) painted over the slide's
+    tiles at every level, downsampled (area averaging, as pyramids are made) for coarser ones.
+
+    Every region is drawn this way, ordinary or control, so nothing in how a region looks,
+    loads or is cached depends on whether its pixels are the slide's own or a composite.
+    """
+
+    def __init__(self, pixels: np.ndarray, x: int, y: int, info: SlideInfo) -> None:
+        rgb = np.asarray(pixels)
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
+        self.pixels = np.ascontiguousarray(rgb[..., :3]).astype(np.uint8, copy=False)
+        self.x, self.y, self.info = x, y, info
+        self._levels: dict[int, tuple[int, int, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def at_level(self, level: int) -> tuple[int, int, np.ndarray]:
+        """(left, top, pixels) of the region in `level`'s own pixel coordinates (cached: at
+        most 4/3 of the region's size over all levels)."""
+        with self._lock:
+            found = self._levels.get(level)
+        if found is not None:
+            return found
+        d = self.info.level_downsamples[level]
+        h, w = self.pixels.shape[:2]
+        left, top = round(self.x / d), round(self.y / d)
+        right = max(round((self.x + w) / d), left + 1)
+        bottom = max(round((self.y + h) / d), top + 1)
+        size = (right - left, bottom - top)
+        pix: np.ndarray = self.pixels
+        if size != (w, h):
+            pix = cv2.resize(self.pixels, size, interpolation=cv2.INTER_AREA)
+        with self._lock:
+            self._levels[level] = (left, top, pix)
+        return left, top, pix
+
+    def paint(self, tile: np.ndarray, level: int, left: int, top: int) -> np.ndarray:
+        """`tile` (a level's pixels with top-left (left, top) in that level) with the region's
+        pixels where they overlap; the tile itself is returned when they do not."""
+        rl, rt, pix = self.at_level(level)
+        th, tw = tile.shape[:2]
+        x0, y0 = max(left, rl), max(top, rt)
+        x1, y1 = min(left + tw, rl + pix.shape[1]), min(top + th, rt + pix.shape[0])
+        if x1 <= x0 or y1 <= y0:
+            return tile
+        out = tile.copy()
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = pix[y0 - rt : y1 - rt, x0 - rl : x1 - rl]
+        return out
+
+    def paint_tile(self, tile: np.ndarray, key: TileKey) -> np.ndarray:
+        """A viewer tile (`read_tile`) with the region painted on it."""
+        return self.paint(tile, key.level, key.col * TILE, key.row * TILE)

@@ -4,14 +4,18 @@ The expert sees the slide (pan and zoom from the pyramid, `slide_view`) and mark
 level-0 coordinates; the marks belong to the region's label (an ordinary `ImageWork`, so
 versions, drafts, time and control scoring are those of any image), stored in the region's
 own pixel coordinates. A mark outside the region is refused: it would belong to no task.
+The region itself shows its stored pixels over the slide (`slide_view.RegionPixels`), so a
+control composed on a region looks and loads like every other region.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from appliance.errors import ApplianceError
 from appliance.labels import CellObject
 from appliance.session import marks
-from appliance.session.slide_view import TileCache, read_tile
+from appliance.session.slide_view import RegionPixels, TileCache, read_tile
 from appliance.session.workflow import ImageWork
 from appliance.slides import open_slide
 from appliance.store.project import Project
@@ -37,8 +41,14 @@ class SlideWork:
         self.record = find_slide(project, str(region.slide_id))
         path = self.record.path
         self.slide = open_slide(path, lambda: project.open_original(path))
-        self.tiles = TileCache(lambda key: read_tile(self.slide, key))
         self.work = ImageWork(project, image_id, author, active_class)
+        info = self.slide.info
+        self.pixels = RegionPixels(self.work.pixels, region.x, region.y, info)
+        self.tiles = TileCache(lambda key: self.pixels.paint_tile(read_tile(self.slide, key), key))
+
+    def overview(self) -> np.ndarray:
+        """The slide's coarsest level whole, the region painted on it (drawn under the tiles)."""
+        return self.pixels.paint(self.slide.overview(), self.slide.info.levels - 1, 0, 0)
 
     @property
     def active_class(self) -> int:

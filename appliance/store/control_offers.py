@@ -33,20 +33,33 @@ def offer_prelabel(
     time and offers a pre-label exactly when an ordinary image would (nothing when nothing was
     computed). A planted control offers its planted pre-label, another control its truth in
     place of 'previous' (a neighbouring frame's label would not fit it) and the computed one
-    otherwise. What a control offers in place of the computed pre-label looks like it
-    (`_as_machine_made`): only classes the pre-labeler produced, and outlines no more exact
-    than its own on this very image.
+    otherwise. A truth of marks only is never offered for 'previous': moving it as outlines are
+    moved would drop its marks and offer nothing where a neighbouring region's marks are
+    offered (and its exact marks would give it away). What a control offers in place of the
+    computed pre-label looks like it (`_as_machine_made`): only classes the pre-labeler
+    produced, and outlines no more exact than its own on this very image.
     """
     if computed is None:
         return None
     control = control_for_image(project, image_id)
-    if control is None or method == DETECTOR:
+    if control is None:
+        return computed
+    planted = control.prelabel if control.kind == "planted" else None
+    if planted is not None and planted.objects and not planted.ids().size:
+        # planted marks take the place of the detector's (the computed masks stay), and only
+        # where the detector offered marks: elsewhere they would set the control apart
+        if not computed.objects:
+            return computed
+        produced = {o.class_id for o in computed.objects}
+        marks = adapt_classes(Label(planted.instances, {}, planted.objects), produced).objects
+        return Label(computed.instances, dict(computed.classes), marks)
+    if method == DETECTOR:
         # a planted pre-label is a mask; where ordinary images get the detector's points and
         # boxes, offering it would set the control apart
         return computed
     if control.kind == "planted" and control.prelabel is not None:
         base, errors = control.prelabel, json.loads(control.errors_json)
-    elif method == "previous":
+    elif method == "previous" and control.truth.ids().size:
         base, errors = control.truth, []
     else:
         return computed
@@ -96,9 +109,11 @@ def _as_machine_made(
 def adapt_classes(label: Label, produced: set[int]) -> Label:
     """`label` with every class the pre-labeler did not produce replaced by the smallest one it
     did, so that the offer looks like the pre-labeler's own. Deterministic in `produced`, so
-    scoring can rebuild from the classes an offer showed what the annotator saw."""
+    scoring can rebuild from the classes an offer showed what the annotator saw. Points and
+    boxes are mapped alike."""
     if not produced:
         return label
     fallback = min(produced)
     table = {i: (c if c in produced else fallback) for i, c in label.classes.items()}
-    return Label(label.instances, table)
+    marks = tuple(o if o.class_id in produced else o.with_class(fallback) for o in label.objects)
+    return Label(label.instances, table, marks)

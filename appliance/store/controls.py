@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.images import NewImage, insert_image
 from appliance.store.project import _HUMAN, Project
+from appliance.store.slides import find_slide, region_linker, regions
 
 __all__ = [
     "KINDS",
@@ -42,6 +44,7 @@ __all__ = [
     "known_hashes",
     "machine_version",
     "offered_classes",
+    "offered_marks",
     "record_bundle",
     "record_score",
     "score_rows",
@@ -155,6 +158,7 @@ class NewControl:
     prelabel: Label | None = None
     errors_json: str = "[]"
     detail: dict[str, Any] = field(default_factory=dict)
+    region: tuple[int, int, int] | None = None  # (slide id, x, y): a control on a slide region
 
 
 def add_controls(
@@ -165,7 +169,9 @@ def add_controls(
 
     Each control joins an ordinary sequence as its next frame, named after that sequence's
     naming pattern (`_placement`), so neither its name, nor its sequence and frame, nor the
-    'previous' pre-labeler set it apart from the images around it.
+    'previous' pre-labeler set it apart from the images around it. A control on a slide region
+    (`NewControl.region`) becomes a region of that slide, named, numbered, sourced and linked
+    exactly as an imported region (`_region_placement`).
     """
     written: list[Path] = []
     try:
@@ -179,7 +185,13 @@ def add_controls(
         ids = []
         with project.transaction():
             for item in items:
-                sequence, frame_no, name = _placement(project.db, item.image, rng)
+                if item.region is None:
+                    sequence, frame_no, name = _placement(project.db, item.image, rng)
+                    source_path, link = "", None
+                else:
+                    sequence, frame_no, name, source_path, link = _region_placement(
+                        project, item.image, *item.region
+                    )
                 blob = project.blob_path(item.sha256, item.source.suffix.lower())
                 image = NewImage(None, name, *astuple(item.image)[2:])
                 image_id = insert_image(
@@ -189,8 +201,10 @@ def add_controls(
                     str(blob.relative_to(project.root)),
                     sequence,
                     frame_no,
-                    "",
+                    source_path,
                 )
+                if link is not None:
+                    link(project.db, image_id)
                 ids.append(
                     add_control(
                         project,
@@ -237,6 +251,23 @@ def _placement(
         (sequence,),
     ).fetchone()
     return sequence, int(frame_no or 0), _next_name(str(last), image.name, taken)
+
+
+def _region_placement(
+    project: Project, image: NewImage, slide_id: int, x: int, y: int
+) -> tuple[str, int, str, str, Callable[[sqlite3.Connection, int], None]]:
+    """(sequence, frame, name, source path, link) of a control region, as the importer gives
+    an ordinary one (`importer._store_region`): the slide's sequence and next frame, the name
+    `<slide>[x,y,WxH]`, the source `<file>@x,y`, and the origin most of its regions have."""
+    record = find_slide(project, str(slide_id))
+    frame_no = project.db.execute(
+        "SELECT coalesce(max(frame) + 1, 0) FROM images WHERE sequence = ?", (record.name,)
+    ).fetchone()[0]
+    origins = [r.origin for r in regions(project, slide_id)]
+    origin = max(sorted(set(origins)), key=origins.count) if origins else "tissue"
+    name = f"{record.name}[{x},{y},{image.width}x{image.height}]"
+    source = f"{record.path.name}@{x},{y}"
+    return record.name, int(frame_no), name, source, region_linker(slide_id, x, y, origin)
 
 
 def _next_name(last: str, fallback: str, taken: set[str]) -> str:
@@ -350,17 +381,26 @@ def machine_version(project: Project, image_id: int, machine_authors: str) -> in
     return None if row is None else int(row[0])
 
 
-def offered_classes(project: Project, image_id: int, annotator: str) -> set[int] | None:
-    """Classes of the newest pre-label offer `annotator` was shown on an image (an `offered`
-    event), or None when none was shown."""
+def _offer_detail(project: Project, image_id: int, annotator: str) -> dict[str, Any] | None:
     row = project.db.execute(
         "SELECT detail FROM events WHERE image_id = ? AND annotator = ? AND kind = 'offered' "
         "ORDER BY id DESC LIMIT 1",
         (image_id, annotator),
     ).fetchone()
-    if row is None:
-        return None
-    return {int(c) for c in json.loads(row[0] or "{}").get("classes", [])}
+    return None if row is None else dict(json.loads(row[0] or "{}"))
+
+
+def offered_classes(project: Project, image_id: int, annotator: str) -> set[int] | None:
+    """Classes of the newest pre-label offer `annotator` was shown on an image (an `offered`
+    event), or None when none was shown."""
+    detail = _offer_detail(project, image_id, annotator)
+    return None if detail is None else {int(c) for c in detail.get("classes", [])}
+
+
+def offered_marks(project: Project, image_id: int, annotator: str) -> bool:
+    """Whether the newest offer `annotator` was shown on an image held points or boxes."""
+    detail = _offer_detail(project, image_id, annotator)
+    return bool(detail and detail.get("marks"))
 
 
 def record_score(project: Project, row: ScoreRow, summary: dict[str, Any], n: int) -> None:

@@ -14,9 +14,11 @@ same time.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from appliance import settings
@@ -25,20 +27,25 @@ from appliance.errors import ApplianceError
 from appliance.imageio import probe, read_image
 from appliance.importer import collect
 from appliance.label_io import read_mask
-from appliance.labels import Label
+from appliance.labels import CellObject, Label
+from appliance.slides import MAX_REGION_SIDE
 from appliance.store import controls as store
 from appliance.store.control_offers import adapt_classes
 from appliance.store.images import NewImage
 from appliance.store.project import HUMAN_SOURCES, Project
+from appliance.store.slides import SlideRecord, find_slide, regions
 from appliance.supervision import config
 from appliance.supervision import planted as planted_mod
 from appliance.supervision import summary as summary_mod
+from appliance.supervision.planted_objects import is_object_error, plant_label
 from appliance.supervision.scoring import ControlScore, score
 
 __all__ = [
     "MACHINE_AUTHORS",
     "add_controls",
     "add_gold",
+    "add_region_controls",
+    "check_region_place",
     "note_offer",
     "planted_unshown",
     "score_save",
@@ -115,8 +122,11 @@ def add_controls(
     plan: dict[str, int] | None = None,
     seed: int = 0,
     bundle_id: str | None = None,
+    places: Sequence[tuple[int, int, int] | None] | None = None,
 ) -> list[int]:
-    """Import (image file, truth, kind) items as controls; all or nothing.
+    """Import (image file, truth, kind) items as controls; all or nothing. `places` gives,
+    item by item, (slide id, x, y) for a control that is a region of a slide (checked by
+    `add_region_controls`), or None.
 
     Every file is checked first (one frame, decodable, truth of its size, new to the project:
     an image already in the project may have been seen, so it cannot be a hidden control);
@@ -139,16 +149,83 @@ def add_controls(
     n_classes = max(len(project.classes()), 1)
     rng = np.random.default_rng(seed)
     new = []
-    for path, sha, image, (_p, truth, kind) in zip(paths, hashes, images, items, strict=True):
+    where = list(places) if places is not None else [None] * len(items)
+    for path, sha, image, (_p, truth, kind), place in zip(
+        paths, hashes, images, items, where, strict=True
+    ):
         pre, errors, final_kind = None, "[]", kind
         if level is not None:
-            planting = planted_mod.plant(
-                truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng
-            )
+            planting = plant_label(truth, plan or planted_mod.DEFAULT_PLAN, level, n_classes, rng)
             pre, errors, final_kind = planting.prelabel, planting.errors_json(), "planted"
         detail = {"origin": kind, "level": level, "bundle": bundle_id, "file": path.name}
-        new.append(store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail))
+        new.append(
+            store.NewControl(path, sha, image, final_kind, truth, pre, errors, detail, place)
+        )
     return store.add_controls(project, new, rng, bundle_id)
+
+
+def check_region_place(
+    record: SlideRecord,
+    x: int,
+    y: int,
+    pixels: np.ndarray,
+    taken: list[tuple[int, int, int, int]],
+) -> None:
+    """Refuse, in one line, a control region that is not RGB uint8 of a region's size, leaves
+    the slide or overlaps a region in `taken` (x, y, width, height); else add it to `taken`."""
+    where = f"{record.name}: control region at ({x}, {y})"
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ApplianceError(f"{where}: pixels {pixels.shape} {pixels.dtype}, not RGB uint8")
+    h, w = pixels.shape[:2]
+    if not (0 < w <= MAX_REGION_SIDE and 0 < h <= MAX_REGION_SIDE):
+        raise ApplianceError(f"{where}: {w}×{h} (sides 1..{MAX_REGION_SIDE} px)")
+    if x < 0 or y < 0 or x + w > record.width or y + h > record.height:
+        raise ApplianceError(f"{where}: {w}×{h} leaves the slide ({record.width}×{record.height})")
+    if any(x < bx + bw and bx < x + w and y < by + bh and by < y + h
+           for bx, by, bw, bh in taken):  # fmt: skip
+        raise ApplianceError(f"{where}: overlaps another region of the slide")
+    taken.append((x, y, w, h))
+
+
+def add_region_controls(
+    project: Project,
+    slide_ref: str,
+    items: Sequence[tuple[int, int, np.ndarray, Label, str]],
+    *,
+    level: str | None = None,
+    plan: dict[str, int] | None = None,
+    seed: int = 0,
+    bundle_id: str | None = None,
+) -> list[int]:
+    """Controls that are regions of a slide: (x, y, level-0 RGB pixels, truth, kind) items,
+    e.g. synthetic cells composed onto the slide's pixels there
+    (`appliance.generators.compose`); all or nothing.
+
+    Each becomes a region like an imported one (a lossless PNG original, named and linked as
+    the importer does) and the slide viewer draws its pixels over the slide at every zoom
+    level (`session.slide_view.RegionPixels`), so it is served, shown and scored like any
+    region. A control region must lie on the slide and overlap no other region: where two
+    regions overlap, the annotator would see the same place once with and once without the
+    planted cells.
+    """
+    record = find_slide(project, slide_ref)
+    taken = [(r.x, r.y, r.width, r.height) for r in regions(project, record.id)]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for k, (x, y, pixels, truth, kind) in enumerate(items):
+            check_region_place(record, x, y, pixels, taken)
+            ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+            assert ok  # encoding a uint8 RGB array in memory cannot fail
+            file = Path(tmp) / f"region-{k}.png"
+            try:
+                file.write_bytes(png.tobytes())
+            except OSError as exc:
+                raise ApplianceError(f"{file}: cannot write ({exc.strerror or exc})") from exc
+            files.append((file, truth, kind))
+        places = [(record.id, int(x), int(y)) for x, y, *_ in items]
+        return add_controls(
+            project, files, level=level, plan=plan, seed=seed, bundle_id=bundle_id, places=places
+        )
 
 
 def _is_human(source: str, reviewed: bool, author: str) -> bool:
@@ -159,8 +236,8 @@ def note_offer(project: Project, image_id: int, annotator: str, method: str, off
     """Record that a pre-label was shown to `annotator` (every image alike, so the event log
     sets no control apart): planted errors count from the moment they were shown, whether
     the annotator accepted the offer or rejected it and drew from scratch."""
-    classes = sorted({offer.class_of(i) for i in offer.ids()})
-    detail = {"method": method, "classes": classes}
+    classes = sorted({offer.class_of(i) for i in offer.ids()} | {o.class_id for o in offer.objects})
+    detail = {"method": method, "classes": classes, "marks": len(offer.objects)}
     project.record_event(image_id, "offered", annotator=annotator, detail=detail)
 
 
@@ -223,12 +300,16 @@ def _visible(
     """The planted errors the offer showed: a class flip the pre-labeler's classes could not
     show (its planted class mapped back to the true one) was never there to catch."""
     seen = adapt_classes(prelabel, shown)
-    return tuple(
-        e
-        for e in errors
-        if e.kind != "class_flip"
-        or seen.class_of(e.prelabel_ids[0]) != truth.class_of(e.truth_ids[0])
-    )
+
+    def showed(e: planted_mod.PlantedError) -> bool:
+        if e.kind != "class_flip":
+            return True
+        if is_object_error(e):
+            planted_class = seen.objects[e.prelabel_ids[0]].class_id
+            return planted_class != truth.objects[e.truth_ids[0]].class_id
+        return seen.class_of(e.prelabel_ids[0]) != truth.class_of(e.truth_ids[0])
+
+    return tuple(e for e in errors if showed(e))
 
 
 def score_save(project: Project, version_id: int) -> ControlScore | None:
@@ -245,18 +326,22 @@ def score_save(project: Project, version_id: int) -> ControlScore | None:
         return None
     errors: tuple[planted_mod.PlantedError, ...] = ()
     prelabel = None
+    marks: tuple[CellObject, ...] = ()
     if control.kind == "planted" and control.prelabel is not None:
         shown = _shown_classes(project, version.image_id, version.author, version.parent_id)
         if shown is not None:
             planted = planted_mod.errors_from_json(control.errors_json)
             errors = _visible(planted, control.prelabel, control.truth, shown)
-            prelabel = control.prelabel.instances
+            if not store.offered_marks(project, version.image_id, version.author):
+                # planted marks are offered only where the detector offers marks
+                errors = tuple(e for e in errors if not is_object_error(e))
+            prelabel, marks = control.prelabel.instances, control.prelabel.objects
     seconds = sum(
         project.label_version(v).seconds_spent
         for v, _, _ in store.versions_by(project, version.image_id, version.author)
         if v <= version_id
     )
-    result = score(control.truth, version.label, errors, prelabel, seconds)
+    result = score(control.truth, version.label, errors, prelabel, seconds, marks)
     row = store.ScoreRow(
         control_id=control.id,
         label_id=version_id,

@@ -33,6 +33,7 @@ __all__ = [
     "LEVELS",
     "PlantedError",
     "Planting",
+    "check_plan",
     "errors_from_json",
     "parse_plan",
     "plant",
@@ -253,6 +254,17 @@ class _Planter:
         return PlantedError("merged", level, (a, b), (a,), {"gap": gap})
 
 
+def check_plan(plan: dict[str, int], level: str) -> None:
+    """Refuse an unknown level or error kind in one line."""
+    if level not in LEVELS:
+        raise ApplianceError(f"unknown error level {level!r} (one of {', '.join(LEVELS)})")
+    unknown = set(plan) - set(KINDS)
+    if unknown:
+        raise ApplianceError(
+            f"unknown planted error kind {sorted(unknown)[0]!r} (one of {', '.join(KINDS)})"
+        )
+
+
 def plant(
     truth: Label,
     plan: dict[str, int],
@@ -264,14 +276,9 @@ def plant(
 
     Kinds that cannot be planted (a class flip in a one-class project, no neighbours to merge,
     no free space for a false cell) are skipped, so the record holds exactly what was done.
+    A truth of points and boxes only gets its errors on those: `planted_objects.plant_objects`.
     """
-    if level not in LEVELS:
-        raise ApplianceError(f"unknown error level {level!r} (one of {', '.join(LEVELS)})")
-    unknown = set(plan) - set(KINDS)
-    if unknown:
-        raise ApplianceError(
-            f"unknown planted error kind {sorted(unknown)[0]!r} (one of {', '.join(KINDS)})"
-        )
+    check_plan(plan, level)
     planter = _Planter(truth, n_classes, rng)
     errors: list[PlantedError] = []
     # merges first (they need intact neighbours), deletions last (they free space)

@@ -6,7 +6,8 @@ matching come instance F1 and class accuracy (over matched pairs); Dice compares
 pixels; boundary F1 compares
 outline pixels within a tolerance of a few pixels (seed 004 judges outlines drawn with a pen,
 which no one places to the pixel); planted-error recall asks, per planted error, whether the
-annotator fixed it. Point and box objects (seeds 002 and 000) are matched kind by kind
+annotator fixed it (on points and boxes: `planted_objects.object_caught`). Point and box
+objects (seeds 002 and 000) are matched kind by kind
 (`appliance.metrics.match_points` within a distance, `match_boxes` at IoU > 0.5) and counted in
 the same instance F1 and class accuracy as the masks.
 
@@ -24,9 +25,10 @@ import cv2
 import numpy as np
 
 from appliance.errors import ApplianceError
-from appliance.labels import Box, Label, Point
+from appliance.labels import Box, CellObject, Label, Point
 from appliance.metrics import InstanceMatch, Overlap, match_boxes, match_points
 from appliance.supervision.planted import BOUNDARY_KINDS, PlantedError
+from appliance.supervision.planted_objects import is_object_error, object_caught, object_partners
 
 __all__ = [
     "BOUNDARY_TOLERANCE",
@@ -146,8 +148,11 @@ def score(
     errors: tuple[PlantedError, ...] = (),
     prelabel: np.ndarray | None = None,
     seconds: float = 0.0,
+    prelabel_objects: tuple[CellObject, ...] = (),
 ) -> ControlScore:
-    """All scores of one saved label against the control's truth."""
+    """All scores of one saved label against the control's truth; `prelabel` and
+    `prelabel_objects` are the planted pre-label's map and marks (false cells are judged on
+    them)."""
     ov = Overlap.of(truth.instances, label.instances)
     matching = ov.match()
     n_t, n_l, tp = matching.n_truth, matching.n_guess, len(matching.pairs)
@@ -155,10 +160,14 @@ def score(
     obj_t, obj_l, obj_tp, obj_correct = _object_counts(truth, label)
     n_t, n_l, tp, correct = n_t + obj_t, n_l + obj_l, tp + obj_tp, correct + obj_correct
     planted: dict[str, list[int]] = {}
+    partners = object_partners(truth, label) if any(map(is_object_error, errors)) else {}
     for err in errors:
         entry = planted.setdefault(err.kind, [0, 0])
         entry[1] += 1
-        entry[0] += int(planted_caught(err, matching, truth, label, prelabel))
+        if is_object_error(err):
+            entry[0] += int(object_caught(err, partners, truth, label, prelabel_objects))
+        else:
+            entry[0] += int(planted_caught(err, matching, truth, label, prelabel))
     return ControlScore(
         n_truth=int(n_t),
         n_label=int(n_l),

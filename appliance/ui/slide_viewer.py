@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from kivy.app import App
+from kivy.clock import Clock
 from kivy.graphics import Color, Line, Rectangle
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
@@ -60,6 +61,9 @@ class SlideViewer(StencilView):
         self._pen: tuple[MotionEvent, float, float, MarkDrag] | None = None
         self._fingers: dict[int, tuple[float, float]] = {}
         self._shape: CellObject | None = None  # the mark the pen shapes (level-0 coordinates)
+        self._fitted: tuple[float, float, float] | None = None  # the view `fit` gave
+        self._sized = False  # whether the layout gave the viewer its size yet
+        self._redraw_soon = Clock.create_trigger(lambda _dt: self.redraw())
         self.bind(size=self._resized, pos=lambda *_: self.redraw())
 
     # ----- opening -------------------------------------------------------------------------
@@ -70,19 +74,33 @@ class SlideViewer(StencilView):
         self.textures.clear()
         self.pending.clear()
         self.viewport = SlideViewport(work.slide.info, (max(self.width, 1), max(self.height, 1)))
+        self._fit()
+        self.overview = _texture(work.overview())
+        if self._sized:  # else the layout's first size fits and draws it (`_resized`), so no
+            self.redraw()  # tile is read for a size the viewer never shows
+
+    def _fit(self) -> None:
+        assert self.viewport is not None
         self.viewport.fit()
-        self.overview = _texture(work.slide.overview())
-        self.redraw()
+        vp = self.viewport
+        self._fitted = (vp.x, vp.y, vp.scale)
 
     def _resized(self, *_: object) -> None:
+        """A new size keeps the view; an untouched overview is fitted again (the first show
+        happens before the layout gives the viewer its size)."""
+        self._sized = True
         if self.viewport is not None:
-            self.viewport.size = (max(self.width, 1), max(self.height, 1))
-            self.redraw()
+            vp = self.viewport
+            untouched = (vp.x, vp.y, vp.scale) == self._fitted
+            vp.size = (max(self.width, 1), max(self.height, 1))
+            if untouched:
+                self._fit()
+            self._redraw_soon()  # once per frame: a layout passes through sizes it never shows
 
     # ----- view commands -------------------------------------------------------------------
     def fit(self) -> None:
         if self.viewport is not None:
-            self.viewport.fit()
+            self._fit()
             self.redraw()
 
     def full_resolution(self) -> None:

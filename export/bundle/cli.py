@@ -20,9 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", type=Path, help="the ONNX model (one file, no external data)")
     p.add_argument(
         "--role",
-        choices=("prelabel", "upgrade"),
+        choices=("prelabel", "upgrade", "detector"),
         default="prelabel",
-        help="prelabel: image in; upgrade: image and coarse mask in (default prelabel)",
+        help="prelabel: image in; upgrade: image and coarse mask in; detector: image in, cell "
+        "centres out (output kind 'centres') (default prelabel)",
     )
     p.add_argument("--contract", type=Path, help="the model's I/O contract, a JSON file")
     p.add_argument("--out", type=Path, help="model bundle to write (.zip)")

@@ -32,7 +32,7 @@ from appliance.bundles.training_job import TrainingJob, read_training_job
 from appliance.contract import Contract, ContractError
 from appliance.errors import ApplianceError
 from appliance.labels import Label
-from appliance.metrics import dice, instance_f1
+from appliance.metrics import POINT_RADIUS, dice, instance_f1
 from appliance.perturb import PerturbSpec, perturb
 
 __all__ = ["WrapReport", "from_torch", "load_contract", "wrap_onnx"]
@@ -40,7 +40,7 @@ __all__ = ["WrapReport", "from_torch", "load_contract", "wrap_onnx"]
 LATENCY_SIZE = 512
 LATENCY_THREADS = 2
 SYNTH_IMAGES = 4
-ROLES = ("prelabel", "upgrade")
+ROLES = ("prelabel", "upgrade", "detector")
 # Upgrade models are checked on coarse versions of the truth, as the tablet feeds them.
 COARSE = PerturbSpec.parse("omission=0.3,bias=3")
 
@@ -124,6 +124,8 @@ def _run_checks(
 ) -> dict[str, float]:
     """Run the model as the tablet would; Dice and instance F1 against the truth, per image."""
     model = InferenceModel(onnx_path, contract, model_id=onnx_path.name, threads=LATENCY_THREADS)
+    if role == "detector":
+        return _detector_checks(onnx_path, model, pairs)
     rng = np.random.default_rng(0)
     dices, f1s = [], []
     for image, truth in pairs:
@@ -141,6 +143,31 @@ def _run_checks(
         dices.append(dice(truth.instances, label.instances))
         f1s.append(instance_f1(truth.instances, label.instances))
     return {"dice": round(float(np.mean(dices)), 4), "instance_f1": round(float(np.mean(f1s)), 4)}
+
+
+def _detector_checks(
+    onnx_path: Path, model: InferenceModel, pairs: list[tuple[np.ndarray, Label]]
+) -> dict[str, float]:
+    """A detector's cells against the truth's (points, boxes, and masks as their boxes),
+    matched as training scores it (boxes at IoU > 0.5, the rest by centre within
+    `metrics.POINT_RADIUS`, the control-scoring radius)."""
+    from export.centres import label_objects
+    from export.train.detector import score_objects
+
+    truths, guesses = [], []
+    for image, truth in pairs:
+        try:
+            label = model.predict(image).label
+        except ApplianceError:
+            raise
+        except Exception as exc:  # a shape or dtype the contract promised and the graph broke
+            raise ApplianceError(
+                f"{onnx_path}: running it on a {image.shape} image failed ({exc})"
+            ) from exc
+        truths.append(label_objects(truth))
+        guesses.append(list(label.objects))
+    found = score_objects(truths, guesses, POINT_RADIUS)
+    return {"detection_f1": round(found.f1, 4), "class_f1": round(found.class_f1, 4)}
 
 
 def _latency_ms(onnx_path: Path, contract: Contract) -> float:
@@ -243,7 +270,7 @@ def from_torch(
 
 def contract_template(role: str) -> str:
     """A starting contract for `--print-contract`: the fields a data scientist must fill in."""
-    example = {
+    example: dict[str, Any] = {
         "input_name": "image",
         "output_name": "logits",
         "input_channels": 1,
@@ -255,4 +282,10 @@ def contract_template(role: str) -> str:
         "output_kind": "softmax",
         "classes": ["background", "nucleus"],
     }
+    if role == "detector":  # K-1 centre heatmaps, then log box width and height
+        example.update(
+            input_channels=3,
+            output_kind="centres",
+            decoding={"threshold": 0.3, "nms_radius": 4, "boxes": False},
+        )
     return json.dumps(example, indent=1)

@@ -125,3 +125,25 @@ def test_synthetic_cells_on_a_slide_region_marked_by_points_and_boxes(tmp_path) 
         assert (box.x1 - box.x0, box.y1 - box.y0) == (np.ptp(xs) + 1, np.ptp(ys) + 1)
         assert box.x1 <= 60 or box.x0 >= 100 or box.y1 <= 60 or box.y0 >= 100  # off the box
         assert np.hypot(*np.subtract(box.centre, (20, 20))) > 6  # off the point's cell
+
+
+def test_a_region_marked_by_points_only_gets_planted_points() -> None:
+    """Scoring matches points with points: on a points task a planted cell's truth is its
+    centre, so an annotator who points at every cell matches every planted one."""
+    from appliance.labels import Box, Point
+    from appliance.supervision.scoring import score
+    from testkit.slides import tissue_image
+
+    region = tissue_image(128, 128, seed=4)
+    label = Label(np.zeros((128, 128), np.uint32), {}, (Point(20, 20, 1),))
+    cells = _cells(2, seed=3)
+    comp = compose_control(
+        region, cells, {"cell": 2}, np.random.default_rng(0), label=label, match=False
+    )
+    planted = comp.label.objects[1:]
+    assert len(planted) == 2 and all(isinstance(o, Point) for o in planted)
+    assert not any(isinstance(o, Box) for o in comp.label.objects)
+    answer = Label(label.instances, {}, tuple(Point(o.x + 2, o.y - 1, o.class_id)
+                                              for o in comp.label.objects))  # fmt: skip
+    result = score(comp.label, answer, (), None, 1.0)
+    assert (result.n_truth, result.matched, result.class_correct) == (3, 3, 3)

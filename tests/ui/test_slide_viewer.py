@@ -9,6 +9,7 @@ import numpy as np
 
 from appliance.importer import SlideRegions, import_paths
 from appliance.labels import Box, Point
+from appliance.session.slide_view import TileKey
 from appliance.store import Project
 from appliance.store.slides import regions
 from testkit.slides import tissue_image, write_ome_pyramid
@@ -46,7 +47,10 @@ def test_overview_to_full_resolution_points_and_boxes_saved_and_reopened(fresh, 
     viewer = screen.viewer
     pump(3)
     wait_for(lambda: _settled(viewer))
-    assert viewer.viewport.level() == 2  # the overview comes from the coarsest level
+    vp = viewer.viewport  # the whole slide, fitted to the laid-out viewer (not its first size)
+    assert vp.size == (viewer.width, viewer.height)
+    assert vp.scale == min(vp.size[0] / 5000, vp.size[1] / 3000)
+    assert vp.level() == 1  # ~2.8 level-0 px per screen px: level 1 (2×), never finer
     overview_tiles = len(viewer.viewport.visible_tiles())
 
     tap(screen.buttons["full"])
@@ -56,7 +60,12 @@ def test_overview_to_full_resolution_points_and_boxes_saved_and_reopened(fresh, 
     level0_tiles = vp.visible_tiles()
     cols = -(-5000 // 512)
     assert 0 < len(level0_tiles) < cols * 6  # only what the screen shows, not the level
-    assert len(screen.work.tiles) <= overview_tiles + len(level0_tiles)
+    # level 0 read only where the screen shows it; coarser levels only for the fitted view (and
+    # the one frame the layout shows at an intermediate size on the first opening)
+    cache = screen.work.tiles
+    read0 = [TileKey(0, c, r) for c in range(cols) for r in range(6) if TileKey(0, c, r) in cache]
+    assert sorted(read0) == sorted(level0_tiles)
+    assert len(cache) <= 2 * overview_tiles + len(level0_tiles)
 
     x0, y0 = REGION[0], REGION[1]
     marks = [
