@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from appliance import settings
 from appliance.assist.jobs import Job, JobContext
-from appliance.editing import EditSession, Rect
+from appliance.editing import EditSession, Rect, areas
 from appliance.errors import ApplianceError
 from appliance.labels import Label, object_centres
 from appliance.metrics import POINT_RADIUS, match_points
@@ -123,10 +123,18 @@ class AnnotateView(Protocol):
 
 @dataclass(frozen=True)
 class Offer:
-    """A pre-label on offer: drawn as outlines until accepted."""
+    """A pre-label on offer: drawn as outlines until accepted. `areas`: its objects' areas,
+    counted in the background job that made it (the object list's suggested rows, and the
+    label's areas once accepted, then cost the UI thread no count of 2048² pixels)."""
 
     method: str
     label: Label
+    areas: dict[int, int] | None = field(default=None, compare=False)
+
+    @classmethod
+    def counted(cls, method: str, label: Label) -> Offer:
+        """An offer with its areas counted (call it off the UI thread)."""
+        return cls(method, label, areas(label.instances))
 
 
 @dataclass(frozen=True)
@@ -413,7 +421,7 @@ class AnnotatePresenter:
 
         def compute(ctx: JobContext) -> Offer | None:
             found = chooser.prelabel_for(project, work.image_id, ctx)
-            return None if found is None else Offer(*found)
+            return None if found is None else Offer.counted(*found)
 
         def done(offer: Offer | None) -> None:
             if self.prelabel_job is job and self.work is work and work.parent_id is None:
@@ -455,7 +463,7 @@ class AnnotatePresenter:
             offer = None
             if want_offer and start_version(project, image_id, annotator) is None:
                 found = chooser.prelabel_for(project, image_id, ctx)
-                offer = None if found is None else Offer(*found)
+                offer = None if found is None else Offer.counted(*found)
             return _Prefetched(image_id, data, offer)
 
         def done(result: _Prefetched) -> None:
@@ -487,7 +495,8 @@ class AnnotatePresenter:
         self._set_offer(None)
         # the label taken is stored as it is: no second scan of a 2048² label for its objects
         taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
-        self.view.show_label(work.session.replace(taken))
+        known = offer.areas if taken is offer.label else None
+        self.view.show_label(work.session.replace(taken, known))
         # Accept and edit stores in the background: the expert draws on at once
         self._save(work, "prelabel", label=taken, reviewed=not edit, background=edit)
         self.view.clear_error()
@@ -705,11 +714,15 @@ class AnnotatePresenter:
         if work is None:
             return []
         session, offer = work.session, self.offer
+        if offer is not None and offer.areas is None:  # made without its areas (tests)
+            offer = self.offer = Offer.counted(offer.method, offer.label)
         return object_rows(
             Label(session.instances, session.classes, session.objects),
             self.project.classes(),
             class_store.colours(self.project),
             offer.label if offer is not None else None,
+            session.areas(),
+            offer.areas if offer is not None else None,
         )
 
     def select_object(self, key: str | None) -> Rect | None:
