@@ -240,6 +240,7 @@ class AnnotatePresenter:
         # stores a version off the UI thread; one worker, so versions are stored in order
         self._write = run_write or run_job
         self._saving: tuple[Job, ImageWork, PendingSave] | None = None  # in the background
+        self._after_save: Callable[[], None] | None = None  # once that save is stored
         self._drafting: Job | None = None  # the last crash draft given to the writer
         self.closed = False  # left (Home, another project): late job results are dropped
         self.selector = Queue(project, annotator)  # the selector's choices with hidden controls
@@ -321,6 +322,9 @@ class AnnotatePresenter:
         return self.selector.peek(exclude=self._excluded())
 
     def open_next(self) -> None:
+        if self._saving is not None:  # Accept all's store still running: open it once stored
+            self._after_save = self.open_next  # (never waiting for it on the UI thread)
+            return
         image_id = self.selector.next(exclude=self._excluded())
         if image_id is None:
             self._close()
@@ -332,6 +336,7 @@ class AnnotatePresenter:
 
     def open_image(self, image_id: int, remember: bool = True) -> None:
         """Open an image: at once when it was prefetched, else decoded in the background."""
+        self.settle_save()
         self._close()
         self.all_done = False
         if remember and (not self.visited or self.visited[-1] != image_id):
@@ -497,8 +502,9 @@ class AnnotatePresenter:
         taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
         known = offer.areas if taken is offer.label else None
         self.view.show_label(work.session.replace(taken, known))
-        # Accept and edit stores in the background: the expert draws on at once
-        self._save(work, "prelabel", label=taken, reviewed=not edit, background=edit)
+        # stored in the background: the expert draws on at once (Accept and edit), or sees
+        # the check of the accepted label (Accept all; the next image waits for the store)
+        self._save(work, "prelabel", label=taken, reviewed=not edit, background=True)
         self.view.clear_error()
         self.view.show_panel()
         self.view.show_status()
@@ -594,10 +600,13 @@ class AnnotatePresenter:
             if self._saving is not None and self._saving[0] is job:
                 self._saving = None
                 self._stored(work, pending, result)
+                then, self._after_save = self._after_save, None
+                if then is not None:
+                    then()
 
         def failed(exc: BaseException) -> None:
             if self._saving is not None and self._saving[0] is job:
-                self._saving = None
+                self._saving, self._after_save = None, None  # the image stays open
                 self.view.show_status()  # still unsaved: Save & next stores it again
                 raise exc
 
@@ -638,7 +647,7 @@ class AnnotatePresenter:
         if self._saving is None:
             return
         job, work, pending = self._saving
-        self._saving = None
+        self._saving, self._after_save = None, None  # whatever settles it goes on instead
         self._stored(work, pending, job.result())  # re-raises its error: the label stays unsaved
 
     def _stored(self, work: ImageWork, pending: PendingSave, result: tuple[int, Any]) -> None:
