@@ -16,9 +16,11 @@ The list is virtualised (a `RecycleView`): the rows are plain data (`row_data`),
 rows in sight are widgets, recycled while the list scrolls. Building one widget per row made
 opening a 256-object list block the UI thread for 0.5-2 s and every stroke with it open cost
 another second (issue 25, defect 6); now a stroke replaces the data and the dozen visible
-widgets take the new values. Widgets are keyed in the screen's `buttons` while they show a
-row: `object:<id>`, `suggested:<id>`, `point:<index>`, `box:<index>` (the label's point and box
-objects, after its masks), then `object_delete`, `object_class:<class id>`.
+widgets take the new values; when the rows listed are the same (an area or the selection
+changed), only the widgets of the rows that changed are refreshed. Widgets are keyed in the
+screen's `buttons` while they show a row: `object:<id>`, `suggested:<id>`, `point:<index>`,
+`box:<index>` (the label's point and box objects, after its masks), then `object_delete`,
+`object_class:<class id>`.
 """
 
 from __future__ import annotations
@@ -219,10 +221,29 @@ class ObjectPanel(BoxLayout):
             text += f" + {len(rows) - own} suggested"
         self.summary.text = text if rows else "No objects yet: draw with the pen"
         data = row_data(rows, selected)
-        self.scroll.data = data
+        if not self._update_in_place(data):
+            self.scroll.data = data
         index = next((i for i, d in enumerate(data) if d.get("key") == selected), None)
         if index is not None:
             Clock.schedule_once(lambda _dt: self._scroll_to(index), 0)
+
+    def _update_in_place(self, data: list[dict[str, Any]]) -> bool:
+        """Take `data` row by row when it lists the same rows as now (a stroke changed an
+        area, a tap the selection): only the widgets of rows that changed are refreshed.
+        Replacing `data` refreshes every visible row and lays the whole list out again."""
+        old = self.scroll.data
+        if len(old) != len(data) or any(
+            a.get("key") != b.get("key") or a["viewclass"] != b["viewclass"]
+            for a, b in zip(old, data, strict=True)
+        ):
+            return False
+        for index, (was, now) in enumerate(zip(old, data, strict=True)):
+            if was != now:
+                was.update(now)  # a row scrolled into sight later reads it from here
+                view = self.scroll.view_adapter.get_visible_view(index)
+                if view is not None:
+                    view.refresh_view_attrs(self.scroll, index, was)
+        return True
 
     def _scroll_to(self, index: int) -> None:
         """Scroll just enough that row `index` is in sight (all rows are equally tall)."""

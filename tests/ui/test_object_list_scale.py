@@ -77,3 +77,40 @@ def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_non
     tap(screen.buttons["objects"])  # closed again: the next test's screen starts without it
     pump(2)
     assert panel.parent is None
+
+
+def test_a_stroke_that_grows_one_object_refreshes_only_its_row(fresh, tmp_path, monkeypatch):
+    from appliance.ui.object_panel import ObjectRowView
+
+    project = make_project(tmp_path / "p", n=2, size=512)
+    settings.PRELABEL.set(project, "none")
+    screen = fresh(project.root)
+    canvas, presenter = screen.canvas_view, screen.presenter
+    canvas.refresh(canvas.session.replace(_grid_label(canvas.session.shape)))
+    presenter.stroke_done()
+    pump(2)
+    tap(screen.buttons["objects"])
+    pump(3)
+    panel = screen.object_panel
+    row = screen.buttons["object:1"]
+    area = presenter.objects()[0].area
+    refreshed: list[str] = []
+    real = ObjectRowView.refresh_view_attrs
+
+    def counting(self, rv, index, data):
+        refreshed.append(data["key"])
+        real(self, rv, index, data)
+
+    monkeypatch.setattr(ObjectRowView, "refresh_view_attrs", counting)
+    canvas.brush_size = 4
+    x, y = canvas.to_window(16, 16)  # inside object 1 (rows and columns 8-23): it grows
+    x1, _ = canvas.to_window(28, 16)
+    pen_stroke([(x, y), (x1, y)])
+    pump(3)
+    grown = presenter.objects()[0].area
+    assert grown > area and f"· {grown} px" in row.text  # the row on screen says so
+    assert screen.buttons["object:1"] is row
+    assert refreshed == ["object:1"]  # was every row in sight
+    assert len(panel.scroll.data) == OBJECTS
+    tap(screen.buttons["objects"])
+    pump(2)
