@@ -31,7 +31,9 @@ from typing import Any
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.factory import Factory
+from kivy.graphics import Color, Line, Rectangle
 from kivy.properties import BooleanProperty, ListProperty, StringProperty
+from kivy.uix.behaviors import ToggleButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
@@ -39,7 +41,6 @@ from kivy.uix.recycleboxlayout import RecycleBoxLayout
 from kivy.uix.recycleview import RecycleView
 from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.uix.scrollview import ScrollView
-from kivy.uix.togglebutton import ToggleButton
 from kivy.uix.widget import Widget
 
 from appliance.overlay import class_colour
@@ -89,14 +90,67 @@ class ObjectListHeading(RecycleDataViewBehavior, Label):
         super().refresh_view_attrs(rv, index, {"text": data["text"]})
 
 
-class ObjectRowView(RecycleDataViewBehavior, ToggleButton):
-    """One visible row (style in style.kv); recycled: it shows whichever row scrolled into its
-    place, and it is `buttons[key]` only while it is on the list showing that row."""
+class ObjectRowView(RecycleDataViewBehavior, ToggleButtonBehavior, Label):
+    """One visible row: class swatch, id, class, area; a suggested object (pre-label on offer)
+    has a hollow swatch and muted italic text. Recycled: it shows whichever row scrolled into
+    its place, and it is `buttons[key]` only while it is on the list showing that row.
+
+    A label with a toggle's behaviour, drawn here in a few instructions rather than a kv rule
+    over a `ToggleButton`: applying Kivy's rules (Button's, ToggleButton's and a row's own,
+    ~25 bound expressions) was most of the cost of opening the list (issue 25, defect 6)."""
 
     key = StringProperty("")
     swatch = ListProperty([1, 1, 1, 1])
     suggested = BooleanProperty(False)
     panel: ObjectPanel | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        app = App.get_running_app()
+        super().__init__(
+            font_size=app.font_small,
+            size_hint_y=None,
+            height=app.touch,
+            halign="left",
+            valign="middle",
+            padding=[app.touch * 0.75, 0, app.gap, 0],
+            shorten=True,
+            shorten_from="right",  # a narrow list keeps the number and the class, not the size
+            **kwargs,
+        )
+        with self.canvas.before:
+            self._back_colour = Color()
+            self._back = Rectangle()
+        with self.canvas.after:
+            self._fill_colour = Color()
+            self._fill = Rectangle()
+            self._edge_colour = Color()
+            self._edge = Line(width=2)
+        self.fbind("pos", self._place)
+        self.fbind("size", self._place)
+        for name in ("state", "suggested", "swatch"):
+            self.fbind(name, self._paint)
+        for name in ("c_button", "c_active", "c_text", "c_muted"):  # the theme can change
+            app.fbind(name, self._paint)
+        self._place()
+        self._paint()
+
+    def _place(self, *_: object) -> None:
+        app = App.get_running_app()
+        self.text_size = self.size
+        self._back.pos, self._back.size = self.pos, self.size
+        side = app.touch * 0.4
+        x, y = self.x + app.gap * 1.5, self.center_y - side / 2
+        self._fill.pos, self._fill.size = (x, y), (side, side)
+        self._edge.rectangle = (x, y, side, side)
+
+    def _paint(self, *_: object) -> None:
+        app = App.get_running_app()
+        down = self.state == "down"
+        self._back_colour.rgba = app.c_active if down else app.c_button
+        self.color = app.c_muted if self.suggested and not down else app.c_text
+        self.italic = self.suggested
+        self._fill_colour.rgba = (0, 0, 0, 0) if self.suggested else self.swatch
+        self._edge_colour.rgba = self.swatch if self.suggested else (0, 0, 0, 0)
 
     def refresh_view_attrs(self, rv: Any, index: int, data: dict[str, Any]) -> None:
         self.panel = rv.panel
