@@ -199,6 +199,7 @@ class ObjectPanel(BoxLayout):
         self.classes_changed = classes_changed
         self.rows: dict[str, ObjectRow] = {}
         self._shown: tuple[Hashable, str | None] | None = None
+        self._actions_shown: object = None  # what the actions were last built for
         box = Factory.Panel()
         self.add_widget(box)
         # no heading: the Objects toggle above says what this is, the summary line counts them
@@ -317,13 +318,24 @@ class ObjectPanel(BoxLayout):
         self.scroll.scroll_y = 1 - min(max(top, 0.0), content - view) / (content - view)
 
     def _actions(self, p: AnnotatePresenter | None) -> None:
-        """What can be done to the selected object: Delete, and its class from a pick list."""
+        """What can be done to the selected object: Delete, and its class from a pick list.
+        Rebuilt only when the selected object, its class or the classes changed (not after a
+        stroke that only changed an area: rebuilding and laying it out cost ~20 ms)."""
         app = App.get_running_app()
+        row = self.rows.get(p.selected_object or "") if p else None
+        classes = p.project.classes() if p and row and not row.suggested else {}
+        chosen = self.canvas_view.renderer.colours  # the classes' colours, as on the overlay
+        shown = (row and (row.key, row.suggested, row.class_id, row.name), classes, dict(chosen))
+        if shown == self._actions_shown:
+            for key, widget in self.buttons.items():  # a tap on the class it has let go of it
+                if key.startswith("object_class:") and row is not None:
+                    widget.state = "down" if key == f"object_class:{row.class_id}" else "normal"
+            return
+        self._actions_shown = shown
         box = self.actions
         box.clear_widgets()
         for key in [k for k in self.buttons if k.startswith(("object_delete", "object_class:"))]:
             del self.buttons[key]
-        row = self.rows.get(p.selected_object or "") if p else None
         if p is None or row is None:
             box.add_widget(label("Tap a row to find the object", color=app.c_muted))
             return
@@ -337,8 +349,7 @@ class ObjectPanel(BoxLayout):
         box.add_widget(label("Class of this object", font_size=app.font_small))
         grid = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
         grid.bind(minimum_height=grid.setter("height"))
-        chosen = self.canvas_view.renderer.colours  # the classes' colours, as on the overlay
-        for cid, name in p.project.classes().items():
+        for cid, name in classes.items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, f"object_class_{id(self)}", cid == row.class_id)
             toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_row(key, c)))

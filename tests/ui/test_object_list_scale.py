@@ -108,6 +108,7 @@ def test_a_stroke_that_grows_one_object_refreshes_only_its_row(fresh, tmp_path, 
         real(self, rv, index, data)
 
     monkeypatch.setattr(ObjectRowView, "refresh_view_attrs", counting)
+    actions = list(panel.actions.children)  # "Tap a row...": nothing selected
     canvas.brush_size = 4
     x, y = canvas.to_window(16, 16)  # inside object 1 (rows and columns 8-23): it grows
     x1, _ = canvas.to_window(28, 16)
@@ -117,6 +118,7 @@ def test_a_stroke_that_grows_one_object_refreshes_only_its_row(fresh, tmp_path, 
     assert grown > area and f"· {grown} px" in row.text  # the row on screen says so
     assert screen.buttons["object:1"] is row
     assert refreshed == ["object:1"]  # was every row in sight
+    assert panel.actions.children == actions  # not built again for an area
     assert len(panel.scroll.data) == OBJECTS
     tap(screen.buttons["objects"])
     pump(2)
