@@ -100,8 +100,14 @@ def check_pixels(shape: tuple[int, ...], name: str, max_pixels: int) -> None:
 
 
 @contextmanager
-def _opened(source: Path | bytes, label: str) -> Iterator[BinaryIO]:
-    """A binary file object on a path or on bytes; unreadable, special and empty files refused."""
+def _opened(source: Path | bytes | BinaryIO, label: str) -> Iterator[BinaryIO]:
+    """A binary file object on a path, on bytes or an open seekable file (a sealed original:
+    `Project.open_original`); unreadable, special and empty files refused."""
+    if not isinstance(source, (bytes, Path)):
+        if _size(source) == 0:
+            raise ApplianceError(f"{label}: file is empty")
+        yield source
+        return
     if isinstance(source, bytes):
         if not source:
             raise ApplianceError(f"{label}: file is empty")
@@ -247,7 +253,7 @@ def _series_axes(tif: tifffile.TiffFile) -> str:
 
 
 def read_image(
-    source: Path | str | bytes,
+    source: Path | str | bytes | BinaryIO,
     *,
     page: int | None = None,
     name: str | None = None,
@@ -258,8 +264,8 @@ def read_image(
     Alpha channels are dropped. Raises `ApplianceError` naming the file for anything that is
     not a complete, supported image, before allocating anything larger than the header allows.
     """
-    src = source if isinstance(source, bytes) else Path(source)
-    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    src = Path(source) if isinstance(source, str) else source
+    label = name or (str(source) if isinstance(source, (str, Path)) else "image")
     with _opened(src, label) as fh:
         found = _probe(fh, label)
         fh.seek(0)
@@ -329,9 +335,10 @@ def _decode_cv2(fh: BinaryIO, frame: Frame, label: str) -> np.ndarray:
         raise ApplianceError(
             f"{label}: {size} bytes is far more than {frame.width}×{frame.height} pixels need"
         )
-    data = fh.read()
+    data = np.empty(size, np.uint8)  # read into one buffer: no copy of a large file
+    data = data[: fh.readinto(data)]  # type: ignore[attr-defined]
     with _quiet_opencv():
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ApplianceError(f"{label}: corrupt or truncated image data")
     if img.ndim == 3:

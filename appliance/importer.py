@@ -314,7 +314,8 @@ def add_regions(
 ) -> ImportSummary:
     """Regions picked later (by the lab or the expert panning the slide) as new images."""
     summary = ImportSummary()
-    with open_slide(record.path) as slide, tempfile.TemporaryDirectory() as tmp:
+    slide = open_slide(record.path, lambda: project.open_original(record.path))
+    with slide, tempfile.TemporaryDirectory() as tmp:
         for box, file in _read_regions(slide, boxes, Path(tmp)):
             _store_region(project, record, box, file, origin, summary)
     return summary

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -165,10 +167,13 @@ def _check_levels(dims: list[tuple[int, int]], name: str) -> None:
 class Slide:
     """An open, checked slide; read regions and tiles by level. Close it (or use `with`)."""
 
-    def __init__(self, path: Path, info: SlideInfo, handle: Any) -> None:
+    def __init__(
+        self, path: Path, info: SlideInfo, handle: Any, files: ExitStack | None = None
+    ) -> None:
         self.path = path
         self.info = info
         self._slide = handle
+        self._files = files  # the open file objects of a sealed slide (closed with it)
 
     def __enter__(self) -> Slide:
         return self
@@ -179,6 +184,8 @@ class Slide:
     def close(self) -> None:
         """Release the file handle."""
         self._slide.close()
+        if self._files is not None:
+            self._files.close()
 
     def read_region(self, x: int, y: int, width: int, height: int, level: int = 0) -> np.ndarray:
         """RGB uint8 pixels (height, width, 3) of a level, its top-left corner at level-0
@@ -220,23 +227,41 @@ def _rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def open_slide(path: Path | str) -> Slide:
+def open_slide(path: Path | str, opener: Callable[[], BinaryIO] | None = None) -> Slide:
     """Open a slide after checking its header; one `ApplianceError` naming the file and the
-    problem for anything unreadable, hostile or unsupported."""
+    problem for anything unreadable, hostile or unsupported.
+
+    `opener` gives seekable file objects on the slide's bytes instead of the file at `path`
+    (a stored slide of an encrypted project: `Project.open_original`); tifffile and tiffslide
+    read from them region by region, so a sealed slide is never decrypted whole.
+    """
     import tiffslide  # imported here: `appliance --help` stays fast
 
     path = Path(path)
     name = str(path)  # every message names the file as given
+    files = ExitStack()
     try:
-        file_size = path.stat().st_size
+        if opener is None:
+            file_size = path.stat().st_size
+            check_src: Any = path
+            slide_src: Any = path
+            named: str | None = None
+        else:
+            named = path.name  # a file object has no name tifffile could use
+            check_src = files.enter_context(opener())
+            file_size = check_src.seek(0, 2)
+            check_src.seek(0)
+            slide_src = files.enter_context(opener())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with tifffile.TiffFile(path) as tif:
+            with tifffile.TiffFile(check_src, name=named) as tif:
                 if not tif.series:
                     raise ApplianceError(f"{name}: no image in this TIFF")
                 for series in tif.series:  # every image's declared size, before any reader
                     _check_side(*_level_size(series), name)
-                handle = tiffslide.TiffSlide(path)
+                handle = tiffslide.TiffSlide(
+                    slide_src, tifffile_options={"name": named} if named else None
+                )
                 props = handle.properties
                 index = int(props.get("tiffslide.series-index") or 0)
                 levels = tif.series[index].levels
@@ -252,10 +277,13 @@ def open_slide(path: Path | str) -> Slide:
                     raise
                 mpp = _mpp(tif, props.get("tiffslide.mpp-x"))
     except ApplianceError:
+        files.close()
         raise
     except OSError as exc:
+        files.close()
         raise ApplianceError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     except Exception as exc:  # tifffile and tiffslide raise many types for bad headers
+        files.close()
         raise ApplianceError(f"{name}: not a readable slide ({_one_line(exc)})") from exc
     vendor = props.get("tiffslide.vendor")
     info = SlideInfo(
@@ -267,7 +295,7 @@ def open_slide(path: Path | str) -> Slide:
         mpp=mpp,
         vendor=str(vendor) if vendor else ("ome" if path.name.lower().endswith(OME) else None),
     )
-    return Slide(path, info, handle)
+    return Slide(path, info, handle, files if opener is not None else None)
 
 
 def _one_line(exc: BaseException) -> str:

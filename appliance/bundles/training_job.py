@@ -170,7 +170,7 @@ def write_training_job(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         members: dict[str, bytes | Path] = {}
         items = [
-            _item(c, splits[c.image.id], members, Path(tmp), places.get(c.image.id))
+            _item(project, c, splits[c.image.id], members, Path(tmp), places.get(c.image.id))
             for c in choices
         ]
         members[ITEMS] = _json_bytes({"items": items})
@@ -185,7 +185,7 @@ def write_training_job(
             "annotators": ANNOTATORS,
         }
         if include_unlabeled:
-            images = [_image(r, members, places.get(r.id)) for r in unlabeled]
+            images = [_image(project, r, members, Path(tmp), places.get(r.id)) for r in unlabeled]
             members[UNLABELED] = _json_bytes({"images": images})
             body["unlabeled"] = UNLABELED
         job_id = write_bundle(out, FORMAT, body, members)
@@ -212,12 +212,18 @@ def _region_places(project: Project) -> dict[int, dict[str, Any]]:
 
 
 def _image(
-    rec: ImageRecord, members: dict[str, bytes | Path], place: dict[str, Any] | None
+    project: Project,
+    rec: ImageRecord,
+    members: dict[str, bytes | Path],
+    tmp: Path,
+    place: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """An image's member and the fields that decode it (a slide region's pixels, never the
-    slide: `verified_original` of a region is its level-0 PNG)."""
+    slide: `verified_original` of a region is its level-0 PNG). A training job is written in
+    plain: an encrypted project's original is decrypted into the job's temporary folder."""
     image_member = f"images/{rec.sha256}{rec.path.suffix.lower()}"
-    members[image_member] = verified_original(rec)  # the name promises this content
+    if image_member not in members:  # the name promises this content
+        members[image_member] = verified_original(project, rec, tmp)
     return {
         "name": rec.name,
         "image": image_member,
@@ -233,6 +239,7 @@ def _image(
 
 
 def _item(
+    project: Project,
     choice: Choice,
     split: str,
     members: dict[str, bytes | Path],
@@ -240,7 +247,7 @@ def _item(
     place: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
-        **_image(choice.image, members, place),
+        **_image(project, choice.image, members, tmp, place),
         "split": split,
         "label": _version(choice.label, members, tmp),
         "coarse": _version(choice.coarse, members, tmp) if choice.coarse else None,

@@ -62,6 +62,10 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     debug = "--debug" in given  # accepted anywhere, also after the sub-command
     args = parser.parse_args([a for a in given if a != "--debug"])
     args.debug = debug
+    from appliance.cli.security_cmds import ask_key
+    from appliance.store import at_rest
+
+    at_rest.set_asker(ask_key)  # an encrypted project's PIN: APPLIANCE_PASSPHRASE or a prompt
     try:
         return int(args.func(args) or 0)
     except ApplianceError as exc:
@@ -76,6 +80,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:  # keys unlocked for this command go with it (tests run many in one process)
+        at_rest.set_asker(None)
+        at_rest.forget()
 
 
 def require_range(option: str, value: float | None, low: float, high: float | None = None) -> None:
@@ -96,7 +103,7 @@ def _fail(message: str, exc: BaseException, debug: bool) -> int:
     return 2
 
 
-def database_problem(args: argparse.Namespace, exc: DatabaseError) -> str:
+def database_problem(args: argparse.Namespace, exc: Exception) -> str:
     """SQLite errors name no file: name the project's database and what to do."""
     folder = getattr(args, "dir", None) or getattr(args, "project", None)
     if folder is None:

@@ -1,11 +1,22 @@
-"""Sub-commands for trust: pin a lab's signing key (docs/security.md)."""
+"""Sub-commands for trust: pin a lab's signing key, PINs and encryption at rest
+(docs/security.md)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
-__all__ = ["add_allow_unsigned", "register", "set_pin", "trust_key", "unlock_revoked"]
+__all__ = [
+    "add_allow_unsigned",
+    "ask_key",
+    "encrypt",
+    "register",
+    "set_pin",
+    "trust_key",
+    "unlock_revoked",
+]
 
 
 def add_allow_unsigned(p: argparse.ArgumentParser) -> None:
@@ -52,6 +63,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", help="an annotator who already has a PIN (when there are PINs)")
     p.set_defaults(func=set_pin)
 
+    p = sub.add_parser(
+        "encrypt",
+        help="encrypt a project that has PINs at rest (set-pin does it for a new PIN)",
+        description="Encrypt the project's database and stored images under its key, in "
+        "place and crash-safe (an interrupted run is finished or undone at the next open). "
+        "The PIN of any of its annotators comes from APPLIANCE_PASSPHRASE or a prompt. "
+        "`set-pin` encrypts by itself; this is for projects given PINs before encryption "
+        "at rest existed.",
+    )
+    p.add_argument("project", type=Path, metavar="DIR", help="the project folder")
+    p.set_defaults(func=encrypt)
+
+
+def ask_key(root: Path) -> bytes:
+    """The key of encrypted project `root` for a CLI command: the PIN of any of its
+    annotators from APPLIANCE_PASSPHRASE or a no-echo prompt (never an argument)."""
+    from appliance.errors import ApplianceError
+    from appliance.security.vault import PASSPHRASE_ENV, passphrase, unlock_any
+    from appliance.store.at_rest import LOCKED
+
+    if not os.environ.get(PASSPHRASE_ENV) and not sys.stdin.isatty():
+        raise ApplianceError(f"{root}: {LOCKED}")
+    return unlock_any(root, passphrase(f"PIN for {root}: "))
+
 
 def trust_key(args: argparse.Namespace) -> int:
     """`appliance trust-key`: pin a key file, or list the pins."""
@@ -84,16 +119,60 @@ def set_pin(args: argparse.Namespace) -> int:
     """`appliance set-pin`: the first PIN makes the project key; later ones wrap it again."""
     from appliance.errors import ApplianceError
     from appliance.security.vault import KEYS_FILE, add_annotator, create_keys, passphrase, unlock
-    from appliance.store import Project
+    from appliance.store import Project, at_rest
 
-    Project.open(args.project).close()  # a project, not locked by a revoke
     if not (args.project / KEYS_FILE).exists():
-        create_keys(args.project, args.annotator, passphrase(f"new PIN for {args.annotator}: "))
+        Project.open(args.project).close()  # a project, not locked by a revoke
+        key = create_keys(
+            args.project, args.annotator, passphrase(f"new PIN for {args.annotator}: ")
+        )
     else:
         if not args.by:
             raise ApplianceError(f"{args.project} has PINs: name one of their annotators with --by")
         key = unlock(args.project, args.by, passphrase(f"PIN of {args.by}: "))
+        Project.open(args.project, key).close()  # a project, not locked by a revoke
         new = passphrase(f"new PIN for {args.annotator}: ", "APPLIANCE_NEW_PASSPHRASE")
         add_annotator(args.project, key, args.annotator, new)
     print(f"{args.annotator} has a PIN for {args.project}")
+    if not at_rest.is_encrypted(args.project):
+        _encrypt(args.project, key)
     return 0
+
+
+def encrypt(args: argparse.Namespace) -> int:
+    """`appliance encrypt`: encrypt a project with PINs at rest, in place."""
+    from appliance.errors import ApplianceError
+    from appliance.security.vault import KEYS_FILE, passphrase, unlock_any
+    from appliance.store import at_rest
+    from appliance.store.db import require_sqlcipher
+
+    if not (args.project / KEYS_FILE).exists():
+        raise ApplianceError(
+            f"{args.project}: no PIN yet; `appliance set-pin` gives one and encrypts"
+        )
+    at_rest.recover(args.project)
+    if at_rest.is_encrypted(args.project):
+        print(f"{args.project} is encrypted at rest already")
+        return 0
+    require_sqlcipher()  # asked for explicitly: a platform without it is an error
+    _encrypt(args.project, unlock_any(args.project, passphrase(f"PIN for {args.project}: ")))
+    return 0
+
+
+def _encrypt(root: Path, key: bytes) -> None:
+    """Migrate a plain project with PINs to encryption at rest; one line on a platform
+    without SQLCipher (the PINs still lock the app)."""
+    from appliance.errors import ApplianceError
+    from appliance.store import Project, at_rest
+    from appliance.store import db as dbm
+
+    try:
+        dbm.require_sqlcipher()
+    except ApplianceError as exc:
+        print(
+            f"note: {exc}; the project stays plain (the PIN still locks the app)", file=sys.stderr
+        )
+        return
+    Project.open(root).close()  # plain, readable, its schema migrated: the export copies all
+    n = at_rest.encrypt(root, key)
+    print(f"{root} is encrypted at rest ({n} stored originals and project.db)")

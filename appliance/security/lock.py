@@ -4,8 +4,9 @@ When a sync learns that the lab revoked this device, the tablet forgets its lab 
 and writes `revoked.json` into the appliance home; from then on `Project.open` refuses every
 project on this tablet, so neither the app nor the CLI shows an image. Only someone with
 access to the appliance home (the lab, after getting the tablet back) lifts the lock with
-`appliance unlock-revoked`. Without encryption at rest this is a lock, not a wipe: the
-files stay on the disk (docs/security.md says what encryption adds).
+`appliance unlock-revoked`. For a plain project this is a lock, not a wipe: the files stay
+on the disk. The project whose sync met the revoke is also crypto-erased when it is encrypted
+at rest (`appliance.store.at_rest.erase_keys`, docs/security.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ three wrong PINs for a project, each further try must wait twice as long as the 
 (`BackOff`, kept in the appliance home so restarting the app does not reset it). A short PIN
 cannot resist an offline attack on a copied folder for long; docs/security.md says so.
 
-Not wired into the store yet: images, label payloads and `project.db` are still plain files.
+The store uses the project key for encryption at rest (`appliance.store.at_rest`): SQLCipher
+for `project.db`, sealed files for the originals.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "passphrase",
     "seal",
     "unlock",
+    "unlock_any",
 ]
 
 KEYS_FILE = "keys.json"
@@ -178,14 +180,41 @@ def unlock(
     """The project key, when `secret` is `annotator`'s PIN; `WrongPin` otherwise, and also
     while the back-off of earlier wrong PINs has not run out (the PIN is then not even tried).
     """
+    backoff = _allowed(root, clock)
+    entry = _read(root).get(annotator)
+    key = None if entry is None else _try(root, annotator, entry, secret)
+    if key is None:
+        backoff.failed()
+        raise WrongPin(f"{root}: wrong annotator or PIN")
+    backoff.succeeded()
+    return key
+
+
+def unlock_any(root: Path, secret: str, clock: Callable[[], float] = time.time) -> bytes:
+    """The project key, when `secret` is the PIN of any annotator of the project (the CLI:
+    APPLIANCE_PASSPHRASE names no annotator). One Argon2id run per annotator; a miss counts
+    as one wrong PIN for the back-off."""
+    backoff = _allowed(root, clock)
+    for annotator, entry in sorted(_read(root).items()):
+        key = _try(root, annotator, entry, secret)
+        if key is not None:
+            backoff.succeeded()
+            return key
+    backoff.failed()
+    raise WrongPin(f"{root}: wrong PIN (no annotator of this project has it)")
+
+
+def _allowed(root: Path, clock: Callable[[], float]) -> BackOff:
+    """The project's back-off, when it allows a try now; `WrongPin` with the wait otherwise."""
     backoff = BackOff(root, clock)
     wait = backoff.wait()
     if wait > 0:
         raise WrongPin(f"{root}: too many wrong PINs; try again in {wait:.0f} s")
-    entry = _read(root).get(annotator)
-    if entry is None:
-        backoff.failed()
-        raise WrongPin(f"{root}: wrong annotator or PIN")
+    return backoff
+
+
+def _try(root: Path, annotator: str, entry: dict, secret: str) -> bytes | None:
+    """The key wrapped in `entry` for `secret`, or None when `secret` does not open it."""
     try:
         salt = base64.b64decode(entry["salt"], validate=True)
         sealed = base64.b64decode(entry["key"], validate=True)
@@ -195,12 +224,9 @@ def unlock(
             f"{root / KEYS_FILE}: damaged entry for {annotator!r} ({exc})"
         ) from exc
     try:
-        key = open_sealed(_derive(secret, salt, kdf), sealed, annotator.encode(), str(root))
-    except ApplianceError as exc:
-        backoff.failed()
-        raise WrongPin(f"{root}: wrong annotator or PIN") from exc
-    backoff.succeeded()
-    return key
+        return open_sealed(_derive(secret, salt, kdf), sealed, annotator.encode(), str(root))
+    except ApplianceError:
+        return None
 
 
 def passphrase(prompt: str = "PIN or passphrase: ", env: str = PASSPHRASE_ENV) -> str:

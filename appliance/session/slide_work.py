@@ -35,7 +35,8 @@ class SlideWork:
             raise ApplianceError(f"image {image_id} is not a region of a slide")
         self.region = region
         self.record = find_slide(project, str(region.slide_id))
-        self.slide = open_slide(self.record.path)
+        path = self.record.path
+        self.slide = open_slide(path, lambda: project.open_original(path))
         self.tiles = TileCache(lambda key: read_tile(self.slide, key))
         self.work = ImageWork(project, image_id, author, active_class)
 

@@ -11,30 +11,46 @@ back when the same file is imported again (`appliance.store.images.add_images`).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.durable import TEMP_GLOB, file_sha256
+from appliance.durable import CHUNK, TEMP_GLOB
 from appliance.errors import ApplianceError
-from appliance.store.db import connect_plain
+from appliance.store.at_rest import StoreKeys
+from appliance.store.db import DatabaseError, connect_plain
 from appliance.store.project import DB_NAME, IMAGES_DIR, ImageRecord, Project
 
 __all__ = ["CheckReport", "check_project", "verified_original"]
 
 MODELS_DIR = "models"  # appliance.bundles.install keeps installed models here
 STAGING_GLOB = ".staging-*"
+_UNREADABLE: tuple[type[Exception], ...] = (*DatabaseError, UnicodeDecodeError)
 # A staging folder this young may belong to an install running right now in another process.
 STAGING_GRACE_SECONDS = 600
 
 
-def verified_original(rec: ImageRecord) -> Path:
-    """The stored original of `rec`, re-hashed: a swapped or bit-rotten file never leaves."""
+def verified_original(project: Project, rec: ImageRecord, plain_dir: Path | None = None) -> Path:
+    """The stored original of `rec`, re-hashed: a swapped or bit-rotten file never leaves.
+
+    In an encrypted project the plain bytes are written to `plain_dir` (an export the user
+    asked for, written in plain) and that copy is returned; without `plain_dir` only the hash
+    is checked and the stored (sealed) path returned.
+    """
     try:
-        actual = file_sha256(rec.path)
+        if project.encrypted and plain_dir is not None:
+            out = plain_dir / f"{rec.sha256}{rec.path.suffix.lower()}"
+            digest = hashlib.sha256()
+            with project.open_original(rec.path) as src, open(out, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            actual, path = digest.hexdigest(), out
+        else:
+            actual, path = project.original_sha256(rec.path), rec.path
     except OSError as exc:
         raise ApplianceError(
             f"{rec.path}: stored original of image {rec.id} ({rec.name}) is unreadable "
@@ -45,7 +61,7 @@ def verified_original(rec: ImageRecord) -> Path:
             f"{rec.path}: stored original of image {rec.id} ({rec.name}) has changed (sha256 "
             f"{actual[:12]}… instead of {rec.sha256[:12]}…); run `appliance check`"
         )
-    return rec.path
+    return path
 
 
 @dataclass
@@ -104,13 +120,14 @@ def check_project(
     if not path.is_file():
         raise ApplianceError(f"{root}: no project here (missing {DB_NAME})")
     report = CheckReport()
-    report.database = _integrity(path)
+    key = Project.resolve_key(root)
+    report.database = _integrity(path, None if key is None else StoreKeys(key).db_pragma)
     if report.database != "ok":
         return report
-    with Project.open(root) as project:
+    with Project.open(root, key) as project:
         images = project.images()
         for n, rec in enumerate(images, start=1):
-            _check_original(rec, report)
+            _check_original(project, rec, report)
             if progress:
                 progress(n, len(images))
         _check_labels(project, report)
@@ -123,20 +140,20 @@ def check_project(
     return report
 
 
-def _integrity(path: Path) -> str:
+def _integrity(path: Path, key_pragma: str | None) -> str:
     if path.stat().st_size == 0:
         return "empty file (not a database)"
-    conn = connect_plain(path)
+    conn = connect_plain(path, key_pragma)
     try:
         rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+    except _UNREADABLE as exc:
         return f"damaged ({exc})"
     finally:
         conn.close()
     return "ok" if rows == ["ok"] else "damaged (" + "; ".join(rows) + ")"
 
 
-def _check_original(rec: ImageRecord, report: CheckReport) -> None:
+def _check_original(project: Project, rec: ImageRecord, report: CheckReport) -> None:
     if rec.page:  # pages of one file share it: checked once, with page 0
         return
     report.originals_checked += 1
@@ -144,7 +161,7 @@ def _check_original(rec: ImageRecord, report: CheckReport) -> None:
         report.missing.append(f"image {rec.id} {rec.name}: {rec.path}")
         return
     try:
-        verified_original(rec)
+        verified_original(project, rec)
     except ApplianceError:
         report.changed.append(f"image {rec.id} {rec.name}: {rec.path}")
 

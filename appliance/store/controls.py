@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from appliance.durable import atomic_copy, holds
 from appliance.labels import Label, decode_label, encode_label
 from appliance.store import db as dbm
 from appliance.store import oplog
@@ -172,11 +171,11 @@ def add_controls(
     try:
         for item in items:
             path = project.blob_path(item.sha256, item.source.suffix.lower())
-            if not holds(path, item.sha256):
+            if not project.holds_original(path, item.sha256):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not path.exists():
                     written.append(path)
-                atomic_copy(item.source, path)
+                project.store_original(item.source, path)
         ids = []
         with project.transaction():
             for item in items:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.durable import atomic_copy, holds
 from appliance.store import db as dbm
 from appliance.store import oplog
 from appliance.store.project import Project
@@ -77,11 +76,11 @@ def add_images(
                     continue
                 out.duplicates.append(frame.name)
                 blob = project.root / row[1]
-            if not holds(blob, sha256):
+            if not project.holds_original(blob, sha256):
                 out.restored = bool(out.duplicates)
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 created = not blob.exists()
-                atomic_copy(source, blob)
+                project.store_original(source, blob)
             next_frame = db.execute(
                 "SELECT coalesce(max(frame) + 1, 0) FROM images WHERE sequence = ?", (sequence,)
             ).fetchone()[0]

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from appliance.errors import ApplianceError
 from appliance.imageio import probe
@@ -86,8 +86,9 @@ class Known(Protocol):
     def class_ids(self) -> set[int] | None:
         """The class ids a label may name, or None when the receiver does not know them."""
 
-    def blob(self, sha256: str) -> Path | bytes | None:
-        """The bytes of blob `sha256` (a file or the bytes), or None when not held."""
+    def blob(self, sha256: str) -> Path | bytes | Callable[[], BinaryIO] | None:
+        """The bytes of blob `sha256` (a file, the bytes, or an opener of its plain bytes: a
+        sealed slide of a project encrypted at rest), or None when not held."""
 
     def slide_size(self, sha256: str) -> tuple[int, int] | None:
         """(width, height) at level 0 of the slide added under `sha256`, or None."""
@@ -138,6 +139,9 @@ def _image_added(op: Operation, known: Known) -> None:
     data = known.blob(sha)
     if data is None:
         raise _Bad(f"blob {sha} is not held")
+    if callable(data):  # an opener: read the plain bytes (images are small)
+        with data() as fh:
+            data = fh.read()
     try:
         frames = probe(data, name=f"blob {sha[:12]}{suffix}").frames
     except ApplianceError as exc:
@@ -284,13 +288,17 @@ def _slide_added(op: Operation, known: Known) -> None:
     data = known.blob(sha)
     if data is None:
         raise _Bad(f"blob {sha} is not held")
-    with _as_file(data, suffix) as path:
-        try:
-            with open_slide(path) as slide:
+    try:
+        if callable(data):  # a sealed slide: read through its opener, never written out plain
+            path = Path(f"slide{suffix}")
+            with open_slide(path, data) as slide:
                 info = slide.info
-        except ApplianceError as exc:  # named as the blob: no server path in the reply
-            reason = str(exc).replace(f"{path}: ", "")
-            raise _Bad(f"its file is refused as a slide ({reason})") from exc
+        else:
+            with _as_file(data, suffix) as path, open_slide(path) as slide:
+                info = slide.info
+    except ApplianceError as exc:  # named as the blob: no server path in the reply
+        reason = str(exc).replace(f"{path}: ", "")
+        raise _Bad(f"its file is refused as a slide ({reason})") from exc
     if (info.width, info.height, info.levels) != (width, height, levels):
         raise _Bad(
             f"declares {width}×{height} in {levels} levels but its file holds "

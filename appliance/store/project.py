@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -24,8 +24,8 @@ from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_label, encode_runs, instance_runs, run_ids
 from appliance.security.lock import check_unlocked
+from appliance.store import at_rest, oplog
 from appliance.store import db as dbm
-from appliance.store import oplog
 from appliance.store.migrations import MIGRATIONS
 from appliance.store.opcheck import SOURCES
 
@@ -150,8 +150,11 @@ class Project:
     one connection. SQLite (WAL) lets them read at once and queues their writers.
     """
 
-    def __init__(self, root: Path, migrate: bool = True) -> None:
+    def __init__(self, root: Path, migrate: bool = True, key: bytes | None = None) -> None:
         self.root = Path(root)
+        # encrypted at rest (`appliance.store.at_rest`): the keys the store reads and writes with
+        self.keys = at_rest.StoreKeys(key) if key is not None else None
+        self._key_pragma = self.keys.db_pragma if self.keys is not None else None
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._connections_lock = threading.Lock()
@@ -170,7 +173,7 @@ class Project:
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        conn = dbm.connect(self.root / DB_NAME)
+        conn = dbm.connect(self.root / DB_NAME, self._key_pragma)
         with self._connections_lock:
             # threads come and go (each sync starts its upload workers): close what the
             # finished ones opened, so a long session does not collect connections
@@ -209,17 +212,33 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, root: Path | str) -> Project:
+    def open(cls, root: Path | str, key: bytes | None = None) -> Project:
         """Open the project in `root`, refusing a missing, empty or damaged database (SQLite's
-        quick_check, before anything can write) or one of a newer schema."""
+        quick_check, before anything can write) or one of a newer schema.
+
+        An encrypted project needs its key: `key`, else the one this process unlocked
+        (`at_rest.key_for`); without either it is refused in one line ("locked: ...").
+        A migration to encryption that a crash interrupted is finished or undone first.
+        """
         root = Path(root)
         path = root / DB_NAME
         if not path.is_file():
             raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
         check_unlocked()  # a tablet its lab revoked opens nothing
-        dbm.quick_check(path)  # never write into a damaged file
-        dbm.check_schema(path)
-        return cls(root)
+        key = cls.resolve_key(root, key)
+        pragma = at_rest.StoreKeys(key).db_pragma if key is not None else None
+        dbm.quick_check(path, pragma)  # never write into a damaged file
+        dbm.check_schema(path, pragma)
+        return cls(root, key=key)
+
+    @staticmethod
+    def resolve_key(root: Path, key: bytes | None = None) -> bytes | None:
+        """The key to open `root` with (None: a plain project), after crash recovery."""
+        at_rest.recover(root)
+        at_rest.refuse_erased(root)
+        if not at_rest.is_encrypted(root):
+            return None
+        return key if key is not None else at_rest.key_for(root)
 
     @classmethod
     def peek(cls, root: Path | str) -> Project:
@@ -235,11 +254,15 @@ class Project:
         path = root / DB_NAME
         if not path.is_file():
             raise ApplianceError(f"{root}: no project here (missing {DB_NAME}); run `init` first")
-        if path.stat().st_size == 0 or len(dbm.applied_migrations(path)) != len(MIGRATIONS):
-            return cls.open(root)  # refuses newer and empty files; migrates older ones
+        if (root / at_rest.MARKER).exists():
+            return cls.open(root)  # an interrupted migration to finish or undo first
+        key = cls.resolve_key(root, None)
+        pragma = at_rest.StoreKeys(key).db_pragma if key is not None else None
+        if path.stat().st_size == 0 or len(dbm.applied_migrations(path, pragma)) != len(MIGRATIONS):
+            return cls.open(root, key)  # refuses newer and empty files; migrates older ones
         try:
-            return cls(root, migrate=False)
-        except sqlite3.DatabaseError as exc:
+            return cls(root, migrate=False, key=key)
+        except dbm.DatabaseError as exc:
             raise ApplianceError(f"{path}: not a readable project database ({exc})") from exc
 
     def close(self) -> None:
@@ -335,7 +358,44 @@ class Project:
     def load_pixels(self, image_id: int) -> np.ndarray:
         """Decoded pixels of an image in their stored dtype: (H, W) grey or (H, W, 3) RGB."""
         rec = self.image(image_id)
-        return read_image(rec.path, page=rec.page, name=rec.name)
+        with self.open_original(rec.path) as fh:
+            return read_image(fh, page=rec.page, name=rec.name)
+
+    # stored originals: every reader and writer of images/ and slides/ goes through these, so
+    # an encrypted project's files are sealed and opened in one place (`at_rest`)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this project is encrypted at rest (and open with its key)."""
+        return self.keys is not None
+
+    def open_original(self, path: Path) -> BinaryIO:
+        """The plain bytes of a stored original (image or slide) as a seekable binary file;
+        ApplianceError naming the file when it cannot be read or does not authenticate."""
+        try:
+            return at_rest.open_file(self.keys, path)
+        except OSError as exc:
+            raise ApplianceError(f"{path}: cannot read ({exc.strerror})") from exc
+
+    def store_original(self, source: Path, dest: Path) -> None:
+        """Store the plain file `source` durably as the original `dest` (sealed when the
+        project is encrypted)."""
+        at_rest.store_file(self.keys, source, dest)
+
+    def original_sha256(self, path: Path) -> str:
+        """sha256 of a stored original's plain bytes."""
+        return at_rest.file_sha256(self.keys, path)
+
+    def original_size(self, path: Path) -> int:
+        """Size in bytes of a stored original's plain bytes."""
+        return at_rest.file_size(self.keys, path)
+
+    def holds_original(self, path: Path, sha256: str) -> bool:
+        """Whether `path` is a stored original whose plain bytes hash to `sha256`."""
+        try:
+            return path.is_file() and self.original_sha256(path) == sha256
+        except (OSError, ApplianceError):
+            return False
 
     def image_names(self) -> dict[int, str]:
         """Image id -> file name, for listings."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.durable import atomic_copy, file_sha256
+from appliance.durable import file_sha256
 from appliance.errors import ApplianceError
 from appliance.slides import REGION_ORIGINS
 from appliance.store import db as dbm
@@ -99,7 +99,7 @@ def add_slide(
     created = not blob.exists()
     try:
         blob.parent.mkdir(parents=True, exist_ok=True)
-        atomic_copy(source, blob)
+        project.store_original(source, blob)
         with project.transaction():
             cur = project.db.execute(
                 "INSERT INTO slides (sha256, name, blob, width, height, levels, mpp, vendor, "

@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from appliance.durable import holds, replace_durably
+from appliance.durable import replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import oplog
 from appliance.store.controls import insert_row
@@ -203,7 +203,7 @@ def _held_on_disk(project: Project, op: oplog.Operation) -> bool:
     without its row: a sync that stopped after moving it), verified by its hash."""
     suffix = str(op.payload.get("suffix", ""))
     if op.kind == "slide.added":
-        return holds(slide_path(project, str(op.blob), suffix), str(op.blob))
+        return project.holds_original(slide_path(project, str(op.blob), suffix), str(op.blob))
     return original_on_disk(project, str(op.blob), suffix) is not None
 
 
@@ -211,7 +211,7 @@ def original_on_disk(project: Project, sha256: str, suffix: str) -> Path | None:
     """Blob `sha256` stored as an original already, even without an image row (a sync that
     stopped after downloading it), verified by its hash; None when absent or different."""
     path = project.blob_path(sha256, suffix)
-    return path if holds(path, sha256) else None
+    return path if project.holds_original(path, sha256) else None
 
 
 def missing_blobs(project: Project, ops: Iterable[oplog.Operation]) -> dict[str, str]:
@@ -259,19 +259,28 @@ class _TabletKnown:
             self._classes = {int(r[0]) for r in self.project.db.execute("SELECT id FROM classes")}
         return self._classes
 
-    def blob(self, sha256: str) -> Path | None:
+    def blob(self, sha256: str) -> Path | bytes | Callable[[], BinaryIO] | None:
         if sha256 in self.staged:
-            return self.staged[sha256]
+            return self.staged[sha256]  # a verified download, plain until it is stored
         held = blob_file(self.project, sha256)
-        if held is not None:
+        if held is None:
+            for folder in (
+                self.project.blob_path(sha256, "").parent,
+                slide_path(self.project, sha256, "").parent,
+            ):
+                if folder.is_dir() and (found := sorted(folder.glob(f"{sha256}*"))):
+                    held = found[0]
+                    break
+        if held is None or not self.project.encrypted:
             return held
-        for folder in (
-            self.project.blob_path(sha256, "").parent,
-            slide_path(self.project, sha256, "").parent,
-        ):
-            if folder.is_dir() and (found := sorted(folder.glob(f"{sha256}*"))):
-                return found[0]
-        return None
+        if held.parent.parent.name == SLIDES_DIR:  # a sealed slide: read by region, not whole
+            sealed = held
+            return lambda: self.project.open_original(sealed)
+        try:  # a sealed image original: its plain bytes (images are small)
+            with self.project.open_original(held) as fh:
+                return fh.read()
+        except ApplianceError:
+            return None
 
     def slide_size(self, sha256: str) -> tuple[int, int] | None:
         row = self.project.db.execute(
@@ -345,7 +354,11 @@ def _apply_image(project: Project, op: oplog.Operation, staged: Path | None) -> 
     if staged is not None and staged != path:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            replace_durably(staged, path)
+            if project.encrypted:  # sealed into place; the plain download goes
+                project.store_original(staged, path)
+                staged.unlink()
+            else:
+                replace_durably(staged, path)
         except OSError as exc:
             raise ApplianceError(f"{path}: cannot store the pulled original ({exc})") from exc
     exists = project.db.execute(
@@ -380,7 +393,11 @@ def _apply_slide(project: Project, op: oplog.Operation, staged: Path | None) -> 
     if staged is not None and staged != path:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            replace_durably(staged, path)
+            if project.encrypted:  # sealed into place; the plain download goes
+                project.store_original(staged, path)
+                staged.unlink()
+            else:
+                replace_durably(staged, path)
         except OSError as exc:
             raise ApplianceError(f"{path}: cannot store the pulled slide ({exc})") from exc
     if project.db.execute("SELECT 1 FROM slides WHERE sha256 = ?", (op.blob,)).fetchone():

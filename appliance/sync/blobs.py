@@ -11,6 +11,7 @@ import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from appliance.durable import file_sha256
 from appliance.sync.http import LabError, LabHttp
@@ -57,11 +58,17 @@ class BlobChannel:
         load_url: Callable[[str], str | None] = lambda _sha: None,
         save_url: Callable[[str, str | None], None] = lambda _sha, _url: None,
         kind: str | None = None,
+        opener: Callable[[], BinaryIO] | None = None,
     ) -> int:
         """Send `path` (whose content hashes to `sha`) unless done; returns its size.
         `kind="slide"` announces a slide file, which the lab admits up to its slide limit
-        (larger than its limit for other blobs); the project quota holds either way."""
-        size = path.stat().st_size
+        (larger than its limit for other blobs); the project quota holds either way.
+
+        `opener` reads the plain bytes instead of `path` (a sealed original of an encrypted
+        project: `Project.open_original`; the lab receives and hashes the plain file)."""
+        self._opener: Callable[[], BinaryIO] = opener or (lambda: path.open("rb"))
+        with self._opener() as fh:
+            size = fh.seek(0, os.SEEK_END)
         resumable = size > self.chunk  # a one-chunk blob simply starts over: nothing to store
         url = load_url(sha) if resumable else None
         for _ in range(RESTARTS + 1):
@@ -83,7 +90,7 @@ class BlobChannel:
     def _create(self, sha: str, path: Path, size: int, kind: str | None) -> tuple[str, int]:
         """Create the upload with its first chunk in the same request (tus creation-with-
         upload); returns its address and the offset the server reached."""
-        with open(path, "rb") as fh:
+        with self._opener() as fh:
             first = fh.read(self.chunk)
         metadata = "sha256 " + base64.b64encode(sha.encode()).decode()
         if kind is not None:
@@ -109,7 +116,7 @@ class BlobChannel:
     def _send(self, sha: str, path: Path, url: str, offset: int, size: int) -> bool:
         """PATCH from `offset` to the end; False when the server no longer knows the upload."""
         finished = False
-        with open(path, "rb") as fh:
+        with self._opener() as fh:
             for _ in range(4 * (size // self.chunk) + 16):  # bounded: each step moves or re-syncs
                 if offset >= size and finished:
                     break

@@ -230,8 +230,10 @@ class Syncer:
                     opened.append(http)
                 local.channel = BlobChannel(http, self.base, self.blobs.chunk)
             kind = "slide" if sha in slides else None
+            path = paths[sha]
+            opener = lambda: self.project.open_original(path)  # noqa: E731 (plain bytes)
             try:
-                return int(local.channel.upload(sha, paths[sha], load, save, kind))
+                return int(local.channel.upload(sha, path, load, save, kind, opener))
             except Revoked:
                 raise
             except LabError as exc:  # e.g. a slide over the lab's limit: say which file

@@ -22,7 +22,7 @@ from appliance.security.lock import lock_tablet
 from appliance.security.signing import PublicKey
 from appliance.security.tls import fetch_pinned_ca, is_loopback, split_code
 from appliance.security.trust import pin_key
-from appliance.store import Project, sync_log
+from appliance.store import Project, at_rest, sync_log
 from appliance.sync.http import LabHttp, Retry
 
 __all__ = [
@@ -104,8 +104,11 @@ def project_credentials(project: Project) -> LabCredentials | None:
 
 
 def revoked(project: Project, creds: LabCredentials) -> None:
-    """The lab revoked this device: forget the credentials and lock every project."""
+    """The lab revoked this device: forget the credentials, lock every project, and
+    crypto-erase this project when it is encrypted at rest (its wrapped keys deleted: work not
+    yet synced is lost with it, which is what a revoke of a stolen tablet asks for)."""
     credential_id = sync_log.get_state(project, "credential_id")
     if credential_id:
         forget_credentials(credential_id)
     lock_tablet(creds.server)
+    at_rest.erase_keys(project.root, f"the lab {creds.server} revoked this tablet")

@@ -27,6 +27,8 @@ from appliance.durable import atomic_write
 from appliance.errors import ApplianceError, os_problem
 from appliance.media import ImageSource
 from appliance.session.idle_lock import DEFAULT_IDLE_MINUTES, IdleLock
+from appliance.store.at_rest import forget as forget_key
+from appliance.store.at_rest import is_encrypted
 from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
@@ -79,6 +81,7 @@ class ApplianceApp(App):
         self.workspace = Path(workspace)
         self.project: Project | None = None
         self.idle_lock: IdleLock | None = None  # the open project's PIN lock
+        self.pending_project: Path | None = None  # an encrypted project waiting for its PIN
         self.errors: list[BaseException] = []
         # the open image's work beside the next one's prefetch and the resting-pen check
         self.jobs = JobRunner(workers=3)
@@ -127,6 +130,7 @@ class ApplianceApp(App):
         self.writes.shutdown(wait=True)  # the annotate screen settled its save on leaving
         if self.project is not None:
             self.project.close()
+        forget_key()  # every unlocked key leaves with the app
 
     def _touched(self, *_args: object) -> None:
         """Any touch restarts the idle time (returns None: the touch goes on to the widgets)."""
@@ -166,17 +170,44 @@ class ApplianceApp(App):
         return sorted(p for p in self.workspace.iterdir() if (p / DB_NAME).is_file())
 
     def open_project(self, path: Path) -> None:
-        """Open a project and go to its next image."""
+        """Open a project and go to its next image. An encrypted project cannot even be read
+        before its PIN: the lock screen comes first and opens it (`unlocked`)."""
+        lock = IdleLock(path, float(self.prefs.get("lock_minutes", DEFAULT_IDLE_MINUTES)))
+        if lock.locked and is_encrypted(path):
+            assert self.sm is not None
+            if self.project is not None:
+                self.go("home")
+                self.project.close()
+                forget_key(self.project.root)
+                self.project = None
+            self.idle_lock, self.pending_project = lock, path
+            self.sm.get_screen("lock").back_to = "annotate"
+            self.go("lock")
+            return
+        self._show_project(path, lock)
+
+    def _show_project(self, path: Path, lock: IdleLock) -> None:
         project = Project.open(path)
         if self.project is not None:
             self.go("home")
             self.project.close()
+            if self.project.root != project.root:
+                forget_key(self.project.root)  # the other project's key leaves memory
         self.project = project
-        self.idle_lock = IdleLock(path, float(self.prefs.get("lock_minutes", DEFAULT_IDLE_MINUTES)))
+        self.idle_lock = lock
         self.go("annotate")
         if self.idle_lock.locked:
             self.go("lock")
         self.refresh_selector()
+
+    def unlocked(self) -> bool:
+        """The lock screen took a right PIN: open the project that waited for it (True), or
+        nothing to do (False: the open project was only hidden)."""
+        if self.pending_project is None or self.idle_lock is None:
+            return False
+        path, self.pending_project = self.pending_project, None
+        self._show_project(path, self.idle_lock)
+        return True
 
     def refresh_selector(self) -> Job | None:
         """Fill the selector's caches in the background (features, the active pre-label model's

@@ -25,6 +25,7 @@ from appliance.errors import ApplianceError
 from appliance.importer import import_paths
 from appliance.media import count_images
 from appliance.session.overview import overview
+from appliance.store.at_rest import is_encrypted, is_unlocked
 from appliance.store.project import Project
 from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
@@ -42,7 +43,10 @@ def duration(seconds: float) -> str:
 
 
 def project_lines(path: Path) -> tuple[str, str]:
-    """The project's summary and sync lines for its rows, from one look at it."""
+    """The project's summary and sync lines for its rows, from one look at it (an encrypted
+    project before its PIN: only that it is locked)."""
+    if is_encrypted(path) and not is_unlocked(path):
+        return "encrypted · locked: tap Open and type your PIN", "sync: after the PIN"
     try:
         seen = overview(path)
     except ApplianceError as exc:

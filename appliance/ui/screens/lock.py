@@ -36,7 +36,8 @@ class LockScreen(ScreenBg):
 
     def refresh(self) -> None:
         app = App.get_running_app()
-        name = app.project.root.name if app.project is not None else ""
+        root = app.pending_project or (app.project.root if app.project is not None else None)
+        name = root.name if root is not None else ""
         self.title.text = f"{name} is locked · {app.annotator}"
         self.note.text = "Type your PIN to go on."
         self.field.text = ""
@@ -50,4 +51,5 @@ class LockScreen(ScreenBg):
             self.field.text = ""
             return
         self.field.text = ""
-        app.go(self.back_to)
+        if not app.unlocked():  # an encrypted project opens now; a hidden one shows again
+            app.go(self.back_to)
