@@ -28,7 +28,15 @@ import numpy as np
 from appliance.errors import ApplianceError
 from appliance.labels import DEFAULT_CLASS, Box, CellObject, Label, Point
 
-__all__ = ["MAX_UNDO_STEPS", "MIN_BOX_SIDE", "EditSession", "Rect", "areas", "capsule_mask"]
+__all__ = [
+    "MAX_UNDO_STEPS",
+    "MIN_BOX_SIDE",
+    "EditSession",
+    "Rect",
+    "UndoStep",
+    "areas",
+    "capsule_mask",
+]
 
 MAX_UNDO_STEPS = 100
 MIN_BOX_SIDE = 2.0  # pixels: a shorter drag is a slipped tap, not a box
@@ -158,6 +166,9 @@ class _Step:
     classes_after: dict[int, int]
     objects_before: tuple[CellObject, ...]
     objects_after: tuple[CellObject, ...]
+
+
+UndoStep = _Step  # what `EditSession.undo_steps` hands out (to keep across a quit)
 
 
 @dataclass
@@ -559,6 +570,26 @@ class EditSession:
         self.classes_version += 1
         self.revision += 1
         return step.rect
+
+    def undo_steps(self, limit: int) -> list[UndoStep]:
+        """The newest `limit` undo steps, oldest first (`appliance.session.resume` keeps them
+        across a quit)."""
+        self._finish_pending()
+        return self._undo[-limit:] if limit > 0 else []
+
+    def restore_undo(self, steps: list[UndoStep]) -> None:
+        """Put back undo steps kept from an earlier run; they must end in the label on screen
+        (the last step's pixels after it are the ones here), else ApplianceError."""
+        if steps:
+            last = steps[-1]
+            if last.after.shape != (last.rect.height, last.rect.width) or not np.array_equal(
+                self.instances[last.rect.slices], last.after
+            ):
+                raise ApplianceError("the kept undo history does not end in this label")
+            used = max(int(max(s.before.max(), s.after.max())) for s in steps)
+            self._next_id = max(self._next_id, used + 1)
+        self._undo = list(steps)[-MAX_UNDO_STEPS:]
+        self._redo.clear()
 
     # ----- internals -----------------------------------------------------------------------
     def _new_id(self) -> int:

@@ -111,6 +111,10 @@ def printable(path: Path | str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+# what an import reads: the chooser lists these files (and folders), nothing else
+IMPORTED_SUFFIXES = IMAGE_SUFFIXES + SLIDE_SUFFIXES + MICROSCOPE_SUFFIXES
+
+
 def collect(
     paths: Iterable[Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES
 ) -> dict[Path, list[Path]]:

@@ -28,6 +28,7 @@ __all__ = [
     "FINGER_DRAWS",
     "INFERENCE_THREADS",
     "INSPECTION",
+    "LAST_CLASS",
     "LEFT_HANDED",
     "OPACITY",
     "OTSU",
@@ -121,6 +122,9 @@ PRELABEL: Setting[str] = Setting(
 DRAFT: Setting[dict | None] = Setting(
     "ui.draft", dict, None, "the unsaved label of the open image (crash safety)", optional=True
 )
+LAST_CLASS: Setting[dict] = Setting(
+    "ui.last_class", dict, {}, "the class each annotator chose last (annotator: class id)"
+)
 SELECTOR_WEIGHTS: Setting[dict] = Setting(
     "selector.weights",
     dict,
@@ -152,6 +156,7 @@ ALL: tuple[Setting[Any], ...] = (
     LEFT_HANDED,
     PRELABEL,
     DRAFT,
+    LAST_CLASS,
     SELECTOR_WEIGHTS,
     SELECTOR,
     INSPECTION,

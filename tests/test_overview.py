@@ -63,9 +63,11 @@ def test_home_looks_at_each_project_once_without_the_integrity_check(
     opened: list[Path] = []
     real_init = Project.__init__
 
-    def counting_init(self: Project, root: Path, migrate: bool = True) -> None:
+    def counting_init(
+        self: Project, root: Path, migrate: bool = True, key: bytes | None = None
+    ) -> None:
         opened.append(Path(root))
-        real_init(self, root, migrate)
+        real_init(self, root, migrate, key)
 
     def no_check(path: Path) -> None:
         raise AssertionError(f"integrity check on {path} for a look at counts")
@@ -93,7 +95,9 @@ def test_a_project_that_needs_a_migration_gets_the_full_open(
     Project.create(tmp_path / "p", ["cell"]).close()
     checked: list[Path] = []
     real_check = dbm.quick_check
-    monkeypatch.setattr(dbm, "applied_migrations", lambda path: [])  # as an old project
-    monkeypatch.setattr(dbm, "quick_check", lambda path: checked.append(path) or real_check(path))
+    monkeypatch.setattr(dbm, "applied_migrations", lambda path, key=None: [])  # an old project
+    monkeypatch.setattr(
+        dbm, "quick_check", lambda path, key=None: checked.append(path) or real_check(path, key)
+    )
     assert overview(tmp_path / "p").status["classes"] == 1
     assert checked == [tmp_path / "p" / "project.db"]

@@ -49,6 +49,7 @@ from appliance.labels import Label, object_centres
 from appliance.metrics import POINT_RADIUS, match_points
 from appliance.session import assistant
 from appliance.session.objects import ObjectRow, mark_index, object_box, object_rows
+from appliance.session.resume import ViewState, remember_class, remembered_class
 from appliance.session.workflow import (
     ImageData,
     ImageWork,
@@ -194,6 +195,15 @@ class Status:
     points: int = 0  # point objects of the label (cells marked by a pen tap)
     boxes: int = 0  # box objects of the label
     saving: bool = False  # a version is being stored in the background
+    has_version: bool = True  # a version of this image's label is stored (by anyone visible)
+
+    @property
+    def saved_state(self) -> str:
+        """The words of the status line: an image never saved is not "saved" (issue 25);
+        Accept and edit stores in the background ("saving")."""
+        if self.saved:
+            return "saved" if self.has_version else "not saved"
+        return "saving" if self.saving else "unsaved"
 
 
 @dataclass(frozen=True)
@@ -247,7 +257,10 @@ class AnnotatePresenter:
         self.prelabeler = assistant.PrelabelChooser()
         self.work: ImageWork | None = None
         self.loading: int | None = None  # image id being opened in the background
-        self.active_class = min(project.classes(), default=1)
+        classes = project.classes()
+        # the class this annotator chose last time (issue 25: it was lost on quit)
+        remembered = remembered_class(project, annotator, classes)
+        self.active_class = remembered if remembered is not None else min(classes, default=1)
         self.visited: list[int] = []
         self.skipped: set[int] = set()
         self.failed: set[int] = set()
@@ -409,15 +422,16 @@ class AnnotatePresenter:
         self.review, self.reviewing = None, False
         self.view.show_layers()
 
-    def leave(self) -> None:
+    def leave(self, view: ViewState | None = None) -> None:
         """Leave the project (Home, quitting): no version is saved; unsaved edits stay a draft
-        that is restored, with their time, when the project is opened again."""
+        that is restored, with their time, undo history and the screen's `view`, when the
+        project is opened again."""
         self.settle_save()
         work = self.work
         self._close()
         self.closed, self._prefetched = True, None
         if work is not None:
-            work.park()
+            work.park(view)
 
     # ----- background pre-label and prefetch -----------------------------------------------
     def _start_prelabel(self) -> None:
@@ -548,6 +562,7 @@ class AnnotatePresenter:
 
     def set_class(self, class_id: int) -> None:
         self.active_class = class_id
+        remember_class(self.project, self.annotator, class_id)
         if self.work is not None:
             self.work.session.active_class = class_id
 
@@ -1019,6 +1034,7 @@ class AnnotatePresenter:
             points=sum(o.kind == "point" for o in work.session.objects),
             boxes=sum(o.kind == "box" for o in work.session.objects),
             saving=self._saving is not None and self._saving[2].revision == work.session.revision,
+            has_version=work.parent_id is not None,
         )
 
     def markers(self) -> list[tuple[float, float, float]]:

@@ -118,3 +118,37 @@ def focus(
     wanted = min(size[0] * FOCUS_FILL / bw, size[1] * FOCUS_FILL / bh, FOCUS_MAX_ZOOM)
     zoom = clamp_zoom(min(fits, max(view.zoom, wanted)), shape, size)
     return place(zoom, shape[0], (x0 + x1) / 2, (y0 + y1) / 2, size[0] / 2, size[1] / 2)
+
+
+MINIMAP_SHARE = 0.2  # the minimap's side: at most this fraction of the view's
+MINIMAP_MARGIN = 12.0  # screen px between the minimap and the view's top-right corner
+
+
+def minimap(shape: tuple[int, int], size: tuple[float, float]) -> tuple[float, float, float]:
+    """Where the minimap sits in the widget: its bottom-left (x, y) and image-to-minimap
+    scale; its width and height are the image's times the scale."""
+    h, w = shape
+    scale = min(size[0] * MINIMAP_SHARE / w, size[1] * MINIMAP_SHARE / h)
+    return size[0] - w * scale - MINIMAP_MARGIN, size[1] - h * scale - MINIMAP_MARGIN, scale
+
+
+def on_minimap(shape: tuple[int, int], size: tuple[float, float], x: float, y: float) -> bool:
+    """Whether widget point (x, y) lies on the minimap (a touch there navigates, never draws)."""
+    mx, my, scale = minimap(shape, size)
+    return mx <= x <= mx + shape[1] * scale and my <= y <= my + shape[0] * scale
+
+
+def centre_on_minimap(
+    view: View, shape: tuple[int, int], size: tuple[float, float], x: float, y: float
+) -> View:
+    """The view, at its zoom, centred on the image point under minimap point (x, y).
+
+    >>> v = centre_on_minimap(View(4.0, (0.0, 0.0)), (100, 100), (500.0, 500.0), 438.0, 438.0)
+    >>> to_image(v, 100, 250.0, 250.0)
+    (50.0, 50.0)
+    """
+    mx, my, scale = minimap(shape, size)
+    h = shape[0]
+    ix = min(max((x - mx) / scale, 0.0), float(shape[1]))
+    iy = min(max(h - (y - my) / scale, 0.0), float(h))
+    return place(view.zoom, h, ix, iy, size[0] / 2, size[1] / 2)

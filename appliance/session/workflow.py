@@ -15,6 +15,7 @@ image's latest version.
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ import numpy as np
 from appliance import settings
 from appliance.assist import preprocess
 from appliance.editing import EditSession
+from appliance.errors import ApplianceError
 from appliance.labels import Label, decode_label, encode_label
+from appliance.session import resume
 from appliance.session.appearance import display_pixels
 from appliance.store.project import ImageRecord, Project
 from appliance.supervision import blind
@@ -32,6 +35,8 @@ from appliance.supervision.controls import score_save
 from appliance.supervision.scoring import ControlScore
 
 __all__ = ["Draft", "ImageData", "ImageWork", "PendingSave", "pending_draft", "write_draft"]
+
+log = logging.getLogger(__name__)
 
 
 def pending_draft(project: Project) -> dict | None:
@@ -119,6 +124,7 @@ class ImageWork:
         self._clock = clock
         self._seconds_before = 0.0
         self.recovered = False
+        self.resumed_view: resume.ViewState | None = None  # where the expert left it, if kept
         draft = pending_draft(project)
         if draft and draft["image_id"] == image_id and draft.get("parent_id") == self.parent_id:
             base = decode_label(
@@ -128,6 +134,8 @@ class ImageWork:
             self._seconds_before = float(draft.get("seconds", 0.0))
             self.recovered = True
         self.session = EditSession(base, active_class)
+        if self.recovered and draft is not None:
+            self._resume(draft)
         self.saved_revision = -1 if self.recovered else self.session.revision
         self._started = clock()
         project.record_event(image_id, "opened", annotator=author)
@@ -149,23 +157,39 @@ class ImageWork:
         """Time spent on this image since its last saved version."""
         return self._seconds_before + (self._clock() - self._started)
 
-    def save_draft(self) -> None:
-        """Persist the label on screen (one transaction) so a crash loses no finished stroke."""
-        write_draft(self.project, self.draft())
+    def _resume(self, draft: dict) -> None:
+        """Undo history and view kept on leaving (see `resume`); a record that does not fit
+        is dropped with one log line, the recovered label stays."""
+        try:
+            self.session.restore_undo(resume.decode_history(draft.get("undo", []), self.shape))
+        except ApplianceError as exc:
+            log.warning("%s: kept undo history dropped: %s", self.record.name, exc)
+        self.resumed_view = resume.decode_view(draft.get("view"))
 
-    def draft(self) -> Draft:
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.record.height, self.record.width
+
+    def save_draft(self, view: resume.ViewState | None = None, history: bool = False) -> None:
+        """Persist the label on screen (one transaction) so a crash loses no finished stroke;
+        on leaving, with the undo `history` and the `view` to come back to."""
+        write_draft(self.project, self.draft(view, history))
+
+    def draft(self, view: resume.ViewState | None = None, history: bool = False) -> Draft:
         """The label on screen as a crash draft, taken now (a copy); `write_draft` stores it
-        (on any thread: the annotate flow writes it on the writer thread after each stroke)."""
-        return Draft(
-            self.session.label(),
-            {
-                "image_id": self.image_id,
-                "parent_id": self.parent_id,
-                "author": self.author,
-                "seconds": self.seconds(),
-                "classes": {str(k): v for k, v in self.session.classes.items()},
-            },
-        )
+        (on any thread: the annotate flow writes it on the writer thread after each stroke).
+        On leaving, `history` adds the undo steps and the `view` (see `resume`)."""
+        fields: dict[str, object] = {
+            "image_id": self.image_id,
+            "parent_id": self.parent_id,
+            "author": self.author,
+            "seconds": self.seconds(),
+            "classes": {str(k): v for k, v in self.session.classes.items()},
+        }
+        if history:
+            fields["undo"] = resume.encode_history(self.session)
+            fields["view"] = resume.encode_view(view)
+        return Draft(self.session.label(), fields)
 
     def clear_draft(self) -> None:
         if pending_draft(self.project) is not None:
@@ -247,11 +271,12 @@ class ImageWork:
         self.display, self.preprocessing = display_pixels(self.pixels, h), h
         return True
 
-    def park(self) -> None:
+    def park(self, view: resume.ViewState | None = None) -> None:
         """Put the image aside without a version (Home, quitting): unsaved edits stay a draft
-        that is restored when the image is opened again; saving stays the expert's decision."""
+        that is restored, with their undo history and `view`, when the image is opened again;
+        saving stays the expert's decision."""
         if self.dirty:
-            self.save_draft()
+            self.save_draft(view, history=True)
         self.project.record_event(
             self.image_id, "closed", annotator=self.author, seconds=self.seconds()
         )

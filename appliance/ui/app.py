@@ -153,6 +153,8 @@ class ApplianceApp(App):
         assert self.sm is not None
         if self.sm.current == "annotate" and name not in VISITS:
             self.sm.get_screen("annotate").leave()
+        if self.message is not None and name != self.sm.current:
+            self.message.hide()  # it spoke of the screen left; on the next it covers buttons
         self.sm.current = name
         refresh = getattr(self.sm.current_screen, "refresh", None)
         if refresh is not None:

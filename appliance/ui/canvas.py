@@ -65,6 +65,7 @@ from appliance.labels import CellObject, Label
 from appliance.overlay import OverlayRenderer, display_rect
 from appliance.session import gesture, marks, viewport
 from appliance.session.objects import object_box
+from appliance.session.resume import ViewState
 from appliance.session.viewport import MAX_ZOOM
 from appliance.ui.marks import draw_marks
 
@@ -424,6 +425,23 @@ class LabelCanvas(StencilView):
             viewport.zoom_about(self._view(), self.session.shape, self.size, factor_zoom, *rel)
         )
 
+    def view_state(self) -> ViewState | None:
+        """The zoom and the image point at the centre, to come back to (None: fitted)."""
+        if self.session is None or self._fitted:
+            return None
+        centre = self.to_image(self.center_x, self.center_y)
+        return ViewState(self.zoom, centre)
+
+    def show_view_state(self, state: ViewState) -> None:
+        """Zoom to `state.zoom` (clamped) with its image point at the centre."""
+        if self.session is None:
+            return
+        self._fitted = False
+        shape, size = self.session.shape, self.size
+        zoom = viewport.clamp_zoom(state.zoom, shape, size)
+        ix, iy = state.centre
+        self._set_view(viewport.place(zoom, shape[0], ix, iy, size[0] / 2, size[1] / 2))
+
     def toggle_fit(self, wx: float, wy: float) -> None:
         """Double tap: fitted view ↔ 1:1 about the tapped point."""
         if self.session is None:
@@ -504,9 +522,9 @@ class LabelCanvas(StencilView):
             self._minimap_view.points = []
             return
         h, w = shape
-        scale = min(self.width * 0.2 / w, self.height * 0.2 / h)
+        mx, my, scale = viewport.minimap(shape, self.size)
         mw, mh = w * scale, h * scale
-        mx, my = self.right - mw - 12, self.top - mh - 12
+        mx, my = self.x + mx, self.y + my
         self._minimap.pos, self._minimap.size = (mx, my), (mw, mh)
         x0, y0, x1, y1 = viewport.visible(self._view(), shape, self.size)
         self._minimap_view.rectangle = (
@@ -519,6 +537,16 @@ class LabelCanvas(StencilView):
     @property
     def minimap_shown(self) -> bool:
         return bool(self._minimap_color.a)
+
+    def _minimap_to(self, touch: MotionEvent) -> None:
+        """Centre the view on the image point under the touch on the minimap."""
+        assert self.session is not None
+        self._fitted = False
+        self._set_view(
+            viewport.centre_on_minimap(
+                self._view(), self.session.shape, self.size, touch.x - self.x, touch.y - self.y
+            )
+        )
 
     def _on_hide(self, *_: object) -> None:
         self._overlay_color.a = 0 if self.hide_overlay else 1
@@ -562,6 +590,13 @@ class LabelCanvas(StencilView):
             step = 1.25 if touch.button in ("scrolldown", "scrollleft") else 0.8
             self.zoom_about(self.zoom * step, *touch.pos)
             return True
+        if self.minimap_shown and viewport.on_minimap(
+            self.session.shape, self.size, touch.x - self.x, touch.y - self.y
+        ):
+            touch.grab(self)  # pen or finger on the minimap: go there, never draw under it
+            touch.ud["canvas_minimap"] = True
+            self._minimap_to(touch)
+            return True
         erase = is_eraser(touch)
         device_pen = erase or (is_pen(touch) and getattr(touch, "button", None) in (None, "left"))
         if not device_pen and any(is_pen(t) for t in self._pens.values()):
@@ -591,7 +626,9 @@ class LabelCanvas(StencilView):
     def on_touch_move(self, touch: MotionEvent) -> bool:
         if touch.grab_current is not self:
             return self.collide_point(*touch.pos)
-        if touch.ud.get("canvas_pen"):
+        if touch.ud.get("canvas_minimap"):
+            self._minimap_to(touch)
+        elif touch.ud.get("canvas_pen"):
             self._pen_move(touch)
         elif touch.uid in self._fingers:
             self._finger_move(touch)

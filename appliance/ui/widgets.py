@@ -154,6 +154,11 @@ class MessageBar(Label):
         if self.parent is not None:
             self.parent.remove_widget(self)
 
+    def leave_slot(self, slot: Widget) -> None:
+        """Hide the message if it sits in `slot`: the slot gives its room to something else."""
+        if self._slot is slot:
+            self.hide()
+
     @property
     def shortened(self) -> bool:
         """Whether the one-line text hides part of the message."""
@@ -272,11 +277,12 @@ class ChooserPopup(ModalView):
 
     def show(self, folder: Path) -> None:
         """List `folder`: sub-folders first, then matching files."""
+        app = App.get_running_app()
         folder = Path(folder)
         try:
             entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
         except OSError as exc:
-            App.get_running_app().notify(f"{folder}: cannot open ({exc.strerror})", error=True)
+            app.notify(f"{folder}: cannot open ({exc.strerror})", error=True)
             return
         self.folder = folder
         self.selected = folder if self.pick_folder else None
@@ -296,7 +302,8 @@ class ChooserPopup(ModalView):
             elif (not self.suffixes or entry.suffix.lower() in self.suffixes) and (
                 self.accept is None or self.accept(entry)
             ):
-                row = button(entry.name, partial(self._pick, entry))
+                row = Factory.ChooserRow(text=entry.name)
+                row.bind(on_release=lambda _b, e=entry: app.safely(partial(self._pick, e)))
             else:
                 continue
             self.entries[entry.name] = row
@@ -308,11 +315,12 @@ class ChooserPopup(ModalView):
         return "Use this file" if file else "Use this folder"
 
     def _pick(self, path: Path) -> None:
-        app = App.get_running_app()
         if self._picked_row is not None:
-            self._picked_row.background_color = app.c_button
+            self._picked_row.picked = False
         row = self.entries[path.name]
-        row.background_color = app.c_active  # stays until another row is picked
+        # a kv property, not the colour itself: Kivy's release, deferred to keep a quick
+        # tap visible, re-applies the colour rule and would undo a colour set here
+        row.picked = True  # stays until another row is picked
         self._picked_row = row
         self.selected = path
         self.ok.text = self._ok_text(file=True)

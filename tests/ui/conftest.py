@@ -20,6 +20,7 @@ import pytest
 from appliance.session.display import start_virtual_display
 
 WIDTH, HEIGHT = 1920, 1200
+SIZES = [(1920, 1200), (1280, 800), (1200, 1920)]  # issue 25: the sizes a tablet app meets
 SCREEN = max(WIDTH, HEIGHT)
 HERE = Path(__file__).resolve().parent
 
@@ -92,3 +93,20 @@ def fresh(app: object) -> Iterator[Callable[[Path], object]]:
     assert not app.errors, f"unexpected errors in the app: {app.errors!r}"
     app.go("home")
     pump(2)
+
+
+@pytest.fixture
+def window(app: object) -> Iterator[Callable[[int, int], None]]:
+    """Resize the real window; the tablet's landscape size again afterwards."""
+    from kivy.core.window import Window  # not at import: the window must open at 1920×1200
+
+    from testkit.touch import pump, wait_for
+
+    def resize(width: int, height: int) -> None:
+        Window.size = (width, height)
+        wait_for(lambda: tuple(Window.size) == (width, height))
+        pump(4)
+
+    yield resize
+    app.sm.get_screen("annotate").show_objects(False)
+    resize(WIDTH, HEIGHT)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import tifffile
 
 from appliance.bundles.training_job import write_training_job
 from appliance.labels import Label
 from appliance.ui import theme
 from testkit.touch import pump, tap, wait_for
-from tests.ui.projects import make_project, prelabel_bundle
+from tests.ui.projects import cell_image, make_project, prelabel_bundle
 
 
 def _popup(kind):
@@ -42,12 +43,16 @@ def test_home_long_names_chooser_wording_highlight_and_no_job_zips(app, tmp_path
     chooser.show(usb)
     assert "threshold-unet.zip" in chooser.entries and "job.zip" not in chooser.entries
     chooser.dismiss()
+    tifffile.imwrite(usb / "cells.tif", cell_image(0, 64))
     tap(home.buttons[(long, "Import images")])
     chooser = _popup(ChooserPopup)
     chooser.show(usb)
     assert chooser.ok.text == "Use this folder"
-    row = chooser.entries["threshold-unet.zip"]
+    assert "threshold-unet.zip" not in chooser.entries  # no image in a zip (issue 25)
+    row = chooser.entries["cells.tif"]
     tap(row)
+    wait_for(lambda: row.state == "normal")  # Kivy releases a quick tap 35 ms late
+    pump(2)
     assert chooser.ok.text == "Use this file" and "tap Use this file" in chooser.where.text
     assert list(row.background_color) == list(app.c_active)  # the picked row stays marked
     chooser.dismiss()

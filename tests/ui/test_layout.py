@@ -6,15 +6,13 @@ editor fits 12 classes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from appliance.session.presenter import Compare
 from testkit.touch import pump, tap, wait_for
+from tests.ui.conftest import SIZES
 from tests.ui.projects import DEMO_CLASSES, make_project
 
-SIZES = [(1920, 1200), (1280, 800), (1200, 1920)]
 REQUIRED = (
     "save_next",
     "undo",
@@ -28,21 +26,6 @@ REQUIRED = (
     "compare_reject",
 )
 LEAST_MM = 7.0
-
-
-@pytest.fixture
-def window(app) -> Iterator[object]:
-    """Resize the real window; the tablet's landscape size again afterwards."""
-    from kivy.core.window import Window  # not at import: the window must open at 1920×1200
-
-    def resize(width: int, height: int) -> None:
-        Window.size = (width, height)
-        wait_for(lambda: tuple(Window.size) == (width, height))
-        pump(4)
-
-    yield resize
-    app.sm.get_screen("annotate").show_objects(False)
-    resize(1920, 1200)
 
 
 def _scroll_of(widget: object) -> object | None:

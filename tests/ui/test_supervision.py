@@ -20,7 +20,7 @@ import tifffile
 from appliance.store import Project
 from appliance.supervision import config, serving
 from appliance.supervision.controls import add_gold
-from testkit.touch import tap, wait_for
+from testkit.touch import pump, tap, wait_for
 from tests.ui.projects import cell_image, make_project
 
 pytestmark = pytest.mark.ui
@@ -128,6 +128,7 @@ def test_feedback_and_high_score_when_the_project_switches_them_on(
     assert app.message.text.startswith("Check item: ") and "cells matched" in app.message.text
     scores = screen.buttons["scores"]
     scroll = scores.parent.parent.parent  # the side panel's scrolling part (issue 25 layout)
+    pump(2)  # the panel laid out for the next image: scroll_to reads positions
     if getattr(scroll, "do_scroll_y", False):
         scroll.scroll_to(scores, animate=False)  # as the expert scrolls the panel to it
     tap(scores)

@@ -10,9 +10,11 @@ calls and draws the presenter's state. Widgets are keyed by ids in `self.buttons
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from kivy.app import App
 from kivy.clock import Clock
+from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.input.motionevent import MotionEvent
@@ -27,7 +29,7 @@ from appliance import settings
 from appliance.editing import Rect
 from appliance.overlay import class_colour
 from appliance.session.marks import MARK_TOOLS
-from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase, Status
+from appliance.session.presenter import AnnotatePresenter, Offer, PanelState, Phase
 from appliance.session.workflow import ImageWork
 from appliance.store import classes as class_store
 from appliance.supervision import config as supervision_config
@@ -69,13 +71,16 @@ TOOL_KEYS = {
 BRUSH_STEP = 1.25  # the − / + buttons scale the brush by this factor
 PINNED_TOOLS = ("brush", "eraser")  # never scrolled out of view, with Undo and Redo
 TOP_BAR_ONE_ROW = mm(110)  # the image's width below which the status lines get their own row
+LONG_NAME = 20  # characters: a longer class name may be shortened in its button
 CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather than less
 PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
 
 
-def _saved_word(status: Status) -> str:
-    """Saved, being saved (Accept and edit stores in the background) or unsaved."""
-    return "saved" if status.saved else "saving" if status.saving else "unsaved"
+def _whole_words(grid: GridLayout, width: float) -> None:
+    """Two buttons to a row of `grid` where each word fits whole, else one."""
+    app = App.get_running_app()
+    widest = max((b._label.get_extents(b.text)[0] for b in grid.children), default=0)
+    grid.cols = 2 if (width - app.gap) / 2 >= widest + app.gap * 2 + 2 else 1
 
 
 def _scrolled(panel: Widget) -> BoxLayout:
@@ -181,7 +186,8 @@ class AnnotateScreen(ScreenBg):
         share = 0.36 if portrait else 0.22  # upright, the image has the whole width to share
         self.object_panel.width = max(min(app.sidebar, width * share), mm(30))
         inner = (width - self.tools_panel.width if portrait else side) - app.gap * 4
-        self.class_box.cols = max(1, int(inner // CLASS_BUTTON))
+        self._class_room = inner
+        self._class_columns()
         pair = [self.tools_panel, self.side_panel]
         centre = width if portrait else width - self.tools_panel.width - side - app.gap * 6
         self._top_bar(two_rows=centre < TOP_BAR_ONE_ROW)
@@ -242,18 +248,12 @@ class AnnotateScreen(ScreenBg):
                 toggle
             )
         col.add_widget(more.parent)
+        # the size on a line of its own: between − and + a narrow panel read "2..." (issue 25)
+        self.size_label = label(f"{settings.BRUSH_SIZE.default} px", halign="center")
+        more.add_widget(self.size_label)
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        thin = {"size_hint_x": None, "width": app.touch}
-        row.add_widget(
-            self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP), **thin)
-        )
-        self.size_label = label(
-            f"{settings.BRUSH_SIZE.default} px", halign="center", size_hint_y=1, shorten=True
-        )
-        row.add_widget(self.size_label)
-        row.add_widget(
-            self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP), **thin)
-        )
+        row.add_widget(self._button("brush_smaller", "−", lambda: self.scale_brush(1 / BRUSH_STEP)))
+        row.add_widget(self._button("brush_bigger", "+", lambda: self.scale_brush(BRUSH_STEP)))
         more.add_widget(row)
         size = settings.BRUSH_SIZE
         self.size_slider = Factory.TSlider(min=size.low, max=size.high, value=size.default, step=1)
@@ -321,11 +321,14 @@ class AnnotateScreen(ScreenBg):
         self.canvas_row = BoxLayout(spacing=app.gap)
         self.canvas_row.add_widget(self.canvas_view)
         centre.add_widget(self.canvas_row)
-        self.compare_bar = BoxLayout(size_hint_y=None, height=0, spacing=app.gap, opacity=0)
+        # one band under the image, as high as a button: the before/after bar while one is
+        # on show, else the messages' slot, so that the image keeps its size (issue 25)
+        self.compare_bar = BoxLayout(
+            size_hint_y=None, height=0, spacing=app.gap, opacity=0, padding=(app.gap * 2, 0)
+        )  # padded: upright, the band reaches the window's edges
         centre.add_widget(self.compare_bar)
-        # messages appear here, over no pixel and no button (see MessageBar)
-        self.message_slot = Widget(size_hint_y=None, height=app.touch * 0.8)
-        centre.add_widget(self.message_slot)
+        self._slot = Widget(size_hint_y=None, height=app.touch)
+        centre.add_widget(self._slot)
         return centre
 
     def _side(self) -> BoxLayout:
@@ -371,29 +374,45 @@ class AnnotateScreen(ScreenBg):
         self.class_heading = Factory.TLabel(text="Class", bold=True)
         rest.add_widget(self.class_heading)
         self.class_box = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
+        self._class_room = float(app.sidebar)  # the class grid's width, set by _arrange
         self.class_box.bind(minimum_height=self.class_box.setter("height"))
         rest.add_widget(self.class_box)
         rest.add_widget(self._button("edit_classes", "Edit classes", self.edit_classes))
-        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        row.add_widget(self._button("upgrade", "Upgrade", self._act("upgrade")))
-        row.add_widget(self._button("gallery", "Gallery", lambda: app.go("gallery")))
-        row.add_widget(self._button("on_slide", "On slide", self.open_on_slide))
-        rest.add_widget(row)
+        # the visits two to a row, or one where two would cut a word: three in a row of the
+        # narrow side panel read "U...e", "M...ls", "S...gs" (issue 25)
+        nav = GridLayout(cols=2, size_hint_y=None, spacing=app.gap, row_default_height=app.touch)
+        nav.bind(minimum_height=nav.setter("height"), width=_whole_words)
+        for wid, text, action in (
+            ("upgrade", "Upgrade", self._act("upgrade")),
+            ("gallery", "Gallery", lambda: app.go("gallery")),
+            ("on_slide", "On slide", self.open_on_slide),
+            ("models", "Models", lambda: app.go("models")),
+            ("settings", "Settings", lambda: app.go("settings")),
+        ):
+            nav.add_widget(self._button(wid, text, action))
         flag = Factory.TToggle(text="Flag: label early", size_hint_y=None, height=app.touch)
         flag.bind(on_press=lambda b: self._call(lambda p: p.set_flag(b.state == "down")))
         self.buttons["flag"] = flag
         rest.add_widget(flag)
-        nav = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
-        nav.add_widget(self._button("models", "Models", lambda: app.go("models")))
-        nav.add_widget(self._button("settings", "Settings", lambda: app.go("settings")))
-        # the high score (gamification): in the row only where the project switched it on
+        # the high score (gamification): in the grid only where the project switched it on
         self._button("scores", "Scores", lambda: app.go("highscore"))
         self.nav_row = nav
         rest.add_widget(nav)
         return col
 
+    def _class_columns(self) -> None:
+        """As many class columns as leave `CLASS_BUTTON` to each and every name of up to
+        `LONG_NAME` characters whole; a longer name is shortened (the heading says it whole)."""
+        app = App.get_running_app()
+        names = app.project.classes().values() if app.project is not None else ()
+        measure = CoreLabel(font_size=app.font, bold=True)  # the chosen one is bold
+        widest = max((measure.get_extents(n)[0] for n in names if len(n) <= LONG_NAME), default=0)
+        need, gap = max(CLASS_BUTTON, widest + app.gap * 3 + 2), app.gap
+        self.class_box.cols = max(1, int((self._class_room + gap) // (need + gap)))
+
     def _show_classes(self) -> None:
         app = App.get_running_app()
+        self._class_columns()
         self.class_box.clear_widgets()
         for key in [k for k in self.buttons if k.startswith("class:")]:
             del self.buttons[key]
@@ -448,6 +467,7 @@ class AnnotateScreen(ScreenBg):
             self.nav_row.add_widget(scores)
         elif not highscore and scores.parent is not None:
             self.nav_row.remove_widget(scores)
+        _whole_words(self.nav_row, self.nav_row.width)
         left = settings.LEFT_HANDED.get(project)
         if left != self.left_handed:
             self.left_handed = left
@@ -461,7 +481,8 @@ class AnnotateScreen(ScreenBg):
     def leave(self) -> None:
         """Leaving the project (Home, quitting): unsaved edits stay a draft, no version."""
         if self.presenter is not None:
-            App.get_running_app().safely(self.presenter.leave)
+            view = self.canvas_view.view_state()  # kept with the draft (issue 25)
+            App.get_running_app().safely(partial(self.presenter.leave, view))
             self.presenter = None
         self.canvas_view.clear()
 
@@ -476,6 +497,9 @@ class AnnotateScreen(ScreenBg):
             self.canvas_view.set_display(work.display)
         else:
             self.canvas_view.set_image(work.display, work.session)
+            if work.resumed_view is not None:  # where the expert left it before quitting
+                self.canvas_view.show_view_state(work.resumed_view)
+                work.resumed_view = None
             self._show_classes()
             self._enable_tools(True)
         if p is not None:
@@ -508,12 +532,17 @@ class AnnotateScreen(ScreenBg):
             self.buttons.pop(wid, None)
         compare = self.presenter.compare if self.presenter else None
         if compare is None:
-            bar.height, bar.opacity = 0, 0
+            bar.height, bar.opacity, self._slot.height = 0, 0, app.touch
             return
-        bar.height, bar.opacity = app.touch, 1
-        # the title gives way first: Accept and Reject keep their words on a narrow image
-        title = Factory.THeading(text=compare.title, size_hint=(0.7, 1), shorten=True)
-        bar.add_widget(title)
+        if app.message is not None:
+            app.message.leave_slot(self._slot)  # the bar takes the slot's room
+        bar.height, bar.opacity, self._slot.height = app.touch, 1, 0
+        # the title gives way first: Accept and Reject keep their words on a narrow image;
+        # it is shown whole or not at all ("U..." said nothing; issue 25)
+        title = Factory.TLabel(text=compare.title, size_hint=(0.7, 1), bold=True, shorten=True)
+        room = (bar.width - app.gap * 4) * 0.7 / (0.7 + 1 + 1 + 1.2 + 1.2) - app.gap
+        if title._label.get_extents(compare.title)[0] <= room:
+            bar.add_widget(title)
         small = {"font_size": app.font_small}
         before = Factory.TToggle(text="Before", group="compare", **small)
         after = Factory.TToggle(text="After", group="compare", state="down", **small)
@@ -630,6 +659,12 @@ class AnnotateScreen(ScreenBg):
         box.add_widget(self._button("next_image", "Next image", self._act("review_done")))
         box.add_widget(label("Or keep editing and tap Save & next again."))
 
+    @property
+    def message_slot(self) -> Widget:
+        """Where messages appear (see MessageBar): under the image, or over the status lines
+        while the before/after bar has the room under the image."""
+        return self.top_lines if self.compare_bar.height else self._slot
+
     def show_status(self) -> None:
         self.object_panel.refresh()  # the list follows strokes, undo, offers (if it changed)
         p = self.presenter
@@ -648,7 +683,7 @@ class AnnotateScreen(ScreenBg):
             objects += f" + {status.suggested} suggested"
         self.title_label.text = status.name
         self.status_label.text = " · ".join(
-            (objects, _saved_word(status), duration(status.seconds))
+            (objects, status.saved_state, duration(status.seconds))
         ) + (f" · conflict: {status.conflict} versions" if status.conflict else "")
         self.progress_label.text = (
             f"Image {status.position} of {status.total} · "

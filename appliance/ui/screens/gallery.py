@@ -39,9 +39,9 @@ def texture_of(rgb: np.ndarray) -> Texture:
     return tex
 
 
-def versions(count: int) -> str:
-    """'1 version', '3 versions'."""
-    return f"{count} version{'' if count == 1 else 's'}"
+def counted(count: int, noun: str) -> str:
+    """'1 version', '3 versions', '0 objects'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 TILE_WIDTH = mm(55)  # the least width of a gallery tile
@@ -99,9 +99,12 @@ class GalleryScreen(ScreenBg):
         state = {"unlabeled": app.c_muted, "labeled": app.c_ok}.get(item.state, app.c_text)
         where = "  (open now)" if current else ""
         tile.add_widget(Factory.TLabel(text=f"{item.name}{where}", shorten=True, max_lines=1))
-        text = f"{item.state} · {versions(item.versions)}"
+        text = f"{item.state} · {counted(item.versions, 'version')}"
         if item.conflict:  # stays until the expert keeps one or merges (History, annotate)
-            text, state = f"conflict · {versions(item.versions)} · pick in History", app.c_error
+            text, state = (
+                f"conflict · {counted(item.versions, 'version')} · pick in History",
+                app.c_error,
+            )
         tile.add_widget(Factory.TLabel(text=text, color=state))
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         for wid, text, action in (
@@ -175,15 +178,14 @@ class HistoryPopup(ModalView):
         for v in reversed(self.versions):
             row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
             flags = " (coarse)" if v.coarse else " (reviewed)" if v.reviewed else ""
-            row.add_widget(
-                label(
-                    f"v{v.id} {v.source}{flags} · {v.author} · {v.created[:16]} · "
-                    f"{v.n_instances} objects",
-                    size_hint_y=1,
-                    shorten=True,
-                    max_lines=1,
-                )
+            when, found = v.created[:16].replace("T", " "), counted(v.n_instances, "object")
+            # wrapped, never shortened: the row grows to the lines its words need
+            text = label(
+                f"v{v.id} {v.source}{flags} · {v.author} · {when} · {found}",
+                font_size=app.font_small,
             )
+            text.bind(height=lambda t, h, r=row: setattr(r, "height", max(app.touch, h)))
+            row.add_widget(text)
             for side in ("before", "after"):
                 toggle = Factory.TToggle(
                     text="B" if side == "before" else "A",
@@ -201,9 +203,14 @@ class HistoryPopup(ModalView):
                 )
                 row.add_widget(self.buttons[f"keep:{v.id}"])
             rows.add_widget(row)
-        scroll = ScrollView(do_scroll_x=False, size_hint_x=0.42)
+        # the list beside the two pictures (a share of the width, each picture 0.29), above
+        # them on an upright window
+        upright = Window.height > Window.width
+        body.orientation = "vertical" if upright else "horizontal"
+        scroll = ScrollView(do_scroll_x=False, size_hint=(1, 0.8) if upright else (1.45, 1))
         scroll.add_widget(rows)
         body.add_widget(scroll)
+        pictures = BoxLayout(spacing=app.gap * 2) if upright else body
         self.picture_before, self.picture_after = (
             Image(fit_mode="contain"),
             Image(fit_mode="contain"),
@@ -213,7 +220,9 @@ class HistoryPopup(ModalView):
             self.buttons[f"title:{title}"] = label(title)
             col.add_widget(self.buttons[f"title:{title}"])
             col.add_widget(picture)
-            body.add_widget(col)
+            pictures.add_widget(col)
+        if pictures is not body:
+            body.add_widget(pictures)
         box.add_widget(body)
         self.buttons["close"] = button("Close", self.dismiss)
         box.add_widget(self.buttons["close"])

@@ -22,7 +22,7 @@ from appliance.bundles.install import install_model_bundle
 from appliance.bundles.training_job import FORMAT as TRAINING_JOB_FORMAT
 from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
-from appliance.importer import import_paths
+from appliance.importer import IMPORTED_SUFFIXES, import_paths
 from appliance.media import count_images
 from appliance.session.overview import overview
 from appliance.store.at_rest import is_encrypted, is_unlocked
@@ -65,7 +65,16 @@ class HomeScreen(ScreenBg):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         app = App.get_running_app()
-        self.who = button("", self._switch_annotator, size_hint_x=None, width=app.sidebar * 1.2)
+        # two short lines, so that a small window does not cut the name (issue 25)
+        self.who = button(
+            "",
+            self._switch_annotator,
+            size_hint_x=None,
+            width=app.sidebar * 1.2,
+            font_size=app.font_small,
+            shorten=False,
+            max_lines=2,
+        )
         root = page(
             "Projects on this tablet",
             self.who,
@@ -89,7 +98,7 @@ class HomeScreen(ScreenBg):
 
     def refresh(self) -> None:
         app = App.get_running_app()
-        self.who.text = f"Annotator: {app.annotator}  (switch)"
+        self.who.text = f"Annotator: {app.annotator}\ntap to switch"
         self.who.width = min(app.sidebar * 1.2, Window.width * 0.34)  # the title keeps room
         wide = Window.width - self.who.width - app.sidebar >= NAME_ROOM * 1.5
         self.title.text = "Projects on this tablet" if wide else "Projects"
@@ -186,7 +195,7 @@ class HomeScreen(ScreenBg):
         if source is not None and start is not None:
             images, more = count_images(start)
             title = f"Import from {source.describe()} ({images}{'+' if more else ''} images)"
-        ChooserPopup(title, chosen, start=start).open()
+        ChooserPopup(title, chosen, start=start, suffixes=IMPORTED_SUFFIXES).open()
 
     def _imported(self, lines: list[str]) -> None:
         app = App.get_running_app()

@@ -24,11 +24,11 @@ from appliance.assist import inspection, preprocess
 from appliance.assist import selector as selector_mod
 from appliance.session.about import about_text
 from appliance.store.project import Project
-from appliance.ui.widgets import ScreenBg, back_to_images, label, page
+from appliance.ui.widgets import ScreenBg, back_to_images, button, label, page
 
 TWO_COLUMNS = mm(200)  # window width from which the settings sit in two columns
 # the denoisers in words (the stored values stay the short names)
-DENOISING = {"none": "no smoothing", "gaussian": "Gaussian", "median": "median", "nlm": "NL-means"}
+DENOISING = {"none": "off", "gaussian": "Gaussian", "median": "median", "nlm": "NL-means"}
 
 
 def _save_number(project: Project, setting: settings.Setting[Any], value: float) -> object:
@@ -49,11 +49,17 @@ class SettingsScreen(ScreenBg):
         scroll.add_widget(self.grid)
         root.add_widget(scroll)
         self.add_widget(root)
+        self.buttons: dict[str, Widget] = {}  # "<title>:-", "<title>:+" (fine steps)
+        self.sliders: dict[str, Widget] = {}  # by title
+        self._fillers: dict[Widget, Widget] = {}  # column -> its filler (see _even)
 
     def refresh(self) -> None:
         app = App.get_running_app()
         project = app.project
         self.grid.clear_widgets()
+        self.buttons.clear()
+        self.sliders.clear()
+        self._fillers.clear()
         if project is None:
             return
         self.grid.cols = 2 if Window.width >= TWO_COLUMNS else 1  # a small tablet: one column
@@ -87,6 +93,7 @@ class SettingsScreen(ScreenBg):
         low, high = shown.low, shown.high
         self._slider(right, "dark cut-off", low, 0, 20, lambda v: self._pre(low=v), percent)
         self._slider(right, "bright cut-off", high, 80, 100, lambda v: self._pre(high=v), percent)
+        right.add_widget(label("Denoise", font_size=app.font_small))  # the row's words: how
         self._choice(
             right, preprocess.DENOISERS, shown.denoise, lambda v: self._pre(denoise=v), DENOISING
         )
@@ -113,6 +120,7 @@ class SettingsScreen(ScreenBg):
                 setting.high,
                 partial(_save_number, project, setting),
                 shown_as,
+                step=1 if setting.kind is int else None,  # a brush 1 px wider, not 0.37 px
             )
         self._toggle(right, settings.FINGER_DRAWS, ("pen draws", "finger draws"))
         self._toggle(right, settings.LEFT_HANDED, ("right-handed", "left-handed"))
@@ -120,14 +128,29 @@ class SettingsScreen(ScreenBg):
         self._choice(right, ("dark", "light"), app.prefs.get("theme", "dark"), app.apply_theme)
         right.add_widget(Factory.THeading(text="About"))
         right.add_widget(label(about_text(project), color=app.c_muted))
-        self.grid.add_widget(left)
-        self.grid.add_widget(right)
+        for col in (left, right):
+            col.add_widget(self._fillers[col])
+            self.grid.add_widget(col)
+        self._even()
 
     def _column(self) -> BoxLayout:
         app = App.get_running_app()
         col = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
-        col.bind(minimum_height=col.setter("height"))
+        self._fillers[col] = Widget(size_hint_y=None, height=0)
+        col.bind(minimum_height=self._even)
         return col
+
+    def _even(self, *_: object) -> None:
+        """Side by side, the shorter column gets an empty filler at its end, so that both
+        start at the top (a grid cell puts a shorter one at its bottom, leaving a hole under
+        the title); one under the other, no filler."""
+        fillers = {col: self._fillers[col] for col in self.grid.children if col in self._fillers}
+        natural = {col: col.minimum_height - filler.height for col, filler in fillers.items()}
+        tallest = max(natural.values(), default=0)
+        for col, filler in fillers.items():
+            filler.height = tallest - natural[col] if self.grid.cols == 2 else 0
+        for col in fillers:
+            col.height = col.minimum_height
 
     def _slider(
         self,
@@ -138,9 +161,12 @@ class SettingsScreen(ScreenBg):
         hi: float,
         save: Callable[[float], object],
         shown_as: Callable[[float], str] = "{:.2f}".format,
+        step: float | None = None,
     ) -> None:
         """A labelled slider that saves when the finger lifts (not on every move); the label
-        (two short lines at most: title, then the value as `shown_as` writes it) fits its row."""
+        (two short lines at most: title, then the value as `shown_as` writes it) fits its row.
+        With a `step`, the slider moves in steps and − / + buttons beside it change the value
+        by one step: a finger cannot hit 7 px on a slider from 1 to 200."""
         app = App.get_running_app()
         row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
         text = Factory.TLabel(
@@ -149,16 +175,28 @@ class SettingsScreen(ScreenBg):
             font_size=app.font_small,
             max_lines=2,
         )
-        slider = Factory.TSlider(min=lo, max=hi, value=float(value))
+        slider = Factory.TSlider(min=lo, max=hi, value=float(value), step=step or 0)
         slider.bind(value=lambda _s, v: setattr(text, "text", f"{title}\n{shown_as(v)}"))
+        self.sliders[title] = slider
 
         def released(s: Widget, touch: MotionEvent) -> None:
             if touch.grab_current is s:
                 app.safely(save, float(s.value))
 
+        def nudge(by: float) -> None:
+            slider.value = min(hi, max(lo, slider.value + by))
+            save(float(slider.value))
+
         slider.bind(on_touch_up=released)
         row.add_widget(text)
+        if step:
+            thin = {"size_hint_x": None, "width": app.touch}
+            self.buttons[f"{title}:-"] = button("−", partial(nudge, -step), **thin)
+            row.add_widget(self.buttons[f"{title}:-"])
         row.add_widget(slider)
+        if step:
+            self.buttons[f"{title}:+"] = button("+", partial(nudge, step), **thin)
+            row.add_widget(self.buttons[f"{title}:+"])
         parent.add_widget(row)
 
     def _choice(

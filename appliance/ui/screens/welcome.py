@@ -16,6 +16,7 @@ from kivy.app import App
 from kivy.factory import Factory
 from kivy.uix.anchorlayout import AnchorLayout
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.widget import Widget
 
 from appliance.media import ImageSource, Medium, find_media
 from appliance.ui.widgets import ChooserPopup, ScreenBg, button, label
@@ -57,7 +58,16 @@ class WelcomeScreen(ScreenBg):
             self.box.add_widget(label("Or tap your name:"))
             self.box.add_widget(self.known)
         self.go_on = button("Continue", self._continue)
-        self.box.add_widget(self.go_on)
+        self.cancel: Widget | None = None
+        if not app.annotator:
+            self.box.add_widget(self.go_on)
+            return
+        # switching annotator from Home: the expert may change their mind (issue 25)
+        row = BoxLayout(size_hint_y=None, height=app.touch, spacing=app.gap)
+        self.cancel = button("Cancel", self._done)  # the name stays as it was
+        row.add_widget(self.cancel)
+        row.add_widget(self.go_on)
+        self.box.add_widget(row)
 
     def _choose(self, name: str) -> None:
         self.field.text = name
