@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance import editing
 from appliance.editing import EditSession
 from appliance.errors import ApplianceError
 from appliance.labels import Label
@@ -93,3 +94,65 @@ def test_undo_everything_restores_the_original(n: int, seed: int, gestures: list
     for _ in range(undone):
         session.redo()
     assert same(session.label(), edited)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 8),
+    seed=st.integers(0, 1000),
+    gestures=st.lists(st.one_of(gestures, st.tuples(st.just("redo"))), max_size=14),
+    share=st.sampled_from(
+        [editing.RECOUNT_SHARE, 2.0]
+    ),  # 2.0: even `replace` kept, never recounted
+)
+def test_the_kept_areas_equal_a_full_count_after_every_gesture(
+    n: int, seed: int, gestures: list, share: float
+) -> None:
+    original = Label(make_instances((H, W), n, seed), {i: 1 + i % 2 for i in range(1, n + 1)})
+    session = EditSession(original)
+    assert session.areas() == editing.areas(original.instances)
+    default, editing.RECOUNT_SHARE = editing.RECOUNT_SHARE, share
+    try:
+        for gesture in gestures:
+            if gesture == ("redo",):
+                session.redo()
+            else:
+                apply(session, gesture)
+            assert session.areas() == editing.areas(session.instances), gesture
+            assert set(session.classes) >= set(session.areas())  # every object has a class
+            assert all(i in session.areas() for i in session.classes)  # none kept once gone
+        while session.can_undo:
+            session.undo()
+            assert session.areas() == editing.areas(session.instances)
+    finally:
+        editing.RECOUNT_SHARE = default
+
+
+def test_areas_after_a_stroke_count_only_the_pixels_it_changed(monkeypatch) -> None:
+    """Asking for the areas after each stroke (the object list does) never counts the whole
+    label again: only the before/after pixels of the stroke's rectangles."""
+    label = Label(make_instances((512, 512), 40, 3), {})
+    session = EditSession(label)
+    session.areas()  # the one full count, when the list is first opened
+    counted: list[int] = []
+    real = editing.areas
+
+    def counting(pixels: np.ndarray) -> dict[int, int]:
+        counted.append(pixels.size)
+        return real(pixels)
+
+    monkeypatch.setattr(editing, "areas", counting)
+    session.begin_stroke(100.0, 100.0, 6.0)
+    session.stroke_to(140.0, 110.0, 6.0)
+    rect = session.end_stroke()
+    kept = session.areas()
+    session.begin_stroke(300.0, 300.0, 4.0, erase=True)
+    session.end_stroke()
+    session.undo()
+    session.redo()
+    session.areas()
+    assert rect is not None and counted and max(counted) <= rect.height * rect.width
+    assert sum(counted) < label.instances.size / 20
+    monkeypatch.setattr(editing, "areas", real)
+    assert session.areas() == real(session.instances)
+    assert kept != real(label.instances)  # the stroke's object grew

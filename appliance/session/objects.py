@@ -17,15 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from appliance.editing import Rect
+from appliance.editing import Rect, areas
 from appliance.labels import Box, Label, Point
 from appliance.overlay import class_colour
 
 __all__ = ["ObjectRow", "areas", "mark_index", "mark_rows", "object_box", "object_rows"]
-
-DENSE_IDS = 1 << 22  # above this, areas are counted by sorting instead of by a dense table
 
 
 @dataclass(frozen=True)
@@ -76,37 +72,25 @@ class ObjectRow:
         return f"B{self.number}   {self.class_name} · {x1 - x0:.0f}×{y1 - y0:.0f}"
 
 
-def areas(instances: np.ndarray) -> dict[int, int]:
-    """Pixel count of every instance id present (background left out).
-
-    >>> areas(np.array([[0, 2, 2], [5, 5, 5]], np.uint32))
-    {2: 2, 5: 3}
-    """
-    top = int(instances.max(initial=0))
-    if top < DENSE_IDS:
-        counts = np.bincount(instances.ravel(), minlength=top + 1)
-        ids = np.flatnonzero(counts)
-        found = counts[ids]
-    else:
-        ids, found = np.unique(instances, return_counts=True)
-    return {int(i): int(n) for i, n in zip(ids, found, strict=True) if i}
-
-
 def object_rows(
     label: Label,
     names: dict[int, str],
     colours: dict[int, tuple[int, int, int]],
     offer: Label | None = None,
+    label_areas: dict[int, int] | None = None,
+    offer_areas: dict[int, int] | None = None,
 ) -> list[ObjectRow]:
     """The expert's objects by id, then the suggested ones of `offer` by id.
 
     `names` and `colours` are per class id (a class without a chosen colour gets its palette
-    colour, as on the overlay; an unknown class shows its number).
+    colour, as on the overlay; an unknown class shows its number). `label_areas` and
+    `offer_areas`: the areas when already known (`EditSession.areas`), else counted here.
     """
 
-    def rows(source: Label, suggested: bool) -> list[ObjectRow]:
+    def rows(source: Label, suggested: bool, known: dict[int, int] | None) -> list[ObjectRow]:
         out = []
-        for iid, area in areas(source.instances).items():
+        counted = areas(source.instances) if known is None else known
+        for iid, area in sorted(counted.items()):
             cid = source.class_of(iid)
             out.append(
                 ObjectRow(
@@ -120,10 +104,10 @@ def object_rows(
             )
         return out
 
-    own = rows(label, False) + mark_rows(label, names, colours)
+    own = rows(label, False, label_areas) + mark_rows(label, names, colours)
     if offer is None:
         return own
-    return own + rows(offer, True) + mark_rows(offer, names, colours, suggested=True)
+    return own + rows(offer, True, offer_areas) + mark_rows(offer, names, colours, suggested=True)
 
 
 def mark_rows(

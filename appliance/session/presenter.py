@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from appliance import settings
 from appliance.assist.jobs import Job, JobContext
-from appliance.editing import EditSession, Rect
+from appliance.editing import EditSession, Rect, areas
 from appliance.errors import ApplianceError
 from appliance.labels import Label, object_centres
 from appliance.metrics import POINT_RADIUS, match_points
@@ -124,10 +124,18 @@ class AnnotateView(Protocol):
 
 @dataclass(frozen=True)
 class Offer:
-    """A pre-label on offer: drawn as outlines until accepted."""
+    """A pre-label on offer: drawn as outlines until accepted. `areas`: its objects' areas,
+    counted in the background job that made it (the object list's suggested rows, and the
+    label's areas once accepted, then cost the UI thread no count of 2048² pixels)."""
 
     method: str
     label: Label
+    areas: dict[int, int] | None = field(default=None, compare=False)
+
+    @classmethod
+    def counted(cls, method: str, label: Label) -> Offer:
+        """An offer with its areas counted (call it off the UI thread)."""
+        return cls(method, label, areas(label.instances))
 
 
 @dataclass(frozen=True)
@@ -242,6 +250,7 @@ class AnnotatePresenter:
         # stores a version off the UI thread; one worker, so versions are stored in order
         self._write = run_write or run_job
         self._saving: tuple[Job, ImageWork, PendingSave] | None = None  # in the background
+        self._after_save: Callable[[], None] | None = None  # once that save is stored
         self._drafting: Job | None = None  # the last crash draft given to the writer
         self.closed = False  # left (Home, another project): late job results are dropped
         self.selector = Queue(project, annotator)  # the selector's choices with hidden controls
@@ -326,6 +335,9 @@ class AnnotatePresenter:
         return self.selector.peek(exclude=self._excluded())
 
     def open_next(self) -> None:
+        if self._saving is not None:  # Accept all's store still running: open it once stored
+            self._after_save = self.open_next  # (never waiting for it on the UI thread)
+            return
         image_id = self.selector.next(exclude=self._excluded())
         if image_id is None:
             self._close()
@@ -337,6 +349,7 @@ class AnnotatePresenter:
 
     def open_image(self, image_id: int, remember: bool = True) -> None:
         """Open an image: at once when it was prefetched, else decoded in the background."""
+        self.settle_save()
         self._close()
         self.all_done = False
         if remember and (not self.visited or self.visited[-1] != image_id):
@@ -427,7 +440,7 @@ class AnnotatePresenter:
 
         def compute(ctx: JobContext) -> Offer | None:
             found = chooser.prelabel_for(project, work.image_id, ctx)
-            return None if found is None else Offer(*found)
+            return None if found is None else Offer.counted(*found)
 
         def done(offer: Offer | None) -> None:
             if self.prelabel_job is job and self.work is work and work.parent_id is None:
@@ -469,7 +482,7 @@ class AnnotatePresenter:
             offer = None
             if want_offer and start_version(project, image_id, annotator) is None:
                 found = chooser.prelabel_for(project, image_id, ctx)
-                offer = None if found is None else Offer(*found)
+                offer = None if found is None else Offer.counted(*found)
             return _Prefetched(image_id, data, offer)
 
         def done(result: _Prefetched) -> None:
@@ -501,9 +514,11 @@ class AnnotatePresenter:
         self._set_offer(None)
         # the label taken is stored as it is: no second scan of a 2048² label for its objects
         taken = merge_under(work.session.label(), offer.label) if work.has_label else offer.label
-        self.view.show_label(work.session.replace(taken))
-        # Accept and edit stores in the background: the expert draws on at once
-        self._save(work, "prelabel", label=taken, reviewed=not edit, background=edit)
+        known = offer.areas if taken is offer.label else None
+        self.view.show_label(work.session.replace(taken, known))
+        # stored in the background: the expert draws on at once (Accept and edit), or sees
+        # the check of the accepted label (Accept all; the next image waits for the store)
+        self._save(work, "prelabel", label=taken, reviewed=not edit, background=True)
         self.view.clear_error()
         self.view.show_panel()
         self.view.show_status()
@@ -600,10 +615,13 @@ class AnnotatePresenter:
             if self._saving is not None and self._saving[0] is job:
                 self._saving = None
                 self._stored(work, pending, result)
+                then, self._after_save = self._after_save, None
+                if then is not None:
+                    then()
 
         def failed(exc: BaseException) -> None:
             if self._saving is not None and self._saving[0] is job:
-                self._saving = None
+                self._saving, self._after_save = None, None  # the image stays open
                 self.view.show_status()  # still unsaved: Save & next stores it again
                 raise exc
 
@@ -644,7 +662,7 @@ class AnnotatePresenter:
         if self._saving is None:
             return
         job, work, pending = self._saving
-        self._saving = None
+        self._saving, self._after_save = None, None  # whatever settles it goes on instead
         self._stored(work, pending, job.result())  # re-raises its error: the label stays unsaved
 
     def _stored(self, work: ImageWork, pending: PendingSave, result: tuple[int, Any]) -> None:
@@ -720,11 +738,15 @@ class AnnotatePresenter:
         if work is None:
             return []
         session, offer = work.session, self.offer
+        if offer is not None and offer.areas is None:  # made without its areas (tests)
+            offer = self.offer = Offer.counted(offer.method, offer.label)
         return object_rows(
             Label(session.instances, session.classes, session.objects),
             self.project.classes(),
             class_store.colours(self.project),
             offer.label if offer is not None else None,
+            session.areas(),
+            offer.areas if offer is not None else None,
         )
 
     def select_object(self, key: str | None) -> Rect | None:

@@ -33,6 +33,12 @@ for 0.1-0.3 s (issue 25, defect 6); a band costs a few milliseconds. A new offer
 stay hidden until their last band is in, so they appear whole; the label's overlay fills in
 from the top within a few frames. A selection redraws only the boxes of the objects it
 concerns.
+
+A big change that comes while bands are still pending (the opacity slider moving, one new
+value per frame) does not start again from the top: its rows are queued after those still
+pending, so the bands go on down the image and wrap round, and every band keeps following the
+slider (before, only the top band updated until the slider was released). A small change then
+is drawn at once, the pending bands left as they are.
 """
 
 from __future__ import annotations
@@ -117,6 +123,38 @@ def pressure_of(touch: MotionEvent) -> float | None:
     return min(1.0, max(0.0, value))
 
 
+class _Bands:
+    """What is left of a big redraw: the rows still to draw, in the order they will be drawn
+    (a queue of row ranges), across the union of the columns asked for."""
+
+    def __init__(self, region: Rect) -> None:
+        self.x0, self.x1 = region.x0, region.x1
+        self.rows: list[tuple[int, int]] = [(region.y0, region.y1)]
+
+    def add(self, region: Rect) -> None:
+        """Queue the rows of `region` not queued yet, after the others."""
+        self.x0, self.x1 = min(self.x0, region.x0), max(self.x1, region.x1)
+        missing = [(region.y0, region.y1)]
+        for a, b in self.rows:
+            missing = [
+                piece
+                for c, d in missing
+                for piece in ((c, min(d, a)), (max(c, b), d))
+                if piece[0] < piece[1]
+            ]
+        self.rows += missing
+
+    def take(self, rows: int) -> Rect:
+        """The next band: at most `rows` rows from the front of the queue (one range)."""
+        y0, y1 = self.rows[0]
+        end = min(y1, y0 + rows)
+        if end == y1:
+            self.rows.pop(0)
+        else:
+            self.rows[0] = (end, y1)
+        return Rect(y0, self.x0, end, self.x1)
+
+
 class LabelCanvas(StencilView):
     """Shows an image with its editable label; see the module doc for the input rule."""
 
@@ -155,7 +193,7 @@ class LabelCanvas(StencilView):
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
         # layer ("label" or "offer") -> the part still to redraw, a band per frame
-        self._pending: dict[str, Rect] = {}
+        self._pending: dict[str, _Bands] = {}
         self._next_band = Clock.create_trigger(self._draw_bands, 0)
         self._pens: dict[object, MotionEvent] = {}  # uid -> touch
         self._fingers: dict[object, tuple[float, float]] = {}
@@ -280,30 +318,28 @@ class LabelCanvas(StencilView):
 
     def _redraw(self, layer: str, region: Rect) -> None:
         """Render `region` of a layer now if small, else its first band now and the rest
-        one band per frame (merged with what is still pending)."""
+        one band per frame; while bands are pending, a big region's rows are queued after
+        theirs (the next frame's band goes on where the last one stopped)."""
         if region.empty:
             return
-        pending = self._pending.pop(layer, None)
+        if region.height * region.width <= BAND_PIXELS:
+            self._render(layer, region)  # pending bands render the label as it is then
+            return
+        pending = self._pending.get(layer)
         if pending is not None:
-            region = region.union(pending)
-        if region.height * region.width > BAND_PIXELS:
-            self._pending[layer] = region
-            self._draw_bands()
-        else:
-            self._render(layer, region)
+            pending.add(region)
+            return  # the next band comes with the next frame
+        self._pending[layer] = _Bands(region)
+        self._draw_bands()
 
     def _draw_bands(self, *_: object) -> None:
-        """One band of each layer still pending (the top rows of what is left)."""
-        for layer, region in list(self._pending.items()):
-            rows = max(1, BAND_PIXELS // max(1, region.width))
-            band = Rect(region.y0, region.x0, min(region.y1, region.y0 + rows), region.x1)
-            rest = Rect(band.y1, region.x0, region.y1, region.x1)
-            if rest.empty:
+        """One band of each layer still pending (the next rows in the queue)."""
+        for layer, bands in list(self._pending.items()):
+            band = bands.take(max(1, BAND_PIXELS // max(1, bands.x1 - bands.x0)))
+            if not bands.rows:
                 del self._pending[layer]
-            else:
-                self._pending[layer] = rest
             self._render(layer, band)
-            if layer == "offer" and rest.empty:
+            if layer == "offer" and not bands.rows:
                 self._on_hide()  # all outlines in: show them
         if self._pending:
             self._next_band()

@@ -16,9 +16,11 @@ The list is virtualised (a `RecycleView`): the rows are plain data (`row_data`),
 rows in sight are widgets, recycled while the list scrolls. Building one widget per row made
 opening a 256-object list block the UI thread for 0.5-2 s and every stroke with it open cost
 another second (issue 25, defect 6); now a stroke replaces the data and the dozen visible
-widgets take the new values. Widgets are keyed in the screen's `buttons` while they show a
-row: `object:<id>`, `suggested:<id>`, `point:<index>`, `box:<index>` (the label's point and box
-objects, after its masks), then `object_delete`, `object_class:<class id>`.
+widgets take the new values; when the rows listed are the same (an area or the selection
+changed), only the widgets of the rows that changed are refreshed. Widgets are keyed in the
+screen's `buttons` while they show a row: `object:<id>`, `suggested:<id>`, `point:<index>`,
+`box:<index>` (the label's point and box objects, after its masks), then `object_delete`,
+`object_class:<class id>`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from typing import Any
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.factory import Factory
+from kivy.graphics import Color, Line, Rectangle
 from kivy.properties import BooleanProperty, ListProperty, StringProperty
+from kivy.uix.behaviors import ToggleButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
@@ -37,7 +41,6 @@ from kivy.uix.recycleboxlayout import RecycleBoxLayout
 from kivy.uix.recycleview import RecycleView
 from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.uix.scrollview import ScrollView
-from kivy.uix.togglebutton import ToggleButton
 from kivy.uix.widget import Widget
 
 from appliance.overlay import class_colour
@@ -87,14 +90,67 @@ class ObjectListHeading(RecycleDataViewBehavior, Label):
         super().refresh_view_attrs(rv, index, {"text": data["text"]})
 
 
-class ObjectRowView(RecycleDataViewBehavior, ToggleButton):
-    """One visible row (style in style.kv); recycled: it shows whichever row scrolled into its
-    place, and it is `buttons[key]` only while it is on the list showing that row."""
+class ObjectRowView(RecycleDataViewBehavior, ToggleButtonBehavior, Label):
+    """One visible row: class swatch, id, class, area; a suggested object (pre-label on offer)
+    has a hollow swatch and muted italic text. Recycled: it shows whichever row scrolled into
+    its place, and it is `buttons[key]` only while it is on the list showing that row.
+
+    A label with a toggle's behaviour, drawn here in a few instructions rather than a kv rule
+    over a `ToggleButton`: applying Kivy's rules (Button's, ToggleButton's and a row's own,
+    ~25 bound expressions) was most of the cost of opening the list (issue 25, defect 6)."""
 
     key = StringProperty("")
     swatch = ListProperty([1, 1, 1, 1])
     suggested = BooleanProperty(False)
     panel: ObjectPanel | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        app = App.get_running_app()
+        super().__init__(
+            font_size=app.font_small,
+            size_hint_y=None,
+            height=app.touch,
+            halign="left",
+            valign="middle",
+            padding=[app.touch * 0.75, 0, app.gap, 0],
+            shorten=True,
+            shorten_from="right",  # a narrow list keeps the number and the class, not the size
+            **kwargs,
+        )
+        with self.canvas.before:
+            self._back_colour = Color()
+            self._back = Rectangle()
+        with self.canvas.after:
+            self._fill_colour = Color()
+            self._fill = Rectangle()
+            self._edge_colour = Color()
+            self._edge = Line(width=2)
+        self.fbind("pos", self._place)
+        self.fbind("size", self._place)
+        for name in ("state", "suggested", "swatch"):
+            self.fbind(name, self._paint)
+        for name in ("c_button", "c_active", "c_text", "c_muted"):  # the theme can change
+            app.fbind(name, self._paint)
+        self._place()
+        self._paint()
+
+    def _place(self, *_: object) -> None:
+        app = App.get_running_app()
+        self.text_size = self.size
+        self._back.pos, self._back.size = self.pos, self.size
+        side = app.touch * 0.4
+        x, y = self.x + app.gap * 1.5, self.center_y - side / 2
+        self._fill.pos, self._fill.size = (x, y), (side, side)
+        self._edge.rectangle = (x, y, side, side)
+
+    def _paint(self, *_: object) -> None:
+        app = App.get_running_app()
+        down = self.state == "down"
+        self._back_colour.rgba = app.c_active if down else app.c_button
+        self.color = app.c_muted if self.suggested and not down else app.c_text
+        self.italic = self.suggested
+        self._fill_colour.rgba = (0, 0, 0, 0) if self.suggested else self.swatch
+        self._edge_colour.rgba = self.swatch if self.suggested else (0, 0, 0, 0)
 
     def refresh_view_attrs(self, rv: Any, index: int, data: dict[str, Any]) -> None:
         self.panel = rv.panel
@@ -143,6 +199,7 @@ class ObjectPanel(BoxLayout):
         self.classes_changed = classes_changed
         self.rows: dict[str, ObjectRow] = {}
         self._shown: tuple[Hashable, str | None] | None = None
+        self._actions_shown: object = None  # what the actions were last built for
         box = Factory.Panel()
         self.add_widget(box)
         # no heading: the Objects toggle above says what this is, the summary line counts them
@@ -219,10 +276,29 @@ class ObjectPanel(BoxLayout):
             text += f" + {len(rows) - own} suggested"
         self.summary.text = text if rows else "No objects yet: draw with the pen"
         data = row_data(rows, selected)
-        self.scroll.data = data
+        if not self._update_in_place(data):
+            self.scroll.data = data
         index = next((i for i, d in enumerate(data) if d.get("key") == selected), None)
         if index is not None:
             Clock.schedule_once(lambda _dt: self._scroll_to(index), 0)
+
+    def _update_in_place(self, data: list[dict[str, Any]]) -> bool:
+        """Take `data` row by row when it lists the same rows as now (a stroke changed an
+        area, a tap the selection): only the widgets of rows that changed are refreshed.
+        Replacing `data` refreshes every visible row and lays the whole list out again."""
+        old = self.scroll.data
+        if len(old) != len(data) or any(
+            a.get("key") != b.get("key") or a["viewclass"] != b["viewclass"]
+            for a, b in zip(old, data, strict=True)
+        ):
+            return False
+        for index, (was, now) in enumerate(zip(old, data, strict=True)):
+            if was != now:
+                was.update(now)  # a row scrolled into sight later reads it from here
+                view = self.scroll.view_adapter.get_visible_view(index)
+                if view is not None:
+                    view.refresh_view_attrs(self.scroll, index, was)
+        return True
 
     def _scroll_to(self, index: int) -> None:
         """Scroll just enough that row `index` is in sight (all rows are equally tall)."""
@@ -242,13 +318,24 @@ class ObjectPanel(BoxLayout):
         self.scroll.scroll_y = 1 - min(max(top, 0.0), content - view) / (content - view)
 
     def _actions(self, p: AnnotatePresenter | None) -> None:
-        """What can be done to the selected object: Delete, and its class from a pick list."""
+        """What can be done to the selected object: Delete, and its class from a pick list.
+        Rebuilt only when the selected object, its class or the classes changed (not after a
+        stroke that only changed an area: rebuilding and laying it out cost ~20 ms)."""
         app = App.get_running_app()
+        row = self.rows.get(p.selected_object or "") if p else None
+        classes = p.project.classes() if p and row and not row.suggested else {}
+        chosen = self.canvas_view.renderer.colours  # the classes' colours, as on the overlay
+        shown = (row and (row.key, row.suggested, row.class_id, row.name), classes, dict(chosen))
+        if shown == self._actions_shown:
+            for key, widget in self.buttons.items():  # a tap on the class it has let go of it
+                if key.startswith("object_class:") and row is not None:
+                    widget.state = "down" if key == f"object_class:{row.class_id}" else "normal"
+            return
+        self._actions_shown = shown
         box = self.actions
         box.clear_widgets()
         for key in [k for k in self.buttons if k.startswith(("object_delete", "object_class:"))]:
             del self.buttons[key]
-        row = self.rows.get(p.selected_object or "") if p else None
         if p is None or row is None:
             box.add_widget(label("Tap a row to find the object", color=app.c_muted))
             return
@@ -262,8 +349,7 @@ class ObjectPanel(BoxLayout):
         box.add_widget(label("Class of this object", font_size=app.font_small))
         grid = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
         grid.bind(minimum_height=grid.setter("height"))
-        chosen = self.canvas_view.renderer.colours  # the classes' colours, as on the overlay
-        for cid, name in p.project.classes().items():
+        for cid, name in classes.items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, f"object_class_{id(self)}", cid == row.class_id)
             toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_row(key, c)))

@@ -10,10 +10,11 @@ import math
 import numpy as np
 from kivy.app import App
 from kivy.uix.togglebutton import ToggleButton
+from kivy.uix.widget import Widget
 
 from appliance import settings
 from appliance.labels import Label
-from testkit.touch import pen_stroke, pump, tap
+from testkit.touch import pen_stroke, pump, tap, wait_for
 from tests.ui.projects import make_project
 
 OBJECTS = 256
@@ -39,20 +40,23 @@ def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_non
     canvas.refresh(canvas.session.replace(_grid_label(canvas.session.shape)))
     presenter.stroke_done()
     pump(2)
-    built: list[ToggleButton] = []
-    real_init = ToggleButton.__init__
+    from appliance.ui.object_panel import ObjectRowView
 
-    def counting_init(self: ToggleButton, **kwargs: object) -> None:
-        built.append(self)
-        real_init(self, **kwargs)
+    built: list[Widget] = []
+    for cls in (ObjectRowView, ToggleButton):  # rows; the class pick list's toggles
+        real_init = cls.__init__
 
-    monkeypatch.setattr(ToggleButton, "__init__", counting_init)
+        def counting_init(self: Widget, _real=real_init, **kwargs: object) -> None:
+            built.append(self)
+            _real(self, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting_init)
     tap(screen.buttons["objects"])
     pump(3)
     panel, app = screen.object_panel, App.get_running_app()
     assert len(presenter.objects()) == OBJECTS
     in_sight = math.ceil(panel.height / (app.touch + app.gap / 2)) + 2
-    rows = [w for w in panel.list.children if isinstance(w, ToggleButton)]
+    rows = [w for w in panel.list.children if isinstance(w, ObjectRowView)]
     assert 0 < len(rows) <= in_sight  # was one widget per object: 256
     assert len(built) <= in_sight + 12  # row widgets and the class pick list's toggles
     opened = len(built)
@@ -77,3 +81,44 @@ def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_non
     tap(screen.buttons["objects"])  # closed again: the next test's screen starts without it
     pump(2)
     assert panel.parent is None
+
+
+def test_a_stroke_that_grows_one_object_refreshes_only_its_row(fresh, tmp_path, monkeypatch):
+    from appliance.ui.object_panel import ObjectRowView
+
+    project = make_project(tmp_path / "p", n=2, size=512)
+    settings.PRELABEL.set(project, "none")
+    screen = fresh(project.root)
+    canvas, presenter = screen.canvas_view, screen.presenter
+    canvas.refresh(canvas.session.replace(_grid_label(canvas.session.shape)))
+    presenter.stroke_done()
+    pump(2)
+    tap(screen.buttons["objects"])
+    screen.object_panel.scroll.scroll_y = 1  # the top (the test before left it at the end)
+    wait_for(lambda: "object:1" in screen.buttons)
+    pump(2)
+    panel = screen.object_panel
+    row = screen.buttons["object:1"]
+    area = presenter.objects()[0].area
+    refreshed: list[str] = []
+    real = ObjectRowView.refresh_view_attrs
+
+    def counting(self, rv, index, data):
+        refreshed.append(data["key"])
+        real(self, rv, index, data)
+
+    monkeypatch.setattr(ObjectRowView, "refresh_view_attrs", counting)
+    actions = list(panel.actions.children)  # "Tap a row...": nothing selected
+    canvas.brush_size = 4
+    x, y = canvas.to_window(16, 16)  # inside object 1 (rows and columns 8-23): it grows
+    x1, _ = canvas.to_window(28, 16)
+    pen_stroke([(x, y), (x1, y)])
+    pump(3)
+    grown = presenter.objects()[0].area
+    assert grown > area and f"· {grown} px" in row.text  # the row on screen says so
+    assert screen.buttons["object:1"] is row
+    assert refreshed == ["object:1"]  # was every row in sight
+    assert panel.actions.children == actions  # not built again for an area
+    assert len(panel.scroll.data) == OBJECTS
+    tap(screen.buttons["objects"])
+    pump(2)

@@ -293,3 +293,35 @@ def test_the_panel_state_names_one_phase_at_each_step_of_the_flow(flow):
     presenter.stroke_done()
     presenter.save_and_next()
     assert presenter.panel().phase in (Phase.REVIEWING, Phase.REVIEW, Phase.LOADING)
+
+
+def test_the_object_list_after_a_stroke_counts_only_the_strokes_pixels(flow, monkeypatch):
+    """The rows' areas are kept by the edit session, and a pre-label's are counted by the job
+    that made it: the list after Accept and after a stroke counts no whole label on the UI
+    thread."""
+    from appliance import editing
+    from appliance.session import objects
+
+    project, jobs, view = flow
+    settings.PRELABEL.set(project, "otsu")
+    presenter = _start(project, jobs, view)
+    jobs.settle(lambda: presenter.offer is not None)
+    offered = presenter.offer.areas
+    assert offered == editing.areas(presenter.offer.label.instances)
+    counted: list[int] = []
+    real = editing.areas
+
+    def counting(pixels):
+        counted.append(pixels.size)
+        return real(pixels)
+
+    monkeypatch.setattr(editing, "areas", counting)
+    monkeypatch.setattr(objects, "areas", counting)
+    presenter.accept_offer(edit=True)  # the label becomes the offer: its areas come along
+    jobs.settle()
+    assert {r.instance_id: r.area for r in presenter.objects()} == offered
+    assert not counted
+    session = _draw_two_objects(presenter)
+    rows = presenter.objects()
+    assert counted and max(counted) < session.instances.size / 10
+    assert {r.instance_id: r.area for r in rows} == real(session.instances)

@@ -10,6 +10,7 @@ import base64
 import itertools
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,28 @@ def test_accept_and_edit_stores_off_the_ui_thread_and_a_tap_meanwhile_keeps_the_
     assert pending_draft(project) is None  # the stroke's draft: written, then cleared
 
 
+def test_accept_all_stores_off_the_ui_thread_and_the_next_image_waits_for_the_store(
+    fresh, tmp_path, monkeypatch
+):
+    project = make_project(tmp_path / "p", n=3)
+    settings.PRELABEL.set(project, "otsu")
+    screen = fresh(project.root)
+    wait_for(lambda: screen.offer is not None)
+    image_id, offered = screen.work.image_id, screen.offer.label
+    threads, release = _held_saves(monkeypatch)
+    tap(screen.buttons["offer_accept_all"])
+    pump(3)
+    # frames go on while the store is held on another thread; the accepted label is on screen
+    assert threads and threads[0] is not threading.main_thread()
+    assert project.latest_label(image_id) is None
+    assert screen.work.image_id == image_id and screen.canvas_view.session.label().equals(offered)
+    release.set()
+    wait_for(lambda: screen.work is None or screen.work.image_id != image_id)
+    latest = project.latest_label(image_id)
+    assert latest.source == "prelabel" and latest.reviewed and latest.label.equals(offered)
+    assert len(project.history(image_id)) == 1  # stored once, before the next image opened
+
+
 def test_a_stroke_writes_its_crash_draft_off_the_ui_thread(fresh, tmp_path, monkeypatch):
     project = make_project(tmp_path / "p", n=2)
     settings.PRELABEL.set(project, "none")
@@ -113,9 +136,11 @@ class _Blits:
 
     def __init__(self, texture: object, log: list[tuple[str, int]], name: str) -> None:
         self._texture, self._log, self._name = texture, log, name
+        self.rows: list[tuple[int, int]] = []  # (first row, rows) of each upload
 
-    def blit_buffer(self, pbuffer: bytes, **kwargs: object) -> None:
+    def blit_buffer(self, pbuffer: bytes, **kwargs: Any) -> None:
         self._log.append((self._name, len(pbuffer) // 4))
+        self.rows.append((kwargs["pos"][1], kwargs["size"][1]))
         self._texture.blit_buffer(pbuffer, **kwargs)
 
     def __getattr__(self, name: str) -> object:
@@ -165,3 +190,40 @@ def test_a_big_accepted_prelabel_is_drawn_in_bands_from_the_label_as_it_is_then(
     )
     shown = np.frombuffer(label_tex.pixels, np.uint8).reshape(h, w, 4)
     assert np.array_equal(shown, full)  # what is on screen is the label as it is now
+
+
+def test_every_band_follows_the_opacity_slider_while_it_moves(fresh, app, tmp_path, monkeypatch):
+    """A new opacity every frame (the slider dragged): the bands go on down the image instead
+    of starting again at the top, so every part of the overlay follows the slider."""
+    project = make_project(tmp_path / "p", n=2, size=1024)
+    settings.PRELABEL.set(project, "otsu")
+    screen = fresh(project.root)
+    wait_for(lambda: screen.offer is not None and not app.busy)
+    tap(screen.buttons["offer_accept_edit"])
+    canvas = screen.canvas_view
+    wait_for(lambda: screen.offer is None and not canvas.bands_pending)
+    from appliance.ui import canvas as canvas_module  # not at import: it opens the window
+
+    monkeypatch.setattr(canvas_module, "BAND_PIXELS", 1 << 16, raising=False)  # 64 rows
+    label_tex = canvas._overlay_tex
+    blits = canvas._overlay_tex = _Blits(label_tex, [], "label")
+    start = canvas.opacity_overlay
+    for i in range(20):  # 16 bands: the slider moves on for longer than one pass
+        canvas.opacity_overlay = 0.1 + 0.04 * i
+        pump(1)
+    moved = np.zeros(1024, bool)
+    for y, n in blits.rows:
+        moved[y : y + n] = True
+    assert moved.all(), f"rows never redrawn while the slider moved: {np.flatnonzero(~moved)[:5]}"
+    assert max(n for _, n in blits.rows) <= 64  # still one band at a time
+    wait_for(lambda: not canvas.bands_pending)
+    session = canvas.session
+    full = canvas.renderer.render(
+        session.instances,
+        session.classes,
+        Rect(0, 0, 1024, 1024),
+        session.classes_version,
+        int(canvas.selected),
+    )
+    shown = np.frombuffer(label_tex.pixels, np.uint8).reshape(1024, 1024, 4)
+    assert canvas.opacity_overlay != start and np.array_equal(shown, full)  # the last value
