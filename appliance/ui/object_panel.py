@@ -113,8 +113,10 @@ class ObjectRowView(RecycleDataViewBehavior, ToggleButtonBehavior, Label):
             halign="left",
             valign="middle",
             padding=[app.touch * 0.75, 0, app.gap, 0],
-            shorten=True,
-            shorten_from="right",  # a narrow list keeps the number and the class, not the size
+            # a narrow list (8-inch tablet, upright) wraps a row onto a second line rather than
+            # cut its class or size (issue 25 defect 9): two small lines fit a touch's height
+            max_lines=2,
+            line_height=0.9,
             **kwargs,
         )
         with self.canvas.before:
