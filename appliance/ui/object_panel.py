@@ -345,7 +345,13 @@ class ObjectPanel(BoxLayout):
             box.add_widget(label("Suggested: accept the pre-label to edit it", color=app.c_muted))
             return
         key = row.key
-        delete = button(f"Delete {row.name}", lambda: self._call(lambda q: q.delete_row(key)))
+        delete = button(  # two lines rather than a cut word when the panel is narrow
+            f"Delete {row.name}",
+            lambda: self._call(lambda q: q.delete_row(key)),
+            shorten=False,
+            max_lines=2,
+            font_size=app.font_small,
+        )
         self.buttons["object_delete"] = delete
         box.add_widget(delete)
         box.add_widget(label("Class of this object", font_size=app.font_small))
