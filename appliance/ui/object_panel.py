@@ -47,7 +47,13 @@ from appliance.overlay import class_colour
 from appliance.session.objects import ObjectRow
 from appliance.session.presenter import AnnotatePresenter
 from appliance.ui.canvas import LabelCanvas
-from appliance.ui.widgets import button, class_toggle, label, scroll_only_when_needed
+from appliance.ui.widgets import (
+    button,
+    class_toggle,
+    label,
+    scroll_only_when_needed,
+    whole_words,
+)
 
 ACTIONS_SHARE = 0.4  # of the panel's height, for the selected object's actions
 HEADING = "Suggested (pre-label)"
@@ -357,12 +363,17 @@ class ObjectPanel(BoxLayout):
         box.add_widget(label("Class of this object", font_size=app.font_small))
         grid = GridLayout(cols=2, size_hint_y=None, spacing=app.gap)
         grid.bind(minimum_height=grid.setter("height"))
+        # one column where two would cut a class name (upright, the panel is narrow)
+        grid.bind(width=lambda g, w: whole_words(g, w, inset=3))
         for cid, name in classes.items():
             colour = chosen.get(cid, class_colour(cid))
             toggle = class_toggle(name, colour, f"object_class_{id(self)}", cid == row.class_id)
+            # the list is narrow: a name takes two lines of the small font rather than a cut
+            toggle.font_size, toggle.shorten, toggle.max_lines = app.font_small, False, 2
             toggle.bind(on_release=lambda _b, c=cid: self._call(lambda q: q.reclass_row(key, c)))
             self.buttons[f"object_class:{cid}"] = toggle
             grid.add_widget(toggle)
+        whole_words(grid, grid.width, inset=3)
         box.add_widget(grid)
 
     def _highlight(self) -> None:

@@ -19,6 +19,7 @@ from kivy.graphics import Color, Line, Rectangle
 from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen
@@ -53,6 +54,15 @@ def class_toggle(
     )
     toggle.swatch = (r, g, b, 0.35 if faded else 1)  # kv property
     return toggle
+
+
+def whole_words(grid: GridLayout, width: float, inset: float = 2) -> None:
+    """Two buttons to a row of `grid` where each one's text fits whole, else one (bind it to
+    the grid's width); `inset`: the buttons' text margin in gaps (TButton 2, ClassToggle 3).
+    A narrow panel stacks its buttons rather than cut their words."""
+    app = App.get_running_app()
+    widest = max((b._label.get_extents(b.text)[0] for b in grid.children), default=0)
+    grid.cols = 2 if (width - app.gap) / 2 >= widest + app.gap * inset + 2 else 1
 
 
 def page(title: str, *actions: Widget) -> BoxLayout:

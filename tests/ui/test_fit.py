@@ -94,3 +94,37 @@ def test_history_rows_say_version_source_author_objects_whole(fresh, app, window
         wait_for(lambda: popup not in Window.children)
         app.go("annotate")
         pump(2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_object_list_rows_delete_and_class_pick_whole(fresh, app, window, tmp_path, size):
+    """The open object list with a point and a mask selected in turn: rows, Delete and the
+    class pick list whole (upright the pick list showed "apopto...", at 1280×800 the rows
+    "P1 debris · 12, 2..." and "Delet...ject 8")."""
+    project = make_project(tmp_path / "p", n=2, size=64, classes=DEMO_CLASSES)
+    project.set_setting("ui.prelabel", "none")
+    window(*size)
+    screen = fresh(project.root)
+    screen.canvas_view.brush_size = 8
+    x, y = screen.canvas_view.to_window(40, 40)  # image point (40, 40): one mask
+    pen_stroke([(x - 6, y), (x + 6, y), (x, y + 6)])
+    pump(1)
+    screen.work.session.place_point(12.0, 20.0)
+    tap(screen.buttons["objects"])
+    pump(2)
+    from appliance.ui.screens.annotate import LONG_NAME  # not at import: Kivy opens a window
+
+    try:
+        for key in ("object:1", "point:0"):
+            wait_for(lambda k=key: k in screen.buttons)
+            tap(screen.buttons[key])
+            pump(3)
+            assert "object_delete" in screen.buttons
+            panel = screen.object_panel
+            # a name over LONG_NAME characters is shortened by design (the heading says it)
+            long = [n for n in DEMO_CLASSES if len(n) > LONG_NAME]
+            cut = [t for t in cut_texts(panel) if not any(repr(n) in t for n in long)]
+            assert not cut, cut
+    finally:
+        tap(screen.buttons["objects"])
+        pump(2)

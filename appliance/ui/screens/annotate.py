@@ -44,6 +44,7 @@ from appliance.ui.widgets import (
     class_toggle,
     label,
     scroll_only_when_needed,
+    whole_words,
 )
 
 TOOL_NAMES = {
@@ -74,13 +75,6 @@ TOP_BAR_ONE_ROW = mm(110)  # the image's width below which the status lines get 
 LONG_NAME = 20  # characters: a longer class name may be shortened in its button
 CLASS_BUTTON = mm(24)  # the least width of a class button: fewer columns rather than less
 PORTRAIT_BAND = 0.4  # share of a portrait window's height for tools and navigation
-
-
-def _whole_words(grid: GridLayout, width: float) -> None:
-    """Two buttons to a row of `grid` where each word fits whole, else one."""
-    app = App.get_running_app()
-    widest = max((b._label.get_extents(b.text)[0] for b in grid.children), default=0)
-    grid.cols = 2 if (width - app.gap) / 2 >= widest + app.gap * 2 + 2 else 1
 
 
 def _scrolled(panel: Widget) -> BoxLayout:
@@ -381,7 +375,7 @@ class AnnotateScreen(ScreenBg):
         # the visits two to a row, or one where two would cut a word: three in a row of the
         # narrow side panel read "U...e", "M...ls", "S...gs" (issue 25)
         nav = GridLayout(cols=2, size_hint_y=None, spacing=app.gap, row_default_height=app.touch)
-        nav.bind(minimum_height=nav.setter("height"), width=_whole_words)
+        nav.bind(minimum_height=nav.setter("height"), width=whole_words)
         for wid, text, action in (
             ("upgrade", "Upgrade", self._act("upgrade")),
             ("gallery", "Gallery", lambda: app.go("gallery")),
@@ -467,7 +461,7 @@ class AnnotateScreen(ScreenBg):
             self.nav_row.add_widget(scores)
         elif not highscore and scores.parent is not None:
             self.nav_row.remove_widget(scores)
-        _whole_words(self.nav_row, self.nav_row.width)
+        whole_words(self.nav_row, self.nav_row.width)
         left = settings.LEFT_HANDED.get(project)
         if left != self.left_handed:
             self.left_handed = left
