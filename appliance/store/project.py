@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
+from appliance.durable import replace_durably
 from appliance.errors import ApplianceError
 from appliance.imageio import read_image
 from appliance.labels import Label, decode_label, encode_runs, instance_runs, run_ids
@@ -381,6 +382,16 @@ class Project:
         """Store the plain file `source` durably as the original `dest` (sealed when the
         project is encrypted)."""
         at_rest.store_file(self.keys, source, dest)
+
+    def adopt_original(self, staged: Path, dest: Path) -> None:
+        """Make the plain file `staged` (a finished download) the original `dest`: moved into
+        place in a plain project, never copied (a slide is gigabytes); sealed, then removed,
+        in an encrypted one."""
+        if self.encrypted:
+            self.store_original(staged, dest)
+            staged.unlink()
+        else:
+            replace_durably(staged, dest)
 
     def original_sha256(self, path: Path) -> str:
         """sha256 of a stored original's plain bytes."""

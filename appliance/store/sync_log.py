@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from appliance.durable import replace_durably
 from appliance.errors import ApplianceError
 from appliance.store import oplog
 from appliance.store.controls import insert_row
@@ -347,20 +346,22 @@ def apply_remote(
     return new, refused
 
 
+def _adopt(project: Project, staged: Path | None, path: Path, what: str) -> None:
+    """A pulled file (`staged`, its checked download) made the stored `what` at `path`."""
+    if staged is None or staged == path:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        project.adopt_original(staged, path)
+    except OSError as exc:
+        raise ApplianceError(f"{path}: cannot store the pulled {what} ({exc})") from exc
+
+
 def _apply_image(project: Project, op: oplog.Operation, staged: Path | None) -> None:
     p = op.payload
     page = p.get("page")
     path = project.blob_path(str(op.blob), str(p.get("suffix", "")))
-    if staged is not None and staged != path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if project.encrypted:  # sealed into place; the plain download goes
-                project.store_original(staged, path)
-                staged.unlink()
-            else:
-                replace_durably(staged, path)
-        except OSError as exc:
-            raise ApplianceError(f"{path}: cannot store the pulled original ({exc})") from exc
+    _adopt(project, staged, path, "original")
     exists = project.db.execute(
         "SELECT 1 FROM images WHERE sha256 = ? AND page IS ?", (op.blob, page)
     ).fetchone()
@@ -390,16 +391,7 @@ def _apply_slide(project: Project, op: oplog.Operation, staged: Path | None) -> 
     its row; a slide this tablet holds already (imported here too) stays as it is."""
     p = op.payload
     path = slide_path(project, str(op.blob), str(p.get("suffix", "")))
-    if staged is not None and staged != path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if project.encrypted:  # sealed into place; the plain download goes
-                project.store_original(staged, path)
-                staged.unlink()
-            else:
-                replace_durably(staged, path)
-        except OSError as exc:
-            raise ApplianceError(f"{path}: cannot store the pulled slide ({exc})") from exc
+    _adopt(project, staged, path, "slide")
     if project.db.execute("SELECT 1 FROM slides WHERE sha256 = ?", (op.blob,)).fetchone():
         return
     project.db.execute(

@@ -132,17 +132,25 @@ def _run_checks(
         mask = None
         if role == "upgrade":
             mask = perturb(truth.instances, COARSE, rng, image=image) > 0
-        try:
-            label = model.predict(image, mask=mask).label
-        except ApplianceError:
-            raise
-        except Exception as exc:  # a shape or dtype the contract promised and the graph broke
-            raise ApplianceError(
-                f"{onnx_path}: running it on a {image.shape} image failed ({exc})"
-            ) from exc
+        label = _predict(model, onnx_path, image, mask)
         dices.append(dice(truth.instances, label.instances))
         f1s.append(instance_f1(truth.instances, label.instances))
     return {"dice": round(float(np.mean(dices)), 4), "instance_f1": round(float(np.mean(f1s)), 4)}
+
+
+def _predict(
+    model: InferenceModel, onnx_path: Path, image: np.ndarray, mask: np.ndarray | None = None
+) -> Label:
+    """The model's label for `image`, as the tablet would run it; a graph that breaks on an
+    image its contract accepts is one line naming the file."""
+    try:
+        return model.predict(image, mask=mask).label
+    except ApplianceError:
+        raise
+    except Exception as exc:  # a shape or dtype the contract promised and the graph broke
+        raise ApplianceError(
+            f"{onnx_path}: running it on a {image.shape} image failed ({exc})"
+        ) from exc
 
 
 def _detector_checks(
@@ -156,14 +164,7 @@ def _detector_checks(
 
     truths, guesses = [], []
     for image, truth in pairs:
-        try:
-            label = model.predict(image).label
-        except ApplianceError:
-            raise
-        except Exception as exc:  # a shape or dtype the contract promised and the graph broke
-            raise ApplianceError(
-                f"{onnx_path}: running it on a {image.shape} image failed ({exc})"
-            ) from exc
+        label = _predict(model, onnx_path, image)
         truths.append(label_objects(truth))
         guesses.append(list(label.objects))
     found = score_objects(truths, guesses, POINT_RADIUS)

@@ -9,12 +9,13 @@ import base64
 import json
 import subprocess
 import sys
-import time
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from appliance.bundles import archive
 from appliance.bundles.archive import BundleError, sign_bundle
 from appliance.bundles.install import install_model_bundle
 from appliance.bundles.model_bundle import ModelSpec, write_model_bundle
@@ -152,12 +153,25 @@ def test_sign_bundle_signs_an_existing_bundle(project, lab, bundle, tmp_path) ->
     assert list_models(project)[-1].signer == lab.public.id
 
 
-def test_signing_the_same_bundle_later_gives_the_same_bytes(lab, bundle, tmp_path) -> None:
+def test_signing_the_same_bundle_later_gives_the_same_bytes(
+    lab, bundle, tmp_path, monkeypatch
+) -> None:
     """The lab re-signs every pushed bundle: the same model pushed twice must keep one sha256,
     or tablets list it twice (it did when a push straddled a second)."""
     path = bundle("unsigned.zip", False, seed=6)
+
+    class Later(datetime):
+        """A clock ten seconds on at every look: no wait, whatever the machine's speed."""
+
+        ticks = 0
+
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            cls.ticks += 1
+            return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=10 * cls.ticks)
+
+    monkeypatch.setattr(archive, "datetime", Later)
     sign_bundle(path, lab, tmp_path / "first.zip")
-    time.sleep(2.1)  # zip stamps count in two seconds: cross at least one step
     sign_bundle(path, lab, tmp_path / "second.zip")
     assert (tmp_path / "first.zip").read_bytes() == (tmp_path / "second.zip").read_bytes()
 
