@@ -47,6 +47,8 @@ def test_lab_page_shows_projects_devices_progress_conflicts_and_models(
     tmp_path: Path, browser
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     from export.lab.serve import LabServer
     from tests.lab.conftest import make_config
@@ -86,8 +88,13 @@ def test_lab_page_shows_projects_devices_progress_conflicts_and_models(
         http.close()
 
         browser.get(f"{lab.url}/lab")  # the key goes into the form, never into the URL
-        browser.find_element(By.NAME, "key").send_keys("page-key\n")
-        assert browser.find_elements(By.ID, "projects")
+        form = browser.find_element(By.NAME, "key")
+        form.send_keys("page-key\n")
+        # Enter starts a navigation; wait for the old form to go and the answer to arrive,
+        # or find_elements races the page load and sees the form page.
+        wait = WebDriverWait(browser, 30)
+        wait.until(expected_conditions.staleness_of(form))
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "projects")))
         projects = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#projects tbody tr")]
         assert projects[0].startswith("Kidney 3 5 0 1 1") and projects[1].startswith("Lung 0")
         devices = browser.find_element(By.ID, "devices").text
