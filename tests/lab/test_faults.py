@@ -54,7 +54,9 @@ def one_run(root: Path, lab: LabServer, seed: int) -> dict[str, int]:
             for th in threads:
                 th.start()
             for th in threads:
-                th.join(timeout=60)
+                th.join(timeout=300)  # each request gives up by its retry deadline (30 s)
+            # a sync still running would race the next round's sync of the same tablet
+            assert not any(th.is_alive() for th in threads), "a sync did not end"
             if rnd >= 1 and all(oplog.pending_count(t.db) == 0 for t in tabs):
                 server_uids = {op.uid for op in lab.store.pull_ops(_pid(lab, name), 0, 100_000)}
                 if all(set(oplog.operation_uids(t.db)) == server_uids for t in tabs):

@@ -26,6 +26,7 @@ def test_project_with_pins_opens_locked_and_locks_again_when_idle(
     vault.create_keys(root, app.annotator, "246810")
     app.errors.clear()
     app.open_project(root)
+    now = _still_clock(app)
     lock = app.sm.get_screen("lock")
     assert app.sm.current == "lock" and app.idle_lock.locked
     lock.field.text = "000000"
@@ -36,8 +37,11 @@ def test_project_with_pins_opens_locked_and_locks_again_when_idle(
     tap(lock.unlock_button)
     wait_for(lambda: app.sm.current == "annotate")
     annotate = app.sm.get_screen("annotate")
+    wait_for(lambda: annotate.work is not None or app.errors)  # opened in the background
+    assert not app.errors, app.errors
     image_id = annotate.work.image_id
-    wait_for(lambda: app.sm.current == "lock", timeout=30)  # idle: locked again
+    now[0] += 2.0  # the idle minutes pass
+    wait_for(lambda: app.sm.current == "lock")  # idle: locked again
     lock.field.text = "246810"
     tap(lock.unlock_button)
     wait_for(lambda: app.sm.current == "annotate")
@@ -68,6 +72,7 @@ def test_an_encrypted_project_is_read_only_after_its_pin(
     assert project_lines(root)[0].startswith("encrypted · locked")  # Home, before the PIN
     app.errors.clear()
     app.open_project(root)
+    now = _still_clock(app)
     lock = app.sm.get_screen("lock")
     assert app.sm.current == "lock" and app.project is None  # nothing was read yet
     assert "sealed is locked" in lock.title.text
@@ -83,7 +88,8 @@ def test_an_encrypted_project_is_read_only_after_its_pin(
     wait_for(lambda: annotate.work is not None or app.errors)
     assert not app.errors, app.errors
     image_id = annotate.work.image_id
-    wait_for(lambda: app.sm.current == "lock", timeout=30)  # idle: locked, the key forgotten
+    now[0] += 2.0  # the idle minutes pass
+    wait_for(lambda: app.sm.current == "lock")  # idle: locked, the key forgotten
     with pytest.raises(ApplianceError, match="locked"):
         Project.open(root)
     lock.field.text = "246810"
@@ -95,3 +101,13 @@ def test_an_encrypted_project_is_read_only_after_its_pin(
     app.idle_lock = None
     app.go("home")
     assert not app.errors
+
+
+def _still_clock(app) -> list[float]:
+    """The open project's idle lock on a clock that moves only when the test moves it (the
+    returned list's one value): on the wall clock, a machine slow to open the image after the
+    right PIN was locked again before the image was shown, and the test failed."""
+    now = [0.0]
+    app.idle_lock.clock = lambda: now[0]
+    app.idle_lock.touch()
+    return now

@@ -65,9 +65,10 @@ def test_accept_and_edit_stores_off_the_ui_thread_and_a_tap_meanwhile_keeps_the_
     tap(screen.buttons["offer_accept_edit"])
     pump(3)
     # the frame after the tap: the pre-label is the label, the expert can draw; the store
-    # runs on another thread, still held there
+    # runs on another thread, still held there (which may take that thread a while to reach)
     assert canvas.session.label().equals(offered) and screen.offer is None
-    assert threads and threads[0] is not threading.main_thread()
+    wait_for(lambda: threads)
+    assert threads[0] is not threading.main_thread()
     assert project.latest_label(image_id) is None
     assert "saving" in screen.status_label.text
     cx, cy = canvas.to_window(30, 30)
@@ -76,8 +77,16 @@ def test_accept_and_edit_stores_off_the_ui_thread_and_a_tap_meanwhile_keeps_the_
     drawn = canvas.session.label()
     assert not drawn.equals(offered) and "unsaved" in screen.status_label.text
     # Save & next while the accepted pre-label is still being stored: it waits for that
-    # save, then stores the stroke on top of it (no version lost, none stored twice)
-    threading.Timer(0.3, release.set).start()
+    # save, then stores the stroke on top of it (no version lost, none stored twice). The
+    # store is let go only once Save & next waits for it (a timer could fire before the tap
+    # on a slow machine, and the test would then check a save that had already finished).
+    presenter, settle = screen.presenter, screen.presenter.settle_save
+
+    def settle_held_save() -> None:
+        release.set()
+        settle()
+
+    monkeypatch.setattr(presenter, "settle_save", settle_held_save)
     tap(screen.buttons["save_next"])
     wait_for(lambda: len(project.history(image_id)) == 2)
     pump(3)
@@ -100,7 +109,8 @@ def test_accept_all_stores_off_the_ui_thread_and_the_next_image_waits_for_the_st
     tap(screen.buttons["offer_accept_all"])
     pump(3)
     # frames go on while the store is held on another thread; the accepted label is on screen
-    assert threads and threads[0] is not threading.main_thread()
+    wait_for(lambda: threads)  # the writer thread got as far as the store (held there)
+    assert threads[0] is not threading.main_thread()
     assert project.latest_label(image_id) is None
     assert screen.work.image_id == image_id and screen.canvas_view.session.label().equals(offered)
     release.set()
