@@ -39,11 +39,14 @@ while True:
 """
 
 
-def _read_acks(proc: subprocess.Popen, until: float, acked: list[str]) -> None:
+def _read_acks(proc: subprocess.Popen, until: float | None, acked: list[str]) -> None:
+    """Acks printed until `until` (monotonic), or until the pipe's end (None: the child is
+    dead, so its end comes; a deadline there would drop the last acks on a slow machine)."""
     fd = proc.stdout.fileno()
     buf = b""
-    while time.monotonic() < until:
-        ready, _, _ = select.select([fd], [], [], max(0.0, until - time.monotonic()))
+    while until is None or time.monotonic() < until:
+        left = None if until is None else max(0.0, until - time.monotonic())
+        ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             break
         chunk = os.read(fd, 65536)
@@ -66,13 +69,14 @@ def test_sigkill_never_loses_an_acknowledged_save(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(root), str(kill)],
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: readline takes "ready" only, the acks after it stay for select
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
         )
         assert proc.stdout.readline().strip() == b"ready"
         _read_acks(proc, time.monotonic() + rnd.uniform(0.02, 0.4), acked)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        _read_acks(proc, time.monotonic() + 0.2, acked)  # acks flushed just before the kill
+        _read_acks(proc, None, acked)  # acks flushed just before the kill
 
         conn = sqlite3.connect(root / "project.db")
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
