@@ -22,7 +22,7 @@ from kivy.lang import Builder
 from kivy.properties import ListProperty, NumericProperty, StringProperty
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
-from appliance.assist.jobs import Job, JobContext, JobRunner
+from appliance.assist.jobs import CANCELLED, Job, JobContext, JobRunner
 from appliance.durable import atomic_write
 from appliance.errors import ApplianceError, os_problem
 from appliance.media import ImageSource
@@ -337,18 +337,26 @@ class ApplianceApp(App):
         """Run `fn` on a worker thread (of `runner`, default the job workers); `done(result)`
         or `failed(error)` run on the UI thread.
 
-        `busy` counts unfinished jobs (polled, since a superseded job never reports back) so
-        the spinner shows while any is in flight.
+        `busy` counts jobs whose outcome has not reached the UI yet, so the spinner shows
+        while any is in flight and `not busy` means every result is on screen: a job leaves
+        the count when `done`/`failed` ran, or (polled, since it never reports back) once it
+        ended cancelled. Counted down at `done()` alone, a finished job's result still waited
+        for the next frame while `busy` already said nothing was left.
         """
 
         def finish(job: Job) -> None:
             Clock.schedule_once(lambda _dt: deliver(job), 0)
 
         def deliver(job: Job) -> None:
-            if job.error is not None:
-                self.safely(failed or self.show_error, job.error)
-            else:
-                self.safely(done, job.result(0))
+            try:
+                if job.error is not None:
+                    self.safely(failed or self.show_error, job.error)
+                else:
+                    self.safely(done, job.result(0))
+            finally:
+                if job in self._live:
+                    self._live.remove(job)
+                self.busy = len(self._live)
 
         job = (runner or self.jobs).submit(fn, key=key, on_done=finish)
         self._live.append(job)
@@ -367,5 +375,5 @@ class ApplianceApp(App):
         return self.run_job(fn, done, key, failed, self.writes)
 
     def _poll_jobs(self, _dt: float) -> None:
-        self._live = [j for j in self._live if not j.done()]
+        self._live = [j for j in self._live if not (j.done() and j.status == CANCELLED)]
         self.busy = len(self._live)

@@ -35,6 +35,20 @@ def test_inference_leaves_one_core_to_the_ui_unless_the_project_says(tmp_path):
     assert runtime.session(model, threads=1).get_session_options().intra_op_num_threads == 1
 
 
+def test_busy_lasts_until_a_finished_jobs_result_is_on_the_ui_thread(app):
+    """`not app.busy` is what tests, the tour and the smoke check wait on for "every result on
+    screen": a job done on its worker whose result the clock has not delivered yet is busy
+    still (the 0.2 s poll used to count it out first, and a test went on without it)."""
+    wait_for(lambda: not app.busy)
+    got: list[int] = []
+    job = app.run_job(lambda _ctx: 42, got.append)
+    job.result(timeout=60)  # done on the worker; handed over by the UI thread's next frame
+    app._poll_jobs(0)  # the poll comes first
+    assert app.busy == 1 and got == []
+    wait_for(lambda: got == [42])
+    assert not app.busy
+
+
 def _held_saves(monkeypatch) -> tuple[list[threading.Thread], threading.Event]:
     """Project.save_label records its thread; off the UI thread it waits for the returned
     event (the test decides when the background save finishes)."""
