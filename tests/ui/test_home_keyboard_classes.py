@@ -79,9 +79,8 @@ def test_typing_brings_the_on_screen_keyboard_and_classes_are_editable(fresh, ap
     pump(2)
     tap(editor.buttons["rename:2"])
     prompt = _popup(Prompt)
-    pump(3)
-    assert prompt.field.focus
-    wait_for(lambda: any(isinstance(w, VKeyboard) for w in _all_widgets()), timeout=5)
+    wait_for(lambda: prompt.field.focus)  # given when the popup's 0.1 s opening animation ends
+    wait_for(lambda: any(isinstance(w, VKeyboard) for w in _all_widgets()))
     prompt.field.text = "mitosis"
     tap(prompt.children[0].children[0].children[0])  # OK
     assert project.classes()[2] == "mitosis"

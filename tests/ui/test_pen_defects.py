@@ -101,7 +101,14 @@ def test_the_eraser_end_and_the_barrel_button_erase(fresh, tmp_path):
     assert (canvas.session.instances != before).any()
 
 
-def test_palm_is_ignored_app_wide_while_the_pen_is_down_or_hovering(fresh, app, tmp_path):
+def test_palm_is_ignored_app_wide_while_the_pen_is_down_or_hovering(
+    fresh, app, tmp_path, monkeypatch
+):
+    from appliance.ui import palm as palm_guard  # not at import: it opens the window
+
+    # a hover report counts for a minute here, not 0.5 s: a machine stalled that long between
+    # the hover and the palm below would otherwise let the palm through
+    monkeypatch.setattr(palm_guard, "HOVER_GRACE", 60.0)
     _project, screen, canvas = _open(fresh, tmp_path)
     image_id = screen.work.image_id
     cx, cy = canvas.to_window(100, 100)

@@ -171,7 +171,7 @@ def test_the_on_screen_keyboard_leaves_the_welcome_screens_continue_free(app):
                 stack.extend(widget.children)
             return found
 
-        wait_for(lambda: keyboards(), timeout=10)
+        wait_for(lambda: keyboards())
         pump(3)
         keyboard = keyboards()[0]
         _, bottom = welcome.go_on.to_window(*welcome.go_on.pos)
