@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,7 +26,7 @@ def test_result_progress_and_callback(runner: JobRunner) -> None:
         return 42
 
     job = runner.submit(work, on_done=seen.append)
-    assert job.result(timeout=5) == 42
+    assert job.result(timeout=60) == 42
     assert job.status == DONE and job.progress == 1.0 and job.done()
     assert seen == [job]
 
@@ -36,7 +37,7 @@ def test_failure_is_delivered_not_lost(runner: JobRunner) -> None:
 
     job = runner.submit(boom)
     with pytest.raises(ValueError, match="bad pixels"):
-        job.result(timeout=5)
+        job.result(timeout=60)
     assert job.status == FAILED and isinstance(job.error, ValueError)
 
 
@@ -46,15 +47,15 @@ def test_newer_request_for_same_key_supersedes_running_one(runner: JobRunner) ->
 
     def slow(ctx: JobContext) -> str:
         started.set()
-        release.wait(5)
+        release.wait(60)
         ctx.check()
         return "old"
 
     old = runner.submit(slow, key=("prelabel", 1), on_done=delivered.append)
-    started.wait(5)
+    assert started.wait(60)  # running, not still queued: the case this test is about
     new = runner.submit(lambda _ctx: "new", key=("prelabel", 1), on_done=delivered.append)
     release.set()
-    assert new.result(timeout=5) == "new"
+    assert new.result(timeout=60) == "new"
     assert old.status == CANCELLED and old.cancelled
     with pytest.raises(Cancelled):
         old.result(timeout=0)
@@ -64,29 +65,36 @@ def test_newer_request_for_same_key_supersedes_running_one(runner: JobRunner) ->
 def test_cancel_queued_job_never_runs(runner: JobRunner) -> None:
     gate = threading.Event()
     ran = []
-    runner.submit(lambda _ctx: gate.wait(5))
+    runner.submit(lambda _ctx: gate.wait(60))
     queued = runner.submit(lambda _ctx: ran.append(1))
     queued.cancel()
     gate.set()
     with pytest.raises(Cancelled):
-        queued.result(timeout=5)
+        queued.result(timeout=60)
     assert ran == [] and queued.status == CANCELLED
 
 
 def test_result_timeout_while_running(runner: JobRunner) -> None:
     gate = threading.Event()
-    job = runner.submit(lambda _ctx: gate.wait(5))
+    job = runner.submit(lambda _ctx: gate.wait(60))
     with pytest.raises(TimeoutError):
         job.result(timeout=0.01)
     gate.set()
-    job.result(timeout=5)
+    job.result(timeout=60)
 
 
 def test_shutdown_cancels_unfinished_jobs() -> None:
     r = JobRunner()
     gate = threading.Event()
-    running = r.submit(lambda ctx: (gate.wait(5), ctx.check()))
+    running = r.submit(lambda ctx: (gate.wait(60), ctx.check()))
     queued = r.submit(lambda _ctx: "never")
-    threading.Timer(0.05, gate.set).start()
+
+    def open_gate_once_cancelled() -> None:
+        # not on a timer: a test thread held up longer than the timer let the job end first
+        while not running.cancelled:
+            time.sleep(0.001)
+        gate.set()
+
+    threading.Thread(target=open_gate_once_cancelled, daemon=True).start()
     r.shutdown(wait=True)
     assert running.status == CANCELLED and queued.status == CANCELLED
