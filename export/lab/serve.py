@@ -12,6 +12,8 @@ import uvicorn
 from export.lab.app import LabConfig, create_app
 from export.lab.tls import TlsFiles
 
+START_TIMEOUT_S = 60.0
+
 
 class LabServer:
     """A lab server on a socket bound before start, so port 0 gives a free port at once."""
@@ -61,11 +63,14 @@ class LabServer:
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
         self._thread.start()
-        for _ in range(500):  # at most 5 s
-            if self.server.started:
-                return self
+        # generous: only a server that never starts waits this long (a loaded 2-core CI
+        # machine starts it in far less, but can take seconds)
+        end = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            if time.monotonic() > end or not self._thread.is_alive():
+                raise RuntimeError(f"lab server did not start within {START_TIMEOUT_S:.0f} s")
             time.sleep(0.01)
-        raise RuntimeError("lab server did not start within 5 s")
+        return self
 
     def stop(self) -> None:
         self.server.should_exit = True
