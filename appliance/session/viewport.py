@@ -14,6 +14,7 @@ __all__ = [
     "clamp_zoom",
     "fit",
     "focus",
+    "margins",
     "min_zoom",
     "pan",
     "place",
@@ -118,6 +119,30 @@ def focus(
     wanted = min(size[0] * FOCUS_FILL / bw, size[1] * FOCUS_FILL / bh, FOCUS_MAX_ZOOM)
     zoom = clamp_zoom(min(fits, max(view.zoom, wanted)), shape, size)
     return place(zoom, shape[0], (x0 + x1) / 2, (y0 + y1) / 2, size[0] / 2, size[1] / 2)
+
+
+def margins(
+    view: View, shape: tuple[int, int], size: tuple[float, float]
+) -> list[tuple[float, float, float, float]]:
+    """The parts of the widget the image leaves uncovered at this view, as (x, y, w, h) in
+    widget coordinates: the only places the background needs painting (the image is opaque).
+
+    >>> margins(fit((100, 200), (400.0, 300.0)), (100, 200), (400.0, 300.0))
+    [(0.0, 0.0, 400.0, 50.0), (0.0, 250.0, 400.0, 50.0)]
+    """
+    w, h = size
+    ox, oy = view.offset
+    x0, y0 = max(0.0, ox), max(0.0, oy)
+    x1, y1 = min(w, ox + shape[1] * view.zoom), min(h, oy + shape[0] * view.zoom)
+    if x0 >= x1 or y0 >= y1:  # panned off: nothing of the image in sight
+        return [(0.0, 0.0, w, h)]
+    bands = [
+        (0.0, 0.0, w, y0),  # below the image
+        (0.0, y1, w, h - y1),  # above
+        (0.0, y0, x0, y1 - y0),  # left of it
+        (x1, y0, w - x1, y1 - y0),  # right of it
+    ]
+    return [band for band in bands if band[2] > 0 and band[3] > 0]
 
 
 MINIMAP_SHARE = 0.2  # the minimap's side: at most this fraction of the view's

@@ -51,12 +51,12 @@ import numpy as np
 from kivy.clock import Clock
 from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
-from kivy.graphics import Color, InstructionGroup, Line, Rectangle
+from kivy.graphics import Color, InstructionGroup, Line, Rectangle, ScissorPop, ScissorPush
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
 from kivy.metrics import mm, pt
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
-from kivy.uix.stencilview import StencilView
+from kivy.uix.widget import Widget
 
 from appliance import settings
 from appliance.editing import EditSession, Rect
@@ -155,7 +155,7 @@ class _Bands:
         return Rect(y0, self.x0, end, self.x1)
 
 
-class LabelCanvas(StencilView):
+class LabelCanvas(Widget):
     """Shows an image with its editable label; see the module doc for the input rule."""
 
     tool = StringProperty("brush")
@@ -192,6 +192,7 @@ class LabelCanvas(StencilView):
         self._image_tex: Texture | None = None
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
+        self._overlay_blank = False  # nothing drawn in the overlay yet: not even rasterised
         # layer ("label" or "offer") -> the part still to redraw, a band per frame
         self._pending: dict[str, _Bands] = {}
         self._next_band = Clock.create_trigger(self._draw_bands, 0)
@@ -200,9 +201,11 @@ class LabelCanvas(StencilView):
         self._pair: _Pair | None = None  # two fingers down: pinch-zoom or brush drag
         self._lasso: list[tuple[float, float]] = []
         self._fitted = True  # follow the widget size until the user zooms or pans
+        with self.canvas.before:  # what is drawn is clipped to the widget (see `_clip_to`)
+            self._clip = ScissorPush(x=0, y=0, width=0, height=0)
         with self.canvas:
             Color(0, 0, 0, 1)
-            self._bg = Rectangle()
+            self._bg = [Rectangle(size=(0, 0)) for _ in range(4)]  # only beside the image
             Color(1, 1, 1, 1)
             self._image_rect = Rectangle()
             self._overlay_color = Color(1, 1, 1, 1)
@@ -218,6 +221,7 @@ class LabelCanvas(StencilView):
         self._markers = InstructionGroup()  # inside the stencil: clipped to the view
         self.canvas.add(self._markers)
         with self.canvas.after:
+            ScissorPop()
             self._minimap_color = Color(1, 1, 1, 0)
             self._minimap = Rectangle()
             self._minimap_frame_color = Color(1, 0.85, 0.1, 0)
@@ -244,6 +248,7 @@ class LabelCanvas(StencilView):
         self._overlay_rect.texture = self._overlay_tex
         self._offer_rect.texture = self._offer_tex
         self.session = session
+        self._overlay_blank = not session.instances.any()
         self._pending.clear()
         self.preview = None
         self.offer = None
@@ -275,6 +280,8 @@ class LabelCanvas(StencilView):
         self._minimap.texture = None
         self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = (0, 0)
         self._minimap_color.a = self._minimap_frame_color.a = 0
+        self._minimap.size = (0, 0)
+        self._layout()
         self._minimap_view.points = []
         self._markers.clear()
         self._marks.clear()
@@ -363,6 +370,9 @@ class LabelCanvas(StencilView):
                 inst, classes = self.session.instances, self.session.classes
                 version = self.session.classes_version
             rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
+            if self._overlay_blank and rgba[..., 3].any():
+                self._overlay_blank = False
+                self._size_layers()
         texture.blit_buffer(
             rgba.tobytes(),
             pos=(region.x0, region.y0),
@@ -464,20 +474,45 @@ class LabelCanvas(StencilView):
         self._layout()
 
     def _layout(self, *_: object) -> None:
-        self._bg.pos, self._bg.size = self.pos, self.size
+        self._clip_to()
         if self.session is None:
+            self._paint_bg([(0.0, 0.0, self.width, self.height)])
             return
         h, w = self.session.shape
+        self._paint_bg(viewport.margins(self._view(), (h, w), self.size))
         pos = (self.x + self.offset[0], self.y + self.offset[1])
         size = (w * self.zoom, h * self.zoom)
         self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
-        self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = size
+        self._image_rect.size = size
+        self._size_layers()
         self._layout_minimap()
         self._draw_marks()
         self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
             self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
+
+    def _clip_to(self) -> None:
+        """Clip drawing to the widget with a scissor rectangle (window pixels): free in any
+        renderer, where a StencilView drew two widget-sized stencil passes every frame."""
+        x, y = self.to_window(*self.pos)
+        x0, y0 = round(x), round(y)
+        self._clip.x, self._clip.y = x0, y0
+        self._clip.width = max(0, round(x + self.width) - x0)
+        self._clip.height = max(0, round(y + self.height) - y0)
+
+    def _paint_bg(self, bands: list[tuple[float, float, float, float]]) -> None:
+        """Paint the background only where the image leaves the widget uncovered."""
+        for rect, (x, y, w, h) in zip(self._bg, [*bands, *[(0.0, 0.0, 0.0, 0.0)] * 4]):
+            rect.pos, rect.size = (self.x + x, self.y + y), (w, h)
+
+    def _size_layers(self) -> None:
+        """Give the overlay and the offer their size only while they show something: a layer
+        hidden by a zero alpha is still rasterised over the whole image in every frame."""
+        size = self._image_rect.size
+        shown = self._overlay_color.a and not self._overlay_blank
+        self._overlay_rect.size = size if shown else (0, 0)
+        self._offer_rect.size = size if self._offer_color.a else (0, 0)
 
     def _draw_marks(self, *_: object) -> None:
         """Draw the label's points and boxes (a before/after's while it is shown) and the one
@@ -520,6 +555,7 @@ class LabelCanvas(StencilView):
         self._minimap_color.a = self._minimap_frame_color.a = 1 if show else 0
         if not show:
             self._minimap_view.points = []
+            self._minimap.size = (0, 0)  # transparent, but it would still be rasterised
             return
         h, w = shape
         mx, my, scale = viewport.minimap(shape, self.size)
@@ -552,6 +588,7 @@ class LabelCanvas(StencilView):
         self._overlay_color.a = 0 if self.hide_overlay else 1
         drawn = self.offer is not None and "offer" not in self._pending
         self._offer_color.a = 1 if drawn and not self.hide_overlay else 0
+        self._size_layers()
         self.canvas.ask_update()
 
     def _on_opacity(self, *_: object) -> None:

@@ -22,7 +22,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
-from kivy.uix.screenmanager import Screen
+from kivy.uix.screenmanager import Screen, ScreenManager
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
@@ -102,7 +102,15 @@ def label(text: str = "", **kwargs: object) -> Widget:
 
 
 class ScreenBg(Screen):
-    """A screen painted in the theme's background colour (rule in style.kv)."""
+    """A screen on the theme's background colour, which is the window's clear colour
+    (`ApplianceApp.apply_theme`): a full-window rectangle under every screen was one more
+    window-sized fill per frame, all but hidden by the panels and the image (issue 25)."""
+
+
+class Screens(ScreenManager):
+    """Kivy's ScreenManager without its stencil clip (rule `<-Screens>` in style.kv): with
+    no transition a screen never draws outside the window, and the clip drew two window-sized
+    stencil passes per frame."""
 
 
 class MessageBar(Label):
