@@ -18,9 +18,9 @@ from typing import Any
 from kivy.app import App
 from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.clock import Clock
+from kivy.core.window import Window
 from kivy.lang import Builder
 from kivy.properties import ListProperty, NumericProperty, StringProperty
-from kivy.core.window import Window
 from kivy.uix.screenmanager import NoTransition
 
 from appliance.assist.jobs import Job, JobContext, JobRunner

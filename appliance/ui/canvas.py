@@ -503,7 +503,8 @@ class LabelCanvas(Widget):
 
     def _paint_bg(self, bands: list[tuple[float, float, float, float]]) -> None:
         """Paint the background only where the image leaves the widget uncovered."""
-        for rect, (x, y, w, h) in zip(self._bg, [*bands, *[(0.0, 0.0, 0.0, 0.0)] * 4]):
+        spare = [(0.0, 0.0, 0.0, 0.0)] * (len(self._bg) - len(bands))
+        for rect, (x, y, w, h) in zip(self._bg, [*bands, *spare], strict=True):
             rect.pos, rect.size = (self.x + x, self.y + y), (w, h)
 
     def _size_layers(self) -> None:
