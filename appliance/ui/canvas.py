@@ -233,6 +233,9 @@ class LabelCanvas(Widget):
         self.bind(offer_selected=self._on_offer_selected)
         self._selected_before = self._offer_selected_before = 0
         Window.bind(on_motion=self._on_motion)
+        # window coordinates change when an ancestor moves (the screen shown, a panel
+        # opened) without this widget's pos changing: the clip is checked before each frame
+        Window.bind(on_draw=lambda *_: self._clip_to())
 
     # ----- content -------------------------------------------------------------------------
     def set_image(self, display: np.ndarray, session: EditSession) -> None:
@@ -495,11 +498,11 @@ class LabelCanvas(Widget):
     def _clip_to(self) -> None:
         """Clip drawing to the widget with a scissor rectangle (window pixels): free in any
         renderer, where a StencilView drew two widget-sized stencil passes every frame."""
-        x, y = self.to_window(*self.pos)
+        x, y = Widget.to_window(self, *self.pos)  # this class's to_window maps image points
         x0, y0 = round(x), round(y)
-        self._clip.x, self._clip.y = x0, y0
-        self._clip.width = max(0, round(x + self.width) - x0)
-        self._clip.height = max(0, round(y + self.height) - y0)
+        size = (max(0, round(x + self.width) - x0), max(0, round(y + self.height) - y0))
+        if (self._clip.pos, self._clip.size) != ((x0, y0), size):  # a change redraws
+            self._clip.size, self._clip.pos = size, (x0, y0)
 
     def _paint_bg(self, bands: list[tuple[float, float, float, float]]) -> None:
         """Paint the background only where the image leaves the widget uncovered."""
