@@ -51,7 +51,15 @@ import numpy as np
 from kivy.clock import Clock
 from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
-from kivy.graphics import Color, InstructionGroup, Line, Rectangle, ScissorPop, ScissorPush
+from kivy.graphics import (
+    Color,
+    InstructionGroup,
+    Line,
+    Rectangle,
+    ScissorPop,
+    ScissorPush,
+    SmoothLine,
+)
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
 from kivy.metrics import mm, pt
@@ -215,7 +223,8 @@ class LabelCanvas(Widget):
             self._marks = InstructionGroup()  # points and boxes, over the overlay
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
-            self._cursor = Line(width=1.2)  # the brush's footprint, hovering or drawing
+            # circles are antialiased lines: the window is not multisampled (launch.py)
+            self._cursor = SmoothLine(width=2.2)  # the brush's footprint, hovering or drawing
             self._size_text = Rectangle(size=(0, 0))  # brush size while two fingers change it
             Color(1.0, 0.25, 0.25, 1)
         self._markers = InstructionGroup()  # inside the stencil: clipped to the view
@@ -493,7 +502,8 @@ class LabelCanvas(Widget):
         self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
-            self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
+            ring = (cx, cy, max(r * self.zoom + 12, 24))
+            self._markers.add(SmoothLine(circle=ring, width=3.5, close=True))
 
     def _clip_to(self) -> None:
         """Clip drawing to the widget with a scissor rectangle (window pixels): free in any

@@ -15,7 +15,7 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.factory import Factory
-from kivy.graphics import Color, Line, Rectangle
+from kivy.graphics import Color, Rectangle, SmoothLine
 from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.boxlayout import BoxLayout
@@ -227,7 +227,7 @@ class BusySpinner(Widget):
         super().__init__(**kwargs)
         with self.canvas:
             self._color = Color(1, 1, 1, 0)
-            self._line = Line(width=4)
+            self._line = SmoothLine(width=5)  # antialiased: no multisampling
         self.bind(pos=self._redraw, size=self._redraw, angle=self._redraw)
         app = App.get_running_app()
         app.bind(busy=self._on_busy)
