@@ -47,6 +47,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from kivy.clock import Clock
 from kivy.core.text import Label as CoreLabel
@@ -198,6 +199,8 @@ class LabelCanvas(Widget):
         self._marks_shown: tuple[object, object, object] | None = None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
+        self._rgb: np.ndarray | None = None  # the image shown, for its zoomed-out levels
+        self._levels: dict[int, Texture] = {}  # texture_step -> that level's texture
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
         self._overlay_blank = False  # nothing drawn in the overlay yet: not even rasterised
@@ -254,6 +257,7 @@ class LabelCanvas(Widget):
         h, w = rgb.shape[:2]
         self._image_tex = _texture((w, h), "rgb", mag="nearest", minf="linear")
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        self._rgb, self._levels = rgb, {}
         self._overlay_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._offer_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._image_rect.texture = self._minimap.texture = self._image_tex
@@ -280,6 +284,8 @@ class LabelCanvas(Widget):
         rgb = display if display.ndim == 3 else np.repeat(display[..., None], 3, axis=2)
         rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        self._rgb, self._levels = rgb, {}
+        self._layout()
         self.canvas.ask_update()
 
     def clear(self) -> None:
@@ -288,6 +294,7 @@ class LabelCanvas(Widget):
         self.preview = self.offer = None
         self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
+        self._rgb, self._levels = None, {}
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
         self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = (0, 0)
@@ -496,6 +503,7 @@ class LabelCanvas(Widget):
         size = (w * self.zoom, h * self.zoom)
         self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
         self._image_rect.size = size
+        self._image_rect.texture = self._image_level()
         self._size_layers()
         self._layout_minimap()
         self._draw_marks()
@@ -504,6 +512,21 @@ class LabelCanvas(Widget):
             cx, cy = self.to_window(ix, iy)
             ring = (cx, cy, max(r * self.zoom + 12, 24))
             self._markers.add(SmoothLine(circle=ring, width=3.5, close=True))
+
+    def _image_level(self) -> Texture | None:
+        """The image's texture for this zoom: the full one, or zoomed out an area-averaged
+        level about as big as it is on screen (`viewport.texture_step`), made on first use."""
+        step = viewport.texture_step(self.zoom)
+        if step == 1 or self._rgb is None:
+            return self._image_tex
+        if step not in self._levels:
+            h, w = self._rgb.shape[:2]
+            size = (-(-w // step), -(-h // step))
+            small = cv2.resize(self._rgb, size, interpolation=cv2.INTER_AREA)
+            level = _texture(size, "rgb", mag="nearest", minf="linear")
+            level.blit_buffer(np.ascontiguousarray(small).tobytes(), colorfmt="rgb")
+            self._levels[step] = level
+        return self._levels[step]
 
     def _clip_to(self) -> None:
         """Clip drawing to the widget with a scissor rectangle (window pixels): free in any

@@ -78,7 +78,7 @@ def test_a_frame_rasterises_about_two_windows_of_pixels_once_each(fresh, app, tm
     screen.show_objects(False)
 
 
-def _blocks_image(folder, side: int = 512, block: int = 64) -> None:
+def _blocks_image(folder, side: int = 2048, block: int = 256) -> None:
     """Flat squares of different greys: any one screen pixel inside a square is that grey."""
     folder.mkdir()
     yy, xx = np.mgrid[0:side, 0:side] // block
@@ -86,9 +86,10 @@ def _blocks_image(folder, side: int = 512, block: int = 64) -> None:
 
 
 def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fresh, tmp_path):
-    """At fit: the image's own pixels where they should be, black only beside it; a pen stroke
-    coloured in the very next frame, at fit and zoomed in 4×; zoomed in, the pixels around the
-    canvas (panels, gaps) are what they were at fit: the clip holds."""
+    """A 2048² image. At fit: drawn from a level about its size on screen (not minified 2×
+    or more), its own pixels where they should be, black only beside it; a pen stroke coloured
+    in the very next frame, at fit and zoomed in 4× (from the full image then); zoomed in, the
+    pixels around the canvas (panels, gaps) are what they were at fit: the clip holds."""
     _blocks_image(tmp_path / "src")
     project = Project.create(tmp_path / "p", ["nucleus"])
     assert len(import_paths(project, [tmp_path / "src"]).imported) == 1
@@ -97,13 +98,15 @@ def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fr
     canvas = screen.canvas_view
     display = screen.work.display
     wait_for(lambda: not canvas.bands_pending)
+    drawn = canvas._image_rect
+    assert drawn.texture.width < 2 * drawn.size[0]  # about 1:1, not 2048 texels onto ~940 px
     shot = _frame()
 
     def at(ix: float, iy: float) -> np.ndarray:
         x, y = canvas.to_window(ix, iy)
         return shot[int(y), int(x)].astype(int)
 
-    for ix, iy in ((32, 32), (288, 96), (480, 480), (160, 352)):  # centres of squares
+    for ix, iy in ((128, 128), (1152, 384), (1920, 1920), (640, 1408)):  # centres of squares
         assert np.array_equal(at(ix, iy)[:3], [display[iy, ix]] * 3), (ix, iy)
     left, _ = canvas.to_window(0, 0)
     if left - canvas.x > 4:  # letterboxed beside the image: black there
@@ -119,27 +122,28 @@ def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fr
     def stroke_shows(iy: int) -> None:
         nonlocal shot
         before = _frame()
-        a, b = canvas.to_window(200, iy), canvas.to_window(300, iy)
+        a, b = canvas.to_window(900, iy), canvas.to_window(1100, iy)
         pen_stroke([a, ((a[0] + b[0]) / 2, a[1]), b])
         pump(1)  # the frame right after the pen events
         shot = _frame()
-        x, y = canvas.to_window(250, iy)
-        grey = int(display[iy, 250])
-        assert canvas.session.instances[iy, 250] != 0
+        x, y = canvas.to_window(1000, iy)
+        grey = int(display[iy, 1000])
+        assert canvas.session.instances[iy, 1000] != 0
         assert not np.array_equal(shot[int(y), int(x)], before[int(y), int(x)])
         from appliance.editing import Rect
 
         rgba = canvas.renderer.render(
-            canvas.session.instances, canvas.session.classes, Rect(iy, 250, iy + 1, 250 + 1)
+            canvas.session.instances, canvas.session.classes, Rect(iy, 1000, iy + 1, 1001)
         )[0, 0].astype(float)
         alpha = rgba[3] / 255
         expected = grey * (1 - alpha) + rgba[:3] * alpha
         assert np.abs(shot[int(y), int(x)][:3] - expected).max() <= 3
 
-    stroke_shows(160)
-    canvas.zoom_about(canvas.zoom * 4, *canvas.to_window(250, 320))
+    stroke_shows(640)
+    canvas.zoom_about(canvas.zoom * 4, *canvas.to_window(1000, 1280))
     pump(2)
-    stroke_shows(320)
+    assert drawn.texture is canvas._image_tex  # zoomed in: every image pixel
+    stroke_shows(1280)
     zoomed = _frame()
     for (x, y), was in zip(around, outside, strict=True):
         assert np.array_equal(zoomed[y, x], was), (x, y)

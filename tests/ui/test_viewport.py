@@ -94,3 +94,14 @@ def test_the_margins_and_the_image_tile_the_widget(view):
     if x0 < min(x1, w) and y0 < min(y1, h):
         cover[y0:y1, x0:x1] += 1
     assert (cover == 1).all()
+
+
+def test_the_image_level_is_never_magnified_nor_minified_by_two():
+    """`texture_step`: zoomed out, the level drawn is between its own size and half of it on
+    the screen (never blown up: no blur; never 2× smaller: no cache-missing minification)."""
+    for zoom in np.geomspace(1 / 64, 4, 97):
+        step = vp.texture_step(float(zoom))
+        if step == 1:
+            assert zoom > 0.5, zoom  # the full image from half size up
+        else:
+            assert 0.5 < zoom * step <= 1.0, zoom
