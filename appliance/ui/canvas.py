@@ -71,7 +71,7 @@ from appliance import settings
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import CellObject, Label
-from appliance.overlay import OverlayRenderer, display_rect
+from appliance.overlay import OverlayRenderer, display_rect, most_opaque
 from appliance.session import gesture, marks, viewport
 from appliance.session.objects import object_box
 from appliance.session.resume import ViewState
@@ -201,6 +201,10 @@ class LabelCanvas(Widget):
         self._image_tex: Texture | None = None
         self._rgb: np.ndarray | None = None  # the image shown, for its zoomed-out levels
         self._levels: dict[int, Texture] = {}  # texture_step -> that level's texture
+        # the overlay's and the offer's level for the fitted view, kept up to date with them
+        self._layer_step = 1  # its texture_step (1: none)
+        self._layer_levels: dict[str, Texture] = {}  # "label" / "offer" -> its level
+        self._on_levels = False  # whether the layers are drawn from their levels now
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
         self._overlay_blank = False  # nothing drawn in the overlay yet: not even rasterised
@@ -258,11 +262,13 @@ class LabelCanvas(Widget):
         self._image_tex = _texture((w, h), "rgb", mag="nearest", minf="linear")
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
         self._rgb, self._levels = rgb, {}
+        self._layer_step, self._layer_levels = 1, {}
         self._overlay_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._offer_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._image_rect.texture = self._minimap.texture = self._image_tex
         self._overlay_rect.texture = self._overlay_tex
         self._offer_rect.texture = self._offer_tex
+        self._on_levels = False
         self.session = session
         self._overlay_blank = not session.instances.any()
         self._pending.clear()
@@ -274,6 +280,7 @@ class LabelCanvas(Widget):
         self._mark, self._mark_shape, self._marks_shown = None, None, None
         self._fitted = True
         self.fit()
+        self._level_layers()
         self.refresh()
         self.show_offer(None)
 
@@ -295,6 +302,7 @@ class LabelCanvas(Widget):
         self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
         self._rgb, self._levels = None, {}
+        self._layer_step, self._layer_levels = 1, {}
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
         self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = (0, 0)
@@ -371,7 +379,17 @@ class LabelCanvas(Widget):
             self._next_band()
 
     def _render(self, layer: str, region: Rect) -> None:
-        """Render `region` of a layer from the label as it is now and blit it."""
+        """Render `region` of a layer from the label as it is now and blit it, and into the
+        layer's level (if any) too: `region` grows to whole blocks of the level's step."""
+        level, step = self._layer_levels.get(layer), self._layer_step
+        if level is not None and self.session is not None:
+            h, w = self.session.shape
+            region = Rect(
+                region.y0 // step * step,
+                region.x0 // step * step,
+                min(h, -(-region.y1 // step) * step),
+                min(w, -(-region.x1 // step) * step),
+            )
         if layer == "offer":
             texture, offer = self._offer_tex, self.offer
             if texture is None or offer is None:
@@ -399,6 +417,15 @@ class LabelCanvas(Widget):
             colorfmt="rgba",
             bufferfmt="ubyte",
         )
+        if level is not None:
+            small = most_opaque(rgba, step)
+            level.blit_buffer(
+                small.tobytes(),
+                pos=(region.x0 // step, region.y0 // step),
+                size=(small.shape[1], small.shape[0]),
+                colorfmt="rgba",
+                bufferfmt="ubyte",
+            )
         self.canvas.ask_update()
 
     def set_markers(self, points: list[tuple[float, float, float]]) -> None:
@@ -490,7 +517,28 @@ class LabelCanvas(Widget):
         """Keep a fitted image fitted when panels appear; keep the user's own zoom otherwise."""
         if self._fitted:
             self.fit()
+        self._level_layers()
         self._layout()
+
+    def _level_layers(self) -> None:
+        """Give the overlay and the offer a level for the fitted view (`texture_step` of its
+        zoom: the view the expert spends most time in), kept with them by `_render`, which
+        draws its layer into both; a new step (another window size) redraws them in full."""
+        if self.session is None or self._overlay_tex is None:
+            return
+        shape = self.session.shape
+        step = viewport.texture_step(viewport.fit(shape, self.size).zoom)
+        if step == self._layer_step:
+            return
+        self._layer_step, self._layer_levels = step, {}
+        if step > 1:
+            size = (-(-shape[1] // step), -(-shape[0] // step))
+            for layer in ("label", "offer"):
+                self._layer_levels[layer] = _texture(size, "rgba", mag="nearest", minf="linear")
+        self._redraw("label", Rect.full(shape))
+        if self.offer is not None:
+            self._redraw("offer", Rect.full(self.offer.shape))
+        self._size_layers()
 
     def _layout(self, *_: object) -> None:
         self._clip_to()
@@ -547,6 +595,12 @@ class LabelCanvas(Widget):
         """Give the overlay and the offer their size only while they show something: a layer
         hidden by a zero alpha is still rasterised over the whole image in every frame."""
         size = self._image_rect.size
+        levels = self._layer_levels
+        on_levels = bool(levels) and viewport.texture_step(self.zoom) >= self._layer_step
+        if on_levels != self._on_levels:  # zoomed across the level: the other textures
+            self._on_levels = on_levels
+            self._overlay_rect.texture = levels["label"] if on_levels else self._overlay_tex
+            self._offer_rect.texture = levels["offer"] if on_levels else self._offer_tex
         shown = self._overlay_color.a and not self._overlay_blank
         self._overlay_rect.size = size if shown else (0, 0)
         self._offer_rect.size = size if self._offer_color.a else (0, 0)

@@ -140,9 +140,12 @@ def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fr
         assert np.abs(shot[int(y), int(x)][:3] - expected).max() <= 3
 
     stroke_shows(640)
+    layer = canvas._overlay_rect
+    assert layer.texture.width < 2 * layer.size[0]  # the overlay too, from its level
     canvas.zoom_about(canvas.zoom * 4, *canvas.to_window(1000, 1280))
     pump(2)
     assert drawn.texture is canvas._image_tex  # zoomed in: every image pixel
+    assert layer.texture is canvas._overlay_tex
     stroke_shows(1280)
     zoomed = _frame()
     for (x, y), was in zip(around, outside, strict=True):
