@@ -34,6 +34,18 @@ stay hidden until their last band is in, so they appear whole; the label's overl
 from the top within a few frames. A selection redraws only the boxes of the objects it
 concerns.
 
+Frame cost (issue 25): Kivy redraws the whole window for any change, so each frame must
+rasterise little. The widget clips with a scissor rectangle (a StencilView drew two
+widget-sized stencil passes per frame), paints its black background only beside the image
+(`viewport.margins`), and gives a layer that shows nothing (the offer after Accept, the
+overlay while Raw is held or before anything is drawn, the hidden minimap) no size rather
+than a zero alpha, which is still rasterised. Zoomed out, the image is drawn from an
+area-averaged level about as big as it is on screen (`viewport.texture_step`, made on first
+use) and the overlay and the offer from levels kept by every render (`overlay.most_opaque`:
+one-pixel outlines stay whole): a 2048² texture minified 2.2× cost about 1.6× as much per
+pixel under Mesa's llvmpipe, and the outlines came out dotted. Zoomed in past half size, the
+full textures are drawn, so every image and label pixel is exact.
+
 A big change that comes while bands are still pending (the opacity slider moving, one new
 value per frame) does not start again from the top: its rows are queued after those still
 pending, so the bands go on down the image and wrap round, and every band keeps following the
