@@ -211,12 +211,14 @@ class LabelCanvas(Widget):
         self._marks_shown: tuple[object, object, object] | None = None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
-        self._rgb: np.ndarray | None = None  # the image shown, for its zoomed-out levels
-        self._levels: dict[int, Texture] = {}  # texture_step -> that level's texture
-        # the overlay's and the offer's level for the fitted view, kept up to date with them
-        self._layer_step = 1  # its texture_step (1: none)
-        self._layer_levels: dict[str, Texture] = {}  # "label" / "offer" -> its level
-        self._on_levels = False  # whether the layers are drawn from their levels now
+        self._rgb: np.ndarray | None = None  # the image shown, for its zoomed-out level
+        # zoomed out, levels about the size of the fitted view (see the module doc), kept up
+        # to date by every render: "image" (plain), "label" and "offer" (most opaque pixels)
+        # and "composite" (the label over the image, one opaque layer)
+        self._layer_step = 1  # their texture_step (1: none)
+        self._layer_levels: dict[str, Texture] = {}
+        self._level_rgb: np.ndarray | None = None  # the image level's pixels
+        self._on_levels = False  # whether the view is drawn from the levels now
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
         self._overlay_blank = False  # nothing drawn in the overlay yet: not even rasterised
@@ -273,7 +275,7 @@ class LabelCanvas(Widget):
         h, w = rgb.shape[:2]
         self._image_tex = _texture((w, h), "rgb", mag="nearest", minf="linear")
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
-        self._rgb, self._levels = rgb, {}
+        self._rgb = rgb
         self._layer_step, self._layer_levels = 1, {}
         self._overlay_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._offer_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
@@ -303,8 +305,8 @@ class LabelCanvas(Widget):
         rgb = display if display.ndim == 3 else np.repeat(display[..., None], 3, axis=2)
         rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
-        self._rgb, self._levels = rgb, {}
-        self._layout()
+        self._rgb = rgb
+        self._level_layers(again=True)
         self.canvas.ask_update()
 
     def clear(self) -> None:
@@ -313,7 +315,7 @@ class LabelCanvas(Widget):
         self.preview = self.offer = None
         self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
-        self._rgb, self._levels = None, {}
+        self._rgb, self._level_rgb = None, None
         self._layer_step, self._layer_levels = 1, {}
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
@@ -431,13 +433,16 @@ class LabelCanvas(Widget):
         )
         if level is not None:
             small = most_opaque(rgba, step)
-            level.blit_buffer(
-                small.tobytes(),
-                pos=(region.x0 // step, region.y0 // step),
-                size=(small.shape[1], small.shape[0]),
-                colorfmt="rgba",
-                bufferfmt="ubyte",
-            )
+            pos, size = (region.x0 // step, region.y0 // step), (small.shape[1], small.shape[0])
+            level.blit_buffer(small.tobytes(), pos=pos, size=size, colorfmt="rgba")
+            if layer == "label" and self._level_rgb is not None:
+                under = self._level_rgb[pos[1] : pos[1] + size[1], pos[0] : pos[0] + size[0]]
+                alpha = small[..., 3:].astype(np.uint16)
+                over = small[..., :3] * alpha + under * (255 - alpha) + 127
+                composite = np.ascontiguousarray((over // 255).astype(np.uint8))
+                self._layer_levels["composite"].blit_buffer(
+                    composite.tobytes(), pos=pos, size=size, colorfmt="rgb"
+                )
         self.canvas.ask_update()
 
     def set_markers(self, points: list[tuple[float, float, float]]) -> None:
@@ -532,19 +537,29 @@ class LabelCanvas(Widget):
         self._level_layers()
         self._layout()
 
-    def _level_layers(self) -> None:
-        """Give the overlay and the offer a level for the fitted view (`texture_step` of its
-        zoom: the view the expert spends most time in), kept with them by `_render`, which
-        draws its layer into both; a new step (another window size) redraws them in full."""
-        if self.session is None or self._overlay_tex is None:
+    def _level_layers(self, again: bool = False) -> None:
+        """Make the levels for the fitted view (`texture_step` of its zoom: the view the
+        expert spends most time in; `again`: a new display of the image), kept with the
+        layers by `_render`, which draws into both; a new step (another window size) redraws
+        the layers in full."""
+        if self.session is None or self._overlay_tex is None or self._rgb is None:
             return
         shape = self.session.shape
         step = viewport.texture_step(viewport.fit(shape, self.size).zoom)
-        if step == self._layer_step:
+        if step == self._layer_step and (not again or step == 1):
             return
-        self._layer_step, self._layer_levels = step, {}
+        self._layer_step, self._layer_levels, self._level_rgb = step, {}, None
+        self._on_levels = False  # the full textures until `_size_layers` picks again
+        self._image_rect.texture = self._image_tex
+        self._overlay_rect.texture, self._offer_rect.texture = self._overlay_tex, self._offer_tex
         if step > 1:
             size = (-(-shape[1] // step), -(-shape[0] // step))
+            small = cv2.resize(self._rgb, size, interpolation=cv2.INTER_AREA)
+            self._level_rgb = np.ascontiguousarray(small)
+            for layer in ("image", "composite"):
+                level = _texture(size, "rgb", mag="nearest", minf="linear")
+                level.blit_buffer(self._level_rgb.tobytes(), colorfmt="rgb")
+                self._layer_levels[layer] = level
             for layer in ("label", "offer"):
                 self._layer_levels[layer] = _texture(size, "rgba", mag="nearest", minf="linear")
         self._redraw("label", Rect.full(shape))
@@ -563,7 +578,6 @@ class LabelCanvas(Widget):
         size = (w * self.zoom, h * self.zoom)
         self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
         self._image_rect.size = size
-        self._image_rect.texture = self._image_level()
         self._size_layers()
         self._layout_minimap()
         self._draw_marks()
@@ -572,21 +586,6 @@ class LabelCanvas(Widget):
             cx, cy = self.to_window(ix, iy)
             ring = (cx, cy, max(r * self.zoom + 12, 24))
             self._markers.add(SmoothLine(circle=ring, width=3.5, close=True))
-
-    def _image_level(self) -> Texture | None:
-        """The image's texture for this zoom: the full one, or zoomed out an area-averaged
-        level about as big as it is on screen (`viewport.texture_step`), made on first use."""
-        step = viewport.texture_step(self.zoom)
-        if step == 1 or self._rgb is None:
-            return self._image_tex
-        if step not in self._levels:
-            h, w = self._rgb.shape[:2]
-            size = (-(-w // step), -(-h // step))
-            small = cv2.resize(self._rgb, size, interpolation=cv2.INTER_AREA)
-            level = _texture(size, "rgb", mag="nearest", minf="linear")
-            level.blit_buffer(np.ascontiguousarray(small).tobytes(), colorfmt="rgb")
-            self._levels[step] = level
-        return self._levels[step]
 
     def _clip_to(self) -> None:
         """Clip drawing to the widget with a scissor rectangle (window pixels): free in any
@@ -614,6 +613,13 @@ class LabelCanvas(Widget):
             self._overlay_rect.texture = levels["label"] if on_levels else self._overlay_tex
             self._offer_rect.texture = levels["offer"] if on_levels else self._offer_tex
         shown = self._overlay_color.a and not self._overlay_blank
+        if on_levels:  # the label is drawn into the image's level: one opaque layer
+            image = levels["composite" if self._overlay_color.a else "image"]
+            if self._image_rect.texture is not image:
+                self._image_rect.texture = image
+            shown = False
+        elif self._image_rect.texture is not self._image_tex:
+            self._image_rect.texture = self._image_tex
         self._overlay_rect.size = size if shown else (0, 0)
         self._offer_rect.size = size if self._offer_color.a else (0, 0)
 

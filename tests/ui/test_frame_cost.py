@@ -141,11 +141,17 @@ def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fr
 
     stroke_shows(640)
     layer = canvas._overlay_rect
-    assert layer.texture.width < 2 * layer.size[0]  # the overlay too, from its level
+    assert tuple(layer.size) == (0, 0)  # the overlay is drawn into the image's level
+    assert drawn.texture is canvas._layer_levels["composite"]
+    x, y = (int(v) for v in canvas.to_window(1000, 640))
+    canvas.hide_overlay = True  # "Raw" held: the image alone, then the stroke again
+    assert np.array_equal(_frame()[y, x][:3], [display[640, 1000]] * 3)
+    canvas.hide_overlay = False
+    assert np.array_equal(_frame()[y, x], shot[y, x])
     canvas.zoom_about(canvas.zoom * 4, *canvas.to_window(1000, 1280))
     pump(2)
     assert drawn.texture is canvas._image_tex  # zoomed in: every image pixel
-    assert layer.texture is canvas._overlay_tex
+    assert layer.texture is canvas._overlay_tex and layer.size[0] > 0
     stroke_shows(1280)
     zoomed = _frame()
     for (x, y), was in zip(around, outside, strict=True):
