@@ -213,12 +213,13 @@ class LabelCanvas(Widget):
         self._image_tex: Texture | None = None
         self._rgb: np.ndarray | None = None  # the image shown, for its zoomed-out level
         # zoomed out, levels about the size of the fitted view (see the module doc), kept up
-        # to date by every render: "image" (plain), "label" and "offer" (most opaque pixels)
-        # and "composite" (the label over the image, one opaque layer)
+        # to date by every render: pixels of "image", "label" and "offer" (most opaque
+        # pixels) and "composite" (label and shown offer over the image: one opaque layer),
+        # and textures of "image" (drawn while Raw is held) and "composite"
         self._layer_step = 1  # their texture_step (1: none)
         self._layer_levels: dict[str, Texture] = {}
-        self._level_rgb: np.ndarray | None = None  # the image level's pixels
-        self._on_levels = False  # whether the view is drawn from the levels now
+        self._level_px: dict[str, np.ndarray] = {}
+        self._offer_composited = False  # whether the composite holds the offer's outlines
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
         self._overlay_blank = False  # nothing drawn in the overlay yet: not even rasterised
@@ -282,7 +283,6 @@ class LabelCanvas(Widget):
         self._image_rect.texture = self._minimap.texture = self._image_tex
         self._overlay_rect.texture = self._overlay_tex
         self._offer_rect.texture = self._offer_tex
-        self._on_levels = False
         self.session = session
         self._overlay_blank = not session.instances.any()
         self._pending.clear()
@@ -315,7 +315,7 @@ class LabelCanvas(Widget):
         self.preview = self.offer = None
         self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
-        self._rgb, self._level_rgb = None, None
+        self._rgb, self._level_px, self._offer_composited = None, {}, False
         self._layer_step, self._layer_levels = 1, {}
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
@@ -342,6 +342,7 @@ class LabelCanvas(Widget):
         """Outline a pre-label on offer over the expert's own label (None: hide it)."""
         if label is not None and label is self.offer:
             return  # shown (or being drawn) already: the panel changed, not the offer
+        self._composite_offer(False)  # the old outlines out of the zoomed-out picture
         self._offer_selected_before = 0
         self.offer = label
         if self._offer_tex is None:
@@ -395,7 +396,7 @@ class LabelCanvas(Widget):
     def _render(self, layer: str, region: Rect) -> None:
         """Render `region` of a layer from the label as it is now and blit it, and into the
         layer's level (if any) too: `region` grows to whole blocks of the level's step."""
-        level, step = self._layer_levels.get(layer), self._layer_step
+        level, step = self._level_px.get(layer), self._layer_step
         if level is not None and self.session is not None:
             h, w = self.session.shape
             region = Rect(
@@ -433,17 +434,49 @@ class LabelCanvas(Widget):
         )
         if level is not None:
             small = most_opaque(rgba, step)
-            pos, size = (region.x0 // step, region.y0 // step), (small.shape[1], small.shape[0])
-            level.blit_buffer(small.tobytes(), pos=pos, size=size, colorfmt="rgba")
-            if layer == "label" and self._level_rgb is not None:
-                under = self._level_rgb[pos[1] : pos[1] + size[1], pos[0] : pos[0] + size[0]]
-                alpha = small[..., 3:].astype(np.uint16)
-                over = small[..., :3] * alpha + under * (255 - alpha) + 127
-                composite = np.ascontiguousarray((over // 255).astype(np.uint8))
-                self._layer_levels["composite"].blit_buffer(
-                    composite.tobytes(), pos=pos, size=size, colorfmt="rgb"
-                )
+            rows = slice(region.y0 // step, region.y0 // step + small.shape[0])
+            cols = slice(region.x0 // step, region.x0 // step + small.shape[1])
+            level[rows, cols] = small
+            if layer == "label" or self._offer_composited:
+                self._recomposite(rows, cols)
         self.canvas.ask_update()
+
+    def _recomposite(self, rows: slice, cols: slice) -> None:
+        """Draw the label (and the offer, if shown) over the image level in a part of it."""
+        px = self._level_px
+        picture = _over(px["image"][rows, cols], px["label"][rows, cols])
+        if self._offer_composited:
+            picture = _over(picture, px["offer"][rows, cols])
+        px["composite"][rows, cols] = picture
+        self._layer_levels["composite"].blit_buffer(
+            np.ascontiguousarray(picture).tobytes(),
+            pos=(cols.start, rows.start),
+            size=(picture.shape[1], picture.shape[0]),
+            colorfmt="rgb",
+        )
+
+    def _composite_offer(self, show: bool) -> None:
+        """Put the offer's outlines into the zoomed-out picture or take them out again, at the
+        pixels they cover only (a few percent of it: a millisecond, not a full blend)."""
+        if not self._level_px or show == self._offer_composited:
+            return
+        self._offer_composited = show
+        px = self._level_px
+        at = px["offer"][..., 3] > 0
+        if show:
+            px["composite"][at] = _over(px["composite"][at], px["offer"][at])
+        else:
+            px["composite"][at] = _over(px["image"][at], px["label"][at])
+        rows = np.flatnonzero(at.any(axis=1))
+        if rows.size:
+            self._recomposite_rows(int(rows[0]), int(rows[-1]) + 1)
+
+    def _recomposite_rows(self, y0: int, y1: int) -> None:
+        """Upload rows [y0, y1) of the composite picture as they are."""
+        picture = np.ascontiguousarray(self._level_px["composite"][y0:y1])
+        self._layer_levels["composite"].blit_buffer(
+            picture.tobytes(), pos=(0, y0), size=(picture.shape[1], y1 - y0), colorfmt="rgb"
+        )
 
     def set_markers(self, points: list[tuple[float, float, float]]) -> None:
         """Circles (image x, y, radius) that point at objects an inspection warns about."""
@@ -548,24 +581,25 @@ class LabelCanvas(Widget):
         step = viewport.texture_step(viewport.fit(shape, self.size).zoom)
         if step == self._layer_step and (not again or step == 1):
             return
-        self._layer_step, self._layer_levels, self._level_rgb = step, {}, None
-        self._on_levels = False  # the full textures until `_size_layers` picks again
-        self._image_rect.texture = self._image_tex
-        self._overlay_rect.texture, self._offer_rect.texture = self._overlay_tex, self._offer_tex
+        self._layer_step, self._layer_levels, self._level_px = step, {}, {}
+        self._offer_composited = False
         if step > 1:
             size = (-(-shape[1] // step), -(-shape[0] // step))
-            small = cv2.resize(self._rgb, size, interpolation=cv2.INTER_AREA)
-            self._level_rgb = np.ascontiguousarray(small)
-            for layer in ("image", "composite"):
+            image = np.ascontiguousarray(cv2.resize(self._rgb, size, interpolation=cv2.INTER_AREA))
+            self._level_px = {
+                "image": image,
+                "composite": image.copy(),
+                "label": np.zeros((size[1], size[0], 4), np.uint8),
+                "offer": np.zeros((size[1], size[0], 4), np.uint8),
+            }
+            for name in ("image", "composite"):
                 level = _texture(size, "rgb", mag="nearest", minf="linear")
-                level.blit_buffer(self._level_rgb.tobytes(), colorfmt="rgb")
-                self._layer_levels[layer] = level
-            for layer in ("label", "offer"):
-                self._layer_levels[layer] = _texture(size, "rgba", mag="nearest", minf="linear")
+                level.blit_buffer(image.tobytes(), colorfmt="rgb")
+                self._layer_levels[name] = level
         self._redraw("label", Rect.full(shape))
         if self.offer is not None:
             self._redraw("offer", Rect.full(self.offer.shape))
-        self._size_layers()
+        self._on_hide()  # the offer goes into the picture once its bands are all in
 
     def _layout(self, *_: object) -> None:
         self._clip_to()
@@ -604,24 +638,20 @@ class LabelCanvas(Widget):
 
     def _size_layers(self) -> None:
         """Give the overlay and the offer their size only while they show something: a layer
-        hidden by a zero alpha is still rasterised over the whole image in every frame."""
-        size = self._image_rect.size
+        hidden by a zero alpha is still rasterised over the whole image in every frame.
+        Zoomed out, both are in the image's composite level: one opaque layer."""
         levels = self._layer_levels
         on_levels = bool(levels) and viewport.texture_step(self.zoom) >= self._layer_step
-        if on_levels != self._on_levels:  # zoomed across the level: the other textures
-            self._on_levels = on_levels
-            self._overlay_rect.texture = levels["label"] if on_levels else self._overlay_tex
-            self._offer_rect.texture = levels["offer"] if on_levels else self._offer_tex
-        shown = self._overlay_color.a and not self._overlay_blank
-        if on_levels:  # the label is drawn into the image's level: one opaque layer
+        if on_levels:
             image = levels["composite" if self._overlay_color.a else "image"]
-            if self._image_rect.texture is not image:
-                self._image_rect.texture = image
-            shown = False
-        elif self._image_rect.texture is not self._image_tex:
-            self._image_rect.texture = self._image_tex
+        else:
+            image = self._image_tex
+        if self._image_rect.texture is not image:
+            self._image_rect.texture = image
+        size = self._image_rect.size
+        shown = not on_levels and self._overlay_color.a and not self._overlay_blank
         self._overlay_rect.size = size if shown else (0, 0)
-        self._offer_rect.size = size if self._offer_color.a else (0, 0)
+        self._offer_rect.size = size if self._offer_color.a and not on_levels else (0, 0)
 
     def _draw_marks(self, *_: object) -> None:
         """Draw the label's points and boxes (a before/after's while it is shown) and the one
@@ -697,6 +727,7 @@ class LabelCanvas(Widget):
         self._overlay_color.a = 0 if self.hide_overlay else 1
         drawn = self.offer is not None and "offer" not in self._pending
         self._offer_color.a = 1 if drawn and not self.hide_overlay else 0
+        self._composite_offer(drawn)
         self._size_layers()
         self.canvas.ask_update()
 
@@ -989,6 +1020,13 @@ class LabelCanvas(Widget):
         self._size_text.texture = text.texture
         self._size_text.size = text.texture.size
         self._size_text.pos = (mid[0] - text.texture.size[0] / 2, mid[1] + radius + mm(1))
+
+
+def _over(under: np.ndarray, over: np.ndarray) -> np.ndarray:
+    """RGBA pixels `over` blended onto RGB pixels `under` (as the GL blend would)."""
+    alpha = over[..., 3:].astype(np.uint16)
+    mixed = over[..., :3] * alpha + under * (255 - alpha) + 127
+    return (mixed // 255).astype(np.uint8)
 
 
 def _texture(size: tuple[int, int], fmt: str, mag: str, minf: str) -> Texture:

@@ -157,3 +157,37 @@ def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fr
     for (x, y), was in zip(around, outside, strict=True):
         assert np.array_equal(zoomed[y, x], was), (x, y)
     assert not np.array_equal(zoomed[int(canvas.center_y), int(canvas.x) + 2][:3], [0, 0, 0])
+
+
+def test_zoomed_out_an_offer_is_drawn_into_the_picture_and_leaves_it_whole(fresh, app, tmp_path):
+    """A 2048² image with a pre-label on offer, at fit: its outlines are in the one picture
+    drawn (no layer of their own), once all their bands are in; Reject takes them out again,
+    leaving exactly the image and the label; Accept and edit puts the objects in."""
+    from appliance.ui.canvas import _over
+
+    project = make_project(tmp_path / "p", n=2, size=2048)
+    settings.PRELABEL.set(project, "otsu")
+    screen = fresh(project.root)
+    canvas = screen.canvas_view
+    wait_for(lambda: screen.offer is not None and not app.busy and not canvas.bands_pending)
+    pump(2)
+    px = canvas._level_px
+    assert canvas._layer_step == 2 and tuple(canvas._offer_rect.size) == (0, 0)
+    outlines = px["offer"][..., 3] > 0
+    assert outlines.any() and canvas._image_rect.texture is canvas._layer_levels["composite"]
+    plain = _over(px["image"], px["label"])
+    assert np.array_equal(px["composite"][outlines], _over(plain, px["offer"])[outlines])
+    assert np.array_equal(px["composite"][~outlines], plain[~outlines])
+    shown = _frame()
+    tap(screen.buttons["offer_reject"])
+    wait_for(lambda: screen.offer is None and not canvas.bands_pending)
+    pump(2)
+    assert np.array_equal(px["composite"], _over(px["image"], px["label"]))
+    assert not np.array_equal(_frame(), shown)  # the outlines left the screen
+    screen.presenter._start_prelabel()  # the same pre-label again (as the bench does)
+    wait_for(lambda: screen.offer is not None and not app.busy and not canvas.bands_pending)
+    tap(screen.buttons["offer_accept_edit"])
+    wait_for(lambda: screen.offer is None and not canvas.bands_pending and not app.busy)
+    pump(2)
+    label = px["label"][..., 3] > 0
+    assert label.any() and np.array_equal(px["composite"], _over(px["image"], px["label"]))
