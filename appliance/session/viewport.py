@@ -153,11 +153,11 @@ def texture_step(zoom: float) -> int:
     fetches (about 1.6× the time per pixel under Mesa's llvmpipe) and aliases; the level is
     sampled about 1:1.
 
-    >>> [texture_step(z) for z in (2.0, 0.6, 0.5, 0.458, 0.25, 0.11)]
-    [1, 1, 2, 2, 4, 8]
+    >>> [texture_step(z) for z in (2.0, 0.6, 0.5, 0.458, 0.25, 0.11, 0.0)]
+    [1, 1, 2, 2, 4, 8, 1]
     """
     step = 1
-    while zoom * step * 2 <= 1.0:
+    while 0.0 < zoom * step * 2 <= 1.0:  # no zoom yet (a widget not laid out): the image
         step *= 2
     return step
 

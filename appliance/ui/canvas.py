@@ -577,6 +577,8 @@ class LabelCanvas(Widget):
         the layers in full."""
         if self.session is None or self._overlay_tex is None or self._rgb is None:
             return
+        if self.width <= 1 or self.height <= 1:
+            return  # not laid out yet: `_on_size` comes back
         shape = self.session.shape
         step = viewport.texture_step(viewport.fit(shape, self.size).zoom)
         if step == self._layer_step and (not again or step == 1):

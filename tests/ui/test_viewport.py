@@ -105,3 +105,10 @@ def test_the_image_level_is_never_magnified_nor_minified_by_two():
             assert zoom > 0.5, zoom  # the full image from half size up
         else:
             assert 0.5 < zoom * step <= 1.0, zoom
+
+
+def test_no_zoom_yet_draws_the_image_itself():
+    """A widget not laid out yet has no size and a fitted zoom of 0: the full image, at once
+    (a doubling loop never ended there)."""
+    assert vp.texture_step(0.0) == 1
+    assert vp.texture_step(vp.fit(SHAPE, (0.0, 0.0)).zoom) == 1
