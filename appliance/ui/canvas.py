@@ -39,12 +39,15 @@ rasterise little. The widget clips with a scissor rectangle (a StencilView drew 
 widget-sized stencil passes per frame), paints its black background only beside the image
 (`viewport.margins`), and gives a layer that shows nothing (the offer after Accept, the
 overlay while Raw is held or before anything is drawn, the hidden minimap) no size rather
-than a zero alpha, which is still rasterised. Zoomed out, the image is drawn from an
-area-averaged level about as big as it is on screen (`viewport.texture_step`, made on first
-use) and the overlay and the offer from levels kept by every render (`overlay.most_opaque`:
-one-pixel outlines stay whole): a 2048² texture minified 2.2× cost about 1.6× as much per
-pixel under Mesa's llvmpipe, and the outlines came out dotted. Zoomed in past half size, the
-full textures are drawn, so every image and label pixel is exact.
+than a zero alpha, which is still rasterised. Zoomed out to the fitted view's
+`viewport.texture_step` or further, one opaque picture about as big as the image is on screen
+is drawn instead of three layers: an area-averaged level of the image with the label's and
+the shown offer's levels (`overlay.most_opaque`: one-pixel outlines stay whole) blended in on
+the CPU. Every render keeps it (`_recomposite`, the rectangle it drew); an offer goes in once
+all its bands are in and out again at its own pixels only (`_composite_offer`); Raw shows
+the plain level. A 2048² texture minified 2.2× cost about 1.6× as much per pixel under Mesa's
+llvmpipe, and its outlines came out dotted. Zoomed in past half size, the full textures are
+drawn, so every image and label pixel is exact.
 
 A big change that comes while bands are still pending (the opacity slider moving, one new
 value per frame) does not start again from the top: its rows are queued after those still
