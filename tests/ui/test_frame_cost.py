@@ -48,7 +48,7 @@ def _frame() -> np.ndarray:
 def test_a_frame_rasterises_about_two_windows_of_pixels_once_each(fresh, app, tmp_path):
     """With a pre-label on offer, after Accept and edit, while holding to compare and with the
     object list open: at most `WINDOW_SHARE` windows of pixels, and one sample per pixel (was
-    ~7 windows at 4 samples per pixel; now ~2.3 at one)."""
+    ~7 windows at 4 samples per pixel; now ~1.9-2.3 at one)."""
     from kivy.graphics.opengl import GL_SAMPLES, glGetIntegerv
 
     assert glGetIntegerv(GL_SAMPLES)[0] == 0  # no multisampling: each pixel shaded once
