@@ -11,6 +11,7 @@ import pytest
 from appliance.errors import ApplianceError
 from appliance.microscope import open_stack
 from appliance.store import Project
+from testkit.microscope_files import LifSeries, edit_lif_xml, write_lif
 from tests.robust.conftest import cli, unchanged
 
 DATA = (np.arange(2 * 3 * 4 * 64 * 80) % 4000).astype(np.uint16).reshape(2, 3, 4, 64, 80)
@@ -116,3 +117,93 @@ def test_czi_written_by_pylibczirw_imports_its_channel(project: Path, tmp_path: 
     with Project.open(project) as p:
         for z, rec in enumerate(p.images()):
             assert np.array_equal(p.load_pixels(rec.id), planes[2, z])
+
+
+def _stack(dtype: type, shape: tuple[int, ...] = (2, 3, 3, 24, 32), seed: int = 0) -> np.ndarray:
+    """(T, C, Z, Y, X) noise, every plane different from every other."""
+    top = np.iinfo(dtype).max
+    return np.random.default_rng(seed).integers(0, top, shape, endpoint=True).astype(dtype)
+
+
+LIF_CHANNELS = ("Blue", "Green", "Red")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_lif_writer_is_read_by_liffile_as_written(tmp_path: Path, dtype: type) -> None:
+    """The file itself is right, read by liffile alone: a writer bug cannot hide behind ours."""
+    liffile = pytest.importorskip("liffile")
+    data, second = _stack(dtype), _stack(dtype, (1, 2, 1, 24, 32), seed=1)
+    path = write_lif(
+        tmp_path / "leica.lif",
+        data,
+        LIF_CHANNELS,
+        more=[LifSeries("Overview", second, ("Gray", "Red"))],
+    )
+    assert path.stat().st_size < 2 * data.nbytes + 8_000  # KBs: the pixels and a little XML
+    with liffile.LifFile(path) as lif:
+        first, other = lif.images
+        assert (first.name, other.name) == ("Series001", "Overview")
+        assert first.sizes == {"T": 2, "Z": 3, "C": 3, "Y": 24, "X": 32}
+        assert first.dtype == dtype and other.dtype == dtype
+        assert [c.lut_name for c in first._channels] == list(LIF_CHANNELS)
+        assert np.array_equal(first.asarray(), data.transpose(0, 2, 1, 3, 4))
+        assert np.array_equal(other.asarray(), second[0, :, 0])
+
+
+@pytest.mark.parametrize(("dtype", "channel"), [(np.uint16, "Red"), (np.uint8, "Blue")])
+def test_lif_channel_by_name_becomes_a_t_z_stack(
+    project: Path, tmp_path: Path, dtype: type, channel: str
+) -> None:
+    pytest.importorskip("bioio_lif")
+    data = _stack(dtype)
+    path = write_lif(
+        tmp_path / "leica.lif",
+        data,
+        LIF_CHANNELS,
+        more=[LifSeries("Overview", _stack(dtype, seed=2), LIF_CHANNELS)],
+    )
+    res = cli("import", project, path, "--channel", channel)
+    assert res.rc == 0, res.err
+    assert "imported 6" in res.out
+    assert f"2 × 3 planes (T × Z) of channel {channel}; channels Blue, Green, Red" in res.out
+    c = LIF_CHANNELS.index(channel)
+    with Project.open(project) as p:
+        images = p.images()
+        assert [r.frame for r in images] == list(range(6))
+        for k, rec in enumerate(images):  # T-major, then Z; the first series only
+            assert np.array_equal(p.load_pixels(rec.id), data[k // 3, c, k % 3])
+            assert rec.dtype == np.dtype(dtype).name
+    again = cli("import", project, path, "--channel", str(c))
+    assert "imported 0, duplicates 6" in again.out
+
+
+def test_truncated_lif_is_one_line_and_stores_nothing(project: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bioio_lif")
+    data = _stack(np.uint16)
+    path = write_lif(tmp_path / "cut.lif", data, LIF_CHANNELS)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - data.nbytes // 2])  # cut in the middle of the pixels
+    with unchanged(project):
+        res = cli("import", project, path, "--channel", "Green")
+    (line,) = res.err.strip().splitlines()
+    assert res.rc == 1 and str(path) in line and "cannot read plane" in line
+
+
+def test_lif_declaring_a_huge_image_is_refused_before_reading(
+    project: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("bioio_lif")
+    path = write_lif(tmp_path / "bomb.lif", _stack(np.uint16, (1, 1, 1, 24, 32)), ["Gray"])
+
+    def huge(xml: str) -> str:  # 100000 × 100000, strides consistent: only the size lies
+        xml = xml.replace('DimID="1" NumberOfElements="32"', 'DimID="1" NumberOfElements="100000"')
+        return xml.replace(
+            'DimID="2" NumberOfElements="24"', 'DimID="2" NumberOfElements="100000"'
+        ).replace('BytesInc="64"/>', 'BytesInc="200000"/>')
+
+    edit_lif_xml(path, huge)
+    with unchanged(project):
+        res = cli("import", project, path)
+    (line,) = res.err.strip().splitlines()
+    assert res.rc == 1 and str(path) in line
+    assert "100000×100000 pixels exceeds the limit" in line
