@@ -11,7 +11,7 @@ import pytest
 from appliance.errors import ApplianceError
 from appliance.microscope import open_stack
 from appliance.store import Project
-from testkit.microscope_files import LifSeries, edit_lif_xml, write_lif
+from testkit.microscope_files import LifSeries, edit_lif_xml, write_lif, write_nd2
 from tests.robust.conftest import cli, unchanged
 
 DATA = (np.arange(2 * 3 * 4 * 64 * 80) % 4000).astype(np.uint16).reshape(2, 3, 4, 64, 80)
@@ -125,7 +125,17 @@ def _stack(dtype: type, shape: tuple[int, ...] = (2, 3, 3, 24, 32), seed: int = 
     return np.random.default_rng(seed).integers(0, top, shape, endpoint=True).astype(dtype)
 
 
-LIF_CHANNELS = ("Blue", "Green", "Red")
+# the names each instrument's software gives channels: Leica a LUT, Nikon a dye
+CHANNELS = {".lif": ("Blue", "Green", "Red"), ".nd2": ("DAPI", "GFP", "mCherry")}
+
+
+def _write(path: Path, data: np.ndarray) -> Path:
+    """A LIF (with a second series after the first, which must not leak in) or an ND2."""
+    names = CHANNELS[path.suffix]
+    if path.suffix == ".lif":
+        other = LifSeries("Overview", _stack(data.dtype.type, data.shape, seed=9), names)
+        return write_lif(path, data, names, more=[other])
+    return write_nd2(path, data, names)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -133,67 +143,91 @@ def test_lif_writer_is_read_by_liffile_as_written(tmp_path: Path, dtype: type) -
     """The file itself is right, read by liffile alone: a writer bug cannot hide behind ours."""
     liffile = pytest.importorskip("liffile")
     data, second = _stack(dtype), _stack(dtype, (1, 2, 1, 24, 32), seed=1)
-    path = write_lif(
-        tmp_path / "leica.lif",
-        data,
-        LIF_CHANNELS,
-        more=[LifSeries("Overview", second, ("Gray", "Red"))],
-    )
+    more = [LifSeries("Overview", second, ("Gray", "Red"))]
+    path = write_lif(tmp_path / "leica.lif", data, CHANNELS[".lif"], more=more)
     assert path.stat().st_size < 2 * data.nbytes + 8_000  # KBs: the pixels and a little XML
     with liffile.LifFile(path) as lif:
         first, other = lif.images
         assert (first.name, other.name) == ("Series001", "Overview")
         assert first.sizes == {"T": 2, "Z": 3, "C": 3, "Y": 24, "X": 32}
         assert first.dtype == dtype and other.dtype == dtype
-        assert [c.lut_name for c in first._channels] == list(LIF_CHANNELS)
+        assert [c.lut_name for c in first._channels] == list(CHANNELS[".lif"])
         assert np.array_equal(first.asarray(), data.transpose(0, 2, 1, 3, 4))
         assert np.array_equal(other.asarray(), second[0, :, 0])
 
 
-@pytest.mark.parametrize(("dtype", "channel"), [(np.uint16, "Red"), (np.uint8, "Blue")])
-def test_lif_channel_by_name_becomes_a_t_z_stack(
-    project: Path, tmp_path: Path, dtype: type, channel: str
-) -> None:
-    pytest.importorskip("bioio_lif")
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_nd2_writer_is_read_by_nd2_as_written(tmp_path: Path, dtype: type) -> None:
+    """The file itself is right, read by the nd2 package alone (sizes, channels, voxel size,
+    experiment loops, every frame)."""
+    nd2 = pytest.importorskip("nd2")
     data = _stack(dtype)
-    path = write_lif(
-        tmp_path / "leica.lif",
-        data,
-        LIF_CHANNELS,
-        more=[LifSeries("Overview", _stack(dtype, seed=2), LIF_CHANNELS)],
-    )
+    path = write_nd2(tmp_path / "nikon.nd2", data, CHANNELS[".nd2"])
+    assert path.stat().st_size < 2 * data.nbytes + 16 * 4096  # 4 KB-aligned chunks
+    with nd2.ND2File(path) as f:
+        assert f.version == (3, 0)
+        assert dict(f.sizes) == {"T": 2, "Z": 3, "C": 3, "Y": 24, "X": 32}
+        assert f.dtype == dtype
+        assert [ch.channel.name for ch in f.metadata.channels] == list(CHANNELS[".nd2"])
+        assert tuple(f.voxel_size()) == (0.2, 0.2, 0.5)
+        assert [loop.type for loop in f.experiment] == ["TimeLoop", "ZStackLoop"]
+        assert np.array_equal(f.asarray(), data.transpose(0, 2, 1, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "dtype", "channel"),
+    [
+        (".lif", np.uint16, "Red"),
+        (".lif", np.uint8, "Blue"),
+        (".nd2", np.uint16, "mCherry"),
+        (".nd2", np.uint8, "GFP"),
+    ],
+)
+def test_lif_and_nd2_channel_by_name_becomes_a_t_z_stack(
+    project: Path, tmp_path: Path, suffix: str, dtype: type, channel: str
+) -> None:
+    pytest.importorskip(f"bioio_{suffix[1:]}")
+    data = _stack(dtype)
+    path = _write(tmp_path / f"scope{suffix}", data)
     res = cli("import", project, path, "--channel", channel)
     assert res.rc == 0, res.err
     assert "imported 6" in res.out
-    assert f"2 × 3 planes (T × Z) of channel {channel}; channels Blue, Green, Red" in res.out
-    c = LIF_CHANNELS.index(channel)
+    names = CHANNELS[suffix]
+    assert f"2 × 3 planes (T × Z) of channel {channel}; channels {', '.join(names)}" in res.out
+    c = names.index(channel)
     with Project.open(project) as p:
         images = p.images()
         assert [r.frame for r in images] == list(range(6))
-        for k, rec in enumerate(images):  # T-major, then Z; the first series only
+        for k, rec in enumerate(images):  # T-major, then Z; a LIF's first series only
             assert np.array_equal(p.load_pixels(rec.id), data[k // 3, c, k % 3])
             assert rec.dtype == np.dtype(dtype).name
     again = cli("import", project, path, "--channel", str(c))
     assert "imported 0, duplicates 6" in again.out
 
 
-def test_truncated_lif_is_one_line_and_stores_nothing(project: Path, tmp_path: Path) -> None:
-    pytest.importorskip("bioio_lif")
-    data = _stack(np.uint16)
-    path = write_lif(tmp_path / "cut.lif", data, LIF_CHANNELS)
-    raw = path.read_bytes()
-    path.write_bytes(raw[: len(raw) - data.nbytes // 2])  # cut in the middle of the pixels
-    with unchanged(project):
-        res = cli("import", project, path, "--channel", "Green")
-    (line,) = res.err.strip().splitlines()
-    assert res.rc == 1 and str(path) in line and "cannot read plane" in line
-
-
-def test_lif_declaring_a_huge_image_is_refused_before_reading(
-    project: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("suffix", "needle"), [(".lif", "cannot read plane"), (".nd2", "not a readable Nikon ND2 file")]
+)
+def test_file_cut_in_its_pixels_is_one_line_and_stores_nothing(
+    project: Path, tmp_path: Path, suffix: str, needle: str
 ) -> None:
-    pytest.importorskip("bioio_lif")
-    path = write_lif(tmp_path / "bomb.lif", _stack(np.uint16, (1, 1, 1, 24, 32)), ["Gray"])
+    pytest.importorskip(f"bioio_{suffix[1:]}")
+    data = _stack(np.uint16)
+    path = _write(tmp_path / f"cut{suffix}", data)
+    raw = path.read_bytes()
+    if suffix == ".lif":  # the first series' pixels start after the XML and block header
+        middle = raw.rindex("MemBlock_1".encode("utf-16-le")) + 20 + data.nbytes // 2
+    else:  # an ND2 frame's pixels start 4096 + 8 bytes after its chunk
+        middle = raw.index(b"ImageDataSeq|3!") - 16 + 4096 + 8 + data.nbytes // 12
+    path.write_bytes(raw[:middle])
+    with unchanged(project):
+        res = cli("import", project, path, "--channel", CHANNELS[suffix][1])
+    (line,) = res.err.strip().splitlines()
+    assert res.rc == 1 and str(path) in line and needle in line
+
+
+def _huge_lif(path: Path) -> Path:
+    write_lif(path, _stack(np.uint16, (1, 1, 1, 24, 32)), ["Gray"])
 
     def huge(xml: str) -> str:  # 100000 × 100000, strides consistent: only the size lies
         xml = xml.replace('DimID="1" NumberOfElements="32"', 'DimID="1" NumberOfElements="100000"')
@@ -202,6 +236,21 @@ def test_lif_declaring_a_huge_image_is_refused_before_reading(
         ).replace('BytesInc="64"/>', 'BytesInc="200000"/>')
 
     edit_lif_xml(path, huge)
+    return path
+
+
+def _huge_nd2(path: Path) -> Path:
+    lie = {"uiWidth": 100_000, "uiHeight": 100_000, "uiWidthBytes": 200_000}
+    return write_nd2(path, _stack(np.uint16, (1, 1, 1, 24, 32)), ["Gray"], attributes=lie)
+
+
+@pytest.mark.parametrize("make", [_huge_lif, _huge_nd2])
+def test_file_declaring_a_huge_image_is_refused_before_reading(
+    project: Path, tmp_path: Path, make
+) -> None:
+    suffix = ".lif" if make is _huge_lif else ".nd2"
+    pytest.importorskip(f"bioio_{suffix[1:]}")
+    path = make(tmp_path / f"bomb{suffix}")
     with unchanged(project):
         res = cli("import", project, path)
     (line,) = res.err.strip().splitlines()
