@@ -346,4 +346,8 @@ def _import_microscope(
     note = f"{label}: {stack.sizes['T']} × {stack.sizes['Z']} planes (T × Z) of channel {shown}"
     if stack.sizes["C"] > 1:
         note += f"; channels {', '.join(names)} (choose with --channel)"
+    if len(stack.scenes) > 1:  # bioio opens the first series; say which were left out
+        others = stack.scenes[1:]
+        left = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        note += f"; series 1 of {len(stack.scenes)} ({stack.scenes[0]}) only, not {left}"
     summary.notes.append(note)

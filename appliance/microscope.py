@@ -4,7 +4,9 @@ Only plugins that need no Java runtime are used (bioio-czi, bioio-nd2, bioio-lif
 bioio-ome-zarr; optional extra `microscopy`). A file becomes today's stack: one channel's
 planes over T and Z, in T-major order, read one plane at a time (bioio reads lazily), so a
 large time-lapse never sits in memory whole. Which channel is the caller's choice; the names
-of all channels are reported so the expert can pick another. A file whose plugin is missing,
+of all channels are reported so the expert can pick another. A file holding several series
+(a LIF's images, an ND2's XY positions: bioio's scenes) gives its first; the others are named
+so that the summary can say they were not imported. A file whose plugin is missing,
 or that the plugin cannot read, is one `ApplianceError` naming the file and what is missing.
 """
 
@@ -48,6 +50,7 @@ class MicroscopeStack:
     channel: int
     channel_names: list[str]
     sizes: dict[str, int]
+    scenes: tuple[str, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -98,6 +101,7 @@ def open_stack(path: Path, channel: int | str = 0) -> MicroscopeStack:
         dims = image.dims
         sizes = {axis: int(getattr(dims, axis, 1) or 1) for axis in "TCZYXS" if axis in dims.order}
         names = [str(n) for n in (image.channel_names or [])]
+        scenes = tuple(str(s) for s in image.scenes)
     except ApplianceError:
         raise
     except Exception as exc:  # each plugin raises its own types for a bad file
@@ -112,4 +116,4 @@ def open_stack(path: Path, channel: int | str = 0) -> MicroscopeStack:
         index = int(channel)
     if not 0 <= index < sizes["C"]:
         raise ApplianceError(f"{path}: no channel {index} (it has {sizes['C']})")
-    return MicroscopeStack(path, image, index, names, sizes)
+    return MicroscopeStack(path, image, index, names, sizes, scenes)

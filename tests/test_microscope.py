@@ -194,6 +194,7 @@ def test_lif_and_nd2_channel_by_name_becomes_a_t_z_stack(
     assert "imported 6" in res.out
     names = CHANNELS[suffix]
     assert f"2 × 3 planes (T × Z) of channel {channel}; channels {', '.join(names)}" in res.out
+    assert ("series 1 of 2 (Series001) only, not Overview" in res.out) == (suffix == ".lif")
     c = names.index(channel)
     with Project.open(project) as p:
         images = p.images()
@@ -256,3 +257,19 @@ def test_file_declaring_a_huge_image_is_refused_before_reading(
     (line,) = res.err.strip().splitlines()
     assert res.rc == 1 and str(path) in line
     assert "100000×100000 pixels exceeds the limit" in line
+
+
+def test_lif_series_left_out_are_named(project: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bioio_lif")
+    plane = _stack(np.uint8, (1, 1, 1, 8, 8))
+    fields = [_stack(np.uint8, (1, 1, 1, 8, 8), seed) for seed in range(1, 8)]
+    more = [LifSeries(f"Field{k}", field, ["Gray"]) for k, field in enumerate(fields)]
+    path = write_lif(tmp_path / "fields.lif", plane, ["Gray"], more=more)
+    res = cli("import", project, path)
+    assert res.rc == 0, res.err
+    assert "imported 1" in res.out
+    left = "Field0, Field1, Field2, Field3, Field4 and 2 more"
+    assert f"series 1 of 8 (Series001) only, not {left}" in res.out
+    with Project.open(project) as p:
+        (rec,) = p.images()
+        assert np.array_equal(p.load_pixels(rec.id), plane[0, 0, 0])
