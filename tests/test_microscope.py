@@ -3,6 +3,7 @@ plane; a missing plugin or an unreadable file is one line naming the file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -245,11 +246,10 @@ def _huge_nd2(path: Path) -> Path:
     return write_nd2(path, _stack(np.uint16, (1, 1, 1, 24, 32)), ["Gray"], attributes=lie)
 
 
-@pytest.mark.parametrize("make", [_huge_lif, _huge_nd2])
+@pytest.mark.parametrize(("suffix", "make"), [(".lif", _huge_lif), (".nd2", _huge_nd2)])
 def test_file_declaring_a_huge_image_is_refused_before_reading(
-    project: Path, tmp_path: Path, make
+    project: Path, tmp_path: Path, suffix: str, make: Callable[[Path], Path]
 ) -> None:
-    suffix = ".lif" if make is _huge_lif else ".nd2"
     pytest.importorskip(f"bioio_{suffix[1:]}")
     path = make(tmp_path / f"bomb{suffix}")
     with unchanged(project):
