@@ -273,3 +273,154 @@ def test_lif_series_left_out_are_named(project: Path, tmp_path: Path) -> None:
     with Project.open(project) as p:
         (rec,) = p.images()
         assert np.array_equal(p.load_pixels(rec.id), plane[0, 0, 0])
+
+
+def _three_series(path: Path) -> tuple[Path, list[np.ndarray]]:
+    """A LIF with three series of different pixels (T=1, C=3, Z=2), the last one named
+    like a folder (LAS X nests images in collections)."""
+    data = [_stack(np.uint8, (1, 3, 2, 16, 24), seed) for seed in (1, 2, 3)]
+    names = CHANNELS[".lif"]
+    more = [LifSeries("Field A", data[1], names), LifSeries("Region/2", data[2], names)]
+    return write_lif(path, data[0], names, more=more), data
+
+
+@pytest.mark.parametrize("series", ["Field A", "1"])
+def test_a_series_by_name_or_index_is_imported_and_named(
+    project: Path, tmp_path: Path, series: str
+) -> None:
+    pytest.importorskip("bioio_lif")
+    path, data = _three_series(tmp_path / "fields.lif")
+    res = cli("import", project, path, "--series", series, "--channel", "Green")
+    assert res.rc == 0, res.err
+    assert "imported 2" in res.out
+    assert "series 2 of 3 (Field A) only, not Series001, Region/2 (choose with --series)" in res.out
+    with Project.open(project) as p:
+        images = p.images()
+        assert [r.name for r in images] == [
+            "fields.lif (Field A).c1.tif[0]",
+            "fields.lif (Field A).c1.tif[1]",
+        ]
+        assert {r.sequence for r in images} == {f"{path.resolve()} [Field A]"}
+        for z, rec in enumerate(images):
+            assert np.array_equal(p.load_pixels(rec.id), data[1][0, 1, z])
+
+
+def test_all_series_become_stacks_of_their_own(project: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bioio_lif")
+    path, data = _three_series(tmp_path / "fields.lif")
+    assert cli("import", project, path, "--channel", "Red").rc == 0  # the first, as before
+    res = cli("import", project, path, "--series", "all", "--channel", "Red")
+    assert res.rc == 0, res.err
+    assert "imported 4, duplicates 2" in res.out  # the first series was there already
+    assert "3 of 3 series (Series001, Field A, Region/2), each a stack of channel Red" in res.out
+    with Project.open(project) as p:
+        by_sequence: dict[str | None, list] = {}
+        for rec in p.images():
+            by_sequence.setdefault(rec.sequence, []).append(rec)
+        where = str(path.resolve())
+        assert list(by_sequence) == [where, f"{where} [Field A]", f"{where} [Region/2]"]
+        for k, records in enumerate(by_sequence.values()):
+            assert [r.frame for r in records] == [0, 1]
+            for z, rec in enumerate(records):
+                assert np.array_equal(p.load_pixels(rec.id), data[k][0, 2, z])
+        names = [r.name for r in by_sequence[f"{where} [Region/2]"]]
+        assert names == ["fields.lif (Region_2).c2.tif[0]", "fields.lif (Region_2).c2.tif[1]"]
+
+
+@pytest.mark.parametrize(
+    ("series", "needle"),
+    [
+        ("Field B", "no series 'Field B' (series: Series001, Field A, Region/2)"),
+        ("3", "no series 3 (it has 3)"),
+    ],
+)
+def test_unknown_series_is_one_line_and_stores_nothing(
+    project: Path, tmp_path: Path, series: str, needle: str
+) -> None:
+    pytest.importorskip("bioio_lif")
+    path, _ = _three_series(tmp_path / "fields.lif")
+    with unchanged(project):
+        res = cli("import", project, path, "--series", series)
+    (line,) = res.err.strip().splitlines()
+    assert res.rc == 1 and line == f"failed: {path}: {needle}"
+    with pytest.raises(ApplianceError, match="no series"):
+        open_stack(path, series=series)
+
+
+def test_every_series_goes_on_past_one_without_the_channel(project: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bioio_lif")
+    data = [_stack(np.uint8, (1, 2, 1, 8, 8), seed) for seed in (1, 2, 3)]
+    more = [
+        LifSeries("Overview", data[1], ("Gray", "Blue")),
+        LifSeries("B", data[2], ("Red", "Green")),
+    ]
+    path = write_lif(tmp_path / "mixed.lif", data[0], ("Red", "Green"), more=more)
+    res = cli("import", project, path, "--series", "all", "--channel", "Green")
+    assert res.rc == 1
+    (line,) = res.err.strip().splitlines()
+    assert line == f"failed: {path}: series 'Overview': no channel 'Green' (channels: Gray, Blue)"
+    assert "imported 2" in res.out and "2 of 3 series (Series001, B)" in res.out
+    with Project.open(project) as p:
+        first, last = p.images()
+        assert np.array_equal(p.load_pixels(first.id), data[0][0, 1, 0])
+        assert np.array_equal(p.load_pixels(last.id), data[2][0, 1, 0])
+
+
+def test_the_probe_lists_channels_and_series_without_reading_pixels(tmp_path: Path) -> None:
+    pytest.importorskip("bioio_lif")
+    from appliance.importer import microscope_files
+    from appliance.microscope import MicroscopeInfo, same_channels
+
+    folder = tmp_path / "day1"
+    folder.mkdir()
+    _three_series(folder / "fields.lif")
+    lone = write_lif(folder / "gray.lif", _stack(np.uint8, (1, 1, 1, 8, 8)), ["Gray"])
+    _ome_zarr(folder / "b.ome.zarr")
+    _ome_zarr(folder / "c.ome.zarr")
+    cut = _write(folder / "cut.lif", _stack(np.uint16))
+    raw = cut.read_bytes()
+    cut.write_bytes(raw[: raw.rindex("MemBlock_1".encode("utf-16-le")) + 100])  # no pixels
+    (folder / "broken.nd2").write_bytes(b"\x00" * 4096)
+    (folder / "notes.tif").write_bytes(b"not looked at")
+    found, failed = microscope_files([folder])
+    assert [(f.path.name, f.channels, f.series) for f in found] == [
+        ("b.ome.zarr", ("DAPI", "GFP", "RFP"), ("Image",)),
+        ("c.ome.zarr", ("DAPI", "GFP", "RFP"), ("Image",)),
+        ("cut.lif", ("Blue", "Green", "Red"), ("Series001", "Overview")),
+        ("fields.lif", ("Blue", "Green", "Red"), ("Series001", "Field A", "Region/2")),
+        ("gray.lif", ("Gray",), ("Series001",)),
+    ]
+    (why,) = failed
+    assert why.startswith(f"{folder / 'broken.nd2'}: not a readable Nikon ND2 file")
+    assert [f.asks for f in found] == [True, True, True, True, False]
+    groups = same_channels([f for f in found if f.asks])
+    assert [[f.path.name for f in group] for group in groups] == [
+        ["b.ome.zarr", "c.ome.zarr"],  # one question for both
+        ["cut.lif", "fields.lif"],
+    ]
+    assert same_channels([MicroscopeInfo(lone, ("Gray",), ("a", "b"))])[0][0].asks
+
+
+def test_each_file_takes_its_own_choice(tmp_path: Path) -> None:
+    pytest.importorskip("bioio_lif")
+    from appliance.importer import StackChoice, import_paths
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first, data = _three_series(folder / "a.lif")
+    second = write_lif(folder / "b.lif", DATA[:, :, :1].astype(np.uint8), CHANNELS[".lif"])
+    choices = {first: StackChoice("Red", None), second: StackChoice(1, 0)}
+    with Project.create(tmp_path / "p", ["cell"]) as p:
+        summary = import_paths(p, [folder], choices=choices, channel="Blue")
+        assert not summary.failed and len(summary.imported) == 3 * 2 + 2
+        assert not any("choose with" in note for note in summary.notes)  # the expert chose
+        images = p.images()
+        for k in range(3):
+            for z in range(2):
+                rec = images[k * 2 + z]
+                assert np.array_equal(p.load_pixels(rec.id), data[k][0, 2, z])
+        for t, rec in enumerate(images[6:]):
+            assert np.array_equal(p.load_pixels(rec.id), DATA[t, 1, 0].astype(np.uint8))
+        again = import_paths(p, [folder], channel="Red")  # no choices: the defaults
+        assert len(again.imported) == 2 and len(again.duplicates) == 2
+        assert any("(choose with --channel)" in note for note in again.notes)
