@@ -169,20 +169,19 @@ class StackChoice:
     series: int | str | None = 0
 
 
-def microscope_files(paths: Iterable[Path]) -> tuple[list[MicroscopeInfo], list[str]]:
+def microscope_files(paths: Iterable[Path]) -> list[MicroscopeInfo]:
     """The channels and series of each microscope file an import of `paths` would take, from
-    their metadata (no pixels), so the expert can choose before the import starts; files that
-    cannot be read are left out here with their one-line reasons (the import reports them)."""
-    found, failed = [], []
+    their metadata (no pixels), so the expert can choose before the import starts. A file
+    that cannot be read is left out: the import reports it, one line, as for any bad file."""
+    found = []
     for files in collect(paths).values():
         for path in files:
-            if not is_microscope_file(path):
-                continue
-            try:
-                found.append(probe_file(path))
-            except ApplianceError as exc:
-                failed.append(str(exc))
-    return found, failed
+            if is_microscope_file(path):
+                try:
+                    found.append(probe_file(path))
+                except ApplianceError:
+                    continue
+    return found
 
 
 def import_paths(
@@ -231,9 +230,11 @@ def _import_file(
     max_pixels: int,
     summary: ImportSummary,
     source_path: str | None = None,
+    noted: bool = True,
 ) -> None:
     """Import every frame of one file: headers checked first, pages decoded one at a time (to
-    prove them complete) and dropped, then the file and its rows stored in one transaction."""
+    prove them complete) and dropped, then the file and its rows stored in one transaction.
+    `noted` False: the caller writes the note (a microscope stack, whose TIFF is temporary)."""
     label = printable(path)
     found = probe(path, label)
     multi = len(found.frames) > 1
@@ -262,7 +263,7 @@ def _import_file(
         raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from exc
     summary.imported += added.ids
     summary.duplicates += added.duplicates
-    if found.note:
+    if found.note and noted:
         summary.notes.append(f"{label}: {found.note}")
     if added.restored:
         summary.notes.append(f"{label}: restored the missing stored original")
@@ -451,7 +452,7 @@ def _import_stack(
             for plane in stack.planes():
                 tif.write(plane, compression="zlib", metadata=None)
         sequence = printable(path.resolve()) + (f" [{stack.scene}]" if stack.series else "")
-        _import_file(project, out, sequence, max_pixels, summary, source_path=sequence)
+        _import_file(project, out, sequence, max_pixels, summary, sequence, noted=False)
 
 
 def _file_safe(name: str) -> str:

@@ -294,6 +294,7 @@ def test_a_series_by_name_or_index_is_imported_and_named(
     assert res.rc == 0, res.err
     assert "imported 2" in res.out
     assert "series 2 of 3 (Field A) only, not Series001, Region/2 (choose with --series)" in res.out
+    assert ".tif" not in res.out  # no note about the temporary TIFF the planes went through
     with Project.open(project) as p:
         images = p.images()
         assert [r.name for r in images] == [
@@ -382,7 +383,7 @@ def test_the_probe_lists_channels_and_series_without_reading_pixels(tmp_path: Pa
     cut.write_bytes(raw[: raw.rindex("MemBlock_1".encode("utf-16-le")) + 100])  # no pixels
     (folder / "broken.nd2").write_bytes(b"\x00" * 4096)
     (folder / "notes.tif").write_bytes(b"not looked at")
-    found, failed = microscope_files([folder])
+    found = microscope_files([folder])  # broken.nd2 left out: the import reports it
     assert [(f.path.name, f.channels, f.series) for f in found] == [
         ("b.ome.zarr", ("DAPI", "GFP", "RFP"), ("Image",)),
         ("c.ome.zarr", ("DAPI", "GFP", "RFP"), ("Image",)),
@@ -390,8 +391,6 @@ def test_the_probe_lists_channels_and_series_without_reading_pixels(tmp_path: Pa
         ("fields.lif", ("Blue", "Green", "Red"), ("Series001", "Field A", "Region/2")),
         ("gray.lif", ("Gray",), ("Series001",)),
     ]
-    (why,) = failed
-    assert why.startswith(f"{folder / 'broken.nd2'}: not a readable Nikon ND2 file")
     assert [f.asks for f in found] == [True, True, True, True, False]
     groups = same_channels([f for f in found if f.asks])
     assert [[f.path.name for f in group] for group in groups] == [
