@@ -19,6 +19,7 @@ from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.metrics import mm
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
 from kivy.uix.modalview import ModalView
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
@@ -54,67 +55,50 @@ class ChannelChooser(ModalView):
         panel.bind(minimum_height=panel.setter("height"))
         self.heading = Factory.THeading(text=first.path.name)
         panel.add_widget(self.heading)
-        if len(group) > 1:
-            panel.add_widget(
-                label(f"and {len(group) - 1} more with these channels", color=app.c_muted)
-            )
-        count = f"{len(channels)} channels" if len(channels) > 1 else "1 channel"
-        self.question = label(f"{count}: pick the one to annotate")
-        panel.add_widget(self.question)
 
         self.series_toggles: dict[str, Widget] = {}
         if len(series) > 1:
-            panel.add_widget(
-                label(
-                    f"{len(series)} series ({listed(series, 3)}): the first only, or every "
-                    "series as a stack of its own",
-                    color=app.c_muted,
-                )
-            )
-            panel.add_widget(
-                self._toggles(
-                    self.series_toggles,
-                    f"series-{id(self)}",
-                    {
-                        "first": f"First series only ({series[0]})",
-                        "all": f"All {len(series)} series",
-                    },
-                )
-            )
+            panel.add_widget(label(f"{len(series)} series: {listed(series, 3)}", color=app.c_muted))
+            texts = {
+                "first": f"First series only ({series[0]})",
+                "all": f"All {len(series)} series",
+            }
+            panel.add_widget(self._toggles(self.series_toggles, f"series-{id(self)}", texts))
         self.group_toggles: dict[str, Widget] = {}
         if len(group) > 1:
-            panel.add_widget(
-                self._toggles(
-                    self.group_toggles,
-                    f"group-{id(self)}",
-                    {"all": f"Same for all {len(group)} files", "each": "Ask for each file"},
-                )
-            )
+            texts = {"all": f"Same for all {len(group)} files", "each": "Ask for each file"}
+            panel.add_widget(self._toggles(self.group_toggles, f"group-{id(self)}", texts))
 
+        count = f"{len(channels)} channels" if len(channels) > 1 else "1 channel"
+        files = f" in each of {len(group)} files" if len(group) > 1 else ""
+        ask = f"{count}{files}: pick the one to annotate"
+        self.question = label(ask)
+        panel.add_widget(self.question)
         self.channel_buttons: dict[str, Widget] = {}
-        rows = BoxLayout(orientation="vertical", size_hint_y=None, spacing=app.gap)
-        rows.bind(minimum_height=rows.setter("height"))
+        grid = GridLayout(cols=1, size_hint_y=None, spacing=app.gap)
+        grid.bind(minimum_height=grid.setter("height"))
         for index, name in enumerate(channels):
             widget = button(
-                name,
-                partial(self._choose, index, name, channels),
-                height=app.touch * CHANNEL_ROOM,
-                shorten=False,
-                max_lines=2,
+                name, partial(self._choose, index, name, channels), shorten=False, max_lines=2
             )
+            widget.height = app.touch * CHANNEL_ROOM  # after the kv rule's `app.touch`
             self.channel_buttons[name] = widget
-            rows.add_widget(widget)
+            grid.add_widget(widget)
+        grid.bind(width=lambda _g, width: side_by_side(grid, width))
         scroll = ScrollView(do_scroll_x=False, bar_width=app.gap * 2, size_hint_y=None)
-        scroll.add_widget(rows)
-        scroll_only_when_needed(scroll, rows)
-        # as tall as the channels, but never pushing Cancel off a small window
-        fit = Window.height * 0.9 - app.touch * (4 + 2 * (len(series) > 1) + (len(group) > 1))
+        scroll.add_widget(grid)
+        scroll_only_when_needed(scroll, grid)
 
-        def height(*_: object) -> None:
-            scroll.height = max(app.touch * CHANNEL_ROOM, min(rows.height, fit))
+        def fit(*_: object) -> None:
+            """As tall as the channels, but Cancel never leaves the window: the channels
+            scroll when the rest of the popup leaves them less room."""
+            rest = panel.minimum_height - scroll.height
+            room = Window.height * 0.95 - rest
+            scroll.height = max(app.touch * CHANNEL_ROOM, min(grid.height, room))
+            self.question.text = ask + (" (scroll for all)" if grid.height > room else "")
 
-        rows.bind(height=height)
-        height()
+        grid.bind(height=fit)
+        panel.bind(minimum_height=fit)
         panel.add_widget(scroll)
         self.cancel = button("Cancel: import nothing", self._cancel)
         panel.add_widget(self.cancel)
@@ -137,9 +121,10 @@ class ChannelChooser(ModalView):
         return row
 
     @staticmethod
-    def _grow(row: Widget, _toggle: Widget, size: tuple[float, float]) -> None:
+    def _grow(row: Widget, _toggle: Widget, _size: tuple[float, float]) -> None:
         app = App.get_running_app()
-        row.height = max(row.height, app.touch, size[1] + app.gap * 2)
+        texts = (child.texture_size[1] for child in row.children)
+        row.height = max(app.touch, *(height + app.gap * 2 for height in texts))
         for child in row.children:
             child.height = row.height
 
@@ -158,6 +143,19 @@ class ChannelChooser(ModalView):
     def _cancel(self) -> None:
         self.dismiss()
         self.on_cancel()
+
+
+def side_by_side(grid: GridLayout, width: float) -> None:
+    """Up to three channel buttons to a row of `grid`, as many as keep every name whole on
+    one line: three channels in one row leave the popup short enough for an 8-inch tablet."""
+    app = App.get_running_app()
+    buttons = grid.children
+    widest = max((b._label.get_extents(b.text)[0] for b in buttons), default=0)
+    most = max(1, min(3, len(buttons)))
+    grid.cols = next(
+        (k for k in range(most, 1, -1) if (width - app.gap * (k - 1)) / k >= widest + app.gap * 4),
+        1,
+    )
 
 
 def ask_choices(
