@@ -423,3 +423,10 @@ def test_each_file_takes_its_own_choice(tmp_path: Path) -> None:
         again = import_paths(p, [folder], channel="Red")  # no choices: the defaults
         assert len(again.imported) == 2 and len(again.duplicates) == 2
         assert any("(choose with --channel)" in note for note in again.notes)
+
+
+def test_import_help_explains_channel_and_series() -> None:
+    text = " ".join(cli("import", "--help").out.split())  # argparse wraps at the terminal width
+    assert "--series N|NAME|all" in text and "--channel N|NAME" in text
+    assert "'all' imports every series, each its own stack" in text
+    assert "a LIF's images, an ND2's XY positions" in text
