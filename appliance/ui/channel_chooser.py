@@ -29,6 +29,7 @@ from appliance.microscope import MicroscopeInfo, listed, same_channels
 from appliance.ui.widgets import button, label, scroll_only_when_needed
 
 CHANNEL_ROOM = 1.3  # a channel's button, in touch heights: big, and room for a 2-line name
+MESSAGE_ROOM = 0.13  # of the window's height, left free at the bottom for the message bar
 
 
 class ChannelChooser(ModalView):
@@ -90,10 +91,11 @@ class ChannelChooser(ModalView):
         scroll_only_when_needed(scroll, grid)
 
         def fit(*_: object) -> None:
-            """As tall as the channels, but Cancel never leaves the window: the channels
-            scroll when the rest of the popup leaves them less room."""
+            """As tall as the channels, but the popup stays above the bottom of the window,
+            where messages show (as the file chooser does): the channels scroll when the
+            rest of the popup leaves them less room."""
             rest = panel.minimum_height - scroll.height
-            room = Window.height * 0.95 - rest
+            room = Window.height * (0.97 - MESSAGE_ROOM) - rest
             scroll.height = max(app.touch * CHANNEL_ROOM, min(grid.height, room))
             self.question.text = ask + (" (scroll for all)" if grid.height > room else "")
 

@@ -198,6 +198,7 @@ class HomeScreen(ScreenBg):
             ask_choices(found, partial(run, folder), cancelled)
 
         def chosen(folder: Path) -> None:
+            app.notify(f"looking into {folder} ...")
             app.run_job(lambda _ctx: microscope_files([folder]), partial(looked, folder))
 
         title, start = "Import images from a folder (or USB stick)", None
