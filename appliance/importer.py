@@ -396,7 +396,7 @@ def _import_microscope(
                 f"; series {stack.series + 1} of {len(file.scenes)} ({stack.scene}) only, "
                 f"not {listed(others)}{'' if chosen else ' (choose with --series)'}"
             )
-        summary.notes.append(note)
+        summary.notes.append(printable(note))  # series names are the file's own text
         return
     done: list[MicroscopeStack] = []
     for index in range(len(file.scenes)):
@@ -409,10 +409,11 @@ def _import_microscope(
         done.append(stack)
     if done:
         names = [stack.scene for stack in done]
-        summary.notes.append(
+        note = (
             f"{label}: {len(done)} of {len(file.scenes)} series ({listed(names)}), each a stack "
             f"of channel {done[0].channel_name}" + _channels(done[0], hint)
         )
+        summary.notes.append(printable(note))
 
 
 def _reason(shown: str, exc: ApplianceError) -> str:
@@ -451,7 +452,9 @@ def _import_stack(
         with tifffile.TiffWriter(out) as tif:
             for plane in stack.planes():
                 tif.write(plane, compression="zlib", metadata=None)
-        sequence = printable(path.resolve()) + (f" [{stack.scene}]" if stack.series else "")
+        sequence = printable(
+            f"{path.resolve()} [{stack.scene}]" if stack.series else path.resolve()
+        )
         _import_file(project, out, sequence, max_pixels, summary, sequence, noted=False)
 
 

@@ -70,15 +70,21 @@ class ChannelChooser(ModalView):
             texts = {"all": f"Same for all {len(group)} files", "each": "Ask for each file"}
             panel.add_widget(self._toggles(self.group_toggles, f"group-{id(self)}", texts))
 
-        count = f"{len(channels)} channels" if len(channels) > 1 else "1 channel"
         files = f" in each of {len(group)} files" if len(group) > 1 else ""
-        ask = f"{count}{files}: pick the one to annotate"
+        many = len(channels) > 1  # else only the series is a choice: the channel says "go"
+        ask = (
+            f"{len(channels)} channels{files}: pick the one to annotate"
+            if many
+            else f"1 channel{files}: tap it to import"
+        )
         self.question = label(ask)
         panel.add_widget(self.question)
         self.channel_buttons: dict[str, Widget] = {}
         grid = GridLayout(cols=1, size_hint_y=None, spacing=app.gap)
         grid.bind(minimum_height=grid.setter("height"))
         for index, name in enumerate(channels):
+            if channels.count(name) > 1:  # two channels of one name: told apart by index
+                name = f"{name} ({index})"
             widget = button(
                 name, partial(self._choose, index, name, channels), shorten=False, max_lines=2
             )

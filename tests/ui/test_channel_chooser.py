@@ -207,3 +207,24 @@ def test_ask_for_each_file_asks_again_for_the_next_one(app, home, tmp_path):
     expected = [a[0, 1, z] for z in range(2)] + [b[0, 2, z] for z in range(2)]
     for pixels, want in zip(_stored(app), expected, strict=True):
         assert np.array_equal(pixels, want)
+
+
+def test_one_channel_of_several_series_asks_only_for_the_series(app, home, tmp_path):
+    pytest.importorskip("bioio_lif")
+    folder = tmp_path / "scope"
+    folder.mkdir()
+    first, second = _data(21, (1, 1, 2, 24, 32)), _data(22, (1, 1, 2, 24, 32))
+    write_lif(folder / "gray.lif", first, ["Gray"], more=[LifSeries("Field 2", second, ["Gray"])])
+    popup = _import(app, home, folder)
+    assert popup.question.text == "1 channel: tap it to import"
+    assert list(popup.channel_buttons) == ["Gray"] and not cut_texts(popup)
+    everything = popup.series_toggles["all"]
+    tap(everything)
+    wait_for(lambda: everything.state == "down")
+    tap(popup.channel_buttons["Gray"])
+    _gone(popup)
+    wait_for(lambda: app.message.text.startswith("imported 4"), timeout=120)
+    assert "2 of 2 series (Series001, Field 2)" in app.message.text
+    expected = [first[0, 0, z] for z in range(2)] + [second[0, 0, z] for z in range(2)]
+    for pixels, want in zip(_stored(app), expected, strict=True):
+        assert np.array_equal(pixels, want)
