@@ -252,7 +252,7 @@ class LabelCanvas(Widget):
             self._cursor = SmoothLine(width=2.2)  # the brush's footprint, hovering or drawing
             self._size_text = Rectangle(size=(0, 0))  # brush size while two fingers change it
             Color(1.0, 0.25, 0.25, 1)
-        self._markers = InstructionGroup()  # inside the stencil: clipped to the view
+        self._markers = InstructionGroup()  # inside the scissor: clipped to the view
         self.canvas.add(self._markers)
         with self.canvas.after:
             ScissorPop()
