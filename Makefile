@@ -3,15 +3,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
-APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libmtdev1 libegl1 libsdl2-2.0-0 \
+APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libmtdev1 libegl1 libsdl2-2.0-0 xclip \
 	postgresql chromium chromium-driver
 
 .PHONY: setup system-deps test demo lint format bench clean package
 
 setup: $(STAMP)
 
-# System libraries the UI tests need (virtual screen, GL, touch), and the lab server's test
-# dependencies (PostgreSQL server binaries, headless Chromium and its driver); only when missing.
+# System libraries the UI tests need (virtual screen, GL, touch; xclip gives Kivy's text
+# fields X11's cut buffer, without which every start logs a CRITICAL with two tracebacks), and
+# the lab server's test dependencies (PostgreSQL server binaries, headless Chromium and its
+# driver); only when missing.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -7,7 +7,9 @@ corruption) before it is stored.
 
 A microscope file (CZI, ND2, LIF, OME-Zarr; `appliance.microscope`) becomes a stack like a
 multi-page TIFF: the chosen channel's planes over T and Z are read one at a time into a
-lossless multi-page TIFF, which is then stored and imported as any stack.
+lossless multi-page TIFF, which is then stored and imported as any stack. The channel and the
+series are chosen per file (`StackChoice`; the app asks the expert after `microscope_files`
+has listed what each file holds) or once for all files (the command line).
 
 A whole-slide image (SVS, NDPI, SCN, pyramidal TIFF) is never decoded whole: its header is
 checked (`appliance.slides.open_slide`), the file is stored once under its hash, and the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +40,15 @@ from appliance.imageio import (
     iter_frames,
     probe,
 )
-from appliance.microscope import MICROSCOPE_SUFFIXES, is_microscope_file, open_stack
+from appliance.microscope import (
+    MICROSCOPE_SUFFIXES,
+    MicroscopeInfo,
+    MicroscopeStack,
+    is_microscope_file,
+    listed,
+    open_file,
+    probe_file,
+)
 from appliance.slides import (
     MAX_REGION_SIDE,
     SLIDE_SUFFIXES,
@@ -55,9 +65,11 @@ __all__ = [
     "MAX_REGION_SIDE",
     "ImportSummary",
     "SlideRegions",
+    "StackChoice",
     "add_regions",
     "collect",
     "import_paths",
+    "microscope_files",
     "natural_key",
     "printable",
 ]
@@ -148,6 +160,30 @@ def collect(
     }
 
 
+@dataclass(frozen=True)
+class StackChoice:
+    """Which part of a microscope file to import: one `channel` (index or name) of one
+    `series` (index or name), or of every series (`series` None), each its own stack."""
+
+    channel: int | str = 0
+    series: int | str | None = 0
+
+
+def microscope_files(paths: Iterable[Path]) -> list[MicroscopeInfo]:
+    """The channels and series of each microscope file an import of `paths` would take, from
+    their metadata (no pixels), so the expert can choose before the import starts. A file
+    that cannot be read is left out: the import reports it, one line, as for any bad file."""
+    found = []
+    for files in collect(paths).values():
+        for path in files:
+            if is_microscope_file(path):
+                try:
+                    found.append(probe_file(path))
+                except ApplianceError:
+                    continue
+    return found
+
+
 def import_paths(
     project: Project,
     paths: Iterable[Path],
@@ -155,19 +191,27 @@ def import_paths(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     slide_regions: SlideRegions | None = None,
     channel: int | str = 0,
+    series: int | str | None = 0,
+    choices: Mapping[Path, StackChoice] | None = None,
 ) -> ImportSummary:
     """Import image files and folders, each folder a sequence; bad files are reported, not fatal.
 
     Returns the new image ids, the duplicates skipped and the failures with their reasons.
     Slides become regions as `slide_regions` says (default: up to 8 tissue squares of 1024);
-    microscope files become stacks of `channel` (index or name).
+    a microscope file becomes the stack(s) its entry in `choices` (keyed by the file's path as
+    given or resolved) names, else those of `channel` and `series` (see `StackChoice`).
     """
     summary = ImportSummary()
+    chosen = {Path(p).resolve(): c for p, c in (choices or {}).items()}
+    default = StackChoice(channel, series)
     for folder, files in collect(paths).items():
         for path in files:
             try:
                 if is_microscope_file(path):
-                    _import_microscope(project, path, channel, max_pixels, summary)
+                    choice = chosen.get(path.resolve())
+                    _import_microscope(
+                        project, path, choice or default, max_pixels, summary, choice is not None
+                    )
                     continue
                 if is_slide(path):
                     _import_slide(project, path, slide_regions or SlideRegions(), summary)
@@ -175,7 +219,7 @@ def import_paths(
                 _import_file(project, path, printable(folder), max_pixels, summary)
             except ApplianceError as exc:
                 shown = printable(path)
-                summary.failed.append((shown, str(exc).removeprefix(f"{shown}: ")))
+                summary.failed.append((shown, _reason(shown, exc)))
     return summary
 
 
@@ -186,9 +230,11 @@ def _import_file(
     max_pixels: int,
     summary: ImportSummary,
     source_path: str | None = None,
+    noted: bool = True,
 ) -> None:
     """Import every frame of one file: headers checked first, pages decoded one at a time (to
-    prove them complete) and dropped, then the file and its rows stored in one transaction."""
+    prove them complete) and dropped, then the file and its rows stored in one transaction.
+    `noted` False: the caller writes the note (a microscope stack, whose TIFF is temporary)."""
     label = printable(path)
     found = probe(path, label)
     multi = len(found.frames) > 1
@@ -217,7 +263,7 @@ def _import_file(
         raise ApplianceError(f"{label}: cannot store ({exc.strerror or exc})") from exc
     summary.imported += added.ids
     summary.duplicates += added.duplicates
-    if found.note:
+    if found.note and noted:
         summary.notes.append(f"{label}: {found.note}")
     if added.restored:
         summary.notes.append(f"{label}: restored the missing stored original")
@@ -326,24 +372,92 @@ def add_regions(
 
 
 def _import_microscope(
-    project: Project, path: Path, channel: int | str, max_pixels: int, summary: ImportSummary
+    project: Project,
+    path: Path,
+    choice: StackChoice,
+    max_pixels: int,
+    summary: ImportSummary,
+    chosen: bool = False,
 ) -> None:
-    """One channel's planes, read one at a time into a lossless multi-page TIFF, imported."""
+    """The chosen series of the file (or every one, each its own stack), as `_import_stack`
+    imports it; with every series, a series that fails is reported and the others go on.
+    `chosen`: the expert picked from the file's own channels, so the note does not tell them
+    how to pick."""
     label = printable(path)
-    stack = open_stack(path, channel)
+    file = open_file(path)
+    hint = "" if chosen else " (choose with --channel)"
+    if choice.series is not None or len(file.scenes) == 1:
+        stack = file.stack(choice.series or 0, choice.channel)
+        _import_stack(project, stack, max_pixels, summary)
+        note = f"{label}: {_planes(stack)}" + _channels(stack, hint)
+        if len(file.scenes) > 1:  # say which were left out
+            others = file.scenes[: stack.series] + file.scenes[stack.series + 1 :]
+            note += (
+                f"; series {stack.series + 1} of {len(file.scenes)} ({stack.scene}) only, "
+                f"not {listed(others)}{'' if chosen else ' (choose with --series)'}"
+            )
+        summary.notes.append(printable(note))  # series names are the file's own text
+        return
+    done: list[MicroscopeStack] = []
+    for index in range(len(file.scenes)):
+        try:
+            stack = file.stack(index, choice.channel)
+            _import_stack(project, stack, max_pixels, summary)
+        except ApplianceError as exc:  # this series only; the file's other series go on
+            summary.failed.append((label, _reason(label, exc)))
+            continue
+        done.append(stack)
+    if done:
+        names = [stack.scene for stack in done]
+        note = (
+            f"{label}: {len(done)} of {len(file.scenes)} series ({listed(names)}), each a stack "
+            f"of channel {done[0].channel_name}" + _channels(done[0], hint)
+        )
+        summary.notes.append(printable(note))
+
+
+def _reason(shown: str, exc: ApplianceError) -> str:
+    """The message without the file's name it starts with (`FILE: why` -> `why`, `FILE series
+    'B': why` -> `series 'B': why`), for a `failed: FILE: ...` line."""
+    text = str(exc)
+    return text[len(shown) :].lstrip(": ") if text.startswith(shown) else text
+
+
+def _planes(stack: MicroscopeStack) -> str:
+    return f"{stack.sizes['T']} × {stack.sizes['Z']} planes (T × Z) of channel {stack.channel_name}"
+
+
+def _channels(stack: MicroscopeStack, hint: str) -> str:
+    """The file's channels, and how to pick another (`hint`) for whoever did not pick from
+    them."""
+    if stack.sizes["C"] < 2:
+        return ""
+    return f"; channels {', '.join(stack.names)}{hint}"
+
+
+def _import_stack(
+    project: Project, stack: MicroscopeStack, max_pixels: int, summary: ImportSummary
+) -> None:
+    """One channel's planes, read one at a time into a lossless multi-page TIFF, imported: its
+    images are named after the file (and the series, unless it is the first), so that two
+    series of one file are told apart in the gallery and make sequences of their own."""
+    path = stack.path
+    label = printable(stack.label)
     check_pixels(stack.shape, label, max_pixels)
     if stack.frames > MAX_PAGES:
         raise ApplianceError(f"{label}: {stack.frames} planes (at most {MAX_PAGES})")
+    tag = f" ({_file_safe(stack.scene)})" if stack.series else ""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / f"{path.name}.c{stack.channel}.tif"
+        out = Path(tmp) / f"{path.name}{tag}.c{stack.channel}.tif"
         with tifffile.TiffWriter(out) as tif:
             for plane in stack.planes():
                 tif.write(plane, compression="zlib", metadata=None)
-        sequence = printable(path.resolve())
-        _import_file(project, out, sequence, max_pixels, summary, source_path=sequence)
-    names = stack.channel_names or [str(c) for c in range(stack.sizes["C"])]
-    shown = names[stack.channel] if stack.channel < len(names) else str(stack.channel)
-    note = f"{label}: {stack.sizes['T']} × {stack.sizes['Z']} planes (T × Z) of channel {shown}"
-    if stack.sizes["C"] > 1:
-        note += f"; channels {', '.join(names)} (choose with --channel)"
-    summary.notes.append(note)
+        sequence = printable(
+            f"{path.resolve()} [{stack.scene}]" if stack.series else path.resolve()
+        )
+        _import_file(project, out, sequence, max_pixels, summary, sequence, noted=False)
+
+
+def _file_safe(name: str) -> str:
+    """A series name as part of a file name: no separators, at most 60 characters."""
+    return re.sub(r"[\\/\x00]", "_", name)[:60]

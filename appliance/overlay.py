@@ -25,6 +25,7 @@ __all__ = [
     "colour_tables",
     "display_rect",
     "hex_colour",
+    "most_opaque",
 ]
 
 # Okabe-Ito colours (colour-blind safe), in class order 1, 2, ...; repeated beyond seven classes.
@@ -180,6 +181,31 @@ def boundary(instances: np.ndarray, rect: Rect) -> np.ndarray:
         | (centre != pad[1:-1, 2:])
     )
     return edge & (centre != 0)
+
+
+def most_opaque(rgba: np.ndarray, step: int) -> np.ndarray:
+    """A `step`-times smaller RGBA picture keeping, of each step×step block, its most opaque
+    pixel: the level drawn zoomed out. Outlines are opaque and one pixel wide, so an average
+    or a sampled pixel would fade or break them; this keeps every one (over a fill, a fill
+    over nothing). Blocks that pass the edge are padded with transparent pixels.
+
+    >>> px = np.zeros((2, 3, 4), np.uint8); px[1, 2] = (9, 9, 9, 255); px[0, 0, 3] = 80
+    >>> most_opaque(px, 2)[..., 3].tolist()
+    [[80, 255]]
+    """
+    h, w = rgba.shape[:2]
+    ph, pw = -(-h // step) * step, -(-w // step) * step
+    if (ph, pw) != (h, w):
+        rgba = np.pad(rgba, ((0, ph - h), (0, pw - w), (0, 0)))
+    # read as little-endian uint32 the alpha byte is the most significant: the largest value
+    # of a block is its most opaque pixel (ties go to a colour, which cannot be told apart)
+    packed = np.ascontiguousarray(rgba).view("<u4")[..., 0]
+    top = packed[::step, ::step].copy()
+    for dy in range(step):
+        for dx in range(step):
+            if dy or dx:
+                np.maximum(top, packed[dy::step, dx::step], out=top)
+    return top.view(np.uint8).reshape(ph // step, pw // step, 4)
 
 
 def display_rect(changed: Rect, shape: tuple[int, int]) -> Rect:

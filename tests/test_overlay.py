@@ -6,7 +6,13 @@ import numpy as np
 
 from appliance.editing import Rect
 from appliance.labels import Label
-from appliance.overlay import OverlayRenderer, boundary, class_colour, display_rect
+from appliance.overlay import (
+    OverlayRenderer,
+    boundary,
+    class_colour,
+    display_rect,
+    most_opaque,
+)
 
 
 def _label():
@@ -61,3 +67,26 @@ def test_unknown_instance_gets_default_class_and_selected_is_white():
 def test_display_rect_grows_for_outlines():
     assert display_rect(Rect(5, 5, 10, 10), (12, 12)) == Rect(4, 4, 11, 11)
     assert display_rect(Rect(0, 0, 12, 12), (12, 12)) == Rect(0, 0, 12, 12)
+
+
+def test_the_zoomed_out_level_keeps_every_outline_and_each_blocks_most_opaque_pixel():
+    """`most_opaque`: a rendered label 2× and 3× smaller (an odd size: padded blocks) keeps in
+    each block the pixel with the highest alpha, so a one-pixel outline never breaks up."""
+    rng = np.random.default_rng(3)
+    inst = np.zeros((61, 47), np.uint32)
+    for i in range(1, 9):
+        y, x = rng.integers(4, 40, 2)
+        inst[y : y + rng.integers(5, 20), x : x + rng.integers(5, 20)] = i
+    rgba = OverlayRenderer(opacity=0.4).render(inst, {}, Rect.full(inst.shape))
+    for step in (2, 3):
+        small = most_opaque(rgba, step)
+        h, w = -(-61 // step), -(-47 // step)
+        assert small.shape == (h, w, 4)
+        for by in range(h):
+            for bx in range(w):
+                block = rgba[by * step : (by + 1) * step, bx * step : (bx + 1) * step]
+                assert small[by, bx, 3] == block[..., 3].max()
+                assert any((small[by, bx] == px).all() for px in block.reshape(-1, 4))
+        edges = boundary(inst, Rect.full(inst.shape))
+        ys, xs = np.nonzero(edges)
+        assert (small[ys // step, xs // step, 3] == 255).all()  # every outline pixel shows

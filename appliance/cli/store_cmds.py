@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="import images (and optionally labels)",
         description="Import image files or folders (PNG, JPEG, TIFF incl. multi-page, BMP), "
         "whole slides (SVS, NDPI, SCN, pyramidal/OME-TIFF: stored once, annotated as regions) "
-        "and microscope files (CZI, ND2, LIF, OME-Zarr, one channel as a stack). "
+        "and microscope files (CZI, ND2, LIF, OME-Zarr: one channel of one series, or of every "
+        "series, as stacks; see --channel and --series). "
         "Each folder becomes a sequence in natural order. Bad files are reported and skipped; "
         "the exit status is 1 when any file failed.",
     )
@@ -67,7 +68,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="0",
         metavar="N|NAME",
         help="channel of microscope files (CZI, ND2, LIF, OME-Zarr) to import, by index or "
-        "name (default 0; the import lists the file's channels)",
+        "name (default 0; the import lists the file's channels); with --series all it is "
+        "looked up in each series",
+    )
+    p.add_argument(
+        "--series",
+        default="0",
+        metavar="N|NAME|all",
+        help="series of microscope files holding several (a LIF's images, an ND2's XY "
+        "positions, a CZI's scenes) to import, by index or name; 'all' imports every series, "
+        "each its own stack (default 0, the first; the import names the series left out)",
     )
     p.add_argument(
         "--tissue-regions",
@@ -176,6 +186,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             slide_regions=want,
             channel=args.channel,
+            series=None if args.series == "all" else args.series,
         )
         lines = summary.lines()
         failed = bool(summary.failed)

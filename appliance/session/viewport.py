@@ -14,9 +14,11 @@ __all__ = [
     "clamp_zoom",
     "fit",
     "focus",
+    "margins",
     "min_zoom",
     "pan",
     "place",
+    "texture_step",
     "to_image",
     "to_widget",
     "toggle_fit",
@@ -118,6 +120,46 @@ def focus(
     wanted = min(size[0] * FOCUS_FILL / bw, size[1] * FOCUS_FILL / bh, FOCUS_MAX_ZOOM)
     zoom = clamp_zoom(min(fits, max(view.zoom, wanted)), shape, size)
     return place(zoom, shape[0], (x0 + x1) / 2, (y0 + y1) / 2, size[0] / 2, size[1] / 2)
+
+
+def margins(
+    view: View, shape: tuple[int, int], size: tuple[float, float]
+) -> list[tuple[float, float, float, float]]:
+    """The parts of the widget the image leaves uncovered at this view, as (x, y, w, h) in
+    widget coordinates: the only places the background needs painting (the image is opaque).
+
+    >>> margins(fit((100, 200), (400.0, 300.0)), (100, 200), (400.0, 300.0))
+    [(0.0, 0.0, 400.0, 50.0), (0.0, 250.0, 400.0, 50.0)]
+    """
+    w, h = size
+    ox, oy = view.offset
+    x0, y0 = max(0.0, ox), max(0.0, oy)
+    x1, y1 = min(w, ox + shape[1] * view.zoom), min(h, oy + shape[0] * view.zoom)
+    if x0 >= x1 or y0 >= y1:  # panned off: nothing of the image in sight
+        return [(0.0, 0.0, w, h)]
+    bands = [
+        (0.0, 0.0, w, y0),  # below the image
+        (0.0, y1, w, h - y1),  # above
+        (0.0, y0, x0, y1 - y0),  # left of it
+        (x1, y0, w - x1, y1 - y0),  # right of it
+    ]
+    return [band for band in bands if band[2] > 0 and band[3] > 0]
+
+
+def texture_step(zoom: float) -> int:
+    """The coarsest power-of-two level of the image to draw at this zoom without magnifying
+    it: 1 (the full image) from zoom 0.5 up, 2 (a half-size, area-averaged copy) from 0.25 to
+    0.5, and so on. Minifying a big texture by 2× or more costs a renderer cache-missing texel
+    fetches (about 1.6× the time per pixel under Mesa's llvmpipe) and aliases; the level is
+    sampled about 1:1.
+
+    >>> [texture_step(z) for z in (2.0, 0.6, 0.5, 0.458, 0.25, 0.11, 0.0)]
+    [1, 1, 2, 2, 4, 8, 1]
+    """
+    step = 1
+    while 0.0 < zoom * step * 2 <= 1.0:  # no zoom yet (a widget not laid out): the image
+        step *= 2
+    return step
 
 
 MINIMAP_SHARE = 0.2  # the minimap's side: at most this fraction of the view's

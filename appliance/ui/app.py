@@ -18,9 +18,10 @@ from typing import Any
 from kivy.app import App
 from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.clock import Clock
+from kivy.core.window import Window
 from kivy.lang import Builder
 from kivy.properties import ListProperty, NumericProperty, StringProperty
-from kivy.uix.screenmanager import NoTransition, ScreenManager
+from kivy.uix.screenmanager import NoTransition
 
 from appliance.assist.jobs import CANCELLED, Job, JobContext, JobRunner
 from appliance.durable import atomic_write
@@ -33,7 +34,7 @@ from appliance.store.db import DatabaseError
 from appliance.store.project import DB_NAME, Project
 from appliance.ui import theme
 from appliance.ui.palm import PalmGuard
-from appliance.ui.widgets import MessageBar
+from appliance.ui.widgets import MessageBar, Screens
 
 log = logging.getLogger(__name__)
 PREFS_FILE = "tablet.json"
@@ -88,7 +89,7 @@ class ApplianceApp(App):
         # versions stored off the UI thread, one at a time and in order (`run_write`)
         self.writes = JobRunner(workers=1)
         self.prefs: dict[str, Any] = {}
-        self.sm: ScreenManager | None = None
+        self.sm: Screens | None = None
         self.message: MessageBar | None = None
         self._live: list[Job] = []
         self.selector_job: Job | None = None
@@ -103,7 +104,7 @@ class ApplianceApp(App):
         self.annotator = str(self.prefs.get("annotator", ""))
         root = PalmGuard()
         root.bind(on_touch_down=self._touched)
-        self.sm = ScreenManager(transition=NoTransition())
+        self.sm = Screens(transition=NoTransition())
         for name, cls in SCREENS.items():
             self.sm.add_widget(cls(name=name))
         root.add_widget(self.sm)
@@ -269,6 +270,7 @@ class ApplianceApp(App):
     def apply_theme(self, name: str) -> None:
         pal = theme.palette(name)
         self.c_bg, self.c_panel, self.c_button = pal.background, pal.panel, pal.button
+        Window.clearcolor = pal.background  # the screens' background (`ScreenBg`)
         self.c_active, self.c_text, self.c_muted = pal.button_active, pal.text, pal.muted
         self.c_error, self.c_ok, self.c_track = pal.error, pal.ok, pal.track
         if self.prefs.get("theme") != name:

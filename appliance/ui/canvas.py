@@ -34,6 +34,21 @@ stay hidden until their last band is in, so they appear whole; the label's overl
 from the top within a few frames. A selection redraws only the boxes of the objects it
 concerns.
 
+Frame cost (issue 25): Kivy redraws the whole window for any change, so each frame must
+rasterise little. The widget clips with a scissor rectangle (a StencilView drew two
+widget-sized stencil passes per frame), paints its black background only beside the image
+(`viewport.margins`), and gives a layer that shows nothing (the offer after Accept, the
+overlay while Raw is held or before anything is drawn, the hidden minimap) no size rather
+than a zero alpha, which is still rasterised. Zoomed out to the fitted view's
+`viewport.texture_step` or further, one opaque picture about as big as the image is on screen
+is drawn instead of three layers: an area-averaged level of the image with the label's and
+the shown offer's levels (`overlay.most_opaque`: one-pixel outlines stay whole) blended in on
+the CPU. Every render keeps it (`_recomposite`, the rectangle it drew); an offer goes in once
+all its bands are in and out again at its own pixels only (`_composite_offer`); Raw shows
+the plain level. A 2048² texture minified 2.2× cost about 1.6× as much per pixel under Mesa's
+llvmpipe, and its outlines came out dotted. Zoomed in past half size, the full textures are
+drawn, so every image and label pixel is exact.
+
 A big change that comes while bands are still pending (the opacity slider moving, one new
 value per frame) does not start again from the top: its rows are queued after those still
 pending, so the bands go on down the image and wrap round, and every band keeps following the
@@ -47,22 +62,31 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from kivy.clock import Clock
 from kivy.core.text import Label as CoreLabel
 from kivy.core.window import Window
-from kivy.graphics import Color, InstructionGroup, Line, Rectangle
+from kivy.graphics import (
+    Color,
+    InstructionGroup,
+    Line,
+    Rectangle,
+    ScissorPop,
+    ScissorPush,
+    SmoothLine,
+)
 from kivy.graphics.texture import Texture
 from kivy.input.motionevent import MotionEvent
 from kivy.metrics import mm, pt
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
-from kivy.uix.stencilview import StencilView
+from kivy.uix.widget import Widget
 
 from appliance import settings
 from appliance.editing import EditSession, Rect
 from appliance.errors import ApplianceError
 from appliance.labels import CellObject, Label
-from appliance.overlay import OverlayRenderer, display_rect
+from appliance.overlay import OverlayRenderer, display_rect, most_opaque
 from appliance.session import gesture, marks, viewport
 from appliance.session.objects import object_box
 from appliance.session.resume import ViewState
@@ -155,7 +179,7 @@ class _Bands:
         return Rect(y0, self.x0, end, self.x1)
 
 
-class LabelCanvas(StencilView):
+class LabelCanvas(Widget):
     """Shows an image with its editable label; see the module doc for the input rule."""
 
     tool = StringProperty("brush")
@@ -190,8 +214,18 @@ class LabelCanvas(StencilView):
         self._marks_shown: tuple[object, object, object] | None = None
         self.offset = (0.0, 0.0)  # image bottom-left relative to the widget, screen px
         self._image_tex: Texture | None = None
+        self._rgb: np.ndarray | None = None  # the image shown, for its zoomed-out level
+        # zoomed out, levels about the size of the fitted view (see the module doc), kept up
+        # to date by every render: pixels of "image", "label" and "offer" (most opaque
+        # pixels) and "composite" (label and shown offer over the image: one opaque layer),
+        # and textures of "image" (drawn while Raw is held) and "composite"
+        self._layer_step = 1  # their texture_step (1: none)
+        self._layer_levels: dict[str, Texture] = {}
+        self._level_px: dict[str, np.ndarray] = {}
+        self._offer_composited = False  # whether the composite holds the offer's outlines
         self._overlay_tex: Texture | None = None
         self._offer_tex: Texture | None = None
+        self._overlay_blank = False  # nothing drawn in the overlay yet: not even rasterised
         # layer ("label" or "offer") -> the part still to redraw, a band per frame
         self._pending: dict[str, _Bands] = {}
         self._next_band = Clock.create_trigger(self._draw_bands, 0)
@@ -200,9 +234,11 @@ class LabelCanvas(StencilView):
         self._pair: _Pair | None = None  # two fingers down: pinch-zoom or brush drag
         self._lasso: list[tuple[float, float]] = []
         self._fitted = True  # follow the widget size until the user zooms or pans
+        with self.canvas.before:  # what is drawn is clipped to the widget (see `_clip_to`)
+            self._clip = ScissorPush(x=0, y=0, width=0, height=0)
         with self.canvas:
             Color(0, 0, 0, 1)
-            self._bg = Rectangle()
+            self._bg = [Rectangle(size=(0, 0)) for _ in range(4)]  # only beside the image
             Color(1, 1, 1, 1)
             self._image_rect = Rectangle()
             self._overlay_color = Color(1, 1, 1, 1)
@@ -212,12 +248,14 @@ class LabelCanvas(StencilView):
             self._marks = InstructionGroup()  # points and boxes, over the overlay
             Color(1, 1, 1, 0.9)
             self._lasso_line = Line(width=1.5)
-            self._cursor = Line(width=1.2)  # the brush's footprint, hovering or drawing
+            # circles are antialiased lines: the window is not multisampled (launch.py)
+            self._cursor = SmoothLine(width=2.2)  # the brush's footprint, hovering or drawing
             self._size_text = Rectangle(size=(0, 0))  # brush size while two fingers change it
             Color(1.0, 0.25, 0.25, 1)
-        self._markers = InstructionGroup()  # inside the stencil: clipped to the view
+        self._markers = InstructionGroup()  # inside the scissor: clipped to the view
         self.canvas.add(self._markers)
         with self.canvas.after:
+            ScissorPop()
             self._minimap_color = Color(1, 1, 1, 0)
             self._minimap = Rectangle()
             self._minimap_frame_color = Color(1, 0.85, 0.1, 0)
@@ -229,6 +267,9 @@ class LabelCanvas(StencilView):
         self.bind(offer_selected=self._on_offer_selected)
         self._selected_before = self._offer_selected_before = 0
         Window.bind(on_motion=self._on_motion)
+        # window coordinates change when an ancestor moves (the screen shown, a panel
+        # opened) without this widget's pos changing: the clip is checked before each frame
+        Window.bind(on_draw=lambda *_: self._clip_to())
 
     # ----- content -------------------------------------------------------------------------
     def set_image(self, display: np.ndarray, session: EditSession) -> None:
@@ -238,12 +279,15 @@ class LabelCanvas(StencilView):
         h, w = rgb.shape[:2]
         self._image_tex = _texture((w, h), "rgb", mag="nearest", minf="linear")
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        self._rgb = rgb
+        self._layer_step, self._layer_levels = 1, {}
         self._overlay_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._offer_tex = _texture((w, h), "rgba", mag="nearest", minf="linear")
         self._image_rect.texture = self._minimap.texture = self._image_tex
         self._overlay_rect.texture = self._overlay_tex
         self._offer_rect.texture = self._offer_tex
         self.session = session
+        self._overlay_blank = not session.instances.any()
         self._pending.clear()
         self.preview = None
         self.offer = None
@@ -253,6 +297,7 @@ class LabelCanvas(StencilView):
         self._mark, self._mark_shape, self._marks_shown = None, None, None
         self._fitted = True
         self.fit()
+        self._level_layers()
         self.refresh()
         self.show_offer(None)
 
@@ -263,6 +308,8 @@ class LabelCanvas(StencilView):
         rgb = display if display.ndim == 3 else np.repeat(display[..., None], 3, axis=2)
         rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
         self._image_tex.blit_buffer(rgb.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        self._rgb = rgb
+        self._level_layers(again=True)
         self.canvas.ask_update()
 
     def clear(self) -> None:
@@ -271,10 +318,14 @@ class LabelCanvas(StencilView):
         self.preview = self.offer = None
         self._pending.clear()
         self._image_tex = self._overlay_tex = self._offer_tex = None
+        self._rgb, self._level_px, self._offer_composited = None, {}, False
+        self._layer_step, self._layer_levels = 1, {}
         self._image_rect.texture = self._overlay_rect.texture = self._offer_rect.texture = None
         self._minimap.texture = None
         self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = (0, 0)
         self._minimap_color.a = self._minimap_frame_color.a = 0
+        self._minimap.size = (0, 0)
+        self._layout()
         self._minimap_view.points = []
         self._markers.clear()
         self._marks.clear()
@@ -294,6 +345,7 @@ class LabelCanvas(StencilView):
         """Outline a pre-label on offer over the expert's own label (None: hide it)."""
         if label is not None and label is self.offer:
             return  # shown (or being drawn) already: the panel changed, not the offer
+        self._composite_offer(False)  # the old outlines out of the zoomed-out picture
         self._offer_selected_before = 0
         self.offer = label
         if self._offer_tex is None:
@@ -345,7 +397,17 @@ class LabelCanvas(StencilView):
             self._next_band()
 
     def _render(self, layer: str, region: Rect) -> None:
-        """Render `region` of a layer from the label as it is now and blit it."""
+        """Render `region` of a layer from the label as it is now and blit it, and into the
+        layer's level (if any) too: `region` grows to whole blocks of the level's step."""
+        level, step = self._level_px.get(layer), self._layer_step
+        if level is not None and self.session is not None:
+            h, w = self.session.shape
+            region = Rect(
+                region.y0 // step * step,
+                region.x0 // step * step,
+                min(h, -(-region.y1 // step) * step),
+                min(w, -(-region.x1 // step) * step),
+            )
         if layer == "offer":
             texture, offer = self._offer_tex, self.offer
             if texture is None or offer is None:
@@ -363,6 +425,9 @@ class LabelCanvas(StencilView):
                 inst, classes = self.session.instances, self.session.classes
                 version = self.session.classes_version
             rgba = self.renderer.render(inst, classes, region, version, int(self.selected))
+            if self._overlay_blank and rgba[..., 3].any():
+                self._overlay_blank = False
+                self._size_layers()
         texture.blit_buffer(
             rgba.tobytes(),
             pos=(region.x0, region.y0),
@@ -370,7 +435,51 @@ class LabelCanvas(StencilView):
             colorfmt="rgba",
             bufferfmt="ubyte",
         )
+        if level is not None:
+            small = most_opaque(rgba, step)
+            rows = slice(region.y0 // step, region.y0 // step + small.shape[0])
+            cols = slice(region.x0 // step, region.x0 // step + small.shape[1])
+            level[rows, cols] = small
+            if layer == "label" or self._offer_composited:
+                self._recomposite(rows, cols)
         self.canvas.ask_update()
+
+    def _recomposite(self, rows: slice, cols: slice) -> None:
+        """Draw the label (and the offer, if shown) over the image level in a part of it."""
+        px = self._level_px
+        picture = _over(px["image"][rows, cols], px["label"][rows, cols])
+        if self._offer_composited:
+            picture = _over(picture, px["offer"][rows, cols])
+        px["composite"][rows, cols] = picture
+        self._layer_levels["composite"].blit_buffer(
+            np.ascontiguousarray(picture).tobytes(),
+            pos=(cols.start, rows.start),
+            size=(picture.shape[1], picture.shape[0]),
+            colorfmt="rgb",
+        )
+
+    def _composite_offer(self, show: bool) -> None:
+        """Put the offer's outlines into the zoomed-out picture or take them out again, at the
+        pixels they cover only (a few percent of it: a millisecond, not a full blend)."""
+        if not self._level_px or show == self._offer_composited:
+            return
+        self._offer_composited = show
+        px = self._level_px
+        at = px["offer"][..., 3] > 0
+        if show:
+            px["composite"][at] = _over(px["composite"][at], px["offer"][at])
+        else:
+            px["composite"][at] = _over(px["image"][at], px["label"][at])
+        rows = np.flatnonzero(at.any(axis=1))
+        if rows.size:
+            self._recomposite_rows(int(rows[0]), int(rows[-1]) + 1)
+
+    def _recomposite_rows(self, y0: int, y1: int) -> None:
+        """Upload rows [y0, y1) of the composite picture as they are."""
+        picture = np.ascontiguousarray(self._level_px["composite"][y0:y1])
+        self._layer_levels["composite"].blit_buffer(
+            picture.tobytes(), pos=(0, y0), size=(picture.shape[1], y1 - y0), colorfmt="rgb"
+        )
 
     def set_markers(self, points: list[tuple[float, float, float]]) -> None:
         """Circles (image x, y, radius) that point at objects an inspection warns about."""
@@ -461,23 +570,93 @@ class LabelCanvas(StencilView):
         """Keep a fitted image fitted when panels appear; keep the user's own zoom otherwise."""
         if self._fitted:
             self.fit()
+        self._level_layers()
         self._layout()
 
+    def _level_layers(self, again: bool = False) -> None:
+        """Make the levels for the fitted view (`texture_step` of its zoom: the view the
+        expert spends most time in; `again`: a new display of the image), kept with the
+        layers by `_render`, which draws into both; a new step (another window size) redraws
+        the layers in full."""
+        if self.session is None or self._overlay_tex is None or self._rgb is None:
+            return
+        if self.width <= 1 or self.height <= 1:
+            return  # not laid out yet: `_on_size` comes back
+        shape = self.session.shape
+        step = viewport.texture_step(viewport.fit(shape, self.size).zoom)
+        if step == self._layer_step and (not again or step == 1):
+            return
+        self._layer_step, self._layer_levels, self._level_px = step, {}, {}
+        self._offer_composited = False
+        if step > 1:
+            size = (-(-shape[1] // step), -(-shape[0] // step))
+            image = np.ascontiguousarray(cv2.resize(self._rgb, size, interpolation=cv2.INTER_AREA))
+            self._level_px = {
+                "image": image,
+                "composite": image.copy(),
+                "label": np.zeros((size[1], size[0], 4), np.uint8),
+                "offer": np.zeros((size[1], size[0], 4), np.uint8),
+            }
+            for name in ("image", "composite"):
+                level = _texture(size, "rgb", mag="nearest", minf="linear")
+                level.blit_buffer(image.tobytes(), colorfmt="rgb")
+                self._layer_levels[name] = level
+        self._redraw("label", Rect.full(shape))
+        if self.offer is not None:
+            self._redraw("offer", Rect.full(self.offer.shape))
+        self._on_hide()  # the offer goes into the picture once its bands are all in
+
     def _layout(self, *_: object) -> None:
-        self._bg.pos, self._bg.size = self.pos, self.size
+        self._clip_to()
         if self.session is None:
+            self._paint_bg([(0.0, 0.0, self.width, self.height)])
             return
         h, w = self.session.shape
+        self._paint_bg(viewport.margins(self._view(), (h, w), self.size))
         pos = (self.x + self.offset[0], self.y + self.offset[1])
         size = (w * self.zoom, h * self.zoom)
         self._image_rect.pos = self._overlay_rect.pos = self._offer_rect.pos = pos
-        self._image_rect.size = self._overlay_rect.size = self._offer_rect.size = size
+        self._image_rect.size = size
+        self._size_layers()
         self._layout_minimap()
         self._draw_marks()
         self._markers.clear()
         for ix, iy, r in self.markers:
             cx, cy = self.to_window(ix, iy)
-            self._markers.add(Line(circle=(cx, cy, max(r * self.zoom + 12, 24)), width=3))
+            ring = (cx, cy, max(r * self.zoom + 12, 24))
+            self._markers.add(SmoothLine(circle=ring, width=3.5, close=True))
+
+    def _clip_to(self) -> None:
+        """Clip drawing to the widget with a scissor rectangle (window pixels): free in any
+        renderer, where a StencilView drew two widget-sized stencil passes every frame."""
+        x, y = Widget.to_window(self, *self.pos)  # this class's to_window maps image points
+        x0, y0 = round(x), round(y)
+        size = (max(0, round(x + self.width) - x0), max(0, round(y + self.height) - y0))
+        if (self._clip.pos, self._clip.size) != ((x0, y0), size):  # a change redraws
+            self._clip.size, self._clip.pos = size, (x0, y0)
+
+    def _paint_bg(self, bands: list[tuple[float, float, float, float]]) -> None:
+        """Paint the background only where the image leaves the widget uncovered."""
+        spare = [(0.0, 0.0, 0.0, 0.0)] * (len(self._bg) - len(bands))
+        for rect, (x, y, w, h) in zip(self._bg, [*bands, *spare], strict=True):
+            rect.pos, rect.size = (self.x + x, self.y + y), (w, h)
+
+    def _size_layers(self) -> None:
+        """Give the overlay and the offer their size only while they show something: a layer
+        hidden by a zero alpha is still rasterised over the whole image in every frame.
+        Zoomed out, both are in the image's composite level: one opaque layer."""
+        levels = self._layer_levels
+        on_levels = bool(levels) and viewport.texture_step(self.zoom) >= self._layer_step
+        if on_levels:
+            image = levels["composite" if self._overlay_color.a else "image"]
+        else:
+            image = self._image_tex
+        if self._image_rect.texture is not image:
+            self._image_rect.texture = image
+        size = self._image_rect.size
+        shown = not on_levels and self._overlay_color.a and not self._overlay_blank
+        self._overlay_rect.size = size if shown else (0, 0)
+        self._offer_rect.size = size if self._offer_color.a and not on_levels else (0, 0)
 
     def _draw_marks(self, *_: object) -> None:
         """Draw the label's points and boxes (a before/after's while it is shown) and the one
@@ -520,6 +699,7 @@ class LabelCanvas(StencilView):
         self._minimap_color.a = self._minimap_frame_color.a = 1 if show else 0
         if not show:
             self._minimap_view.points = []
+            self._minimap.size = (0, 0)  # transparent, but it would still be rasterised
             return
         h, w = shape
         mx, my, scale = viewport.minimap(shape, self.size)
@@ -552,6 +732,8 @@ class LabelCanvas(StencilView):
         self._overlay_color.a = 0 if self.hide_overlay else 1
         drawn = self.offer is not None and "offer" not in self._pending
         self._offer_color.a = 1 if drawn and not self.hide_overlay else 0
+        self._composite_offer(drawn)
+        self._size_layers()
         self.canvas.ask_update()
 
     def _on_opacity(self, *_: object) -> None:
@@ -843,6 +1025,13 @@ class LabelCanvas(StencilView):
         self._size_text.texture = text.texture
         self._size_text.size = text.texture.size
         self._size_text.pos = (mid[0] - text.texture.size[0] / 2, mid[1] + radius + mm(1))
+
+
+def _over(under: np.ndarray, over: np.ndarray) -> np.ndarray:
+    """RGBA pixels `over` blended onto RGB pixels `under` (as the GL blend would)."""
+    alpha = over[..., 3:].astype(np.uint16)
+    mixed = over[..., :3] * alpha + under * (255 - alpha) + 127
+    return (mixed // 255).astype(np.uint8)
 
 
 def _texture(size: tuple[int, int], fmt: str, mag: str, minf: str) -> Texture:

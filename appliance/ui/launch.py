@@ -70,8 +70,14 @@ def configure_kivy() -> None:
       right-drag (laptop-mode panning) into a pinch.
     - A docked on-screen keyboard appears whenever a text field is focused (tablets have no
       keyboard; a docked physical one still works).
+    - No multisampling (Kivy asks for 2 samples by default): the screen is rectangles,
+      textures and text, whose edges it does not change, while every pixel of every frame was
+      rendered and resolved per sample. Under Xvfb's software GL it cost more than half of each
+      frame (issue 25: ~180 → ~75 ms of CPU per 1920×1200 frame); on a tablet's GPU it is
+      memory bandwidth, i.e. battery. Point markers are textured discs with soft edges.
     """
     from kivy.config import Config
 
+    Config.set("graphics", "multisamples", "0")
     Config.set("input", "mouse", "mouse,disable_multitouch")
     Config.set("kivy", "keyboard_mode", "systemanddock")

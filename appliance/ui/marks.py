@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 import numpy as np
-from kivy.graphics import Color, InstructionGroup, Line, Mesh
+from kivy.graphics import Color, InstructionGroup, Mesh, SmoothLine
 from kivy.graphics import Point as PointInstruction
 from kivy.graphics.texture import Texture
 from kivy.metrics import mm
@@ -142,7 +142,7 @@ def draw_marks(
         _points(group, xy, radius, hollow)
     if isinstance(chosen, Point):
         group.add(Color(1, 1, 1, 1))
-        group.add(Line(circle=(*chosen_at, radius * 2), width=mm(RING_MM)))
+        group.add(SmoothLine(circle=(*chosen_at, radius * 2), width=mm(RING_MM) + 1))  # no MSAA
 
 
 def _rgb(class_id: int, colours: dict[int, tuple[int, int, int]]) -> tuple[float, ...]:

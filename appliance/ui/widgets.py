@@ -15,14 +15,14 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.factory import Factory
-from kivy.graphics import Color, Line, Rectangle
+from kivy.graphics import Color, Rectangle, SmoothLine
 from kivy.input.motionevent import MotionEvent
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
-from kivy.uix.screenmanager import Screen
+from kivy.uix.screenmanager import Screen, ScreenManager
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
@@ -102,7 +102,15 @@ def label(text: str = "", **kwargs: object) -> Widget:
 
 
 class ScreenBg(Screen):
-    """A screen painted in the theme's background colour (rule in style.kv)."""
+    """A screen on the theme's background colour, which is the window's clear colour
+    (`ApplianceApp.apply_theme`): a full-window rectangle under every screen was one more
+    window-sized fill per frame, all but hidden by the panels and the image (issue 25)."""
+
+
+class Screens(ScreenManager):
+    """Kivy's ScreenManager without its stencil clip (rule `<-Screens>` in style.kv): with
+    no transition a screen never draws outside the window, and the clip drew two window-sized
+    stencil passes per frame."""
 
 
 class MessageBar(Label):
@@ -219,7 +227,7 @@ class BusySpinner(Widget):
         super().__init__(**kwargs)
         with self.canvas:
             self._color = Color(1, 1, 1, 0)
-            self._line = Line(width=4)
+            self._line = SmoothLine(width=5)  # antialiased: no multisampling
         self.bind(pos=self._redraw, size=self._redraw, angle=self._redraw)
         app = App.get_running_app()
         app.bind(busy=self._on_busy)

@@ -84,12 +84,15 @@ def test_typing_brings_the_on_screen_keyboard_and_classes_are_editable(fresh, ap
     prompt.field.text = "mitosis"
     tap(prompt.children[0].children[0].children[0])  # OK
     assert project.classes()[2] == "mitosis"
+    # the prompt fades out (0.1 s) and until then its overlay takes the next tap
+    wait_for(lambda: prompt.parent is None)
     tap(editor.buttons["add"])
     prompt = _popup(Prompt)
     assert prompt.field.text == "" and prompt.field.hint_text
     prompt.field.text = "apoptosis"
     tap(prompt.children[0].children[0].children[0])
     assert project.classes()[3] == "apoptosis"
+    wait_for(lambda: prompt.parent is None)
     tap(editor.buttons["colour:1"])
     assert screen.canvas_view.renderer.colours[1] != (230, 159, 0)
     tap(editor.buttons["hide:2"])

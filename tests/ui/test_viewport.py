@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from appliance.session import viewport as vp
@@ -68,3 +69,46 @@ def test_focus_centres_an_object_and_keeps_the_zoom_sane():
     assert view.zoom == pytest.approx(600 * 0.8 / 300)
     x0, y0, x1, y1 = vp.visible(view, SHAPE, SIZE)
     assert x0 <= 0 + 1e-9 and y0 <= 0 + 1e-9 and x1 >= 400 and y1 >= 300
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        vp.fit(SHAPE, SIZE),  # letterboxed above and below
+        vp.fit((800, 400), SIZE),  # pillarboxed left and right
+        vp.View(0.5, (30.0, 40.0)),  # small, off-centre: four bands
+        vp.View(4.0, (-100.0, -200.0)),  # zoomed in past every edge: none
+        vp.View(1.0, (5000.0, 0.0)),  # panned off: the whole widget
+    ],
+)
+def test_the_margins_and_the_image_tile_the_widget(view):
+    """The background is painted only beside the image (it is opaque): the bands and the
+    visible image cover the widget exactly, without overlapping."""
+    w, h = SIZE
+    cover = np.zeros((int(h), int(w)), int)
+    for x, y, bw, bh in vp.margins(view, SHAPE, SIZE):
+        cover[int(y) : int(y + bh), int(x) : int(x + bw)] += 1
+    ox, oy = view.offset
+    x0, y0 = max(0, int(ox)), max(0, int(oy))
+    x1, y1 = int(ox + SHAPE[1] * view.zoom), int(oy + SHAPE[0] * view.zoom)
+    if x0 < min(x1, w) and y0 < min(y1, h):
+        cover[y0:y1, x0:x1] += 1
+    assert (cover == 1).all()
+
+
+def test_the_image_level_is_never_magnified_nor_minified_by_two():
+    """`texture_step`: zoomed out, the level drawn is between its own size and half of it on
+    the screen (never blown up: no blur; never 2× smaller: no cache-missing minification)."""
+    for zoom in np.geomspace(1 / 64, 4, 97):
+        step = vp.texture_step(float(zoom))
+        if step == 1:
+            assert zoom > 0.5, zoom  # the full image from half size up
+        else:
+            assert 0.5 < zoom * step <= 1.0, zoom
+
+
+def test_no_zoom_yet_draws_the_image_itself():
+    """A widget not laid out yet has no size and a fitted zoom of 0: the full image, at once
+    (a doubling loop never ended there)."""
+    assert vp.texture_step(0.0) == 1
+    assert vp.texture_step(vp.fit(SHAPE, (0.0, 0.0)).zoom) == 1

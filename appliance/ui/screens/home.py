@@ -7,6 +7,7 @@ never freezes the screen; their summaries come back as on-screen messages.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from kivy.app import App
@@ -22,11 +23,13 @@ from appliance.bundles.install import install_model_bundle
 from appliance.bundles.training_job import FORMAT as TRAINING_JOB_FORMAT
 from appliance.bundles.training_job import write_training_job
 from appliance.errors import ApplianceError
-from appliance.importer import IMPORTED_SUFFIXES, import_paths
+from appliance.importer import IMPORTED_SUFFIXES, StackChoice, import_paths, microscope_files
 from appliance.media import count_images
+from appliance.microscope import MicroscopeInfo
 from appliance.session.overview import overview
 from appliance.store.at_rest import is_encrypted, is_unlocked
 from appliance.store.project import Project
+from appliance.ui.channel_chooser import ask_choices
 from appliance.ui.sync_button import sync_row
 from appliance.ui.widgets import ChooserPopup, Prompt, ScreenBg, button, label, page
 
@@ -173,17 +176,30 @@ class HomeScreen(ScreenBg):
     def _import(self, path: Path) -> None:
         """The chooser opens on the tablet's image source (the stick chosen on first start,
         its image count in the title); a missing stick is a one-line message and the chooser
-        opens at its usual place, so importing from elsewhere still works."""
+        opens at its usual place, so importing from elsewhere still works. Microscope files
+        in what was chosen are looked into first (a background job: it opens the files) and
+        the expert picks the channel (and series) of those that hold several
+        (`ask_choices`); then the import runs in the background."""
         app = App.get_running_app()
 
-        def work(folder: Path) -> list[str]:
+        def work(folder: Path, choices: dict[Path, StackChoice]) -> list[str]:
             with Project.open(path) as project:
-                summary = import_paths(project, [folder])
+                summary = import_paths(project, [folder], choices=choices)
             return summary.lines()
 
-        def chosen(folder: Path) -> None:
+        def run(folder: Path, choices: dict[Path, StackChoice]) -> None:
             app.notify(f"importing {folder} ...")
-            app.run_job(lambda _ctx: work(folder), self._imported)
+            app.run_job(lambda _ctx: work(folder, choices), self._imported)
+
+        def cancelled() -> None:
+            app.notify("import cancelled: nothing imported")
+
+        def looked(folder: Path, found: list[MicroscopeInfo]) -> None:
+            ask_choices(found, partial(run, folder), cancelled)
+
+        def chosen(folder: Path) -> None:
+            app.notify(f"looking into {folder} ...")
+            app.run_job(lambda _ctx: microscope_files([folder]), partial(looked, folder))
 
         title, start = "Import images from a folder (or USB stick)", None
         source = app.image_source()
@@ -198,9 +214,12 @@ class HomeScreen(ScreenBg):
         ChooserPopup(title, chosen, start=start, suffixes=IMPORTED_SUFFIXES).open()
 
     def _imported(self, lines: list[str]) -> None:
+        """The summary line and its first failure, else its first note (what was imported
+        of a microscope file, the series left out): tap the message to read it whole."""
         app = App.get_running_app()
-        failed = lines[1:]
-        app.notify(lines[0] + (f" — {failed[0]}" if failed else ""), error=bool(failed))
+        failed = [line for line in lines[1:] if line.startswith("failed:")]
+        more = failed or lines[1:]
+        app.notify(lines[0] + (f" — {more[0]}" if more else ""), error=bool(failed))
         app.refresh_selector()  # features of the new images (incremental; no-op when closed)
         self.refresh()
 
