@@ -33,6 +33,21 @@ def _budget(screen_name: str) -> tuple[float, str]:
     return share, f"{screen_name}: {share:.2f} windows, largest {tally.largest()}"
 
 
+def _opened_with_offer(fresh, app, tmp_path, size: int):
+    """The annotate screen on a `size`² image with its Otsu pre-label offered and drawn."""
+    project = make_project(tmp_path / "p", n=2, size=size)
+    settings.PRELABEL.set(project, "otsu")
+    screen = fresh(project.root)
+    canvas = screen.canvas_view
+    _offer_drawn(screen, app)
+    return screen, canvas
+
+
+def _offer_drawn(screen, app) -> None:
+    canvas = screen.canvas_view
+    wait_for(lambda: screen.offer is not None and not app.busy and not canvas.bands_pending)
+
+
 def _frame() -> np.ndarray:
     """The window as drawn now, RGBA, indexed [y, x] with y up (Kivy's window coordinates)."""
     from kivy.core.window import Window
@@ -52,11 +67,7 @@ def test_a_frame_rasterises_about_two_windows_of_pixels_once_each(fresh, app, tm
     from kivy.graphics.opengl import GL_SAMPLES, glGetIntegerv
 
     assert glGetIntegerv(GL_SAMPLES)[0] == 0  # no multisampling: each pixel shaded once
-    project = make_project(tmp_path / "p", n=2, size=1024)
-    settings.PRELABEL.set(project, "otsu")
-    screen = fresh(project.root)
-    canvas = screen.canvas_view
-    wait_for(lambda: screen.offer is not None and not app.busy and not canvas.bands_pending)
+    screen, canvas = _opened_with_offer(fresh, app, tmp_path, 1024)
     pump(2)
     share, why = _budget("offer")
     assert share <= WINDOW_SHARE, why
@@ -165,11 +176,7 @@ def test_zoomed_out_an_offer_is_drawn_into_the_picture_and_leaves_it_whole(fresh
     leaving exactly the image and the label; Accept and edit puts the objects in."""
     from appliance.ui.canvas import _over
 
-    project = make_project(tmp_path / "p", n=2, size=2048)
-    settings.PRELABEL.set(project, "otsu")
-    screen = fresh(project.root)
-    canvas = screen.canvas_view
-    wait_for(lambda: screen.offer is not None and not app.busy and not canvas.bands_pending)
+    screen, canvas = _opened_with_offer(fresh, app, tmp_path, 2048)
     pump(2)
     px = canvas._level_px
     assert canvas._layer_step == 2 and tuple(canvas._offer_rect.size) == (0, 0)
@@ -185,7 +192,7 @@ def test_zoomed_out_an_offer_is_drawn_into_the_picture_and_leaves_it_whole(fresh
     assert np.array_equal(px["composite"], _over(px["image"], px["label"]))
     assert not np.array_equal(_frame(), shown)  # the outlines left the screen
     screen.presenter._start_prelabel()  # the same pre-label again (as the bench does)
-    wait_for(lambda: screen.offer is not None and not app.busy and not canvas.bands_pending)
+    _offer_drawn(screen, app)
     tap(screen.buttons["offer_accept_edit"])
     wait_for(lambda: screen.offer is None and not canvas.bands_pending and not app.busy)
     pump(2)
