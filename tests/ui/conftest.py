@@ -96,6 +96,21 @@ def fresh(app: object) -> Iterator[Callable[[Path], object]]:
 
 
 @pytest.fixture
+def opened_new(fresh, tmp_path: Path) -> Callable[..., object]:
+    """Open a new project of `n` generated `size`² images with pre-label `prelabel` on the
+    annotate screen: the start of most UI tests."""
+    from appliance import settings
+    from testkit.projects import make_project
+
+    def open_new(n: int = 2, size: int = 256, prelabel: str = "none") -> object:
+        project = make_project(tmp_path / "p", n=n, size=size)
+        settings.PRELABEL.set(project, prelabel)
+        return fresh(project.root)
+
+    return open_new
+
+
+@pytest.fixture
 def window(app: object) -> Iterator[Callable[[int, int], None]]:
     """Resize the real window; the tablet's landscape size again afterwards."""
     from kivy.core.window import Window  # not at import: the window must open at 1920×1200

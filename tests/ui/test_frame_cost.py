@@ -14,10 +14,8 @@ from __future__ import annotations
 import numpy as np
 import tifffile
 
-from appliance import settings
 from appliance.importer import import_paths
 from appliance.store.project import Project
-from testkit.projects import make_project
 from testkit.touch import pen_stroke, pump, tap, wait_for
 
 WINDOW_SHARE = 3.0  # a frame may rasterise at most this many windows' worth of pixels
@@ -33,14 +31,11 @@ def _budget(screen_name: str) -> tuple[float, str]:
     return share, f"{screen_name}: {share:.2f} windows, largest {tally.largest()}"
 
 
-def _opened_with_offer(fresh, app, tmp_path, size: int):
+def _opened_with_offer(opened_new, app, size: int):
     """The annotate screen on a `size`² image with its Otsu pre-label offered and drawn."""
-    project = make_project(tmp_path / "p", n=2, size=size)
-    settings.PRELABEL.set(project, "otsu")
-    screen = fresh(project.root)
-    canvas = screen.canvas_view
+    screen = opened_new(size=size, prelabel="otsu")
     _offer_drawn(screen, app)
-    return screen, canvas
+    return screen, screen.canvas_view
 
 
 def _offer_drawn(screen, app) -> None:
@@ -60,14 +55,14 @@ def _frame() -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(height, width, 4)
 
 
-def test_a_frame_rasterises_about_two_windows_of_pixels_once_each(fresh, app, tmp_path):
+def test_a_frame_rasterises_about_two_windows_of_pixels_once_each(opened_new, app):
     """With a pre-label on offer, after Accept and edit, while holding to compare and with the
     object list open: at most `WINDOW_SHARE` windows of pixels, and one sample per pixel (was
     ~7 windows at 4 samples per pixel; now ~1.9-2.3 at one)."""
     from kivy.graphics.opengl import GL_SAMPLES, glGetIntegerv
 
     assert glGetIntegerv(GL_SAMPLES)[0] == 0  # no multisampling: each pixel shaded once
-    screen, canvas = _opened_with_offer(fresh, app, tmp_path, 1024)
+    screen, canvas = _opened_with_offer(opened_new, app, 1024)
     pump(2)
     share, why = _budget("offer")
     assert share <= WINDOW_SHARE, why
@@ -170,13 +165,13 @@ def test_the_cheap_frame_shows_the_image_a_stroke_at_once_and_nothing_outside(fr
     assert not np.array_equal(zoomed[int(canvas.center_y), int(canvas.x) + 2][:3], [0, 0, 0])
 
 
-def test_zoomed_out_an_offer_is_drawn_into_the_picture_and_leaves_it_whole(fresh, app, tmp_path):
+def test_zoomed_out_an_offer_is_drawn_into_the_picture_and_leaves_it_whole(opened_new, app):
     """A 2048² image with a pre-label on offer, at fit: its outlines are in the one picture
     drawn (no layer of their own), once all their bands are in; Reject takes them out again,
     leaving exactly the image and the label; Accept and edit puts the objects in."""
     from appliance.ui.canvas import _over
 
-    screen, canvas = _opened_with_offer(fresh, app, tmp_path, 2048)
+    screen, canvas = _opened_with_offer(opened_new, app, 2048)
     pump(2)
     px = canvas._level_px
     assert canvas._layer_step == 2 and tuple(canvas._offer_rect.size) == (0, 0)

@@ -12,10 +12,8 @@ from kivy.app import App
 from kivy.uix.togglebutton import ToggleButton
 from kivy.uix.widget import Widget
 
-from appliance import settings
 from appliance.labels import Label
 from testkit.touch import pen_stroke, pump, tap, wait_for
-from tests.ui.projects import make_project
 
 OBJECTS = 256
 
@@ -31,11 +29,9 @@ def _grid_label(shape: tuple[int, int]) -> Label:
 
 
 def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_none(
-    fresh, tmp_path, monkeypatch
+    opened_new, monkeypatch
 ):
-    project = make_project(tmp_path / "p", n=2, size=512)
-    settings.PRELABEL.set(project, "none")
-    screen = fresh(project.root)
+    screen = opened_new(size=512)
     canvas, presenter = screen.canvas_view, screen.presenter
     canvas.refresh(canvas.session.replace(_grid_label(canvas.session.shape)))
     presenter.stroke_done()
@@ -83,12 +79,10 @@ def test_a_256_object_list_builds_only_the_rows_in_sight_and_a_stroke_builds_non
     assert panel.parent is None
 
 
-def test_a_stroke_that_grows_one_object_refreshes_only_its_row(fresh, tmp_path, monkeypatch):
+def test_a_stroke_that_grows_one_object_refreshes_only_its_row(opened_new, monkeypatch):
     from appliance.ui.object_panel import ObjectRowView
 
-    project = make_project(tmp_path / "p", n=2, size=512)
-    settings.PRELABEL.set(project, "none")
-    screen = fresh(project.root)
+    screen = opened_new(size=512)
     canvas, presenter = screen.canvas_view, screen.presenter
     canvas.refresh(canvas.session.replace(_grid_label(canvas.session.shape)))
     presenter.stroke_done()

@@ -7,14 +7,11 @@ import pytest
 
 from appliance import settings
 from testkit.touch import SynthHover, SynthTouch, pump, tap
-from tests.ui.projects import make_project
 
 
 @pytest.fixture
-def opened(fresh, tmp_path):
-    project = make_project(tmp_path / "p", n=2)
-    settings.PRELABEL.set(project, "none")
-    screen = fresh(project.root)
+def opened(opened_new):
+    screen = opened_new(n=2)
     return screen, screen.canvas_view
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance import settings
 from appliance.session.presenter import Compare
 from testkit.touch import SynthTouch, pen_stroke, pump, tap, wait_for
 from tests.ui.conftest import SIZES
@@ -15,10 +14,8 @@ from tests.ui.projects import make_project
 
 
 @pytest.fixture
-def opened(fresh, tmp_path):
-    project = make_project(tmp_path / "p", n=3)
-    settings.PRELABEL.set(project, "none")
-    screen = fresh(project.root)
+def opened(opened_new):
+    screen = opened_new(n=3)
     return screen, screen.canvas_view
 
 
